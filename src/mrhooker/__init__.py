@@ -1,0 +1,68 @@
+"""mrhooker: LD_PRELOAD hooks for any Linux program, written in Python.
+
+This module is what hook scripts import. It is loaded inside every hooked process, so it imports nothing of
+mrhooker's build side::
+
+    import errno
+    from mrhooker import hook, set_errno
+
+    @hook("int unlink(const char *pathname)")
+    def unlink(path):
+        if path.endswith(b".keep"):
+            set_errno(errno.EACCES)
+            return -1
+        return unlink.original(path)
+
+Run it with ``mrhooker hooks.py COMMAND ARGS...``.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["hook", "set_errno", "get_errno", "in_hook", "Pointer", "__version__"]
+
+try:
+    from mrhooker import _native   # made by the runtime, only inside a hooked process
+except ImportError:
+    _native = None
+
+
+def _outside(*_args, **_kwargs):
+    raise RuntimeError("this works only inside a program run by mrhooker")
+
+
+def hook(prototype):
+    """Decorator: the function replaces the C function named by `prototype` in the target.
+
+    `prototype` is a C declaration ("int unlink(const char *path)") or, for common libc/POSIX functions, just
+    the name ("send"). It must be a string literal: mrhooker reads it before the script runs, to build the
+    trampolines. The decorated function gets an `original` attribute that calls the real function.
+    """
+    if not isinstance(prototype, str):
+        raise TypeError("@hook needs the C prototype (or function name) as a string, e.g. @hook(\"send\")")
+
+    def register(func):
+        func.original = _native.register(prototype, func) if _native is not None else _outside
+        return func
+
+    return register
+
+
+def set_errno(value):
+    """Sets the C errno that the caller of the hooked function sees after the hook returns."""
+    if _native is None:
+        _outside()
+    _native.set_errno(value)
+
+
+def get_errno():
+    """The C errno left by the last `original` call in this hook (or as it was when the hook was called)."""
+    if _native is None:
+        _outside()
+    return _native.get_errno()
+
+
+def in_hook():
+    """True while the calling thread runs a hook (output then goes to mrhooker's output, not the target's)."""
+    return _native is not None and _native.in_hook()
+
+
+Pointer = _native.Pointer if _native is not None else None

@@ -1,0 +1,1122 @@
+"""C function prototypes, parsed into the few argument kinds mrhooker forwards.
+
+A hook names its target either by a full prototype (``"int unlink(const char *pathname)"``) or by
+a bare name (``"send"``).  Both become a :class:`Prototype` whose types are reduced to what a
+trampoline needs: a kind ('void', 'int', 'float', 'bytes', 'pointer'), a builtin C spelling that
+passes the value in the same registers, and its size.  Names from the system headers work in
+prototypes because the headers are preprocessed and parsed once (with pycparser), giving a table
+of typedefs and every declared function; that result is cached in memory and, after
+:func:`set_cache_dir`, as JSON on disk, keyed by a hash of the preprocessed text.
+
+Types mrhooker cannot forward are refused with a one-line :class:`MrhookerError`: structs and
+unions by value, ``_Complex``, ``__int128``, ``_FloatN``/``_FloatNx`` and vector types.
+
+Variadic functions: the variable arguments can only be forwarded when we know what they are.
+This table says which are forwarded (x86_64 and aarch64 pass an int and a pointer in the same
+register, hence one 'unsigned long' for fcntl/ioctl):
+
+    open, open64, openat, openat64   mode (unsigned int, mode_t)
+    fcntl, fcntl64, ioctl            arg (unsigned long)
+    prctl                            arg2, arg3, arg4, arg5 (unsigned long)
+    syscall                          arg1 .. arg6 (long)
+    sem_open                         mode (unsigned int, mode_t), value (unsigned int)
+    mq_open                          mode (unsigned int, mode_t), attr (void *, struct mq_attr *)
+
+Any other variadic function (printf, execl, ...) is refused with a hint to hook its va_list or
+array variant (vprintf, execv, ...).  Such functions are absent from :func:`known_names`, but
+looking one up by name raises that same hint.
+
+Other choices worth knowing:
+
+- ``f()`` is read as ``f(void)``, as in C23.
+- Parameter names from the headers lose their reserved leading underscores (``__fd`` -> ``fd``);
+  names that are Python keywords get a trailing underscore (``lambda`` -> ``lambda_``), unnamed
+  parameters are called a0, a1, ...
+- Glibc's transparent unions (``__CONST_SOCKADDR_ARG``) are passed as their first member, so a
+  header prototype shows and forwards them as that pointer (``const struct sockaddr *``).
+- Pointers to struct tags the headers never declare are accepted: an opaque pointer to a
+  library's own struct is forwarded like any other pointer.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import keyword
+import os
+import re
+import shlex
+import stat
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+from pycparser import c_ast, c_generator, c_parser
+
+from .errors import MrhookerError
+
+
+@dataclass(frozen=True)
+class CType:
+    """A parameter or return type: how it is forwarded (kind, c) and how it was written (spelling)."""
+
+    kind: str  # 'void', 'int', 'float', 'bytes' or 'pointer'
+    c: str  # builtin C spelling with the same ABI, e.g. 'unsigned long' for size_t
+    spelling: str  # as written, e.g. 'size_t'
+    size: int  # sizeof on this machine, 0 for void
+    signed: bool  # only for kind 'int'
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: CType
+
+
+@dataclass(frozen=True)
+class Prototype:
+    name: str
+    symbol: str
+    ret: CType
+    params: tuple
+    variadic: bool
+    extra: tuple
+    text: str
+
+
+# --------------------------------------------------------------------------------------------
+# Variadic functions
+
+# name -> (number of fixed parameters, ((name, builtin C type, spelling), ...))
+_VARIADIC_EXTRA = {}
+for _name in ("open", "open64"):
+    _VARIADIC_EXTRA[_name] = (2, (("mode", "unsigned int", "mode_t"),))
+for _name in ("openat", "openat64"):
+    _VARIADIC_EXTRA[_name] = (3, (("mode", "unsigned int", "mode_t"),))
+for _name in ("fcntl", "fcntl64", "ioctl"):
+    _VARIADIC_EXTRA[_name] = (2, (("arg", "unsigned long", "unsigned long"),))
+_VARIADIC_EXTRA["prctl"] = (
+    1,
+    tuple(("arg%d" % i, "unsigned long", "unsigned long") for i in range(2, 6)),
+)
+_VARIADIC_EXTRA["syscall"] = (1, tuple(("arg%d" % i, "long", "long") for i in range(1, 7)))
+_VARIADIC_EXTRA["sem_open"] = (
+    2,
+    (("mode", "unsigned int", "mode_t"), ("value", "unsigned int", "unsigned int")),
+)
+_VARIADIC_EXTRA["mq_open"] = (
+    2,
+    (("mode", "unsigned int", "mode_t"), ("attr", "void *", "struct mq_attr *")),
+)
+del _name
+
+# Variadic functions whose array-taking sibling is not simply 'v' + name.
+_VARIADIC_ALTERNATIVE = {"execl": "execv", "execlp": "execvp", "execle": "execve"}
+
+
+def _variadic_refusal(name: str, has_function: Callable[[str], bool]) -> str:
+    candidates = [_VARIADIC_ALTERNATIVE.get(name), "v" + name, re.sub(r"(printf|scanf)", r"v\1", name)]
+    for alternative in candidates:
+        if alternative and alternative != name and has_function(alternative):
+            return "variadic function %s cannot be forwarded; hook %s instead" % (name, alternative)
+    return (
+        "variadic function %s cannot be forwarded (mrhooker knows the variable arguments of "
+        "open, openat, fcntl, ioctl, prctl, syscall, sem_open and mq_open only)" % name
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Type shapes
+#
+# A type with typedefs resolved, as nested tuples (JSON-friendly, so the header table caches):
+#   ('scalar', builtin_name, is_const)   builtin_name is canonical: 'unsigned long', 'void', ...
+#   ('pointer', target_shape)
+#   ('array', element_shape)             decays to a pointer as a parameter
+#   ('function',)                        decays to a pointer as a parameter
+#   ('aggregate', 'struct' | 'union', tag)
+#   ('unsupported', what)                e.g. '_Float128'; refused where it is passed by value
+
+_FLOAT_NAMES = ("float", "double", "long double")
+
+# Names gcc predefines that pycparser does not know, so they are declared as typedefs before
+# parsing; their shapes come from this table.
+_BUILTIN_TYPEDEFS = {
+    # x86_64: va_list is 'struct __va_list_tag[1]', so it decays to a pointer when passed.
+    # (aarch64's 32-byte struct is passed by address too, so the pointer is right there as well.)
+    "__builtin_va_list": ("array", ("aggregate", "struct", "__va_list_tag")),
+    "__int128_t": ("unsupported", "__int128"),
+    "__uint128_t": ("unsupported", "unsigned __int128"),
+    "__float128": ("unsupported", "__float128"),
+    "__float80": ("unsupported", "__float80"),
+    "__ibm128": ("unsupported", "__ibm128"),
+    "__bf16": ("unsupported", "__bf16"),
+    "_Decimal32": ("unsupported", "_Decimal32"),
+    "_Decimal64": ("unsupported", "_Decimal64"),
+    "_Decimal128": ("unsupported", "_Decimal128"),
+}
+for _bits in ("16", "32", "64", "128"):
+    _BUILTIN_TYPEDEFS["_Float" + _bits] = ("unsupported", "_Float" + _bits)
+    _BUILTIN_TYPEDEFS["_Float" + _bits + "x"] = ("unsupported", "_Float" + _bits + "x")
+del _bits
+
+
+class _Unforwardable(Exception):
+    """A well-formed prototype that mrhooker cannot forward; the message says why."""
+
+
+class _BadDeclaration(Exception):
+    """A prototype that is not valid C (or not a function); the message says what is wrong."""
+
+
+class _Refused(Exception):
+    """A whole prototype that mrhooker cannot forward: args are its text and the reason."""
+
+
+def _builtin_shape(words: List[str], const: bool) -> tuple:
+    """Shape of a type written with builtin keywords, e.g. ['long', 'unsigned', 'int']."""
+    counts = {}
+    for word in words:
+        counts[word] = counts.get(word, 0) + 1
+    written = " ".join(words)
+    if "_Complex" in counts or "_Imaginary" in counts:
+        return ("unsupported", written)
+    if "__int128" in counts:
+        return ("unsupported", written)
+    unknown = set(counts) - {
+        "void", "_Bool", "char", "short", "int", "long", "float", "double", "signed", "unsigned",
+    }
+    if unknown:
+        raise _BadDeclaration("invalid type '%s'" % written)
+    signed, unsigned, longs = counts.get("signed", 0), counts.get("unsigned", 0), counts.get("long", 0)
+    if (signed and unsigned) or signed > 1 or unsigned > 1 or longs > 2:
+        raise _BadDeclaration("invalid type '%s'" % written)
+    bases = [w for w in ("void", "_Bool", "char", "float", "double") if w in counts]
+    if len(bases) > 1 or any(counts[w] > 1 for w in bases) or counts.get("int", 0) > 1:
+        raise _BadDeclaration("invalid type '%s'" % written)
+    base = bases[0] if bases else "int"
+    if base in ("void", "_Bool", "float"):
+        if len(words) != 1:
+            raise _BadDeclaration("invalid type '%s'" % written)
+        return ("scalar", base, const)
+    if base == "double":
+        if set(counts) - {"double", "long"} or longs > 1:
+            raise _BadDeclaration("invalid type '%s'" % written)
+        return ("scalar", "long double" if longs else "double", const)
+    if base == "char":
+        if set(counts) - {"char", "signed", "unsigned"}:
+            raise _BadDeclaration("invalid type '%s'" % written)
+        return ("scalar", "signed char" if signed else "unsigned char" if unsigned else "char", const)
+    if "short" in counts:
+        if counts["short"] > 1 or longs:
+            raise _BadDeclaration("invalid type '%s'" % written)
+        name = "short"
+    elif longs == 2:
+        name = "long long"
+    elif longs == 1:
+        name = "long"
+    else:
+        name = "int"
+    return ("scalar", ("unsigned " + name) if unsigned else name, const)
+
+
+def _with_const(shape: tuple) -> tuple:
+    # Only a const scalar matters (the 'const char' in 'const char *'); other qualifiers are
+    # irrelevant to how a value is passed.
+    if shape[0] == "scalar":
+        return ("scalar", shape[1], True)
+    return shape
+
+
+def _shape(node, typedefs: Dict[str, tuple]) -> tuple:
+    """The shape of a pycparser type node."""
+    if isinstance(node, c_ast.TypeDecl):
+        const = "const" in node.quals
+        base = node.type
+        if isinstance(base, c_ast.IdentifierType):
+            if len(base.names) == 1 and base.names[0] in typedefs:
+                shape = typedefs[base.names[0]]
+                return _with_const(shape) if const else shape
+            return _builtin_shape(base.names, const)
+        if isinstance(base, c_ast.Struct):
+            return ("aggregate", "struct", base.name or "")
+        if isinstance(base, c_ast.Union):
+            return ("aggregate", "union", base.name or "")
+        if isinstance(base, c_ast.Enum):
+            # gcc makes an enum 'unsigned int' when no value is negative: same size and register.
+            return ("scalar", "int", const)
+    elif isinstance(node, c_ast.PtrDecl):
+        return ("pointer", _shape(node.type, typedefs))
+    elif isinstance(node, c_ast.ArrayDecl):
+        return ("array", _shape(node.type, typedefs))
+    elif isinstance(node, c_ast.FuncDecl):
+        return ("function",)
+    raise _BadDeclaration("unrecognized type")
+
+
+def _tuples(value):
+    """JSON lists back into shape tuples."""
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# The ABI: sizes as the C compiler sees them (its predefined macros), read in the same cc run.
+
+_ABI_MARKER = "__mrhooker_abi__"
+_ABI_MACROS = (
+    ("short", "__SIZEOF_SHORT__"),
+    ("int", "__SIZEOF_INT__"),
+    ("long", "__SIZEOF_LONG__"),
+    ("long long", "__SIZEOF_LONG_LONG__"),
+    ("float", "__SIZEOF_FLOAT__"),
+    ("double", "__SIZEOF_DOUBLE__"),
+    ("long double", "__SIZEOF_LONG_DOUBLE__"),
+    ("pointer", "__SIZEOF_POINTER__"),
+)
+
+
+def _abi_source_line() -> str:
+    return " ".join([_ABI_MARKER] + [macro for _, macro in _ABI_MACROS] + ["__CHAR_UNSIGNED__"])
+
+
+def _read_abi(preprocessed: str) -> dict:
+    match = re.search(r"^%s ([^\n]*)$" % _ABI_MARKER, preprocessed, re.M)
+    if match is None:
+        raise MrhookerError("cannot read type sizes from the C compiler's preprocessor output")
+    words = match.group(1).split()
+    try:
+        sizes = [int(word) for word in words[: len(_ABI_MACROS)]]
+    except ValueError:
+        raise MrhookerError("cannot read type sizes from the C compiler's preprocessor output")
+    abi = {name: size for (name, _), size in zip(_ABI_MACROS, sizes)}
+    abi["char_signed"] = words[-1] != "1"
+    return abi
+
+
+def _ctype(shape: tuple, spelling: str, abi: dict, param: Optional[str]) -> CType:
+    """How a value of this shape is forwarded, as a return value (param None) or a parameter."""
+    where = "returns %s" if param is None else "passes %s in parameter '" + str(param) + "'"
+    what = shape[0]
+    if param is not None and what in ("array", "function"):
+        # Arrays and functions decay to pointers when passed.
+        shape, what = ("pointer", shape[1] if what == "array" else shape), "pointer"
+    if what == "pointer":
+        if shape[1] == ("scalar", "char", True):
+            return CType("bytes", "const char *", spelling, abi["pointer"], False)
+        return CType("pointer", "void *", spelling, abi["pointer"], False)
+    if what == "scalar":
+        name = shape[1]
+        if name == "void":
+            if param is not None:
+                raise _BadDeclaration("parameter '%s' has type void (only 'f(void)' may say void)" % param)
+            return CType("void", "void", spelling, 0, False)
+        if name in _FLOAT_NAMES:
+            return CType("float", name, spelling, abi[name], False)
+        if name in ("_Bool", "char", "signed char", "unsigned char"):
+            size = 1
+        else:
+            size = abi[name[len("unsigned "):] if name.startswith("unsigned ") else name]
+        if name == "char":
+            signed = abi["char_signed"]
+        else:
+            signed = not (name.startswith("unsigned ") or name == "_Bool")
+        return CType("int", name, spelling, size, signed)
+    if what == "aggregate":
+        written = "%s %s" % (shape[1], shape[2]) if shape[2] else "an anonymous " + shape[1]
+        described = spelling if spelling == written else "%s (%s)" % (spelling, written)
+        raise _Unforwardable((where % described) + " by value, which mrhooker cannot forward")
+    if what == "unsupported":
+        described = spelling if spelling == shape[1] else "%s (%s)" % (spelling, shape[1])
+        raise _Unforwardable((where % described) + ", which mrhooker cannot forward")
+    raise _BadDeclaration("function returns %s, which C does not allow" % ("an array" if what == "array" else "a function"))
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens: GNU extensions are removed or renamed before pycparser sees the text.
+
+_TOKEN = re.compile(
+    r"""
+      (?P<space>\s+)
+    | (?P<string>L?"(?:[^"\\\n]|\\.)*")
+    | (?P<char>L?'(?:[^'\\\n]|\\.)*')
+    | (?P<word>[A-Za-z_$][A-Za-z0-9_$]*)
+    | (?P<number>\.?[0-9](?:[eEpP][+-]|[A-Za-z0-9_.])*)
+    | (?P<punct>\.\.\.|<<=|>>=|->|\+\+|--|<<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^]=|[^\s])
+    """,
+    re.X | re.S,
+)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_IDENTIFIERS_IN = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+
+# GNU spellings -> what pycparser understands; None drops the token (no effect on the ABI).
+_RESPELL = {
+    "__restrict": None,
+    "__restrict__": None,
+    "restrict": None,
+    "__extension__": None,
+    "__inline": "inline",
+    "__inline__": "inline",
+    "__signed": "signed",
+    "__signed__": "signed",
+    "__const": "const",
+    "__const__": "const",
+    "__volatile": "volatile",
+    "__volatile__": "volatile",
+    "__alignof": "_Alignof",
+    "__alignof__": "_Alignof",
+    "__thread": "_Thread_local",
+    "__complex__": "_Complex",
+}
+_ATTRIBUTE_WORDS = ("__attribute__", "__attribute")
+_ASM_WORDS = ("__asm__", "__asm", "asm")
+# Attributes that change how a typedef'd value is passed, so they must not just be dropped.
+_TYPE_CHANGING_ATTRIBUTES = ("transparent_union", "vector_size", "mode")
+
+
+def _tokenize(text: str) -> List[str]:
+    return [m.group() for m in _TOKEN.finditer(text) if m.lastgroup != "space"]
+
+
+@dataclass
+class _Chunk:
+    """One top-level declaration (or definition) of the token stream."""
+
+    tokens: List[str]
+    kind: str  # 'typedef', 'declaration' (has a parenthesis at top level), 'definition', 'other'
+    symbol: Optional[str]  # the __asm__("...") label, if any
+    attributes: frozenset  # the type-changing attributes seen at top level
+
+
+def _matching_paren(tokens: List[str], start: int) -> int:
+    """Index just past the ')' matching the '(' at tokens[start] (start itself if it is no '(')."""
+    if start >= len(tokens) or tokens[start] != "(":
+        return start
+    depth = 0
+    for index in range(start, len(tokens)):
+        if tokens[index] == "(":
+            depth += 1
+        elif tokens[index] == ")":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return len(tokens)
+
+
+class _PendingChunk:
+    """The declaration being collected by _split_declarations."""
+
+    def __init__(self):
+        self.tokens: List[str] = []
+        self.symbol: Optional[str] = None
+        self.attributes: set = set()
+        self.is_typedef = self.has_paren = self.has_body = False
+
+    def chunk(self) -> Optional[_Chunk]:
+        if not self.tokens or self.tokens == [";"]:
+            return None
+        if self.has_body:
+            kind = "definition"
+        elif self.is_typedef:
+            kind = "typedef"
+        elif self.has_paren:
+            kind = "declaration"
+        else:
+            kind = "other"
+        return _Chunk(self.tokens, kind, self.symbol, frozenset(self.attributes))
+
+
+def _split_declarations(tokens: List[str]) -> List[_Chunk]:
+    """Top-level declarations, with GNU attributes and asm labels taken out (and noted)."""
+    chunks: List[_Chunk] = []
+    pending = _PendingChunk()
+    depth = 0
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token in _ATTRIBUTE_WORDS or token in _ASM_WORDS:
+            end = _matching_paren(tokens, index + 1)
+            inner = tokens[index + 2 : end - 1]
+            if depth == 0 and token in _ASM_WORDS:
+                pending.symbol = "".join(t[1:-1] for t in inner if t.startswith('"'))
+            elif depth == 0:
+                pending.attributes.update(
+                    w.strip("_") for w in inner if w.strip("_") in _TYPE_CHANGING_ATTRIBUTES
+                )
+            index = max(end, index + 1)
+            continue
+        index += 1
+        if token in _RESPELL:
+            token = _RESPELL[token]
+            if token is None:
+                continue
+        if depth == 0:
+            if token == "typedef":
+                pending.is_typedef = True
+            elif token == "(":
+                pending.has_paren = True
+            elif token == "{" and pending.tokens and pending.tokens[-1] == ")":
+                pending.has_body = True
+        pending.tokens.append(token)
+        if token in ("(", "[", "{"):
+            depth += 1
+        elif token in (")", "]", "}"):
+            depth = max(depth - 1, 0)
+        if depth == 0 and (token == ";" or (token == "}" and pending.has_body)):
+            chunk = pending.chunk()
+            if chunk is not None:
+                chunks.append(chunk)
+            pending = _PendingChunk()
+    chunk = pending.chunk()
+    if chunk is not None:
+        chunks.append(chunk)
+    return chunks
+
+
+def _chunk_line(chunk: _Chunk) -> str:
+    line = " ".join(chunk.tokens)
+    return line if line.endswith((";", "}")) else line + " ;"
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering declarations back to text
+
+_GENERATOR = c_generator.CGenerator()
+
+
+def _tidy(text: str) -> str:
+    text = " ".join(text.split())
+    text = re.sub(r"\* (?=const|volatile|\*)", "*", text)
+    text = re.sub(r"\( ", "(", text)
+    return re.sub(r" \)", ")", text)
+
+
+def _innermost_typedecl(node) -> c_ast.TypeDecl:
+    while not isinstance(node, c_ast.TypeDecl):
+        node = node.type
+    return node
+
+
+def _spelling(type_node) -> str:
+    """The type as written, without a name: 'const char *', 'void (*)(int)'."""
+    typedecl = _innermost_typedecl(type_node)
+    saved, typedecl.declname = typedecl.declname, None
+    try:
+        return _tidy(_GENERATOR.visit(c_ast.Typename(None, [], None, type_node)))
+    finally:
+        typedecl.declname = saved
+
+
+def _render(name: str, functype: c_ast.FuncDecl) -> str:
+    return _tidy(_GENERATOR.visit(c_ast.Decl(name, [], [], [], [], functype, None, None)))
+
+
+# --------------------------------------------------------------------------------------------
+# Declarations -> Prototype
+
+# Predefined as macros by gcc in its default GNU modes, so unusable as C parameter names.
+_PREDEFINED_MACROS = ("linux", "unix", "i386")
+
+
+def _param_names(raw_names: List[Optional[str]], from_header: bool) -> List[str]:
+    """Usable, distinct names: declared ones kept (headers' '__' dropped), a0.. for unnamed."""
+    names: List[Optional[str]] = []
+    for raw in raw_names:
+        name = raw
+        if name is not None and from_header:
+            name = name.lstrip("_")
+        if not name or not name.isidentifier() or not _IDENTIFIER.match(name):
+            name = None
+        elif keyword.iskeyword(name) or name in _PREDEFINED_MACROS:
+            name += "_"
+        names.append(name)
+    used = set()
+    result = []
+    for name in names:
+        if name is not None:
+            while name in used:
+                name += "_"
+            used.add(name)
+        result.append(name)
+    for index, name in enumerate(result):
+        if name is None:
+            name = "a%d" % index
+            while name in used:
+                name += "_"
+            used.add(name)
+            result[index] = name
+    return result
+
+
+def _prototype_from_decl(
+    decl: c_ast.Decl,
+    typedefs: Dict[str, tuple],
+    abi: dict,
+    has_function: Callable[[str], bool],
+    symbol: str,
+    from_header: bool,
+) -> Prototype:
+    """The prototype of a function declaration; raises _Refused or _BadDeclaration."""
+    functype = decl.type
+    name = decl.name
+    params = list(functype.args.params) if functype.args is not None else []
+    variadic = bool(params) and isinstance(params[-1], c_ast.EllipsisParam)
+    if variadic:
+        params.pop()
+    for param in params:
+        if isinstance(param, c_ast.ID):
+            # pycparser reads 'f(foo_t)' as an old-style identifier list when foo_t is no type.
+            raise _BadDeclaration("unknown type name '%s'" % param.name)
+    if (
+        len(params) == 1
+        and not variadic
+        and isinstance(params[0], c_ast.Typename)
+        and isinstance(params[0].type, c_ast.TypeDecl)
+        and isinstance(params[0].type.type, c_ast.IdentifierType)
+        and params[0].type.type.names == ["void"]
+        and not params[0].type.quals
+    ):
+        params = []
+    names = _param_names([getattr(p, "name", None) for p in params], from_header)
+    for param, param_name in zip(params, names):
+        _innermost_typedecl(param.type).declname = param_name
+        if isinstance(param, c_ast.Decl):
+            param.name = param_name
+    if functype.args is None:
+        functype.args = c_ast.ParamList([])
+    functype.args.params = params + ([c_ast.EllipsisParam()] if variadic else [])
+    if not params and not variadic:
+        # Render 'f(void)' rather than 'f()'.
+        functype.args.params = [
+            c_ast.Typename(None, [], None, c_ast.TypeDecl(None, [], None, c_ast.IdentifierType(["void"])))
+        ]
+    text = _render(name, functype)
+    try:
+        ret = _ctype(_shape(functype.type, typedefs), _spelling(functype.type), abi, None)
+        forwarded = tuple(
+            Param(param_name, _ctype(_shape(param.type, typedefs), _spelling(param.type), abi, param_name))
+            for param, param_name in zip(params, names)
+        )
+        extra: tuple = ()
+        if variadic:
+            if name not in _VARIADIC_EXTRA:
+                raise _Unforwardable(_variadic_refusal(name, has_function))
+            fixed, extras = _VARIADIC_EXTRA[name]
+            if len(params) != fixed:
+                raise _BadDeclaration(
+                    "variadic function %s takes %d fixed parameter%s before '...', not %d"
+                    % (name, fixed, "" if fixed == 1 else "s", len(params))
+                )
+            used = set(names)
+            extra_params = []
+            for extra_name, c_name, spelling in extras:
+                while extra_name in used:
+                    extra_name += "_"
+                used.add(extra_name)
+                shape = ("pointer", ("scalar", "void", False)) if c_name == "void *" else ("scalar", c_name, False)
+                extra_params.append(Param(extra_name, _ctype(shape, spelling, abi, extra_name)))
+            extra = tuple(extra_params)
+    except _Unforwardable as error:
+        raise _Refused(text, str(error))
+    return Prototype(name, symbol, ret, forwarded, variadic, extra, text)
+
+
+# --------------------------------------------------------------------------------------------
+# The database of the system headers
+
+_HEADERS = (
+    "stdio.h stdlib.h string.h strings.h unistd.h fcntl.h sys/stat.h sys/types.h sys/socket.h "
+    "netdb.h arpa/inet.h netinet/in.h sys/time.h time.h sys/wait.h signal.h dirent.h sys/mman.h "
+    "sys/uio.h poll.h sys/select.h sys/epoll.h sys/ioctl.h dlfcn.h pthread.h sys/resource.h "
+    "sys/utsname.h pwd.h grp.h spawn.h sys/random.h sys/sendfile.h sys/statvfs.h utime.h "
+    "termios.h locale.h sched.h semaphore.h sys/file.h sys/prctl.h mqueue.h sys/xattr.h "
+    "errno.h stdarg.h sys/inotify.h sys/eventfd.h sys/timerfd.h sys/signalfd.h sys/sysinfo.h "
+    "sys/statfs.h sys/mount.h sys/un.h ifaddrs.h net/if.h glob.h fnmatch.h libgen.h syslog.h "
+    "sys/shm.h sys/sem.h sys/msg.h getopt.h ftw.h wchar.h ctype.h inttypes.h err.h error.h "
+    "sys/auxv.h malloc.h execinfo.h link.h pty.h sys/times.h shadow.h sys/pidfd.h threads.h "
+    "sys/ptrace.h utmp.h sys/personality.h sys/fsuid.h sys/reboot.h sys/swap.h langinfo.h "
+    "iconv.h sys/sysmacros.h math.h fenv.h wctype.h regex.h wordexp.h aio.h sys/ipc.h sys/timex.h "
+    "netinet/tcp.h search.h mntent.h crypt.h sys/vfs.h nl_types.h sys/klog.h sys/acct.h "
+    "sys/quota.h argz.h envz.h monetary.h"
+).split()
+
+# Bump when the database layout or its parsing changes, so old cache files are rebuilt.
+_SCHEMA = 1
+_BATCH = 400  # declarations per pycparser run: a failure then re-parses only its batch
+
+_lock = threading.RLock()
+_cache_dir: Optional[str] = None
+_databases: Dict[Tuple[str, ...], "_Database"] = {}
+# How often the headers were parsed by pycparser / loaded from a cache file in this process
+# (tests check that a cache file really spares the parse).
+_stats = {"header_parses": 0, "cache_file_loads": 0}
+
+
+class _Database:
+    """What the headers declare: typedef shapes, prototypes and refusals, by name."""
+
+    def __init__(self, data: dict):
+        self.data = data  # the JSON form, kept to write it to a cache directory set later
+        self.abi = data["abi"]
+        self.typedefs = {name: _tuples(shape) for name, shape in data["typedefs"].items()}
+        self.functions = data["functions"]  # name -> JSON form of a Prototype
+        self.refused = data["refused"]  # name -> one-line message
+        self._prototypes: Dict[str, Prototype] = {}
+
+    def has_function(self, name: str) -> bool:
+        return name in self.functions or name in self.refused
+
+    def prototype(self, name: str) -> Optional[Prototype]:
+        prototype = self._prototypes.get(name)
+        if prototype is None and name in self.functions:
+            prototype = _prototype_from_json(self.functions[name])
+            self._prototypes[name] = prototype
+        return prototype
+
+
+def _prototype_to_json(prototype: Prototype) -> dict:
+    return dataclasses.asdict(prototype)
+
+
+def _prototype_from_json(data: dict) -> Prototype:
+    def param(item):
+        return Param(item["name"], CType(**item["type"]))
+
+    return Prototype(
+        name=data["name"],
+        symbol=data["symbol"],
+        ret=CType(**data["ret"]),
+        params=tuple(param(p) for p in data["params"]),
+        variadic=data["variadic"],
+        extra=tuple(param(p) for p in data["extra"]),
+        text=data["text"],
+    )
+
+
+def _compiler() -> List[str]:
+    return shlex.split(os.environ.get("CC", "cc")) or ["cc"]
+
+
+def _preprocess(compiler: List[str]) -> str:
+    source = "".join("#if __has_include(<%s>)\n#include <%s>\n#endif\n" % (h, h) for h in _HEADERS)
+    source += _abi_source_line() + "\n"
+    command = compiler + ["-E", "-P", "-D_GNU_SOURCE", "-x", "c", "-"]
+    try:
+        result = subprocess.run(
+            command, input=source, capture_output=True, encoding="utf-8", errors="replace", check=False
+        )
+    except OSError:
+        raise MrhookerError(
+            "no C compiler found (%s); install gcc, e.g. apt-get install gcc" % " ".join(compiler)
+        )
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise MrhookerError(
+            "'%s' failed on the system headers: %s"
+            % (" ".join(command), lines[0] if lines else "exit status %d" % result.returncode)
+        )
+    return result.stdout
+
+
+_ERROR_LINE = re.compile(r":(\d+):(?:\d+:)? ")
+
+
+def _parse_lines(parser: c_parser.CParser, lines: List[str], typedef_names: set) -> List[Tuple[int, c_ast.Node]]:
+    """Parse declarations, one per line; returns (line index, node) and skips lines that fail.
+
+    typedef_names are the names declared by earlier lines; each run declares the ones it uses.
+    """
+    if not lines:
+        return []
+    used = set(_IDENTIFIERS_IN.findall("\n".join(lines))) & typedef_names
+    prefix = ["typedef int %s;" % name for name in sorted(used)]
+    try:
+        ast = parser.parse("\n".join(prefix + lines))
+    except c_parser.ParseError as error:
+        match = _ERROR_LINE.search(str(error))
+        bad = int(match.group(1)) - len(prefix) - 1 if match else -1
+        if 0 <= bad < len(lines):
+            before = _parse_lines(parser, lines[:bad], typedef_names)
+            before += _unparsed_typedef(bad, lines[bad])
+            names = typedef_names | _typedef_names(node for _, node in before)
+            after = _parse_lines(parser, lines[bad + 1 :], names)
+            return before + [(bad + 1 + i, node) for i, node in after]
+        if len(lines) == 1:
+            return _unparsed_typedef(0, lines[0])
+        half = len(lines) // 2
+        before = _parse_lines(parser, lines[:half], typedef_names)
+        names = typedef_names | _typedef_names(node for _, node in before)
+        return before + [(half + i, node) for i, node in _parse_lines(parser, lines[half:], names)]
+    return [(node.coord.line - len(prefix) - 1, node) for node in ast.ext[len(prefix) :]]
+
+
+def _unparsed_typedef(index: int, line: str) -> List[Tuple[int, c_ast.Node]]:
+    """For a typedef pycparser rejects, a stand-in without a type, found by a guess at its name.
+
+    Without it, every later declaration using the name would fail to parse too.
+    """
+    if not line.startswith("typedef "):
+        return []
+    match = re.search(r"\( \* ([A-Za-z_]\w*) \)", line)  # typedef int (*name)(...);
+    if match is None:
+        match = re.search(r"([A-Za-z_]\w*) (?:\[[^]]*\] )*;$", line)  # typedef ... name[...];
+    if match is None:
+        return []
+    return [(index, c_ast.Typedef(match.group(1), [], ["typedef"], None))]
+
+
+def _typedef_names(nodes) -> set:
+    return {node.name for node in nodes if isinstance(node, c_ast.Typedef)}
+
+
+def _build_database(preprocessed: str) -> dict:
+    abi = _read_abi(preprocessed)
+    text = re.sub(r"^%s [^\n]*$" % _ABI_MARKER, "", preprocessed, flags=re.M)
+    # Only typedefs and function declarations matter: struct definitions and variables are
+    # not parsed (pycparser needs no struct layouts), nor inline function bodies (GNU code).
+    chunks = [c for c in _split_declarations(_tokenize(text)) if c.kind in ("typedef", "declaration")]
+    lines = [_chunk_line(c) for c in chunks]
+    parser = c_parser.CParser()
+    typedef_names = set(_BUILTIN_TYPEDEFS)
+    parsed: List[Tuple[int, c_ast.Node]] = []
+    for start in range(0, len(lines), _BATCH):
+        batch = _parse_lines(parser, lines[start : start + _BATCH], typedef_names)
+        typedef_names |= _typedef_names(node for _, node in batch)
+        parsed.extend((start + index, node) for index, node in batch)
+
+    typedefs: Dict[str, tuple] = dict(_BUILTIN_TYPEDEFS)
+    transparent: Dict[str, c_ast.Node] = {}  # typedef name -> its union's first member type
+    declarations: Dict[str, Tuple[c_ast.Decl, str]] = {}
+    for index, node in parsed:
+        chunk = chunks[index]
+        if isinstance(node, c_ast.Typedef):
+            if node.name in typedefs:
+                continue
+            try:
+                if node.type is None:
+                    typedefs[node.name] = ("unsupported", "a type mrhooker cannot parse")
+                elif "transparent_union" in chunk.attributes:
+                    union = node.type.type
+                    member = union.decls[0].type
+                    transparent[node.name] = member
+                    typedefs[node.name] = _shape(member, typedefs)
+                elif "vector_size" in chunk.attributes:
+                    typedefs[node.name] = ("unsupported", "a vector type")
+                elif "mode" in chunk.attributes:
+                    typedefs[node.name] = ("unsupported", "a type with a mode attribute")
+                else:
+                    typedefs[node.name] = _shape(node.type, typedefs)
+            except (_BadDeclaration, AttributeError, IndexError, TypeError):
+                typedefs[node.name] = ("unsupported", "an unrecognized type")
+        elif isinstance(node, c_ast.Decl) and isinstance(node.type, c_ast.FuncDecl):
+            symbol = chunk.symbol or node.name
+            if node.name not in declarations:
+                declarations[node.name] = (node, symbol)
+            elif chunk.symbol:
+                # A later redeclaration with an asm label renames the symbol (gcc's rule).
+                declarations[node.name] = (declarations[node.name][0], symbol)
+
+    functions, refused = {}, {}
+    for name, (decl, symbol) in declarations.items():
+        functype = decl.type
+        if functype.args is not None:
+            for param in functype.args.params:
+                base = getattr(param, "type", None)
+                if (
+                    isinstance(base, c_ast.TypeDecl)
+                    and isinstance(base.type, c_ast.IdentifierType)
+                    and len(base.type.names) == 1
+                    and base.type.names[0] in transparent
+                ):
+                    param.type = copy.deepcopy(transparent[base.type.names[0]])
+        try:
+            prototype = _prototype_from_decl(
+                decl, typedefs, abi, lambda n: n in declarations, symbol, from_header=True
+            )
+        except _Refused as error:
+            text, reason = error.args
+            refused[name] = "prototype '%s': %s" % (text, reason)
+            continue
+        except (_BadDeclaration, AttributeError, KeyError, TypeError):
+            continue  # something pycparser parsed that is not a usable declaration
+        functions[name] = _prototype_to_json(prototype)
+    return {"abi": abi, "typedefs": typedefs, "functions": functions, "refused": refused}
+
+
+def _cache_dir_problem(path: str) -> Optional[str]:
+    """Why path may not hold the cache (None if it may): it must be ours and private."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        return "cannot use it: %s" % (error.strerror or error)
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    if info.st_uid != os.getuid():
+        return "it is not owned by the current user"
+    if info.st_mode & 0o077:
+        return "its mode is %o, not 700" % stat.S_IMODE(info.st_mode)
+    return None
+
+
+def set_cache_dir(path) -> None:
+    """Cache the header database as JSON in path (an existing directory of ours, mode 0700).
+
+    None turns the disk cache off again; the in-memory cache of this process stays.
+    """
+    global _cache_dir
+    if path is None:
+        with _lock:
+            _cache_dir = None
+        return
+    path = os.fspath(path)
+    problem = _cache_dir_problem(path)
+    if problem is not None:
+        raise MrhookerError("cannot cache in '%s': %s" % (path, problem))
+    with _lock:
+        _cache_dir = os.path.abspath(path)
+        # A database this process already has is saved now, so the next process need not parse.
+        database = _databases.get(tuple(_compiler()))
+        if database is not None:
+            _write_cache(_cache_dir, database.data)
+
+
+def _cache_file(directory: str) -> str:
+    return os.path.join(directory, "cdecl-headers.json")
+
+
+def _load_cache(directory: str, key: str) -> Optional[dict]:
+    try:
+        with open(_cache_file(directory), encoding="utf-8") as file:
+            data = json.load(file)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key or data.get("schema") != _SCHEMA:
+        return None
+    return data
+
+
+def _write_cache(directory: str, data: dict) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of one."""
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=".cdecl-", suffix=".tmp", dir=directory)
+    except OSError:
+        return  # the cache only saves time
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump(data, file, separators=(",", ":"))
+        os.replace(temporary, _cache_file(directory))
+    except OSError:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+
+
+def _database() -> _Database:
+    with _lock:
+        compiler = tuple(_compiler())
+        database = _databases.get(compiler)
+        if database is not None:
+            return database
+        preprocessed = _preprocess(list(compiler))
+        key = hashlib.sha256(
+            ("%d\0%s\0%s" % (_SCHEMA, " ".join(compiler), preprocessed)).encode()
+        ).hexdigest()
+        directory = _cache_dir
+        if directory is not None and _cache_dir_problem(directory) is not None:
+            directory = None
+        data = _load_cache(directory, key) if directory is not None else None
+        if data is not None:
+            _stats["cache_file_loads"] += 1
+        else:
+            data = _build_database(preprocessed)
+            _stats["header_parses"] += 1
+            data["schema"], data["key"] = _SCHEMA, key
+            if directory is not None:
+                _write_cache(directory, data)
+        database = _Database(data)
+        _databases[compiler] = database
+        return database
+
+
+def _forget_databases() -> None:
+    """Drop the in-memory databases (for tests: the next use loads from disk or parses)."""
+    with _lock:
+        _databases.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+_C_KEYWORDS = frozenset(
+    "auto break case char const continue default do double else enum extern float for goto if "
+    "inline int long register restrict return short signed sizeof static struct switch typedef "
+    "union unsigned void volatile while _Alignas _Alignof _Atomic _Bool _Complex _Generic "
+    "_Imaginary _Noreturn _Static_assert _Thread_local __int128".split()
+)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _uses_type_name(node, name: str) -> bool:
+    if isinstance(node, c_ast.IdentifierType):
+        return name in node.names
+    return any(_uses_type_name(child, name) for _, child in node.children())
+
+
+_QUALIFIERS = frozenset(("const", "volatile", "extern", "static", "inline", "_Noreturn"))
+
+
+def _find_unknown_type(parser, tokens: List[str], database: _Database) -> Optional[str]:
+    """The first unknown identifier standing where a type name goes, if declaring it fixes the parse.
+
+    Such a place: at the start, after '(' ',' or a qualifier, and followed by a name or '*'
+    ('foo_t x', 'foo_t *p'); or starting a parameter, followed by ',' ')' or '('
+    ('(foo_t)', ', foo_t (*cb)(int)').
+    """
+    known = set(database.typedefs)
+    candidates = []
+    for index, token in enumerate(tokens):
+        if not _IDENTIFIER.match(token) or token in _C_KEYWORDS or token in known:
+            continue
+        before = tokens[index - 1] if index else ""
+        after = tokens[index + 1] if index + 1 < len(tokens) else ";"
+        if before not in ("", "(", ",") and before not in _QUALIFIERS:
+            continue
+        if after == "*" or _IDENTIFIER.match(after) or (before in ("(", ",") and after in (",", ")", "(")):
+            if token not in candidates:
+                candidates.append(token)
+    if not candidates:
+        return None
+    prefix = ["typedef int %s;" % name for name in sorted(set(tokens) & known) + candidates]
+    try:
+        ast = parser.parse("\n".join(prefix + [" ".join(tokens) + " ;"]))
+    except c_parser.ParseError:
+        return None
+    for name in candidates:
+        if any(_uses_type_name(node, name) for node in ast.ext[len(prefix) :]):
+            return name
+    return None
+
+
+def _unknown_type_message(name: str, database: _Database) -> str:
+    public = [n for n in database.typedefs if not n.startswith("_")]
+    close = difflib.get_close_matches(name, public, n=3)
+    hint = " (did you mean %s?)" % ", ".join("'%s'" % c for c in close) if close else ""
+    return "unknown type name '%s'%s" % (name, hint)
+
+
+def _syntax_message(error: c_parser.ParseError) -> str:
+    message = re.sub(r"^[^:]*(:\d+)*: ", "", str(error)).strip()
+    match = re.match(r"before: (.*)$", message)
+    if match:
+        return "unexpected '%s'" % match.group(1)
+    if message == "At end of input":
+        return "unexpected end of input"
+    return message[:1].lower() + message[1:]
+
+
+def _bracket_problem(tokens: List[str]) -> Optional[str]:
+    pairs = {")": "(", "]": "[", "}": "{"}
+    closing = {v: k for k, v in pairs.items()}
+    stack = []
+    for token in tokens:
+        if token in closing:
+            stack.append(token)
+        elif token in pairs:
+            if not stack or stack[-1] != pairs[token]:
+                return "unexpected '%s'" % token
+            stack.pop()
+    if stack:
+        return "expected '%s' at end of input" % closing[stack[-1]]
+    return None
+
+
+def parse_prototype(text: str) -> Prototype:
+    """Parse one C function declaration; names from the system headers may be used in it."""
+    shown = _one_line(str(text))
+    if not isinstance(text, str):
+        raise MrhookerError("bad prototype %r: expected a string" % (text,))
+
+    def bad(reason: str) -> MrhookerError:
+        return MrhookerError("bad prototype '%s': %s" % (shown, reason))
+
+    tokens = _tokenize(text)
+    while tokens and tokens[-1] == ";":
+        tokens.pop()
+    if not tokens:
+        raise bad("it is empty")
+    problem = _bracket_problem(tokens)
+    if problem is not None:
+        raise bad(problem)
+    chunks = _split_declarations(tokens)
+    if len(chunks) > 1:
+        raise bad("expected one declaration, found %d" % len(chunks))
+    if not chunks:
+        raise bad("it is empty")
+    chunk = chunks[0]
+    if chunk.kind == "definition":
+        raise MrhookerError("'%s' is a function definition, not a prototype" % shown)
+    database = _database()
+    line = _chunk_line(chunk)
+    used = sorted({token for token in chunk.tokens if token in database.typedefs})
+    prefix = ["typedef int %s;" % name for name in used]
+    parser = c_parser.CParser()
+    try:
+        ast = parser.parse("\n".join(prefix + [line]))
+    except c_parser.ParseError as error:
+        unknown = _find_unknown_type(parser, chunk.tokens, database)
+        if unknown is not None:
+            raise MrhookerError("prototype '%s': %s" % (shown, _unknown_type_message(unknown, database)))
+        raise bad(_syntax_message(error))
+    nodes = ast.ext[len(prefix) :]
+    if len(nodes) != 1:
+        raise bad("expected one declaration, found %d" % len(nodes))
+    decl = nodes[0]
+    if not isinstance(decl, c_ast.Decl) or not isinstance(decl.type, c_ast.FuncDecl) or "typedef" in (decl.storage or []):
+        raise MrhookerError("'%s' is not a function prototype" % shown)
+    try:
+        prototype = _prototype_from_decl(
+            decl, database.typedefs, database.abi, database.has_function, decl.name, from_header=False
+        )
+    except _Refused as error:
+        raise MrhookerError("prototype '%s': %s" % (shown, error.args[1]))
+    except _BadDeclaration as error:
+        message = str(error)
+        match = re.match(r"unknown type name '(.*)'$", message)
+        if match:
+            message = _unknown_type_message(match.group(1), database)
+        raise MrhookerError("prototype '%s': %s" % (shown, message))
+    return prototype
+
+
+def prototype_for(spec: str) -> Prototype:
+    """The prototype for a hook spec: a full C prototype, or a function name from the headers."""
+    if not isinstance(spec, str):
+        raise MrhookerError("bad hook spec %r: expected a function name or a C prototype" % (spec,))
+    name = spec.strip()
+    if not _IDENTIFIER.match(name) or name in _C_KEYWORDS:
+        return parse_prototype(spec)
+    database = _database()
+    prototype = database.prototype(name)
+    if prototype is not None:
+        return prototype
+    if name in database.refused:
+        raise MrhookerError(database.refused[name])
+    close = difflib.get_close_matches(name, list(database.functions), n=3)
+    hint = " (did you mean %s?)" % ", ".join("'%s'" % c for c in close) if close else ""
+    raise MrhookerError(
+        "no prototype known for '%s'%s; write it out: @hook(\"int %s(int x)\")" % (name, hint, name)
+    )
+
+
+def known_names() -> list:
+    """Sorted names of the functions whose prototype the system headers give and mrhooker forwards."""
+    return sorted(_database().functions)

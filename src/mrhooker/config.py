@@ -1,0 +1,119 @@
+"""The INI config file, ~/.mrhooker/mrhooker.config (or the file MRHOOKER_CONFIG names).
+
+    [default]
+    build_dir = ~/.cache/mrhooker-builds/%(module)s
+    verbose = false
+
+    [hooks]                 ; a section named after a script's module (hooks.pyx -> hooks) beats [default]
+    include_dirs = ~/src/myproject/include
+    ldflags = -lssl
+
+A missing file, or a missing section, is normal. Command-line options beat the module's section, which beats
+[default].
+"""
+import configparser
+import os
+import re
+import shlex
+
+from mrhooker.errors import MrhookerError
+
+DEFAULT_PATH = os.path.join("~", ".mrhooker", "mrhooker.config")
+
+# key -> kind of value
+KEYS = {
+    "build_dir": "path",      # where builds are kept (instead of the cache); %(module)s is the script's module
+    "verbose": "bool",
+    "include_dirs": "paths",  # for cimport and `cdef extern from` headers; separated by ':' or whitespace
+    "cflags": "words",        # extra C compiler flags
+    "ldflags": "words",       # extra linker flags, e.g. -lssl
+}
+
+
+def config_path():
+    """The config file's path, and whether the user named it (so that its absence is an error)."""
+    named = os.environ.get("MRHOOKER_CONFIG")
+    if named:
+        return os.path.expanduser(named), True
+    return os.path.expanduser(DEFAULT_PATH), False
+
+
+def _line_of(text, section, key=None):
+    """The line number of a key in a section (or of the section header), for messages."""
+    current = None
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"\s*\[([^\]]*)\]", line)
+        if header:
+            current = header.group(1).strip()
+            if key is None and current == section:
+                return number
+            continue
+        if current == section and key is not None:
+            match = re.match(r"\s*([^=:\s][^=:]*?)\s*[=:]", line)
+            if match and match.group(1).strip().lower() == key:
+                return number
+    return 0
+
+
+def _convert(kind, raw):
+    if kind == "bool":
+        value = raw.strip().lower()
+        if value in ("1", "yes", "true", "on"):
+            return True
+        if value in ("0", "no", "false", "off"):
+            return False
+        raise ValueError("not a boolean: %r (use true or false)" % raw)
+    if kind == "path":
+        return os.path.abspath(os.path.expanduser(raw.strip()))
+    if kind == "paths":
+        return [os.path.abspath(os.path.expanduser(p)) for p in re.split(r"[:\s]+", raw.strip()) if p]
+    if kind == "words":
+        return shlex.split(raw)
+    raise AssertionError(kind)
+
+
+def load(module, path=None):
+    """The settings for a script's module: {key: value} for the keys set in [default] or [module]."""
+    named = path is not None
+    if path is None:
+        path, named = config_path()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if named:
+            raise MrhookerError("config file not found: %s (named by MRHOOKER_CONFIG)" % path)
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise MrhookerError("cannot read config file %s: %s" % (path, getattr(e, "strerror", None) or e))
+
+    parser = configparser.ConfigParser(default_section="\0none", interpolation=configparser.BasicInterpolation())
+    try:
+        parser.read_string(text, source=path)
+    except configparser.MissingSectionHeaderError as e:
+        raise MrhookerError("%s:%d: a setting before any [section]; start the file with [default]" % (path, e.lineno))
+    except configparser.ParsingError as e:
+        lineno = e.errors[0][0] if e.errors else 0
+        raise MrhookerError("%s:%d: not a 'key = value' line or [section] header" % (path, lineno))
+    except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as e:
+        raise MrhookerError("%s:%s: %s" % (path, e.lineno, e.message.split(": ", 1)[-1]))
+    except configparser.Error as e:
+        raise MrhookerError("%s: %s" % (path, e.message))
+
+    settings = {}
+    for section in ("default", module):
+        if not parser.has_section(section):
+            continue
+        for key in parser.options(section):
+            where = "%s:%d" % (path, _line_of(text, section, key))
+            if key not in KEYS:
+                raise MrhookerError("%s: unknown setting %r in [%s]; known: %s" % (where, key, section,
+                                                                                   ", ".join(sorted(KEYS))))
+            try:
+                raw = parser.get(section, key, vars={"module": module})
+                settings[key] = _convert(KEYS[key], raw)
+            except configparser.InterpolationError as e:
+                raise MrhookerError("%s: bad %%(...)s in %s: %s" % (where, key, e.message.splitlines()[0]))
+            except ValueError as e:
+                raise MrhookerError("%s: %s: %s" % (where, key, e))
+    return settings

@@ -1,0 +1,262 @@
+"""Running the target with the hooks preloaded: checks on the program, its environment, signals, exit status.
+
+mrhooker stays the target's parent: it forwards SIGINT, SIGTERM, SIGHUP (and others) sent to it, leaves
+terminal-generated signals alone (the target, in the same process group, gets those itself), and exits with
+the target's status. A target killed by SIGINT, SIGTERM or SIGHUP kills mrhooker by the same signal, so
+that shells see what they would see without mrhooker; killed by another signal N, mrhooker exits 128+N.
+"""
+import os
+import signal
+import stat
+import struct
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from mrhooker.errors import MrhookerError
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                     signal.SIGUSR2, signal.SIGALRM)
+REPRODUCED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
+SI_KERNEL = 0x80   # si_code of signals the kernel sends, e.g. the terminal's Ctrl-C
+
+
+@dataclass
+class LaunchOptions:
+    follow: bool = True               # hook exec'd children too
+    output: Optional[str] = None      # hook output file (-o); None: mrhooker's stderr
+    force: bool = False               # run targets that cannot be hooked anyway
+    log: Callable[[str], None] = lambda msg: None
+
+
+# ---- the target program ----------------------------------------------------------------------------------
+
+def resolve_command(name, env):
+    """The program's path, as execvp would find it; exit 127 if there is none, 126 if it can't be run."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        candidates = [os.path.join(d or ".", name) for d in env.get("PATH", os.defpath).split(os.pathsep)]
+    denied = None
+    for path in candidates:
+        if os.path.isfile(path):
+            if os.access(path, os.X_OK):
+                return path
+            denied = denied or path
+        elif os.path.isdir(path) and "/" in name:
+            raise MrhookerError("%s: is a directory" % name, 126)
+    if denied:
+        raise MrhookerError("%s: permission denied (not executable)" % denied, 126)
+    raise MrhookerError("%s: command not found" % name, 127)
+
+
+def _elf_interpreter(header, f):
+    """(is 64-bit, has an ELF interpreter) of an ELF file whose first bytes are `header`."""
+    is64 = header[4] == 2
+    little = header[5] == 1
+    order = "<" if little else ">"
+    if is64:
+        phoff, = struct.unpack_from(order + "Q", header, 0x20)
+        phentsize, phnum = struct.unpack_from(order + "HH", header, 0x36)
+    else:
+        phoff, = struct.unpack_from(order + "I", header, 0x1C)
+        phentsize, phnum = struct.unpack_from(order + "HH", header, 0x2A)
+    f.seek(phoff)
+    table = f.read(phentsize * phnum)
+    for i in range(phnum):
+        p_type, = struct.unpack_from(order + "I", table, i * phentsize)
+        if p_type == 3:   # PT_INTERP
+            return is64, True
+    return is64, False
+
+
+def check_program(path, force, depth=0):
+    """Refuses, with the reason, a program whose loader will not preload the hooks."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(64)
+            if header.startswith(b"\x7fELF") and len(header) >= 64:
+                is64, dynamic = _elf_interpreter(header, f)
+            elif header.startswith(b"#!") and depth == 0:
+                f.seek(0)
+                line = f.readline(256)[2:].split()
+                if line:
+                    interpreter = line[0].decode(errors="replace")
+                    if os.path.isfile(interpreter):
+                        check_program(interpreter, force, depth + 1)
+                return
+            else:
+                return   # the kernel or the shell will say what it is
+    except OSError as e:
+        raise MrhookerError("cannot read %s: %s" % (path, e.strerror), 126)
+    what = "%s (the interpreter of the script)" % path if depth else path
+    if not dynamic and not force:
+        raise MrhookerError("%s is statically linked: there is no dynamic loader to preload the hooks, so it would "
+                            "run unhooked (--force runs it anyway)" % what)
+    if is64 != (struct.calcsize("P") == 8) and not force:
+        raise MrhookerError("%s is a %d-bit program and the hooks are %d-bit: it would run unhooked (--force runs "
+                            "it anyway)" % (what, 64 if is64 else 32, struct.calcsize("P") * 8))
+    st = os.stat(path)
+    secure = (st.st_mode & stat.S_ISUID and st.st_uid != os.geteuid()) or \
+             (st.st_mode & stat.S_ISGID and st.st_gid != os.getegid() and st.st_gid not in os.getgroups())
+    if not secure and os.geteuid() != 0:
+        try:
+            secure = bool(os.getxattr(path, "security.capability"))
+        except OSError:
+            pass
+    if secure and not force:
+        raise MrhookerError("%s is setuid, setgid or has file capabilities: the loader ignores LD_PRELOAD for it, "
+                            "so it would run unhooked (run it as its owner, or --force)" % what)
+
+
+# ---- hook output -----------------------------------------------------------------------------------------
+
+class Output:
+    """Where hook output goes: a path each hooked process opens itself (O_APPEND), with the identity (device,
+    inode) it must have. mrhooker's stderr is reached as /proc/PID/fd/2; a socket cannot be opened so, and is
+    fed through a pipe that a thread here copies."""
+
+    def __init__(self, path_option):
+        self._relay = None
+        if path_option:
+            path = os.path.abspath(path_option)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                raise MrhookerError("cannot write hook output file %s: %s" % (path, e.strerror))
+            st = os.fstat(fd)
+            os.close(fd)
+            self.path, self.identity = path, (st.st_dev, st.st_ino)
+            return
+        try:
+            st = os.fstat(2)
+        except OSError:
+            self.path, self.identity = "/dev/null", None
+            return
+        if stat.S_ISREG(st.st_mode):
+            # Each hooked process appends through a description of its own; ours must append too, or our
+            # next message would overwrite theirs.
+            import fcntl
+            fcntl.fcntl(2, fcntl.F_SETFL, fcntl.fcntl(2, fcntl.F_GETFL) | os.O_APPEND)
+        path = "/proc/%d/fd/2" % os.getpid()
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOCTTY))
+            self.path, self.identity = path, (st.st_dev, st.st_ino)
+        except OSError:
+            self._start_relay()
+
+    def _start_relay(self):
+        read_end, write_end = os.pipe()
+        st = os.fstat(write_end)
+        self.path, self.identity = "/proc/%d/fd/%d" % (os.getpid(), write_end), (st.st_dev, st.st_ino)
+        self._relay = (read_end, write_end, threading.Thread(target=self._copy, args=(read_end,), daemon=True))
+        self._relay[2].start()
+
+    @staticmethod
+    def _copy(fd):
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                os.write(2, data)
+            except OSError:
+                pass
+
+    def close(self):
+        if self._relay:
+            read_end, write_end, thread = self._relay
+            os.close(write_end)
+            thread.join(0.2)   # children that outlive the target may keep the pipe open: don't wait for them
+
+    def environment(self):
+        env = {"MRHOOKER_OUTPUT": self.path}
+        if self.identity:
+            env["MRHOOKER_OUTPUT_ID"] = "%d:%d" % self.identity
+        return env
+
+
+# ---- running -------------------------------------------------------------------------------------------
+
+def hook_environment(build, pyinfo, output, options):
+    python_path = [os.path.dirname(build.script)] + [p for p in pyinfo.path if p != os.path.dirname(build.script)]
+    env = {
+        "MRHOOKER_HOOKS": build.hooks,
+        "MRHOOKER_KIND": build.kind,
+        "MRHOOKER_MODULE": build.module,
+        "MRHOOKER_LIBPYTHON": pyinfo.libpython,
+        "MRHOOKER_PYVERSION": pyinfo.version,
+        "MRHOOKER_PYTHONPATH": ":".join(python_path),
+        "MRHOOKER_PYTHONHOME": pyinfo.home,
+        "MRHOOKER_PYTHON": sys.executable,
+        "MRHOOKER_FOLLOW": "1" if options.follow else "0",
+        "MRHOOKER_PARENT": str(os.getpid()),
+    }
+    if build.kind == "py":
+        env["MRHOOKER_SCRIPT"] = build.script
+    env.update(output.environment())
+    return env
+
+
+def _exit_status(status):
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return code
+    sig = -code
+    if sig in REPRODUCED_SIGNALS:
+        # Die by the same signal, so that a calling shell stops its loop on Ctrl-C as it would have.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+    return 128 + sig
+
+
+def run(build, pyinfo, command, options):
+    """Runs COMMAND with the hooks; returns mrhooker's exit status (the target's)."""
+    from mrhooker.build import check_private_dir
+
+    env = dict(os.environ)
+    path = resolve_command(command[0], env)
+    check_program(path, options.force)
+    check_private_dir(build.directory, "build directory")
+    check_private_dir(os.path.dirname(pyinfo.libpython), "libpython's directory")
+    output = Output(options.output)
+    env.update(hook_environment(build, pyinfo, output, options))
+    env["LD_PRELOAD"] = build.preload + (" " + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
+    options.log("LD_PRELOAD=%s" % env["LD_PRELOAD"])
+    options.log("hooks: %s (%s)" % (build.hooks, ", ".join(build.symbols)))
+    options.log("hook output: %s" % (options.output or "stderr"))
+
+    watched = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    try:
+        pid = os.posix_spawn(path, command, env, setsigmask=(),
+                             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+    except OSError as e:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
+        output.close()
+        raise MrhookerError("cannot run %s: %s" % (path, e.strerror), 126)
+    status = None
+    while status is None:
+        info = signal.sigtimedwait(watched, 0.5)
+        if info is not None and info.si_signo != signal.SIGCHLD:
+            if not (info.si_code == SI_KERNEL and info.si_signo in (signal.SIGINT, signal.SIGQUIT)):
+                try:
+                    os.kill(pid, info.si_signo)
+                except ProcessLookupError:
+                    pass
+            continue
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = raw
+    output.close()
+    code = os.waitstatus_to_exitcode(status)
+    options.log("exit status: %s" % (code if code >= 0 else "killed by signal %d" % -code))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, watched - set(REPRODUCED_SIGNALS))
+    return _exit_status(status)
