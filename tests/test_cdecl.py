@@ -483,8 +483,8 @@ def test_known_names_cover_each_area():
 
 
 def test_unknown_name_suggests_close_matches():
-    message = error_of(prototype_for, "frobnicate")
-    assert message == "no prototype known for 'frobnicate'; write it out: @hook(\"int frobnicate(int x)\")"
+    message = error_of(prototype_for, "qqqxyzzy")
+    assert message == "no prototype known for 'qqqxyzzy'; write it out: @hook(\"int qqqxyzzy(int x)\")"
     message = error_of(prototype_for, "unlnk")
     assert message.startswith("no prototype known for 'unlnk' (did you mean 'unlink'")
     assert message.endswith("write it out: @hook(\"int unlnk(int x)\")")

@@ -103,6 +103,20 @@ class _HookAwareStream:
         setattr(self._target, name, value)
 
 
+def _route_hook_atexit(atexit):
+    """In a Python target, atexit handlers that the hook script registers (while it is imported, or from a
+    hook) run as hook code, so that what they print goes to the hook output, not into the target's stdout."""
+    register = atexit.register
+
+    def register_as_hook(func, *args, **kwargs):
+        if _native.in_hook() and not kwargs:
+            register(_native.run_in_hook, func, *args)
+            return func
+        return register(func, *args, **kwargs)
+
+    atexit.register = register_as_hook
+
+
 def _make_output(path):
     sink = _HookSink(path)
     return io.TextIOWrapper(io.BufferedWriter(sink), encoding="utf-8", errors="backslashreplace",
@@ -139,6 +153,7 @@ def start(kind, module, script, hooks_path, output, attached):
         # Registered before the hook script's own handlers, so it runs after them: once Python is shutting
         # down, hooked calls go to their originals.
         atexit.register(_native.disable)
+        _route_hook_atexit(atexit)
         sys.stdout = _HookAwareStream(sys.stdout, _output)
         sys.stderr = _HookAwareStream(sys.stderr, _output)
     else:

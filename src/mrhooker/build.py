@@ -6,25 +6,18 @@ cached by content: the key covers the script (for .py: its hook prototypes), the
 runtime's sources, and the Python, Cython and compiler in use. A build is made in a temporary directory and
 renamed into place, so concurrent runs never see half a build.
 """
-import ast
 import hashlib
 import json
 import os
-import re
-import shlex
-import shutil
 import stat
-import subprocess
 import sys
 import sysconfig
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Callable, List, Optional
 
-from mrhooker import __version__, codegen
+from mrhooker import __version__
 from mrhooker.errors import MrhookerError
+
+# A warm run (the build is cached) must start fast: what only building needs (Cython, subprocess, the code
+# generator, tempfile, ...) is imported where it is used.
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_DIR = os.path.join(PACKAGE_DIR, "runtime")
@@ -36,36 +29,41 @@ CFLAGS = ["-O2", "-fPIC", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function
           "-Wno-unused-variable", "-Wno-unused-but-set-variable"]
 
 
-@dataclass
+def _quiet(_msg):
+    pass
+
+
 class BuildOptions:
-    build_dir: Optional[str] = None          # None: the user's cache
-    include_dirs: List[str] = field(default_factory=list)
-    cflags: List[str] = field(default_factory=list)
-    ldflags: List[str] = field(default_factory=list)
-    rebuild: bool = False
-    log: Callable[[str], None] = lambda msg: None      # -v lines
-    status: Callable[[str], None] = lambda msg: None   # transient progress ("building...")
+    def __init__(self, build_dir=None, include_dirs=(), cflags=(), ldflags=(), rebuild=False, log=_quiet,
+                 status=_quiet):
+        self.build_dir = build_dir                # None: the user's cache
+        self.include_dirs = list(include_dirs)    # for cimport and `cdef extern from` headers
+        self.cflags = list(cflags)
+        self.ldflags = list(ldflags)
+        self.rebuild = rebuild
+        self.log = log                            # -v lines
+        self.status = status                      # transient progress ("building ...")
 
 
-@dataclass
 class Build:
-    script: str          # absolute path
-    kind: str            # "pyx" or "py"
-    module: str
-    directory: str
-    preload: str         # the library to LD_PRELOAD
-    hooks: str           # the hook library it loads at the first hooked call
-    cached: bool
-    symbols: List[str]
+    def __init__(self, script, kind, module, directory, cached, symbols):
+        self.script = script          # absolute path
+        self.kind = kind              # "pyx" or "py"
+        self.module = module
+        self.directory = directory
+        self.preload = os.path.join(directory, "preload.so")   # the library to LD_PRELOAD
+        self.hooks = os.path.join(directory, "hooks.so")       # loaded by it at the first hooked call
+        self.cached = cached
+        self.symbols = symbols
 
 
-@dataclass
 class PythonInfo:
-    version: str         # "3.11"
-    include_dir: str
-    libpython: str       # the shared libpython, loaded into targets that are not Python
-    home: str            # sys.base_prefix
-    path: List[str]      # sys.path of this Python: the hooks' imports see the same packages
+    def __init__(self, version, include_dir, libpython, home, path):
+        self.version = version            # "3.11"
+        self.include_dir = include_dir
+        self.libpython = libpython        # the shared libpython, loaded into targets that are not Python
+        self.home = home                  # sys.base_prefix
+        self.path = path                  # sys.path of this Python: the hooks' imports see the same packages
 
 
 def python_info():
@@ -84,7 +82,7 @@ def python_info():
     if libpython is None:
         raise MrhookerError("cannot find this Python's shared library %s (looked in %s); install it (Debian: "
                             "apt-get install libpython%d.%d)" % (soname, libdir, *sys.version_info[:2]))
-    include_dir = sysconfig.get_paths()["include"]
+    include_dir = sysconfig.get_config_var("INCLUDEPY")
     if not os.path.isfile(os.path.join(include_dir, "Python.h")):
         raise MrhookerError("Python.h not found in %s: install this Python's headers (Debian: apt-get install "
                             "python3-dev)" % include_dir)
@@ -93,10 +91,20 @@ def python_info():
                       sys.base_prefix, path)
 
 
+def _which(name):
+    if "/" in name:
+        return name if os.access(name, os.X_OK) else None
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(d, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def find_compiler():
     cc = os.environ.get("CC") or "cc"
-    argv = shlex.split(cc)
-    path = shutil.which(argv[0]) if argv else None
+    argv = cc.split()
+    path = _which(argv[0]) if argv else None
     if not path:
         raise MrhookerError("no C compiler found (%s); install gcc, e.g. apt-get install gcc" % cc)
     return [path] + argv[1:]
@@ -229,6 +237,7 @@ def scan_hooks(source, path):
 
 
 def _check_symbols(names, path):
+    from mrhooker import codegen
     for name in names:
         if name in codegen.RUNTIME_SYMBOLS:
             raise MrhookerError("%s: %s cannot be hooked: mrhooker's runtime wraps it itself (signal handlers run "
@@ -238,6 +247,8 @@ def _check_symbols(names, path):
 # ---- compiling ------------------------------------------------------------------------------------------
 
 def _run(argv, what, log, cwd=None):
+    import shlex
+    import subprocess
     log("run: " + " ".join(shlex.quote(a) for a in argv))
     try:
         proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -251,6 +262,7 @@ def _run(argv, what, log, cwd=None):
 
 def _cython_error(output, script):
     """Cython's first error as SCRIPT:LINE:COL: message, with the source line and a caret."""
+    import re
     match = re.search(r"^(\S[^\n]*?):(\d+):(\d+): (.+)$", output, re.M)
     if not match:
         return "Cython failed on %s:\n%s" % (script, output.strip())
@@ -263,12 +275,10 @@ def _cython_error(output, script):
     return "%s:%d:%d: %s\n    %s\n    %s^" % (script, line, col, msg, source_line.rstrip(), " " * max(col - 1, 0))
 
 
-_LANGUAGE_LEVEL = re.compile(r"^#\s*cython:.*\blanguage_level\b", re.M)
-
-
 def _cythonize(script, module, out_c, include_dirs, log):
     """Cython -> C. Python 3 semantics, unless the script does not parse so and sets no language_level: the
     2011-era scripts (print statements) then compile as Python 2, as they were written."""
+    import re
     base = [sys.executable, "-m", "cython", "--module-name", module, "-M", "-I", os.path.dirname(PACKAGE_DIR)]
     for d in include_dirs:
         base += ["-I", d]
@@ -277,7 +287,7 @@ def _cythonize(script, module, out_c, include_dirs, log):
         return _run(base[:3] + ["-3"] + base[3:], "Cython", log)
     except MrhookerError as first:
         with open(script, encoding="utf-8", errors="replace") as f:
-            if _LANGUAGE_LEVEL.search(f.read()):
+            if re.search(r"^#\s*cython:.*\blanguage_level\b", f.read(), re.M):
                 raise MrhookerError(_cython_error(str(first), script))
         try:
             out = _run(base[:3] + ["-2"] + base[3:], "Cython", log)
@@ -305,6 +315,8 @@ def _compile(cc, sources, output, include_dirs, extra, log, what):
 
 def runtime_objects(root, pyinfo, cc, log):
     """The runtime's object files, compiled once per Python, compiler and runtime version."""
+    import shutil
+    import tempfile
     key = hashlib.sha256(("%s\0%s\0%s\0" % (pyinfo.include_dir, " ".join(cc), _tool_identity(cc[0]))).encode()
                          + _hash_files([os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]).encode()).hexdigest()[:20]
     final = os.path.join(root, "runtime-" + key)
@@ -333,6 +345,8 @@ def _publish(tmp, final):
 
 
 def _build_pyx(script, module, tmp, pyinfo, cc, options, objects):
+    from concurrent.futures import ThreadPoolExecutor
+    from mrhooker import codegen
     log = options.log
     out_c = os.path.join(tmp, module + ".c")
     _cythonize(script, module, out_c, options.include_dirs, log)
@@ -359,7 +373,8 @@ def _build_pyx(script, module, tmp, pyinfo, cc, options, objects):
 
 
 def _build_py(script, specs, tmp, pyinfo, cc, options, objects):
-    from mrhooker import cdecl
+    from concurrent.futures import ThreadPoolExecutor
+    from mrhooker import cdecl, codegen
 
     hooks, seen = [], {}
     for spec, line in specs:
@@ -400,6 +415,8 @@ def _write_atomic(path, text):
 def _prune(root, module, keep):
     """Removes this module's builds that have not been used for a week (a running target may still need a
     recent one to exec its children)."""
+    import shutil
+    import time
     horizon = time.time() - 7 * 86400
     for name in os.listdir(root):
         path = os.path.join(root, name)
@@ -462,12 +479,13 @@ def build(script, options):
             if all(os.path.exists(os.path.join(final, n)) for n in ("preload.so", "hooks.so")):
                 os.utime(os.path.join(final, "manifest.json"))
                 options.log("cache hit: %s" % final)
-                return Build(script, kind, module, final, os.path.join(final, "preload.so"),
-                             os.path.join(final, "hooks.so"), True, manifest["symbols"])
+                return Build(script, kind, module, final, True, manifest["symbols"])
         except (OSError, ValueError, KeyError):
             pass
     options.log("cache miss: building in %s" % root)
     options.status("mrhooker: building %s ..." % os.path.basename(script))
+    import shutil
+    import tempfile
     objects = runtime_objects(root, pyinfo, cc, options.log)
     tmp = tempfile.mkdtemp(prefix=".tmp-%s-" % module, dir=root)
     try:
@@ -489,5 +507,4 @@ def build(script, options):
         shutil.rmtree(tmp, ignore_errors=True)
     _prune(root, module, final)
     options.log("built: %s" % final)
-    return Build(script, kind, module, final, os.path.join(final, "preload.so"), os.path.join(final, "hooks.so"),
-                 False, symbols)
+    return Build(script, kind, module, final, False, symbols)

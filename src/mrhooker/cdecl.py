@@ -92,28 +92,22 @@ class Prototype:
 # --------------------------------------------------------------------------------------------
 # Variadic functions
 
-# name -> (number of fixed parameters, ((name, builtin C type, spelling), ...))
-_VARIADIC_EXTRA = {}
-for _name in ("open", "open64"):
-    _VARIADIC_EXTRA[_name] = (2, (("mode", "unsigned int", "mode_t"),))
-for _name in ("openat", "openat64"):
-    _VARIADIC_EXTRA[_name] = (3, (("mode", "unsigned int", "mode_t"),))
-for _name in ("fcntl", "fcntl64", "ioctl"):
-    _VARIADIC_EXTRA[_name] = (2, (("arg", "unsigned long", "unsigned long"),))
-_VARIADIC_EXTRA["prctl"] = (
-    1,
-    tuple(("arg%d" % i, "unsigned long", "unsigned long") for i in range(2, 6)),
-)
-_VARIADIC_EXTRA["syscall"] = (1, tuple(("arg%d" % i, "long", "long") for i in range(1, 7)))
-_VARIADIC_EXTRA["sem_open"] = (
-    2,
-    (("mode", "unsigned int", "mode_t"), ("value", "unsigned int", "unsigned int")),
-)
-_VARIADIC_EXTRA["mq_open"] = (
-    2,
-    (("mode", "unsigned int", "mode_t"), ("attr", "void *", "struct mq_attr *")),
-)
-del _name
+_MODE = ("mode", "unsigned int", "mode_t")
+_ARG = ("arg", "unsigned long", "unsigned long")
+# name -> (number of fixed parameters, ((name, builtin C type, spelling), ...) after them)
+_VARIADIC_EXTRA = {
+    "open": (2, (_MODE,)),
+    "open64": (2, (_MODE,)),
+    "openat": (3, (_MODE,)),
+    "openat64": (3, (_MODE,)),
+    "fcntl": (2, (_ARG,)),
+    "fcntl64": (2, (_ARG,)),
+    "ioctl": (2, (_ARG,)),
+    "prctl": (1, tuple(("arg%d" % i, "unsigned long", "unsigned long") for i in range(2, 6))),
+    "syscall": (1, tuple(("arg%d" % i, "long", "long") for i in range(1, 7))),
+    "sem_open": (2, (_MODE, ("value", "unsigned int", "unsigned int"))),
+    "mq_open": (2, (_MODE, ("attr", "void *", "struct mq_attr *"))),
+}
 
 # Variadic functions whose array-taking sibling is not simply 'v' + name.
 _VARIADIC_ALTERNATIVE = {"execl": "execv", "execlp": "execvp", "execle": "execve"}
@@ -171,6 +165,10 @@ class _Unforwardable(Exception):
 
 class _BadDeclaration(Exception):
     """A prototype that is not valid C (or not a function); the message says what is wrong."""
+
+
+class _UnknownType(_BadDeclaration):
+    """A name used as a type that is no type: args[0] is the name."""
 
 
 class _Refused(Exception):
@@ -530,7 +528,7 @@ def _param_names(raw_names: List[Optional[str]], from_header: bool) -> List[str]
         name = raw
         if name is not None and from_header:
             name = name.lstrip("_")
-        if not name or not name.isidentifier() or not _IDENTIFIER.match(name):
+        if not name or not _IDENTIFIER.match(name):
             name = None
         elif keyword.iskeyword(name) or name in _PREDEFINED_MACROS:
             name += "_"
@@ -571,7 +569,7 @@ def _prototype_from_decl(
     for param in params:
         if isinstance(param, c_ast.ID):
             # pycparser reads 'f(foo_t)' as an old-style identifier list when foo_t is no type.
-            raise _BadDeclaration("unknown type name '%s'" % param.name)
+            raise _UnknownType(param.name)
     if (
         len(params) == 1
         and not variadic
@@ -1088,12 +1086,10 @@ def parse_prototype(text: str) -> Prototype:
         )
     except _Refused as error:
         raise MrhookerError("prototype '%s': %s" % (shown, error.args[1]))
+    except _UnknownType as error:
+        raise MrhookerError("prototype '%s': %s" % (shown, _unknown_type_message(error.args[0], database)))
     except _BadDeclaration as error:
-        message = str(error)
-        match = re.match(r"unknown type name '(.*)'$", message)
-        if match:
-            message = _unknown_type_message(match.group(1), database)
-        raise MrhookerError("prototype '%s': %s" % (shown, message))
+        raise MrhookerError("prototype '%s': %s" % (shown, error))
     return prototype
 
 

@@ -11,7 +11,6 @@
 A missing file, or a missing section, is normal. Command-line options beat the module's section, which beats
 [default].
 """
-import configparser
 import os
 import re
 import shlex
@@ -87,6 +86,7 @@ def load(module, path=None):
     except (OSError, UnicodeDecodeError) as e:
         raise MrhookerError("cannot read config file %s: %s" % (path, getattr(e, "strerror", None) or e))
 
+    import configparser   # only when there is a file: a warm run without one stays fast
     parser = configparser.ConfigParser(default_section="\0none", interpolation=configparser.BasicInterpolation())
     try:
         parser.read_string(text, source=path)

@@ -10,9 +10,6 @@ import signal
 import stat
 import struct
 import sys
-import threading
-from dataclasses import dataclass
-from typing import Callable, Optional
 
 from mrhooker.errors import MrhookerError
 
@@ -22,12 +19,12 @@ REPRODUCED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPI
 SI_KERNEL = 0x80   # si_code of signals the kernel sends, e.g. the terminal's Ctrl-C
 
 
-@dataclass
 class LaunchOptions:
-    follow: bool = True               # hook exec'd children too
-    output: Optional[str] = None      # hook output file (-o); None: mrhooker's stderr
-    force: bool = False               # run targets that cannot be hooked anyway
-    log: Callable[[str], None] = lambda msg: None
+    def __init__(self, follow=True, output=None, force=False, log=lambda msg: None):
+        self.follow = follow      # hook exec'd children too
+        self.output = output      # hook output file (-o); None: mrhooker's stderr
+        self.force = force        # run targets that cannot be hooked anyway
+        self.log = log
 
 
 # ---- the target program ----------------------------------------------------------------------------------
@@ -147,6 +144,7 @@ class Output:
             self._start_relay()
 
     def _start_relay(self):
+        import threading
         read_end, write_end = os.pipe()
         st = os.fstat(write_end)
         self.path, self.identity = "/proc/%d/fd/%d" % (os.getpid(), write_end), (st.st_dev, st.st_ino)

@@ -334,6 +334,21 @@ static PyObject *native_in_hook(PyObject *self, PyObject *unused)
     return PyBool_FromLong(mrh_tls.depth > 0);
 }
 
+/* run_in_hook(func, *args): calls func as if inside a hook: its output goes to the hook output, hooked calls
+ * it makes go to their originals. For the hook script's atexit handlers in a Python target. */
+static PyObject *native_run_in_hook(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "run_in_hook needs a function");
+        return NULL;
+    }
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    PyObject *r = PyObject_Vectorcall(args[0], args + 1, nargs - 1, NULL);
+    t->depth--;
+    return r;
+}
+
 static PyObject *native_disable(PyObject *self, PyObject *unused)
 {
     mrh_disable();
@@ -360,6 +375,7 @@ static PyMethodDef native_methods[] = {
     {"get_errno", native_get_errno, METH_NOARGS, NULL},
     {"in_hook", native_in_hook, METH_NOARGS, NULL},
     {"disable", native_disable, METH_NOARGS, NULL},
+    {"run_in_hook", (PyCFunction)(void (*)(void))native_run_in_hook, METH_FASTCALL, NULL},
     {"register", native_register, METH_VARARGS, NULL},
     {NULL},
 };
