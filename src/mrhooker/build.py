@@ -202,6 +202,7 @@ def _build_key(kind, module, content, pyinfo, cc, options):
 def scan_hooks(source, path):
     """The @hook("...") specs of a .py script, in order, read from its syntax tree without running it.
     Returns [(spec, line)]."""
+    import ast
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as e:

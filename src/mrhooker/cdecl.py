@@ -56,6 +56,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
+import pycparser
 from pycparser import c_ast, c_generator, c_parser
 
 from .errors import MrhookerError
@@ -175,6 +176,9 @@ class _Refused(Exception):
     """A whole prototype that mrhooker cannot forward: args are its text and the reason."""
 
 
+_BUILTIN_TYPE_WORDS = frozenset("void _Bool char short int long float double signed unsigned".split())
+
+
 def _builtin_shape(words: List[str], const: bool) -> tuple:
     """Shape of a type written with builtin keywords, e.g. ['long', 'unsigned', 'int']."""
     counts = {}
@@ -185,9 +189,7 @@ def _builtin_shape(words: List[str], const: bool) -> tuple:
         return ("unsupported", written)
     if "__int128" in counts:
         return ("unsupported", written)
-    unknown = set(counts) - {
-        "void", "_Bool", "char", "short", "int", "long", "float", "double", "signed", "unsigned",
-    }
+    unknown = set(counts) - _BUILTIN_TYPE_WORDS
     if unknown:
         raise _BadDeclaration("invalid type '%s'" % written)
     signed, unsigned, longs = counts.get("signed", 0), counts.get("unsigned", 0), counts.get("long", 0)
@@ -299,7 +301,14 @@ def _read_abi(preprocessed: str) -> dict:
 
 def _ctype(shape: tuple, spelling: str, abi: dict, param: Optional[str]) -> CType:
     """How a value of this shape is forwarded, as a return value (param None) or a parameter."""
-    where = "returns %s" if param is None else "passes %s in parameter '" + str(param) + "'"
+
+    def refusal(described: str, by_value: bool) -> _Unforwardable:
+        if param is None:
+            action = "returns %s" % described
+        else:
+            action = "passes %s in parameter '%s'" % (described, param)
+        return _Unforwardable(action + (" by value" if by_value else "") + ", which mrhooker cannot forward")
+
     what = shape[0]
     if param is not None and what in ("array", "function"):
         # Arrays and functions decay to pointers when passed.
@@ -319,7 +328,7 @@ def _ctype(shape: tuple, spelling: str, abi: dict, param: Optional[str]) -> CTyp
         if name in ("_Bool", "char", "signed char", "unsigned char"):
             size = 1
         else:
-            size = abi[name[len("unsigned "):] if name.startswith("unsigned ") else name]
+            size = abi[name[len("unsigned ") :] if name.startswith("unsigned ") else name]
         if name == "char":
             signed = abi["char_signed"]
         else:
@@ -328,11 +337,13 @@ def _ctype(shape: tuple, spelling: str, abi: dict, param: Optional[str]) -> CTyp
     if what == "aggregate":
         written = "%s %s" % (shape[1], shape[2]) if shape[2] else "an anonymous " + shape[1]
         described = spelling if spelling == written else "%s (%s)" % (spelling, written)
-        raise _Unforwardable((where % described) + " by value, which mrhooker cannot forward")
+        raise refusal(described, by_value=True)
     if what == "unsupported":
         described = spelling if spelling == shape[1] else "%s (%s)" % (spelling, shape[1])
-        raise _Unforwardable((where % described) + ", which mrhooker cannot forward")
-    raise _BadDeclaration("function returns %s, which C does not allow" % ("an array" if what == "array" else "a function"))
+        raise refusal(described, by_value=False)
+    raise _BadDeclaration(
+        "function returns %s, which C does not allow" % ("an array" if what == "array" else "a function")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -616,7 +627,11 @@ def _prototype_from_decl(
                 while extra_name in used:
                     extra_name += "_"
                 used.add(extra_name)
-                shape = ("pointer", ("scalar", "void", False)) if c_name == "void *" else ("scalar", c_name, False)
+                shape = (
+                    ("pointer", ("scalar", "void", False))
+                    if c_name == "void *"
+                    else ("scalar", c_name, False)
+                )
                 extra_params.append(Param(extra_name, _ctype(shape, spelling, abi, extra_name)))
             extra = tuple(extra_params)
     except _Unforwardable as error:
@@ -724,7 +739,9 @@ def _preprocess(compiler: List[str]) -> str:
 _ERROR_LINE = re.compile(r":(\d+):(?:\d+:)? ")
 
 
-def _parse_lines(parser: c_parser.CParser, lines: List[str], typedef_names: set) -> List[Tuple[int, c_ast.Node]]:
+def _parse_lines(
+    parser: c_parser.CParser, lines: List[str], typedef_names: set
+) -> List[Tuple[int, c_ast.Node]]:
     """Parse declarations, one per line; returns (line index, node) and skips lines that fail.
 
     typedef_names are the names declared by earlier lines; each run declares the ones it uses.
@@ -923,7 +940,8 @@ def _database() -> _Database:
             return database
         preprocessed = _preprocess(list(compiler))
         key = hashlib.sha256(
-            ("%d\0%s\0%s" % (_SCHEMA, " ".join(compiler), preprocessed)).encode()
+            # pycparser's version too: its generator spells the types in the prototypes' text.
+            ("%d\0%s\0%s\0%s" % (_SCHEMA, pycparser.__version__, " ".join(compiler), preprocessed)).encode()
         ).hexdigest()
         directory = _cache_dir
         if directory is not None and _cache_dir_problem(directory) is not None:
@@ -1078,7 +1096,11 @@ def parse_prototype(text: str) -> Prototype:
     if len(nodes) != 1:
         raise bad("expected one declaration, found %d" % len(nodes))
     decl = nodes[0]
-    if not isinstance(decl, c_ast.Decl) or not isinstance(decl.type, c_ast.FuncDecl) or "typedef" in (decl.storage or []):
+    if (
+        not isinstance(decl, c_ast.Decl)
+        or not isinstance(decl.type, c_ast.FuncDecl)
+        or "typedef" in (decl.storage or [])
+    ):
         raise MrhookerError("'%s' is not a function prototype" % shown)
     try:
         prototype = _prototype_from_decl(

@@ -261,6 +261,7 @@ int mrh_py_ret_ldouble(PyObject *o, long double *out, const char *func)
 int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func)
 {
     if (o == Py_None) { *out = NULL; return 0; }
+    if (PyLong_Check(o)) { *out = PyLong_AsVoidPtr(o); return PyErr_Occurred() ? -1 : 0; }
     if (PyObject_TypeCheck(o, &mrh_pointer_type)) { *out = ((mrh_pointer *)o)->addr; return 0; }
     if (PyBytes_Check(o)) {
         /* The caller keeps the pointer for as long as it likes: keep one copy of each returned value. */
@@ -269,15 +270,14 @@ int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func)
         *out = PyBytes_AS_STRING(kept);
         return 0;
     }
-    return mrh_py_bad_return(o, func, "bytes, a Pointer or None");
+    return mrh_py_bad_return(o, func, "bytes, a Pointer, an int or None");
 }
 
 int mrh_py_ret_pointer(PyObject *o, void **out, const char *func)
 {
-    if (o == Py_None) { *out = NULL; return 0; }
-    if (PyObject_TypeCheck(o, &mrh_pointer_type)) { *out = ((mrh_pointer *)o)->addr; return 0; }
     if (PyLong_Check(o)) { *out = PyLong_AsVoidPtr(o); return PyErr_Occurred() ? -1 : 0; }
-    return mrh_py_bad_return(o, func, "a Pointer, an int or None");
+    /* bytes are kept alive as for const char * (getenv returns char * that callers only read) */
+    return mrh_py_ret_bytes(o, (const char **)out, func);
 }
 
 PyObject *mrh_py_bytes_or_none(const char *s)

@@ -1,0 +1,139 @@
+"""Shared fixtures: run the real mrhooker CLI on real programs, compile small C programs, write hook scripts.
+
+Every test session gets its own build cache (so a test never depends on the user's cache) and an empty
+config file (so the user's ~/.mrhooker/mrhooker.config can't change results). Builds are shared within a
+session: the same script text builds once.
+"""
+import hashlib
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(os.path.dirname(HERE), "src")
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mrhooker-session")
+    os.chmod(d, 0o700)
+    return d
+
+
+@pytest.fixture(scope="session")
+def base_env(session_dir):
+    env = dict(os.environ)
+    cache = session_dir / "cache"
+    cache.mkdir(mode=0o700, exist_ok=True)
+    config = session_dir / "empty.config"
+    config.write_text("")
+    env["XDG_CACHE_HOME"] = str(cache)
+    env["MRHOOKER_CONFIG"] = str(config)
+    # The package under test, whether or not it is installed.
+    env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for name in list(env):
+        if name.startswith("MRHOOKER_") and name not in ("MRHOOKER_CONFIG",):
+            del env[name]
+    env.pop("LD_PRELOAD", None)
+    return env
+
+
+class Result:
+    def __init__(self, proc):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    @property
+    def out(self):
+        return self.stdout.decode(errors="replace")
+
+    @property
+    def err(self):
+        return self.stderr.decode(errors="replace")
+
+    def __repr__(self):
+        return "<Result rc=%s\nstdout=%s\nstderr=%s>" % (self.returncode, self.out[-3000:], self.err[-3000:])
+
+
+@pytest.fixture(scope="session")
+def mrhooker(base_env):
+    """mrhooker(*args, env=None, input=None, timeout=120, cwd=None) -> Result: runs `python -m mrhooker`."""
+
+    def run(*args, env=None, input=None, timeout=120, cwd=None, stdout=subprocess.PIPE):
+        full_env = dict(base_env)
+        if env:
+            full_env.update(env)
+        proc = subprocess.run([sys.executable, "-m", "mrhooker"] + [str(a) for a in args], env=full_env,
+                              input=input, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout, cwd=cwd)
+        return Result(proc)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def cprog(session_dir):
+    """cprog(source, flags=()) -> path of an executable (or shared library, with flags=['-shared', ...])
+    compiled from C source; compiled once per session for the same source and flags."""
+    outdir = session_dir / "c"
+    outdir.mkdir(exist_ok=True)
+
+    def build(source, flags=(), suffix=""):
+        source = textwrap.dedent(source)
+        key = hashlib.sha256((source + "\0" + " ".join(flags)).encode()).hexdigest()[:16]
+        out = outdir / ("prog-" + key + suffix)
+        if not out.exists():
+            src = outdir / ("prog-" + key + ".c")
+            src.write_text(source)
+            cmd = ["cc", "-O2", "-Wall", "-o", str(out) + ".tmp", str(src)] + list(flags)
+            subprocess.run(cmd, check=True)
+            os.replace(str(out) + ".tmp", out)
+        return str(out)
+
+    return build
+
+
+@pytest.fixture
+def script(tmp_path):
+    """script(name, text) -> path of a hook script written into a fresh directory."""
+
+    def write(name, text):
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return str(path)
+
+    return write
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_server(session_dir):
+    """A local HTTP server (loopback only) serving session_dir/www; yields its base URL."""
+    www = session_dir / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("<html>hello from the test server</html>\n")
+
+    def handler(*args, **kwargs):
+        return _QuietHandler(*args, directory=str(www), **kwargs)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
