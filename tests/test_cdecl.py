@@ -582,8 +582,8 @@ def test_without_cache_dir_nothing_is_written(fresh_state, tmp_path, monkeypatch
 def test_cache_dir_must_be_private(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
-    os.chmod(shared, 0o755)
-    assert "mode" in error_of(cdecl.set_cache_dir, shared)
+    os.chmod(shared, 0o775)
+    assert "writable by its group" in error_of(cdecl.set_cache_dir, shared)
     assert str(tmp_path / "missing") in error_of(cdecl.set_cache_dir, tmp_path / "missing")
     a_file = tmp_path / "file"
     a_file.write_text("")

@@ -377,6 +377,7 @@ def _build_py(script, specs, tmp, pyinfo, cc, options, objects):
     from concurrent.futures import ThreadPoolExecutor
     from mrhooker import cdecl, codegen
 
+    cdecl.set_cache_dir(os.path.dirname(tmp))   # the header database is cached beside the builds
     hooks, seen = [], {}
     for spec, line in specs:
         try:

@@ -864,17 +864,19 @@ def _build_database(preprocessed: str) -> dict:
 
 
 def _cache_dir_problem(path: str) -> Optional[str]:
-    """Why path may not hold the cache (None if it may): it must be ours and private."""
+    """Why path may not hold the cache (None if it may): the same rule as for the builds beside it."""
+    from mrhooker.build import check_private_dir
+
     try:
         info = os.stat(path)
     except OSError as error:
         return "cannot use it: %s" % (error.strerror or error)
     if not stat.S_ISDIR(info.st_mode):
         return "it is not a directory"
-    if info.st_uid != os.getuid():
-        return "it is not owned by the current user"
-    if info.st_mode & 0o077:
-        return "its mode is %o, not 700" % stat.S_IMODE(info.st_mode)
+    try:
+        check_private_dir(path, "cache directory")
+    except MrhookerError as error:
+        return str(error)
     return None
 
 

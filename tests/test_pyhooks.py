@@ -1,0 +1,308 @@
+"""Pure-Python hooks: @hook("C prototype") in a .py script, on real programs."""
+import os
+import stat
+import subprocess
+import sys
+
+UNLINK_HOOK = '''\
+import errno
+from mrhooker import hook, set_errno
+
+@hook("int unlinkat(int dirfd, const char *pathname, int flags)")
+def unlinkat(dirfd, path, flags):
+    print("unlinkat", path)
+    if path.endswith(b".keep"):
+        set_errno(errno.EACCES)
+        return -1
+    return unlinkat.original(dirfd, path, flags)
+'''
+
+
+def test_unlink_hook_refuses_with_errno(mrhooker, script, tmp_path):
+    hooks = script("guard.py", UNLINK_HOOK)
+    keep, drop = tmp_path / "a.keep", tmp_path / "b.tmp"
+    keep.write_text("x")
+    drop.write_text("y")
+    r = mrhooker(hooks, "rm", keep, drop)
+    assert r.returncode == 1, r
+    assert "cannot remove '%s': Permission denied" % keep in r.err   # rm saw errno EACCES
+    assert keep.exists() and not drop.exists()
+    assert "unlinkat b'%s'" % drop in r.err
+
+
+def test_send_by_name_reads_pointer(mrhooker, script, http_server):
+    hooks = script("sends.py", '''\
+        from mrhooker import hook
+
+        @hook("send")
+        def send(fd, buf, n, flags):
+            print("sent", buf.read(n).split(b"\\r\\n")[0])
+            return send.original(fd, buf, n, flags)
+    ''')
+    r = mrhooker(hooks, "curl", "-s", http_server + "/index.html")
+    assert r.returncode == 0, r
+    assert r.out == "<html>hello from the test server</html>\n"
+    assert "sent b'GET /index.html HTTP/1.1'" in r.err
+
+
+def test_pointer_write_changes_what_the_target_reads(mrhooker, script, tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_bytes(b"hello world\n" * 100)
+    hooks = script("upper.py", '''\
+        from mrhooker import hook
+
+        @hook("ssize_t read(int fd, void *buf, size_t count)")
+        def read(fd, buf, count):
+            n = read.original(fd, buf, count)
+            if n > 0:
+                buf.write(buf.read(n).upper())
+            return n
+    ''')
+    r = mrhooker(hooks, "cat", data)
+    assert r.returncode == 0, r
+    assert r.stdout == b"HELLO WORLD\n" * 100
+
+
+def test_variadic_open_forwards_mode(mrhooker, script, cprog, tmp_path):
+    prog = cprog('''
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+            int fd = open(argv[1], O_CREAT | O_WRONLY | O_TRUNC, 0640);
+            if (fd < 0) { perror("open"); return 1; }
+            write(fd, "x", 1);
+            close(fd);
+            return 0;
+        }
+    ''')
+    hooks = script("opens.py", '''\
+        from mrhooker import hook
+
+        @hook("open")
+        def open(path, flags, mode):
+            print("open", path, oct(mode))
+            return open.original(path, flags, mode)
+    ''')
+    target = tmp_path / "made.txt"
+    os.umask(0o022)
+    r = mrhooker(hooks, prog, target)
+    assert r.returncode == 0, r
+    assert "open b'%s' 0o640" % target in r.err
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640
+
+
+def test_strings_floats_and_null_results(mrhooker, script, cprog):
+    prog = cprog('''
+        #include <math.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        int main(void) {
+            const char *home = getenv("HOME");
+            const char *gone = getenv("MRH_TEST_GONE");
+            printf("home=%s gone=%s cbrt=%.3f\\n", home ? home : "(null)", gone ? gone : "(null)", cbrt(27.0));
+            return 0;
+        }
+    ''', flags=["-lm", "-fno-builtin"])
+    hooks = script("values.py", '''\
+        from mrhooker import hook
+
+        @hook("getenv")
+        def getenv(name):
+            if name == b"HOME":
+                return b"/fake/home"
+            if name == b"MRH_TEST_GONE":
+                return None
+            return getenv.original(name)
+
+        @hook("double cbrt(double x)")
+        def cbrt(x):
+            return cbrt.original(x) + 0.5
+    ''')
+    r = mrhooker(hooks, prog, env={"MRH_TEST_GONE": "present"})
+    assert r.returncode == 0, r
+    assert r.out == "home=/fake/home gone=(null) cbrt=3.500\n"
+
+
+FAILING_HOOKS = '''\
+from mrhooker import hook
+
+@hook("int unlinkat(int dirfd, const char *pathname, int flags)")
+def unlinkat(dirfd, path, flags):
+    if path.endswith(b".raise-before"):
+        raise RuntimeError("broken before the call")
+    if path.endswith(b".raise-after"):
+        unlinkat.original(dirfd, path, flags)
+        raise RuntimeError("broken after the call")
+    if path.endswith(b".badtype"):
+        return "not an int"
+    return unlinkat.original(dirfd, path, flags)
+'''
+
+
+def test_failing_hook_fails_open(mrhooker, script, tmp_path):
+    hooks = script("failing.py", FAILING_HOOKS)
+    files = [tmp_path / ("f" + ext) for ext in (".raise-before", ".raise-after", ".badtype")]
+    for f in files:
+        f.write_text("x")
+    r = mrhooker(hooks, "rm", "-v", *files)
+    # Every file is removed as if unhooked; the one whose hook ran the original first is not removed twice
+    # (a second unlinkat would fail with ENOENT and rm would exit 1).
+    assert r.returncode == 0, r
+    assert not any(f.exists() for f in files)
+    assert r.err.count("mrhooker: hook unlinkat") == 3, r
+    assert "RuntimeError: broken before the call" in r.err
+    assert "RuntimeError: broken after the call" in r.err
+    assert "hook unlinkat returned str; it must return an int" in r.err
+    assert "Traceback" in r.err and "failing.py" in r.err   # the traceback points into the script
+    assert r.out.count("removed") == 3
+
+
+def test_editing_bodies_never_rebuilds(mrhooker, script):
+    path = script("edits.py", '''\
+        from mrhooker import hook
+
+        @hook("int getpid(void)")
+        def getpid():
+            print("version 1")
+            return getpid.original()
+    ''')
+    first = mrhooker("-v", path, sys.executable, "-c", "import os; os.getpid()")
+    assert "version 1" in first.err, first
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("version 1", "version 2"))
+    second = mrhooker("-v", path, sys.executable, "-c", "import os; os.getpid()")
+    assert "cache hit" in second.err and "version 2" in second.err, second
+    with open(path, "a") as f:
+        f.write('\n@hook("int getppid(void)")\ndef getppid():\n    return getppid.original()\n')
+    third = mrhooker("-v", path, "true")
+    assert "cache miss" in third.err, third
+
+
+def test_bad_prototypes_are_one_clear_line(mrhooker, script):
+    cases = {
+        '@hook("int unlink(const char *path")': "bad prototype",
+        '@hook("frobnicate_widgets")': "no prototype known for 'frobnicate_widgets'",
+        '@hook("struct tm gettm(void)")': "by value",
+        '@hook("int printf(const char *fmt, ...)")': "vprintf",
+        '@hook(NAME)': "string literal",
+    }
+    for decorator, expected in cases.items():
+        path = script("bad.py", "from mrhooker import hook\nNAME = 'x'\n%s\ndef f(*a):\n    pass\n" % decorator)
+        r = mrhooker(path, "true")
+        assert r.returncode == 2, (decorator, r)
+        assert expected in r.err, (decorator, r)
+        assert r.err.startswith("mrhooker: ") and "Traceback" not in r.err, r
+        assert "bad.py:3" in r.err, r
+
+
+def test_hooks_in_threads_count_exactly(mrhooker, script, cprog, session_dir):
+    lib = cprog("int foo(int x) { return x + 1; }\n", flags=["-shared", "-fPIC"], suffix=".so")
+    libdir = os.path.dirname(lib)
+    named = os.path.join(libdir, "libfoopy.so")
+    if not os.path.exists(named):
+        os.symlink(lib, named)
+    prog = cprog('''
+        #include <pthread.h>
+        #include <stdio.h>
+        int foo(int);
+        static void *run(void *arg) { long s = 0; for (int i = 0; i < 20000; i++) s += foo(i); return (void *)s; }
+        int main(void) {
+            pthread_t t[8];
+            for (int i = 0; i < 8; i++) pthread_create(&t[i], 0, run, 0);
+            long total = 0;
+            for (int i = 0; i < 8; i++) { void *r; pthread_join(t[i], &r); total += (long)r; }
+            printf("%ld\\n", total);
+            return 0;
+        }
+    ''', flags=["-L" + libdir, "-lfoopy", "-Wl,-rpath," + libdir, "-lpthread"])
+    hooks = script("threads.py", '''\
+        import atexit, threading
+        from mrhooker import hook
+
+        calls = 0
+        threads = set()
+
+        @hook("int foo(int x)")
+        def foo(x):
+            global calls
+            calls += 1
+            threads.add(threading.get_ident())
+            return foo.original(x)
+
+        atexit.register(lambda: print("calls", calls, "threads", len(threads)))
+    ''')
+    r = mrhooker(hooks, prog, timeout=60)
+    assert r.returncode == 0, r
+    assert r.out.strip() == str(8 * sum(i + 1 for i in range(20000)))
+    assert "calls 160000 threads 8" in r.err, r
+
+
+def test_python_targets_run_py_hooks(mrhooker, script):
+    hooks = script("pyt.py", '''\
+        import os
+        from mrhooker import hook
+
+        @hook("int getppid(void)")
+        def getppid():
+            print("hooked getppid in", os.getpid())
+            return 4242
+    ''')
+    for python in (sys.executable, "/usr/bin/python3"):
+        if not os.path.exists(python):
+            continue
+        r = mrhooker(hooks, python, "-c", "import os; print(os.getppid(), os.getpid())")
+        assert r.returncode == 0, (python, r)
+        ppid, pid = r.out.split()
+        assert ppid == "4242", (python, r)
+        assert "hooked getppid in %s" % pid in r.err, (python, r)
+
+
+def test_fork_children_keep_py_hooks(mrhooker, script, cprog):
+    prog = cprog('''
+        #include <stdio.h>
+        #include <sys/wait.h>
+        #include <unistd.h>
+        int main(void) {
+            printf("parent %d\\n", getppid());
+            fflush(stdout);
+            pid_t pid = fork();
+            if (pid == 0) { printf("child %d\\n", getppid()); fflush(stdout); _exit(0); }
+            int status;
+            waitpid(pid, &status, 0);
+            return 0;
+        }
+    ''')
+    hooks = script("forky.py", '''\
+        from mrhooker import hook
+
+        @hook("int getppid(void)")
+        def getppid():
+            return 7
+    ''')
+    r = mrhooker(hooks, prog, timeout=30)
+    assert r.returncode == 0, r
+    assert r.out.splitlines() == ["parent 7", "child 7"]
+
+
+def test_hook_output_never_reaches_target_stdout(mrhooker, script, tmp_path):
+    data = tmp_path / "in.bin"
+    data.write_bytes(os.urandom(300000))
+    hooks = script("noisy.py", '''\
+        import sys
+        from mrhooker import hook
+
+        @hook("ssize_t write(int fd, const void *buf, size_t n)")
+        def write(fd, buf, n):
+            print("write", fd, n)
+            sys.stdout.write("stdout too\\n")
+            sys.stderr.write("stderr too\\n")
+            return write.original(fd, buf, n)
+    ''')
+    # stdout is a pipe: into a regular file, cat copies with copy_file_range and never calls write
+    r = mrhooker(hooks, "cat", data)
+    assert r.returncode == 0, r
+    assert r.stdout == data.read_bytes()
+    assert "write 1 " in r.err and "stdout too" in r.err
