@@ -1,0 +1,50 @@
+"""Fake time: the program sees the clock shifted to $MRHOOKER_FAKE_DATE (YYYY-MM-DD, default 2000-01-01).
+
+    MRHOOKER_FAKE_DATE=1999-12-31 mrhooker examples/fake_time.py date
+
+Shifts time(), gettimeofday() and clock_gettime(CLOCK_REALTIME); the clock keeps ticking from there.
+"""
+import calendar
+import os
+import struct
+import time as _time
+
+from mrhooker import hook
+
+_target = calendar.timegm(_time.strptime(os.environ.get("MRHOOKER_FAKE_DATE", "2000-01-01"), "%Y-%m-%d"))
+OFFSET = None   # seconds to add, fixed at the first call
+CLOCK_REALTIME = 0
+
+
+def _offset(now):
+    global OFFSET
+    if OFFSET is None:
+        OFFSET = _target - now
+    return OFFSET
+
+
+@hook("time")
+def time(tloc):
+    now = time.original(None)
+    fake = now + _offset(now)
+    if tloc:
+        tloc.write(struct.pack("q", fake))
+    return fake
+
+
+@hook("gettimeofday")
+def gettimeofday(tv, tz):
+    rc = gettimeofday.original(tv, tz)
+    if rc == 0 and tv:
+        sec, usec = struct.unpack("qq", tv.read(16))
+        tv.write(struct.pack("q", sec + _offset(sec)))
+    return rc
+
+
+@hook("clock_gettime")
+def clock_gettime(clock, ts):
+    rc = clock_gettime.original(clock, ts)
+    if rc == 0 and clock == CLOCK_REALTIME and ts:
+        sec, = struct.unpack("q", ts.read(8))
+        ts.write(struct.pack("q", sec + _offset(sec)))
+    return rc
