@@ -48,6 +48,7 @@ typedef struct mrh_thread {
     int orig_errno;       /* errno right after that original call */
     mrh_value orig_ret;   /* and its result */
     int fork_held;        /* this thread took the GIL in the fork prepare handler */
+    int fork_locked;      /* ... and start_lock */
 } mrh_thread;
 
 /* One hooked symbol. The table is generated; the runtime fills original and impl. */

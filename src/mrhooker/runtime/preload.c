@@ -32,6 +32,7 @@ MRH_EXPORT volatile int mrh_state = MRH_UNSTARTED;
  * child. Threads that might hold the GIL never wait on it (see mrh_begin_slow). */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static pthread_t start_owner;        /* the thread holding start_lock to start, while MRH_STARTING */
 static const mrh_hooklib_ops *ops;   /* the hook library's entry points, once READY */
 static pid_t start_pid;              /* the process that started Python: the one whose atexit handlers run */
 static pthread_key_t thread_key;     /* its destructor deletes the Python thread states the runtime made */
@@ -281,6 +282,7 @@ static void start(mrh_thread *t)
         attach = 0;
     }
     py_this_thread_state = (void *(*)(void))dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
+    start_owner = pthread_self();
     mrh_state = MRH_STARTING;
 
     void *lib = dlopen(config.hooks, RTLD_NOW | RTLD_LOCAL);
@@ -345,7 +347,10 @@ int mrh_begin_slow(mrh_thread *t)
 static void fork_prepare(void)
 {
     mrh_thread *t = &mrh_tls;
-    pthread_mutex_lock(&start_lock);
+    /* The starting thread itself may fork (the hook script runs a subprocess while it is imported): it
+     * holds start_lock already. */
+    t->fork_locked = !(mrh_state == MRH_STARTING && pthread_equal(start_owner, pthread_self()));
+    if (t->fork_locked) pthread_mutex_lock(&start_lock);
     if (mrh_state == MRH_READY && ops && t->depth == 0) {
         t->depth++;
         ops->fork_prepare(t);
@@ -361,13 +366,14 @@ static void fork_parent(void)
         ops->fork_parent(t);
         t->depth--;
     }
-    pthread_mutex_unlock(&start_lock);
+    if (t->fork_locked) pthread_mutex_unlock(&start_lock);
 }
 
 static void fork_child(void)
 {
     mrh_thread *t = &mrh_tls;
-    pthread_mutex_init(&start_lock, NULL);
+    /* Only this thread exists in the child: locks other threads held are reset, ours stays held. */
+    if (t->fork_locked) pthread_mutex_init(&start_lock, NULL);
     pthread_mutex_init(&named_lock, NULL);
     pthread_mutex_init(&boot_lock, NULL);
     if (t->fork_held) {
