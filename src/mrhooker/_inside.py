@@ -178,9 +178,9 @@ def _print_exception(header, exc):
         pass
 
 
-def report_hook_error(name, prototype, exc):
+def report_hook_error(name, where, exc, outcome="the call went to the original"):
     """A hook raised (or returned a wrong value): its traceback, then the target carries on."""
-    _print_exception("mrhooker: hook %s (%s) failed; the call went to the original:" % (name, prototype), exc)
+    _print_exception("mrhooker: hook %s (%s) failed; %s:" % (name, where, outcome), exc)
 
 
 def at_exit():

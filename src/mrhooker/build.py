@@ -352,7 +352,10 @@ def _build_pyx(script, module, tmp, pyinfo, cc, options, objects):
     out_c = os.path.join(tmp, module + ".c")
     _cythonize(script, module, out_c, options.include_dirs, log)
     with open(out_c, encoding="utf-8", errors="replace") as f:
-        entries, includes = codegen.pyx_exports(f.read())
+        c_source = f.read()
+    entries, includes = codegen.pyx_exports(c_source)
+    with open(out_c, "w", encoding="utf-8") as f:
+        f.write(codegen.pyx_route_unraisable(c_source))
     _check_symbols([e.name for e in entries], script)
     deps = [d for d in _read_depfile(out_c + ".dep") if os.path.abspath(d) != script]
     with open(os.path.join(tmp, "entries.c"), "w") as f:

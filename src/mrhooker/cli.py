@@ -144,7 +144,7 @@ def _module_name(script):
 def run(argv):
     from mrhooker import config
     from mrhooker.build import BuildOptions, build, python_info
-    from mrhooker.launch import LaunchOptions, run as launch
+    from mrhooker.launch import LaunchOptions, find_program, run as launch
 
     args = parse_args(argv)
     if args.help:
@@ -154,6 +154,8 @@ def run(argv):
         sys.stdout.write("mrhooker %s\n" % __version__)
         return 0
     settings = config.load(_module_name(args.script))
+    # COMMAND is checked before the build, which can take seconds: a typo or an unhookable program fails at once.
+    program = find_program(args.command, args.force)
     verbose = args.verbose if args.verbose is not None else settings.get("verbose", False)
     console = Console(verbose)
     try:
@@ -172,7 +174,8 @@ def run(argv):
     finally:
         console.clear_status()
     return launch(result, python_info(), args.command,
-                  LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log))
+                  LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log),
+                  program)
 
 
 def main(argv=None):

@@ -93,6 +93,16 @@ def pyx_exports(c_source):
     return entries, include_lines
 
 
+_UNRAISABLE_CALL = re.compile(r"^(\s+)__Pyx_WriteUnraisable\(", re.M)
+
+
+def pyx_route_unraisable(c_source):
+    """Cython reports an exception that a hook can't raise with __Pyx_WriteUnraisable, without a traceback;
+    the runtime's mrh_pyx_unraisable prints it with one, naming the hook, like a .py hook's failure."""
+    declaration = "void mrh_pyx_unraisable(const char *, int, int, const char *, int, int);\n"
+    return declaration + _UNRAISABLE_CALL.sub(r"\1mrh_pyx_unraisable(", c_source)
+
+
 # ---- the preload library's entry points ---------------------------------------------------------------
 
 _PRELUDE = """\

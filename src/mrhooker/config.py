@@ -63,6 +63,10 @@ def _convert(kind, raw):
             return False
         raise ValueError("not a boolean: %r (use true or false)" % raw)
     if kind == "path":
+        # An indented line continues the setting above it: a path with a newline is such a slip, not a path.
+        if "\n" in raw.strip():
+            raise ValueError("one path expected, but the value goes on over several lines (an indented line "
+                             "continues the setting above it): %r" % raw)
         return os.path.abspath(os.path.expanduser(raw.strip()))
     if kind == "paths":
         return [os.path.abspath(os.path.expanduser(p)) for p in re.split(r"[:\s]+", raw.strip()) if p]
@@ -91,6 +95,9 @@ def load(module, path=None):
     try:
         parser.read_string(text, source=path)
     except configparser.MissingSectionHeaderError as e:
+        if e.line.lstrip().startswith("["):   # configparser calls a broken header a missing one
+            raise MrhookerError("%s:%d: bad section header %r: write [default] or [MODULE]"
+                                % (path, e.lineno, e.line.strip()))
         raise MrhookerError("%s:%d: a setting before any [section]; start the file with [default]" % (path, e.lineno))
     except configparser.ParsingError as e:
         lineno = e.errors[0][0] if e.errors else 0

@@ -95,8 +95,12 @@ def check_program(path, force, depth=0):
         raise MrhookerError("%s is a %d-bit program and the hooks are %d-bit: it would run unhooked (--force runs "
                             "it anyway)" % (what, 64 if is64 else 32, struct.calcsize("P") * 8))
     st = os.stat(path)
-    secure = (st.st_mode & stat.S_ISUID and st.st_uid != os.geteuid()) or \
-             (st.st_mode & stat.S_ISGID and st.st_gid != os.getegid() and st.st_gid not in os.getgroups())
+    # The kernel runs the loader in secure mode when exec changes the effective ids away from the real ones;
+    # being a supplementary member of a setgid program's group does not prevent that. Setgid without group
+    # execute is mandatory locking, not setgid.
+    setgid = stat.S_ISGID | stat.S_IXGRP
+    secure = (st.st_mode & stat.S_ISUID and st.st_uid != os.getuid()) or \
+             (st.st_mode & setgid == setgid and st.st_gid != os.getgid())
     if not secure and os.geteuid() != 0:
         try:
             secure = bool(os.getxattr(path, "security.capability"))
@@ -215,13 +219,20 @@ def _exit_status(status):
     return 128 + sig
 
 
-def run(build, pyinfo, command, options):
-    """Runs COMMAND with the hooks; returns mrhooker's exit status (the target's)."""
+def find_program(command, force):
+    """COMMAND's program, as execvp would find it, refused (with the reason) if it cannot be run or hooked."""
+    path = resolve_command(command[0], os.environ)
+    check_program(path, force)
+    return path
+
+
+def run(build, pyinfo, command, options, program=None):
+    """Runs COMMAND with the hooks; returns mrhooker's exit status (the target's). `program` is COMMAND's
+    program as find_program gave it, if the caller checked it already."""
     from mrhooker.build import check_private_dir
 
     env = dict(os.environ)
-    path = resolve_command(command[0], env)
-    check_program(path, options.force)
+    path = program or find_program(command, options.force)
     check_private_dir(build.directory, "build directory")
     check_private_dir(os.path.dirname(pyinfo.libpython), "libpython's directory")
     output = Output(options.output)

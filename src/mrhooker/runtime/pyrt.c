@@ -311,6 +311,33 @@ void mrh_py_report(int index)
     Py_XDECREF(tb);
 }
 
+/* Cython hooks (.pyx): the generated code reports an exception it can't raise to its caller through here
+ * (mrhooker routes Cython's __Pyx_WriteUnraisable calls to it), so it is printed like a .py hook's: with a
+ * traceback line for the hook, naming it. */
+MRH_EXPORT void mrh_pyx_unraisable(const char *name, int clineno, int lineno, const char *filename,
+                                   int full_traceback, int nogil)
+{
+    PyGILState_STATE gil = PyGILState_UNLOCKED;
+    if (nogil) gil = PyGILState_Ensure();
+    const char *dot = strrchr(name, '.');
+    const char *func = dot ? dot + 1 : name;
+    _PyTraceback_Add(func, filename, lineno);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value) PyException_SetTraceback(value, tb);
+    PyObject *r = inside_report && value
+                      ? PyObject_CallFunction(inside_report, "ssOs", func, filename, value,
+                                              "it returned 0, as Cython hooks that can't raise do")
+                      : NULL;
+    if (!r) PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    if (nogil) PyGILState_Release(gil);
+}
+
 /* ---- mrhooker._native ----------------------------------------------------------------------------- */
 
 static PyObject *native_set_errno(PyObject *self, PyObject *arg)
