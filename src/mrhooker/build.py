@@ -228,10 +228,14 @@ def scan_hooks(source, path):
                     raise MrhookerError('%s:%d: @hook needs the C prototype, e.g. @hook("int unlink(const char '
                                         '*path)") or @hook("unlink")' % (path, deco.lineno))
         if isinstance(node, ast.Call) and is_hook(node.func):
-            arg = node.args[0] if len(node.args) == 1 and not node.keywords else None
+            arg = node.args[0] if len(node.args) == 1 else None
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
                 raise MrhookerError("%s:%d: @hook takes one string literal (mrhooker reads the prototypes before "
                                     "the script runs)" % (path, node.lineno))
+            for keyword in node.keywords:
+                if keyword.arg != "blocks":
+                    raise MrhookerError("%s:%d: @hook has no option %s (only blocks=False)"
+                                        % (path, node.lineno, keyword.arg))
             specs.append((arg.value, node.lineno))
     specs.sort(key=lambda s: s[1])
     return specs
@@ -355,7 +359,7 @@ def _build_pyx(script, module, tmp, pyinfo, cc, options, objects):
         c_source = f.read()
     entries, includes = codegen.pyx_exports(c_source)
     with open(out_c, "w", encoding="utf-8") as f:
-        f.write(codegen.pyx_route_unraisable(c_source))
+        f.write(codegen.pyx_adapt(c_source))
     _check_symbols([e.name for e in entries], script)
     deps = [d for d in _read_depfile(out_c + ".dep") if os.path.abspath(d) != script]
     with open(os.path.join(tmp, "entries.c"), "w") as f:

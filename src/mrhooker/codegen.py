@@ -96,10 +96,20 @@ def pyx_exports(c_source):
 _UNRAISABLE_CALL = re.compile(r"^(\s+)__Pyx_WriteUnraisable\(", re.M)
 
 
-def pyx_route_unraisable(c_source):
-    """Cython reports an exception that a hook can't raise with __Pyx_WriteUnraisable, without a traceback;
-    the runtime's mrh_pyx_unraisable prints it with one, naming the hook, like a .py hook's failure."""
+_GILSTATE_MACROS = ("#define __Pyx_PyGILState_Ensure PyGILState_Ensure\n"
+                    "#define __Pyx_PyGILState_Release PyGILState_Release\n")
+
+
+def pyx_adapt(c_source):
+    """Adapts Cython's output to the runtime:
+    - Cython reports an exception that a hook can't raise with __Pyx_WriteUnraisable, without a traceback;
+      the runtime's mrh_pyx_unraisable prints it with one, naming the hook, like a .py hook's failure.
+    - `with gil` goes through the runtime's mrh_gil_ensure/release (see pyrt.h), a shorter path than
+      PyGILState_Ensure/Release for threads that run hooks."""
     declaration = "void mrh_pyx_unraisable(const char *, int, int, const char *, int, int);\n"
+    c_source = c_source.replace(_GILSTATE_MACROS, '#include "pyrt.h"\n'
+                                "#define __Pyx_PyGILState_Ensure mrh_gil_ensure\n"
+                                "#define __Pyx_PyGILState_Release mrh_gil_release\n")
     return declaration + _UNRAISABLE_CALL.sub(r"\1mrh_pyx_unraisable(", c_source)
 
 
@@ -368,11 +378,11 @@ def trampolines_source(hooks):
         out.append(_trampoline_source(i, proto))
     out.append("mrh_py_hook mrh_py_hooks[] = {")
     for i, (spec, proto) in enumerate(hooks):
-        out.append("    {%s, %s, %s, NULL, {%s, (PyCFunction)(void (*)(void))mrh_original_%d, METH_FASTCALL, %s}},"
+        out.append("    {%s, %s, %s, NULL, 0, {%s, (PyCFunction)(void (*)(void))mrh_original_%d, METH_FASTCALL, %s}},"
                    % (_c_string(spec), _c_string(proto.symbol), _c_string(proto.text), _c_string(proto.symbol),
                       i, _c_string("The real " + proto.text)))
     if not hooks:
-        out.append("    {NULL, NULL, NULL, NULL, {NULL}},")
+        out.append("    {NULL, NULL, NULL, NULL, 0, {NULL}},")
     out.append("};")
     out.append("const int mrh_py_nhooks = %d;" % len(hooks))
     return "\n".join(out) + "\n"

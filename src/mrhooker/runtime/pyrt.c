@@ -386,9 +386,11 @@ static PyObject *native_register(PyObject *self, PyObject *args)
 {
     const char *spec;
     PyObject *func;
-    if (!PyArg_ParseTuple(args, "sO:register", &spec, &func)) return NULL;
+    int blocks = 1;
+    if (!PyArg_ParseTuple(args, "sO|p:register", &spec, &func, &blocks)) return NULL;
     for (int i = 0; &mrh_py_nhooks && i < mrh_py_nhooks; i++) {
         if (strcmp(mrh_py_hooks[i].spec, spec) == 0) {
+            mrh_py_hooks[i].keeps_gil = !blocks;
             Py_XSETREF(mrh_py_hooks[i].func, Py_NewRef(func));
             return PyCFunction_New(&mrh_py_hooks[i].original_def, NULL);
         }

@@ -24,6 +24,7 @@ typedef struct mrh_py_hook {
     const char *name;          /* the symbol */
     const char *text;          /* the prototype, for messages */
     PyObject *func;            /* the Python function, or NULL: calls go to the original */
+    int keeps_gil;             /* @hook(..., blocks=False): the original never waits, so the GIL is kept */
     PyMethodDef original_def;  /* the builtin behind func.original */
 } mrh_py_hook;
 
@@ -55,12 +56,38 @@ static inline void mrh_py_leave(int took)
     if (took > 0) PyEval_SaveThread();
 }
 
+/* Cython's `with gil` (its __Pyx_PyGILState_Ensure/Release, which mrhooker points here): the same as
+ * PyGILState_Ensure/Release for a thread with a lasting thread state, which every thread running hooks has,
+ * without their second lookup and reference count. */
+static inline PyGILState_STATE mrh_gil_ensure(void)
+{
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (MRH_UNLIKELY(!ts)) {
+        mrh_thread *t = &mrh_tls;
+        t->attached = 0;
+        mrh_attach_thread(t);
+        ts = PyGILState_GetThisThreadState();
+        if (!ts) {
+            PyGILState_Ensure();   /* made here, it lasts as attached ones do: released by SaveThread */
+            return PyGILState_UNLOCKED;
+        }
+    }
+    if (MRH_CURRENT_TSTATE() == ts) return PyGILState_LOCKED;
+    PyEval_RestoreThread(ts);
+    return PyGILState_UNLOCKED;
+}
+
+static inline void mrh_gil_release(PyGILState_STATE state)
+{
+    if (state == PyGILState_UNLOCKED) PyEval_SaveThread();
+}
+
 /* Brackets a call of an original from Python: the GIL is dropped around it when the hook took it itself (the
  * call may block, waiting for another thread that needs the GIL for its own hook), or when Python code
  * outside any hook calls it. errno is kept for the hook's get_errno() and for the target. */
 #define MRH_CALL_ORIGINAL(t, slot, call)                                      \
     do {                                                                      \
-        if ((t)->gil_taken || (t)->depth == 0) {                              \
+        if (((t)->gil_taken || (t)->depth == 0) && !mrh_py_hooks[slot].keeps_gil) { \
             PyThreadState *mrh_saved_ = PyEval_SaveThread();                  \
             errno = (t)->entry_errno;                                         \
             call;                                                             \

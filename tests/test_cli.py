@@ -1,0 +1,902 @@
+"""The command line, end to end: the real mrhooker on real programs (true, sh, ls, small C programs).
+
+Most tests share the session's build cache: a hook script with the same name and text builds once. Tests of the
+cache itself, or of its permissions, use a cache of their own (XDG_CACHE_HOME in tmp_path).
+"""
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+
+import pytest
+
+import mrhooker as mrhooker_package
+
+from conftest import SRC, Result
+
+# ---- programs and hook scripts -----------------------------------------------------------------------------
+
+UNLINKER = r"""
+    #include <stdio.h>
+    #include <unistd.h>
+    /* unlink(argv[1]) (a path that does not exist: the real unlink fails), and say what it returned. */
+    int main(int argc, char **argv) {
+        int r = unlink(argc > 1 ? argv[1] : "/nonexistent/mrhooker-test");
+        printf("unlink=%d\n", r);
+        return 0;
+    }
+"""
+
+# Hooked, unlink says 0 (and the hook says so on mrhooker's stderr); unhooked it says -1.
+HOOK = """\
+cdef extern int unlink(const char *path) with gil:
+    print("hooked unlink(%s)" % path.decode())
+    return 0
+"""
+
+GONE = "/nonexistent/mrhooker-test"
+HOOKED = "hooked unlink(%s)" % GONE
+
+SIGNALLED = r"""
+    #include <signal.h>
+    #include <string.h>
+    #include <unistd.h>
+    /* Says which of SIGINT, SIGTERM, SIGHUP it got, and exits 21, 22 or 23. */
+    static void on_signal(int sig) {
+        const char *msg = sig == SIGINT ? "got SIGINT\n" : sig == SIGTERM ? "got SIGTERM\n" : "got SIGHUP\n";
+        write(1, msg, strlen(msg));
+        _exit(sig == SIGINT ? 21 : sig == SIGTERM ? 22 : 23);
+    }
+    int main(void) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        write(1, "ready\n", 6);
+        for (;;)
+            pause();
+    }
+"""
+
+
+@pytest.fixture(scope="session")
+def unlinker(cprog):
+    return cprog(UNLINKER)
+
+
+@pytest.fixture
+def hook(script):
+    return script("h.pyx", HOOK)
+
+
+def preload_of(result):
+    """The LD_PRELOAD a -v run announced."""
+    lines = [line for line in result.err.splitlines() if line.startswith("mrhooker: LD_PRELOAD=")]
+    assert lines, result
+    return lines[0].split("=", 1)[1].split()[0]
+
+
+def assert_one_line_error(r, status=2):
+    """mrhooker's own failure: the status, one line on stderr that starts with "mrhooker:", no traceback."""
+    assert r.returncode == status, r
+    lines = [line for line in r.err.splitlines() if line.strip()]
+    assert len(lines) == 1, r
+    assert lines[0].startswith("mrhooker: "), r
+    assert "Traceback" not in r.err, r
+    return lines[0]
+
+
+def assert_error_starts(r, status=2):
+    """Like assert_one_line_error, for messages that go on with text that is not mrhooker's (compiler output,
+    the offending source line)."""
+    assert r.returncode == status, r
+    assert r.err.startswith("mrhooker: "), r
+    assert "Traceback" not in r.err, r
+    return r.err.splitlines()[0]
+
+
+def fresh_cache(tmp_path):
+    """An environment with a cache of its own (its XDG_CACHE_HOME does not exist yet)."""
+    return {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+
+
+def write(path, text, mode=None):
+    path = str(path)
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text))
+    if mode is not None:
+        os.chmod(path, mode)
+    return path
+
+
+# ---- arguments ---------------------------------------------------------------------------------------------
+
+def test_hook_runs_and_target_output_is_untouched(mrhooker, hook, unlinker):
+    r = mrhooker(hook, unlinker, GONE)
+    assert r.returncode == 0, r
+    assert r.out == "unlink=0\n", r       # the hook's result reached the program
+    assert HOOKED in r.err, r              # the hook's print went to mrhooker's stderr, not the target's stdout
+
+
+def test_options_end_at_script(mrhooker, hook, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    r = mrhooker(hook, "ls", "-l", "-d", tmp_path / "a-file")
+    assert r.returncode == 0, r
+    assert r.out.startswith("-rw"), r     # -l went to ls: a long listing
+    # -v after SCRIPT is COMMAND's: mrhooker stays quiet, sh sees it as $1
+    r = mrhooker(hook, "sh", "-c", 'echo "arg: $1"', "sh", "-v")
+    assert r.returncode == 0 and r.out == "arg: -v\n", r
+    assert "mrhooker:" not in r.err, r
+
+
+def test_double_dash_before_script_and_before_command(mrhooker, hook):
+    for args in (["--", hook, "sh", "-c", "echo ok"], [hook, "--", "sh", "-c", "echo ok"],
+                 ["-v", "--", hook, "--", "sh", "-c", "echo ok"]):
+        r = mrhooker(*args)
+        assert r.returncode == 0 and r.out == "ok\n", (args, r)
+    assert "mrhooker: LD_PRELOAD=" in r.err, r   # -v before -- still counts
+
+
+def test_script_name_starting_with_dash_after_double_dash(mrhooker, tmp_path, unlinker):
+    # `--` ends the options, so a script whose path starts with '-' is a script
+    write(tmp_path / "-h.pyx", HOOK)
+    r = mrhooker("--", "-h.pyx", unlinker, GONE, cwd=tmp_path)
+    assert "usage" not in r.out, r
+    # its module name (-h) is not an identifier: refused as such, not taken for an option
+    line = assert_one_line_error(r)
+    assert "identifier" in line, r
+
+
+def test_version(mrhooker):
+    r = mrhooker("--version")
+    assert r.returncode == 0, r
+    assert r.out == "mrhooker %s\n" % mrhooker_package.__version__, r
+
+
+def test_help(mrhooker):
+    r = mrhooker("-h")
+    assert r.returncode == 0, r
+    assert r.out.startswith("usage: mrhooker [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND"), r
+    for option in ("-o FILE", "--no-follow", "--build-dir", "-I DIR", "-l LIB", "-L DIR", "--cflags", "--ldflags",
+                   "--rebuild", "--force", "--verbose", "--version", "--help"):
+        assert option in r.out, option
+    assert mrhooker("--help").out == r.out
+
+
+def test_unknown_option_and_missing_arguments(mrhooker, hook):
+    r = mrhooker("--frobnicate", hook, "true")
+    assert r.returncode == 2 and r.err.startswith("mrhooker: unknown option --frobnicate"), r
+    assert "usage:" in r.err and "Traceback" not in r.err, r
+    r = mrhooker(hook)
+    assert r.returncode == 2 and r.err.startswith("mrhooker: no command given"), r
+    r = mrhooker()
+    assert r.returncode == 2 and r.err.startswith("mrhooker: no hook script given"), r
+    r = mrhooker("--build-dir")
+    assert r.returncode == 2 and r.err.startswith("mrhooker: option --build-dir needs a value"), r
+    r = mrhooker("--rebuild=yes", hook, "true")
+    assert r.returncode == 2 and "takes no value" in r.err, r
+
+
+def test_build_dir(mrhooker, hook, unlinker, tmp_path):
+    builds = tmp_path / "builds"
+    r = mrhooker("-v", "--build-dir", builds, hook, unlinker, GONE)
+    assert r.returncode == 0 and r.out == "unlink=0\n", r
+    assert preload_of(r).startswith(str(builds) + "/"), r
+    assert stat.S_IMODE(os.stat(builds).st_mode) == 0o700
+    # the --opt=value form, and a relative path
+    r = mrhooker("-v", "--build-dir=rel", hook, unlinker, GONE, cwd=tmp_path)
+    assert r.returncode == 0, r
+    assert preload_of(r).startswith(str(tmp_path / "rel") + "/"), r
+
+
+def test_output_file(mrhooker, hook, unlinker, tmp_path):
+    out = tmp_path / "hooks.log"
+    r = mrhooker("-o", out, hook, unlinker, GONE)
+    assert r.returncode == 0 and r.out == "unlink=0\n", r
+    assert HOOKED not in r.err, r
+    assert out.read_text() == HOOKED + "\n"
+    r = mrhooker("--output=%s" % out, hook, unlinker, GONE)   # truncated, then written again
+    assert out.read_text() == HOOKED + "\n"
+    r = mrhooker("-o", tmp_path / "no-such-dir" / "x.log", hook, "true")
+    line = assert_one_line_error(r)
+    assert "no-such-dir" in line, r
+
+
+def test_follow_and_no_follow(mrhooker, hook, unlinker):
+    # sh is hooked either way; the program it runs is hooked only when mrhooker follows executions
+    r = mrhooker(hook, "sh", "-c", '"$0" "$1"', unlinker, GONE)
+    assert r.returncode == 0 and r.out == "unlink=0\n" and HOOKED in r.err, r
+    r = mrhooker("--no-follow", hook, "sh", "-c", '"$0" "$1"', unlinker, GONE)
+    assert r.returncode == 0 and r.out == "unlink=-1\n" and HOOKED not in r.err, r
+
+
+def test_verbose_says_what_happens(mrhooker, script, tmp_path):
+    path = script("verbose_%s.pyx" % os.getpid(), HOOK)   # a module no other test builds
+    env = fresh_cache(tmp_path)
+    r = mrhooker("-v", path, "sh", "-c", "exit 3", env=env)
+    assert r.returncode == 3, r
+    err = r.err
+    assert "mrhooker: script: %s (module verbose_%d, pyx)" % (path, os.getpid()) in err, r
+    cache = os.path.join(env["XDG_CACHE_HOME"], "mrhooker")
+    assert "mrhooker: cache miss: building in %s" % cache in err, r
+    assert "mrhooker: run: " in err and " -m cython " in err, r                     # the Cython command
+    assert any(line.startswith("mrhooker: run: ") and "-shared" in line and "-o " in line
+               for line in err.splitlines()), r                                    # the compiler commands
+    built = [line.split(": ", 2)[2] for line in err.splitlines() if line.startswith("mrhooker: built: ")]
+    assert built and built[0].startswith(cache + "/"), r                          # the build dir
+    assert "mrhooker: LD_PRELOAD=%s/preload.so" % built[0] in err, r
+    assert "mrhooker: exit status: 3" in err, r
+    r = mrhooker("-v", path, "sh", "-c", 'kill -KILL $$', env=env)
+    assert "mrhooker: cache hit: %s" % built[0] in r.err, r
+    assert "mrhooker: exit status: killed by signal 9" in r.err, r
+    r = mrhooker(path, "true", env=env)                                              # and without -v, nothing
+    assert r.returncode == 0 and r.err == "", r
+
+
+# ---- the cache ---------------------------------------------------------------------------------------------
+
+def _libs(result):
+    preload = preload_of(result)
+    libs = [preload, os.path.join(os.path.dirname(preload), "hooks.so")]
+    return [(p, os.stat(p).st_ino, os.stat(p).st_mtime_ns) for p in libs]
+
+
+def test_cache_hit_and_miss(mrhooker, script, unlinker, tmp_path):
+    env = fresh_cache(tmp_path)
+    path = script("cached.pyx", HOOK)
+    first = mrhooker("-v", path, unlinker, GONE, env=env)
+    assert first.returncode == 0 and first.out == "unlink=0\n", first
+    assert "cache miss" in first.err, first
+    cache = os.path.join(env["XDG_CACHE_HOME"], "mrhooker")
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+    built = os.path.dirname(preload_of(first))
+    assert stat.S_IMODE(os.stat(built).st_mode) == 0o700
+    libs = _libs(first)
+
+    second = mrhooker("-v", path, unlinker, GONE, env=env)
+    assert second.returncode == 0 and second.out == "unlink=0\n", second
+    assert "cache hit" in second.err and "cache miss" not in second.err and " -m cython " not in second.err, second
+    assert _libs(second) == libs                      # the same files, not rebuilt
+
+    write(path, HOOK.replace("hooked unlink", "changed unlink"))
+    third = mrhooker("-v", path, unlinker, GONE, env=env)
+    assert "cache miss" in third.err, third
+    assert "changed unlink(%s)" % GONE in third.err, third
+    assert os.path.dirname(preload_of(third)) != built
+
+
+def test_rebuild_replaces_the_cached_libraries(mrhooker, script, unlinker, tmp_path):
+    env = fresh_cache(tmp_path)
+    path = script("rebuilt.pyx", HOOK)
+    first = mrhooker("-v", path, unlinker, GONE, env=env)
+    assert first.returncode == 0 and "cache miss" in first.err, first
+    libs = _libs(first)
+    again = mrhooker("-v", "--rebuild", path, unlinker, GONE, env=env)
+    assert again.returncode == 0 and again.out == "unlink=0\n", again
+    assert "cache hit" not in again.err and " -m cython " in again.err, again
+    # what --rebuild is for: libraries built afresh, in use (a cached build that is wrong in a way its key
+    # does not catch must be replaced, not kept)
+    assert [lib[1:] for lib in _libs(again)] != [lib[1:] for lib in libs]
+
+
+INCLUDING = """\
+from helpers cimport magic
+cdef extern from "mrhtest_magic.h":
+    int MAGIC_NUMBER
+cdef extern int unlink(const char *path) with gil:
+    print("magic %d %d %s" % (magic(), MAGIC_NUMBER, path.decode()))
+    return 0
+"""
+
+
+def _include_dir(path, pxd_value=42, header_value=4242):
+    os.makedirs(str(path), exist_ok=True)
+    write(os.path.join(str(path), "helpers.pxd"), "cdef inline int magic():\n    return %d\n" % pxd_value)
+    write(os.path.join(str(path), "mrhtest_magic.h"), "#define MAGIC_NUMBER %d\n" % header_value)
+    return str(path)
+
+
+def test_include_dirs_for_pxd_and_header_and_their_changes_rebuild(mrhooker, script, unlinker, tmp_path):
+    env = fresh_cache(tmp_path)
+    inc = _include_dir(tmp_path / "inc")
+    path = script("including.pyx", INCLUDING)
+    r = mrhooker("-v", "-I", inc, path, unlinker, GONE, env=env)
+    assert r.returncode == 0 and r.out == "unlink=0\n", r
+    assert "magic 42 4242 %s" % GONE in r.err, r
+    r = mrhooker("-v", "-I" + inc, path, unlinker, GONE, env=env)       # -IDIR, unchanged: a cache hit
+    assert "cache hit" in r.err and "magic 42 4242" in r.err, r
+
+    write(os.path.join(inc, "helpers.pxd"), "cdef inline int magic():\n    return 43\n")
+    r = mrhooker("-v", "-I", inc, path, unlinker, GONE, env=env)
+    assert "cache miss" in r.err and "magic 43 4242" in r.err, r
+
+    write(os.path.join(inc, "mrhtest_magic.h"), "#define MAGIC_NUMBER 4343\n")
+    r = mrhooker("-v", "-I", inc, path, unlinker, GONE, env=env)
+    assert "cache miss" in r.err and "magic 43 4343" in r.err, r
+    r = mrhooker("-v", "-I", inc, path, unlinker, GONE, env=env)
+    assert "cache hit" in r.err and "magic 43 4343" in r.err, r
+
+
+def test_include_dirs_are_repeatable_and_needed(mrhooker, script, unlinker, tmp_path):
+    pxd_dir, header_dir = tmp_path / "pxd", tmp_path / "hdr"
+    _include_dir(pxd_dir, 7, 0)
+    _include_dir(header_dir, 0, 77)
+    os.unlink(str(pxd_dir / "mrhtest_magic.h"))
+    os.unlink(str(header_dir / "helpers.pxd"))
+    path = script("including2.pyx", INCLUDING)
+    r = mrhooker("-I", pxd_dir, "-I", header_dir, path, unlinker, GONE)
+    assert r.returncode == 0 and "magic 7 77 %s" % GONE in r.err, r
+    # without the header's directory: the C compiler cannot find it
+    r = mrhooker("-I", pxd_dir, path, unlinker, GONE)
+    assert_error_starts(r)
+    assert "mrhtest_magic.h" in r.err, r
+    # without the .pxd's directory: Cython cannot cimport it
+    r = mrhooker("-I", header_dir, path, unlinker, GONE)
+    assert_error_starts(r)
+    assert "helpers" in r.err and "%s:1:" % path in r.err, r
+
+
+def test_concurrent_first_runs_all_succeed(base_env, script, unlinker, tmp_path):
+    env = dict(base_env, **fresh_cache(tmp_path))
+    path = script("concurrent.pyx", HOOK)
+    procs = [subprocess.Popen([sys.executable, "-m", "mrhooker", path, unlinker, GONE], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0, err.decode()
+        assert out == b"unlink=0\n", (out, err)
+        assert HOOKED.encode() in err, err
+        assert b"Traceback" not in err, err
+    cache = os.path.join(env["XDG_CACHE_HOME"], "mrhooker")
+    assert not [n for n in os.listdir(cache) if n.startswith(".tmp")], os.listdir(cache)   # nothing half-built
+    r = subprocess.run([sys.executable, "-m", "mrhooker", "-v", path, "true"], env=env, stderr=subprocess.PIPE)
+    assert b"cache hit" in r.stderr, r.stderr
+
+
+# ---- private cache and build directories -------------------------------------------------------------------
+
+def test_group_writable_cache_is_refused(mrhooker, hook, tmp_path):
+    env = fresh_cache(tmp_path)
+    cache = tmp_path / "xdg" / "mrhooker"
+    cache.mkdir(parents=True)
+    os.chmod(str(cache), 0o770)
+    line = assert_one_line_error(mrhooker(hook, "true", env=env))
+    assert "cache directory %s is writable by its group" % cache in line and "chmod go-w" in line
+
+
+def test_cache_whose_parent_others_can_write_is_refused(mrhooker, hook, tmp_path):
+    env = fresh_cache(tmp_path)
+    (tmp_path / "xdg").mkdir()
+    os.chmod(str(tmp_path / "xdg"), 0o777)   # not sticky: anyone could rename the cache away
+    line = assert_one_line_error(mrhooker(hook, "true", env=env))
+    assert "%s is writable by others" % (tmp_path / "xdg") in line
+
+
+def test_a_cache_hit_in_a_cache_made_unsafe_is_refused(mrhooker, hook, unlinker, tmp_path):
+    env = fresh_cache(tmp_path)
+    assert mrhooker(hook, unlinker, GONE, env=env).returncode == 0
+    os.chmod(str(tmp_path / "xdg" / "mrhooker"), 0o720)
+    r = mrhooker(hook, unlinker, GONE, env=env)
+    line = assert_one_line_error(r)
+    assert "writable by its group" in line and r.out == "", r
+
+
+def test_cache_owned_by_another_user_is_refused(mrhooker, hook, tmp_path):
+    env = fresh_cache(tmp_path)
+    cache = tmp_path / "xdg" / "mrhooker"
+    cache.mkdir(parents=True, mode=0o700)
+    os.chown(str(cache), _nobody_uid(), -1)
+    line = assert_one_line_error(mrhooker(hook, "true", env=env))
+    assert "cache directory %s is owned by another user" % cache in line
+
+
+def test_unsafe_build_dir_is_refused(mrhooker, hook, tmp_path):
+    others = tmp_path / "others-writable"
+    others.mkdir()
+    os.chmod(str(others), 0o757)
+    line = assert_one_line_error(mrhooker("--build-dir", others, hook, "true"))
+    assert "build directory %s is writable by others" % others in line
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    os.chown(str(foreign), _nobody_uid(), -1)
+    line = assert_one_line_error(mrhooker("--build-dir", foreign, hook, "true"))
+    assert "build directory %s is owned by another user" % foreign in line
+
+
+# ---- script styles -----------------------------------------------------------------------------------------
+
+def test_seed_style_python2_print_statement(mrhooker, script, unlinker):
+    path = script("py2style.pyx", """\
+        cdef extern int unlink(const char *path) with gil:
+            print "py2 unlink", path.decode()
+            return 0
+        """)
+    r = mrhooker(path, unlinker, GONE)
+    assert r.returncode == 0 and r.out == "unlink=0\n", r
+    assert "py2 unlink %s" % GONE in r.err, r
+
+
+def test_python3_script_and_language_level_directive(mrhooker, script, unlinker):
+    path = script("py3style.pyx", """\
+        # cython: language_level=3
+        cdef extern int unlink(const char *path) with gil:
+            print("py3", "unlink", path.decode(), 7 / 2, sep="|")
+            return 0
+        """)
+    r = mrhooker(path, unlinker, GONE)
+    assert r.returncode == 0 and r.out == "unlink=0\n", r
+    assert "py3|unlink|%s|3.5" % GONE in r.err, r
+
+
+def test_language_level_2_directive_is_honoured(mrhooker, script, unlinker):
+    # print("a", x) is valid in both; under language_level=2 it prints a tuple
+    path = script("level2.pyx", """\
+        # cython: language_level=2
+        cdef extern int unlink(const char *path) with gil:
+            print("a", 7 / 2, path == b"")
+            return 0
+        """)
+    r = mrhooker(path, unlinker, GONE)
+    assert r.returncode == 0 and "('a', 3, False)" in r.err, r
+
+
+def test_language_level_3_directive_rejects_print_statement(mrhooker, script):
+    path = script("level3.pyx", """\
+        # cython: language_level=3
+        cdef extern int unlink(const char *path) with gil:
+            print "no"
+            return 0
+        """)
+    r = mrhooker(path, "true")
+    first = assert_error_starts(r)
+    assert first.startswith("mrhooker: %s:3:" % path), r
+    assert 'print "no"' in r.err, r
+
+
+def test_python_script(mrhooker, script, unlinker):
+    path = script("pyhook.py", """\
+        from mrhooker import hook
+
+        @hook("int unlink(const char *pathname)")
+        def unlink(path):
+            print("py hook", path.decode())
+            return 0
+        """)
+    r = mrhooker(path, unlinker, GONE)
+    assert r.returncode == 0 and r.out == "unlink=0\n", r
+    assert "py hook %s" % GONE in r.err, r
+
+
+def test_hook_may_ignore_its_arguments(mrhooker, script, unlinker):
+    # a hook that never reads its parameter (Cython marks it CYTHON_UNUSED in the C it writes)
+    path = script("unused.pyx", """\
+        cdef extern int unlink(const char *path) with gil:
+            print("unlink ignored")
+            return 0
+        """)
+    r = mrhooker(path, unlinker, GONE)
+    assert r.returncode == 0 and r.out == "unlink=0\n" and "unlink ignored" in r.err, r
+
+
+# ---- compiler and linker flags -----------------------------------------------------------------------------
+
+def test_cflags(mrhooker, script, unlinker):
+    path = script("cflagged.pyx", """\
+        cdef extern from *:
+            int HOOK_VALUE
+        cdef extern int unlink(const char *path) with gil:
+            print("value %d %s" % (HOOK_VALUE, path.decode()))
+            return 0
+        """)
+    r = mrhooker("--cflags", "-DHOOK_VALUE=5 -DUNUSED='a b'", path, unlinker, GONE)
+    assert r.returncode == 0 and "value 5 %s" % GONE in r.err, r
+    r = mrhooker("--cflags=-DHOOK_VALUE=6", path, unlinker, GONE)
+    assert r.returncode == 0 and "value 6 %s" % GONE in r.err, r
+    r = mrhooker("--cflags", "-DX='unclosed", path, unlinker, GONE)
+    line = assert_one_line_error(r)
+    assert "--cflags" in line
+
+
+LIBRARY_HOOK = """\
+cdef extern from *:
+    int mrhtest_answer()
+cdef extern int unlink(const char *path) with gil:
+    print("answer %d %s" % (mrhtest_answer(), path.decode()))
+    return 0
+"""
+
+
+@pytest.fixture(scope="session")
+def answer_lib(cprog, session_dir):
+    """A directory with libmrhtest.so, whose mrhtest_answer() returns 41."""
+    so = cprog("int mrhtest_answer(void) { return 41; }\n", flags=["-shared", "-fPIC"], suffix=".so")
+    libdir = session_dir / "answerlib"
+    libdir.mkdir(exist_ok=True)
+    shutil.copy(so, str(libdir / "libmrhtest.so"))
+    return str(libdir)
+
+
+def test_link_with_a_library(mrhooker, script, unlinker, answer_lib):
+    path = script("linked.pyx", LIBRARY_HOOK)
+    r = mrhooker("-L", answer_lib, "-lmrhtest", path, unlinker, GONE, env={"LD_LIBRARY_PATH": answer_lib})
+    assert r.returncode == 0, r
+    assert "answer 41 %s" % GONE in r.err, r
+    assert r.out == "unlink=0\n", r
+
+
+def test_ldflags(mrhooker, script, unlinker, answer_lib):
+    path = script("linked.pyx", LIBRARY_HOOK)
+    r = mrhooker("--ldflags", "-L%s -Wl,-rpath,%s -lmrhtest" % (answer_lib, answer_lib), path, unlinker, GONE)
+    assert r.returncode == 0, r
+    assert "answer 41 %s" % GONE in r.err and r.out == "unlink=0\n", r
+
+
+# ---- the config file ---------------------------------------------------------------------------------------
+
+def _config(tmp_path, text):
+    return {"MRHOOKER_CONFIG": write(tmp_path / "test.config", text)}
+
+
+def test_no_default_config_file_is_fine(mrhooker, hook, unlinker, tmp_path):
+    # MRHOOKER_CONFIG empty: the default ~/.mrhooker/mrhooker.config, which this HOME lacks
+    r = mrhooker(hook, unlinker, GONE, env={"MRHOOKER_CONFIG": "", "HOME": str(tmp_path)})
+    assert r.returncode == 0 and r.out == "unlink=0\n" and r.err == HOOKED + "\n", r
+
+
+def test_default_config_file_is_read(mrhooker, hook, tmp_path):
+    (tmp_path / ".mrhooker").mkdir()
+    write(tmp_path / ".mrhooker" / "mrhooker.config", "[default]\nverbose = yes\n")
+    r = mrhooker(hook, "true", env={"MRHOOKER_CONFIG": "", "HOME": str(tmp_path)})
+    assert r.returncode == 0 and "mrhooker: LD_PRELOAD=" in r.err, r
+
+
+def test_named_config_file_missing(mrhooker, hook, tmp_path):
+    missing = tmp_path / "nope.config"
+    line = assert_one_line_error(mrhooker(hook, "true", env={"MRHOOKER_CONFIG": str(missing)}))
+    assert str(missing) in line and "not found" in line and "MRHOOKER_CONFIG" in line
+
+
+def test_config_without_default_section(mrhooker, hook, tmp_path):
+    r = mrhooker(hook, "true", env=_config(tmp_path, "[someothermodule]\nverbose = true\n"))
+    assert r.returncode == 0 and r.err == "", r
+
+
+@pytest.mark.parametrize("value,on", [("true", True), ("1", True), ("yes", True), ("on", True), ("True", True),
+                                      ("false", False), ("0", False), ("no", False), ("off", False)])
+def test_config_verbose_values(mrhooker, hook, tmp_path, value, on):
+    r = mrhooker(hook, "true", env=_config(tmp_path, "[default]\nverbose = %s\n" % value))
+    assert r.returncode == 0, r
+    assert ("mrhooker: LD_PRELOAD=" in r.err) == on, r
+    if not on:
+        assert r.err == "", r
+
+
+def test_config_module_section_beats_default_and_cli_beats_both(mrhooker, hook, tmp_path):
+    env = _config(tmp_path, "[default]\nverbose = true\n[h]\nverbose = false\n")
+    assert mrhooker(hook, "true", env=env).err == ""
+    assert "mrhooker: LD_PRELOAD=" in mrhooker("-v", hook, "true", env=env).err
+    env = _config(tmp_path, "[default]\nverbose = false\n[h]\nverbose = true\n")
+    assert "mrhooker: LD_PRELOAD=" in mrhooker(hook, "true", env=env).err
+    env = _config(tmp_path, "[default]\nverbose = false\n[other]\nverbose = true\n")
+    assert mrhooker(hook, "true", env=env).err == ""
+
+
+def test_config_build_dir_tilde_module_and_precedence(mrhooker, hook, unlinker, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = _config(tmp_path, """\
+        [default]
+        build_dir = ~/builds/%(module)s
+        verbose = 1
+        """)
+    env["HOME"] = str(home)
+    r = mrhooker(hook, unlinker, GONE, env=env)
+    assert r.returncode == 0 and r.out == "unlink=0\n", r
+    assert preload_of(r).startswith(str(home / "builds" / "h") + "/"), r
+
+    env.update(_config(tmp_path, """\
+        [default]
+        build_dir = ~/builds/%%(module)s
+        verbose = 1
+        [h]
+        build_dir = %s/module-builds
+        """ % tmp_path))
+    r = mrhooker(hook, unlinker, GONE, env=env)
+    assert preload_of(r).startswith(str(tmp_path / "module-builds") + "/"), r
+    r = mrhooker("--build-dir", tmp_path / "cli-builds", hook, unlinker, GONE, env=env)
+    assert preload_of(r).startswith(str(tmp_path / "cli-builds") + "/"), r
+
+
+def test_config_include_dirs_and_cflags(mrhooker, script, unlinker, tmp_path):
+    pxd_dir, header_dir = _include_dir(tmp_path / "pxd", 8, 0), _include_dir(tmp_path / "hdr", 0, 88)
+    path = script("confincl.pyx", INCLUDING.replace("MAGIC_NUMBER, path", "MAGIC_NUMBER + EXTRA, path")
+                  .replace('    int MAGIC_NUMBER\n', '    int MAGIC_NUMBER\n    int EXTRA\n'))
+    env = _config(tmp_path, """\
+        [default]
+        include_dirs = %s:%s
+        cflags = -DEXTRA=1000
+        [confincl]
+        cflags = -DEXTRA=2000
+        """ % (pxd_dir, header_dir))
+    os.unlink(os.path.join(pxd_dir, "mrhtest_magic.h"))
+    os.unlink(os.path.join(header_dir, "helpers.pxd"))
+    r = mrhooker(path, unlinker, GONE, env=env)
+    assert r.returncode == 0 and "magic 8 2088 %s" % GONE in r.err, r     # module's cflags beat [default]'s
+    r = mrhooker("--cflags", "-DEXTRA=3000", path, unlinker, GONE, env=env)
+    assert r.returncode == 0 and "magic 8 3088 %s" % GONE in r.err, r     # the command line's beat both
+    other = _include_dir(tmp_path / "other", 9, 99)
+    r = mrhooker("-I", other, path, unlinker, GONE, env=env)
+    assert r.returncode == 0 and "magic 9 2099 %s" % GONE in r.err, r     # -I replaces the config's dirs
+
+
+def test_config_ldflags(mrhooker, script, unlinker, answer_lib, tmp_path):
+    path = script("linked.pyx", LIBRARY_HOOK)
+    env = _config(tmp_path, "[linked]\nldflags = -L%s -Wl,-rpath,%s -lmrhtest\n" % (answer_lib, answer_lib))
+    r = mrhooker(path, unlinker, GONE, env=env)
+    assert r.returncode == 0 and "answer 41 %s" % GONE in r.err, r
+
+
+@pytest.mark.parametrize("text,line,words", [
+    ("[default]\nverbose\n", 2, ["key = value"]),                              # syntax error
+    ("verbose = true\n", 1, ["[default]"]),                                     # before any section
+    ("[default\nverbose = true\n", 1, ["section header"]),                     # broken header
+    ("[default]\n\nbuild_dirs = /tmp\n", 3, ["unknown setting", "build_dirs"]),
+    ("[default]\nverbose = false\n[h]\nverbose = maybe\n", 4, ["not a boolean", "maybe"]),
+    ("[default]\nbuild_dir = /tmp/%(nope)s\n", 2, ["build_dir", "nope"]),      # bad interpolation
+    ("[default]\ncflags = -DX=%(module\n", 2, ["cflags", "%(module"]),
+    ("[default]\ncflags = -DFMT=\"%d\"\n", 2, ["cflags"]),                      # a lone %
+    ("[default]\nverbose = true\nverbose = false\n", 3, ["verbose", "already exists"]),
+    ("[default]\ncflags = 'unclosed\n", 2, ["cflags"]),
+    ("[default]\nbuild_dir = /tmp/a\n  b\n", 2, ["build_dir", "several lines"]),   # an indented line
+])
+def test_broken_config_is_one_line_with_file_and_line(mrhooker, hook, tmp_path, text, line, words):
+    env = _config(tmp_path, text)
+    msg = assert_one_line_error(mrhooker(hook, "true", env=env))
+    assert msg.startswith("mrhooker: %s:%d:" % (env["MRHOOKER_CONFIG"], line)), msg
+    for word in words:
+        assert word in msg, msg
+
+
+# ---- exit status and signals -------------------------------------------------------------------------------
+
+def test_exit_status_is_the_childs(mrhooker, hook):
+    assert mrhooker(hook, "sh", "-c", "exit 7").returncode == 7
+    assert mrhooker(hook, "false").returncode == 1
+    assert mrhooker(hook, "true").returncode == 0
+
+
+@pytest.mark.parametrize("sig,expected", [("KILL", 137), ("TERM", 143), ("SEGV", 139)])
+def test_child_killed_by_signal_shell_sees_128_plus_n(mrhooker, hook, sig, expected):
+    # mrhooker run by a shell, which reports what it saw
+    inner = "%s -m mrhooker %s sh -c 'kill -%s $$'; echo $?" % (sys.executable, hook, sig)
+    r = mrhooker(hook, "sh", "-c", inner)   # the outer mrhooker just gives the test the shell's output
+    assert r.out.strip().splitlines()[-1] == str(expected), r
+
+
+@pytest.mark.parametrize("sig,name,code", [(signal.SIGINT, "SIGINT", 21), (signal.SIGTERM, "SIGTERM", 22),
+                                           (signal.SIGHUP, "SIGHUP", 23)])
+def test_signals_to_mrhooker_reach_the_child(base_env, hook, cprog, sig, name, code):
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", hook, cprog(SIGNALLED)], env=base_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout.readline() == b"ready\n"   # the child runs (and mrhooker waits for it)
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+    assert out == ("got %s\n" % name).encode(), (out, err)
+    assert proc.returncode == code, (proc.returncode, err)
+    assert b"Traceback" not in err, err
+
+
+def test_child_killed_by_forwarded_signal_kills_mrhooker_alike(base_env, hook):
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", hook, "sh", "-c", "echo ready; exec sleep 60"],
+                            env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
+    assert b"Traceback" not in err, err
+
+
+# ---- bad input ---------------------------------------------------------------------------------------------
+
+def test_missing_script(mrhooker, tmp_path):
+    line = assert_one_line_error(mrhooker(tmp_path / "missing.pyx", "true"))
+    assert "not found" in line and str(tmp_path / "missing.pyx") in line
+
+
+def test_directory_as_script(mrhooker, tmp_path):
+    # Tests run as root, who can read a chmod 000 file: a directory stands in for an unreadable script here
+    # (test_unreadable_script_as_nobody covers a real one).
+    (tmp_path / "dir.pyx").mkdir()
+    line = assert_one_line_error(mrhooker(tmp_path / "dir.pyx", "true"))
+    assert "directory" in line and str(tmp_path / "dir.pyx") in line
+
+
+def test_wrong_extension(mrhooker, tmp_path):
+    path = write(tmp_path / "hooks.txt", HOOK)
+    line = assert_one_line_error(mrhooker(path, "true"))
+    assert ".pyx" in line and ".py" in line and path in line
+
+
+CYTHON_SYNTAX_ERROR = """\
+cdef extern int unlink(const char *path) with gil:
+    x = = 1
+    return 0
+"""
+
+
+def test_cython_syntax_error(mrhooker, script):
+    path = script("syntaxerr.pyx", CYTHON_SYNTAX_ERROR)
+    r = mrhooker(path, "true")
+    first = assert_error_starts(r)
+    assert first.startswith("mrhooker: %s:2:" % path), r      # SCRIPT:LINE:COL
+    assert first.split(":")[3].strip().isdigit(), r
+    assert "    x = = 1" in r.err, r                             # the offending line
+
+
+def test_cython_error_caret_points_at_the_column(mrhooker, script):
+    path = script("syntaxerr.pyx", CYTHON_SYNTAX_ERROR)
+    lines = mrhooker(path, "true").err.splitlines()
+    source = next(i for i, line in enumerate(lines) if line.endswith("x = = 1"))
+    caret = lines[source + 1]
+    assert caret.strip() == "^"
+    # Cython reports 2:8 (a 0-based column) for the second '=', as its own caret shows
+    assert lines[source][caret.index("^")] == "=" and lines[source][:caret.index("^")].count("=") == 1, lines
+
+
+def test_c_compiler_error_shows_compiler_output(mrhooker, script):
+    path = script("badheader.pyx", """\
+        cdef extern from "no_such_header.h":
+            int no_such_function(int)
+        cdef extern int unlink(const char *path) with gil:
+            return no_such_function(len(path))
+        """)
+    r = mrhooker(path, "true")
+    assert_error_starts(r)
+    assert "no_such_header.h" in r.err and "No such file or directory" in r.err, r
+
+
+def test_no_c_compiler(mrhooker, script):
+    path = script("nocc.pyx", HOOK)
+    line = assert_one_line_error(mrhooker(path, "true", env={"CC": "/nonexistent/cc"}))
+    assert "C compiler" in line and "/nonexistent/cc" in line
+
+
+def test_command_not_found(mrhooker, hook):
+    line = assert_one_line_error(mrhooker(hook, "no-such-command-mrhooker"), 127)
+    assert "no-such-command-mrhooker" in line and "not found" in line
+
+
+def test_command_not_executable(mrhooker, hook, tmp_path):
+    path = write(tmp_path / "plain", "echo hi\n", 0o644)
+    line = assert_one_line_error(mrhooker(hook, path), 126)
+    assert path in line
+
+
+def test_directory_as_command(mrhooker, hook, tmp_path):
+    line = assert_one_line_error(mrhooker(hook, tmp_path), 126)
+    assert "directory" in line
+
+
+def test_command_is_checked_before_building(mrhooker, script, tmp_path):
+    path = script("neverbuilt.pyx", HOOK)
+    r = mrhooker("-v", path, "no-such-command-mrhooker", env=fresh_cache(tmp_path))
+    assert r.returncode == 127, r
+    assert "cache miss" not in r.err and "run:" not in r.err, r
+
+
+def test_static_target_refused_and_forced(mrhooker, hook, cprog):
+    static = cprog(UNLINKER, flags=["-static"])
+    r = mrhooker(hook, static, GONE)
+    line = assert_one_line_error(r)
+    assert "statically linked" in line and static in line and "--force" in line
+    assert r.out == "", r    # it did not run
+    r = mrhooker("--force", hook, static, GONE)
+    assert r.returncode == 0 and r.out == "unlink=-1\n", r    # ran, unhooked
+
+
+def test_shebang_script_with_dynamic_interpreter(mrhooker, hook, unlinker, tmp_path):
+    path = write(tmp_path / "run.sh", "#!/bin/sh\nexec %s %s\n" % (unlinker, GONE), 0o755)
+    r = mrhooker(hook, path)
+    assert r.returncode == 0 and r.out == "unlink=0\n" and HOOKED in r.err, r
+
+
+def test_shebang_script_with_static_interpreter(mrhooker, hook, cprog, tmp_path):
+    static = cprog(UNLINKER, flags=["-static"])
+    path = write(tmp_path / "run.static", "#!%s\n" % static, 0o755)
+    line = assert_one_line_error(mrhooker(hook, path))
+    assert "statically linked" in line and "interpreter" in line and static in line
+
+
+# ---- as a user other than root -----------------------------------------------------------------------------
+
+def _nobody_uid():
+    import pwd
+    return pwd.getpwnam("nobody").pw_uid
+
+
+@pytest.fixture(scope="module")
+def as_nobody():
+    """as_nobody(*args, groups=None) -> CompletedProcess of mrhooker run as user nobody, with a home, cache and
+    empty config of nobody's own. Also gives .home (nobody's) and .programs (root's, readable by all)."""
+    assert os.geteuid() == 0, "these tests run as root, to run mrhooker as nobody"
+    import grp
+    uid = _nobody_uid()
+    gid = grp.getgrnam("nogroup").gr_gid
+    base = tempfile.mkdtemp(prefix="mrhooker-nobody-")
+    os.chmod(base, 0o755)
+    home = os.path.join(base, "home")
+    programs = os.path.join(base, "programs")
+    os.mkdir(home, 0o700)
+    os.mkdir(programs, 0o755)
+    write(os.path.join(home, "empty.config"), "")
+    for p in (home, os.path.join(home, "empty.config")):
+        os.chown(p, uid, gid)
+    env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": home, "XDG_CACHE_HOME": os.path.join(home, "cache"),
+           "MRHOOKER_CONFIG": os.path.join(home, "empty.config"), "PYTHONPATH": SRC}
+
+    def setpriv(groups):
+        return ["setpriv", "--reuid=nobody", "--regid=nogroup"] + (
+            ["--groups=%s" % groups] if groups else ["--clear-groups"])
+
+    # root's Python may sit where nobody cannot reach it (/root): then the system's
+    python = None
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        if subprocess.run(setpriv(None) + [candidate, "-c", "import mrhooker.cli"], env=env,
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            python = candidate
+            break
+    assert python, "no Python that user nobody can run mrhooker with"
+
+    def run(*args, groups=None):
+        proc = subprocess.run(setpriv(groups) + [python, "-m", "mrhooker"] + [str(a) for a in args], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        return Result(proc)
+
+    run.home, run.programs = home, programs
+    yield run
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_setuid_target_as_non_root(as_nobody):
+    script = write(os.path.join(as_nobody.home, "h.pyx"), HOOK)
+    target = os.path.join(as_nobody.programs, "setuid-true")
+    shutil.copy("/bin/true", target)
+    os.chown(target, 0, 0)
+    os.chmod(target, 0o4755)
+    line = assert_one_line_error(as_nobody(script, target))
+    assert target in line and "setuid" in line and "ignores LD_PRELOAD" in line
+
+
+def test_setgid_target_of_a_supplementary_group_as_non_root(as_nobody):
+    # The kernel runs the loader securely whenever the effective gid changes from the real one, even to a group
+    # the user is a supplementary member of.
+    script = write(os.path.join(as_nobody.home, "h.pyx"), HOOK)
+    target = os.path.join(as_nobody.programs, "setgid-true")
+    shutil.copy("/bin/true", target)
+    os.chown(target, 0, 4242)
+    os.chmod(target, 0o2755)
+    line = assert_one_line_error(as_nobody(script, target, groups="4242"))
+    assert target in line and "ignores LD_PRELOAD" in line
+
+
+def test_unreadable_script_as_non_root(as_nobody):
+    script = write(os.path.join(as_nobody.home, "secret.pyx"), HOOK, 0o000)   # root's, mode 000
+    line = assert_one_line_error(as_nobody(script, "true"))
+    assert "cannot read" in line and script in line and "Permission denied" in line
