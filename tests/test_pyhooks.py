@@ -188,6 +188,7 @@ def test_bad_prototypes_are_one_clear_line(mrhooker, script):
         '@hook("struct tm gettm(void)")': "by value",
         '@hook("int printf(const char *fmt, ...)")': "vprintf",
         '@hook(NAME)': "string literal",
+        '@hook("int getpid(void)", fast=True)': "no option fast",
     }
     for decorator, expected in cases.items():
         path = script("bad.py", "from mrhooker import hook\nNAME = 'x'\n%s\ndef f(*a):\n    pass\n" % decorator)
@@ -199,6 +200,11 @@ def test_bad_prototypes_are_one_clear_line(mrhooker, script):
 
 
 def test_hooks_in_threads_count_exactly(mrhooker, script, cprog, session_dir):
+    for blocks in ("True", "False"):
+        _threads_count_exactly(mrhooker, script, cprog, blocks)
+
+
+def _threads_count_exactly(mrhooker, script, cprog, blocks):
     lib = cprog("int foo(int x) { return x + 1; }\n", flags=["-shared", "-fPIC"], suffix=".so")
     libdir = os.path.dirname(lib)
     named = os.path.join(libdir, "libfoopy.so")
@@ -225,7 +231,7 @@ def test_hooks_in_threads_count_exactly(mrhooker, script, cprog, session_dir):
         calls = 0
         threads = set()
 
-        @hook("int foo(int x)")
+        @hook("int foo(int x)", blocks=BLOCKS)
         def foo(x):
             global calls
             calls += 1
@@ -233,7 +239,7 @@ def test_hooks_in_threads_count_exactly(mrhooker, script, cprog, session_dir):
             return foo.original(x)
 
         atexit.register(lambda: print("calls", calls, "threads", len(threads)))
-    ''')
+    '''.replace("BLOCKS", blocks))
     r = mrhooker(hooks, prog, timeout=60)
     assert r.returncode == 0, r
     assert r.out.strip() == str(8 * sum(i + 1 for i in range(20000)))
