@@ -271,13 +271,13 @@ def _cython_error(output, script):
     match = re.search(r"^(\S[^\n]*?):(\d+):(\d+): (.+)$", output, re.M)
     if not match:
         return "Cython failed on %s:\n%s" % (script, output.strip())
-    line, col, msg = int(match.group(2)), int(match.group(3)), match.group(4).strip()
+    line, col, msg = int(match.group(2)), int(match.group(3)), match.group(4).strip()   # col: 0-based
     try:
         with open(script, encoding="utf-8", errors="replace") as f:
             source_line = f.read().splitlines()[line - 1]
     except (OSError, IndexError):
-        return "%s:%d:%d: %s" % (script, line, col, msg)
-    return "%s:%d:%d: %s\n    %s\n    %s^" % (script, line, col, msg, source_line.rstrip(), " " * max(col - 1, 0))
+        return "%s:%d:%d: %s" % (script, line, col + 1, msg)
+    return "%s:%d:%d: %s\n    %s\n    %s^" % (script, line, col + 1, msg, source_line.rstrip(), " " * col)
 
 
 def _cythonize(script, module, out_c, include_dirs, log):
@@ -313,8 +313,11 @@ def _read_depfile(path):
     return [os.path.abspath(d) for d in deps.split()]
 
 
-def _compile(cc, sources, output, include_dirs, extra, log, what):
-    argv = list(cc) + CFLAGS + ["-I" + d for d in include_dirs] + extra + list(sources) + ["-o", output]
+def _compile(cc, sources, output, include_dirs, cflags, log, what, ldflags=()):
+    # Libraries after the objects that use them: with --as-needed (Debian's default) a -l given before them
+    # is dropped.
+    argv = (list(cc) + CFLAGS + ["-I" + d for d in include_dirs] + list(cflags) + list(sources)
+            + ["-o", output] + list(ldflags))
     return _run(argv, what, log)
 
 
@@ -340,8 +343,14 @@ def runtime_objects(root, pyinfo, cc, log):
     return objects
 
 
-def _publish(tmp, final):
-    """Renames a finished build directory into place; if another run got there first, keeps theirs."""
+def _publish(tmp, final, replace=False):
+    """Renames a finished build directory into place; if another run got there first, keeps theirs (unless
+    `replace`: --rebuild)."""
+    if replace and os.path.isdir(final):
+        import shutil
+        old = "%s.old-%d" % (final, os.getpid())
+        os.rename(final, old)   # running targets keep the libraries they mapped
+        shutil.rmtree(old, ignore_errors=True)
     try:
         os.rename(tmp, final)
     except OSError:
@@ -368,11 +377,11 @@ def _build_pyx(script, module, tmp, pyinfo, cc, options, objects):
     hooks_so = os.path.join(tmp, "hooks.so")
     with ThreadPoolExecutor(2) as pool:
         hooks_job = pool.submit(_compile, cc, ["-shared", "-MMD", "-MF", os.path.join(tmp, "hooks.d"), out_c,
-                                               objects[1]], hooks_so, includes_dirs,
-                                options.cflags + options.ldflags, log, "compiling %s" % os.path.basename(script))
+                                               objects[1]], hooks_so, includes_dirs, options.cflags, log,
+                                "compiling %s" % os.path.basename(script), options.ldflags)
         preload_job = pool.submit(_compile, cc, ["-shared", os.path.join(tmp, "entries.c"), objects[0]],
                                   os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs,
-                                  options.cflags + ["-ldl", "-lpthread"], log, "compiling the preload library")
+                                  options.cflags, log, "compiling the preload library", ["-ldl", "-lpthread"])
         hooks_job.result()
         preload_job.result()
     deps += [d for d in _read_depfile(os.path.join(tmp, "hooks.d"))
@@ -405,10 +414,10 @@ def _build_py(script, specs, tmp, pyinfo, cc, options, objects):
     with ThreadPoolExecutor(2) as pool:
         jobs = [pool.submit(_compile, cc, ["-shared", os.path.join(tmp, "trampolines.c"), objects[1]],
                             os.path.join(tmp, "hooks.so"), [RUNTIME_DIR, pyinfo.include_dir] + options.include_dirs,
-                            options.cflags + options.ldflags, options.log, "compiling the hook trampolines"),
+                            options.cflags, options.log, "compiling the hook trampolines", options.ldflags),
                 pool.submit(_compile, cc, ["-shared", os.path.join(tmp, "entries.c"), objects[0]],
-                            os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags + ["-ldl", "-lpthread"],
-                            options.log, "compiling the preload library")]
+                            os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, options.log,
+                            "compiling the preload library", ["-ldl", "-lpthread"])]
         for job in jobs:
             job.result()
     return [p.symbol for _s, p in hooks], []
@@ -510,7 +519,7 @@ def build(script, options):
              "mrhooker": __version__}, indent=1))
         os.chmod(tmp, 0o700)
         final = final_dir(deps)
-        _publish(tmp, final)
+        _publish(tmp, final, replace=options.rebuild)
         _write_atomic(index, json.dumps(deps))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

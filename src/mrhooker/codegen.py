@@ -126,6 +126,7 @@ _PRELUDE = """\
 #include <string.h>
 #include <sys/types.h>
 typedef ssize_t Py_ssize_t;   /* Cython spells ssize_t so */
+#define CYTHON_UNUSED __attribute__((unused))   /* Cython marks parameters a hook does not read */
 """
 
 

@@ -120,7 +120,9 @@ def load(module, path=None):
                 raw = parser.get(section, key, vars={"module": module})
                 settings[key] = _convert(KEYS[key], raw)
             except configparser.InterpolationError as e:
-                raise MrhookerError("%s: bad %%(...)s in %s: %s" % (where, key, e.message.splitlines()[0]))
+                # '%' starts a %(name)s reference, so a literal one (-DFMT="%d") must be doubled
+                hint = "; write %% for a literal %" if isinstance(e, configparser.InterpolationSyntaxError) else ""
+                raise MrhookerError("%s: bad %%(...)s in %s: %s%s" % (where, key, e.message.splitlines()[0], hint))
             except ValueError as e:
                 raise MrhookerError("%s: %s: %s" % (where, key, e))
     return settings
