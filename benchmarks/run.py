@@ -56,6 +56,9 @@ QUICK = {
 }
 
 
+PEERS = ("frida", "frida-trace", "ltrace", "strace")
+
+
 def log(msg):
     sys.stderr.write("bench: %s\n" % msg)
     sys.stderr.flush()
@@ -119,6 +122,7 @@ class Bench:
         self.settings = settings
         self.runs = runs
         self.tools = find_tools()
+        self._usable = {}   # tool -> None (usable) or why not; see skipped()
         self.build_dir = os.path.join(tmp, "mrhooker-builds")
         os.mkdir(self.build_dir, 0o700)
         self.env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("MRHOOKER_")}
@@ -138,7 +142,36 @@ class Bench:
         return [sys.executable, "-m", "mrhooker", "--build-dir", build_dir or self.build_dir, script] + list(command)
 
     def skipped(self, tool):
-        return None if self.tools.get(tool) else "%s is not installed" % tool
+        """Why a peer is skipped (not installed, or unusable here), or None."""
+        if not self.tools.get(tool):
+            return "%s is not installed" % tool
+        if tool not in self._usable:
+            self._usable[tool] = probe_peer(self, tool)
+        return self._usable[tool]
+
+
+def probe_peer(bench, tool):
+    """None if the peer can do its job on this machine (ptrace may be forbidden in a container, say), else
+    why not: one trial run on /bin/true."""
+    path = bench.tools[tool]
+    if tool in ("strace", "ltrace"):
+        argv = [path, "-o", os.devnull, "/bin/true"]
+    elif tool == "frida":
+        argv = [path, "-q", "-f", "/bin/true"]
+    elif tool == "frida-trace":
+        argv = [path, "-i", "exit", "-f", "/bin/true"]   # exits with status 1 when the process ends
+    else:
+        return None
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=bench.env, cwd=bench.tmp, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "%s cannot run here: %s" % (tool, e)
+    text = proc.stdout.decode(errors="replace")
+    works = "Process terminated" in text if tool == "frida-trace" else proc.returncode == 0
+    if works:
+        return None
+    return "%s cannot run here: %s" % (tool, (text.strip().splitlines() or ["status %d" % proc.returncode])[-1][:160])
 
 
 def compile_c(bench, source, output, flags=()):
@@ -335,6 +368,12 @@ def true_bare(bench):
     return median_ms(bench, ["/bin/true"], bench.env, bench.settings["startup_runs"])
 
 
+def python_start(bench, *options):
+    """This Python starting and doing nothing: the part of mrhooker's start-up that is Python's own."""
+    return median_ms(bench, [sys.executable] + list(options) + ["-c", "pass"], bench.env,
+                     bench.settings["startup_runs"])
+
+
 def true_under_mrhooker_module(bench):
     """`python -m mrhooker` with this Python's real executable: what mrhooker's own start-up costs."""
     figure = median_ms(bench, bench.mrhooker(hook_script("startup_hooks.pyx"), "/bin/true"), bench.mrhooker_env,
@@ -445,9 +484,12 @@ def startup(bench):
             results[key] = {"label": label, "error": str(e)}
 
     measure("true_bare", "`/bin/true` bare", true_bare)
-    measure("true_mrhooker_module", "`python -m mrhooker h.pyx /bin/true`, warm cache", true_under_mrhooker_module)
+    measure("python_start", "for reference: `python -c pass`", python_start)
+    measure("python_start_no_site", "for reference: `python -S -c pass` (no site import)", python_start, "-S")
+    measure("true_mrhooker_module", "`python -m mrhooker startup_hooks.pyx /bin/true`, warm cache",
+            true_under_mrhooker_module)
     for key, (what, path) in installed_mrhooker_scripts().items():
-        measure("true_" + key, "`mrhooker h.pyx /bin/true` (%s `%s`), warm cache" % (what, path),
+        measure("true_" + key, "`mrhooker startup_hooks.pyx /bin/true` (%s `%s`), warm cache" % (what, path),
                 true_under_mrhooker_script, path)
     measure("preload_per_process_pyx", "preloaded `.pyx` hooks never called, per exec'd process",
             preload_cost_per_process, "startup_hooks.pyx")
@@ -766,8 +808,8 @@ def main(argv=None):
         log("building the C programs and the hook scripts in %s" % tmp)
         build_c_programs(bench)
         build_hook_scripts(bench)
-        report = {"machine": machine_info(bench), "settings": settings,
-                  "tools": {k: v for k, v in bench.tools.items()}}
+        report = {"machine": machine_info(bench), "settings": settings, "tools": dict(bench.tools),
+                  "peers_skipped": {tool: bench.skipped(tool) for tool in PEERS}}
         report["per_call"] = per_call_overhead(bench)
         report["startup"] = startup(bench)
         report["dd"] = dd_workload(bench)

@@ -44,8 +44,13 @@ def report(base_env, tmp_path_factory):
     return data
 
 
-def peer_installed(report, tool):
-    return bool(report["tools"].get(tool))
+def peer_available(report, tool):
+    """Installed and usable here; otherwise the harness says why it skipped it."""
+    return report["peers_skipped"][tool] is None
+
+
+def check_skipped(report, figure, tool):
+    assert figure.get("skipped") == report["peers_skipped"][tool], figure
 
 
 def test_machine_info(report):
@@ -71,14 +76,14 @@ def test_per_call_figures(report):
 def test_per_call_peers(report):
     per_call = report["per_call"]
     for name, tool in PEER_HOOKS.items():
-        if not peer_installed(report, tool):
-            assert "not installed" in per_call[name]["skipped"]
+        if not peer_available(report, tool):
+            check_skipped(report, per_call[name], tool)
             continue
         for mode in ("main", "thread"):
             figure = per_call[name].get(mode)
             assert figure, (name, per_call[name])
             assert positive(figure["ns_per_call"]) and positive(figure["added_ns"]), (name, mode, figure)
-    if peer_installed(report, "frida"):
+    if peer_available(report, "frida"):
         assert per_call["frida"]["main"]["vs_frida"] == pytest.approx(1.0)
         assert positive(per_call["mrhooker_py"]["main"]["vs_frida"])
 
@@ -91,7 +96,7 @@ def test_startup_figures(report):
         assert number(startup[key].get("added_ms")), (key, startup[key])
     assert startup["first_hooked_call_pyx"]["added_ms"] > 0   # starting Python is never free
     assert startup["true_mrhooker_module"]["added_ms"] > 0
-    if peer_installed(report, "frida"):
+    if peer_available(report, "frida"):
         assert positive(startup["frida_spawn_true"]["ms"])
 
 
@@ -101,10 +106,10 @@ def test_dd_figures(report):
     for name in DD_MRHOOKER:
         assert positive(dd[name].get("seconds")) and positive(dd[name].get("slowdown")), (name, dd[name])
     for name, tool in DD_PEERS.items():
-        if peer_installed(report, tool):
+        if peer_available(report, tool):
             assert positive(dd[name].get("seconds")) and positive(dd[name].get("slowdown")), (name, dd[name])
         else:
-            assert "not installed" in dd[name]["skipped"]
+            check_skipped(report, dd[name], tool)
 
 
 def test_markdown_tables(report):

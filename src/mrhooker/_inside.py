@@ -118,9 +118,10 @@ def _route_hook_atexit(atexit):
 
 
 def _make_output(path):
-    sink = _HookSink(path)
-    return io.TextIOWrapper(io.BufferedWriter(sink), encoding="utf-8", errors="backslashreplace",
-                            line_buffering=True, write_through=True)
+    # No BufferedWriter between the text layer and the sink: its lock, held by a thread printing while another
+    # thread forks, would stay locked forever in the child. The text layer gathers each line and hands it to
+    # the sink in one write, so lines from threads and processes don't mix.
+    return io.TextIOWrapper(_HookSink(path), encoding="utf-8", errors="backslashreplace", line_buffering=True)
 
 
 def _import_hooks(kind, module, script, hooks_path):

@@ -180,6 +180,8 @@ def _entry_source(index, entry):
     if entry.name in ("malloc", "calloc"):
         size = " * ".join(p.name for p in entry.params)
         lines.append("        return mrh_boot_alloc(%s);   /* asked for while the original is looked up */" % size)
+    elif entry.name == "free":
+        lines.append("        return;   /* freed while the original is looked up: leaked */")
     else:
         lines.append("        errno = ENOSYS;\n        return%s;" % _failure_value(entry))
     lines.append("    }")

@@ -36,6 +36,7 @@ static pthread_t start_owner;        /* the thread holding start_lock to start, 
 static const mrh_hooklib_ops *ops;   /* the hook library's entry points, once READY */
 static pid_t start_pid;              /* the process that started Python: the one whose atexit handlers run */
 static pthread_key_t thread_key;     /* its destructor deletes the Python thread states the runtime made */
+static int loaded;                           /* preload_init has run: the program's own code may start */
 static int (*py_is_initialized)(void);        /* Py_IsInitialized, once libpython is in the process */
 static void *(*py_this_thread_state)(void);   /* PyGILState_GetThisThreadState, likewise */
 
@@ -101,14 +102,22 @@ size_t mrh_boot_size(const void *p) { return *(const size_t *)((const unsigned c
 
 /* ---- originals --------------------------------------------------------------------------------------- */
 
+/* Set while this thread is inside dlsym() looking up an original. glibc's dlsym may call malloc, calloc and
+ * free (for its error messages); when those are hooked, their own originals may not be known yet, and
+ * looking them up would recurse without end. Such calls get no original (NULL): the entry points then use
+ * the bootstrap arena (malloc, calloc) or leak (free). */
+static __thread int resolving __attribute__((tls_model("initial-exec")));
+
 void *mrh_resolve(int slot)
 {
     mrh_slot *s = &mrh_slots[slot];
     void *p = __atomic_load_n(&s->original, __ATOMIC_ACQUIRE);
-    if (MRH_LIKELY(p != NULL)) return p;
+    if (MRH_LIKELY(p != NULL) || resolving) return p;
     mrh_thread *t = &mrh_tls;
-    t->depth++;   /* dlsym may call hooked functions (calloc): they must not come back here for a hook */
+    t->depth++;   /* hooked calls made by dlsym go to their originals */
+    resolving = 1;
     p = dlsym(RTLD_NEXT, s->name);
+    resolving = 0;
     t->depth--;
     if (p) __atomic_store_n(&s->original, p, __ATOMIC_RELEASE);
     return p;
@@ -127,10 +136,12 @@ MRH_EXPORT void *mrh_original(const char *name)
     int n = __atomic_load_n(&named_count, __ATOMIC_ACQUIRE);
     for (int i = 0; i < n; i++)
         if (strcmp(named[i].name, name) == 0) return named[i].addr;
+    if (resolving) return NULL;
     mrh_thread *t = &mrh_tls;
     t->depth++;
+    resolving = 1;
     void *p = dlsym(RTLD_NEXT, name);
-    t->depth--;
+    resolving = 0;
     pthread_mutex_lock(&named_lock);
     if (p && named_count < NAMED_MAX) {
         char *copy = mrh_boot_alloc(strlen(name) + 1);
@@ -142,6 +153,7 @@ MRH_EXPORT void *mrh_original(const char *name)
         }
     }
     pthread_mutex_unlock(&named_lock);
+    t->depth--;
     return p;
 }
 
@@ -292,12 +304,6 @@ static void start(mrh_thread *t)
         mrh_state = MRH_OFF;
         return;
     }
-    static int process_setup_done;   /* key and fork handlers survive fork: set them up once */
-    if (!process_setup_done) {
-        process_setup_done = 1;
-        pthread_key_create(&thread_key, thread_exit);
-        pthread_atfork(fork_prepare, fork_parent, fork_child);
-    }
     mrh_start_args args = {
         .attach = attach, .kind = config.kind, .module = config.module, .script = config.script,
         .hooks_path = config.hooks, .python_path = config.python_path, .python_home = config.python_home,
@@ -314,7 +320,10 @@ static void start(mrh_thread *t)
 
 int mrh_begin_slow(mrh_thread *t)
 {
-    if (t->depth > 0) return 0;
+    /* Before preload_init, calls come from other libraries' constructors (preloaded libraries are initialised
+     * after the program's other libraries): they go to the original, and Python is not started inside
+     * the dynamic loader's initialisation. */
+    if (t->depth > 0 || !__atomic_load_n(&loaded, __ATOMIC_ACQUIRE)) return 0;
     int state = __atomic_load_n(&mrh_state, __ATOMIC_ACQUIRE);
     switch (state) {
     case MRH_READY:
@@ -347,40 +356,39 @@ int mrh_begin_slow(mrh_thread *t)
 static void fork_prepare(void)
 {
     mrh_thread *t = &mrh_tls;
-    /* The starting thread itself may fork (the hook script runs a subprocess while it is imported): it
-     * holds start_lock already. */
-    t->fork_locked = !(mrh_state == MRH_STARTING && pthread_equal(start_owner, pthread_self()));
+    int outside_hooks = t->depth == 0;
+    t->depth++;   /* the runtime's own calls below (locks, Python) must not run hooks */
+    /* Hold start_lock across the fork, so that no start is half done in the child. Not by the starting thread
+     * itself (the hook script forks while it is imported), nor by a thread that may hold the GIL, which the
+     * starting thread may need: for those, a child of a half-done start runs unhooked (fork_child). */
+    int may_hold_gil = py_this_thread_state && py_this_thread_state();
+    t->fork_locked = !may_hold_gil && !(mrh_state == MRH_STARTING && pthread_equal(start_owner, pthread_self()));
     if (t->fork_locked) pthread_mutex_lock(&start_lock);
-    if (mrh_state == MRH_READY && ops && t->depth == 0) {
-        t->depth++;
-        ops->fork_prepare(t);
-        t->depth--;
-    }
+    if (mrh_state == MRH_READY && ops && outside_hooks) ops->fork_prepare(t);
+    t->depth--;
 }
 
 static void fork_parent(void)
 {
     mrh_thread *t = &mrh_tls;
-    if (t->fork_held) {
-        t->depth++;
-        ops->fork_parent(t);
-        t->depth--;
-    }
+    t->depth++;
+    if (t->fork_held) ops->fork_parent(t);
     if (t->fork_locked) pthread_mutex_unlock(&start_lock);
+    t->depth--;
 }
 
 static void fork_child(void)
 {
     mrh_thread *t = &mrh_tls;
-    /* Only this thread exists in the child: locks other threads held are reset, ours stays held. */
-    if (t->fork_locked) pthread_mutex_init(&start_lock, NULL);
+    t->depth++;
+    /* Only this thread exists in the child: locks that other threads held are reset. */
+    if (!t->fork_locked && mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self()))
+        mrh_state = MRH_OFF;   /* another thread was half way through starting: that can't be finished here */
+    if (t->fork_locked || mrh_state == MRH_OFF) pthread_mutex_init(&start_lock, NULL);
     pthread_mutex_init(&named_lock, NULL);
     pthread_mutex_init(&boot_lock, NULL);
-    if (t->fork_held) {
-        t->depth++;
-        ops->fork_child(t);
-        t->depth--;
-    }
+    if (t->fork_held) ops->fork_child(t);
+    t->depth--;
 }
 
 /* vfork() children share the parent's memory: a hook run there would change the parent's interpreter. The
@@ -470,6 +478,11 @@ __attribute__((constructor)) static void preload_init(void)
     pthread_mutex_lock(&start_lock);
     config_read();
     pthread_mutex_unlock(&start_lock);
+    /* Both survive fork and exec replaces them: set up once per program. Registered before any start, so
+     * that a fork while another thread starts the runtime waits for it (fork_prepare). */
+    pthread_key_create(&thread_key, thread_exit);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    __atomic_store_n(&loaded, 1, __ATOMIC_RELEASE);
     t->depth--;
 }
 
@@ -478,8 +491,13 @@ __attribute__((constructor)) static void preload_init(void)
 __attribute__((destructor)) static void preload_fini(void)
 {
     mrh_thread *t = &mrh_tls;
-    if (mrh_state != MRH_READY || !ops || getpid() != start_pid) return;
-    if (t->depth == 0) fflush(NULL);
+    if (mrh_state != MRH_READY || !ops) return;
+    int outside_hooks = t->depth == 0;
+    t->depth++;   /* getpid() and the rest: the runtime's own calls, not the program's */
+    pid_t pid = getpid();
+    t->depth--;
+    if (pid != start_pid) return;
+    if (outside_hooks) fflush(NULL);
     t->depth++;
     ops->at_exit(t);
     mrh_state = MRH_OFF;

@@ -1,0 +1,1203 @@
+"""The runtime inside hooked processes: threads, re-entrancy, hook output, exceptions, fork/exec, lazy start,
+Python targets, exit and signals. Every test runs the real mrhooker CLI on a real program (coreutils, xz,
+curl, Python, or a small C program compiled here) and checks exact counts, byte-identical output and exit
+statuses. Programs that could deadlock carry a watchdog (a thread or alarm() that kills them), and every run
+has a timeout, so a deadlock fails the test instead of hanging it.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+RUN_TIMEOUT = 60   # seconds for one hooked run; a deadlock fails the test at this point
+
+# ---- hook scripts -----------------------------------------------------------------------------------------
+# Each distinct script text is built once per session (the build cache), so tests share them.
+
+# The example of the issue: print() inside a write() hook, and a total at exit.
+WRITE_PRINTER = """\
+from mrhooker cimport original
+ctypedef ssize_t (*write_t)(int, const void *, size_t) noexcept nogil
+count = 0
+cdef extern ssize_t write(int fd, const void *buf, size_t n) with gil:
+    global count
+    count += 1
+    print("write", fd, n)
+    with nogil:
+        return (<write_t>original("write"))(fd, buf, n)
+import atexit
+atexit.register(lambda: print("total writes", count))
+"""
+
+# Counts read() and write() calls, and the writes and bytes to fd 1, without printing per call.
+IO_COUNTER = """\
+from mrhooker cimport original
+import atexit
+ctypedef ssize_t (*read_t)(int, void *, size_t) noexcept nogil
+ctypedef ssize_t (*write_t)(int, const void *, size_t) noexcept nogil
+reads = 0
+writes = 0
+stdout_writes = 0
+stdout_bytes = 0
+cdef extern ssize_t read(int fd, void *buf, size_t n) with gil:
+    global reads
+    reads += 1
+    with nogil:
+        return (<read_t>original("read"))(fd, buf, n)
+cdef extern ssize_t write(int fd, const void *buf, size_t n) with gil:
+    global writes, stdout_writes, stdout_bytes
+    writes += 1
+    cdef ssize_t r
+    with nogil:
+        r = (<write_t>original("write"))(fd, buf, n)
+    if fd == 1:
+        stdout_writes += 1
+        if r > 0:
+            stdout_bytes += r
+    return r
+atexit.register(lambda: print("io: reads %d writes %d stdout_writes %d stdout_bytes %d"
+                              % (reads, writes, stdout_writes, stdout_bytes)))
+"""
+
+# sort's threads compare lines with memcmp() (in the C locale): a hook that runs in every one of them.
+MEMCMP_COUNTER = """\
+from mrhooker cimport original
+import atexit, threading
+ctypedef int (*memcmp_t)(const void *, const void *, size_t) noexcept nogil
+calls = 0
+threads = set()
+cdef extern int memcmp(const void *a, const void *b, size_t n) with gil:
+    global calls
+    calls += 1
+    threads.add(threading.get_ident())
+    with nogil:
+        return (<memcmp_t>original("memcmp"))(a, b, n)
+atexit.register(lambda: print("memcmp calls %d threads %d" % (calls, len(threads))))
+"""
+
+# foo() is the test library's function (LIBFOO_SRC). Every call is counted; calls with a marker argument
+# (>= 1000000) are also reported with the pid of the process that made them.
+FOO_COUNTER = """\
+from mrhooker cimport original
+import atexit, os
+ctypedef int (*foo_t)(int) noexcept nogil
+calls = 0
+cdef extern int foo(int x) with gil:
+    global calls
+    calls += 1
+    if x >= 1000000:
+        print("foo", os.getpid(), x)
+    with nogil:
+        return (<foo_t>original("foo"))(x)
+atexit.register(lambda: print("atexit: foo calls %d in %d" % (calls, os.getpid())))
+"""
+
+FOO_RAISER = """\
+from mrhooker cimport original
+ctypedef int (*foo_t)(int) noexcept nogil
+cdef extern int foo(int x) with gil:
+    if x % 2:
+        raise ValueError("foo hook refuses odd %d" % x)
+    with nogil:
+        return (<foo_t>original("foo"))(x)
+"""
+
+# foo(1) keeps its thread in the hook for 0.3 s, first sleeping (the GIL released), then spinning (the GIL
+# held but for the interpreter's periodic switches), and prints nothing. Other calls report "foo PID X".
+FOO_GIL_HOLDER = """\
+from mrhooker cimport original
+import os, time
+ctypedef int (*foo_t)(int) noexcept nogil
+cdef extern int foo(int x) with gil:
+    if x == 1:
+        time.sleep(0.15)
+        end = time.monotonic() + 0.15
+        while time.monotonic() < end:
+            pass
+    else:
+        print("foo", os.getpid(), x)
+    with nogil:
+        return (<foo_t>original("foo"))(x)
+"""
+
+# Hooks on all four open functions whose Python bodies import a module and open a file: those calls (open64
+# and openat64 from libpython) must go to the originals, not back into the hooks.
+OPEN_IMPORTER = """\
+from mrhooker cimport original
+from posix.types cimport mode_t
+import atexit, io
+ctypedef int (*open_t)(const char *, int, mode_t) noexcept nogil
+ctypedef int (*openat_t)(int, const char *, int, mode_t) noexcept nogil
+calls = {"open": 0, "open64": 0, "openat": 0, "openat64": 0}
+
+def note(name):
+    calls[name] += 1
+    import json                           # the first time: a cold import, which opens many files
+    with io.open("/proc/self/stat") as f:  # every time: a file opened from Python
+        f.read()
+
+cdef extern int open(const char *path, int flags, mode_t mode) with gil:
+    note("open")
+    with nogil:
+        return (<open_t>original("open"))(path, flags, mode)
+
+cdef extern int open64(const char *path, int flags, mode_t mode) with gil:
+    note("open64")
+    with nogil:
+        return (<open_t>original("open64"))(path, flags, mode)
+
+cdef extern int openat(int dirfd, const char *path, int flags, mode_t mode) with gil:
+    note("openat")
+    with nogil:
+        return (<openat_t>original("openat"))(dirfd, path, flags, mode)
+
+cdef extern int openat64(int dirfd, const char *path, int flags, mode_t mode) with gil:
+    note("openat64")
+    with nogil:
+        return (<openat_t>original("openat64"))(dirfd, path, flags, mode)
+
+atexit.register(lambda: print("opens", " ".join("%s=%d" % kv for kv in sorted(calls.items()))))
+"""
+
+# Allocator hooks with the GIL: every call counted. Blocks of MARK bytes (which the C test program allocates
+# on purpose) are tracked by address, so that their frees can be counted exactly.
+ALLOC_COUNTER = """\
+from mrhooker cimport original
+import atexit
+ctypedef void *(*malloc_t)(size_t) noexcept nogil
+ctypedef void *(*calloc_t)(size_t, size_t) noexcept nogil
+ctypedef void *(*realloc_t)(void *, size_t) noexcept nogil
+ctypedef void (*free_t)(void *) noexcept nogil
+MARK = 12345
+counts = {"malloc": 0, "calloc": 0, "realloc": 0, "free": 0,
+          "marked_malloc": 0, "marked_calloc": 0, "marked_realloc": 0, "marked_free": 0}
+marked = set()
+
+cdef extern void *malloc(size_t n) with gil:
+    counts["malloc"] += 1
+    cdef void *p
+    with nogil:
+        p = (<malloc_t>original("malloc"))(n)
+    if n == MARK:
+        counts["marked_malloc"] += 1
+        marked.add(<size_t>p)
+    return p
+
+cdef extern void *calloc(size_t k, size_t n) with gil:
+    counts["calloc"] += 1
+    cdef void *p
+    with nogil:
+        p = (<calloc_t>original("calloc"))(k, n)
+    if k * n == MARK:
+        counts["marked_calloc"] += 1
+        marked.add(<size_t>p)
+    return p
+
+cdef extern void *realloc(void *old, size_t n) with gil:
+    counts["realloc"] += 1
+    cdef void *p
+    with nogil:
+        p = (<realloc_t>original("realloc"))(old, n)
+    if n == MARK:
+        counts["marked_realloc"] += 1
+        marked.discard(<size_t>old)
+        marked.add(<size_t>p)
+    return p
+
+cdef extern void free(void *p) with gil:
+    counts["free"] += 1
+    if <size_t>p in marked:
+        marked.discard(<size_t>p)
+        counts["marked_free"] += 1
+    with nogil:
+        (<free_t>original("free"))(p)
+
+atexit.register(lambda: print("alloc", " ".join("%s=%d" % kv for kv in sorted(counts.items())),
+                              "live_marked=%d" % len(marked)))
+"""
+
+# The same four hooks without the GIL: plain pass-throughs.
+ALLOC_PASSTHROUGH = """\
+from mrhooker cimport original
+ctypedef void *(*malloc_t)(size_t) noexcept nogil
+ctypedef void *(*calloc_t)(size_t, size_t) noexcept nogil
+ctypedef void *(*realloc_t)(void *, size_t) noexcept nogil
+ctypedef void (*free_t)(void *) noexcept nogil
+
+cdef extern void *malloc(size_t n) nogil:
+    return (<malloc_t>original("malloc"))(n)
+
+cdef extern void *calloc(size_t k, size_t n) nogil:
+    return (<calloc_t>original("calloc"))(k, n)
+
+cdef extern void *realloc(void *p, size_t n) nogil:
+    return (<realloc_t>original("realloc"))(p, n)
+
+cdef extern void free(void *p) nogil:
+    (<free_t>original("free"))(p)
+"""
+
+# getpid() hook. The module calls os.getpid() while it is imported, i.e. during the runtime's start: that
+# call must reach the original, so `calls` is still 0 after it. Each hooked call reports the pid and the
+# TARGET_MARK global of __main__ (set by Python targets: proof that the hook runs in their interpreter).
+GETPID_HOOK = """\
+from mrhooker cimport original
+from posix.types cimport pid_t
+import atexit, os, sys
+ctypedef pid_t (*getpid_t)() noexcept nogil
+calls = 0
+cdef extern pid_t getpid() with gil:
+    global calls
+    calls += 1
+    main = sys.modules.get("__main__")
+    print("getpid hook", os.getpid(), getattr(main, "TARGET_MARK", None))
+    with nogil:
+        return (<getpid_t>original("getpid"))()
+pid_at_start = os.getpid()
+print("hook module loaded; getpid hook calls during the start:", calls)
+atexit.register(lambda: print("getpid hook calls", calls))
+"""
+
+# ---- C programs -------------------------------------------------------------------------------------------
+
+# A library function, so that the programs' calls to it go through the PLT (and so to the preload library).
+LIBFOO_SRC = """\
+int foo(int x) { return x + 1; }
+"""
+
+# Watchdog for programs that might deadlock: kills the process from a thread that never runs a hook (its
+# message goes out by a raw system call: write() may be hooked, and stuck).
+WATCHDOG_C = """\
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static void *watchdog_main(void *arg)
+{
+    sleep(*(int *)arg);
+    static const char msg[] = "watchdog: the program is stuck\\n";
+    if (syscall(SYS_write, 2, msg, sizeof msg - 1) < 0) _exit(98);
+    _exit(99);
+}
+/* Signals stay blocked in the watchdog thread, so that they interrupt the threads under test. */
+static void start_watchdog(int seconds)
+{
+    static int s;
+    s = seconds;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    pthread_create(&t, NULL, watchdog_main, &s);
+    pthread_detach(t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+"""
+
+FOO_THREADS_SRC = WATCHDOG_C + """\
+#include <stdlib.h>
+int foo(int);
+enum { NTHREADS = 8, CALLS = 20000 };
+static void *worker(void *arg)
+{
+    long sum = 0;
+    for (int i = 0; i < CALLS; i++) sum += foo(i);
+    return (void *)sum;
+}
+int main(void)
+{
+    start_watchdog(50);
+    pthread_t threads[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) pthread_create(&threads[i], NULL, worker, NULL);
+    long total = 0;
+    for (int i = 0; i < NTHREADS; i++) {
+        void *sum;
+        pthread_join(threads[i], &sum);
+        total += (long)sum;
+    }
+    printf("%ld\\n", total);
+    return 0;
+}
+"""
+
+# One program for the process-level tests, mode in argv[1]. It prints its pid (and its children's) on stdout.
+FOO_PROCESS_SRC = WATCHDOG_C + """\
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+int foo(int);
+extern char **environ;
+
+static int libpython_mapped(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4096];
+    int found = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, "libpython")) found = 1;
+    if (f) fclose(f);
+    return found;
+}
+
+static int child_ok(pid_t pid)
+{
+    int status;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void leave(int status) { exit(status); }   /* exit() from below main */
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    start_watchdog(30);
+    printf("pid %d\\n", (int)getpid());
+    if (strcmp(mode, "lazy-never") == 0) {
+        printf("libpython %d\\n", libpython_mapped());
+        return 0;
+    }
+    if (strcmp(mode, "lazy-call") == 0) {
+        int r = foo(1000001);
+        printf("foo %d libpython %d\\n", r, libpython_mapped());
+        return 0;
+    }
+    if (foo(1000001) != 1000002) return 2;
+    if (strcmp(mode, "return") == 0) return 0;
+    if (strcmp(mode, "exit") == 0) leave(0);
+    fflush(stdout);   /* nothing buffered may be written twice by a child */
+    if (strncmp(mode, "fork", 4) == 0) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(20);
+            printf("child %d\\n", (int)getpid());
+            int ok = foo(1000002) == 1000003 && foo(1000003) == 1000004;
+            fflush(stdout);
+            if (strcmp(mode, "fork-exit") == 0) exit(ok ? 0 : 2);
+            _exit(ok ? 0 : 2);
+        }
+        if (!child_ok(pid)) return 3;
+        return foo(1000004) == 1000005 ? 0 : 4;
+    }
+    if (strcmp(mode, "vfork") == 0) {
+        pid_t pid = vfork();
+        if (pid == 0) {
+            execl("/bin/true", "true", (char *)NULL);
+            _exit(127);
+        }
+        if (!child_ok(pid)) return 3;
+        if (foo(1000002) != 1000003) return 4;
+        char *args[] = {"true", NULL};
+        if (posix_spawn(&pid, "/bin/true", NULL, NULL, args, environ) != 0 || !child_ok(pid)) return 5;
+        return foo(1000003) == 1000004 ? 0 : 6;
+    }
+    return 64;
+}
+"""
+
+# Forks while another thread is inside a hook (FOO_GIL_HOLDER), mode in argv[1]:
+#   gil    the thread is in foo(1)'s hook, sleeping (GIL released) at the first fork, spinning at the second
+#   start  the thread's foo() is the process's first hooked call: the fork comes while it starts the runtime
+#          (3 attempts, each in a fresh child process, forking after 0 to 5 ms)
+#   print  the thread prints in its hook all the time (hook output in use) while main forks 10 times
+# Every child calls foo(2), which must run its hook, and exit 0 within 3 s.
+FOO_FORK_IN_HOOK_SRC = WATCHDOG_C + """\
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+int foo(int);
+static volatile int stop;
+static void *call_foo(void *arg) { foo((int)(long)arg); return NULL; }
+static void *print_in_hook(void *arg)
+{
+    while (!stop) foo(4);
+    return NULL;
+}
+static int fork_and_call(void)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(3);   /* the watchdog thread is not in the child */
+        foo(2);
+        _exit(0);
+    }
+    int status;
+    return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+int main(int argc, char **argv)
+{
+    start_watchdog(40);
+    int failures = 0;
+    pthread_t t;
+    if (strcmp(argv[1], "gil") == 0) {
+        foo(0);   /* the runtime is up before the thread enters its hook */
+        for (int round = 0; round < 2; round++) {
+            pthread_create(&t, NULL, call_foo, (void *)1L);
+            usleep(round == 0 ? 50000 : 220000);
+            failures += !fork_and_call();
+            pthread_join(t, NULL);
+        }
+    } else if (strcmp(argv[1], "start") == 0) {
+        /* Each attempt in a fresh process (this one never starts the runtime), forking at another moment of
+         * the start. */
+        static const int delays_us[] = {0, 1000, 5000};
+        for (int i = 0; i < 3; i++) {
+            fflush(stdout);
+            pid_t attempt = fork();
+            if (attempt == 0) {
+                alarm(15);
+                pthread_create(&t, NULL, call_foo, (void *)3L);
+                usleep(delays_us[i]);
+                int ok = fork_and_call();
+                pthread_join(t, NULL);
+                _exit(ok ? 0 : 1);
+            }
+            int status;
+            if (waitpid(attempt, &status, 0) != attempt || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                failures++;
+        }
+    } else if (strcmp(argv[1], "print") == 0) {
+        foo(0);
+        pthread_create(&t, NULL, print_in_hook, NULL);
+        usleep(20000);
+        for (int i = 0; i < 10 && !failures; i++) failures += !fork_and_call();
+        stop = 1;
+        pthread_join(t, NULL);
+    } else {
+        return 64;
+    }
+    printf("failures %d\\n", failures);
+    return failures;
+}
+"""
+
+# Threads keep calling foo() while main returns: the process exits under them.
+FOO_EXIT_UNDER_THREADS_SRC = WATCHDOG_C + """\
+int foo(int);
+static void *hammer(void *arg)
+{
+    for (int i = 0;; i++) foo(i & 0xffff);
+    return NULL;
+}
+int main(void)
+{
+    start_watchdog(20);
+    printf("pid %d\\n", (int)getpid());
+    foo(1);
+    pthread_t t;
+    for (int i = 0; i < 4; i++) pthread_create(&t, NULL, hammer, NULL);
+    usleep(30000);
+    return 0;
+}
+"""
+
+# A program that looks like a Python of another minor version to the runtime.
+FAKE_PYTHON_SRC = """\
+#include <stdio.h>
+int Py_IsInitialized(void) { return 1; }
+const char *Py_GetVersion(void) { return "3.99.1 (fake)"; }
+int foo(int);
+int main(void)
+{
+    int sum = 0;
+    for (int i = 0; i < 3; i++) sum += foo(1000000 + i);
+    printf("%d\\n", sum);
+    return 0;
+}
+"""
+
+# Calls getpid() 5 times.
+GETPID_CALLS_SRC = """\
+#include <stdio.h>
+#include <unistd.h>
+int main(void)
+{
+    pid_t first = getpid();
+    for (int i = 0; i < 4; i++)
+        if (getpid() != first) return 1;
+    printf("%d\\n", (int)first);
+    return 0;
+}
+"""
+
+# Calls each open function a known number of times.
+OPEN_CALLS_SRC = """\
+#define _LARGEFILE64_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+static int check(int fd) { if (fd < 0) { perror("open"); return 1; } close(fd); return 0; }
+int main(int argc, char **argv)
+{
+    int bad = 0;
+    for (int i = 0; i < 3; i++) bad += check(open(argv[1], O_RDONLY));
+    for (int i = 0; i < 2; i++) bad += check(open64(argv[1], O_RDONLY));
+    for (int i = 0; i < 4; i++) bad += check(openat(AT_FDCWD, argv[1], O_RDONLY));
+    bad += check(openat64(AT_FDCWD, argv[1], O_RDONLY));
+    bad += check(open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0600));
+    printf("failed opens %d\\n", bad);
+    return bad;
+}
+"""
+
+# Known allocator traffic: MARK-sized blocks from malloc, calloc and realloc, all freed.
+ALLOC_CALLS_SRC = """\
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+enum { MARK = 12345, N = 50 };
+int main(void)
+{
+    void *blocks[3 * N];
+    for (int i = 0; i < N; i++) blocks[i] = malloc(MARK);
+    for (int i = 0; i < N; i++) blocks[N + i] = calloc(1, MARK);
+    for (int i = 0; i < N; i++) blocks[2 * N + i] = realloc(malloc(100), MARK);
+    for (int i = 0; i < 3 * N; i++) {
+        if (!blocks[i]) return 1;
+        memset(blocks[i], i, MARK);
+    }
+    for (int i = 0; i < 3 * N; i++) free(blocks[i]);
+    printf("done\\n");
+    return 0;
+}
+"""
+
+# Closes every descriptor, then writes to data files that get the numbers 0..4 (the hook output's descriptor
+# among them) while the hooks print on every write.
+CLOSE_ALL_SRC = """\
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    if (write(2, "start\\n", 6) != 6) return 1;   /* starts the runtime: hook output is set up now */
+    for (int fd = 0; fd < 1024; fd++) close(fd);
+    int fds[5];
+    for (int i = 0; i < 5; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/data%d", argv[1], i);
+        fds[i] = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fds[i] != i) return 10 + i;
+    }
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 5; i++) {
+            char line[64];
+            int n = snprintf(line, sizeof line, "data %d round %d\\n", i, round);
+            if (write(fds[i], line, n) != n) return 20 + i;
+        }
+    }
+    return 0;
+}
+"""
+
+# Puts a data file (argv[1]) on descriptors 1 and 2, then writes to both. argv[2] "early": the runtime starts
+# before (while fd 1 is still the pipe); "late": at the first write to the file.
+DUP2_SRC = """\
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static int put(int fd, const char *s) { return write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : 1; }
+int main(int argc, char **argv)
+{
+    int bad = strcmp(argv[2], "early") == 0 ? put(1, "before\\n") : 0;
+    int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || dup2(fd, 1) != 1 || dup2(fd, 2) != 2) return 2;
+    close(fd);
+    for (int i = 0; i < 3; i++) {
+        bad += put(1, "to fd 1\\n");
+        bad += put(2, "to fd 2\\n");
+    }
+    return bad;
+}
+"""
+
+# write() from the main loop for 0.5 s while a SIGALRM handler (every 1 ms) writes too. argv[1]: how the
+# handler is installed, "sigaction" or "signal".
+SIGNAL_WRITES_SRC = WATCHDOG_C + """\
+#include <fcntl.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+static int devnull;
+static volatile sig_atomic_t handler_writes;
+static void on_alarm(int sig)
+{
+    if (write(devnull, "h", 1) == 1) handler_writes++;
+}
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+int main(int argc, char **argv)
+{
+    start_watchdog(30);
+    devnull = open("/dev/null", O_WRONLY);
+    if (strcmp(argv[1], "signal") == 0) {
+        signal(SIGALRM, on_alarm);
+    } else {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_alarm;
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGALRM, &sa, NULL);
+    }
+    struct itimerval every_ms = {{0, 1000}, {0, 1000}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &every_ms, NULL);
+    long main_writes = 0;
+    double end = now() + 0.5;
+    while (now() < end)
+        if (write(devnull, "m", 1) == 1) main_writes++;
+    setitimer(ITIMER_REAL, &off, NULL);
+    printf("main %ld handler %d\\n", main_writes, (int)handler_writes);
+    return handler_writes > 0 ? 0 : 3;
+}
+"""
+
+# ---- Python target scripts --------------------------------------------------------------------------------
+
+PY_GETPID_TARGET = """\
+TARGET_MARK = "the target's __main__"
+import os
+pids = [os.getpid() for _ in range(3)]
+print("target pid", pids[0], len(set(pids)))
+"""
+
+PY_PRINT_TARGET = """\
+import sys
+for i in range(3):
+    print("line %d from the target" % i, flush=True)
+sys.stdout.write("last line\\n")
+sys.stdout.flush()   # while the hooks are still on (they go off when the interpreter starts to exit)
+"""
+
+PY_SIGNAL_TARGET = """\
+import faulthandler, os, signal, time
+faulthandler.dump_traceback_later(30, exit=True)   # a C-level watchdog: works even if the GIL is stuck
+fd = os.open(os.devnull, os.O_WRONLY)
+handler_writes = 0
+def on_alarm(signum, frame):
+    global handler_writes
+    os.write(fd, b"h")
+    handler_writes += 1
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+main_writes = 0
+end = time.monotonic() + 0.5
+while time.monotonic() < end:
+    os.write(fd, b"m")
+    main_writes += 1
+signal.setitimer(signal.ITIMER_REAL, 0)
+print("main", main_writes, "handler", handler_writes, flush=True)
+"""
+
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+# ---- fixtures and helpers ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def libfoo(cprog):
+    return cprog(LIBFOO_SRC, flags=["-shared", "-fPIC"], suffix=".so")
+
+
+@pytest.fixture(scope="session")
+def foo_prog(cprog, libfoo):
+    """foo_prog(source, flags=()) -> a program linked with the foo library (by absolute path: no rpath)."""
+
+    def build(source, flags=()):
+        return cprog(source, flags=[libfoo, "-pthread"] + list(flags))
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def data_file(session_dir):
+    """A 3 MB file of sortable, compressible text lines (deterministic)."""
+    path = session_dir / "lines.txt"
+    if not path.exists():
+        import random
+        rng = random.Random(1)
+        path.write_text("".join("%08x %d\n" % (rng.getrandbits(32), i) for i in range(200000)))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def binary_file(session_dir):
+    """300 kB of arbitrary bytes: a copy must be identical byte for byte."""
+    path = session_dir / "binary.dat"
+    if not path.exists():
+        import random
+        path.write_bytes(bytes(random.Random(2).getrandbits(8) for _ in range(300000)))
+    return str(path)
+
+
+def lines_starting(text, prefix):
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def unhooked(args, **kwargs):
+    return subprocess.run([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=RUN_TIMEOUT, **kwargs)
+
+
+def assert_clean(r):
+    """The target and the runtime ended normally."""
+    assert r.returncode == 0, r
+    assert "Fatal Python error" not in r.err, r
+    assert "watchdog" not in r.err, r
+    assert "Traceback" not in r.err, r
+
+
+def atexit_lines(text):
+    return [tuple(int(v) for v in re.fullmatch(r"atexit: foo calls (\d+) in (\d+)", line).groups())
+            for line in lines_starting(text, "atexit: ")]
+
+
+def foo_reports(text):
+    """[(pid, x)] of the hook's per-call lines "foo PID X"."""
+    return [tuple(int(v) for v in line.split()[1:]) for line in lines_starting(text, "foo ")]
+
+
+# ---- 1. threads -------------------------------------------------------------------------------------------
+
+def test_hook_counts_exact_with_8_threads_calling_at_once(mrhooker, script, foo_prog):
+    prog = foo_prog(FOO_THREADS_SRC)
+    r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), prog, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    # foo(i) = i + 1: every call went through the hook to the original and back.
+    assert r.out == "%d\n" % (8 * 20000 * 20001 // 2), r
+    assert [calls for calls, _pid in atexit_lines(r.err)] == [8 * 20000], r
+
+
+def test_sort_parallel_output_identical_with_hook_in_its_threads(mrhooker, script, data_file):
+    # sort reads and writes through stdio, whose read()/write() calls stay inside libc and never reach a
+    # hook; what its threads do call through the PLT is memcmp() (in the C locale).
+    env = {"LC_ALL": "C"}
+    expected = unhooked(["sort", "--parallel=2", data_file], env=dict(os.environ, **env))
+    assert expected.returncode == 0
+    r = mrhooker(script("memcmp_counter.pyx", MEMCMP_COUNTER), "sort", "--parallel=2", data_file, env=env,
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == expected.stdout
+    counts = lines_starting(r.err, "memcmp calls ")
+    assert len(counts) == 1, r
+    calls, threads = (int(v) for v in re.fullmatch(r"memcmp calls (\d+) threads (\d+)", counts[0]).groups())
+    assert calls > 100000 and threads == 2, r   # 200000 lines: sort compares on both of its threads
+
+
+def test_xz_multithreaded_output_identical_with_read_write_hooks(mrhooker, script, data_file):
+    # Small blocks, so that both xz threads get work.
+    args = ["xz", "-T2", "--block-size=256KiB", "-c", data_file]
+    expected = unhooked(args)
+    assert expected.returncode == 0
+    r = mrhooker(script("io_counter.pyx", IO_COUNTER), *args, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == expected.stdout
+    counts = lines_starting(r.err, "io: ")
+    assert len(counts) == 1, r
+    reads, writes, _stdout_writes, stdout_bytes = (int(v) for v in re.findall(r"\d+", counts[0]))
+    assert reads > 0 and writes > 0, r
+    assert stdout_bytes == len(expected.stdout), r   # all of the output went through the write hook
+    with open(data_file, "rb") as f:
+        assert unhooked(["xz", "-dc"], input=r.stdout).stdout == f.read()
+
+
+# ---- 2. re-entrancy ---------------------------------------------------------------------------------------
+
+def test_print_in_write_hook_keeps_cat_copy_identical(mrhooker, script, binary_file):
+    # stdout is a pipe (captured), so cat copies with read()/write() (to a regular file it would use
+    # copy_file_range, and the write hook would never run).
+    r = mrhooker(script("write_printer.pyx", WRITE_PRINTER), "cat", binary_file, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    with open(binary_file, "rb") as f:
+        assert r.stdout == f.read()
+    writes = lines_starting(r.err, "write ")
+    assert writes and all(line.split()[1] == "1" for line in writes), r
+    assert sum(int(line.split()[2]) for line in writes) == os.path.getsize(binary_file), r
+    assert lines_starting(r.err, "total writes ") == ["total writes %d" % len(writes)], r
+
+
+@pytest.mark.parametrize("stdin_pipe", [False, True], ids=["cat-FILE", "cat-from-pipe"])
+def test_print_in_write_hook_with_stdout_a_regular_file(mrhooker, script, binary_file, tmp_path, stdin_pipe):
+    # The issue's `mrhooker h.pyx cat FILE > copy`. Between two regular files cat copies with copy_file_range
+    # (no write() to hook); from a pipe it falls back to read()/write(), and the hook prints on every write.
+    with open(binary_file, "rb") as f:
+        data = f.read()
+    hooks = script("write_printer.pyx", WRITE_PRINTER)
+    copy = tmp_path / "copy"
+    with open(copy, "wb") as out:
+        if stdin_pipe:
+            r = mrhooker(hooks, "cat", stdout=out, input=data, timeout=RUN_TIMEOUT)
+        else:
+            r = mrhooker(hooks, "cat", binary_file, stdout=out, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert copy.read_bytes() == data
+    if stdin_pipe:
+        writes = lines_starting(r.err, "write ")
+        assert writes and all(line.split()[1] == "1" for line in writes), r
+        assert sum(int(line.split()[2]) for line in writes) == len(data), r
+
+
+def test_open_hooks_whose_body_imports_and_opens_files_do_not_recurse(mrhooker, cprog, script, tmp_path):
+    prog = cprog(OPEN_CALLS_SRC)
+    data = tmp_path / "data"
+    data.write_text("x\n")
+    r = mrhooker(script("open_importer.pyx", OPEN_IMPORTER), prog, data, tmp_path / "created",
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "failed opens 0\n", r
+    # Exactly the program's own calls: none of the files Python opened in the hooks came back.
+    assert lines_starting(r.err, "opens ") == ["opens open=4 open64=2 openat=4 openat64=1"], r
+    assert (tmp_path / "created").exists()
+
+
+def test_open_hook_on_cat(mrhooker, script, tmp_path):
+    files = []
+    for i in range(3):
+        files.append(tmp_path / ("f%d" % i))
+        files[-1].write_text("file %d\n" % i)
+    r = mrhooker(script("open_importer.pyx", OPEN_IMPORTER), "cat", *files, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "file 0\nfile 1\nfile 2\n", r
+    assert lines_starting(r.err, "opens ") == ["opens open=3 open64=0 openat=0 openat64=0"], r
+
+
+def test_allocator_hooks_with_gil_count_exactly_on_c_program(mrhooker, cprog, script):
+    r = mrhooker(script("alloc_counter.pyx", ALLOC_COUNTER), cprog(ALLOC_CALLS_SRC), timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "done\n", r
+    counts = lines_starting(r.err, "alloc ")
+    assert len(counts) == 1, r
+    fields = dict(item.split("=") for item in counts[0].split()[1:])
+    assert (fields["marked_malloc"], fields["marked_calloc"], fields["marked_realloc"]) == ("50", "50", "50"), r
+    assert fields["marked_free"] == "150" and fields["live_marked"] == "0", r
+    # At least the program's own calls: 100 mallocs, 50 callocs, 50 reallocs, 150 frees (+ 0 of 100 bytes).
+    assert int(fields["malloc"]) >= 100 and int(fields["calloc"]) >= 50, r
+    assert int(fields["realloc"]) >= 50 and int(fields["free"]) >= 150, r
+
+
+def test_allocator_passthrough_nogil_on_c_program(mrhooker, cprog, script):
+    r = mrhooker(script("alloc_passthrough.pyx", ALLOC_PASSTHROUGH), cprog(ALLOC_CALLS_SRC),
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "done\n", r
+
+
+@pytest.mark.parametrize("hooks", ["alloc_counter", "alloc_passthrough"])
+@pytest.mark.parametrize("command", [["ls", "-la", "/usr/bin"], ["sort", "--parallel=2", "DATA"],
+                                     ["curl", "-s", "URL/index.html"]], ids=["ls", "sort", "curl"])
+def test_allocator_hooks_on_real_programs(mrhooker, script, data_file, http_server, hooks, command):
+    text = {"alloc_counter": ALLOC_COUNTER, "alloc_passthrough": ALLOC_PASSTHROUGH}[hooks]
+    command = [data_file if a == "DATA" else a.replace("URL", http_server) for a in command]
+    env = {"LC_ALL": "C"}
+    expected = unhooked(command, env=dict(os.environ, **env))
+    assert expected.returncode == 0
+    r = mrhooker(script(hooks + ".pyx", text), *command, env=env, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == expected.stdout
+    if hooks == "alloc_counter":
+        counts = lines_starting(r.err, "alloc ")
+        assert len(counts) == 1, r
+        fields = dict(item.split("=") for item in counts[0].split()[1:])
+        assert int(fields["malloc"]) > 0 and int(fields["free"]) > 0, r
+
+
+def test_calls_during_runtime_start_go_to_original(mrhooker, cprog, script):
+    r = mrhooker(script("getpid_hook.pyx", GETPID_HOOK), cprog(GETPID_CALLS_SRC), timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    pid = int(r.out)
+    # The module's own os.getpid() ran during the start: it went to the original, so the count is 0.
+    assert lines_starting(r.err, "hook module loaded") == [
+        "hook module loaded; getpid hook calls during the start: 0"], r
+    # Then the program's calls, the first one (which started the runtime) included.
+    assert lines_starting(r.err, "getpid hook %d " % pid)[:5] == ["getpid hook %d None" % pid] * 5, r
+
+
+def test_getpid_hook_sees_exactly_the_programs_calls(mrhooker, cprog, script):
+    r = mrhooker(script("getpid_hook.pyx", GETPID_HOOK), cprog(GETPID_CALLS_SRC), timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    pid = int(r.out)
+    # 5 calls by the program; none by the runtime itself (at start or exit) may be reported as the program's.
+    assert lines_starting(r.err, "getpid hook %d " % pid) == ["getpid hook %d None" % pid] * 5, r
+    assert lines_starting(r.err, "getpid hook calls") == ["getpid hook calls 5"], r
+
+
+# ---- 3. hook output stays out of the target's data --------------------------------------------------------
+
+def test_hook_output_file_option_collects_hook_output(mrhooker, script, binary_file, tmp_path):
+    out = tmp_path / "hooks.out"
+    r = mrhooker("-o", out, script("write_printer.pyx", WRITE_PRINTER), "cat", binary_file,
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    with open(binary_file, "rb") as f:
+        assert r.stdout == f.read()
+    assert r.err == "", r
+    hook_output = out.read_text()
+    writes = lines_starting(hook_output, "write 1 ")
+    assert sum(int(line.split()[2]) for line in writes) == os.path.getsize(binary_file), hook_output
+    assert hook_output.endswith("total writes %d\n" % len(writes)), hook_output
+
+
+@pytest.mark.parametrize("use_output_file", [False, True], ids=["stderr", "dash-o"])
+def test_target_closing_all_descriptors_gets_no_hook_output_in_its_files(mrhooker, cprog, script, tmp_path,
+                                                                        use_output_file):
+    prog = cprog(CLOSE_ALL_SRC)
+    datadir = tmp_path / "data"
+    datadir.mkdir()
+    out = tmp_path / "hooks.out"
+    options = ["-o", out] if use_output_file else []
+    r = mrhooker(*options, script("write_printer.pyx", WRITE_PRINTER), prog, datadir, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    for i in range(5):
+        assert (datadir / ("data%d" % i)).read_text() == "".join(
+            "data %d round %d\n" % (i, rnd) for rnd in range(3)), r
+    hook_output = out.read_text() if use_output_file else r.err
+    # Hook output either arrives where it belongs, or is dropped: never in the data files (checked above).
+    expected_writes = ["write 2 6"] + ["write %d %d" % (i, len("data 0 round 0\n")) for _ in range(3)
+                                       for i in range(5)]
+    arrived = lines_starting(hook_output, "write ")
+    assert arrived == expected_writes[:len(arrived)], hook_output
+    assert arrived[:1] == ["write 2 6"], hook_output   # written before the close-all: must have arrived
+    if use_output_file:
+        # A path is reopened: everything arrives.
+        assert arrived == expected_writes and "total writes 16\n" in hook_output, hook_output
+        assert r.err == "start\n", r
+    else:
+        assert [line for line in r.err.splitlines() if not line.startswith(("write ", "total "))] == ["start"], r
+
+
+@pytest.mark.parametrize("start", ["early", "late"])
+def test_target_dup2_file_over_stdout_and_stderr(mrhooker, cprog, script, tmp_path, start):
+    prog = cprog(DUP2_SRC)
+    data = tmp_path / "data"
+    r = mrhooker(script("write_printer.pyx", WRITE_PRINTER), prog, data, start, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    before = ["write 1 7"] if start == "early" else []
+    assert r.out == ("before\n" if before else ""), r
+    assert data.read_text() == "to fd 1\nto fd 2\n" * 3
+    # The hook output went to mrhooker's stderr, not to the file that is now the target's stdout and stderr.
+    assert lines_starting(r.err, "write ") == before + ["write 1 8", "write 2 8"] * 3, r
+    assert lines_starting(r.err, "total writes ") == ["total writes %d" % (6 + len(before))], r
+
+
+# ---- 4. exceptions ----------------------------------------------------------------------------------------
+
+def test_raising_hook_reports_traceback_and_target_carries_on(mrhooker, script, foo_prog):
+    prog = foo_prog("""\
+        #include <stdio.h>
+        int foo(int);
+        int main(void)
+        {
+            int a = foo(1);
+            int b = foo(2);
+            int c = foo(3);
+            printf("%d\\n", b);
+            (void)a; (void)c;
+            return 0;
+        }
+        """)
+    r = mrhooker(script("foo_raiser.pyx", FOO_RAISER), prog, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    assert r.out == "3\n", r   # foo(2) went through the hook to the original
+    assert r.err.count("Traceback (most recent call last):") == 2, r
+    assert re.search(r'File "foo_raiser\.pyx", line \d+, in foo\b', r.err), r
+    assert "ValueError: foo hook refuses odd 1" in r.err and "ValueError: foo hook refuses odd 3" in r.err, r
+    assert "Fatal Python error" not in r.err, r
+
+
+# ---- 5. fork and exec -------------------------------------------------------------------------------------
+
+def test_hooks_keep_working_in_fork_child(mrhooker, script, foo_prog):
+    r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), foo_prog(FOO_PROCESS_SRC), "fork-_exit",
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    parent = int(lines_starting(r.out, "pid ")[0].split()[1])
+    child = int(lines_starting(r.out, "child ")[0].split()[1])
+    assert sorted(foo_reports(r.err), key=lambda report: report[1]) == [
+        (parent, 1000001), (child, 1000002), (child, 1000003), (parent, 1000004)], r
+
+
+def test_fork_while_another_thread_is_in_a_hook(mrhooker, script, foo_prog):
+    r = mrhooker(script("foo_gil_holder.pyx", FOO_GIL_HOLDER), foo_prog(FOO_FORK_IN_HOOK_SRC), "gil",
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "failures 0\n", r
+    reports = foo_reports(r.err)
+    parent = {pid for pid, x in reports if x == 0}
+    children = [pid for pid, x in reports if x == 2]
+    assert len(parent) == 1 and len(children) == 2 and len(set(children)) == 2 and not parent & set(children), r
+
+
+def test_fork_while_another_thread_starts_the_runtime(mrhooker, script, foo_prog):
+    r = mrhooker(script("foo_gil_holder.pyx", FOO_GIL_HOLDER), foo_prog(FOO_FORK_IN_HOOK_SRC), "start",
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "failures 0\n", r
+    reports = foo_reports(r.err)
+    assert sorted(x for _pid, x in reports) == [2] * 3 + [3] * 3, r
+    assert len({pid for pid, _x in reports}) == 6, r
+
+
+def test_fork_while_another_thread_prints_in_a_hook(mrhooker, script, foo_prog, tmp_path):
+    out = tmp_path / "hooks.out"
+    r = mrhooker("-o", out, script("foo_gil_holder.pyx", FOO_GIL_HOLDER), foo_prog(FOO_FORK_IN_HOOK_SRC), "print",
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "failures 0\n", r
+    children = [pid for pid, x in foo_reports(out.read_text()) if x == 2]
+    assert len(children) == 10 and len(set(children)) == 10, children
+
+
+def test_exec_children_and_grandchildren_are_hooked(mrhooker, script, tmp_path):
+    f = tmp_path / "f"
+    f.write_text("some data\n")
+    command = 'echo top; cat "$1"; sh -c "cat \\"$1\\"; echo inner" sh "$1"'
+    r = mrhooker(script("write_printer.pyx", WRITE_PRINTER), "sh", "-c", command, "sh", f,
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "top\nsome data\nsome data\ninner\n", r
+    # Four processes write: sh (echo), cat, the inner sh (echo), the inner cat.
+    assert sorted(lines_starting(r.err, "write ")) == sorted(["write 1 4", "write 1 10", "write 1 10",
+                                                               "write 1 6"]), r
+    # The cats exit() and report their totals; dash ends with _exit(), which runs no atexit handlers.
+    assert lines_starting(r.err, "total writes ") == ["total writes 1"] * 2, r
+
+
+def test_no_follow_hooks_only_the_first_process(mrhooker, script, tmp_path):
+    f = tmp_path / "f"
+    f.write_text("some data\n")
+    command = 'echo top; cat "$1"; sh -c "cat \\"$1\\"; echo inner" sh "$1"'
+    r = mrhooker("--no-follow", script("write_printer.pyx", WRITE_PRINTER), "sh", "-c", command, "sh", f,
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "top\nsome data\nsome data\ninner\n", r
+    assert lines_starting(r.err, "write ") == ["write 1 4"], r   # the top sh's echo, nothing else
+
+
+def test_vfork_exec_and_posix_spawn_keep_parent_hooks_working(mrhooker, script, foo_prog):
+    r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), foo_prog(FOO_PROCESS_SRC), "vfork",
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    parent = int(lines_starting(r.out, "pid ")[0].split()[1])
+    assert foo_reports(r.err) == [(parent, 1000001), (parent, 1000002), (parent, 1000003)], r
+    assert atexit_lines(r.err) == [(3, parent)], r
+
+
+# ---- 6. lazy start ----------------------------------------------------------------------------------------
+
+def test_no_hooked_call_means_no_python(mrhooker, script, foo_prog):
+    r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), foo_prog(FOO_PROCESS_SRC), "lazy-never",
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert lines_starting(r.out, "libpython ") == ["libpython 0"], r
+    assert r.err == "", r   # not started: no atexit handler either
+
+
+def test_first_hooked_call_loads_python(mrhooker, script, foo_prog):
+    r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), foo_prog(FOO_PROCESS_SRC), "lazy-call",
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert lines_starting(r.out, "foo ") == ["foo 1000002 libpython 1"], r
+    pid = int(lines_starting(r.out, "pid ")[0].split()[1])
+    assert foo_reports(r.err) == [(pid, 1000001)], r
+
+
+# ---- 7. Python targets ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("python", [sys.executable, DEBIAN_PYTHON], ids=["pyenv", "debian"])
+def test_python_target_getpid_hook_runs_in_its_interpreter(mrhooker, script, python):
+    target = script("target.py", PY_GETPID_TARGET)
+    assert re.fullmatch(rb"target pid \d+ 1\n", unhooked([python, target]).stdout)
+    r = mrhooker(script("getpid_hook.pyx", GETPID_HOOK), python, target, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    pid = int(r.out.split()[2])
+    assert r.out == "target pid %d 1\n" % pid, r   # the target's stdout: its own line only
+    # The hook saw the target's own __main__: it ran in the target's interpreter.
+    assert lines_starting(r.err, "getpid hook %d" % pid) == ["getpid hook %d the target's __main__" % pid] * 3, r
+    assert lines_starting(r.err, "getpid hook calls") == ["getpid hook calls 3"], r
+
+
+@pytest.mark.parametrize("python", [sys.executable, DEBIAN_PYTHON], ids=["pyenv", "debian"])
+def test_python_target_stdout_unaffected_by_write_hook_prints(mrhooker, script, python):
+    target = script("printer.py", PY_PRINT_TARGET)
+    expected = unhooked([python, target])
+    r = mrhooker(script("write_printer.pyx", WRITE_PRINTER), python, target, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == expected.stdout, r
+    # Every byte of the target's stdout went through the hook (how many write() calls that takes depends on
+    # PYTHONUNBUFFERED), and none of the hook's own output did.
+    writes = lines_starting(r.err, "write ")
+    assert writes and all(line.split()[1] == "1" for line in writes), r
+    assert sum(int(line.split()[2]) for line in writes) == len(r.stdout), r
+    assert lines_starting(r.err, "total writes ") == ["total writes %d" % len(writes)], r
+
+
+def test_python_of_another_minor_version_runs_unhooked_with_one_warning(mrhooker, script, foo_prog):
+    prog = foo_prog(FAKE_PYTHON_SRC, flags=["-rdynamic"])
+    r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), prog, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    assert r.out == "%d\n" % (1000001 + 1000002 + 1000003), r
+    assert "Fatal Python error" not in r.err, r
+    warnings = [line for line in r.err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "3.99" in warnings[0] and warnings[0].startswith("mrhooker: "), r
+    assert foo_reports(r.err) == [], r
+
+
+# ---- 8. exit ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode, calls", [("return", 1), ("exit", 1), ("fork-_exit", 2), ("fork-exit", 2)])
+def test_atexit_handlers_run_once_in_the_registering_process(mrhooker, script, foo_prog, mode, calls):
+    r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), foo_prog(FOO_PROCESS_SRC), mode, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    parent = int(lines_starting(r.out, "pid ")[0].split()[1])
+    assert atexit_lines(r.err) == [(calls, parent)], r
+
+
+def test_exit_while_threads_call_hooks(mrhooker, script, foo_prog):
+    prog = foo_prog(FOO_EXIT_UNDER_THREADS_SRC)
+    hooks = script("foo_counter.pyx", FOO_COUNTER)
+    for attempt in range(10):
+        r = mrhooker(hooks, prog, timeout=30)
+        assert_clean(r)
+        pid = int(r.out.split()[1])
+        assert [p for _calls, p in atexit_lines(r.err)] == [pid], (attempt, r)
+
+
+# ---- 9. signals -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("install", ["sigaction", "signal"])
+def test_signal_handler_calling_hooked_function_during_hook(mrhooker, script, cprog, install):
+    r = mrhooker(script("io_counter.pyx", IO_COUNTER), cprog(SIGNAL_WRITES_SRC, flags=["-pthread"]), install,
+                 timeout=30)
+    assert_clean(r)
+    main_writes, handler_writes = (int(v) for v in re.fullmatch(r"main (\d+) handler (\d+)\n", r.out).groups())
+    assert handler_writes > 50, r   # ~500 timer ticks in 0.5 s; many of them land inside the write hook
+    counts = lines_starting(r.err, "io: ")
+    assert len(counts) == 1, r
+    hooked_writes = int(re.search(r"writes (\d+)", counts[0]).group(1))
+    # preload.c: hooked calls made from a signal handler go to the original, so only the main loop's count.
+    assert hooked_writes == main_writes, r
+
+
+@pytest.mark.parametrize("python", [sys.executable, DEBIAN_PYTHON], ids=["pyenv", "debian"])
+def test_python_target_signal_handler_writes_while_main_writes(mrhooker, script, python):
+    target = script("signals.py", PY_SIGNAL_TARGET)
+    r = mrhooker(script("io_counter.pyx", IO_COUNTER), python, target, timeout=30)
+    assert_clean(r)
+    main_writes, handler_writes = (int(v) for v in re.fullmatch(r"main (\d+) handler (\d+)\n", r.out).groups())
+    assert handler_writes > 50, r
+    counts = lines_starting(r.err, "io: ")
+    assert len(counts) == 1, r
+    _reads, writes, stdout_writes, stdout_bytes = (int(v) for v in re.findall(r"\d+", counts[0]))
+    # Python runs its signal handlers in the main thread between bytecodes, outside any hook (IO_COUNTER's
+    # hooks run no bytecode): every os.write is hooked, the handler's too.
+    assert writes - stdout_writes == main_writes + handler_writes, r
+    assert stdout_bytes == len(r.stdout), r
