@@ -196,7 +196,7 @@ def hook_script(name):
     return os.path.join(HOOKS_DIR, name)
 
 
-MRHOOKER_SCRIPTS = ("foo_nogil.pyx", "foo_withgil.pyx", "foo_py.py", "write_withgil.pyx", "write_py.py",
+MRHOOKER_SCRIPTS = ("foo_nogil.pyx", "foo_withgil.pyx", "foo_py.py", "foo_py_nonblocking.py", "write_withgil.pyx", "write_py.py",
                     "startup_hooks.pyx", "startup_hooks.py")
 
 
@@ -304,6 +304,8 @@ PER_CALL_HOOKS = [
      lambda b, n, m: foo_loop_mrhooker(b, "foo_withgil.pyx", n, m)),
     ("mrhooker_py", "mrhooker `.py` `@hook`, counts, returns `foo.original(x)`", "python", None,
      lambda b, n, m: foo_loop_mrhooker(b, "foo_py.py", n, m)),
+    ("mrhooker_py_nonblocking", "the same `@hook` with `blocks=False` (GIL kept around `original`)", "python", None,
+     lambda b, n, m: foo_loop_mrhooker(b, "foo_py_nonblocking.py", n, m)),
     ("frida", "Frida `Interceptor.attach`, one-line JS `onEnter`", "frida", "frida", foo_loop_frida),
     ("ltrace", "ltrace `-e foo`", "ltrace", "ltrace", foo_loop_ltrace),
 ]

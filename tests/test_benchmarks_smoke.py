@@ -12,7 +12,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(REPO, "benchmarks", "run.py")
 
-MRHOOKER_HOOKS = ("c_wrapper", "mrhooker_pyx_nogil", "mrhooker_pyx_with_gil", "mrhooker_py")
+MRHOOKER_HOOKS = ("c_wrapper", "mrhooker_pyx_nogil", "mrhooker_pyx_with_gil", "mrhooker_py",
+                  "mrhooker_py_nonblocking")
 PEER_HOOKS = {"frida": "frida", "ltrace": "ltrace"}
 STARTUP_MS = ("true_bare", "true_mrhooker_module", "cold_build_pyx", "cold_build_pyx_script_only",
               "cold_build_py", "cold_build_py_script_only")
