@@ -10,17 +10,18 @@ def _show(direction, fd, data):
         print("%s fd %d | %s" % (direction, fd, line))
 
 
+def _pass_on(direction, original, fd, buf, n, flags):
+    done = original(fd, buf, n, flags)
+    if done > 0:
+        _show(direction, fd, buf.read(done))
+    return done
+
+
 @hook("send")
 def send(fd, buf, n, flags):
-    sent = send.original(fd, buf, n, flags)
-    if sent > 0:
-        _show(">>", fd, buf.read(sent))
-    return sent
+    return _pass_on(">>", send.original, fd, buf, n, flags)
 
 
 @hook("recv")
 def recv(fd, buf, n, flags):
-    got = recv.original(fd, buf, n, flags)
-    if got > 0:
-        _show("<<", fd, buf.read(got))
-    return got
+    return _pass_on("<<", recv.original, fd, buf, n, flags)

@@ -903,3 +903,9 @@ def test_unreadable_script_as_non_root(as_nobody):
     script = write(os.path.join(as_nobody.home, "secret.pyx"), HOOK, 0o000)   # root's, mode 000
     line = assert_one_line_error(as_nobody(script, "true"))
     assert "cannot read" in line and script in line and "Permission denied" in line
+
+
+def test_build_dir_that_ld_preload_cannot_carry(mrhooker, script, tmp_path):
+    spaced = tmp_path / "with space"
+    line = assert_one_line_error(mrhooker("--build-dir", spaced, script("spaced.pyx", HOOK), "true"))
+    assert "space or colon" in line and "--build-dir" in line

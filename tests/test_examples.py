@@ -9,11 +9,7 @@ def example(name):
     return os.path.join(EXAMPLES, name)
 
 
-def test_send_pyx_on_curl(mrhooker, http_server):
-    r = mrhooker(example("send.pyx"), "curl", "-s", http_server + "/index.html")
-    assert r.returncode == 0, r
-    assert r.out == "<html>hello from the test server</html>\n"
-    assert "====> send(" in r.err and "GET /index.html HTTP/1.1" in r.err
+# examples/send.pyx: tests/test_seed.py
 
 
 def test_trace_opens(mrhooker, tmp_path):

@@ -179,7 +179,7 @@ def _print_exception(header, exc):
         pass
 
 
-def report_hook_error(name, where, exc, outcome="the call went to the original"):
+def report_hook_error(name, where, exc, outcome):
     """A hook raised (or returned a wrong value): its traceback, then the target carries on."""
     _print_exception("mrhooker: hook %s (%s) failed; %s:" % (name, where, outcome), exc)
 

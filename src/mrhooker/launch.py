@@ -237,6 +237,9 @@ def run(build, pyinfo, command, options, program=None):
     check_private_dir(os.path.dirname(pyinfo.libpython), "libpython's directory")
     output = Output(options.output)
     env.update(hook_environment(build, pyinfo, output, options))
+    if any(c in build.preload for c in " :\t\n"):
+        raise MrhookerError("the build directory %s has a space or colon in its path, which LD_PRELOAD cannot "
+                            "carry; choose another one with --build-dir" % build.directory)
     env["LD_PRELOAD"] = build.preload + (" " + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
     options.log("LD_PRELOAD=%s" % env["LD_PRELOAD"])
     options.log("hooks: %s (%s)" % (build.hooks, ", ".join(build.symbols)))

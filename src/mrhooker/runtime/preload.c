@@ -24,8 +24,9 @@
  * so it is usable from allocator hooks and signal handlers. */
 MRH_EXPORT __thread mrh_thread mrh_tls __attribute__((tls_model("initial-exec")));
 
-/* Process state. Written only with start_lock held (or in a single-threaded fork child); read without it on
- * the fast path, where a stale read only sends a call through mrh_begin_slow(). */
+/* Process state. Written with start_lock held, in a single-threaded fork child, or set to MRH_OFF (which is
+ * final) at exit; read without the lock on the fast path, where a stale read only sends a call through
+ * mrh_begin_slow(). */
 MRH_EXPORT volatile int mrh_state = MRH_UNSTARTED;
 
 /* start_lock serialises starting the runtime, and is held across fork() so that no start is half done in the

@@ -293,22 +293,28 @@ PyObject *mrh_py_argcount(const char *func, int expected, Py_ssize_t got)
     return NULL;
 }
 
-void mrh_py_report(int index)
+/* Prints the pending exception, with its traceback, as a failure of hook `name` (defined in `where`), through
+ * mrhooker._inside.report_hook_error; `outcome` says what the target got instead. Clears the exception. */
+static void report_pending(const char *name, const char *where, const char *outcome)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
     if (tb && value) PyException_SetTraceback(value, tb);
-    const char *name = &mrh_py_hooks ? mrh_py_hooks[index].name : "?";
-    const char *text = &mrh_py_hooks ? mrh_py_hooks[index].text : "?";
     PyObject *r = inside_report && value
-                      ? PyObject_CallFunction(inside_report, "ssO", name, text, value)
+                      ? PyObject_CallFunction(inside_report, "ssOs", name, where, value, outcome)
                       : NULL;
     if (!r) PyErr_Clear();
     Py_XDECREF(r);
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);
+}
+
+void mrh_py_report(int index)
+{
+    report_pending(&mrh_py_hooks ? mrh_py_hooks[index].name : "?", &mrh_py_hooks ? mrh_py_hooks[index].text : "?",
+                   "the call went to the original");
 }
 
 /* Cython hooks (.pyx): the generated code reports an exception it can't raise to its caller through here
@@ -321,20 +327,10 @@ MRH_EXPORT void mrh_pyx_unraisable(const char *name, int clineno, int lineno, co
     if (nogil) gil = PyGILState_Ensure();
     const char *dot = strrchr(name, '.');
     const char *func = dot ? dot + 1 : name;
-    _PyTraceback_Add(func, filename, lineno);
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb && value) PyException_SetTraceback(value, tb);
-    PyObject *r = inside_report && value
-                      ? PyObject_CallFunction(inside_report, "ssOs", func, filename, value,
-                                              "it returned 0, as Cython hooks that can't raise do")
-                      : NULL;
-    if (!r) PyErr_Clear();
-    Py_XDECREF(r);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
+#if PY_VERSION_HEX < 0x030D0000
+    _PyTraceback_Add(func, filename, lineno);   /* Cython made no traceback entry for the hook itself */
+#endif
+    report_pending(func, filename, "it returned 0, as Cython hooks that can't raise do");
     if (nogil) PyGILState_Release(gil);
 }
 
@@ -342,7 +338,11 @@ MRH_EXPORT void mrh_pyx_unraisable(const char *name, int clineno, int lineno, co
 
 static PyObject *native_set_errno(PyObject *self, PyObject *arg)
 {
+#if PY_VERSION_HEX >= 0x030D0000
+    int e = PyLong_AsInt(arg);
+#else
     int e = _PyLong_AsInt(arg);
+#endif
     if (e == -1 && PyErr_Occurred()) return NULL;
     mrh_thread *t = &mrh_tls;
     t->errno_set = 1;
