@@ -909,3 +909,35 @@ def test_build_dir_that_ld_preload_cannot_carry(mrhooker, script, tmp_path):
     spaced = tmp_path / "with space"
     line = assert_one_line_error(mrhooker("--build-dir", spaced, script("spaced.pyx", HOOK), "true"))
     assert "space or colon" in line and "--build-dir" in line
+
+
+def test_hook_output_reaches_a_socket_stderr(base_env, script, tmp_path):
+    """A stderr that is a socket (journald, some CI runners) can't be reopened through /proc: mrhooker relays
+    the hook output through a pipe of its own."""
+    import socket
+    import sys
+
+    hooks = script("socketerr.py", '''\
+        from mrhooker import hook
+
+        @hook("int getppid(void)")
+        def getppid():
+            print("hooked getppid")
+            return getppid.original()
+        ''')
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        proc = subprocess.run([sys.executable, "-m", "mrhooker", hooks, sys.executable, "-c",
+                               "import os; os.getppid(); print('done')"],
+                              env=base_env, stdout=subprocess.PIPE, stderr=theirs, timeout=60)
+        theirs.close()
+        received = b""
+        ours.settimeout(5)
+        while True:
+            chunk = ours.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    assert proc.returncode == 0, received
+    assert proc.stdout == b"done\n"
+    assert b"hooked getppid\n" in received, received

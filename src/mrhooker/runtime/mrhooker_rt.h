@@ -40,6 +40,8 @@ typedef struct mrh_thread {
     int depth;            /* > 0: inside a hook, the runtime or a signal handler: hooked calls go to the original */
     int attached;         /* this thread has a Python thread state that lives as long as the thread */
     int owns_tstate;      /* ... and the runtime made it (so deletes it at thread exit) */
+    void *tstate;         /* that thread state, where only the runtime can delete it (own interpreter): saves
+                           * a lookup per hook; NULL otherwise */
     int gil_taken;        /* the running hook took the GIL itself, so may drop it around original calls */
     int errno_set;        /* set_errno() was called in the running hook ... */
     int errno_value;      /* ... with this value, applied after the GIL is released */

@@ -21,6 +21,7 @@ static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
 #endif
 
 int mrh_py_attached_mode;
+static PyThreadState *own_main_tstate;   /* made by our Py_Initialize; we never finalize, so it lives on */
 static PyObject *inside_report;    /* mrhooker._inside.report_hook_error */
 static PyObject *inside_at_exit;   /* mrhooker._inside.at_exit */
 static PyObject *returned_strings; /* bytes returned by hooks as const char *: kept alive for the caller */
@@ -514,13 +515,16 @@ static int extend_sys_path(const char *python_path)
 
 static void attach_thread(mrh_thread *t)
 {
-    if (!PyGILState_GetThisThreadState()) {
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (!ts) {
         /* Made through PyGILState so that it is registered as this thread's; the extra reference count it
          * starts with keeps PyGILState_Release() (in Cython's `with gil`) from deleting it. */
         PyGILState_Ensure();
-        PyEval_SaveThread();
+        ts = PyEval_SaveThread();
         t->owns_tstate = 1;
     }
+    /* Python deletes the thread states of its own threads when they end; only ours can be kept here. */
+    t->tstate = !mrh_py_attached_mode && (t->owns_tstate || ts == own_main_tstate) ? ts : NULL;
     t->attached = 1;
 }
 
@@ -529,6 +533,7 @@ static void detach_thread(mrh_thread *t)
     PyThreadState *ts = PyGILState_GetThisThreadState();
     t->attached = 0;
     t->owns_tstate = 0;
+    t->tstate = NULL;
     if (!ts || !Py_IsInitialized() || MRH_FINALIZING()) return;
     PyEval_RestoreThread(ts);
     PyGILState_Release(PyGILState_UNLOCKED);   /* the count drops to zero: the thread state is deleted */
@@ -624,6 +629,6 @@ done:
     Py_XDECREF(r);
     Py_XDECREF(inside);
     if (a->attach) PyGILState_Release(gil);
-    else PyEval_SaveThread();
+    else own_main_tstate = PyEval_SaveThread();
     return result;
 }

@@ -35,9 +35,15 @@ extern int mrh_py_attached_mode;   /* 1: the interpreter is the target's own (it
 
 /* Takes the GIL for a hook on this thread. Returns 1 if it took it, 0 if this thread held it already (a
  * hooked call made by C code that holds the GIL), -1 if Python cannot run now (it is finalizing). */
+/* This thread's Python thread state, or NULL if it has none yet. */
+static inline PyThreadState *mrh_py_thread_state(mrh_thread *t)
+{
+    return t->tstate ? (PyThreadState *)t->tstate : PyGILState_GetThisThreadState();
+}
+
 static inline int mrh_py_enter(mrh_thread *t)
 {
-    PyThreadState *ts = PyGILState_GetThisThreadState();
+    PyThreadState *ts = mrh_py_thread_state(t);
     if (MRH_UNLIKELY(!ts)) {
         /* First hook on this thread, or Python deleted the thread state it had (a Python thread ending). */
         t->attached = 0;
@@ -61,9 +67,9 @@ static inline void mrh_py_leave(int took)
  * without their second lookup and reference count. */
 static inline PyGILState_STATE mrh_gil_ensure(void)
 {
-    PyThreadState *ts = PyGILState_GetThisThreadState();
+    mrh_thread *t = &mrh_tls;
+    PyThreadState *ts = mrh_py_thread_state(t);
     if (MRH_UNLIKELY(!ts)) {
-        mrh_thread *t = &mrh_tls;
         t->attached = 0;
         mrh_attach_thread(t);
         ts = PyGILState_GetThisThreadState();
