@@ -312,3 +312,26 @@ def test_hook_output_never_reaches_target_stdout(mrhooker, script, tmp_path):
     assert r.returncode == 0, r
     assert r.stdout == data.read_bytes()
     assert "write 1 " in r.err and "stdout too" in r.err
+
+
+def test_python_target_replacing_stdout_never_gets_hook_output(mrhooker, script, tmp_path):
+    """A Python program that points sys.stdout at its own file: what hooks print still goes to the hook
+    output, not into that file."""
+    hooks = script("pyprint.py", '''\
+        from mrhooker import hook
+
+        @hook("int getppid(void)")
+        def getppid():
+            print("hook says hi")
+            return getppid.original()
+    ''')
+    data = tmp_path / "data.txt"
+    program = ("import os, sys\n"
+               "sys.stdout = open(%r, 'w')\n"
+               "os.getppid()\n"
+               "print('program data')\n"
+               "sys.stdout.close()\n" % str(data))
+    r = mrhooker(hooks, sys.executable, "-c", program)
+    assert r.returncode == 0, r
+    assert data.read_text() == "program data\n"
+    assert "hook says hi" in r.err, r

@@ -124,7 +124,15 @@ def _make_output(path):
     return io.TextIOWrapper(_HookSink(path), encoding="utf-8", errors="backslashreplace", line_buffering=True)
 
 
-def _import_hooks(kind, module, script, hooks_path):
+def _hook_print(*args, file=None, **kwargs):
+    """print() for a .py hook script in a Python target: to the hook output even after the target replaces
+    sys.stdout (the _HookAwareStream is then gone)."""
+    import builtins
+
+    builtins.print(*args, file=_output if file is None else file, **kwargs)
+
+
+def _import_hooks(kind, module, script, hooks_path, attached):
     from importlib.machinery import ExtensionFileLoader, ModuleSpec, SourceFileLoader
     import importlib._bootstrap as bootstrap
 
@@ -136,6 +144,8 @@ def _import_hooks(kind, module, script, hooks_path):
     spec = ModuleSpec(name, loader, origin=origin)
     spec.has_location = True
     mod = bootstrap.module_from_spec(spec)
+    if attached and kind == "py":
+        mod.print = _hook_print
     sys.modules[name] = mod
     try:
         loader.exec_module(mod)
@@ -160,7 +170,7 @@ def start(kind, module, script, hooks_path, output, attached):
     else:
         sys.stdout = sys.stderr = sys.__stdout__ = sys.__stderr__ = _output
     try:
-        _import_hooks(kind, module, script, hooks_path)
+        _import_hooks(kind, module, script, hooks_path, attached)
     except BaseException as exc:
         _print_exception("mrhooker: the hook script %s failed to load; this process runs unhooked:"
                          % (script or module), exc)
