@@ -1,7 +1,6 @@
 """Pure-Python hooks: @hook("C prototype") in a .py script, on real programs."""
 import os
 import stat
-import subprocess
 import sys
 
 UNLINK_HOOK = '''\

@@ -173,9 +173,8 @@ def run(argv):
         result = build(args.script, options)
     finally:
         console.clear_status()
-    return launch(result, python_info(), args.command,
-                  LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log),
-                  program)
+    return launch(result, python_info(), args.command, program,
+                  LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log))
 
 
 def main(argv=None):

@@ -7,13 +7,10 @@ Python function (.py).
 """
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 # Symbols that the runtime itself defines in every preload library (see runtime/preload.c).
 RUNTIME_SYMBOLS = ("sigaction", "signal", "vfork")
-
-# Hooks on these need the runtime's bootstrap allocator, for calls made while their originals are looked up.
-ALLOCATOR_SYMBOLS = ("malloc", "calloc", "realloc", "free")
 
 
 @dataclass

@@ -226,20 +226,19 @@ def find_program(command, force):
     return path
 
 
-def run(build, pyinfo, command, options, program=None):
-    """Runs COMMAND with the hooks; returns mrhooker's exit status (the target's). `program` is COMMAND's
-    program as find_program gave it, if the caller checked it already."""
+def run(build, pyinfo, command, program, options):
+    """Runs COMMAND (whose program find_program gave) with the hooks; returns mrhooker's exit status (the
+    target's)."""
     from mrhooker.build import check_private_dir
 
-    env = dict(os.environ)
-    path = program or find_program(command, options.force)
     check_private_dir(build.directory, "build directory")
     check_private_dir(os.path.dirname(pyinfo.libpython), "libpython's directory")
-    output = Output(options.output)
-    env.update(hook_environment(build, pyinfo, output, options))
     if any(c in build.preload for c in " :\t\n"):
         raise MrhookerError("the build directory %s has a space or colon in its path, which LD_PRELOAD cannot "
                             "carry; choose another one with --build-dir" % build.directory)
+    env = dict(os.environ)
+    output = Output(options.output)
+    env.update(hook_environment(build, pyinfo, output, options))
     env["LD_PRELOAD"] = build.preload + (" " + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
     options.log("LD_PRELOAD=%s" % env["LD_PRELOAD"])
     options.log("hooks: %s (%s)" % (build.hooks, ", ".join(build.symbols)))
@@ -248,12 +247,12 @@ def run(build, pyinfo, command, options, program=None):
     watched = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     try:
-        pid = os.posix_spawn(path, command, env, setsigmask=(),
+        pid = os.posix_spawn(program, command, env, setsigmask=(),
                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
     except OSError as e:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
         output.close()
-        raise MrhookerError("cannot run %s: %s" % (path, e.strerror), 126)
+        raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 126)
     status = None
     while status is None:
         info = signal.sigtimedwait(watched, 0.5)
