@@ -250,10 +250,6 @@ void mrh_attach_thread(mrh_thread *t)
     if (t->owns_tstate) pthread_setspecific(thread_key, t);
 }
 
-static void fork_prepare(void);
-static void fork_parent(void);
-static void fork_child(void);
-
 /* Is the Python in this process the minor version the hooks were built for? */
 static int same_python_version(void)
 {
@@ -314,8 +310,7 @@ static void start(mrh_thread *t)
     if (!ops) { mrh_state = MRH_OFF; return; }
     for (int i = 0; i < mrh_nslots; i++) mrh_slots[i].impl = dlsym(lib, mrh_slots[i].impl_symbol);
     start_pid = getpid();
-    ops->attach_thread(t);
-    if (t->owns_tstate) pthread_setspecific(thread_key, t);
+    mrh_attach_thread(t);
     __atomic_store_n(&mrh_state, MRH_READY, __ATOMIC_RELEASE);
 }
 
