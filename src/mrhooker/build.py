@@ -358,12 +358,27 @@ def _publish(tmp, final, replace=False):
             raise
 
 
-def _build_pyx(script, module, tmp, pyinfo, cc, options, objects):
+def _compile_libraries(cc, tmp, hook_sources, pyinfo, objects, options, what):
+    """Compiles a build's two libraries in tmp, at once (they don't depend on each other): the hook library
+    from hook_sources and the runtime's Python side, the preload library from entries.c and its runtime."""
     from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(_compile, cc, ["-shared"] + hook_sources + [objects[1]], os.path.join(tmp, "hooks.so"),
+                            [RUNTIME_DIR, pyinfo.include_dir] + options.include_dirs, options.cflags, options.log,
+                            what, options.ldflags),
+                pool.submit(_compile, cc, ["-shared", os.path.join(tmp, "entries.c"), objects[0]],
+                            os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs, options.cflags,
+                            options.log, "compiling the preload library", ["-ldl", "-lpthread"])]
+        for job in jobs:
+            job.result()
+
+
+def _build_pyx(script, module, tmp, pyinfo, cc, options, objects):
     from mrhooker import codegen
-    log = options.log
+
     out_c = os.path.join(tmp, module + ".c")
-    _cythonize(script, module, out_c, options.include_dirs, log)
+    _cythonize(script, module, out_c, options.include_dirs, options.log)
     with open(out_c, encoding="utf-8", errors="replace") as f:
         c_source = f.read()
     entries, includes = codegen.pyx_exports(c_source)
@@ -373,24 +388,14 @@ def _build_pyx(script, module, tmp, pyinfo, cc, options, objects):
     deps = [d for d in _read_depfile(out_c + ".dep") if os.path.abspath(d) != script]
     with open(os.path.join(tmp, "entries.c"), "w") as f:
         f.write(codegen.preload_source(entries, includes))
-    includes_dirs = [RUNTIME_DIR, pyinfo.include_dir] + options.include_dirs
-    hooks_so = os.path.join(tmp, "hooks.so")
-    with ThreadPoolExecutor(2) as pool:
-        hooks_job = pool.submit(_compile, cc, ["-shared", "-MMD", "-MF", os.path.join(tmp, "hooks.d"), out_c,
-                                               objects[1]], hooks_so, includes_dirs, options.cflags, log,
-                                "compiling %s" % os.path.basename(script), options.ldflags)
-        preload_job = pool.submit(_compile, cc, ["-shared", os.path.join(tmp, "entries.c"), objects[0]],
-                                  os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs,
-                                  options.cflags, log, "compiling the preload library", ["-ldl", "-lpthread"])
-        hooks_job.result()
-        preload_job.result()
+    _compile_libraries(cc, tmp, ["-MMD", "-MF", os.path.join(tmp, "hooks.d"), out_c], pyinfo, objects, options,
+                       "compiling %s" % os.path.basename(script))
     deps += [d for d in _read_depfile(os.path.join(tmp, "hooks.d"))
              if not d.startswith((tmp, RUNTIME_DIR, pyinfo.include_dir)) and d != script]
     return [e.name for e in entries], sorted(set(deps))
 
 
 def _build_py(script, specs, tmp, pyinfo, cc, options, objects):
-    from concurrent.futures import ThreadPoolExecutor
     from mrhooker import cdecl, codegen
 
     cdecl.set_cache_dir(os.path.dirname(tmp))   # the header database is cached beside the builds
@@ -411,15 +416,8 @@ def _build_py(script, specs, tmp, pyinfo, cc, options, objects):
         f.write(codegen.preload_source(entries))
     with open(os.path.join(tmp, "trampolines.c"), "w") as f:
         f.write(codegen.trampolines_source(hooks))
-    with ThreadPoolExecutor(2) as pool:
-        jobs = [pool.submit(_compile, cc, ["-shared", os.path.join(tmp, "trampolines.c"), objects[1]],
-                            os.path.join(tmp, "hooks.so"), [RUNTIME_DIR, pyinfo.include_dir] + options.include_dirs,
-                            options.cflags, options.log, "compiling the hook trampolines", options.ldflags),
-                pool.submit(_compile, cc, ["-shared", os.path.join(tmp, "entries.c"), objects[0]],
-                            os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, options.log,
-                            "compiling the preload library", ["-ldl", "-lpthread"])]
-        for job in jobs:
-            job.result()
+    _compile_libraries(cc, tmp, [os.path.join(tmp, "trampolines.c")], pyinfo, objects, options,
+                       "compiling the hook trampolines")
     return [p.symbol for _s, p in hooks], []
 
 
