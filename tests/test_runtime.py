@@ -1082,6 +1082,42 @@ def test_no_follow_hooks_only_the_first_process(mrhooker, script, tmp_path):
     assert lines_starting(r.err, "write ") == ["write 1 4"], r   # the top sh's echo, nothing else
 
 
+def test_children_execed_with_an_environment_of_their_own_are_hooked(mrhooker, script, cprog, tmp_path):
+    """env -i, execle with a bare envp, posix_spawn with one, subprocess with env=...: the children lose
+    LD_PRELOAD and MRHOOKER_*, and the runtime puts them back (unless --no-follow)."""
+    spawner = cprog(r'''
+        #include <spawn.h>
+        #include <stdio.h>
+        #include <sys/wait.h>
+        #include <unistd.h>
+        int main(void) {
+            char *bare[] = {"PATH=/usr/bin:/bin", NULL};
+            char *argv[] = {"sh", "-c", "echo spawned", NULL};
+            pid_t pid;
+            if (posix_spawnp(&pid, "sh", NULL, NULL, argv, bare) != 0) return 1;
+            waitpid(pid, NULL, 0);
+            if (fork() == 0) { execle("/bin/sh", "sh", "-c", "echo execled", (char *)NULL, bare); _exit(127); }
+            wait(NULL);
+            return 0;
+        }
+    ''')
+    hooks = script("write_printer.pyx", WRITE_PRINTER)
+    r = mrhooker(hooks, "env", "-i", "sh", "-c", "echo cleared", timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "cleared\n" and lines_starting(r.err, "write ") == ["write 1 8"], r
+    r = mrhooker(hooks, spawner, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "spawned\nexecled\n", r
+    assert lines_starting(r.err, "write ") == ["write 1 8", "write 1 8"], r   # "spawned\\n", "execled\\n"
+    r = mrhooker(hooks, sys.executable, "-c", "import subprocess; subprocess.run(['sh', '-c', 'echo sub'], "
+                 "env={'PATH': '/usr/bin:/bin'})", timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "sub\n" and "write 1 4" in lines_starting(r.err, "write "), r
+    r = mrhooker("--no-follow", hooks, "env", "-i", "sh", "-c", "echo cleared", timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "cleared\n" and lines_starting(r.err, "write ") == [], r
+
+
 def test_vfork_exec_and_posix_spawn_keep_parent_hooks_working(mrhooker, script, foo_prog):
     r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), foo_prog(FOO_PROCESS_SRC), "vfork",
                  timeout=RUN_TIMEOUT)

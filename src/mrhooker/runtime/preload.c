@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -160,17 +161,21 @@ MRH_EXPORT void *mrh_original(const char *name)
 
 /* ---- configuration ----------------------------------------------------------------------------------- */
 
-static const char *config_copy(const char *name)
+static const char *store_copy(const char *text, size_t n)
 {
     static size_t used;
-    const char *v = getenv(name);
-    if (!v || !*v) return NULL;
-    size_t n = strlen(v) + 1;
-    if (n > sizeof config_store - used) return NULL;
+    if (n + 1 > sizeof config_store - used) return NULL;
     char *p = config_store + used;
-    memcpy(p, v, n);
-    used += n;
+    memcpy(p, text, n);
+    p[n] = 0;
+    used += n + 1;
     return p;
+}
+
+static const char *config_copy(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? store_copy(v, strlen(v)) : NULL;
 }
 
 /* Removes our entry from LD_PRELOAD and all MRHOOKER_ variables, so that children do not load the runtime. */
@@ -201,6 +206,181 @@ static void forget_environment(void)
     }
 }
 
+/* ---- following exec'd children --------------------------------------------------------------------- */
+
+/* Children are hooked because they inherit LD_PRELOAD and MRHOOKER_*. A program that execs with an
+ * environment of its own making (env -i, subprocess with env=...) would drop them: the exec functions below
+ * put them back. They are weak, so a hook script's own hook on one of them takes its place. */
+#define EXEC_ENV_MAX 32
+static const char *exec_env[EXEC_ENV_MAX];   /* "MRHOOKER_...=..." as this process got them */
+static int exec_env_count;
+static const char *preload_self;             /* this library's path, as LD_PRELOAD named it */
+static struct {                              /* the real functions, looked up at load (not in fork children) */
+    int (*execve)(const char *, char *const[], char *const[]);
+    int (*execvpe)(const char *, char *const[], char *const[]);
+    int (*fexecve)(int, char *const[], char *const[]);
+    int (*posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+                       char *const[], char *const[]);
+    int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+                        char *const[], char *const[]);
+} real_exec;
+
+static void exec_env_snapshot(void)
+{
+    extern char **environ;
+    const char *preload = getenv("LD_PRELOAD");
+    if (!preload) return;
+    preload += strspn(preload, " :");
+    preload_self = store_copy(preload, strcspn(preload, " :"));
+    for (char **e = environ; e && *e && exec_env_count < EXEC_ENV_MAX; e++)
+        if (strncmp(*e, "MRHOOKER_", 9) == 0) exec_env[exec_env_count++] = store_copy(*e, strlen(*e));
+}
+
+/* The exec functions' originals: wanted by the wrappers in every process, followed or not. */
+static void exec_originals(void)
+{
+    real_exec.execve = (int (*)(const char *, char *const[], char *const[]))mrh_original("execve");
+    real_exec.execvpe = (int (*)(const char *, char *const[], char *const[]))mrh_original("execvpe");
+    real_exec.fexecve = (int (*)(int, char *const[], char *const[]))mrh_original("fexecve");
+    real_exec.posix_spawn = (int (*)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+                                     const posix_spawnattr_t *, char *const[], char *const[]))mrh_original("posix_spawn");
+    real_exec.posix_spawnp = (int (*)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+                                      const posix_spawnattr_t *, char *const[], char *const[]))mrh_original("posix_spawnp");
+}
+
+static size_t env_count(char *const envp[])
+{
+    size_t n = 0;
+    while (envp && envp[n]) n++;
+    return n;
+}
+
+/* Does envp carry the hooks (LD_PRELOAD naming this library, and the MRHOOKER_ settings)? */
+static int env_carries_hooks(char *const envp[])
+{
+    int preload = 0, settings = 0;
+    for (size_t i = 0; envp && envp[i]; i++) {
+        if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0) preload = strstr(envp[i], preload_self) != NULL;
+        else if (strncmp(envp[i], "MRHOOKER_HOOKS=", 15) == 0) settings = 1;
+    }
+    return preload && settings;
+}
+
+/* Fills `out` (room for env_count(envp) + EXEC_ENV_MAX + 2) with envp plus the hooks' variables, and `preload`
+ * (room for strlen of envp's LD_PRELOAD + strlen(preload_self) + 13) with the combined LD_PRELOAD. */
+static char *const *env_with_hooks(char *const envp[], char **out, char *preload)
+{
+    size_t n = 0;
+    const char *theirs = "";
+    for (size_t i = 0; envp && envp[i]; i++) {
+        if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0) theirs = envp[i] + 11;
+        else if (strncmp(envp[i], "MRHOOKER_", 9) != 0) out[n++] = envp[i];
+    }
+    for (int i = 0; i < exec_env_count; i++) out[n++] = (char *)exec_env[i];
+    strcpy(preload, "LD_PRELOAD=");
+    strcat(preload, preload_self);
+    if (*theirs && !strstr(theirs, preload_self)) {
+        strcat(preload, " ");
+        strcat(preload, theirs);
+    }
+    out[n++] = preload;
+    out[n] = NULL;
+    return out;
+}
+
+static size_t their_preload_length(char *const envp[])
+{
+    for (size_t i = 0; envp && envp[i]; i++)
+        if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0) return strlen(envp[i]);
+    return 0;
+}
+
+/* Runs `call` with ENV bound to envp, or to envp plus the hooks' variables when it lacks them. The storage
+ * is on the stack: no allocation between fork and exec. */
+#define WITH_HOOK_ENV(envp, call)                                                                      \
+    do {                                                                                               \
+        char *const *ENV = (envp);                                                                     \
+        if (!preload_self || mrh_tls.depth > 0 || env_carries_hooks(ENV)) return call;                 \
+        char *mrh_env[env_count(ENV) + EXEC_ENV_MAX + 2];                                              \
+        char mrh_preload[their_preload_length(ENV) + strlen(preload_self) + 16];                       \
+        ENV = env_with_hooks(ENV, mrh_env, mrh_preload);                                               \
+        return call;                                                                                   \
+    } while (0)
+
+#define MRH_WEAK MRH_EXPORT __attribute__((weak))
+extern char **environ;
+
+MRH_WEAK int execve(const char *path, char *const argv[], char *const envp[])
+{
+    WITH_HOOK_ENV(envp, real_exec.execve(path, argv, ENV));
+}
+
+MRH_WEAK int execv(const char *path, char *const argv[])
+{
+    WITH_HOOK_ENV(environ, real_exec.execve(path, argv, ENV));
+}
+
+MRH_WEAK int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    WITH_HOOK_ENV(envp, real_exec.execvpe(file, argv, ENV));
+}
+
+MRH_WEAK int execvp(const char *file, char *const argv[])
+{
+    WITH_HOOK_ENV(environ, real_exec.execvpe(file, argv, ENV));
+}
+
+MRH_WEAK int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    WITH_HOOK_ENV(envp, real_exec.fexecve(fd, argv, ENV));
+}
+
+MRH_WEAK int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+                         const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    WITH_HOOK_ENV(envp, real_exec.posix_spawn(pid, path, actions, attr, argv, ENV));
+}
+
+MRH_WEAK int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+                          const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    WITH_HOOK_ENV(envp, real_exec.posix_spawnp(pid, file, actions, attr, argv, ENV));
+}
+
+/* The execl family: its arguments gathered into an argv, on the stack. */
+#define GATHER_ARGS(first, argv)                                                                       \
+    size_t mrh_n = 1;                                                                                  \
+    va_list mrh_ap;                                                                                    \
+    va_start(mrh_ap, first);                                                                           \
+    while (va_arg(mrh_ap, char *)) mrh_n++;                                                            \
+    va_end(mrh_ap);                                                                                    \
+    char *argv[mrh_n + 1];                                                                             \
+    argv[0] = (char *)(first);                                                                         \
+    va_start(mrh_ap, first);                                                                           \
+    for (size_t mrh_i = 1; mrh_i <= mrh_n; mrh_i++) argv[mrh_i] = va_arg(mrh_ap, char *);              \
+
+MRH_WEAK int execl(const char *path, const char *arg, ...)
+{
+    GATHER_ARGS(arg, argv)
+    va_end(mrh_ap);
+    return execv(path, argv);
+}
+
+MRH_WEAK int execlp(const char *file, const char *arg, ...)
+{
+    GATHER_ARGS(arg, argv)
+    va_end(mrh_ap);
+    return execvp(file, argv);
+}
+
+MRH_WEAK int execle(const char *path, const char *arg, ...)
+{
+    GATHER_ARGS(arg, argv)
+    char *const *envp = va_arg(mrh_ap, char *const *);
+    va_end(mrh_ap);
+    return execve(path, argv, envp);
+}
+
 /* Called with start_lock held (or from the constructor, before any thread exists). */
 static void config_read(void)
 {
@@ -221,6 +401,7 @@ static void config_read(void)
         return;
     }
     const char *follow = getenv("MRHOOKER_FOLLOW");
+    if (!follow || strcmp(follow, "0") != 0) exec_env_snapshot();
     if (follow && strcmp(follow, "0") == 0) {
         /* --no-follow: only the launcher's direct child is hooked; its children must not load us at all. */
         const char *parent = getenv("MRHOOKER_PARENT");
@@ -471,6 +652,7 @@ __attribute__((constructor)) static void preload_init(void)
     mrh_thread *t = &mrh_tls;
     t->depth++;
     for (int i = 0; i < mrh_nslots; i++) mrh_resolve(i);
+    exec_originals();
     pthread_mutex_lock(&start_lock);
     config_read();
     pthread_mutex_unlock(&start_lock);
