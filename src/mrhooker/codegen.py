@@ -309,7 +309,7 @@ def _trampoline_source(index, proto):
         out.append("    %s %s;" % (p.type.c, p.name))
         out.extend("    " + line for line in _from_python(p.type, "mrh_args[%d]" % i, p.name, name_lit, "done", i))
     out.append("    mrh_thread *t = &mrh_tls;")
-    call = "((%s)mrh_resolve(%d))(%s)" % (entry.cast(variadic=True), index, entry.args())
+    call = "((%s)mrh_original_of(%d))(%s)" % (entry.cast(variadic=True), index, entry.args())
     if returns:
         out.append("    %s mrh_r;" % ret.c)
         out.append("    MRH_CALL_ORIGINAL(t, %d, mrh_r = %s);" % (index, call))
@@ -360,7 +360,7 @@ def _trampoline_source(index, proto):
     out.append("        mrh_py_leave(mrh_took);\n        errno = mrh_e;\n        return%s;\n    }" % (" mrh_r" if returns else ""))
     out.append("    mrh_py_leave(mrh_took);")
     out.append("unhooked:\n    errno = mrh_entry_errno;")
-    out.append("    %s((%s)mrh_resolve(%d))(%s);\n}\n" % ("return " if returns else "", entry.cast(variadic=True),
+    out.append("    %s((%s)mrh_original_of(%d))(%s);\n}\n" % ("return " if returns else "", entry.cast(variadic=True),
                                                          index, entry.args()))
     return "\n".join(out)
 

@@ -35,6 +35,13 @@ extern int mrh_py_attached_mode;   /* 1: the interpreter is the target's own (it
 
 /* Takes the GIL for a hook on this thread. Returns 1 if it took it, 0 if this thread held it already (a
  * hooked call made by C code that holds the GIL), -1 if Python cannot run now (it is finalizing). */
+/* The original of a slot: resolved at load in nearly every process, so read here without a call. */
+static inline void *mrh_original_of(int slot)
+{
+    void *p = __atomic_load_n(&mrh_slots[slot].original, __ATOMIC_ACQUIRE);
+    return MRH_LIKELY(p != NULL) ? p : mrh_resolve(slot);
+}
+
 /* This thread's Python thread state, or NULL if it has none yet. */
 static inline PyThreadState *mrh_py_thread_state(mrh_thread *t)
 {
