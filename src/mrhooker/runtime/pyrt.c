@@ -542,13 +542,8 @@ static void detach_thread(mrh_thread *t)
 static void fork_prepare(mrh_thread *t)
 {
     if (mrh_py_attached_mode && MRH_FINALIZING()) return;
-    PyThreadState *ts = PyGILState_GetThisThreadState();
-    if (!ts) {
-        mrh_attach_thread(t);
-        ts = PyGILState_GetThisThreadState();
-        if (!ts) return;
-    }
-    if (MRH_CURRENT_TSTATE() == ts) return;   /* this thread runs Python: Python's own fork handling applies */
+    PyThreadState *ts = mrh_py_thread_state(t);
+    if (!ts || MRH_CURRENT_TSTATE() == ts) return;   /* this thread runs Python: Python's own fork handling applies */
     PyEval_RestoreThread(ts);
     PyOS_BeforeFork();
     t->fork_held = 1;

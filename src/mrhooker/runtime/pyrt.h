@@ -33,8 +33,6 @@ extern const int mrh_py_nhooks __attribute__((weak));
 
 extern int mrh_py_attached_mode;   /* 1: the interpreter is the target's own (it may finalize under us) */
 
-/* Takes the GIL for a hook on this thread. Returns 1 if it took it, 0 if this thread held it already (a
- * hooked call made by C code that holds the GIL), -1 if Python cannot run now (it is finalizing). */
 /* The original of a slot: resolved at load in nearly every process, so read here without a call. */
 static inline void *mrh_original_of(int slot)
 {
@@ -42,22 +40,25 @@ static inline void *mrh_original_of(int slot)
     return MRH_LIKELY(p != NULL) ? p : mrh_resolve(slot);
 }
 
-/* This thread's Python thread state, or NULL if it has none yet. */
+/* This thread's Python thread state, made now if it has none: the first hook on this thread, or Python
+ * deleted the one it had (a Python thread ending). NULL if none could be made. */
 static inline PyThreadState *mrh_py_thread_state(mrh_thread *t)
 {
-    return t->tstate ? (PyThreadState *)t->tstate : PyGILState_GetThisThreadState();
-}
-
-static inline int mrh_py_enter(mrh_thread *t)
-{
-    PyThreadState *ts = mrh_py_thread_state(t);
+    PyThreadState *ts = t->tstate ? (PyThreadState *)t->tstate : PyGILState_GetThisThreadState();
     if (MRH_UNLIKELY(!ts)) {
-        /* First hook on this thread, or Python deleted the thread state it had (a Python thread ending). */
         t->attached = 0;
         mrh_attach_thread(t);
         ts = PyGILState_GetThisThreadState();
-        if (!ts) return -1;
     }
+    return ts;
+}
+
+/* Takes the GIL for a hook on this thread. Returns 1 if it took it, 0 if this thread held it already (a
+ * hooked call made by C code that holds the GIL), -1 if Python cannot run now (it is finalizing). */
+static inline int mrh_py_enter(mrh_thread *t)
+{
+    PyThreadState *ts = mrh_py_thread_state(t);
+    if (MRH_UNLIKELY(!ts)) return -1;
     if (MRH_CURRENT_TSTATE() == ts) return 0;
     if (MRH_UNLIKELY(mrh_py_attached_mode && MRH_FINALIZING())) return -1;
     PyEval_RestoreThread(ts);
@@ -74,16 +75,10 @@ static inline void mrh_py_leave(int took)
  * without their second lookup and reference count. */
 static inline PyGILState_STATE mrh_gil_ensure(void)
 {
-    mrh_thread *t = &mrh_tls;
-    PyThreadState *ts = mrh_py_thread_state(t);
+    PyThreadState *ts = mrh_py_thread_state(&mrh_tls);
     if (MRH_UNLIKELY(!ts)) {
-        t->attached = 0;
-        mrh_attach_thread(t);
-        ts = PyGILState_GetThisThreadState();
-        if (!ts) {
-            PyGILState_Ensure();   /* made here, it lasts as attached ones do: released by SaveThread */
-            return PyGILState_UNLOCKED;
-        }
+        PyGILState_Ensure();   /* made here, it lasts as attached ones do: released by SaveThread */
+        return PyGILState_UNLOCKED;
     }
     if (MRH_CURRENT_TSTATE() == ts) return PyGILState_LOCKED;
     PyEval_RestoreThread(ts);
@@ -98,20 +93,15 @@ static inline void mrh_gil_release(PyGILState_STATE state)
 /* Brackets a call of an original from Python: the GIL is dropped around it when the hook took it itself (the
  * call may block, waiting for another thread that needs the GIL for its own hook), or when Python code
  * outside any hook calls it. errno is kept for the hook's get_errno() and for the target. */
-#define MRH_CALL_ORIGINAL(t, slot, call)                                      \
-    do {                                                                      \
-        if (((t)->gil_taken || (t)->depth == 0) && !mrh_py_hooks[slot].keeps_gil) { \
-            PyThreadState *mrh_saved_ = PyEval_SaveThread();                  \
-            errno = (t)->entry_errno;                                         \
-            call;                                                             \
-            (t)->orig_errno = errno;                                          \
-            PyEval_RestoreThread(mrh_saved_);                                 \
-        } else {                                                              \
-            errno = (t)->entry_errno;                                         \
-            call;                                                             \
-            (t)->orig_errno = errno;                                          \
-        }                                                                     \
-        (t)->orig_slot = (slot);                                              \
+#define MRH_CALL_ORIGINAL(t, slot, call)                                                   \
+    do {                                                                                   \
+        int mrh_drop_ = ((t)->gil_taken || (t)->depth == 0) && !mrh_py_hooks[slot].keeps_gil; \
+        PyThreadState *mrh_saved_ = mrh_drop_ ? PyEval_SaveThread() : NULL;                \
+        errno = (t)->entry_errno;                                                          \
+        call;                                                                              \
+        (t)->orig_errno = errno;                                                           \
+        if (mrh_drop_) PyEval_RestoreThread(mrh_saved_);                                   \
+        (t)->orig_slot = (slot);                                                           \
     } while (0)
 
 /* Conversions. Each returns 0, or -1 with a Python exception set. "what" names the value in messages. */
