@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from mrhooker import cdecl
+from mrhooker import cdecl, toolchain
 from mrhooker.cdecl import CType, Param, Prototype, known_names, parse_prototype, prototype_for
 from mrhooker.errors import MrhookerError
 
@@ -33,14 +33,11 @@ def cs(prototype):
 
 @pytest.fixture
 def fresh_state():
-    """Run with no in-memory header database and no cache dir; restore both afterwards."""
-    saved_dir = cdecl._cache_dir
+    """Run with no in-memory header database; restore it afterwards."""
     saved = dict(cdecl._databases)
     cdecl._forget_databases()
-    cdecl.set_cache_dir(None)
     yield
     with cdecl._lock:
-        cdecl._cache_dir = saved_dir
         cdecl._databases.clear()
         cdecl._databases.update(saved)
 
@@ -529,9 +526,8 @@ def test_every_message_is_one_line():
 
 
 def test_cache_file_is_written_and_reused(fresh_state, private_dir):
-    cdecl.set_cache_dir(private_dir)
     before = dict(cdecl._stats)
-    first = known_names()
+    first = known_names(private_dir)
     assert cdecl._stats["header_parses"] == before["header_parses"] + 1
     files = os.listdir(private_dir)
     assert files == ["cdecl-headers.json"]  # no temporary file left behind
@@ -541,36 +537,37 @@ def test_cache_file_is_written_and_reused(fresh_state, private_dir):
     assert "unlink" in data["functions"] and "size_t" in data["typedefs"]
 
     cdecl._forget_databases()  # a new process, as far as the database is concerned
-    assert known_names() == first
+    assert known_names(private_dir) == first
     assert cdecl._stats["header_parses"] == before["header_parses"] + 1  # not parsed again
     assert cdecl._stats["cache_file_loads"] == before["cache_file_loads"] + 1
-    assert prototype_for("send").params[2].type.c == "unsigned long"
-    assert parse_prototype("ssize_t f(size_t n)").ret.c == "long"
+    assert prototype_for("send", private_dir).params[2].type.c == "unsigned long"
+    assert parse_prototype("ssize_t f(size_t n)", private_dir).ret.c == "long"
 
 
 def test_stale_or_broken_cache_is_rebuilt(fresh_state, private_dir):
     cache_file = private_dir / "cdecl-headers.json"
     cache_file.write_text("{not json")
-    cdecl.set_cache_dir(private_dir)
     parses = cdecl._stats["header_parses"]
-    known_names()
+    known_names(private_dir)
     assert cdecl._stats["header_parses"] == parses + 1
     data = json.loads(cache_file.read_text())
 
     data["key"] = "0" * 64  # as if the headers or the compiler had changed
     cache_file.write_text(json.dumps(data))
     cdecl._forget_databases()
-    known_names()
+    known_names(private_dir)
     assert cdecl._stats["header_parses"] == parses + 2
     assert json.loads(cache_file.read_text())["key"] != "0" * 64
     assert os.listdir(private_dir) == ["cdecl-headers.json"]
 
 
-def test_setting_cache_dir_saves_a_loaded_database(fresh_state, private_dir):
+def test_a_loaded_database_is_saved_in_a_cache_dir_named_later(fresh_state, private_dir):
     known_names()
     assert not os.listdir(private_dir)
-    cdecl.set_cache_dir(private_dir)
+    parses = cdecl._stats["header_parses"]
+    known_names(private_dir)
     assert os.listdir(private_dir) == ["cdecl-headers.json"]
+    assert cdecl._stats["header_parses"] == parses   # saved, not parsed again
 
 
 def test_without_cache_dir_nothing_is_written(fresh_state, tmp_path, monkeypatch):
@@ -579,15 +576,16 @@ def test_without_cache_dir_nothing_is_written(fresh_state, tmp_path, monkeypatch
     assert os.listdir(tmp_path) == []
 
 
-def test_cache_dir_must_be_private(tmp_path):
+def test_a_cache_dir_others_can_write_is_not_used(fresh_state, tmp_path):
+    # The database only saves time: a directory that is not private (or not one) is passed over, silently.
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o775)
-    assert "writable by its group" in error_of(cdecl.set_cache_dir, shared)
-    assert str(tmp_path / "missing") in error_of(cdecl.set_cache_dir, tmp_path / "missing")
     a_file = tmp_path / "file"
     a_file.write_text("")
-    assert "not a directory" in error_of(cdecl.set_cache_dir, a_file)
+    for place in (shared, tmp_path / "missing", a_file):
+        assert "unlink" in known_names(place)
+    assert os.listdir(shared) == [] and not (tmp_path / "missing").exists() and a_file.read_text() == ""
 
 
 def test_no_compiler(fresh_state, monkeypatch):
@@ -601,7 +599,7 @@ def test_no_compiler(fresh_state, monkeypatch):
 def test_unparsable_header_typedef_degrades_gracefully():
     # A typedef pycparser rejects must not take every later declaration down with it: the
     # functions using it are refused with a reason instead of vanishing.
-    text = cdecl._preprocess(cdecl._compiler())
+    text = cdecl._preprocess(toolchain.c_compiler())
     broken = text.replace("typedef long unsigned int size_t;", "typedef __typeof__(sizeof 0) size_t;", 1)
     if broken == text:
         pytest.skip("size_t is declared differently in these headers")

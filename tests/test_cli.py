@@ -163,7 +163,7 @@ def test_version(mrhooker):
 def test_help(mrhooker):
     r = mrhooker("-h")
     assert r.returncode == 0, r
-    assert r.out.startswith("usage: mrhooker [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND"), r
+    assert r.out.startswith("usage: mrhooker [run] [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND"), r
     for option in ("-o FILE", "--no-follow", "--build-dir", "-I DIR", "-l LIB", "-L DIR", "--cflags", "--ldflags",
                    "--rebuild", "--force", "--verbose", "--version", "--help"):
         assert option in r.out, option
@@ -202,8 +202,8 @@ def test_output_file(mrhooker, hook, unlinker, tmp_path):
     assert r.returncode == 0 and r.out == "unlink=0\n", r
     assert HOOKED not in r.err, r
     assert out.read_text() == HOOKED + "\n"
-    r = mrhooker("--output=%s" % out, hook, unlinker, GONE)   # truncated, then written again
-    assert out.read_text() == HOOKED + "\n"
+    r = mrhooker("--output=%s" % out, hook, unlinker, GONE)   # appended to: runs sharing a file keep every line
+    assert out.read_text() == (HOOKED + "\n") * 2
     r = mrhooker("-o", tmp_path / "no-such-dir" / "x.log", hook, "true")
     line = assert_one_line_error(r)
     assert "no-such-dir" in line, r

@@ -4,6 +4,7 @@ curl, Python, or a small C program compiled here) and checks exact counts, byte-
 statuses. Programs that could deadlock carry a watchdog (a thread or alarm() that kills them), and every run
 has a timeout, so a deadlock fails the test instead of hanging it.
 """
+import glob
 import os
 import re
 import subprocess
@@ -699,6 +700,10 @@ print("main", main_writes, "handler", handler_writes, flush=True)
 """
 
 DEBIAN_PYTHON = "/usr/bin/python3"
+# Every Python 3 on this machine: the target's version does not matter (pyenv's 3.6 .. 3.13, Debian's).
+ALL_PYTHONS = [sys.executable] + sorted(
+    p for p in glob.glob("/root/.pyenv/versions/3.*/bin/python3") if os.path.realpath(p) != os.path.realpath(
+        sys.executable)) + [p for p in [DEBIAN_PYTHON] if os.path.exists(p)]
 
 
 # ---- fixtures and helpers ---------------------------------------------------------------------------------
@@ -1148,17 +1153,20 @@ def test_first_hooked_call_loads_python(mrhooker, script, foo_prog):
 
 # ---- 7. Python targets ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("python", [sys.executable, DEBIAN_PYTHON], ids=["pyenv", "debian"])
-def test_python_target_getpid_hook_runs_in_its_interpreter(mrhooker, script, python):
+@pytest.mark.parametrize("python", ALL_PYTHONS, ids=[os.path.basename(os.path.dirname(os.path.dirname(p))) if "pyenv"
+                                                     in p else "debian" for p in ALL_PYTHONS])
+def test_python_target_of_any_version_is_hooked_from_an_interpreter_of_its_own(mrhooker, script, python):
     target = script("target.py", PY_GETPID_TARGET)
     assert re.fullmatch(rb"target pid \d+ 1\n", unhooked([python, target]).stdout)
     r = mrhooker(script("getpid_hook.pyx", GETPID_HOOK), python, target, timeout=RUN_TIMEOUT)
     assert_clean(r)
     pid = int(r.out.split()[2])
     assert r.out == "target pid %d 1\n" % pid, r   # the target's stdout: its own line only
-    # The hook saw the target's own __main__: it ran in the target's interpreter.
-    assert lines_starting(r.err, "getpid hook %d" % pid) == ["getpid hook %d the target's __main__" % pid] * 3, r
-    assert lines_starting(r.err, "getpid hook calls") == ["getpid hook calls 3"], r
+    # Every call was hooked (the script's 3, and any the interpreter makes itself: 3.6 and 3.7 make one), by
+    # hooks that do not see the target's __main__: their interpreter is their own.
+    calls = lines_starting(r.err, "getpid hook %d" % pid)
+    assert len(calls) >= 3 and set(calls) == {"getpid hook %d None" % pid}, r
+    assert lines_starting(r.err, "getpid hook calls") == ["getpid hook calls %d" % len(calls)], r
 
 
 @pytest.mark.parametrize("python", [sys.executable, DEBIAN_PYTHON], ids=["pyenv", "debian"])
@@ -1176,15 +1184,15 @@ def test_python_target_stdout_unaffected_by_write_hook_prints(mrhooker, script, 
     assert lines_starting(r.err, "total writes ") == ["total writes %d" % len(writes)], r
 
 
-def test_python_of_another_minor_version_runs_unhooked_with_one_warning(mrhooker, script, foo_prog):
+def test_a_program_exporting_python_symbols_is_hooked_like_any_other(mrhooker, script, foo_prog):
+    # Its Py_IsInitialized and Py_GetVersion (a "Python 3.99") are its own business: the hooks' interpreter is
+    # theirs, in a namespace where the program's symbols are not seen.
     prog = foo_prog(FAKE_PYTHON_SRC, flags=["-rdynamic"])
     r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), prog, timeout=RUN_TIMEOUT)
-    assert r.returncode == 0, r
+    assert_clean(r)
     assert r.out == "%d\n" % (1000001 + 1000002 + 1000003), r
-    assert "Fatal Python error" not in r.err, r
-    warnings = [line for line in r.err.splitlines() if line.strip()]
-    assert len(warnings) == 1 and "3.99" in warnings[0] and warnings[0].startswith("mrhooker: "), r
-    assert foo_reports(r.err) == [], r
+    assert "mrhooker:" not in r.err, r
+    assert [x for _pid, x in foo_reports(r.err)] == [1000000, 1000001, 1000002], r
 
 
 # ---- 8. exit ----------------------------------------------------------------------------------------------

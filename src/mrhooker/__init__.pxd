@@ -8,7 +8,8 @@
 #         with nogil:
 #             return (<send_t>original("send"))(fd, buf, n, flags)
 
-cdef extern from "mrhooker_rt.h" nogil:
+cdef extern from "pyrt.h" nogil:
     # The next definition of a symbol after mrhooker's (what dlsym(RTLD_NEXT, name) gives the preload
-    # library), looked up once and cached. NULL if there is none.
+    # library), looked up once and cached. For a name nothing defines: a stand-in that says so once and
+    # returns -1 with errno ENOSYS (never NULL, which would crash the target when called).
     void *original "mrh_original" (const char *name)

@@ -1,176 +1,101 @@
 """The Python side of the runtime inside a hooked process: hook output, loading the hook script, errors, exit.
 
-Called by runtime/pyrt.c. Loaded into every hooked process at its first hooked call, so it imports only what
-the interpreter has loaded already (sys, os, io) plus importlib's machinery.
+It runs in the hooks' own interpreter (see runtime/mrhooker_rt.h): never the target's, even when the target is
+Python, so it may set sys.stdout and sys.stderr freely. Called by runtime/pyrt.c; loaded into every hooked
+process at its first hooked call, so it imports only what the interpreter has loaded already (sys, io, _thread)
+plus importlib's machinery.
 """
+import _thread
 import io
-import os
 import sys
 
 from mrhooker import _native
 
-_output = None   # the text stream hooks print to
 
+class HookOutput(io.TextIOBase):
+    """sys.stdout and sys.stderr of the hooks: text to the hook output (runtime/output.h), never into the
+    target's own files. Each thread's text is gathered until a line ends, and every run of whole lines goes out
+    in one write, so lines from threads and processes never mix, whatever their length (print() writes its
+    text and its "\\n" separately)."""
 
-class _HookSink(io.RawIOBase):
-    """Writes hook output to its destination, and never into the target's own files.
+    encoding = "utf-8"
+    errors = "backslashreplace"
 
-    The destination is a path (a file given with -o, or mrhooker's stderr as /proc/PID/fd/N), opened by this
-    process with O_APPEND. Before each write the descriptor is checked to be still the file opened: the target
-    may close every descriptor (daemons do) and reuse the number for a file of its own; then the path is opened
-    again, or the output is dropped.
-    """
-
-    def __init__(self, path):
+    def __init__(self):
         super().__init__()
-        self._path = path
-        self._fd = -1
-        self._identity = None
-        wanted = os.environ.get("MRHOOKER_OUTPUT_ID", "")
-        self._wanted = tuple(int(x) for x in wanted.split(":")) if wanted.count(":") == 1 else None
+        self._pending = {}   # thread id -> [str]: the start of a line not ended yet
 
     def writable(self):
         return True
 
-    def _usable(self):
-        if self._fd < 0:
-            return False
-        try:
-            st = os.fstat(self._fd)
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino) == self._identity
-
-    def _open(self):
-        self._fd = -1
-        if self._path:
-            try:
-                fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOCTTY)
-            except OSError:
-                return
-        else:
-            try:
-                fd = os.dup(2)   # no launcher: this process's stderr as it is now
-                os.set_inheritable(fd, False)
-            except OSError:
-                return
-        st = os.fstat(fd)
-        identity = (st.st_dev, st.st_ino)
-        if self._wanted is not None and identity != self._wanted:
-            os.close(fd)   # the path names something else now (a reused pid in /proc): drop the output
-            return
-        self._fd, self._identity = fd, identity
-
-    def write(self, data):
-        if not self._usable():
-            self._open()
-            if self._fd < 0:
-                return len(data)
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self._fd, view)
-            except InterruptedError:
-                continue
-            except OSError:
-                return len(data)
-            view = view[n:]
-        return len(data)
-
-
-class _HookAwareStream:
-    """sys.stdout/sys.stderr of a Python target: the target's stream, except for code running in a hook."""
-
-    def __init__(self, target_stream, hook_stream):
-        self.__dict__["_target"] = target_stream
-        self.__dict__["_hook"] = hook_stream
-
-    def _current(self):
-        return self._hook if _native.in_hook() else self._target
+    def isatty(self):
+        return False
 
     def write(self, text):
-        return self._current().write(text)
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        ident = _thread.get_ident()
+        end = text.rfind("\n") + 1
+        if end == 0:
+            if text:
+                self._pending.setdefault(ident, []).append(text)
+            return len(text)
+        head = text[:end]
+        pending = self._pending.pop(ident, None)
+        if pending:
+            head = "".join(pending) + head
+        if end < len(text):
+            self._pending[ident] = [text[end:]]
+        _native.write_output(head.encode(self.encoding, self.errors))
+        return len(text)
 
     def flush(self):
-        stream = self._current()
-        if stream is not None:
-            stream.flush()
+        """Writes this thread's unfinished line too (print(..., end="", flush=True) means it)."""
+        pending = self._pending.pop(_thread.get_ident(), None)
+        if pending:
+            _native.write_output("".join(pending).encode(self.encoding, self.errors))
 
-    def __getattr__(self, name):
-        return getattr(self._current(), name)
-
-    def __setattr__(self, name, value):
-        setattr(self._target, name, value)
-
-
-def _route_hook_atexit(atexit):
-    """In a Python target, atexit handlers that the hook script registers (while it is imported, or from a
-    hook) run as hook code, so that what they print goes to the hook output, not into the target's stdout."""
-    register = atexit.register
-
-    def register_as_hook(func, *args, **kwargs):
-        if _native.in_hook() and not kwargs:
-            register(_native.run_in_hook, func, *args)
-            return func
-        return register(func, *args, **kwargs)
-
-    atexit.register = register_as_hook
+    def flush_all(self):
+        for ident in list(self._pending):
+            pending = self._pending.pop(ident, None)
+            if pending:
+                _native.write_output("".join(pending).encode(self.encoding, self.errors))
 
 
-def _make_output(path):
-    # No BufferedWriter between the text layer and the sink: its lock, held by a thread printing while another
-    # thread forks, would stay locked forever in the child. The text layer gathers each line and hands it to
-    # the sink in one write, so lines from threads and processes don't mix.
-    return io.TextIOWrapper(_HookSink(path), encoding="utf-8", errors="backslashreplace", line_buffering=True)
+_output = HookOutput()
 
 
-def _hook_print(*args, file=None, **kwargs):
-    """print() for a .py hook script in a Python target: to the hook output even after the target replaces
-    sys.stdout (the _HookAwareStream is then gone)."""
-    import builtins
-
-    builtins.print(*args, file=_output if file is None else file, **kwargs)
-
-
-def _import_hooks(kind, module, script, hooks_path, attached):
+def _import_hooks(kind, module, script, hooks_path):
     from importlib.machinery import ExtensionFileLoader, ModuleSpec, SourceFileLoader
     import importlib._bootstrap as bootstrap
 
-    name = module if module not in sys.modules else "mrhooker_hooks." + module
+    class ScriptLoader(SourceFileLoader):
+        def get_code(self, fullname):
+            # Always the source as it is now: a .pyc of the same size and mtime second (an edit made within the
+            # second) must never run instead. Nothing is written next to the script either.
+            return self.source_to_code(self.get_data(self.path), self.path)
+
     if kind == "pyx":
-        loader, origin = ExtensionFileLoader(name, hooks_path), hooks_path
+        loader, origin = ExtensionFileLoader(module, hooks_path), hooks_path
     else:
-        loader, origin = SourceFileLoader(name, script), script
-    spec = ModuleSpec(name, loader, origin=origin)
+        loader, origin = ScriptLoader(module, script), script
+    spec = ModuleSpec(module, loader, origin=origin)
     spec.has_location = True
     mod = bootstrap.module_from_spec(spec)
-    if attached and kind == "py":
-        mod.print = _hook_print
-    sys.modules[name] = mod
+    sys.modules[module] = mod
     try:
         loader.exec_module(mod)
     except BaseException:
-        del sys.modules[name]
+        del sys.modules[module]
         raise
     return mod
 
 
-def start(kind, module, script, hooks_path, output, attached):
+def start(kind, module, script, hooks_path):
     """Sets up hook output and imports the hook script. Returns False (having said why) if hooks can't run."""
-    global _output
-    _output = _make_output(output)
-    if attached:
-        import atexit
-        # Registered before the hook script's own handlers, so it runs after them: once Python is shutting
-        # down, hooked calls go to their originals.
-        atexit.register(_native.disable)
-        _route_hook_atexit(atexit)
-        sys.stdout = _HookAwareStream(sys.stdout, _output)
-        sys.stderr = _HookAwareStream(sys.stderr, _output)
-    else:
-        sys.stdout = sys.stderr = sys.__stdout__ = sys.__stderr__ = _output
+    sys.stdout = sys.stderr = sys.__stdout__ = sys.__stderr__ = _output
     try:
-        _import_hooks(kind, module, script, hooks_path, attached)
+        _import_hooks(kind, module, script, hooks_path)
     except BaseException as exc:
         _print_exception("mrhooker: the hook script %s failed to load; this process runs unhooked:"
                          % (script or module), exc)
@@ -184,7 +109,6 @@ def _print_exception(header, exc):
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         _output.write(header + "\n" + text)
-        _output.flush()
     except Exception:
         pass
 
@@ -198,9 +122,7 @@ def at_exit():
     """The target is exiting normally: run the hook script's atexit handlers, flush hook output."""
     import atexit
 
-    atexit._run_exitfuncs()
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:
-        pass
+        atexit._run_exitfuncs()
+    finally:
+        _output.flush_all()

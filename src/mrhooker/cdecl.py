@@ -5,8 +5,9 @@ a bare name (``"send"``).  Both become a :class:`Prototype` whose types are redu
 trampoline needs: a kind ('void', 'int', 'float', 'bytes', 'pointer'), a builtin C spelling that
 passes the value in the same registers, and its size.  Names from the system headers work in
 prototypes because the headers are preprocessed and parsed once (with pycparser), giving a table
-of typedefs and every declared function; that result is cached in memory and, after
-:func:`set_cache_dir`, as JSON on disk, keyed by a hash of the preprocessed text.
+of typedefs and every declared function; that result is cached in memory and, in the cache
+directory the caller names (the build cache), as JSON on disk, keyed by a hash of the
+preprocessed text.
 
 Types mrhooker cannot forward are refused with a one-line :class:`MrhookerError`: structs and
 unions by value, ``_Complex``, ``__int128``, ``_FloatN``/``_FloatNx`` and vector types.
@@ -48,10 +49,7 @@ import json
 import keyword
 import os
 import re
-import shlex
 import stat
-import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
@@ -59,7 +57,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import pycparser
 from pycparser import c_ast, c_generator, c_parser
 
-from .errors import MrhookerError
+from mrhooker import cache, toolchain
+from mrhooker.errors import MrhookerError
 
 
 @dataclass(frozen=True)
@@ -663,7 +662,6 @@ _SCHEMA = 1
 _BATCH = 400  # declarations per pycparser run: a failure then re-parses only its batch
 
 _lock = threading.RLock()
-_cache_dir: Optional[str] = None
 _databases: Dict[Tuple[str, ...], "_Database"] = {}
 # How often the headers were parsed by pycparser / loaded from a cache file in this process
 # (tests check that a cache file really spares the parse).
@@ -680,6 +678,7 @@ class _Database:
         self.functions = data["functions"]  # name -> JSON form of a Prototype
         self.refused = data["refused"]  # name -> one-line message
         self._prototypes: Dict[str, Prototype] = {}
+        self.saved_in: set = set()  # cache directories known to hold this database
 
     def has_function(self, name: str) -> bool:
         return name in self.functions or name in self.refused
@@ -711,29 +710,10 @@ def _prototype_from_json(data: dict) -> Prototype:
     )
 
 
-def _compiler() -> List[str]:
-    return shlex.split(os.environ.get("CC", "cc")) or ["cc"]
-
-
-def _preprocess(compiler: List[str]) -> str:
+def _preprocess(compiler) -> str:
     source = "".join("#if __has_include(<%s>)\n#include <%s>\n#endif\n" % (h, h) for h in _HEADERS)
     source += _abi_source_line() + "\n"
-    command = compiler + ["-E", "-P", "-D_GNU_SOURCE", "-x", "c", "-"]
-    try:
-        result = subprocess.run(
-            command, input=source, capture_output=True, encoding="utf-8", errors="replace", check=False
-        )
-    except OSError:
-        raise MrhookerError(
-            "no C compiler found (%s); install gcc, e.g. apt-get install gcc" % " ".join(compiler)
-        )
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise MrhookerError(
-            "'%s' failed on the system headers: %s"
-            % (" ".join(command), lines[0] if lines else "exit status %d" % result.returncode)
-        )
-    return result.stdout
+    return toolchain.preprocess(source, ["-D_GNU_SOURCE"], compiler)
 
 
 _ERROR_LINE = re.compile(r":(\d+):(?:\d+:)? ")
@@ -863,43 +843,16 @@ def _build_database(preprocessed: str) -> dict:
     return {"abi": abi, "typedefs": typedefs, "functions": functions, "refused": refused}
 
 
-def _cache_dir_problem(path: str) -> Optional[str]:
-    """Why path may not hold the cache (None if it may): the same rule as for the builds beside it."""
-    from mrhooker.build import check_private_dir
-
-    try:
-        info = os.stat(path)
-    except OSError as error:
-        return "cannot use it: %s" % (error.strerror or error)
-    if not stat.S_ISDIR(info.st_mode):
-        return "it is not a directory"
-    try:
-        check_private_dir(path, "cache directory")
-    except MrhookerError as error:
-        return str(error)
-    return None
-
-
-def set_cache_dir(path) -> None:
-    """Cache the header database as JSON in path (an existing directory of ours, mode 0700).
-
-    None turns the disk cache off again; the in-memory cache of this process stays.
-    """
-    global _cache_dir
+def _usable_cache_dir(path) -> Optional[str]:
+    """path, if it may hold the cache (the same rule as for the builds beside it); else None."""
     if path is None:
-        with _lock:
-            _cache_dir = None
-        return
-    path = os.fspath(path)
-    problem = _cache_dir_problem(path)
-    if problem is not None:
-        raise MrhookerError("cannot cache in '%s': %s" % (path, problem))
-    with _lock:
-        _cache_dir = os.path.abspath(path)
-        # A database this process already has is saved now, so the next process need not parse.
-        database = _databases.get(tuple(_compiler()))
-        if database is not None:
-            _write_cache(_cache_dir, database.data)
+        return None
+    try:
+        if not stat.S_ISDIR(os.stat(path).st_mode):
+            return None
+        return cache.check_private(os.fspath(path), "cache directory")
+    except (OSError, MrhookerError):
+        return None
 
 
 def _cache_file(directory: str) -> str:
@@ -918,36 +871,31 @@ def _load_cache(directory: str, key: str) -> Optional[dict]:
 
 
 def _write_cache(directory: str, data: dict) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of one."""
     try:
-        descriptor, temporary = tempfile.mkstemp(prefix=".cdecl-", suffix=".tmp", dir=directory)
+        cache.write_atomic(_cache_file(directory), json.dumps(data, separators=(",", ":")))
     except OSError:
-        return  # the cache only saves time
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(data, file, separators=(",", ":"))
-        os.replace(temporary, _cache_file(directory))
-    except OSError:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        pass  # the cache only saves time
 
 
-def _database() -> _Database:
+def _database(cache_dir=None) -> _Database:
+    """The header database for the C compiler in use: from memory, else from cache_dir's file, else parsed
+    (and then written to cache_dir, when it is given and private)."""
     with _lock:
-        compiler = tuple(_compiler())
+        compiler = toolchain.c_compiler()
         database = _databases.get(compiler)
+        directory = _usable_cache_dir(cache_dir)
         if database is not None:
+            if directory is not None and directory not in database.saved_in:
+                # A database this process has already: saved for the next process, once per directory.
+                if _load_cache(directory, database.data["key"]) is None:
+                    _write_cache(directory, database.data)
+                database.saved_in.add(directory)
             return database
-        preprocessed = _preprocess(list(compiler))
+        preprocessed = _preprocess(compiler)
         key = hashlib.sha256(
             # pycparser's version too: its generator spells the types in the prototypes' text.
             ("%d\0%s\0%s\0%s" % (_SCHEMA, pycparser.__version__, " ".join(compiler), preprocessed)).encode()
         ).hexdigest()
-        directory = _cache_dir
-        if directory is not None and _cache_dir_problem(directory) is not None:
-            directory = None
         data = _load_cache(directory, key) if directory is not None else None
         if data is not None:
             _stats["cache_file_loads"] += 1
@@ -958,6 +906,8 @@ def _database() -> _Database:
             if directory is not None:
                 _write_cache(directory, data)
         database = _Database(data)
+        if directory is not None:
+            database.saved_in.add(directory)
         _databases[compiler] = database
         return database
 
@@ -1057,7 +1007,7 @@ def _bracket_problem(tokens: List[str]) -> Optional[str]:
     return None
 
 
-def parse_prototype(text: str) -> Prototype:
+def parse_prototype(text: str, cache_dir=None) -> Prototype:
     """Parse one C function declaration; names from the system headers may be used in it."""
     shown = _one_line(str(text))
     if not isinstance(text, str):
@@ -1082,7 +1032,7 @@ def parse_prototype(text: str) -> Prototype:
     chunk = chunks[0]
     if chunk.kind == "definition":
         raise MrhookerError("'%s' is a function definition, not a prototype" % shown)
-    database = _database()
+    database = _database(cache_dir)
     line = _chunk_line(chunk)
     used = sorted({token for token in chunk.tokens if token in database.typedefs})
     prefix = ["typedef int %s;" % name for name in used]
@@ -1117,14 +1067,16 @@ def parse_prototype(text: str) -> Prototype:
     return prototype
 
 
-def prototype_for(spec: str) -> Prototype:
+def prototype_for(spec: str, cache_dir=None) -> Prototype:
     """The prototype for a hook spec: a full C prototype, or a function name from the headers."""
     if not isinstance(spec, str):
         raise MrhookerError("bad hook spec %r: expected a function name or a C prototype" % (spec,))
     name = spec.strip()
     if not _IDENTIFIER.match(name) or name in _C_KEYWORDS:
-        return parse_prototype(spec)
-    database = _database()
+        prototype = parse_prototype(spec, cache_dir)
+        _check_against_headers(prototype, _database(cache_dir))
+        return prototype
+    database = _database(cache_dir)
     prototype = database.prototype(name)
     if prototype is not None:
         return prototype
@@ -1137,6 +1089,49 @@ def prototype_for(spec: str) -> Prototype:
     )
 
 
-def known_names() -> list:
+def variadic_refusal(name: str, cache_dir=None) -> str:
+    """Why a variadic function can't be hooked, and what to hook instead."""
+    return _variadic_refusal(name, _database(cache_dir).has_function)
+
+
+def known_names(cache_dir=None) -> list:
     """Sorted names of the functions whose prototype the system headers give and mrhooker forwards."""
-    return sorted(_database().functions)
+    return sorted(_database(cache_dir).functions)
+
+
+def _abi_class(ctype: CType) -> str:
+    """How a value travels in registers: what two prototypes must agree on to call the same function."""
+    if ctype.kind in ("bytes", "pointer"):
+        return "a pointer"
+    if ctype.kind == "float":
+        return ctype.c
+    if ctype.kind == "void":
+        return "void"
+    return "a %d-byte integer" % ctype.size
+
+
+def _check_against_headers(prototype: Prototype, database: "_Database") -> None:
+    """Refuses a written-out prototype of a function the system headers declare differently: a call through it
+    would pass arguments where the real function does not look for them. Pointer types may differ (const char *
+    for a const void * buffer, say), as may the signedness of integers; variadic functions may be written with
+    their forwarded arguments spelled out."""
+    known = database.prototype(prototype.symbol)
+    if known is None or prototype.symbol != known.symbol:
+        return
+    theirs = list(known.params) + list(known.extra)
+    ours = list(prototype.params) + list(prototype.extra)
+    problem = None
+    if _abi_class(prototype.ret) != _abi_class(known.ret):
+        problem = "it returns %s, the headers say %s (%s)" % (
+            prototype.ret.spelling, known.ret.spelling, _abi_class(known.ret))
+    elif len(ours) != len(theirs):
+        problem = "it has %d parameter%s, the headers say %d" % (len(ours), "" if len(ours) == 1 else "s", len(theirs))
+    else:
+        for index, (mine, real) in enumerate(zip(ours, theirs)):
+            if _abi_class(mine.type) != _abi_class(real.type):
+                problem = "parameter %d (%s) is %s, the headers say %s (%s)" % (
+                    index + 1, mine.name, mine.type.spelling, real.type.spelling, _abi_class(real.type))
+                break
+    if problem:
+        raise MrhookerError("prototype '%s' does not match the system headers' '%s': %s" % (
+            prototype.text, known.text, problem))

@@ -1,109 +1,101 @@
 """mrhooker's command line: arguments, messages and exit statuses. No build or launch logic lives here.
 
-    mrhooker [OPTIONS] SCRIPT COMMAND [ARGS...]
+    mrhooker [run] [OPTIONS] SCRIPT COMMAND [ARGS...]
 
-Options end at SCRIPT, so `mrhooker h.pyx ls -l` passes -l to ls; `--` may stand before SCRIPT or COMMAND.
-Every expected failure is an MrhookerError, printed here as one "mrhooker: ..." message with its exit status.
+The seed's form has no subcommand: `mrhooker h.pyx ls -l` is `mrhooker run h.pyx ls -l`. Options end at SCRIPT
+(argparse.REMAINDER), so -l goes to ls; `--` may stand before SCRIPT or COMMAND. Every expected failure is an
+MrhookerError, printed here as one "mrhooker: ..." line with its exit status.
 """
+import argparse
 import os
+import re
 import shlex
 import sys
 
 from mrhooker import __version__
 from mrhooker.errors import MrhookerError
 
-USAGE = "usage: mrhooker [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND [ARGS...]"
-
-HELP = USAGE + """
-
-Run COMMAND with the hooks of SCRIPT preloaded (LD_PRELOAD). SCRIPT is a Cython .pyx whose exported
-functions replace C functions, or a Python .py with @hook("C prototype") functions. Builds are cached.
-
-options:
-  -o FILE            write hook output (print, tracebacks) to FILE instead of mrhooker's stderr
-  --no-follow        hook only COMMAND itself, not the programs it executes
-  --build-dir DIR    keep builds in DIR instead of the cache (~/.cache/mrhooker)
-  -I DIR             include directory for cimport and `cdef extern from` headers (repeatable)
-  -l LIB, -L DIR     link the hooks with a library (e.g. -lssl), search DIR for libraries
-  --cflags FLAGS     extra C compiler flags (one shell-quoted string)
-  --ldflags FLAGS    extra linker flags
-  --rebuild          rebuild even if the cache has a build
-  --force            run a program that cannot be hooked (static, setuid) anyway, unhooked
-  -v, --verbose      say what happens: build, cache, commands, LD_PRELOAD, exit status
-  --version          print the version
-  -h, --help         this help
-
+RUN_USAGE = "mrhooker [run] [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND [ARGS...]"
+RUN_EPILOG = """\
 config file: ~/.mrhooker/mrhooker.config (or $MRHOOKER_CONFIG), sections [default] and [MODULE].
 exit status: COMMAND's; 128+N if it was killed by signal N; 2 for mrhooker's own errors; 126/127 when
-COMMAND cannot be run or found.
-"""
-
-# option -> (attribute, takes a value)
-_OPTIONS = {
-    "-o": ("output", True), "--output": ("output", True),
-    "--no-follow": ("no_follow", False),
-    "--build-dir": ("build_dir", True),
-    "-I": ("include_dirs", True),
-    "-l": ("libs", True), "-L": ("lib_dirs", True),
-    "--cflags": ("cflags", True), "--ldflags": ("ldflags", True),
-    "--rebuild": ("rebuild", False), "--force": ("force", False),
-    "-v": ("verbose", False), "--verbose": ("verbose", False),
-    "--version": ("version", False), "-h": ("help", False), "--help": ("help", False),
-}
-_REPEATED = ("include_dirs", "libs", "lib_dirs")
+COMMAND cannot be run or found."""
 
 
-class Arguments:
-    def __init__(self):
-        self.output = self.build_dir = self.cflags = self.ldflags = None
-        self.no_follow = self.rebuild = self.force = self.version = self.help = False
-        self.verbose = None   # None: as the config file says
-        self.include_dirs, self.libs, self.lib_dirs = [], [], []
-        self.script = None
-        self.command = []
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one mrhooker: line (the usage on the next)."""
+
+    _MESSAGES = (
+        (r"unrecognized arguments: (\S+).*", r"unknown option \1"),
+        (r"argument (\S+?)(/\S+)?: expected one argument", r"option \1 needs a value"),
+        (r"argument (\S+?)(/\S+)?: ignored explicit argument .*", r"option \1 takes no value"),
+    )
+
+    def error(self, message):
+        for pattern, replacement in self._MESSAGES:
+            if re.match(pattern, message):
+                message = re.sub(pattern, replacement, message)
+                break
+        raise MrhookerError("%s\nusage: %s" % (message, self.usage))
 
 
-def parse_args(argv):
-    args = Arguments()
-    i = 0
+def _run_parser():
+    p = _Parser(prog="mrhooker", usage=RUN_USAGE, allow_abbrev=False, epilog=RUN_EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Run COMMAND with the hooks of SCRIPT preloaded (LD_PRELOAD). SCRIPT is a Cython .pyx "
+                            "whose exported functions replace C functions, or a Python .py with @hook(\"C "
+                            "prototype\") functions. Builds are cached.")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="append hook output (print, tracebacks) to FILE instead of mrhooker's stderr")
+    p.add_argument("--no-follow", action="store_true", help="hook only COMMAND itself, not the programs it executes")
+    p.add_argument("--build-dir", metavar="DIR", help="keep builds in DIR instead of the cache (~/.cache/mrhooker)")
+    p.add_argument("-I", dest="include_dirs", metavar="DIR", action="append", default=[],
+                   help="include directory for cimport and `cdef extern from` headers (repeatable)")
+    p.add_argument("-l", dest="libs", metavar="LIB", action="append", default=[],
+                   help="link the hooks with a library (e.g. -lssl)")
+    p.add_argument("-L", dest="lib_dirs", metavar="DIR", action="append", default=[], help="search DIR for libraries")
+    p.add_argument("--cflags", metavar="FLAGS", help="extra C compiler flags (one shell-quoted string)")
+    p.add_argument("--ldflags", metavar="FLAGS", help="extra linker flags")
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if the cache has a build")
+    p.add_argument("--force", action="store_true",
+                   help="run a program that cannot be hooked (static, setuid) anyway, unhooked")
+    p.add_argument("-v", "--verbose", action="store_true", default=None,
+                   help="say what happens: build, cache, commands, LD_PRELOAD, exit status")
+    p.add_argument("--version", action="version", version="mrhooker %s" % __version__)
+    p.add_argument("script", nargs="?", metavar="SCRIPT")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    return p
+
+
+_TAKES_VALUE = ("-o", "--output", "--build-dir", "-I", "-l", "-L", "--cflags", "--ldflags")
+
+
+def _glue_values(argv):
+    """`--cflags -O3` as `--cflags=-O3`: argparse would take a value starting with '-' for an option. Only
+    before SCRIPT (or `--`): what follows is COMMAND's."""
+    out, i = [], 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--":
-            i += 1
-            break
-        if not arg.startswith("-") or arg == "-":
-            break
-        name, value = arg, None
-        if arg.startswith("--") and "=" in arg:
-            name, value = arg.split("=", 1)
-        elif arg[:2] in ("-I", "-l", "-L", "-o") and len(arg) > 2:
-            name, value = arg[:2], arg[2:]
-        if name not in _OPTIONS:
-            raise MrhookerError("unknown option %s\n%s" % (arg, USAGE))
-        attr, takes_value = _OPTIONS[name]
-        if takes_value and value is None:
-            i += 1
-            if i >= len(argv):
-                raise MrhookerError("option %s needs a value\n%s" % (name, USAGE))
-            value = argv[i]
-        elif not takes_value and value is not None:
-            raise MrhookerError("option %s takes no value" % name)
-        if attr in _REPEATED:
-            getattr(args, attr).append(value)
-        else:
-            setattr(args, attr, value if takes_value else True)
+        if arg == "--" or not arg.startswith("-"):
+            return out + argv[i:]
+        if arg in _TAKES_VALUE and i + 1 < len(argv):
+            out.append(("%s=%s" if arg.startswith("--") else "%s%s") % (arg, argv[i + 1]))
+            i += 2
+            continue
+        out.append(arg)
         i += 1
-    rest = argv[i:]
-    if args.help or args.version:
-        return args
-    if not rest:
-        raise MrhookerError("no hook script given\n" + USAGE)
-    args.script = rest[0]
-    args.command = rest[1:]
+    return out
+
+
+def parse_run_args(argv):
+    args = _run_parser().parse_args(_glue_values(argv))
+    if args.script is None:
+        raise MrhookerError("no hook script given\nusage: " + RUN_USAGE)
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     if not args.command:
-        raise MrhookerError("no command given: what should run with the hooks of %s?\n%s" % (args.script, USAGE))
+        raise MrhookerError("no command given: what should run with the hooks of %s?\nusage: %s"
+                            % (args.script, RUN_USAGE))
     return args
 
 
@@ -141,18 +133,13 @@ def _module_name(script):
     return os.path.splitext(os.path.basename(script))[0]
 
 
-def run(argv):
-    from mrhooker import config
-    from mrhooker.build import BuildOptions, build, python_info
-    from mrhooker.launch import LaunchOptions, find_program, run as launch
+def run_command(argv):
+    """`mrhooker [run] ...`: build SCRIPT, run COMMAND with it; returns the exit status."""
+    from mrhooker import config, toolchain
+    from mrhooker.build import BuildOptions, build
+    from mrhooker.launch import LaunchOptions, find_program, run_target
 
-    args = parse_args(argv)
-    if args.help:
-        sys.stdout.write(HELP)
-        return 0
-    if args.version:
-        sys.stdout.write("mrhooker %s\n" % __version__)
-        return 0
+    args = parse_run_args(argv)
     settings = config.load(_module_name(args.script))
     # COMMAND is checked before the build, which can take seconds: a typo or an unhookable program fails at once.
     program = find_program(args.command, args.force)
@@ -165,28 +152,56 @@ def run(argv):
         raise MrhookerError("bad --cflags/--ldflags: %s" % e)
     ldflags = ldflags + ["-L" + os.path.abspath(d) for d in args.lib_dirs] + ["-l" + lib for lib in args.libs]
     include_dirs = [os.path.abspath(d) for d in args.include_dirs] or settings.get("include_dirs", [])
-    options = BuildOptions(
-        build_dir=os.path.abspath(os.path.expanduser(args.build_dir)) if args.build_dir else settings.get("build_dir"),
-        include_dirs=include_dirs, cflags=cflags, ldflags=ldflags, rebuild=args.rebuild,
-        log=console.log, status=console.status)
+    build_dir = os.path.abspath(os.path.expanduser(args.build_dir)) if args.build_dir else settings.get("build_dir")
+    options = BuildOptions(build_dir=build_dir, include_dirs=include_dirs, cflags=cflags, ldflags=ldflags,
+                           rebuild=args.rebuild, log=console.log, status=console.status)
     try:
         result = build(args.script, options)
     finally:
         console.clear_status()
-    return launch(result, python_info(), args.command, program,
-                  LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log))
+    return run_target(result, toolchain.python_info(), args.command, program,
+                      LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log))
+
+
+SUBCOMMANDS = {"run": run_command}
+
+
+class _Interrupted(BaseException):
+    """SIGTERM or SIGHUP while mrhooker itself works (a build): raised to unwind, cleaning up as it goes."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum, _frame):
+    raise _Interrupted(signum)
 
 
 def main(argv=None):
+    import signal
+
     argv = sys.argv[1:] if argv is None else argv
+    handler = SUBCOMMANDS.get(argv[0]) if argv else None
+    if handler is not None:
+        argv = argv[1:]
+    else:
+        handler = run_command
+    # While mrhooker builds, SIGTERM and SIGHUP unwind like Ctrl-C: the compilers are killed, the build's
+    # temporary directory removed. (While the target runs, launch forwards them to it instead.)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
-        return run(argv)
+        return handler(argv)
     except MrhookerError as e:
         sys.stderr.write("mrhooker: %s\n" % e)
         return e.status
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted) as e:
+        from mrhooker import toolchain
+        toolchain.kill_running()
+        signum = e.signum if isinstance(e, _Interrupted) else signal.SIGINT
         sys.stderr.write("mrhooker: interrupted\n")
-        return 130
+        return 128 + signum
     except Exception as e:   # a bug in mrhooker: still one line, the traceback only with -v
         if "-v" in argv or "--verbose" in argv:
             import traceback

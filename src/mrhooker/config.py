@@ -63,6 +63,8 @@ def _convert(kind, raw):
             return False
         raise ValueError("not a boolean: %r (use true or false)" % raw)
     if kind == "path":
+        if not raw.strip():
+            raise ValueError("empty: name a directory (an empty value would mean the current one)")
         # An indented line continues the setting above it: a path with a newline is such a slip, not a path.
         if "\n" in raw.strip():
             raise ValueError("one path expected, but the value goes on over several lines (an indented line "

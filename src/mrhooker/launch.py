@@ -115,15 +115,16 @@ def check_program(path, force, depth=0):
 
 class Output:
     """Where hook output goes: a path each hooked process opens itself (O_APPEND), with the identity (device,
-    inode) it must have. mrhooker's stderr is reached as /proc/PID/fd/2; a socket cannot be opened so, and is
-    fed through a pipe that a thread here copies."""
+    inode) it must have (runtime/output.h). A file given with -o is appended to, never truncated: runs sharing
+    one file (a parallel test suite) keep every line. mrhooker's stderr is reached as /proc/PID/fd/2; a socket
+    cannot be opened so, and is fed through a pipe that a thread here copies."""
 
     def __init__(self, path_option):
         self._relay = None
         if path_option:
             path = os.path.abspath(path_option)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             except OSError as e:
                 raise MrhookerError("cannot write hook output file %s: %s" % (path, e.strerror))
             st = os.fstat(fd)
@@ -185,21 +186,22 @@ class Output:
 # ---- running -------------------------------------------------------------------------------------------
 
 def hook_environment(build, pyinfo, output, options):
-    python_path = [os.path.dirname(build.script)] + [p for p in pyinfo.path if p != os.path.dirname(build.script)]
+    """The MRHOOKER_* variables of a hooked target: the protocol is written down in runtime/mrhooker_rt.h."""
+    script_dir = os.path.dirname(build.script.path)
+    python_path = [script_dir] + [p for p in pyinfo.path if p != script_dir]
     env = {
         "MRHOOKER_HOOKS": build.hooks,
-        "MRHOOKER_KIND": build.kind,
-        "MRHOOKER_MODULE": build.module,
-        "MRHOOKER_LIBPYTHON": pyinfo.libpython,
-        "MRHOOKER_PYVERSION": pyinfo.version,
-        "MRHOOKER_PYTHONPATH": ":".join(python_path),
+        "MRHOOKER_RUNTIME": build.runtime,
+        "MRHOOKER_KIND": build.script.kind,
+        "MRHOOKER_MODULE": build.script.module,
+        "MRHOOKER_PYTHONPATH": "\n".join(python_path),
         "MRHOOKER_PYTHONHOME": pyinfo.home,
-        "MRHOOKER_PYTHON": sys.executable,
+        "MRHOOKER_PYTHON": pyinfo.executable,
         "MRHOOKER_FOLLOW": "1" if options.follow else "0",
         "MRHOOKER_PARENT": str(os.getpid()),
     }
-    if build.kind == "py":
-        env["MRHOOKER_SCRIPT"] = build.script
+    if build.script.kind == "py":
+        env["MRHOOKER_SCRIPT"] = build.script.path
     env.update(output.environment())
     return env
 
@@ -226,13 +228,15 @@ def find_program(command, force):
     return path
 
 
-def run(build, pyinfo, command, program, options):
+def run_target(build, pyinfo, command, program, options):
     """Runs COMMAND (whose program find_program gave) with the hooks; returns mrhooker's exit status (the
     target's)."""
-    from mrhooker.build import check_private_dir
+    from mrhooker.cache import check_private
 
-    check_private_dir(build.directory, "build directory")
-    check_private_dir(os.path.dirname(pyinfo.libpython), "libpython's directory")
+    # Everything the loader will open, checked on its resolved path (which is what it is given).
+    for library in (build.preload, build.runtime, build.hooks):
+        check_private(library, "hook library")
+    check_private(pyinfo.libpython, "libpython")
     if any(c in build.preload for c in " :\t\n"):
         raise MrhookerError("the build directory %s has a space or colon in its path, which LD_PRELOAD cannot "
                             "carry; choose another one with --build-dir" % build.directory)

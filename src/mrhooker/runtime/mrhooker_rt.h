@@ -1,30 +1,55 @@
-/* mrhooker_rt.h: the contract between the pieces of one hook build.
+/* mrhooker_rt.h: the contract between the two halves of mrhooker's runtime inside a hooked process.
  *
- *   preload library  preload.c + generated entry points (one exported function per hooked symbol).
- *                    LD_PRELOADed into the target. It does not link libpython, so a process that never
- *                    calls a hooked function pays only for loading a small library.
- *   hook library     pyrt.c + the user's Cython module (.pyx) or generated trampolines (.py).
- *                    dlopen'd by the preload library at the first hooked call, after libpython is there.
+ * Hooks run inside someone else's program, which must behave exactly as before except where a hook says
+ * otherwise. The hazard is sharing: if the hooks' Python used the target's libc, its locks (setlocale,
+ * stdio, the allocator's), its GIL or its interpreter, a hook could wait for a lock the interrupted target
+ * code holds, change a Python target's exceptions or sys.path, or see its own calls hooked.
  *
- * The hook library reaches the preload library's globals and thread-local state directly: the preload
- * library is always loaded first, and its TLS is in the static TLS block (initial-exec model).
+ * Idea: two halves in two link-map namespaces.
+ *   target side   the preload library: preload.c, resolve.c, follow.c, signals.c and one generated entry point
+ *                 per hooked symbol (entry.h). LD_PRELOADed, so it lives in the target's namespace. It links
+ *                 no Python: a process that never calls a hooked function pays only for loading it.
+ *   hook side     the hook library: pyrt.c, namespace.c and the user's Cython module or the generated
+ *                 trampolines of a .py script. Loaded at the first hooked call with dlmopen(LM_ID_NEWLM), so
+ *                 it gets a libc and a libpython of its own: an interpreter that shares nothing with the
+ *                 target but the kernel (descriptors, memory, threads) and the few things namespace.c hands
+ *                 across on purpose (the allocator, thread keys, thread creation, fork).
+ * The halves cannot name each other's symbols (namespaces don't share them). The hook side gets everything
+ * from the target side in one mrh_runtime table at start, and gives back an mrh_hook_ops table.
+ *
+ * A hooked call: the target calls write() -> the entry point (target side) -> the hook library's
+ * implementation (hook side: Cython function or trampoline) -> possibly the original write (target side's
+ * libc, through mrh_runtime's slots) -> back. The per-thread state below travels with the call.
  */
 #ifndef MRHOOKER_RT_H
 #define MRHOOKER_RT_H
 
+#include <pthread.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define MRH_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MRH_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MRH_EXPORT __attribute__((visibility("default")))
 
-/* Process-wide state of the runtime (mrh_state). */
+/* ---- the process state (mrh_state, target side) ------------------------------------------------------
+ *
+ *   UNSTARTED --first hooked call--> STARTING --start thread--> READY --exit--> OFF
+ *                                             \-------------------------------> OFF (start failed)
+ * Who moves it:
+ *   - mrh_begin_slow(), holding start_lock: UNSTARTED -> STARTING, and launches the start thread.
+ *   - the start thread (start_main), holding start_lock: STARTING -> READY or OFF.
+ *   - a fork child whose start thread was not the forking thread: STARTING -> OFF (fork_child).
+ *   - reading the environment: -> OFF when the process was not launched by mrhooker, or must not be hooked
+ *     (--no-follow). The hook library: -> OFF through mrh_runtime.disable (the script failed to load).
+ *   - preload_fini: READY -> OFF after the hook script's atexit handlers ran.
+ * OFF is final. Entry points read it without a lock: a stale read only sends a call through mrh_begin_slow().
+ */
 enum {
-    MRH_UNSTARTED = 0, /* no hooked call yet: the next one starts Python */
-    MRH_READY = 1,     /* hooks run */
-    MRH_STARTING = 2,  /* one thread is starting Python; others wait or use the original */
-    MRH_WAITING = 3,   /* the target is Python and its interpreter is not initialized yet */
-    MRH_OFF = 4        /* hooks never run in this process (not followed, failed start, exiting) */
+    MRH_UNSTARTED = 0,
+    MRH_READY = 1,
+    MRH_STARTING = 2,
+    MRH_OFF = 3,
 };
 
 /* A value returned by an original function, kept so that a failing hook can return it. */
@@ -35,74 +60,105 @@ typedef union {
     void *p;
 } mrh_value;
 
-/* Per-thread state. One per thread, in static TLS; all fields start at zero. */
+/* ---- the per-thread state (target side's initial-exec TLS; the hook side reaches it through the thread
+ * pointer and mrh_runtime.tls_offset) ---------------------------------------------------------------- */
 typedef struct mrh_thread {
-    int depth;            /* > 0: inside a hook, the runtime or a signal handler: hooked calls go to the original */
-    int attached;         /* this thread has a Python thread state that lives as long as the thread */
-    int owns_tstate;      /* ... and the runtime made it (so deletes it at thread exit) */
-    void *tstate;         /* that thread state, where only the runtime can delete it (own interpreter): saves
-                           * a lookup per hook; NULL otherwise */
-    int gil_taken;        /* the running hook took the GIL itself, so may drop it around original calls */
-    int errno_set;        /* set_errno() was called in the running hook ... */
-    int errno_value;      /* ... with this value, applied after the GIL is released */
-    int entry_errno;      /* errno when the running hook was entered: what an original call starts with */
-    int orig_slot;        /* slot whose original ran during the running hook, -1 if none */
-    int orig_errno;       /* errno right after that original call */
-    mrh_value orig_ret;   /* and its result */
-    int fork_held;        /* this thread took the GIL in the fork prepare handler */
-    int fork_locked;      /* ... and start_lock */
+    /* > 0: this thread is inside a hook, the runtime, an original called by a hook, or a signal handler;
+     * hooked calls go straight to their originals. Raised and lowered by whoever enters those. */
+    int depth;
+    int hook_side_ready;  /* the hook namespace's libc has its per-thread state for this thread (thread_init) */
+    void *tstate;         /* this thread's Python thread state (hook side), made at its first Python hook and
+                           * deleted at thread exit (thread_exit); NULL before */
+    /* The Python hook running on this thread (hooks never nest on one thread: see depth). Set by the
+     * trampoline, read by set_errno()/get_errno() and the original's wrapper. */
+    int entry_errno;      /* errno when the hook was entered: what an original starts with */
+    int errno_set;        /* set_errno() was called ... */
+    int errno_value;      /* ... with this value */
+    int orig_called;      /* the original ran during this hook ... */
+    int orig_errno;       /* ... leaving this errno ... */
+    mrh_value orig_ret;   /* ... and this result */
+    int fork_held;        /* fork_prepare took the GIL on this thread: fork_parent/fork_child give it back */
+    int fork_locked;      /* fork_prepare took start_lock on this thread */
 } mrh_thread;
 
-/* One hooked symbol. The table is generated; the runtime fills original and impl. */
+/* The errno the caller of a Python hook sees: what set_errno() said, else what the original left, else what
+ * it was when the hook was entered. (Also what get_errno() tells the hook.) */
+static inline int mrh_hook_errno(const mrh_thread *t)
+{
+    return t->errno_set ? t->errno_value : t->orig_called ? t->orig_errno : t->entry_errno;
+}
+
+/* One hooked symbol. The table is generated into the preload library; the runtime fills original and impl. */
 typedef struct mrh_slot {
     const char *name;        /* the symbol */
     const char *impl_symbol; /* its implementation in the hook library */
-    void *original;          /* the next definition (RTLD_NEXT) */
-    void *impl;              /* the implementation, once the runtime is READY */
+    void *original;          /* the next definition after the preload library (resolve.c) */
+    void *impl;              /* the implementation, once READY */
 } mrh_slot;
 
-/* What the hook library needs from the preload library to start. */
-typedef struct mrh_start_args {
-    int attach;                /* 1: the target runs Python already; 0: start our own interpreter */
-    const char *kind;          /* "pyx" or "py" */
-    const char *module;        /* module name of the hook script */
-    const char *script;        /* path of the .py script (kind "py"), or NULL */
-    const char *hooks_path;    /* path of the hook library itself */
-    const char *python_path;   /* sys.path of the Python that ran mrhooker, joined with ':' */
-    const char *python_home;   /* its sys.prefix */
-    const char *executable;    /* its sys.executable */
-    const char *output;        /* where hook output goes: a path, or NULL for our stderr */
-} mrh_start_args;
+/* ---- target side -> hook side, at start -------------------------------------------------------------- */
+typedef struct mrh_runtime {
+    long tls_offset;                 /* &mrh_tls minus the thread pointer: the same in every thread */
+    long errno_offset;               /* the target's errno likewise (libc's initial-exec TLS) */
+    mrh_slot *slots;
+    int nslots;
+    void *(*resolve)(int slot);              /* the original of a slot, looked up if it is not known yet */
+    void *(*original)(const char *name);     /* the next definition of any symbol (Cython's original()) */
+    void (*disable)(void);                   /* hooks off in this process from now on */
+    void (*thread_attached)(mrh_thread *t);  /* t has a Python thread state: delete it at thread exit */
+    /* The hook settings (MRHOOKER_* as this process got them) */
+    const char *kind, *module, *script, *hooks_path, *python_path, *python_home, *executable;
+    const char *output, *output_id;
+    /* What the hook namespace takes from the target's libc instead of its own (namespace.c says why). */
+    struct {
+        void *(*malloc)(size_t);
+        void *(*calloc)(size_t, size_t);
+        void *(*realloc)(void *, size_t);
+        void (*free)(void *);
+        void *(*memalign)(size_t, size_t);
+        int (*posix_memalign)(void **, size_t, size_t);
+        void *(*aligned_alloc)(size_t, size_t);
+        size_t (*malloc_usable_size)(void *);
+    } alloc;
+    int (*key_create)(pthread_key_t *, void (*)(void *));
+    int (*key_delete)(pthread_key_t);
+    void *(*getspecific)(pthread_key_t);
+    int (*setspecific)(pthread_key_t, const void *);
+    int (*thread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    pid_t (*fork)(void);
+} mrh_runtime;
 
-/* Entry points of the hook library, returned by its mrh_hooklib_start(). */
-typedef struct mrh_hooklib_ops {
-    void (*attach_thread)(mrh_thread *t); /* give this thread a lasting Python thread state */
-    void (*detach_thread)(mrh_thread *t); /* at thread exit: delete it again */
-    void (*fork_prepare)(mrh_thread *t);
+/* ---- hook side -> target side ------------------------------------------------------------------------ */
+typedef struct mrh_hook_ops {
+    void (*thread_init)(void);           /* a thread's first hooked call: the hook namespace's libc state */
+    void (*thread_exit)(mrh_thread *t);  /* the thread ends: delete its Python thread state */
+    void (*fork_prepare)(mrh_thread *t); /* take the GIL so that no other thread holds it at the fork */
     void (*fork_parent)(mrh_thread *t);
     void (*fork_child)(mrh_thread *t);
-    void (*at_exit)(mrh_thread *t);       /* run the hook module's atexit handlers */
-} mrh_hooklib_ops;
+    void (*at_exit)(void);               /* run the hook script's atexit handlers, flush hook output */
+    void *(*symbol)(const char *name);   /* a symbol of the hook library: the slots' implementations */
+} mrh_hook_ops;
 
-typedef const mrh_hooklib_ops *(*mrh_hooklib_start_fn)(const mrh_start_args *args);
+/* The hook library's one entry point (pyrt.c). NULL: hooks can't run (it has said why). */
+typedef const mrh_hook_ops *(*mrh_hook_start_fn)(const mrh_runtime *rt);
 
-/* Defined by the preload library. */
-extern __thread mrh_thread mrh_tls __attribute__((tls_model("initial-exec")));
-extern volatile int mrh_state;
-extern mrh_slot mrh_slots[];
-extern const int mrh_nslots;
-
-int mrh_begin_slow(mrh_thread *t);           /* may this hooked call run its hook? Starts the runtime if needed */
-void mrh_attach_thread(mrh_thread *t);       /* first hook on this thread */
-void *mrh_resolve(int slot);                 /* the original of a slot, resolving it if needed */
-void *mrh_original(const char *name);        /* the next definition of any symbol, cached */
-void mrh_warn(const char *fmt, ...);         /* one line to the hook output's destination, "mrhooker: " first */
-void mrh_disable(void);                      /* hooks off in this process from now on */
-
-/* Bootstrap allocator: serves malloc/calloc while their originals are being looked up (glibc's dlsym may
- * allocate), so hooks on the allocator itself are possible. */
-void *mrh_boot_alloc(size_t size);
-int mrh_boot_owns(const void *p);
-size_t mrh_boot_size(const void *p);
+/* ---- the environment protocol --------------------------------------------------------------------------
+ * Written by the launcher (launch.py, hook_environment) into the target's environment; read once per
+ * process by the preload library (preload.c, read_settings) and copied, because the target may change its
+ * environment. Inherited by exec'd children, and put back by follow.c's exec wrappers when a program execs
+ * with an environment of its own. Stripped (with our LD_PRELOAD entry) by a --no-follow process.
+ *   MRHOOKER_HOOKS         the hook library (a resolved path in a private directory)
+ *   MRHOOKER_KIND          "pyx" or "py"
+ *   MRHOOKER_MODULE        the hook script's module name
+ *   MRHOOKER_SCRIPT        the .py script's path (kind "py")
+ *   MRHOOKER_PYTHONPATH    sys.path for the hooks' interpreter, one entry per line
+ *   MRHOOKER_PYTHONHOME    its home (the launching Python's sys.base_prefix)
+ *   MRHOOKER_PYTHON        its sys.executable
+ *   MRHOOKER_OUTPUT        where hook output goes: a path each process opens itself
+ *   MRHOOKER_OUTPUT_ID     "DEV:INO" that path must have (else output is dropped, never misdirected)
+ *   MRHOOKER_FOLLOW        "0": hook only the launcher's child (--no-follow)
+ *   MRHOOKER_PARENT        the launcher's pid (for --no-follow)
+ *   MRHOOKER_START_WAIT_MS how long a thread waits for another thread's start (default 5000)
+ */
 
 #endif

@@ -1,32 +1,72 @@
-/* pyrt.c: the Python side of mrhooker's runtime, compiled into every hook library.
+/* pyrt.c (hook side): the hooks' own interpreter, mrhooker._native, conversions, and what the target side
+ * calls at threads' first hooks, their exit, forks and the target's exit.
  *
- * The preload library (preload.c) calls mrh_hooklib_start() once, at the first hooked call of a process,
- * holding its start lock. This file then either starts an interpreter of its own (the target is not Python)
- * or joins the target's (it is), builds the mrhooker._native module, and hands over to
- * mrhooker._inside.start(), which sets up hook output and imports the hook script.
- *
- * Thread states: every thread that runs a hook gets one Python thread state for the rest of its life (made
- * through PyGILState so that PyGILState_Ensure() in Cython's `with gil` functions finds it, and deleted at
- * thread exit by preload.c's key destructor). Making and dropping one per call would cost microseconds.
+ * Loaded into a link-map namespace of its own (see mrhooker_rt.h) by the target side at the first hooked
+ * call, which then calls mrh_hook_start() once, on its start thread. From then on:
+ * - Thread states: every thread that runs a Python hook gets one Python thread state for the rest of its life
+ *   (made through PyGILState, so that PyGILState_Ensure() in Cython's `with gil` and in libraries finds it),
+ *   deleted at thread exit by the target side's key destructor (thread_exit). Making one per call would cost
+ *   microseconds.
+ * - The interpreter is never finalised: threads still calling hooks while the target exits can't crash it.
  */
 #include "pyrt.h"
 
 #include <dlfcn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "output.h"
+
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
 #endif
+#if PY_VERSION_HEX >= 0x030D0000
+void _PyTraceback_Add(const char *, const char *, int);   /* exported by libpython, no longer declared */
+#endif
 
-int mrh_py_attached_mode;
-static PyThreadState *own_main_tstate;   /* made by our Py_Initialize; we never finalize, so it lives on */
+MRH_EXPORT const mrh_runtime *mrh_rt;
+MRH_EXPORT long mrh_tls_offset, mrh_errno_offset;
+
+static mrh_py_hook *py_hooks;      /* the .py build's table (mrh_py_register_table), else NULL */
+static int py_nhooks;
+static void *hooks_handle;         /* the hook library, in this namespace */
+static void (*ctype_init)(void);   /* this namespace's libc's per-thread set-up (__ctype_init) */
 static PyObject *inside_report;    /* mrhooker._inside.report_hook_error */
 static PyObject *inside_at_exit;   /* mrhooker._inside.at_exit */
-static PyObject *returned_strings; /* bytes returned by hooks as const char *: kept alive for the caller */
+/* bytes returned by hooks as char *: kept alive for the caller, one copy per distinct value (a hook
+ * returning ever new values grows it: documented) */
+static PyObject *returned_strings;
 
-/* ---- Pointer --------------------------------------------------------------------------------------- */
+MRH_EXPORT void mrh_py_register_table(mrh_py_hook *hooks, int n)
+{
+    py_hooks = hooks;
+    py_nhooks = n;
+}
+
+/* ---- hook output ----------------------------------------------------------------------------------------
+ * See output.h. Written with the GIL held (by _inside's line writer and by report paths), so the
+ * descriptor's state needs no lock of its own; the write itself runs without the GIL. */
+
+static int output_fd = -1;
+static dev_t output_dev;
+static ino_t output_ino;
+
+static int output_descriptor(void)
+{
+    if (mrh_output_still(output_fd, output_dev, output_ino)) return output_fd;
+    /* Closed or reused by the target: never close what may be the target's now; open the output again. */
+    output_fd = mrh_output_open(mrh_rt->output, mrh_rt->output_id);
+    struct stat st;
+    if (output_fd >= 0 && fstat(output_fd, &st) == 0) {
+        output_dev = st.st_dev;
+        output_ino = st.st_ino;
+    }
+    return output_fd;
+}
+
+/* ---- Pointer ------------------------------------------------------------------------------------------- */
 
 typedef struct {
     PyObject_HEAD
@@ -53,7 +93,10 @@ static PyObject *pointer_read(mrh_pointer *self, PyObject *args)
 {
     Py_ssize_t n, offset = 0;
     if (!PyArg_ParseTuple(args, "n|n:read", &n, &offset) || pointer_check(self) < 0) return NULL;
-    if (n < 0) { PyErr_SetString(PyExc_ValueError, "negative length"); return NULL; }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative length");
+        return NULL;
+    }
     return PyBytes_FromStringAndSize(self->addr + offset, n);
 }
 
@@ -69,7 +112,10 @@ static PyObject *pointer_write(mrh_pointer *self, PyObject *args)
     Py_buffer data;
     Py_ssize_t offset = 0;
     if (!PyArg_ParseTuple(args, "y*|n:write", &data, &offset)) return NULL;
-    if (pointer_check(self) < 0) { PyBuffer_Release(&data); return NULL; }
+    if (pointer_check(self) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
     memcpy(self->addr + offset, data.buf, data.len);
     Py_ssize_t n = data.len;
     PyBuffer_Release(&data);
@@ -81,7 +127,7 @@ static PyObject *pointer_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     unsigned long long addr = 0;
     PyObject *o = NULL;
     if (!PyArg_ParseTuple(args, "|O:Pointer", &o)) return NULL;
-    if (o && o != Py_None && mrh_py_arg_int(o, &addr, "Pointer", 0) < 0) return NULL;
+    if (o && o != Py_None && mrh_py_arg_int(o, &addr, sizeof(void *), 0, "Pointer", 0) < 0) return NULL;
     return mrh_py_pointer((void *)(uintptr_t)addr);
 }
 
@@ -139,7 +185,7 @@ static PyTypeObject mrh_pointer_type = {
     .tp_methods = pointer_methods,
 };
 
-/* ---- conversions -------------------------------------------------------------------------------- */
+/* ---- conversions --------------------------------------------------------------------------------------- */
 
 static int arg_error(const char *func, int index, const char *expected, PyObject *o)
 {
@@ -148,35 +194,59 @@ static int arg_error(const char *func, int index, const char *expected, PyObject
     return -1;
 }
 
-/* C conversion semantics: an int is reduced modulo 2**64, then cast to the parameter's type by the caller. */
-int mrh_py_arg_int(PyObject *o, unsigned long long *out, const char *func, int index)
+/* An integer that fits `size` bytes (signed or not; see pyrt.h), as its two's complement bits; else -1 with
+ * OverflowError. index >= 0: an argument of func.original; -1: the hook's result. */
+static int int_in_range(PyObject *v, unsigned long long *out, int size, int is_signed, const char *func, int index)
 {
-    if (PyLong_Check(o)) {
-        *out = PyLong_AsUnsignedLongLongMask(o);
-        return (*out == (unsigned long long)-1 && PyErr_Occurred()) ? -1 : 0;
+    int overflow = 0, bits = size * 8, fits;
+    long long s = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (s == -1 && PyErr_Occurred()) return -1;
+    if (overflow > 0) {   /* above 2**63 - 1: only an unsigned 64-bit type takes it */
+        unsigned long long u = PyLong_AsUnsignedLongLong(v);
+        fits = !is_signed && bits == 64 && !(u == (unsigned long long)-1 && PyErr_Occurred());
+        PyErr_Clear();
+        s = (long long)u;
+    } else if (overflow < 0) {
+        fits = 0;
+    } else if (bits >= 64) {
+        fits = 1;
+    } else {
+        long long lo = -(1LL << (bits - 1));
+        long long hi = is_signed ? (1LL << (bits - 1)) - 1 : (long long)((1ULL << bits) - 1);
+        fits = s >= lo && s <= hi;
     }
+    if (!fits) {
+        if (index >= 0)
+            PyErr_Format(PyExc_OverflowError, "%s.original: argument %d (%S) does not fit its C type (%s %d-bit "
+                         "integer)", func, index + 1, v, is_signed ? "signed" : "unsigned", bits);
+        else
+            PyErr_Format(PyExc_OverflowError, "hook %s returned %S, which does not fit its C type (%s %d-bit "
+                         "integer)", func, v, is_signed ? "signed" : "unsigned", bits);
+        return -1;
+    }
+    *out = (unsigned long long)s;
+    return 0;
+}
+
+int mrh_py_arg_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func, int index)
+{
     if (PyObject_TypeCheck(o, &mrh_pointer_type)) {
         *out = (uintptr_t)((mrh_pointer *)o)->addr;
         return 0;
     }
+    if (PyFloat_Check(o) || !PyIndex_Check(o)) return arg_error(func, index, "int", o);
     PyObject *i = PyNumber_Index(o);
-    if (!i) {
-        PyErr_Clear();
-        return arg_error(func, index, "int", o);
-    }
-    *out = PyLong_AsUnsignedLongLongMask(i);
+    if (!i) return -1;
+    int rc = int_in_range(i, out, size, is_signed, func, index);
     Py_DECREF(i);
-    return 0;
+    return rc;
 }
 
 int mrh_py_arg_float(PyObject *o, double *out, const char *func, int index)
 {
+    if (!PyFloat_Check(o) && !PyLong_Check(o)) return arg_error(func, index, "float", o);
     *out = PyFloat_AsDouble(o);
-    if (*out == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return arg_error(func, index, "float", o);
-    }
-    return 0;
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
 int mrh_py_arg_ldouble(PyObject *o, long double *out, const char *func, int index)
@@ -190,26 +260,52 @@ int mrh_py_arg_ldouble(PyObject *o, long double *out, const char *func, int inde
 int mrh_py_arg_bytes(PyObject *o, const char **out, PyObject **keep, const char *func, int index)
 {
     *keep = NULL;
-    if (PyBytes_Check(o)) { *out = PyBytes_AS_STRING(o); return 0; }
-    if (o == Py_None) { *out = NULL; return 0; }
-    if (PyObject_TypeCheck(o, &mrh_pointer_type)) { *out = ((mrh_pointer *)o)->addr; return 0; }
+    if (PyBytes_Check(o)) {
+        *out = PyBytes_AS_STRING(o);
+        return 0;
+    }
+    if (o == Py_None) {
+        *out = NULL;
+        return 0;
+    }
+    if (PyObject_TypeCheck(o, &mrh_pointer_type)) {
+        *out = ((mrh_pointer *)o)->addr;
+        return 0;
+    }
     if (PyUnicode_Check(o)) {
         /* Paths and names as str: the file system encoding, as os functions do. */
         if (!PyUnicode_FSConverter(o, keep)) return -1;
         *out = PyBytes_AS_STRING(*keep);
         return 0;
     }
-    if (PyByteArray_Check(o)) { *out = PyByteArray_AS_STRING(o); return 0; }
+    if (PyByteArray_Check(o)) {
+        *out = PyByteArray_AS_STRING(o);
+        return 0;
+    }
     return arg_error(func, index, "bytes, str, Pointer or None", o);
 }
 
 int mrh_py_arg_pointer(PyObject *o, void **out, PyObject **keep, const char *func, int index)
 {
     *keep = NULL;
-    if (PyObject_TypeCheck(o, &mrh_pointer_type)) { *out = ((mrh_pointer *)o)->addr; return 0; }
-    if (o == Py_None) { *out = NULL; return 0; }
-    if (PyLong_Check(o)) { *out = PyLong_AsVoidPtr(o); return PyErr_Occurred() ? -1 : 0; }
-    if (PyBytes_Check(o)) { *out = PyBytes_AS_STRING(o); return 0; }
+    if (PyObject_TypeCheck(o, &mrh_pointer_type)) {
+        *out = ((mrh_pointer *)o)->addr;
+        return 0;
+    }
+    if (o == Py_None) {
+        *out = NULL;
+        return 0;
+    }
+    if (PyLong_Check(o)) {
+        unsigned long long a;
+        if (int_in_range(o, &a, sizeof(void *), 0, func, index) < 0) return -1;
+        *out = (void *)(uintptr_t)a;
+        return 0;
+    }
+    if (PyBytes_Check(o)) {
+        *out = PyBytes_AS_STRING(o);
+        return 0;
+    }
     if (PyObject_CheckBuffer(o)) {
         /* A writable or read-only buffer (bytearray, memoryview, ctypes array): its memory, for this call. */
         Py_buffer view;
@@ -221,32 +317,25 @@ int mrh_py_arg_pointer(PyObject *o, void **out, PyObject **keep, const char *fun
     return arg_error(func, index, "Pointer, int, bytes, a buffer or None", o);
 }
 
-int mrh_py_bad_return(PyObject *o, const char *func, const char *expected)
+static int bad_return(PyObject *o, const char *func, const char *expected)
 {
-    PyErr_Format(PyExc_TypeError, "hook %s returned %.80s; it must return %s", func, Py_TYPE(o)->tp_name,
-                 expected);
+    PyErr_Format(PyExc_TypeError, "hook %s returned %.80s; it must return %s", func, Py_TYPE(o)->tp_name, expected);
     return -1;
 }
 
-int mrh_py_ret_int(PyObject *o, unsigned long long *out, const char *func)
+int mrh_py_ret_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func)
 {
-    if (PyLong_Check(o)) {
-        *out = PyLong_AsUnsignedLongLongMask(o);
-        return (*out == (unsigned long long)-1 && PyErr_Occurred()) ? -1 : 0;
-    }
-    if (o != Py_None && !PyFloat_Check(o) && PyIndex_Check(o)) {
-        PyObject *i = PyNumber_Index(o);
-        if (!i) return -1;
-        *out = PyLong_AsUnsignedLongLongMask(i);
-        Py_DECREF(i);
-        return 0;
-    }
-    return mrh_py_bad_return(o, func, "an int");
+    if (o == Py_None || PyFloat_Check(o) || !PyIndex_Check(o)) return bad_return(o, func, "an int");
+    PyObject *i = PyNumber_Index(o);
+    if (!i) return -1;
+    int rc = int_in_range(i, out, size, is_signed, func, -1);
+    Py_DECREF(i);
+    return rc;
 }
 
 int mrh_py_ret_float(PyObject *o, double *out, const char *func)
 {
-    if (!PyFloat_Check(o) && !PyLong_Check(o)) return mrh_py_bad_return(o, func, "a float");
+    if (!PyFloat_Check(o) && !PyLong_Check(o)) return bad_return(o, func, "a float");
     *out = PyFloat_AsDouble(o);
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
@@ -261,9 +350,20 @@ int mrh_py_ret_ldouble(PyObject *o, long double *out, const char *func)
 
 int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func)
 {
-    if (o == Py_None) { *out = NULL; return 0; }
-    if (PyLong_Check(o)) { *out = PyLong_AsVoidPtr(o); return PyErr_Occurred() ? -1 : 0; }
-    if (PyObject_TypeCheck(o, &mrh_pointer_type)) { *out = ((mrh_pointer *)o)->addr; return 0; }
+    if (o == Py_None) {
+        *out = NULL;
+        return 0;
+    }
+    if (PyLong_Check(o)) {
+        unsigned long long a;
+        if (int_in_range(o, &a, sizeof(void *), 0, func, -1) < 0) return -1;
+        *out = (const char *)(uintptr_t)a;
+        return 0;
+    }
+    if (PyObject_TypeCheck(o, &mrh_pointer_type)) {
+        *out = ((mrh_pointer *)o)->addr;
+        return 0;
+    }
     if (PyBytes_Check(o)) {
         /* The caller keeps the pointer for as long as it likes: keep one copy of each returned value. */
         PyObject *kept = PyDict_SetDefault(returned_strings, o, o);
@@ -271,12 +371,11 @@ int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func)
         *out = PyBytes_AS_STRING(kept);
         return 0;
     }
-    return mrh_py_bad_return(o, func, "bytes, a Pointer, an int or None");
+    return bad_return(o, func, "bytes, a Pointer, an int or None");
 }
 
 int mrh_py_ret_pointer(PyObject *o, void **out, const char *func)
 {
-    if (PyLong_Check(o)) { *out = PyLong_AsVoidPtr(o); return PyErr_Occurred() ? -1 : 0; }
     /* bytes are kept alive as for const char * (getenv returns char * that callers only read) */
     return mrh_py_ret_bytes(o, (const char **)out, func);
 }
@@ -294,6 +393,14 @@ PyObject *mrh_py_argcount(const char *func, int expected, Py_ssize_t got)
     return NULL;
 }
 
+PyObject *mrh_py_no_original(mrh_py_hook *hook)
+{
+    PyErr_Format(PyExc_OSError, "%s.original: no definition of %s is loaded in this process", hook->name, hook->name);
+    return NULL;
+}
+
+/* ---- reporting failures ------------------------------------------------------------------------------ */
+
 /* Prints the pending exception, with its traceback, as a failure of hook `name` (defined in `where`), through
  * mrhooker._inside.report_hook_error; `outcome` says what the target got instead. Clears the exception. */
 static void report_pending(const char *name, const char *where, const char *outcome)
@@ -302,9 +409,8 @@ static void report_pending(const char *name, const char *where, const char *outc
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
     if (tb && value) PyException_SetTraceback(value, tb);
-    PyObject *r = inside_report && value
-                      ? PyObject_CallFunction(inside_report, "ssOs", name, where, value, outcome)
-                      : NULL;
+    PyObject *r = inside_report && value ? PyObject_CallFunction(inside_report, "ssOs", name, where, value, outcome)
+                                         : NULL;
     if (!r) PyErr_Clear();
     Py_XDECREF(r);
     Py_XDECREF(type);
@@ -312,10 +418,9 @@ static void report_pending(const char *name, const char *where, const char *outc
     Py_XDECREF(tb);
 }
 
-void mrh_py_report(int index)
+void mrh_py_report(mrh_py_hook *hook)
 {
-    report_pending(&mrh_py_hooks ? mrh_py_hooks[index].name : "?", &mrh_py_hooks ? mrh_py_hooks[index].text : "?",
-                   "the call went to the original");
+    report_pending(hook->name, hook->text, "the call went to the original");
 }
 
 /* Cython hooks (.pyx): the generated code reports an exception it can't raise to its caller through here
@@ -325,61 +430,93 @@ MRH_EXPORT void mrh_pyx_unraisable(const char *name, int clineno, int lineno, co
                                    int full_traceback, int nogil)
 {
     PyGILState_STATE gil = PyGILState_UNLOCKED;
-    if (nogil) gil = PyGILState_Ensure();
+    if (nogil) gil = mrh_gil_ensure();
     const char *dot = strrchr(name, '.');
     const char *func = dot ? dot + 1 : name;
-#if PY_VERSION_HEX < 0x030D0000
     _PyTraceback_Add(func, filename, lineno);   /* Cython made no traceback entry for the hook itself */
-#endif
     report_pending(func, filename, "it returned 0, as Cython hooks that can't raise do");
-    if (nogil) PyGILState_Release(gil);
+    if (nogil) mrh_gil_release(gil);
 }
 
-/* ---- mrhooker._native ----------------------------------------------------------------------------- */
+/* Cython's original(name): the next definition of name in the target (what dlsym(RTLD_NEXT, name) gives the
+ * preload library). A name that nothing defines gets a stand-in that says so once and fails with ENOSYS,
+ * rather than a NULL that crashes the target when called. */
+static long missing_original(void)
+{
+    *mrh_target_errno() = ENOSYS;
+    return -1;
+}
+
+MRH_EXPORT void *mrh_original(const char *name)
+{
+    void *p = mrh_rt->original(name);
+    if (MRH_LIKELY(p != NULL)) return p;
+    static int warned;
+    if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED)) {
+        char line[512];
+        int n = snprintf(line, sizeof line,
+                         "mrhooker: original(\"%.200s\"): no function of that name is loaded in this process; "
+                         "calls of it return -1 with errno ENOSYS\n", name);
+        int fd = mrh_output_open(mrh_rt->output, mrh_rt->output_id);
+        if (fd >= 0) {
+            mrh_output_write_all(fd, line, n < (int)sizeof line ? n : (int)sizeof line - 1);
+            close(fd);
+        }
+    }
+    return (void *)missing_original;
+}
+
+/* A Cython hook's dlsym() (the 2011 idiom: dlsym(RTLD_NEXT, "send")) would search this namespace, whose libc
+ * is not the target's: the hook library is linked with --wrap=dlsym, and RTLD_NEXT/RTLD_DEFAULT lookups go
+ * to the target side. Likewise its errno (--wrap=__errno_location) is the target's. */
+MRH_EXPORT void *__wrap_dlsym(void *handle, const char *name)
+{
+    if (handle == RTLD_NEXT || handle == RTLD_DEFAULT) return mrh_rt->original(name);
+    return dlsym(handle, name);
+}
+
+MRH_EXPORT int *__wrap___errno_location(void) { return mrh_target_errno(); }
+
+/* ---- mrhooker._native ---------------------------------------------------------------------------------- */
 
 static PyObject *native_set_errno(PyObject *self, PyObject *arg)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    int e = PyLong_AsInt(arg);
-#else
-    int e = _PyLong_AsInt(arg);
-#endif
+    long e = PyLong_AsLong(arg);
     if (e == -1 && PyErr_Occurred()) return NULL;
-    mrh_thread *t = &mrh_tls;
+    mrh_thread *t = mrh_self();
     t->errno_set = 1;
-    t->errno_value = e;
+    t->errno_value = (int)e;
     Py_RETURN_NONE;
 }
 
 static PyObject *native_get_errno(PyObject *self, PyObject *unused)
 {
-    mrh_thread *t = &mrh_tls;
-    return PyLong_FromLong(t->errno_set ? t->errno_value : t->orig_slot >= 0 ? t->orig_errno : t->entry_errno);
+    return PyLong_FromLong(mrh_hook_errno(mrh_self()));
 }
 
 static PyObject *native_in_hook(PyObject *self, PyObject *unused)
 {
-    return PyBool_FromLong(mrh_tls.depth > 0);
-}
-
-/* run_in_hook(func, *args): calls func as if inside a hook: its output goes to the hook output, hooked calls
- * it makes go to their originals. For the hook script's atexit handlers in a Python target. */
-static PyObject *native_run_in_hook(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError, "run_in_hook needs a function");
-        return NULL;
-    }
-    mrh_thread *t = &mrh_tls;
-    t->depth++;
-    PyObject *r = PyObject_Vectorcall(args[0], args + 1, nargs - 1, NULL);
-    t->depth--;
-    return r;
+    return PyBool_FromLong(mrh_self()->depth > 0);
 }
 
 static PyObject *native_disable(PyObject *self, PyObject *unused)
 {
-    mrh_disable();
+    mrh_rt->disable();
+    Py_RETURN_NONE;
+}
+
+/* write_output(data): one write of data (whole lines) to the hook output, without the GIL. */
+static PyObject *native_write_output(PyObject *self, PyObject *arg)
+{
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) return NULL;
+    int fd = output_descriptor();
+    if (fd >= 0) {
+        Py_BEGIN_ALLOW_THREADS
+        mrh_output_write_all(fd, data.buf, (size_t)data.len);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&data);
     Py_RETURN_NONE;
 }
 
@@ -389,11 +526,11 @@ static PyObject *native_register(PyObject *self, PyObject *args)
     PyObject *func;
     int blocks = 1;
     if (!PyArg_ParseTuple(args, "sO|p:register", &spec, &func, &blocks)) return NULL;
-    for (int i = 0; &mrh_py_nhooks && i < mrh_py_nhooks; i++) {
-        if (strcmp(mrh_py_hooks[i].spec, spec) == 0) {
-            mrh_py_hooks[i].keeps_gil = !blocks;
-            Py_XSETREF(mrh_py_hooks[i].func, Py_NewRef(func));
-            return PyCFunction_New(&mrh_py_hooks[i].original_def, NULL);
+    for (int i = 0; i < py_nhooks; i++) {
+        if (strcmp(py_hooks[i].spec, spec) == 0) {
+            py_hooks[i].keeps_gil = !blocks;
+            Py_XSETREF(py_hooks[i].func, Py_NewRef(func));
+            return PyCFunction_New(&py_hooks[i].original_def, NULL);
         }
     }
     PyErr_Format(PyExc_LookupError, "@hook(%R) was not in the script when mrhooker built it", PyTuple_GET_ITEM(args, 0));
@@ -405,7 +542,7 @@ static PyMethodDef native_methods[] = {
     {"get_errno", native_get_errno, METH_NOARGS, NULL},
     {"in_hook", native_in_hook, METH_NOARGS, NULL},
     {"disable", native_disable, METH_NOARGS, NULL},
-    {"run_in_hook", (PyCFunction)(void (*)(void))native_run_in_hook, METH_FASTCALL, NULL},
+    {"write_output", native_write_output, METH_O, NULL},
     {"register", native_register, METH_VARARGS, NULL},
     {NULL},
 };
@@ -419,131 +556,52 @@ static int native_install(void)
     PyObject *m = PyModule_Create(&native_def);
     if (!m) return -1;
     Py_INCREF(&mrh_pointer_type);
-    if (PyModule_AddObject(m, "Pointer", (PyObject *)&mrh_pointer_type) < 0) goto fail;
-    PyObject *specs = PyList_New(0);
-    if (!specs || PyModule_AddObject(m, "specs", specs) < 0) goto fail;
-    for (int i = 0; &mrh_py_nhooks && i < mrh_py_nhooks; i++) {
-        PyObject *s = PyUnicode_FromString(mrh_py_hooks[i].spec);
-        if (!s || PyList_Append(specs, s) < 0) { Py_XDECREF(s); goto fail; }
-        Py_DECREF(s);
+    if (PyModule_AddObject(m, "Pointer", (PyObject *)&mrh_pointer_type) < 0 ||
+        PyDict_SetItemString(PyImport_GetModuleDict(), "mrhooker._native", m) < 0) {
+        Py_DECREF(m);
+        return -1;
     }
-    PyObject *modules = PyImport_GetModuleDict();
-    if (PyDict_SetItemString(modules, "mrhooker._native", m) < 0) goto fail;
     Py_DECREF(m);
     returned_strings = PyDict_New();
     return returned_strings ? 0 : -1;
-fail:
-    Py_DECREF(m);
-    return -1;
 }
 
-/* ---- starting ------------------------------------------------------------------------------------- */
+/* ---- threads, fork, exit: the target side calls these (mrh_hook_ops) ---------------------------------- */
 
-static PyStatus set_bytes(PyConfig *c, wchar_t **field, const char *value)
+PyThreadState *mrh_make_thread_state(mrh_thread *t)
 {
-    return value ? PyConfig_SetBytesString(c, field, value) : PyStatus_Ok();
-}
-
-/* Our own interpreter, for a target that is not Python: no site import (fast start; sys.path is the launching
- * Python's, so its packages are seen), no signal handlers, the C stdio and locale of the target untouched. */
-static int start_own_interpreter(const mrh_start_args *a)
-{
-    PyPreConfig pre;
-    PyPreConfig_InitIsolatedConfig(&pre);
-    pre.utf8_mode = 1;
-    PyStatus st = Py_PreInitialize(&pre);
-    if (PyStatus_Exception(st)) goto fail;
-
-    PyConfig c;
-    PyConfig_InitIsolatedConfig(&c);
-    c.site_import = 0;
-    c.install_signal_handlers = 0;
-    c.configure_c_stdio = 0;
-    c.parse_argv = 0;
-    c.pathconfig_warnings = 0;
-    c.user_site_directory = 0;
-    c.faulthandler = 0;
-    st = set_bytes(&c, &c.home, a->python_home);
-    if (!PyStatus_Exception(st)) st = set_bytes(&c, &c.executable, a->executable);
-    if (!PyStatus_Exception(st)) st = set_bytes(&c, &c.program_name, a->executable);
-    const char *p = a->python_path ? a->python_path : "";
-    while (!PyStatus_Exception(st) && *p) {
-        size_t n = strcspn(p, ":");
-        char entry[4096];
-        if (n > 0 && n < sizeof entry) {
-            memcpy(entry, p, n);
-            entry[n] = 0;
-            wchar_t *w = Py_DecodeLocale(entry, NULL);
-            if (w) {
-                st = PyWideStringList_Append(&c.module_search_paths, w);
-                PyMem_RawFree(w);
-            }
-        }
-        p += n + (p[n] == ':');
-    }
-    c.module_search_paths_set = 1;
-    if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&c);
-    PyConfig_Clear(&c);
-    if (PyStatus_Exception(st)) goto fail;
-    return 0;
-fail:
-    mrh_warn("cannot start Python in this process (%s): hooks are off", st.err_msg ? st.err_msg : "unknown error");
-    return -1;
-}
-
-/* In a Python target, sys.path is the target's: the launching Python's entries are appended (not
- * prepended), so that mrhooker and the hook's imports resolve while the target's own modules still win. */
-static int extend_sys_path(const char *python_path)
-{
-    PyObject *path = PySys_GetObject("path");   /* borrowed */
-    if (!path || !PyList_Check(path)) return 0;
-    const char *p = python_path ? python_path : "";
-    while (*p) {
-        size_t n = strcspn(p, ":");
-        if (n > 0) {
-            PyObject *entry = PyUnicode_DecodeFSDefaultAndSize(p, n);
-            if (!entry) return -1;
-            int present = PySequence_Contains(path, entry);
-            if (present == 0) present = PyList_Append(path, entry);
-            Py_DECREF(entry);
-            if (present < 0) return -1;
-        }
-        p += n + (p[n] == ':');
-    }
-    return 0;
-}
-
-static void attach_thread(mrh_thread *t)
-{
-    PyThreadState *ts = PyGILState_GetThisThreadState();
+    PyThreadState *ts = PyGILState_GetThisThreadState();   /* the start thread's: the interpreter's own */
     if (!ts) {
-        /* Made through PyGILState so that it is registered as this thread's; the extra reference count it
-         * starts with keeps PyGILState_Release() (in Cython's `with gil`) from deleting it. */
+        /* Made through PyGILState so that it is registered as this thread's; the reference count it starts
+         * with keeps PyGILState_Release() (in Cython's `with gil`, in libraries) from deleting it. */
         PyGILState_Ensure();
         ts = PyEval_SaveThread();
-        t->owns_tstate = 1;
+        t->tstate = ts;
+        mrh_rt->thread_attached(t);   /* deleted at thread exit */
     }
-    /* Python deletes the thread states of its own threads when they end; only ours can be kept here. */
-    t->tstate = !mrh_py_attached_mode && (t->owns_tstate || ts == own_main_tstate) ? ts : NULL;
-    t->attached = 1;
+    t->tstate = ts;
+    return ts;
 }
 
-static void detach_thread(mrh_thread *t)
+MRH_EXPORT void mrh_thread_init(void)
 {
-    PyThreadState *ts = PyGILState_GetThisThreadState();
-    t->attached = 0;
-    t->owns_tstate = 0;
+    if (ctype_init) ctype_init();   /* without it this libc's ctype tables are NULL in this thread */
+}
+
+static void thread_exit(mrh_thread *t)
+{
+    PyThreadState *ts = t->tstate;
     t->tstate = NULL;
-    if (!ts || !Py_IsInitialized() || MRH_FINALIZING()) return;
+    if (!ts) return;
     PyEval_RestoreThread(ts);
     PyGILState_Release(PyGILState_UNLOCKED);   /* the count drops to zero: the thread state is deleted */
 }
 
 static void fork_prepare(mrh_thread *t)
 {
-    if (mrh_py_attached_mode && MRH_FINALIZING()) return;
-    PyThreadState *ts = mrh_py_thread_state(t);
-    if (!ts || MRH_CURRENT_TSTATE() == ts) return;   /* this thread runs Python: Python's own fork handling applies */
+    if (PyGILState_Check()) return;   /* this thread runs Python (os.fork in a hook): CPython does the rest */
+    PyThreadState *ts = mrh_thread_state(t);
+    if (!ts) return;
     PyEval_RestoreThread(ts);
     PyOS_BeforeFork();
     t->fork_held = 1;
@@ -563,19 +621,37 @@ static void fork_child(mrh_thread *t)
     PyEval_SaveThread();
 }
 
-static void at_exit(mrh_thread *t)
+static void at_exit(void)
 {
-    if (mrh_py_attached_mode || !inside_at_exit || !Py_IsInitialized()) return;
-    PyGILState_STATE g = PyGILState_Ensure();
+    PyThreadState *ts = mrh_thread_state(mrh_self());
+    if (!ts || !inside_at_exit) return;
+    PyEval_RestoreThread(ts);
     PyObject *r = PyObject_CallNoArgs(inside_at_exit);
     if (!r) PyErr_Clear();
     Py_XDECREF(r);
-    PyGILState_Release(g);
+    PyEval_SaveThread();
 }
 
-static const mrh_hooklib_ops hooklib_ops = {
-    attach_thread, detach_thread, fork_prepare, fork_parent, fork_child, at_exit,
-};
+static void *hook_symbol(const char *name) { return hooks_handle ? dlsym(hooks_handle, name) : NULL; }
+
+static const mrh_hook_ops hook_ops = {mrh_thread_init, thread_exit, fork_prepare, fork_parent, fork_child, at_exit,
+                                      hook_symbol};
+
+/* ---- starting ------------------------------------------------------------------------------------------ */
+
+static void warn(const char *fmt, ...)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof line, "mrhooker: ");
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof line - 2) n = sizeof line - 2;
+    line[n++] = '\n';
+    int fd = output_descriptor();
+    if (fd >= 0) mrh_output_write_all(fd, line, n);
+}
 
 static void warn_exception(const char *what)
 {
@@ -583,7 +659,7 @@ static void warn_exception(const char *what)
     PyErr_Fetch(&type, &value, &tb);
     PyObject *s = value ? PyObject_Str(value) : NULL;
     const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
-    mrh_warn("%s: %s%s%s", what, type ? ((PyTypeObject *)type)->tp_name : "error", msg ? ": " : "", msg ? msg : "");
+    warn("%s: %s%s%.600s", what, type ? ((PyTypeObject *)type)->tp_name : "error", msg ? ": " : "", msg ? msg : "");
     PyErr_Clear();
     Py_XDECREF(s);
     Py_XDECREF(type);
@@ -591,18 +667,78 @@ static void warn_exception(const char *what)
     Py_XDECREF(tb);
 }
 
-MRH_EXPORT const mrh_hooklib_ops *mrh_hooklib_start(const mrh_start_args *a)
+static PyStatus set_bytes(PyConfig *c, wchar_t **field, const char *value)
 {
-    PyGILState_STATE gil = PyGILState_UNLOCKED;
-    mrh_py_attached_mode = a->attach;
-    if (a->attach) {
-        gil = PyGILState_Ensure();
-    } else if (start_own_interpreter(a) < 0) {
-        return NULL;
+    return value ? PyConfig_SetBytesString(c, field, value) : PyStatus_Ok();
+}
+
+/* The hooks' interpreter: isolated from the environment, no site import (fast start; sys.path is the launching
+ * Python's, so its packages are seen), no signal handlers, C stdio and locale left alone. */
+static int start_interpreter(void)
+{
+    const mrh_runtime *a = mrh_rt;
+    PyPreConfig pre;
+    PyPreConfig_InitIsolatedConfig(&pre);
+    pre.utf8_mode = 1;
+    PyStatus st = Py_PreInitialize(&pre);
+    if (PyStatus_Exception(st)) goto fail;
+
+    PyConfig c;
+    PyConfig_InitIsolatedConfig(&c);
+    c.site_import = 0;
+    c.install_signal_handlers = 0;
+    c.configure_c_stdio = 0;
+    c.parse_argv = 0;
+    c.pathconfig_warnings = 0;
+    c.user_site_directory = 0;
+    c.faulthandler = 0;
+    c.write_bytecode = 0;   /* nothing written into the target's (or the script's) directories */
+    st = set_bytes(&c, &c.home, a->python_home);
+    if (!PyStatus_Exception(st)) st = set_bytes(&c, &c.executable, a->executable);
+    if (!PyStatus_Exception(st)) st = set_bytes(&c, &c.program_name, a->executable);
+    /* sys.path: one entry per line (paths may hold ':'). */
+    for (const char *p = a->python_path ? a->python_path : ""; !PyStatus_Exception(st) && *p;) {
+        size_t n = strcspn(p, "\n");
+        char entry[4096];
+        if (n > 0 && n < sizeof entry) {
+            memcpy(entry, p, n);
+            entry[n] = 0;
+            wchar_t *w = Py_DecodeLocale(entry, NULL);
+            if (w) {
+                st = PyWideStringList_Append(&c.module_search_paths, w);
+                PyMem_RawFree(w);
+            }
+        }
+        p += n + (p[n] == '\n');
     }
-    const mrh_hooklib_ops *result = NULL;
+    c.module_search_paths_set = 1;
+    if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&c);
+    PyConfig_Clear(&c);
+    if (PyStatus_Exception(st)) goto fail;
+    return 0;
+fail:
+    warn("cannot start Python in this process (%s): hooks are off", st.err_msg ? st.err_msg : "unknown error");
+    return -1;
+}
+
+MRH_EXPORT const mrh_hook_ops *mrh_hook_start(const mrh_runtime *rt)
+{
+    mrh_rt = rt;
+    mrh_tls_offset = rt->tls_offset;
+    mrh_errno_offset = rt->errno_offset;
+    ctype_init = (void (*)(void))dlsym(RTLD_DEFAULT, "__ctype_init");
+    if (strcmp(rt->kind, "py") == 0) {
+        /* The trampolines first: loading them registers their table (mrh_py_register_table). */
+        hooks_handle = dlopen(rt->hooks_path, RTLD_NOW | RTLD_LOCAL);
+        if (!hooks_handle) {
+            warn("cannot load the hook library: %s; hooks are off in this process", dlerror());
+            return NULL;
+        }
+    }
+    if (start_interpreter() < 0) return NULL;
+    const mrh_hook_ops *result = NULL;
     PyObject *inside = NULL, *r = NULL;
-    if ((a->attach && extend_sys_path(a->python_path) < 0) || native_install() < 0) {
+    if (native_install() < 0) {
         warn_exception("cannot set up the hook runtime");
         goto done;
     }
@@ -613,17 +749,19 @@ MRH_EXPORT const mrh_hooklib_ops *mrh_hooklib_start(const mrh_start_args *a)
     }
     inside_report = PyObject_GetAttrString(inside, "report_hook_error");
     inside_at_exit = PyObject_GetAttrString(inside, "at_exit");
-    r = PyObject_CallMethod(inside, "start", "sssssi", a->kind, a->module, a->script ? a->script : "",
-                            a->hooks_path, a->output ? a->output : "", a->attach);
+    r = PyObject_CallMethod(inside, "start", "ssss", rt->kind, rt->module, rt->script ? rt->script : "",
+                            rt->hooks_path);
     if (!r) {
         warn_exception("the hook runtime failed to start");
         goto done;
     }
-    if (PyObject_IsTrue(r)) result = &hooklib_ops;   /* False: it has said why */
+    if (!PyObject_IsTrue(r)) goto done;   /* False: it has said why */
+    if (!hooks_handle) hooks_handle = dlopen(rt->hooks_path, RTLD_NOW | RTLD_NOLOAD);   /* the Cython module */
+    if (hooks_handle) result = &hook_ops;
+    else warn("the hook library %s is not loaded after importing the script", rt->hooks_path);
 done:
     Py_XDECREF(r);
     Py_XDECREF(inside);
-    if (a->attach) PyGILState_Release(gil);
-    else own_main_tstate = PyEval_SaveThread();
+    PyEval_SaveThread();   /* the start thread's thread state stays: it is the interpreter's main one */
     return result;
 }

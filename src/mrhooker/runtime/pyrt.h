@@ -1,6 +1,28 @@
-/* pyrt.h: the Python side of the runtime, used by pyrt.c and by the trampolines generated for .py hooks.
- * Everything here runs inside the target, in the hook library (which links against nothing: libpython's
- * symbols come from the process, see preload.c). */
+/* pyrt.h (hook side): the Python half of a hooked call, for pyrt.c, the trampolines generated for .py hooks
+ * and Cython's output for .pyx hooks. All of it runs in the hook namespace (see mrhooker_rt.h).
+ *
+ * A generated trampoline, for `int foo(int x)` hooked in slot 0, is only what is specific to its prototype:
+ *
+ *     MRH_EXPORT int mrh_impl_0(int a0)
+ *     {
+ *         mrh_thread *t = mrh_self();
+ *         PyObject *argv[1];
+ *         int r;
+ *         if (mrh_hook_begin(t, 0) < 0) goto original;       // GIL, errno, the call record
+ *         argv[0] = PyLong_FromLongLong((long long)a0);
+ *         PyObject *res = mrh_hook_call(0, argv, 1);          // the Python function; NULL: it failed
+ *         if (!res || mrh_py_ret_int(res, &u, "foo", 4, 1) < 0) goto failed;
+ *         r = (int)u;
+ *         mrh_hook_end(t);                                    // GIL released, errno as the hook says
+ *         return r;
+ *     failed:
+ *         if (mrh_hook_failed(t, 0)) return (int)t->orig_ret.i;   // reported; the original's result
+ *     original:
+ *         return ((int (*)(int))mrh_original_of(0))(a0);
+ *     }
+ *
+ * and foo.original(x) converts its arguments and calls the real foo between mrh_original_begin/_end.
+ */
 #ifndef MRHOOKER_PYRT_H
 #define MRHOOKER_PYRT_H
 
@@ -11,14 +33,33 @@
 
 #if PY_VERSION_HEX >= 0x030D0000
 #define MRH_CURRENT_TSTATE() PyThreadState_GetUnchecked()
-#define MRH_FINALIZING() Py_IsFinalizing()
 #else
 #define MRH_CURRENT_TSTATE() _PyThreadState_UncheckedGet()
-#define MRH_FINALIZING() _Py_IsFinalizing()
 #endif
 
-/* A hook written in Python (.py scripts): filled by mrhooker._native.register(). The table is generated,
- * in the same order as the preload library's slots. */
+/* Set by mrh_hook_start before anything else runs in the namespace; never changes after. */
+extern const mrh_runtime *mrh_rt;
+extern long mrh_tls_offset, mrh_errno_offset;   /* copies of mrh_rt's: one load fewer per call */
+
+/* This thread's mrh_thread: the target side's TLS, at a fixed offset from the thread pointer. */
+static inline mrh_thread *mrh_self(void)
+{
+    return (mrh_thread *)((char *)__builtin_thread_pointer() + mrh_tls_offset);
+}
+
+/* The target's errno (this namespace's libc has an errno of its own, which the target never sees). */
+static inline int *mrh_target_errno(void) { return (int *)((char *)__builtin_thread_pointer() + mrh_errno_offset); }
+
+/* The original of a slot: resolved at load in nearly every process, so read here without a call. NULL if it
+ * can't be found (a library that is not loaded). */
+static inline void *mrh_original_of(int slot)
+{
+    void *p = __atomic_load_n(&mrh_rt->slots[slot].original, __ATOMIC_ACQUIRE);
+    return MRH_LIKELY(p != NULL) ? p : mrh_rt->resolve(slot);
+}
+
+/* A hook written in Python (.py scripts). The table is generated, in the same order as the slots, and handed
+ * to the runtime by the generated code's constructor (mrh_py_register_table). */
 typedef struct mrh_py_hook {
     const char *spec;          /* the string given to @hook(...), exactly */
     const char *name;          /* the symbol */
@@ -28,58 +69,108 @@ typedef struct mrh_py_hook {
     PyMethodDef original_def;  /* the builtin behind func.original */
 } mrh_py_hook;
 
-extern mrh_py_hook mrh_py_hooks[] __attribute__((weak));
-extern const int mrh_py_nhooks __attribute__((weak));
+void mrh_py_register_table(mrh_py_hook *hooks, int n);
 
-extern int mrh_py_attached_mode;   /* 1: the interpreter is the target's own (it may finalize under us) */
+/* This thread's Python thread state, made at its first hook (and deleted at thread exit). NULL if none
+ * could be made. */
+PyThreadState *mrh_make_thread_state(mrh_thread *t);
 
-/* The original of a slot: resolved at load in nearly every process, so read here without a call. */
-static inline void *mrh_original_of(int slot)
+static inline PyThreadState *mrh_thread_state(mrh_thread *t)
 {
-    void *p = __atomic_load_n(&mrh_slots[slot].original, __ATOMIC_ACQUIRE);
-    return MRH_LIKELY(p != NULL) ? p : mrh_resolve(slot);
+    return MRH_LIKELY(t->tstate != NULL) ? (PyThreadState *)t->tstate : mrh_make_thread_state(t);
 }
 
-/* This thread's Python thread state, made now if it has none: the first hook on this thread, or Python
- * deleted the one it had (a Python thread ending). NULL if none could be made. */
-static inline PyThreadState *mrh_py_thread_state(mrh_thread *t)
-{
-    PyThreadState *ts = t->tstate ? (PyThreadState *)t->tstate : PyGILState_GetThisThreadState();
-    if (MRH_UNLIKELY(!ts)) {
-        t->attached = 0;
-        mrh_attach_thread(t);
-        ts = PyGILState_GetThisThreadState();
-    }
-    return ts;
-}
+/* ---- one Python hook: begin, call, end or fail --------------------------------------------------------- */
 
-/* Takes the GIL for a hook on this thread. Returns 1 if it took it, 0 if this thread held it already (a
- * hooked call made by C code that holds the GIL), -1 if Python cannot run now (it is finalizing). */
-static inline int mrh_py_enter(mrh_thread *t)
+/* Takes the GIL for hook `index` and opens its call record. -1: the hook can't run (no Python function was
+ * registered for it, or no thread state): the caller calls the original, errno untouched. */
+static inline int mrh_hook_begin(mrh_thread *t, mrh_py_hook *hook)
 {
-    PyThreadState *ts = mrh_py_thread_state(t);
-    if (MRH_UNLIKELY(!ts)) return -1;
-    if (MRH_CURRENT_TSTATE() == ts) return 0;
-    if (MRH_UNLIKELY(mrh_py_attached_mode && MRH_FINALIZING())) return -1;
+    if (MRH_UNLIKELY(hook->func == NULL)) return -1;
+    int entry_errno = *mrh_target_errno();
+    PyThreadState *ts = mrh_thread_state(t);
+    if (MRH_UNLIKELY(ts == NULL)) return -1;
     PyEval_RestoreThread(ts);
-    return 1;
+    t->entry_errno = entry_errno;
+    t->errno_set = 0;
+    t->orig_called = 0;
+    return 0;
 }
 
-static inline void mrh_py_leave(int took)
+/* Calls the hook's Python function with argv (new references, released here). NULL: it raised. */
+static inline PyObject *mrh_hook_call(mrh_py_hook *hook, PyObject **argv, int n)
 {
-    if (took > 0) PyEval_SaveThread();
+    for (int i = 0; i < n; i++) {
+        if (MRH_UNLIKELY(argv[i] == NULL)) {   /* a conversion failed (memory): the exception is set */
+            for (int j = 0; j < n; j++) Py_XDECREF(argv[j]);
+            return NULL;
+        }
+    }
+    PyObject *res = PyObject_Vectorcall(hook->func, argv, n, NULL);
+    for (int i = 0; i < n; i++) Py_DECREF(argv[i]);
+    return res;
 }
 
-/* Cython's `with gil` (its __Pyx_PyGILState_Ensure/Release, which mrhooker points here): the same as
- * PyGILState_Ensure/Release for a thread with a lasting thread state, which every thread running hooks has,
- * without their second lookup and reference count. */
+/* The hook returned: the GIL is released, errno set as mrh_hook_errno() says. */
+static inline void mrh_hook_end(mrh_thread *t)
+{
+    int e = mrh_hook_errno(t);
+    PyEval_SaveThread();
+    *mrh_target_errno() = e;
+}
+
+void mrh_py_report(mrh_py_hook *hook);   /* prints the pending exception as a failure of the hook */
+
+/* The hook raised, or returned a value of the wrong type (the exception is pending): it is reported, then
+ * the target gets what it would have got unhooked. Returns 1 if the original ran during the hook (its
+ * result is in t->orig_ret, errno is its errno): the caller returns that. 0: the caller calls the original
+ * (errno is as it was at entry). */
+static inline int mrh_hook_failed(mrh_thread *t, mrh_py_hook *hook)
+{
+    mrh_py_report(hook);
+    int ran = t->orig_called;
+    int e = ran ? t->orig_errno : t->entry_errno;
+    PyEval_SaveThread();
+    *mrh_target_errno() = e;
+    return ran;
+}
+
+/* ---- func.original(...) -------------------------------------------------------------------------------- */
+
+/* Around the call of an original from Python: depth raised (hooked calls it makes go to their originals),
+ * the GIL dropped unless the hook promised the original never waits (blocks=False), errno as the hook was
+ * entered with; after it, its errno kept for get_errno() and the caller. */
+static inline PyThreadState *mrh_original_begin(mrh_thread *t, mrh_py_hook *hook)
+{
+    t->depth++;
+    PyThreadState *saved = hook->keeps_gil ? NULL : PyEval_SaveThread();
+    *mrh_target_errno() = t->entry_errno;
+    return saved;
+}
+
+static inline void mrh_original_end(mrh_thread *t, PyThreadState *saved)
+{
+    t->orig_errno = *mrh_target_errno();
+    if (saved) PyEval_RestoreThread(saved);
+    t->orig_called = 1;
+    t->depth--;
+}
+
+/* Cython's original(name) (mrhooker/__init__.pxd): the next definition of any symbol in the target. */
+void *mrh_original(const char *name);
+
+/* The original is missing (its library is not loaded): what func.original raises. */
+PyObject *mrh_py_no_original(mrh_py_hook *hook);
+
+/* ---- Cython's `with gil` ------------------------------------------------------------------------------- */
+
+/* Cython's __Pyx_PyGILState_Ensure/Release, which mrhooker points here: the same as PyGILState_Ensure/Release
+ * for a thread with a lasting thread state, which every thread running hooks has, without their second
+ * lookup and reference count. */
 static inline PyGILState_STATE mrh_gil_ensure(void)
 {
-    PyThreadState *ts = mrh_py_thread_state(&mrh_tls);
-    if (MRH_UNLIKELY(!ts)) {
-        PyGILState_Ensure();   /* made here, it lasts as attached ones do: released by SaveThread */
-        return PyGILState_UNLOCKED;
-    }
+    PyThreadState *ts = mrh_thread_state(mrh_self());
+    if (MRH_UNLIKELY(ts == NULL)) return PyGILState_Ensure();
     if (MRH_CURRENT_TSTATE() == ts) return PyGILState_LOCKED;
     PyEval_RestoreThread(ts);
     return PyGILState_UNLOCKED;
@@ -90,28 +181,16 @@ static inline void mrh_gil_release(PyGILState_STATE state)
     if (state == PyGILState_UNLOCKED) PyEval_SaveThread();
 }
 
-/* Brackets a call of an original from Python: the GIL is dropped around it when the hook took it itself (the
- * call may block, waiting for another thread that needs the GIL for its own hook), or when Python code
- * outside any hook calls it. errno is kept for the hook's get_errno() and for the target. */
-#define MRH_CALL_ORIGINAL(t, slot, call)                                                   \
-    do {                                                                                   \
-        int mrh_drop_ = ((t)->gil_taken || (t)->depth == 0) && !mrh_py_hooks[slot].keeps_gil; \
-        PyThreadState *mrh_saved_ = mrh_drop_ ? PyEval_SaveThread() : NULL;                \
-        errno = (t)->entry_errno;                                                          \
-        call;                                                                              \
-        (t)->orig_errno = errno;                                                           \
-        if (mrh_drop_) PyEval_RestoreThread(mrh_saved_);                                   \
-        (t)->orig_slot = (slot);                                                           \
-    } while (0)
-
-/* Conversions. Each returns 0, or -1 with a Python exception set. "what" names the value in messages. */
-int mrh_py_arg_int(PyObject *o, unsigned long long *out, const char *func, int index);
+/* ---- conversions ----------------------------------------------------------------------------------------
+ * Each returns 0, or -1 with a Python exception set. `func` names the hook in messages, `index` the argument.
+ * Integers must fit the C type (size bytes, signed or not; an unsigned type also takes -1 .. -2**(bits-1),
+ * as C code writes (size_t)-1): out of range is an error, never a silent truncation. */
+int mrh_py_arg_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func, int index);
 int mrh_py_arg_float(PyObject *o, double *out, const char *func, int index);
 int mrh_py_arg_ldouble(PyObject *o, long double *out, const char *func, int index);
-/* const char * and other pointers; *keep receives an object to release after the call (or NULL). */
 int mrh_py_arg_bytes(PyObject *o, const char **out, PyObject **keep, const char *func, int index);
 int mrh_py_arg_pointer(PyObject *o, void **out, PyObject **keep, const char *func, int index);
-int mrh_py_ret_int(PyObject *o, unsigned long long *out, const char *func);
+int mrh_py_ret_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func);
 int mrh_py_ret_float(PyObject *o, double *out, const char *func);
 int mrh_py_ret_ldouble(PyObject *o, long double *out, const char *func);
 int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func);   /* keeps returned bytes alive */
@@ -119,10 +198,5 @@ int mrh_py_ret_pointer(PyObject *o, void **out, const char *func);
 PyObject *mrh_py_bytes_or_none(const char *s);
 PyObject *mrh_py_pointer(void *p);
 PyObject *mrh_py_argcount(const char *func, int expected, Py_ssize_t got);
-
-/* Prints the pending exception as a failure of hook `index`, with its traceback, to the hook output. */
-void mrh_py_report(int index);
-/* A hook returned a value of the wrong type: sets the exception that mrh_py_report prints. */
-int mrh_py_bad_return(PyObject *o, const char *func, const char *expected);
 
 #endif

@@ -1,0 +1,235 @@
+"""The build cache: where builds live, who may write there, keys, publishing and checking builds, pruning.
+
+A library in the cache runs inside every hooked program, so:
+- every directory on the resolved path to it (and the files) must belong to the user or root and be writable by
+  no one else (check_private); the launcher hands the loader resolved paths only, so no symlink another user
+  owns can be re-pointed between the check and the load;
+- a build is made in a temporary directory and renamed into place (publish), with a manifest holding the
+  SHA-256 of each file, checked before every use (verify): a truncated or altered file is rebuilt, never loaded;
+- temporary directories left by a killed build (their pid is gone) are removed (prune).
+"""
+import hashlib
+import json
+import os
+import stat
+import time
+
+from mrhooker.errors import MrhookerError
+
+MANIFEST = "manifest.json"
+WEEK = 7 * 86400
+
+
+def default_root():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mrhooker")
+
+
+def _refuse_owner(path, what, st):
+    return MrhookerError("%s %s is owned by another user (uid %d): a library there would run in every hooked "
+                         "program; use a directory of your own (--build-dir)" % (what, path, st.st_uid))
+
+
+def check_private(path, what):
+    """Refuses a file or directory that another user could change or replace, checking every directory on its
+    resolved path (a sticky directory above, such as /tmp, is fine: others can't replace what is ours there).
+    Returns the resolved path, the one to use from now on."""
+    resolved = os.path.realpath(path)
+    uid = os.getuid()
+    current = resolved
+    while True:
+        try:
+            st = os.stat(current)
+        except OSError as e:
+            raise MrhookerError("cannot check %s %s: %s" % (what, current, e.strerror))
+        if st.st_uid not in (uid, 0):
+            raise _refuse_owner(current, what, st)
+        writable_by_others = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        sticky_above = current != resolved and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+        if writable_by_others and not sticky_above:
+            raise MrhookerError("%s %s is writable by %s (mode %o): anyone could replace the hooks loaded into your "
+                                "programs; fix it with: chmod go-w %s" % (
+                                    what, current, "others" if st.st_mode & stat.S_IWOTH else "its group",
+                                    stat.S_IMODE(st.st_mode), current))
+        parent = os.path.dirname(current)
+        if parent == current:
+            return resolved
+        current = parent
+
+
+def prepare(path, what):
+    """The directory at path, created private (mode 0700, also each missing directory above it, whatever the
+    umask) and checked. Returns its resolved path."""
+    if not path:
+        raise MrhookerError("the %s is empty: name a directory" % what)
+    path = os.path.abspath(path)
+    missing = []
+    current = path
+    while not os.path.exists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+            os.chmod(d, 0o700)   # the umask may have removed bits; it never adds any we need
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise MrhookerError("cannot create %s %s: %s" % (what, d, e.strerror))
+    if not os.path.isdir(path):
+        raise MrhookerError("%s %s is not a directory" % (what, path))
+    return check_private(path, what)
+
+
+# ---- keys ---------------------------------------------------------------------------------------------
+
+def hash_files(paths):
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.encode() + b"\0")
+        try:
+            with open(p, "rb") as f:
+                h.update(f.read())
+        except OSError:
+            h.update(b"<missing>")
+    return h.hexdigest()
+
+
+def key(parts, files=(), length=24):
+    """A cache key from strings (or bytes) and the contents of files."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else p.encode())
+        h.update(b"\0")
+    if files:
+        h.update(hash_files(files).encode())
+    return h.hexdigest()[:length]
+
+
+# ---- writing ------------------------------------------------------------------------------------------
+
+def temp_dir(root, prefix):
+    """A new private directory in root for a build in progress, named so that prune() knows whose it is."""
+    import tempfile
+    return tempfile.mkdtemp(prefix=".tmp-%s-%d-" % (prefix, os.getpid()), dir=root)
+
+
+def write_atomic(path, data):
+    """Writes a file so that a reader sees the old one or the new one, never half of one."""
+    import tempfile
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-file-%d-" % os.getpid(), dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _file_hash(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def seal(directory, files, info):
+    """Writes directory's manifest: info plus the SHA-256 of each of files (names in directory)."""
+    manifest = dict(info)
+    manifest["files"] = {name: _file_hash(os.path.join(directory, name)) for name in files}
+    write_atomic(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=1))
+
+
+def verify(directory):
+    """The manifest of a sealed directory whose files are all as sealed, or None (missing, truncated, altered:
+    build it again)."""
+    try:
+        with open(os.path.join(directory, MANIFEST)) as f:
+            manifest = json.load(f)
+        files = manifest["files"]
+        for name, digest in files.items():
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or _file_hash(path) != digest:
+                return None
+        return manifest
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def publish(tmp, final, replace=False):
+    """Renames a finished build directory into place. If another run got there first, keeps theirs (unless
+    `replace`: --rebuild, or the one there failed verify)."""
+    import shutil
+    os.chmod(tmp, 0o700)
+    if replace and os.path.lexists(final):
+        old = "%s.old-%d" % (final, os.getpid())
+        os.rename(final, old)   # running targets keep the libraries they mapped
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not os.path.isdir(final):
+            raise
+
+
+def touch(directory):
+    """Marks a build as used now (prune keeps builds used within a week)."""
+    try:
+        os.utime(os.path.join(directory, MANIFEST))
+    except OSError:
+        pass
+
+
+# ---- pruning ------------------------------------------------------------------------------------------
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def prune(root, prefix, keep):
+    """Removes root's builds named prefix-* unused for a week (a running target may still need a recent one to
+    exec its children), and the temporary directories of builds whose process is gone."""
+    import shutil
+    horizon = time.time() - WEEK
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(root, name)
+        if name.startswith(".tmp-"):
+            parts = name.split("-")   # .tmp-WHAT-PID-RANDOM
+            pid = int(parts[3]) if len(parts) > 4 and parts[3].isdigit() else None
+            try:
+                old = os.stat(path).st_mtime < time.time() - 86400
+            except OSError:
+                continue
+            if (pid is not None and pid != os.getpid() and not _pid_alive(pid)) or old:
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+        elif name.startswith(prefix + "-") and path != keep and os.path.isdir(path):
+            try:
+                if os.stat(os.path.join(path, MANIFEST)).st_mtime < horizon:
+                    shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                pass

@@ -1,0 +1,85 @@
+/* output.h: the hook output file, as both sides of the runtime open and write it (each with its own libc).
+ *
+ * The destination is a path (a file given with -o, or the launcher's stderr as /proc/PID/fd/N) that each
+ * process opens itself, with the identity (device:inode, MRHOOKER_OUTPUT_ID) it must have.
+ * Hazards, and the idea for each:
+ * - The target may close every descriptor (daemons do), dup2 over ours, or expect the lowest free number
+ *   for its next open: a descriptor of ours at 3 would take its place.
+ *   Idea: ours lives high (F_DUPFD_CLOEXEC from near the descriptor limit), is checked to still be that file
+ *   before each write, and is opened again when it is not (never closing what is now the target's).
+ * - The path may name something else by now (a reused pid in /proc).
+ *   Idea: a descriptor whose identity is not the one wanted is closed and the output dropped, never
+ *   written into someone else's file.
+ * - Lines from threads and processes must not mix.
+ *   Idea: callers hand over whole lines; each is one write() on a descriptor opened with O_APPEND.
+ */
+#ifndef MRHOOKER_OUTPUT_H
+#define MRHOOKER_OUTPUT_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Where our descriptors start: near the soft limit, at most 1000, so programs that hand out the lowest free
+ * number, or use select() (FD_SETSIZE 1024), never meet them. */
+static inline int mrh_output_fd_floor(void)
+{
+    struct rlimit rl;
+    long top = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < top)
+        top = (long)rl.rlim_cur;
+    return top > 64 ? (int)top - 24 : 3;
+}
+
+static inline int mrh_output_identity(int fd, const char *id)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) return 0;
+    if (!id || !*id) return 1;
+    char *end;
+    unsigned long long dev = strtoull(id, &end, 10);
+    if (*end != ':') return 1;
+    unsigned long long ino = strtoull(end + 1, NULL, 10);
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+/* A high, close-on-exec descriptor on the output, or -1 (then the output is dropped). path NULL or "":
+ * this process's stderr as it is now. */
+static inline int mrh_output_open(const char *path, const char *id)
+{
+    int fd = path && *path ? open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY) : dup(2);
+    if (fd < 0) return -1;
+    if (!mrh_output_identity(fd, path && *path ? id : NULL)) {
+        close(fd);
+        return -1;
+    }
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, mrh_output_fd_floor());
+    if (high >= 0) {
+        close(fd);
+        fd = high;
+    }
+    return fd;
+}
+
+/* Is fd still the output it was opened as (dev, ino)? */
+static inline int mrh_output_still(int fd, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+static inline void mrh_output_write_all(int fd, const char *data, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, data, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        data += w;
+        n -= (size_t)w;
+    }
+}
+
+#endif

@@ -1,0 +1,58 @@
+/* preload.h: what the target side's files (preload.c, resolve.c, follow.c, signals.c and the generated
+ * entries.c) share. None of it is seen by the hook side, which gets what it needs through mrh_runtime. */
+#ifndef MRHOOKER_PRELOAD_H
+#define MRHOOKER_PRELOAD_H
+
+#include "mrhooker_rt.h"
+
+/* Hidden unless marked MRH_EXPORT: the preload library exports only the hooked symbols and the wrappers
+ * (sigaction, exec*, ...), so nothing else can interpose on the runtime or be interposed by it. */
+#pragma GCC visibility push(hidden)
+
+/* Per-thread state. Initial-exec TLS: one instruction to reach it and no allocation, so it is usable from
+ * allocator hooks and signal handlers. */
+extern __thread mrh_thread mrh_tls __attribute__((tls_model("initial-exec")));
+extern int mrh_state;                 /* see mrhooker_rt.h for who moves it */
+extern mrh_slot mrh_slots[];          /* generated, one per hooked symbol */
+extern const int mrh_nslots;
+
+/* preload.c */
+int mrh_begin_slow(mrh_thread *t, const void *caller);   /* may this hooked call run its hook? starts hooks */
+void mrh_first_hook_on_thread(mrh_thread *t);              /* the hook side's per-thread set-up */
+void mrh_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));   /* "mrhooker: ..." line */
+
+/* The settings this process was launched with (MRHOOKER_*, see mrhooker_rt.h), read once. */
+typedef struct mrh_settings {
+    const char *hooks, *runtime, *kind, *module, *script;
+    const char *python_path, *python_home, *executable, *output, *output_id;
+    int follow;           /* exec'd children are hooked too */
+    long start_wait_ms;   /* how long a thread waits for another thread's start */
+} mrh_settings;
+extern mrh_settings mrh_config;
+
+/* resolve.c */
+void mrh_resolve_init(void);                  /* at load: the real dlsym, and every slot's original */
+void *mrh_resolve(int slot);                  /* the original of a slot, looked up if not known yet */
+void *mrh_original(const char *name);         /* the next definition of any symbol, cached; NULL if none */
+void mrh_resolve_after_fork(void);            /* in a fork child: its locks are reset */
+void *mrh_boot_alloc(size_t size);            /* serves malloc/calloc while their originals are looked up */
+int mrh_boot_owns(const void *p);
+size_t mrh_boot_size(const void *p);
+int mrh_in_loader(const void *code);          /* is this code address in the dynamic loader? */
+
+/* follow.c */
+void mrh_follow_init(void);                   /* snapshot MRHOOKER_*, or strip them (--no-follow) */
+
+/* signals.c */
+void mrh_signals_init(void);
+
+#pragma GCC visibility pop
+
+/* The original of a slot: resolved at load in nearly every process, so read without a call. */
+static inline void *mrh_original_of(int slot)
+{
+    void *p = __atomic_load_n(&mrh_slots[slot].original, __ATOMIC_ACQUIRE);
+    return MRH_LIKELY(p != NULL) ? p : mrh_resolve(slot);
+}
+
+#endif

@@ -1,0 +1,304 @@
+/* resolve.c (target side): the originals. A hook's original is the next definition of its symbol after the
+ * preload library, what dlsym(RTLD_NEXT) gives it.
+ *
+ * Hazards, and the idea for each:
+ * - A hook script may hook dlsym itself: our lookups would then run through our own entry point.
+ *   Idea: the runtime calls libc's dlsym through a pointer found in libc's own symbol table (find_in_object).
+ * - glibc's dlsym may call malloc, calloc and free (for its error strings). When those are hooked, their own
+ *   originals may not be known yet, and looking them up would recurse without end.
+ *   Idea: `resolving` marks a thread inside a lookup; such calls get no original (NULL), and the entry points
+ *   of malloc/calloc serve them from a static arena (mrh_boot_alloc), free leaks them.
+ * - A library loaded later with dlopen(RTLD_LOCAL) (a plugin, a Python extension's libz or libssl) is not in
+ *   the global scope, so RTLD_NEXT can't see it, yet its callers reach our entry point.
+ *   Idea: when RTLD_NEXT finds nothing, look in each object of the target's namespace (find_in_loaded);
+ *   that object is then kept loaded (a dlclose of it would leave a dangling original).
+ * - Any of these functions can be called while a hook runs, from a signal handler or during another lookup.
+ *   Idea: every call the runtime makes raises the thread's depth, so hooked calls it makes go to originals.
+ */
+#define _GNU_SOURCE
+#include "preload.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/auxv.h>
+
+/* ---- bootstrap allocator ------------------------------------------------------------------------------ */
+
+static unsigned char boot_arena[1 << 16] __attribute__((aligned(16)));
+static size_t boot_used;                                        /* guarded by boot_lock */
+static pthread_mutex_t boot_lock = PTHREAD_MUTEX_INITIALIZER;   /* reset in a fork child */
+
+void *mrh_boot_alloc(size_t size)
+{
+    size_t need = 16 + ((size + 15) & ~(size_t)15);
+    void *p = NULL;
+    pthread_mutex_lock(&boot_lock);
+    if (size < sizeof boot_arena && need <= sizeof boot_arena - boot_used) {
+        unsigned char *block = boot_arena + boot_used;
+        *(size_t *)block = size;   /* for realloc of an arena block */
+        p = block + 16;
+        boot_used += need;
+    }
+    pthread_mutex_unlock(&boot_lock);
+    return p;   /* zeroed: the arena is static and never reused */
+}
+
+int mrh_boot_owns(const void *p)
+{
+    return (const unsigned char *)p >= boot_arena && (const unsigned char *)p < boot_arena + sizeof boot_arena;
+}
+
+size_t mrh_boot_size(const void *p) { return *(const size_t *)((const unsigned char *)p - 16); }
+
+/* ---- symbol tables ------------------------------------------------------------------------------------ */
+
+static int same_string(const char *a, const char *b)   /* strcmp without a call a script could hook */
+{
+    while (*a && *a == *b) a++, b++;
+    return *a == *b;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *base = path;
+    for (const char *p = path; *p; p++)
+        if (*p == '/') base = p + 1;
+    return base;
+}
+
+/* The default-version definition of `name` in a loaded object's dynamic symbol table (GNU hash), or NULL.
+ * No IFUNC handling: used for dlsym only, which is a plain function. */
+static void *find_in_object(const struct link_map *map, const char *name)
+{
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    const uint32_t *gnu_hash = NULL;
+    const ElfW(Half) *versym = NULL;
+    for (const ElfW(Dyn) *d = map->l_ld; d->d_tag != DT_NULL; d++) {
+        ElfW(Addr) p = d->d_un.d_ptr;
+        if (p < map->l_addr) p += map->l_addr;   /* glibc relocates these entries in place on most machines */
+        if (d->d_tag == DT_SYMTAB) symtab = (const ElfW(Sym) *)p;
+        else if (d->d_tag == DT_STRTAB) strtab = (const char *)p;
+        else if (d->d_tag == DT_GNU_HASH) gnu_hash = (const uint32_t *)p;
+        else if (d->d_tag == DT_VERSYM) versym = (const ElfW(Half) *)p;
+    }
+    if (!symtab || !strtab || !gnu_hash) return NULL;
+    uint32_t h = 5381;
+    for (const char *c = name; *c; c++) h = h * 33 + (unsigned char)*c;
+    uint32_t nbuckets = gnu_hash[0], symoffset = gnu_hash[1], bloom_words = gnu_hash[2];
+    const uint32_t *buckets = (const uint32_t *)((const ElfW(Addr) *)(gnu_hash + 4) + bloom_words);
+    const uint32_t *chain = buckets + nbuckets;
+    uint32_t i = buckets[h % nbuckets];
+    if (i < symoffset) return NULL;
+    for (;; i++) {
+        uint32_t h2 = chain[i - symoffset];
+        const ElfW(Sym) *s = &symtab[i];
+        if ((h | 1) == (h2 | 1) && s->st_shndx != SHN_UNDEF && same_string(strtab + s->st_name, name) &&
+            (!versym || !(versym[i] & 0x8000)))
+            return (void *)(map->l_addr + s->st_value);
+        if (h2 & 1) return NULL;
+    }
+}
+
+/* libc's dlsym (or libdl's, before glibc 2.34), never a hooked one. Found at load, when the link map can be
+ * walked without a lock (no other thread can dlclose yet). */
+static void *(*real_dlsym)(void *, const char *);
+
+static void find_real_dlsym(void)
+{
+    for (struct link_map *m = _r_debug.r_map; m && !real_dlsym; m = m->l_next) {
+        const char *base = base_name(m->l_name ? m->l_name : "");
+        if (strncmp(base, "libc.so", 7) == 0 || strncmp(base, "libdl.so", 8) == 0)
+            real_dlsym = (void *(*)(void *, const char *))find_in_object(m, "dlsym");
+    }
+    if (!real_dlsym) real_dlsym = dlsym;   /* an unusual libc: the PLT's dlsym is the best we have */
+}
+
+/* ---- the dynamic loader's own code -------------------------------------------------------------------- */
+
+/* ld.so's text, from its program headers. Computed on first use (it is read-only data: races are benign). */
+static uintptr_t loader_start, loader_end;
+
+int mrh_in_loader(const void *code)
+{
+    if (!loader_end) {
+        mrh_tls.depth++;   /* getauxval may be hooked */
+        uintptr_t base = getauxval(AT_BASE);
+        mrh_tls.depth--;
+        if (!base) return 0;
+        const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+        const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + eh->e_phoff);
+        uintptr_t lo = UINTPTR_MAX, hi = 0;
+        for (int i = 0; i < eh->e_phnum; i++) {
+            if (ph[i].p_type != PT_LOAD) continue;
+            if (base + ph[i].p_vaddr < lo) lo = base + ph[i].p_vaddr;
+            if (base + ph[i].p_vaddr + ph[i].p_memsz > hi) hi = base + ph[i].p_vaddr + ph[i].p_memsz;
+        }
+        loader_start = lo;
+        __atomic_store_n(&loader_end, hi, __ATOMIC_RELEASE);
+    }
+    uintptr_t a = (uintptr_t)code;
+    return a >= loader_start && a < __atomic_load_n(&loader_end, __ATOMIC_ACQUIRE);
+}
+
+/* ---- lookups ------------------------------------------------------------------------------------------ */
+
+/* This thread is inside a lookup (see the hazards above). */
+static __thread int resolving __attribute__((tls_model("initial-exec")));
+
+static int in_preload_library(const void *p)
+{
+    static uintptr_t lo, hi;   /* this library's extent: read-only after the first call */
+    if (!hi) {
+        Dl_info info;
+        if (!dladdr((void *)in_preload_library, &info)) return 0;
+        const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)info.dli_fbase;
+        const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
+        uintptr_t top = 0;
+        for (int i = 0; i < eh->e_phnum; i++)
+            if (ph[i].p_type == PT_LOAD && ph[i].p_vaddr + ph[i].p_memsz > top) top = ph[i].p_vaddr + ph[i].p_memsz;
+        lo = (uintptr_t)info.dli_fbase;
+        hi = lo + top;
+    }
+    return (uintptr_t)p >= lo && (uintptr_t)p < hi;
+}
+
+/* The paths of the loaded objects, collected by dl_iterate_phdr (which holds the loader's write lock, so no
+ * dlopen may be called from its callback: it takes the loader's other lock first). */
+#define LOADED_MAX 1024
+static char loaded_names[1 << 16];                                    /* guarded by loaded_lock */
+static pthread_mutex_t loaded_lock = PTHREAD_MUTEX_INITIALIZER;      /* reset in a fork child */
+
+struct loaded_list { size_t used; int count; int offset[LOADED_MAX]; };
+
+static int collect_loaded(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct loaded_list *list = arg;
+    const char *name = info->dlpi_name;
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || name[0] != '/' || list->count >= LOADED_MAX || list->used + n + 1 > sizeof loaded_names) return 0;
+    memcpy(loaded_names + list->used, name, n + 1);
+    list->offset[list->count++] = (int)list->used;
+    list->used += n + 1;
+    return 0;
+}
+
+/* `name` in the objects of the target's namespace that RTLD_NEXT does not search (loaded later, RTLD_LOCAL).
+ * An object found so stays loaded. */
+static void *find_in_loaded(const char *name)
+{
+    static struct loaded_list list;   /* guarded by loaded_lock */
+    void *found = NULL;
+    pthread_mutex_lock(&loaded_lock);
+    list.used = 0;
+    list.count = 0;
+    dl_iterate_phdr(collect_loaded, &list);
+    for (int i = 0; i < list.count && !found; i++) {
+        /* RTLD_NOLOAD from this library opens only what the target's namespace has: never the hook side's. */
+        void *h = dlopen(loaded_names + list.offset[i], RTLD_NOLOAD | RTLD_LAZY);
+        if (!h) continue;
+        void *p = real_dlsym(h, name);
+        if (p && !in_preload_library(p)) found = p;   /* h's reference is kept: the object stays loaded */
+        else dlclose(h);
+    }
+    pthread_mutex_unlock(&loaded_lock);
+    return found;
+}
+
+/* The next definition of `name` after this library. Raises depth: hooked calls made by dlsym (and its
+ * allocations) go to their originals. */
+static void *look_up(const char *name)
+{
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    resolving = 1;
+    if (MRH_UNLIKELY(!real_dlsym)) find_real_dlsym();   /* a lookup before this library's constructor */
+    void *p = real_dlsym(RTLD_NEXT, name);
+    if (!p) p = find_in_loaded(name);
+    resolving = 0;
+    t->depth--;
+    return p;
+}
+
+void *mrh_resolve(int slot)
+{
+    mrh_slot *s = &mrh_slots[slot];
+    void *p = __atomic_load_n(&s->original, __ATOMIC_ACQUIRE);
+    if (MRH_LIKELY(p != NULL) || resolving) return p;
+    p = look_up(s->name);
+    if (p) __atomic_store_n(&s->original, p, __ATOMIC_RELEASE);
+    return p;
+}
+
+/* ---- originals by name (Cython's original(), dlsym(RTLD_NEXT, ...) in a hook) --------------------------- */
+
+/* An open-addressing table, filled on demand and never emptied. Readers take no lock: an entry's name and
+ * address are written before its published flag. */
+#define NAMED_SIZE 1024
+static struct named {
+    const char *name;
+    void *addr;
+    int published;
+} named[NAMED_SIZE];
+static pthread_mutex_t named_lock = PTHREAD_MUTEX_INITIALIZER;   /* serialises adding entries */
+
+static unsigned name_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+void *mrh_original(const char *name)
+{
+    unsigned h = name_hash(name);
+    for (unsigned i = 0; i < NAMED_SIZE; i++) {
+        struct named *e = &named[(h + i) % NAMED_SIZE];
+        if (!__atomic_load_n(&e->published, __ATOMIC_ACQUIRE)) break;
+        if (e->name == name || same_string(e->name, name)) return e->addr;
+    }
+    if (resolving) return NULL;
+    for (int i = 0; i < mrh_nslots; i++)   /* a hooked symbol: its slot knows it already */
+        if (same_string(mrh_slots[i].name, name)) return mrh_resolve(i);
+    void *p = look_up(name);
+    if (!p) return NULL;
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    pthread_mutex_lock(&named_lock);
+    for (unsigned i = 0; i < NAMED_SIZE; i++) {
+        struct named *e = &named[(h + i) % NAMED_SIZE];
+        if (e->published) {
+            if (same_string(e->name, name)) break;
+            continue;
+        }
+        char *copy = mrh_boot_alloc(strlen(name) + 1);   /* never freed, like the entry */
+        if (!copy) break;
+        strcpy(copy, name);
+        e->name = copy;
+        e->addr = p;
+        __atomic_store_n(&e->published, 1, __ATOMIC_RELEASE);
+        break;
+    }
+    pthread_mutex_unlock(&named_lock);
+    t->depth--;
+    return p;
+}
+
+/* ---- load and fork ------------------------------------------------------------------------------------ */
+
+void mrh_resolve_init(void)
+{
+    if (!real_dlsym) find_real_dlsym();
+    for (int i = 0; i < mrh_nslots; i++) mrh_resolve(i);
+}
+
+void mrh_resolve_after_fork(void)
+{
+    pthread_mutex_init(&boot_lock, NULL);
+    pthread_mutex_init(&loaded_lock, NULL);
+    pthread_mutex_init(&named_lock, NULL);
+}

@@ -1,0 +1,109 @@
+/* signals.c (target side): hooks never run inside the target's signal handlers.
+ *
+ * Hazard: a handler interrupts arbitrary code, possibly a hook holding the GIL or the runtime holding a lock;
+ * a hooked call from the handler that ran a hook would wait for them forever.
+ * Idea: handlers installed through sigaction()/signal() are wrapped: the wrapper raises the thread's depth, so
+ * every hooked call from the handler goes to its original. The target sees its own handlers in oldact.
+ * Hazard: a signal arriving while a handler is being replaced must see a handler and its calling convention
+ * (SA_SIGINFO or not) that belong together.
+ * Idea: each signal has two records; a new one is written into the one not in use, then published by one
+ * atomic store of its index.
+ */
+#define _GNU_SOURCE
+#include "preload.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+typedef struct {
+    void (*handler)(void);   /* the target's handler */
+    int siginfo;             /* it takes (int, siginfo_t *, void *) */
+} handler_record;
+
+static handler_record records[NSIG][2];
+static int current[NSIG];   /* which record is in use (atomic) */
+static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);   /* resolved at load */
+
+static void signal_trampoline(int sig, siginfo_t *info, void *context)
+{
+    mrh_thread *t = &mrh_tls;
+    int saved = t->depth;
+    t->depth = saved + 1;
+    handler_record r = records[sig][__atomic_load_n(&current[sig], __ATOMIC_ACQUIRE)];
+    if (r.siginfo) ((void (*)(int, siginfo_t *, void *))r.handler)(sig, info, context);
+    else ((void (*)(int))r.handler)(sig);
+    t->depth = saved;
+}
+
+static int is_function(void (*h)(void))
+{
+    return h != (void (*)(void))SIG_DFL && h != (void (*)(void))SIG_IGN && h != (void (*)(void))SIG_ERR;
+}
+
+MRH_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
+{
+    if (MRH_UNLIKELY(!real_sigaction)) {
+        mrh_signals_init();
+        if (!real_sigaction) {
+            errno = ENOSYS;
+            return -1;
+        }
+    }
+    if (sig <= 0 || sig >= NSIG) return real_sigaction(sig, act, oldact);
+    int was = __atomic_load_n(&current[sig], __ATOMIC_ACQUIRE);
+    handler_record previous = records[sig][was];
+    struct sigaction wrapped;
+    int published = 0;
+    if (act) {
+        void (*h)(void) = (act->sa_flags & SA_SIGINFO) ? (void (*)(void))act->sa_sigaction
+                                                         : (void (*)(void))act->sa_handler;
+        if (is_function(h)) {
+            records[sig][!was] = (handler_record){h, (act->sa_flags & SA_SIGINFO) != 0};
+            __atomic_store_n(&current[sig], !was, __ATOMIC_RELEASE);   /* before the kernel can call it */
+            published = 1;
+            wrapped = *act;
+            wrapped.sa_sigaction = signal_trampoline;
+            wrapped.sa_flags |= SA_SIGINFO;
+            act = &wrapped;
+        }
+    }
+    int rc = real_sigaction(sig, act, oldact);
+    if (rc != 0 && published) __atomic_store_n(&current[sig], was, __ATOMIC_RELEASE);
+    if (rc == 0 && oldact && oldact->sa_sigaction == signal_trampoline) {
+        /* Show the target its own handler, as it installed it. */
+        if (previous.siginfo) {
+            oldact->sa_sigaction = (void (*)(int, siginfo_t *, void *))previous.handler;
+        } else {
+            oldact->sa_flags &= ~SA_SIGINFO;
+            oldact->sa_handler = (void (*)(int))previous.handler;
+        }
+    }
+    return rc;
+}
+
+/* glibc's signal() calls its internal sigaction, not ours: same semantics (BSD: restart, not reset). */
+MRH_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+{
+    mrh_thread *t = &mrh_tls;
+    t->depth++;   /* sigemptyset() and the rest are ours, not the program's calls */
+    struct sigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    if (sig > 0 && sig < NSIG) sigaddset(&act.sa_mask, sig);
+    int rc = sigaction(sig, &act, &old);
+    t->depth--;
+    return rc < 0 ? SIG_ERR : old.sa_handler;
+}
+
+/* At load (or at the first sigaction, if a constructor of another library calls it first). */
+void mrh_signals_init(void)
+{
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    if (!real_sigaction)
+        real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))mrh_original("sigaction");
+    t->depth--;
+}

@@ -1,0 +1,123 @@
+"""The front end: a hook script read, and for a .py script its hooks with their prototypes.
+
+A .pyx script is Cython's to read (codegen.pyx_exports finds its hooks in Cython's output). A .py script's
+@hook("...") prototypes are read from its syntax tree without running it, and parsed by cdecl; its Python
+bodies don't matter to the build, so editing them never rebuilds.
+"""
+import ast
+import os
+
+from mrhooker.errors import MrhookerError
+
+# Symbols the runtime defines itself in every preload library (runtime/signals.c, preload.c).
+RUNTIME_SYMBOLS = ("sigaction", "signal", "vfork")
+
+
+class Script:
+    def __init__(self, path, kind, module, content, hooks):
+        self.path = path          # absolute
+        self.kind = kind          # "pyx" or "py"
+        self.module = module      # its module name
+        self.content = content    # bytes
+        self.hooks = hooks        # .py: [Hook] in source order; .pyx: None
+
+
+class Hook:
+    """One @hook of a .py script."""
+
+    def __init__(self, spec, line, prototype):
+        self.spec = spec              # the string given to @hook, exactly
+        self.line = line
+        self.prototype = prototype    # cdecl.Prototype
+
+
+def read(path, header_cache_dir=None):
+    """Reads a hook script; for .py, also its hooks' prototypes (cdecl caches the system headers' database in
+    header_cache_dir)."""
+    path = os.path.abspath(path)
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except FileNotFoundError:
+        raise MrhookerError("hook script not found: %s" % path)
+    except IsADirectoryError:
+        raise MrhookerError("hook script is a directory: %s" % path)
+    except OSError as e:
+        raise MrhookerError("cannot read hook script %s: %s" % (path, e.strerror))
+    base, ext = os.path.splitext(os.path.basename(path))
+    if ext not in (".pyx", ".py"):
+        raise MrhookerError("hook script must be a Cython .pyx or a Python .py file: %s" % path)
+    if not base.isidentifier():
+        raise MrhookerError("the hook script's name must be a Python identifier (it names the module): %r" % base)
+    return Script(path, ext[1:], base, content, None)
+
+
+def find_hooks(script, header_cache_dir):
+    """Fills script.hooks for a .py script: its @hook specs, each parsed into a prototype."""
+    from mrhooker import cdecl
+
+    specs = scan_hooks(script.content, script.path)
+    if not specs:
+        raise MrhookerError('%s declares no hooks: decorate functions with @hook("prototype") (from mrhooker import '
+                            'hook)' % script.path)
+    hooks, seen = [], {}
+    for spec, line in specs:
+        try:
+            proto = cdecl.prototype_for(spec, header_cache_dir)
+        except MrhookerError as e:
+            raise MrhookerError("%s:%d: %s" % (script.path, line, e))
+        if proto.symbol in seen:
+            raise MrhookerError("%s:%d: %s is hooked twice (also on line %d)" % (script.path, line, proto.symbol,
+                                                                                 seen[proto.symbol]))
+        seen[proto.symbol] = line
+        hooks.append(Hook(spec, line, proto))
+    check_symbols(seen, script.path)
+    script.hooks = hooks
+    return hooks
+
+
+def check_symbols(names, path):
+    for name in names:
+        if name in RUNTIME_SYMBOLS:
+            raise MrhookerError("%s: %s cannot be hooked: mrhooker's runtime wraps it itself (signal handlers run "
+                                "their hooked calls unhooked; vfork runs as fork)" % (path, name))
+
+
+def scan_hooks(source, path):
+    """The @hook("...") specs of a .py script, in order, read from its syntax tree. Returns [(spec, line)]."""
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as e:
+        raise MrhookerError("%s:%s:%s: %s" % (path, e.lineno, e.offset, e.msg))
+    hook_names, module_names = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "mrhooker":
+            hook_names.update(a.asname or a.name for a in node.names if a.name == "hook")
+        elif isinstance(node, ast.Import):
+            module_names.update(a.asname or a.name for a in node.names if a.name == "mrhooker")
+
+    def is_hook(func):
+        if isinstance(func, ast.Name):
+            return func.id in hook_names
+        return (isinstance(func, ast.Attribute) and func.attr == "hook" and isinstance(func.value, ast.Name)
+                and func.value.id in module_names)
+
+    specs = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for deco in node.decorator_list:
+                if is_hook(deco):
+                    raise MrhookerError('%s:%d: @hook needs the C prototype, e.g. @hook("int unlink(const char '
+                                        '*path)") or @hook("unlink")' % (path, deco.lineno))
+        if isinstance(node, ast.Call) and is_hook(node.func):
+            arg = node.args[0] if len(node.args) == 1 else None
+            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                raise MrhookerError("%s:%d: @hook takes one string literal (mrhooker reads the prototypes before "
+                                    "the script runs)" % (path, node.lineno))
+            for keyword in node.keywords:
+                if keyword.arg != "blocks":
+                    raise MrhookerError("%s:%d: @hook has no option %s (only blocks=False)"
+                                        % (path, node.lineno, keyword.arg))
+            specs.append((arg.value, node.lineno))
+    specs.sort(key=lambda s: s[1])
+    return specs
