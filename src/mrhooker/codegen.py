@@ -173,7 +173,7 @@ def _all_params(proto):
 
 
 def _to_python(ctype, expr):
-    """C value -> new Python object."""
+    """C value -> new Python object (t: the thread's mrh_thread, for C strings)."""
     if ctype.kind == "int":
         if ctype.signed:
             return "PyLong_FromLongLong((long long)(%s))" % expr
@@ -181,7 +181,7 @@ def _to_python(ctype, expr):
     if ctype.kind == "float":
         return "PyFloat_FromDouble((double)(%s))" % expr
     if ctype.kind == "bytes":
-        return "mrh_py_bytes_or_none(%s)" % expr
+        return "mrh_py_cstring(t, %s)" % expr
     if ctype.kind == "pointer":
         return "mrh_py_pointer((void *)(%s))" % expr
     raise ValueError(ctype.kind)

@@ -9,8 +9,9 @@ import os
 
 from mrhooker.errors import MrhookerError
 
-# Symbols the runtime defines itself in every preload library (runtime/signals.c, preload.c).
-RUNTIME_SYMBOLS = ("sigaction", "signal", "vfork")
+# Symbols the runtime defines itself in every preload library (runtime/signals.c, preload.c), or calls on
+# every path (errno).
+RUNTIME_SYMBOLS = ("sigaction", "signal", "vfork", "__errno_location")
 
 
 class Script:
@@ -79,6 +80,9 @@ def find_hooks(script, header_cache_dir):
 def check_symbols(names, path):
     for name in names:
         if name in RUNTIME_SYMBOLS:
+            if name == "__errno_location":
+                raise MrhookerError("%s: __errno_location cannot be hooked: it is how mrhooker's runtime (and every "
+                                    "program) reaches errno" % path)
             raise MrhookerError("%s: %s cannot be hooked: mrhooker's runtime wraps it itself (signal handlers run "
                                 "their hooked calls unhooked; vfork runs as fork)" % (path, name))
 

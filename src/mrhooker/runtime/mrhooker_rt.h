@@ -52,6 +52,8 @@ enum {
     MRH_OFF = 3,
 };
 
+#define MRH_CSTR_MAX 16
+
 /* A value returned by an original function, kept so that a failing hook can return it. */
 typedef union {
     long long i;
@@ -77,6 +79,13 @@ typedef struct mrh_thread {
     int orig_called;      /* the original ran during this hook ... */
     int orig_errno;       /* ... leaving this errno ... */
     mrh_value orig_ret;   /* ... and this result */
+    int in_python_hook;   /* a Python hook is running on this thread (between mrh_hook_begin and its end) */
+    /* bytes the running hook got for C strings (`const char *` arguments and originals' results), with the
+     * pointers they were made from: handed back to C, such an object stands for its pointer, not a copy
+     * (strchr's result must point into the caller's string). References held until the hook ends. */
+    int ncstr;
+    void *cstr_obj[MRH_CSTR_MAX];
+    const char *cstr_ptr[MRH_CSTR_MAX];
     int fork_held;        /* fork_prepare took the GIL on this thread: fork_parent/fork_child give it back */
     int fork_locked;      /* fork_prepare took start_lock on this thread */
 } mrh_thread;

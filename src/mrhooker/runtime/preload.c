@@ -62,8 +62,8 @@ static pthread_key_t thread_key;        /* its destructor deletes a thread's Pyt
 void mrh_warn(const char *fmt, ...)
 {
     mrh_thread *t = &mrh_tls;
-    int saved = errno;
     t->depth++;   /* open, write, close: the runtime's calls, not the program's */
+    int saved = errno;
     char line[1024];
     int n = snprintf(line, sizeof line, "mrhooker: ");
     va_list ap;
@@ -146,8 +146,8 @@ static void thread_attached(mrh_thread *t)   /* the hook side made t's Python th
 
 void mrh_first_hook_on_thread(mrh_thread *t)
 {
-    int saved = errno;
     t->depth++;
+    int saved = errno;
     ops->thread_init();
     t->hook_side_ready = 1;
     t->depth--;
@@ -292,8 +292,8 @@ int mrh_begin_slow(mrh_thread *t, const void *caller)
     int state = __atomic_load_n(&mrh_state, __ATOMIC_ACQUIRE);
     if (state == MRH_READY) return 1;
     if (state == MRH_OFF || mrh_in_loader(caller)) return 0;
-    int saved = errno;
     t->depth++;
+    int saved = errno;
     pthread_mutex_lock(&start_lock);
     int made = 0;
     if (mrh_state == MRH_UNSTARTED) made = launch_start();

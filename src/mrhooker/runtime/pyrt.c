@@ -261,7 +261,8 @@ int mrh_py_arg_bytes(PyObject *o, const char **out, PyObject **keep, const char 
 {
     *keep = NULL;
     if (PyBytes_Check(o)) {
-        *out = PyBytes_AS_STRING(o);
+        const char *from = mrh_py_cstring_pointer(mrh_self(), o);   /* the caller's own string, not a copy */
+        *out = from ? from : PyBytes_AS_STRING(o);
         return 0;
     }
     if (o == Py_None) {
@@ -365,6 +366,11 @@ int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func)
         return 0;
     }
     if (PyBytes_Check(o)) {
+        const char *from = mrh_py_cstring_pointer(mrh_self(), o);   /* an argument's or an original's result */
+        if (from) {
+            *out = from;
+            return 0;
+        }
         /* The caller keeps the pointer for as long as it likes: keep one copy of each returned value. */
         PyObject *kept = PyDict_SetDefault(returned_strings, o, o);
         if (!kept) return -1;
@@ -378,12 +384,6 @@ int mrh_py_ret_pointer(PyObject *o, void **out, const char *func)
 {
     /* bytes are kept alive as for const char * (getenv returns char * that callers only read) */
     return mrh_py_ret_bytes(o, (const char **)out, func);
-}
-
-PyObject *mrh_py_bytes_or_none(const char *s)
-{
-    if (!s) Py_RETURN_NONE;
-    return PyBytes_FromString(s);
 }
 
 PyObject *mrh_py_argcount(const char *func, int expected, Py_ssize_t got)

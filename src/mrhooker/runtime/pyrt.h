@@ -94,7 +94,38 @@ static inline int mrh_hook_begin(mrh_thread *t, mrh_py_hook *hook)
     t->entry_errno = entry_errno;
     t->errno_set = 0;
     t->orig_called = 0;
+    t->in_python_hook = 1;
+    t->ncstr = 0;
     return 0;
+}
+
+/* A C string as the hook sees it: bytes (None for NULL), remembered with its pointer (see mrh_thread). */
+static inline PyObject *mrh_py_cstring(mrh_thread *t, const char *s)
+{
+    if (s == NULL) Py_RETURN_NONE;
+    PyObject *o = PyBytes_FromString(s);
+    if (o != NULL && t->in_python_hook && t->ncstr < MRH_CSTR_MAX) {
+        Py_INCREF(o);
+        t->cstr_obj[t->ncstr] = o;
+        t->cstr_ptr[t->ncstr++] = s;
+    }
+    return o;
+}
+
+/* The pointer a bytes object was made from during this hook, or NULL. */
+static inline const char *mrh_py_cstring_pointer(mrh_thread *t, PyObject *o)
+{
+    for (int i = 0; i < t->ncstr; i++)
+        if (t->cstr_obj[i] == (void *)o) return t->cstr_ptr[i];
+    return NULL;
+}
+
+/* The hook is over (the GIL still held): its C strings' references are released. */
+static inline void mrh_hook_close(mrh_thread *t)
+{
+    for (int i = 0; i < t->ncstr; i++) Py_DECREF((PyObject *)t->cstr_obj[i]);
+    t->ncstr = 0;
+    t->in_python_hook = 0;
 }
 
 /* Calls the hook's Python function with argv (new references, released here). NULL: it raised. */
@@ -115,6 +146,7 @@ static inline PyObject *mrh_hook_call(mrh_py_hook *hook, PyObject **argv, int n)
 static inline void mrh_hook_end(mrh_thread *t)
 {
     int e = mrh_hook_errno(t);
+    mrh_hook_close(t);
     PyEval_SaveThread();
     *mrh_target_errno() = e;
 }
@@ -130,6 +162,7 @@ static inline int mrh_hook_failed(mrh_thread *t, mrh_py_hook *hook)
     mrh_py_report(hook);
     int ran = t->orig_called;
     int e = ran ? t->orig_errno : t->entry_errno;
+    mrh_hook_close(t);
     PyEval_SaveThread();
     *mrh_target_errno() = e;
     return ran;
@@ -195,7 +228,6 @@ int mrh_py_ret_float(PyObject *o, double *out, const char *func);
 int mrh_py_ret_ldouble(PyObject *o, long double *out, const char *func);
 int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func);   /* keeps returned bytes alive */
 int mrh_py_ret_pointer(PyObject *o, void **out, const char *func);
-PyObject *mrh_py_bytes_or_none(const char *s);
 PyObject *mrh_py_pointer(void *p);
 PyObject *mrh_py_argcount(const char *func, int expected, Py_ssize_t got);
 

@@ -145,6 +145,58 @@ int mrh_in_loader(const void *code)
     return a >= loader_start && a < __atomic_load_n(&loader_end, __ATOMIC_ACQUIRE);
 }
 
+/* ---- functions that depend on who calls them -------------------------------------------------------------
+ * dlopen, dlmopen, dlsym and dlvsym look at their caller's address: dlopen loads into the caller's namespace,
+ * dlsym(RTLD_DEFAULT/RTLD_NEXT) searches from the caller. Called by the hook side (a hook's original), the
+ * caller would be in the hook namespace: a library the target asked for would be loaded into the hooks'.
+ * Idea: their originals are these proxies, whose calls come from this library, in the target's namespace
+ * (as when an entry point calls them itself). noinline and no tail call: the return address must be here. */
+static void *(*real_dlopen)(const char *, int);
+static void *(*real_dlmopen)(Lmid_t, const char *, int);
+static void *(*real_dlsym_next)(void *, const char *);
+static void *(*real_dlvsym)(void *, const char *, const char *);
+
+#define KEEP_CALLER() __asm__ volatile("" ::: "memory")   /* stops the compiler turning the call into a jump */
+
+__attribute__((noinline)) static void *proxy_dlopen(const char *file, int mode)
+{
+    void *r = real_dlopen(file, mode);
+    KEEP_CALLER();
+    return r;
+}
+
+__attribute__((noinline)) static void *proxy_dlmopen(Lmid_t ns, const char *file, int mode)
+{
+    void *r = real_dlmopen(ns, file, mode);
+    KEEP_CALLER();
+    return r;
+}
+
+__attribute__((noinline)) static void *proxy_dlsym(void *handle, const char *name)
+{
+    void *r = real_dlsym_next(handle, name);
+    KEEP_CALLER();
+    return r;
+}
+
+__attribute__((noinline)) static void *proxy_dlvsym(void *handle, const char *name, const char *version)
+{
+    void *r = real_dlvsym(handle, name, version);
+    KEEP_CALLER();
+    return r;
+}
+
+/* The original to hand out for a name and the real function found for it: a proxy if the name is one of those. */
+static void *caller_proof(const char *name, void *real)
+{
+    if (!real) return NULL;
+    if (same_string(name, "dlopen")) return real_dlopen = real, (void *)proxy_dlopen;
+    if (same_string(name, "dlmopen")) return real_dlmopen = real, (void *)proxy_dlmopen;
+    if (same_string(name, "dlsym")) return real_dlsym_next = real, (void *)proxy_dlsym;
+    if (same_string(name, "dlvsym")) return real_dlvsym = real, (void *)proxy_dlvsym;
+    return real;
+}
+
 /* ---- lookups ------------------------------------------------------------------------------------------ */
 
 /* This thread is inside a lookup (see the hazards above). */
@@ -221,7 +273,7 @@ static void *look_up(const char *name)
     if (!p) p = find_in_loaded(name);
     resolving = 0;
     t->depth--;
-    return p;
+    return caller_proof(name, p);
 }
 
 void *mrh_resolve(int slot)
@@ -290,9 +342,19 @@ void *mrh_original(const char *name)
 
 /* ---- load and fork ------------------------------------------------------------------------------------ */
 
+/* The allocator's slots first: dlsym allocates on its error paths (a symbol no library defines), and those
+ * allocations must come from the real allocator, not the bootstrap arena, since their free may not be hooked. */
+static int is_allocator(const char *name)
+{
+    return same_string(name, "malloc") || same_string(name, "calloc") || same_string(name, "realloc") ||
+           same_string(name, "free");
+}
+
 void mrh_resolve_init(void)
 {
     if (!real_dlsym) find_real_dlsym();
+    for (int i = 0; i < mrh_nslots; i++)
+        if (is_allocator(mrh_slots[i].name)) mrh_resolve(i);
     for (int i = 0; i < mrh_nslots; i++) mrh_resolve(i);
 }
 
