@@ -15,6 +15,8 @@ import threading
 
 import pytest
 
+from helpers import LIBFOO_SRC
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 
@@ -137,3 +139,18 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def libfoo(cprog):
+    return cprog(LIBFOO_SRC, flags=["-shared", "-fPIC"], suffix=".so")
+
+
+@pytest.fixture(scope="session")
+def foo_prog(cprog, libfoo):
+    """foo_prog(source, flags=()) -> a program linked with the foo library (by absolute path: no rpath)."""
+
+    def build(source, flags=()):
+        return cprog(source, flags=[libfoo, "-pthread"] + list(flags))
+
+    return build

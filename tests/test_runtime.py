@@ -4,15 +4,15 @@ curl, Python, or a small C program compiled here) and checks exact counts, byte-
 statuses. Programs that could deadlock carry a watchdog (a thread or alarm() that kills them), and every run
 has a timeout, so a deadlock fails the test instead of hanging it.
 """
-import glob
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
-RUN_TIMEOUT = 60   # seconds for one hooked run; a deadlock fails the test at this point
+from helpers import (ALL_PYTHONS, DEBIAN_PYTHON, RUN_TIMEOUT, WATCHDOG_C, assert_clean, lines_starting,
+                     unhooked)
+
 
 # ---- hook scripts -----------------------------------------------------------------------------------------
 # Each distinct script text is built once per session (the build cache), so tests share them.
@@ -262,41 +262,6 @@ atexit.register(lambda: print("getpid hook calls", calls))
 """
 
 # ---- C programs -------------------------------------------------------------------------------------------
-
-# A library function, so that the programs' calls to it go through the PLT (and so to the preload library).
-LIBFOO_SRC = """\
-int foo(int x) { return x + 1; }
-"""
-
-# Watchdog for programs that might deadlock: kills the process from a thread that never runs a hook (its
-# message goes out by a raw system call: write() may be hooked, and stuck).
-WATCHDOG_C = """\
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-static void *watchdog_main(void *arg)
-{
-    sleep(*(int *)arg);
-    static const char msg[] = "watchdog: the program is stuck\\n";
-    if (syscall(SYS_write, 2, msg, sizeof msg - 1) < 0) _exit(98);
-    _exit(99);
-}
-/* Signals stay blocked in the watchdog thread, so that they interrupt the threads under test. */
-static void start_watchdog(int seconds)
-{
-    static int s;
-    s = seconds;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t t;
-    pthread_create(&t, NULL, watchdog_main, &s);
-    pthread_detach(t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-}
-"""
 
 FOO_THREADS_SRC = WATCHDOG_C + """\
 #include <stdlib.h>
@@ -699,29 +664,8 @@ signal.setitimer(signal.ITIMER_REAL, 0)
 print("main", main_writes, "handler", handler_writes, flush=True)
 """
 
-DEBIAN_PYTHON = "/usr/bin/python3"
-# Every Python 3 on this machine: the target's version does not matter (pyenv's 3.6 .. 3.13, Debian's).
-ALL_PYTHONS = [sys.executable] + sorted(
-    p for p in glob.glob("/root/.pyenv/versions/3.*/bin/python3") if os.path.realpath(p) != os.path.realpath(
-        sys.executable)) + [p for p in [DEBIAN_PYTHON] if os.path.exists(p)]
-
 
 # ---- fixtures and helpers ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def libfoo(cprog):
-    return cprog(LIBFOO_SRC, flags=["-shared", "-fPIC"], suffix=".so")
-
-
-@pytest.fixture(scope="session")
-def foo_prog(cprog, libfoo):
-    """foo_prog(source, flags=()) -> a program linked with the foo library (by absolute path: no rpath)."""
-
-    def build(source, flags=()):
-        return cprog(source, flags=[libfoo, "-pthread"] + list(flags))
-
-    return build
-
 
 @pytest.fixture(scope="session")
 def data_file(session_dir):
@@ -742,23 +686,6 @@ def binary_file(session_dir):
         import random
         path.write_bytes(bytes(random.Random(2).getrandbits(8) for _ in range(300000)))
     return str(path)
-
-
-def lines_starting(text, prefix):
-    return [line for line in text.splitlines() if line.startswith(prefix)]
-
-
-def unhooked(args, **kwargs):
-    return subprocess.run([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=RUN_TIMEOUT, **kwargs)
-
-
-def assert_clean(r):
-    """The target and the runtime ended normally."""
-    assert r.returncode == 0, r
-    assert "Fatal Python error" not in r.err, r
-    assert "watchdog" not in r.err, r
-    assert "Traceback" not in r.err, r
 
 
 def atexit_lines(text):

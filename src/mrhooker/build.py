@@ -72,6 +72,8 @@ def _runtime_dir(root, pyinfo, log):
     final = os.path.join(root, "runtime-" + key)
     objects = [os.path.join(final, f[:-2] + ".o") for f in TARGET_SIDE]
     if cache.verify(final) is not None:
+        for path in objects + [os.path.join(final, "pyrt.so")]:   # linked into, or copied into, every build
+            cache.check_private(path, "mrhooker's runtime file")
         return final, objects
     tmp = cache.temp_dir(root, "runtime")
     try:
@@ -101,8 +103,12 @@ def _compile_libraries(tmp, hook_sources, pyinfo, runtime_objects, options, what
                 pool.submit(toolchain.compile_c, ["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")]
                             + runtime_objects, os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs,
                             options.cflags, options.log, "compiling the preload library", ["-ldl", "-lpthread"])]
-        for job in jobs:
-            job.result()
+        try:
+            for job in jobs:
+                job.result()
+        except BaseException:
+            toolchain.kill_running()   # the other compile, and an interrupted one: don't wait for them
+            raise
 
 
 def _write(path, text):
@@ -164,6 +170,16 @@ def _build_key(script, pyinfo, options):
 
 def build(path, options):
     """Builds (or finds in the cache) the libraries for the hook script at path."""
+    # What a build writes is for this user only, whatever the umask (000 would make the libraries writable by
+    # anyone, which check_private then refuses). The target does not inherit this: it is restored after.
+    umask = os.umask(0o077)
+    try:
+        return _build(path, options)
+    finally:
+        os.umask(umask)
+
+
+def _build(path, options):
     script = scripts.read(path)
     pyinfo = toolchain.python_info()
     root = cache.prepare(options.build_dir or cache.default_root(),

@@ -214,7 +214,7 @@ def prune(root, prefix, keep):
         path = os.path.join(root, name)
         if name.startswith(".tmp-"):
             parts = name.split("-")   # .tmp-WHAT-PID-RANDOM
-            pid = int(parts[3]) if len(parts) > 4 and parts[3].isdigit() else None
+            pid = int(parts[2]) if len(parts) >= 4 and parts[2].isdigit() else None
             try:
                 old = os.stat(path).st_mtime < time.time() - 86400
             except OSError:

@@ -37,9 +37,9 @@
  *   UNSTARTED --first hooked call--> STARTING --start thread--> READY --exit--> OFF
  *                                             \-------------------------------> OFF (start failed)
  * Who moves it:
- *   - mrh_begin_slow(), holding start_lock: UNSTARTED -> STARTING, and launches the start thread.
- *   - the start thread (start_main), holding start_lock: STARTING -> READY or OFF.
- *   - a fork child whose start thread was not the forking thread: STARTING -> OFF (fork_child).
+ *   - mrh_begin_slow(), holding start_lock: UNSTARTED -> STARTING; the same thread then starts the hooks.
+ *   - that thread (start_main), holding start_lock: STARTING -> READY or OFF.
+ *   - a fork child whose starting thread was not the forking thread: STARTING -> OFF (fork_child).
  *   - reading the environment: -> OFF when the process was not launched by mrhooker, or must not be hooked
  *     (--no-follow). The hook library: -> OFF through mrh_runtime.disable (the script failed to load).
  *   - preload_fini: READY -> OFF after the hook script's atexit handlers ran.

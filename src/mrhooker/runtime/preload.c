@@ -5,21 +5,22 @@
  * never calls a hooked function (a shell, most of what a build runs) never loads Python.
  *
  * Starting, and its hazards:
- * - The first hooked call can come from anywhere: inside setlocale() (holding libc's locale lock), inside
- *   another library's constructor, inside a Python target's take_gil(), on a thread with a small stack.
- *   Idea: the start runs on a thread of its own (start_main), with signals blocked, while the calling thread
- *   waits. The start needs only the dynamic loader's locks and the hook namespace's own libc, never a lock
- *   the caller might hold, except the loader's:
- * - A caller inside the dynamic loader (its own malloc calls during dlopen) holds the loader's lock, which
- *   the start's dlmopen needs.
- *   Idea: calls made by ld.so's own code go to the original (mrh_in_loader), without a start.
- * - A caller that holds the loader's lock in code of its own (a constructor run by dlopen, a dl_iterate_phdr
- *   callback) would wait for a start that waits for it.
- *   Idea: waiting has a limit (MRHOOKER_START_WAIT_MS, 5 s); after it, this and later calls go to their
- *   originals until the start is done, and the number of such calls is reported. Threads never wait otherwise,
- *   so no hooked call is lost while the hooks start unless waiting would have deadlocked.
- * - Calls made before this library's constructor (other libraries' constructors run first) start the
- *   runtime's set-up early (preload_init runs once, from whichever comes first).
+ * - The first hooked call can come from anywhere: inside setlocale() (holding libc's locale lock), inside a
+ *   Python target's take_gil() (holding its GIL's mutex), inside a constructor run by dlopen (holding the
+ *   dynamic loader's lock), on a thread with a small stack.
+ *   Idea: the start needs none of the target's locks: the hook side has its own libc and interpreter, and the
+ *   loader's locks are recursive, so the calling thread starts the hooks itself (start_here), on a stack of
+ *   the runtime's own (8 MiB, swapcontext), whatever locks it holds.
+ * - A call made by the dynamic loader's own code (its allocations during dlopen) comes in the middle of the
+ *   loader's work, with its lists half updated: no dlmopen may run there.
+ *   Idea: such calls go to the original, without a start (mrh_in_loader).
+ * - Other threads call hooked functions while one thread starts the hooks.
+ *   Idea: they wait for the start, so that no call is lost. The exception: a thread holding a lock the start
+ *   needs (the loader's: in a dlopen constructor or dl_iterate_phdr callback of its own) would wait forever.
+ *   Waiting has a limit (MRHOOKER_START_WAIT_MS, 5 s); a thread that reached it makes its calls unhooked
+ *   until the start is done, and the number of such calls is reported.
+ * - Calls made before this library's constructor (other libraries' constructors run first) do the runtime's
+ *   set-up early (preload_init runs once, from whichever comes first).
  */
 #define _GNU_SOURCE
 #include "preload.h"
@@ -32,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "output.h"
@@ -50,9 +53,11 @@ static int init_state;
  * across fork() so that no start is half done in the child. start_done is broadcast when STARTING ends. */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t start_done;
-static pthread_t start_thread;          /* the thread running start_main, while STARTING */
-static int start_stalled;               /* a thread gave up waiting: later ones don't wait */
-static unsigned long start_missed;      /* calls that went to the original because of that (atomic) */
+static pthread_t start_owner;           /* the thread starting the hooks, while STARTING */
+static unsigned long start_missed;      /* calls that went to the original because their thread gave up
+                                         * waiting for the start (atomic) */
+/* This thread waited for another thread's start as long as it may: until READY, its calls don't wait. */
+static __thread int start_gave_up __attribute__((tls_model("initial-exec")));
 static const mrh_hook_ops *ops;         /* the hook side's entry points, once READY (never changes after) */
 static pid_t start_pid;                 /* the process that started: the one whose atexit handlers run */
 static pthread_key_t thread_key;        /* its destructor deletes a thread's Python thread state */
@@ -221,16 +226,16 @@ static const mrh_hook_ops *load_hook_side(void)
     return started;
 }
 
-static void *start_main(void *unused)
+/* The start itself, on the starting thread (depth raised), on the runtime's own stack. */
+static void start_main(void)
 {
     mrh_thread *t = &mrh_tls;
-    t->depth++;
     const mrh_hook_ops *started = load_hook_side();
     pthread_mutex_lock(&start_lock);
     if (started && mrh_state == MRH_STARTING) {
         ops = started;
         start_pid = getpid();
-        t->hook_side_ready = 1;   /* the namespace's libc set this thread up itself */
+        t->hook_side_ready = 1;   /* the namespace's libc set up this thread itself when it was loaded */
         __atomic_store_n(&mrh_state, MRH_READY, __ATOMIC_RELEASE);
     } else {
         __atomic_store_n(&mrh_state, MRH_OFF, __ATOMIC_RELEASE);
@@ -239,44 +244,48 @@ static void *start_main(void *unused)
     pthread_cond_broadcast(&start_done);
     pthread_mutex_unlock(&start_lock);
     if (missed && started)
-        mrh_warn("%lu hooked call%s went to the original while the hooks started: the thread making %s waited "
-                 "%ld ms, likely holding the dynamic loader's lock the start needs", missed,
-                 missed == 1 ? "" : "s", missed == 1 ? "it" : "them", mrh_config.start_wait_ms);
-    t->depth--;
-    return NULL;
+        mrh_warn("%lu hooked call%s went to the original while the hooks started: %s waited %ld ms for the "
+                 "start, holding a lock the start needs (the dynamic loader's, in a constructor run by dlopen)",
+                 missed, missed == 1 ? "" : "s", missed == 1 ? "its thread" : "their threads",
+                 mrh_config.start_wait_ms);
 }
 
-/* With start_lock held and the state UNSTARTED: STARTING, and start_main on a thread of its own (on this
- * thread if none can be made: then start_lock is released meanwhile). Returns 1 if a thread was made. */
-static int launch_start(void)
+/* Runs the start on this thread, on a stack of the runtime's own: the calling thread's may be small (a
+ * coroutine's), and Python's start and the hook script's imports go deep. */
+static void start_here(void)
 {
-    __atomic_store_n(&mrh_state, MRH_STARTING, __ATOMIC_RELEASE);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);   /* the target's signals go to the target's threads */
-    int made = pthread_create(&start_thread, NULL, start_main, NULL) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!made) {
-        start_thread = pthread_self();
-        pthread_mutex_unlock(&start_lock);
-        start_main(NULL);
-        pthread_mutex_lock(&start_lock);
+    enum { STACK = 8 << 20, GUARD = 1 << 16 };
+    char *stack = mmap(NULL, STACK + GUARD, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+                       MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        start_main();
+        return;
     }
-    return made;
+    mprotect(stack, GUARD, PROT_NONE);
+    ucontext_t caller, starter;
+    getcontext(&starter);
+    starter.uc_stack.ss_sp = stack + GUARD;
+    starter.uc_stack.ss_size = STACK;
+    starter.uc_link = &caller;
+    makecontext(&starter, start_main, 0);
+    swapcontext(&caller, &starter);
+    munmap(stack, STACK + GUARD);
 }
 
 /* With start_lock held: waits until the state is no longer STARTING, or for the limit (see the top). */
 static void wait_for_start(void)
 {
-    if (start_stalled) return;
+    if (start_gave_up) return;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += mrh_config.start_wait_ms / 1000;
     deadline.tv_nsec += (mrh_config.start_wait_ms % 1000) * 1000000;
     if (deadline.tv_nsec >= 1000000000) deadline.tv_sec++, deadline.tv_nsec -= 1000000000;
-    while (mrh_state == MRH_STARTING && !start_stalled)
-        if (pthread_cond_clockwait(&start_done, &start_lock, CLOCK_MONOTONIC, &deadline) == ETIMEDOUT)
-            start_stalled = 1;
+    while (mrh_state == MRH_STARTING)
+        if (pthread_cond_clockwait(&start_done, &start_lock, CLOCK_MONOTONIC, &deadline) == ETIMEDOUT) {
+            start_gave_up = 1;
+            return;
+        }
 }
 
 static void preload_init(void);
@@ -295,15 +304,18 @@ int mrh_begin_slow(mrh_thread *t, const void *caller)
     t->depth++;
     int saved = errno;
     pthread_mutex_lock(&start_lock);
-    int made = 0;
-    if (mrh_state == MRH_UNSTARTED) made = launch_start();
-    wait_for_start();
+    if (mrh_state == MRH_UNSTARTED) {
+        __atomic_store_n(&mrh_state, MRH_STARTING, __ATOMIC_RELEASE);
+        start_owner = pthread_self();
+        pthread_mutex_unlock(&start_lock);   /* other threads wait on start_done meanwhile */
+        start_here();
+        pthread_mutex_lock(&start_lock);
+    } else if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) {
+        wait_for_start();
+    }
     state = mrh_state;
     if (state == MRH_STARTING) __atomic_add_fetch(&start_missed, 1, __ATOMIC_RELAXED);
-    if (made) {
-        if (state == MRH_STARTING) pthread_detach(start_thread);   /* it finishes on its own */
-        else pthread_join(start_thread, NULL);   /* done: the process has as many threads as before */
-    }
+    if (state != MRH_STARTING) start_gave_up = 0;
     pthread_mutex_unlock(&start_lock);
     t->depth--;
     errno = saved;
@@ -323,7 +335,7 @@ static void fork_prepare(void)
     t->fork_held = 0;
     pthread_mutex_lock(&start_lock);
     t->fork_locked = 1;
-    if (mrh_state == MRH_STARTING && !pthread_equal(start_thread, pthread_self())) wait_for_start();
+    if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) wait_for_start();
     if (mrh_state == MRH_READY) ops->fork_prepare(t);
     t->depth--;
 }
@@ -349,8 +361,8 @@ static void fork_child(void)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&start_done, &attr);
     t->fork_locked = 0;
-    if (mrh_state == MRH_STARTING && !pthread_equal(start_thread, pthread_self())) {
-        mrh_state = MRH_OFF;   /* the start thread is not in the child */
+    if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) {
+        mrh_state = MRH_OFF;   /* the starting thread is not in the child */
         mrh_warn("this process forked while its hooks were still starting: the child runs unhooked");
     }
     mrh_resolve_after_fork();

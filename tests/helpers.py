@@ -1,0 +1,65 @@
+"""Helpers shared by the tests that run hooked programs."""
+import glob
+import os
+import subprocess
+import sys
+
+RUN_TIMEOUT = 60   # seconds for one hooked run; a deadlock fails the test at this point
+
+# A library function, so that the programs' calls to it go through the PLT (and so to the preload library).
+LIBFOO_SRC = """\
+int foo(int x) { return x + 1; }
+"""
+
+# Watchdog for programs that might deadlock: kills the process from a thread that never runs a hook (its
+# message goes out by a raw system call: write() may be hooked, and stuck).
+WATCHDOG_C = """\
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static void *watchdog_main(void *arg)
+{
+    sleep(*(int *)arg);
+    static const char msg[] = "watchdog: the program is stuck\\n";
+    if (syscall(SYS_write, 2, msg, sizeof msg - 1) < 0) _exit(98);
+    _exit(99);
+}
+/* Signals stay blocked in the watchdog thread, so that they interrupt the threads under test. */
+static void start_watchdog(int seconds)
+{
+    static int s;
+    s = seconds;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    pthread_create(&t, NULL, watchdog_main, &s);
+    pthread_detach(t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+"""
+
+DEBIAN_PYTHON = "/usr/bin/python3"
+# Every Python 3 on this machine: the target's version does not matter (pyenv's 3.6 .. 3.13, Debian's).
+ALL_PYTHONS = [sys.executable] + sorted(
+    p for p in glob.glob("/root/.pyenv/versions/3.*/bin/python3") if os.path.realpath(p) != os.path.realpath(
+        sys.executable)) + [p for p in [DEBIAN_PYTHON] if os.path.exists(p)]
+
+
+def lines_starting(text, prefix):
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def unhooked(args, **kwargs):
+    return subprocess.run([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=RUN_TIMEOUT, **kwargs)
+
+
+def assert_clean(r):
+    """The target and the runtime ended normally."""
+    assert r.returncode == 0, r
+    assert "Fatal Python error" not in r.err, r
+    assert "watchdog" not in r.err, r
+    assert "Traceback" not in r.err, r

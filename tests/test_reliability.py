@@ -1,0 +1,873 @@
+"""The target never hangs, crashes or changes: each case of the reliability pass (issue 8), on real programs.
+
+The hooks run in an interpreter of their own, in a link-map namespace of their own (runtime/mrhooker_rt.h), so
+they share no libc lock, GIL or interpreter with the target. Each test below was a hang, a crash or a silent
+change before that; numbers refer to the issue's list. Every run has a timeout; programs that could deadlock
+carry a watchdog.
+"""
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from helpers import ALL_PYTHONS, DEBIAN_PYTHON, RUN_TIMEOUT, WATCHDOG_C, assert_clean, lines_starting, unhooked
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
+GETPID_CMD = [sys.executable, "-S", "-c", "import os; os.getpid()"]
+
+
+def passthrough(name, prototype=None):
+    """A .py script that hooks one function, passes every call through, and counts them."""
+    return """\
+from mrhooker import hook
+import atexit
+calls = 0
+
+@hook(%r)
+def hooked(*args):
+    global calls
+    calls += 1
+    return hooked.original(*args)
+
+atexit.register(lambda: print("calls", calls))
+""" % (prototype or name)
+
+
+def calls_of(r):
+    counts = lines_starting(r.err, "calls ")
+    assert len(counts) == 1, r
+    return int(counts[0].split()[1])
+
+
+# ---- 1. threaded Python programs ----------------------------------------------------------------------------
+
+PY_THREAD_JOIN = 'import threading\nt = threading.Thread(target=lambda: None); t.start(); t.join()\nprint("joined")\n'
+
+
+@pytest.mark.parametrize("func", ["clock_gettime", "free", "pthread_mutex_lock", "pthread_mutex_unlock",
+                                  "pthread_getspecific", "pthread_self", "pthread_cond_timedwait", "munmap"])
+def test_threaded_python_program_under_a_passthrough_hook(mrhooker, script, tmp_path, func):
+    target = tmp_path / "p3.py"
+    target.write_text(PY_THREAD_JOIN)
+    r = mrhooker(script("pass_%s.py" % func, passthrough(func)), sys.executable, "-S", target, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "joined\n", r
+    calls_of(r)
+
+
+@pytest.mark.parametrize("python", ALL_PYTHONS[:1] + ALL_PYTHONS[-2:])
+def test_readme_fake_time_with_a_threaded_python_program(mrhooker, tmp_path, python):
+    target = tmp_path / "p3.py"
+    target.write_text(PY_THREAD_JOIN + "import time; print(time.gmtime().tm_year)\n")
+    r = mrhooker(os.path.join(EXAMPLES, "fake_time.py"), python, "-S", target, env={"MRHOOKER_FAKE_DATE": "1999-12-31"},
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "joined\n1999\n", r
+
+
+# ---- 2. allocator hooks in programs that call setlocale under a UTF-8 locale -----------------------------------
+
+ALLOC_PY = """\
+from mrhooker import hook
+@hook("void *malloc(size_t n)", blocks=False)
+def malloc(n):
+    return malloc.original(n)
+@hook("void free(void *p)", blocks=False)
+def free(p):
+    return free.original(p)
+"""
+
+ALLOC_PYX = """\
+from mrhooker cimport original
+ctypedef void *(*malloc_t)(size_t) noexcept nogil
+ctypedef void (*free_t)(void *) noexcept nogil
+calls = 0
+cdef extern void *malloc(size_t n) %s:
+    %s
+    return (<malloc_t>original("malloc"))(n)
+cdef extern void free(void *p) nogil:
+    (<free_t>original("free"))(p)
+"""
+
+
+@pytest.fixture(scope="session")
+def listed_dir(session_dir):
+    """A directory whose `ls -la` never changes: files of fixed names, sizes and times."""
+    d = session_dir / "listed"
+    if not d.exists():
+        d.mkdir()
+        for i, name in enumerate(["ärger.txt", "zebra", "Alpha", ".hidden", "b c"]):
+            (d / name).write_text("x" * i)
+            os.utime(d / name, (1e9 + i, 1e9 + i))
+        os.utime(d, (1e9, 1e9))
+    return str(d)
+
+
+@pytest.mark.parametrize("kind", ["py", "pyx-with-gil", "pyx-nogil"])
+@pytest.mark.parametrize("program", ["bash", "ls"])
+def test_allocator_hooks_in_programs_that_set_a_utf8_locale(mrhooker, script, listed_dir, kind, program):
+    command = ["bash", "-c", "true"] if program == "bash" else ["ls", "-lA", listed_dir]
+    if kind == "py":
+        hooks = script("alloc_utf8.py", ALLOC_PY)
+    elif kind == "pyx-with-gil":
+        hooks = script("alloc_utf8_gil.pyx", ALLOC_PYX % ("with gil", "global calls\n    calls += 1"))
+    else:
+        hooks = script("alloc_utf8_nogil.pyx", ALLOC_PYX % ("nogil", "pass"))
+    env = {"LANG": "C.UTF-8", "LC_ALL": ""}
+    expected = unhooked(command, env=dict(os.environ, **env))
+    r = mrhooker(hooks, *command, env=env, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == expected.stdout, r
+
+
+# ---- 3. functions of libraries loaded later with dlopen ------------------------------------------------------
+
+PLUGIN_SRC = """\
+#include <zlib.h>
+const char *plugin_zlib_version(void) { return zlibVersion(); }
+"""
+
+DLOPEN_PLUGIN_SRC = """\
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv)
+{
+    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (!h) { printf("dlopen: %s\\n", dlerror()); return 1; }
+    const char *(*f)(void) = (const char *(*)(void))dlsym(h, "plugin_zlib_version");
+    printf("zlib %s\\n", f());
+    return 0;
+}
+"""
+
+
+def test_function_of_a_plugin_loaded_with_dlopen(mrhooker, script, cprog):
+    plugin = cprog(PLUGIN_SRC, flags=["-shared", "-fPIC", "-lz"], suffix=".so")
+    prog = cprog(DLOPEN_PLUGIN_SRC, flags=["-ldl"])
+    expected = unhooked([prog, plugin])
+    r = mrhooker(script("zv.py", passthrough("zlibVersion", "const char *zlibVersion(void)")), prog, plugin,
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == expected.stdout and r.out.startswith("zlib 1."), r
+    assert calls_of(r) == 1, r
+
+
+def test_python_zlib_module_calls_the_hooked_zlib(mrhooker, script):
+    command = [sys.executable, "-c", "import zlib; print(zlib.ZLIB_RUNTIME_VERSION)"]
+    r = mrhooker(script("zv.py", passthrough("zlibVersion", "const char *zlibVersion(void)")), *command,
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == unhooked(command).stdout, r
+    assert calls_of(r) >= 1, r
+
+
+SSL_SNIFFER = """\
+from mrhooker import hook
+
+@hook("int SSL_write_ex(void *ssl, const void *buf, size_t num, size_t *written)")
+def SSL_write_ex(ssl, buf, num, written):
+    print("plaintext", buf.read(num)[:14])
+    return SSL_write_ex.original(ssl, buf, num, written)
+"""
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """A local HTTPS server (self-signed certificate); yields its URL."""
+    import http.server
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Quiet(*a, directory=str(tmp_path)))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "index.html").write_text("hello over TLS\n")
+    yield "https://127.0.0.1:%d/" % server.server_address[1]
+    server.shutdown()
+
+
+def test_ssl_write_ex_in_a_python_https_client(mrhooker, script, tls_server):
+    client = ("import ssl, urllib.request\n"
+              "print(urllib.request.urlopen(%r, context=ssl._create_unverified_context()).read().decode(), end='')"
+              % tls_server)
+    r = mrhooker(script("sniff.py", SSL_SNIFFER), sys.executable, "-c", client, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "hello over TLS\n", r
+    assert "plaintext b'GET / HTTP/1.1'" in r.err, r
+
+
+ORIGINAL_OF_NOTHING = """\
+from mrhooker cimport original
+ctypedef int (*foo_t)(int) noexcept nogil
+cdef extern int foo(int x) nogil:
+    return (<foo_t>original("no_such_symbol_anywhere"))(x)
+"""
+
+FOO_ERRNO_SRC = """\
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+int foo(int);
+int main(void)
+{
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        int r = foo(i);
+        printf("%d %s\\n", r, strerror(errno));
+    }
+    return 0;
+}
+"""
+
+
+def test_pyx_original_of_an_unknown_name_fails_with_enosys_not_a_crash(mrhooker, script, foo_prog):
+    r = mrhooker(script("nothing.pyx", ORIGINAL_OF_NOTHING), foo_prog(FOO_ERRNO_SRC), timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "-1 Function not implemented\n" * 3, r
+    warnings = lines_starting(r.err, "mrhooker: ")
+    assert len(warnings) == 1 and 'original("no_such_symbol_anywhere")' in warnings[0], r
+
+
+@pytest.mark.parametrize("func", ["dlsym", "dlopen"])
+def test_dlsym_and_dlopen_hooks_pass_through(mrhooker, script, cprog, func):
+    plugin = cprog(PLUGIN_SRC, flags=["-shared", "-fPIC", "-lz"], suffix=".so")
+    prog = cprog(DLOPEN_PLUGIN_SRC, flags=["-ldl"])
+    hooks = script("pass_%s.py" % func, passthrough(func))
+    r = mrhooker(hooks, prog, plugin, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == unhooked([prog, plugin]).stdout, r
+    assert calls_of(r) >= 1, r
+    # Python loads its extension modules with dlopen and finds their init functions with dlsym.
+    command = [sys.executable, "-c", "import json, zlib, _ssl; print(zlib.crc32(b'x'))"]
+    r = mrhooker(hooks, *command, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == unhooked(command).stdout, r
+    assert calls_of(r) >= 3, r
+
+
+# ---- 4. a Python target's exceptions ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("python", [sys.executable, DEBIAN_PYTHON])
+def test_free_hook_leaves_a_python_programs_exceptions_alone(mrhooker, script, python):
+    code = "try:\n    import nosuchmod\nexcept ImportError:\n    print('caught')\n"
+    r = mrhooker(script("pass_free.py", passthrough("free")), python, "-c", code, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "caught\n", r
+    assert calls_of(r) > 100, r
+
+
+# ---- 5. a damaged cache -------------------------------------------------------------------------------------------
+
+def _build_dir_of(r):
+    match = re.search(r"LD_PRELOAD=(\S+)/preload\.so", r.err)
+    assert match, r
+    return match.group(1)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "deps", "manifest"])
+def test_a_damaged_cache_is_rebuilt_never_loaded(mrhooker, script, foo_prog, tmp_path, damage):
+    builds = tmp_path / "builds"
+    hooks = script("damaged.py", passthrough("foo", "int foo(int x)"))
+    prog = foo_prog(FOO_ERRNO_SRC)
+    first = mrhooker("-v", "--build-dir", builds, hooks, prog, timeout=RUN_TIMEOUT)
+    assert_clean(first)
+    directory = _build_dir_of(first)
+    if damage == "truncated":
+        for name in ("preload.so", "hooks.so"):
+            path = os.path.join(directory, name)
+            os.truncate(path, os.path.getsize(path) // 2)
+    elif damage == "empty":
+        os.truncate(os.path.join(directory, "preload.so"), 0)
+    elif damage == "deps":
+        deps = [p for p in os.listdir(builds) if p.endswith(".deps")]
+        (builds / deps[0]).write_text("{not json")
+    else:
+        (builds / os.path.basename(directory) / "manifest.json").write_text("[1, 2")
+    r = mrhooker("-v", "--build-dir", builds, hooks, prog, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert "cache miss" in r.err, r
+    assert r.out == first.out and calls_of(r) == 3, r
+    again = mrhooker("-v", "--build-dir", builds, hooks, prog, timeout=RUN_TIMEOUT)
+    assert "cache hit" in again.err and calls_of(again) == 3, again
+
+
+# ---- 6. descriptors -----------------------------------------------------------------------------------------------
+
+DAEMON_SRC = """\
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int foo(int);
+int main(int argc, char **argv)
+{
+    close(0); close(1); close(2);
+    foo(1);                                   /* the first hooked call: the hook prints */
+    int log = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);   /* the lowest free number: 0 */
+    foo(2);                                   /* prints again */
+    errno = 0;
+    int closed = close(3);                    /* never opened by this program */
+    dprintf(log, "log fd %d, close(3) = %d (%s)\\n", log, closed, strerror(errno));
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    while ((e = readdir(d)))                  /* its descriptors below 1000 (the hooks' live above) */
+        if (e->d_name[0] != '.' && atoi(e->d_name) < 1000 && atoi(e->d_name) != dirfd(d))
+            dprintf(log, "open fd %s\\n", e->d_name);
+    closedir(d);
+    return 0;
+}
+"""
+
+FOO_PRINTER = """\
+from mrhooker import hook
+@hook("int foo(int x)")
+def foo(x):
+    print("foo hook", x)
+    return foo.original(x)
+"""
+
+
+@pytest.mark.parametrize("where", ["stderr", "file"])
+def test_a_daemon_closing_its_descriptors_gets_them_back_as_before(mrhooker, script, foo_prog, tmp_path, where):
+    prog = foo_prog(DAEMON_SRC)
+    unhooked([prog, tmp_path / "bare.log"])
+    options = ["-o", tmp_path / "hooks.out"] if where == "file" else []
+    r = mrhooker(*options, script("foo_printer.py", FOO_PRINTER), prog, tmp_path / "hooked.log", timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    bare = (tmp_path / "bare.log").read_text()
+    assert bare.startswith("log fd 0, close(3) = -1 (Bad file descriptor)\n"), bare
+    assert (tmp_path / "hooked.log").read_text() == bare
+    output = (tmp_path / "hooks.out").read_text() if where == "file" else r.err
+    assert lines_starting(output, "foo hook") == ["foo hook 1", "foo hook 2"], (output, r)
+
+
+# ---- 7. errno after the first hooked call ------------------------------------------------------------------------
+
+FOO_IMPORTER = """\
+from mrhooker import hook
+import json, os.path, email.parser   # a start that opens and stats many files, and fails to find some
+@hook("int foo(int x)")
+def foo(x):
+    return foo.original(x)
+"""
+
+
+def test_errno_after_the_first_hooked_call_is_as_unhooked(mrhooker, script, foo_prog):
+    prog = foo_prog(FOO_ERRNO_SRC)
+    expected = unhooked([prog]).stdout.decode()
+    assert expected == "1 Success\n2 Success\n3 Success\n"
+    r = mrhooker(script("foo_importer.py", FOO_IMPORTER), prog, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == expected, r
+
+
+# ---- 8. no call lost while the hooks start ---------------------------------------------------------------------
+
+PY_THREADED_WRITES = """\
+import os, threading
+fd = os.open(os.devnull, os.O_WRONLY)
+start = threading.Barrier(4)
+def writer():
+    start.wait()
+    for _ in range(1000):
+        os.write(fd, b"\\x7f")
+threads = [threading.Thread(target=writer) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("done")
+"""
+
+MARKED_WRITE_COUNTER = """\
+from mrhooker import hook
+import atexit
+marked = 0
+@hook("ssize_t write(int fd, const void *buf, size_t n)")
+def write(fd, buf, n):
+    global marked
+    if n == 1 and buf.read(1) == b"\\x7f":
+        marked += 1
+    return write.original(fd, buf, n)
+atexit.register(lambda: print("marked writes", marked))
+"""
+
+
+@pytest.mark.parametrize("python", ALL_PYTHONS)
+def test_no_call_is_lost_while_a_python_programs_threads_start_the_hooks(mrhooker, script, tmp_path, python):
+    target = tmp_path / "writers.py"
+    target.write_text(PY_THREADED_WRITES)
+    hooks = script("marked.py", MARKED_WRITE_COUNTER)
+    for attempt in range(3):
+        r = mrhooker(hooks, python, "-S", target, timeout=RUN_TIMEOUT)
+        assert_clean(r)
+        assert r.out == "done\n", r
+        assert lines_starting(r.err, "marked writes") == ["marked writes 4000"], (attempt, r)
+
+
+PLUGIN_CONSTRUCTOR_SRC = """\
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int foo(int);
+extern volatile int in_constructor;
+__attribute__((constructor)) static void plugin_init(void)
+{
+    in_constructor = 1;
+    if (getenv("SLOW_CONSTRUCTOR")) usleep(300000);
+    printf("constructor foo %d\\n", foo(100));
+}
+"""
+
+DLOPEN_CONSTRUCTOR_SRC = WATCHDOG_C + """\
+#include <dlfcn.h>
+#include <stdlib.h>
+int foo(int);
+volatile int in_constructor;
+static void *load(void *plugin) { return dlopen(plugin, RTLD_NOW); }
+int main(int argc, char **argv)
+{
+    start_watchdog(30);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc > 2) {   /* another thread dlopens; this one makes the first hooked call meanwhile */
+        pthread_t t;
+        pthread_create(&t, NULL, load, argv[1]);
+        while (!in_constructor) usleep(1000);
+        printf("main foo %d\\n", foo(200));
+        void *h;
+        pthread_join(t, &h);
+        if (!h) return 1;
+    } else if (!dlopen(argv[1], RTLD_NOW)) {   /* its constructor makes the process's first hooked call */
+        return 1;
+    }
+    printf("after foo %d\\n", foo(300));
+    return 0;
+}
+"""
+
+
+def test_the_first_hooked_call_from_a_constructor_run_by_dlopen_starts_the_hooks(mrhooker, script, cprog, libfoo):
+    # dlopen holds the dynamic loader's lock while the constructor runs; the start needs it too, and gets it:
+    # it runs on the same thread (the lock is recursive).
+    plugin = cprog(PLUGIN_CONSTRUCTOR_SRC, flags=["-shared", "-fPIC", libfoo], suffix=".so")
+    prog = cprog(DLOPEN_CONSTRUCTOR_SRC, flags=["-ldl", "-pthread", "-rdynamic", libfoo])
+    r = mrhooker(script("foo_printer.py", FOO_PRINTER), prog, plugin, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "constructor foo 101\nafter foo 301\n", r
+    assert lines_starting(r.err, "foo hook") == ["foo hook 100", "foo hook 300"], r
+    assert "mrhooker:" not in r.err, r
+
+
+def test_a_thread_holding_the_loaders_lock_waits_for_the_start_only_so_long_and_is_reported(mrhooker, script, cprog,
+                                                                                            libfoo):
+    # The main thread starts the hooks while another thread is in dlopen: the start waits for the loader's
+    # lock, which that thread holds while its constructor calls foo() and waits for the start. That call
+    # waits MRHOOKER_START_WAIT_MS, goes to the original and is counted; dlopen returns, the start ends.
+    plugin = cprog(PLUGIN_CONSTRUCTOR_SRC, flags=["-shared", "-fPIC", libfoo], suffix=".so")
+    prog = cprog(DLOPEN_CONSTRUCTOR_SRC, flags=["-ldl", "-pthread", "-rdynamic", libfoo])
+    r = mrhooker(script("foo_printer.py", FOO_PRINTER), prog, plugin, "threads",
+                 env={"MRHOOKER_START_WAIT_MS": "300", "SLOW_CONSTRUCTOR": "1"}, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert sorted(r.out.splitlines()) == ["after foo 301", "constructor foo 101", "main foo 201"], r
+    assert lines_starting(r.err, "foo hook") == ["foo hook 200", "foo hook 300"], r
+    warnings = lines_starting(r.err, "mrhooker: ")
+    assert len(warnings) == 1 and warnings[0].startswith("mrhooker: 1 hooked call went to the original while the "
+                                                         "hooks started"), r
+
+
+# ---- 9. results that don't fit their C type -------------------------------------------------------------------
+
+FOO_OUT_OF_RANGE = """\
+from mrhooker import hook
+@hook("int foo(int x)")
+def foo(x):
+    return {0: 2 ** 70, 1: 2 ** 31, 2: -2 ** 31}[x]
+@hook("size_t strlen(const char *s)")
+def strlen(s):
+    return -1 if s == b"minus one" else strlen.original(s)
+"""
+
+RANGE_SRC = """\
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int foo(int);
+int main(void)
+{
+    for (int i = 0; i < 3; i++) printf("foo(%d) = %d\\n", i, foo(i));
+    printf("strlen = %zu\\n", strlen(getenv("MINUS")));
+    return 0;
+}
+"""
+
+
+def test_an_out_of_range_result_fails_open_with_a_message(mrhooker, script, foo_prog):
+    prog = foo_prog(RANGE_SRC)
+    r = mrhooker(script("range.py", FOO_OUT_OF_RANGE), prog, env={"MINUS": "minus one"}, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    # 2**70 and 2**31 don't fit an int: the calls get the original's result, and the failure is reported;
+    # -2**31 fits; (size_t)-1 is how C writes SIZE_MAX.
+    assert r.out == "foo(0) = 1\nfoo(1) = 2\nfoo(2) = -2147483648\nstrlen = %d\n" % (2 ** 64 - 1), r
+    failures = lines_starting(r.err, "mrhooker: hook foo")
+    assert len(failures) == 2, r
+    assert "OverflowError: hook foo returned 1180591620717411303424, which does not fit its C type (signed " \
+           "32-bit integer)" in r.err, r
+
+
+# ---- 10. hook output lines, and a file shared by many runs ------------------------------------------------------
+
+LONG_LINES = """\
+from mrhooker import hook
+import threading
+@hook("int foo(int x)")
+def foo(x):
+    print("start %d " % x + "%d" % (x % 10) * 20000 + " end")
+    return foo.original(x)
+"""
+
+FOO_THREADS_50_SRC = """\
+#include <pthread.h>
+int foo(int);
+static void *worker(void *arg)
+{
+    for (int i = 0; i < 50; i++) foo((int)(long)arg * 100 + i);
+    return 0;
+}
+int main(void)
+{
+    pthread_t t[4];
+    for (long i = 0; i < 4; i++) pthread_create(&t[i], 0, worker, (void *)i);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], 0);
+    return 0;
+}
+"""
+
+
+def test_long_hook_output_lines_from_threads_are_never_split(mrhooker, script, foo_prog, tmp_path):
+    out = tmp_path / "lines.out"
+    r = mrhooker("-o", out, script("long_lines.py", LONG_LINES), foo_prog(FOO_THREADS_50_SRC), timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 200
+    for line in lines:
+        x = int(line.split()[1])
+        assert line == "start %d " % x + "%d" % (x % 10) * 20000 + " end"
+
+
+FOO_100_SRC = """\
+int foo(int);
+int main(void) { for (int i = 0; i < 100; i++) foo(i); return 0; }
+"""
+
+
+def test_many_runs_sharing_one_output_file_keep_every_line(base_env, script, foo_prog, tmp_path):
+    out = tmp_path / "shared.out"
+    hooks = script("foo_printer.py", FOO_PRINTER)
+    prog = foo_prog(FOO_100_SRC)
+    command = [sys.executable, "-m", "mrhooker", "-o", str(out), hooks, prog]
+    subprocess.run(command, env=base_env, check=True, timeout=RUN_TIMEOUT)   # built once
+    out.unlink()
+    runs = [subprocess.Popen(command, env=base_env) for _ in range(30)]
+    assert [p.wait(timeout=RUN_TIMEOUT) for p in runs] == [0] * 30
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3000 and set(lines) == {"foo hook %d" % i for i in range(100)}
+
+
+# ---- 11. a Python target's sys.path and imports -----------------------------------------------------------------
+
+def test_a_python_targets_sys_path_and_imports_do_not_depend_on_the_hook_script(mrhooker, tmp_path, base_env):
+    hooks_dir = tmp_path / "hooks"
+    hooks_dir.mkdir()
+    (hooks_dir / "shadowmod.py").write_text("print('the hook script dir shadowed a module')\n")
+    (hooks_dir / "hooks.py").write_text(passthrough("getpid"))
+    code = ("import sys, os; os.getpid(); print(sys.path)\n"
+            "try:\n    import shadowmod\nexcept ImportError:\n    print('no shadowmod')\n")
+    command = [sys.executable, "-c", code]
+    expected = unhooked(command, cwd=tmp_path, env=base_env)   # mrhooker passes the target its environment
+    r = mrhooker(hooks_dir / "hooks.py", *command, cwd=tmp_path, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.stdout == expected.stdout, r
+    assert r.out.endswith("no shadowmod\n") and calls_of(r) >= 1, r
+
+
+# ---- 12. the cache's path, as the loader sees it ---------------------------------------------------------------
+
+NOBODY = 65534
+
+
+def test_a_cache_path_through_another_users_symlink_is_loaded_resolved(mrhooker, script, tmp_path, ):
+    ours = tmp_path / "ours"
+    ours.mkdir(mode=0o700)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "cache").symlink_to(ours)
+    os.lchown(theirs / "cache", NOBODY, NOBODY)
+    os.chown(theirs, NOBODY, NOBODY)
+    os.chmod(theirs, 0o755)
+    r = mrhooker("-v", script("pass_getpid.py", passthrough("getpid")), *GETPID_CMD,
+                 env={"XDG_CACHE_HOME": str(theirs / "cache")}, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    preload = re.search(r"LD_PRELOAD=(\S+)", r.err).group(1)
+    # The loader is given the resolved path: the symlink's owner can't re-point it after the check.
+    assert preload.startswith(str(ours)) and os.path.realpath(preload) == preload, r
+
+
+def test_a_cache_path_into_another_users_directory_is_refused(mrhooker, script, tmp_path, ):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    (tmp_path / "link").symlink_to(theirs)
+    r = mrhooker(script("pass_getpid.py", passthrough("getpid")), *GETPID_CMD,
+                 env={"XDG_CACHE_HOME": str(tmp_path / "link")}, timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and "owned by another user" in r.err and str(theirs) in r.err, r
+
+
+def test_a_runtime_file_others_can_write_is_refused(mrhooker, script, tmp_path, ):
+    builds = tmp_path / "builds"
+    hooks = script("pass_getpid.py", passthrough("getpid"))
+    assert mrhooker("--build-dir", builds, hooks, *GETPID_CMD, timeout=RUN_TIMEOUT).returncode == 0
+    build = next(p for p in builds.iterdir() if p.name.startswith("pass_getpid-") and p.is_dir())
+    os.chmod(build / "pyrt.so", 0o666)
+    r = mrhooker("--build-dir", builds, hooks, *GETPID_CMD, timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and "writable by others" in r.err and "pyrt.so" in r.err, r
+
+
+def test_umask_000_still_makes_a_private_cache(base_env, script, tmp_path, ):
+    home = tmp_path / "home"
+    env = dict(base_env, XDG_CACHE_HOME="", HOME=str(home))
+    hooks = script("pass_getpid.py", passthrough("getpid"))
+    r = subprocess.run(["sh", "-c", 'umask 000; exec "$@"', "sh", sys.executable, "-m", "mrhooker", hooks,
+                        *GETPID_CMD], env=env, capture_output=True, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    for d in (home, home / ".cache", home / ".cache" / "mrhooker"):
+        assert os.stat(d).st_mode & 0o077 == 0, d
+
+
+def test_an_empty_build_dir_setting_is_refused(mrhooker, script, tmp_path, ):
+    config = tmp_path / "c.config"
+    config.write_text("[default]\nbuild_dir =\n")
+    r = mrhooker(script("pass_getpid.py", passthrough("getpid")), *GETPID_CMD,
+                 env={"MRHOOKER_CONFIG": str(config)}, cwd=tmp_path, timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and "build_dir: empty" in r.err, r
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.config", "pass_getpid.py"]   # nothing built here
+
+
+# ---- 13. builds that are killed ------------------------------------------------------------------------------
+
+SLOW_PYX = """\
+cdef extern int foo(int x) nogil:
+    return x
+""" + "".join("def f%d(x):\n    return [x * %d for _ in range(3)]\n" % (i, i) for i in range(400))
+
+
+def test_sigterm_during_a_build_leaves_nothing_behind(base_env, script, tmp_path):
+    builds = tmp_path / "builds"
+    hooks = script("slow.pyx", SLOW_PYX)
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", "--build-dir", str(builds), hooks, "true"],
+                            env=base_env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".tmp-slow-") for p in builds.glob(".tmp-*")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)   # Cython or cc at work
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 128 + signal.SIGTERM and "mrhooker: interrupted" in err, err
+    time.sleep(0.5)
+    assert not list(builds.glob(".tmp-*")), list(builds.iterdir())
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(builds) not in ps, ps
+
+
+def test_temporary_directories_of_killed_builds_are_pruned(mrhooker, script, tmp_path, ):
+    builds = tmp_path / "builds"
+    builds.mkdir(mode=0o700)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = builds / (".tmp-pass_getpid-%d-abcdefgh" % dead.pid)
+    stale.mkdir()
+    (stale / "half.o").write_text("")
+    r = mrhooker("--build-dir", builds, script("pass_getpid.py", passthrough("getpid")), *GETPID_CMD,
+                 timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    assert not stale.exists()
+
+
+# ---- 14. every prototype known by name builds, and passes every call through ------------------------------------
+
+def test_every_known_prototype_builds_and_passes_through_real_programs(mrhooker, tmp_path, base_env, http_server):
+    from mrhooker import cdecl, script as scripts
+    names, symbols = [], set()
+    for name in cdecl.known_names():
+        symbol = cdecl.prototype_for(name).symbol
+        if symbol not in symbols and symbol not in scripts.RUNTIME_SYMBOLS:
+            symbols.add(symbol)
+            names.append(name)
+    assert len(names) > 2000
+    command = ["sh", "-c", 'echo hi; ls / | head -3; seq 50 | sort -rn | head -1; %s -c "print(2)"; curl -s %s'
+               % (sys.executable, http_server)]
+    expected = unhooked(command)
+    batch = (len(names) + 3) // 4
+    for start in range(0, len(names), batch):
+        path = tmp_path / ("every_%d.py" % start)
+        path.write_text("from mrhooker import hook\n" + "".join(
+            '@hook("%s")\ndef h%d(*a):\n    return h%d.original(*a)\n' % (n, i, i)
+            for i, n in enumerate(names[start:start + batch])))
+        r = mrhooker(path, *command, timeout=600)
+        assert r.returncode == 0 and r.stdout == expected.stdout, (names[start], r)
+        assert "mrhooker:" not in r.err and "Traceback" not in r.err, r
+
+
+# ---- 15. prototypes and scripts that used to break the build ---------------------------------------------------
+
+AWKWARD_NAMES = '''\
+from mrhooker import hook
+@hook("time_t time(time_t *t)")
+def time(t):
+    return time.original(t)
+@hook("int foo(int mrh_r)")
+def foo(x):
+    return foo.original(x) * 10
+@hook("""int
+  getpid
+  (void)""")
+def getpid():
+    return getpid.original()
+@hook("int unlink(const char *linux)")
+def unlink(path):
+    return unlink.original(path)
+@hook("int rmdir(const char *errno)")
+def rmdir(path):
+    return rmdir.original(path)
+@hook("int pthread_create(pthread_t *t, const pthread_attr_t *unix, void *(*r)(void *), void *a)")
+def pthread_create(t, attr, routine, arg):
+    return pthread_create.original(t, attr, routine, arg)
+'''
+
+
+def test_parameter_names_that_clash_with_generated_code_or_macros(mrhooker, script, foo_prog):
+    prog = foo_prog(FOO_ERRNO_SRC)
+    r = mrhooker(script("awkward.py", AWKWARD_NAMES), prog, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "10 Success\n20 Success\n30 Success\n", r
+
+
+@pytest.mark.parametrize("decl, hint", [("int printf(const char *fmt, ...)", "hook vprintf instead"),
+                                        ("int execl(const char *path, const char *arg, ...)", "hook execv instead")])
+def test_a_variadic_pyx_hook_is_refused_with_a_hint(mrhooker, script, decl, hint):
+    r = mrhooker(script("variadic.pyx", "cdef extern %s nogil:\n    return 0\n" % decl), "true", timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and hint in r.err, r
+    assert len(r.err.strip().splitlines()) == 1, r
+
+
+@pytest.mark.parametrize("prototype, words", [
+    ("void free(void)", "it has 0 parameters, the headers say 1"),
+    ("ssize_t write(int fd, const void *buf, int n)", "parameter 3 (n) is int"),
+    ("long getpid(void)", "it returns long"),
+    ("int open(const char *path, int flags)", "it has 2 parameters, the headers say 3"),
+])
+def test_a_prototype_that_does_not_match_the_headers_is_refused(mrhooker, script, prototype, words):
+    r = mrhooker(script("mismatch.py", passthrough("x", prototype)), "true", timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and "does not match the system headers" in r.err and words in r.err, r
+    assert len(r.err.strip().splitlines()) == 1, r
+
+
+# ---- 16. a script in a directory whose name has a colon -----------------------------------------------------------
+
+def test_a_script_in_a_directory_with_a_colon_imports_its_siblings(mrhooker, tmp_path, ):
+    folder = tmp_path / "a:b"
+    folder.mkdir()
+    (folder / "helper_for_colon.py").write_text("GREETING = 'sibling imported'\n")
+    (folder / "hooks.py").write_text(
+        "from mrhooker import hook\nimport helper_for_colon\n@hook('getpid')\ndef getpid():\n"
+        "    print(helper_for_colon.GREETING)\n    return getpid.original()\n")
+    r = mrhooker(folder / "hooks.py", sys.executable, "-c", "import os; os.getpid()", timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert "sibling imported" in r.err, r
+
+
+# ---- what the two namespaces must share, and must not -----------------------------------------------------------
+
+KEYS_SRC = WATCHDOG_C + """\
+#include <stdlib.h>
+int foo(int);
+static pthread_key_t keys[8];
+static void *worker(void *arg)
+{
+    long me = (long)arg;
+    for (int k = 0; k < 8; k++) pthread_setspecific(keys[k], (void *)(me * 100 + k + 1));
+    for (int i = 0; i < 2000; i++) foo(i);
+    for (int k = 0; k < 8; k++)
+        if (pthread_getspecific(keys[k]) != (void *)(me * 100 + k + 1)) return (void *)1;
+    return 0;
+}
+int main(void)
+{
+    start_watchdog(30);
+    for (int k = 0; k < 8; k++) pthread_key_create(&keys[k], NULL);
+    pthread_t t[4];
+    for (long i = 0; i < 4; i++) pthread_create(&t[i], 0, worker, (void *)i);
+    int bad = 0;
+    for (int i = 0; i < 4; i++) { void *r; pthread_join(t[i], &r); bad += r != 0; }
+    printf("threads whose keys changed: %d\\n", bad);
+    return 0;
+}
+"""
+
+FOO_THREADING = """\
+from mrhooker import hook
+import threading
+seen = set()
+@hook("int foo(int x)")
+def foo(x):
+    seen.add(threading.get_ident())
+    return foo.original(x)
+"""
+
+
+def test_the_programs_thread_keys_are_not_the_hooks(mrhooker, script, foo_prog):
+    r = mrhooker(script("foo_threading.py", FOO_THREADING), foo_prog(KEYS_SRC), timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "threads whose keys changed: 0\n", r
+
+
+HOOK_THREADS = """\
+from mrhooker import hook
+import ctypes, os, threading
+@hook("int foo(int x)")
+def foo(x):
+    return foo.original(x)
+results = []
+def background():
+    results.append(foo.original(41))                                   # from a thread of the hooks' own
+    results.append(ctypes.CDLL("libc.so.6").getpid() == os.getpid())   # ctypes: the hooks' own libc
+started = threading.Thread(target=background)
+started.start()
+started.join()
+print("background", results)
+"""
+
+
+def test_threads_and_ctypes_of_the_hook_script(mrhooker, script, foo_prog):
+    r = mrhooker(script("hook_threads.py", HOOK_THREADS), foo_prog(FOO_ERRNO_SRC), timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert "background [42, True]" in r.err, r
+    assert r.out == "1 Success\n2 Success\n3 Success\n", r
