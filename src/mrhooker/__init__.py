@@ -65,7 +65,8 @@ def get_errno():
 
 
 def in_hook():
-    """True while the calling thread runs a hook (output then goes to mrhooker's output, not the target's)."""
+    """True while the calling thread is inside a hooked call: running a hook, or the hook script's import at
+    the start (not its atexit handlers, nor a thread of the script's own)."""
     return _native is not None and _native.in_hook()
 
 

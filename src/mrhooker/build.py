@@ -54,14 +54,13 @@ class BuildOptions:
 class Build:
     """A finished build: its directory (resolved, checked) and what the launcher needs from it."""
 
-    def __init__(self, script, directory, symbols, cached):
+    def __init__(self, script, directory, symbols):
         self.script = script          # script.Script
         self.directory = directory
         self.preload = os.path.join(directory, "preload.so")
         self.runtime = os.path.join(directory, "pyrt.so")
         self.hooks = os.path.join(directory, "hooks.so")
         self.symbols = symbols        # the hooked symbols
-        self.cached = cached
 
 
 def _runtime_dir(root, pyinfo, log):
@@ -145,7 +144,7 @@ def _build_py(script, tmp, pyinfo, runtime_objects, options, root):
     hooks = scripts.find_hooks(script, root)   # the header database is cached beside the builds
     entries = [codegen.entry_for_prototype(slot, h.prototype) for slot, h in enumerate(hooks)]
     _write(os.path.join(tmp, "entries.c"), codegen.entries_source(entries))
-    _write(os.path.join(tmp, "trampolines.c"), codegen.trampolines_source(hooks))
+    _write(os.path.join(tmp, "trampolines.c"), codegen.trampolines_source(hooks, entries))
     _compile_libraries(tmp, [os.path.join(tmp, "trampolines.c")], pyinfo, runtime_objects, options,
                        "compiling the hook trampolines")
     return [h.prototype.symbol for h in hooks], []
@@ -202,7 +201,7 @@ def _build(path, options):
             if manifest is not None:
                 cache.touch(final)
                 options.log("cache hit: %s" % final)
-                return Build(script, cache.check_private(final, "build"), manifest["symbols"], True)
+                return Build(script, cache.check_private(final, "build"), manifest["symbols"])
             options.log("cache: %s is missing or damaged: building it again" % final)
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -225,4 +224,4 @@ def _build(path, options):
         shutil.rmtree(tmp, ignore_errors=True)
     cache.prune(root, script.module, final)
     options.log("built: %s" % final)
-    return Build(script, cache.check_private(final, "build"), symbols, False)
+    return Build(script, cache.check_private(final, "build"), symbols)

@@ -1,7 +1,7 @@
 """C function prototypes, parsed into the few argument kinds mrhooker forwards.
 
 A hook names its target either by a full prototype (``"int unlink(const char *pathname)"``) or by
-a bare name (``"send"``).  Both become a :class:`Prototype` whose types are reduced to what a
+a bare name (``"send"``).  Both become a Prototype whose types are reduced to what a
 trampoline needs: a kind ('void', 'int', 'float', 'bytes', 'pointer'), a builtin C spelling that
 passes the value in the same registers, and its size.  Names from the system headers work in
 prototypes because the headers are preprocessed and parsed once (with pycparser), giving a table
@@ -9,7 +9,7 @@ of typedefs and every declared function; that result is cached in memory and, in
 directory the caller names (the build cache), as JSON on disk, keyed by a hash of the
 preprocessed text.
 
-Types mrhooker cannot forward are refused with a one-line :class:`MrhookerError`: structs and
+Types mrhooker cannot forward are refused with a one-line MrhookerError: structs and
 unions by value, ``_Complex``, ``__int128``, ``_FloatN``/``_FloatNx`` and vector types.
 
 Variadic functions: the variable arguments can only be forwarded when we know what they are.
@@ -24,7 +24,7 @@ register, hence one 'unsigned long' for fcntl/ioctl):
     mq_open                          mode (unsigned int, mode_t), attr (void *, struct mq_attr *)
 
 Any other variadic function (printf, execl, ...) is refused with a hint to hook its va_list or
-array variant (vprintf, execv, ...).  Such functions are absent from :func:`known_names`, but
+array variant (vprintf, execv, ...).  Such functions are absent from known_names(), but
 looking one up by name raises that same hint.
 
 Other choices worth knowing:
@@ -39,8 +39,6 @@ Other choices worth knowing:
   library's own struct is forwarded like any other pointer.
 """
 
-from __future__ import annotations
-
 import copy
 import dataclasses
 import difflib
@@ -52,7 +50,7 @@ import re
 import stat
 import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import List, Optional
 
 import pycparser
 from pycparser import c_ast, c_generator, c_parser
@@ -113,7 +111,7 @@ _VARIADIC_EXTRA = {
 _VARIADIC_ALTERNATIVE = {"execl": "execv", "execlp": "execvp", "execle": "execve"}
 
 
-def _variadic_refusal(name: str, has_function: Callable[[str], bool]) -> str:
+def _variadic_refusal(name, has_function):
     candidates = [_VARIADIC_ALTERNATIVE.get(name), "v" + name, re.sub(r"(printf|scanf)", r"v\1", name)]
     for alternative in candidates:
         if alternative and alternative != name and has_function(alternative):
@@ -178,7 +176,7 @@ class _Refused(Exception):
 _BUILTIN_TYPE_WORDS = frozenset("void _Bool char short int long float double signed unsigned".split())
 
 
-def _builtin_shape(words: List[str], const: bool) -> tuple:
+def _builtin_shape(words, const):
     """Shape of a type written with builtin keywords, e.g. ['long', 'unsigned', 'int']."""
     counts = {}
     for word in words:
@@ -223,7 +221,7 @@ def _builtin_shape(words: List[str], const: bool) -> tuple:
     return ("scalar", ("unsigned " + name) if unsigned else name, const)
 
 
-def _with_const(shape: tuple) -> tuple:
+def _with_const(shape):
     # Only a const scalar matters (the 'const char' in 'const char *'); other qualifiers are
     # irrelevant to how a value is passed.
     if shape[0] == "scalar":
@@ -231,7 +229,7 @@ def _with_const(shape: tuple) -> tuple:
     return shape
 
 
-def _shape(node, typedefs: Dict[str, tuple]) -> tuple:
+def _shape(node, typedefs):
     """The shape of a pycparser type node."""
     if isinstance(node, c_ast.TypeDecl):
         const = "const" in node.quals
@@ -280,11 +278,11 @@ _ABI_MACROS = (
 )
 
 
-def _abi_source_line() -> str:
+def _abi_source_line():
     return " ".join([_ABI_MARKER] + [macro for _, macro in _ABI_MACROS] + ["__CHAR_UNSIGNED__"])
 
 
-def _read_abi(preprocessed: str) -> dict:
+def _read_abi(preprocessed):
     match = re.search(r"^%s ([^\n]*)$" % _ABI_MARKER, preprocessed, re.M)
     if match is None:
         raise MrhookerError("cannot read type sizes from the C compiler's preprocessor output")
@@ -298,10 +296,10 @@ def _read_abi(preprocessed: str) -> dict:
     return abi
 
 
-def _ctype(shape: tuple, spelling: str, abi: dict, param: Optional[str]) -> CType:
+def _ctype(shape, spelling, abi, param):
     """How a value of this shape is forwarded, as a return value (param None) or a parameter."""
 
-    def refusal(described: str, by_value: bool) -> _Unforwardable:
+    def refusal(described, by_value):
         if param is None:
             action = "returns %s" % described
         else:
@@ -387,7 +385,7 @@ _ASM_WORDS = ("__asm__", "__asm", "asm")
 _TYPE_CHANGING_ATTRIBUTES = ("transparent_union", "vector_size", "mode")
 
 
-def _tokenize(text: str) -> List[str]:
+def _tokenize(text):
     return [m.group() for m in _TOKEN.finditer(text) if m.lastgroup != "space"]
 
 
@@ -401,7 +399,7 @@ class _Chunk:
     attributes: frozenset  # the type-changing attributes seen at top level
 
 
-def _matching_paren(tokens: List[str], start: int) -> int:
+def _matching_paren(tokens, start):
     """Index just past the ')' matching the '(' at tokens[start] (start itself if it is no '(')."""
     if start >= len(tokens) or tokens[start] != "(":
         return start
@@ -420,12 +418,12 @@ class _PendingChunk:
     """The declaration being collected by _split_declarations."""
 
     def __init__(self):
-        self.tokens: List[str] = []
-        self.symbol: Optional[str] = None
-        self.attributes: set = set()
+        self.tokens = []
+        self.symbol = None
+        self.attributes = set()
         self.is_typedef = self.has_paren = self.has_body = False
 
-    def chunk(self) -> Optional[_Chunk]:
+    def chunk(self):
         if not self.tokens or self.tokens == [";"]:
             return None
         if self.has_body:
@@ -439,9 +437,9 @@ class _PendingChunk:
         return _Chunk(self.tokens, kind, self.symbol, frozenset(self.attributes))
 
 
-def _split_declarations(tokens: List[str]) -> List[_Chunk]:
+def _split_declarations(tokens):
     """Top-level declarations, with GNU attributes and asm labels taken out (and noted)."""
-    chunks: List[_Chunk] = []
+    chunks = []
     pending = _PendingChunk()
     depth = 0
     index = 0
@@ -486,7 +484,7 @@ def _split_declarations(tokens: List[str]) -> List[_Chunk]:
     return chunks
 
 
-def _chunk_line(chunk: _Chunk) -> str:
+def _chunk_line(chunk):
     line = " ".join(chunk.tokens)
     return line if line.endswith((";", "}")) else line + " ;"
 
@@ -497,20 +495,20 @@ def _chunk_line(chunk: _Chunk) -> str:
 _GENERATOR = c_generator.CGenerator()
 
 
-def _tidy(text: str) -> str:
+def _tidy(text):
     text = " ".join(text.split())
     text = re.sub(r"\* (?=const|volatile|\*)", "*", text)
     text = re.sub(r"\( ", "(", text)
     return re.sub(r" \)", ")", text)
 
 
-def _innermost_typedecl(node) -> c_ast.TypeDecl:
+def _innermost_typedecl(node):
     while not isinstance(node, c_ast.TypeDecl):
         node = node.type
     return node
 
 
-def _spelling(type_node) -> str:
+def _spelling(type_node):
     """The type as written, without a name: 'const char *', 'void (*)(int)'."""
     typedecl = _innermost_typedecl(type_node)
     saved, typedecl.declname = typedecl.declname, None
@@ -520,7 +518,7 @@ def _spelling(type_node) -> str:
         typedecl.declname = saved
 
 
-def _render(name: str, functype: c_ast.FuncDecl) -> str:
+def _render(name, functype):
     return _tidy(_GENERATOR.visit(c_ast.Decl(name, [], [], [], [], functype, None, None)))
 
 
@@ -531,9 +529,9 @@ def _render(name: str, functype: c_ast.FuncDecl) -> str:
 _PREDEFINED_MACROS = ("linux", "unix", "i386")
 
 
-def _param_names(raw_names: List[Optional[str]], from_header: bool) -> List[str]:
+def _param_names(raw_names, from_header):
     """Usable, distinct names: declared ones kept (headers' '__' dropped), a0.. for unnamed."""
-    names: List[Optional[str]] = []
+    names = []
     for raw in raw_names:
         name = raw
         if name is not None and from_header:
@@ -562,13 +560,13 @@ def _param_names(raw_names: List[Optional[str]], from_header: bool) -> List[str]
 
 
 def _prototype_from_decl(
-    decl: c_ast.Decl,
-    typedefs: Dict[str, tuple],
-    abi: dict,
-    has_function: Callable[[str], bool],
-    symbol: str,
-    from_header: bool,
-) -> Prototype:
+    decl,
+    typedefs,
+    abi,
+    has_function,
+    symbol,
+    from_header,
+):
     """The prototype of a function declaration; raises _Refused or _BadDeclaration."""
     functype = decl.type
     name = decl.name
@@ -610,7 +608,7 @@ def _prototype_from_decl(
             Param(param_name, _ctype(_shape(param.type, typedefs), _spelling(param.type), abi, param_name))
             for param, param_name in zip(params, names)
         )
-        extra: tuple = ()
+        extra = ()
         if variadic:
             if name not in _VARIADIC_EXTRA:
                 raise _Unforwardable(_variadic_refusal(name, has_function))
@@ -662,7 +660,7 @@ _SCHEMA = 1
 _BATCH = 400  # declarations per pycparser run: a failure then re-parses only its batch
 
 _lock = threading.RLock()
-_databases: Dict[Tuple[str, ...], "_Database"] = {}
+_databases = {}
 # How often the headers were parsed by pycparser / loaded from a cache file in this process
 # (tests check that a cache file really spares the parse).
 _stats = {"header_parses": 0, "cache_file_loads": 0}
@@ -671,19 +669,19 @@ _stats = {"header_parses": 0, "cache_file_loads": 0}
 class _Database:
     """What the headers declare: typedef shapes, prototypes and refusals, by name."""
 
-    def __init__(self, data: dict):
+    def __init__(self, data):
         self.data = data  # the JSON form, kept to write it to a cache directory set later
         self.abi = data["abi"]
         self.typedefs = {name: _tuples(shape) for name, shape in data["typedefs"].items()}
         self.functions = data["functions"]  # name -> JSON form of a Prototype
         self.refused = data["refused"]  # name -> one-line message
-        self._prototypes: Dict[str, Prototype] = {}
-        self.saved_in: set = set()  # cache directories known to hold this database
+        self._prototypes = {}
+        self.saved_in = set()  # cache directories known to hold this database
 
-    def has_function(self, name: str) -> bool:
+    def has_function(self, name):
         return name in self.functions or name in self.refused
 
-    def prototype(self, name: str) -> Optional[Prototype]:
+    def prototype(self, name):
         prototype = self._prototypes.get(name)
         if prototype is None and name in self.functions:
             prototype = _prototype_from_json(self.functions[name])
@@ -691,11 +689,11 @@ class _Database:
         return prototype
 
 
-def _prototype_to_json(prototype: Prototype) -> dict:
+def _prototype_to_json(prototype):
     return dataclasses.asdict(prototype)
 
 
-def _prototype_from_json(data: dict) -> Prototype:
+def _prototype_from_json(data):
     def param(item):
         return Param(item["name"], CType(**item["type"]))
 
@@ -710,7 +708,7 @@ def _prototype_from_json(data: dict) -> Prototype:
     )
 
 
-def _preprocess(compiler) -> str:
+def _preprocess(compiler):
     source = "".join("#if __has_include(<%s>)\n#include <%s>\n#endif\n" % (h, h) for h in _HEADERS)
     source += _abi_source_line() + "\n"
     return toolchain.preprocess(source, ["-D_GNU_SOURCE"], compiler)
@@ -720,8 +718,8 @@ _ERROR_LINE = re.compile(r":(\d+):(?:\d+:)? ")
 
 
 def _parse_lines(
-    parser: c_parser.CParser, lines: List[str], typedef_names: set
-) -> List[Tuple[int, c_ast.Node]]:
+    parser, lines, typedef_names
+):
     """Parse declarations, one per line; returns (line index, node) and skips lines that fail.
 
     typedef_names are the names declared by earlier lines; each run declares the ones it uses.
@@ -750,7 +748,7 @@ def _parse_lines(
     return [(node.coord.line - len(prefix) - 1, node) for node in ast.ext[len(prefix) :]]
 
 
-def _unparsed_typedef(index: int, line: str) -> List[Tuple[int, c_ast.Node]]:
+def _unparsed_typedef(index, line):
     """For a typedef pycparser rejects, a stand-in without a type, found by a guess at its name.
 
     Without it, every later declaration using the name would fail to parse too.
@@ -765,11 +763,11 @@ def _unparsed_typedef(index: int, line: str) -> List[Tuple[int, c_ast.Node]]:
     return [(index, c_ast.Typedef(match.group(1), [], ["typedef"], None))]
 
 
-def _typedef_names(nodes) -> set:
+def _typedef_names(nodes):
     return {node.name for node in nodes if isinstance(node, c_ast.Typedef)}
 
 
-def _build_database(preprocessed: str) -> dict:
+def _build_database(preprocessed):
     abi = _read_abi(preprocessed)
     text = re.sub(r"^%s [^\n]*$" % _ABI_MARKER, "", preprocessed, flags=re.M)
     # Only typedefs and function declarations matter: struct definitions and variables are
@@ -778,15 +776,15 @@ def _build_database(preprocessed: str) -> dict:
     lines = [_chunk_line(c) for c in chunks]
     parser = c_parser.CParser()
     typedef_names = set(_BUILTIN_TYPEDEFS)
-    parsed: List[Tuple[int, c_ast.Node]] = []
+    parsed = []
     for start in range(0, len(lines), _BATCH):
         batch = _parse_lines(parser, lines[start : start + _BATCH], typedef_names)
         typedef_names |= _typedef_names(node for _, node in batch)
         parsed.extend((start + index, node) for index, node in batch)
 
-    typedefs: Dict[str, tuple] = dict(_BUILTIN_TYPEDEFS)
-    transparent: Dict[str, c_ast.Node] = {}  # typedef name -> its union's first member type
-    declarations: Dict[str, Tuple[c_ast.Decl, str]] = {}
+    typedefs = dict(_BUILTIN_TYPEDEFS)
+    transparent = {}  # typedef name -> its union's first member type
+    declarations = {}
     for index, node in parsed:
         chunk = chunks[index]
         if isinstance(node, c_ast.Typedef):
@@ -843,7 +841,7 @@ def _build_database(preprocessed: str) -> dict:
     return {"abi": abi, "typedefs": typedefs, "functions": functions, "refused": refused}
 
 
-def _usable_cache_dir(path) -> Optional[str]:
+def _usable_cache_dir(path):
     """path, if it may hold the cache (the same rule as for the builds beside it); else None."""
     if path is None:
         return None
@@ -855,11 +853,11 @@ def _usable_cache_dir(path) -> Optional[str]:
         return None
 
 
-def _cache_file(directory: str) -> str:
+def _cache_file(directory):
     return os.path.join(directory, "cdecl-headers.json")
 
 
-def _load_cache(directory: str, key: str) -> Optional[dict]:
+def _load_cache(directory, key):
     try:
         with open(_cache_file(directory), encoding="utf-8") as file:
             data = json.load(file)
@@ -870,14 +868,14 @@ def _load_cache(directory: str, key: str) -> Optional[dict]:
     return data
 
 
-def _write_cache(directory: str, data: dict) -> None:
+def _write_cache(directory, data):
     try:
         cache.write_atomic(_cache_file(directory), json.dumps(data, separators=(",", ":")))
     except OSError:
         pass  # the cache only saves time
 
 
-def _database(cache_dir=None) -> _Database:
+def _database(cache_dir=None):
     """The header database for the C compiler in use: from memory, else from cache_dir's file, else parsed
     (and then written to cache_dir, when it is given and private)."""
     with _lock:
@@ -912,7 +910,7 @@ def _database(cache_dir=None) -> _Database:
         return database
 
 
-def _forget_databases() -> None:
+def _forget_databases():
     """Drop the in-memory databases (for tests: the next use loads from disk or parses)."""
     with _lock:
         _databases.clear()
@@ -929,11 +927,11 @@ _C_KEYWORDS = frozenset(
 )
 
 
-def _one_line(text: str) -> str:
+def _one_line(text):
     return " ".join(text.split())
 
 
-def _uses_type_name(node, name: str) -> bool:
+def _uses_type_name(node, name):
     if isinstance(node, c_ast.IdentifierType):
         return name in node.names
     return any(_uses_type_name(child, name) for _, child in node.children())
@@ -942,7 +940,7 @@ def _uses_type_name(node, name: str) -> bool:
 _QUALIFIERS = frozenset(("const", "volatile", "extern", "static", "inline", "_Noreturn"))
 
 
-def _find_unknown_type(parser, tokens: List[str], database: _Database) -> Optional[str]:
+def _find_unknown_type(parser, tokens, database):
     """The first unknown identifier standing where a type name goes, if declaring it fixes the parse.
 
     Such a place: at the start, after '(' ',' or a qualifier, and followed by a name or '*'
@@ -974,14 +972,14 @@ def _find_unknown_type(parser, tokens: List[str], database: _Database) -> Option
     return None
 
 
-def _unknown_type_message(name: str, database: _Database) -> str:
+def _unknown_type_message(name, database):
     public = [n for n in database.typedefs if not n.startswith("_")]
     close = difflib.get_close_matches(name, public, n=3)
     hint = " (did you mean %s?)" % ", ".join("'%s'" % c for c in close) if close else ""
     return "unknown type name '%s'%s" % (name, hint)
 
 
-def _syntax_message(error: c_parser.ParseError) -> str:
+def _syntax_message(error):
     message = re.sub(r"^[^:]*(:\d+)*: ", "", str(error)).strip()
     match = re.match(r"before: (.*)$", message)
     if match:
@@ -991,7 +989,7 @@ def _syntax_message(error: c_parser.ParseError) -> str:
     return message[:1].lower() + message[1:]
 
 
-def _bracket_problem(tokens: List[str]) -> Optional[str]:
+def _bracket_problem(tokens):
     pairs = {")": "(", "]": "[", "}": "{"}
     closing = {v: k for k, v in pairs.items()}
     stack = []
@@ -1007,13 +1005,13 @@ def _bracket_problem(tokens: List[str]) -> Optional[str]:
     return None
 
 
-def parse_prototype(text: str, cache_dir=None) -> Prototype:
+def parse_prototype(text, cache_dir=None):
     """Parse one C function declaration; names from the system headers may be used in it."""
     shown = _one_line(str(text))
     if not isinstance(text, str):
         raise MrhookerError("bad prototype %r: expected a string" % (text,))
 
-    def bad(reason: str) -> MrhookerError:
+    def bad(reason):
         return MrhookerError("bad prototype '%s': %s" % (shown, reason))
 
     tokens = _tokenize(text)
@@ -1067,7 +1065,7 @@ def parse_prototype(text: str, cache_dir=None) -> Prototype:
     return prototype
 
 
-def prototype_for(spec: str, cache_dir=None) -> Prototype:
+def prototype_for(spec, cache_dir=None):
     """The prototype for a hook spec: a full C prototype, or a function name from the headers."""
     if not isinstance(spec, str):
         raise MrhookerError("bad hook spec %r: expected a function name or a C prototype" % (spec,))
@@ -1089,17 +1087,17 @@ def prototype_for(spec: str, cache_dir=None) -> Prototype:
     )
 
 
-def variadic_refusal(name: str, cache_dir=None) -> str:
+def variadic_refusal(name, cache_dir=None):
     """Why a variadic function can't be hooked, and what to hook instead."""
     return _variadic_refusal(name, _database(cache_dir).has_function)
 
 
-def known_names(cache_dir=None) -> list:
+def known_names(cache_dir=None):
     """Sorted names of the functions whose prototype the system headers give and mrhooker forwards."""
     return sorted(_database(cache_dir).functions)
 
 
-def _abi_class(ctype: CType) -> str:
+def _abi_class(ctype):
     """How a value travels in registers: what two prototypes must agree on to call the same function."""
     if ctype.kind in ("bytes", "pointer"):
         return "a pointer"
@@ -1110,7 +1108,7 @@ def _abi_class(ctype: CType) -> str:
     return "a %d-byte integer" % ctype.size
 
 
-def _check_against_headers(prototype: Prototype, database: "_Database") -> None:
+def _check_against_headers(prototype, database):
     """Refuses a written-out prototype of a function the system headers declare differently: a call through it
     would pass arguments where the real function does not look for them. Pointer types may differ (const char *
     for a const void * buffer, say), as may the signedness of integers; variadic functions may be written with

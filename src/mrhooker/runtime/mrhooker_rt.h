@@ -114,7 +114,7 @@ typedef struct mrh_runtime {
     void *(*resolve)(int slot);              /* the original of a slot, looked up if it is not known yet */
     void *(*original)(const char *name);     /* the next definition of any symbol (Cython's original()) */
     void (*disable)(void);                   /* hooks off in this process from now on */
-    void (*thread_attached)(mrh_thread *t);  /* t has a Python thread state: delete it at thread exit */
+    void (*track_thread_state)(mrh_thread *t);  /* t has a Python thread state: delete it at thread exit */
     /* The hook settings (MRHOOKER_* as this process got them) */
     const char *kind, *module, *script, *hooks_path, *python_path, *python_home, *executable;
     const char *output, *output_id;

@@ -142,7 +142,7 @@ static void thread_exit(void *arg)   /* thread_key's destructor */
     }
 }
 
-static void thread_attached(mrh_thread *t)   /* the hook side made t's Python thread state */
+static void track_thread_state(mrh_thread *t)   /* the hook side made t's Python thread state */
 {
     t->depth++;
     pthread_setspecific(thread_key, t);
@@ -173,7 +173,7 @@ static void fill_runtime(void)
     r->resolve = mrh_resolve;
     r->original = mrh_original;
     r->disable = NULL;   /* set below: a static function */
-    r->thread_attached = thread_attached;
+    r->track_thread_state = track_thread_state;
     mrh_settings *c = &mrh_config;
     r->kind = c->kind, r->module = c->module, r->script = c->script, r->hooks_path = c->hooks;
     r->python_path = c->python_path, r->python_home = c->python_home, r->executable = c->executable;

@@ -577,7 +577,7 @@ PyThreadState *mrh_make_thread_state(mrh_thread *t)
         PyGILState_Ensure();
         ts = PyEval_SaveThread();
         t->tstate = ts;
-        mrh_rt->thread_attached(t);   /* deleted at thread exit */
+        mrh_rt->track_thread_state(t);   /* deleted at thread exit */
     }
     t->tstate = ts;
     return ts;
