@@ -65,8 +65,8 @@ def get_errno():
 
 
 def in_hook():
-    """True while the calling thread is inside a hooked call: running a hook, or the hook script's import at
-    the start (not its atexit handlers, nor a thread of the script's own)."""
+    """True while the calling thread runs for the target: a hook, the hook script's import at the first hooked
+    call, or its atexit handlers at the target's exit; False in a thread of the script's own."""
     return _native is not None and _native.in_hook()
 
 
