@@ -437,6 +437,24 @@ def first_hooked_call_cost(bench, script):
     return {"added_ms": median(hooked) - median(bare), "bare_samples_ms": bare, "hooked_samples_ms": hooked}
 
 
+def peak_rss_kb(result):
+    match = re.search(r"^vm_hwm_kb=(\d+)$", result.stdout, re.M)
+    if not match:
+        raise Failed("foo_loop printed no peak memory: %s" % result.output.strip()[-600:])
+    return int(match.group(1))
+
+
+def first_hooked_call_memory(bench, script):
+    """What a process's memory grows by when its hooks start: the hooks' own libc, libpython and interpreter.
+    Peak RSS of foo_loop making 1001 calls with the hooks preloaded, against the same bare."""
+    env = hooked_environment(bench, hook_script(script))
+    argv = [bench.foo_loop, "1"]
+    bare = [peak_rss_kb(run_command(argv, env=bench.env)) for _ in range(bench.runs)]
+    hooked = [peak_rss_kb(run_command(argv, env=env)) for _ in range(bench.runs)]
+    check_hook_output_empty(bench)
+    return {"added_mb": (median(hooked) - median(bare)) / 1024, "bare_kb": bare, "hooked_kb": hooked}
+
+
 def cold_build(bench, script, runtime_compiled):
     """`mrhooker --build-dir FRESH SCRIPT /bin/true` with nothing built yet. runtime_compiled: another script
     of the same kind was built in that directory first (untimed), so mrhooker's runtime objects (compiled
@@ -501,6 +519,8 @@ def startup(bench):
             first_hooked_call_cost, "startup_hooks.pyx")
     measure("first_hooked_call_py", "first hooked call in a process: Python starts, imports the `.py` hooks",
             first_hooked_call_cost, "startup_hooks.py")
+    measure("first_hooked_call_memory_py", "memory (peak RSS) a process grows by when its `.py` hooks start",
+            first_hooked_call_memory, "startup_hooks.py")
     measure("cold_build_pyx", "cold build of a %d-line `.pyx` (runtime compiled too), then `/bin/true`"
             % line_count(hook_script("startup_hooks.pyx")),
             cold_build, "startup_hooks.pyx", False)
@@ -752,6 +772,8 @@ def startup_table(results, settings):
             lines.append("| %s | %s | |" % (figure["label"], missing))
         elif "ms" in figure:
             lines.append("| %s | %s | %s |" % (figure["label"], fmt(figure["ms"]), fmt(figure.get("added_ms"))))
+        elif "added_mb" in figure:
+            lines.append("| %s | | %s MB |" % (figure["label"], fmt(figure["added_mb"])))
         else:
             extra = " (%d processes)" % figure["processes"] if "processes" in figure else ""
             lines.append("| %s%s | | %s |" % (figure["label"], extra, fmt(figure["added_ms"], 2)))
@@ -780,9 +802,15 @@ def dd_table(results, settings):
 
 def markdown(report):
     settings = report["settings"]
-    lines = per_call_table(report["per_call"], settings) + [""] + startup_table(report["startup"], settings) \
-        + [""] + dd_table(report["dd"], settings) + ["", machine_line(report["machine"], settings)]
+    lines = []
+    for section, table in (("per_call", per_call_table), ("startup", startup_table), ("dd", dd_table)):
+        if section in report:
+            lines += table(report[section], settings) + [""]
+    lines.append(machine_line(report["machine"], settings))
     return "\n".join(lines) + "\n"
+
+
+SECTIONS = {"per_call": per_call_overhead, "startup": startup, "dd": dd_workload}
 
 
 def parse_args(argv):
@@ -790,7 +818,14 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="tiny counts and one run: checks the harness only")
     parser.add_argument("--json", metavar="FILE", help="also write every figure, with the machine, to FILE")
     parser.add_argument("--runs", type=int, metavar="N", help="runs per figure (default 5; --quick: 1)")
-    return parser.parse_args(argv)
+    parser.add_argument("--only", metavar="SECTIONS", default=",".join(SECTIONS),
+                        help="comma-separated sections to measure (default: all of %s)" % ",".join(SECTIONS))
+    args = parser.parse_args(argv)
+    args.only = [x for x in args.only.split(",") if x]
+    unknown = set(args.only) - set(SECTIONS)
+    if unknown:
+        parser.error("unknown section(s) %s; known: %s" % (", ".join(sorted(unknown)), ", ".join(SECTIONS)))
+    return args
 
 
 def main(argv=None):
@@ -812,9 +847,8 @@ def main(argv=None):
         build_hook_scripts(bench)
         report = {"machine": machine_info(bench), "settings": settings, "tools": dict(bench.tools),
                   "peers_skipped": {tool: bench.skipped(tool) for tool in PEERS}}
-        report["per_call"] = per_call_overhead(bench)
-        report["startup"] = startup(bench)
-        report["dd"] = dd_workload(bench)
+        for section in args.only:
+            report[section] = SECTIONS[section](bench)
     report["elapsed_seconds"] = time.time() - started
     text = markdown(report)
     sys.stdout.write(text)

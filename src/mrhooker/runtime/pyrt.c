@@ -127,7 +127,7 @@ static PyObject *pointer_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     unsigned long long addr = 0;
     PyObject *o = NULL;
     if (!PyArg_ParseTuple(args, "|O:Pointer", &o)) return NULL;
-    if (o && o != Py_None && mrh_py_arg_int(o, &addr, sizeof(void *), 0, "Pointer", 0) < 0) return NULL;
+    if (o && o != Py_None && mrh_py_arg_int_slow(o, &addr, sizeof(void *), 0, "Pointer", 0) < 0) return NULL;
     return mrh_py_pointer((void *)(uintptr_t)addr);
 }
 
@@ -228,8 +228,9 @@ static int int_in_range(PyObject *v, unsigned long long *out, int size, int is_s
     return 0;
 }
 
-int mrh_py_arg_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func, int index)
+int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func, int index)
 {
+    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, is_signed, func, index);
     if (PyObject_TypeCheck(o, &mrh_pointer_type)) {
         *out = (uintptr_t)((mrh_pointer *)o)->addr;
         return 0;
@@ -324,8 +325,9 @@ static int bad_return(PyObject *o, const char *func, const char *expected)
     return -1;
 }
 
-int mrh_py_ret_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func)
+int mrh_py_ret_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func)
 {
+    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, is_signed, func, -1);
     if (o == Py_None || PyFloat_Check(o) || !PyIndex_Check(o)) return bad_return(o, func, "an int");
     PyObject *i = PyNumber_Index(o);
     if (!i) return -1;

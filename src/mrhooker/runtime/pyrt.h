@@ -218,12 +218,35 @@ static inline void mrh_gil_release(PyGILState_STATE state)
  * Each returns 0, or -1 with a Python exception set. `func` names the hook in messages, `index` the argument.
  * Integers must fit the C type (size bytes, signed or not; an unsigned type also takes -1 .. -2**(bits-1),
  * as C code writes (size_t)-1): out of range is an error, never a silent truncation. */
-int mrh_py_arg_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func, int index);
+int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func, int index);
 int mrh_py_arg_float(PyObject *o, double *out, const char *func, int index);
 int mrh_py_arg_ldouble(PyObject *o, long double *out, const char *func, int index);
 int mrh_py_arg_bytes(PyObject *o, const char **out, PyObject **keep, const char *func, int index);
 int mrh_py_arg_pointer(PyObject *o, void **out, PyObject **keep, const char *func, int index);
-int mrh_py_ret_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func);
+int mrh_py_ret_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func);
+
+/* The common case inline (an int that fits whatever the signedness; size is a constant at each call site):
+ * one call into libpython. Everything else is the _slow functions'. */
+static inline int mrh_py_int_fits(PyObject *o, unsigned long long *out, int size)
+{
+    if (!PyLong_CheckExact(o)) return 0;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (size < 8 && (v < -(1LL << (size * 8 - 1)) || v >= (1LL << (size * 8 - 1))))) return 0;
+    *out = (unsigned long long)v;
+    return 1;
+}
+
+static inline int mrh_py_arg_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func,
+                                 int index)
+{
+    return MRH_LIKELY(mrh_py_int_fits(o, out, size)) ? 0 : mrh_py_arg_int_slow(o, out, size, is_signed, func, index);
+}
+
+static inline int mrh_py_ret_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func)
+{
+    return MRH_LIKELY(mrh_py_int_fits(o, out, size)) ? 0 : mrh_py_ret_int_slow(o, out, size, is_signed, func);
+}
 int mrh_py_ret_float(PyObject *o, double *out, const char *func);
 int mrh_py_ret_ldouble(PyObject *o, long double *out, const char *func);
 int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func);   /* keeps returned bytes alive */

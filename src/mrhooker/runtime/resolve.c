@@ -305,20 +305,66 @@ static unsigned name_hash(const char *s)
     return h;
 }
 
+/* In front of the table: the last address found for each name pointer (a Cython hook passes the same
+ * literal every time), so that a repeated lookup is a few instructions. Each entry is a seqlock: the writer
+ * (holding named_lock) makes seq odd, writes, makes it even; a reader that saw it change uses the table. */
+#define BY_POINTER 64
+static struct by_pointer {
+    unsigned seq;
+    const char *name;
+    void *addr;
+} by_pointer[BY_POINTER];
+
+static inline struct by_pointer *pointer_slot(const char *name)
+{
+    return &by_pointer[(unsigned)((uintptr_t)name >> 3) % BY_POINTER];
+}
+
+static void remember_pointer(const char *name, void *addr)   /* with named_lock held */
+{
+    struct by_pointer *e = pointer_slot(name);
+    __atomic_store_n(&e->seq, e->seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&e->name, name, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->addr, addr, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->seq, e->seq + 1, __ATOMIC_RELEASE);
+}
+
+static inline void *recall_pointer(const char *name)
+{
+    struct by_pointer *e = pointer_slot(name);
+    unsigned seq = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+    const char *n = __atomic_load_n(&e->name, __ATOMIC_RELAXED);
+    void *addr = __atomic_load_n(&e->addr, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return (seq & 1) == 0 && n == name && __atomic_load_n(&e->seq, __ATOMIC_RELAXED) == seq ? addr : NULL;
+}
+
 void *mrh_original(const char *name)
 {
+    void *hit = recall_pointer(name);
+    if (MRH_LIKELY(hit != NULL)) return hit;
+    if (resolving) return NULL;
+    mrh_thread *t = &mrh_tls;
     unsigned h = name_hash(name);
     for (unsigned i = 0; i < NAMED_SIZE; i++) {
         struct named *e = &named[(h + i) % NAMED_SIZE];
         if (!__atomic_load_n(&e->published, __ATOMIC_ACQUIRE)) break;
-        if (e->name == name || same_string(e->name, name)) return e->addr;
+        if (e->name == name || same_string(e->name, name)) {
+            t->depth++;
+            pthread_mutex_lock(&named_lock);
+            remember_pointer(name, e->addr);
+            pthread_mutex_unlock(&named_lock);
+            t->depth--;
+            return e->addr;
+        }
     }
-    if (resolving) return NULL;
-    for (int i = 0; i < mrh_nslots; i++)   /* a hooked symbol: its slot knows it already */
-        if (same_string(mrh_slots[i].name, name)) return mrh_resolve(i);
-    void *p = look_up(name);
+    void *p = NULL;
+    int slot = -1;
+    for (int i = 0; i < mrh_nslots && slot < 0; i++)   /* a hooked symbol: its slot knows it already */
+        if (same_string(mrh_slots[i].name, name)) slot = i;
+    p = slot >= 0 ? mrh_resolve(slot) : look_up(name);
     if (!p) return NULL;
-    mrh_thread *t = &mrh_tls;
     t->depth++;
     pthread_mutex_lock(&named_lock);
     for (unsigned i = 0; i < NAMED_SIZE; i++) {
@@ -335,6 +381,7 @@ void *mrh_original(const char *name)
         __atomic_store_n(&e->published, 1, __ATOMIC_RELEASE);
         break;
     }
+    remember_pointer(name, p);
     pthread_mutex_unlock(&named_lock);
     t->depth--;
     return p;

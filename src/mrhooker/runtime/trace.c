@@ -1,0 +1,294 @@
+/* trace.c (target side): the trace file, the clock, and writing records (see trace.h for the design). */
+#define _GNU_SOURCE
+#include "trace.h"
+
+#include <cpuid.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+mrh_trace_header *mrh_trace;
+static unsigned char *ring;                /* the ring's first byte */
+static uint64_t *counters;                 /* {calls, errors, ns} per function */
+static int trace_tried;                    /* this process tried to map the file (reset in a fork child) */
+static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;   /* serialises the mapping; reset at fork */
+static int use_tsc;                        /* header.clock == MRH_CLOCK_TSC: cached */
+static uint32_t my_pid;                    /* this process's pid, cached (reset in a fork child) */
+static __thread uint32_t my_tid __attribute__((tls_model("initial-exec")));   /* 0: not looked up yet */
+static __thread uint32_t my_tid_pid __attribute__((tls_model("initial-exec")));   /* ... for this pid */
+
+/* ---- the clock ---------------------------------------------------------------------------------------- */
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mrh_trace_now(void) { return MRH_LIKELY(use_tsc) ? __rdtsc() : monotonic_ns(); }
+
+static int invariant_tsc(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0x80000000, &a, &b, &c, &d) || a < 0x80000007) return 0;
+    __get_cpuid(0x80000007, &a, &b, &c, &d);
+    return (d >> 8) & 1;
+}
+
+/* The first process to map the file chooses the clock and, for the TSC, measures its rate against
+ * CLOCK_MONOTONIC over 2 ms (once per trace). The others wait for that. */
+static void choose_clock(mrh_trace_header *h)
+{
+    uint64_t expected = 0;
+    if (__atomic_compare_exchange_n(&h->clock_state, &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        uint64_t clock = MRH_CLOCK_MONOTONIC, hz = 0;
+        uint64_t t0 = __rdtsc(), n0 = monotonic_ns();
+        if (invariant_tsc()) {
+            uint64_t n1;
+            do n1 = monotonic_ns(); while (n1 - n0 < 2000000);
+            uint64_t t1 = __rdtsc();
+            hz = (uint64_t)((double)(t1 - t0) * 1e9 / (double)(n1 - n0));
+            if (hz > 100000000) clock = MRH_CLOCK_TSC;   /* a plausible rate (> 100 MHz) */
+        }
+        h->tsc_hz = hz;
+        h->anchor_tsc = t0;
+        h->anchor_ns = n0;
+        h->clock = clock;
+        __atomic_store_n(&h->clock_state, 2, __ATOMIC_RELEASE);
+    }
+    while (__atomic_load_n(&h->clock_state, __ATOMIC_ACQUIRE) != 2) sched_yield();
+    use_tsc = h->clock == MRH_CLOCK_TSC;
+}
+
+/* ---- the file ----------------------------------------------------------------------------------------- */
+
+/* Maps the trace file named by the environment, checking it is the one the launcher made. */
+static mrh_trace_header *map_trace_file(void)
+{
+    const char *path = mrh_config.trace;
+    if (!path) return NULL;
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return NULL;   /* the launcher is gone, or this is not our trace */
+    struct stat st;
+    char id[64];
+    snprintf(id, sizeof id, "%llu:%llu", 0ull, 0ull);
+    if (fstat(fd, &st) < 0 || st.st_uid != getuid() ||
+        (mrh_config.trace_id &&
+         (snprintf(id, sizeof id, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino),
+          strcmp(id, mrh_config.trace_id) != 0))) {
+        close(fd);
+        return NULL;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return NULL;
+    mrh_trace_header *h = p;
+    if (h->magic != MRH_TRACE_MAGIC || h->version != MRH_TRACE_VERSION ||
+        h->ring_offset + h->ring_size > (uint64_t)st.st_size) {
+        munmap(p, (size_t)st.st_size);
+        return NULL;
+    }
+    choose_clock(h);
+    ring = (unsigned char *)p + h->ring_offset;
+    counters = (uint64_t *)((unsigned char *)p + 4096);
+    return h;
+}
+
+int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call)
+{
+    if (__atomic_load_n(&trace_tried, __ATOMIC_ACQUIRE)) {
+        if (!mrh_trace) return 0;
+    } else {
+        t->depth++;   /* open, mmap and the rest: the runtime's own calls */
+        int saved = errno;
+        pthread_mutex_lock(&map_lock);
+        if (!trace_tried) {
+            my_pid = (uint32_t)getpid();
+            mrh_trace_header *h = map_trace_file();
+            __atomic_store_n(&mrh_trace, h, __ATOMIC_RELEASE);
+            __atomic_store_n(&trace_tried, 1, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&map_lock);
+        errno = saved;
+        t->depth--;
+        if (!mrh_trace) return 0;
+    }
+    return mrh_trace_enter(t, fn, call);
+}
+
+/* ---- writing a record ------------------------------------------------------------------------------------ */
+
+struct record_header {
+    uint32_t size;
+    uint16_t magic, fn;
+    uint32_t pid, tid;
+    uint64_t ts, dur, ret;
+    int32_t err;
+    uint8_t flags, nargs, ncaps, pad;
+};
+
+struct capture_header {
+    uint16_t which, kind;
+    uint32_t full, len, pad;
+};
+
+#define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
+
+/* Copies up to n bytes at src; after a failed call (safe), through the kernel, which fails rather than faults.
+ * Returns the bytes copied. */
+static uint64_t copy_from_target(void *dst, const void *src, uint64_t n, int safe)
+{
+    if (!safe) {
+        memcpy(dst, src, n);
+        return n;
+    }
+    struct iovec local = {dst, n}, remote = {(void *)src, n};
+    ssize_t got = syscall(SYS_process_vm_readv, (long)my_pid, &local, 1L, &remote, 1L, 0L);
+    return got > 0 ? (uint64_t)got : 0;
+}
+
+/* The length of a capture's data as stored: strings up to their NUL (at most len), everything cut at -s. */
+static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *full, int safe)
+{
+    if (!c->ptr) return *full = 0;
+    if (c->kind == MRH_CAP_STRING) {
+        if (safe) {   /* unknown memory: the stored bytes are found when copying */
+            *full = limit;
+            return limit;
+        }
+        uint64_t n = strnlen(c->ptr, limit + 1);
+        *full = n;
+        return n > limit ? limit : n;
+    }
+    *full = c->len;
+    if (c->kind == MRH_CAP_SOCKADDR) return c->len > 128 ? 128 : c->len;
+    return c->len > limit ? limit : c->len;
+}
+
+/* Reserves `need` bytes of the ring; 0 if it can't (then the record is counted as dropped). */
+static uint64_t reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
+{
+    uint64_t size = h->ring_size;
+    uint64_t waited_ns = 0;
+    for (;;) {
+        uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
+        uint64_t at = w % size;
+        uint64_t pad = at + need > size ? size - at : 0;   /* a record never straddles the ring's end */
+        uint64_t r = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
+        if (w + pad + need - r <= size) {
+            if (__atomic_compare_exchange_n(&h->write_pos, &w, w + pad + need, 1, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED)) {
+                if (pad) {
+                    struct record_header *p = (struct record_header *)(ring + at);
+                    p->magic = MRH_RECORD_MAGIC;
+                    p->fn = MRH_PAD;
+                    __atomic_store_n(&p->size, (uint32_t)pad, __ATOMIC_RELEASE);
+                }
+                *pos = w + pad;
+                return 1;
+            }
+            continue;
+        }
+        /* Full: wait for the reader while it lives (its heartbeat is recent), 10 s at most. */
+        uint64_t beat = __atomic_load_n(&h->heartbeat_ns, __ATOMIC_ACQUIRE);
+        uint64_t now = monotonic_ns();
+        if (beat == 0 || now - beat > 2000000000u || waited_ns > 10000000000u) return 0;
+        struct timespec nap = {0, 200000};
+        nanosleep(&nap, NULL);
+        waited_ns += 200000;
+    }
+}
+
+void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
+                      int nargs, const mrh_capture *caps, int ncaps)
+{
+    mrh_trace_header *h = mrh_trace;
+    uint64_t end = mrh_trace_now();
+    int saved = errno;
+    t->depth++;
+    if (failed) flags |= MRH_FAILED;
+    if (h->counts_on) {
+        uint64_t *c = counters + 3 * (uint64_t)call->fn;
+        __atomic_add_fetch(&c[0], 1, __ATOMIC_RELAXED);
+        if (failed) __atomic_add_fetch(&c[1], 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&c[2], end - call->start, __ATOMIC_RELAXED);
+    }
+    if (h->records_on) {
+        int safe = failed || (flags & MRH_ENTRY_ONLY);   /* memory no successful call vouched for */
+        if (call->err == EFAULT) flags |= MRH_UNSAFE, ncaps = 0;
+        uint64_t limit = h->strsize, lens[8], fulls[8];
+        if (ncaps > 8) ncaps = 8;
+        uint64_t need = sizeof(struct record_header) + 8 * (uint64_t)nargs;
+        for (int i = 0; i < ncaps; i++) {
+            lens[i] = capture_length(&caps[i], limit, &fulls[i], safe);
+            need += sizeof(struct capture_header) + ALIGN8(lens[i]);
+        }
+        uint64_t pos;
+        if (need > h->ring_size / 4 || !reserve(h, need, &pos)) {
+            __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
+        } else {
+            unsigned char *p = ring + pos % h->ring_size;
+            struct record_header *r = (struct record_header *)p;
+            if (MRH_UNLIKELY(my_tid_pid != my_pid || my_tid == 0)) {
+                my_tid = (uint32_t)syscall(SYS_gettid);
+                my_tid_pid = my_pid;
+            }
+            r->magic = MRH_RECORD_MAGIC;
+            r->fn = (uint16_t)call->fn;
+            r->pid = my_pid;
+            r->tid = my_tid;
+            r->ts = call->start;
+            r->dur = end - call->start;
+            r->ret = ret;
+            r->err = call->err;
+            r->flags = (uint8_t)flags;
+            r->nargs = (uint8_t)nargs;
+            r->ncaps = (uint8_t)ncaps;
+            r->pad = 0;
+            unsigned char *q = p + sizeof *r;
+            memcpy(q, args, 8 * (size_t)nargs);
+            q += 8 * (size_t)nargs;
+            for (int i = 0; i < ncaps; i++) {
+                struct capture_header *c = (struct capture_header *)q;
+                q += sizeof *c;
+                uint64_t got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe) : 0;
+                if (caps[i].kind == MRH_CAP_STRING && safe) {   /* now the NUL can be looked for */
+                    uint64_t n = strnlen((const char *)q, got);
+                    fulls[i] = n < got ? n : limit + 1;
+                    got = n;
+                }
+                c->which = caps[i].which;
+                c->kind = caps[i].kind;
+                c->full = (uint32_t)(fulls[i] > 0xffffffffu ? 0xffffffffu : fulls[i]);
+                c->len = (uint32_t)got;
+                c->pad = 0;
+                q += ALIGN8(lens[i]);
+            }
+            __atomic_store_n(&r->size, (uint32_t)need, __ATOMIC_RELEASE);   /* the commit */
+        }
+    }
+    t->depth--;
+    errno = saved;
+}
+
+/* ---- fork ---------------------------------------------------------------------------------------------- */
+
+static void trace_fork_child(void)
+{
+    /* The mapping is shared with the parent (MAP_SHARED): keep it; only the ids change. */
+    my_pid = (uint32_t)getpid();
+    my_tid = 0;
+    pthread_mutex_init(&map_lock, NULL);
+}
+
+__attribute__((constructor)) static void trace_init(void) { pthread_atfork(NULL, NULL, trace_fork_child); }

@@ -1,0 +1,128 @@
+/* trace.h (target side): recording calls for `mrhooker trace`, with no Python in the target.
+ *
+ * The generated entry point of a traced function (see codegen.trace_entries_source) calls the original and
+ * records the call into a buffer shared with the mrhooker process, which decodes and prints it. Hazards:
+ * - Speed: tens of nanoseconds a call. Idea: one record per call, written after the call returns (entry time
+ *   and duration in it), into one ring reserved with a compare-and-swap; times from the TSC (rdtsc) where it
+ *   is invariant, converted to nanoseconds by the reader; no locks, no system calls.
+ * - The target's memory: a string or buffer argument may be invalid (open(NULL), write(fd, bad, n)).
+ *   Idea: captured after the call, only what the call itself validated (a read's returned bytes, a write's
+ *   buffer once it succeeded, a path when the call did not fail with EFAULT); after a failed call, strings are
+ *   copied with process_vm_readv, which fails instead of faulting.
+ * - errno: the record needs the call's errno without changing what the caller sees.
+ *   Idea: errno is cleared before the call; a call that set none gets its old errno back.
+ * - A full ring: the target never waits forever and never loses a record silently.
+ *   Idea: it waits for the reader (which drains every few ms) while the reader is alive (its heartbeat), up
+ *   to a limit; a record that can't be written is counted in `dropped`, which the reader reports.
+ * - A process that dies mid-record (SIGKILL between reserving and committing): the reader would wait for that
+ *   record forever. Idea: the reader skips an uncommitted record after a while, resynchronising on magic.
+ * - fork: the child's pid and tids change. Idea: cached per thread, reset in the child (atfork).
+ *
+ * The shared file (MRHOOKER_TRACE, created by the launcher; mirrored by mrhooker/tracing.py):
+ *
+ *   offset 0      header (4096 bytes, see mrh_trace_header)
+ *   offset 4096   counters: for each traced function, {calls, errors, ns} (uint64), for `-c`
+ *   ring_offset   the ring: `ring_size` bytes of records, each 8-byte aligned, never split at its end
+ *
+ * A record (all little-endian):
+ *   u32 size        bytes, including this header and what follows; written last (the commit): 0 = not yet
+ *   u16 magic       MRH_RECORD_MAGIC
+ *   u16 fn          the function's index (MRH_PAD: filler up to the ring's end)
+ *   u32 pid, tid
+ *   u64 ts          entry time (TSC ticks, or CLOCK_MONOTONIC ns: see header.clock)
+ *   u64 dur         duration, same unit
+ *   u64 ret         the result's bits
+ *   i32 err         errno after the call; 0 if it set none
+ *   u8 flags        MRH_FAILED, MRH_ENTRY_ONLY (a call that does not return: exec, exit), MRH_UNSAFE (no copies)
+ *   u8 nargs, ncaps, pad
+ *   u64 args[nargs] the arguments' bits (floats as double bits)
+ *   captures[ncaps] each: u16 which (argument index, or 255 for the result), u16 kind, u32 full (the length the
+ *                   data had), u32 len (bytes stored here), u32 pad; then len bytes, padded to 8
+ */
+#ifndef MRHOOKER_TRACE_H
+#define MRHOOKER_TRACE_H
+
+#include <stdint.h>
+#include "preload.h"
+
+#define MRH_TRACE_MAGIC 0x4d52485452414345ull   /* "MRHTRACE" */
+#define MRH_TRACE_VERSION 1
+#define MRH_RECORD_MAGIC 0x524d
+#define MRH_PAD 0xffff
+#define MRH_RET 255
+
+enum { MRH_FAILED = 1, MRH_ENTRY_ONLY = 2, MRH_UNSAFE = 4 };
+enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
+enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3 };
+
+typedef struct mrh_trace_header {
+    uint64_t magic, version;
+    uint64_t ring_offset, ring_size;
+    uint64_t nfn;
+    uint64_t records_on, counts_on;   /* what to write (set by the launcher) */
+    uint64_t strsize;                 /* bytes kept of strings and buffers (-s) */
+    /* The clock, chosen by the first process that maps the file (clock_state 0 -> 1 -> 2). */
+    uint64_t clock_state, clock, tsc_hz, anchor_tsc, anchor_ns;
+    uint64_t pad0[16];
+    uint64_t write_pos;               /* producers (compare-and-swap) */
+    uint64_t pad1[7];
+    uint64_t read_pos;                /* the reader: everything before it may be overwritten */
+    uint64_t heartbeat_ns;            /* the reader's CLOCK_MONOTONIC at its last drain; 0: gone */
+    uint64_t dropped;                 /* records that could not be written (atomic) */
+    uint64_t pad2[5];
+} mrh_trace_header;
+
+/* A call in progress (on the caller's stack). */
+typedef struct mrh_call {
+    uint64_t start;   /* ts */
+    int saved_errno;  /* errno at entry */
+    int err;          /* errno the call set, 0 if none */
+    int fn;
+} mrh_call;
+
+/* What to copy out of the target's memory into a record. */
+typedef struct mrh_capture {
+    const void *ptr;
+    uint64_t len;     /* bytes to copy (before the -s cut); strings: the most to look at */
+    uint16_t which;   /* argument index, or MRH_RET */
+    uint16_t kind;    /* MRH_CAP_* */
+} mrh_capture;
+
+#pragma GCC visibility push(hidden)
+extern mrh_trace_header *mrh_trace;   /* the mapped file, once this process traced a call; else NULL */
+int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call);
+void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
+                      int nargs, const mrh_capture *caps, int ncaps);
+uint64_t mrh_trace_now(void);
+#pragma GCC visibility pop
+
+/* Before the original: 1 if this call is traced (then mrh_trace_exit after it), 0 if not (the runtime's own
+ * calls, a signal handler, no trace file). */
+static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, int fn, mrh_call *call)
+{
+    if (MRH_UNLIKELY(t->depth > 0)) return 0;
+    if (MRH_UNLIKELY(mrh_trace == NULL)) return mrh_trace_enter_slow(t, fn, call);
+    call->fn = fn;
+    call->saved_errno = errno;
+    errno = 0;
+    call->start = mrh_trace_now();
+    return 1;
+}
+
+/* Right after the original returned: its errno, and the caller's back if it set none. */
+static inline __attribute__((always_inline)) void mrh_trace_returned(mrh_call *call)
+{
+    call->err = errno;
+    if (call->err == 0) errno = call->saved_errno;
+}
+
+#define MRH_ARG(x) ((uint64_t)(x))
+#define MRH_ARG_PTR(x) ((uint64_t)(uintptr_t)(x))
+static inline uint64_t mrh_arg_double(double d)
+{
+    uint64_t u;
+    __builtin_memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+#endif
