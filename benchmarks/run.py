@@ -359,6 +359,62 @@ def per_call_overhead(bench):
     return results
 
 
+# ---- instructions per call (deterministic) ----------------------------------------------------------------
+
+INSTRUCTION_HOOKS = [
+    ("none", "none (baseline)", None),
+    ("c_wrapper", "C LD_PRELOAD wrapper, `dlsym(RTLD_NEXT)` cached (the floor)", "c_wrapper"),
+    ("mrhooker_pyx_nogil", "mrhooker `.pyx`, `nogil` pass-through", "foo_nogil.pyx"),
+    ("mrhooker_pyx_with_gil", "mrhooker `.pyx`, `with gil`, calls a Python function", "foo_withgil.pyx"),
+    ("mrhooker_py", "mrhooker `.py` `@hook`, counts, returns `foo.original(x)`", "foo_py.py"),
+    ("mrhooker_py_nonblocking", "the same `@hook` with `blocks=False`", "foo_py_nonblocking.py"),
+]
+INSTRUCTION_CALLS = (2000, 12000)
+
+
+def instructions_per_call(bench):
+    """Instructions per call of foo() under each hook, counted by valgrind's callgrind: the same for the same
+    code whatever else the machine does (timings here vary by tens of percent), so the figure to compare a
+    change with. (The difference between two call counts, so start-up is not counted.)"""
+    if not shutil.which("valgrind"):
+        return {"skipped": "valgrind is not installed"}
+    results = {}
+    for name, label, hooks in INSTRUCTION_HOOKS:
+        if hooks is None:
+            env = bench.env
+        elif hooks == "c_wrapper":
+            env = dict(bench.env, LD_PRELOAD=bench.c_wrapper)
+        else:
+            env = hooked_environment(bench, hook_script(hooks))
+        counts = []
+        for calls in INSTRUCTION_CALLS:
+            result = run_command(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", bench.foo_loop,
+                                  str(calls)], env=env)
+            match = re.search(r"Collected : (\d+)", result.stderr)
+            if not match:
+                raise Failed("callgrind counted nothing: %s" % result.stderr[-600:])
+            counts.append(int(match.group(1)))
+        per_call = (counts[1] - counts[0]) / (INSTRUCTION_CALLS[1] - INSTRUCTION_CALLS[0])
+        results[name] = {"label": label, "instructions": per_call}
+        log("instructions: %-24s %8.1f per call" % (name, per_call))
+    base = results["none"]["instructions"]
+    for figure in results.values():
+        figure["added"] = figure["instructions"] - base
+    return results
+
+
+def instructions_table(results, settings):
+    lines = ["### Instructions per call (callgrind)", "",
+             "`int foo(int)` called in a loop, instructions counted by valgrind's callgrind: the same for the same code "
+             "whatever the machine does, so the figure to compare a change with.", "",
+             "| hook | instructions per call | added |", "|---|---:|---:|"]
+    if "skipped" in results:
+        return lines + ["| (%s) | | |" % results["skipped"]]
+    for figure in results.values():
+        lines.append("| %s | %s | %s |" % (figure["label"], fmt(figure["instructions"]), fmt(figure["added"])))
+    return lines
+
+
 # ---- start-up -----------------------------------------------------------------------------------------
 
 def median_ms(bench, argv, env, runs, cwd=None):
@@ -803,14 +859,16 @@ def dd_table(results, settings):
 def markdown(report):
     settings = report["settings"]
     lines = []
-    for section, table in (("per_call", per_call_table), ("startup", startup_table), ("dd", dd_table)):
+    for section, table in (("per_call", per_call_table), ("instructions", instructions_table),
+                           ("startup", startup_table), ("dd", dd_table)):
         if section in report:
             lines += table(report[section], settings) + [""]
     lines.append(machine_line(report["machine"], settings))
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = {"per_call": per_call_overhead, "startup": startup, "dd": dd_workload}
+SECTIONS = {"per_call": per_call_overhead, "instructions": instructions_per_call, "startup": startup,
+            "dd": dd_workload}
 
 
 def parse_args(argv):
