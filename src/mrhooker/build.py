@@ -24,10 +24,12 @@ from mrhooker.errors import MrhookerError
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_DIR = os.path.join(PACKAGE_DIR, "runtime")
 TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c")   # the preload library's runtime
+TRACE_SIDE = ("trace.c",)                                             # ... and a trace's
 HOOK_SIDE = ("pyrt.c", "namespace.c")                                 # pyrt.so
-RUNTIME_FILES = TARGET_SIDE + HOOK_SIDE + ("mrhooker_rt.h", "preload.h", "entry.h", "output.h", "pyrt.h")
+RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + HOOK_SIDE + ("mrhooker_rt.h", "preload.h", "entry.h", "output.h",
+                                                        "pyrt.h", "trace.h")
 # mrhooker's own sources that shape a build: a change to any of them is a new build.
-GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "__init__.pxd")
+GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "tracing.py", "__init__.pxd")
 LIBRARIES = ("preload.so", "pyrt.so", "hooks.so")
 
 # The hook library's links to the hook side's runtime (see runtime/pyrt.c): a Cython hook's dlsym(RTLD_NEXT)
@@ -69,14 +71,14 @@ def _runtime_dir(root, pyinfo, log):
     key = cache.key([__version__, pyinfo.include_dir, pyinfo.libpython, " ".join(cc), toolchain.tool_identity(cc[0])],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
     final = os.path.join(root, "runtime-" + key)
-    objects = [os.path.join(final, f[:-2] + ".o") for f in TARGET_SIDE]
+    objects = [os.path.join(final, f[:-2] + ".o") for f in TARGET_SIDE + TRACE_SIDE]
     if cache.verify(final) is not None:
         for path in objects + [os.path.join(final, "pyrt.so")]:   # linked into, or copied into, every build
             cache.check_private(path, "mrhooker's runtime file")
         return final, objects
     tmp = cache.temp_dir(root, "runtime")
     try:
-        for source in TARGET_SIDE:
+        for source in TARGET_SIDE + TRACE_SIDE:
             toolchain.compile_c(["-c", "-fvisibility=hidden", os.path.join(RUNTIME_DIR, source)],
                                 os.path.join(tmp, source[:-2] + ".o"), [RUNTIME_DIR], [], log,
                                 "compiling mrhooker's runtime (%s)" % source)
@@ -84,7 +86,7 @@ def _runtime_dir(root, pyinfo, log):
                             os.path.join(tmp, "pyrt.so"), [RUNTIME_DIR, pyinfo.include_dir], [], log,
                             "compiling mrhooker's runtime (pyrt.so)",
                             ["-Wl,-rpath," + pyinfo.libdir, "-Wl,--disable-new-dtags", "-ldl", "-lpthread"])
-        cache.seal(tmp, [f[:-2] + ".o" for f in TARGET_SIDE] + ["pyrt.so"], {"python": pyinfo.version})
+        cache.seal(tmp, [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE] + ["pyrt.so"], {"python": pyinfo.version})
         cache.publish(tmp, final, replace=os.path.isdir(final))   # there but failing verify: replaced
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -100,7 +102,7 @@ def _compile_libraries(tmp, hook_sources, pyinfo, runtime_objects, options, what
                             [RUNTIME_DIR, pyinfo.include_dir] + options.include_dirs, options.cflags, options.log,
                             what, HOOKS_LDFLAGS + options.ldflags),
                 pool.submit(toolchain.compile_c, ["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")]
-                            + runtime_objects, os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs,
+                            + runtime_objects[:len(TARGET_SIDE)], os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs,
                             options.cflags, options.log, "compiling the preload library", ["-ldl", "-lpthread"])]
         try:
             for job in jobs:
@@ -225,3 +227,60 @@ def _build(path, options):
     cache.prune(root, script.module, final)
     options.log("built: %s" % final)
     return Build(script, cache.check_private(final, "build"), symbols)
+
+
+# ---- traces ---------------------------------------------------------------------------------------------
+
+class TraceBuild:
+    """A trace's preload library (its generated entries.c beside it) and its functions' plans."""
+
+    def __init__(self, directory, plans):
+        self.directory = directory
+        self.preload = os.path.join(directory, "preload.so")
+        self.plans = plans    # [tracing.Plan.to_json()], in slot order
+
+
+def build_trace(plans, options):
+    """Builds (or finds in the cache) the preload library that records calls of the functions planned."""
+    umask = os.umask(0o077)
+    try:
+        return _build_trace(plans, options)
+    finally:
+        os.umask(umask)
+
+
+def _build_trace(plans, options):
+    from mrhooker import codegen
+
+    pyinfo = toolchain.python_info()
+    root = cache.prepare(options.build_dir or cache.default_root(),
+                         "build directory" if options.build_dir else "cache directory")
+    described = [p.to_json() for p in plans]
+    cc = toolchain.c_compiler()
+    key = cache.key([__version__, "trace", json.dumps(described), repr(options.cflags),
+                     " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:]))],
+                    [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
+                    + [os.path.join(PACKAGE_DIR, f) for f in GENERATOR_FILES], length=20)
+    final = os.path.join(root, "trace-" + key)
+    if not options.rebuild:
+        manifest = cache.verify(final)
+        if manifest is not None:
+            cache.touch(final)
+            options.log("cache hit: %s" % final)
+            return TraceBuild(cache.check_private(final, "build"), manifest["plans"])
+    options.log("cache miss: building the trace of %d functions in %s" % (len(plans), root))
+    options.status("mrhooker: building the trace of %d functions ..." % len(plans))
+    runtime_dir, runtime_objects = _runtime_dir(root, pyinfo, options.log)
+    tmp = cache.temp_dir(root, "trace")
+    try:
+        _write(os.path.join(tmp, "entries.c"), codegen.trace_entries_source(plans))
+        toolchain.compile_c(["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")] + runtime_objects,
+                            os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, options.log,
+                            "compiling the trace library", ["-ldl", "-lpthread"])
+        cache.seal(tmp, ["preload.so"], {"plans": described, "mrhooker": __version__})
+        cache.publish(tmp, final, replace=options.rebuild or os.path.lexists(final))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    cache.prune(root, "trace", final)
+    options.log("built: %s" % final)
+    return TraceBuild(cache.check_private(final, "build"), described)

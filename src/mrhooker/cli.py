@@ -17,6 +17,7 @@ from mrhooker.errors import MrhookerError
 
 RUN_USAGE = "mrhooker [run] [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND [ARGS...]"
 RUN_EPILOG = """\
+`mrhooker trace --help`: see a command's library calls, with no script (strace's and ltrace's options).
 config file: ~/.mrhooker/mrhooker.config (or $MRHOOKER_CONFIG), sections [default] and [MODULE].
 exit status: COMMAND's; 128+N if it was killed by signal N; 2 for mrhooker's own errors; 126/127 when
 COMMAND cannot be run or found."""
@@ -163,7 +164,98 @@ def run_command(argv):
                       LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log))
 
 
-SUBCOMMANDS = {"run": run_command}
+TRACE_USAGE = "mrhooker trace [OPTIONS] COMMAND [ARGS...]"
+
+
+def _trace_parser():
+    from mrhooker.tracing import CLASSES, DEFAULT_CLASSES
+    p = _Parser(prog="mrhooker trace", usage=TRACE_USAGE, allow_abbrev=False,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Show the library calls COMMAND makes (and the programs it runs), one line per call, "
+                            "as strace shows system calls. No script: the calls are recorded in generated C and "
+                            "decoded here.",
+                epilog="classes for -e: %s (default: %s).\nexit status: COMMAND's; 2 for mrhooker's own errors." % (
+                    " ".join("%" + c for c in sorted(CLASSES)), " ".join("%" + c for c in DEFAULT_CLASSES)))
+    p.add_argument("-e", dest="specs", metavar="SPEC", action="append", default=[],
+                   help="what to trace: names, globs (open*), !NAME to leave out, %%CLASS; comma lists; repeatable")
+    p.add_argument("-l", "--list", nargs="?", const="*", metavar="GLOB",
+                   help="list the known prototypes (matching GLOB) and exit")
+    p.add_argument("-f", dest="follow_count", action="count", default=0,
+                   help="follow children (the default); -ff with -o FILE: one FILE.PID per process")
+    p.add_argument("--no-follow", action="store_true", help="trace COMMAND only, not the programs it runs")
+    p.add_argument("-o", "--output", metavar="FILE", help="the lines (or -c's table) to FILE instead of stderr")
+    p.add_argument("-A", "--append", action="store_true", help="append to -o FILE instead of truncating it")
+    p.add_argument("-s", dest="strsize", type=int, default=32, metavar="N",
+                   help="bytes of strings and buffers shown (default 32)")
+    p.add_argument("-t", dest="timestamps", action="count", default=0,
+                   help="time of day on each line; -tt with microseconds, -ttt as seconds since the epoch")
+    p.add_argument("-r", dest="relative", action="store_true", help="time since the previous line, on each line")
+    p.add_argument("-T", dest="durations", action="store_true", help="time spent in each call, <s> at the end")
+    p.add_argument("-Z", "--failed", action="store_true", help="only the calls that failed")
+    p.add_argument("-c", dest="summary_only", action="store_true",
+                   help="a summary at exit (calls, errors, time per function) instead of the lines")
+    p.add_argument("-C", dest="summary_too", action="store_true", help="the lines and the summary")
+    p.add_argument("--json", metavar="FILE", help="one JSON object per call to FILE (schema: README)")
+    p.add_argument("--timeline", metavar="FILE",
+                   help="a timeline in Chrome's trace event format (Perfetto, chrome://tracing) to FILE")
+    p.add_argument("--timeline-limit", type=int, default=1_000_000, metavar="N",
+                   help="the most calls the timeline holds (default 1000000: what viewers still open)")
+    p.add_argument("--scaffold", metavar="FILE.py",
+                   help="write a hook script with a stub for each function called, to edit and run")
+    p.add_argument("--buffer-size", type=int, default=64, metavar="MB", help="the trace buffer (default 64 MB)")
+    p.add_argument("--build-dir", metavar="DIR", help="keep builds in DIR instead of the cache")
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if the cache has a build")
+    p.add_argument("--force", action="store_true", help="run a program that cannot be traced anyway, untraced")
+    p.add_argument("-v", "--verbose", action="store_true", help="say what happens")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    return p
+
+
+def _list_prototypes(pattern, build_dir):
+    import fnmatch
+    from mrhooker import cache, cdecl
+    root = cache.prepare(build_dir or cache.default_root(), "build directory" if build_dir else "cache directory")
+    for name in fnmatch.filter(cdecl.known_names(root), pattern):
+        proto = cdecl.prototype_for(name, root)
+        sys.stdout.write("%s;\n" % proto.text)
+    return 0
+
+
+def trace_command(argv):
+    """`mrhooker trace ...`: trace COMMAND's library calls; returns the exit status."""
+    from mrhooker.build import BuildOptions
+    from mrhooker.launch import find_program
+    from mrhooker.tracer import TraceRequest, Tracer
+
+    args = _trace_parser().parse_args(argv)
+    build_dir = os.path.abspath(os.path.expanduser(args.build_dir)) if args.build_dir else None
+    if args.list is not None:
+        return _list_prototypes(args.list, build_dir)
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    if not args.command:
+        raise MrhookerError("no command given: what should run traced?\nusage: " + TRACE_USAGE)
+    if args.strsize < 0 or args.buffer_size < 1 or args.timeline_limit < 0:
+        raise MrhookerError("-s, --buffer-size and --timeline-limit take positive numbers")
+    if args.follow_count >= 2 and not args.output:
+        raise MrhookerError("-ff needs -o FILE (it writes FILE.PID for each process)")
+    program = find_program(args.command, args.force)
+    console = Console(args.verbose)
+    request = TraceRequest(
+        specs=args.specs, strsize=args.strsize, follow=not args.no_follow, output=args.output,
+        per_process=args.follow_count >= 2, append=args.append, timestamps=min(args.timestamps, 3),
+        relative=args.relative, durations=args.durations, failed_only=args.failed,
+        summary=args.summary_only or args.summary_too, lines=not args.summary_only, json_path=args.json,
+        timeline_path=args.timeline, timeline_limit=args.timeline_limit, scaffold_path=args.scaffold,
+        buffer_mb=args.buffer_size)
+    options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, status=console.status)
+    try:
+        return Tracer(request, options, console.log).run(args.command, program)
+    finally:
+        console.clear_status()
+
+
+SUBCOMMANDS = {"run": run_command, "trace": trace_command}
 
 
 class _Interrupted(BaseException):

@@ -197,8 +197,6 @@ def hook_environment(build, pyinfo, output, options):
         "MRHOOKER_PYTHONPATH": "\n".join(python_path),
         "MRHOOKER_PYTHONHOME": pyinfo.home,
         "MRHOOKER_PYTHON": pyinfo.executable,
-        "MRHOOKER_FOLLOW": "1" if options.follow else "0",
-        "MRHOOKER_PARENT": str(os.getpid()),
     }
     if build.script.kind == "py":
         env["MRHOOKER_SCRIPT"] = build.script.path
@@ -206,7 +204,8 @@ def hook_environment(build, pyinfo, output, options):
     return env
 
 
-def _exit_status(status):
+def exit_status(status):
+    """mrhooker's exit status for the target's wait status (dying by the same signal for a few)."""
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
         return code
@@ -228,6 +227,20 @@ def find_program(command, force):
     return path
 
 
+def _preload_environment(preload, settings, options):
+    """The target's environment: ours, with `preload` first in LD_PRELOAD and the MRHOOKER_* settings."""
+    if any(c in preload for c in " :\t\n"):
+        raise MrhookerError("the build directory %s has a space or colon in its path, which LD_PRELOAD cannot "
+                            "carry; choose another one with --build-dir" % os.path.dirname(preload))
+    env = dict(os.environ)
+    env.update(settings)
+    env["MRHOOKER_FOLLOW"] = "1" if options.follow else "0"
+    env["MRHOOKER_PARENT"] = str(os.getpid())
+    env["LD_PRELOAD"] = preload + (" " + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
+    options.log("LD_PRELOAD=%s" % env["LD_PRELOAD"])
+    return env
+
+
 def run_target(build, pyinfo, command, program, options):
     """Runs COMMAND (whose program find_program gave) with the hooks; returns mrhooker's exit status (the
     target's)."""
@@ -237,17 +250,44 @@ def run_target(build, pyinfo, command, program, options):
     for library in (build.preload, build.runtime, build.hooks):
         check_private(library, "hook library")
     check_private(pyinfo.libpython, "libpython")
-    if any(c in build.preload for c in " :\t\n"):
-        raise MrhookerError("the build directory %s has a space or colon in its path, which LD_PRELOAD cannot "
-                            "carry; choose another one with --build-dir" % build.directory)
-    env = dict(os.environ)
     output = Output(options.output)
-    env.update(hook_environment(build, pyinfo, output, options))
-    env["LD_PRELOAD"] = build.preload + (" " + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
-    options.log("LD_PRELOAD=%s" % env["LD_PRELOAD"])
-    options.log("hooks: %s (%s)" % (build.hooks, ", ".join(build.symbols)))
-    options.log("hook output: %s" % (options.output or "stderr"))
+    try:
+        env = _preload_environment(build.preload, hook_environment(build, pyinfo, output, options), options)
+        options.log("hooks: %s (%s)" % (build.hooks, ", ".join(build.symbols)))
+        options.log("hook output: %s" % (options.output or "stderr"))
+        status = spawn_and_wait(program, command, env, options.log)
+    finally:
+        output.close()
+    return exit_status(status)
 
+
+def run_traced(preload, trace_settings, command, program, options, on_tick, tick=0.02):
+    """Runs COMMAND with a trace build preloaded, calling on_tick() every `tick` seconds and once at the end,
+    until COMMAND and every process it started have exited (mrhooker is their subreaper, as strace -f waits
+    for them all). Returns (COMMAND's wait status, {pid: wait status} of every process reaped)."""
+    from mrhooker.cache import check_private
+
+    check_private(preload, "trace library")
+    env = _preload_environment(preload, trace_settings, options)
+    _become_subreaper()
+    statuses = {}
+    status = spawn_and_wait(program, command, env, options.log, on_tick=on_tick, tick=tick, all_children=statuses)
+    on_tick()
+    return status, statuses
+
+
+def _become_subreaper():
+    """Orphaned descendants are reparented to mrhooker (PR_SET_CHILD_SUBREAPER), so that it can wait for them."""
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def spawn_and_wait(program, command, env, log, on_tick=None, tick=0.5, all_children=None):
+    """Runs the program, forwarding signals sent to mrhooker, until it exits (and, with all_children, a dict,
+    until every child mrhooker has exits: their wait statuses go there). Returns the program's wait status."""
     watched = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     try:
@@ -255,11 +295,13 @@ def run_target(build, pyinfo, command, program, options):
                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
     except OSError as e:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
-        output.close()
         raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 126)
     status = None
-    while status is None:
-        info = signal.sigtimedwait(watched, 0.5)
+    others = all_children is not None
+    while status is None or others:
+        info = signal.sigtimedwait(watched, tick)
+        if on_tick is not None:
+            on_tick()
         if info is not None and info.si_signo != signal.SIGCHLD:
             if not (info.si_code == SI_KERNEL and info.si_signo in (signal.SIGINT, signal.SIGQUIT)):
                 try:
@@ -267,11 +309,21 @@ def run_target(build, pyinfo, command, program, options):
                 except ProcessLookupError:
                     pass
             continue
-        done, raw = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = raw
-    output.close()
+        while True:
+            try:
+                done, raw = os.waitpid(-1 if all_children is not None else pid, os.WNOHANG)
+            except ChildProcessError:
+                others = False   # no child left
+                break
+            if not done:
+                break
+            if all_children is not None:
+                all_children[done] = raw
+            if done == pid:
+                status = raw
+                if all_children is None:
+                    break
     code = os.waitstatus_to_exitcode(status)
-    options.log("exit status: %s" % (code if code >= 0 else "killed by signal %d" % -code))
+    log("exit status: %s" % (code if code >= 0 else "killed by signal %d" % -code))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, watched - set(REPRODUCED_SIGNALS))
-    return _exit_status(status)
+    return status

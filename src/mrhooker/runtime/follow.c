@@ -9,6 +9,9 @@
  *   Idea: the new environment is built on the stack.
  * - The wrappers' own string work must not show up as the program's calls (a script hooking strlen).
  *   Idea: they raise the thread's depth around it.
+ * - A hook script's (or a trace's) own entry point for execve replaces this weak one.
+ *   Idea: the original such an entry point calls is this file's wrapper (mrh_follow_wrapper), not libc's
+ *   execve, so the child is followed all the same.
  * - --no-follow: only the launcher's child is hooked.
  *   Idea: that process removes our LD_PRELOAD entry and the MRHOOKER_* variables from its environment at
  *   load, so its children never load us.
@@ -80,12 +83,12 @@ static void forget_environment(void)
 /* At load, with depth raised. */
 void mrh_follow_init(void)
 {
-    real_exec.execve = (int (*)(const char *, char *const[], char *const[]))mrh_original("execve");
-    real_exec.execvpe = (int (*)(const char *, char *const[], char *const[]))mrh_original("execvpe");
-    real_exec.fexecve = (int (*)(int, char *const[], char *const[]))mrh_original("fexecve");
-    real_exec.posix_spawn = (spawn_fn)mrh_original("posix_spawn");
-    real_exec.posix_spawnp = (spawn_fn)mrh_original("posix_spawnp");
-    if (!mrh_config.hooks) return;   /* not launched by mrhooker */
+    real_exec.execve = (int (*)(const char *, char *const[], char *const[]))mrh_lookup_next("execve");
+    real_exec.execvpe = (int (*)(const char *, char *const[], char *const[]))mrh_lookup_next("execvpe");
+    real_exec.fexecve = (int (*)(int, char *const[], char *const[]))mrh_lookup_next("fexecve");
+    real_exec.posix_spawn = (spawn_fn)mrh_lookup_next("posix_spawn");
+    real_exec.posix_spawnp = (spawn_fn)mrh_lookup_next("posix_spawnp");
+    if (!mrh_config.hooks && !mrh_config.trace) return;   /* not launched by mrhooker */
     if (!mrh_config.follow) {
         forget_environment();
         return;
@@ -151,7 +154,7 @@ static size_t their_preload_length(char *const envp[])
     do {                                                                                               \
         mrh_thread *mrh_t = &mrh_tls;                                                                  \
         char *const *ENV = (envp);                                                                     \
-        if (!preload_self || mrh_t->depth > 0) return call;                                            \
+        if (!preload_self) return call;                                                                \
         mrh_t->depth++;                                                                                \
         int mrh_rc;                                                                                    \
         if (env_carries_hooks(ENV)) {                                                                  \
@@ -166,43 +169,84 @@ static size_t their_preload_length(char *const envp[])
         return mrh_rc;                                                                                 \
     } while (0)
 
-#define MRH_WEAK MRH_EXPORT __attribute__((weak))
-
-MRH_WEAK int execve(const char *path, char *const argv[], char *const envp[])
+/* The wrappers, and the weak exported functions that call them. */
+static int follow_execve(const char *path, char *const argv[], char *const envp[])
 {
     WITH_HOOK_ENV(envp, real_exec.execve(path, argv, ENV));
 }
 
-MRH_WEAK int execv(const char *path, char *const argv[])
+static int follow_execv(const char *path, char *const argv[])
 {
     WITH_HOOK_ENV(environ, real_exec.execve(path, argv, ENV));
 }
 
-MRH_WEAK int execvpe(const char *file, char *const argv[], char *const envp[])
+static int follow_execvpe(const char *file, char *const argv[], char *const envp[])
 {
     WITH_HOOK_ENV(envp, real_exec.execvpe(file, argv, ENV));
 }
 
-MRH_WEAK int execvp(const char *file, char *const argv[])
+static int follow_execvp(const char *file, char *const argv[])
 {
     WITH_HOOK_ENV(environ, real_exec.execvpe(file, argv, ENV));
 }
 
-MRH_WEAK int fexecve(int fd, char *const argv[], char *const envp[])
+static int follow_fexecve(int fd, char *const argv[], char *const envp[])
 {
     WITH_HOOK_ENV(envp, real_exec.fexecve(fd, argv, ENV));
 }
 
+static int follow_posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+                              const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    WITH_HOOK_ENV(envp, real_exec.posix_spawn(pid, path, actions, attr, argv, ENV));
+}
+
+static int follow_posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+                               const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    WITH_HOOK_ENV(envp, real_exec.posix_spawnp(pid, file, actions, attr, argv, ENV));
+}
+
+void *mrh_follow_wrapper(const char *name)
+{
+    static const struct { const char *name; void *wrapper; } wrappers[] = {
+        {"execve", (void *)follow_execve}, {"execv", (void *)follow_execv}, {"execvpe", (void *)follow_execvpe},
+        {"execvp", (void *)follow_execvp}, {"fexecve", (void *)follow_fexecve},
+        {"posix_spawn", (void *)follow_posix_spawn}, {"posix_spawnp", (void *)follow_posix_spawnp},
+    };
+    for (size_t i = 0; i < sizeof wrappers / sizeof wrappers[0]; i++)
+        if (strcmp(wrappers[i].name, name) == 0) return wrappers[i].wrapper;
+    return NULL;
+}
+
+#define MRH_WEAK MRH_EXPORT __attribute__((weak))
+
+MRH_WEAK int execve(const char *path, char *const argv[], char *const envp[])
+{
+    return follow_execve(path, argv, envp);
+}
+
+MRH_WEAK int execv(const char *path, char *const argv[]) { return follow_execv(path, argv); }
+
+MRH_WEAK int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    return follow_execvpe(file, argv, envp);
+}
+
+MRH_WEAK int execvp(const char *file, char *const argv[]) { return follow_execvp(file, argv); }
+
+MRH_WEAK int fexecve(int fd, char *const argv[], char *const envp[]) { return follow_fexecve(fd, argv, envp); }
+
 MRH_WEAK int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
                          const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-    WITH_HOOK_ENV(envp, real_exec.posix_spawn(pid, path, actions, attr, argv, ENV));
+    return follow_posix_spawn(pid, path, actions, attr, argv, envp);
 }
 
 MRH_WEAK int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
                           const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-    WITH_HOOK_ENV(envp, real_exec.posix_spawnp(pid, file, actions, attr, argv, ENV));
+    return follow_posix_spawnp(pid, file, actions, attr, argv, envp);
 }
 
 /* The execl family: its arguments gathered into an argv, on the stack. */

@@ -157,6 +157,7 @@ typedef const mrh_hook_ops *(*mrh_hook_start_fn)(const mrh_runtime *rt);
  * environment. Inherited by exec'd children, and put back by follow.c's exec wrappers when a program execs
  * with an environment of its own. Stripped (with our LD_PRELOAD entry) by a --no-follow process.
  *   MRHOOKER_HOOKS         the hook library (a resolved path in a private directory)
+ *   MRHOOKER_RUNTIME       the hook side's runtime library (pyrt.so), likewise
  *   MRHOOKER_KIND          "pyx" or "py"
  *   MRHOOKER_MODULE        the hook script's module name
  *   MRHOOKER_SCRIPT        the .py script's path (kind "py")
@@ -168,6 +169,9 @@ typedef const mrh_hook_ops *(*mrh_hook_start_fn)(const mrh_runtime *rt);
  *   MRHOOKER_FOLLOW        "0": hook only the launcher's child (--no-follow)
  *   MRHOOKER_PARENT        the launcher's pid (for --no-follow)
  *   MRHOOKER_START_WAIT_MS how long a thread waits for another thread's start (default 5000)
+ *   MRHOOKER_TRACE         `mrhooker trace`: the shared file calls are recorded into (trace.h), instead of
+ *                          the hook settings above
+ *   MRHOOKER_TRACE_ID      "DEV:INO" it must have
  */
 
 #endif

@@ -105,6 +105,8 @@ static const char *setting(const char *name)
 static void read_settings(void)
 {
     mrh_settings *c = &mrh_config;
+    c->trace = setting("MRHOOKER_TRACE");
+    c->trace_id = setting("MRHOOKER_TRACE_ID");
     c->hooks = setting("MRHOOKER_HOOKS");
     c->runtime = setting("MRHOOKER_RUNTIME");
     c->kind = setting("MRHOOKER_KIND");
@@ -119,15 +121,13 @@ static void read_settings(void)
     c->follow = !follow || strcmp(follow, "0") != 0;
     const char *wait = getenv("MRHOOKER_START_WAIT_MS");
     c->start_wait_ms = wait && *wait ? atol(wait) : 5000;
-    if (!c->hooks || !c->runtime || !c->kind || !c->module) {
-        mrh_state = MRH_OFF;   /* loaded without mrhooker's launcher: stay out of the way */
-        return;
-    }
-    if (!c->follow) {
-        /* --no-follow: only the launcher's own child is hooked. */
+    /* Launched by mrhooker (to hook or to trace), and not a child --no-follow excludes. */
+    c->active = (c->hooks || c->trace) != 0;
+    if (c->active && !c->follow) {
         const char *parent = getenv("MRHOOKER_PARENT");
-        if (!parent || atol(parent) != (long)getppid()) mrh_state = MRH_OFF;
+        if (!parent || atol(parent) != (long)getppid()) c->active = 0;
     }
+    if (!c->active || !c->hooks || !c->runtime || !c->kind || !c->module) mrh_state = MRH_OFF;
 }
 
 /* ---- threads ------------------------------------------------------------------------------------------- */
@@ -290,14 +290,17 @@ static void wait_for_start(void)
 
 static void preload_init(void);
 
+int mrh_init_for_call(const void *caller)
+{
+    if (MRH_LIKELY(__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == 2)) return 1;
+    if (mrh_in_loader(caller)) return 0;
+    preload_init();   /* called before this library's constructor: a constructor of another library */
+    return __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == 2;
+}
+
 int mrh_begin_slow(mrh_thread *t, const void *caller)
 {
-    if (t->depth > 0) return 0;
-    if (MRH_UNLIKELY(__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2)) {
-        if (mrh_in_loader(caller)) return 0;
-        preload_init();   /* called before this library's constructor: a constructor of another library */
-        if (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2) return 0;
-    }
+    if (t->depth > 0 || !mrh_init_for_call(caller)) return 0;
     int state = __atomic_load_n(&mrh_state, __ATOMIC_ACQUIRE);
     if (state == MRH_READY) return 1;
     if (state == MRH_OFF || mrh_in_loader(caller)) return 0;

@@ -17,15 +17,18 @@ extern mrh_slot mrh_slots[];          /* generated, one per hooked symbol */
 extern const int mrh_nslots;
 
 /* preload.c */
+int mrh_init_for_call(const void *caller);   /* the runtime's set-up done (now, if need be)? 0: not from there */
 int mrh_begin_slow(mrh_thread *t, const void *caller);   /* may this hooked call run its hook? starts hooks */
 void mrh_first_hook_on_thread(mrh_thread *t);              /* the hook side's per-thread set-up */
 void mrh_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));   /* "mrhooker: ..." line */
 
 /* The settings this process was launched with (MRHOOKER_*, see mrhooker_rt.h), read once. */
 typedef struct mrh_settings {
+    const char *trace, *trace_id;   /* `mrhooker trace`: the shared trace file, and its identity */
     const char *hooks, *runtime, *kind, *module, *script;
     const char *python_path, *python_home, *executable, *output, *output_id;
     int follow;           /* exec'd children are hooked too */
+    int active;           /* this process is to be hooked or traced */
     long start_wait_ms;   /* how long a thread waits for another thread's start */
 } mrh_settings;
 extern mrh_settings mrh_config;
@@ -34,6 +37,7 @@ extern mrh_settings mrh_config;
 void mrh_resolve_init(void);                  /* at load: the real dlsym, and every slot's original */
 void *mrh_resolve(int slot);                  /* the original of a slot, looked up if not known yet */
 void *mrh_original(const char *name);         /* the next definition of any symbol, cached; NULL if none */
+void *mrh_lookup_next(const char *name);      /* the same, never a runtime wrapper or proxy (see resolve.c) */
 void mrh_resolve_after_fork(void);            /* in a fork child: its locks are reset */
 void *mrh_boot_alloc(size_t size);            /* serves malloc/calloc while their originals are looked up */
 int mrh_boot_owns(const void *p);
@@ -42,6 +46,7 @@ int mrh_in_loader(const void *code);          /* is this code address in the dyn
 
 /* follow.c */
 void mrh_follow_init(void);                   /* snapshot MRHOOKER_*, or strip them (--no-follow) */
+void *mrh_follow_wrapper(const char *name);   /* its wrapper of an exec function (execve, ...), or NULL */
 
 /* signals.c */
 void mrh_signals_init(void);

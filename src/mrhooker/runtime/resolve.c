@@ -186,10 +186,13 @@ __attribute__((noinline)) static void *proxy_dlvsym(void *handle, const char *na
     return r;
 }
 
-/* The original to hand out for a name and the real function found for it: a proxy if the name is one of those. */
+/* The original to hand out for a name and the real function found for it: a proxy if the name is one of those,
+ * follow.c's wrapper for an exec function (so that a hooked or traced execve still follows the child). */
 static void *caller_proof(const char *name, void *real)
 {
     if (!real) return NULL;
+    void *wrapper = mrh_follow_wrapper(name);
+    if (wrapper) return wrapper;
     if (same_string(name, "dlopen")) return real_dlopen = real, (void *)proxy_dlopen;
     if (same_string(name, "dlmopen")) return real_dlmopen = real, (void *)proxy_dlmopen;
     if (same_string(name, "dlsym")) return real_dlsym_next = real, (void *)proxy_dlsym;
@@ -263,7 +266,7 @@ static void *find_in_loaded(const char *name)
 
 /* The next definition of `name` after this library. Raises depth: hooked calls made by dlsym (and its
  * allocations) go to their originals. */
-static void *look_up(const char *name)
+void *mrh_lookup_next(const char *name)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
@@ -273,7 +276,7 @@ static void *look_up(const char *name)
     if (!p) p = find_in_loaded(name);
     resolving = 0;
     t->depth--;
-    return caller_proof(name, p);
+    return p;
 }
 
 void *mrh_resolve(int slot)
@@ -281,7 +284,7 @@ void *mrh_resolve(int slot)
     mrh_slot *s = &mrh_slots[slot];
     void *p = __atomic_load_n(&s->original, __ATOMIC_ACQUIRE);
     if (MRH_LIKELY(p != NULL) || resolving) return p;
-    p = look_up(s->name);
+    p = caller_proof(s->name, mrh_lookup_next(s->name));
     if (p) __atomic_store_n(&s->original, p, __ATOMIC_RELEASE);
     return p;
 }
@@ -363,7 +366,7 @@ void *mrh_original(const char *name)
     int slot = -1;
     for (int i = 0; i < mrh_nslots && slot < 0; i++)   /* a hooked symbol: its slot knows it already */
         if (same_string(mrh_slots[i].name, name)) slot = i;
-    p = slot >= 0 ? mrh_resolve(slot) : look_up(name);
+    p = slot >= 0 ? mrh_resolve(slot) : caller_proof(name, mrh_lookup_next(name));
     if (!p) return NULL;
     t->depth++;
     pthread_mutex_lock(&named_lock);

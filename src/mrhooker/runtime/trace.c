@@ -4,6 +4,7 @@
 
 #include <cpuid.h>
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -14,28 +15,25 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-#include <x86intrin.h>
 
 mrh_trace_header *mrh_trace;
 static unsigned char *ring;                /* the ring's first byte */
 static uint64_t *counters;                 /* {calls, errors, ns} per function */
 static int trace_tried;                    /* this process tried to map the file (reset in a fork child) */
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;   /* serialises the mapping; reset at fork */
-static int use_tsc;                        /* header.clock == MRH_CLOCK_TSC: cached */
+int mrh_trace_tsc;                         /* header.clock == MRH_CLOCK_TSC: cached */
 static uint32_t my_pid;                    /* this process's pid, cached (reset in a fork child) */
 static __thread uint32_t my_tid __attribute__((tls_model("initial-exec")));   /* 0: not looked up yet */
 static __thread uint32_t my_tid_pid __attribute__((tls_model("initial-exec")));   /* ... for this pid */
 
 /* ---- the clock ---------------------------------------------------------------------------------------- */
 
-static uint64_t monotonic_ns(void)
+uint64_t mrh_trace_monotonic(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
-
-uint64_t mrh_trace_now(void) { return MRH_LIKELY(use_tsc) ? __rdtsc() : monotonic_ns(); }
 
 static int invariant_tsc(void)
 {
@@ -52,10 +50,10 @@ static void choose_clock(mrh_trace_header *h)
     uint64_t expected = 0;
     if (__atomic_compare_exchange_n(&h->clock_state, &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         uint64_t clock = MRH_CLOCK_MONOTONIC, hz = 0;
-        uint64_t t0 = __rdtsc(), n0 = monotonic_ns();
+        uint64_t t0 = __rdtsc(), n0 = mrh_trace_monotonic();
         if (invariant_tsc()) {
             uint64_t n1;
-            do n1 = monotonic_ns(); while (n1 - n0 < 2000000);
+            do n1 = mrh_trace_monotonic(); while (n1 - n0 < 2000000);
             uint64_t t1 = __rdtsc();
             hz = (uint64_t)((double)(t1 - t0) * 1e9 / (double)(n1 - n0));
             if (hz > 100000000) clock = MRH_CLOCK_TSC;   /* a plausible rate (> 100 MHz) */
@@ -67,7 +65,7 @@ static void choose_clock(mrh_trace_header *h)
         __atomic_store_n(&h->clock_state, 2, __ATOMIC_RELEASE);
     }
     while (__atomic_load_n(&h->clock_state, __ATOMIC_ACQUIRE) != 2) sched_yield();
-    use_tsc = h->clock == MRH_CLOCK_TSC;
+    mrh_trace_tsc = h->clock == MRH_CLOCK_TSC;
 }
 
 /* ---- the file ----------------------------------------------------------------------------------------- */
@@ -76,24 +74,22 @@ static void choose_clock(mrh_trace_header *h)
 static mrh_trace_header *map_trace_file(void)
 {
     const char *path = mrh_config.trace;
-    if (!path) return NULL;
+    if (!path || !mrh_config.active) return NULL;
     int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return NULL;   /* the launcher is gone, or this is not our trace */
     struct stat st;
-    char id[64];
-    snprintf(id, sizeof id, "%llu:%llu", 0ull, 0ull);
-    if (fstat(fd, &st) < 0 || st.st_uid != getuid() ||
-        (mrh_config.trace_id &&
-         (snprintf(id, sizeof id, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino),
-          strcmp(id, mrh_config.trace_id) != 0))) {
+    char id[64] = "";
+    if (fstat(fd, &st) == 0)
+        snprintf(id, sizeof id, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    if (!*id || st.st_uid != getuid() || !mrh_config.trace_id || strcmp(id, mrh_config.trace_id) != 0) {
         close(fd);
-        return NULL;
+        return NULL;   /* not the file the launcher made */
     }
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED) return NULL;
     mrh_trace_header *h = p;
-    if (h->magic != MRH_TRACE_MAGIC || h->version != MRH_TRACE_VERSION ||
+    if (h->magic != MRH_TRACE_MAGIC || h->version != MRH_TRACE_VERSION || (h->ring_size & (h->ring_size - 1)) ||
         h->ring_offset + h->ring_size > (uint64_t)st.st_size) {
         munmap(p, (size_t)st.st_size);
         return NULL;
@@ -104,11 +100,12 @@ static mrh_trace_header *map_trace_file(void)
     return h;
 }
 
-int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call)
+int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller)
 {
     if (__atomic_load_n(&trace_tried, __ATOMIC_ACQUIRE)) {
         if (!mrh_trace) return 0;
     } else {
+        if (!mrh_init_for_call(caller)) return 0;   /* the settings are read by then */
         t->depth++;   /* open, mmap and the rest: the runtime's own calls */
         int saved = errno;
         pthread_mutex_lock(&map_lock);
@@ -123,7 +120,7 @@ int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call)
         t->depth--;
         if (!mrh_trace) return 0;
     }
-    return mrh_trace_enter(t, fn, call);
+    return mrh_trace_enter(t, fn, call, caller);
 }
 
 /* ---- writing a record ------------------------------------------------------------------------------------ */
@@ -175,19 +172,20 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
     return c->len > limit ? limit : c->len;
 }
 
-/* Reserves `need` bytes of the ring; 0 if it can't (then the record is counted as dropped). */
-static uint64_t reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
+/* Reserves `need` bytes of the ring (a power of two: positions are masked); 0 if it can't (then the record is
+ * counted as dropped). Only the wait for a full ring calls out (and saves errno around it). */
+static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
 {
-    uint64_t size = h->ring_size;
+    const uint64_t size = h->ring_size, mask = size - 1;
     uint64_t waited_ns = 0;
+    uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
     for (;;) {
-        uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
-        uint64_t at = w % size;
+        uint64_t at = w & mask;
         uint64_t pad = at + need > size ? size - at : 0;   /* a record never straddles the ring's end */
         uint64_t r = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
-        if (w + pad + need - r <= size) {
-            if (__atomic_compare_exchange_n(&h->write_pos, &w, w + pad + need, 1, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_RELAXED)) {
+        if (MRH_LIKELY(w + pad + need - r <= size)) {
+            if (MRH_LIKELY(__atomic_compare_exchange_n(&h->write_pos, &w, w + pad + need, 1, __ATOMIC_ACQ_REL,
+                                                       __ATOMIC_RELAXED))) {
                 if (pad) {
                     struct record_header *p = (struct record_header *)(ring + at);
                     p->magic = MRH_RECORD_MAGIC;
@@ -197,16 +195,101 @@ static uint64_t reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
                 *pos = w + pad;
                 return 1;
             }
-            continue;
+            continue;   /* w holds the current position now */
         }
         /* Full: wait for the reader while it lives (its heartbeat is recent), 10 s at most. */
+        int saved = errno;
         uint64_t beat = __atomic_load_n(&h->heartbeat_ns, __ATOMIC_ACQUIRE);
-        uint64_t now = monotonic_ns();
-        if (beat == 0 || now - beat > 2000000000u || waited_ns > 10000000000u) return 0;
+        uint64_t now = mrh_trace_monotonic();
+        if (beat == 0 || now - beat > 2000000000u || waited_ns > 10000000000u) {
+            errno = saved;
+            return 0;
+        }
         struct timespec nap = {0, 200000};
         nanosleep(&nap, NULL);
         waited_ns += 200000;
+        errno = saved;
+        w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
     }
+}
+
+static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps, const uint64_t *lens,
+                           uint64_t *fulls, uint64_t limit, int safe)
+{
+    for (int i = 0; i < ncaps; i++) {
+        struct capture_header *c = (struct capture_header *)q;
+        q += sizeof *c;
+        uint64_t got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe) : 0;
+        if (caps[i].kind == MRH_CAP_STRING && safe) {   /* now the NUL can be looked for */
+            uint64_t n = strnlen((const char *)q, got);
+            fulls[i] = n < got ? n : limit + 1;
+            got = n;
+        }
+        c->which = caps[i].which;
+        c->kind = caps[i].kind;
+        c->full = (uint32_t)(fulls[i] > 0xffffffffu ? 0xffffffffu : fulls[i]);
+        c->len = (uint32_t)got;
+        c->pad = 0;
+        q += ALIGN8(lens[i]);
+    }
+}
+
+/* Writes a reserved record's fixed part. */
+static inline unsigned char *record_at(mrh_trace_header *h, uint64_t pos, mrh_call *call, uint64_t end, uint64_t ret,
+                                       int flags, const uint64_t *args, int nargs, int ncaps)
+{
+    unsigned char *p = ring + (pos & (h->ring_size - 1));
+    struct record_header *r = (struct record_header *)p;
+    if (MRH_UNLIKELY(my_tid_pid != my_pid || my_tid == 0)) {
+        int saved = errno;
+        my_tid = (uint32_t)syscall(SYS_gettid);
+        my_tid_pid = my_pid;
+        errno = saved;
+    }
+    r->magic = MRH_RECORD_MAGIC;
+    r->fn = (uint16_t)call->fn;
+    r->pid = my_pid;
+    r->tid = my_tid;
+    r->ts = call->start;
+    r->dur = end - call->start;
+    r->ret = ret;
+    r->err = call->err;
+    r->flags = (uint8_t)flags;
+    r->nargs = (uint8_t)nargs;
+    r->ncaps = (uint8_t)ncaps;
+    r->pad = 0;
+    uint64_t *a = (uint64_t *)(p + sizeof *r);
+    for (int i = 0; i < nargs; i++) a[i] = args[i];
+    return p;
+}
+
+/* A record with captures: their lengths first (the record's size), then the copies. */
+static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t end, uint64_t ret, int flags,
+                                 const uint64_t *args, int nargs, const mrh_capture *caps, int ncaps)
+{
+    int safe = flags & (MRH_FAILED | MRH_ENTRY_ONLY);   /* memory no successful call vouched for */
+    uint64_t limit = h->strsize, lens[8], fulls[8];
+    mrh_capture kept[8];
+    int nkept = 0;
+    for (int i = 0; i < ncaps && nkept < 8; i++)
+        if (caps[i].ptr) kept[nkept++] = caps[i];   /* NULL: the reader shows the pointer */
+    uint64_t need = sizeof(struct record_header) + 8 * (uint64_t)nargs;
+    for (int i = 0; i < nkept; i++) {
+        lens[i] = capture_length(&kept[i], limit, &fulls[i], safe);
+        need += sizeof(struct capture_header) + ALIGN8(lens[i]);
+    }
+    uint64_t pos;
+    if (need > h->ring_size / 4 || !reserve(h, need, &pos)) {
+        __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, nkept);
+    if (nkept) {
+        int saved = errno;   /* process_vm_readv may set it */
+        write_captures(p + sizeof(struct record_header) + 8 * (uint64_t)nargs, kept, nkept, lens, fulls, limit, safe);
+        errno = saved;
+    }
+    __atomic_store_n(&((struct record_header *)p)->size, (uint32_t)need, __ATOMIC_RELEASE);   /* the commit */
 }
 
 void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
@@ -214,8 +297,7 @@ void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, i
 {
     mrh_trace_header *h = mrh_trace;
     uint64_t end = mrh_trace_now();
-    int saved = errno;
-    t->depth++;
+    t->depth++;   /* strnlen, memcpy: the runtime's calls (a trace of memcpy must not record them) */
     if (failed) flags |= MRH_FAILED;
     if (h->counts_on) {
         uint64_t *c = counters + 3 * (uint64_t)call->fn;
@@ -224,61 +306,21 @@ void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, i
         __atomic_add_fetch(&c[2], end - call->start, __ATOMIC_RELAXED);
     }
     if (h->records_on) {
-        int safe = failed || (flags & MRH_ENTRY_ONLY);   /* memory no successful call vouched for */
-        if (call->err == EFAULT) flags |= MRH_UNSAFE, ncaps = 0;
-        uint64_t limit = h->strsize, lens[8], fulls[8];
-        if (ncaps > 8) ncaps = 8;
-        uint64_t need = sizeof(struct record_header) + 8 * (uint64_t)nargs;
-        for (int i = 0; i < ncaps; i++) {
-            lens[i] = capture_length(&caps[i], limit, &fulls[i], safe);
-            need += sizeof(struct capture_header) + ALIGN8(lens[i]);
-        }
-        uint64_t pos;
-        if (need > h->ring_size / 4 || !reserve(h, need, &pos)) {
-            __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
-        } else {
-            unsigned char *p = ring + pos % h->ring_size;
-            struct record_header *r = (struct record_header *)p;
-            if (MRH_UNLIKELY(my_tid_pid != my_pid || my_tid == 0)) {
-                my_tid = (uint32_t)syscall(SYS_gettid);
-                my_tid_pid = my_pid;
+        if (MRH_UNLIKELY(call->err == EFAULT)) flags |= MRH_UNSAFE, ncaps = 0;
+        if (ncaps) {
+            record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps);
+        } else {   /* the common case: no copies */
+            uint32_t need = sizeof(struct record_header) + 8 * (uint32_t)nargs;
+            uint64_t pos;
+            if (MRH_LIKELY(reserve(h, need, &pos))) {
+                unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, 0);
+                __atomic_store_n(&((struct record_header *)p)->size, need, __ATOMIC_RELEASE);
+            } else {
+                __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
             }
-            r->magic = MRH_RECORD_MAGIC;
-            r->fn = (uint16_t)call->fn;
-            r->pid = my_pid;
-            r->tid = my_tid;
-            r->ts = call->start;
-            r->dur = end - call->start;
-            r->ret = ret;
-            r->err = call->err;
-            r->flags = (uint8_t)flags;
-            r->nargs = (uint8_t)nargs;
-            r->ncaps = (uint8_t)ncaps;
-            r->pad = 0;
-            unsigned char *q = p + sizeof *r;
-            memcpy(q, args, 8 * (size_t)nargs);
-            q += 8 * (size_t)nargs;
-            for (int i = 0; i < ncaps; i++) {
-                struct capture_header *c = (struct capture_header *)q;
-                q += sizeof *c;
-                uint64_t got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe) : 0;
-                if (caps[i].kind == MRH_CAP_STRING && safe) {   /* now the NUL can be looked for */
-                    uint64_t n = strnlen((const char *)q, got);
-                    fulls[i] = n < got ? n : limit + 1;
-                    got = n;
-                }
-                c->which = caps[i].which;
-                c->kind = caps[i].kind;
-                c->full = (uint32_t)(fulls[i] > 0xffffffffu ? 0xffffffffu : fulls[i]);
-                c->len = (uint32_t)got;
-                c->pad = 0;
-                q += ALIGN8(lens[i]);
-            }
-            __atomic_store_n(&r->size, (uint32_t)need, __ATOMIC_RELEASE);   /* the commit */
         }
     }
     t->depth--;
-    errno = saved;
 }
 
 /* ---- fork ---------------------------------------------------------------------------------------------- */

@@ -22,7 +22,8 @@
  *
  *   offset 0      header (4096 bytes, see mrh_trace_header)
  *   offset 4096   counters: for each traced function, {calls, errors, ns} (uint64), for `-c`
- *   ring_offset   the ring: `ring_size` bytes of records, each 8-byte aligned, never split at its end
+ *   ring_offset   the ring: `ring_size` bytes (a power of two) of records, each 8-byte aligned, never split at
+ *                 its end
  *
  * A record (all little-endian):
  *   u32 size        bytes, including this header and what follows; written last (the commit): 0 = not yet
@@ -42,7 +43,9 @@
 #ifndef MRHOOKER_TRACE_H
 #define MRHOOKER_TRACE_H
 
+#include <errno.h>
 #include <stdint.h>
+#include <x86intrin.h>
 #include "preload.h"
 
 #define MRH_TRACE_MAGIC 0x4d52485452414345ull   /* "MRHTRACE" */
@@ -75,6 +78,7 @@ typedef struct mrh_trace_header {
 /* A call in progress (on the caller's stack). */
 typedef struct mrh_call {
     uint64_t start;   /* ts */
+    int *errno_at;    /* this thread's errno */
     int saved_errno;  /* errno at entry */
     int err;          /* errno the call set, 0 if none */
     int fn;
@@ -90,21 +94,32 @@ typedef struct mrh_capture {
 
 #pragma GCC visibility push(hidden)
 extern mrh_trace_header *mrh_trace;   /* the mapped file, once this process traced a call; else NULL */
-int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call);
+int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller);
 void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
                       int nargs, const mrh_capture *caps, int ncaps);
-uint64_t mrh_trace_now(void);
+extern int mrh_trace_tsc;              /* the clock is the TSC (header.clock == MRH_CLOCK_TSC) */
+uint64_t mrh_trace_monotonic(void);    /* CLOCK_MONOTONIC in ns */
 #pragma GCC visibility pop
 
-/* Before the original: 1 if this call is traced (then mrh_trace_exit after it), 0 if not (the runtime's own
- * calls, a signal handler, no trace file). */
-static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, int fn, mrh_call *call)
+/* Now, in the trace's clock. */
+static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
+{
+    return MRH_LIKELY(mrh_trace_tsc) ? __rdtsc() : mrh_trace_monotonic();
+}
+
+/* Before the original: 1 if this call is traced (then mrh_trace_record after it), 0 if not (the runtime's
+ * own calls, a signal handler, the dynamic loader's calls, no trace file). */
+#define MRH_TRACE_ENTER(t, fn, call) mrh_trace_enter((t), (fn), (call), __builtin_return_address(0))
+
+static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, int fn, mrh_call *call,
+                                                                 const void *caller)
 {
     if (MRH_UNLIKELY(t->depth > 0)) return 0;
-    if (MRH_UNLIKELY(mrh_trace == NULL)) return mrh_trace_enter_slow(t, fn, call);
+    if (MRH_UNLIKELY(mrh_trace == NULL)) return mrh_trace_enter_slow(t, fn, call, caller);
     call->fn = fn;
-    call->saved_errno = errno;
-    errno = 0;
+    call->errno_at = &errno;
+    call->saved_errno = *call->errno_at;
+    *call->errno_at = 0;
     call->start = mrh_trace_now();
     return 1;
 }
@@ -112,8 +127,8 @@ static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, 
 /* Right after the original returned: its errno, and the caller's back if it set none. */
 static inline __attribute__((always_inline)) void mrh_trace_returned(mrh_call *call)
 {
-    call->err = errno;
-    if (call->err == 0) errno = call->saved_errno;
+    call->err = *call->errno_at;
+    if (call->err == 0) *call->errno_at = call->saved_errno;
 }
 
 #define MRH_ARG(x) ((uint64_t)(x))

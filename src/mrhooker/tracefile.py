@@ -1,0 +1,270 @@
+"""The trace file shared with traced processes (its layout: runtime/trace.h): made here, drained here.
+
+TraceFile makes the file (in /dev/shm, private, named so that a stale one can be recognised), and Reader
+drains its ring into Call objects, keeping the ring's read position and the heartbeat that tells writers the
+reader is alive. Nothing here formats: that is traceout's job.
+"""
+import mmap
+import os
+import struct
+import time
+
+from mrhooker.errors import MrhookerError
+
+MAGIC = 0x4D52485452414345
+VERSION = 1
+RECORD_MAGIC = 0x524D
+PAD = 0xFFFF
+RET = 255
+FAILED, ENTRY_ONLY, UNSAFE = 1, 2, 4
+CLOCK_MONOTONIC, CLOCK_TSC = 1, 2
+HEADER_SIZE = 4096
+COUNTERS_OFFSET = 4096
+
+# mrh_trace_header, as uint64 words: the index of each field.
+_FIELDS = ("magic", "version", "ring_offset", "ring_size", "nfn", "records_on", "counts_on", "strsize",
+           "clock_state", "clock", "tsc_hz", "anchor_tsc", "anchor_ns")
+WORD = {name: i for i, name in enumerate(_FIELDS)}
+WORD["write_pos"] = len(_FIELDS) + 16
+WORD["read_pos"] = WORD["write_pos"] + 8
+WORD["heartbeat_ns"] = WORD["read_pos"] + 1
+WORD["dropped"] = WORD["read_pos"] + 2
+
+_CAPTURE = struct.Struct("<HHIII")            # 16 bytes
+DIRECTORY = "/dev/shm"
+
+
+class Call:
+    """One recorded call."""
+
+    __slots__ = ("fn", "pid", "tid", "ts_ns", "dur_ns", "ret", "err", "flags", "args", "captures")
+
+    def __init__(self, fn, pid, tid, ts_ns, dur_ns, ret, err, flags, args, captures):
+        self.fn = fn              # index into the trace's plans
+        self.pid, self.tid = pid, tid
+        self.ts_ns = ts_ns        # CLOCK_MONOTONIC at entry
+        self.dur_ns = dur_ns
+        self.ret = ret            # the result's 64 bits
+        self.err = err            # errno the call set (0: none)
+        self.flags = flags
+        self.args = args          # tuple of 64-bit values
+        self.captures = captures  # {which: (bytes, full length)}
+
+    @property
+    def failed(self):
+        return bool(self.flags & FAILED)
+
+    @property
+    def entry_only(self):
+        return bool(self.flags & ENTRY_ONLY)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+class TraceFile:
+    """The shared file: created private and exclusive, removed by close()."""
+
+    def __init__(self, nfn, ring_size, records, counts, strsize):
+        self._prune_stale()
+        ring_size = 1 << max(ring_size - 1, 1 << 16).bit_length()   # a power of two (the writers mask)
+        ring_offset = COUNTERS_OFFSET + ((nfn * 24 + 4095) // 4096) * 4096
+        size = ring_offset + ring_size
+        for attempt in range(100):
+            path = os.path.join(DIRECTORY, "mrhooker-trace-%d-%s" % (os.getpid(), os.urandom(6).hex()))
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise MrhookerError("cannot make the trace file in %s: %s" % (DIRECTORY, e.strerror))
+        else:
+            raise MrhookerError("cannot make a trace file in %s" % DIRECTORY)
+        try:
+            os.ftruncate(fd, size)
+            self.map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            st = os.fstat(fd)
+        except OSError as e:
+            os.close(fd)
+            os.unlink(path)
+            raise MrhookerError("cannot make the trace file %s (%d MB): %s" % (path, size >> 20, e.strerror))
+        os.close(fd)
+        self.path, self.identity = path, "%d:%d" % (st.st_dev, st.st_ino)
+        # Every page made now, once: otherwise each traced process takes the first write to each page of the
+        # ring as a fault that allocates it (a few tens of ns a record).
+        chunk = bytes(1 << 20)
+        for offset in range(ring_offset, size, len(chunk)):
+            self.map[offset:offset + len(chunk)] = chunk[:size - offset]
+        self.words = memoryview(self.map)[:HEADER_SIZE].cast("Q")
+        w = self.words
+        w[WORD["magic"]], w[WORD["version"]] = MAGIC, VERSION
+        w[WORD["ring_offset"]], w[WORD["ring_size"]], w[WORD["nfn"]] = ring_offset, ring_size, nfn
+        w[WORD["records_on"]], w[WORD["counts_on"]], w[WORD["strsize"]] = int(records), int(counts), strsize
+        self.beat()
+
+    @staticmethod
+    def _prune_stale():
+        """Removes trace files of ours whose mrhooker is gone (killed before it could)."""
+        try:
+            names = os.listdir(DIRECTORY)
+        except OSError:
+            return
+        for name in names:
+            parts = name.split("-")
+            if name.startswith("mrhooker-trace-") and len(parts) == 4 and parts[2].isdigit():
+                path = os.path.join(DIRECTORY, name)
+                try:
+                    if os.lstat(path).st_uid == os.getuid() and not _pid_alive(int(parts[2])):
+                        os.unlink(path)
+                except OSError:
+                    pass
+
+    def environment(self):
+        return {"MRHOOKER_TRACE": self.path, "MRHOOKER_TRACE_ID": self.identity}
+
+    def beat(self):
+        """The reader is alive (writers that find the ring full wait for it only while this is recent)."""
+        self.words[WORD["heartbeat_ns"]] = time.monotonic_ns()
+
+    def counters(self, nfn):
+        """[(calls, errors, time units)] per function (for -c), in the writers' clock units."""
+        with memoryview(self.map) as whole:
+            view = whole[COUNTERS_OFFSET:COUNTERS_OFFSET + 24 * nfn].cast("Q")
+            counts = [(view[3 * i], view[3 * i + 1], view[3 * i + 2]) for i in range(nfn)]
+            view.release()
+        return counts
+
+    def close(self):
+        try:
+            self.words[WORD["heartbeat_ns"]] = 0   # writers stop waiting for a reader
+        except ValueError:
+            pass
+        self.words.release()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        self.map.close()
+
+
+class Reader:
+    """Drains the ring of a TraceFile into Calls, converting times to CLOCK_MONOTONIC nanoseconds.
+    arg_formats: for each function, the struct codes of its arguments ("qQd": signed, unsigned, double)."""
+
+    def __init__(self, trace, arg_formats):
+        self.trace = trace
+        w = trace.words
+        self.ring_offset, self.ring_size = w[WORD["ring_offset"]], w[WORD["ring_size"]]
+        self.ring = memoryview(trace.map)[self.ring_offset:self.ring_offset + self.ring_size]
+        self.position = w[WORD["read_pos"]]
+        self.stuck_since = None   # (position, when) an uncommitted record was first seen there
+        self.lost = 0             # records skipped because their writer died writing them
+        # One struct per function: the record's fixed part and its arguments, as the function's types.
+        self.layouts = [struct.Struct("<IHHIIQQQiBBBB" + codes) for codes in arg_formats]
+
+    def _clock(self):
+        """(anchor ticks, anchor ns, ns per tick as a fraction): the writers' clock, fixed once chosen."""
+        w = self.trace.words
+        if w[WORD["clock"]] == CLOCK_TSC:
+            return w[WORD["anchor_tsc"]], w[WORD["anchor_ns"]], 1_000_000_000, max(w[WORD["tsc_hz"]], 1)
+        return 0, 0, 1, 1
+
+    def to_ns(self, ticks):
+        anchor_ticks, anchor_ns, mul, div = self._clock()
+        return anchor_ns + (ticks - anchor_ticks) * mul // div
+
+    def duration_ns(self, ticks):
+        _t, _n, mul, div = self._clock()
+        return ticks * mul // div
+
+    def dropped(self):
+        return self.trace.words[WORD["dropped"]]
+
+    def close(self):
+        self.ring.release()
+
+    def drain(self, final=False, budget=20000):
+        """The calls committed since the last drain (at most `budget` of them), in the order they were
+        reserved. final: the writers are gone, so a record left uncommitted will never be."""
+        w = self.trace.words
+        calls = []
+        size, ring = self.ring_size, self.ring
+        end = w[WORD["write_pos"]]
+        pos = self.position
+        anchor_ticks, anchor_ns, mul, div = self._clock()
+        layouts, head = self.layouts, _HEAD
+        while pos < end and len(calls) < budget:
+            at = pos % size
+            length, magic, fn = head.unpack_from(ring, at)
+            if length == 0 or magic != RECORD_MAGIC:
+                if self._skip_stuck(pos, final):
+                    pos = self._resynchronise(pos, end)
+                    continue
+                break
+            self.stuck_since = None
+            if fn != PAD:
+                layout = layouts[fn]
+                fields = layout.unpack_from(ring, at)
+                ncaps = fields[11]
+                captures = self._captures(at + layout.size, ncaps) if ncaps else _NO_CAPTURES
+                calls.append(Call(fn, fields[3], fields[4], anchor_ns + (fields[5] - anchor_ticks) * mul // div,
+                                  fields[6] * mul // div, fields[7], fields[8], fields[9], fields[13:], captures))
+            pos += length
+        if pos != self.position:
+            # The space is free again only after it is zeroed (a record's size is its commit).
+            self._zero(self.position, pos)
+            self.position = pos
+            w[WORD["read_pos"]] = pos
+        self.trace.beat()
+        return calls
+
+    def _captures(self, q, ncaps):
+        ring, captures = self.ring, {}
+        for _ in range(ncaps):
+            which, _kind, full, n, _p = _CAPTURE.unpack_from(ring, q)
+            q += _CAPTURE.size
+            captures[which] = (bytes(ring[q:q + n]), full)
+            q += (n + 7) & ~7
+        return captures
+
+    def _zero(self, start, stop):
+        size = self.ring_size
+        while start < stop:
+            at = start % size
+            n = min(stop - start, size - at)
+            self.ring[at:at + n] = bytes(n)
+            start += n
+
+    def _skip_stuck(self, pos, final):
+        now = time.monotonic()
+        if final:
+            return True
+        if self.stuck_since is None or self.stuck_since[0] != pos:
+            self.stuck_since = (pos, now)
+            return False
+        return now - self.stuck_since[1] > 2.0
+
+    def _resynchronise(self, pos, end):
+        """Past a record whose writer died before committing it: to the next 8-byte boundary that starts a
+        committed record (its magic), or to the end."""
+        self.lost += 1
+        self.stuck_since = None
+        pos += 8
+        while pos < end:
+            length, magic = struct.unpack_from("<IH", self.ring, pos % self.ring_size)
+            if magic == RECORD_MAGIC and 0 < length <= self.ring_size and length % 8 == 0:
+                return pos
+            pos += 8
+        return end
+
+
+_HEAD = struct.Struct("<IHH")
+_NO_CAPTURES = {}

@@ -1,0 +1,327 @@
+"""What `mrhooker trace` traces, and how each function's arguments are recorded and shown.
+
+- Selection: -e SPEC (names, globs over the known prototypes, !exclusions, %classes) -> the traced prototypes.
+- Plans: for each traced prototype, what its record keeps of each argument (a string, the bytes of a buffer, a
+  socket address: copied in the target; everything else as its bits) and how the reader shows it (open flags,
+  a signal's name, a file descriptor, hex).
+- Symbols: the values of the C constants those decoders print (O_*, AF_*, SIG*, E*, ...), read from the system
+  headers with `cc -dM -E` and cached beside the builds, never from hand-written tables.
+
+The classes below are the one table of what each holds (strace's spellings, for library functions).
+"""
+import fnmatch
+import json
+import os
+import re
+
+from mrhooker import cache, toolchain
+from mrhooker.errors import MrhookerError
+
+CLASSES = {
+    "file": "open open64 openat openat64 creat creat64 fopen fopen64 freopen access faccessat stat stat64 lstat "
+            "lstat64 fstatat fstatat64 statx unlink unlinkat rename renameat renameat2 mkdir mkdirat rmdir chdir "
+            "getcwd opendir readlink readlinkat symlink symlinkat link linkat chmod fchmodat chown lchown fchownat "
+            "truncate realpath mkstemp mkstemp64 mkostemp mkdtemp utime utimes utimensat statfs statvfs chroot "
+            "mount umount",
+    "desc": "close fclose fdopen fdopendir closedir dup dup2 dup3 read write pread pread64 pwrite pwrite64 readv "
+            "writev lseek lseek64 fcntl ioctl fsync fdatasync poll ppoll select pselect epoll_create epoll_create1 "
+            "epoll_ctl epoll_wait epoll_pwait pipe pipe2 fstat fstat64 fchdir fchmod fchown ftruncate futimens "
+            "fstatfs fstatvfs sendfile copy_file_range splice",
+    "net": "socket socketpair connect bind listen accept accept4 send sendto sendmsg sendmmsg recv recvfrom recvmsg "
+           "recvmmsg shutdown getsockopt setsockopt getsockname getpeername getaddrinfo gethostbyname "
+           "gethostbyname2 gethostbyaddr getnameinfo",
+    "process": "fork execve execv execvp execvpe fexecve posix_spawn posix_spawnp system popen pclose wait waitpid "
+               "wait3 wait4 waitid exit _exit _Exit abort kill killpg raise pthread_create pthread_join setsid "
+               "setpgid setuid setgid prctl",
+    "memory": "malloc calloc realloc free posix_memalign aligned_alloc memalign valloc mmap mmap64 munmap mprotect "
+              "madvise brk sbrk",
+    "time": "time gettimeofday clock_gettime clock_getres clock_nanosleep nanosleep sleep usleep alarm setitimer "
+            "getitimer timer_create timer_settime localtime localtime_r gmtime gmtime_r mktime",
+    "env": "getenv secure_getenv setenv unsetenv putenv clearenv",
+    "signal": "kill killpg raise sigprocmask pthread_sigmask sigsuspend sigwait sigtimedwait",
+}
+CLASSES = {name: tuple(functions.split()) for name, functions in CLASSES.items()}
+DEFAULT_CLASSES = ("file", "desc", "net", "process", "time", "env")
+# Symbols a trace can't take over: the runtime's own (see script.RUNTIME_SYMBOLS), and functions whose
+# arguments can't be forwarded or that a hooked call may never reach in a recordable state.
+UNTRACEABLE = ("sigaction", "signal", "vfork", "__errno_location")
+
+
+def _known(cache_dir):
+    from mrhooker import cdecl
+    return cdecl.known_names(cache_dir)
+
+
+def _items(spec):
+    """A -e SPEC's comma-separated items; commas inside a written-out prototype's parentheses don't count."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(spec):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            items.append(spec[start:i])
+            start = i + 1
+    items.append(spec[start:])
+    return [item.strip() for item in items if item.strip()]
+
+
+def select(specs, cache_dir):
+    """The prototypes -e SPEC... selects, in a stable order. SPEC: comma lists of names, globs (open*),
+    !name or !glob to exclude, %class, or a written-out prototype ("int foo(int x)") for a function the
+    headers don't declare. None or empty: the default classes."""
+    from mrhooker import cdecl
+
+    known = _known(cache_dir)
+    known_set = set(known)
+    chosen, excluded, written = [], set(), {}
+    items = [item for spec in (specs or []) for item in _items(spec)]
+    if not any(not item.startswith("!") for item in items):
+        items = ["%" + c for c in DEFAULT_CLASSES] + items
+
+    def names_for(item):
+        if "(" in item:
+            proto = cdecl.prototype_for(item, cache_dir)
+            written[proto.symbol] = proto
+            return [proto.symbol]
+        if item.startswith("%"):
+            name = item[1:]
+            if name not in CLASSES:
+                raise MrhookerError("unknown class %s; the classes are %s" % (
+                    item, ", ".join("%" + c for c in sorted(CLASSES))))
+            return [n for n in CLASSES[name] if n in known_set]
+        if any(ch in item for ch in "*?["):
+            matched = fnmatch.filter(known, item)
+            if not matched:
+                raise MrhookerError("no known function matches %s" % item)
+            return matched
+        if item in known_set:
+            return [item]
+        if not re.fullmatch(r"[A-Za-z_]\w*", item):
+            raise MrhookerError("bad -e item %r: a function name, a glob, !NAME or %%CLASS" % item)
+        import difflib
+        close = difflib.get_close_matches(item, known, n=3)
+        raise MrhookerError("no prototype known for %s%s (mrhooker trace --list shows the known ones)" % (
+            item, " (did you mean %s?)" % ", ".join(close) if close else ""))
+
+    for item in items:
+        if item.startswith("!"):
+            excluded.update(names_for(item[1:]))
+        else:
+            chosen += [n for n in names_for(item) if n not in chosen]
+    prototypes, symbols = [], set()
+    for name in chosen:
+        if name in excluded:
+            continue
+        proto = written.get(name) or cdecl.prototype_for(name, cache_dir)
+        if proto.symbol in symbols or proto.symbol in UNTRACEABLE:
+            continue
+        symbols.add(proto.symbol)
+        prototypes.append(proto)
+    if not prototypes:
+        raise MrhookerError("nothing to trace: -e selects no function")
+    return prototypes
+
+
+# ---- plans ----------------------------------------------------------------------------------------------
+
+# How the reader shows an integer argument, by function and parameter name (the values come from the
+# headers: see symbols()).
+DECODERS = {
+    ("open", "oflag"): "open_flags", ("open64", "oflag"): "open_flags", ("openat", "oflag"): "open_flags",
+    ("openat64", "oflag"): "open_flags", ("open", "mode"): "mode", ("open64", "mode"): "mode",
+    ("openat", "mode"): "mode", ("openat64", "mode"): "mode", ("creat", "mode"): "mode",
+    ("creat64", "mode"): "mode", ("mkdir", "mode"): "mode", ("mkdirat", "mode"): "mode", ("chmod", "mode"): "mode",
+    ("fchmod", "mode"): "mode", ("fchmodat", "mode"): "mode",
+    ("access", "type"): "access_mode", ("faccessat", "type"): "access_mode",
+    ("socket", "domain"): "address_family", ("socketpair", "domain"): "address_family",
+    ("socket", "type"): "socket_type", ("socketpair", "type"): "socket_type",
+    ("mmap", "prot"): "prot", ("mmap64", "prot"): "prot", ("mprotect", "prot"): "prot",
+    ("mmap", "flags"): "map_flags", ("mmap64", "flags"): "map_flags",
+    ("kill", "sig"): "signal", ("killpg", "sig"): "signal", ("raise", "sig"): "signal",
+    ("lseek", "whence"): "whence", ("lseek64", "whence"): "whence",
+    ("fcntl", "cmd"): "fcntl_cmd", ("pipe2", "flags"): "open_flags", ("dup3", "flags"): "open_flags",
+    ("accept4", "flags"): "socket_type", ("clock_gettime", "clock_id"): "clock",
+    ("clock_getres", "clock_id"): "clock", ("clock_nanosleep", "clock_id"): "clock",
+    ("shutdown", "how"): "shutdown_how",
+    ("send", "flags"): "msg_flags", ("sendto", "flags"): "msg_flags", ("sendmsg", "flags"): "msg_flags",
+    ("recv", "flags"): "msg_flags", ("recvfrom", "flags"): "msg_flags", ("recvmsg", "flags"): "msg_flags",
+    ("setsockopt", "level"): "sockopt_level", ("getsockopt", "level"): "sockopt_level",
+    ("socket", "protocol"): "ip_protocol",
+}
+DIRFD_FUNCTIONS = ("openat", "openat64", "faccessat", "fstatat", "fstatat64", "statx", "unlinkat", "renameat",
+                   "renameat2", "mkdirat", "readlinkat", "symlinkat", "linkat", "fchmodat", "fchownat",
+                   "utimensat", "fdopendir")
+
+# Capture kinds (runtime/trace.h: MRH_CAP_*)
+STRING, BYTES, SOCKADDR = 1, 2, 3
+NORETURN = ("exit", "_exit", "_Exit", "abort", "pthread_exit", "execve", "execv", "execvp", "execvpe", "fexecve")
+EXEC = ("execve", "execv", "execvp", "execvpe", "fexecve")
+
+
+class Capture:
+    """What a record keeps of one argument (or the result: which == RET), and when. The C expressions may use
+    the arguments a0, a1, ..., the result r, and r_ok (the call did not fail)."""
+
+    def __init__(self, which, kind, length=None, condition=None):
+        self.which = which          # argument index, or RET
+        self.kind = kind            # STRING, BYTES, SOCKADDR
+        self.length = length        # BYTES/SOCKADDR: the length to keep (before the -s cut)
+        self.condition = condition  # when to keep it at all (else the pointer alone is shown)
+
+
+RET = 255
+
+
+class Plan:
+    """A traced function: its prototype and how each argument is recorded and shown."""
+
+    def __init__(self, proto, captures, shown):
+        self.proto = proto
+        self.captures = captures    # [Capture]
+        self.shown = shown          # per argument: "int", "uint", "hex", "fd", "dirfd", "string", "bytes",
+        #                             "sockaddr", "double", or a decoder name
+        self.noreturn = proto.symbol in NORETURN
+        self.failure = failure_test(proto)   # a C condition on r that says the call failed, or None
+
+    @property
+    def params(self):
+        return list(self.proto.params) + list(self.proto.extra)
+
+    def to_json(self):
+        return {"name": self.proto.symbol, "text": self.proto.text, "params": [p.name for p in self.params],
+                "shown": self.shown, "ret": _shown_type(self.proto.ret, None, None),
+                "ret_signed": self.proto.ret.signed, "ret_size": self.proto.ret.size,
+                "captures": [[c.which, c.kind] for c in self.captures], "noreturn": self.noreturn}
+
+
+def failure_test(proto):
+    """The C test of a call's failure, from its prototype: -1 for signed integers, NULL for pointers (with an
+    errno set, which the runtime checks); None: its result says nothing (void, unsigned)."""
+    if proto.ret.kind == "int" and proto.ret.signed:
+        return "r == -1"
+    if proto.ret.kind in ("pointer", "bytes"):
+        return "r == 0"
+    return None
+
+
+def _shown_type(ctype, function, name):
+    decoder = DECODERS.get((function, name))
+    if decoder:
+        return decoder
+    if ctype.kind == "int":
+        return "int" if ctype.signed else "uint"
+    if ctype.kind == "float":
+        return "double"
+    if ctype.kind == "bytes":
+        return "string"
+    if ctype.kind == "void":
+        return "void"
+    if ctype.spelling.strip().startswith("char *") or ctype.spelling.strip() == "char*":
+        return "string"   # a char * result: a string the caller gets
+    return "hex"
+
+
+def _is_size(ctype):
+    return ctype.kind == "int" and ctype.size == 8 and not ctype.signed
+
+
+def plan(proto):
+    """How a traced function's arguments are recorded and shown."""
+    params = list(proto.params) + list(proto.extra)
+    name = proto.symbol
+    captures, shown = [], []
+    for i, p in enumerate(params):
+        spelling = p.type.spelling.replace(" ", "")
+        following = params[i + 1] if i + 1 < len(params) else None
+        if name in DIRFD_FUNCTIONS and i == 0 and p.type.kind == "int":
+            shown.append("dirfd")
+        elif p.type.kind == "int" and p.name in ("fd", "fildes", "sockfd") and p.type.size == 4:
+            shown.append(DECODERS.get((name, p.name), "fd"))
+        elif p.type.kind == "bytes":
+            shown.append("string")
+            captures.append(Capture(i, STRING))
+        elif "sockaddr" in spelling and following is not None:
+            shown.append("sockaddr")
+            if following.type.kind == "int":          # const struct sockaddr *, socklen_t: an input
+                captures.append(Capture(i, SOCKADDR, "a%d" % (i + 1)))
+            elif following.type.kind == "pointer":    # struct sockaddr *, socklen_t *: filled by the call
+                captures.append(Capture(i, SOCKADDR, "(a%d && a%d && r >= 0 ? *(const unsigned *)a%d : 0)"
+                                        % (i, i + 1, i + 1)))
+        elif (p.type.kind == "pointer" and spelling in ("constvoid*", "void*", "char*", "constchar*")
+              and following is not None and _is_size(following.type)):
+            shown.append("bytes")
+            n = "a%d" % (i + 1)
+            if spelling.startswith("const"):     # written by the call's caller: the call vouches for it
+                captures.append(Capture(i, BYTES, "(r_ok ? %s : 0)" % n))
+            elif proto.ret.kind == "int":        # filled by the call: as many bytes as it says
+                captures.append(Capture(i, BYTES, "(r_ok && (long)r > 0 ? (unsigned long)r < %s ? "
+                                                  "(unsigned long)r : %s : 0)" % (n, n)))
+            else:                                # getcwd and the like: a string in it, if the call made one
+                captures.append(Capture(i, STRING, condition="r_ok"))
+        else:
+            shown.append(_shown_type(p.type, name, p.name))
+    if _shown_type(proto.ret, None, None) == "string":
+        captures.append(Capture(RET, STRING))
+    return Plan(proto, captures, shown)
+
+
+# ---- the constants decoders print -----------------------------------------------------------------------
+
+SYMBOL_HEADERS = ("fcntl.h", "sys/stat.h", "sys/socket.h", "netinet/in.h", "netinet/tcp.h", "sys/mman.h", "signal.h",
+                  "errno.h", "unistd.h", "time.h", "sys/un.h")
+SYMBOL_PREFIXES = ("O_", "AT_", "AF_", "SOCK_", "PROT_", "MAP_", "SIG", "E", "SEEK_", "F_", "CLOCK_", "SHUT_",
+                   "R_OK", "W_OK", "X_OK", "F_OK", "MSG_", "SOL_", "IPPROTO_")
+_SCHEMA = 2
+
+
+def symbols(cache_dir):
+    """{name: value} of the headers' constants the decoders use: their names from `cc -dM -E` (macros with the
+    prefixes above), their values from the compiler itself (a program that prints them: enums such as
+    SOCK_STREAM, and macros defined by other macros, come out right). Cached in cache_dir."""
+    compiler = toolchain.c_compiler()
+    includes = "".join("#include <%s>\n" % h for h in SYMBOL_HEADERS)
+    key = cache.key([str(_SCHEMA), " ".join(compiler), toolchain.tool_identity(compiler[0]), includes])
+    path = os.path.join(cache_dir, "trace-symbols-%s.json" % key) if cache_dir else None
+    if path:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            pass
+    defines = toolchain.preprocess(includes, ["-D_GNU_SOURCE", "-dM"], compiler)
+    names = sorted({m.group(1) for m in re.finditer(r"^#define (\w+) \S", defines, re.M)
+                    if m.group(1).startswith(SYMBOL_PREFIXES)})
+    values = _compiled_values(compiler, includes, names)
+    if path:
+        cache.write_atomic(path, json.dumps(values))
+    return values
+
+
+def _compiled_values(compiler, includes, names):
+    """The values of integer constants, printed by a program the compiler builds. A name that is no integer
+    constant (a string, a function-like use) makes the compiler complain: it is left out and the rest tried
+    again."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mrhooker-symbols-") as tmp:
+        source, program = os.path.join(tmp, "s.c"), os.path.join(tmp, "s")
+        for _attempt in range(8):
+            body = "".join('    printf("%%s %%lld\\n", "%s", (long long)(%s));\n' % (n, n) for n in names)
+            with open(source, "w") as f:
+                f.write("#define _GNU_SOURCE\n" + includes + "#include <stdio.h>\nint main(void)\n{\n" + body +
+                        "    return 0;\n}\n")
+            built = subprocess.run(list(compiler) + ["-w", "-o", program, source], capture_output=True, text=True)
+            if built.returncode == 0:
+                break
+            bad = set(re.findall(r"\b(%s)\b" % "|".join(map(re.escape, names)),
+                                 "\n".join(line for line in built.stderr.splitlines() if "error" in line)))
+            bad |= {names[int(n) - 7] for n in re.findall(r"s\.c:(\d+):", built.stderr)
+                    if 0 <= int(n) - 7 < len(names)}
+            if not bad:
+                return {}
+            names = [n for n in names if n not in bad]
+        else:
+            return {}
+        out = subprocess.run([program], capture_output=True, text=True).stdout
+    return {name: int(value) for name, value in (line.split() for line in out.splitlines())}
