@@ -461,7 +461,7 @@ def _trace_entry_source(slot, plan):
             if c.condition and after:
                 ptr = "(%s ? (const void *)%s : NULL)" % (c.condition, ptr)
             length = c.length or "0"
-            if not after and c.kind != tracing.STRING:
+            if not after and c.kind not in (tracing.STRING, tracing.PATH):
                 ptr, length = "NULL", "0"   # buffers and addresses only once a call vouched for them
             out.append("{(const void *)%s, %s, %d, %d}" % (ptr, length, c.which, c.kind))
         return out

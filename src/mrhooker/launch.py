@@ -261,7 +261,7 @@ def run_target(build, pyinfo, command, program, options):
     return exit_status(status)
 
 
-def run_traced(preload, trace_settings, command, program, options, on_tick, tick=0.02):
+def run_traced(preload, trace_settings, command, program, options, on_tick, on_spawn, tick=0.02):
     """Runs COMMAND with a trace build preloaded, calling on_tick() every `tick` seconds and once at the end,
     until COMMAND and every process it started have exited (mrhooker is their subreaper, as strace -f waits
     for them all). Returns (COMMAND's wait status, {pid: wait status} of every process reaped)."""
@@ -271,7 +271,8 @@ def run_traced(preload, trace_settings, command, program, options, on_tick, tick
     env = _preload_environment(preload, trace_settings, options)
     _become_subreaper()
     statuses = {}
-    status = spawn_and_wait(program, command, env, options.log, on_tick=on_tick, tick=tick, all_children=statuses)
+    status = spawn_and_wait(program, command, env, options.log, on_tick=on_tick, tick=tick, all_children=statuses,
+                            on_spawn=on_spawn)
     on_tick()
     return status, statuses
 
@@ -285,7 +286,7 @@ def _become_subreaper():
         pass
 
 
-def spawn_and_wait(program, command, env, log, on_tick=None, tick=0.5, all_children=None):
+def spawn_and_wait(program, command, env, log, on_tick=None, tick=0.5, all_children=None, on_spawn=None):
     """Runs the program, forwarding signals sent to mrhooker, until it exits (and, with all_children, a dict,
     until every child mrhooker has exits: their wait statuses go there). Returns the program's wait status."""
     watched = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
@@ -296,6 +297,8 @@ def spawn_and_wait(program, command, env, log, on_tick=None, tick=0.5, all_child
     except OSError as e:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
         raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 126)
+    if on_spawn is not None:
+        on_spawn(pid)
     status = None
     others = all_children is not None
     while status is None or others:

@@ -90,13 +90,11 @@ class Decoder:
         if kind == "double":
             return _identity if json_form else _repr
         if kind in ("string", "bytes"):
-            strsize, is_string = self.strsize, kind == "string"
-
             def text(v, c):
                 if c is None:
                     return pointer(v, c)
                 data, full = c
-                cut = full > len(data) or (is_string and full > strsize)
+                cut = full > len(data)   # the writer stored less than there was (-s, or 4096 for a path)
                 if json_form:
                     return data.decode("utf-8", "backslashreplace") + ("..." if cut else "")
                 return quote(data) + ("..." if cut else "")
@@ -281,15 +279,15 @@ class Options:
 
 
 class Lines:
-    """strace-like lines: one per call, never two calls on a line; `[pid N]` for any thread but the first
-    process's main one. Each function's line is made by a small function compiled for it (_compile_body), so
+    """strace-like lines: one per call, never two calls on a line; `[pid N]` for any thread but the command's
+    main one (the launcher sets command_pid). Each function's line is made by a small function compiled for it (_compile_body), so
     that a trace of millions of calls is formatted at a few microseconds a call."""
 
     def __init__(self, decoder, options, stream_for):
         self.decoder = decoder
         self.options = options
         self.stream_for = stream_for      # pid -> text stream
-        self.first_pid = None
+        self.command_pid = None
         self.previous_ts = None
         self.pending_exec = {}            # tid -> the record of an exec not known to have failed yet
         self._errno_texts = {}
@@ -337,8 +335,6 @@ class Lines:
         return names["body"]
 
     def add(self, call):
-        if self.first_pid is None:
-            self.first_pid = call.pid
         if self.pending_exec:
             pending = self.pending_exec.pop(call.tid, None)
             if pending is not None and not (call.fn == pending.fn and not call.flags & 2):
@@ -354,7 +350,7 @@ class Lines:
         line = self.bodies[call.fn](call)
         if exec_done:
             line = line[:-1] + "0"   # "= ?" of the exec's entry: it worked
-        if call.pid != self.first_pid or call.tid != call.pid:
+        if call.tid != (call.pid if self.options.per_process else self.command_pid):
             line = "[pid %d] " % call.tid + (self._stamp(call.ts_ns) if self.stamped else "") + line
         elif self.stamped:
             line = self._stamp(call.ts_ns) + line
@@ -481,6 +477,9 @@ class Summary:
         row[0] += 1
         row[1] += call.failed
         row[2] += call.dur_ns
+
+    def finish(self):
+        pass
 
     def add_counts(self, counts, to_ns):
         """The writers' own counters (-c alone: no records)."""

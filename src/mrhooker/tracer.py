@@ -90,12 +90,14 @@ class Tracer:
         trace = tracefile.TraceFile(len(plans), request.buffer_mb << 20, request.needs_records, request.summary,
                                     request.strsize)
         streams = _Streams(request)
-        outputs, files = [], []
+        outputs, files, reader = [], [], None
         try:
+            lines = None
             if request.lines:
                 options = traceout.Options(request.timestamps, request.relative, request.durations,
-                                           request.failed_only)
-                outputs.append(traceout.Lines(decoder, options, streams.for_pid))
+                                           request.failed_only, per_process=request.per_process)
+                lines = traceout.Lines(decoder, options, streams.for_pid)
+                outputs.append(lines)
             for path, make in ((request.json_path, lambda f: traceout.JsonLines(decoder, f)),
                                (request.timeline_path, lambda f: traceout.Timeline(decoder, f, request.timeline_limit))):
                 if path:
@@ -124,8 +126,12 @@ class Tracer:
                         break
                 streams.flush()
 
+            def spawned(pid):
+                if lines is not None:
+                    lines.command_pid = pid
+
             raw_status, statuses = launch.run_traced(trace_build.preload, trace.environment(), command, program,
-                                                 _LaunchOptions(request.follow, self.log), drain)
+                                                     _LaunchOptions(request.follow, self.log), drain, spawned)
             drain(final=True)
             for out in outputs:
                 out.finish()
@@ -136,8 +142,9 @@ class Tracer:
                     summary.add_counts(trace.counters(len(plans)), reader.duration_ns)
                 streams.main().write(summary.text())
             self._report_losses(reader, outputs)
-            reader.close()
         finally:
+            if reader is not None:
+                reader.close()
             streams.flush()
             streams.close()
             for f in files:

@@ -152,8 +152,11 @@ DIRFD_FUNCTIONS = ("openat", "openat64", "faccessat", "fstatat", "fstatat64", "s
                    "renameat2", "mkdirat", "readlinkat", "symlinkat", "linkat", "fchmodat", "fchownat",
                    "utimensat", "fdopendir")
 
-# Capture kinds (runtime/trace.h: MRH_CAP_*)
-STRING, BYTES, SOCKADDR = 1, 2, 3
+# Capture kinds (runtime/trace.h: MRH_CAP_*). A path is shown whole (as strace does), other strings and
+# buffers cut at -s.
+STRING, BYTES, SOCKADDR, PATH = 1, 2, 3, 4
+PATH_PARAMS = ("file", "path", "filename", "pathname", "oldpath", "newpath", "old", "new", "from", "to", "dir",
+               "name", "target", "linkpath", "template", "resolved", "special_file", "dev", "dir_name")
 NORETURN = ("exit", "_exit", "_Exit", "abort", "pthread_exit", "execve", "execv", "execvp", "execvpe", "fexecve")
 EXEC = ("execve", "execv", "execvp", "execvpe", "fexecve")
 
@@ -239,7 +242,7 @@ def plan(proto):
             shown.append(DECODERS.get((name, p.name), "fd"))
         elif p.type.kind == "bytes":
             shown.append("string")
-            captures.append(Capture(i, STRING))
+            captures.append(Capture(i, PATH if p.name.rstrip("_") in PATH_PARAMS else STRING))
         elif "sockaddr" in spelling and following is not None:
             shown.append("sockaddr")
             if following.type.kind == "int":          # const struct sockaddr *, socklen_t: an input

@@ -141,24 +141,35 @@ struct capture_header {
 
 #define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
 
-/* Copies up to n bytes at src; after a failed call (safe), through the kernel, which fails rather than faults.
- * Returns the bytes copied. */
-static uint64_t copy_from_target(void *dst, const void *src, uint64_t n, int safe)
+/* Copies up to n bytes at src; after a failed call (safe), through the kernel, which fails rather than faults:
+ * page by page (a copy that crosses into an unmapped page fails whole), stopping at the first page it can't
+ * read or, for a string, at a page with its NUL. Returns the bytes copied. */
+static uint64_t copy_from_target(void *dst, const void *src, uint64_t n, int safe, int string)
 {
     if (!safe) {
         memcpy(dst, src, n);
         return n;
     }
-    struct iovec local = {dst, n}, remote = {(void *)src, n};
-    ssize_t got = syscall(SYS_process_vm_readv, (long)my_pid, &local, 1L, &remote, 1L, 0L);
-    return got > 0 ? (uint64_t)got : 0;
+    uint64_t done = 0;
+    while (done < n) {
+        uintptr_t at = (uintptr_t)src + done;
+        uint64_t chunk = 4096 - (at & 4095);
+        if (chunk > n - done) chunk = n - done;
+        struct iovec local = {(char *)dst + done, chunk}, remote = {(void *)at, chunk};
+        ssize_t got = syscall(SYS_process_vm_readv, (long)my_pid, &local, 1L, &remote, 1L, 0L);
+        if (got <= 0) break;
+        done += (uint64_t)got;
+        if (string && memchr((char *)dst + done - got, 0, (size_t)got)) break;
+    }
+    return done;
 }
 
 /* The length of a capture's data as stored: strings up to their NUL (at most len), everything cut at -s. */
 static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *full, int safe)
 {
     if (!c->ptr) return *full = 0;
-    if (c->kind == MRH_CAP_STRING) {
+    if (c->kind == MRH_CAP_PATH) limit = 4096;   /* PATH_MAX: a path is shown whole */
+    if (c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH) {
         if (safe) {   /* unknown memory: the stored bytes are found when copying */
             *full = limit;
             return limit;
@@ -219,10 +230,11 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
     for (int i = 0; i < ncaps; i++) {
         struct capture_header *c = (struct capture_header *)q;
         q += sizeof *c;
-        uint64_t got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe) : 0;
-        if (caps[i].kind == MRH_CAP_STRING && safe) {   /* now the NUL can be looked for */
+        int string = caps[i].kind == MRH_CAP_STRING || caps[i].kind == MRH_CAP_PATH;
+        uint64_t got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe, string) : 0;
+        if (string && safe) {   /* now its NUL */
             uint64_t n = strnlen((const char *)q, got);
-            fulls[i] = n < got ? n : limit + 1;
+            fulls[i] = n < got ? n : (caps[i].kind == MRH_CAP_PATH ? 4096 : limit) + 1;
             got = n;
         }
         c->which = caps[i].which;

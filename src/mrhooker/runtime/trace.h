@@ -56,7 +56,7 @@
 
 enum { MRH_FAILED = 1, MRH_ENTRY_ONLY = 2, MRH_UNSAFE = 4 };
 enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
-enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3 };
+enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4 };   /* paths: whole */
 
 typedef struct mrh_trace_header {
     uint64_t magic, version;

@@ -1,0 +1,340 @@
+"""`mrhooker trace` on real programs: what it shows, its formats, its counts against a C counter, threads,
+children, crashes, and bad input. Every run has a timeout."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers import RUN_TIMEOUT, lines_starting, unhooked
+
+PY = sys.executable
+
+
+def trace(mrhooker, *args, **kwargs):
+    kwargs.setdefault("timeout", RUN_TIMEOUT)
+    return mrhooker("trace", *args, **kwargs)
+
+
+def call_lines(text, name):
+    return [line for line in text.splitlines() if re.match(r"(\[pid \d+\] )?%s\(" % re.escape(name), line)]
+
+
+# ---- what it shows ----------------------------------------------------------------------------------------
+
+def test_cat_a_file_strace_style(mrhooker, tmp_path):
+    f = tmp_path / "hello.txt"
+    f.write_text("hello\n")
+    r = trace(mrhooker, "cat", f)
+    assert r.returncode == 0 and r.out == "hello\n", r
+    assert '"%s", O_RDONLY) = 3' % f in r.err, r
+    assert 'read(3, "hello\\n", 131072) = 6' in r.err, r
+    assert 'write(1, "hello\\n", 6) = 6' in r.err, r
+    assert r.err.rstrip().endswith("+++ exited with 0 +++"), r
+
+
+def test_a_failed_call_shows_its_errno_and_the_status_is_the_commands(mrhooker):
+    r = trace(mrhooker, "-Z", "ls", "/nonexistent-dir")
+    assert r.returncode == 2, r
+    failed = [l for l in r.err.splitlines() if "/nonexistent-dir" in l and not l.startswith("ls:")]
+    assert failed and all(l.endswith("= -1 ENOENT (No such file or directory)") for l in failed), r
+    assert not any(l.endswith(" = 0") for l in r.err.splitlines()), r   # -Z: only failed calls
+
+
+def test_strings_are_cut_at_s_and_escaped(mrhooker, tmp_path):
+    f = tmp_path / "data"
+    f.write_bytes(b'a"b\\c\td\n\x01\xff' + b"x" * 100)
+    r = trace(mrhooker, "-e", "read", "-s", "12", "cat", f)
+    assert r.returncode == 0, r
+    assert 'read(3, "a\\"b\\\\c\\td\\n\\1\\377xx"..., 131072) = 110' in r.err, r
+
+
+def test_curl_connect_and_send_decoded(mrhooker, http_server):
+    port = int(http_server.rsplit(":", 1)[1])
+    r = trace(mrhooker, "-e", "%net", "-s", "64", "curl", "-s", "-o", "/dev/null", http_server + "/")
+    assert r.returncode == 0, r
+    assert "socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) = " in r.err, r
+    assert re.search(r"connect\(\d+, \{AF_INET, 127\.0\.0\.1:%d\}, 16\) = " % port, r.err), r
+    send = call_lines(r.err, "send")
+    assert send and '"GET / HTTP/1.1\\r\\nHost: 127.0.0.1:%d' % port in send[0] and "MSG_NOSIGNAL" in send[0], r
+    assert re.search(r'recv\(\d+, "HTTP/1.0 200 OK', r.err), r
+
+
+def test_a_python_target_opens_its_modules(mrhooker):
+    r = trace(mrhooker, "-e", "open*", PY, "-c", "import json")
+    assert r.returncode == 0, r
+    assert re.search(r'(open64\(|openat\(AT_FDCWD, )"[^"]*/json/__pycache__/__init__[^"]*\.pyc", '
+                     r'O_RDONLY\|O_CLOEXEC\) = \d+', r.err), r
+
+
+def test_sh_pipeline_follows_children_and_ff_writes_one_file_per_process(mrhooker, tmp_path):
+    command = ["sh", "-c", "echo one | cat; /bin/echo two"]
+    r = trace(mrhooker, "-f", "-e", "execve,write", *command)
+    assert r.returncode == 0 and r.out == "one\ntwo\n", r
+    assert re.search(r'\[pid \d+\] execve\("/usr/bin/cat", 0x[0-9a-f]+, 0x[0-9a-f]+\) = 0', r.err), r
+    assert re.search(r'\[pid \d+\] write\(1, "two\\n", 4\) = 4', r.err), r
+    out = tmp_path / "each"
+    r = trace(mrhooker, "-ff", "-o", out, "-e", "execve,write", *command)
+    assert r.returncode == 0, r
+    files = sorted(tmp_path.glob("each.*"))
+    assert len(files) == 3, files   # sh and its two children
+    texts = [p.read_text() for p in files]
+    assert sum('write(1, "one\\n", 4) = 4' in t for t in texts) == 2   # echo in sh, and cat
+    assert all("[pid" not in line for t in texts for line in t.splitlines() if "write" in line)
+
+
+def test_no_follow_traces_only_the_command(mrhooker):
+    r = trace(mrhooker, "--no-follow", "-e", "write,execve", "sh", "-c", "/bin/echo child")
+    assert r.returncode == 0 and r.out == "child\n", r
+    assert "execve(" in r.err and 'write(1, "child' not in r.err, r
+
+
+def test_timestamps_and_durations(mrhooker, tmp_path):
+    f = tmp_path / "x"
+    f.write_text("x")
+    for option, pattern in (("-t", r"^\d\d:\d\d:\d\d read\("), ("-tt", r"^\d\d:\d\d:\d\d\.\d{6} read\("),
+                            ("-ttt", r"^\d{10}\.\d{6} read\("), ("-r", r"^ +\d+\.\d{6} read\("),
+                            ("-T", r"^read\(.*= \d+ <\d+\.\d{6}>$")):
+        r = trace(mrhooker, option, "-e", "read", "cat", f)
+        assert r.returncode == 0 and re.search(pattern, r.err, re.M), (option, r)
+
+
+# ---- counts -----------------------------------------------------------------------------------------------
+
+C_COUNTER = """\
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static long calls;
+static int (*real_foo)(int);
+int foo(int x)
+{
+    if (!real_foo) real_foo = (int (*)(int))dlsym(RTLD_NEXT, "foo");
+    __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED);
+    return real_foo(x);
+}
+__attribute__((destructor)) static void report(void)
+{
+    char line[64];
+    int n = snprintf(line, sizeof line, "c counter: %ld\\n", calls);
+    if (write(2, line, n) < 0) _exit(3);
+}
+"""
+
+FOO_THREADS_SRC = """\
+#include <pthread.h>
+#include <stdio.h>
+int foo(int);
+static void *worker(void *arg)
+{
+    long sum = 0;
+    for (int i = 0; i < 25000; i++) sum += foo(i);
+    return (void *)sum;
+}
+int main(void)
+{
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, worker, NULL);
+    long total = 0;
+    for (int i = 0; i < 8; i++) { void *s; pthread_join(t[i], &s); total += (long)s; }
+    printf("%ld\\n", total);
+    return 0;
+}
+"""
+
+
+def test_eight_threads_counted_as_a_c_counter_counts_and_lines_never_torn(mrhooker, cprog, foo_prog, tmp_path):
+    counter = cprog(C_COUNTER, flags=["-shared", "-fPIC", "-ldl"], suffix=".so")
+    prog = foo_prog(FOO_THREADS_SRC)
+    plain = unhooked([prog], env=dict(os.environ, LD_PRELOAD=counter))
+    c_calls = int(re.search(rb"c counter: (\d+)", plain.stderr).group(1))
+    assert c_calls == 8 * 25000
+    r = trace(mrhooker, "-c", "-e", "int foo(int x)", prog)
+    assert r.returncode == 0 and r.stdout == plain.stdout, r
+    row = [l for l in r.err.splitlines() if l.endswith(" foo")]
+    assert len(row) == 1 and int(row[0].split()[3]) == c_calls, r
+    out = tmp_path / "lines"
+    r = trace(mrhooker, "-o", out, "-e", "int foo(int x)", prog)
+    assert r.returncode == 0, r
+    lines = [l for l in out.read_text().splitlines() if "foo(" in l]
+    assert len(lines) == c_calls
+    assert all(re.fullmatch(r"\[pid \d+\] foo\((\d+)\) = \d+", l) for l in lines)
+    assert sorted(int(re.search(r"foo\((\d+)\)", l).group(1)) for l in lines) == sorted(list(range(25000)) * 8)
+
+
+C_WRITE_COUNTER = """\
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static long calls;
+static ssize_t (*real_write)(int, const void *, size_t);
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    if (!real_write) real_write = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+    __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED);
+    return real_write(fd, buf, n);
+}
+__attribute__((destructor)) static void report(void)   /* dd closes its stderr at exit: to a file */
+{
+    FILE *f = fopen(getenv("COUNTER_OUT"), "w");
+    if (f) fprintf(f, "c counter: %ld\\n", calls), fclose(f);
+}
+"""
+
+
+def test_dd_summary_equals_a_c_counter(mrhooker, cprog, tmp_path):
+    counter = cprog(C_WRITE_COUNTER, flags=["-shared", "-fPIC", "-ldl"], suffix=".so")
+    dd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=20000"]
+    counted = tmp_path / "counted"
+    unhooked(dd, env=dict(os.environ, LD_PRELOAD=counter, COUNTER_OUT=str(counted)))
+    c_calls = int(re.search(r"c counter: (\d+)", counted.read_text()).group(1))
+    assert c_calls == 20000
+    r = trace(mrhooker, "-c", "-e", "write", *dd)
+    assert r.returncode == 0, r
+    row = [l for l in r.err.splitlines() if l.endswith(" write")]
+    assert len(row) == 1 and int(row[0].split()[3]) == c_calls, (c_calls, r)
+    out = tmp_path / "dd.trace"
+    r = trace(mrhooker, "-o", out, "-e", "write", *dd)
+    assert r.returncode == 0, r
+    assert out.read_text().count('write(1, "\\0", 1) = 1\n') == 20000
+
+
+# ---- crashes and hangs --------------------------------------------------------------------------------------
+
+CRASH_SRC = """\
+#include <stdio.h>
+#include <unistd.h>
+int main(void)
+{
+    for (int i = 0; i < 3; i++) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "before crash %d\\n", i);
+        if (write(1, line, n) < 0) return 1;
+    }
+    *(volatile int *)0 = 1;
+    return 0;
+}
+"""
+
+
+def test_the_calls_before_a_crash_are_shown(mrhooker, cprog):
+    r = trace(mrhooker, "-e", "write", cprog(CRASH_SRC))
+    assert r.returncode == 128 + 11, r
+    assert [l for l in call_lines(r.err, "write")] == ['write(1, "before crash %d\\n", 15) = 15' % i for i in range(3)]
+    assert "+++ killed by SIGSEGV +++" in r.err, r
+
+
+def test_lines_of_a_program_that_blocks_appear_while_it_blocks(base_env, tmp_path):
+    out = tmp_path / "live"
+    proc = subprocess.Popen([PY, "-m", "mrhooker", "trace", "-o", str(out), "-e", "write,read", "sh", "-c",
+                             "echo before; read x"], env=base_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        import time
+        deadline = time.monotonic() + 30
+        while 'write(1, "before\\n", 7) = 7' not in (out.read_text() if out.exists() else ""):
+            assert time.monotonic() < deadline, "the line of a call made before the block never appeared"
+            time.sleep(0.05)
+    finally:
+        proc.communicate(b"go\n", timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0
+
+
+# ---- formats ------------------------------------------------------------------------------------------------
+
+def test_json_lines_schema(mrhooker, tmp_path):
+    f = tmp_path / "x"
+    f.write_text("abc")
+    out = tmp_path / "calls.jsonl"
+    r = trace(mrhooker, "--json", out, "-e", "open,read", "cat", f, tmp_path / "missing")
+    assert r.returncode == 1, r
+    calls = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(set(c) == {"pid", "tid", "ts_ns", "dur_ns", "name", "args", "ret", "errno"} for c in calls)
+    opened = [c for c in calls if c["name"] == "open" and c["args"]["file"] == str(f)]
+    assert opened and opened[0]["args"]["oflag"] == "O_RDONLY" and opened[0]["ret"] >= 3 and opened[0]["errno"] is None
+    missing = [c for c in calls if c["name"] == "open" and c["args"]["file"].endswith("missing")]
+    assert missing and missing[0]["ret"] == -1 and missing[0]["errno"] == "ENOENT"
+    reads = [c for c in calls if c["name"] == "read" and c["ret"] == 3]
+    assert reads and reads[0]["args"]["buf"] == "abc"
+    assert all(c["ts_ns"] > 1.6e18 and c["dur_ns"] >= 0 for c in calls)
+
+
+def test_timeline_follows_the_trace_event_format(mrhooker, tmp_path):
+    out = tmp_path / "timeline.json"
+    r = trace(mrhooker, "--timeline", out, "sh", "-c", "cat /etc/hostname; ls / > /dev/null")
+    assert r.returncode == 0, r
+    events = json.loads(out.read_text())["traceEvents"]
+    calls = [e for e in events if e["ph"] == "X"]
+    names = [e for e in events if e["ph"] == "M"]
+    assert calls and {e["name"] for e in names} <= {"process_name", "thread_name"}
+    assert {(e["pid"]) for e in calls} <= {e["pid"] for e in names if e["name"] == "process_name"}
+    for e in calls:
+        assert {"ts", "dur", "pid", "tid", "name", "args"} <= set(e) and e["dur"] >= 0
+    by_thread = {}
+    for e in calls:
+        by_thread.setdefault(e["tid"], []).append((e["ts"], e["ts"] + e["dur"]))
+    for spans in by_thread.values():   # on a thread, calls nest: none ends inside another it did not start in
+        spans.sort()
+        stack = []
+        for start, end in spans:
+            while stack and stack[-1] <= start:
+                stack.pop()
+            assert not stack or end <= stack[-1] + 1e-3, spans
+            stack.append(end)
+
+
+def test_timeline_is_capped_with_a_message(mrhooker, tmp_path):
+    out = tmp_path / "capped.json"
+    r = trace(mrhooker, "--timeline", out, "--timeline-limit", "10", "-e", "write", "dd", "if=/dev/zero",
+              "of=/dev/null", "bs=1", "count=100")
+    assert r.returncode == 0, r
+    assert len([e for e in json.loads(out.read_text())["traceEvents"] if e["ph"] == "X"]) == 10
+    assert "the timeline holds the first 10 calls; 90 more were left out" in r.err, r
+
+
+def test_scaffold_writes_a_hook_script_that_runs_unchanged(mrhooker, tmp_path):
+    f = tmp_path / "x"
+    f.write_text("scaffolded\n")
+    scaffold = tmp_path / "stubs.py"
+    r = trace(mrhooker, "--scaffold", scaffold, "cat", f)
+    assert r.returncode == 0, r
+    text = scaffold.read_text()
+    assert "@hook('ssize_t read(int fd, void *buf, size_t nbytes)')\ndef read(fd, buf, nbytes):\n" in text, text
+    r = mrhooker(scaffold, "cat", f, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and r.out == "scaffolded\n", r
+
+
+def test_summary_and_lines_together(mrhooker, tmp_path):
+    r = trace(mrhooker, "-C", "-e", "write", "sh", "-c", "echo a; echo b")
+    assert r.returncode == 0, r
+    assert len(call_lines(r.err, "write")) == 2, r
+    assert re.search(r"^ *100\.00 +[0-9.]+ +\d+ +2 +write$", r.err, re.M), r
+
+
+# ---- choosing what to trace, and bad input ----------------------------------------------------------------
+
+def test_list_and_globs(mrhooker):
+    r = mrhooker("trace", "--list", "send*")
+    assert r.returncode == 0 and "ssize_t send(int fd, const void *buf, size_t n, int flags);" in r.out, r
+    r = trace(mrhooker, "-e", "open*,!openat*", "cat", "/etc/hostname")
+    assert r.returncode == 0 and "open(" in r.err and "openat(" not in r.err, r
+
+
+@pytest.mark.parametrize("args, words", [
+    (["-e", "opne", "true"], "no prototype known for opne (did you mean open"),
+    (["-e", "nothing_*", "true"], "no known function matches nothing_*"),
+    (["-e", "%nosuch", "true"], "unknown class %nosuch"),
+    (["-ff", "true"], "-ff needs -o FILE"),
+    (["-e", "write"], "no command given"),
+    (["--frobnicate", "true"], "unknown option --frobnicate"),
+    (["no-such-command-here"], "no-such-command-here: command not found"),
+])
+def test_bad_input_is_one_line(mrhooker, args, words):
+    r = trace(mrhooker, *args)
+    assert r.returncode in (2, 127) and r.err.startswith("mrhooker: ") and words in r.err, r
+    assert "Traceback" not in r.err and len(r.err.splitlines()) <= 2, r
