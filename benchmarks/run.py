@@ -41,14 +41,16 @@ FRIDA_SETTLE_MS = 200      # foo_loop sleeps this long first, under Frida
 # How much work each measurement does. The per-call counts are per kind of hook, so that each run lasts a
 # fraction of a second whatever the hook costs.
 FULL = {
-    "calls": {"fast": 50_000_000, "gil": 5_000_000, "python": 2_000_000, "frida": 2_000_000, "ltrace": 2_000},
+    # trace: as many records as its 64 MB buffer holds while the loop runs (more: the loop waits for mrhooker)
+    "calls": {"fast": 50_000_000, "gil": 5_000_000, "python": 2_000_000, "frida": 2_000_000, "ltrace": 2_000,
+              "trace": 500_000},
     "startup_runs": 20,          # start-up figures of a few ms: many runs are cheap
     "exec_loop": 100,            # /bin/true processes in the sh loop
     "dd_count": 200_000,
     "runs": 5,
 }
 QUICK = {
-    "calls": {"fast": 100_000, "gil": 20_000, "python": 10_000, "frida": 10_000, "ltrace": 100},
+    "calls": {"fast": 100_000, "gil": 20_000, "python": 10_000, "frida": 10_000, "ltrace": 100, "trace": 10_000},
     "startup_runs": 3,
     "exec_loop": 10,
     "dd_count": 2_000,
@@ -274,6 +276,23 @@ def foo_loop_mrhooker(bench, script, calls, mode):
     return ns_per_call(result)
 
 
+def foo_loop_trace(bench, calls, mode, summary=False):
+    """`mrhooker trace -e 'int foo(int x)'`: every call recorded (lines to a file), or only counted (-c)."""
+    out = os.path.join(bench.tmp, "trace-foo.txt")
+    argv = [sys.executable, "-m", "mrhooker", "trace", "--build-dir", bench.build_dir, "-e", "int foo(int x)",
+            "-o", out] + (["-c"] if summary else []) + [bench.foo_loop, str(calls), mode]
+    result = run_command(argv, env=bench.mrhooker_env)
+    if "not recorded" in result.stderr:
+        raise Failed("the trace dropped calls: %s" % result.stderr.strip()[-600:])
+    with open(out) as f:
+        text = f.read()
+    seen = (int(re.search(r"^ *[0-9.]+ +[0-9.]+ +\d+ +(\d+) .*foo$", text, re.M).group(1)) if summary
+            else len(re.findall(r"^(?:\[pid +\d+\] )?foo\(", text, re.M)))
+    if seen != calls + FOO_LOOP_WARMUP:
+        raise Failed("the trace saw %d calls of foo, the program made %d" % (seen, calls + FOO_LOOP_WARMUP))
+    return ns_per_call(result)
+
+
 def foo_loop_frida(bench, calls, mode):
     # -t: without a timeout, `frida -q` unloads the script as soon as it is loaded, and the loop runs unhooked.
     result = run_command([bench.tools["frida"], "-q", "-t", "3600", "-l", hook_script("foo_frida.js"),
@@ -306,6 +325,10 @@ PER_CALL_HOOKS = [
      lambda b, n, m: foo_loop_mrhooker(b, "foo_py.py", n, m)),
     ("mrhooker_py_nonblocking", "the same `@hook` with `blocks=False` (GIL kept around `original`)", "python", None,
      lambda b, n, m: foo_loop_mrhooker(b, "foo_py_nonblocking.py", n, m)),
+    ("mrhooker_trace", "`mrhooker trace -e 'int foo(int x)' -o FILE`: every call recorded, each line in FILE",
+     "trace", None, foo_loop_trace),
+    ("mrhooker_trace_c", "`mrhooker trace -c`: every call counted and timed", "fast", None,
+     lambda b, n, m: foo_loop_trace(b, n, m, summary=True)),
     ("frida", "Frida `Interceptor.attach`, one-line JS `onEnter`", "frida", "frida", foo_loop_frida),
     ("ltrace", "ltrace `-e foo`", "ltrace", "ltrace", foo_loop_ltrace),
 ]
@@ -363,6 +386,8 @@ def per_call_overhead(bench):
 
 INSTRUCTION_HOOKS = [
     ("none", "none (baseline)", None),
+    ("mrhooker_trace", "`mrhooker trace`, every call recorded", "trace"),
+    ("mrhooker_trace_c", "`mrhooker trace -c`, every call counted and timed", "trace -c"),
     ("c_wrapper", "C LD_PRELOAD wrapper, `dlsym(RTLD_NEXT)` cached (the floor)", "c_wrapper"),
     ("mrhooker_pyx_nogil", "mrhooker `.pyx`, `nogil` pass-through", "foo_nogil.pyx"),
     ("mrhooker_pyx_with_gil", "mrhooker `.pyx`, `with gil`, calls a Python function", "foo_withgil.pyx"),
@@ -382,14 +407,19 @@ def instructions_per_call(bench):
     for name, label, hooks in INSTRUCTION_HOOKS:
         if hooks is None:
             env = bench.env
+        elif hooks.startswith("trace"):
+            env = None   # traced: valgrind runs under `mrhooker trace`, which makes the trace file
         elif hooks == "c_wrapper":
             env = dict(bench.env, LD_PRELOAD=bench.c_wrapper)
         else:
             env = hooked_environment(bench, hook_script(hooks))
         counts = []
         for calls in INSTRUCTION_CALLS:
-            result = run_command(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", bench.foo_loop,
-                                  str(calls)], env=env)
+            argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", bench.foo_loop, str(calls)]
+            if env is None:
+                argv = [sys.executable, "-m", "mrhooker", "trace", "--build-dir", bench.build_dir, "-e",
+                        "int foo(int x)", "-o", os.devnull] + hooks.split()[1:] + argv
+            result = run_command(argv, env=env or bench.mrhooker_env)
             match = re.search(r"Collected : (\d+)", result.stderr)
             if not match:
                 raise Failed("callgrind counted nothing: %s" % result.stderr[-600:])
@@ -651,8 +681,26 @@ def dd_frida_script(bench):
     return result.seconds
 
 
+def dd_trace(bench, summary=False):
+    """`mrhooker trace -e write` of dd: every call in a file (its lines checked), or -c alone (its count). The
+    figure is the whole command's wall time, mrhooker's own start and the decoding of the calls included."""
+    out = os.path.join(bench.tmp, "trace-dd.txt")
+    argv = [sys.executable, "-m", "mrhooker", "trace", "--build-dir", bench.build_dir, "-e", "write", "-o", out] + \
+        (["-c"] if summary else []) + dd_command(bench)
+    result = run_command(argv, env=bench.mrhooker_env)
+    with open(out) as f:
+        text = f.read()
+    seen = (int(re.search(r"^ *[0-9.]+ +[0-9.]+ +\d+ +(\d+) .*write$", text, re.M).group(1)) if summary
+            else text.count('write(1, "\\0", 1) = 1\n'))
+    if seen < bench.settings["dd_count"]:
+        raise Failed("mrhooker trace saw %d write() calls, dd made %d" % (seen, bench.settings["dd_count"]))
+    return result.seconds
+
+
 DD_RUNS = [
     ("bare", "`dd` bare", None, dd_bare),
+    ("mrhooker_trace", "`mrhooker trace -e write -o FILE` (every call a line in FILE)", None, dd_trace),
+    ("mrhooker_trace_c", "`mrhooker trace -c -e write` (a summary)", None, lambda b: dd_trace(b, summary=True)),
     ("mrhooker_pyx_with_gil", "mrhooker `.pyx` `with gil` hook on `write`, counting in Python", None,
      lambda b: dd_mrhooker(b, "write_withgil.pyx")),
     ("mrhooker_py", "mrhooker `.py` `@hook` on `write`, counting", None, lambda b: dd_mrhooker(b, "write_py.py")),
