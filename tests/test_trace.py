@@ -75,7 +75,7 @@ def test_sh_pipeline_follows_children_and_ff_writes_one_file_per_process(mrhooke
     command = ["sh", "-c", "echo one | cat; /bin/cat %s" % two]   # coreutils' echo writes through stdio
     r = trace(mrhooker, "-f", "-e", "execve,write", *command)
     assert r.returncode == 0 and r.out == "one\ntwo\n", r
-    assert re.search(r'\[pid \d+\] execve\("/usr/bin/cat", 0x[0-9a-f]+, 0x[0-9a-f]+\) = 0', r.err), r
+    assert re.search(r'\[pid \d+\] execve\("/usr/bin/cat", \["cat"\], 0x[0-9a-f]+ /\* \d+ vars \*/\) = 0', r.err), r
     assert re.search(r'\[pid \d+\] write\(1, "two\\n", 4\) = 4', r.err), r
     out = tmp_path / "each"
     r = trace(mrhooker, "-ff", "-o", out, "-e", "execve,write", *command)
@@ -85,6 +85,39 @@ def test_sh_pipeline_follows_children_and_ff_writes_one_file_per_process(mrhooke
     texts = [p.read_text() for p in files]
     assert sum('write(1, "one\\n", 4) = 4' in t for t in texts) == 2   # echo in sh, and cat
     assert all("[pid" not in line for t in texts for line in t.splitlines() if "write" in line)
+
+
+def test_exec_shows_its_arguments_once_whether_it_worked_or_failed(mrhooker, tmp_path):
+    # sh looks COMMAND up along PATH: execve fails with ENOENT in the first directory, works in the second
+    env = dict(os.environ, PATH="%s:/usr/bin:/bin" % (tmp_path / "nothing"))
+    long_arg = "y" * 50
+    js = tmp_path / "calls.json"
+    r = trace(mrhooker, "-e", "execve", "-s", "8", "--json", js, "sh", "-c", "exec printf %%s %s" % long_arg,
+              env=env)
+    assert r.returncode == 0 and r.out == long_arg, r
+    lines = call_lines(r.err, "execve")
+    failed = '"%s/printf", ["printf", "%%s", "yyyyyyyy"...]' % (tmp_path / "nothing")
+    assert [l for l in lines if failed in l and l.endswith("= -1 ENOENT (No such file or directory)")], r
+    assert [l for l in lines if '"/usr/bin/printf", ["printf", "%s", "yyyyyyyy"...], 0x' in l
+            and l.endswith(" vars */) = 0")], r
+    assert len(lines) == 2, r   # the failed attempt, the one that worked: each once
+    calls = [json.loads(line) for line in js.read_text().splitlines()]
+    assert [(c["ret"], c["errno"]) for c in calls] == [(-1, "ENOENT"), (0, None)], calls
+    assert calls[1]["args"]["argv"] == ["printf", "%s", "yyyyyyyy..."], calls
+    assert calls[1]["args"]["envp"]["count"] >= 2 and calls[1]["dur_ns"] is None, calls
+    r = trace(mrhooker, "-c", "-e", "execve", "sh", "-c", "exec printf %s x", env=env)
+    row = [l for l in r.err.splitlines() if l.endswith(" execve")]
+    assert row and row[0].split()[3:6] == ["2", "1", "execve"], r   # calls, errors: as the lines
+
+
+def test_a_failed_call_with_two_paths_shows_both(mrhooker, tmp_path):
+    # paths of a failed call are copied through the kernel and stored shorter than reserved: the reader must
+    # find the second after the first
+    r = trace(mrhooker, "-e", "rename", PY, "-c",
+              "import os\ntry: os.rename('/nonexistent/a', %r)\nexcept OSError: pass" % str(tmp_path / "b"))
+    assert r.returncode == 0, r
+    assert call_lines(r.err, "rename") == ['rename("/nonexistent/a", "%s") = -1 ENOENT (No such file or directory)'
+                                           % (tmp_path / "b")], r
 
 
 def test_no_follow_traces_only_the_command(mrhooker):

@@ -461,7 +461,7 @@ def _trace_entry_source(slot, plan):
             if c.condition and after:
                 ptr = "(%s ? (const void *)%s : NULL)" % (c.condition, ptr)
             length = c.length or "0"
-            if not after and c.kind not in (tracing.STRING, tracing.PATH):
+            if not after and c.kind not in (tracing.STRING, tracing.PATH, tracing.STRV):
                 ptr, length = "NULL", "0"   # buffers and addresses only once a call vouched for them
             out.append("{(const void *)%s, %s, %d, %d}" % (ptr, length, c.which, c.kind))
         return out
@@ -487,8 +487,9 @@ def _trace_entry_source(slot, plan):
         lines.append("    long r = 0;\n    (void)r;")
     if caps:
         lines.append("    mrh_capture caps[%d] = {%s};" % (len(caps), ", ".join(caps)))
-    lines.append("    mrh_trace_record(t, &call, %s, failed, 0, args, %d, %s, %d);"
-                 % (_arg_bits(proto.ret, "r") if returns else "0", n, "caps" if caps else "NULL", len(caps)))
+    lines.append("    mrh_trace_record(t, &call, %s, failed, %s, args, %d, %s, %d);"
+                 % (_arg_bits(proto.ret, "r") if returns else "0", "MRH_COUNTED" if plan.noreturn else "0", n,
+                    "caps" if caps else "NULL", len(caps)))
     lines.append("    return%s;\n}\n" % (" r" if returns else ""))
     return "\n".join(lines)
 

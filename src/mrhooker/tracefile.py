@@ -16,7 +16,8 @@ VERSION = 1
 RECORD_MAGIC = 0x524D
 PAD = 0xFFFF
 RET = 255
-FAILED, ENTRY_ONLY, UNSAFE = 1, 2, 4
+FAILED, ENTRY_ONLY, UNSAFE = 1, 2, 4   # runtime/trace.h
+EXEC_DONE = 8   # the reader's own: an exec's entry record, once the exec is known to have worked
 CLOCK_MONOTONIC, CLOCK_TSC = 1, 2
 HEADER_SIZE = 4096
 COUNTERS_OFFSET = 4096
@@ -214,7 +215,7 @@ class Reader:
                 layout = layouts[fn]
                 fields = layout.unpack_from(ring, at)
                 ncaps = fields[11]
-                captures = self._captures(at + layout.size, ncaps) if ncaps else _NO_CAPTURES
+                captures = self._captures(at + layout.size, at + length, ncaps) if ncaps else _NO_CAPTURES
                 calls.append(Call(fn, fields[3], fields[4], anchor_ns + (fields[5] - anchor_ticks) * mul // div,
                                   fields[6] * mul // div, fields[7], fields[8], fields[9], fields[13:], captures))
             pos += length
@@ -226,11 +227,15 @@ class Reader:
         self.trace.beat()
         return calls
 
-    def _captures(self, q, ncaps):
+    def _captures(self, q, end, ncaps):
+        """{which: (bytes, full length)} of a record's captures, which lie between q and the record's end."""
         ring, captures = self.ring, {}
         for _ in range(ncaps):
+            if q + _CAPTURE.size > end:
+                break
             which, _kind, full, n, _p = _CAPTURE.unpack_from(ring, q)
             q += _CAPTURE.size
+            n = min(n, end - q)
             captures[which] = (bytes(ring[q:q + n]), full)
             q += (n + 7) & ~7
         return captures

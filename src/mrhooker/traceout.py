@@ -14,6 +14,8 @@ import socket
 import struct
 import time
 
+from mrhooker.tracefile import ENTRY_ONLY, EXEC_DONE
+
 # Decoders' names, in order of preference when two share a value (aliases: AF_LOCAL for AF_UNIX, ...).
 _OPEN_FLAGS = ("O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK", "O_DSYNC", "O_ASYNC",
                "O_DIRECT", "O_LARGEFILE", "O_DIRECTORY", "O_NOFOLLOW", "O_NOATIME", "O_CLOEXEC", "O_PATH",
@@ -101,6 +103,12 @@ class Decoder:
             return text
         if kind == "sockaddr":
             return lambda v, c: pointer(v, c) if c is None else self.sockaddr(c[0], json_form)
+        if kind == "argv":
+            return lambda v, c: pointer(v, c) if c is None else _argv(c, json_form)
+        if kind == "envp":
+            if json_form:
+                return lambda v, c: pointer(v, c) if c is None else {"pointer": pointer(v, c), "count": c[1]}
+            return lambda v, c: pointer(v, c) if c is None else "%s /* %d vars */" % (pointer(v, c), c[1])
         if kind in ("hex", "void"):
             return pointer
         table = self._table(kind)
@@ -214,7 +222,7 @@ class Decoder:
     def result(self, call, json_form=False):
         """The result as shown, or None for a call that did not return (exit, a successful exec)."""
         if call.entry_only:
-            return None
+            return (0 if json_form else "0") if call.flags & EXEC_DONE else None
         plan = self.plans[call.fn]
         if plan["ret"] == "void":
             return None if json_form else "?"
@@ -257,6 +265,24 @@ _ESCAPES.update({i: chr(i) for i in range(32, 127)})
 _ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
 
 
+def _argv(capture, json_form):
+    """An argv as a record keeps it (runtime/trace.h, MRH_CAP_STRV): its first strings, each a byte that says
+    whether it was cut, its bytes and a NUL; and how many it has. As strace: ["ls", "-l"], "..." for the rest."""
+    data, count = capture
+    strings, at = [], 0
+    while at < len(data):
+        stop = data.find(b"\0", at + 1)
+        if stop < 0:
+            stop = len(data)
+        strings.append((data[at + 1:stop], data[at] == 1))
+        at = stop + 1
+    if json_form:
+        return [s.decode("utf-8", "backslashreplace") + ("..." if cut else "") for s, cut in strings] + \
+            (["..."] if count > len(strings) else [])
+    return "[%s]" % ", ".join([quote(s) + ("..." if cut else "") for s, cut in strings] +
+                              (["..."] if count > len(strings) else []))
+
+
 def quote(data):
     """bytes as strace shows a string: in quotes, escaped (\\n, \\t, octal for the unprintable)."""
     return '"%s"' % data.decode("latin-1").translate(_ESCAPES)
@@ -289,12 +315,10 @@ class Lines:
         self.stream_for = stream_for      # pid -> text stream
         self.command_pid = None
         self.previous_ts = None
-        self.pending_exec = {}            # tid -> the record of an exec not known to have failed yet
         self._errno_texts = {}
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.stamped = options.timestamps or options.relative
         self.bodies = [self._compile_body(fn) for fn in range(len(decoder.plans))]
-        self.execs = {fn for fn, plan in enumerate(decoder.plans) if plan["name"].startswith(("exec", "fexecve"))}
 
     def _compile_body(self, fn):
         """A function: call -> `name(args) = result` (with the errno's name and text if it failed)."""
@@ -328,33 +352,21 @@ class Lines:
             result = "(%s + ' ' + errno_text(call.err) if call.flags & 1 else %s)" % (null, value)
         signed = "    if r >> 63:\n        r -= 1 << 64\n" if ret_signed else ""
         source = ("def body(call):\n    a = call.args\n    c = call.captures\n    r = call.ret\n%s"
-                  "    if call.flags & 2:\n        return %r + %s + ') = ?'\n"
-                  "    return %r + %s + ') = ' + %s\n" % (signed, plan["name"] + "(", args, plan["name"] + "(", args,
-                                                         result))
+                  "    if call.flags & %d:\n        return %r + %s + (') = 0' if call.flags & %d else ') = ?')\n"
+                  "    return %r + %s + ') = ' + %s\n" % (signed, ENTRY_ONLY, plan["name"] + "(", args, EXEC_DONE,
+                                                         plan["name"] + "(", args, result))
         exec(compile(source, "<line of %s>" % plan["name"], "exec"), names)
         return names["body"]
 
     def add(self, call):
-        if self.pending_exec:
-            pending = self.pending_exec.pop(call.tid, None)
-            if pending is not None and not (call.fn == pending.fn and not call.flags & 2):
-                self._write(pending, exec_done=True)   # the exec worked: a new program runs
-        if call.fn in self.execs and call.flags & 2:
-            self.pending_exec[call.tid] = call
-            return
-        self._write(call)
-
-    def _write(self, call, exec_done=False):
         if self.options.failed_only and not call.flags & 1:
             return
         line = self.bodies[call.fn](call)
-        if exec_done:
-            line = line[:-1] + "0"   # "= ?" of the exec's entry: it worked
         if call.tid != (call.pid if self.options.per_process else self.command_pid):
             line = "[pid %d] " % call.tid + (self._stamp(call.ts_ns) if self.stamped else "") + line
         elif self.stamped:
             line = self._stamp(call.ts_ns) + line
-        if self.options.durations and not call.flags & 2:
+        if self.options.durations and not call.flags & ENTRY_ONLY:
             line += " <%.6f>" % (call.dur_ns / 1e9)
         self.stream_for(call.pid).write(line + "\n")
 
@@ -381,9 +393,43 @@ class Lines:
         return text
 
     def finish(self):
-        for call in self.pending_exec.values():
-            self._write(call, exec_done=True)
-        self.pending_exec.clear()
+        pass
+
+
+class ExecPairing:
+    """An exec is recorded when it starts (if it works, it never returns) and again if it fails. Before any output
+    sees the calls, this makes each exec one call: its failure, or, once its thread is seen doing anything else
+    (or at the end), its start marked EXEC_DONE, which shows as `= 0`."""
+
+    def __init__(self, decoder):
+        from mrhooker.tracing import EXEC
+
+        self.execs = {fn for fn, plan in enumerate(decoder.plans) if plan["name"] in EXEC}
+        self.pending = {}   # tid -> the start of an exec not known to have failed yet
+
+    def pair(self, calls):
+        if not self.execs:
+            return calls
+        paired, pending, execs = [], self.pending, self.execs
+        for call in calls:
+            if pending:
+                started = pending.pop(call.tid, None)
+                if started is not None and not (call.fn == started.fn and not call.entry_only):
+                    started.flags |= EXEC_DONE   # the thread goes on: in the new program
+                    paired.append(started)
+            if call.fn in execs and call.entry_only:
+                pending[call.tid] = call
+            else:
+                paired.append(call)
+        return paired
+
+    def finish(self):
+        """The execs still pending at the end: they worked."""
+        rest = list(self.pending.values())
+        for call in rest:
+            call.flags |= EXEC_DONE
+        self.pending.clear()
+        return rest
 
 
 class JsonLines:

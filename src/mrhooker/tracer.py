@@ -115,13 +115,17 @@ class Tracer:
                 outputs.append(scaffold)
             reader = tracefile.Reader(trace, decoder.arg_formats())
             adds = [out.add for out in outputs]
+            execs = traceout.ExecPairing(decoder)
+
+            def deliver(calls):
+                for add in adds:
+                    for call in calls:
+                        add(call)
 
             def drain(final=False):
                 while True:   # in batches: each gives the writers their space back
                     calls = reader.drain(final)
-                    for add in adds:
-                        for call in calls:
-                            add(call)
+                    deliver(execs.pair(calls))
                     if len(calls) < 20000:
                         break
                 streams.flush()
@@ -133,6 +137,7 @@ class Tracer:
             raw_status, statuses = launch.run_traced(trace_build.preload, trace.environment(), command, program,
                                                      _LaunchOptions(request.follow, self.log), drain, spawned)
             drain(final=True)
+            deliver(execs.finish())
             for out in outputs:
                 out.finish()
             if request.lines:

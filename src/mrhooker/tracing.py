@@ -154,11 +154,12 @@ DIRFD_FUNCTIONS = ("openat", "openat64", "faccessat", "fstatat", "fstatat64", "s
 
 # Capture kinds (runtime/trace.h: MRH_CAP_*). A path is shown whole (as strace does), other strings and
 # buffers cut at -s.
-STRING, BYTES, SOCKADDR, PATH = 1, 2, 3, 4
+STRING, BYTES, SOCKADDR, PATH, STRV = 1, 2, 3, 4, 5
+ARGV_KEPT = 32   # the strings of an argv a record keeps (strace shows them all; a command line is rarely longer)
 PATH_PARAMS = ("file", "path", "filename", "pathname", "oldpath", "newpath", "old", "new", "from", "to", "dir",
                "name", "target", "linkpath", "template", "resolved", "special_file", "dev", "dir_name")
-NORETURN = ("exit", "_exit", "_Exit", "abort", "pthread_exit", "execve", "execv", "execvp", "execvpe", "fexecve")
-EXEC = ("execve", "execv", "execvp", "execvpe", "fexecve")
+EXEC = ("execve", "execv", "execvp", "execvpe", "execveat", "fexecve")
+NORETURN = ("exit", "_exit", "_Exit", "abort", "pthread_exit") + EXEC
 
 
 class Capture:
@@ -167,8 +168,8 @@ class Capture:
 
     def __init__(self, which, kind, length=None, condition=None):
         self.which = which          # argument index, or RET
-        self.kind = kind            # STRING, BYTES, SOCKADDR
-        self.length = length        # BYTES/SOCKADDR: the length to keep (before the -s cut)
+        self.kind = kind            # STRING, PATH, BYTES, SOCKADDR, STRV
+        self.length = length        # BYTES/SOCKADDR: the length to keep (before the -s cut); STRV: the strings
         self.condition = condition  # when to keep it at all (else the pointer alone is shown)
 
 
@@ -182,7 +183,7 @@ class Plan:
         self.proto = proto
         self.captures = captures    # [Capture]
         self.shown = shown          # per argument: "int", "uint", "hex", "fd", "dirfd", "string", "bytes",
-        #                             "sockaddr", "double", or a decoder name
+        #                             "sockaddr", "argv", "envp", "double", or a decoder name
         self.noreturn = proto.symbol in NORETURN
         self.failure = failure_test(proto)   # a C condition on r that says the call failed, or None
 
@@ -240,6 +241,10 @@ def plan(proto):
             shown.append("dirfd")
         elif p.type.kind == "int" and p.name in ("fd", "fildes", "sockfd") and p.type.size == 4:
             shown.append(DECODERS.get((name, p.name), "fd"))
+        elif p.name in ("argv", "envp") and p.type.kind == "pointer":
+            # strace's way: the arguments, and how many variables the environment has
+            shown.append(p.name)
+            captures.append(Capture(i, STRV, str(ARGV_KEPT) if p.name == "argv" else "0"))
         elif p.type.kind == "bytes":
             shown.append("string")
             captures.append(Capture(i, PATH if p.name.rstrip("_") in PATH_PARAMS else STRING))

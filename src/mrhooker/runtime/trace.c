@@ -164,10 +164,45 @@ static uint64_t copy_from_target(void *dst, const void *src, uint64_t n, int saf
     return done;
 }
 
+/* The bytes a string of a vector may take: its cut flag, at most `limit` bytes (4096 at most) and a NUL. */
+static uint64_t strv_entry_limit(uint64_t limit) { return limit > 4096 ? 4096 : limit; }
+
+/* A string vector (argv, envp; see MRH_CAP_STRV), always copied through the kernel: the array may end anywhere.
+ * Stores its first `keep` strings at dst (room: keep * (entry limit + 2)), sets *count to the strings it has;
+ * returns the bytes stored. */
+static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, uint64_t limit, uint64_t *count)
+{
+    const char *const *at = array;
+    const char *ptrs[64];
+    uint64_t used = 0, n = 0;
+    limit = strv_entry_limit(limit);
+    for (;;) {
+        uint64_t k = copy_from_target(ptrs, at + n, sizeof ptrs, 1, 0) / sizeof ptrs[0];
+        for (uint64_t i = 0; i < k; i++, n++) {
+            if (!ptrs[i] || n >= MRH_STRV_COUNTED) {
+                *count = n;
+                return used;
+            }
+            if (n >= keep) continue;
+            unsigned char *e = dst + used;
+            uint64_t got = copy_from_target(e + 1, ptrs[i], limit + 1, 1, 1);
+            uint64_t len = strnlen((const char *)e + 1, got);
+            e[0] = len > limit || len == got;   /* cut at -s, or unreadable before its NUL */
+            if (len > limit) len = limit;
+            e[1 + len] = 0;
+            used += len + 2;
+        }
+        if (k < 64) break;   /* the rest can't be read */
+    }
+    *count = n;
+    return used;
+}
+
 /* The length of a capture's data as stored: strings up to their NUL (at most len), everything cut at -s. */
 static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *full, int safe)
 {
     if (!c->ptr) return *full = 0;
+    if (c->kind == MRH_CAP_STRV) return *full = c->len * (strv_entry_limit(limit) + 2);   /* the most it takes */
     if (c->kind == MRH_CAP_PATH) limit = 4096;   /* PATH_MAX: a path is shown whole */
     if (c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH) {
         if (safe) {   /* unknown memory: the stored bytes are found when copying */
@@ -231,7 +266,11 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
         struct capture_header *c = (struct capture_header *)q;
         q += sizeof *c;
         int string = caps[i].kind == MRH_CAP_STRING || caps[i].kind == MRH_CAP_PATH;
-        uint64_t got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe, string) : 0;
+        uint64_t got;
+        if (caps[i].kind == MRH_CAP_STRV)
+            got = copy_strv(q, caps[i].ptr, caps[i].len, limit, &fulls[i]);
+        else
+            got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe, string) : 0;
         if (string && safe) {   /* now its NUL */
             uint64_t n = strnlen((const char *)q, got);
             fulls[i] = n < got ? n : (caps[i].kind == MRH_CAP_PATH ? 4096 : limit) + 1;
@@ -242,7 +281,7 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
         c->full = (uint32_t)(fulls[i] > 0xffffffffu ? 0xffffffffu : fulls[i]);
         c->len = (uint32_t)got;
         c->pad = 0;
-        q += ALIGN8(lens[i]);
+        q += ALIGN8(got);   /* as the reader steps: by what is stored (the reserved rest is slack) */
     }
 }
 
@@ -313,10 +352,11 @@ void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, i
     if (failed) flags |= MRH_FAILED;
     if (h->counts_on) {
         uint64_t *c = counters + 3 * (uint64_t)call->fn;
-        __atomic_add_fetch(&c[0], 1, __ATOMIC_RELAXED);
+        if (!(flags & MRH_COUNTED)) __atomic_add_fetch(&c[0], 1, __ATOMIC_RELAXED);
         if (failed) __atomic_add_fetch(&c[1], 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&c[2], end - call->start, __ATOMIC_RELAXED);
     }
+    flags &= ~MRH_COUNTED;
     if (h->records_on) {
         if (MRH_UNLIKELY(call->err == EFAULT)) flags |= MRH_UNSAFE, ncaps = 0;
         if (ncaps) {

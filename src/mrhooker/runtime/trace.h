@@ -55,8 +55,14 @@
 #define MRH_RET 255
 
 enum { MRH_FAILED = 1, MRH_ENTRY_ONLY = 2, MRH_UNSAFE = 4 };
+/* Not stored: the return of a call already counted at its start (an exec that failed), for the -c counters. */
+#define MRH_COUNTED 0x100
 enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
-enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4 };   /* paths: whole */
+/* Paths are kept whole. A string vector (argv, envp) keeps its first `len` strings, each cut at -s (at most 4096)
+ * and stored as a byte that says whether it was cut, its bytes, a NUL; its `full` is how many strings the
+ * vector has (counted up to MRH_STRV_COUNTED). */
+enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4, MRH_CAP_STRV = 5 };
+#define MRH_STRV_COUNTED 4096
 
 typedef struct mrh_trace_header {
     uint64_t magic, version;
@@ -87,7 +93,7 @@ typedef struct mrh_call {
 /* What to copy out of the target's memory into a record. */
 typedef struct mrh_capture {
     const void *ptr;
-    uint64_t len;     /* bytes to copy (before the -s cut); strings: the most to look at */
+    uint64_t len;     /* bytes to copy (before the -s cut); strings: the most to look at; vectors: strings kept */
     uint16_t which;   /* argument index, or MRH_RET */
     uint16_t kind;    /* MRH_CAP_* */
 } mrh_capture;
