@@ -726,6 +726,20 @@ def test_temporary_directories_of_killed_builds_are_pruned(mrhooker, script, tmp
 
 # ---- 14. every prototype known by name builds, and passes every call through ------------------------------------
 
+@pytest.mark.parametrize("names", [["strcmp"], ["strcmp", "strncmp", "strlen", "memcpy", "strstr"]])
+def test_the_runtimes_own_string_calls_survive_hooks_on_them(mrhooker, script, names):
+    # The runtime looks originals up by name: a strcmp of its own there re-entered the strcmp hook, which
+    # resolved its original again, for ever (a crash at the first call, before main).
+    path = script("strings.py", "from mrhooker import hook\n" + "".join(
+        '@hook("%s")\ndef h%d(*a):\n    return h%d.original(*a)\n' % (n, i, i) for i, n in enumerate(names)))
+    command = ["sh", "-c", "echo hi; ls / | sort | head -2"]
+    expected = unhooked(command)
+    r = mrhooker(path, *command, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and r.stdout == expected.stdout, r
+    r = mrhooker("trace", "-c", "-e", ",".join(names), *command, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and r.stdout == expected.stdout and " strcmp" in r.err, r
+
+
 def test_every_known_prototype_builds_and_passes_through_real_programs(mrhooker, tmp_path, base_env, http_server):
     from mrhooker import cdecl, script as scripts
     names, symbols = [], set()

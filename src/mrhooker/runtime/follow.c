@@ -215,7 +215,7 @@ void *mrh_follow_wrapper(const char *name)
         {"posix_spawn", (void *)follow_posix_spawn}, {"posix_spawnp", (void *)follow_posix_spawnp},
     };
     for (size_t i = 0; i < sizeof wrappers / sizeof wrappers[0]; i++)
-        if (strcmp(wrappers[i].name, name) == 0) return wrappers[i].wrapper;
+        if (mrh_same_string(wrappers[i].name, name)) return wrappers[i].wrapper;
     return NULL;
 }
 

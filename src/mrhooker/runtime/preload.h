@@ -53,6 +53,14 @@ void mrh_signals_init(void);
 
 #pragma GCC visibility pop
 
+/* strcmp for the runtime's own lookups by name: a script may hook strcmp, and a lookup made while resolving
+ * originals must not call into a hook entry (it would resolve again, for ever). */
+static inline int mrh_same_string(const char *a, const char *b)
+{
+    while (*a && *a == *b) a++, b++;
+    return *a == *b;
+}
+
 /* The original of a slot: resolved at load in nearly every process, so read without a call. */
 static inline void *mrh_original_of(int slot)
 {

@@ -56,12 +56,6 @@ size_t mrh_boot_size(const void *p) { return *(const size_t *)((const unsigned c
 
 /* ---- symbol tables ------------------------------------------------------------------------------------ */
 
-static int same_string(const char *a, const char *b)   /* strcmp without a call a script could hook */
-{
-    while (*a && *a == *b) a++, b++;
-    return *a == *b;
-}
-
 static const char *base_name(const char *path)
 {
     const char *base = path;
@@ -97,7 +91,7 @@ static void *find_in_object(const struct link_map *map, const char *name)
     for (;; i++) {
         uint32_t h2 = chain[i - symoffset];
         const ElfW(Sym) *s = &symtab[i];
-        if ((h | 1) == (h2 | 1) && s->st_shndx != SHN_UNDEF && same_string(strtab + s->st_name, name) &&
+        if ((h | 1) == (h2 | 1) && s->st_shndx != SHN_UNDEF && mrh_same_string(strtab + s->st_name, name) &&
             (!versym || !(versym[i] & 0x8000)))
             return (void *)(map->l_addr + s->st_value);
         if (h2 & 1) return NULL;
@@ -193,10 +187,10 @@ static void *caller_proof(const char *name, void *real)
     if (!real) return NULL;
     void *wrapper = mrh_follow_wrapper(name);
     if (wrapper) return wrapper;
-    if (same_string(name, "dlopen")) return real_dlopen = real, (void *)proxy_dlopen;
-    if (same_string(name, "dlmopen")) return real_dlmopen = real, (void *)proxy_dlmopen;
-    if (same_string(name, "dlsym")) return real_dlsym_next = real, (void *)proxy_dlsym;
-    if (same_string(name, "dlvsym")) return real_dlvsym = real, (void *)proxy_dlvsym;
+    if (mrh_same_string(name, "dlopen")) return real_dlopen = real, (void *)proxy_dlopen;
+    if (mrh_same_string(name, "dlmopen")) return real_dlmopen = real, (void *)proxy_dlmopen;
+    if (mrh_same_string(name, "dlsym")) return real_dlsym_next = real, (void *)proxy_dlsym;
+    if (mrh_same_string(name, "dlvsym")) return real_dlvsym = real, (void *)proxy_dlvsym;
     return real;
 }
 
@@ -353,7 +347,7 @@ void *mrh_original(const char *name)
     for (unsigned i = 0; i < NAMED_SIZE; i++) {
         struct named *e = &named[(h + i) % NAMED_SIZE];
         if (!__atomic_load_n(&e->published, __ATOMIC_ACQUIRE)) break;
-        if (e->name == name || same_string(e->name, name)) {
+        if (e->name == name || mrh_same_string(e->name, name)) {
             t->depth++;
             pthread_mutex_lock(&named_lock);
             remember_pointer(name, e->addr);
@@ -365,7 +359,7 @@ void *mrh_original(const char *name)
     void *p = NULL;
     int slot = -1;
     for (int i = 0; i < mrh_nslots && slot < 0; i++)   /* a hooked symbol: its slot knows it already */
-        if (same_string(mrh_slots[i].name, name)) slot = i;
+        if (mrh_same_string(mrh_slots[i].name, name)) slot = i;
     p = slot >= 0 ? mrh_resolve(slot) : caller_proof(name, mrh_lookup_next(name));
     if (!p) return NULL;
     t->depth++;
@@ -373,7 +367,7 @@ void *mrh_original(const char *name)
     for (unsigned i = 0; i < NAMED_SIZE; i++) {
         struct named *e = &named[(h + i) % NAMED_SIZE];
         if (e->published) {
-            if (same_string(e->name, name)) break;
+            if (mrh_same_string(e->name, name)) break;
             continue;
         }
         char *copy = mrh_boot_alloc(strlen(name) + 1);   /* never freed, like the entry */
@@ -396,8 +390,8 @@ void *mrh_original(const char *name)
  * allocations must come from the real allocator, not the bootstrap arena, since their free may not be hooked. */
 static int is_allocator(const char *name)
 {
-    return same_string(name, "malloc") || same_string(name, "calloc") || same_string(name, "realloc") ||
-           same_string(name, "free");
+    return mrh_same_string(name, "malloc") || mrh_same_string(name, "calloc") || mrh_same_string(name, "realloc") ||
+           mrh_same_string(name, "free");
 }
 
 void mrh_resolve_init(void)
