@@ -201,8 +201,8 @@ class Reader:
         end = w[WORD["write_pos"]]
         pos = self.position
         anchor_ticks, anchor_ns, mul, div = self._clock()
-        layouts, head = self.layouts, _HEAD
-        while pos < end and len(calls) < budget:
+        layouts, head, add, read_captures = self.layouts, _HEAD, calls.append, self._captures
+        while pos < end and budget:
             at = pos % size
             length, magic, fn = head.unpack_from(ring, at)
             if length == 0 or magic != RECORD_MAGIC:
@@ -210,14 +210,14 @@ class Reader:
                     pos = self._resynchronise(pos, end)
                     continue
                 break
-            self.stuck_since = None
             if fn != PAD:
                 layout = layouts[fn]
                 fields = layout.unpack_from(ring, at)
                 ncaps = fields[11]
-                captures = self._captures(at + layout.size, at + length, ncaps) if ncaps else _NO_CAPTURES
-                calls.append(Call(fn, fields[3], fields[4], anchor_ns + (fields[5] - anchor_ticks) * mul // div,
-                                  fields[6] * mul // div, fields[7], fields[8], fields[9], fields[13:], captures))
+                captures = read_captures(at + layout.size, at + length, ncaps) if ncaps else _NO_CAPTURES
+                add(Call(fn, fields[3], fields[4], anchor_ns + (fields[5] - anchor_ticks) * mul // div,
+                         fields[6] * mul // div, fields[7], fields[8], fields[9], fields[13:], captures))
+                budget -= 1
             pos += length
         if pos != self.position:
             # The space is free again only after it is zeroed (a record's size is its commit).
@@ -229,14 +229,15 @@ class Reader:
 
     def _captures(self, q, end, ncaps):
         """{which: (bytes, full length)} of a record's captures, which lie between q and the record's end."""
-        ring, captures = self.ring, {}
+        ring, captures, size = self.ring, {}, _CAPTURE.size
         for _ in range(ncaps):
-            if q + _CAPTURE.size > end:
+            if q + size > end:
                 break
             which, _kind, full, n, _p = _CAPTURE.unpack_from(ring, q)
-            q += _CAPTURE.size
-            n = min(n, end - q)
-            captures[which] = (bytes(ring[q:q + n]), full)
+            q += size
+            if q + n > end:
+                n = end - q
+            captures[which] = (ring[q:q + n].tobytes(), full)
             q += (n + 7) & ~7
         return captures
 

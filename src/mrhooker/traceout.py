@@ -359,14 +359,15 @@ class Lines:
         return names["body"]
 
     def add(self, call):
-        if self.options.failed_only and not call.flags & 1:
+        options = self.options
+        if options.failed_only and not call.flags & 1:
             return
         line = self.bodies[call.fn](call)
-        if call.tid != (call.pid if self.options.per_process else self.command_pid):
+        if call.tid != (call.pid if options.per_process else self.command_pid):
             line = "[pid %d] " % call.tid + (self._stamp(call.ts_ns) if self.stamped else "") + line
         elif self.stamped:
             line = self._stamp(call.ts_ns) + line
-        if self.options.durations and not call.flags & ENTRY_ONLY:
+        if options.durations and not call.flags & ENTRY_ONLY:
             line += " <%.6f>" % (call.dur_ns / 1e9)
         self.stream_for(call.pid).write(line + "\n")
 
