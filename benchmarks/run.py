@@ -637,13 +637,13 @@ def count_lines(path, needle):
 
 
 def dd_bare(bench):
-    return run_command(dd_command(bench), env=bench.env).seconds
+    return run_command(dd_command(bench), env=bench.env)
 
 
 def dd_mrhooker(bench, script):
     result = run_command(bench.mrhooker(hook_script(script), *dd_command(bench)), env=bench.mrhooker_env)
     check_hooked_calls(result, bench.settings["dd_count"], "mrhooker " + script, at_least=True)
-    return result.seconds
+    return result
 
 
 def dd_strace(bench):
@@ -652,7 +652,7 @@ def dd_strace(bench):
                          env=bench.env)
     if count_lines(trace, "write(") < bench.settings["dd_count"]:
         raise Failed("strace traced fewer write() calls than dd made")
-    return result.seconds
+    return result
 
 
 def dd_ltrace(bench):
@@ -660,7 +660,7 @@ def dd_ltrace(bench):
     result = run_command([bench.tools["ltrace"], "-o", trace, "-e", "write"] + dd_command(bench), env=bench.env)
     if count_lines(trace, "write(") < bench.settings["dd_count"]:
         raise Failed("ltrace traced fewer write() calls than dd made")
-    return result.seconds
+    return result
 
 
 def dd_frida_trace(bench):
@@ -671,14 +671,14 @@ def dd_frida_trace(bench):
                          cwd=bench.tmp, check=False)
     if result.stdout.count("write(") < bench.settings["dd_count"]:
         raise Failed("frida-trace traced fewer write() calls than dd made: %s" % result.output.strip()[-600:])
-    return result.seconds
+    return result
 
 
 def dd_frida_script(bench):
     result = run_command([bench.tools["frida"], "-q", "-t", "3600", "-l", hook_script("write_frida.js"), "-f"]
                          + dd_command(bench), env=bench.env)
     check_hooked_calls(result, bench.settings["dd_count"], "the Frida script", at_least=True)
-    return result.seconds
+    return result
 
 
 def dd_trace(bench, summary=False):
@@ -694,7 +694,7 @@ def dd_trace(bench, summary=False):
             else text.count('write(1, "\\0", 1) = 1\n'))
     if seen < bench.settings["dd_count"]:
         raise Failed("mrhooker trace saw %d write() calls, dd made %d" % (seen, bench.settings["dd_count"]))
-    return result.seconds
+    return result
 
 
 DD_RUNS = [
@@ -714,7 +714,7 @@ DD_RUNS = [
 
 def dd_workload(bench):
     """Wall time of dd writing N single bytes, bare and with write() hooked or traced; runs go round-robin."""
-    results, samples, active = {}, {}, []
+    results, samples, own_samples, active = {}, {}, {}, []
     for name, label, tool, measure in DD_RUNS:
         reason = bench.skipped(tool) if tool else None
         if reason:
@@ -732,23 +732,32 @@ def dd_workload(bench):
             if name in results:
                 continue
             try:
-                seconds = measure(bench)
+                result = measure(bench)
             except Failed as e:
                 log("dd: %s failed: %s" % (name, e))
                 results[name] = {"label": label, "error": str(e)}
                 continue
-            samples[name].append(seconds)
-            log("dd: run %d/%d %-22s %8.3f s" % (run + 1, bench.runs, name, seconds))
+            own = re.search(r"copied, ([0-9.]+) s", result.output)   # dd's own time, from its last line
+            samples[name].append(result.seconds)
+            own_samples.setdefault(name, []).append(float(own.group(1)) if own else None)
+            log("dd: run %d/%d %-22s %8.3f s (dd's own %s s)" % (run + 1, bench.runs, name, result.seconds,
+                                                                  own.group(1) if own else "?"))
     count = bench.settings["dd_count"]
     bare = median(samples["bare"]) if "bare" not in results else None
+    owns = {name: [x for x in xs if x is not None] for name, xs in own_samples.items()}
+    bare_own = median(owns["bare"]) if owns.get("bare") else None
     for name, label, _measure in active:
         if name in results:
             continue
         seconds = median(samples[name])
         results[name] = {"label": label, "seconds": seconds, "samples": samples[name]}
+        if owns.get(name):
+            results[name]["dd_seconds"] = median(owns[name])
         if bare and name != "bare":
             results[name]["slowdown"] = seconds / bare
             results[name]["added_us_per_write"] = (seconds - bare) / count * 1e6
+            if bare_own and owns.get(name):
+                results[name]["dd_slowdown"] = median(owns[name]) / bare_own
     return results
 
 
@@ -887,20 +896,23 @@ def startup_table(results, settings):
 def dd_table(results, settings):
     lines = ["### A real workload: `dd if=/dev/zero of=/dev/null bs=1 count=%d`" % settings["dd_count"],
              "",
-             "One `write()` (and one `read()`) per byte. Wall time of the whole run, start-up included; *slowdown* "
-             "= time / bare time.",
+             "One `write()` (and one `read()`) per byte. *seconds*: wall time of the whole command, start-up (and "
+             "a tracer's formatting of its output) included; *slowdown* = seconds / bare seconds; *dd's own*: the "
+             "time dd reports for its copy, i.e. how much the target itself is slowed.",
              "",
-             "| run | seconds | slowdown | added µs per write() |",
-             "|---|---:|---:|---:|"]
+             "| run | seconds | slowdown | added µs per write() | dd's own s | dd's own slowdown |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, *_ in DD_RUNS:
         figure = results[name]
         missing = not_measured(figure)
         if missing:
-            lines.append("| %s | %s | | |" % (figure["label"], missing))
+            lines.append("| %s | %s | | | | |" % (figure["label"], missing))
         else:
-            lines.append("| %s | %s | %s | %s |" % (
+            lines.append("| %s | %s | %s | %s | %s | %s |" % (
                 figure["label"], fmt(figure["seconds"], 3), fmt_ratio(figure.get("slowdown")) if
-                "slowdown" in figure else "1×", fmt(figure.get("added_us_per_write"), 2)))
+                "slowdown" in figure else "1×", fmt(figure.get("added_us_per_write"), 2),
+                fmt(figure.get("dd_seconds"), 3), fmt_ratio(figure.get("dd_slowdown")) if
+                "dd_slowdown" in figure else ("1×" if name == "bare" else "–")))
     return lines
 
 

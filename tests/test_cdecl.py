@@ -552,13 +552,32 @@ def test_stale_or_broken_cache_is_rebuilt(fresh_state, private_dir):
     assert cdecl._stats["header_parses"] == parses + 1
     data = json.loads(cache_file.read_text())
 
-    data["key"] = "0" * 64  # as if the headers or the compiler had changed
+    # A header that looks changed (its size or mtime) is preprocessed again; the same text is not parsed again,
+    # and the header's new stamp is saved
+    some_header = sorted(h for h in data["headers"] if h.endswith("/stdio.h"))[0]
+    data["headers"][some_header] = [0, 0]
+    cache_file.write_text(json.dumps(data))
+    cdecl._forget_databases()
+    known_names(private_dir)
+    assert cdecl._stats["header_parses"] == parses + 1
+    assert json.loads(cache_file.read_text())["headers"][some_header] != [0, 0]
+
+    data["key"] = "0" * 64  # ... and a changed text is parsed again
     cache_file.write_text(json.dumps(data))
     cdecl._forget_databases()
     known_names(private_dir)
     assert cdecl._stats["header_parses"] == parses + 2
     assert json.loads(cache_file.read_text())["key"] != "0" * 64
     assert os.listdir(private_dir) == ["cdecl-headers.json"]
+
+
+def test_unchanged_headers_are_not_preprocessed_again(fresh_state, private_dir, monkeypatch):
+    known_names(private_dir)
+    data = json.loads((private_dir / "cdecl-headers.json").read_text())
+    assert "/usr/include/stdio.h" in data["headers"] and "/usr/include" in data["headers"], sorted(data["headers"])
+    cdecl._forget_databases()
+    monkeypatch.setattr(cdecl, "_preprocess", lambda *a: pytest.fail("preprocessed"))
+    assert "unlink" in known_names(private_dir)
 
 
 def test_a_loaded_database_is_saved_in_a_cache_dir_named_later(fresh_state, private_dir):

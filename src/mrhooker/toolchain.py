@@ -171,9 +171,10 @@ def compile_c(sources, output, include_dirs, cflags, log, what, ldflags=()):
     return run_tool(argv, what, log)
 
 
-def preprocess(source, args, compiler):
-    """cc -E of a C source text (cdecl's system headers). Fails with one line: the compiler's first complaint."""
-    argv = list(compiler) + ["-E", "-P"] + list(args) + ["-x", "c", "-"]
+def preprocess(source, args, compiler, headers=None):
+    """cc -E of a C source text (cdecl's system headers). Fails with one line: the compiler's first complaint.
+    headers: a set to add the paths of the headers read to (from -H)."""
+    argv = list(compiler) + ["-E", "-P"] + (["-H"] if headers is not None else []) + list(args) + ["-x", "c", "-"]
     try:
         proc = subprocess.run(argv, input=source, capture_output=True, encoding="utf-8", errors="replace")
     except OSError as e:
@@ -182,6 +183,9 @@ def preprocess(source, args, compiler):
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         raise MrhookerError("'%s' failed on the system headers: %s" % (
             " ".join(argv), lines[0] if lines else "exit status %d" % proc.returncode))
+    if headers is not None:
+        headers.update(line.lstrip(".")[1:] for line in proc.stderr.splitlines() if line.startswith(". ") or
+                       line.startswith("..") and " /" in line)
     return proc.stdout
 
 

@@ -4,6 +4,7 @@ TraceFile makes the file (in /dev/shm, private, named so that a stale one can be
 drains its ring into Call objects, keeping the ring's read position and the heartbeat that tells writers the
 reader is alive. Nothing here formats: that is traceout's job.
 """
+import errno
 import mmap
 import os
 import struct
@@ -90,20 +91,18 @@ class TraceFile:
         else:
             raise MrhookerError("cannot make a trace file in %s" % DIRECTORY)
         try:
-            os.ftruncate(fd, size)
+            # Every page allocated now, zeroed, in one call: a traced process's first write to a page is then no
+            # allocating fault, and a /dev/shm too small fails here rather than as a SIGBUS in the target.
+            os.posix_fallocate(fd, 0, size)
             self.map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             st = os.fstat(fd)
         except OSError as e:
             os.close(fd)
             os.unlink(path)
-            raise MrhookerError("cannot make the trace file %s (%d MB): %s" % (path, size >> 20, e.strerror))
+            raise MrhookerError("cannot make the trace file %s (%d MB): %s%s" % (
+                path, size >> 20, e.strerror, " (a smaller --buffer-size?)" if e.errno == errno.ENOSPC else ""))
         os.close(fd)
         self.path, self.identity = path, "%d:%d" % (st.st_dev, st.st_ino)
-        # Every page made now, once: otherwise each traced process takes the first write to each page of the
-        # ring as a fault that allocates it (a few tens of ns a record).
-        chunk = bytes(1 << 20)
-        for offset in range(ring_offset, size, len(chunk)):
-            self.map[offset:offset + len(chunk)] = chunk[:size - offset]
         self.words = memoryview(self.map)[:HEADER_SIZE].cast("Q")
         w = self.words
         w[WORD["magic"]], w[WORD["version"]] = MAGIC, VERSION
