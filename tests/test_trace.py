@@ -120,6 +120,17 @@ def test_a_failed_call_with_two_paths_shows_both(mrhooker, tmp_path):
                                            % (tmp_path / "b")], r
 
 
+def test_a_program_linked_with_z_now(mrhooker, cprog):
+    # BIND_NOW resolves every symbol at start (hardened builds): interposition doesn't care
+    prog = cprog("""
+        #include <unistd.h>
+        int main(void) { return write(1, "now\\n", 4) == 4 ? 0 : 1; }
+    """, flags=["-Wl,-z,now"])
+    r = trace(mrhooker, "-e", "write", prog)
+    assert r.returncode == 0 and r.out == "now\n", r
+    assert call_lines(r.err, "write") == ['write(1, "now\\n", 4) = 4'], r
+
+
 def test_no_follow_traces_only_the_command(mrhooker):
     r = trace(mrhooker, "--no-follow", "-e", "write,execve", "sh", "-c", "/bin/echo child")
     assert r.returncode == 0 and r.out == "child\n", r
@@ -363,6 +374,7 @@ def test_list_and_globs(mrhooker):
 @pytest.mark.parametrize("args, words", [
     (["-e", "opne", "true"], "no prototype known for opne (did you mean open"),
     (["-e", "nothing_*", "true"], "no known function matches nothing_*"),
+    (["-e", "printf", "true"], "variadic function printf cannot be forwarded; trace vprintf instead"),
     (["-e", "%nosuch", "true"], "unknown class %nosuch"),
     (["-ff", "true"], "-ff needs -o FILE"),
     (["-e", "write"], "no command given"),

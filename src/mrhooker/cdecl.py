@@ -1128,6 +1128,11 @@ def prototype_for(spec, cache_dir=None):
     )
 
 
+def refusal(name, cache_dir=None):
+    """Why the headers' function `name` can't be forwarded (one line), or None."""
+    return _database(cache_dir).refused.get(name)
+
+
 def variadic_refusal(name, cache_dir=None):
     """Why a variadic function can't be hooked, and what to hook instead."""
     return _variadic_refusal(name, _database(cache_dir).has_function)

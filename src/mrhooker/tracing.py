@@ -98,6 +98,9 @@ def select(specs, cache_dir):
             return [item]
         if not re.fullmatch(r"[A-Za-z_]\w*", item):
             raise MrhookerError("bad -e item %r: a function name, a glob, !NAME or %%CLASS" % item)
+        refused = cdecl.refusal(item, cache_dir)
+        if refused:   # printf, execl: say why, and what to trace instead
+            raise MrhookerError(refused.replace("; hook ", "; trace "))
         import difflib
         close = difflib.get_close_matches(item, known, n=3)
         raise MrhookerError("no prototype known for %s%s (mrhooker trace --list shows the known ones)" % (
