@@ -171,13 +171,8 @@ def _build_key(script, pyinfo, options):
 
 def build(path, options):
     """Builds (or finds in the cache) the libraries for the hook script at path."""
-    # What a build writes is for this user only, whatever the umask (000 would make the libraries writable by
-    # anyone, which check_private then refuses). The target does not inherit this: it is restored after.
-    umask = os.umask(0o077)
-    try:
+    with cache.private_umask():
         return _build(path, options)
-    finally:
-        os.umask(umask)
 
 
 def _build(path, options):
@@ -242,11 +237,8 @@ class TraceBuild:
 
 def build_trace(plans, options):
     """Builds (or finds in the cache) the preload library that records calls of the functions planned."""
-    umask = os.umask(0o077)
-    try:
+    with cache.private_umask():
         return _build_trace(plans, options)
-    finally:
-        os.umask(umask)
 
 
 def _build_trace(plans, options):

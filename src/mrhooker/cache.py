@@ -8,6 +8,7 @@ A library in the cache runs inside every hooked program, so:
   SHA-256 of each file, checked before every use (verify): a truncated or altered file is rebuilt, never loaded;
 - temporary directories left by a killed build (their pid is gone) are removed (prune).
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -55,6 +56,17 @@ def check_private(path, what):
         if parent == current:
             return resolved
         current = parent
+
+
+@contextlib.contextmanager
+def private_umask():
+    """What a build writes is for this user only, whatever the umask (000 would make the libraries writable by
+    anyone, which check_private then refuses). The umask is restored after, so the target does not inherit it."""
+    umask = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(umask)
 
 
 def prepare(path, what):
@@ -191,7 +203,8 @@ def touch(directory):
 
 # ---- pruning ------------------------------------------------------------------------------------------
 
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Is there a process with this pid (ours or not)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -219,7 +232,7 @@ def prune(root, prefix, keep):
                 old = os.stat(path).st_mtime < time.time() - 86400
             except OSError:
                 continue
-            if (pid is not None and pid != os.getpid() and not _pid_alive(pid)) or old:
+            if (pid is not None and pid != os.getpid() and not pid_alive(pid)) or old:
                 if os.path.isdir(path):
                     shutil.rmtree(path, ignore_errors=True)
                 else:

@@ -100,10 +100,7 @@ def _entry_source(slot, entry):
     lines = ["typedef %s;" % entry.fn_type().replace("(*)", "(*%s)" % fn, 1),
              "typedef %s;" % entry.fn_type(variadic=True).replace("(*)", "(*%s_original)" % fn, 1),
              "MRH_ENTRY(%s, %d, %s, (%s))" % (ret, slot, c_string(entry.symbol), params), "{"]
-    if entry.variadic_extra:
-        lines.append("    va_list ap;\n    va_start(ap, %s);" % entry.params[-1].name)
-        lines += ["    %s = va_arg(ap, %s);" % (p.decl, p.type) for p in entry.variadic_extra]
-        lines.append("    va_end(ap);")
+    lines += _variadic_prologue(entry)
     if entry.symbol == "free":
         lines.append("    MRH_FREE_GUARD(a0);")
     elif entry.symbol == "realloc":
@@ -433,10 +430,7 @@ def _trace_entry_source(slot, plan):
     lines = ["/* %s */" % proto.text.replace("*/", "* /"),
              "typedef %s;" % entry.fn_type(variadic=True).replace("(*)", "(*%s)" % fn, 1),
              "MRH_ENTRY(%s, %d, %s, (%s))" % (ret, slot, c_string(proto.symbol), params), "{"]
-    if entry.variadic_extra:
-        lines.append("    va_list ap;\n    va_start(ap, %s);" % entry.params[-1].name)
-        lines += ["    %s = va_arg(ap, %s);" % (p.decl, p.type) for p in entry.variadic_extra]
-        lines.append("    va_end(ap);")
+    lines += _variadic_prologue(entry)
     args = entry.args()
     lines.append("    %s original = (%s)mrh_original_of(%d);" % (fn, fn, slot))
     failure = entry.failure or _failure_value(ret)
@@ -492,6 +486,14 @@ def _trace_entry_source(slot, plan):
                     "caps" if caps else "NULL", len(caps)))
     lines.append("    return%s;\n}\n" % (" r" if returns else ""))
     return "\n".join(lines)
+
+
+def _variadic_prologue(entry):
+    """The lines that take a variadic entry point's known extra arguments (open's mode) off its va_list."""
+    if not entry.variadic_extra:
+        return []
+    return (["    va_list ap;\n    va_start(ap, %s);" % entry.params[-1].name] +
+            ["    %s = va_arg(ap, %s);" % (p.decl, p.type) for p in entry.variadic_extra] + ["    va_end(ap);"])
 
 
 def trace_entries_source(plans):

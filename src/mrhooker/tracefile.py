@@ -10,6 +10,7 @@ import os
 import struct
 import time
 
+from mrhooker import cache
 from mrhooker.errors import MrhookerError
 
 MAGIC = 0x4D52485452414345
@@ -59,16 +60,6 @@ class Call:
     @property
     def entry_only(self):
         return bool(self.flags & ENTRY_ONLY)
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 class TraceFile:
@@ -122,7 +113,7 @@ class TraceFile:
             if name.startswith("mrhooker-trace-") and len(parts) == 4 and parts[2].isdigit():
                 path = os.path.join(DIRECTORY, name)
                 try:
-                    if os.lstat(path).st_uid == os.getuid() and not _pid_alive(int(parts[2])):
+                    if os.lstat(path).st_uid == os.getuid() and not cache.pid_alive(int(parts[2])):
                         os.unlink(path)
                 except OSError:
                     pass

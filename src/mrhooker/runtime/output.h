@@ -18,6 +18,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -69,6 +71,16 @@ static inline int mrh_output_still(int fd, dev_t dev, ino_t ino)
 {
     struct stat st;
     return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+/* A warning line: "mrhooker: " + the message + "\n", cut to fit line[size]; returns its length. */
+static inline int mrh_output_format_warning(char *line, size_t size, const char *fmt, va_list ap)
+{
+    int n = snprintf(line, size, "mrhooker: ");
+    n += vsnprintf(line + n, size - (size_t)n - 1, fmt, ap);
+    if (n > (int)size - 2) n = (int)size - 2;
+    line[n++] = '\n';
+    return n;
 }
 
 static inline void mrh_output_write_all(int fd, const char *data, size_t n)

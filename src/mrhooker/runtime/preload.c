@@ -70,13 +70,10 @@ void mrh_warn(const char *fmt, ...)
     t->depth++;   /* open, write, close: the runtime's calls, not the program's */
     int saved = errno;
     char line[1024];
-    int n = snprintf(line, sizeof line, "mrhooker: ");
     va_list ap;
     va_start(ap, fmt);
-    n += vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+    int n = mrh_output_format_warning(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (n > (int)sizeof line - 2) n = sizeof line - 2;
-    line[n++] = '\n';
     int fd = mrh_output_open(mrh_config.output, mrh_config.output_id);
     if (fd >= 0) {
         mrh_output_write_all(fd, line, n);

@@ -644,13 +644,10 @@ static const mrh_hook_ops hook_ops = {mrh_thread_init, thread_exit, fork_prepare
 static void warn(const char *fmt, ...)
 {
     char line[1024];
-    int n = snprintf(line, sizeof line, "mrhooker: ");
     va_list ap;
     va_start(ap, fmt);
-    n += vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+    int n = mrh_output_format_warning(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (n > (int)sizeof line - 2) n = sizeof line - 2;
-    line[n++] = '\n';
     int fd = output_descriptor();
     if (fd >= 0) mrh_output_write_all(fd, line, n);
 }
