@@ -102,3 +102,47 @@ def test_a_change_in_cythons_output_is_an_error_naming_the_version(tmp_path):
     with pytest.raises(MrhookerError) as caught:
         codegen.pyx_exports("int f(int __pyx_v_x) {\n", "s.pyx", "9.9", lambda name: "")
     assert "Early includes" in str(caught.value) and "Cython 9.9" in str(caught.value)
+
+
+def _sealed_build(root, text):
+    from mrhooker import cache
+    tmp = cache.temp_dir(str(root), "t")
+    with open(os.path.join(tmp, "lib.so"), "w") as f:
+        f.write(text)
+    cache.seal(tmp, ["lib.so"], {"text": text})
+    return tmp
+
+
+def test_publishing_never_leaves_the_build_path_missing(tmp_path):
+    """Runs that build the same thing at once (or a --rebuild beside running ones) must never make another run
+    find the build missing between its check and its load: the one there is kept, or swapped in one step."""
+    import threading
+    from mrhooker import cache
+    final = str(tmp_path / "b")
+    cache.publish(_sealed_build(tmp_path, "first"), final)
+    assert cache.verify(final)["text"] == "first"
+    second = _sealed_build(tmp_path, "second")
+    cache.publish(second, final)   # another run got there first: theirs is kept
+    assert cache.verify(final)["text"] == "first" and cache.verify(second)["text"] == "second"
+    stop, missing = threading.Event(), []
+
+    def watch():
+        while not stop.is_set():
+            if not all(os.path.isfile(os.path.join(final, f)) for f in ("lib.so", cache.MANIFEST)):
+                missing.append(1)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(200):
+            tmp = _sealed_build(tmp_path, "rebuilt %d" % i)
+            cache.publish(tmp, final, rebuild=True)
+            assert cache.verify(tmp)["text"] != "rebuilt %d" % i   # tmp now holds the old one
+            __import__("shutil").rmtree(tmp)
+    finally:
+        stop.set()
+        watcher.join()
+    assert not missing and cache.verify(final)["text"] == "rebuilt 199"
+    with open(os.path.join(final, "lib.so"), "w") as f:
+        f.write("damaged")
+    cache.publish(_sealed_build(tmp_path, "repaired"), final)
+    assert cache.verify(final)["text"] == "repaired"

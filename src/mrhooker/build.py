@@ -87,7 +87,7 @@ def _runtime_dir(root, pyinfo, log):
                             "compiling mrhooker's runtime (pyrt.so)",
                             ["-Wl,-rpath," + pyinfo.libdir, "-Wl,--disable-new-dtags", "-ldl", "-lpthread"])
         cache.seal(tmp, [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE] + ["pyrt.so"], {"python": pyinfo.version})
-        cache.publish(tmp, final, replace=os.path.isdir(final))   # there but failing verify: replaced
+        cache.publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final, objects
@@ -215,7 +215,7 @@ def _build(path, options):
         cache.seal(tmp, LIBRARIES, {"script": script.path, "kind": script.kind, "module": script.module,
                                     "symbols": symbols, "deps": deps, "mrhooker": __version__})
         final = final_dir(deps)
-        cache.publish(tmp, final, replace=options.rebuild or os.path.lexists(final))
+        cache.publish(tmp, final, rebuild=options.rebuild)
         cache.write_atomic(index, json.dumps(deps))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -270,7 +270,7 @@ def _build_trace(plans, options):
                             os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, options.log,
                             "compiling the trace library", ["-ldl", "-lpthread"])
         cache.seal(tmp, ["preload.so"], {"plans": described, "mrhooker": __version__})
-        cache.publish(tmp, final, replace=options.rebuild or os.path.lexists(final))
+        cache.publish(tmp, final, rebuild=options.rebuild)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cache.prune(root, "trace", final)

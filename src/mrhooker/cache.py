@@ -177,20 +177,30 @@ def verify(directory):
         return None
 
 
-def publish(tmp, final, replace=False):
-    """Renames a finished build directory into place. If another run got there first, keeps theirs (unless
-    `replace`: --rebuild, or the one there failed verify)."""
-    import shutil
+def publish(tmp, final, rebuild=False):
+    """Puts a finished build directory in place. If another run got there first, keeps theirs: runs that
+    found it may already be checking or loading it. Replaces it only on --rebuild or when it fails verify, and
+    then in one step (the two swap places), so that no run ever finds the path missing; tmp then holds the old
+    build, removed with it by the caller."""
     os.chmod(tmp, 0o700)
-    if replace and os.path.lexists(final):
-        old = "%s.old-%d" % (final, os.getpid())
-        os.rename(final, old)   # running targets keep the libraries they mapped
-        shutil.rmtree(old, ignore_errors=True)
     try:
         os.rename(tmp, final)
+        return
     except OSError:
         if not os.path.isdir(final):
             raise
+    if rebuild or verify(final) is None:
+        _exchange(tmp, final)
+
+
+def _exchange(a, b):
+    """Swaps two directories atomically (renameat2 RENAME_EXCHANGE; Linux 3.15, glibc 2.28)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+        err = ctypes.get_errno()
+        raise MrhookerError("cannot replace the build %s: %s" % (b, os.strerror(err)))
 
 
 def touch(directory):
