@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -132,6 +133,33 @@ def http_server(session_dir):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield "http://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def https_server(session_dir):
+    """A local HTTPS server with a self-signed certificate (loopback only); yields its base URL."""
+    cert, key = session_dir / "cert.pem", session_dir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True, timeout=60)
+    www = session_dir / "tls-www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("<html>hello over TLS</html>\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(www), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "https://127.0.0.1:%d/" % server.server_address[1]
     server.shutdown()
 
 

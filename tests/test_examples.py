@@ -43,6 +43,13 @@ def test_curl_sends(mrhooker, http_server):
     assert "| HTTP/1.0 200 OK" in r.err and "| <html>hello from the test server</html>" in r.err
 
 
+def test_tls_plaintext(mrhooker, https_server):
+    r = mrhooker(example("tls_plaintext.py"), "curl", "-sk", https_server)
+    assert r.returncode == 0 and r.out == "<html>hello over TLS</html>\n", r
+    assert ">> tls | GET / HTTP/1.1" in r.err
+    assert "<< tls | HTTP/1.0 200 OK" in r.err and "<< tls | <html>hello over TLS</html>" in r.err
+
+
 def test_fake_time(mrhooker):
     r = mrhooker(example("fake_time.py"), "date", "+%Y-%m-%d", env={"MRHOOKER_FAKE_DATE": "1999-12-31"})
     assert r.returncode == 0, r

@@ -43,11 +43,12 @@ def _quiet(_msg):
 
 class BuildOptions:
     def __init__(self, build_dir=None, include_dirs=(), cflags=(), ldflags=(), rebuild=False, log=_quiet,
-                 status=_quiet):
+                 status=_quiet, headers=()):
         self.build_dir = build_dir                # None: the user's cache
         self.include_dirs = list(include_dirs)    # for cimport and `cdef extern from` headers
         self.cflags = list(cflags)
         self.ldflags = list(ldflags)
+        self.headers = list(headers)              # more headers to find prototypes in (cdecl)
         self.rebuild = rebuild
         self.log = log                            # -v lines
         self.status = status                      # transient progress ("building ...")
@@ -143,20 +144,20 @@ def _build_pyx(script, tmp, pyinfo, runtime_objects, options, root):
 def _build_py(script, tmp, pyinfo, runtime_objects, options, root):
     from mrhooker import codegen
 
-    hooks = scripts.find_hooks(script, root)   # the header database is cached beside the builds
+    hooks = scripts.find_hooks(script, root, options.headers)   # the header database is cached beside the builds
     entries = [codegen.entry_for_prototype(slot, h.prototype) for slot, h in enumerate(hooks)]
     _write(os.path.join(tmp, "entries.c"), codegen.entries_source(entries))
     _write(os.path.join(tmp, "trampolines.c"), codegen.trampolines_source(hooks, entries))
     _compile_libraries(tmp, [os.path.join(tmp, "trampolines.c")], pyinfo, runtime_objects, options,
                        "compiling the hook trampolines")
-    return [h.prototype.symbol for h in hooks], []
+    return [h.prototype.symbol for h in hooks], [h for h in options.headers if os.path.isabs(h)]
 
 
 def _build_key(script, pyinfo, options):
     cc = toolchain.c_compiler()
     parts = [__version__, script.kind, script.module, sys.version, sysconfig.get_config_var("SOABI") or "",
              " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:])), repr(options.include_dirs),
-             repr(options.cflags), repr(options.ldflags), pyinfo.libpython]
+             repr(options.cflags), repr(options.ldflags), repr(options.headers), pyinfo.libpython]
     if script.kind == "pyx":
         identity = toolchain.cython_identity()
         if identity is None:

@@ -335,6 +335,8 @@ def _ctype(shape, spelling, abi, param):
         written = "%s %s" % (shape[1], shape[2]) if shape[2] else "an anonymous " + shape[1]
         described = spelling if spelling == written else "%s (%s)" % (spelling, written)
         raise refusal(described, by_value=True)
+    if what == "opaque":   # a name no header declares, tried as an opaque struct: only behind a pointer
+        raise _UnknownType(shape[1])
     if what == "unsupported":
         described = spelling if spelling == shape[1] else "%s (%s)" % (spelling, shape[1])
         raise refusal(described, by_value=False)
@@ -654,6 +656,10 @@ _HEADERS = (
     "netinet/tcp.h search.h mntent.h crypt.h sys/vfs.h nl_types.h sys/klog.h sys/acct.h "
     "sys/quota.h argz.h envz.h monetary.h"
 ).split()
+# Libraries' headers, read (when installed) only for a name or type the headers above lack, with any the user
+# names (-H, the config file's `headers`): parsing them costs seconds, once per cache directory.
+LIBRARY_HEADERS = ("openssl/ssl.h openssl/err.h openssl/evp.h openssl/hmac.h openssl/rand.h zlib.h "
+                   "sqlite3.h").split()
 
 # Bump when the database layout or its parsing changes, so old cache files are rebuilt.
 _SCHEMA = 1
@@ -708,8 +714,21 @@ def _prototype_from_json(data):
     )
 
 
-def _preprocess(compiler, headers=None):
-    source = "".join("#if __has_include(<%s>)\n#include <%s>\n#endif\n" % (h, h) for h in _HEADERS)
+def _include_line(header):
+    """The #include of a header named as on an include line (zlib.h) or by its path (./api.h, /x/api.h). A
+    library's header that isn't installed is skipped; a user's that can't be found is an error."""
+    if os.sep in header and (header.startswith(".") or os.path.isabs(header)):
+        return '#include "%s"\n' % os.path.abspath(header)
+    if header not in _HEADERS and header not in LIBRARY_HEADERS:
+        return "#include <%s>\n" % header
+    return "#if __has_include(<%s>)\n#include <%s>\n#endif\n" % (header, header)
+
+
+def _preprocess(compiler, headers=None, extra=()):
+    for header in extra:
+        if '"' in header or "\n" in header or not header.strip():
+            raise MrhookerError("bad header name %r" % header)
+    source = "".join(_include_line(h) for h in list(_HEADERS) + list(extra))
     source += _abi_source_line() + "\n"
     return toolchain.preprocess(source, ["-D_GNU_SOURCE"], compiler, headers)
 
@@ -853,14 +872,18 @@ def _usable_cache_dir(path):
         return None
 
 
-def _cache_file(directory):
-    return os.path.join(directory, "cdecl-headers.json")
+def _cache_file(directory, extra):
+    if not extra:
+        return os.path.join(directory, "cdecl-headers.json")
+    named = hashlib.sha256("\0".join(os.path.abspath(h) if os.path.isabs(h) or h.startswith(".") else h
+                                     for h in extra).encode()).hexdigest()[:16]
+    return os.path.join(directory, "cdecl-headers-%s.json" % named)
 
 
-def _load_cache(directory, key=None):
+def _load_cache(directory, extra, key=None):
     """The cached database in directory (with that key, if given), or None."""
     try:
-        with open(_cache_file(directory), encoding="utf-8") as file:
+        with open(_cache_file(directory, extra), encoding="utf-8") as file:
             data = json.load(file)
     except (OSError, ValueError):
         return None
@@ -869,9 +892,9 @@ def _load_cache(directory, key=None):
     return data
 
 
-def _write_cache(directory, data):
+def _write_cache(directory, extra, data):
     try:
-        cache.write_atomic(_cache_file(directory), json.dumps(data, separators=(",", ":")))
+        cache.write_atomic(_cache_file(directory, extra), json.dumps(data, separators=(",", ":")))
     except OSError:
         pass  # the cache only saves time
 
@@ -910,27 +933,28 @@ def _compiler_identity(compiler):
                                toolchain.tool_identity(compiler[0]))
 
 
-def _database(cache_dir=None):
-    """The header database for the C compiler in use: from memory, else from cache_dir's file (when its
-    headers are unchanged, or the preprocessed headers give its key), else parsed (and then written to
-    cache_dir, when it is given and private)."""
+def _database(cache_dir=None, extra=()):
+    """The header database for the C compiler in use, of the system headers and the `extra` ones: from memory,
+    else from cache_dir's file (when its headers are unchanged, or the preprocessed headers give its key), else
+    parsed (and then written to cache_dir, when it is given and private)."""
     with _lock:
         compiler = toolchain.c_compiler()
-        database = _databases.get(compiler)
+        extra = tuple(extra)
+        database = _databases.get((compiler, extra))
         directory = _usable_cache_dir(cache_dir)
         if database is not None:
             if directory is not None and directory not in database.saved_in:
                 # A database this process has already: saved for the next process, once per directory.
-                if _load_cache(directory, database.data["key"]) is None:
-                    _write_cache(directory, database.data)
+                if _load_cache(directory, extra, database.data["key"]) is None:
+                    _write_cache(directory, extra, database.data)
                 database.saved_in.add(directory)
             return database
-        data = _load_cache(directory) if directory is not None else None
+        data = _load_cache(directory, extra) if directory is not None else None
         if data is not None and _unchanged_headers(data, compiler):
             _stats["cache_file_loads"] += 1
         else:
             headers = set()
-            preprocessed = _preprocess(compiler, headers)
+            preprocessed = _preprocess(compiler, headers, extra)
             key = hashlib.sha256(
                 # pycparser's version too: its generator spells the types in the prototypes' text.
                 ("%d\0%s\0%s\0%s" % (_SCHEMA, pycparser.__version__, " ".join(compiler), preprocessed)).encode()
@@ -943,12 +967,19 @@ def _database(cache_dir=None):
                 data["schema"], data["key"] = _SCHEMA, key
             data["headers"], data["compiler"] = _header_stamps(headers), _compiler_identity(compiler)
             if directory is not None:
-                _write_cache(directory, data)
+                _write_cache(directory, extra, data)
         database = _Database(data)
         if directory is not None:
             database.saved_in.add(directory)
-        _databases[compiler] = database
+        _databases[(compiler, extra)] = database
         return database
+
+
+def _databases_for(cache_dir, headers):
+    """The databases to look a name up in, in order, each made only when asked for: the system headers', then
+    theirs with the libraries' and the user's headers."""
+    yield _database(cache_dir)
+    yield _database(cache_dir, tuple(LIBRARY_HEADERS) + tuple(headers))
 
 
 def _forget_databases():
@@ -981,14 +1012,14 @@ def _uses_type_name(node, name):
 _QUALIFIERS = frozenset(("const", "volatile", "extern", "static", "inline", "_Noreturn"))
 
 
-def _find_unknown_type(parser, tokens, database):
+def _find_unknown_type(parser, tokens, typedefs):
     """The first unknown identifier standing where a type name goes, if declaring it fixes the parse.
 
     Such a place: at the start, after '(' ',' or a qualifier, and followed by a name or '*'
     ('foo_t x', 'foo_t *p'); or starting a parameter, followed by ',' ')' or '('
     ('(foo_t)', ', foo_t (*cb)(int)').
     """
-    known = set(database.typedefs)
+    known = set(typedefs)
     candidates = []
     for index, token in enumerate(tokens):
         if not _IDENTIFIER.match(token) or token in _C_KEYWORDS or token in known:
@@ -1046,8 +1077,15 @@ def _bracket_problem(tokens):
     return None
 
 
-def parse_prototype(text, cache_dir=None):
-    """Parse one C function declaration; names from the system headers may be used in it."""
+def parse_prototype(text, cache_dir=None, headers=()):
+    """Parse one C function declaration; names from the system headers may be used in it, and the libraries'
+    (LIBRARY_HEADERS, headers), read only when the system headers lack a name used. A name no header declares,
+    used only behind a pointer (`SSL *`), is an opaque pointer."""
+    return _parse_prototype(text, cache_dir, headers)[0]
+
+
+def _parse_prototype(text, cache_dir, headers):
+    """parse_prototype's prototype, and the database that declared its names."""
     shown = _one_line(str(text))
     if not isinstance(text, str):
         raise MrhookerError("bad prototype %r: expected a string" % (text,))
@@ -1071,17 +1109,47 @@ def parse_prototype(text, cache_dir=None):
     chunk = chunks[0]
     if chunk.kind == "definition":
         raise MrhookerError("'%s' is a function definition, not a prototype" % shown)
-    database = _database(cache_dir)
+    databases = _databases_for(cache_dir, headers)
+    database = next(databases)
+    opaque = []
+    while True:
+        try:
+            return _parse_chunk(chunk, shown, database, opaque), database
+        except _UnknownType as error:
+            unknown = error.args[0]
+        except MrhookerError:
+            if not opaque:
+                raise
+            unknown = opaque[-1]   # taking it for a type made things worse: a typo ('unsinged int')
+        wider = next(databases, None)
+        if wider is not None:
+            database = wider
+        elif unknown not in opaque:
+            opaque.append(unknown)   # tried as an opaque struct: used by value, it fails again
+        else:
+            raise MrhookerError("prototype '%s': %s" % (shown, _unknown_type_message(unknown, database)))
+
+
+def _parse_chunk(chunk, shown, database, opaque):
+    """A declaration's prototype, with database's typedefs and the names in opaque as opaque struct types.
+    Raises _UnknownType for a name that seems to be an undeclared type, MrhookerError for anything else."""
+
+    def bad(reason):
+        return MrhookerError("bad prototype '%s': %s" % (shown, reason))
+
     line = _chunk_line(chunk)
-    used = sorted({token for token in chunk.tokens if token in database.typedefs})
+    typedefs = database.typedefs
+    if opaque:
+        typedefs = dict(typedefs, **{name: ("opaque", name) for name in opaque})
+    used = sorted({token for token in chunk.tokens if token in typedefs})
     prefix = ["typedef int %s;" % name for name in used]
     parser = c_parser.CParser()
     try:
         ast = parser.parse("\n".join(prefix + [line]))
     except c_parser.ParseError as error:
-        unknown = _find_unknown_type(parser, chunk.tokens, database)
+        unknown = _find_unknown_type(parser, chunk.tokens, typedefs)
         if unknown is not None:
-            raise MrhookerError("prototype '%s': %s" % (shown, _unknown_type_message(unknown, database)))
+            raise _UnknownType(unknown)
         raise bad(_syntax_message(error))
     nodes = ast.ext[len(prefix) :]
     if len(nodes) != 1:
@@ -1094,33 +1162,32 @@ def parse_prototype(text, cache_dir=None):
     ):
         raise MrhookerError("'%s' is not a function prototype" % shown)
     try:
-        prototype = _prototype_from_decl(
-            decl, database.typedefs, database.abi, database.has_function, decl.name, from_header=False
-        )
+        return _prototype_from_decl(decl, typedefs, database.abi, database.has_function, decl.name,
+                                    from_header=False)
     except _Refused as error:
         raise MrhookerError("prototype '%s': %s" % (shown, error.args[1]))
-    except _UnknownType as error:
-        raise MrhookerError("prototype '%s': %s" % (shown, _unknown_type_message(error.args[0], database)))
+    except _UnknownType:
+        raise
     except _BadDeclaration as error:
         raise MrhookerError("prototype '%s': %s" % (shown, error))
-    return prototype
 
 
-def prototype_for(spec, cache_dir=None):
-    """The prototype for a hook spec: a full C prototype, or a function name from the headers."""
+def prototype_for(spec, cache_dir=None, headers=()):
+    """The prototype for a hook spec: a full C prototype, or a function name from the headers (the system's,
+    else the libraries' and the user's)."""
     if not isinstance(spec, str):
         raise MrhookerError("bad hook spec %r: expected a function name or a C prototype" % (spec,))
     name = spec.strip()
     if not _IDENTIFIER.match(name) or name in _C_KEYWORDS:
-        prototype = parse_prototype(spec, cache_dir)
-        _check_against_headers(prototype, _database(cache_dir))
+        prototype, database = _parse_prototype(spec, cache_dir, headers)
+        _check_against_headers(prototype, database)
         return prototype
-    database = _database(cache_dir)
-    prototype = database.prototype(name)
-    if prototype is not None:
-        return prototype
-    if name in database.refused:
-        raise MrhookerError(database.refused[name])
+    for database in _databases_for(cache_dir, headers):
+        prototype = database.prototype(name)
+        if prototype is not None:
+            return prototype
+        if name in database.refused:
+            raise MrhookerError(database.refused[name])
     close = difflib.get_close_matches(name, list(database.functions), n=3)
     hint = " (did you mean %s?)" % ", ".join("'%s'" % c for c in close) if close else ""
     raise MrhookerError(
@@ -1128,19 +1195,32 @@ def prototype_for(spec, cache_dir=None):
     )
 
 
-def refusal(name, cache_dir=None):
+def _database_with(name, cache_dir, headers):
+    """The first database that declares the function `name`, or the widest one."""
+    for database in _databases_for(cache_dir, headers):
+        if database.has_function(name):
+            break
+    return database
+
+
+def refusal(name, cache_dir=None, headers=()):
     """Why the headers' function `name` can't be forwarded (one line), or None."""
-    return _database(cache_dir).refused.get(name)
+    return _database_with(name, cache_dir, headers).refused.get(name)
 
 
-def variadic_refusal(name, cache_dir=None):
+def variadic_refusal(name, cache_dir=None, headers=()):
     """Why a variadic function can't be hooked, and what to hook instead."""
-    return _variadic_refusal(name, _database(cache_dir).has_function)
+    return _variadic_refusal(name, _database_with(name, cache_dir, headers).has_function)
 
 
-def known_names(cache_dir=None):
-    """Sorted names of the functions whose prototype the system headers give and mrhooker forwards."""
-    return sorted(_database(cache_dir).functions)
+def known_names(cache_dir=None, headers=(), libraries=False):
+    """Sorted names of the functions whose prototype the system headers (and, with `libraries`, the
+    libraries' and the user's headers) give and mrhooker forwards."""
+    databases = _databases_for(cache_dir, headers)
+    database = next(databases)
+    if libraries:
+        database = next(databases)
+    return sorted(database.functions)
 
 
 def _abi_class(ctype):

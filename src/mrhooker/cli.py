@@ -55,6 +55,7 @@ def _run_parser():
     p.add_argument("-l", dest="libs", metavar="LIB", action="append", default=[],
                    help="link the hooks with a library (e.g. -lssl)")
     p.add_argument("-L", dest="lib_dirs", metavar="DIR", action="append", default=[], help="search DIR for libraries")
+    _header_option(p)
     p.add_argument("--cflags", metavar="FLAGS", help="extra C compiler flags (one shell-quoted string)")
     p.add_argument("--ldflags", metavar="FLAGS", help="extra linker flags")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if the cache has a build")
@@ -130,6 +131,20 @@ class Console:
             self._status_shown = False
 
 
+def _header_option(parser):
+    parser.add_argument("-H", "--header", dest="headers", metavar="HEADER", action="append", default=[],
+                        help="also find prototypes in HEADER (curl/curl.h, or a path: ./api.h); repeatable")
+
+
+def _headers(args, settings):
+    """-H's headers, or the config file's."""
+    from mrhooker import config
+    try:
+        return [config.header_name(h) for h in args.headers] or settings.get("headers", [])
+    except ValueError as e:
+        raise MrhookerError("-H: %s" % e)
+
+
 def _module_name(script):
     return os.path.splitext(os.path.basename(script))[0]
 
@@ -155,7 +170,8 @@ def run_command(argv):
     include_dirs = [os.path.abspath(d) for d in args.include_dirs] or settings.get("include_dirs", [])
     build_dir = os.path.abspath(os.path.expanduser(args.build_dir)) if args.build_dir else settings.get("build_dir")
     options = BuildOptions(build_dir=build_dir, include_dirs=include_dirs, cflags=cflags, ldflags=ldflags,
-                           rebuild=args.rebuild, log=console.log, status=console.status)
+                           rebuild=args.rebuild, log=console.log, status=console.status,
+                           headers=_headers(args, settings))
     try:
         result = build(args.script, options)
     finally:
@@ -203,6 +219,7 @@ def _trace_parser():
     p.add_argument("--scaffold", metavar="FILE.py",
                    help="write a hook script with a stub for each function called, to edit and run")
     p.add_argument("--buffer-size", type=int, default=64, metavar="MB", help="the trace buffer (default 64 MB)")
+    _header_option(p)
     p.add_argument("--build-dir", metavar="DIR", help="keep builds in DIR instead of the cache")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if the cache has a build")
     p.add_argument("--force", action="store_true", help="run a program that cannot be traced anyway, untraced")
@@ -211,18 +228,20 @@ def _trace_parser():
     return p
 
 
-def _list_prototypes(pattern, build_dir):
+def _list_prototypes(pattern, build_dir, headers):
     import fnmatch
     from mrhooker import cache, cdecl
     root = cache.prepare(build_dir or cache.default_root(), "build directory" if build_dir else "cache directory")
-    for name in fnmatch.filter(cdecl.known_names(root), pattern):
-        proto = cdecl.prototype_for(name, root)
+    libraries = pattern != "*" and not fnmatch.filter(cdecl.known_names(root), pattern)
+    for name in fnmatch.filter(cdecl.known_names(root, headers, libraries=libraries or bool(headers)), pattern):
+        proto = cdecl.prototype_for(name, root, headers)
         sys.stdout.write("%s;\n" % proto.text)
     return 0
 
 
 def trace_command(argv):
     """`mrhooker trace ...`: trace COMMAND's library calls; returns the exit status."""
+    from mrhooker import config
     from mrhooker.build import BuildOptions
     from mrhooker.launch import find_program
     from mrhooker.tracer import TraceRequest, Tracer
@@ -230,7 +249,7 @@ def trace_command(argv):
     args = _trace_parser().parse_args(argv)
     build_dir = os.path.abspath(os.path.expanduser(args.build_dir)) if args.build_dir else None
     if args.list is not None:
-        return _list_prototypes(args.list, build_dir)
+        return _list_prototypes(args.list, build_dir, _headers(args, config.load(None)))
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     if not args.command:
@@ -248,7 +267,8 @@ def trace_command(argv):
         summary=args.summary_only or args.summary_too, lines=not args.summary_only, json_path=args.json,
         timeline_path=args.timeline, timeline_limit=args.timeline_limit, scaffold_path=args.scaffold,
         buffer_mb=args.buffer_size)
-    options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, status=console.status)
+    options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, status=console.status,
+                           headers=_headers(args, config.load(None)))
     try:
         return Tracer(request, options, console.log).run(args.command, program)
     finally:

@@ -7,6 +7,7 @@
     [hooks]                 ; a section named after a script's module (hooks.pyx -> hooks) beats [default]
     include_dirs = ~/src/myproject/include
     ldflags = -lssl
+    headers = curl/curl.h ./include/api.h   ; functions hooks and traces may name (-H)
 
 A missing file, or a missing section, is normal. Command-line options beat the module's section, which beats
 [default].
@@ -26,6 +27,7 @@ KEYS = {
     "include_dirs": "paths",  # for cimport and `cdef extern from` headers; separated by ':' or whitespace
     "cflags": "words",        # extra C compiler flags
     "ldflags": "words",       # extra linker flags, e.g. -lssl
+    "headers": "headers",     # more headers whose functions hooks and traces may name (-H)
 }
 
 
@@ -74,7 +76,19 @@ def _convert(kind, raw):
         return [os.path.abspath(os.path.expanduser(p)) for p in re.split(r"[:\s]+", raw.strip()) if p]
     if kind == "words":
         return shlex.split(raw)
+    if kind == "headers":
+        return [header_name(h) for h in shlex.split(raw)]
     raise AssertionError(kind)
+
+
+def header_name(header):
+    """A header as cdecl reads it: a name found on the include path (zlib.h), or a file's absolute path."""
+    header = os.path.expanduser(header)
+    if header.startswith(".") or os.path.isabs(header):
+        if not os.path.isfile(header):
+            raise ValueError("no such header file: %s" % os.path.abspath(header))
+        return os.path.abspath(header)
+    return header
 
 
 def load(module, path=None):

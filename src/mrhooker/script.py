@@ -53,7 +53,7 @@ def read(path, header_cache_dir=None):
     return Script(path, ext[1:], base, content, None)
 
 
-def find_hooks(script, header_cache_dir):
+def find_hooks(script, header_cache_dir, headers=()):
     """Fills script.hooks for a .py script: its @hook specs, each parsed into a prototype."""
     from mrhooker import cdecl
 
@@ -64,7 +64,7 @@ def find_hooks(script, header_cache_dir):
     hooks, seen = [], {}
     for spec, line in specs:
         try:
-            proto = cdecl.prototype_for(spec, header_cache_dir)
+            proto = cdecl.prototype_for(spec, header_cache_dir, headers)
         except MrhookerError as e:
             raise MrhookerError("%s:%d: %s" % (script.path, line, e))
         if proto.symbol in seen:

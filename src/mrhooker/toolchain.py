@@ -181,8 +181,9 @@ def preprocess(source, args, compiler, headers=None):
         raise MrhookerError("cannot run %s: %s" % (argv[0], e.strerror))
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        raise MrhookerError("'%s' failed on the system headers: %s" % (
-            " ".join(argv), lines[0] if lines else "exit status %d" % proc.returncode))
+        errors = [line for line in lines if " error: " in line] or lines   # not -H's list of the headers read
+        raise MrhookerError("'%s' failed on the headers: %s" % (
+            " ".join(argv), errors[0] if errors else "exit status %d" % proc.returncode))
     if headers is not None:
         headers.update(line.lstrip(".")[1:] for line in proc.stderr.splitlines() if line.startswith(". ") or
                        line.startswith("..") and " /" in line)

@@ -83,7 +83,7 @@ class Tracer:
         request = self.request
         root = cache.prepare(self.build_options.build_dir or cache.default_root(),
                              "build directory" if self.build_options.build_dir else "cache directory")
-        plans = [tracing.plan(p) for p in tracing.select(request.specs, root)]
+        plans = [tracing.plan(p) for p in tracing.select(request.specs, root, self.build_options.headers)]
         self.log("tracing %d functions: %s" % (len(plans), " ".join(p.proto.symbol for p in plans)))
         trace_build = build.build_trace(plans, self.build_options)
         decoder = traceout.Decoder(trace_build.plans, tracing.symbols(root), request.strsize)

@@ -47,9 +47,6 @@ DEFAULT_CLASSES = ("file", "desc", "net", "process", "time", "env")
 UNTRACEABLE = ("sigaction", "signal", "vfork", "__errno_location")
 
 
-def _known(cache_dir):
-    from mrhooker import cdecl
-    return cdecl.known_names(cache_dir)
 
 
 def _items(spec):
@@ -65,14 +62,33 @@ def _items(spec):
     return [item.strip() for item in items if item.strip()]
 
 
-def select(specs, cache_dir):
+class _Known:
+    """The functions -e may name: the system headers', and the libraries' (cdecl.LIBRARY_HEADERS and -H) once
+    a name or glob needs them (reading those headers takes seconds the first time)."""
+
+    def __init__(self, cache_dir, headers):
+        from mrhooker import cdecl
+        self.lists = [lambda: cdecl.known_names(cache_dir, headers),
+                      lambda: cdecl.known_names(cache_dir, headers, libraries=True)]
+        self.names = self.lists.pop(0)()
+        self.set = set(self.names)
+
+    def widen(self):
+        """Adds the libraries' functions; False if there are no more to add."""
+        if not self.lists:
+            return False
+        self.names = self.lists.pop(0)()
+        self.set = set(self.names)
+        return True
+
+
+def select(specs, cache_dir, headers=()):
     """The prototypes -e SPEC... selects, in a stable order. SPEC: comma lists of names, globs (open*),
     !name or !glob to exclude, %class, or a written-out prototype ("int foo(int x)") for a function the
     headers don't declare. None or empty: the default classes."""
     from mrhooker import cdecl
 
-    known = _known(cache_dir)
-    known_set = set(known)
+    known = _Known(cache_dir, headers)
     chosen, excluded, written = [], set(), {}
     items = [item for spec in (specs or []) for item in _items(spec)]
     if not any(not item.startswith("!") for item in items):
@@ -80,7 +96,7 @@ def select(specs, cache_dir):
 
     def names_for(item):
         if "(" in item:
-            proto = cdecl.prototype_for(item, cache_dir)
+            proto = cdecl.prototype_for(item, cache_dir, headers)
             written[proto.symbol] = proto
             return [proto.symbol]
         if item.startswith("%"):
@@ -88,21 +104,25 @@ def select(specs, cache_dir):
             if name not in CLASSES:
                 raise MrhookerError("unknown class %s; the classes are %s" % (
                     item, ", ".join("%" + c for c in sorted(CLASSES))))
-            return [n for n in CLASSES[name] if n in known_set]
+            return [n for n in CLASSES[name] if n in known.set]
         if any(ch in item for ch in "*?["):
-            matched = fnmatch.filter(known, item)
+            matched = fnmatch.filter(known.names, item)
+            while not matched and known.widen():
+                matched = fnmatch.filter(known.names, item)
             if not matched:
                 raise MrhookerError("no known function matches %s" % item)
             return matched
-        if item in known_set:
-            return [item]
         if not re.fullmatch(r"[A-Za-z_]\w*", item):
             raise MrhookerError("bad -e item %r: a function name, a glob, !NAME or %%CLASS" % item)
-        refused = cdecl.refusal(item, cache_dir)
+        while item not in known.set and known.widen():
+            pass
+        if item in known.set:
+            return [item]
+        refused = cdecl.refusal(item, cache_dir, headers)
         if refused:   # printf, execl: say why, and what to trace instead
             raise MrhookerError(refused.replace("; hook ", "; trace "))
         import difflib
-        close = difflib.get_close_matches(item, known, n=3)
+        close = difflib.get_close_matches(item, known.names, n=3)
         raise MrhookerError("no prototype known for %s%s (mrhooker trace --list shows the known ones)" % (
             item, " (did you mean %s?)" % ", ".join(close) if close else ""))
 
@@ -115,7 +135,7 @@ def select(specs, cache_dir):
     for name in chosen:
         if name in excluded:
             continue
-        proto = written.get(name) or cdecl.prototype_for(name, cache_dir)
+        proto = written.get(name) or cdecl.prototype_for(name, cache_dir, headers)
         if proto.symbol in symbols or proto.symbol in UNTRACEABLE:
             continue
         symbols.add(proto.symbol)
@@ -228,8 +248,14 @@ def _shown_type(ctype, function, name):
     return "hex"
 
 
-def _is_size(ctype):
-    return ctype.kind == "int" and ctype.size == 8 and not ctype.signed
+LENGTH_PARAMS = ("n", "len", "num", "count", "size", "length", "nbytes", "inl")
+
+
+def _is_length(param):
+    """Does this parameter say how long the buffer before it is? A size_t, or an int named like a length
+    (SSL_write's `int num`)."""
+    t = param.type
+    return t.kind == "int" and ((t.size == 8 and not t.signed) or (t.size == 4 and param.name in LENGTH_PARAMS))
 
 
 def plan(proto):
@@ -259,9 +285,11 @@ def plan(proto):
                 captures.append(Capture(i, SOCKADDR, "(a%d && a%d && r >= 0 ? *(const unsigned *)a%d : 0)"
                                         % (i, i + 1, i + 1)))
         elif (p.type.kind == "pointer" and spelling in ("constvoid*", "void*", "char*", "constchar*")
-              and following is not None and _is_size(following.type)):
+              and following is not None and _is_length(following)):
             shown.append("bytes")
             n = "a%d" % (i + 1)
+            if following.type.signed:   # an int length: a negative one keeps nothing
+                n = "((long)%s > 0 ? (unsigned long)%s : 0UL)" % (n, n)
             if spelling.startswith("const"):     # written by the call's caller: the call vouches for it
                 captures.append(Capture(i, BYTES, "(r_ok ? %s : 0)" % n))
             elif proto.ret.kind == "int":        # filled by the call: as many bytes as it says
