@@ -1,5 +1,6 @@
 """Pure-Python hooks: @hook("C prototype") in a .py script, on real programs."""
 import os
+import re
 import stat
 import sys
 
@@ -335,3 +336,86 @@ def test_python_target_replacing_stdout_never_gets_hook_output(mrhooker, script,
     assert r.returncode == 0, r
     assert data.read_text() == "program data\n"
     assert r.err.count("hook says hi") == 2, r
+
+
+TYPED_PROG = r'''
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+struct mixed { int8_t a; int16_t b; int32_t c; int64_t d; uint32_t e; float f; double g; void *p; };
+int probe(struct mixed *m, const char *readonly, char *edge);   /* in PROBE_LIB: called through the PLT */
+
+int main(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    printf("sec %lld nsec %ld\n", (long long)ts.tv_sec, ts.tv_nsec);
+    struct mixed m = {-5, -300, -70000, -5000000000LL, 4000000000U, 1.5f, -2.25, &m};
+    /* a string that ends at the last byte of a page, the next page unmapped */
+    char *pages = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(pages + 4096, 4096);
+    memset(pages, 'x', 4096);
+    pages[4095] = 0;
+    int r = probe(&m, "constant", pages + 4000);
+    printf("probe %d a=%d b=%d c=%d d=%lld e=%u f=%g g=%g p_is_m=%d\n", r, m.a, m.b, m.c, (long long)m.d, m.e,
+           m.f, m.g, m.p == (void *)&m);
+    return 0;
+}
+'''
+
+PROBE_LIB = """\
+int probe(signed char *m, const char *readonly, char *edge) { return m[0] + readonly[0] + edge[0]; }
+"""
+
+TYPED_HOOKS = '''\
+from mrhooker import hook, Pointer
+
+@hook("clock_gettime")
+def clock_gettime(clock, ts):
+    r = clock_gettime.original(clock, ts)
+    ts.write_i64(946684800)          # struct timespec: tv_sec at 0, tv_nsec at 8 (x86_64, aarch64)
+    ts.write_i64(123, 8)
+    print("read back", ts.read_i64(), ts.read_i64(8))
+    return r
+
+@hook("int probe(void *m, void *readonly, char *edge)")
+def probe(m, readonly, edge):
+    print("typed", m.read_i8(), m.read_i16(2), m.read_i32(4), m.read_i64(8), m.read_u32(16),
+          m.read_f32(20), m.read_f64(24), m.read_ptr(32) == m, m.read_u8(), m.read_u16(2))
+    print("edge", len(edge.read(95)), len(Pointer(int(edge)).string()))
+    for what, attempt in [("null", lambda: Pointer(0).read_u32()), ("unmapped", lambda: Pointer(8).read(4)),
+                          ("past the end", lambda: edge.read(97)), ("read-only", lambda: readonly.write(b"X")),
+                          ("range", lambda: m.write_u8(256)), ("signed range", lambda: m.write_i8(-129)),
+                          ("type", lambda: m.write_i32("1")), ("string unmapped", lambda: Pointer(4096).string())]:
+        try:
+            attempt()
+            print(what, "no error")
+        except (ValueError, OverflowError, TypeError) as e:
+            print(what, type(e).__name__, e)
+    m.write_i8(-1); m.write_i16(2, 2); m.write_i32(3, 4); m.write_i64(2**62, 8); m.write_u32(2**32 - 1, 16)
+    m.write_f32(0.5, 20); m.write_f64(1e300, 24); m.write_ptr(None, 32)
+    return probe.original(m, readonly, edge)
+'''
+
+
+def test_typed_reads_and_writes_and_bad_addresses_never_crash(mrhooker, script, cprog):
+    prog = cprog(TYPED_PROG, flags=[cprog(PROBE_LIB, flags=["-shared", "-fPIC"], suffix=".so")])
+    r = mrhooker(script("typed.py", TYPED_HOOKS), prog)
+    assert r.returncode == 0, r
+    assert r.out.splitlines() == ["sec 946684800 nsec 123",
+                                  "probe 218 a=-1 b=2 c=3 d=4611686018427387904 e=4294967295 f=0.5 g=1e+300 p_is_m=0"]
+    assert "read back 946684800 123" in r.err
+    assert "typed -5 -300 -70000 -5000000000 4000000000 1.5 -2.25 True 251 65236" in r.err
+    assert "edge 95 95" in r.err
+    assert "null ValueError NULL pointer" in r.err
+    assert re.search(r"unmapped ValueError cannot read 4 bytes at 0x8: the address is not mapped", r.err), r.err
+    assert "past the end ValueError cannot read 97 bytes" in r.err
+    assert "read-only ValueError cannot write 1 bytes at 0x" in r.err and "not mapped or not writable" in r.err
+    assert "range OverflowError Pointer.write_u8: 256 does not fit an unsigned 8-bit integer" in r.err
+    assert "signed range OverflowError Pointer.write_i8: -129 does not fit a signed 8-bit integer" in r.err
+    assert "type TypeError Pointer.write_i32: the value must be an int, not str" in r.err
+    assert "string unmapped ValueError cannot read" in r.err
+    assert "Traceback" not in r.err
