@@ -6,7 +6,6 @@ Shifts time(), gettimeofday() and clock_gettime(CLOCK_REALTIME); the clock keeps
 """
 import calendar
 import os
-import struct
 import time as _time
 
 from mrhooker import hook
@@ -28,7 +27,7 @@ def time(tloc):
     now = time.original(None)
     fake = now + _offset(now)
     if tloc:
-        tloc.write(struct.pack("q", fake))
+        tloc.write_i64(fake)          # time_t
     return fake
 
 
@@ -36,8 +35,8 @@ def time(tloc):
 def gettimeofday(tv, tz):
     rc = gettimeofday.original(tv, tz)
     if rc == 0 and tv:
-        sec, usec = struct.unpack("qq", tv.read(16))
-        tv.write(struct.pack("q", sec + _offset(sec)))
+        view = tv.cast()              # the prototype's struct timeval *
+        view.tv_sec += _offset(view.tv_sec)
     return rc
 
 
@@ -45,6 +44,6 @@ def gettimeofday(tv, tz):
 def clock_gettime(clock, ts):
     rc = clock_gettime.original(clock, ts)
     if rc == 0 and clock == CLOCK_REALTIME and ts:
-        sec, = struct.unpack("q", ts.read(8))
-        ts.write(struct.pack("q", sec + _offset(sec)))
+        view = ts.cast()              # struct timespec *: layout from the system headers
+        view.tv_sec += _offset(view.tv_sec)
     return rc

@@ -10,7 +10,7 @@ from mrhooker import codegen
 from mrhooker.errors import MrhookerError
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src", "mrhooker")
-HOOK_SIDE = {"__init__", "_inside"}   # what runs inside the target
+HOOK_SIDE = {"__init__", "_inside", "_views"}   # what runs inside the target
 
 
 def _imports():
@@ -69,7 +69,7 @@ def test_the_generated_c_is_kept_beside_the_libraries(mrhooker, script, tmp_path
     assert r.returncode == 0, r
     directory = _build_dir_of(r)
     assert sorted(os.listdir(directory)) == ["entries.c", "hooks.so", "manifest.json", "preload.so", "pyrt.so",
-                                             "trampolines.c"]
+                                             "trampolines.c", "views.json"]
     entries = open(os.path.join(directory, "entries.c")).read()
     assert 'MRH_ENTRY(int, 0, "getpid", (void))' in entries
     trampolines = open(os.path.join(directory, "trampolines.c")).read()

@@ -1,5 +1,6 @@
 """Every script in examples/ runs, as a new user would run it, on a real program."""
 import os
+import re
 import sys
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -41,6 +42,7 @@ def test_curl_sends(mrhooker, http_server):
     assert r.out == "<html>hello from the test server</html>\n"
     assert "| GET /index.html HTTP/1.1" in r.err
     assert "| HTTP/1.0 200 OK" in r.err and "| <html>hello from the test server</html>" in r.err
+    assert re.search(r"-- fd \d+ connects to 127\.0\.0\.1:%s\n" % http_server.rsplit(":", 1)[1], r.err), r
 
 
 def test_tls_plaintext(mrhooker, https_server):

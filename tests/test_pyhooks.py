@@ -1,5 +1,6 @@
 """Pure-Python hooks: @hook("C prototype") in a .py script, on real programs."""
 import os
+import socket
 import re
 import stat
 import sys
@@ -419,3 +420,108 @@ def test_typed_reads_and_writes_and_bad_addresses_never_crash(mrhooker, script, 
     assert "type TypeError Pointer.write_i32: the value must be an int, not str" in r.err
     assert "string unmapped ValueError cannot read" in r.err
     assert "Traceback" not in r.err
+
+
+VIEWS_HOOKS = '''\
+import os
+import socket
+from mrhooker import hook
+
+@hook("clock_gettime")
+def clock_gettime(clock, ts):
+    r = clock_gettime.original(clock, ts)
+    if clock == 0:                       # CLOCK_REALTIME
+        ts.cast().tv_sec = 946684800     # the prototype says: struct timespec *
+    return r
+
+@hook("connect")
+def connect(fd, addr, n):
+    a = addr.cast("struct sockaddr_in")
+    print("connect", a.sin_family, a.sin_port, hex(a.sin_addr.s_addr), len(a), n)
+    return connect.original(fd, addr, n)
+
+@hook("stat")
+def stat(path, st):
+    r = stat.original(path, st)
+    if r == 0 and path.endswith(b"probe.txt"):
+        s = st.cast()
+        print("stat", s.st_size, s.st_mtim.tv_sec, s.st_mtime, oct(s.st_mode & 0o777), len(s))
+        s.st_size = 12345
+    return r
+
+@hook("readdir")
+def readdir(d):
+    ent = readdir.original(d)
+    if ent:
+        e = ent.cast("struct dirent")
+        print("readdir", e.d_name.string(), len(e.d_name), e.d_name[0] == e.d_name.string()[0])
+    return ent
+'''
+
+STAT_PROG = r'''
+#include <stdio.h>
+#include <sys/stat.h>
+int main(int argc, char **argv)
+{
+    struct stat st;
+    if (stat(argv[1], &st) != 0) return 1;
+    printf("%lld\n", (long long)st.st_size);
+    return 0;
+}
+'''
+
+
+def test_struct_views_read_and_write_real_calls(mrhooker, script, cprog, http_server, tmp_path):
+    hooks = script("views.py", VIEWS_HOOKS)
+    r = mrhooker(hooks, "date", "-u", "+%s")
+    assert r.returncode == 0 and r.out == "946684800\n", r
+    port = int(http_server.rsplit(":", 1)[1])
+    r = mrhooker(hooks, "curl", "-s", "-o", "/dev/null", http_server)
+    assert r.returncode == 0, r
+    assert "connect 2 %d 0x100007f 16 16" % socket.htons(port) in r.err, r   # network byte order, as in C
+    probe = tmp_path / "probe.txt"
+    probe.write_text("hello")
+    os.utime(probe, (1000000000, 1234567890))
+    r = mrhooker(hooks, cprog(STAT_PROG), probe)
+    assert r.returncode == 0 and r.out == "12345\n", r            # written through the view
+    assert "stat 5 1234567890 1234567890 0o%o 144" % (probe.stat().st_mode & 0o777) in r.err, r
+    r = mrhooker(hooks, "ls", "-f", str(tmp_path))
+    assert r.returncode == 0 and "readdir b'probe.txt' 256 True" in r.err, r
+
+
+def test_struct_views_by_library_type_and_their_errors(mrhooker, script, tmp_path):
+    hooks = script("zviews.py", '''\
+        from mrhooker import hook, Pointer
+
+        @hook("deflate")
+        def deflate(strm, flush):
+            z = strm.cast("z_stream")          # zlib's typedef, from zlib.h
+            print("deflate avail_in", z.avail_in, "total_in", z.total_in)
+            for attempt in (lambda: z.no_such_member, lambda: Pointer(8).cast("z_stream").avail_in,
+                            lambda: strm.cast("struct " + "timespec"), lambda: Pointer(0).cast("z_stream").avail_in,
+                            lambda: strm.cast()):
+                try:
+                    attempt()
+                except (AttributeError, ValueError, TypeError) as e:
+                    print(type(e).__name__, str(e)[:60])
+            return deflate.original(strm, flush)
+        ''')
+    code = "import zlib; print(len(zlib.decompress(zlib.compress(b'x' * 1000))))"
+    r = mrhooker(hooks, sys.executable, "-c", code)
+    assert r.returncode == 0 and r.out == "1000\n", r
+    assert "deflate avail_in 1000 total_in 0" in r.err
+    assert "AttributeError z_stream has no member 'no_such_member' (its members: next" in r.err
+    assert "ValueError cannot read 4 bytes at 0x10: the address is not mapped" in r.err
+    assert "TypeError no layout of 'struct timespec' in this build: name it in a" in r.err
+    assert "ValueError NULL pointer: there is no z_stream to view" in r.err
+    assert "TypeError this Pointer's type isn't known from a prototype: name it" in r.err
+    bad = script("badview.py", '''\
+        from mrhooker import hook
+
+        @hook("stat")
+        def stat(path, st):
+            return stat.original(path, st.cast("struct stta"))
+        ''')
+    r = mrhooker(bad, "true")
+    assert r.returncode == 2 and r.err.startswith("mrhooker: ") and "'struct stta'" in r.err, r
+    assert "did you mean 'struct stat'" in r.err and "Traceback" not in r.err

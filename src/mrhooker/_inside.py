@@ -7,6 +7,7 @@ plus importlib's machinery.
 """
 import _thread
 import io
+import os
 import sys
 
 from mrhooker import _native
@@ -91,8 +92,13 @@ def _import_hooks(kind, module, script, hooks_path):
     return mod
 
 
+build_dir = None   # the build's directory: its views.json holds the struct layouts (_views.py)
+
+
 def start(kind, module, script, hooks_path):
     """Sets up hook output and imports the hook script. Returns False (having said why) if hooks can't run."""
+    global build_dir
+    build_dir = os.path.dirname(hooks_path)
     sys.stdout = sys.stderr = sys.__stdout__ = sys.__stderr__ = _output
     try:
         _import_hooks(kind, module, script, hooks_path)

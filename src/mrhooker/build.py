@@ -29,8 +29,10 @@ HOOK_SIDE = ("pyrt.c", "namespace.c")                                 # pyrt.so
 RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + HOOK_SIDE + ("mrhooker_rt.h", "preload.h", "entry.h", "output.h",
                                                         "pyrt.h", "trace.h")
 # mrhooker's own sources that shape a build: a change to any of them is a new build.
-GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "tracing.py", "__init__.pxd")
+GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "tracing.py", "layouts.py",
+                   "__init__.pxd")
 LIBRARIES = ("preload.so", "pyrt.so", "hooks.so")
+VIEWS = "views.json"   # a .py build's struct layouts (layouts.py), read by the hooks' views (_views.py)
 
 # The hook library's links to the hook side's runtime (see runtime/pyrt.c): a Cython hook's dlsym(RTLD_NEXT)
 # and errno are the target's.
@@ -142,12 +144,18 @@ def _build_pyx(script, tmp, pyinfo, runtime_objects, options, root):
 
 
 def _build_py(script, tmp, pyinfo, runtime_objects, options, root):
-    from mrhooker import codegen
+    from mrhooker import codegen, layouts
 
     hooks = scripts.find_hooks(script, root, options.headers)   # the header database is cached beside the builds
     entries = [codegen.entry_for_prototype(slot, h.prototype) for slot, h in enumerate(hooks)]
+    pointees = {(h.prototype.symbol, p.name): layouts.pointee_name(p.type.spelling, root, options.headers)
+                for h in hooks for p in list(h.prototype.params) + list(h.prototype.extra) if p.type.kind == "pointer"}
+    pointees = {k: v for k, v in pointees.items() if v}
+    views = layouts.measure(set(scripts.scan_casts(script.content, script.path)) | set(pointees.values()), root,
+                            options.headers)
+    _write(os.path.join(tmp, VIEWS), json.dumps(views, indent=1))
     _write(os.path.join(tmp, "entries.c"), codegen.entries_source(entries))
-    _write(os.path.join(tmp, "trampolines.c"), codegen.trampolines_source(hooks, entries))
+    _write(os.path.join(tmp, "trampolines.c"), codegen.trampolines_source(hooks, entries, pointees))
     _compile_libraries(tmp, [os.path.join(tmp, "trampolines.c")], pyinfo, runtime_objects, options,
                        "compiling the hook trampolines")
     return [h.prototype.symbol for h in hooks], [h for h in options.headers if os.path.isabs(h)]
@@ -166,6 +174,7 @@ def _build_key(script, pyinfo, options):
         parts += [identity, script.content]
     else:
         parts.append(json.dumps([spec for spec, _line in scripts.scan_hooks(script.content, script.path)]))
+        parts.append(json.dumps(scripts.scan_casts(script.content, script.path)))   # the layouts measured
     return cache.key(parts, [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
                      + [os.path.join(PACKAGE_DIR, f) for f in GENERATOR_FILES])
 
@@ -213,7 +222,7 @@ def _build(path, options):
             symbols, deps = _build_pyx(script, tmp, pyinfo, runtime_objects, options, root)
         else:
             symbols, deps = _build_py(script, tmp, pyinfo, runtime_objects, options, root)
-        cache.seal(tmp, LIBRARIES, {"script": script.path, "kind": script.kind, "module": script.module,
+        cache.seal(tmp, LIBRARIES + ((VIEWS,) if script.kind == "py" else ()), {"script": script.path, "kind": script.kind, "module": script.module,
                                     "symbols": symbols, "deps": deps, "mrhooker": __version__})
         final = final_dir(deps)
         cache.publish(tmp, final, rebuild=options.rebuild)

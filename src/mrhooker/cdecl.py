@@ -662,7 +662,7 @@ LIBRARY_HEADERS = ("openssl/ssl.h openssl/err.h openssl/evp.h openssl/hmac.h ope
                    "sqlite3.h").split()
 
 # Bump when the database layout or its parsing changes, so old cache files are rebuilt.
-_SCHEMA = 1
+_SCHEMA = 2
 _BATCH = 400  # declarations per pycparser run: a failure then re-parses only its batch
 
 _lock = threading.RLock()
@@ -681,6 +681,8 @@ class _Database:
         self.typedefs = {name: _tuples(shape) for name, shape in data["typedefs"].items()}
         self.functions = data["functions"]  # name -> JSON form of a Prototype
         self.refused = data["refused"]  # name -> one-line message
+        self.aggregates = data["aggregates"]  # 'struct tag' / 'union tag' -> its definition's text
+        self.typedef_lines = data["typedef_lines"]  # typedef of an aggregate or array -> its text
         self._prototypes = {}
         self.saved_in = set()  # cache directories known to hold this database
 
@@ -789,9 +791,15 @@ def _typedef_names(nodes):
 def _build_database(preprocessed):
     abi = _read_abi(preprocessed)
     text = re.sub(r"^%s [^\n]*$" % _ABI_MARKER, "", preprocessed, flags=re.M)
-    # Only typedefs and function declarations matter: struct definitions and variables are
-    # not parsed (pycparser needs no struct layouts), nor inline function bodies (GNU code).
-    chunks = [c for c in _split_declarations(_tokenize(text)) if c.kind in ("typedef", "declaration")]
+    # Only typedefs and function declarations are parsed: not variables, nor inline function bodies (GNU
+    # code). Struct and union definitions are kept as text, parsed only when a struct view needs one.
+    every = _split_declarations(_tokenize(text))
+    aggregates = {}
+    for c in every:
+        if (c.kind == "other" and len(c.tokens) > 3 and c.tokens[0] in ("struct", "union")
+                and _IDENTIFIER.match(c.tokens[1]) and c.tokens[2] == "{"):
+            aggregates.setdefault("%s %s" % (c.tokens[0], c.tokens[1]), _chunk_line(c))
+    chunks = [c for c in every if c.kind in ("typedef", "declaration")]
     lines = [_chunk_line(c) for c in chunks]
     parser = c_parser.CParser()
     typedef_names = set(_BUILTIN_TYPEDEFS)
@@ -802,6 +810,7 @@ def _build_database(preprocessed):
         parsed.extend((start + index, node) for index, node in batch)
 
     typedefs = dict(_BUILTIN_TYPEDEFS)
+    typedef_lines = {}  # typedef name -> its declaration, for those that name an aggregate or an array
     transparent = {}  # typedef name -> its union's first member type
     declarations = {}
     for index, node in parsed:
@@ -823,6 +832,8 @@ def _build_database(preprocessed):
                     typedefs[node.name] = ("unsupported", "a type with a mode attribute")
                 else:
                     typedefs[node.name] = _shape(node.type, typedefs)
+                    if typedefs[node.name][0] in ("aggregate", "array"):
+                        typedef_lines[node.name] = lines[index]
             except (_BadDeclaration, AttributeError, IndexError, TypeError):
                 typedefs[node.name] = ("unsupported", "an unrecognized type")
         elif isinstance(node, c_ast.Decl) and isinstance(node.type, c_ast.FuncDecl):
@@ -857,7 +868,8 @@ def _build_database(preprocessed):
         except (_BadDeclaration, AttributeError, KeyError, TypeError):
             continue  # something pycparser parsed that is not a usable declaration
         functions[name] = _prototype_to_json(prototype)
-    return {"abi": abi, "typedefs": typedefs, "functions": functions, "refused": refused}
+    return {"abi": abi, "typedefs": typedefs, "functions": functions, "refused": refused,
+            "aggregates": aggregates, "typedef_lines": typedef_lines}
 
 
 def _usable_cache_dir(path):
@@ -973,6 +985,21 @@ def _database(cache_dir=None, extra=()):
             database.saved_in.add(directory)
         _databases[(compiler, extra)] = database
         return database
+
+
+def include_source(headers=()):
+    """The #include lines of every header the databases read: the system's, the libraries', the user's."""
+    return "".join(_include_line(h) for h in list(_HEADERS) + list(LIBRARY_HEADERS) + list(headers))
+
+
+def has_aggregate(name, cache_dir=None, headers=()):
+    """Do the headers define a struct, union or typedef of one by this name? (The libraries' headers only if
+    they have been read already: a pointer parameter's type alone doesn't make them worth reading.)"""
+    extended = (toolchain.c_compiler(), tuple(LIBRARY_HEADERS) + tuple(headers))
+    for database in [_database(cache_dir)] + ([_databases[extended]] if extended in _databases else []):
+        if name in database.aggregates or name in database.typedef_lines:
+            return True
+    return False
 
 
 def _databases_for(cache_dir, headers):
@@ -1259,3 +1286,115 @@ def _check_against_headers(prototype, database):
     if problem:
         raise MrhookerError("prototype '%s' does not match the system headers' '%s': %s" % (
             prototype.text, known.text, problem))
+
+
+# --------------------------------------------------------------------------------------------
+# The members of structs and unions, for struct views: their shape here, their offsets and sizes from the
+# compiler (layouts.py), which is the only authority on a layout.
+
+_MAX_NESTING = 12
+
+
+def aggregate_members(name, cache_dir=None, headers=()):
+    """The member tree of a struct, union or typedef of one, by its C name ('struct timespec', 'div_t'):
+    {"type": name, "kind": "aggregate", "members": [member, ...]} where each member is a dict with its "name",
+    its "path" (the member designator from the outer type: 'sin_addr.s_addr', 'a[0].b') and a "kind":
+    'scalar', 'pointer' (with "pointee": the aggregate it points to, or ''), 'aggregate' (with "members"),
+    'array' (with "element", a member whose path ends in [0], and "flexible"), 'bitfield' or 'opaque'. The
+    members of an anonymous struct or union stand in its place, as C lets them be named."""
+    name = " ".join(str(name).split())
+    if not re.fullmatch(r"(?:(?:struct|union) )?[A-Za-z_]\w*", name):
+        raise MrhookerError("bad type name %r: write 'struct NAME', 'union NAME' or a typedef's name" % name)
+    database = None
+    for database in _databases_for(cache_dir, headers):
+        if name in database.aggregates or name in database.typedef_lines:
+            break
+    else:
+        known = list(database.aggregates) + [n for n in database.typedef_lines if not n.startswith("_")]
+        close = difflib.get_close_matches(name, known, n=3)
+        raise MrhookerError("no struct or union known as '%s'%s" % (
+            name, " (did you mean %s?)" % ", ".join("'%s'" % c for c in close) if close else ""))
+    tree = _classify(_named_type(name, database), "", database, 0)
+    if tree["kind"] != "aggregate":
+        raise MrhookerError("'%s' is not a struct or union" % name)
+    tree["type"] = name
+    return tree
+
+
+def _named_type(name, database):
+    """The type node of an aggregate's definition, or of a typedef's, parsed from the text kept for it."""
+    line = database.aggregates.get(name) or database.typedef_lines[name]
+    own = name.split()[-1] if name in database.typedef_lines else None
+    used = sorted((set(_IDENTIFIERS_IN.findall(line)) & set(database.typedefs)) - {own})
+    ast = c_parser.CParser().parse("\n".join(["typedef int %s;" % n for n in used] + [line]))
+    node = ast.ext[-1]
+    return node.type
+
+
+def _classify(node, path, database, depth):
+    if depth > _MAX_NESTING:
+        return {"kind": "opaque"}
+    if isinstance(node, c_ast.PtrDecl):
+        return {"kind": "pointer", "pointee": _aggregate_name(node.type, database)}
+    if isinstance(node, c_ast.ArrayDecl):
+        return {"kind": "array", "flexible": node.dim is None,
+                "element": dict(_classify(node.type, path + "[0]", database, depth + 1), path=path + "[0]")}
+    if isinstance(node, (c_ast.Struct, c_ast.Union)):
+        if node.decls is not None:
+            return {"kind": "aggregate", "members": _members(node.decls, path, database, depth + 1)}
+        tag = "%s %s" % ("struct" if isinstance(node, c_ast.Struct) else "union", node.name)
+        if node.name and tag in database.aggregates:
+            return _classify(_named_type(tag, database), path, database, depth + 1)
+        return {"kind": "opaque"}
+    if isinstance(node, c_ast.TypeDecl):
+        base = node.type
+        if isinstance(base, (c_ast.Struct, c_ast.Union)):
+            return _classify(base, path, database, depth)
+        if isinstance(base, c_ast.Enum):
+            return {"kind": "scalar"}
+        if isinstance(base, c_ast.IdentifierType) and len(base.names) == 1 and base.names[0] in database.typedefs:
+            typedef = base.names[0]
+            if typedef in database.typedef_lines:
+                return _classify(_named_type(typedef, database), path, database, depth + 1)
+            shape = database.typedefs[typedef]
+            if shape[0] == "scalar":
+                return {"kind": "scalar"}
+            if shape[0] == "pointer":
+                return {"kind": "pointer", "pointee": ""}
+            return {"kind": "opaque"}
+        if isinstance(base, c_ast.IdentifierType):
+            try:
+                return {"kind": "scalar" if _builtin_shape(base.names, False)[0] == "scalar" else "opaque"}
+            except _BadDeclaration:
+                return {"kind": "opaque"}
+    return {"kind": "opaque"}
+
+
+def _aggregate_name(node, database):
+    """The name of the aggregate a pointer points to ('struct timespec', 'div_t'), or ''."""
+    if isinstance(node, c_ast.TypeDecl):
+        base = node.type
+        if isinstance(base, (c_ast.Struct, c_ast.Union)) and base.name:
+            return "%s %s" % ("struct" if isinstance(base, c_ast.Struct) else "union", base.name)
+        if isinstance(base, c_ast.IdentifierType) and len(base.names) == 1:
+            shape = database.typedefs.get(base.names[0])
+            if shape is not None and shape[0] == "aggregate":
+                return base.names[0]
+    return ""
+
+
+def _members(decls, prefix, database, depth):
+    members = []
+    for decl in decls:
+        if decl.name is None:   # an anonymous struct or union: its members are the outer one's
+            inner = _classify(decl.type, prefix, database, depth)
+            members.extend(inner.get("members", []))
+            continue
+        path = prefix + "." + decl.name if prefix else decl.name
+        if decl.bitsize is not None:
+            members.append({"name": decl.name, "path": path, "kind": "bitfield"})
+            continue
+        member = _classify(decl.type, path, database, depth)
+        member.update(name=decl.name, path=path)
+        members.append(member)
+    return members

@@ -125,3 +125,19 @@ def scan_hooks(source, path):
             specs.append((arg.value, node.lineno))
     specs.sort(key=lambda s: s[1])
     return specs
+
+
+def scan_casts(source, path):
+    """The type names a .py script casts pointers to (p.cast("struct timespec")), read from its syntax tree:
+    their layouts are measured at build time. Returns sorted names."""
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as e:
+        raise MrhookerError("%s:%s:%s: %s" % (path, e.lineno, e.offset, e.msg))
+    names = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "cast"
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            names.add(" ".join(node.args[0].value.split()))
+    return sorted(names)
+

@@ -171,6 +171,27 @@ def compile_c(sources, output, include_dirs, cflags, log, what, ldflags=()):
     return run_tool(argv, what, log)
 
 
+def compile_and_run(source, compiler=None):
+    """Builds a C program from source (warnings off) and runs it, for what only the compiler knows (constants'
+    values, struct layouts). Returns (compiler's stderr, None) if it doesn't compile, else (None, its stdout)."""
+    import tempfile
+    compiler = compiler or c_compiler()
+    with tempfile.TemporaryDirectory(prefix="mrhooker-probe-") as tmp:
+        path, program = os.path.join(tmp, "s.c"), os.path.join(tmp, "s")
+        with open(path, "w") as f:
+            f.write(source)
+        try:
+            built = subprocess.run(list(compiler) + ["-w", "-o", program, path], capture_output=True, text=True)
+        except OSError as e:
+            raise MrhookerError("cannot run %s: %s" % (compiler[0], e.strerror))
+        if built.returncode != 0:
+            return built.stderr, None
+        ran = subprocess.run([program], capture_output=True, text=True)
+        if ran.returncode != 0:
+            raise MrhookerError("a probe program the C compiler built failed (exit status %d)" % ran.returncode)
+        return None, ran.stdout
+
+
 def preprocess(source, args, compiler, headers=None):
     """cc -E of a C source text (cdecl's system headers). Fails with one line: the compiler's first complaint.
     headers: a set to add the paths of the headers read to (from -H)."""

@@ -340,27 +340,16 @@ def _compiled_values(compiler, includes, names):
     """The values of integer constants, printed by a program the compiler builds. A name that is no integer
     constant (a string, a function-like use) makes the compiler complain: it is left out and the rest tried
     again."""
-    import subprocess
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="mrhooker-symbols-") as tmp:
-        source, program = os.path.join(tmp, "s.c"), os.path.join(tmp, "s")
-        for _attempt in range(8):
-            body = "".join('    printf("%%s %%lld\\n", "%s", (long long)(%s));\n' % (n, n) for n in names)
-            with open(source, "w") as f:
-                f.write("#define _GNU_SOURCE\n" + includes + "#include <stdio.h>\nint main(void)\n{\n" + body +
-                        "    return 0;\n}\n")
-            built = subprocess.run(list(compiler) + ["-w", "-o", program, source], capture_output=True, text=True)
-            if built.returncode == 0:
-                break
-            bad = set(re.findall(r"\b(%s)\b" % "|".join(map(re.escape, names)),
-                                 "\n".join(line for line in built.stderr.splitlines() if "error" in line)))
-            bad |= {names[int(n) - 7] for n in re.findall(r"s\.c:(\d+):", built.stderr)
-                    if 0 <= int(n) - 7 < len(names)}
-            if not bad:
-                return {}
-            names = [n for n in names if n not in bad]
-        else:
+    for _attempt in range(8):
+        body = "".join('    printf("%%s %%lld\\n", "%s", (long long)(%s));\n' % (n, n) for n in names)
+        errors, out = toolchain.compile_and_run("#define _GNU_SOURCE\n" + includes + "#include <stdio.h>\n"
+                                                "int main(void)\n{\n" + body + "    return 0;\n}\n", compiler)
+        if errors is None:
+            return {name: int(value) for name, value in (line.split() for line in out.splitlines())}
+        bad = set(re.findall(r"\b(%s)\b" % "|".join(map(re.escape, names)),
+                             "\n".join(line for line in errors.splitlines() if "error" in line)))
+        bad |= {names[int(n) - 7] for n in re.findall(r"s\.c:(\d+):", errors) if 0 <= int(n) - 7 < len(names)}
+        if not bad:
             return {}
-        out = subprocess.run([program], capture_output=True, text=True).stdout
-    return {name: int(value) for name, value in (line.split() for line in out.splitlines())}
+        names = [n for n in names if n not in bad]
+    return {}

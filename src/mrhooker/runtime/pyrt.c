@@ -75,15 +75,37 @@ static int output_descriptor(void)
 typedef struct {
     PyObject_HEAD
     char *addr;
+    const char *pointee;   /* the struct the prototype says it points to ("struct timespec"), or NULL; a string
+                              of the trampolines library, which stays loaded */
 } mrh_pointer;
 
 static PyTypeObject mrh_pointer_type;
 
-PyObject *mrh_py_pointer(void *p)
+PyObject *mrh_py_typed_pointer(void *p, const char *pointee)
 {
     mrh_pointer *o = PyObject_New(mrh_pointer, &mrh_pointer_type);
-    if (o) o->addr = p;
+    if (o) {
+        o->addr = p;
+        o->pointee = pointee;
+    }
     return (PyObject *)o;
+}
+
+PyObject *mrh_py_pointer(void *p) { return mrh_py_typed_pointer(p, NULL); }
+
+/* p.cast(name=None): a struct view (mrhooker/_views.py) of the memory at p, of the type named or else of the
+ * one the prototype gives. */
+static PyObject *pointer_cast(mrh_pointer *self, PyObject *args)
+{
+    PyObject *name = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:cast", &name)) return NULL;
+    PyObject *views = PyImport_ImportModule("mrhooker._views");
+    if (!views) return NULL;
+    PyObject *pointee = self->pointee ? PyUnicode_FromString(self->pointee) : Py_NewRef(Py_None);
+    PyObject *view = pointee ? PyObject_CallMethod(views, "cast", "OOO", (PyObject *)self, name, pointee) : NULL;
+    Py_XDECREF(pointee);
+    Py_DECREF(views);
+    return view;
 }
 
 static int pointer_check(mrh_pointer *self)
@@ -296,6 +318,9 @@ static PyMethodDef pointer_methods[] = {
     {"read", (PyCFunction)pointer_read, METH_VARARGS, "read(n, offset=0) -> the n bytes at the address"},
     {"string", (PyCFunction)pointer_string, METH_VARARGS, "string(offset=0) -> the bytes up to the first NUL"},
     {"write", (PyCFunction)pointer_write, METH_VARARGS, "write(data, offset=0): copy data to the address"},
+    {"cast", (PyCFunction)pointer_cast, METH_VARARGS,
+     "cast(type=None) -> a view of the struct at the address: cast('struct stat').st_size; without a name, of "
+     "the struct the prototype says this argument points to"},
     TYPED_METHODS(i8, "signed 8-bit integer") TYPED_METHODS(i16, "signed 16-bit integer")
     TYPED_METHODS(i32, "signed 32-bit integer") TYPED_METHODS(i64, "signed 64-bit integer")
     TYPED_METHODS(u8, "unsigned 8-bit integer") TYPED_METHODS(u16, "unsigned 16-bit integer")

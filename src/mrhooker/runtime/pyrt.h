@@ -252,6 +252,7 @@ int mrh_py_ret_ldouble(PyObject *o, long double *out, const char *func);
 int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func);   /* keeps returned bytes alive */
 int mrh_py_ret_pointer(PyObject *o, void **out, const char *func);
 PyObject *mrh_py_pointer(void *p);
+PyObject *mrh_py_typed_pointer(void *p, const char *pointee);   /* cast() knows the struct it points to */
 PyObject *mrh_py_argcount(const char *func, int expected, Py_ssize_t got);
 
 #endif
