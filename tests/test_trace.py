@@ -385,3 +385,42 @@ def test_bad_input_is_one_line(mrhooker, args, words):
     r = trace(mrhooker, *args)
     assert r.returncode in (2, 127) and r.err.startswith("mrhooker: ") and words in r.err, r
     assert "Traceback" not in r.err and len(r.err.splitlines()) <= 2, r
+
+
+STAT_C = r'''
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+int main(int argc, char **argv)
+{
+    struct stat st;
+    struct timespec nap = {0, 1000000}, now;
+    int r = stat(argv[1], &st), missing = stat(argv[2], &st);
+    nanosleep(&nap, NULL);
+    clock_gettime(CLOCK_REALTIME, &now);
+    printf("%d %d %lld %lld\n", r, missing, (long long)st.st_size, (long long)now.tv_sec);
+    return 0;
+}
+'''
+
+
+def test_structs_shown_by_their_members_as_strace_does(mrhooker, cprog, tmp_path):
+    """struct timespec and struct stat read from the call, with the compiler's layouts; JSON has every member."""
+    f = tmp_path / "five"
+    f.write_text("12345")
+    os.chmod(f, 0o640)
+    prog = cprog(STAT_C)
+    out = tmp_path / "calls.jsonl"
+    r = trace(mrhooker, "-e", "stat,nanosleep,clock_gettime", "--json", out, prog, f, tmp_path / "missing")
+    bare = unhooked([prog, f, tmp_path / "missing"])
+    assert r.returncode == 0 and r.out.split()[:3] == bare.stdout.decode().split()[:3] == ["0", "-1", "5"], r
+    assert 'stat("%s", {st_mode=S_IFREG|0640, st_size=5, ...}) = 0' % f in r.err, r.err
+    assert re.search(r'stat\("%s", 0x[0-9a-f]+\) = -1 ENOENT' % re.escape(str(tmp_path / "missing")), r.err), r.err
+    assert "nanosleep({tv_sec=0, tv_nsec=1000000}, NULL) = 0" in r.err, r.err
+    now = int(r.out.split()[3])
+    match = re.search(r"clock_gettime\(CLOCK_REALTIME, \{tv_sec=(\d+), tv_nsec=(\d+)\}\) = 0", r.err)
+    assert match and int(match.group(1)) == now, r.err
+    calls = [json.loads(line) for line in out.read_text().splitlines()]
+    st = [c for c in calls if c["name"] == "stat" and c["ret"] == 0][0]["args"]["buf"]
+    assert st["st_size"] == 5 and st["st_mode"] == f.stat().st_mode and st["st_ino"] == f.stat().st_ino
+    assert st["st_mtim"]["tv_sec"] == int(f.stat().st_mtime)

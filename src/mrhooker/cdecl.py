@@ -987,6 +987,11 @@ def _database(cache_dir=None, extra=()):
         return database
 
 
+def database_key(cache_dir=None):
+    """What identifies the system headers' database (a hash of the preprocessed headers)."""
+    return _database(cache_dir).data["key"]
+
+
 def include_source(headers=()):
     """The #include lines of every header the databases read: the system's, the libraries', the user's."""
     return "".join(_include_line(h) for h in list(_HEADERS) + list(LIBRARY_HEADERS) + list(headers))

@@ -23,6 +23,33 @@ from mrhooker.errors import MrhookerError
 _CLASS_REAL = 8   # __builtin_classify_type's real_type_class (float, double, long double)
 
 
+def measure_cached(names, cache_dir):
+    """measure() of the system headers' structs, kept in cache_dir (a trace measures them on every run) while
+    the headers' database is the same."""
+    import json
+    import os
+
+    from mrhooker import cache
+    names = sorted(set(names))
+    if not names:
+        return {}
+    compiler = toolchain.c_compiler()
+    key = cache.key(["layouts 1", cdecl.database_key(cache_dir), " ".join(compiler),
+                     toolchain.tool_identity(compiler[0])] + names)
+    path = os.path.join(cache_dir, "layouts-%s.json" % key)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        pass
+    layouts = measure(names, cache_dir)
+    try:
+        cache.write_atomic(path, json.dumps(layouts))
+    except OSError:
+        pass   # the cache only saves time
+    return layouts
+
+
 def measure(names, cache_dir, headers=()):
     """{type name: layout} for the struct, union and typedef names given, measured by the compiler."""
     trees = {name: cdecl.aggregate_members(name, cache_dir, headers) for name in sorted(set(names))}

@@ -30,14 +30,22 @@ _PREFERRED = {"AF_UNIX", "SIGCHLD", "SIGIO", "SIGABRT", "SIGSYS", "EAGAIN", "EDE
               "IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6", "CLOCK_REALTIME", "CLOCK_MONOTONIC"}
 
 
+_UNPACK = {"int": {1: "b", 2: "h", 4: "i", 8: "q"}, "uint": {1: "B", 2: "H", 4: "I", 8: "Q"},
+           "float": {4: "f", 8: "d"}, "pointer": {8: "Q", 4: "I"}}
+# A struct's members that a line shows (then "..."), where strace abbreviates; others show every member.
+_STRUCT_MEMBERS_SHOWN = {"struct stat": ("st_mode", "st_size"), "struct stat64": ("st_mode", "st_size"),
+                         "struct utsname": ("sysname", "nodename")}
+
+
 class Decoder:
     """Values of a trace's calls, by their plans and the headers' constants. For each function it compiles once
     the converters of its arguments and result, to text (lines) and to JSON values."""
 
-    def __init__(self, plans, symbols, strsize):
+    def __init__(self, plans, symbols, strsize, layouts=None):
         self.plans = plans            # [dict]: tracing.Plan.to_json()
         self.symbols = symbols
         self.strsize = strsize
+        self.layouts = layouts or {}  # {struct name: layout} (layouts.py) of the structs shown by members
         self._names = {}              # (prefix, excluded) -> {value: name}
         self._errno = {}
         self.text = [self._converters(plan, False) for plan in plans]
@@ -111,6 +119,9 @@ class Decoder:
             return lambda v, c: pointer(v, c) if c is None else "%s /* %d vars */" % (pointer(v, c), c[1])
         if kind in ("hex", "void"):
             return pointer
+        if kind in self.layouts:
+            members = self._struct(kind, json_form)
+            return lambda v, c: pointer(v, c) if c is None or not c[0] else members(c[0])
         table = self._table(kind)
         if table is not None:
             return lambda v, c: table.get(v) or str(v)
@@ -170,6 +181,46 @@ class Decoder:
                 return kinds.get(v & 0x3, hex(v & 0x3)) + ("|" + rest if rest else "")
             return map_flags
         return None
+
+    def _struct(self, name, json_form):
+        """bytes -> a struct shown as strace does ({tv_sec=1, tv_nsec=2}; a stat by its type, mode and size),
+        or as a JSON object of every member."""
+        layout = self.layouts[name]
+        shown = _STRUCT_MEMBERS_SHOWN.get(name)
+
+        def value(data, field, offset, member):
+            kind, size = field["kind"], field["size"]
+            at = offset + field["offset"]
+            if at + size > len(data):
+                return None
+            if kind in _UNPACK:
+                v = struct.unpack_from("=" + _UNPACK[kind][size], data, at)[0]
+                if member == "st_mode" and not json_form:
+                    return self.file_mode(v)
+                return v if json_form or kind != "pointer" else _text_pointer(v, None)
+            if kind == "struct":
+                inner = {m: value(data, f, at, m) for m, f in field["fields"].items()}
+                return inner if json_form else "{%s}" % ", ".join("%s=%s" % kv for kv in inner.items())
+            if kind == "array" and field["element"]["kind"] in ("int", "uint") and field["element"]["size"] == 1:
+                text = data[at:at + size].split(b"\0", 1)[0]   # char[]: a string (utsname's)
+                return text.decode("utf-8", "backslashreplace") if json_form else quote(text)
+            return None
+
+        def members(data):
+            fields = layout["fields"]
+            names = list(fields) if json_form or not shown else [m for m in shown if m in fields]
+            got = {m: value(data, fields[m], 0, m) for m in names}
+            if json_form:
+                return got
+            text = ", ".join("%s=%s" % (m, v) for m, v in got.items() if v is not None)
+            return "{%s%s}" % (text, ", ..." if shown else "")
+        return members
+
+    def file_mode(self, mode):
+        """st_mode as strace shows it: S_IFREG|0644."""
+        types = {v: n for n, v in self.symbols.items() if n.startswith("S_IF") and n != "S_IFMT"}
+        kind = mode & self.symbols.get("S_IFMT", 0o170000)
+        return "%s|0%o" % (types.get(kind, "0%o" % kind), mode & 0o7777)
 
     def flags(self, value, names, access=False):
         s = self.symbols

@@ -83,10 +83,14 @@ class Tracer:
         request = self.request
         root = cache.prepare(self.build_options.build_dir or cache.default_root(),
                              "build directory" if self.build_options.build_dir else "cache directory")
-        plans = [tracing.plan(p) for p in tracing.select(request.specs, root, self.build_options.headers)]
+        from mrhooker import layouts
+        prototypes = tracing.select(request.specs, root, self.build_options.headers)
+        shown = layouts.measure_cached({tracing.struct_pointee(p.type) for proto in prototypes for p in proto.params}
+                                       - {None}, root)
+        plans = [tracing.plan(p, shown) for p in prototypes]
         self.log("tracing %d functions: %s" % (len(plans), " ".join(p.proto.symbol for p in plans)))
         trace_build = build.build_trace(plans, self.build_options)
-        decoder = traceout.Decoder(trace_build.plans, tracing.symbols(root), request.strsize)
+        decoder = traceout.Decoder(trace_build.plans, tracing.symbols(root), request.strsize, shown)
         trace = tracefile.TraceFile(len(plans), request.buffer_mb << 20, request.needs_records, request.summary,
                                     request.strsize)
         streams = _Streams(request)

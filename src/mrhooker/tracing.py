@@ -177,7 +177,10 @@ DIRFD_FUNCTIONS = ("openat", "openat64", "faccessat", "fstatat", "fstatat64", "s
 
 # Capture kinds (runtime/trace.h: MRH_CAP_*). A path is shown whole (as strace does), other strings and
 # buffers cut at -s.
-STRING, BYTES, SOCKADDR, PATH, STRV = 1, 2, 3, 4, 5
+STRING, BYTES, SOCKADDR, PATH, STRV, STRUCT = 1, 2, 3, 4, 5, 6
+# Structs a trace shows by their members, as strace does (their layouts measured by layouts.py).
+SHOWN_STRUCTS = ("struct timespec", "struct timeval", "struct stat", "struct stat64", "struct itimerspec",
+                 "struct timezone", "struct rlimit", "struct utsname")
 ARGV_KEPT = 32   # the strings of an argv a record keeps (strace shows them all; a command line is rarely longer)
 PATH_PARAMS = ("file", "path", "filename", "pathname", "oldpath", "newpath", "old", "new", "from", "to", "dir",
                "name", "target", "linkpath", "template", "resolved", "special_file", "dev", "dir_name")
@@ -191,7 +194,7 @@ class Capture:
 
     def __init__(self, which, kind, length=None, condition=None):
         self.which = which          # argument index, or RET
-        self.kind = kind            # STRING, PATH, BYTES, SOCKADDR, STRV
+        self.kind = kind            # STRING, PATH, BYTES, SOCKADDR, STRV, STRUCT
         self.length = length        # BYTES/SOCKADDR: the length to keep (before the -s cut); STRV: the strings
         self.condition = condition  # when to keep it at all (else the pointer alone is shown)
 
@@ -258,8 +261,19 @@ def _is_length(param):
     return t.kind == "int" and ((t.size == 8 and not t.signed) or (t.size == 4 and param.name in LENGTH_PARAMS))
 
 
-def plan(proto):
-    """How a traced function's arguments are recorded and shown."""
+def struct_pointee(ctype):
+    """The struct a pointer parameter points to, if it is one a trace shows by its members; else None."""
+    words = ctype.spelling.replace("*", " * ").split()
+    if ctype.kind != "pointer" or words[-1:] != ["*"] or "*" in words[:-1]:
+        return None
+    name = " ".join(w for w in words[:-1] if w not in ("const", "volatile"))
+    return name if name in SHOWN_STRUCTS else None
+
+
+def plan(proto, layouts=None):
+    """How a traced function's arguments are recorded and shown. layouts: {struct name: layout} of the structs
+    (SHOWN_STRUCTS) its parameters point to, as layouts.measure gives them."""
+    layouts = layouts or {}
     params = list(proto.params) + list(proto.extra)
     name = proto.symbol
     captures, shown = [], []
@@ -284,6 +298,12 @@ def plan(proto):
             elif following.type.kind == "pointer":    # struct sockaddr *, socklen_t *: filled by the call
                 captures.append(Capture(i, SOCKADDR, "(a%d && a%d && r >= 0 ? *(const unsigned *)a%d : 0)"
                                         % (i, i + 1, i + 1)))
+        elif struct_pointee(p.type) in layouts and p.name not in ("rem", "remaining"):   # rem: only on EINTR
+            struct_name = struct_pointee(p.type)
+            shown.append(struct_name)
+            size = layouts[struct_name]["size"]
+            # read by the call: kept as it was given; filled by it: kept when the call worked
+            captures.append(Capture(i, STRUCT, str(size) if spelling.startswith("const") else "(r_ok ? %d : 0)" % size))
         elif (p.type.kind == "pointer" and spelling in ("constvoid*", "void*", "char*", "constchar*")
               and following is not None and _is_length(following)):
             shown.append("bytes")
@@ -306,11 +326,11 @@ def plan(proto):
 
 # ---- the constants decoders print -----------------------------------------------------------------------
 
-SYMBOL_HEADERS = ("fcntl.h", "sys/stat.h", "sys/socket.h", "netinet/in.h", "netinet/tcp.h", "sys/mman.h", "signal.h",
+SYMBOL_HEADERS = ("poll.h", "fcntl.h", "sys/stat.h", "sys/socket.h", "netinet/in.h", "netinet/tcp.h", "sys/mman.h", "signal.h",
                   "errno.h", "unistd.h", "time.h", "sys/un.h")
 SYMBOL_PREFIXES = ("O_", "AT_", "AF_", "SOCK_", "PROT_", "MAP_", "SIG", "E", "SEEK_", "F_", "CLOCK_", "SHUT_",
-                   "R_OK", "W_OK", "X_OK", "F_OK", "MSG_", "SOL_", "IPPROTO_")
-_SCHEMA = 2
+                   "R_OK", "W_OK", "X_OK", "F_OK", "MSG_", "SOL_", "IPPROTO_", "S_IF")
+_SCHEMA = 3
 
 
 def symbols(cache_dir):

@@ -215,6 +215,7 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
     }
     *full = c->len;
     if (c->kind == MRH_CAP_SOCKADDR) return c->len > 128 ? 128 : c->len;
+    if (c->kind == MRH_CAP_STRUCT) return c->len > MRH_STRUCT_KEPT ? MRH_STRUCT_KEPT : c->len;
     return c->len > limit ? limit : c->len;
 }
 

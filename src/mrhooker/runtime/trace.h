@@ -60,8 +60,11 @@ enum { MRH_FAILED = 1, MRH_ENTRY_ONLY = 2, MRH_UNSAFE = 4 };
 enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
 /* Paths are kept whole. A string vector (argv, envp) keeps its first `len` strings, each cut at -s (at most 4096)
  * and stored as a byte that says whether it was cut, its bytes, a NUL; its `full` is how many strings the
- * vector has (counted up to MRH_STRV_COUNTED). */
-enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4, MRH_CAP_STRV = 5 };
+ * vector has (counted up to MRH_STRV_COUNTED). A struct the reader shows by its members (struct timespec,
+ * struct stat) is kept whole too, up to MRH_STRUCT_KEPT bytes. */
+enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4, MRH_CAP_STRV = 5,
+       MRH_CAP_STRUCT = 6 };
+#define MRH_STRUCT_KEPT 1024
 #define MRH_STRV_COUNTED 4096
 
 typedef struct mrh_trace_header {
