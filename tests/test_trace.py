@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -424,3 +425,108 @@ def test_structs_shown_by_their_members_as_strace_does(mrhooker, cprog, tmp_path
     st = [c for c in calls if c["name"] == "stat" and c["ret"] == 0][0]["args"]["buf"]
     assert st["st_size"] == 5 and st["st_mode"] == f.stat().st_mode and st["st_ino"] == f.stat().st_ino
     assert st["st_mtim"]["tv_sec"] == int(f.stat().st_mtime)
+
+
+# ---- fault injection, fake time (faults.py) -----------------------------------------------------------------
+
+def test_inject_enospc_into_cp_quietly(mrhooker, tmp_path):
+    """The whole command of the issue: cp reports the full disk, and the exit status is cp's."""
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_bytes(b"x" * 100000)
+    r = trace(mrhooker, "-q", "--inject", "copy_file_range,write:error=ENOSPC", "cp", src, dst)
+    assert r.returncode == 1 and "No space left on device" in r.err, r
+    assert "copy_file_range(" not in r.err and "+++" not in r.err     # -q: no call lines
+    assert lines_starting(r.err, "mrhooker:") == []
+
+
+TWELVE_WRITES = r'''
+#include <stdio.h>
+#include <unistd.h>
+int main(void)
+{
+    for (int i = 1; i <= 12; i++) {
+        char line[8];
+        int n = snprintf(line, sizeof line, "%d\n", i);
+        (void)!write(1, line, n);
+    }
+    return 0;
+}
+'''
+
+
+def test_inject_when_ranges_are_counted_exactly(mrhooker, cprog):
+    """when= counts each function's calls in each process from 1: FIRST, FIRST+, FIRST+STEP, FIRST..LAST."""
+    prog = cprog(TWELVE_WRITES)
+    for when, failed in [("3", {3}), ("10+", {10, 11, 12}), ("2+3", {2, 5, 8, 11}), ("4..6", {4, 5, 6}),
+                         ("2..9+4", {2, 6})]:
+        r = trace(mrhooker, "-e", "write", "--inject", "write:error=EIO:when=" + when, prog)
+        writes = [l for l in r.err.splitlines() if l.startswith("write(1, ")]
+        assert len(writes) == 12, (when, r)
+        got = {i + 1 for i, l in enumerate(writes) if l.endswith("= -1 EIO (Input/output error) (INJECTED)")}
+        assert got == failed, (when, r.err)
+        assert r.out.split() == [str(i) for i in range(1, 13) if i not in failed], (when, r)
+
+
+def test_inject_probability_is_reproducible_with_a_seed(mrhooker):
+    script = "for i in $(seq 1 200); do echo $i; done"
+
+    def failed(seed):
+        r = trace(mrhooker, "-q", "--seed", str(seed), "--inject", "write:error=EIO:probability=25%", "sh", "-c", script)
+        return tuple(sorted(set(range(1, 201)) - {int(x) for x in r.out.split()}))
+    first, again, other = failed(7), failed(7), failed(8)
+    assert first == again and first != other
+    assert 25 <= len(first) <= 80     # about a quarter of 200
+
+
+def test_inject_retval_null_and_delays(mrhooker, cprog, tmp_path):
+    prog = cprog(r'''
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <time.h>
+        int main(void)
+        {
+            struct timespec a, b;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            void *p = malloc(100);
+            FILE *f = fopen("/etc/hostname", "r");
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            double ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+            printf("%s %s %s\n", p ? "mem" : "null", f ? "file" : "nofile", ms >= 50 ? "slow" : "fast");
+            return p == NULL ? 3 : 0;
+        }
+        ''')
+    r = trace(mrhooker, "-e", "malloc,fopen", "--inject", "malloc:error=ENOMEM:when=1", "--inject",
+              "fopen:delay_enter=30ms:delay_exit=30ms", prog)
+    assert r.returncode == 3 and r.out == "null file slow\n", r
+    assert "malloc(100) = NULL ENOMEM (Cannot allocate memory) (INJECTED)" in r.err, r.err
+    assert re.search(r'fopen\("/etc/hostname", "r"\) = 0x[0-9a-f]+ \(DELAYED\)', r.err), r.err
+    r = trace(mrhooker, "-q", "--inject", "fopen:retval=0", prog)
+    assert r.returncode == 0 and r.out.split()[:2] == ["mem", "nofile"], r
+
+
+def test_inject_refuses_what_cant_work_with_one_line(mrhooker):
+    for spec, words in [("write", "say what to do"), ("write:error=ENOSPACE", "did you mean ENOSPC"),
+                        ("write:when=0:error=EIO", "counted from 1"), ("write:error=EIO:when=x", "FIRST+STEP"),
+                        ("write:error=EIO:probability=2", "from 0 to 1"), ("exit:error=EIO", "never returns"),
+                        ("free:error=EIO", "returns nothing"), ("strlen:error=EIO", "say it with retval="),
+                        ("write:error=EIO:delay_enter=soon", "a duration"), ("nosuchfn:error=EIO", "no prototype"),
+                        ("write:colour=red", "unknown colour")]:
+        r = trace(mrhooker, "--inject", spec, "true")
+        assert r.returncode == 2 and len(r.err.splitlines()) == 1 and r.err.startswith("mrhooker: "), (spec, r)
+        assert words in r.err, (spec, r.err)
+
+
+def test_fake_time_for_date_python_and_a_rate(mrhooker):
+    r = trace(mrhooker, "-q", "--fake-time", "2000-01-01 00:00:00", "date", "+%Y-%m-%d %H:%M")
+    assert r.returncode == 0 and r.out == "2000-01-01 00:00\n", r
+    code = ("import time, datetime; a = time.time(); m = time.monotonic(); time.sleep(0.2); "
+            "print(datetime.date.today().year, round(time.time() - a, 1), time.monotonic() - m < 1)")
+    r = trace(mrhooker, "-q", "--fake-time", "@946684800 x10", sys.executable, "-c", code)
+    assert r.returncode == 0, r
+    year, elapsed, monotonic_real = r.out.split()
+    assert year == "2000" and 1.5 <= float(elapsed) <= 4 and monotonic_real == "True", r   # 10x; monotonic not
+    r = trace(mrhooker, "-e", "clock_gettime", "--fake-time=-1d", "date", "+%s")   # = : argparse takes -1d for an option
+    assert r.returncode == 0 and abs(int(r.out) - (time.time() - 86400)) < 30, r
+    assert "clock_gettime(CLOCK_REALTIME, {tv_sec=%s" % r.out.strip()[:5] in r.err
+    r = trace(mrhooker, "--fake-time", "next tuesday", "true")
+    assert r.returncode == 2 and r.err.startswith("mrhooker: bad --fake-time"), r

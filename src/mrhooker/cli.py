@@ -219,6 +219,14 @@ def _trace_parser():
     p.add_argument("--scaffold", metavar="FILE.py",
                    help="write a hook script with a stub for each function called, to edit and run")
     p.add_argument("--buffer-size", type=int, default=64, metavar="MB", help="the trace buffer (default 64 MB)")
+    p.add_argument("--inject", action="append", default=[], metavar="SPEC",
+                   help="make calls fail or wait: FUNC[,FUNC]:error=ENAME|retval=N[:when=FIRST[..LAST][+STEP]]"
+                        "[:probability=P][:delay_enter=T][:delay_exit=T] (repeatable)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="the seed of --inject's probability= (default 0)")
+    p.add_argument("--fake-time", metavar="WHEN",
+                   help="the program's clock: '2000-01-01 12:00', '@EPOCH', '+1d', '-3h', with a rate 'x10'")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no call lines (with --inject or --fake-time: trace only what they need)")
     _header_option(p)
     p.add_argument("--build-dir", metavar="DIR", help="keep builds in DIR instead of the cache")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if the cache has a build")
@@ -264,9 +272,9 @@ def trace_command(argv):
         specs=args.specs, strsize=args.strsize, follow=not args.no_follow, output=args.output,
         per_process=args.follow_count >= 2, append=args.append, timestamps=min(args.timestamps, 3),
         relative=args.relative, durations=args.durations, failed_only=args.failed,
-        summary=args.summary_only or args.summary_too, lines=not args.summary_only, json_path=args.json,
+        summary=args.summary_only or args.summary_too, lines=not (args.summary_only or args.quiet), json_path=args.json,
         timeline_path=args.timeline, timeline_limit=args.timeline_limit, scaffold_path=args.scaffold,
-        buffer_mb=args.buffer_size)
+        buffer_mb=args.buffer_size, inject=args.inject, seed=args.seed, fake_time=args.fake_time, quiet=args.quiet)
     options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, status=console.status,
                            headers=_headers(args, config.load(None)))
     try:

@@ -419,6 +419,16 @@ def _arg_bits(ctype, expr):
     return "MRH_ARG(%s)" % expr
 
 
+# --fake-time: what the entry point of each realtime clock does to its result (runtime/trace.c: mrh_fake_*).
+_FAKE_TIME = {
+    "clock_gettime": "{ if (r == 0) mrh_fake_timespec((int)a0, (struct timespec *)a1); }",
+    "gettimeofday": "{ if (r == 0) mrh_fake_timeval((struct timeval *)a0); }",
+    "time": "{ r = mrh_fake_seconds(r); if (a0) *(long *)a0 = r; }",
+    "timespec_get": "{ if (r != 0) mrh_fake_timespec(0, (struct timespec *)a0); }",
+}
+FAKE_TIME_FUNCTIONS = tuple(_FAKE_TIME)
+
+
 def _trace_entry_source(slot, plan):
     from mrhooker import tracing
 
@@ -449,6 +459,7 @@ def _trace_entry_source(slot, plan):
     n = len(all_params)
     lines.append("    uint64_t args[%d] = {%s};" % (max(n, 1), ", ".join(
         _arg_bits(p.type, "a%d" % i) for i, p in enumerate(all_params)) or "0"))
+    lines.append("    int inj = MRH_INJECT_ARMED(%d) ? mrh_inject_enter(%d) : 0;" % (slot, slot))
 
     def captures(after):
         out = []
@@ -467,15 +478,23 @@ def _trace_entry_source(slot, plan):
     if plan.noreturn:
         # It does not return (exit) or only when it fails (exec): recorded now, strings copied safely.
         entry_caps = captures(after=False)
-        lines.append("    {\n        mrh_call at_entry = call;\n        at_entry.err = 0;")
+        lines.append("    if (!(inj & MRH_INJECT_FAIL)) {\n        mrh_call at_entry = call;\n        at_entry.err = 0;")
         if entry_caps:
             lines.append("        mrh_capture caps[%d] = {%s};" % (len(entry_caps), ", ".join(entry_caps)))
         lines.append("        mrh_trace_record(t, &at_entry, 0, 0, MRH_ENTRY_ONLY, args, %d, %s, %d);\n    }"
                      % (n, "caps" if entry_caps else "NULL", len(entry_caps)))
+    rule = "mrh_inject_rules[%d]" % slot
+    made = "original(%s)" % args
     if returns:
-        lines.append("    %s r = original(%s);" % (ret, args))
+        injected = ("(%s)(intptr_t)%s.retval" if proto.ret.kind in ("pointer", "bytes") else "(%s)%s.retval") % (ret, rule)
+        lines.append("    %s r = MRH_LIKELY(!(inj & MRH_INJECT_FAIL)) ? %s : %s;" % (ret, made, injected))
     else:
-        lines.append("    original(%s);" % args)
+        lines.append("    if (MRH_LIKELY(!(inj & MRH_INJECT_FAIL))) %s;" % made)
+    lines.append("    if (MRH_UNLIKELY(inj)) {\n        if ((inj & MRH_INJECT_FAIL) && %s.error) *call.errno_at = %s.error;\n"
+                 "        mrh_inject_exit(%d);\n    }" % (rule, rule, slot))
+    fake = _FAKE_TIME.get(proto.symbol)
+    if fake and returns:
+        lines.append("    if (MRH_FAKE_TIME()) %s;" % fake)
     lines.append("    mrh_trace_returned(&call);")
     test = plan.failure if returns else None
     lines.append("    int failed = %s;" % ("(%s) && call.err != 0" % test if test else "0"))
@@ -485,9 +504,10 @@ def _trace_entry_source(slot, plan):
         lines.append("    long r = 0;\n    (void)r;")
     if caps:
         lines.append("    mrh_capture caps[%d] = {%s};" % (len(caps), ", ".join(caps)))
+    flags = "(inj & MRH_INJECT_FAIL ? MRH_INJECTED : inj ? MRH_DELAYED : 0)"
     lines.append("    mrh_trace_record(t, &call, %s, failed, %s, args, %d, %s, %d);"
-                 % (_arg_bits(proto.ret, "r") if returns else "0", "MRH_COUNTED" if plan.noreturn else "0", n,
-                    "caps" if caps else "NULL", len(caps)))
+                 % (_arg_bits(proto.ret, "r") if returns else "0",
+                    ("MRH_COUNTED | " if plan.noreturn else "") + flags, n, "caps" if caps else "NULL", len(caps)))
     lines.append("    return%s;\n}\n" % (" r" if returns else ""))
     return "\n".join(lines)
 

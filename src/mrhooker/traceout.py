@@ -14,7 +14,7 @@ import socket
 import struct
 import time
 
-from mrhooker.tracefile import ENTRY_ONLY, EXEC_DONE
+from mrhooker.tracefile import DELAYED, ENTRY_ONLY, EXEC_DONE, INJECTED
 
 # Decoders' names, in order of preference when two share a value (aliases: AF_LOCAL for AF_UNIX, ...).
 _OPEN_FLAGS = ("O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK", "O_DSYNC", "O_ASYNC",
@@ -418,6 +418,8 @@ class Lines:
             line = "[pid %d] " % call.tid + (self._stamp(call.ts_ns) if self.stamped else "") + line
         elif self.stamped:
             line = self._stamp(call.ts_ns) + line
+        if call.flags & (INJECTED | DELAYED):   # as strace marks them
+            line += " (INJECTED)" if call.flags & INJECTED else " (DELAYED)"
         if options.durations and not call.flags & ENTRY_ONLY:
             line += " <%.6f>" % (call.dur_ns / 1e9)
         self.stream_for(call.pid).write(line + "\n")
@@ -502,6 +504,10 @@ class JsonLines:
                   "args": {names[i] if i < len(names) else "a%d" % i: v for i, v in enumerate(values)},
                   "ret": d.result(call, json_form=True),
                   "errno": d.errno_name(call.err) if call.failed else None}
+        if call.flags & INJECTED:
+            record["injected"] = True
+        elif call.flags & DELAYED:
+            record["delayed"] = True
         self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def finish(self):

@@ -12,7 +12,7 @@ class TraceRequest:
     def __init__(self, specs=(), strsize=32, follow=True, output=None, per_process=False, append=False,
                  timestamps=0, relative=False, durations=False, failed_only=False, summary=False, lines=True,
                  json_path=None, timeline_path=None, timeline_limit=1_000_000, scaffold_path=None,
-                 buffer_mb=64):
+                 buffer_mb=64, inject=(), seed=0, fake_time=None, quiet=False):
         self.specs = list(specs)
         self.strsize = strsize
         self.follow = follow
@@ -28,6 +28,10 @@ class TraceRequest:
         self.timeline_limit = timeline_limit
         self.scaffold_path = scaffold_path
         self.buffer_mb = buffer_mb
+        self.inject = list(inject)        # --inject specs (faults.py)
+        self.seed = seed
+        self.fake_time = fake_time        # --fake-time spec, or None
+        self.quiet = quiet                # -q: no call lines (then -e defaults to what is injected)
 
     @property
     def needs_records(self):
@@ -83,16 +87,31 @@ class Tracer:
         request = self.request
         root = cache.prepare(self.build_options.build_dir or cache.default_root(),
                              "build directory" if self.build_options.build_dir else "cache directory")
-        from mrhooker import layouts
-        prototypes = tracing.select(request.specs, root, self.build_options.headers)
+        from mrhooker import codegen, faults, layouts
+        symbols = tracing.symbols(root)
+        rules = [faults.parse_inject(spec, symbols) for spec in request.inject]
+        fake_time = faults.parse_fake_time(request.fake_time) if request.fake_time is not None else None
+        needed = [name for rule in rules for name in rule.functions]
+        if fake_time:
+            needed += [n for n in codegen.FAKE_TIME_FUNCTIONS if n in tracing.known_names(root)]
+        specs = list(request.specs)
+        if needed:
+            if not any(not s.startswith("!") for spec in specs for s in tracing.items(spec)):
+                specs = ([] if request.quiet else ["%" + c for c in tracing.DEFAULT_CLASSES]) + specs
+            specs.append(",".join(needed))
+        prototypes = tracing.select(specs, root, self.build_options.headers)
+        chosen = faults.rules_for(rules, prototypes)
+        inject = [chosen[i].entry(p) if i in chosen else None for i, p in enumerate(prototypes)] if chosen else None
         shown = layouts.measure_cached({tracing.struct_pointee(p.type) for proto in prototypes for p in proto.params}
                                        - {None}, root)
         plans = [tracing.plan(p, shown) for p in prototypes]
         self.log("tracing %d functions: %s" % (len(plans), " ".join(p.proto.symbol for p in plans)))
         trace_build = build.build_trace(plans, self.build_options)
-        decoder = traceout.Decoder(trace_build.plans, tracing.symbols(root), request.strsize, shown)
+        decoder = traceout.Decoder(trace_build.plans, symbols, request.strsize, shown)
+        if fake_time:   # the clock starts from the date given as the program starts, not as mrhooker did
+            fake_time = faults.parse_fake_time(request.fake_time)
         trace = tracefile.TraceFile(len(plans), request.buffer_mb << 20, request.needs_records, request.summary,
-                                    request.strsize)
+                                    request.strsize, inject, request.seed, fake_time)
         streams = _Streams(request)
         outputs, files, reader = [], [], None
         try:

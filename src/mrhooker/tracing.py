@@ -49,17 +49,22 @@ UNTRACEABLE = ("sigaction", "signal", "vfork", "__errno_location")
 
 
 
-def _items(spec):
+def known_names(cache_dir):
+    from mrhooker import cdecl
+    return set(cdecl.known_names(cache_dir))
+
+
+def items(spec):
     """A -e SPEC's comma-separated items; commas inside a written-out prototype's parentheses don't count."""
-    items, depth, start = [], 0, 0
+    found, depth, start = [], 0, 0
     for i, ch in enumerate(spec):
         depth += ch == "("
         depth -= ch == ")"
         if ch == "," and depth == 0:
-            items.append(spec[start:i])
+            found.append(spec[start:i])
             start = i + 1
-    items.append(spec[start:])
-    return [item.strip() for item in items if item.strip()]
+    found.append(spec[start:])
+    return [item.strip() for item in found if item.strip()]
 
 
 class _Known:
@@ -90,9 +95,9 @@ def select(specs, cache_dir, headers=()):
 
     known = _Known(cache_dir, headers)
     chosen, excluded, written = [], set(), {}
-    items = [item for spec in (specs or []) for item in _items(spec)]
-    if not any(not item.startswith("!") for item in items):
-        items = ["%" + c for c in DEFAULT_CLASSES] + items
+    wanted = [item for spec in (specs or []) for item in items(spec)]
+    if not any(not item.startswith("!") for item in wanted):
+        wanted = ["%" + c for c in DEFAULT_CLASSES] + wanted
 
     def names_for(item):
         if "(" in item:
@@ -126,7 +131,7 @@ def select(specs, cache_dir, headers=()):
         raise MrhookerError("no prototype known for %s%s (mrhooker trace --list shows the known ones)" % (
             item, " (did you mean %s?)" % ", ".join(close) if close else ""))
 
-    for item in items:
+    for item in wanted:
         if item.startswith("!"):
             excluded.update(names_for(item[1:]))
         else:
@@ -310,8 +315,8 @@ def plan(proto, layouts=None):
             n = "a%d" % (i + 1)
             if following.type.signed:   # an int length: a negative one keeps nothing
                 n = "((long)%s > 0 ? (unsigned long)%s : 0UL)" % (n, n)
-            if spelling.startswith("const"):     # written by the call's caller: the call vouches for it
-                captures.append(Capture(i, BYTES, "(r_ok ? %s : 0)" % n))
+            if spelling.startswith("const"):     # written by the call's caller (copied safely if the call failed)
+                captures.append(Capture(i, BYTES, n))
             elif proto.ret.kind == "int":        # filled by the call: as many bytes as it says
                 captures.append(Capture(i, BYTES, "(r_ok && (long)r > 0 ? (unsigned long)r < %s ? "
                                                   "(unsigned long)r : %s : 0)" % (n, n)))

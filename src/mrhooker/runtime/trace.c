@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,8 @@
 mrh_trace_header *mrh_trace;
 static unsigned char *ring;                /* the ring's first byte */
 static uint64_t *counters;                 /* {calls, errors, ns} per function */
+const mrh_inject_rule *mrh_inject_rules;   /* set when the file is mapped, if it has rules */
+static uint64_t *inject_calls;             /* calls per function of this process (zeroed in a fork child) */
 static int trace_tried;                    /* this process tried to map the file (reset in a fork child) */
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;   /* serialises the mapping; reset at fork */
 int mrh_trace_tsc;                         /* header.clock == MRH_CLOCK_TSC: cached */
@@ -97,6 +100,14 @@ static mrh_trace_header *map_trace_file(void)
     choose_clock(h);
     ring = (unsigned char *)p + h->ring_offset;
     counters = (uint64_t *)((unsigned char *)p + 4096);
+    if (h->inject_offset && h->inject_offset + h->nfn * sizeof(mrh_inject_rule) <= h->ring_offset) {
+        void *calls = mmap(NULL, h->nfn * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                           -1, 0);
+        if (calls != MAP_FAILED) {
+            inject_calls = calls;
+            mrh_inject_rules = (const mrh_inject_rule *)((unsigned char *)p + h->inject_offset);
+        }
+    }
     return h;
 }
 
@@ -319,7 +330,7 @@ static inline unsigned char *record_at(mrh_trace_header *h, uint64_t pos, mrh_ca
 static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t end, uint64_t ret, int flags,
                                  const uint64_t *args, int nargs, const mrh_capture *caps, int ncaps)
 {
-    int safe = flags & (MRH_FAILED | MRH_ENTRY_ONLY);   /* memory no successful call vouched for */
+    int safe = flags & (MRH_FAILED | MRH_ENTRY_ONLY | MRH_INJECTED);   /* memory no call vouched for */
     uint64_t limit = h->strsize, lens[8], fulls[8];
     mrh_capture kept[8];
     int nkept = 0;
@@ -376,14 +387,87 @@ void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, i
     t->depth--;
 }
 
+/* ---- fault injection and fake time (see trace.h) -------------------------------------------------------- */
+
+static uint64_t mix(uint64_t x)   /* splitmix64's finaliser: a well-spread hash of x */
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static void pause_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    int saved = errno;
+    mrh_tls.depth++;   /* the runtime's own nanosleep: never traced, never injected into */
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    mrh_tls.depth--;
+    errno = saved;
+}
+
+int mrh_inject_enter(int fn)
+{
+    const mrh_inject_rule *rule = &mrh_inject_rules[fn];
+    uint64_t n = __atomic_add_fetch(&inject_calls[fn], 1, __ATOMIC_RELAXED);   /* this call's number, from 1 */
+    if (n < rule->first || (rule->last && n > rule->last)) return 0;
+    if (n != rule->first && (rule->step == 0 || (n - rule->first) % rule->step != 0)) return 0;
+    if (rule->probability != 0xffffffffu &&
+        (mix(mrh_trace->inject_seed ^ mix(((uint64_t)fn << 40) ^ n)) >> 32) >= rule->probability)
+        return 0;
+    if (rule->delay_enter_ns) pause_ns(rule->delay_enter_ns);
+    return MRH_INJECT_CHOSEN | (rule->fail ? MRH_INJECT_FAIL : 0);
+}
+
+void mrh_inject_exit(int fn)
+{
+    if (mrh_inject_rules[fn].delay_exit_ns) pause_ns(mrh_inject_rules[fn].delay_exit_ns);
+}
+
+static int64_t fake_ns(int64_t real)
+{
+    const mrh_trace_header *h = mrh_trace;
+    return h->fake_anchor_ns + (int64_t)((double)(real - h->fake_anchor_real_ns) * ((double)h->fake_rate_ppm / 1e6));
+}
+
+void mrh_fake_timespec(int clock, struct timespec *ts)
+{
+    /* the clocks that tell the time of day: CLOCK_REALTIME, _COARSE, _ALARM, CLOCK_TAI */
+    if (!ts || !(clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE || clock == 8 || clock == CLOCK_TAI))
+        return;
+    int64_t ns = fake_ns((int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec);
+    ts->tv_sec = (time_t)(ns / 1000000000);
+    ts->tv_nsec = (long)(ns % 1000000000);
+    if (ts->tv_nsec < 0) ts->tv_nsec += 1000000000, ts->tv_sec--;
+}
+
+void mrh_fake_timeval(struct timeval *tv)
+{
+    if (!tv) return;
+    int64_t ns = fake_ns((int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000);
+    tv->tv_sec = (time_t)(ns / 1000000000);
+    tv->tv_usec = (suseconds_t)((ns % 1000000000) / 1000);
+    if (tv->tv_usec < 0) tv->tv_usec += 1000000, tv->tv_sec--;
+}
+
+long mrh_fake_seconds(long real)
+{
+    if (real == -1) return real;
+    int64_t ns = fake_ns((int64_t)real * 1000000000);
+    return (long)(ns >= 0 ? ns / 1000000000 : -((-ns + 999999999) / 1000000000));
+}
+
 /* ---- fork ---------------------------------------------------------------------------------------------- */
 
 static void trace_fork_child(void)
 {
-    /* The mapping is shared with the parent (MAP_SHARED): keep it; only the ids change. */
+    /* The mapping is shared with the parent (MAP_SHARED): keep it; only the ids change, and the child counts
+     * its own calls for injection. */
     my_pid = (uint32_t)getpid();
     my_tid = 0;
     pthread_mutex_init(&map_lock, NULL);
+    if (inject_calls) memset(inject_calls, 0, mrh_trace->nfn * sizeof(uint64_t));
 }
 
 __attribute__((constructor)) static void trace_init(void) { pthread_atfork(NULL, NULL, trace_fork_child); }

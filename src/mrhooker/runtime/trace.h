@@ -6,9 +6,9 @@
  *   and duration in it), into one ring reserved with a compare-and-swap; times from the TSC (rdtsc) where it
  *   is invariant, converted to nanoseconds by the reader; no locks, no system calls.
  * - The target's memory: a string or buffer argument may be invalid (open(NULL), write(fd, bad, n)).
- *   Idea: captured after the call, only what the call itself validated (a read's returned bytes, a write's
- *   buffer once it succeeded, a path when the call did not fail with EFAULT); after a failed call, strings are
- *   copied with process_vm_readv, which fails instead of faulting.
+ *   Idea: captured after the call; what a successful call validated (a read's returned bytes, a write's
+ *   buffer, a path) is copied directly; after a failed or injected call, everything is copied with
+ *   process_vm_readv, which fails instead of faulting (and after EFAULT, nothing is).
  * - errno: the record needs the call's errno without changing what the caller sees.
  *   Idea: errno is cleared before the call; a call that set none gets its old errno back.
  * - A full ring: the target never waits forever and never loses a record silently.
@@ -17,6 +17,16 @@
  * - A process that dies mid-record (SIGKILL between reserving and committing): the reader would wait for that
  *   record forever. Idea: the reader skips an uncommitted record after a while, resynchronising on magic.
  * - fork: the child's pid and tids change. Idea: cached per thread, reset in the child (atfork).
+ * - Fault injection (--inject) must cost nothing where it isn't asked for, and be reproducible where it is.
+ *   Idea: one table of rules in the file (inject_offset, written by the launcher before the target starts,
+ *   read-only after); a function without a rule pays one load. A rule counts the function's calls in this
+ *   process (private counters, zeroed in a fork child, as strace counts per tracee) and decides on call n by
+ *   `when`, then by a hash of (seed, function, n) against the probability: the same seed gives the same calls
+ *   whatever the threads' interleaving. A chosen call is delayed, or not made at all: the rule's result and
+ *   errno are returned instead, and its record says MRH_INJECTED.
+ * - Fake time (--fake-time): the realtime clocks a program reads through libc run from another start, at
+ *   another rate; monotonic clocks are left alone. Idea: the entry points of clock_gettime, gettimeofday, time
+ *   and timespec_get pass their results through mrh_fake_* (fake = fake_anchor + (real - real_anchor) * rate).
  *
  * The shared file (MRHOOKER_TRACE, created by the launcher; mirrored by mrhooker/tracing.py):
  *
@@ -49,12 +59,14 @@
 #include "preload.h"
 
 #define MRH_TRACE_MAGIC 0x4d52485452414345ull   /* "MRHTRACE" */
-#define MRH_TRACE_VERSION 1
+#define MRH_TRACE_VERSION 2
 #define MRH_RECORD_MAGIC 0x524d
 #define MRH_PAD 0xffff
 #define MRH_RET 255
 
-enum { MRH_FAILED = 1, MRH_ENTRY_ONLY = 2, MRH_UNSAFE = 4 };
+/* MRH_INJECTED: not made, a rule's result given instead; MRH_DELAYED: made, a rule's delay added. (8: the
+ * reader's own.) */
+enum { MRH_FAILED = 1, MRH_ENTRY_ONLY = 2, MRH_UNSAFE = 4, MRH_INJECTED = 16, MRH_DELAYED = 32 };
 /* Not stored: the return of a call already counted at its start (an exec that failed), for the -c counters. */
 #define MRH_COUNTED 0x100
 enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
@@ -75,7 +87,12 @@ typedef struct mrh_trace_header {
     uint64_t strsize;                 /* bytes kept of strings and buffers (-s) */
     /* The clock, chosen by the first process that maps the file (clock_state 0 -> 1 -> 2). */
     uint64_t clock_state, clock, tsc_hz, anchor_tsc, anchor_ns;
-    uint64_t pad0[16];
+    uint64_t inject_offset;           /* the rules (mrh_inject_rule per function), or 0: no injection */
+    uint64_t inject_seed;             /* --seed */
+    uint64_t fake_time_on;            /* --fake-time: 1, with: */
+    int64_t fake_anchor_real_ns, fake_anchor_ns;   /* CLOCK_REALTIME at the start, and the time shown for it */
+    uint64_t fake_rate_ppm;           /* how fast fake time runs, in millionths (1000000: as fast as real) */
+    uint64_t pad0[10];
     uint64_t write_pos;               /* producers (compare-and-swap) */
     uint64_t pad1[7];
     uint64_t read_pos;                /* the reader: everything before it may be overwritten */
@@ -83,6 +100,18 @@ typedef struct mrh_trace_header {
     uint64_t dropped;                 /* records that could not be written (atomic) */
     uint64_t pad2[5];
 } mrh_trace_header;
+
+/* A fault injection rule of one function (--inject; tracing.InjectRule writes it). */
+typedef struct mrh_inject_rule {
+    uint32_t armed;                   /* 1: this function has a rule */
+    int32_t error;                    /* errno a chosen call gets (0: none) */
+    int64_t retval;                   /* the result a chosen call gets, if `fail` */
+    uint32_t fail;                    /* 1: a chosen call isn't made */
+    uint32_t probability;             /* of a call `when` allows, in 2^-32 (0xffffffff: every one) */
+    uint64_t first, last, step;       /* when=FIRST..LAST+STEP (calls from 1; last 0: no end; step 0: FIRST only) */
+    uint64_t delay_enter_ns, delay_exit_ns;
+} mrh_inject_rule;
+enum { MRH_INJECT_CHOSEN = 1, MRH_INJECT_FAIL = 2 };
 
 /* A call in progress (on the caller's stack). */
 typedef struct mrh_call {
@@ -107,8 +136,20 @@ int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *call
 void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
                       int nargs, const mrh_capture *caps, int ncaps);
 extern int mrh_trace_tsc;              /* the clock is the TSC (header.clock == MRH_CLOCK_TSC) */
+extern const mrh_inject_rule *mrh_inject_rules;   /* the file's rules, or NULL: no injection in this trace */
+int mrh_inject_enter(int fn);           /* counts the call; MRH_INJECT_* for it (delay_enter done) */
+void mrh_inject_exit(int fn);           /* delay_exit of a chosen call */
+struct timespec;
+struct timeval;
+void mrh_fake_timespec(int clock, struct timespec *ts);   /* realtime clocks only */
+void mrh_fake_timeval(struct timeval *tv);
+long mrh_fake_seconds(long real);
 uint64_t mrh_trace_monotonic(void);    /* CLOCK_MONOTONIC in ns */
 #pragma GCC visibility pop
+
+/* Does fn have an injection rule? (One load when the trace has none.) */
+#define MRH_INJECT_ARMED(fn) MRH_UNLIKELY(mrh_inject_rules != NULL && mrh_inject_rules[fn].armed)
+#define MRH_FAKE_TIME() MRH_UNLIKELY(mrh_trace != NULL && mrh_trace->fake_time_on)
 
 /* Now, in the trace's clock. */
 static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)

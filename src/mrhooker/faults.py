@@ -1,0 +1,223 @@
+"""Fault injection and fake time for `mrhooker trace`: the --inject and --fake-time specs, read into the rules
+the generated C applies (runtime/trace.h: mrh_inject_rule, fake time). Nothing here runs in the target.
+
+--inject, in strace's syntax where it has one (and libfiu's probability):
+
+    FUNC[,FUNC...]:error=ENAME|retval=N[:when=FIRST[..LAST][+[STEP]]][:probability=P][:delay_enter=T][:delay_exit=T]
+
+A chosen call isn't made: it returns retval (or, with error= alone, the failure value its prototype implies:
+-1 for a signed integer, NULL for a pointer) with errno set to ENAME. when= counts a function's calls in each
+process from 1: `3` the third only, `3+` the third and every one after, `3+2` every second from the third,
+`2..4` the second to the fourth. probability= (0.05, or 5%) then keeps each of those with that chance, from a
+hash of --seed, the function and the call's number: the same seed chooses the same calls. delay_enter= and
+delay_exit= wait before or after the call (microseconds, or with a unit: 10ms, 1.5s, 200us, 50ns); alone,
+they delay without failing.
+"""
+import fnmatch
+import re
+import time
+
+from mrhooker.errors import MrhookerError
+
+ALWAYS = 0xFFFFFFFF
+_EXEC = ("execve", "execv", "execvp", "execvpe", "execveat", "fexecve")
+_NORETURN = ("exit", "_exit", "_Exit", "abort", "pthread_exit")
+
+
+class Rule:
+    """One --inject spec: the functions it names and what a chosen call gets."""
+
+    def __init__(self, spec, functions, error=0, error_name=None, retval=None, first=1, last=0, step=1,
+                 probability=ALWAYS, delay_enter_ns=0, delay_exit_ns=0):
+        self.spec = spec
+        self.functions = functions        # names or globs, as written
+        self.error, self.error_name = error, error_name
+        self.retval = retval              # None: the prototype's failure value
+        self.first, self.last, self.step = first, last, step
+        self.probability = probability    # in 2^-32
+        self.delay_enter_ns, self.delay_exit_ns = delay_enter_ns, delay_exit_ns
+
+    @property
+    def fails(self):
+        return bool(self.error_name) or self.retval is not None
+
+    def entry(self, proto):
+        """The mrh_inject_rule fields for one function: (armed, error, retval, fail, probability, first, last,
+        step, delay_enter_ns, delay_exit_ns)."""
+        retval = self.retval
+        if self.fails:
+            name = proto.symbol
+            if name in _NORETURN:
+                raise MrhookerError("--inject %s: %s never returns: it can be delayed, not made to fail"
+                                    % (self.spec, name))
+            if proto.ret.kind == "void":
+                raise MrhookerError("--inject %s: %s returns nothing, so it can't fail: use delay_enter= or "
+                                    "delay_exit=" % (self.spec, name))
+            if retval is None:
+                retval = failure_value(proto)
+                if retval is None:
+                    raise MrhookerError("--inject %s: what %s returns when it fails isn't clear from its prototype "
+                                        "(%s): say it with retval=" % (self.spec, name, proto.text))
+        return (1, self.error, int(retval or 0), int(self.fails), self.probability, self.first, self.last,
+                self.step, self.delay_enter_ns, self.delay_exit_ns)
+
+
+def failure_value(proto):
+    """What the function returns on failure, from its prototype: -1 (signed integers), NULL; else None."""
+    if proto.ret.kind == "int" and proto.ret.signed:
+        return -1
+    if proto.ret.kind in ("pointer", "bytes"):
+        return 0
+    return None
+
+
+def parse_inject(spec, errno_values):
+    """A --inject SPEC, read into a Rule. errno_values: {name: value} (the headers' E* constants)."""
+    parts = spec.split(":")
+    names = [n.strip() for n in parts[0].split(",") if n.strip()]
+    if not names or any(not re.fullmatch(r"[A-Za-z_*?\[\]][\w*?\[\]]*", n) for n in names):
+        raise MrhookerError("bad --inject %r: start with the function names, e.g. write:error=ENOSPC" % spec)
+    settings = {}
+    for part in parts[1:]:
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise MrhookerError("bad --inject %r: %r is not KEY=VALUE" % (spec, part))
+        if key in settings:
+            raise MrhookerError("bad --inject %r: %s given twice" % (spec, key))
+        settings[key] = value
+    unknown = set(settings) - {"error", "retval", "when", "probability", "delay_enter", "delay_exit"}
+    if unknown:
+        raise MrhookerError("bad --inject %r: unknown %s (known: error, retval, when, probability, delay_enter, "
+                            "delay_exit)" % (spec, ", ".join(sorted(unknown))))
+    if not ({"error", "retval", "delay_enter", "delay_exit"} & set(settings)):
+        raise MrhookerError("bad --inject %r: say what to do: error=ENAME, retval=N, delay_enter= or delay_exit="
+                            % spec)
+    rule = Rule(spec, names)
+    if "error" in settings:
+        name = settings["error"].upper()
+        value = errno_values.get(name)
+        if value is None and name.isdigit():
+            value = int(name)
+        if value is None or not name.startswith("E") and not name.isdigit():
+            import difflib
+            close = difflib.get_close_matches(name, [n for n in errno_values if n.startswith("E")], n=3)
+            raise MrhookerError("bad --inject %r: unknown errno name %s%s" % (
+                spec, settings["error"], " (did you mean %s?)" % ", ".join(close) if close else ""))
+        rule.error, rule.error_name = value, name
+    if "retval" in settings:
+        try:
+            rule.retval = int(settings["retval"], 0)
+        except ValueError:
+            raise MrhookerError("bad --inject %r: retval=%s is not an integer" % (spec, settings["retval"]))
+        if not -(1 << 63) <= rule.retval < (1 << 64):
+            raise MrhookerError("bad --inject %r: retval=%s does not fit 64 bits" % (spec, settings["retval"]))
+        if rule.retval >= 1 << 63:
+            rule.retval -= 1 << 64
+    if "when" in settings:
+        rule.first, rule.last, rule.step = _when(spec, settings["when"])
+    if "probability" in settings:
+        rule.probability = _probability(spec, settings["probability"])
+    for key in ("delay_enter", "delay_exit"):
+        if key in settings:
+            setattr(rule, key + "_ns", duration_ns(settings[key], "--inject %r: %s" % (spec, key)))
+    return rule
+
+
+def _when(spec, text):
+    match = re.fullmatch(r"(\d+)(?:\.\.(\d+))?(\+(\d*))?", text)
+    if not match:
+        raise MrhookerError("bad --inject %r: when=%s: write FIRST, FIRST+, FIRST+STEP, FIRST..LAST or "
+                            "FIRST..LAST+STEP" % (spec, text))
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) else 0
+    plus, step = match.group(3), match.group(4)
+    if first < 1 or (last and last < first):
+        raise MrhookerError("bad --inject %r: when=%s: calls are counted from 1, and LAST can't come before FIRST"
+                            % (spec, text))
+    if plus is None:
+        step = 1 if last else 0     # FIRST alone: that call only; FIRST..LAST: each of them
+    else:
+        step = int(step) if step else 1
+        if step < 1:
+            raise MrhookerError("bad --inject %r: when=%s: the step must be at least 1" % (spec, text))
+    return first, last, step
+
+
+def _probability(spec, text):
+    try:
+        p = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        p = -1
+    if not 0 <= p <= 1:
+        raise MrhookerError("bad --inject %r: probability=%s: a number from 0 to 1, or a percentage" % (spec, text))
+    return ALWAYS if p >= 1 else int(p * (1 << 32))
+
+
+_UNITS = {"ns": 1, "us": 1000, "ms": 1000000, "s": 1000000000}
+
+
+def duration_ns(text, what):
+    """A delay: microseconds, or with a unit (ns, us, ms, s)."""
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|ms|s)?", text.strip())
+    if not match:
+        raise MrhookerError("bad %s=%s: a duration such as 500 (µs), 10ms or 1.5s" % (what, text))
+    return int(float(match.group(1)) * _UNITS[match.group(2) or "us"])
+
+
+def rules_for(rules, prototypes):
+    """{index of the prototype: Rule}: the rule (the last one given) that names each function."""
+    chosen = {}
+    for rule in rules:
+        matched = False
+        for index, proto in enumerate(prototypes):
+            if any(fnmatch.fnmatchcase(proto.symbol, pattern) for pattern in rule.functions):
+                chosen[index] = rule
+                matched = True
+        if not matched:
+            raise MrhookerError("--inject %s: no traced function matches %s" % (rule.spec, ",".join(rule.functions)))
+    return chosen
+
+
+# ---- fake time ----------------------------------------------------------------------------------------------
+
+_RELATIVE = re.compile(r"([+-])(\d+(?:\.\d+)?)([smhdw]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_fake_time(text, now_ns=None):
+    """--fake-time SPEC -> (real anchor ns, fake anchor ns, rate in millionths). SPEC: a local date and time
+    ('2000-01-01', '2000-01-01 12:30[:45]'), '@EPOCH', or a shift from now ('+1d', '-3h', '+90m', '+30s');
+    then, optionally, a rate: 'x10' (ten times as fast), 'x0.5'. A rate alone starts from now."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    words = text.split()
+    rate = 1.0
+    if words and re.fullmatch(r"x\d+(?:\.\d+)?", words[-1]):
+        rate = float(words.pop()[1:])
+        if rate <= 0 or rate > 1e6:
+            raise MrhookerError("bad --fake-time %r: the rate must be above 0 (and at most x1000000)" % text)
+    when = " ".join(words)
+    if not when:
+        fake = now_ns
+    elif when.startswith("@"):
+        try:
+            fake = int(float(when[1:]) * 1e9)
+        except ValueError:
+            raise MrhookerError("bad --fake-time %r: @ takes seconds since the epoch" % text)
+    elif when[0] in "+-":
+        match = _RELATIVE.fullmatch(when)
+        if not match:
+            raise MrhookerError("bad --fake-time %r: a shift is written +1d, -3h, +90m or +30s" % text)
+        sign = 1 if match.group(1) == "+" else -1
+        fake = now_ns + sign * int(float(match.group(2)) * _SECONDS[match.group(3)] * 1e9)
+    else:
+        for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+            try:
+                fake = int(time.mktime(time.strptime(when, form))) * 1000000000
+                break
+            except (ValueError, OverflowError):
+                continue
+        else:
+            raise MrhookerError("bad --fake-time %r: write a date ('2000-01-01 12:00:00'), '@EPOCH', a shift "
+                                "('+1d', '-3h') and or a rate ('x10')" % text)
+    return now_ns, fake, int(rate * 1000000)
