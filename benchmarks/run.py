@@ -276,11 +276,13 @@ def foo_loop_mrhooker(bench, script, calls, mode):
     return ns_per_call(result)
 
 
-def foo_loop_trace(bench, calls, mode, summary=False):
-    """`mrhooker trace -e 'int foo(int x)'`: every call recorded (lines to a file), or only counted (-c)."""
+def foo_loop_trace(bench, calls, mode, summary=False, armed=False):
+    """`mrhooker trace -e 'int foo(int x)'`: every call recorded (lines to a file), or only counted (-c); armed:
+    with an --inject rule on foo that no call meets (its cost when it doesn't inject)."""
     out = os.path.join(bench.tmp, "trace-foo.txt")
     argv = [sys.executable, "-m", "mrhooker", "trace", "--build-dir", bench.build_dir, "-e", "int foo(int x)",
-            "-o", out] + (["-c"] if summary else []) + [bench.foo_loop, str(calls), mode]
+            "-o", out] + (["-c"] if summary else []) + (["--inject", "foo:error=EIO:when=4000000000"] if armed else [])
+    argv += [bench.foo_loop, str(calls), mode]
     result = run_command(argv, env=bench.mrhooker_env)
     if "not recorded" in result.stderr:
         raise Failed("the trace dropped calls: %s" % result.stderr.strip()[-600:])
@@ -329,6 +331,8 @@ PER_CALL_HOOKS = [
      "trace", None, foo_loop_trace),
     ("mrhooker_trace_c", "`mrhooker trace -c`: every call counted and timed", "fast", None,
      lambda b, n, m: foo_loop_trace(b, n, m, summary=True)),
+    ("mrhooker_trace_c_armed", "the same, with an `--inject` rule on `foo` that never fires (`when=4000000000`)",
+     "fast", None, lambda b, n, m: foo_loop_trace(b, n, m, summary=True, armed=True)),
     ("frida", "Frida `Interceptor.attach`, one-line JS `onEnter`", "frida", "frida", foo_loop_frida),
     ("ltrace", "ltrace `-e foo`", "ltrace", "ltrace", foo_loop_ltrace),
 ]

@@ -311,10 +311,19 @@ def main(argv=None):
     # temporary directory removed. (While the target runs, launch forwards them to it instead.)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
+    # mrhooker.testing.run asks for the message of a refused request in a file, to tell it from the program's
+    # own failures; the target must not inherit the request.
+    error_file = os.environ.pop("MRHOOKER_ERROR_FILE", None)
     try:
         return handler(argv)
     except MrhookerError as e:
         sys.stderr.write("mrhooker: %s\n" % e)
+        if error_file:
+            try:
+                with open(error_file, "w", encoding="utf-8") as f:
+                    f.write("%s\n" % e)
+            except OSError:
+                pass
         return e.status
     except (KeyboardInterrupt, _Interrupted) as e:
         from mrhooker import toolchain

@@ -1,6 +1,7 @@
 """`mrhooker trace`: trace a command's library calls, with no script. The command line (cli.py) makes a
 TraceRequest; Tracer builds what records those calls, runs the command with it, drains the records as they come
 and hands them to the outputs (traceout.py)."""
+import fnmatch
 import os
 import sys
 
@@ -95,11 +96,16 @@ class Tracer:
         if fake_time:
             needed += [n for n in codegen.FAKE_TIME_FUNCTIONS if n in tracing.known_names(root)]
         specs = list(request.specs)
-        if needed:
-            if not any(not s.startswith("!") for spec in specs for s in tracing.items(spec)):
-                specs = ([] if request.quiet else ["%" + c for c in tracing.DEFAULT_CLASSES]) + specs
-            specs.append(",".join(needed))
-        prototypes = tracing.select(specs, root, self.build_options.headers)
+
+        def names_some(specs):
+            return any(not item.startswith("!") for spec in specs for item in tracing.items(spec))
+        if needed and not names_some(specs) and not request.quiet:   # the default classes, and what is needed
+            specs = ["%" + c for c in tracing.DEFAULT_CLASSES] + specs
+        # -q with no -e: only what injection and fake time need
+        prototypes = tracing.select(specs, root, self.build_options.headers) if names_some(specs) or not needed else []
+        missing = [n for n in needed if not any(fnmatch.fnmatchcase(p.symbol, n) for p in prototypes)]
+        if missing:
+            prototypes = tracing.select(specs + [",".join(missing)], root, self.build_options.headers)
         chosen = faults.rules_for(rules, prototypes)
         inject = [chosen[i].entry(p) if i in chosen else None for i, p in enumerate(prototypes)] if chosen else None
         shown = layouts.measure_cached({tracing.struct_pointee(p.type) for proto in prototypes for p in proto.params}

@@ -1,0 +1,109 @@
+"""mrhooker from a test suite: run a program with faults injected, a fake clock, a trace or hooks, and look at
+what it did.
+
+    from mrhooker.testing import run
+
+    r = run(["./myprog", "data.txt"], inject=["connect:error=ECONNREFUSED"], trace=["open*", "connect"])
+    assert r.returncode == 3
+    assert r.calls("connect")[0].errno == "ECONNREFUSED" and r.calls("connect")[0].injected
+
+Each run is `python -m mrhooker trace` (or `run`, for hooks=) in a subprocess, so a test's process never loads
+anything of the target's; the build is cached (the user's cache, or build_dir=), made once for a whole test
+session, and safe under `pytest -n` (builds are published atomically). The pytest plugin
+(mrhooker.pytest_plugin) gives the same as the `mrhooker` fixture.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+class MrhookerRunError(Exception):
+    """mrhooker refused the request (a bad --inject spec, an unknown function, ...): its one-line message."""
+
+
+class Call:
+    """One recorded call: as in `mrhooker trace --json` (README), with attributes."""
+
+    __slots__ = ("name", "args", "ret", "errno", "pid", "tid", "ts_ns", "dur_ns", "injected", "delayed")
+
+    def __init__(self, record):
+        self.name, self.args, self.ret = record["name"], record["args"], record["ret"]
+        self.errno, self.pid, self.tid = record["errno"], record["pid"], record["tid"]
+        self.ts_ns, self.dur_ns = record["ts_ns"], record["dur_ns"]
+        self.injected, self.delayed = record.get("injected", False), record.get("delayed", False)
+
+    @property
+    def failed(self):
+        return self.errno is not None
+
+    def __repr__(self):
+        return "<Call %s(%s) = %r%s%s>" % (self.name, ", ".join("%s=%r" % kv for kv in self.args.items()), self.ret,
+                                          " %s" % self.errno if self.errno else "", " INJECTED" if self.injected else "")
+
+
+class Result(subprocess.CompletedProcess):
+    """subprocess.CompletedProcess (stdout and stderr as bytes; .out and .err as text) plus the calls recorded."""
+
+    def __init__(self, args, returncode, stdout, stderr, calls):
+        super().__init__(args, returncode, stdout, stderr)
+        self._calls = calls
+
+    @property
+    def out(self):
+        return self.stdout.decode(errors="replace")
+
+    @property
+    def err(self):
+        return self.stderr.decode(errors="replace")
+
+    def calls(self, name=None):
+        """The calls recorded (of the function `name`, if given), in the order they ended."""
+        return [c for c in self._calls if name is None or c.name == name]
+
+
+def run(args, inject=(), trace=(), fake_time=None, seed=0, hooks=None, timeout=None, env=None, cwd=None,
+        input=None, strsize=4096, follow=True, build_dir=None, check=False):
+    """Runs args (a list, as for subprocess.run) under mrhooker and returns a Result.
+
+    inject: --inject specs ("write:error=ENOSPC:when=3+"); trace: the functions whose calls to record (names,
+    globs, %classes, as -e takes them; default: those inject names); fake_time: as --fake-time ("2000-01-01",
+    "+1d x10"); seed: --seed; hooks: a hook script (.py or .pyx) to run the program with instead (not with the
+    others: one run either hooks or traces); strsize: bytes of strings and buffers kept in the calls.
+    Raises MrhookerRunError when mrhooker refuses the request, subprocess.TimeoutExpired past `timeout`, and
+    subprocess.CalledProcessError with check=True when the program fails.
+    """
+    args = [os.fspath(a) for a in args]
+    if isinstance(inject, str) or isinstance(trace, str):
+        raise TypeError("inject= and trace= take lists of specs")
+    if hooks is not None and (inject or trace or fake_time is not None):
+        raise ValueError("hooks= can't be combined with inject=, trace= or fake_time=: one run either runs a hook "
+                         "script or traces")
+    with tempfile.TemporaryDirectory(prefix="mrhooker-run-") as tmp:
+        calls_path, error_path = os.path.join(tmp, "calls.jsonl"), os.path.join(tmp, "error")
+        common = ["--build-dir", os.fspath(build_dir)] if build_dir else []
+        if hooks is not None:
+            command = [sys.executable, "-m", "mrhooker", "run"] + common + [os.fspath(hooks), "--"] + args
+        else:
+            command = [sys.executable, "-m", "mrhooker", "trace", "-q", "--json", calls_path, "-s", str(strsize),
+                       "--seed", str(seed)] + common
+            command += ["-e", ",".join(trace)] if trace else []
+            command += [x for spec in inject for x in ("--inject", spec)]
+            command += ["--fake-time=" + fake_time] if fake_time is not None else []
+            command += [] if follow else ["--no-follow"]
+            command += ["--"] + args
+        full_env = dict(os.environ if env is None else env, MRHOOKER_ERROR_FILE=error_path)
+        proc = subprocess.run(command, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout, env=full_env, cwd=cwd)
+        if os.path.exists(error_path):
+            with open(error_path, encoding="utf-8", errors="replace") as f:
+                raise MrhookerRunError(f.read().strip())
+        calls = []
+        if os.path.exists(calls_path):
+            with open(calls_path, encoding="utf-8") as f:
+                calls = [Call(json.loads(line)) for line in f if line.strip()]
+    result = Result(args, proc.returncode, proc.stdout, proc.stderr, calls)
+    if check:
+        result.check_returncode()
+    return result
