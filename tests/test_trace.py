@@ -530,3 +530,49 @@ def test_fake_time_for_date_python_and_a_rate(mrhooker):
     assert "clock_gettime(CLOCK_REALTIME, {tv_sec=%s" % r.out.strip()[:5] in r.err
     r = trace(mrhooker, "--fake-time", "next tuesday", "true")
     assert r.returncode == 2 and r.err.startswith("mrhooker: bad --fake-time"), r
+
+
+DECODE_C = r'''
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    fcntl(fd, F_GETFD);
+    fcntl(fd, F_SETFL, O_APPEND | O_NONBLOCK);
+    void *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(p, 4096);
+    dup3(fd, 20, O_CLOEXEC);
+    waitpid(-1, NULL, WNOHANG);
+    kill(getpid(), 0);
+    write(999, "x", 1);
+    return 0;
+}
+'''
+
+
+def test_decoding_found_by_a_user(mrhooker, cprog, tmp_path):
+    """What an adversarial pass found decoded wrongly: fcntl's absent argument, munmap's range, dup3's flags,
+    waitpid's options, kill's signal 0, a failed write's buffer; JSON bytes that aren't UTF-8."""
+    r = trace(mrhooker, "-e", "fcntl,munmap,dup3,waitpid,kill,write", cprog(DECODE_C))
+    assert r.returncode == 0, r
+    for line in ["fcntl(3, F_GETFD) = 1", "fcntl(3, F_SETFL, O_APPEND|O_NONBLOCK) = 0", "dup3(3, 20, O_CLOEXEC) = 20",
+                 "waitpid(-1, NULL, WNOHANG) = -1 ECHILD (No child processes)", ", 0) = 0",
+                 'write(999, "x", 1) = -1 EBADF (Bad file descriptor)']:
+        assert line in r.err, (line, r.err)
+    assert re.search(r"^munmap\(0x[0-9a-f]+, 4096\) = 0$", r.err, re.M), r.err
+    assert re.search(r"^kill\(\d+, 0\) = 0$", r.err, re.M), r.err
+    real, literal = tmp_path / "real", tmp_path / "literal"
+    real.write_bytes(b"\xff")
+    literal.write_bytes(b"\\xff")
+    for f in (real, literal):
+        out = tmp_path / (f.name + ".jsonl")
+        r = trace(mrhooker, "--json", out, "-e", "read", "cat", f)
+        assert r.returncode == 0, r
+        bufs = [json.loads(l)["args"]["buf"] for l in out.read_text().splitlines() if json.loads(l)["ret"] > 0]
+        assert bufs == (["\\xff"] if f is real else ["\\\\xff"]), bufs

@@ -262,8 +262,16 @@ def trace_command(argv):
         args.command = args.command[1:]
     if not args.command:
         raise MrhookerError("no command given: what should run traced?\nusage: " + TRACE_USAGE)
-    if args.strsize < 0 or args.buffer_size < 1 or args.timeline_limit < 0:
-        raise MrhookerError("-s, --buffer-size and --timeline-limit take positive numbers")
+    if args.strsize < 0 or args.timeline_limit < 1 or not 1 <= args.buffer_size <= 65536:
+        raise MrhookerError("-s takes a number from 0, --timeline-limit one from 1, --buffer-size one from 1 to "
+                            "65536 (MB)")
+    for option, path in (("-o", args.output), ("--json", args.json), ("--timeline", args.timeline),
+                         ("--scaffold", args.scaffold)):
+        # checked now, not after the program ran: a typo must not cost the run
+        if path is not None and (not path or os.path.isdir(path) or
+                                 not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)):
+            raise MrhookerError("%s %r: %s" % (option, path, "an empty name" if not path else "a directory"
+                                               if os.path.isdir(path) else "its directory is missing or not writable"))
     if args.follow_count >= 2 and not args.output:
         raise MrhookerError("-ff needs -o FILE (it writes FILE.PID for each process)")
     program = find_program(args.command, args.force)

@@ -26,6 +26,8 @@ _MAP_FLAGS = ("MAP_FIXED", "MAP_ANONYMOUS", "MAP_32BIT", "MAP_GROWSDOWN", "MAP_D
 _FCNTL = ("F_DUPFD", "F_GETFD", "F_SETFD", "F_GETFL", "F_SETFL", "F_GETLK", "F_SETLK", "F_SETLKW", "F_SETOWN",
           "F_GETOWN", "F_SETSIG", "F_GETSIG", "F_DUPFD_CLOEXEC", "F_SETPIPE_SZ", "F_GETPIPE_SZ", "F_OFD_GETLK",
           "F_OFD_SETLK", "F_OFD_SETLKW", "F_ADD_SEALS", "F_GET_SEALS")
+_WAIT_OPTIONS = ("WNOHANG", "WUNTRACED", "WCONTINUED", "WEXITED", "WSTOPPED", "WNOWAIT")
+_FCNTL_NO_ARG = ("F_GETFD", "F_GETFL", "F_GETOWN", "F_GETSIG", "F_GETPIPE_SZ", "F_GET_SEALS", "F_GETLEASE")
 _PREFERRED = {"AF_UNIX", "SIGCHLD", "SIGIO", "SIGABRT", "SIGSYS", "EAGAIN", "EDEADLK", "EOPNOTSUPP", "SEEK_SET",
               "IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6", "CLOCK_REALTIME", "CLOCK_MONOTONIC"}
 
@@ -79,12 +81,24 @@ class Decoder:
     def _converters(self, plan, json_form):
         shown = plan["shown"]
         args = [self.converter(kind, json_form) for kind in shown]
-        mode_dropped = None
+        # Variadic arguments that weren't passed (else whatever was in a register): (a test of the values, as
+        # Python source over `a`, when the last one was passed).
+        last_passed = None
+        s = self.symbols
         if "mode" in shown[-1:] and "open_flags" in shown:
-            # open's mode is an argument only with O_CREAT or O_TMPFILE (else it is whatever was in a register)
-            s = self.symbols
+            # open's mode is an argument only with O_CREAT or O_TMPFILE
             mask = s.get("O_CREAT", 0o100) | (s.get("O_TMPFILE", 0o20200000) & ~s.get("O_DIRECTORY", 0o200000))
-            mode_dropped = (shown.index("open_flags"), mask)
+            last_passed = "a[%d] & %d" % (shown.index("open_flags"), mask)
+        elif "fcntl_cmd" in shown and shown[-1:] == ["fcntl_arg"]:
+            no_arg = sorted(s[n] for n in _FCNTL_NO_ARG if n in s)
+            last_passed = "a[%d] not in %r" % (shown.index("fcntl_cmd"), tuple(no_arg))
+            cmd = shown.index("fcntl_cmd")
+            setfl, setfd = s.get("F_SETFL"), s.get("F_SETFD")
+            open_flags = lambda v: self.flags(v, _OPEN_FLAGS)
+            args[-1] = lambda v, c, a=None: (open_flags(v) if a is not None and a[cmd] == setfl else
+                                             ("FD_CLOEXEC" if v == 1 else str(v)) if a is not None and a[cmd] == setfd
+                                             else v if json_form else str(v))
+        mode_dropped = (last_passed, eval("lambda a: " + last_passed)) if last_passed else None
         ret_kind = plan["ret"]
         ret_signed = ret_kind in _SIGNED_KINDS
         return args, mode_dropped, self.converter(ret_kind, json_form), ret_signed
@@ -105,8 +119,8 @@ class Decoder:
                     return pointer(v, c)
                 data, full = c
                 cut = full > len(data)   # the writer stored less than there was (-s, or 4096 for a path)
-                if json_form:
-                    return data.decode("utf-8", "backslashreplace") + ("..." if cut else "")
+                if json_form:   # a backslash as \\, so that a byte that isn't UTF-8 (\xff) is told from the text
+                    return data.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace") + ("..." if cut else "")
                 return quote(data) + ("..." if cut else "")
             return text
         if kind == "sockaddr":
@@ -134,8 +148,10 @@ class Decoder:
         if kind == "address_family":
             return self.names("AF_")
         if kind == "signal":
-            return {value: name for value, name in self.names("SIG").items()
-                    if not name.startswith(("SIG_", "SIGRTMIN", "SIGRTMAX", "SIGSTKSZ"))}
+            table = {value: name for value, name in self.names("SIG", tuple(
+                n for n in self.symbols if n.startswith(("SIG_", "SIGEV_", "SIGRTMIN", "SIGRTMAX", "SIGSTKSZ")))).items()}
+            table[0] = "0"   # kill(pid, 0): no signal
+            return table
         if kind == "whence":
             return self.names("SEEK_")
         if kind == "fcntl_cmd":
@@ -156,6 +172,10 @@ class Decoder:
         s = self.symbols
         if kind == "open_flags":
             return lambda v: self.flags(v, _OPEN_FLAGS, access=True)
+        if kind == "fd_flags":   # pipe2's and dup3's: O_CLOEXEC and the like, no access mode
+            return lambda v: self.flags(v, _OPEN_FLAGS)
+        if kind == "wait_options":
+            return lambda v: self.flags(v, _WAIT_OPTIONS)
         if kind == "mode":
             return lambda v: "0%o" % v if v else "000"
         if kind == "access_mode":
@@ -264,11 +284,12 @@ class Decoder:
     def arguments(self, call, json_form=False):
         convert, mode_dropped, _r, _s = (self.json if json_form else self.text)[call.fn]
         values, captures = call.args, call.captures
-        if mode_dropped is not None and not values[mode_dropped[0]] & mode_dropped[1]:
+        if mode_dropped is not None and not mode_dropped[1](values):
             values = values[:-1]
-        if captures:
-            return [convert[i](v, captures.get(i)) for i, v in enumerate(values)]
-        return [convert[i](v, None) for i, v in enumerate(values)]
+        shown = [convert[i](v, captures.get(i) if captures else None) for i, v in enumerate(values)]
+        if self.plans[call.fn]["shown"][-1:] == ["fcntl_arg"] and len(values) == len(convert):
+            shown[-1] = convert[-1](values[-1], None, values)
+        return shown
 
     def result(self, call, json_form=False):
         """The result as shown, or None for a call that did not return (exit, a successful exec)."""
@@ -288,7 +309,7 @@ class Decoder:
 
 _SIGNED_KINDS = frozenset(("int", "fd", "dirfd", "open_flags", "mode", "access_mode", "address_family",
                            "socket_type", "prot", "map_flags", "signal", "whence", "fcntl_cmd", "clock",
-                           "shutdown_how", "msg_flags", "sockopt_level", "ip_protocol"))
+                           "shutdown_how", "msg_flags", "sockopt_level", "ip_protocol", "fd_flags", "wait_options"))
 
 
 def _identity(v, c):
@@ -379,7 +400,10 @@ class Lines:
         names = {"errno_text": self.errno_text}
         parts = []
         for i, kind in enumerate(plan["shown"]):
-            if kind in ("int", "fd", "uint"):
+            if kind == "fcntl_arg":
+                names["k%d" % i] = convert[i]
+                expr = "k%d(a[%d], None, a)" % (i, i)
+            elif kind in ("int", "fd", "uint"):
                 expr = "str(a[%d])" % i
             elif kind in ("hex", "void"):
                 expr = "('0x%%x' %% a[%d] if a[%d] else 'NULL')" % (i, i)
@@ -387,7 +411,7 @@ class Lines:
                 names["k%d" % i] = convert[i]
                 expr = "k%d(a[%d], c.get(%d))" % (i, i, i)
             if mode_dropped is not None and i == len(plan["shown"]) - 1:
-                expr = "((', ' + %s) if a[%d] & %d else '')" % (expr, mode_dropped[0], mode_dropped[1])
+                expr = "((', ' + %s) if %s else '')" % (expr, mode_dropped[0])
                 parts.append(expr)
             else:
                 parts.append(("', ' + " if i else "") + expr)

@@ -26,7 +26,7 @@ CLASSES = {
     "desc": "close fclose fdopen fdopendir closedir dup dup2 dup3 read write pread pread64 pwrite pwrite64 readv "
             "writev lseek lseek64 fcntl ioctl fsync fdatasync poll ppoll select pselect epoll_create epoll_create1 "
             "epoll_ctl epoll_wait epoll_pwait pipe pipe2 fstat fstat64 fchdir fchmod fchown ftruncate futimens "
-            "fstatfs fstatvfs sendfile copy_file_range splice",
+            "fstatfs fstatvfs sendfile copy_file_range splice posix_fadvise posix_fallocate",
     "net": "socket socketpair connect bind listen accept accept4 send sendto sendmsg sendmmsg recv recvfrom recvmsg "
            "recvmmsg shutdown getsockopt setsockopt getsockname getpeername getaddrinfo gethostbyname "
            "gethostbyname2 gethostbyaddr getnameinfo",
@@ -146,6 +146,11 @@ def select(specs, cache_dir, headers=()):
         symbols.add(proto.symbol)
         prototypes.append(proto)
     if not prototypes:
+        untraceable = [n for n in chosen if n in UNTRACEABLE]
+        if untraceable:
+            raise MrhookerError("%s can't be traced: mrhooker's runtime defines %s itself (it keeps the program's "
+                                "signal handlers and vfork working)" % (", ".join(untraceable),
+                                                                         "it" if len(untraceable) == 1 else "them"))
         raise MrhookerError("nothing to trace: -e selects no function")
     return prototypes
 
@@ -167,7 +172,10 @@ DECODERS = {
     ("mmap", "flags"): "map_flags", ("mmap64", "flags"): "map_flags",
     ("kill", "sig"): "signal", ("killpg", "sig"): "signal", ("raise", "sig"): "signal",
     ("lseek", "whence"): "whence", ("lseek64", "whence"): "whence",
-    ("fcntl", "cmd"): "fcntl_cmd", ("pipe2", "flags"): "open_flags", ("dup3", "flags"): "open_flags",
+    ("fcntl", "cmd"): "fcntl_cmd", ("fcntl", "arg"): "fcntl_arg", ("fcntl64", "cmd"): "fcntl_cmd",
+    ("fcntl64", "arg"): "fcntl_arg", ("pipe2", "flags"): "fd_flags", ("dup3", "flags"): "fd_flags",
+    ("waitpid", "options"): "wait_options", ("wait4", "options"): "wait_options",
+    ("waitid", "options"): "wait_options",
     ("accept4", "flags"): "socket_type", ("clock_gettime", "clock_id"): "clock",
     ("clock_getres", "clock_id"): "clock", ("clock_nanosleep", "clock_id"): "clock",
     ("shutdown", "how"): "shutdown_how",
@@ -256,6 +264,9 @@ def _shown_type(ctype, function, name):
     return "hex"
 
 
+# Functions whose (pointer, length) is an address range, not data: shown as an address.
+NOT_BUFFERS = ("munmap", "mprotect", "pkey_mprotect", "madvise", "posix_madvise", "msync", "mlock", "mlock2",
+               "munlock", "mremap", "mincore", "remap_file_pages")
 LENGTH_PARAMS = ("n", "len", "num", "count", "size", "length", "nbytes", "inl")
 
 
@@ -310,6 +321,7 @@ def plan(proto, layouts=None):
             # read by the call: kept as it was given; filled by it: kept when the call worked
             captures.append(Capture(i, STRUCT, str(size) if spelling.startswith("const") else "(r_ok ? %d : 0)" % size))
         elif (p.type.kind == "pointer" and spelling in ("constvoid*", "void*", "char*", "constchar*")
+              and name not in NOT_BUFFERS
               and following is not None and _is_length(following)):
             shown.append("bytes")
             n = "a%d" % (i + 1)
@@ -332,10 +344,11 @@ def plan(proto, layouts=None):
 # ---- the constants decoders print -----------------------------------------------------------------------
 
 SYMBOL_HEADERS = ("poll.h", "fcntl.h", "sys/stat.h", "sys/socket.h", "netinet/in.h", "netinet/tcp.h", "sys/mman.h", "signal.h",
-                  "errno.h", "unistd.h", "time.h", "sys/un.h")
+                  "errno.h", "unistd.h", "time.h", "sys/un.h", "sys/wait.h")
 SYMBOL_PREFIXES = ("O_", "AT_", "AF_", "SOCK_", "PROT_", "MAP_", "SIG", "E", "SEEK_", "F_", "CLOCK_", "SHUT_",
-                   "R_OK", "W_OK", "X_OK", "F_OK", "MSG_", "SOL_", "IPPROTO_", "S_IF")
-_SCHEMA = 3
+                   "R_OK", "W_OK", "X_OK", "F_OK", "MSG_", "SOL_", "IPPROTO_", "S_IF", "WNOHANG", "WUNTRACED",
+                   "WCONTINUED", "WEXITED", "WSTOPPED", "WNOWAIT")
+_SCHEMA = 4
 
 
 def symbols(cache_dir):
