@@ -576,3 +576,14 @@ def test_decoding_found_by_a_user(mrhooker, cprog, tmp_path):
         assert r.returncode == 0, r
         bufs = [json.loads(l)["args"]["buf"] for l in out.read_text().splitlines() if json.loads(l)["ret"] > 0]
         assert bufs == (["\\xff"] if f is real else ["\\\\xff"]), bufs
+
+
+@pytest.mark.parametrize("spec", ["open,dlsym,strncmp", "*"])
+def test_tracing_the_runtimes_own_helpers_changes_nothing(mrhooker, tmp_path, spec):
+    """dlsym, strncmp, strlen, memcpy... the runtime's lookups must not run through the entries they resolve."""
+    for command in (["cat", "/etc/hostname"], ["ls", "-la", "/"]):
+        out = tmp_path / "trace.txt"
+        r = trace(mrhooker, "-o", out, "-e", spec, *command)
+        bare = unhooked(command)
+        assert r.returncode == bare.returncode == 0 and r.stdout == bare.stdout, (spec, r)
+        assert "Function not implemented" not in r.err and "+++ exited with 0 +++" in out.read_text()

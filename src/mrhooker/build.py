@@ -82,7 +82,8 @@ def _runtime_dir(root, pyinfo, log):
     tmp = cache.temp_dir(root, "runtime")
     try:
         for source in TARGET_SIDE + TRACE_SIDE:
-            toolchain.compile_c(["-c", "-fvisibility=hidden", os.path.join(RUNTIME_DIR, source)],
+            toolchain.compile_c(["-c", "-fvisibility=hidden", "-fno-tree-loop-distribute-patterns",
+                                 os.path.join(RUNTIME_DIR, source)],
                                 os.path.join(tmp, source[:-2] + ".o"), [RUNTIME_DIR], [], log,
                                 "compiling mrhooker's runtime (%s)" % source)
         toolchain.compile_c(["-shared"] + [os.path.join(RUNTIME_DIR, f) for f in HOOK_SIDE] + [pyinfo.libpython],

@@ -61,6 +61,26 @@ static inline int mrh_same_string(const char *a, const char *b)
     return *a == *b;
 }
 
+/* The lookups' other string work, for the same reason (these loops stay loops: the target side is compiled with
+ * -fno-tree-loop-distribute-patterns, so the compiler doesn't make them calls of memcpy or strlen). */
+static inline int mrh_starts_with(const char *s, const char *prefix)
+{
+    while (*prefix && *s == *prefix) s++, prefix++;
+    return *prefix == 0;
+}
+
+static inline size_t mrh_length(const char *s)
+{
+    size_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+static inline void mrh_copy(char *dst, const char *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
 /* The original of a slot: resolved at load in nearly every process, so read without a call. */
 static inline void *mrh_original_of(int slot)
 {

@@ -106,7 +106,7 @@ static void find_real_dlsym(void)
 {
     for (struct link_map *m = _r_debug.r_map; m && !real_dlsym; m = m->l_next) {
         const char *base = base_name(m->l_name ? m->l_name : "");
-        if (strncmp(base, "libc.so", 7) == 0 || strncmp(base, "libdl.so", 8) == 0)
+        if (mrh_starts_with(base, "libc.so") || mrh_starts_with(base, "libdl.so"))
             real_dlsym = (void *(*)(void *, const char *))find_in_object(m, "dlsym");
     }
     if (!real_dlsym) real_dlsym = dlsym;   /* an unusual libc: the PLT's dlsym is the best we have */
@@ -228,9 +228,9 @@ static int collect_loaded(struct dl_phdr_info *info, size_t size, void *arg)
 {
     struct loaded_list *list = arg;
     const char *name = info->dlpi_name;
-    size_t n = name ? strlen(name) : 0;
+    size_t n = name ? mrh_length(name) : 0;
     if (n == 0 || name[0] != '/' || list->count >= LOADED_MAX || list->used + n + 1 > sizeof loaded_names) return 0;
-    memcpy(loaded_names + list->used, name, n + 1);
+    mrh_copy(loaded_names + list->used, name, n + 1);
     list->offset[list->count++] = (int)list->used;
     list->used += n + 1;
     return 0;
@@ -370,9 +370,9 @@ void *mrh_original(const char *name)
             if (mrh_same_string(e->name, name)) break;
             continue;
         }
-        char *copy = mrh_boot_alloc(strlen(name) + 1);   /* never freed, like the entry */
+        char *copy = mrh_boot_alloc(mrh_length(name) + 1);   /* never freed, like the entry */
         if (!copy) break;
-        strcpy(copy, name);
+        mrh_copy(copy, name, mrh_length(name) + 1);
         e->name = copy;
         e->addr = p;
         __atomic_store_n(&e->published, 1, __ATOMIC_RELEASE);
