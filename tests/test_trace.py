@@ -581,7 +581,11 @@ def test_decoding_found_by_a_user(mrhooker, cprog, tmp_path):
 @pytest.mark.parametrize("spec", ["open,dlsym,strncmp", "*"])
 def test_tracing_the_runtimes_own_helpers_changes_nothing(mrhooker, tmp_path, spec):
     """dlsym, strncmp, strlen, memcpy... the runtime's lookups must not run through the entries they resolve."""
-    for command in (["cat", "/etc/hostname"], ["ls", "-la", "/"]):
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    for name in ("a", "b.txt", "ü"):
+        (listed / name).write_text(name)
+    for command in (["cat", "/etc/hostname"], ["ls", "-la", listed]):
         out = tmp_path / "trace.txt"
         r = trace(mrhooker, "-o", out, "-e", spec, *command)
         bare = unhooked(command)
