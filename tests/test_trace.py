@@ -3,6 +3,7 @@ children, crashes, and bad input. Every run has a timeout."""
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -591,3 +592,40 @@ def test_tracing_the_runtimes_own_helpers_changes_nothing(mrhooker, tmp_path, sp
         bare = unhooked(command)
         assert r.returncode == bare.returncode == 0 and r.stdout == bare.stdout, (spec, r)
         assert "Function not implemented" not in r.err and "+++ exited with 0 +++" in out.read_text()
+
+
+COUNT_SIGINT_C = r'''
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+static volatile sig_atomic_t got;
+static void on_int(int sig) { (void)sig; got++; }
+int main(void)
+{
+    signal(SIGINT, on_int);
+    printf("ready\n");
+    fflush(stdout);
+    for (int i = 0; i < 40 && got == 0; i++) usleep(50000);
+    usleep(300000);   /* time for a second one to arrive */
+    printf("got %d\n", (int)got);
+    return 0;
+}
+'''
+
+
+@pytest.mark.parametrize("command", [["trace", "-e", "write"], []])
+def test_a_signal_to_the_whole_process_group_arrives_once(base_env, cprog, script, command):
+    """kill -INT -- -PGID (timeout, CI runners, job control do it): the program gets one SIGINT, as unhooked."""
+    prog = cprog(COUNT_SIGINT_C)
+    hooks = [] if command else [script("noop.py", "from mrhooker import hook\n@hook('getpid')\ndef g():\n"
+                                                  "    return g.original()\n")]
+    argv = [sys.executable, "-m", "mrhooker"] + command + hooks + [prog]
+    proc = subprocess.Popen(argv, env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out == b"got 1\n" and proc.returncode == 0, (out, err)

@@ -277,6 +277,16 @@ def run_traced(preload, trace_settings, command, program, options, on_tick, on_s
     return status, statuses
 
 
+def _in_terminal_foreground():
+    """Is mrhooker in its controlling terminal's foreground process group?"""
+    for fd in (0, 1, 2):
+        try:
+            return os.tcgetpgrp(fd) == os.getpgrp()
+        except OSError:
+            continue
+    return False
+
+
 def _become_subreaper():
     """Orphaned descendants are reparented to mrhooker (PR_SET_CHILD_SUBREAPER), so that it can wait for them."""
     import ctypes
@@ -290,10 +300,15 @@ def spawn_and_wait(program, command, env, log, on_tick=None, tick=0.5, all_child
     """Runs the program, forwarding signals sent to mrhooker, until it exits (and, with all_children, a dict,
     until every child mrhooker has exits: their wait statuses go there). Returns the program's wait status."""
     watched = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
+    # Signals sent to a whole process group must reach the program once. In the terminal's foreground, the
+    # program shares mrhooker's group, so that it has the terminal (Ctrl-C reaches both from the kernel: not
+    # forwarded). Elsewhere (a script, CI, `timeout`, a background job) it gets a group of its own, so that a
+    # signal to mrhooker's group reaches mrhooker alone, which passes it on to the program's group.
+    own_group = not _in_terminal_foreground()
     signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     try:
-        pid = os.posix_spawn(program, command, env, setsigmask=(),
-                             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+        pid = os.posix_spawn(program, command, env, setsigmask=(), setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                             **({"setpgroup": 0} if own_group else {}))
     except OSError as e:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
         raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 126)
@@ -308,7 +323,10 @@ def spawn_and_wait(program, command, env, log, on_tick=None, tick=0.5, all_child
         if info is not None and info.si_signo != signal.SIGCHLD:
             if not (info.si_code == SI_KERNEL and info.si_signo in (signal.SIGINT, signal.SIGQUIT)):
                 try:
-                    os.kill(pid, info.si_signo)
+                    if own_group:
+                        os.killpg(pid, info.si_signo)
+                    else:
+                        os.kill(pid, info.si_signo)
                 except ProcessLookupError:
                     pass
             continue
