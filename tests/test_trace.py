@@ -134,9 +134,14 @@ def test_a_program_linked_with_z_now(mrhooker, cprog):
 
 
 def test_no_follow_traces_only_the_command(mrhooker):
-    r = trace(mrhooker, "--no-follow", "-e", "write,execve", "sh", "-c", "/bin/echo child")
+    r = trace(mrhooker, "--no-follow", "-e", "write,execve", "sh", "-c", "exec /bin/echo child")
     assert r.returncode == 0 and r.out == "child\n", r
     assert "execve(" in r.err and 'write(1, "child' not in r.err, r
+    # nor its fork children, nor does it wait for them (strace without -f)
+    started = time.monotonic()
+    r = trace(mrhooker, "--no-follow", "-e", "write", "sh", "-c", "sleep 5 >/dev/null 2>&1 & echo hi; (echo sub)")
+    assert time.monotonic() - started < 4 and r.returncode == 0 and r.out == "hi\nsub\n", r
+    assert 'write(1, "hi\\n", 3) = 3' in r.err and "sub" not in r.err and r.err.count("+++") == 1, r.err
 
 
 def test_timestamps_and_durations(mrhooker, tmp_path):

@@ -269,6 +269,12 @@ def run_traced(preload, trace_settings, command, program, options, on_tick, on_s
 
     check_private(preload, "trace library")
     env = _preload_environment(preload, trace_settings, options)
+    if not options.follow:   # COMMAND alone: neither its children are traced nor waited for
+        spawned = []
+        status = spawn_and_wait(program, command, env, options.log, on_tick=on_tick, tick=tick,
+                                on_spawn=lambda pid: (spawned.append(pid), on_spawn(pid)))
+        on_tick()
+        return status, {spawned[0]: status}
     _become_subreaper()
     statuses = {}
     status = spawn_and_wait(program, command, env, options.log, on_tick=on_tick, tick=tick, all_children=statuses,

@@ -468,6 +468,11 @@ static void trace_fork_child(void)
     my_tid = 0;
     pthread_mutex_init(&map_lock, NULL);
     if (inject_calls) memset(inject_calls, 0, mrh_trace->nfn * sizeof(uint64_t));
+    if (!mrh_config.follow) {   /* --no-follow: the command alone, not its children */
+        __atomic_store_n(&trace_tried, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&mrh_trace, NULL, __ATOMIC_RELEASE);
+        mrh_inject_rules = NULL;
+    }
 }
 
 __attribute__((constructor)) static void trace_init(void) { pthread_atfork(NULL, NULL, trace_fork_child); }
