@@ -141,7 +141,7 @@ def test_no_follow_traces_only_the_command(mrhooker):
     started = time.monotonic()
     r = trace(mrhooker, "--no-follow", "-e", "write", "sh", "-c", "sleep 5 >/dev/null 2>&1 & echo hi; (echo sub)")
     assert time.monotonic() - started < 4 and r.returncode == 0 and r.out == "hi\nsub\n", r
-    assert 'write(1, "hi\\n", 3) = 3' in r.err and "sub" not in r.err and r.err.count("+++") == 1, r.err
+    assert 'write(1, "hi\\n", 3) = 3' in r.err and "sub" not in r.err and r.err.count("+++ exited") == 1, r.err
 
 
 def test_timestamps_and_durations(mrhooker, tmp_path):
