@@ -634,3 +634,35 @@ def test_a_signal_to_the_whole_process_group_arrives_once(base_env, cprog, scrip
     finally:
         proc.kill()
     assert out == b"got 1\n" and proc.returncode == 0, (out, err)
+
+
+LONGJMP_C = r'''
+#include <setjmp.h>
+#include <signal.h>
+#include <unistd.h>
+static sigjmp_buf back;
+static void on_segv(int sig) { (void)sig; siglongjmp(back, 1); }
+int main(void)
+{
+    signal(SIGSEGV, on_segv);
+    if (sigsetjmp(back, 1) == 0) {
+        volatile int *nowhere = 0;
+        *nowhere = 1;
+    }
+    (void)!write(1, "recovered\n", 10);
+    getpid();
+    (void)!write(1, "again\n", 6);
+    return 0;
+}
+'''
+
+
+def test_calls_after_a_longjmp_out_of_a_signal_handler_are_traced_and_hooked(mrhooker, cprog, script):
+    prog = cprog(LONGJMP_C)
+    r = trace(mrhooker, "-e", "write,getpid", prog)
+    assert r.returncode == 0 and r.out == "recovered\nagain\n", r
+    assert 'write(1, "recovered\\n", 10) = 10' in r.err and 'write(1, "again\\n", 6) = 6' in r.err, r.err
+    hooks = script("pid.py", "from mrhooker import hook\n@hook('getpid')\ndef getpid():\n    print('hooked getpid')\n"
+                             "    return getpid.original()\n")
+    r = mrhooker(hooks, prog)
+    assert r.returncode == 0 and r.out == "recovered\nagain\n" and "hooked getpid" in r.err, r

@@ -88,6 +88,12 @@ typedef struct mrh_thread {
     const char *cstr_ptr[MRH_CSTR_MAX];
     int fork_held;        /* fork_prepare took the GIL on this thread: fork_parent/fork_child give it back */
     int fork_locked;      /* fork_prepare took start_lock on this thread */
+    /* The innermost signal handler running on this thread (signals.c): its wrapper's frame, the depth before
+     * it, and the alternate stack it runs on (else NULL). A program that longjmps out of the handler never
+     * returns through the wrapper; a later call from an older frame shows it left (mrh_left_handler). */
+    char *handler_frame;
+    int handler_depth;
+    char *handler_stack_lo, *handler_stack_hi;
 } mrh_thread;
 
 /* The errno the caller of a Python hook sees: what set_errno() said, else what the original left, else what

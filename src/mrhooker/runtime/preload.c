@@ -297,7 +297,7 @@ int mrh_init_for_call(const void *caller)
 
 int mrh_begin_slow(mrh_thread *t, const void *caller)
 {
-    if (t->depth > 0 || !mrh_init_for_call(caller)) return 0;
+    if (MRH_INSIDE(t) || !mrh_init_for_call(caller)) return 0;
     int state = __atomic_load_n(&mrh_state, __ATOMIC_ACQUIRE);
     if (state == MRH_READY) return 1;
     if (state == MRH_OFF || mrh_in_loader(caller)) return 0;

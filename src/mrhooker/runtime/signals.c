@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef struct {
     void (*handler)(void);   /* the target's handler */
@@ -25,15 +27,44 @@ static handler_record records[NSIG][2];
 static int current[NSIG];   /* which record is in use (atomic) */
 static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);   /* resolved at load */
 
+/* Hazard: a handler that longjmps out (siglongjmp from SIGSEGV or SIGALRM) never comes back here, so the depth
+ * it raised would stay raised: every later call unhooked and unrecorded, silently.
+ * Idea: the wrapper notes its frame (and the alternate stack, if it runs on one); a call made from a frame
+ * older than it (above it on the stack, or off the alternate stack) can't be inside the handler any more, and
+ * restores the depth the handler found (mrh_left_handler). A longjmp to a point whose later calls run deeper
+ * than the handler ran is not noticed (the calls stay unhooked, as before). */
 static void signal_trampoline(int sig, siginfo_t *info, void *context)
 {
     mrh_thread *t = &mrh_tls;
     int saved = t->depth;
     t->depth = saved + 1;
+    char *outer_frame = t->handler_frame, *outer_lo = t->handler_stack_lo, *outer_hi = t->handler_stack_hi;
+    int outer_depth = t->handler_depth;
+    stack_t alt;
+    int on_alt = syscall(SYS_sigaltstack, NULL, &alt) == 0 && (alt.ss_flags & SS_ONSTACK);
+    t->handler_stack_lo = on_alt ? (char *)alt.ss_sp : NULL;
+    t->handler_stack_hi = on_alt ? (char *)alt.ss_sp + alt.ss_size : NULL;
+    t->handler_depth = saved;
+    t->handler_frame = __builtin_frame_address(0);
     handler_record r = records[sig][__atomic_load_n(&current[sig], __ATOMIC_ACQUIRE)];
     if (r.siginfo) ((void (*)(int, siginfo_t *, void *))r.handler)(sig, info, context);
     else ((void (*)(int))r.handler)(sig);
+    t->handler_frame = outer_frame;
+    t->handler_depth = outer_depth;
+    t->handler_stack_lo = outer_lo;
+    t->handler_stack_hi = outer_hi;
     t->depth = saved;
+}
+
+__attribute__((noinline)) int mrh_left_handler(mrh_thread *t)
+{
+    char *here = __builtin_frame_address(0);
+    int left = t->handler_stack_hi ? (here < t->handler_stack_lo || here >= t->handler_stack_hi)
+                                   : here > t->handler_frame;
+    if (!left) return 0;
+    t->depth = t->handler_depth;
+    t->handler_frame = t->handler_stack_lo = t->handler_stack_hi = NULL;
+    return 1;
 }
 
 static int is_function(void (*h)(void))

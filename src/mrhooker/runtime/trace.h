@@ -164,7 +164,7 @@ static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
 static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, int fn, mrh_call *call,
                                                                  const void *caller)
 {
-    if (MRH_UNLIKELY(t->depth > 0)) return 0;
+    if (MRH_INSIDE(t)) return 0;
     if (MRH_UNLIKELY(mrh_trace == NULL)) return mrh_trace_enter_slow(t, fn, call, caller);
     call->fn = fn;
     call->errno_at = &errno;
