@@ -666,3 +666,39 @@ def test_calls_after_a_longjmp_out_of_a_signal_handler_are_traced_and_hooked(mrh
                              "    return getpid.original()\n")
     r = mrhooker(hooks, prog)
     assert r.returncode == 0 and r.out == "recovered\nagain\n" and "hooked getpid" in r.err, r
+
+
+CLOCKS_C = r'''
+#include <stdio.h>
+#include <sys/time.h>
+#include <time.h>
+int main(void)
+{
+    time_t t0, t1 = time(&t0);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct timespec ts, mono;
+    timespec_get(&ts, TIME_UTC);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    printf("%lld %lld %lld %lld %d\n", (long long)t0, (long long)t1, (long long)tv.tv_sec, (long long)ts.tv_sec,
+           mono.tv_sec < 100000000);
+    return 0;
+}
+'''
+
+
+def test_fake_time_moves_every_realtime_clock_and_no_other(mrhooker, cprog):
+    r = trace(mrhooker, "-q", "--fake-time", "@1000000000", cprog(CLOCKS_C))
+    assert r.returncode == 0, r
+    values = [int(v) for v in r.out.split()]
+    assert all(abs(v - 1000000000) <= 5 for v in values[:4]) and values[4] == 1, r.out
+
+
+def test_inject_into_gzip_and_dd(mrhooker, tmp_path):
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(300000))
+    r = trace(mrhooker, "-q", "--inject", "write:error=ENOSPC:when=2", "gzip", "-c", data)
+    assert r.returncode == 1 and "No space left on device" in r.err, r
+    r = trace(mrhooker, "-c", "-e", "read", "--inject", "read:error=EIO:when=3", "dd", "if=%s" % data,
+              "of=/dev/null", "bs=4096")
+    assert r.returncode == 1 and "Input/output error" in r.err, r
