@@ -34,7 +34,9 @@ static __thread uint32_t my_tid_pid __attribute__((tls_model("initial-exec"))); 
 uint64_t mrh_trace_monotonic(void)
 {
     struct timespec ts;
+    mrh_tls.depth++;   /* a traced clock_gettime must not record (and time) this call of its own */
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    mrh_tls.depth--;
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
