@@ -1,7 +1,6 @@
 """Prototypes beyond libc: OpenSSL's, zlib's and SQLite's functions by name (their installed headers), the
 user's own headers (-H, the config file), and library types behind pointers as opaque pointers; on real
 programs: curl over TLS, python3's zlib, the sqlite3 shell, a library the test compiles."""
-import os
 import re
 import subprocess
 import sys

@@ -3,7 +3,6 @@ recipes of examples/faults.sh, on real programs (cp, curl, sqlite3, date, a C pr
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
