@@ -537,6 +537,7 @@ def test_an_out_of_range_result_fails_open_with_a_message(mrhooker, script, foo_
 
 LONG_LINES = """\
 from mrhooker import hook
+import threading
 @hook("int foo(int x)")
 def foo(x):
     print("start %d " % x + "%d" % (x % 10) * 20000 + " end")
@@ -848,6 +849,7 @@ int main(void)
 
 FOO_THREADING = """\
 from mrhooker import hook
+import threading
 seen = set()
 @hook("int foo(int x)")
 def foo(x):
