@@ -25,12 +25,13 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_DIR = os.path.join(PACKAGE_DIR, "runtime")
 TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c")   # the preload library's runtime
 TRACE_SIDE = ("trace.c",)                                             # ... and a trace's
+READER_SIDE = ("reader.c", "decode.c")                                # a trace's reader.so, in mrhooker
 HOOK_SIDE = ("pyrt.c", "namespace.c")                                 # pyrt.so
-RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + HOOK_SIDE + ("mrhooker_rt.h", "preload.h", "entry.h", "output.h",
-                                                        "pyrt.h", "trace.h")
+RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + READER_SIDE + HOOK_SIDE + (
+    "mrhooker_rt.h", "preload.h", "entry.h", "output.h", "pyrt.h", "trace.h", "tracefile.h", "reader.h")
 # mrhooker's own sources that shape a build: a change to any of them is a new build.
-GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "tracing.py", "layouts.py",
-                   "__init__.pxd")
+GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "tracing.py", "tracespec.py",
+                   "decoders.py", "layouts.py", "__init__.pxd")
 LIBRARIES = ("preload.so", "pyrt.so", "hooks.so")
 VIEWS = "views.json"   # a .py build's struct layouts (layouts.py), read by the hooks' views (_views.py)
 
@@ -74,7 +75,7 @@ def _runtime_dir(root, pyinfo, log):
     key = cache.key([__version__, pyinfo.include_dir, pyinfo.libpython, " ".join(cc), toolchain.tool_identity(cc[0])],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
     final = os.path.join(root, "runtime-" + key)
-    objects = [os.path.join(final, f[:-2] + ".o") for f in TARGET_SIDE + TRACE_SIDE]
+    objects = [os.path.join(final, f[:-2] + ".o") for f in TARGET_SIDE + TRACE_SIDE + READER_SIDE]
     if cache.verify(final) is not None:
         for path in objects + [os.path.join(final, "pyrt.so")]:   # linked into, or copied into, every build
             cache.check_private(path, "mrhooker's runtime file")
@@ -86,11 +87,16 @@ def _runtime_dir(root, pyinfo, log):
                                  os.path.join(RUNTIME_DIR, source)],
                                 os.path.join(tmp, source[:-2] + ".o"), [RUNTIME_DIR], [], log,
                                 "compiling mrhooker's runtime (%s)" % source)
+        for source in READER_SIDE:   # mrhooker's own side: the compiler's builtins are welcome there
+            toolchain.compile_c(["-c", "-fvisibility=hidden", "-fbuiltin", os.path.join(RUNTIME_DIR, source)],
+                                os.path.join(tmp, source[:-2] + ".o"), [RUNTIME_DIR], [], log,
+                                "compiling mrhooker's runtime (%s)" % source)
         toolchain.compile_c(["-shared"] + [os.path.join(RUNTIME_DIR, f) for f in HOOK_SIDE] + [pyinfo.libpython],
                             os.path.join(tmp, "pyrt.so"), [RUNTIME_DIR, pyinfo.include_dir], [], log,
                             "compiling mrhooker's runtime (pyrt.so)",
                             ["-Wl,-rpath," + pyinfo.libdir, "-Wl,--disable-new-dtags", "-ldl", "-lpthread"])
-        cache.seal(tmp, [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE] + ["pyrt.so"], {"python": pyinfo.version})
+        cache.seal(tmp, [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE + READER_SIDE] + ["pyrt.so"],
+                   {"python": pyinfo.version})
         cache.publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -99,21 +105,13 @@ def _runtime_dir(root, pyinfo, log):
 
 def _compile_libraries(tmp, hook_sources, pyinfo, runtime_objects, options, what):
     """Compiles a build's preload and hook libraries at once (they don't depend on each other)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(2) as pool:
-        jobs = [pool.submit(toolchain.compile_c, ["-shared"] + hook_sources, os.path.join(tmp, "hooks.so"),
-                            [RUNTIME_DIR, pyinfo.include_dir] + options.include_dirs, options.cflags, options.log,
-                            what, HOOKS_LDFLAGS + options.ldflags),
-                pool.submit(toolchain.compile_c, ["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")]
-                            + runtime_objects[:len(TARGET_SIDE)], os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs,
-                            options.cflags, options.log, "compiling the preload library", ["-ldl", "-lpthread"])]
-        try:
-            for job in jobs:
-                job.result()
-        except BaseException:
-            toolchain.kill_running()   # the other compile, and an interrupted one: don't wait for them
-            raise
+    _compile_together([
+        (["-shared"] + hook_sources, os.path.join(tmp, "hooks.so"),
+         [RUNTIME_DIR, pyinfo.include_dir] + options.include_dirs, options.cflags, what,
+         HOOKS_LDFLAGS + options.ldflags),
+        (["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")] + runtime_objects[:len(TARGET_SIDE)],
+         os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs, options.cflags,
+         "compiling the preload library", ["-ldl", "-lpthread"])], options.log)
 
 
 def _write(path, text):
@@ -238,29 +236,34 @@ def _build(path, options):
 # ---- traces ---------------------------------------------------------------------------------------------
 
 class TraceBuild:
-    """A trace's preload library (its generated entries.c beside it) and its functions' plans."""
+    """A trace's libraries: the preload library that records calls, and reader.so that shows them (their
+    generated entries.c and decoders.c beside them), with what mrhooker needs of each traced function."""
 
-    def __init__(self, directory, plans):
+    def __init__(self, directory, functions):
         self.directory = directory
         self.preload = os.path.join(directory, "preload.so")
-        self.plans = plans    # [tracing.Plan.to_json()], in slot order
+        self.reader = os.path.join(directory, "reader.so")
+        self.functions = functions    # [{"name", "text", "params"}], in slot order
 
 
-def build_trace(plans, options):
-    """Builds (or finds in the cache) the preload library that records calls of the functions planned."""
+def build_trace(plans, symbols, layouts, options):
+    """Builds (or finds in the cache) the libraries that record and show calls of the functions planned
+    (tracespec.Plan); symbols and layouts: the headers' constants and the structs the plans show."""
     with cache.private_umask():
-        return _build_trace(plans, options)
+        return _build_trace(plans, symbols, layouts, options)
 
 
-def _build_trace(plans, options):
-    from mrhooker import codegen
+def _build_trace(plans, symbols, layouts, options):
+    from mrhooker import codegen, decoders
 
     pyinfo = toolchain.python_info()
     root = cache.prepare(options.build_dir or cache.default_root(),
                          "build directory" if options.build_dir else "cache directory")
-    described = [p.to_json() for p in plans]
+    entries = codegen.trace_entries_source(plans)
+    shown = decoders.source(plans, symbols, layouts)
+    functions = [{"name": p.symbol, "text": p.proto.text, "params": [q.name for q in p.params]} for p in plans]
     cc = toolchain.c_compiler()
-    key = cache.key([__version__, "trace", json.dumps(described), repr(options.cflags),
+    key = cache.key([__version__, "trace", entries, shown, repr(options.cflags),
                      " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:]))],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
                     + [os.path.join(PACKAGE_DIR, f) for f in GENERATOR_FILES], length=20)
@@ -270,20 +273,43 @@ def _build_trace(plans, options):
         if manifest is not None:
             cache.touch(final)
             options.log("cache hit: %s" % final)
-            return TraceBuild(cache.check_private(final, "build"), manifest["plans"])
+            return TraceBuild(cache.check_private(final, "build"), manifest["functions"])
     options.log("cache miss: building the trace of %d functions in %s" % (len(plans), root))
     options.status("mrhooker: building the trace of %d functions ..." % len(plans))
     runtime_dir, runtime_objects = _runtime_dir(root, pyinfo, options.log)
+    target_objects = [o for o in runtime_objects if os.path.basename(o)[:-2] + ".c" in TARGET_SIDE + TRACE_SIDE]
+    reader_objects = [o for o in runtime_objects if os.path.basename(o)[:-2] + ".c" in READER_SIDE]
     tmp = cache.temp_dir(root, "trace")
     try:
-        _write(os.path.join(tmp, "entries.c"), codegen.trace_entries_source(plans))
-        toolchain.compile_c(["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")] + runtime_objects,
-                            os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, options.log,
-                            "compiling the trace library", ["-ldl", "-lpthread"])
-        cache.seal(tmp, ["preload.so"], {"plans": described, "mrhooker": __version__})
+        _write(os.path.join(tmp, "entries.c"), entries)
+        _write(os.path.join(tmp, "decoders.c"), shown)
+        _compile_together([
+            (["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")] + target_objects,
+             os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, "compiling the trace library",
+             ["-ldl", "-lpthread"]),
+            (["-shared", "-fvisibility=hidden", os.path.join(tmp, "decoders.c")] + reader_objects,
+             os.path.join(tmp, "reader.so"), [RUNTIME_DIR], [], "compiling the trace's reader", ["-lm"])],
+            options.log)
+        cache.seal(tmp, ["preload.so", "reader.so"], {"functions": functions, "mrhooker": __version__})
         cache.publish(tmp, final, rebuild=options.rebuild)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cache.prune(root, "trace", final)
     options.log("built: %s" % final)
-    return TraceBuild(cache.check_private(final, "build"), described)
+    return TraceBuild(cache.check_private(final, "build"), functions)
+
+
+def _compile_together(jobs, log):
+    """Compiles (sources, output, include dirs, cflags, what, ldflags) jobs at once, in threads; one failing
+    stops the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = [pool.submit(toolchain.compile_c, sources, output, includes, cflags, log, what, ldflags)
+                   for sources, output, includes, cflags, what, ldflags in jobs]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            toolchain.kill_running()
+            raise

@@ -410,28 +410,27 @@ def pyx_adapt(c_source, version):
 
 # ---- trace: recording entry points ----------------------------------------------------------------------
 
-def _arg_bits(ctype, expr):
-    """A C value as the 64 bits a trace record keeps."""
+def _bits(ctype, expr):
+    """A C value as the 64 bits a trace record keeps (runtime/trace.h)."""
     if ctype.kind == "float":
-        return "mrh_arg_double((double)(%s))" % expr
+        return "MRH_BITS_FLOAT(%s)" % expr
     if ctype.kind in ("bytes", "pointer"):
-        return "MRH_ARG_PTR(%s)" % expr
-    return "MRH_ARG(%s)" % expr
+        return "MRH_BITS_PTR(%s)" % expr
+    return "MRH_BITS_INT(%s)" % expr
 
 
-# --fake-time: what the entry point of each realtime clock does to its result (runtime/trace.c: mrh_fake_*).
-_FAKE_TIME = {
-    "clock_gettime": "{ if (r == 0) mrh_fake_timespec((int)a0, (struct timespec *)a1); }",
-    "gettimeofday": "{ if (r == 0) mrh_fake_timeval((struct timeval *)a0); }",
-    "time": "{ r = mrh_fake_seconds(r); if (a0) *(long *)a0 = r; }",
-    "timespec_get": "{ if (r != 0) mrh_fake_timespec(0, (struct timespec *)a0); }",
-}
-FAKE_TIME_FUNCTIONS = tuple(_FAKE_TIME)
+def _fails(proto):
+    """How a call says it failed (trace.h: MRH_FAILS_*): -1 for signed integers, NULL for pointers, with errno
+    set; else never."""
+    if proto.ret.kind == "int" and proto.ret.signed:
+        return "MRH_FAILS_MINUS1"
+    if proto.ret.kind in ("pointer", "bytes"):
+        return "MRH_FAILS_NULL"
+    return "MRH_FAILS_NEVER"
 
 
 def _trace_entry_source(slot, plan):
-    from mrhooker import tracing
-
+    """One traced function: its descriptor (data) and its entry point, made of trace.h's macros and calls."""
     proto = plan.proto
     entry = entry_for_prototype(slot, proto)
     ret = proto.ret.c
@@ -441,13 +440,19 @@ def _trace_entry_source(slot, plan):
         params += ", ..."
     fn = "mrh_fn_%d" % slot
     all_params = plan.params
-    lines = ["/* %s */" % proto.text.replace("*/", "* /"),
-             "typedef %s;" % entry.fn_type(variadic=True).replace("(*)", "(*%s)" % fn, 1),
-             "MRH_ENTRY(%s, %d, %s, (%s))" % (ret, slot, c_string(proto.symbol), params), "{"]
+    lines = ["/* %s */" % proto.text.replace("*/", "* /")]
+    if plan.captures:
+        lines.append("static const mrh_capture_desc mrh_caps_%d[] = {%s};" % (slot, ", ".join(
+            "{%d, %d, %d, %d, %d, %d, %d}" % c.fields(all_params) for c in plan.captures)))
+    lines.append("static const mrh_traced mrh_traced_%d = {%s, %d, %d, %d, %s};" % (
+        slot, _fails(proto) if returns else "MRH_FAILS_NEVER", int(plan.noreturn), len(all_params),
+        len(plan.captures), "mrh_caps_%d" % slot if plan.captures else "NULL"))
+    lines += ["typedef %s;" % entry.fn_type(variadic=True).replace("(*)", "(*%s)" % fn, 1),
+              "MRH_ENTRY(%s, %d, %s, (%s))" % (ret, slot, c_string(proto.symbol), params), "{"]
     lines += _variadic_prologue(entry)
     args = entry.args()
-    lines.append("    %s original = (%s)mrh_original_of(%d);" % (fn, fn, slot))
     failure = entry.failure or _failure_value(ret)
+    lines.append("    %s original = (%s)mrh_original_of(%d);" % (fn, fn, slot))
     lines.append("    if (MRH_UNLIKELY(original == NULL)) {\n        mrh_no_original(0);\n        return%s;\n    }"
                  % ((" " + failure) if returns else ""))
     lines.append("    mrh_thread *t = &mrh_tls;\n    mrh_call call;")
@@ -456,59 +461,18 @@ def _trace_entry_source(slot, plan):
     else:
         lines.append("    if (!MRH_TRACE_ENTER(t, %d, &call)) {\n        original(%s);\n        return;\n    }"
                      % (slot, args))
-    n = len(all_params)
-    lines.append("    uint64_t args[%d] = {%s};" % (max(n, 1), ", ".join(
-        _arg_bits(p.type, "a%d" % i) for i, p in enumerate(all_params)) or "0"))
-    lines.append("    int inj = MRH_INJECT_ARMED(%d) ? mrh_inject_enter(%d) : 0;" % (slot, slot))
-
-    def captures(after):
-        out = []
-        for c in plan.captures:
-            if c.which == tracing.RET and not after:
-                continue
-            ptr = "r" if c.which == tracing.RET else "a%d" % c.which
-            if c.condition and after:
-                ptr = "(%s ? (const void *)%s : NULL)" % (c.condition, ptr)
-            length = c.length or "0"
-            if not after and c.kind not in (tracing.STRING, tracing.PATH, tracing.STRV):
-                ptr, length = "NULL", "0"   # buffers and addresses only once a call vouched for them
-            out.append("{(const void *)%s, %s, %d, %d}" % (ptr, length, c.which, c.kind))
-        return out
-
-    if plan.noreturn:
-        # It does not return (exit) or only when it fails (exec): recorded now, strings copied safely.
-        entry_caps = captures(after=False)
-        lines.append("    if (!(inj & MRH_INJECT_FAIL)) {\n        mrh_call at_entry = call;\n        at_entry.err = 0;")
-        if entry_caps:
-            lines.append("        mrh_capture caps[%d] = {%s};" % (len(entry_caps), ", ".join(entry_caps)))
-        lines.append("        mrh_trace_record(t, &at_entry, 0, 0, MRH_ENTRY_ONLY, args, %d, %s, %d);\n    }"
-                     % (n, "caps" if entry_caps else "NULL", len(entry_caps)))
-    rule = "mrh_inject_rules[%d]" % slot
+    lines.append("    uint64_t args[%d] = {%s};" % (max(len(all_params), 1), ", ".join(
+        _bits(p.type, "a%d" % i) for i, p in enumerate(all_params)) or "0"))
     made = "original(%s)" % args
+    if plan.noreturn:   # it may not return: recorded as it starts, if it is made
+        made = "(mrh_trace_at_entry(t, &call, &mrh_traced_%d, args), %s)" % (slot, made)
     if returns:
-        injected = ("(%s)(intptr_t)%s.retval" if proto.ret.kind in ("pointer", "bytes") else "(%s)%s.retval") % (ret, rule)
-        lines.append("    %s r = MRH_LIKELY(!(inj & MRH_INJECT_FAIL)) ? %s : %s;" % (ret, made, injected))
+        lines.append("    %s r = MRH_TRACED_CALL(call, %s);" % (ret, made))
+        lines.append("    mrh_trace_end(t, &call, &mrh_traced_%d, %s, args);" % (slot, _bits(proto.ret, "r")))
+        lines.append("    return r;\n}\n")
     else:
-        lines.append("    if (MRH_LIKELY(!(inj & MRH_INJECT_FAIL))) %s;" % made)
-    lines.append("    if (MRH_UNLIKELY(inj)) {\n        if ((inj & MRH_INJECT_FAIL) && %s.error) *call.errno_at = %s.error;\n"
-                 "        mrh_inject_exit(%d);\n    }" % (rule, rule, slot))
-    fake = _FAKE_TIME.get(proto.symbol)
-    if fake and returns:
-        lines.append("    if (MRH_FAKE_TIME()) %s;" % fake)
-    lines.append("    mrh_trace_returned(&call);")
-    test = plan.failure if returns else None
-    lines.append("    int failed = %s;" % ("(%s) && call.err != 0" % test if test else "0"))
-    lines.append("    int r_ok = !failed;\n    (void)r_ok;")
-    caps = captures(after=True)
-    if not returns:
-        lines.append("    long r = 0;\n    (void)r;")
-    if caps:
-        lines.append("    mrh_capture caps[%d] = {%s};" % (len(caps), ", ".join(caps)))
-    flags = "(inj & MRH_INJECT_FAIL ? MRH_INJECTED : inj ? MRH_DELAYED : 0)"
-    lines.append("    mrh_trace_record(t, &call, %s, failed, %s, args, %d, %s, %d);"
-                 % (_arg_bits(proto.ret, "r") if returns else "0",
-                    ("MRH_COUNTED | " if plan.noreturn else "") + flags, n, "caps" if caps else "NULL", len(caps)))
-    lines.append("    return%s;\n}\n" % (" r" if returns else ""))
+        lines.append("    MRH_TRACED_CALL_VOID(call, %s);" % made)
+        lines.append("    mrh_trace_end(t, &call, &mrh_traced_%d, 0, args);\n}\n" % slot)
     return "\n".join(lines)
 
 

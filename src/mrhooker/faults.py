@@ -20,6 +20,8 @@ import time
 from mrhooker.errors import MrhookerError
 
 ALWAYS = 0xFFFFFFFF
+# --fake-time: the functions whose results (or arguments) move with the fake clock (runtime/trace.c).
+FAKE_TIME_FUNCTIONS = ("clock_gettime", "gettimeofday", "time", "timespec_get")
 _EXEC = ("execve", "execv", "execvp", "execvpe", "execveat", "fexecve")
 _NORETURN = ("exit", "_exit", "_Exit", "abort", "pthread_exit")
 

@@ -1,81 +1,74 @@
-"""The trace file shared with traced processes (its layout: runtime/trace.h): made here, drained here.
+"""The trace file shared with traced processes: made here, laid out, filled in and read by the trace build's
+reader.so (runtime/reader.c, through ctypes). Python never reads the file's bytes: runtime/tracefile.h is the one
+description of its layout, and reader.c the one reader of its records.
 
-TraceFile makes the file (in /dev/shm, private, named so that a stale one can be recognised), and Reader
-drains its ring into Call objects, keeping the ring's read position and the heartbeat that tells writers the
-reader is alive. Nothing here formats: that is traceout's job.
+TraceFile makes the file (in /dev/shm, private, exclusive, named so that a stale one can be recognised and
+removed), and Reader drains its ring into the outputs (lines, JSON, a timeline), keeping the read position and
+the heartbeat that tells writers the reader is alive.
 """
+import ctypes
 import errno
-import mmap
 import os
-import struct
-import time
 
 from mrhooker import cache
 from mrhooker.errors import MrhookerError
 
-MAGIC = 0x4D52485452414345
-VERSION = 2
-RECORD_MAGIC = 0x524D
-PAD = 0xFFFF
-RET = 255
-FAILED, ENTRY_ONLY, UNSAFE, INJECTED, DELAYED = 1, 2, 4, 16, 32   # runtime/trace.h
-EXEC_DONE = 8   # the reader's own: an exec's entry record, once the exec is known to have worked
-CLOCK_MONOTONIC, CLOCK_TSC = 1, 2
-HEADER_SIZE = 4096
-COUNTERS_OFFSET = 4096
-
-# mrh_trace_header, as uint64 words: the index of each field.
-_FIELDS = ("magic", "version", "ring_offset", "ring_size", "nfn", "records_on", "counts_on", "strsize",
-           "clock_state", "clock", "tsc_hz", "anchor_tsc", "anchor_ns", "inject_offset", "inject_seed",
-           "fake_time_on", "fake_anchor_real_ns", "fake_anchor_ns", "fake_rate_ppm")
-WORD = {name: i for i, name in enumerate(_FIELDS)}
-WORD["write_pos"] = len(_FIELDS) + 10
-WORD["read_pos"] = WORD["write_pos"] + 8
-WORD["heartbeat_ns"] = WORD["read_pos"] + 1
-WORD["dropped"] = WORD["read_pos"] + 2
-
-_CAPTURE = struct.Struct("<HHIII")            # 16 bytes
-_INJECT_RULE = struct.Struct("<IiqIIQQQQQ")   # mrh_inject_rule: 64 bytes
 DIRECTORY = "/dev/shm"
+ALWAYS = 0xFFFFFFFF   # an inject rule's probability: every call its when= allows
+
+_u64, _i64, _i32, _u32, _int, _p = (ctypes.c_uint64, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint32, ctypes.c_int,
+                                    ctypes.c_void_p)
+OPEN_FOR_PID = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32)
+_SIGNATURES = {   # reader.c's exported functions: (result, arguments)
+    "mrh_trace_file_size": (_u64, [_u64, _u64, _int]),
+    "mrh_trace_map": (_p, [_int, _u64]),
+    "mrh_trace_unmap": (None, [_p, _u64]),
+    "mrh_trace_init": (None, [_p, _u64, _u64, _int, _int, _int, _u64, _u64]),
+    "mrh_trace_set_rule": (None, [_p, _u64, _i32, _i64, _int, _u32, _u64, _u64, _u64, _u64, _u64]),
+    "mrh_trace_set_fake_time": (None, [_p, _i64, _i64, _u64]),
+    "mrh_trace_beat": (None, [_p, _int]),
+    "mrh_trace_dropped": (_u64, [_p]),
+    "mrh_trace_counters": (None, [_p, _u64, ctypes.POINTER(_u64)]),
+    "mrh_reader_new": (_p, [_p]),
+    "mrh_reader_lines": (None, [_p, _int, _int, _int, _int, _int, _int, OPEN_FOR_PID, _i64]),
+    "mrh_reader_command_pid": (None, [_p, ctypes.c_uint32]),
+    "mrh_reader_json": (None, [_p, _int, _i64]),
+    "mrh_reader_timeline": (None, [_p, _int, _u64]),
+    "mrh_reader_drain": (ctypes.c_long, [_p, _int, ctypes.c_long]),
+    "mrh_reader_finish": (None, [_p]),
+    "mrh_reader_write_line": (None, [_p, ctypes.c_uint32, ctypes.c_char_p]),
+    "mrh_reader_duration_ns": (_u64, [_p, _u64]),
+    "mrh_reader_lost": (_u64, [_p]),
+    "mrh_reader_timeline_count": (_u64, [_p]),
+    "mrh_reader_timeline_left_out": (_u64, [_p]),
+    "mrh_reader_output_error": (_int, [_p, _int, ctypes.POINTER(_u64), ctypes.POINTER(ctypes.c_uint32)]),
+    "mrh_reader_counts": (None, [_p, _int, ctypes.POINTER(_u64)]),
+    "mrh_reader_seen": (_int, [_p, ctypes.POINTER(_int), _int]),
+    "mrh_reader_free": (None, [_p]),
+}
 
 
-class Call:
-    """One recorded call."""
-
-    __slots__ = ("fn", "pid", "tid", "ts_ns", "dur_ns", "ret", "err", "flags", "args", "captures")
-
-    def __init__(self, fn, pid, tid, ts_ns, dur_ns, ret, err, flags, args, captures):
-        self.fn = fn              # index into the trace's plans
-        self.pid, self.tid = pid, tid
-        self.ts_ns = ts_ns        # CLOCK_MONOTONIC at entry
-        self.dur_ns = dur_ns
-        self.ret = ret            # the result's 64 bits
-        self.err = err            # errno the call set (0: none)
-        self.flags = flags
-        self.args = args          # tuple of 64-bit values
-        self.captures = captures  # {which: (bytes, full length)}
-
-    @property
-    def failed(self):
-        return bool(self.flags & FAILED)
-
-    @property
-    def entry_only(self):
-        return bool(self.flags & ENTRY_ONLY)
+def load(path):
+    """A trace build's reader.so (a private build's: cache.check_private has vouched for it)."""
+    lib = ctypes.CDLL(path)
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        f = getattr(lib, name)
+        f.restype, f.argtypes = restype, argtypes
+    return lib
 
 
 class TraceFile:
     """The shared file: created private and exclusive, removed by close()."""
 
-    def __init__(self, nfn, ring_size, records, counts, strsize, inject=None, seed=0, fake_time=None):
-        """inject: per function, the mrh_inject_rule fields (faults.Rule.entry) or None; fake_time: (real anchor
-        ns, fake anchor ns, rate in millionths) or None."""
+    def __init__(self, lib, nfn, ring_size, records, counts, strsize, rules=(), seed=0, fake_time=None):
+        """rules: (function index, Rule.entry() fields) of the --inject rules; fake_time: (real anchor ns, fake
+        anchor ns, rate in millionths) or None."""
+        self.lib = lib
         self._prune_stale()
         ring_size = 1 << max(ring_size - 1, 1 << 16).bit_length()   # a power of two (the writers mask)
-        inject_offset = COUNTERS_OFFSET + ((nfn * 24 + 4095) // 4096) * 4096
-        ring_offset = inject_offset + (((nfn * _INJECT_RULE.size + 4095) // 4096) * 4096 if inject else 0)
-        size = ring_offset + ring_size
-        for attempt in range(100):
+        rules = list(rules)
+        self.size = lib.mrh_trace_file_size(nfn, ring_size, bool(rules))
+        for _attempt in range(100):
             path = os.path.join(DIRECTORY, "mrhooker-trace-%d-%s" % (os.getpid(), os.urandom(6).hex()))
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -89,32 +82,26 @@ class TraceFile:
         try:
             # Every page allocated now, zeroed, in one call: a traced process's first write to a page is then no
             # allocating fault, and a /dev/shm too small fails here rather than as a SIGBUS in the target.
-            os.posix_fallocate(fd, 0, size)
-            self.map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            os.posix_fallocate(fd, 0, self.size)
+            self.map = lib.mrh_trace_map(fd, self.size)
+            if not self.map:
+                raise OSError(ctypes.get_errno() or errno.ENOMEM, os.strerror(ctypes.get_errno() or errno.ENOMEM))
             st = os.fstat(fd)
         except OSError as e:
             os.close(fd)
             os.unlink(path)
             raise MrhookerError("cannot make the trace file %s (%d MB): %s%s" % (
-                path, size >> 20, e.strerror, " (a smaller --buffer-size?)" if e.errno == errno.ENOSPC else ""))
+                path, self.size >> 20, e.strerror, " (a smaller --buffer-size?)" if e.errno == errno.ENOSPC else ""))
         os.close(fd)
         self.path, self.identity = path, "%d:%d" % (st.st_dev, st.st_ino)
-        self.words = memoryview(self.map)[:HEADER_SIZE].cast("Q")
-        w = self.words
-        w[WORD["magic"]], w[WORD["version"]] = MAGIC, VERSION
-        w[WORD["ring_offset"]], w[WORD["ring_size"]], w[WORD["nfn"]] = ring_offset, ring_size, nfn
-        w[WORD["records_on"]], w[WORD["counts_on"]], w[WORD["strsize"]] = int(records), int(counts), strsize
-        if inject:
-            for fn, fields in enumerate(inject):
-                if fields is not None:
-                    _INJECT_RULE.pack_into(self.map, inject_offset + fn * _INJECT_RULE.size, *fields)
-            w[WORD["inject_offset"]], w[WORD["inject_seed"]] = inject_offset, seed & ((1 << 64) - 1)
+        lib.mrh_trace_init(self.map, nfn, ring_size, bool(rules), int(records), int(counts), strsize,
+                           seed & ((1 << 64) - 1))
+        for fn, fields in rules:
+            _armed, error, retval, fail, probability, first, last, step, enter_ns, exit_ns = fields
+            lib.mrh_trace_set_rule(self.map, fn, error, retval, fail, probability, first, last, step, enter_ns,
+                                   exit_ns)
         if fake_time:
-            real, fake, rate = fake_time
-            w[WORD["fake_anchor_real_ns"]] = real & ((1 << 64) - 1)   # int64 bits
-            w[WORD["fake_anchor_ns"]] = fake & ((1 << 64) - 1)
-            w[WORD["fake_rate_ppm"]], w[WORD["fake_time_on"]] = rate, 1
-        self.beat()
+            lib.mrh_trace_set_fake_time(self.map, *fake_time)
 
     @staticmethod
     def _prune_stale():
@@ -136,146 +123,102 @@ class TraceFile:
     def environment(self):
         return {"MRHOOKER_TRACE": self.path, "MRHOOKER_TRACE_ID": self.identity}
 
-    def beat(self):
-        """The reader is alive (writers that find the ring full wait for it only while this is recent)."""
-        self.words[WORD["heartbeat_ns"]] = time.monotonic_ns()
+    def dropped(self):
+        return self.lib.mrh_trace_dropped(self.map)
 
     def counters(self, nfn):
         """[(calls, errors, time units)] per function (for -c), in the writers' clock units."""
-        with memoryview(self.map) as whole:
-            view = whole[COUNTERS_OFFSET:COUNTERS_OFFSET + 24 * nfn].cast("Q")
-            counts = [(view[3 * i], view[3 * i + 1], view[3 * i + 2]) for i in range(nfn)]
-            view.release()
+        out = (_u64 * 3)()
+        counts = []
+        for fn in range(nfn):
+            self.lib.mrh_trace_counters(self.map, fn, out)
+            counts.append(tuple(out))
         return counts
 
     def close(self):
-        try:
-            self.words[WORD["heartbeat_ns"]] = 0   # writers stop waiting for a reader
-        except ValueError:
-            pass
-        self.words.release()
+        if self.map:
+            self.lib.mrh_trace_beat(self.map, 0)   # writers stop waiting for a reader
+            self.lib.mrh_trace_unmap(self.map, self.size)
+            self.map = None
         try:
             os.unlink(self.path)
         except OSError:
             pass
-        self.map.close()
 
 
 class Reader:
-    """Drains the ring of a TraceFile into Calls, converting times to CLOCK_MONOTONIC nanoseconds.
-    arg_formats: for each function, the struct codes of its arguments ("qQd": signed, unsigned, double)."""
+    """Drains a TraceFile's ring into the outputs reader.c writes (it owns no descriptor: the caller opens and
+    closes them)."""
 
-    def __init__(self, trace, arg_formats):
+    def __init__(self, trace):
+        self.lib = trace.lib
         self.trace = trace
-        w = trace.words
-        self.ring_offset, self.ring_size = w[WORD["ring_offset"]], w[WORD["ring_size"]]
-        self.ring = memoryview(trace.map)[self.ring_offset:self.ring_offset + self.ring_size]
-        self.position = w[WORD["read_pos"]]
-        self.stuck_since = None   # (position, when) an uncommitted record was first seen there
-        self.lost = 0             # records skipped because their writer died writing them
-        # One struct per function: the record's fixed part and its arguments, as the function's types.
-        self.layouts = [struct.Struct("<IHHIIQQQiBBBB" + codes) for codes in arg_formats]
+        self.handle = self.lib.mrh_reader_new(trace.map)
+        if not self.handle:
+            raise MemoryError("the trace reader")
+        self._open_for_pid = None   # kept alive while C may call it
 
-    def _clock(self):
-        """(anchor ticks, anchor ns, ns per tick as a fraction): the writers' clock, fixed once chosen."""
-        w = self.trace.words
-        if w[WORD["clock"]] == CLOCK_TSC:
-            return w[WORD["anchor_tsc"]], w[WORD["anchor_ns"]], 1_000_000_000, max(w[WORD["tsc_hz"]], 1)
-        return 0, 0, 1, 1
+    def lines(self, fd, timestamps, relative, durations, failed_only, per_process, open_for_pid, wall_offset_ns):
+        self._open_for_pid = OPEN_FOR_PID(open_for_pid or (lambda pid: -1))
+        self.lib.mrh_reader_lines(self.handle, fd, timestamps, relative, int(durations), int(failed_only),
+                                  int(per_process), self._open_for_pid, wall_offset_ns)
 
-    def to_ns(self, ticks):
-        anchor_ticks, anchor_ns, mul, div = self._clock()
-        return anchor_ns + (ticks - anchor_ticks) * mul // div
+    def command_pid(self, pid):
+        self.lib.mrh_reader_command_pid(self.handle, pid)
 
-    def duration_ns(self, ticks):
-        _t, _n, mul, div = self._clock()
-        return ticks * mul // div
+    def json(self, fd, wall_offset_ns):
+        self.lib.mrh_reader_json(self.handle, fd, wall_offset_ns)
 
-    def dropped(self):
-        return self.trace.words[WORD["dropped"]]
-
-    def close(self):
-        self.ring.release()
+    def timeline(self, fd, limit):
+        self.lib.mrh_reader_timeline(self.handle, fd, limit)
 
     def drain(self, final=False, budget=20000):
-        """The calls committed since the last drain (at most `budget` of them), in the order they were
-        reserved. final: the writers are gone, so a record left uncommitted will never be."""
-        w = self.trace.words
-        calls = []
-        size, ring = self.ring_size, self.ring
-        end = w[WORD["write_pos"]]
-        pos = self.position
-        anchor_ticks, anchor_ns, mul, div = self._clock()
-        layouts, head, add, read_captures = self.layouts, _HEAD, calls.append, self._captures
-        while pos < end and budget:
-            at = pos % size
-            length, magic, fn = head.unpack_from(ring, at)
-            if length == 0 or magic != RECORD_MAGIC:
-                if self._skip_stuck(pos, final):
-                    pos = self._resynchronise(pos, end)
-                    continue
-                break
-            if fn != PAD:
-                layout = layouts[fn]
-                fields = layout.unpack_from(ring, at)
-                ncaps = fields[11]
-                captures = read_captures(at + layout.size, at + length, ncaps) if ncaps else _NO_CAPTURES
-                add(Call(fn, fields[3], fields[4], anchor_ns + (fields[5] - anchor_ticks) * mul // div,
-                         fields[6] * mul // div, fields[7], fields[8], fields[9], fields[13:], captures))
-                budget -= 1
-            pos += length
-        if pos != self.position:
-            # The space is free again only after it is zeroed (a record's size is its commit).
-            self._zero(self.position, pos)
-            self.position = pos
-            w[WORD["read_pos"]] = pos
-        self.trace.beat()
-        return calls
+        """Shows the calls committed since the last drain (at most `budget`); returns how many it took."""
+        return self.lib.mrh_reader_drain(self.handle, int(final), budget)
 
-    def _captures(self, q, end, ncaps):
-        """{which: (bytes, full length)} of a record's captures, which lie between q and the record's end."""
-        ring, captures, size = self.ring, {}, _CAPTURE.size
-        for _ in range(ncaps):
-            if q + size > end:
-                break
-            which, _kind, full, n, _p = _CAPTURE.unpack_from(ring, q)
-            q += size
-            if q + n > end:
-                n = end - q
-            captures[which] = (ring[q:q + n].tobytes(), full)
-            q += (n + 7) & ~7
-        return captures
+    def finish(self):
+        self.lib.mrh_reader_finish(self.handle)
 
-    def _zero(self, start, stop):
-        size = self.ring_size
-        while start < stop:
-            at = start % size
-            n = min(stop - start, size - at)
-            self.ring[at:at + n] = bytes(n)
-            start += n
+    def write_line(self, pid, text):
+        self.lib.mrh_reader_write_line(self.handle, pid, text.encode("utf-8", "backslashreplace"))
 
-    def _skip_stuck(self, pos, final):
-        now = time.monotonic()
-        if final:
-            return True
-        if self.stuck_since is None or self.stuck_since[0] != pos:
-            self.stuck_since = (pos, now)
-            return False
-        return now - self.stuck_since[1] > 2.0
+    def duration_ns(self, ticks):
+        return self.lib.mrh_reader_duration_ns(self.handle, ticks)
 
-    def _resynchronise(self, pos, end):
-        """Past a record whose writer died before committing it: to the next 8-byte boundary that starts a
-        committed record (its magic), or to the end."""
-        self.lost += 1
-        self.stuck_since = None
-        pos += 8
-        while pos < end:
-            length, magic = struct.unpack_from("<IH", self.ring, pos % self.ring_size)
-            if magic == RECORD_MAGIC and 0 < length <= self.ring_size and length % 8 == 0:
-                return pos
-            pos += 8
-        return end
+    @property
+    def lost(self):
+        return self.lib.mrh_reader_lost(self.handle)
 
+    def timeline_counts(self):
+        return self.lib.mrh_reader_timeline_count(self.handle), self.lib.mrh_reader_timeline_left_out(self.handle)
 
-_HEAD = struct.Struct("<IHH")
-_NO_CAPTURES = {}
+    def output_errors(self):
+        """[(which, pid, errno, lines lost)] of the outputs that failed: which is "lines", "json", "timeline"."""
+        failed, which = [], 0
+        lost, pid = _u64(), ctypes.c_uint32()
+        while True:
+            err = self.lib.mrh_reader_output_error(self.handle, which, ctypes.byref(lost), ctypes.byref(pid))
+            if err < 0:
+                return failed
+            if err:
+                failed.append((("lines", "json", "timeline")[which] if which < 3 else "lines", pid.value or None,
+                               err, lost.value))
+            which += 1
+
+    def counts(self, nfn):
+        out = (_u64 * 3)()
+        rows = []
+        for fn in range(nfn):
+            self.lib.mrh_reader_counts(self.handle, fn, out)
+            rows.append(tuple(out))
+        return rows
+
+    def seen(self, nfn):
+        out = (_int * max(nfn, 1))()
+        n = self.lib.mrh_reader_seen(self.handle, out, nfn)
+        return list(out[:n])
+
+    def close(self):
+        if self.handle:
+            self.lib.mrh_reader_free(self.handle)
+            self.handle = None

@@ -4,8 +4,9 @@ and hands them to the outputs (traceout.py)."""
 import fnmatch
 import os
 import sys
+import time
 
-from mrhooker import tracing
+from mrhooker import launch, traceout, tracing
 from mrhooker.errors import MrhookerError
 
 
@@ -39,41 +40,90 @@ class TraceRequest:
         return bool(self.lines or self.json_path or self.timeline_path or self.scaffold_path)
 
 
-class _Streams:
-    """Where the lines go: stderr, -o FILE, or -ff's FILE.PID."""
+class _Outputs:
+    """The descriptors reader.c writes to: the lines (stderr, -o FILE, or -ff's FILE.PID), --json, --timeline.
+    Opened before the program runs (a typo must not cost the run), closed at the end."""
 
     def __init__(self, request):
         self.request = request
-        self.files = {}
+        self.files = []
+        self.per_pid = {}
+        self.lines_fd = self._open(request.output) if request.output and not request.per_process else 2
+        self.json_fd = self._open(request.json_path) if request.json_path else -1
+        self.timeline_fd = self._open(request.timeline_path) if request.timeline_path else -1
 
-    def _open(self, path):
+    def _open(self, path, append=None):
+        append = self.request.append if append is None else append
         try:
-            return open(path, "a" if self.request.append else "w", encoding="utf-8", errors="backslashreplace")
+            f = open(path, "ab" if append else "wb", buffering=0)
         except OSError as e:
             raise MrhookerError("cannot write %s: %s" % (path, e.strerror))
-
-    def main(self):
-        if not self.request.output:
-            return sys.stderr
-        if None not in self.files:
-            self.files[None] = self._open(self.request.output)
-        return self.files[None]
+        self.files.append(f)
+        return f.fileno()
 
     def for_pid(self, pid):
-        if not (self.request.per_process and self.request.output):
-            return self.main()
-        if pid not in self.files:
-            self.files[pid] = self._open("%s.%d" % (self.request.output, pid))
-        return self.files[pid]
+        """-ff: the descriptor of FILE.PID (-1 if it can't be made: that process's lines are counted as lost)."""
+        if pid not in self.per_pid:
+            path = "%s.%d" % (self.request.output, pid)
+            try:
+                self.per_pid[pid] = self._open(path)
+            except MrhookerError as e:
+                sys.stderr.write("mrhooker: %s\n" % e)
+                self.per_pid[pid] = -1
+        return self.per_pid[pid]
 
-    def flush(self):
-        for f in self.files.values():
-            f.flush()
-        sys.stderr.flush()
+    def path_of(self, which, pid):
+        r = self.request
+        if which == "json":
+            return r.json_path
+        if which == "timeline":
+            return r.timeline_path
+        if pid is not None:
+            return "%s.%d" % (r.output, pid)
+        return r.output or "stderr"
 
     def close(self):
-        for f in self.files.values():
+        for f in self.files:
             f.close()
+
+
+class TracePlan:
+    """What a trace records: the traced functions (tracespec.Plan, in slot order), the --inject rules by slot,
+    the fake clock, and what the reader needs to show them (the headers' constants, the structs' layouts)."""
+
+    def __init__(self, plans, rules, fake_time, symbols, layouts):
+        self.plans, self.rules, self.fake_time, self.symbols, self.layouts = plans, rules, fake_time, symbols, layouts
+
+
+def plan_trace(request, root, headers):
+    """The functions -e (and --inject, --fake-time) select, described, with their rules."""
+    from mrhooker import faults, layouts, tracespec
+
+    symbols = tracing.symbols(root)
+    rules = [faults.parse_inject(spec, symbols) for spec in request.inject]
+    fake_time = request.fake_time is not None
+    if fake_time:
+        faults.parse_fake_time(request.fake_time)   # refused now if it is bad; anchored as the program starts
+    needed = [name for rule in rules for name in rule.functions]
+    if fake_time:
+        needed += [n for n in faults.FAKE_TIME_FUNCTIONS if n in tracing.known_names(root)]
+    specs = list(request.specs)
+
+    def names_some(specs):
+        return any(not item.startswith("!") for spec in specs for item in tracing.items(spec))
+    if needed and not names_some(specs) and not request.quiet:   # the default classes, and what is needed
+        specs = ["%" + c for c in tracespec.DEFAULT_CLASSES] + specs
+    # -q with no -e: only what injection and fake time need
+    prototypes = tracing.select(specs, root, headers) if names_some(specs) or not needed else []
+    missing = [n for n in needed if not any(fnmatch.fnmatchcase(p.symbol, n) for p in prototypes)]
+    if missing:
+        prototypes = tracing.select(specs + [",".join(missing)], root, headers)
+    chosen = faults.rules_for(rules, prototypes)
+    rule_fields = [(i, chosen[i].entry(p)) for i, p in enumerate(prototypes) if i in chosen]
+    shown = layouts.measure_cached({tracespec.struct_pointee(p.type) for proto in prototypes for p in proto.params}
+                                   - {None}, root)
+    plans = [tracespec.plan(p, shown) for p in prototypes]
+    return TracePlan(plans, rule_fields, fake_time, symbols, shown)
 
 
 class Tracer:
@@ -83,128 +133,106 @@ class Tracer:
         self.log = log
 
     def run(self, command, program):
-        from mrhooker import build, cache, launch, tracefile, traceout
+        from mrhooker import build, cache, faults, tracefile
 
         request = self.request
         root = cache.prepare(self.build_options.build_dir or cache.default_root(),
                              "build directory" if self.build_options.build_dir else "cache directory")
-        from mrhooker import codegen, faults, layouts
-        symbols = tracing.symbols(root)
-        rules = [faults.parse_inject(spec, symbols) for spec in request.inject]
-        fake_time = faults.parse_fake_time(request.fake_time) if request.fake_time is not None else None
-        needed = [name for rule in rules for name in rule.functions]
-        if fake_time:
-            needed += [n for n in codegen.FAKE_TIME_FUNCTIONS if n in tracing.known_names(root)]
-        specs = list(request.specs)
-
-        def names_some(specs):
-            return any(not item.startswith("!") for spec in specs for item in tracing.items(spec))
-        if needed and not names_some(specs) and not request.quiet:   # the default classes, and what is needed
-            specs = ["%" + c for c in tracing.DEFAULT_CLASSES] + specs
-        # -q with no -e: only what injection and fake time need
-        prototypes = tracing.select(specs, root, self.build_options.headers) if names_some(specs) or not needed else []
-        missing = [n for n in needed if not any(fnmatch.fnmatchcase(p.symbol, n) for p in prototypes)]
-        if missing:
-            prototypes = tracing.select(specs + [",".join(missing)], root, self.build_options.headers)
-        chosen = faults.rules_for(rules, prototypes)
-        inject = [chosen[i].entry(p) if i in chosen else None for i, p in enumerate(prototypes)] if chosen else None
-        shown = layouts.measure_cached({tracing.struct_pointee(p.type) for proto in prototypes for p in proto.params}
-                                       - {None}, root)
-        plans = [tracing.plan(p, shown) for p in prototypes]
-        self.log("tracing %d functions: %s" % (len(plans), " ".join(p.proto.symbol for p in plans)))
-        trace_build = build.build_trace(plans, self.build_options)
-        decoder = traceout.Decoder(trace_build.plans, symbols, request.strsize, shown)
-        if fake_time:   # the clock starts from the date given as the program starts, not as mrhooker did
-            fake_time = faults.parse_fake_time(request.fake_time)
-        trace = tracefile.TraceFile(len(plans), request.buffer_mb << 20, request.needs_records, request.summary,
-                                    request.strsize, inject, request.seed, fake_time)
-        streams = _Streams(request)
-        outputs, files, reader = [], [], None
+        planned = plan_trace(request, root, self.build_options.headers)
+        self.log("tracing %d functions: %s" % (len(planned.plans), " ".join(p.symbol for p in planned.plans)))
+        trace_build = build.build_trace(planned.plans, planned.symbols, planned.layouts, self.build_options)
+        nfn = len(trace_build.functions)
+        lib = tracefile.load(trace_build.reader)
+        # the clock starts from the date given as the program starts, not as mrhooker did
+        fake_time = faults.parse_fake_time(request.fake_time) if planned.fake_time else None
+        trace = tracefile.TraceFile(lib, nfn, request.buffer_mb << 20, request.needs_records, request.summary,
+                                    request.strsize, planned.rules, request.seed, fake_time)
+        outputs = reader = None
         try:
-            lines = None
+            outputs = _Outputs(request)
+            reader = tracefile.Reader(trace)
+            self._connect(reader, outputs)
+            raw_status, statuses = self._run(reader, trace, trace_build.preload, command, program)
             if request.lines:
-                options = traceout.Options(request.timestamps, request.relative, request.durations,
-                                           request.failed_only, per_process=request.per_process)
-                lines = traceout.Lines(decoder, options, streams.for_pid)
-                outputs.append(lines)
-            for path, make in ((request.json_path, lambda f: traceout.JsonLines(decoder, f)),
-                               (request.timeline_path, lambda f: traceout.Timeline(decoder, f, request.timeline_limit))):
-                if path:
-                    try:
-                        f = open(path, "w", encoding="utf-8")
-                    except OSError as e:
-                        raise MrhookerError("cannot write %s: %s" % (path, e.strerror))
-                    files.append(f)
-                    outputs.append(make(f))
-            summary = traceout.Summary(decoder) if request.summary else None
-            if summary and request.needs_records:
-                outputs.append(summary)
-            scaffold = traceout.Scaffold(decoder, request.scaffold_path, command) if request.scaffold_path else None
-            if scaffold:
-                outputs.append(scaffold)
-            reader = tracefile.Reader(trace, decoder.arg_formats())
-            adds = [out.add for out in outputs]
-            execs = traceout.ExecPairing(decoder)
-
-            def deliver(calls):
-                for add in adds:
-                    for call in calls:
-                        add(call)
-
-            def drain(final=False):
-                while True:   # in batches: each gives the writers their space back
-                    calls = reader.drain(final)
-                    deliver(execs.pair(calls))
-                    if len(calls) < 20000:
-                        break
-                streams.flush()
-
-            def spawned(pid):
-                if lines is not None:
-                    lines.command_pid = pid
-
-            raw_status, statuses = launch.run_traced(trace_build.preload, trace.environment(), command, program,
-                                                     _LaunchOptions(request.follow, self.log), drain, spawned)
-            drain(final=True)
-            deliver(execs.finish())
-            for out in outputs:
-                out.finish()
-            if request.lines:
-                self._exits(statuses, streams)
-            if summary:
-                if not request.needs_records:
-                    summary.add_counts(trace.counters(len(plans)), reader.duration_ns)
-                streams.main().write(summary.text())
-            self._report_losses(reader, outputs)
+                self._exits(statuses, reader)
+            reader.finish()
+            self._summary(reader, trace, outputs, trace_build.functions)
+            if request.scaffold_path:
+                traceout.write_scaffold(request.scaffold_path, command,
+                                        [trace_build.functions[fn] for fn in reader.seen(nfn)])
+            self._report(reader, trace, outputs)
         finally:
             if reader is not None:
                 reader.close()
-            streams.flush()
-            streams.close()
-            for f in files:
-                f.close()
+            if outputs is not None:
+                outputs.close()
             trace.close()
         return launch.exit_status(raw_status)
 
-    def _exits(self, statuses, streams):
-        """strace's last lines: how each traced process ended."""
+    def _connect(self, reader, outputs):
+        r = self.request
+        wall_offset_ns = time.time_ns() - time.monotonic_ns()
+        if r.lines:
+            reader.lines(outputs.lines_fd, r.timestamps, r.relative, r.durations, r.failed_only, r.per_process,
+                         outputs.for_pid if r.per_process else None, wall_offset_ns)
+        if r.json_path:
+            reader.json(outputs.json_fd, wall_offset_ns)
+        if r.timeline_path:
+            reader.timeline(outputs.timeline_fd, r.timeline_limit)
+
+    def _run(self, reader, trace, preload, command, program):
+        """Runs the command, draining the ring as it goes; (its wait status, {pid: wait status})."""
+        def drain(final=False):
+            while reader.drain(final) >= 20000:   # in batches: each gives the writers their space back
+                pass
+
+        def spawned(pid):
+            reader.command_pid(pid)
+
+        status = launch.run_traced(preload, trace.environment(), command, program,
+                                   _LaunchOptions(self.request.follow, self.log), drain, spawned)
+        drain(final=True)
+        return status
+
+    def _exits(self, statuses, reader):
+        """strace's last lines: how each process mrhooker reaped ended."""
         for pid, raw in sorted(statuses.items()):
             code = os.waitstatus_to_exitcode(raw)
             text = "+++ exited with %d +++" % code if code >= 0 else "+++ killed by %s +++" % _signal_name(-code)
-            streams.for_pid(pid).write("[pid %d] %s\n" % (pid, text) if len(statuses) > 1 else text + "\n")
+            reader.write_line(pid, ("[pid %d] %s\n" % (pid, text)) if len(statuses) > 1 else text + "\n")
 
-    def _report_losses(self, reader, outputs):
-        dropped = reader.dropped()
+    def _summary(self, reader, trace, outputs, functions):
+        """-c, -C: the table, after the lines (to -o FILE or stderr)."""
+        r = self.request
+        if not r.summary:
+            return
+        nfn = len(functions)
+        if r.needs_records:
+            rows = reader.counts(nfn)
+        else:
+            rows = [(calls, errors, reader.duration_ns(units)) for calls, errors, units in trace.counters(nfn)]
+        text = traceout.summary([f["name"] for f in functions], rows).encode()
+        try:
+            while text:
+                text = text[os.write(outputs.lines_fd, text):]
+        except OSError as e:
+            sys.stderr.write("mrhooker: cannot write %s: %s (the summary is lost)\n" % (
+                outputs.path_of("lines", None), e.strerror))
+
+    def _report(self, reader, trace, outputs):
+        dropped = trace.dropped()
         if dropped:
             sys.stderr.write("mrhooker: %d calls were not recorded: the trace buffer was full while mrhooker was "
                              "not reading it (--buffer-size MB makes it larger)\n" % dropped)
         if reader.lost:
             sys.stderr.write("mrhooker: %d records were lost: their process died while writing them\n" % reader.lost)
-        for out in outputs:
-            left_out = getattr(out, "left_out", 0)
-            if left_out:
-                sys.stderr.write("mrhooker: the timeline holds the first %d calls; %d more were left out, so that "
-                                 "viewers can open it (--timeline-limit N)\n" % (out.count, left_out))
+        count, left_out = reader.timeline_counts()
+        if left_out:
+            sys.stderr.write("mrhooker: the timeline holds the first %d calls; %d more were left out, so that "
+                             "viewers can open it (--timeline-limit N)\n" % (count, left_out))
+        for which, pid, err, lost in reader.output_errors():
+            sys.stderr.write("mrhooker: cannot write %s: %s (%d lines lost)\n" % (
+                outputs.path_of(which, pid), os.strerror(err), lost))
 
 
 class _LaunchOptions:

@@ -138,22 +138,6 @@ int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *call
 
 /* ---- writing a record ------------------------------------------------------------------------------------ */
 
-struct record_header {
-    uint32_t size;
-    uint16_t magic, fn;
-    uint32_t pid, tid;
-    uint64_t ts, dur, ret;
-    int32_t err;
-    uint8_t flags, nargs, ncaps, pad;
-};
-
-struct capture_header {
-    uint16_t which, kind;
-    uint32_t full, len, pad;
-};
-
-#define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
-
 /* Copies up to n bytes at src; after a failed call (safe), through the kernel, which fails rather than faults:
  * page by page (a copy that crosses into an unmapped page fails whole), stopping at the first page it can't
  * read or, for a string, at a page with its NUL. Returns the bytes copied. */
@@ -247,7 +231,7 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
             if (MRH_LIKELY(__atomic_compare_exchange_n(&h->write_pos, &w, w + pad + need, 1, __ATOMIC_ACQ_REL,
                                                        __ATOMIC_RELAXED))) {
                 if (pad) {
-                    struct record_header *p = (struct record_header *)(ring + at);
+                    mrh_record *p = (mrh_record *)(ring + at);
                     p->magic = MRH_RECORD_MAGIC;
                     p->fn = MRH_PAD;
                     __atomic_store_n(&p->size, (uint32_t)pad, __ATOMIC_RELEASE);
@@ -277,7 +261,7 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
                            uint64_t *fulls, uint64_t limit, int safe)
 {
     for (int i = 0; i < ncaps; i++) {
-        struct capture_header *c = (struct capture_header *)q;
+        mrh_capture_header *c = (mrh_capture_header *)q;
         q += sizeof *c;
         int string = caps[i].kind == MRH_CAP_STRING || caps[i].kind == MRH_CAP_PATH;
         uint64_t got;
@@ -295,7 +279,7 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
         c->full = (uint32_t)(fulls[i] > 0xffffffffu ? 0xffffffffu : fulls[i]);
         c->len = (uint32_t)got;
         c->pad = 0;
-        q += ALIGN8(got);   /* as the reader steps: by what is stored (the reserved rest is slack) */
+        q += MRH_ALIGN8(got);   /* as the reader steps: by what is stored (the reserved rest is slack) */
     }
 }
 
@@ -304,7 +288,7 @@ static inline unsigned char *record_at(mrh_trace_header *h, uint64_t pos, mrh_ca
                                        int flags, const uint64_t *args, int nargs, int ncaps)
 {
     unsigned char *p = ring + (pos & (h->ring_size - 1));
-    struct record_header *r = (struct record_header *)p;
+    mrh_record *r = (mrh_record *)p;
     if (MRH_UNLIKELY(my_tid_pid != my_pid || my_tid == 0)) {
         int saved = errno;
         my_tid = (uint32_t)syscall(SYS_gettid);
@@ -338,10 +322,10 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
     int nkept = 0;
     for (int i = 0; i < ncaps && nkept < 8; i++)
         if (caps[i].ptr) kept[nkept++] = caps[i];   /* NULL: the reader shows the pointer */
-    uint64_t need = sizeof(struct record_header) + 8 * (uint64_t)nargs;
+    uint64_t need = sizeof(mrh_record) + 8 * (uint64_t)nargs;
     for (int i = 0; i < nkept; i++) {
         lens[i] = capture_length(&kept[i], limit, &fulls[i], safe);
-        need += sizeof(struct capture_header) + ALIGN8(lens[i]);
+        need += sizeof(mrh_capture_header) + MRH_ALIGN8(lens[i]);
     }
     uint64_t pos;
     if (need > h->ring_size / 4 || !reserve(h, need, &pos)) {
@@ -351,14 +335,14 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
     unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, nkept);
     if (nkept) {
         int saved = errno;   /* process_vm_readv may set it */
-        write_captures(p + sizeof(struct record_header) + 8 * (uint64_t)nargs, kept, nkept, lens, fulls, limit, safe);
+        write_captures(p + sizeof(mrh_record) + 8 * (uint64_t)nargs, kept, nkept, lens, fulls, limit, safe);
         errno = saved;
     }
-    __atomic_store_n(&((struct record_header *)p)->size, (uint32_t)need, __ATOMIC_RELEASE);   /* the commit */
+    __atomic_store_n(&((mrh_record *)p)->size, (uint32_t)need, __ATOMIC_RELEASE);   /* the commit */
 }
 
-void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
-                      int nargs, const mrh_capture *caps, int ncaps)
+static void record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
+                   int nargs, const mrh_capture *caps, int ncaps)
 {
     mrh_trace_header *h = mrh_trace;
     uint64_t end = mrh_trace_now();
@@ -376,17 +360,74 @@ void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, i
         if (ncaps) {
             record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps);
         } else {   /* the common case: no copies */
-            uint32_t need = sizeof(struct record_header) + 8 * (uint32_t)nargs;
+            uint32_t need = sizeof(mrh_record) + 8 * (uint32_t)nargs;
             uint64_t pos;
             if (MRH_LIKELY(reserve(h, need, &pos))) {
                 unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, 0);
-                __atomic_store_n(&((struct record_header *)p)->size, need, __ATOMIC_RELEASE);
+                __atomic_store_n(&((mrh_record *)p)->size, need, __ATOMIC_RELEASE);
             } else {
                 __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
             }
         }
     }
     t->depth--;
+}
+
+/* ---- a call's captures, from its descriptor --------------------------------------------------------------- */
+
+/* The pointer and length of each capture the descriptor asks for, now: after the call (ret, failed), or at its
+ * entry (only the strings and vectors: buffers and structs once a call vouched for them). Returns how many. */
+static int resolve_captures(const mrh_traced *d, uint64_t ret, int failed, const uint64_t *args, int at_entry,
+                            mrh_capture *out)
+{
+    int n = 0;
+    for (int i = 0; i < d->ncaps && n < 8; i++) {
+        const mrh_capture_desc *c = &d->caps[i];
+        int string = c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH || c->kind == MRH_CAP_STRV;
+        if (at_entry && (!string || c->which == MRH_RET)) continue;
+        if (!at_entry && ((c->when == MRH_WHEN_OK && failed) || (c->when == MRH_WHEN_POSITIVE && (int64_t)ret <= 0)))
+            continue;
+        uint64_t ptr = c->which == MRH_RET ? ret : args[c->which], len = 0;
+        uint64_t ref = c->ref < d->nargs ? args[c->ref] : 0;
+        switch (c->length) {
+        case MRH_LEN_FIXED: len = c->size; break;
+        case MRH_LEN_ARG: len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref; break;
+        case MRH_LEN_RET_UPTO_ARG:
+            if (at_entry || failed || (int64_t)ret <= 0) continue;
+            len = ret < ref ? ret : ref;
+            break;
+        case MRH_LEN_DEREF_ARG:
+            if (at_entry || failed || !ref) continue;
+            len = *(const unsigned *)(uintptr_t)ref;
+            break;
+        case MRH_LEN_STRINGS: len = c->size; break;
+        default: len = 0;   /* MRH_LEN_NUL: strings, to their NUL */
+        }
+        out[n++] = (mrh_capture){(const void *)(uintptr_t)ptr, len, c->which, c->kind};
+    }
+    return n;
+}
+
+void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, const uint64_t *args)
+{
+    if (call->inj & MRH_INJECT_FAIL) return;   /* not made: recorded once, as it returns */
+    mrh_capture caps[8];
+    int ncaps = resolve_captures(d, 0, 0, args, 1, caps);
+    mrh_call at_entry = *call;
+    at_entry.err = 0;
+    record(t, &at_entry, 0, 0, MRH_ENTRY_ONLY, args, d->nargs, caps, ncaps);
+}
+
+void mrh_trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args)
+{
+    mrh_trace_returned(call);
+    int failed = call->err != 0 && ((d->fails == MRH_FAILS_MINUS1 && (int64_t)ret == -1) ||
+                                    (d->fails == MRH_FAILS_NULL && ret == 0));
+    int flags = (call->inj & MRH_INJECT_FAIL ? MRH_INJECTED : call->inj ? MRH_DELAYED : 0) |
+                (d->noreturn ? MRH_COUNTED : 0);
+    mrh_capture caps[8];
+    int ncaps = d->ncaps ? resolve_captures(d, ret, failed, args, 0, caps) : 0;
+    record(t, call, ret, failed, flags, args, d->nargs, caps, ncaps);
 }
 
 /* ---- fault injection and fake time (see trace.h) -------------------------------------------------------- */
@@ -409,22 +450,28 @@ static void pause_ns(uint64_t ns)
     errno = saved;
 }
 
-int mrh_inject_enter(int fn)
+int mrh_inject_enter(mrh_call *call)
 {
+    const int fn = call->fn;
     const mrh_inject_rule *rule = &mrh_inject_rules[fn];
     uint64_t n = __atomic_add_fetch(&inject_calls[fn], 1, __ATOMIC_RELAXED);   /* this call's number, from 1 */
+    call->inj = 0;
     if (n < rule->first || (rule->last && n > rule->last)) return 0;
     if (n != rule->first && (rule->step == 0 || (n - rule->first) % rule->step != 0)) return 0;
     if (rule->probability != 0xffffffffu &&
         (mix(mrh_trace->inject_seed ^ mix(((uint64_t)fn << 40) ^ n)) >> 32) >= rule->probability)
         return 0;
     if (rule->delay_enter_ns) pause_ns(rule->delay_enter_ns);
-    return MRH_INJECT_CHOSEN | (rule->fail ? MRH_INJECT_FAIL : 0);
+    return call->inj = MRH_INJECT_CHOSEN | (rule->fail ? MRH_INJECT_FAIL : 0);
 }
 
-void mrh_inject_exit(int fn)
+int64_t mrh_inject_retval(mrh_call *call) { return mrh_inject_rules[call->fn].retval; }
+
+void mrh_inject_exit(mrh_call *call)
 {
-    if (mrh_inject_rules[fn].delay_exit_ns) pause_ns(mrh_inject_rules[fn].delay_exit_ns);
+    const mrh_inject_rule *rule = &mrh_inject_rules[call->fn];
+    if ((call->inj & MRH_INJECT_FAIL) && rule->error) *call->errno_at = rule->error;
+    if ((call->inj & MRH_INJECT_CHOSEN) && rule->delay_exit_ns) pause_ns(rule->delay_exit_ns);
 }
 
 static int64_t fake_ns(int64_t real)

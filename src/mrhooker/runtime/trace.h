@@ -28,27 +28,11 @@
  *   another rate; monotonic clocks are left alone. Idea: the entry points of clock_gettime, gettimeofday, time
  *   and timespec_get pass their results through mrh_fake_* (fake = fake_anchor + (real - real_anchor) * rate).
  *
- * The shared file (MRHOOKER_TRACE, created by the launcher; mirrored by mrhooker/tracing.py):
+ * The shared file (MRHOOKER_TRACE, made by mrhooker) is described in tracefile.h.
  *
- *   offset 0      header (4096 bytes, see mrh_trace_header)
- *   offset 4096   counters: for each traced function, {calls, errors, ns} (uint64), for `-c`
- *   ring_offset   the ring: `ring_size` bytes (a power of two) of records, each 8-byte aligned, never split at
- *                 its end
- *
- * A record (all little-endian):
- *   u32 size        bytes, including this header and what follows; written last (the commit): 0 = not yet
- *   u16 magic       MRH_RECORD_MAGIC
- *   u16 fn          the function's index (MRH_PAD: filler up to the ring's end)
- *   u32 pid, tid
- *   u64 ts          entry time (TSC ticks, or CLOCK_MONOTONIC ns: see header.clock)
- *   u64 dur         duration, same unit
- *   u64 ret         the result's bits
- *   i32 err         errno after the call; 0 if it set none
- *   u8 flags        MRH_FAILED, MRH_ENTRY_ONLY (a call that does not return: exec, exit), MRH_UNSAFE (no copies)
- *   u8 nargs, ncaps, pad
- *   u64 args[nargs] the arguments' bits (floats as double bits)
- *   captures[ncaps] each: u16 which (argument index, or 255 for the result), u16 kind, u32 full (the length the
- *                   data had), u32 len (bytes stored here), u32 pad; then len bytes, padded to 8
+ * A traced function's generated entry point (codegen.trace_entries_source) holds only what is specific to it:
+ * its prototype, slot and descriptor (mrh_traced: how it fails, what to copy of its arguments). Everything else
+ * is here and in trace.c: the macros below, mrh_trace_end() and the capture descriptors it applies.
  */
 #ifndef MRHOOKER_TRACE_H
 #define MRHOOKER_TRACE_H
@@ -58,59 +42,10 @@
 #include <x86intrin.h>
 #include "preload.h"
 
-#define MRH_TRACE_MAGIC 0x4d52485452414345ull   /* "MRHTRACE" */
-#define MRH_TRACE_VERSION 2
-#define MRH_RECORD_MAGIC 0x524d
-#define MRH_PAD 0xffff
-#define MRH_RET 255
+#include "tracefile.h"
 
-/* MRH_INJECTED: not made, a rule's result given instead; MRH_DELAYED: made, a rule's delay added. (8: the
- * reader's own.) */
-enum { MRH_FAILED = 1, MRH_ENTRY_ONLY = 2, MRH_UNSAFE = 4, MRH_INJECTED = 16, MRH_DELAYED = 32 };
 /* Not stored: the return of a call already counted at its start (an exec that failed), for the -c counters. */
 #define MRH_COUNTED 0x100
-enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
-/* Paths are kept whole. A string vector (argv, envp) keeps its first `len` strings, each cut at -s (at most 4096)
- * and stored as a byte that says whether it was cut, its bytes, a NUL; its `full` is how many strings the
- * vector has (counted up to MRH_STRV_COUNTED). A struct the reader shows by its members (struct timespec,
- * struct stat) is kept whole too, up to MRH_STRUCT_KEPT bytes. */
-enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4, MRH_CAP_STRV = 5,
-       MRH_CAP_STRUCT = 6 };
-#define MRH_STRUCT_KEPT 1024
-#define MRH_STRV_COUNTED 4096
-
-typedef struct mrh_trace_header {
-    uint64_t magic, version;
-    uint64_t ring_offset, ring_size;
-    uint64_t nfn;
-    uint64_t records_on, counts_on;   /* what to write (set by the launcher) */
-    uint64_t strsize;                 /* bytes kept of strings and buffers (-s) */
-    /* The clock, chosen by the first process that maps the file (clock_state 0 -> 1 -> 2). */
-    uint64_t clock_state, clock, tsc_hz, anchor_tsc, anchor_ns;
-    uint64_t inject_offset;           /* the rules (mrh_inject_rule per function), or 0: no injection */
-    uint64_t inject_seed;             /* --seed */
-    uint64_t fake_time_on;            /* --fake-time: 1, with: */
-    int64_t fake_anchor_real_ns, fake_anchor_ns;   /* CLOCK_REALTIME at the start, and the time shown for it */
-    uint64_t fake_rate_ppm;           /* how fast fake time runs, in millionths (1000000: as fast as real) */
-    uint64_t pad0[10];
-    uint64_t write_pos;               /* producers (compare-and-swap) */
-    uint64_t pad1[7];
-    uint64_t read_pos;                /* the reader: everything before it may be overwritten */
-    uint64_t heartbeat_ns;            /* the reader's CLOCK_MONOTONIC at its last drain; 0: gone */
-    uint64_t dropped;                 /* records that could not be written (atomic) */
-    uint64_t pad2[5];
-} mrh_trace_header;
-
-/* A fault injection rule of one function (--inject; tracing.InjectRule writes it). */
-typedef struct mrh_inject_rule {
-    uint32_t armed;                   /* 1: this function has a rule */
-    int32_t error;                    /* errno a chosen call gets (0: none) */
-    int64_t retval;                   /* the result a chosen call gets, if `fail` */
-    uint32_t fail;                    /* 1: a chosen call isn't made */
-    uint32_t probability;             /* of a call `when` allows, in 2^-32 (0xffffffff: every one) */
-    uint64_t first, last, step;       /* when=FIRST..LAST+STEP (calls from 1; last 0: no end; step 0: FIRST only) */
-    uint64_t delay_enter_ns, delay_exit_ns;
-} mrh_inject_rule;
 enum { MRH_INJECT_CHOSEN = 1, MRH_INJECT_FAIL = 2 };
 
 /* A call in progress (on the caller's stack). */
@@ -120,7 +55,36 @@ typedef struct mrh_call {
     int saved_errno;  /* errno at entry */
     int err;          /* errno the call set, 0 if none */
     int fn;
+    int inj;          /* MRH_INJECT_* for this call (0: no rule chose it) */
 } mrh_call;
+
+/* What a record keeps of the memory an argument (or the result) points to: tracespec.Capture, generated as
+ * data per traced function. */
+enum { MRH_WHEN_ALWAYS = 0, MRH_WHEN_OK = 1, MRH_WHEN_POSITIVE = 2 };
+enum { MRH_LEN_NUL = 0, MRH_LEN_FIXED = 1, MRH_LEN_ARG = 2, MRH_LEN_RET_UPTO_ARG = 3, MRH_LEN_DEREF_ARG = 4,
+       MRH_LEN_STRINGS = 5 };
+typedef struct mrh_capture_desc {
+    uint8_t which;    /* argument index, or MRH_RET */
+    uint8_t kind;     /* MRH_CAP_* */
+    uint8_t when;     /* MRH_WHEN_*: always (copied safely after a failure; strings and vectors also into the
+                       * record at entry of a call that may not return), only when the call worked (memory it
+                       * filled), only when it returned more than 0 */
+    uint8_t length;   /* MRH_LEN_*: to the NUL, `size`, argument `ref` (a negative signed one: 0), the result up to
+                       * argument `ref`, the unsigned int argument `ref` points to, `size` strings */
+    uint8_t ref;
+    uint8_t ref_signed;
+    uint32_t size;
+} mrh_capture_desc;
+
+/* How a traced function fails: its result says so (and errno was set). */
+enum { MRH_FAILS_NEVER = 0, MRH_FAILS_MINUS1 = 1, MRH_FAILS_NULL = 2 };
+typedef struct mrh_traced {
+    uint8_t fails;    /* MRH_FAILS_* */
+    uint8_t noreturn; /* recorded at entry too: it returns only when it fails (exec), or never (exit) */
+    uint8_t nargs;
+    uint8_t ncaps;
+    const mrh_capture_desc *caps;
+} mrh_traced;
 
 /* What to copy out of the target's memory into a record. */
 typedef struct mrh_capture {
@@ -133,12 +97,15 @@ typedef struct mrh_capture {
 #pragma GCC visibility push(hidden)
 extern mrh_trace_header *mrh_trace;   /* the mapped file, once this process traced a call; else NULL */
 int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller);
-void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
-                      int nargs, const mrh_capture *caps, int ncaps);
+/* After the call: its errno, whether it failed, what to copy, and the record. */
+void mrh_trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args);
+/* Before a call that may not return (d->noreturn): its record at entry (unless a rule fails it instead). */
+void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, const uint64_t *args);
 extern int mrh_trace_tsc;              /* the clock is the TSC (header.clock == MRH_CLOCK_TSC) */
 extern const mrh_inject_rule *mrh_inject_rules;   /* the file's rules, or NULL: no injection in this trace */
-int mrh_inject_enter(int fn);           /* counts the call; MRH_INJECT_* for it (delay_enter done) */
-void mrh_inject_exit(int fn);           /* delay_exit of a chosen call */
+int mrh_inject_enter(mrh_call *call);   /* counts the call; call->inj for it (delay_enter done) */
+int64_t mrh_inject_retval(mrh_call *call);   /* a failed call's result */
+void mrh_inject_exit(mrh_call *call);   /* after a chosen call: its errno, delay_exit */
 struct timespec;
 struct timeval;
 void mrh_fake_timespec(int clock, struct timespec *ts);   /* realtime clocks only */
@@ -157,7 +124,7 @@ static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
     return MRH_LIKELY(mrh_trace_tsc) ? __rdtsc() : mrh_trace_monotonic();
 }
 
-/* Before the original: 1 if this call is traced (then mrh_trace_record after it), 0 if not (the runtime's
+/* Before the original: 1 if this call is traced (then mrh_trace_end after it), 0 if not (the runtime's
  * own calls, a signal handler, the dynamic loader's calls, no trace file). */
 #define MRH_TRACE_ENTER(t, fn, call) mrh_trace_enter((t), (fn), (call), __builtin_return_address(0))
 
@@ -167,6 +134,7 @@ static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, 
     if (MRH_INSIDE(t)) return 0;
     if (MRH_UNLIKELY(mrh_trace == NULL)) return mrh_trace_enter_slow(t, fn, call, caller);
     call->fn = fn;
+    call->inj = 0;
     call->errno_at = &errno;
     call->saved_errno = *call->errno_at;
     *call->errno_at = 0;
@@ -181,13 +149,38 @@ static inline __attribute__((always_inline)) void mrh_trace_returned(mrh_call *c
     if (call->err == 0) *call->errno_at = call->saved_errno;
 }
 
-#define MRH_ARG(x) ((uint64_t)(x))
-#define MRH_ARG_PTR(x) ((uint64_t)(uintptr_t)(x))
-static inline uint64_t mrh_arg_double(double d)
+/* A value as the 64 bits a record keeps: integers sign- or zero-extended, pointers as addresses, floating values
+ * as a double's bits. */
+static inline uint64_t mrh_double_bits(double d)
 {
     uint64_t u;
     __builtin_memcpy(&u, &d, sizeof u);
     return u;
 }
+#define MRH_BITS_INT(x) ((uint64_t)(x))
+#define MRH_BITS_PTR(x) ((uint64_t)(uintptr_t)(x))
+#define MRH_BITS_FLOAT(x) mrh_double_bits((double)(x))
+
+/* The call, or what an --inject rule gives instead of it (then it isn't made). */
+#define MRH_TRACED_CALL(c, made) __extension__({                                                       \
+    __typeof__(made) mrh_r_;                                                                         \
+    if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn))) {                                                     \
+        mrh_r_ = (made);                                                                             \
+    } else {                                                                                         \
+        if (mrh_inject_enter(&(c)) & MRH_INJECT_FAIL) mrh_r_ = (__typeof__(made))(intptr_t)mrh_inject_retval(&(c)); \
+        else mrh_r_ = (made);                                                                        \
+        mrh_inject_exit(&(c));                                                                       \
+    }                                                                                                \
+    mrh_r_;                                                                                          \
+})
+#define MRH_TRACED_CALL_VOID(c, made)                                                                \
+    do {                                                                                             \
+        if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn))) {                                                 \
+            made;                                                                                    \
+        } else {                                                                                     \
+            if (!(mrh_inject_enter(&(c)) & MRH_INJECT_FAIL)) made;                                   \
+            mrh_inject_exit(&(c));                                                                   \
+        }                                                                                            \
+    } while (0)
 
 #endif

@@ -1,0 +1,161 @@
+/* reader.h (mrhooker's side, in C): showing a trace's records as strace-like lines, JSON lines and a timeline.
+ *
+ * mrhooker (tracer.py) loads a trace build's reader.so with ctypes. reader.so is reader.c and decode.c,
+ * compiled once with the runtime, linked with the trace's generated decoders.c: one mrh_fn per traced function,
+ * saying how each argument and the result are shown. decoders.c is data only (tracing.py writes it from the
+ * trace's plans); every way of showing a value is one case of decode.c, used for the lines and for JSON alike.
+ *
+ * Hazards, and the idea for each:
+ * - Speed: a program makes millions of calls a second, and a trace whose lines can't keep up stalls it.
+ *   Idea: records are read in place and formatted into per-output buffers by hand-written conversions (no
+ *   stdio, no allocation per call), written with write() in large pieces; ctypes drops the GIL around a drain.
+ * - The records are the traced processes' memory, written while we read: a record may be half written, or
+ *   (a dead writer) never finished. Idea: a record counts once its size is committed (release/acquire); every
+ *   length in it is checked against the record before use; an uncommitted record is waited for, then skipped.
+ * - An output that fails (a full disk, a closed pipe) must not stop the trace or change the exit status.
+ *   Idea: its error is kept, it takes no more lines, and the lines it lost are counted; mrhooker says so at the
+ *   end (mrh_reader_output_error).
+ */
+#ifndef MRHOOKER_READER_H
+#define MRHOOKER_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tracefile.h"
+
+/* ---- what decoders.c describes ------------------------------------------------------------------------- */
+
+/* A name of a constant; tables end with {NULL, 0}. */
+typedef struct mrh_name {
+    const char *name;
+    uint64_t value;
+} mrh_name;
+
+/* Flags: the value's low bits read as one number first (O_RDONLY.., SOCK_STREAM.., MAP_PRIVATE..), then named
+ * bits, names of more bits first (O_SYNC before O_DSYNC, which it contains), what is left in hex. */
+typedef struct mrh_flagset {
+    const mrh_name *low;      /* NULL: no low field */
+    uint64_t low_mask;
+    const mrh_name *bits;
+    const char *zero;         /* how 0 is shown when there is no low field: "0", "PROT_NONE", "F_OK" */
+} mrh_flagset;
+
+/* A struct, as the compiler laid it out (layouts.py measured it). */
+typedef struct mrh_member mrh_member;
+typedef struct mrh_layout {
+    const char *name;
+    uint32_t size;
+    uint16_t nmembers;
+    uint16_t nshown;          /* a line shows the first nshown members, then "..."; 0: all of them */
+    const mrh_member *members;
+} mrh_layout;
+
+enum { MRH_M_INT, MRH_M_UINT, MRH_M_FLOAT, MRH_M_POINTER, MRH_M_STRUCT, MRH_M_CHARS, MRH_M_FILE_MODE };
+
+struct mrh_member {
+    const char *name;
+    uint32_t offset, size;
+    uint8_t kind;             /* MRH_M_* */
+    const mrh_layout *nested; /* MRH_M_STRUCT */
+};
+
+/* How a value is shown (the kinds' registry on the Python side is tracing's KINDS; each kind is one case in
+ * decode.c). */
+enum mrh_kind {
+    MRH_K_INT = 1,      /* signed decimal */
+    MRH_K_UINT,         /* unsigned decimal */
+    MRH_K_HEX,          /* an address: 0x7f.., NULL */
+    MRH_K_DOUBLE,
+    MRH_K_FD,
+    MRH_K_DIRFD,        /* AT_FDCWD or a descriptor */
+    MRH_K_MODE,         /* 0644 */
+    MRH_K_ENUM,         /* table: mrh_name[] */
+    MRH_K_FLAGS,        /* table: mrh_flagset */
+    MRH_K_SIGNAL,       /* table: mrh_name[] of the signals; real-time ones as strace names them */
+    MRH_K_STRING,       /* a captured C string, cut at -s */
+    MRH_K_BYTES,        /* a captured buffer, cut at -s */
+    MRH_K_SOCKADDR,     /* a captured socket address */
+    MRH_K_ARGV,         /* a captured string vector, shown */
+    MRH_K_ENVP,         /* a captured string vector, counted */
+    MRH_K_STRUCT,       /* a captured struct, by its members; table: mrh_layout */
+    MRH_K_FCNTL_ARG,    /* by fcntl's command (ref) */
+    MRH_K_VOID,         /* a result that is none */
+};
+
+/* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without
+ * O_CREAT or O_TMPFILE; fcntl's argument of F_GETFL). */
+enum { MRH_SHOWN = 0, MRH_SHOWN_IF_BITS = 1, MRH_SHOWN_UNLESS_IN = 2 };
+
+typedef struct mrh_arg {
+    uint8_t kind;             /* MRH_K_* */
+    uint8_t size;             /* the C type's size: the record keeps 64 bits, sign- or zero-extended from it */
+    uint8_t shown;            /* MRH_SHOWN* */
+    uint8_t ref;              /* the argument the showing depends on */
+    const void *table;        /* by kind */
+    uint64_t mask;            /* MRH_SHOWN_IF_BITS */
+    const mrh_name *unless;   /* MRH_SHOWN_UNLESS_IN */
+} mrh_arg;
+
+enum { MRH_FN_EXEC = 1 };
+
+typedef struct mrh_fn {
+    const char *name;
+    uint8_t nargs;
+    uint8_t flags;             /* MRH_FN_* */
+    const mrh_arg *args;
+    mrh_arg ret;
+    const char *const *params; /* the parameters' names, for JSON */
+} mrh_fn;
+
+/* The constants every trace needs (decoders.c). */
+typedef struct mrh_decoders {
+    const mrh_fn *fns;
+    int nfns;
+    const mrh_name *errnos;
+    const mrh_name *signals;
+    const mrh_name *families;      /* AF_* */
+    const mrh_name *file_types;    /* S_IF* (st_mode) */
+    int64_t at_fdcwd;
+    uint64_t s_ifmt;
+    const mrh_name *fcntl_cmds;    /* F_SETFL, F_SETFD...: what fcntl's argument means by command */
+    const mrh_flagset *open_flags;
+} mrh_decoders;
+
+/* ---- decode.c: one value --------------------------------------------------------------------------------- */
+
+/* Text under construction. */
+typedef struct mrh_text {
+    char *p;
+    size_t len, cap;
+    int failed;   /* an allocation failed: the text is cut */
+} mrh_text;
+
+void mrh_put(mrh_text *t, const char *s, size_t n);
+void mrh_puts(mrh_text *t, const char *s);
+void mrh_put_i64(mrh_text *t, int64_t v);
+void mrh_put_u64(mrh_text *t, uint64_t v);
+void mrh_put_hex(mrh_text *t, uint64_t v);
+
+/* A call being shown: its record and where its captures are. */
+typedef struct mrh_view {
+    const mrh_record *rec;
+    const uint64_t *args;
+    const mrh_capture_header *caps[8];
+    int ncaps;
+    uint64_t done_flags;   /* the reader's own: MRH_VIEW_EXEC_DONE */
+} mrh_view;
+#define MRH_VIEW_EXEC_DONE 1
+
+const mrh_capture_header *mrh_capture_of(const mrh_view *v, unsigned which);
+static inline const unsigned char *mrh_capture_data(const mrh_capture_header *c) { return (const unsigned char *)(c + 1); }
+
+/* Appends one value: argument `index` (or the result: MRH_RET) of call v, as text or as a JSON value. */
+void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const mrh_arg *a, unsigned index,
+                    uint64_t bits, int json);
+/* Is argument i of call v shown (variadic arguments not passed are not)? */
+int mrh_arg_shown(const mrh_view *v, const mrh_arg *a);
+void mrh_show_errno(mrh_text *t, const mrh_decoders *d, int err, int json);   /* ENOENT (No such ...) */
+void mrh_quote(mrh_text *t, const unsigned char *s, size_t n, int json);
+
+#endif

@@ -1,0 +1,99 @@
+/* tracefile.h: the file a trace shares between the traced processes (trace.c writes records into it) and
+ * mrhooker (reader.c makes it and reads them). Both sides include this header; nothing else describes the
+ * layout (Python never reads the file's bytes: it calls reader.c).
+ *
+ *   offset 0      header (4096 bytes, mrh_trace_header)
+ *   offset 4096   counters: for each traced function, {calls, errors, time units} (uint64), for `-c`
+ *   inject_offset the --inject rules (mrh_inject_rule per function), if any
+ *   ring_offset   the ring: `ring_size` bytes (a power of two) of records, each 8-byte aligned, never split at
+ *                 its end
+ *
+ * A record: mrh_record, then u64 args[nargs] (the arguments' bits, floats as double bits), then ncaps
+ * captures, each an mrh_capture_header and its `len` bytes, padded to 8. `size` is written last (the commit):
+ * 0 means not yet.
+ */
+#ifndef MRHOOKER_TRACEFILE_H
+#define MRHOOKER_TRACEFILE_H
+
+#include <stdint.h>
+
+#define MRH_TRACE_MAGIC 0x4d52485452414345ull   /* "MRHTRACE" */
+#define MRH_TRACE_VERSION 3
+#define MRH_TRACE_HEADER_SIZE 4096
+#define MRH_COUNTERS_OFFSET 4096
+#define MRH_RECORD_MAGIC 0x524d
+#define MRH_PAD 0xffff                          /* a record's fn: filler up to the ring's end */
+#define MRH_RET 255                             /* a capture's which: the result */
+
+/* A record's flags. MRH_INJECTED: not made, a rule's result given instead; MRH_DELAYED: made, a rule's delay
+ * added; MRH_ENTRY_ONLY: recorded when the call started, as it may not return (exec, exit). */
+enum { MRH_FAILED = 1, MRH_ENTRY_ONLY = 2, MRH_UNSAFE = 4, MRH_INJECTED = 16, MRH_DELAYED = 32 };
+enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
+
+/* Capture kinds: what a record keeps of the memory an argument (or the result) points to. Paths are kept whole
+ * (up to 4096 bytes), other strings and buffers cut at -s. A string vector (argv, envp) keeps its first `len`
+ * strings, each cut at -s (at most 4096) and stored as a byte that says whether it was cut, its bytes and a
+ * NUL; its `full` is how many strings the vector has (counted up to MRH_STRV_COUNTED). A struct (and any
+ * other fixed-size object the reader shows by its contents) is kept whole, up to MRH_STRUCT_KEPT bytes. */
+enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4, MRH_CAP_STRV = 5,
+       MRH_CAP_STRUCT = 6 };
+#define MRH_STRUCT_KEPT 1024
+#define MRH_STRV_COUNTED 4096
+
+typedef struct mrh_trace_header {
+    uint64_t magic, version;
+    uint64_t ring_offset, ring_size;
+    uint64_t nfn;
+    uint64_t records_on, counts_on;   /* what to write (set by the launcher) */
+    uint64_t strsize;                 /* bytes kept of strings and buffers (-s) */
+    /* The clock, chosen by the first process that maps the file (clock_state 0 -> 1 -> 2). */
+    uint64_t clock_state, clock, tsc_hz, anchor_tsc, anchor_ns;
+    uint64_t inject_offset;           /* the rules (mrh_inject_rule per function), or 0: no injection */
+    uint64_t inject_seed;             /* --seed */
+    uint64_t fake_time_on;            /* --fake-time: 1, with: */
+    int64_t fake_anchor_real_ns, fake_anchor_ns;   /* CLOCK_REALTIME at the start, and the time shown for it */
+    uint64_t fake_rate_ppm;           /* how fast fake time runs, in millionths (1000000: as fast as real) */
+    uint64_t pad0[10];
+    uint64_t write_pos;               /* producers (compare-and-swap) */
+    uint64_t pad1[7];
+    uint64_t read_pos;                /* the reader: everything before it may be overwritten */
+    uint64_t heartbeat_ns;            /* the reader's CLOCK_MONOTONIC at its last drain; 0: gone */
+    uint64_t dropped;                 /* records that could not be written (atomic) */
+    uint64_t pad2[5];
+} mrh_trace_header;
+
+/* A fault injection rule of one function (--inject; set by the reader's mrh_trace_set_rule). */
+typedef struct mrh_inject_rule {
+    uint32_t armed;                   /* 1: this function has a rule */
+    int32_t error;                    /* errno a chosen call gets (0: none) */
+    int64_t retval;                   /* the result a chosen call gets, if `fail` */
+    uint32_t fail;                    /* 1: a chosen call isn't made */
+    uint32_t probability;             /* of a call `when` allows, in 2^-32 (0xffffffff: every one) */
+    uint64_t first, last, step;       /* when=FIRST..LAST+STEP (calls from 1; last 0: no end; step 0: FIRST only) */
+    uint64_t delay_enter_ns, delay_exit_ns;
+} mrh_inject_rule;
+
+typedef struct mrh_record {
+    uint32_t size;    /* bytes, including this header and what follows; written last */
+    uint16_t magic;   /* MRH_RECORD_MAGIC */
+    uint16_t fn;      /* the function's index (MRH_PAD: filler) */
+    uint32_t pid, tid;
+    uint64_t ts;      /* entry time (TSC ticks, or CLOCK_MONOTONIC ns: see header.clock) */
+    uint64_t dur;     /* duration, same unit */
+    uint64_t ret;     /* the result's bits */
+    int32_t err;      /* errno after the call; 0 if it set none */
+    uint8_t flags;    /* MRH_FAILED, ... */
+    uint8_t nargs, ncaps, pad;
+} mrh_record;
+
+typedef struct mrh_capture_header {
+    uint16_t which;   /* argument index, or MRH_RET */
+    uint16_t kind;    /* MRH_CAP_* */
+    uint32_t full;    /* the length the data had (strings: up to their NUL; vectors: their strings) */
+    uint32_t len;     /* bytes stored after this header */
+    uint32_t pad;
+} mrh_capture_header;
+
+#define MRH_ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
+
+#endif
