@@ -420,13 +420,13 @@ def _bits(ctype, expr):
 
 
 def _fails(proto):
-    """How a call says it failed (trace.h: MRH_FAILS_*): -1 for signed integers, NULL for pointers, with errno
-    set; else never."""
+    """How a call says it failed (trace.h's mrh_traced: fail_bits, fails): -1 for signed integers, NULL for
+    pointers, with errno set; else never."""
     if proto.ret.kind == "int" and proto.ret.signed:
-        return "MRH_FAILS_MINUS1"
+        return "(uint64_t)-1, 1"
     if proto.ret.kind in ("pointer", "bytes"):
-        return "MRH_FAILS_NULL"
-    return "MRH_FAILS_NEVER"
+        return "0, 1"
+    return "0, 0"
 
 
 def _trace_entry_source(slot, plan):
@@ -445,7 +445,7 @@ def _trace_entry_source(slot, plan):
         lines.append("static const mrh_capture_desc mrh_caps_%d[] = {%s};" % (slot, ", ".join(
             "{%d, %d, %d, %d, %d, %d, %d}" % c.fields(all_params) for c in plan.captures)))
     lines.append("static const mrh_traced mrh_traced_%d = {%s, %d, %d, %d, %s};" % (
-        slot, _fails(proto) if returns else "MRH_FAILS_NEVER", int(plan.noreturn), len(all_params),
+        slot, _fails(proto) if returns else "0, 0", int(plan.noreturn), len(all_params),
         len(plan.captures), "mrh_caps_%d" % slot if plan.captures else "NULL"))
     lines += ["typedef %s;" % entry.fn_type(variadic=True).replace("(*)", "(*%s)" % fn, 1),
               "MRH_ENTRY(%s, %d, %s, (%s))" % (ret, slot, c_string(proto.symbol), params), "{"]

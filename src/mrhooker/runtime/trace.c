@@ -341,8 +341,9 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
     __atomic_store_n(&((mrh_record *)p)->size, (uint32_t)need, __ATOMIC_RELEASE);   /* the commit */
 }
 
-static void record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
-                   int nargs, const mrh_capture *caps, int ncaps)
+static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed,
+                                                          int flags, const uint64_t *args, int nargs,
+                                                          const mrh_capture *caps, int ncaps)
 {
     mrh_trace_header *h = mrh_trace;
     uint64_t end = mrh_trace_now();
@@ -421,10 +422,10 @@ void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, cons
 void mrh_trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args)
 {
     mrh_trace_returned(call);
-    int failed = call->err != 0 && ((d->fails == MRH_FAILS_MINUS1 && (int64_t)ret == -1) ||
-                                    (d->fails == MRH_FAILS_NULL && ret == 0));
-    int flags = (call->inj & MRH_INJECT_FAIL ? MRH_INJECTED : call->inj ? MRH_DELAYED : 0) |
-                (d->noreturn ? MRH_COUNTED : 0);
+    int failed = d->fails & (ret == d->fail_bits) & (call->err != 0);
+    int flags = d->noreturn ? MRH_COUNTED : 0;
+    if (MRH_UNLIKELY(call->inj))   /* a rule chose it: failed instead of made, or delayed */
+        flags |= call->inj & MRH_INJECT_FAIL ? MRH_INJECTED : MRH_DELAYED;
     mrh_capture caps[8];
     int ncaps = d->ncaps ? resolve_captures(d, ret, failed, args, 0, caps) : 0;
     record(t, call, ret, failed, flags, args, d->nargs, caps, ncaps);

@@ -76,11 +76,11 @@ typedef struct mrh_capture_desc {
     uint32_t size;
 } mrh_capture_desc;
 
-/* How a traced function fails: its result says so (and errno was set). */
-enum { MRH_FAILS_NEVER = 0, MRH_FAILS_MINUS1 = 1, MRH_FAILS_NULL = 2 };
+/* A traced function, as its entry point hands it to mrh_trace_end(). */
 typedef struct mrh_traced {
-    uint8_t fails;    /* MRH_FAILS_* */
-    uint8_t noreturn; /* recorded at entry too: it returns only when it fails (exec), or never (exit) */
+    uint64_t fail_bits;   /* the result that says the call failed (with errno set): -1, or NULL ... */
+    uint8_t fails;        /* ... if it can fail so at all (1), else 0 */
+    uint8_t noreturn;     /* recorded at entry too: it returns only when it fails (exec), or never (exit) */
     uint8_t nargs;
     uint8_t ncaps;
     const mrh_capture_desc *caps;
