@@ -2,8 +2,8 @@
 
 A program runs twice in the same fresh directory: under `strace -f` (system calls) and under `mrhooker trace -f`
 (library calls). Both outputs are parsed into calls; each library call is paired with the system call glibc 2.36
-makes for it (MAPPING, verified with strace on this machine), on the same process or thread, in order; and the
-two are compared field by field, after the mapping's transform of the library call's arguments into the system
+makes for it (MAPPING, verified with strace on this machine), on the same process or thread, in order (an
+order-preserving alignment per thread: Comparison._align); and the two are compared field by field, after the mapping's transform of the library call's arguments into the system
 call's. Whatever disagrees is a Disagreement, unless DELIBERATE lists it (with the reason).
 
 What compares how:
@@ -329,8 +329,8 @@ class Disagreement:
             self.mrhooker, self.strace_line, self.mrhooker_line)
 
 
-_ADDRESS = re.compile(r"0x[0-9a-f]+$")
-_INT = re.compile(r"-?\d+$")
+ADDRESS = re.compile(r"0x[0-9a-f]+$")
+INT = re.compile(r"-?\d+$")
 _RUN_TO_RUN = [(re.compile(r"(si_[us]time=)\d+(?: /\* [^*]* \*/)?"), r"\1N"),
                (re.compile(r"(left \{tv_sec=)\d+(, tv_u?nsec=)\d+"), r"\1N\2N")]
 
@@ -352,9 +352,9 @@ def _kind(strace, mrhooker):
         return "same flags, other order"
     if strace.startswith("-1 E") and not mrhooker.startswith("-1 E"):
         return "a failure strace shows as one"
-    if _ADDRESS.match(mrhooker) and not _ADDRESS.match(strace):
+    if ADDRESS.match(mrhooker) and not ADDRESS.match(strace):
         return "strace decodes what mrhooker shows as an address"
-    if _INT.match(mrhooker) and not _INT.match(strace):
+    if INT.match(mrhooker) and not INT.match(strace):
         return "strace names what mrhooker shows as a number"
     return ""
 
@@ -385,13 +385,13 @@ class Comparison:
         self.pid_map[self.m.first_tid] = self.s.first_tid
         s_children = {}
         for c in self.s.order:
-            if c.name in ("clone", "clone3", "fork", "vfork") and _INT.match(c.value) and int(c.value) > 0:
+            if c.name in ("clone", "clone3", "fork", "vfork") and INT.match(c.value) and int(c.value) > 0:
                 flags = " ".join(c.args)
                 if "CLONE_VM" not in flags and "CLONE_THREAD" not in flags:
                     s_children.setdefault(c.tid, []).append(int(c.value))
         m_children = {}
         for c in self.m.order:
-            if c.name == "fork" and _INT.match(c.value) and int(c.value) > 0:
+            if c.name == "fork" and INT.match(c.value) and int(c.value) > 0:
                 m_children.setdefault(c.tid, []).append(int(c.value))
         changed = True
         while changed:
@@ -420,7 +420,7 @@ class Comparison:
                 if c.tid not in current:
                     current[c.tid] = last
                 c.section = current[c.tid]
-                if c.name == children and _INT.match(c.value) and int(c.value) > 0:
+                if c.name == children and INT.match(c.value) and int(c.value) > 0:
                     current[int(c.value)] = current[c.tid]
 
     # -- pairing ---------------------------------------------------------------------------------------------
@@ -504,7 +504,7 @@ class Comparison:
             e, s = expected[i], sc.args[i]
             if e is SKIP:
                 continue
-            simple = lambda v: isinstance(v, str) and (_INT.match(v) or v.startswith('"') or v == "AT_FDCWD")
+            simple = lambda v: isinstance(v, str) and (INT.match(v) or v.startswith('"') or v == "AT_FDCWD")
             if simple(e) and simple(s) and not self._same_field(rule, i, e, s, mc):
                 return False
         return True
@@ -513,10 +513,10 @@ class Comparison:
         if m_value is SELF:
             m_value = mc.tid
         if not isinstance(m_value, int):
-            if not _INT.match(m_value):
+            if not INT.match(m_value):
                 return False
             m_value = int(m_value)
-        if not _INT.match(s_value):
+        if not INT.match(s_value):
             return False
         if m_value <= 0:
             return int(s_value) == m_value
@@ -528,7 +528,7 @@ class Comparison:
         if i in rule.pids or expected is SELF:
             return self._same_pid(strace, expected, mc)
         e, s = _steady(expected), _steady(strace)
-        if _ADDRESS.match(e) and _ADDRESS.match(s):
+        if ADDRESS.match(e) and ADDRESS.match(s):
             return True
         if i in rule.volatile:
             e, s = _shape(e), _shape(s)
@@ -549,10 +549,10 @@ class Comparison:
                     self._add(mc, sc, "arg %d" % i, s, e)
         if deliberate(function, "result value", mc.args):
             same_value = True
-        elif rule.result == "pid" and _INT.match(mc.value) and int(mc.value) > 0:
+        elif rule.result == "pid" and INT.match(mc.value) and int(mc.value) > 0:
             same_value = self._same_pid(sc.value, mc.value, mc)
-        elif rule.result == "address" or (_ADDRESS.match(mc.value) and _ADDRESS.match(sc.value)):
-            same_value = mc.value == sc.value or bool(_ADDRESS.match(mc.value) and _ADDRESS.match(sc.value))
+        elif rule.result == "address" or (ADDRESS.match(mc.value) and ADDRESS.match(sc.value)):
+            same_value = mc.value == sc.value or bool(ADDRESS.match(mc.value) and ADDRESS.match(sc.value))
         else:
             same_value = mc.value == sc.value
         note_m = _steady(mc.note) if mc.note else mc.note
