@@ -1,0 +1,454 @@
+/* The C part of the strace agreement corpus (tests/test_strace_agreement.py): libc wrappers that map one to one
+ * onto system calls, called with tricky arguments, so that `strace -f` and `mrhooker trace -f` of the same run
+ * can be compared field by field.
+ *
+ * Usage: strace_corpus PORT. The program works in its current directory (a fresh one), is deterministic apart
+ * from addresses, pids and clocks, and marks each section with access("=NAME", F_OK), which both tracers see
+ * (it fails with ENOENT), so that the test can say which section a disagreement is in. It exits with 5.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/netlink.h>
+
+extern char **environ;
+static int port;
+
+static void section(const char *name)
+{
+    char marker[64];
+    snprintf(marker, sizeof marker, "=%s", name);
+    access(marker, F_OK);
+}
+
+static void files(void)
+{
+    section("open");
+    int fd = open("f", O_WRONLY | O_CREAT | O_SYNC, 0644);
+    write(fd, "\200\0011A\n\0007", 7);
+    close(fd);
+    fd = open("f", O_WRONLY | O_APPEND | O_DSYNC | O_NONBLOCK | O_NOCTTY);
+    close(fd);
+    fd = open("f", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOATIME | O_ASYNC);
+    close(fd);
+    fd = open(".", O_TMPFILE | O_RDWR, 0600);
+    close(fd);
+    fd = open("f", O_RDONLY | 0100000);   /* the kernel's O_LARGEFILE bit (0 in x86_64's userspace headers) */
+    close(fd);
+    fd = open("t", O_WRONLY | O_CREAT | O_DIRECT | O_TRUNC, 0600);
+    close(fd);
+    int dfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    open("f", O_CREAT | O_EXCL | O_WRONLY, 0600);       /* EEXIST */
+    open("missing", O_RDONLY);                          /* ENOENT */
+    open("f", O_RDONLY | O_DIRECTORY);                  /* ENOTDIR */
+    fd = openat(dfd, "f", O_RDONLY);
+    close(fd);
+    fd = openat(AT_FDCWD, "f", O_RDONLY | O_CLOEXEC);
+    close(fd);
+    openat(dfd, "missing", O_RDWR | O_CREAT | O_EXCL | O_DIRECTORY, 0700);   /* EINVAL */
+    fd = creat("g", 0640);
+    close(fd);
+    fd = open64("f", O_RDONLY);
+    close(fd);
+    close(dfd);
+    close(99);                                          /* EBADF */
+}
+
+static void escapes(void)
+{
+    section("escape");
+    char buf[128];
+    int fd = open("e", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    write(fd, "\200\0011A\n\0007", 7);                 /* an octal escape before a digit */
+    write(fd, "tab\there\r\v\f\"q'\\b\177\377\0z", 20);
+    write(fd, "\033[0m\a\b?", 7);
+    write(fd, "0123456789abcdefghijklmnopqrstuvwxyz", 36);   /* cut at -s 32 */
+    write(fd, "", 0);
+    write(fd, "\0\0\0\0", 4);
+    write(fd, "caf\303\251 \342\202\254", 10);         /* UTF-8 */
+    lseek(fd, 0, SEEK_SET);
+    read(fd, buf, 32);
+    read(fd, buf, sizeof buf);
+    read(fd, buf, sizeof buf);                          /* 0: the end */
+    read(-1, buf, 1);                                   /* EBADF */
+    close(fd);
+}
+
+static void stats(void)
+{
+    section("stat");
+    struct stat st;
+    struct statx stx;
+    int fd = open("f", O_RDONLY);
+    symlink("f", "l");
+    stat("f", &st);
+    lstat("l", &st);
+    fstat(fd, &st);
+    fstatat(AT_FDCWD, "l", &st, AT_SYMLINK_NOFOLLOW);
+    fstatat(fd, "", &st, AT_EMPTY_PATH);
+    stat("missing", &st);
+    mkdir("d", 0755);
+    stat("d", &st);
+    statx(AT_FDCWD, "f", AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_BTIME, &stx);
+    statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_SIZE | STATX_MODE, &stx);
+    statx(AT_FDCWD, "l", AT_STATX_FORCE_SYNC, STATX_TYPE, &stx);
+    statx(AT_FDCWD, "missing", 0, STATX_ALL, &stx);
+    close(fd);
+
+    section("access");
+    access("f", R_OK | W_OK);
+    access("f", X_OK);                                  /* EACCES, even for root: no x bit */
+    access("missing", F_OK);
+    faccessat(AT_FDCWD, "f", R_OK, AT_EACCESS);
+    faccessat(AT_FDCWD, "l", W_OK | X_OK, AT_SYMLINK_NOFOLLOW);
+
+    section("paths");
+    char buf[256];
+    mkdir("d", 01777);                                  /* EEXIST */
+    mkdir("d2", 0700);
+    chmod("g", 04755);
+    chmod("g", 0);
+    chmod("missing", 0644);
+    readlink("l", buf, sizeof buf);
+    readlink("l", buf, 0);                              /* EINVAL */
+    readlink("f", buf, sizeof buf);                     /* EINVAL: no link */
+    getcwd(buf, sizeof buf);
+    getcwd(buf, 2);                                     /* ERANGE */
+    rename("g", "h");
+    rename("missing", "x");
+    unlink("h");
+    unlink("missing");
+    rmdir("d");
+    rmdir("d2");
+    rmdir("f");                                         /* ENOTDIR */
+
+    section("lseek");
+    fd = open("f", O_RDONLY);
+    lseek(fd, 3, SEEK_SET);
+    lseek(fd, -2, SEEK_END);
+    lseek(fd, 1, SEEK_CUR);
+    lseek(fd, 0, SEEK_DATA);
+    lseek(fd, 0, SEEK_HOLE);
+    lseek(fd, 0, 7);                                    /* EINVAL */
+    lseek(fd, -100, SEEK_SET);                          /* EINVAL */
+    close(fd);
+}
+
+static void descriptors(void)
+{
+    section("pipe");
+    int p[2], q[2];
+    char buf[64];
+    pipe2(p, O_CLOEXEC | O_NONBLOCK);
+    pipe(q);
+    pipe2(q, O_DIRECT);
+    dup3(p[0], 20, O_CLOEXEC);
+    dup2(p[1], 21);
+    dup(p[0]);
+    dup3(20, 20, 0);                                    /* EINVAL */
+
+    section("fcntl");
+    int fd = open("f", O_RDWR);
+    fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, O_NONBLOCK | O_APPEND);
+    fcntl(fd, F_GETFD);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFD, 0);
+    fcntl(fd, F_DUPFD, 30);
+    fcntl(fd, F_DUPFD_CLOEXEC, 31);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+    fcntl(fd, F_SETLK, &fl);
+    fl.l_type = F_RDLCK;
+    fl.l_whence = SEEK_CUR;
+    fl.l_start = 2;
+    fcntl(fd, F_GETLK, &fl);
+    fl.l_type = F_UNLCK;
+    fcntl(fd, F_SETLKW, &fl);
+    struct flock ofd = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 2};
+    fcntl(fd, F_OFD_SETLK, &ofd);
+    fcntl(p[0], F_GETPIPE_SZ);
+    fcntl(p[0], F_SETPIPE_SZ, 65536);
+    fcntl(fd, F_GETOWN);
+    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE);               /* EINVAL: not a memfd */
+    fcntl(99, F_GETFD);                                 /* EBADF */
+    fcntl64(fd, F_GETFL);
+    fcntl64(fd, F_SETLK, &fl);
+
+    section("ioctl");
+    int n = 0, one = 1;
+    write(p[1], "hello", 5);
+    ioctl(p[0], FIONREAD, &n);
+    ioctl(p[0], TCGETS, buf);                           /* ENOTTY */
+    ioctl(fd, FIONBIO, &one);
+    ioctl(fd, FIOCLEX);
+    ioctl(fd, 0x12345678, 0);                           /* ENOTTY: unknown */
+    read(p[0], buf, sizeof buf);
+    read(p[0], buf, sizeof buf);                        /* EAGAIN */
+    close(fd);
+
+    section("poll");
+    struct pollfd pf[2] = {{.fd = p[0], .events = POLLIN | POLLPRI}, {.fd = p[1], .events = POLLOUT}};
+    poll(pf, 2, 0);
+    poll(pf, 1, 5);                                     /* timeout */
+    poll(NULL, 0, 1);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGUSR2);
+    struct timespec ts = {0, 1000};
+    ppoll(pf, 2, &ts, NULL);
+    ppoll(pf, 1, &ts, &mask);
+    fd_set r, w;
+    FD_ZERO(&r);
+    FD_ZERO(&w);
+    FD_SET(p[0], &r);
+    FD_SET(p[1], &w);
+    struct timeval tv = {0, 1000};
+    select(p[1] + 1, &r, &w, NULL, &tv);
+    FD_ZERO(&r);
+    FD_SET(p[0], &r);
+    tv.tv_usec = 500;
+    select(p[0] + 1, &r, NULL, NULL, &tv);              /* timeout */
+    FD_ZERO(&r);
+    FD_SET(p[0], &r);
+    pselect(p[0] + 1, &r, NULL, NULL, &ts, &mask);
+    close(p[0]);
+    close(p[1]);
+    close(q[0]);
+    close(q[1]);
+}
+
+static void memory(void)
+{
+    section("mmap");
+    int fd = open("f", O_RDONLY);
+    char *a = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mmap(a, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);   /* EEXIST */
+    char *s = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    char *k = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_GROWSDOWN |
+                   MAP_NORESERVE, -1, 0);
+    char *m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);   /* EOPNOTSUPP */
+    mmap(NULL, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);         /* EINVAL */
+    mprotect(a, 4096, PROT_NONE);
+    mprotect(a, 4096, PROT_READ | PROT_WRITE | PROT_EXEC);
+    mprotect(a, 4096, PROT_READ | PROT_GROWSUP);                          /* EINVAL */
+    munmap(a, 8192);
+    munmap(s, 4096);
+    munmap(k, 65536);
+    munmap(m, 4096);
+    munmap((void *)1, 4096);                                              /* EINVAL */
+    close(fd);
+}
+
+static void network(void)
+{
+    section("inet");
+    char buf[64];
+    int one = 1, size = 65536, v = 0;
+    socklen_t len = sizeof v;
+    struct linger lg = {1, 5};
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(s, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    getsockopt(s, SOL_SOCKET, SO_RCVBUF, &v, &len);
+    bind(s, (struct sockaddr *)&sin, sizeof sin);
+    listen(s, 8);
+    int c = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    connect(c, (struct sockaddr *)&sin, sizeof sin);
+    struct sockaddr_in peer;
+    socklen_t plen = sizeof peer;
+    getpeername(c, (struct sockaddr *)&peer, &plen);
+    len = sizeof v;
+    getsockopt(c, SOL_SOCKET, SO_ERROR, &v, &len);
+    len = sizeof v;
+    getsockopt(c, SOL_SOCKET, SO_TYPE, &v, &len);
+    int a = accept4(s, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    send(c, "ping\n", 5, MSG_NOSIGNAL);
+    recv(a, buf, sizeof buf, 0);
+    recv(a, buf, sizeof buf, MSG_DONTWAIT);             /* EAGAIN */
+    shutdown(c, SHUT_WR);
+    close(a);
+    close(c);
+    close(s);
+    struct sockaddr_in closed = {.sin_family = AF_INET, .sin_port = htons(9)};
+    closed.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    connect(c, (struct sockaddr *)&closed, sizeof closed);   /* ECONNREFUSED */
+    close(c);
+    socket(12345, SOCK_STREAM, 0);                      /* EAFNOSUPPORT */
+
+    section("inet6");
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    struct sockaddr_in6 from6;
+    socklen_t flen = sizeof from6;
+    int u = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+    setsockopt(u, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    bind(u, (struct sockaddr *)&sin6, sizeof sin6);
+    sendto(u, "dgram\0x", 7, MSG_DONTWAIT, (struct sockaddr *)&sin6, sizeof sin6);
+    recvfrom(u, buf, sizeof buf, 0, (struct sockaddr *)&from6, &flen);
+    close(u);
+
+    section("unix");
+    struct sockaddr_un sun = {.sun_family = AF_UNIX, .sun_path = "sock"};
+    struct sockaddr_un from;
+    socklen_t ulen = sizeof from;
+    int us = socket(AF_UNIX, SOCK_STREAM, 0);
+    bind(us, (struct sockaddr *)&sun, offsetof(struct sockaddr_un, sun_path) + 5);
+    listen(us, 1);
+    int uc = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    connect(uc, (struct sockaddr *)&sun, sizeof sun);
+    int ua = accept4(us, (struct sockaddr *)&from, &ulen, 0);
+    close(ua);
+    close(uc);
+    close(us);
+    unlink("sock");
+    struct sockaddr_un abstract = {.sun_family = AF_UNIX};
+    int alen = snprintf(abstract.sun_path + 1, sizeof abstract.sun_path - 1, "mrhooker-stracediff-%d", port);
+    socklen_t abstract_len = offsetof(struct sockaddr_un, sun_path) + 1 + alen;
+    int ab = socket(AF_UNIX, SOCK_DGRAM, 0);
+    bind(ab, (struct sockaddr *)&abstract, abstract_len);
+    int ad = socket(AF_UNIX, SOCK_DGRAM, 0);
+    sendto(ad, "x", 1, 0, (struct sockaddr *)&abstract, abstract_len);
+    ulen = sizeof from;
+    recvfrom(ab, buf, sizeof buf, 0, (struct sockaddr *)&from, &ulen);
+    close(ab);
+    close(ad);
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
+    close(sv[0]);
+    close(sv[1]);
+    int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    close(nl);
+}
+
+static void processes(void)
+{
+    section("wait");
+    int st;
+    siginfo_t si;
+    pid_t c = fork();
+    if (c == 0)
+        _exit(3);
+    waitpid(c, &st, 0);
+    c = fork();
+    if (c == 0) {
+        pause();
+        _exit(0);
+    }
+    waitpid(-1, &st, WNOHANG);                          /* 0: the child is still there */
+    kill(c, SIGTERM);
+    wait4(c, &st, 0, NULL);
+    c = fork();
+    if (c == 0) {
+        kill(getpid(), SIGKILL);
+        _exit(1);
+    }
+    waitid(P_PID, c, &si, WEXITED);
+    c = fork();
+    if (c == 0)
+        _exit(0);
+    waitid(P_ALL, 0, &si, WEXITED | WNOWAIT);
+    waitpid(c, NULL, 0);
+    kill(c, 0);                                         /* ESRCH: reaped */
+    waitpid(-1, &st, WNOHANG);                          /* ECHILD */
+    c = fork();
+    if (c == 0)
+        _exit(0);
+    wait(&st);
+
+    section("exec");
+    c = fork();
+    if (c == 0) {
+        char *argv[] = {"sh", "-c", "exit 7", NULL};
+        execve("/bin/sh", argv, environ);
+        _exit(127);
+    }
+    waitpid(c, &st, 0);
+    char *argv[] = {"missing", NULL};
+    execve("/nonexistent/missing", argv, environ);    /* ENOENT */
+}
+
+static int handled;
+
+static void handler(int sig)
+{
+    handled += sig;
+}
+
+static void signals(void)
+{
+    section("signal");
+    struct sigaction sa = {.sa_handler = handler};
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGRTMIN + 1, &sa, NULL);
+    sigaction(SIGRTMAX, &sa, NULL);
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGRTMIN + 1);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    raise(SIGUSR1);
+    raise(SIGRTMIN + 1);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    sigprocmask(SIG_BLOCK, NULL, &old);
+    sigprocmask(99, &set, NULL);                        /* EINVAL */
+    kill(getpid(), SIGUSR2);
+    kill(getpid(), SIGRTMAX);
+    kill(getpid(), 0);
+    kill(getpid(), 99);                                 /* EINVAL */
+}
+
+static void clocks(void)
+{
+    section("time");
+    struct timespec ts, req = {0, 1000000};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);                /* vDSO: no system call */
+    clock_gettime(12345, &ts);                          /* EINVAL */
+    nanosleep(&req, NULL);
+    clock_nanosleep(CLOCK_MONOTONIC, 0, &req, NULL);
+    req.tv_nsec = 2000000000;
+    nanosleep(&req, NULL);                              /* EINVAL */
+}
+
+int main(int argc, char **argv)
+{
+    port = argc > 1 ? atoi(argv[1]) : 0;
+    files();
+    escapes();
+    stats();
+    descriptors();
+    memory();
+    network();
+    processes();
+    signals();
+    clocks();
+    section("end");
+    exit(5);
+}
