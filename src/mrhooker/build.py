@@ -259,7 +259,7 @@ def _build_trace(plans, symbols, layouts, options):
     pyinfo = toolchain.python_info()
     root = cache.prepare(options.build_dir or cache.default_root(),
                          "build directory" if options.build_dir else "cache directory")
-    entries = codegen.trace_entries_source(plans)
+    entries = codegen.trace_entries_source(plans, symbols)
     shown = decoders.source(plans, symbols, layouts)
     functions = [{"name": p.symbol, "text": p.proto.text, "params": [q.name for q in p.params]} for p in plans]
     cc = toolchain.c_compiler()

@@ -11,6 +11,7 @@ the protocol of a hooked call lives in the runtime's headers.
 """
 import re
 
+from mrhooker import tracespec
 from mrhooker.errors import MrhookerError
 
 SUPPORTED_CYTHON = "3.0 to 3.3"
@@ -419,17 +420,15 @@ def _bits(ctype, expr):
     return "MRH_BITS_INT(%s)" % expr
 
 
-def _fails(proto):
-    """How a call says it failed (trace.h's mrh_traced: fail_bits, fails): -1 for signed integers, NULL for
-    pointers, with errno set; else never."""
-    if proto.ret.kind == "int" and proto.ret.signed:
-        return "(uint64_t)-1, 1"
-    if proto.ret.kind in ("pointer", "bytes"):
-        return "0, 1"
-    return "0, 0"
+def _fails(plan):
+    """How a call says it failed (trace.h's mrh_traced: fail_bits, fails): its failure value (-1, NULL,
+    MAP_FAILED), with errno set; or never."""
+    if plan.fail_value is None or plan.proto.ret.kind == "void":
+        return "0, 0"
+    return "0x%xULL, 1" % (plan.fail_value & ((1 << 64) - 1))
 
 
-def _trace_entry_source(slot, plan):
+def _trace_entry_source(slot, plan, symbols):
     """One traced function: its descriptor (data) and its entry point, made of trace.h's macros and calls."""
     proto = plan.proto
     entry = entry_for_prototype(slot, proto)
@@ -441,12 +440,22 @@ def _trace_entry_source(slot, plan):
     fn = "mrh_fn_%d" % slot
     all_params = plan.params
     lines = ["/* %s */" % proto.text.replace("*/", "* /")]
-    if plan.captures:
-        lines.append("static const mrh_capture_desc mrh_caps_%d[] = {%s};" % (slot, ", ".join(
-            "{%d, %d, %d, %d, %d, %d, %d}" % c.fields(all_params) for c in plan.captures)))
-    lines.append("static const mrh_traced mrh_traced_%d = {%s, %d, %d, %d, %s};" % (
-        slot, _fails(proto) if returns else "0, 0", int(plan.noreturn), len(all_params),
-        len(plan.captures), "mrh_caps_%d" % slot if plan.captures else "NULL"))
+    descs = []
+    for i, c in enumerate(plan.captures):
+        values = "NULL"
+        if c.values:
+            values = "mrh_values_%d_%d" % (slot, i)
+            found = [(n, symbols[n]) for n in c.values if n in symbols]
+            lines.append("static const uint64_t %s[] = {%s};   /* %s */" % (
+                values, ", ".join("0x%xULL" % (v & ((1 << 64) - 1)) for _n, v in found) or "0",
+                " ".join(n for n, _v in found)))
+            c = _with_count(c, len(found))
+        descs.append("{%d, %d, %d, %d, %d, %d, %d, %d, %d, %s}" % (c.fields(all_params) + (values,)))
+    if descs:
+        lines.append("static const mrh_capture_desc mrh_caps_%d[] = {%s};" % (slot, ", ".join(descs)))
+    lines.append("static const mrh_traced mrh_traced_%d = {%s, %d, %d, %d, %d, %s};" % (
+        slot, _fails(plan), int(plan.noreturn or plan.may_die), int(plan.forks), len(all_params), len(descs),
+        "mrh_caps_%d" % slot if descs else "NULL"))
     lines += ["typedef %s;" % entry.fn_type(variadic=True).replace("(*)", "(*%s)" % fn, 1),
               "MRH_ENTRY(%s, %d, %s, (%s))" % (ret, slot, c_string(proto.symbol), params), "{"]
     lines += _variadic_prologue(entry)
@@ -463,17 +472,30 @@ def _trace_entry_source(slot, plan):
                      % (slot, args))
     lines.append("    uint64_t args[%d] = {%s};" % (max(len(all_params), 1), ", ".join(
         _bits(p.type, "a%d" % i) for i, p in enumerate(all_params)) or "0"))
+    before = any(c.when == tracespec.BEFORE for c in plan.captures)
+    if before:   # what the call changes, as it was passed
+        lines.append("    mrh_before before;\n    mrh_trace_before(&before, &mrh_traced_%d, args);" % slot)
     made = "original(%s)" % args
-    if plan.noreturn:   # it may not return: recorded as it starts, if it is made
+    if plan.noreturn or plan.may_die:   # it may not return: recorded as it starts, if it is made
         made = "(mrh_trace_at_entry(t, &call, &mrh_traced_%d, args), %s)" % (slot, made)
+    end = "mrh_trace_end_before(t, &call, &mrh_traced_%d, %%s, args, &before);" if before else \
+        "mrh_trace_end(t, &call, &mrh_traced_%d, %%s, args);"
     if returns:
         lines.append("    %s r = MRH_TRACED_CALL(call, %s);" % (ret, made))
-        lines.append("    mrh_trace_end(t, &call, &mrh_traced_%d, %s, args);" % (slot, _bits(proto.ret, "r")))
+        lines.append("    " + end % slot % _bits(proto.ret, "r"))
         lines.append("    return r;\n}\n")
     else:
         lines.append("    MRH_TRACED_CALL_VOID(call, %s);" % made)
-        lines.append("    mrh_trace_end(t, &call, &mrh_traced_%d, 0, args);\n}\n" % slot)
+        lines.append("    " + end % slot % "0" + "\n}\n")
     return "\n".join(lines)
+
+
+def _with_count(capture, count):
+    """The capture, with only as many values as the headers define."""
+    import copy
+    c = copy.copy(capture)
+    c.values = capture.values[:count]
+    return c
 
 
 def _variadic_prologue(entry):
@@ -484,8 +506,9 @@ def _variadic_prologue(entry):
             ["    %s = va_arg(ap, %s);" % (p.decl, p.type) for p in entry.variadic_extra] + ["    va_end(ap);"])
 
 
-def trace_entries_source(plans):
-    """entries.c of a trace build: the slot table and one recording entry point per traced function."""
+def trace_entries_source(plans, symbols):
+    """entries.c of a trace build: the slot table and one recording entry point per traced function (plans:
+    tracespec.Plan; symbols: the headers' constants their captures name)."""
     out = ["/* Generated by mrhooker: the recording entry points of one trace build (see runtime/trace.h). */",
            "#define _GNU_SOURCE", "#include <stdarg.h>", "#include <stddef.h>", "#include <stdint.h>",
            '#include "entry.h"', '#include "trace.h"', ""]
@@ -495,5 +518,5 @@ def trace_entries_source(plans):
     out.append("};")
     out.append("const int mrh_nslots = %d;\n" % len(plans))
     for slot, p in enumerate(plans):
-        out.append(_trace_entry_source(slot, p))
+        out.append(_trace_entry_source(slot, p, symbols))
     return "\n".join(out)

@@ -17,13 +17,12 @@ import fnmatch
 import re
 import time
 
+from mrhooker import tracespec
 from mrhooker.errors import MrhookerError
 
 ALWAYS = 0xFFFFFFFF
 # --fake-time: the functions whose results (or arguments) move with the fake clock (runtime/trace.c).
 FAKE_TIME_FUNCTIONS = ("clock_gettime", "gettimeofday", "time", "timespec_get")
-_EXEC = ("execve", "execv", "execvp", "execvpe", "execveat", "fexecve")
-_NORETURN = ("exit", "_exit", "_Exit", "abort", "pthread_exit")
 
 
 class Rule:
@@ -49,28 +48,19 @@ class Rule:
         retval = self.retval
         if self.fails:
             name = proto.symbol
-            if name in _NORETURN:
+            if name in tracespec.NORETURN:
                 raise MrhookerError("--inject %s: %s never returns: it can be delayed, not made to fail"
                                     % (self.spec, name))
             if proto.ret.kind == "void":
                 raise MrhookerError("--inject %s: %s returns nothing, so it can't fail: use delay_enter= or "
                                     "delay_exit=" % (self.spec, name))
             if retval is None:
-                retval = failure_value(proto)
+                retval = tracespec.failure_value(proto)
                 if retval is None:
                     raise MrhookerError("--inject %s: what %s returns when it fails isn't clear from its prototype "
                                         "(%s): say it with retval=" % (self.spec, name, proto.text))
         return (1, self.error, int(retval or 0), int(self.fails), self.probability, self.first, self.last,
                 self.step, self.delay_enter_ns, self.delay_exit_ns)
-
-
-def failure_value(proto):
-    """What the function returns on failure, from its prototype: -1 (signed integers), NULL; else None."""
-    if proto.ret.kind == "int" and proto.ret.signed:
-        return -1
-    if proto.ret.kind in ("pointer", "bytes"):
-        return 0
-    return None
 
 
 def parse_inject(spec, errno_values):

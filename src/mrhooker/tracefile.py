@@ -36,7 +36,7 @@ _SIGNATURES = {   # reader.c's exported functions: (result, arguments)
     "mrh_reader_timeline": (None, [_p, _int, _u64]),
     "mrh_reader_drain": (ctypes.c_long, [_p, _int, ctypes.c_long]),
     "mrh_reader_finish": (None, [_p]),
-    "mrh_reader_write_line": (None, [_p, ctypes.c_uint32, ctypes.c_char_p]),
+    "mrh_reader_exited": (None, [_p, ctypes.c_uint32, _int]),
     "mrh_reader_duration_ns": (_u64, [_p, _u64]),
     "mrh_reader_lost": (_u64, [_p]),
     "mrh_reader_timeline_count": (_u64, [_p]),
@@ -179,8 +179,9 @@ class Reader:
     def finish(self):
         self.lib.mrh_reader_finish(self.handle)
 
-    def write_line(self, pid, text):
-        self.lib.mrh_reader_write_line(self.handle, pid, text.encode("utf-8", "backslashreplace"))
+    def exited(self, pid, wait_status):
+        """A process mrhooker reaped: its last line (`+++ exited with 0 +++`)."""
+        self.lib.mrh_reader_exited(self.handle, pid, wait_status)
 
     def duration_ns(self, ticks):
         return self.lib.mrh_reader_duration_ns(self.handle, ticks)

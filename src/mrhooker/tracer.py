@@ -120,8 +120,7 @@ def plan_trace(request, root, headers):
         prototypes = tracing.select(specs + [",".join(missing)], root, headers)
     chosen = faults.rules_for(rules, prototypes)
     rule_fields = [(i, chosen[i].entry(p)) for i, p in enumerate(prototypes) if i in chosen]
-    shown = layouts.measure_cached({tracespec.struct_pointee(p.type) for proto in prototypes for p in proto.params}
-                                   - {None}, root)
+    shown = layouts.measure_cached(tracespec.struct_names(prototypes), root)
     plans = [tracespec.plan(p, shown) for p in prototypes]
     return TracePlan(plans, rule_fields, fake_time, symbols, shown)
 
@@ -195,11 +194,10 @@ class Tracer:
         return status
 
     def _exits(self, statuses, reader):
-        """strace's last lines: how each process mrhooker reaped ended."""
+        """strace's last lines of the processes mrhooker reaped (the command, orphans): how each ended. (The
+        reader shows those of the processes a traced wait reaped, as the wait returns.)"""
         for pid, raw in sorted(statuses.items()):
-            code = os.waitstatus_to_exitcode(raw)
-            text = "+++ exited with %d +++" % code if code >= 0 else "+++ killed by %s +++" % _signal_name(-code)
-            reader.write_line(pid, ("[pid %d] %s\n" % (pid, text)) if len(statuses) > 1 else text + "\n")
+            reader.exited(pid, raw)
 
     def _summary(self, reader, trace, outputs, functions):
         """-c, -C: the table, after the lines (to -o FILE or stderr)."""
@@ -240,10 +238,3 @@ class _LaunchOptions:
         self.follow = follow
         self.log = log
 
-
-def _signal_name(sig):
-    import signal
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return "signal %d" % sig

@@ -9,50 +9,61 @@ parameters' types and names imply (default_kind), which is right for most librar
 buffer and length, a socket address and its length, a struct timespec).
 
 A kind (the classes below) is the one place that knows a kind of value: what the target copies of it (its
-capture: trace.h's mrh_capture_desc, which trace.c applies), how the reader shows it in lines and JSON alike (its
-case of reader.h's enum mrh_kind, in decode.c) and the constants it names (from the system headers, by
-tracing.symbols; decoders.py writes them out). Adding a decoder is one kind, or one entry below.
+captures: trace.h's mrh_capture_desc, which trace.c applies), how the reader shows it in lines and JSON alike (its
+case of reader.h's enum mrh_kind, in decode.c) and the constants it names (their values from the system
+headers, tracing.symbols; decoders.py writes the tables). Adding a decoder is one kind, or one entry below.
+strace is the reference for how a value reads: its xlat tables' order where names overlap, its spellings.
 """
+
 RET = 255   # a capture of the result
 
-# Capture kinds and modes (runtime/tracefile.h, trace.h).
+# Capture kinds (runtime/tracefile.h).
 CAP_STRING, CAP_BYTES, CAP_SOCKADDR, CAP_PATH, CAP_STRV, CAP_STRUCT = 1, 2, 3, 4, 5, 6
-# When a capture is taken: always (memory the caller handed over; copied safely if the call failed; strings and
-# vectors also at the entry of a call that may not return), only when the call worked (memory it filled), or
-# only when it returned more than 0.
-ALWAYS, IF_OK, IF_POSITIVE = 0, 1, 2
-# How long it is: to its NUL (strings), a fixed size, an argument, the result up to an argument (bytes a read
-# filled), the unsigned int an argument points to once the call worked (socklen_t *), a count of strings.
-LEN_NUL, LEN_FIXED, LEN_ARG, LEN_RET_UPTO_ARG, LEN_DEREF_ARG, LEN_STRINGS = 0, 1, 2, 3, 4, 5
+# When a capture is taken (trace.h: MRH_WHEN_*): always (memory the caller handed over; copied safely if the call
+# failed; strings and vectors also at the entry of a call that may not return), only when the call worked (memory
+# it filled), only when it returned more than 0, or before the call (memory the call changes, as it was passed).
+ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
+# How long it is (trace.h: MRH_LEN_*).
+LEN_NUL, LEN_FIXED, LEN_ARG, LEN_RET_UPTO_ARG, LEN_DEREF_ARG, LEN_STRINGS, LEN_ARG_TIMES, LEN_ARG_BITS = range(8)
+
+# Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
+SIZEOF = {"int": 4, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
+          "struct pollfd": 8, "fd_set": 128, "kernel sigset": 8}
 
 
 class Capture:
-    """What a record keeps of the memory argument `which` (or the result: RET) points to."""
+    """What a record keeps of the memory argument `which` (or the result: RET) points to; only_if, values: only
+    when argument only_if is one of those constants' values."""
 
-    def __init__(self, which, kind, when=ALWAYS, length=LEN_NUL, ref=0, size=0):
+    def __init__(self, which, kind, when=ALWAYS, length=LEN_NUL, ref=0, size=0, only_if=0, values=()):
         self.which, self.kind, self.when, self.length, self.ref, self.size = which, kind, when, length, ref, size
+        self.only_if, self.values = only_if, values
 
     def fields(self, params):
-        """trace.h's mrh_capture_desc: which, kind, when, length, ref, ref_signed, size."""
+        """trace.h's mrh_capture_desc, less its values: which, kind, when, length, ref, ref_signed, only_if,
+        nvalues, size."""
         ref_type = params[self.ref].type if self.length == LEN_ARG and self.ref < len(params) else None
         ref_signed = bool(ref_type and ref_type.kind == "int" and ref_type.signed)
-        return (self.which, self.kind, self.when, self.length, self.ref, int(ref_signed), self.size)
+        return (self.which, self.kind, self.when, self.length, self.ref, int(ref_signed), self.only_if,
+                len(self.values), self.size)
 
 
 # ---- kinds ------------------------------------------------------------------------------------------------
 
 class Kind:
-    """How one value is recorded and shown. reader: its case in decode.c (MRH_K_*)."""
+    """How one value is recorded and shown. reader: its case in decode.c (MRH_K_*); ref: an argument its showing
+    depends on."""
 
     reader = "MRH_K_INT"
     name = "int"
+    ref = 0
 
-    def capture(self, which, params):
-        """The Capture of argument `which` (params: the function's parameters), or None: its bits alone."""
-        return None
+    def captures(self, which, params):
+        """The Captures of argument `which` (params: the function's parameters): none, its bits are enough."""
+        return []
 
     def table(self, tables):
-        """The C name of the table this kind shows values with (tables.emit makes it once), or NULL."""
+        """The C name of the table this kind shows values with (tables makes it once), or NULL."""
         return "NULL"
 
     def shown_if(self, symbols):
@@ -76,10 +87,13 @@ FD = _Simple("fd", "MRH_K_FD")
 DIRFD = _Simple("dirfd", "MRH_K_DIRFD")    # AT_FDCWD or a descriptor
 VOID = _Simple("void", "MRH_K_VOID")
 SIGNAL = _Simple("signal", "MRH_K_SIGNAL")
+ID = _Simple("id", "MRH_K_ID")             # a uid_t or gid_t: -1 is "none" (chown's "leave it")
+EAI = _Simple("eai", "MRH_K_EAI")          # getaddrinfo's result: 0, or an EAI_* code
+SELECT_RESULT = _Simple("select_result", "MRH_K_SELECT_RESULT")
 
 
 class Mode(Kind):
-    """A file mode in octal (0644); with `if_bits` (the index of open's flags), shown only when those flags say
+    """A file mode in octal (0644); with if_bits_of (the index of open's flags), shown only when those flags say
     the mode was passed (O_CREAT, O_TMPFILE)."""
 
     name, reader = "mode", "MRH_K_MODE"
@@ -97,44 +111,110 @@ class Mode(Kind):
 
 class Enum(Kind):
     """One name for one value: the names given and those with a prefix (less the excluded); where two names
-    share a value, the preferred one (or the first in order) is shown."""
+    share a value, the first given (or the preferred) is shown. An unknown value reads `0x7 /* SEEK_??? */`."""
 
     reader = "MRH_K_ENUM"
 
-    def __init__(self, name, names=None, prefix=None, exclude=(), preferred=()):
+    def __init__(self, name, names=(), prefix=None, exclude=(), preferred=(), unknown=None):
         self.name, self.names, self.prefix, self.exclude, self.preferred = name, names, prefix, exclude, preferred
+        self.unknown = unknown if unknown is not None else (prefix + "???" if prefix else None)
 
     def table(self, tables):
         return tables.enum(self)
 
 
+class EnumBy(Kind):
+    """An enumeration chosen by argument `ref`'s value: {constant naming that value: Enum}; others: the number."""
+
+    name, reader = "enum_by", "MRH_K_ENUM_BY"
+
+    def __init__(self, name, ref, cases):
+        self.name, self.ref, self.cases = name, ref, cases
+
+    def table(self, tables):
+        return tables.switch(self)
+
+
 class Flags(Kind):
-    """Bits by name: `low` names the value's low bits (under low_mask) as one number first; then `bits` (or
-    every name with `prefix` that is a set of bits), names of more bits before the names of their parts (O_SYNC
-    before O_DSYNC), what is left in hex; `zero` is how 0 reads when there is no low field."""
+    """Bits by name: `low` names the value's bits under low_mask as one number first (O_RDONLY, SOCK_STREAM,
+    AT_STATX_SYNC_AS_STAT); then `bits` (or every name with `prefix`), in their order except that a name of more
+    bits comes before the names of its parts (O_SYNC before O_DSYNC); what is left in hex; `zero` is how 0 reads
+    when there is no low field. kernel: values the kernel gives names whose userspace value is 0 (O_LARGEFILE on
+    x86-64, where every file is large: the kernel's bit still shows in F_GETFL and in a 32-bit program's opens)."""
 
     reader = "MRH_K_FLAGS"
 
-    def __init__(self, name, bits=None, prefix=None, exclude=(), low=None, low_mask=0, zero="0"):
+    def __init__(self, name, bits=None, prefix=None, exclude=(), low=None, low_mask=0, zero="0", kernel=None,
+                 spellings=None):
         self.name, self.bits, self.prefix, self.exclude = name, bits, prefix, exclude
         self.low, self.low_mask, self.zero = low, low_mask, zero
+        self.kernel = kernel or {}
+        self.spellings = spellings or {}   # strace's name for a header's: {"O_ASYNC": "FASYNC"}
 
     def table(self, tables):
         return tables.flagset(self)
 
 
 class FcntlArg(Kind):
-    """fcntl's third argument, by its command (argument `cmd`): open flags for F_SETFL, FD_CLOEXEC for F_SETFD,
-    a number otherwise; absent for the commands that take none."""
+    """fcntl's third argument, by its command (argument `ref`): open flags for F_SETFL, FD_CLOEXEC for F_SETFD,
+    seals, a struct flock for the lock commands (kept), a number otherwise; absent for the commands that take
+    none."""
 
     name, reader = "fcntl_arg", "MRH_K_FCNTL_ARG"
     NO_ARG = ("F_GETFD", "F_GETFL", "F_GETOWN", "F_GETSIG", "F_GETPIPE_SZ", "F_GET_SEALS", "F_GETLEASE")
+    LOCKS = ("F_GETLK", "F_SETLK", "F_SETLKW", "F_OFD_GETLK", "F_OFD_SETLK", "F_OFD_SETLKW")
 
-    def __init__(self, cmd):
-        self.cmd = cmd
+    def __init__(self, ref):
+        self.ref = ref
+
+    def captures(self, which, params):
+        return [Capture(which, CAP_STRUCT, ALWAYS, LEN_FIXED, size=SIZEOF["struct flock"], only_if=self.ref,
+                        values=self.LOCKS)]
 
     def shown_if(self, symbols):
-        return ("MRH_SHOWN_UNLESS_IN", self.cmd, 0, self.NO_ARG)
+        return ("MRH_SHOWN_UNLESS_IN", self.ref, 0, self.NO_ARG)
+
+
+class FcntlResult(Kind):
+    """fcntl's result, by its command (argument `ref`): F_GETFL's flags, F_GETFD's, F_GET_SEALS's."""
+
+    name, reader = "fcntl_result", "MRH_K_FCNTL_RESULT"
+
+    def __init__(self, ref):
+        self.ref = ref
+
+
+class IoctlRequest(Enum):
+    """ioctl's request, by the names the headers give (TCGETS, FIONREAD), an unknown one as _IOC(...)."""
+
+    reader = "MRH_K_IOCTL_REQUEST"
+    NO_ARG = ("FIOCLEX", "FIONCLEX", "TIOCNOTTY", "TIOCEXCL", "TIOCNXCL", "TIOCCONS", "TIOCSBRK", "TIOCCBRK")
+
+
+class IoctlArg(Kind):
+    """ioctl's third argument, by its request (argument `ref`): the int it points to ([5], for the requests that
+    take an int * (kept)), a number (for those that take an int), an address otherwise; absent for the requests
+    that take none."""
+
+    name, reader = "ioctl_arg", "MRH_K_IOCTL_ARG"
+    INT_POINTERS = ("FIONREAD", "TIOCINQ", "TIOCOUTQ", "FIONBIO", "FIOASYNC", "TIOCGPGRP", "TIOCSPGRP", "TIOCMGET",
+                    "TIOCMSET", "TIOCMBIS", "TIOCMBIC", "TIOCGETD", "TIOCSETD", "TIOCGPTN", "TIOCSPTLCK", "TIOCGSID",
+                    "FIGETBSZ", "BLKSSZGET")
+    INT_VALUES = ("TCSBRK", "TCSBRKP", "TCXONC", "TCFLSH", "TIOCSCTTY", "FICLONE", "TIOCGPTPEER")
+
+    def __init__(self, ref):
+        self.ref = ref
+
+    def captures(self, which, params):
+        return [Capture(which, CAP_STRUCT, ALWAYS, LEN_FIXED, size=SIZEOF["int"], only_if=self.ref,
+                        values=self.INT_POINTERS)]
+
+    def table(self, tables):
+        return tables.names("ioctl_int_values", [(n, tables.symbols[n]) for n in self.INT_VALUES
+                                                 if n in tables.symbols])
+
+    def shown_if(self, symbols):
+        return ("MRH_SHOWN_UNLESS_IN", self.ref, 0, IoctlRequest.NO_ARG)
 
 
 class String(Kind):
@@ -145,17 +225,20 @@ class String(Kind):
     def __init__(self, path=False):
         self.path = path
 
-    def capture(self, which, params):
-        return Capture(which, CAP_PATH if self.path else CAP_STRING, ALWAYS)
+    def captures(self, which, params):
+        return [Capture(which, CAP_PATH if self.path else CAP_STRING)]
 
 
 class StringOut(Kind):
-    """A buffer the call fills with a C string (getcwd, readlink's is not: see BytesOut)."""
+    """A buffer the call fills with a C string (getcwd's is a path, kept whole)."""
 
     name, reader = "string", "MRH_K_STRING"
 
-    def capture(self, which, params):
-        return Capture(which, CAP_STRING, IF_OK)
+    def __init__(self, path=False):
+        self.path = path
+
+    def captures(self, which, params):
+        return [Capture(which, CAP_PATH if self.path else CAP_STRING, IF_OK)]
 
 
 class StringResult(Kind):
@@ -163,8 +246,8 @@ class StringResult(Kind):
 
     name, reader = "string", "MRH_K_STRING"
 
-    def capture(self, which, params):
-        return Capture(RET, CAP_STRING, IF_OK)
+    def captures(self, which, params):
+        return [Capture(RET, CAP_STRING, IF_OK)]
 
 
 class Bytes(Kind):
@@ -175,20 +258,20 @@ class Bytes(Kind):
     def __init__(self, length):
         self.length = length
 
-    def capture(self, which, params):
-        return Capture(which, CAP_BYTES, ALWAYS, LEN_ARG, self.length)
+    def captures(self, which, params):
+        return [Capture(which, CAP_BYTES, ALWAYS, LEN_ARG, self.length)]
 
 
 class BytesOut(Kind):
-    """A buffer the call fills, with as many bytes as it returns (up to argument `length`)."""
+    """A buffer the call fills, with as many bytes as it returns (up to argument `length`): "" for none."""
 
     name, reader = "bytes", "MRH_K_BYTES"
 
     def __init__(self, length):
         self.length = length
 
-    def capture(self, which, params):
-        return Capture(which, CAP_BYTES, IF_OK, LEN_RET_UPTO_ARG, self.length)
+    def captures(self, which, params):
+        return [Capture(which, CAP_BYTES, IF_OK, LEN_RET_UPTO_ARG, self.length)]
 
 
 class Sockaddr(Kind):
@@ -200,40 +283,99 @@ class Sockaddr(Kind):
     def __init__(self, length, filled=False):
         self.length, self.filled = length, filled
 
-    def capture(self, which, params):
+    def captures(self, which, params):
         if self.filled:
-            return Capture(which, CAP_SOCKADDR, IF_OK, LEN_DEREF_ARG, self.length)
-        return Capture(which, CAP_SOCKADDR, ALWAYS, LEN_ARG, self.length)
+            return [Capture(which, CAP_SOCKADDR, IF_OK, LEN_DEREF_ARG, self.length)]
+        return [Capture(which, CAP_SOCKADDR, ALWAYS, LEN_ARG, self.length)]
+
+
+class Length(Kind):
+    """A socklen_t * the call reads and writes: [128 => 16], kept before the call and after it."""
+
+    name, reader = "length", "MRH_K_LENGTH"
+
+    def captures(self, which, params):
+        return [Capture(which, CAP_STRUCT, BEFORE, LEN_FIXED, size=4), Capture(which, CAP_STRUCT, IF_OK, LEN_FIXED, size=4)]
 
 
 class Strings(Kind):
     """A NULL-terminated vector of strings: argv is shown (its first `kept` strings), envp counted."""
 
-    reader = "MRH_K_ARGV"
-
     def __init__(self, name, kept):
         self.name, self.kept = name, kept
         self.reader = "MRH_K_ARGV" if name == "argv" else "MRH_K_ENVP"
 
-    def capture(self, which, params):
-        return Capture(which, CAP_STRV, ALWAYS, LEN_STRINGS, size=self.kept)
+    def captures(self, which, params):
+        return [Capture(which, CAP_STRV, ALWAYS, LEN_STRINGS, size=self.kept)]
 
 
 class Struct(Kind):
     """A struct shown by its members (layouts.py measures it); `filled`: the call writes it, so it is kept only
-    when the call worked."""
+    when the call worked; `changed`: the call changes it (select's timeout), so it is kept as it was passed too."""
 
     reader = "MRH_K_STRUCT"
 
-    def __init__(self, struct_name, filled):
-        self.name, self.struct_name, self.filled = struct_name, struct_name, filled
-        self.size = None   # set from the layout by describe()
+    def __init__(self, struct_name, filled=False, changed=False, size=None):
+        self.name, self.struct_name, self.filled, self.changed, self.size = (struct_name, struct_name, filled,
+                                                                             changed, size)
 
-    def capture(self, which, params):
-        return Capture(which, CAP_STRUCT, IF_OK if self.filled else ALWAYS, LEN_FIXED, size=self.size)
+    def captures(self, which, params):
+        if self.changed:
+            return [Capture(which, CAP_STRUCT, BEFORE, LEN_FIXED, size=self.size),
+                    Capture(which, CAP_STRUCT, IF_OK, LEN_FIXED, size=self.size)]
+        return [Capture(which, CAP_STRUCT, IF_OK if self.filled else ALWAYS, LEN_FIXED, size=self.size)]
 
     def table(self, tables):
         return tables.layout(self.struct_name)
+
+
+class Fixed(Kind):
+    """A fixed-size object decode.c reads as the C type it is (a wait status, a siginfo_t, a sigset, two
+    timespecs, pipe's two descriptors), kept always, only when the call worked, or when it returned > 0."""
+
+    def __init__(self, name, reader, size, when=ALWAYS):
+        self.name, self.reader, self.size, self.when = name, reader, size, when
+
+    def captures(self, which, params):
+        return [Capture(which, CAP_STRUCT, self.when, LEN_FIXED, size=self.size)]
+
+
+class Array(Kind):
+    """Argument `ref` elements of `size` bytes (struct pollfd[]), or an fd_set of argument `ref` bits (kept as it
+    was passed: the call changes it; and after, for the result)."""
+
+    def __init__(self, name, reader, ref, size, bits=False):
+        self.name, self.reader, self.ref, self.size, self.bits = name, reader, ref, size, bits
+
+    def captures(self, which, params):
+        if self.bits:
+            return [Capture(which, CAP_STRUCT, BEFORE, LEN_ARG_BITS, self.ref, self.size),
+                    Capture(which, CAP_STRUCT, IF_OK, LEN_ARG_BITS, self.ref, self.size)]
+        return [Capture(which, CAP_STRUCT, ALWAYS, LEN_ARG_TIMES, self.ref, self.size)]
+
+
+class SockoptValue(Kind):
+    """A socket option's value ([1], {l_onoff=1, l_linger=5}), by its level (argument `ref`) and name (`ref` + 1):
+    its length is argument `length`, or, `filled` (getsockopt), what that socklen_t * says after the call."""
+
+    name, reader = "sockopt_value", "MRH_K_SOCKOPT"
+
+    def __init__(self, ref, length, filled=False):
+        self.ref, self.length, self.filled = ref, length, filled
+
+    def captures(self, which, params):
+        if self.filled:
+            return [Capture(which, CAP_STRUCT, IF_OK, LEN_DEREF_ARG, self.length)]
+        return [Capture(which, CAP_STRUCT, ALWAYS, LEN_ARG, self.length)]
+
+
+class PollResult(Kind):
+    """poll's result with the descriptors (argument `ref`) that have events: 1 ([{fd=3, revents=POLLIN}])."""
+
+    name, reader = "poll_result", "MRH_K_POLL_RESULT"
+
+    def __init__(self, ref):
+        self.ref = ref
 
 
 ARGV_KEPT = 32   # the strings of an argv a record keeps (strace shows them all; a command line is rarely longer)
@@ -241,59 +383,146 @@ ARGV = Strings("argv", ARGV_KEPT)
 ENVP = Strings("envp", 0)
 PATH = String(path=True)
 STRING = String()
+WAIT_STATUS = Fixed("wait_status", "MRH_K_WAIT_STATUS", SIZEOF["int"], IF_POSITIVE)
+SIGINFO = Fixed("siginfo", "MRH_K_SIGINFO", SIZEOF["siginfo_t"], IF_OK)
+SIGSET = Fixed("sigset", "MRH_K_SIGSET", SIZEOF["kernel sigset"])
+SIGSET_OUT = Fixed("sigset", "MRH_K_SIGSET", SIZEOF["kernel sigset"], IF_OK)
+FD_PAIR = Fixed("fds", "MRH_K_INTS", 2 * SIZEOF["int"], IF_OK)
+TIMESPECS = Fixed("timespecs", "MRH_K_TIMESPECS", 2 * SIZEOF["struct timespec"])
+LENGTH = Length()
 
-# ---- the names kinds show (values from the headers, tracing.symbols) ----------------------------------------
+# ---- the names kinds show (values from the headers, tracing.symbols; strace's order where names overlap) -----
 
 OPEN_FLAGS = Flags("open_flags", low=("O_RDONLY", "O_WRONLY", "O_RDWR"), low_mask=3, bits=(
     "O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK", "O_SYNC", "O_DSYNC", "O_DIRECT",
-    "O_LARGEFILE", "O_NOFOLLOW", "O_NOATIME", "O_CLOEXEC", "O_PATH", "O_TMPFILE", "O_DIRECTORY", "O_ASYNC"))
-FD_FLAGS = Flags("fd_flags", bits=OPEN_FLAGS.bits)   # pipe2's, dup3's: O_CLOEXEC and the like, no access mode
+    "O_LARGEFILE", "O_NOFOLLOW", "O_NOATIME", "O_CLOEXEC", "O_PATH", "O_TMPFILE", "O_DIRECTORY", "O_ASYNC"),
+    kernel={"O_LARGEFILE": 0o100000}, spellings={"O_ASYNC": "FASYNC"})
+FD_FLAGS = Flags("fd_flags", bits=OPEN_FLAGS.bits, kernel=OPEN_FLAGS.kernel, spellings=OPEN_FLAGS.spellings)
+CLOEXEC_FLAG = Flags("cloexec_flag", bits=("FD_CLOEXEC",))
+SEALS = Flags("seals", bits=("F_SEAL_SEAL", "F_SEAL_SHRINK", "F_SEAL_GROW", "F_SEAL_WRITE", "F_SEAL_FUTURE_WRITE",
+                             "F_SEAL_EXEC"))
 ACCESS_MODE = Flags("access_mode", bits=("R_OK", "W_OK", "X_OK"), zero="F_OK")
 PROT = Flags("prot", bits=("PROT_READ", "PROT_WRITE", "PROT_EXEC", "PROT_SEM", "PROT_GROWSDOWN", "PROT_GROWSUP"),
              zero="PROT_NONE")
 MAP_FLAGS = Flags("map_flags", low=("MAP_SHARED", "MAP_PRIVATE", "MAP_SHARED_VALIDATE"), low_mask=3, bits=(
-    "MAP_FIXED", "MAP_ANONYMOUS", "MAP_32BIT", "MAP_GROWSDOWN", "MAP_DENYWRITE", "MAP_EXECUTABLE", "MAP_LOCKED",
-    "MAP_NORESERVE", "MAP_POPULATE", "MAP_NONBLOCK", "MAP_STACK", "MAP_HUGETLB", "MAP_SYNC",
-    "MAP_FIXED_NOREPLACE", "MAP_UNINITIALIZED"))
+    "MAP_DROPPABLE", "MAP_FIXED", "MAP_ANONYMOUS", "MAP_32BIT", "MAP_ABOVE4G", "MAP_NORESERVE", "MAP_POPULATE",
+    "MAP_NONBLOCK", "MAP_GROWSDOWN", "MAP_DENYWRITE", "MAP_EXECUTABLE", "MAP_LOCKED", "MAP_STACK",
+    "MAP_HUGETLB", "MAP_SYNC", "MAP_UNINITIALIZED", "MAP_FIXED_NOREPLACE"))
 SOCKET_TYPE = Flags("socket_type", low=("SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "SOCK_RDM", "SOCK_SEQPACKET",
-                                     "SOCK_DCCP", "SOCK_PACKET"), low_mask=0xF, bits=("SOCK_NONBLOCK", "SOCK_CLOEXEC"))
-MSG_FLAGS = Flags("msg_flags", prefix="MSG_")
+                                        "SOCK_DCCP", "SOCK_PACKET"), low_mask=0xF,
+                    bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"))
+SOCK_FLAGS = Flags("sock_flags", bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"))   # accept4's
+MSG_FLAGS = Flags("msg_flags", prefix="MSG_", exclude=("MSG_TRYHARD",))
 WAIT_OPTIONS = Flags("wait_options", bits=("WNOHANG", "WUNTRACED", "WCONTINUED", "WEXITED", "WSTOPPED",
                                            "WNOWAIT", "__WNOTHREAD", "__WALL", "__WCLONE"))
 AT_FLAGS = Flags("at_flags", bits=("AT_SYMLINK_NOFOLLOW", "AT_REMOVEDIR", "AT_SYMLINK_FOLLOW", "AT_NO_AUTOMOUNT",
-                                   "AT_EMPTY_PATH", "AT_STATX_FORCE_SYNC", "AT_STATX_DONT_SYNC", "AT_EACCESS",
-                                   "AT_RECURSIVE"))
+                                   "AT_EMPTY_PATH", "AT_RECURSIVE"))
+FACCESSAT_FLAGS = Flags("faccessat_flags", bits=("AT_SYMLINK_NOFOLLOW", "AT_EACCESS", "AT_EMPTY_PATH"))
+STATX_FLAGS = Flags("statx_flags", low=("AT_STATX_SYNC_AS_STAT", "AT_STATX_FORCE_SYNC", "AT_STATX_DONT_SYNC"),
+                    low_mask=0x6000, bits=AT_FLAGS.bits)
+STATX_MASK = Flags("statx_mask", bits=(
+    "STATX_ALL", "STATX_BASIC_STATS", "STATX_TYPE", "STATX_MODE", "STATX_NLINK", "STATX_UID", "STATX_GID",
+    "STATX_ATIME", "STATX_MTIME", "STATX_CTIME", "STATX_INO", "STATX_SIZE", "STATX_BLOCKS", "STATX_BTIME",
+    "STATX_MNT_ID", "STATX_DIOALIGN", "STATX_MNT_ID_UNIQUE", "STATX_SUBVOL"))
+POLL_EVENTS = Flags("poll_events", bits=("POLLIN", "POLLPRI", "POLLOUT", "POLLERR", "POLLHUP", "POLLNVAL",
+                                         "POLLRDNORM", "POLLRDBAND", "POLLWRNORM", "POLLWRBAND", "POLLMSG",
+                                         "POLLREMOVE", "POLLRDHUP"))
 ADDRESS_FAMILY = Enum("address_family", prefix="AF_", preferred=("AF_UNIX",))
 IP_PROTOCOL = Enum("ip_protocol", prefix="IPPROTO_", preferred=("IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP",
                                                                  "IPPROTO_IPV6"))
-SOCKOPT_LEVEL = Enum("sockopt_level", names=("SOL_SOCKET",), prefix="IPPROTO_",
-                     preferred=("SOL_SOCKET", "IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_IPV6"))
+NETLINK_PROTOCOL = Enum("netlink_protocol", prefix="NETLINK_", preferred=("NETLINK_ROUTE",))
+SOCKET_PROTOCOL = EnumBy("socket_protocol", 0, {"AF_INET": IP_PROTOCOL, "AF_INET6": IP_PROTOCOL,
+                                                "AF_NETLINK": NETLINK_PROTOCOL})
+SOCKOPT_LEVEL = Enum("sockopt_level", names=("SOL_IP", "SOL_SOCKET", "SOL_TCP", "SOL_UDP", "SOL_IPV6",
+                                             "SOL_ICMPV6", "SOL_RAW", "SOL_PACKET", "SOL_NETLINK", "SOL_TLS"),
+                     prefix="SOL_", unknown="SOL_???")
+# Socket options by level: the names listed first take their values (the headers' prefixes hold other constants
+# of the same values: TCP_COOKIE_IN_ALWAYS is 1, as TCP_NODELAY); strace's tables' order.
+SOCKOPT_NAME = EnumBy("sockopt_name", 1, {
+    "SOL_SOCKET": Enum("so_names", prefix="SO_", names=(
+        "SO_DEBUG", "SO_REUSEADDR", "SO_TYPE", "SO_ERROR", "SO_DONTROUTE", "SO_BROADCAST", "SO_SNDBUF", "SO_RCVBUF",
+        "SO_KEEPALIVE", "SO_OOBINLINE", "SO_NO_CHECK", "SO_PRIORITY", "SO_LINGER", "SO_BSDCOMPAT", "SO_REUSEPORT",
+        "SO_PASSCRED", "SO_PEERCRED", "SO_RCVLOWAT", "SO_SNDLOWAT", "SO_RCVTIMEO_OLD", "SO_SNDTIMEO_OLD",
+        "SO_BINDTODEVICE", "SO_ATTACH_FILTER", "SO_DETACH_FILTER", "SO_PEERNAME", "SO_TIMESTAMP_OLD",
+        "SO_ACCEPTCONN", "SO_PEERSEC", "SO_SNDBUFFORCE", "SO_RCVBUFFORCE", "SO_PASSSEC", "SO_MARK",
+        "SO_PROTOCOL", "SO_DOMAIN", "SO_RXQ_OVFL", "SO_BUSY_POLL", "SO_INCOMING_CPU", "SO_ZEROCOPY"),
+        unknown="SO_???"),
+    "SOL_TCP": Enum("tcp_names", prefix="TCP_", names=(
+        "TCP_NODELAY", "TCP_MAXSEG", "TCP_CORK", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_SYNCNT",
+        "TCP_LINGER2", "TCP_DEFER_ACCEPT", "TCP_WINDOW_CLAMP", "TCP_INFO", "TCP_QUICKACK", "TCP_CONGESTION",
+        "TCP_MD5SIG", "TCP_THIN_LINEAR_TIMEOUTS", "TCP_THIN_DUPACK", "TCP_USER_TIMEOUT", "TCP_REPAIR",
+        "TCP_REPAIR_QUEUE", "TCP_QUEUE_SEQ", "TCP_REPAIR_OPTIONS", "TCP_FASTOPEN", "TCP_TIMESTAMP",
+        "TCP_NOTSENT_LOWAT", "TCP_CC_INFO", "TCP_SAVE_SYN", "TCP_SAVED_SYN", "TCP_REPAIR_WINDOW",
+        "TCP_FASTOPEN_CONNECT", "TCP_ULP", "TCP_MD5SIG_EXT", "TCP_FASTOPEN_KEY", "TCP_FASTOPEN_NO_COOKIE",
+        "TCP_ZEROCOPY_RECEIVE", "TCP_INQ", "TCP_TX_DELAY"), unknown="TCP_???"),
+    "SOL_IP": Enum("ip_names", prefix="IP_", names=(
+        "IP_TOS", "IP_TTL", "IP_HDRINCL", "IP_OPTIONS", "IP_ROUTER_ALERT", "IP_RECVOPTS", "IP_RETOPTS",
+        "IP_PKTINFO", "IP_PKTOPTIONS", "IP_MTU_DISCOVER", "IP_RECVERR", "IP_RECVTTL", "IP_RECVTOS", "IP_MTU",
+        "IP_FREEBIND", "IP_IPSEC_POLICY", "IP_XFRM_POLICY", "IP_PASSSEC", "IP_TRANSPARENT", "IP_ORIGDSTADDR",
+        "IP_MINTTL", "IP_NODEFRAG", "IP_CHECKSUM", "IP_BIND_ADDRESS_NO_PORT", "IP_RECVFRAGSIZE",
+        "IP_MULTICAST_IF", "IP_MULTICAST_TTL", "IP_MULTICAST_LOOP", "IP_ADD_MEMBERSHIP", "IP_DROP_MEMBERSHIP"),
+        unknown="IP_???"),
+    "SOL_IPV6": Enum("ipv6_names", prefix="IPV6_", names=(
+        "IPV6_ADDRFORM", "IPV6_2292PKTINFO", "IPV6_2292HOPOPTS", "IPV6_2292DSTOPTS", "IPV6_2292RTHDR",
+        "IPV6_2292PKTOPTIONS", "IPV6_CHECKSUM", "IPV6_2292HOPLIMIT", "IPV6_NEXTHOP", "IPV6_FLOWINFO",
+        "IPV6_UNICAST_HOPS", "IPV6_MULTICAST_IF", "IPV6_MULTICAST_HOPS", "IPV6_MULTICAST_LOOP",
+        "IPV6_ADD_MEMBERSHIP", "IPV6_DROP_MEMBERSHIP", "IPV6_ROUTER_ALERT", "IPV6_MTU_DISCOVER", "IPV6_MTU",
+        "IPV6_RECVERR", "IPV6_V6ONLY", "IPV6_JOIN_ANYCAST", "IPV6_LEAVE_ANYCAST", "IPV6_RECVPKTINFO",
+        "IPV6_PKTINFO", "IPV6_RECVHOPLIMIT", "IPV6_HOPLIMIT", "IPV6_TCLASS", "IPV6_RECVTCLASS"),
+        unknown="IPV6_???"),
+    "SOL_UDP": Enum("udp_names", prefix="UDP_", names=("UDP_CORK", "UDP_ENCAP", "UDP_NO_CHECK6_TX",
+                                                       "UDP_NO_CHECK6_RX", "UDP_SEGMENT", "UDP_GRO"),
+                    unknown="UDP_???")})
 WHENCE = Enum("whence", prefix="SEEK_", preferred=("SEEK_SET",))
 CLOCK = Enum("clock", prefix="CLOCK_", preferred=("CLOCK_REALTIME", "CLOCK_MONOTONIC"))
 SHUTDOWN_HOW = Enum("shutdown_how", prefix="SHUT_")
+SIGPROCMASK_HOW = Enum("sigprocmask_how", names=("SIG_BLOCK", "SIG_UNBLOCK", "SIG_SETMASK"), unknown="SIG_???")
+FADVISE = Enum("fadvise", names=("POSIX_FADV_NORMAL", "POSIX_FADV_RANDOM", "POSIX_FADV_SEQUENTIAL",
+                                 "POSIX_FADV_WILLNEED", "POSIX_FADV_DONTNEED", "POSIX_FADV_NOREUSE"),
+               unknown="POSIX_FADV_???")
+IDTYPE = Enum("idtype", names=("P_ALL", "P_PID", "P_PGID", "P_PIDFD"), unknown="P_???")
 FCNTL_CMD = Enum("fcntl_cmd", names=(
     "F_DUPFD", "F_GETFD", "F_SETFD", "F_GETFL", "F_SETFL", "F_GETLK", "F_SETLK", "F_SETLKW", "F_SETOWN", "F_GETOWN",
     "F_SETSIG", "F_GETSIG", "F_SETOWN_EX", "F_GETOWN_EX", "F_SETLEASE", "F_GETLEASE", "F_NOTIFY",
     "F_DUPFD_CLOEXEC", "F_SETPIPE_SZ", "F_GETPIPE_SZ", "F_OFD_GETLK", "F_OFD_SETLK", "F_OFD_SETLKW",
-    "F_ADD_SEALS", "F_GET_SEALS"))
+    "F_ADD_SEALS", "F_GET_SEALS"), unknown="F_???")
+LOCK_TYPES = Enum("lock_types", names=("F_RDLCK", "F_WRLCK", "F_UNLCK"))
+CLD_CODES = Enum("cld_codes", names=("CLD_EXITED", "CLD_KILLED", "CLD_DUMPED", "CLD_TRAPPED", "CLD_STOPPED",
+                                     "CLD_CONTINUED"))
+EAI_CODES = Enum("eai", prefix="EAI_")
+IOCTL_REQUEST = IoctlRequest("ioctl_request", prefix=None, names=(
+    "TCGETS", "TCSETS", "TCSETSW", "TCSETSF", "TCGETA", "TCSETA", "TCSETAW", "TCSETAF", "TCSBRK", "TCXONC",
+    "TCFLSH", "TIOCEXCL", "TIOCNXCL", "TIOCSCTTY", "TIOCGPGRP", "TIOCSPGRP", "TIOCOUTQ", "TIOCSTI", "TIOCGWINSZ",
+    "TIOCSWINSZ", "TIOCMGET", "TIOCMBIS", "TIOCMBIC", "TIOCMSET", "FIONREAD", "TIOCINQ", "TIOCLINUX", "TIOCCONS",
+    "TIOCNOTTY", "TIOCSETD", "TIOCGETD", "TIOCSBRK", "TIOCCBRK", "TIOCGSID", "TIOCGPTN", "TIOCSPTLCK",
+    "TIOCGPTPEER", "FIONBIO", "FIONCLEX", "FIOCLEX", "FIOASYNC", "FIOQSIZE", "FICLONE", "FICLONERANGE",
+    "FIDEDUPERANGE", "FS_IOC_GETFLAGS", "FS_IOC_SETFLAGS", "FIGETBSZ", "FIBMAP", "BLKGETSIZE64", "BLKSSZGET",
+    "SIOCGIFCONF", "SIOCGIFFLAGS", "SIOCGIFINDEX", "SIOCGIFADDR", "SIOCATMARK", "SIOCGSTAMP"))
 
 
 # ---- the functions ----------------------------------------------------------------------------------------
 
 class Fn:
     """A function's description: the kinds of its parameters (in order; None: as its type implies) and of its
-    result, the trace classes (-e %file) it belongs to, and how it returns."""
+    result, the trace classes (-e %file) it belongs to, and how it returns: exec_ (only when it failed), noreturn
+    (never), may_die (a call that can end its own process: kill, raise), forks (returns twice), wait (returns a
+    child's pid and status), fails (its failure value when it isn't what its type implies: mmap's MAP_FAILED)."""
 
-    def __init__(self, *kinds, ret=None, classes=(), exec_=False, noreturn=False, wait=False):
+    def __init__(self, *kinds, ret=None, classes=(), exec_=False, noreturn=False, may_die=False, forks=False,
+                 wait=False, fails=None):
         self.kinds = kinds
         self.ret = ret
         self.classes = classes.split() if isinstance(classes, str) else tuple(classes)
-        self.exec = exec_             # returns only if it failed: recorded at entry too
+        self.exec = exec_
         self.noreturn = noreturn or exec_
-        self.wait = wait              # returns a child's pid (the reader notes its end)
+        self.may_die = may_die
+        self.forks = forks
+        self.wait = wait
+        self.fails = fails
 
 
 _PATH1 = Fn(PATH, classes="file")
+_AT = AT_FLAGS
 FUNCTIONS = {
     # files
     "open": Fn(PATH, OPEN_FLAGS, Mode(if_bits_of=1), classes="file"),
@@ -302,36 +531,34 @@ FUNCTIONS = {
     "fopen": Fn(PATH, STRING, classes="file"),
     "freopen": Fn(PATH, STRING, None, classes="file"),
     "access": Fn(PATH, ACCESS_MODE, classes="file"),
-    "faccessat": Fn(DIRFD, PATH, ACCESS_MODE, AT_FLAGS, classes="file"),
+    "faccessat": Fn(DIRFD, PATH, ACCESS_MODE, FACCESSAT_FLAGS, classes="file"),
     "stat": Fn(PATH, None, classes="file"),
     "lstat": Fn(PATH, None, classes="file"),
-    "fstatat": Fn(DIRFD, PATH, None, AT_FLAGS, classes="file"),
-    "statx": Fn(DIRFD, PATH, AT_FLAGS, Flags("statx_mask", prefix="STATX_", exclude=("STATX_ALL",
-                                                                                    "STATX_BASIC_STATS")),
-                None, classes="file"),
+    "fstatat": Fn(DIRFD, PATH, None, _AT, classes="file"),
+    "statx": Fn(DIRFD, PATH, STATX_FLAGS, STATX_MASK, Struct("struct statx", filled=True), classes="file"),
     "unlink": _PATH1, "rmdir": _PATH1, "chdir": _PATH1, "chroot": _PATH1,
-    "unlinkat": Fn(DIRFD, PATH, AT_FLAGS, classes="file"),
+    "unlinkat": Fn(DIRFD, PATH, _AT, classes="file"),
     "rename": Fn(PATH, PATH, classes="file"),
     "renameat": Fn(DIRFD, PATH, DIRFD, PATH, classes="file"),
     "renameat2": Fn(DIRFD, PATH, DIRFD, PATH, None, classes="file"),
     "mkdir": Fn(PATH, Mode(), classes="file"),
     "mkdirat": Fn(DIRFD, PATH, Mode(), classes="file"),
     "chmod": Fn(PATH, Mode(), classes="file"),
-    "fchmodat": Fn(DIRFD, PATH, Mode(), AT_FLAGS, classes="file"),
-    "chown": Fn(PATH, None, None, classes="file"),
-    "lchown": Fn(PATH, None, None, classes="file"),
-    "fchownat": Fn(DIRFD, PATH, None, None, AT_FLAGS, classes="file"),
+    "fchmodat": Fn(DIRFD, PATH, Mode(), _AT, classes="file"),
+    "chown": Fn(PATH, ID, ID, classes="file"),
+    "lchown": Fn(PATH, ID, ID, classes="file"),
+    "fchownat": Fn(DIRFD, PATH, ID, ID, _AT, classes="file"),
     "readlink": Fn(PATH, BytesOut(2), None, classes="file"),
     "readlinkat": Fn(DIRFD, PATH, BytesOut(3), None, classes="file"),
     "symlink": Fn(PATH, PATH, classes="file"),
     "symlinkat": Fn(PATH, DIRFD, PATH, classes="file"),
     "link": Fn(PATH, PATH, classes="file"),
-    "linkat": Fn(DIRFD, PATH, DIRFD, PATH, AT_FLAGS, classes="file"),
-    "getcwd": Fn(StringOut(), None, ret=StringResult(), classes="file"),
+    "linkat": Fn(DIRFD, PATH, DIRFD, PATH, _AT, classes="file"),
+    "getcwd": Fn(StringOut(path=True), None, ret=StringResult(), classes="file"),
     "truncate": Fn(PATH, None, classes="file"),
-    "realpath": Fn(PATH, StringOut(), ret=StringResult(), classes="file"),
+    "realpath": Fn(PATH, StringOut(path=True), ret=StringResult(), classes="file"),
     "opendir": Fn(PATH, classes="file"),
-    "utimensat": Fn(DIRFD, PATH, None, AT_FLAGS, classes="file"),
+    "utimensat": Fn(DIRFD, PATH, TIMESPECS, _AT, classes="file"),
     "utime": Fn(PATH, None, classes="file"),
     "utimes": Fn(PATH, None, classes="file"),
     "statfs": Fn(PATH, None, classes="file"),
@@ -350,87 +577,95 @@ FUNCTIONS = {
     "pwrite": Fn(FD, Bytes(2), None, None, classes="desc"),
     "readv": Fn(FD, None, None, classes="desc"), "writev": Fn(FD, None, None, classes="desc"),
     "lseek": Fn(FD, None, WHENCE, classes="desc"),
-    "fcntl": Fn(FD, FCNTL_CMD, FcntlArg(cmd=1), classes="desc"),
-    "ioctl": Fn(FD, HEX, None, classes="desc"),
+    "fcntl": Fn(FD, FCNTL_CMD, FcntlArg(ref=1), ret=FcntlResult(ref=1), classes="desc"),
+    "ioctl": Fn(FD, IOCTL_REQUEST, IoctlArg(ref=1), classes="desc"),
     "fsync": Fn(FD, classes="desc"), "fdatasync": Fn(FD, classes="desc"),
-    "poll": Fn(None, None, None, classes="desc"), "ppoll": Fn(None, None, None, None, classes="desc"),
-    "select": Fn(None, None, None, None, None, classes="desc"),
-    "pselect": Fn(None, None, None, None, None, None, classes="desc"),
+    "poll": Fn(Array("pollfds", "MRH_K_POLLFDS", 1, SIZEOF["struct pollfd"]), None, None, ret=PollResult(0),
+               classes="desc"),
+    "ppoll": Fn(Array("pollfds", "MRH_K_POLLFDS", 1, SIZEOF["struct pollfd"]), None,
+                Struct("struct timespec"), SIGSET, ret=PollResult(0), classes="desc"),
+    "select": Fn(None, *[Array("fd_set", "MRH_K_FD_SET", 0, SIZEOF["fd_set"], bits=True)] * 3,
+                 Struct("struct timeval", changed=True), ret=SELECT_RESULT, classes="desc"),
+    "pselect": Fn(None, *[Array("fd_set", "MRH_K_FD_SET", 0, SIZEOF["fd_set"], bits=True)] * 3,
+                  Struct("struct timespec"), SIGSET, ret=SELECT_RESULT, classes="desc"),
     "epoll_create": Fn(None, classes="desc"), "epoll_create1": Fn(FD_FLAGS, classes="desc"),
     "epoll_ctl": Fn(FD, None, FD, None, classes="desc"),
     "epoll_wait": Fn(FD, None, None, None, classes="desc"),
-    "epoll_pwait": Fn(FD, None, None, None, None, classes="desc"),
-    "pipe": Fn(None, classes="desc"), "pipe2": Fn(None, FD_FLAGS, classes="desc"),
+    "epoll_pwait": Fn(FD, None, None, None, SIGSET, classes="desc"),
+    "pipe": Fn(FD_PAIR, classes="desc"), "pipe2": Fn(FD_PAIR, FD_FLAGS, classes="desc"),
     "fstat": Fn(FD, None, classes="desc"), "fchdir": Fn(FD, classes="desc"),
-    "fchmod": Fn(FD, Mode(), classes="desc"), "fchown": Fn(FD, None, None, classes="desc"),
-    "ftruncate": Fn(FD, None, classes="desc"), "futimens": Fn(FD, None, classes="desc"),
+    "fchmod": Fn(FD, Mode(), classes="desc"), "fchown": Fn(FD, ID, ID, classes="desc"),
+    "ftruncate": Fn(FD, None, classes="desc"), "futimens": Fn(FD, TIMESPECS, classes="desc"),
     "fstatfs": Fn(FD, None, classes="desc"), "fstatvfs": Fn(FD, None, classes="desc"),
     "sendfile": Fn(FD, FD, None, None, classes="desc"),
     "copy_file_range": Fn(FD, None, FD, None, None, None, classes="desc"),
     "splice": Fn(FD, None, FD, None, None, None, classes="desc"),
-    "posix_fadvise": Fn(FD, None, None, None, classes="desc"),
+    "posix_fadvise": Fn(FD, None, None, FADVISE, classes="desc"),
     "posix_fallocate": Fn(FD, None, None, classes="desc"),
     # network
-    "socket": Fn(ADDRESS_FAMILY, SOCKET_TYPE, IP_PROTOCOL, classes="net"),
-    "socketpair": Fn(ADDRESS_FAMILY, SOCKET_TYPE, IP_PROTOCOL, None, classes="net"),
+    "socket": Fn(ADDRESS_FAMILY, SOCKET_TYPE, SOCKET_PROTOCOL, classes="net"),
+    "socketpair": Fn(ADDRESS_FAMILY, SOCKET_TYPE, SOCKET_PROTOCOL, FD_PAIR, classes="net"),
     "connect": Fn(FD, Sockaddr(2), None, classes="net"),
     "bind": Fn(FD, Sockaddr(2), None, classes="net"),
     "listen": Fn(FD, None, classes="net"),
-    "accept": Fn(FD, Sockaddr(2, filled=True), None, classes="net"),
-    "accept4": Fn(FD, Sockaddr(2, filled=True), None, SOCKET_TYPE, classes="net"),
+    "accept": Fn(FD, Sockaddr(2, filled=True), LENGTH, classes="net"),
+    "accept4": Fn(FD, Sockaddr(2, filled=True), LENGTH, SOCK_FLAGS, classes="net"),
     "send": Fn(FD, Bytes(2), None, MSG_FLAGS, classes="net"),
     "sendto": Fn(FD, Bytes(2), None, MSG_FLAGS, Sockaddr(5), None, classes="net"),
     "sendmsg": Fn(FD, None, MSG_FLAGS, classes="net"), "sendmmsg": Fn(FD, None, None, MSG_FLAGS, classes="net"),
     "recv": Fn(FD, BytesOut(2), None, MSG_FLAGS, classes="net"),
-    "recvfrom": Fn(FD, BytesOut(2), None, MSG_FLAGS, Sockaddr(5, filled=True), None, classes="net"),
+    "recvfrom": Fn(FD, BytesOut(2), None, MSG_FLAGS, Sockaddr(5, filled=True), LENGTH, classes="net"),
     "recvmsg": Fn(FD, None, MSG_FLAGS, classes="net"),
     "recvmmsg": Fn(FD, None, None, MSG_FLAGS, None, classes="net"),
     "shutdown": Fn(FD, SHUTDOWN_HOW, classes="net"),
-    "getsockopt": Fn(FD, SOCKOPT_LEVEL, None, None, None, classes="net"),
-    "setsockopt": Fn(FD, SOCKOPT_LEVEL, None, None, None, classes="net"),
-    "getsockname": Fn(FD, Sockaddr(2, filled=True), None, classes="net"),
-    "getpeername": Fn(FD, Sockaddr(2, filled=True), None, classes="net"),
-    "getaddrinfo": Fn(STRING, STRING, None, None, classes="net"),
+    "getsockopt": Fn(FD, SOCKOPT_LEVEL, SOCKOPT_NAME, SockoptValue(1, 4, filled=True), LENGTH, classes="net"),
+    "setsockopt": Fn(FD, SOCKOPT_LEVEL, SOCKOPT_NAME, SockoptValue(1, 4), None, classes="net"),
+    "getsockname": Fn(FD, Sockaddr(2, filled=True), LENGTH, classes="net"),
+    "getpeername": Fn(FD, Sockaddr(2, filled=True), LENGTH, classes="net"),
+    "getaddrinfo": Fn(STRING, STRING, None, None, ret=EAI, classes="net"),
+    "getnameinfo": Fn(None, None, None, None, None, None, None, ret=EAI, classes="net"),
     "gethostbyname": Fn(STRING, classes="net"), "gethostbyname2": Fn(STRING, ADDRESS_FAMILY, classes="net"),
     "gethostbyaddr": Fn(None, None, ADDRESS_FAMILY, classes="net"),
-    "getnameinfo": Fn(None, None, None, None, None, None, None, classes="net"),
     # processes
-    "fork": Fn(classes="process"),
+    "fork": Fn(classes="process", forks=True),
     "execve": Fn(PATH, ARGV, ENVP, classes="process", exec_=True),
     "execv": Fn(PATH, ARGV, classes="process", exec_=True),
     "execvp": Fn(PATH, ARGV, classes="process", exec_=True),
     "execvpe": Fn(PATH, ARGV, ENVP, classes="process", exec_=True),
-    "execveat": Fn(DIRFD, PATH, ARGV, ENVP, AT_FLAGS, classes="process", exec_=True),
+    "execveat": Fn(DIRFD, PATH, ARGV, ENVP, _AT, classes="process", exec_=True),
     "fexecve": Fn(FD, ARGV, ENVP, classes="process", exec_=True),
     "posix_spawn": Fn(None, PATH, None, None, ARGV, ENVP, classes="process"),
     "posix_spawnp": Fn(None, PATH, None, None, ARGV, ENVP, classes="process"),
     "system": Fn(STRING, classes="process"), "popen": Fn(STRING, STRING, classes="process"),
     "pclose": Fn(None, classes="process"),
-    "wait": Fn(None, classes="process", wait=True),
-    "waitpid": Fn(None, None, WAIT_OPTIONS, classes="process", wait=True),
-    "wait3": Fn(None, WAIT_OPTIONS, None, classes="process", wait=True),
-    "wait4": Fn(None, None, WAIT_OPTIONS, None, classes="process", wait=True),
-    "waitid": Fn(None, None, None, WAIT_OPTIONS, classes="process"),
+    "wait": Fn(WAIT_STATUS, classes="process", wait=True),
+    "waitpid": Fn(None, WAIT_STATUS, WAIT_OPTIONS, classes="process", wait=True),
+    "wait3": Fn(WAIT_STATUS, WAIT_OPTIONS, None, classes="process", wait=True),
+    "wait4": Fn(None, WAIT_STATUS, WAIT_OPTIONS, None, classes="process", wait=True),
+    "waitid": Fn(IDTYPE, None, SIGINFO, WAIT_OPTIONS, classes="process", wait=True),
     "exit": Fn(None, classes="process", noreturn=True), "_exit": Fn(None, classes="process", noreturn=True),
     "_Exit": Fn(None, classes="process", noreturn=True), "abort": Fn(classes="process", noreturn=True),
     "pthread_exit": Fn(None, noreturn=True),
-    "kill": Fn(None, SIGNAL, classes="process signal"), "killpg": Fn(None, SIGNAL, classes="process signal"),
-    "raise": Fn(SIGNAL, classes="process signal"),
+    "kill": Fn(None, SIGNAL, classes="process signal", may_die=True),
+    "killpg": Fn(None, SIGNAL, classes="process signal", may_die=True),
+    "raise": Fn(SIGNAL, classes="process signal", may_die=True),
+    "pthread_kill": Fn(None, SIGNAL, classes="signal", may_die=True),
     "pthread_create": Fn(None, None, None, None, classes="process"),
     "pthread_join": Fn(None, None, classes="process"),
     "setsid": Fn(classes="process"), "setpgid": Fn(None, None, classes="process"),
-    "setuid": Fn(None, classes="process"), "setgid": Fn(None, classes="process"),
+    "setuid": Fn(ID, classes="process"), "setgid": Fn(ID, classes="process"),
     "prctl": Fn(None, None, None, None, None, classes="process"),
     # memory
     "malloc": Fn(None, classes="memory"), "calloc": Fn(None, None, classes="memory"),
     "realloc": Fn(None, None, classes="memory"), "free": Fn(None, classes="memory"),
     "posix_memalign": Fn(None, None, None, classes="memory"), "aligned_alloc": Fn(None, None, classes="memory"),
     "memalign": Fn(None, None, classes="memory"), "valloc": Fn(None, classes="memory"),
-    "mmap": Fn(HEX, None, PROT, MAP_FLAGS, FD, None, classes="memory"),
+    "mmap": Fn(HEX, None, PROT, MAP_FLAGS, FD, None, classes="memory", fails=-1),
     "munmap": Fn(HEX, None, classes="memory"),
     "mprotect": Fn(HEX, None, PROT, classes="memory"),
     "madvise": Fn(HEX, None, None, classes="memory"),
-    "brk": Fn(HEX, classes="memory"), "sbrk": Fn(None, classes="memory"),
+    "brk": Fn(HEX, classes="memory"), "sbrk": Fn(None, classes="memory", fails=-1),
+    "shmat": Fn(None, HEX, None, fails=-1),
     # time
     "time": Fn(None, classes="time"), "gettimeofday": Fn(None, None, classes="time"),
     "clock_gettime": Fn(CLOCK, None, classes="time"), "clock_getres": Fn(CLOCK, None, classes="time"),
@@ -448,9 +683,10 @@ FUNCTIONS = {
     "setenv": Fn(STRING, STRING, None, classes="env"), "unsetenv": Fn(STRING, classes="env"),
     "putenv": Fn(None, classes="env"), "clearenv": Fn(classes="env"),
     # signals
-    "sigprocmask": Fn(None, None, None, classes="signal"), "pthread_sigmask": Fn(None, None, None, classes="signal"),
-    "sigsuspend": Fn(None, classes="signal"), "sigwait": Fn(None, None, classes="signal"),
-    "sigtimedwait": Fn(None, None, None, classes="signal"),
+    "sigprocmask": Fn(SIGPROCMASK_HOW, SIGSET, SIGSET_OUT, classes="signal"),
+    "pthread_sigmask": Fn(SIGPROCMASK_HOW, SIGSET, SIGSET_OUT, classes="signal"),
+    "sigsuspend": Fn(SIGSET, classes="signal"), "sigwait": Fn(SIGSET, None, classes="signal"),
+    "sigtimedwait": Fn(SIGSET, None, None, classes="signal"),
 }
 
 # The large-file twins (open64, fstat64, ...) are the same functions for a trace: described once.
@@ -461,6 +697,24 @@ for _name, _fn in FUNCTIONS.items():
     for _class in _fn.classes:
         CLASSES.setdefault(_class, []).extend([_name, _name + "64"])   # a twin the headers lack is dropped
 DEFAULT_CLASSES = ("file", "desc", "net", "process", "time", "env")
+EXEC = tuple(name for name, fn in FUNCTIONS.items() if fn.exec)
+NORETURN = tuple(name for name, fn in FUNCTIONS.items() if fn.noreturn and not fn.exec)
+
+
+def named_constants():
+    """Every constant the kinds name (the tables' names, captures' values): the symbols probe prints them all."""
+    names = set()
+    kinds = [k for fn in FUNCTIONS.values() for k in fn.kinds + (fn.ret,) if k is not None]
+    kinds += [v for v in globals().values() if isinstance(v, Kind)]
+    for kind in kinds:
+        for attr in ("names", "bits", "low", "NO_ARG", "LOCKS", "INT_POINTERS", "INT_VALUES"):
+            value = getattr(kind, attr, None)
+            if isinstance(value, (tuple, list)):
+                names.update(value)
+        for sub in getattr(kind, "cases", {}).values():
+            names.update(sub.names)
+        names.update(getattr(kind, "cases", {}).keys())
+    return names
 
 
 def described(symbol):
@@ -476,8 +730,8 @@ PATH_PARAMS = ("file", "path", "filename", "pathname", "oldpath", "newpath", "ol
 FD_PARAMS = ("fd", "fildes", "sockfd")
 LENGTH_PARAMS = ("n", "len", "num", "count", "size", "length", "nbytes", "inl")
 # Structs a trace shows by their members, as strace does (their layouts measured by layouts.py).
-SHOWN_STRUCTS = ("struct timespec", "struct timeval", "struct stat", "struct stat64", "struct itimerspec",
-                 "struct timezone", "struct rlimit", "struct utsname")
+SHOWN_STRUCTS = ("struct timespec", "struct timeval", "struct stat", "struct stat64", "struct statx",
+                 "struct itimerspec", "struct timezone", "struct rlimit", "struct utsname")
 
 
 def _is_length(param):
@@ -498,6 +752,8 @@ def struct_pointee(ctype):
 
 def _type_kind(ctype):
     if ctype.kind == "int":
+        if ctype.spelling.strip() in ("uid_t", "gid_t"):
+            return ID
         return INT if ctype.signed else UINT
     if ctype.kind == "float":
         return DOUBLE
@@ -536,25 +792,27 @@ def default_kind(params, i, returns_int):
 
 
 def _result_kind(proto):
-    if proto.ret.kind == "bytes" or proto.ret.spelling.replace(" ", "") in ("char*",):
+    if proto.ret.kind == "bytes" or proto.ret.spelling.replace(" ", "") == "char*":
         return StringResult()
     return _type_kind(proto.ret)
 
 
 class Plan:
-    """A traced function, described: its prototype and the kind of each argument and of its result."""
+    """A traced function, described: its prototype, the kind of each argument and of its result, how it fails
+    and returns (see Fn), and what its records keep (the kinds' captures)."""
 
-    def __init__(self, proto, kinds, ret, noreturn, exec_, wait):
+    def __init__(self, proto, kinds, ret, fn):
         self.proto = proto
         self.kinds = kinds              # per argument (the variadic ones passed too)
         self.ret = ret
-        self.noreturn = noreturn        # recorded at entry too (exec returns only when it fails)
-        self.exec = exec_
-        self.wait = wait
-        self.captures = [c for c in (k.capture(i, self.params) for i, k in enumerate(kinds)) if c is not None]
-        ret_capture = ret.capture(RET, self.params)
-        if ret_capture is not None:
-            self.captures.append(ret_capture)
+        self.exec = fn.exec
+        self.noreturn = fn.noreturn     # recorded at entry too (exec returns only when it fails; exit never)
+        self.may_die = fn.may_die       # recorded at entry too: the call may end its own process (kill)
+        self.forks = fn.forks
+        self.wait = fn.wait
+        self.fail_value = fn.fails if fn.fails is not None else failure_value(proto)
+        params = self.params
+        self.captures = [c for i, k in enumerate(kinds) for c in k.captures(i, params)] + ret.captures(RET, params)
 
     @property
     def params(self):
@@ -565,35 +823,45 @@ class Plan:
         return self.proto.symbol
 
 
+_PLAIN = Fn()
+
+
 def plan(proto, layouts=None):
     """A function's description, from the table or its prototype. layouts: {struct name: layout} of the structs
     (SHOWN_STRUCTS) its parameters point to, as layouts.measure gives them; a struct without one is an
     address."""
     layouts = layouts or {}
     params = list(proto.params) + list(proto.extra)
-    entry = described(proto.symbol)
+    entry = described(proto.symbol) or _PLAIN
     returns_int = proto.ret.kind == "int"
     kinds = []
     for i in range(len(params)):
-        kind = entry.kinds[i] if entry and i < len(entry.kinds) else None
-        kinds.append(kind or default_kind(params, i, returns_int))
-    for i, kind in enumerate(kinds):
+        kind = entry.kinds[i] if i < len(entry.kinds) else None
+        kind = kind or default_kind(params, i, returns_int)
         if isinstance(kind, Struct):
-            if kind.struct_name not in layouts:
-                kinds[i] = HEX
-            else:
-                kinds[i] = Struct(kind.struct_name, kind.filled)
-                kinds[i].size = layouts[kind.struct_name]["size"]
-    ret = entry.ret if entry and entry.ret else _result_kind(proto)
-    return Plan(proto, kinds, ret, bool(entry and entry.noreturn), bool(entry and entry.exec),
-                bool(entry and entry.wait))
+            layout = layouts.get(kind.struct_name)
+            kind = Struct(kind.struct_name, kind.filled, kind.changed, layout["size"]) if layout else HEX
+        kinds.append(kind)
+    ret = entry.ret or _result_kind(proto)
+    return Plan(proto, kinds, ret, entry)
 
 
 def failure_value(proto):
-    """What the function returns on failure, from its prototype: -1 (signed integers), NULL; else None."""
+    """What a function returns on failure, by its prototype: -1 (signed integers), NULL; else None. (The table
+    says otherwise for a few: mmap's MAP_FAILED.)"""
+    entry = described(proto.symbol)
+    if entry is not None and entry.fails is not None:
+        return entry.fails
     if proto.ret.kind == "int" and proto.ret.signed:
         return -1
     if proto.ret.kind in ("pointer", "bytes"):
         return 0
     return None
 
+
+def struct_names(prototypes):
+    """The structs a trace of these prototypes shows by their members (to measure their layouts)."""
+    names = {struct_pointee(p.type) for proto in prototypes for p in list(proto.params) + list(proto.extra)}
+    names |= {k.struct_name for proto in prototypes for k in (described(proto.symbol) or _PLAIN).kinds
+              if isinstance(k, Struct)}
+    return names - {None}

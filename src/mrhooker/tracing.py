@@ -132,12 +132,16 @@ def select(specs, cache_dir, headers=()):
 
 # ---- the constants decoders print -----------------------------------------------------------------------
 
-SYMBOL_HEADERS = ("poll.h", "fcntl.h", "sys/stat.h", "sys/socket.h", "netinet/in.h", "netinet/tcp.h", "sys/mman.h", "signal.h",
-                  "errno.h", "unistd.h", "time.h", "sys/un.h", "sys/wait.h")
+SYMBOL_HEADERS = ("poll.h", "fcntl.h", "sys/stat.h", "sys/socket.h", "netinet/in.h", "netinet/tcp.h", "netinet/udp.h",
+                  "sys/mman.h", "signal.h", "errno.h", "unistd.h", "time.h", "sys/un.h", "sys/wait.h", "sys/ioctl.h",
+                  "netdb.h", "linux/netlink.h", "linux/fs.h")
 SYMBOL_PREFIXES = ("O_", "AT_", "AF_", "SOCK_", "PROT_", "MAP_", "SIG", "E", "SEEK_", "F_", "CLOCK_", "SHUT_", "STATX_",
+                   "SOL_", "SO_", "TCP_", "IP_", "IPV6_", "UDP_", "NETLINK_", "POLL", "POSIX_FADV_", "P_", "CLD_",
+                   "FD_CLOEXEC", "TC", "TIOC", "FIO", "FICLONE", "FIDEDUPE", "FIGETBSZ", "FIBMAP", "FS_IOC_", "BLK",
+                   "SIOC", "UTIME_",
                    "R_OK", "W_OK", "X_OK", "F_OK", "MSG_", "SOL_", "IPPROTO_", "S_IF", "WNOHANG", "WUNTRACED",
                    "WCONTINUED", "WEXITED", "WSTOPPED", "WNOWAIT")
-_SCHEMA = 4
+_SCHEMA = 5
 
 
 def symbols(cache_dir):
@@ -146,7 +150,9 @@ def symbols(cache_dir):
     SOCK_STREAM, and macros defined by other macros, come out right). Cached in cache_dir."""
     compiler = toolchain.c_compiler()
     includes = "".join("#include <%s>\n" % h for h in SYMBOL_HEADERS)
-    key = cache.key([str(_SCHEMA), " ".join(compiler), toolchain.tool_identity(compiler[0]), includes])
+    named = tracespec.named_constants()   # enumerators too (P_ALL is no macro), which -dM doesn't list
+    key = cache.key([str(_SCHEMA), " ".join(compiler), toolchain.tool_identity(compiler[0]), includes]
+                    + sorted(named))
     path = os.path.join(cache_dir, "trace-symbols-%s.json" % key) if cache_dir else None
     if path:
         try:
@@ -156,7 +162,7 @@ def symbols(cache_dir):
             pass
     defines = toolchain.preprocess(includes, ["-D_GNU_SOURCE", "-dM"], compiler)
     names = sorted({m.group(1) for m in re.finditer(r"^#define (\w+) \S", defines, re.M)
-                    if m.group(1).startswith(SYMBOL_PREFIXES)})
+                    if m.group(1).startswith(SYMBOL_PREFIXES)} | named)
     values = _compiled_values(compiler, includes, names)
     if path:
         cache.write_atomic(path, json.dumps(values))
@@ -165,17 +171,17 @@ def symbols(cache_dir):
 
 def _compiled_values(compiler, includes, names):
     """The values of integer constants, printed by a program the compiler builds. A name that is no integer
-    constant (a string, a function-like use) makes the compiler complain: it is left out and the rest tried
-    again."""
+    constant (a string, a function-like use, a request whose struct the headers leave incomplete) makes the
+    compiler complain on its line: it is left out and the rest tried again."""
+    head = "#define _GNU_SOURCE\n" + includes + "#include <stdio.h>\nint main(void)\n{\n"
+    first_line = head.count("\n") + 1   # the line of the first name's printf
     for _attempt in range(8):
         body = "".join('    printf("%%s %%lld\\n", "%s", (long long)(%s));\n' % (n, n) for n in names)
-        errors, out = toolchain.compile_and_run("#define _GNU_SOURCE\n" + includes + "#include <stdio.h>\n"
-                                                "int main(void)\n{\n" + body + "    return 0;\n}\n", compiler)
+        errors, out = toolchain.compile_and_run(head + body + "    return 0;\n}\n", compiler)
         if errors is None:
             return {name: int(value) for name, value in (line.split() for line in out.splitlines())}
-        bad = set(re.findall(r"\b(%s)\b" % "|".join(map(re.escape, names)),
-                             "\n".join(line for line in errors.splitlines() if "error" in line)))
-        bad |= {names[int(n) - 7] for n in re.findall(r"s\.c:(\d+):", errors) if 0 <= int(n) - 7 < len(names)}
+        bad = {names[int(n) - first_line] for n in re.findall(r"s\.c:(\d+):\d+: error", errors)
+               if 0 <= int(n) - first_line < len(names)}
         if not bad:
             return {}
         names = [n for n in names if n not in bad]

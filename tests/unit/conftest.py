@@ -77,8 +77,7 @@ def reader_for(unit_cache, symbols, tmp_path_factory):
         key = tuple(specs)
         if key not in made:
             protos = [cdecl.prototype_for(s, unit_cache) for s in specs]
-            shown = layouts.measure_cached({tracespec.struct_pointee(p.type) for proto in protos
-                                            for p in proto.params} - {None}, unit_cache)
+            shown = layouts.measure_cached(tracespec.struct_names(protos), unit_cache)
             plans = [tracespec.plan(p, shown) for p in protos]
             d = tmp_path_factory.mktemp("reader")
             (d / "decoders.c").write_text(decoders.source(plans, symbols, shown))

@@ -8,11 +8,20 @@
 #include "reader.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
 
 /* ---- text ---------------------------------------------------------------------------------------------- */
 
@@ -239,6 +248,33 @@ static void put_flags(mrh_text *t, const mrh_flagset *f, uint64_t v)
     if (t->len == start) mrh_puts(t, f->zero ? f->zero : "0");
 }
 
+/* One name of an enumeration, or the number: in a line, in hex with the enumeration's unknown name in a comment
+ * (strace's way); in JSON, the number. */
+static void put_enum(mrh_text *t, const mrh_enum *e, uint64_t v, int64_t signed_v, int json)
+{
+    const char *name = e ? name_of(e->names, v) : NULL;
+    if (name) {
+        if (json) put_char(t, '"');
+        mrh_puts(t, name);
+        if (json) put_char(t, '"');
+    } else if (json || !e || !e->unknown) {
+        mrh_put_i64(t, signed_v);
+    } else {
+        mrh_put_hex(t, v);
+        mrh_puts(t, " /* ");
+        mrh_puts(t, e->unknown);
+        mrh_puts(t, " */");
+    }
+}
+
+/* Flags as a JSON string, or in a line. */
+static void put_flags_value(mrh_text *t, const mrh_flagset *f, uint64_t v, int json)
+{
+    if (json) put_char(t, '"');
+    put_flags(t, f, v);
+    if (json) put_char(t, '"');
+}
+
 /* Signals by name, real-time ones as strace names them (SIGRT_n counts from the kernel's SIGRTMIN, 32). */
 static void put_signal(mrh_text *t, const mrh_decoders *d, int64_t sig)
 {
@@ -273,10 +309,10 @@ void mrh_show_errno(mrh_text *t, const mrh_decoders *d, int err, int json)
 
 /* ---- captures -------------------------------------------------------------------------------------------- */
 
-const mrh_capture_header *mrh_capture_of(const mrh_view *v, unsigned which)
+const mrh_capture_header *mrh_capture_of(const mrh_view *v, unsigned which, int before)
 {
     for (int i = 0; i < v->ncaps; i++)
-        if (v->caps[i]->which == which) return v->caps[i];
+        if (v->caps[i]->which == which && !(v->caps[i]->kind & MRH_CAP_BEFORE) == !before) return v->caps[i];
     return NULL;
 }
 
@@ -423,7 +459,7 @@ static void put_sockaddr(mrh_text *t, const mrh_decoders *d, const mrh_capture_h
             } else {
                 quote_json(t, path, len);
             }
-        } else if (len || !abstract) {
+        } else if (n > 2) {   /* an unnamed socket's address is its family alone */
             mrh_puts(t, ", sun_path=");
             if (abstract) put_char(t, '@');
             quote_text(t, path, len);
@@ -463,8 +499,14 @@ static void put_file_mode(mrh_text *t, const mrh_decoders *d, uint64_t mode)
         put_char(t, '0');
         put_octal(t, type);
     }
+    static const mrh_name special[] = {{"S_ISUID", S_ISUID}, {"S_ISGID", S_ISGID}, {"S_ISVTX", S_ISVTX}, {NULL, 0}};
+    for (const mrh_name *n = special; n->name; n++)
+        if (mode & n->value) {
+            put_char(t, '|');
+            mrh_puts(t, n->name);
+        }
     mrh_puts(t, "|0");
-    put_octal(t, mode & 07777);
+    put_octal(t, mode & 0777);
 }
 
 static void put_layout(mrh_text *t, const mrh_decoders *d, const mrh_layout *l, const unsigned char *data,
@@ -500,9 +542,27 @@ static void put_member(mrh_text *t, const mrh_decoders *d, const mrh_member *m, 
         mrh_quote(t, p, nul ? (size_t)(nul - p) : m->size, json);
         break;
     }
-    case MRH_M_STRUCT: put_layout(t, d, m->nested, p, n - m->offset, json); break;
+    case MRH_M_STRUCT: put_layout(t, d, m->table, p, n - m->offset, json); break;
+    case MRH_M_FLAGS: put_flags_value(t, m->table, load_uint(p, m->size), json); break;
+    case MRH_M_SIZE_OR_RDEV: mrh_put_i64(t, load_int(p, m->size)); break;
     default: mrh_puts(t, json ? "null" : "?");
     }
+}
+
+/* A stat's st_rdev, shown instead of its size for a device (the layout's first member is st_mode). */
+static int put_device(mrh_text *t, const mrh_layout *l, const mrh_member *m, const unsigned char *data, size_t n)
+{
+    const mrh_member *mode = &l->members[0], *rdev = m->table;
+    if (!rdev || (size_t)rdev->offset + rdev->size > n || (size_t)mode->offset + mode->size > n) return 0;
+    uint64_t type = load_uint(data + mode->offset, mode->size) & S_IFMT;
+    if (type != S_IFCHR && type != S_IFBLK) return 0;
+    uint64_t dev = load_uint(data + rdev->offset, rdev->size);
+    mrh_puts(t, "st_rdev=makedev(");
+    mrh_put_hex(t, major(dev));
+    mrh_puts(t, ", ");
+    mrh_put_hex(t, minor(dev));
+    put_char(t, ')');
+    return 1;
 }
 
 /* {tv_sec=1, tv_nsec=2} (a line shows the first nshown members, then ...); JSON: an object of every member. */
@@ -513,8 +573,9 @@ static void put_layout(mrh_text *t, const mrh_decoders *d, const mrh_layout *l, 
     put_char(t, '{');
     for (unsigned i = 0; i < shown; i++) {
         const mrh_member *m = &l->members[i];
-        if ((size_t)m->offset + m->size > n) continue;   /* not all kept */
+        if (!m->name[0] || (size_t)m->offset + m->size > n) continue;   /* not shown, or not all kept */
         if (written++) mrh_puts(t, json ? "," : ", ");
+        if (!json && m->kind == MRH_M_SIZE_OR_RDEV && put_device(t, l, m, data, n)) continue;
         if (json) {
             put_json_name(t, m->name);
             put_char(t, ':');
@@ -550,6 +611,332 @@ static void put_double(mrh_text *t, double v, int json)
     if (!strpbrk(buf, ".en")) mrh_puts(t, ".0");
 }
 
+/* ---- compound values strace decodes ------------------------------------------------------------------------ */
+
+static int32_t load_i32(const unsigned char *p) { int32_t v; memcpy(&v, p, 4); return v; }
+
+/* Ints: [3, 4] (a JSON list). */
+static void put_ints(mrh_text *t, const mrh_capture_header *c, int json)
+{
+    const unsigned char *p = mrh_capture_data(c);
+    put_char(t, '[');
+    for (uint32_t i = 0; i + 4 <= c->len; i += 4) {
+        if (i) mrh_puts(t, json ? "," : ", ");
+        mrh_put_i64(t, load_i32(p + i));
+    }
+    put_char(t, ']');
+}
+
+/* A wait status: [{WIFEXITED(s) && WEXITSTATUS(s) == 0}]; JSON {"exited": 0} or {"signal": "SIGTERM", ...}. */
+static void put_wait_status(mrh_text *t, const mrh_decoders *d, const mrh_capture_header *c, int json)
+{
+    if (c->len < 4) {
+        mrh_puts(t, json ? "null" : "?");
+        return;
+    }
+    int s = load_i32(mrh_capture_data(c));
+    if (json) {
+        if (WIFEXITED(s)) {
+            mrh_puts(t, "{\"exited\":");
+            mrh_put_i64(t, WEXITSTATUS(s));
+        } else if (WIFSIGNALED(s)) {
+            mrh_puts(t, "{\"signal\":\"");
+            put_signal(t, d, WTERMSIG(s));
+            mrh_puts(t, WCOREDUMP(s) ? "\",\"core\":true" : "\"");
+        } else if (WIFSTOPPED(s)) {
+            mrh_puts(t, "{\"stopped\":\"");
+            put_signal(t, d, WSTOPSIG(s));
+            put_char(t, '"');
+        } else {
+            mrh_puts(t, "{\"continued\":true");
+        }
+        put_char(t, '}');
+        return;
+    }
+    mrh_puts(t, "[{");
+    if (WIFEXITED(s)) {
+        mrh_puts(t, "WIFEXITED(s) && WEXITSTATUS(s) == ");
+        mrh_put_i64(t, WEXITSTATUS(s));
+    } else if (WIFSIGNALED(s)) {
+        mrh_puts(t, "WIFSIGNALED(s) && WTERMSIG(s) == ");
+        put_signal(t, d, WTERMSIG(s));
+        if (WCOREDUMP(s)) mrh_puts(t, " && WCOREDUMP(s)");
+    } else if (WIFSTOPPED(s)) {
+        mrh_puts(t, "WIFSTOPPED(s) && WSTOPSIG(s) == ");
+        put_signal(t, d, WSTOPSIG(s));
+    } else {
+        mrh_puts(t, "WIFCONTINUED(s)");
+    }
+    mrh_puts(t, "}]");
+}
+
+static void put_field(mrh_text *t, const char *name, int json, int first)
+{
+    if (!first) mrh_puts(t, json ? "," : ", ");
+    if (json) {
+        put_json_name(t, name);
+        put_char(t, ':');
+    } else {
+        mrh_puts(t, name);
+        put_char(t, '=');
+    }
+}
+
+/* Clock ticks, with their seconds in a comment as strace adds them (100 ticks a second). */
+static void put_clock_ticks(mrh_text *t, const char *name, int64_t ticks, int json)
+{
+    put_field(t, name, json, 0);
+    mrh_put_i64(t, ticks);
+    if (json || !ticks) return;
+    char buf[64];
+    snprintf(buf, sizeof buf, " /* %lld.%02lld s */", (long long)(ticks / 100), (long long)(ticks % 100));
+    mrh_puts(t, buf);
+}
+
+/* A siginfo_t of SIGCHLD (waitid's): {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=42, si_uid=0, si_status=0,
+ * si_utime=0, si_stime=0}. */
+static void put_siginfo(mrh_text *t, const mrh_decoders *d, const mrh_capture_header *c, int json)
+{
+    siginfo_t si;
+    if (c->len < sizeof si) {
+        mrh_puts(t, json ? "null" : "?");
+        return;
+    }
+    memcpy(&si, mrh_capture_data(c), sizeof si);
+    put_char(t, '{');
+    put_field(t, "si_signo", json, 1);
+    if (json) put_char(t, '"');
+    put_signal(t, d, si.si_signo);
+    if (json) put_char(t, '"');
+    put_field(t, "si_code", json, 0);
+    mrh_enum codes = {d->cld_codes, NULL};
+    put_enum(t, si.si_signo == SIGCHLD ? &codes : NULL, (uint64_t)(int64_t)si.si_code, si.si_code, json);
+    if (si.si_signo == SIGCHLD) {
+        put_field(t, "si_pid", json, 0);
+        mrh_put_i64(t, si.si_pid);
+        put_field(t, "si_uid", json, 0);
+        mrh_put_u64(t, si.si_uid);
+        put_field(t, "si_status", json, 0);
+        if (si.si_code == CLD_EXITED) mrh_put_i64(t, si.si_status);
+        else {
+            if (json) put_char(t, '"');
+            put_signal(t, d, si.si_status);
+            if (json) put_char(t, '"');
+        }
+        put_clock_ticks(t, "si_utime", (int64_t)si.si_utime, json);
+        put_clock_ticks(t, "si_stime", (int64_t)si.si_stime, json);
+    }
+    put_char(t, '}');
+}
+
+/* A signal set as strace shows it: [HUP INT], or ~[...] when more than half the signals are in it; JSON: the
+ * names. Only the kernel's 64 signals count (glibc's sigset_t is larger). */
+static void put_sigset(mrh_text *t, const mrh_decoders *d, const mrh_capture_header *c, int json)
+{
+    uint64_t bits = 0;
+    memcpy(&bits, mrh_capture_data(c), c->len < 8 ? c->len : 8);
+    int count = __builtin_popcountll(bits), inverted = !json && count > 32;
+    if (inverted) {
+        bits = ~bits;
+        put_char(t, '~');
+    }
+    put_char(t, '[');
+    int first = 1;
+    for (int sig = 1; sig <= 64; sig++) {
+        if (!(bits >> (sig - 1) & 1)) continue;
+        if (!first) put_char(t, json ? ',' : ' ');
+        first = 0;
+        size_t at = t->len;
+        if (json) put_char(t, '"');
+        put_signal(t, d, sig);
+        if (json) put_char(t, '"');
+        if (!json && t->len - at > 3 && !memcmp(t->p + at, "SIG", 3)) {   /* strace drops the SIG */
+            memmove(t->p + at, t->p + at + 3, t->len - at - 3);
+            t->len -= 3;
+        }
+    }
+    put_char(t, ']');
+}
+
+/* struct pollfd[]: [{fd=3, events=POLLIN|POLLPRI}] (revents: the ones that have events, for the result). */
+static void put_pollfds(mrh_text *t, const mrh_decoders *d, const mrh_capture_header *c, int revents, int json)
+{
+    const unsigned char *p = mrh_capture_data(c);
+    int shown = 0;
+    put_char(t, '[');
+    for (uint32_t i = 0; i + sizeof(struct pollfd) <= c->len; i += sizeof(struct pollfd)) {
+        struct pollfd f;
+        memcpy(&f, p + i, sizeof f);
+        if (revents && !f.revents) continue;
+        if (shown++) mrh_puts(t, json ? "," : ", ");
+        put_char(t, '{');
+        put_field(t, "fd", json, 1);
+        mrh_put_i64(t, f.fd);
+        put_field(t, revents ? "revents" : "events", json, 0);
+        put_flags_value(t, d->poll_events, (uint16_t)(revents ? f.revents : f.events), json);
+        put_char(t, '}');
+    }
+    put_char(t, ']');
+}
+
+/* An fd_set's descriptors, up to nfds: [3 4] (a JSON list). */
+static void put_fd_set(mrh_text *t, const mrh_capture_header *c, int json)
+{
+    const unsigned char *p = mrh_capture_data(c);
+    int first = 1;
+    put_char(t, '[');
+    for (uint32_t fd = 0; fd < c->len * 8; fd++) {
+        if (!(p[fd / 8] >> (fd % 8) & 1)) continue;
+        if (!first) put_char(t, json ? ',' : ' ');
+        first = 0;
+        mrh_put_u64(t, fd);
+    }
+    put_char(t, ']');
+}
+
+/* A captured struct timeval: {tv_sec=0, tv_usec=998}. */
+static void put_timeval(mrh_text *t, const mrh_capture_header *c, int json)
+{
+    struct timeval tv = {0, 0};
+    memcpy(&tv, mrh_capture_data(c), c->len < sizeof tv ? c->len : sizeof tv);
+    put_char(t, '{');
+    put_field(t, "tv_sec", json, 1);
+    mrh_put_i64(t, tv.tv_sec);
+    put_field(t, "tv_usec", json, 0);
+    mrh_put_i64(t, tv.tv_usec);
+    put_char(t, '}');
+}
+
+/* A time as strace comments it: 2000-01-01T00:00:00+0000 (UTC, as strace's default). */
+static void put_date_comment(mrh_text *t, int64_t sec)
+{
+    struct tm tm;
+    time_t s = (time_t)sec;
+    char buf[64];
+    if (!gmtime_r(&s, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S+0000", &tm)) return;
+    mrh_puts(t, " /* ");
+    mrh_puts(t, buf);
+    mrh_puts(t, " */");
+}
+
+/* utimensat's times: [{tv_sec=946684800, tv_nsec=0}, UTIME_NOW], each date in a comment (UTC). */
+static void put_timespecs(mrh_text *t, const mrh_capture_header *c, int json)
+{
+    const unsigned char *p = mrh_capture_data(c);
+    put_char(t, '[');
+    for (uint32_t i = 0; i + sizeof(struct timespec) <= c->len; i += sizeof(struct timespec)) {
+        struct timespec ts;
+        memcpy(&ts, p + i, sizeof ts);
+        if (i) mrh_puts(t, json ? "," : ", ");
+        if (ts.tv_nsec == UTIME_NOW || ts.tv_nsec == UTIME_OMIT) {
+            const char *name = ts.tv_nsec == UTIME_NOW ? "UTIME_NOW" : "UTIME_OMIT";
+            if (json) put_json_name(t, name);
+            else mrh_puts(t, name);
+            continue;
+        }
+        put_char(t, '{');
+        put_field(t, "tv_sec", json, 1);
+        mrh_put_i64(t, ts.tv_sec);
+        put_field(t, "tv_nsec", json, 0);
+        mrh_put_i64(t, ts.tv_nsec);
+        put_char(t, '}');
+        if (!json) put_date_comment(t, ts.tv_sec);
+    }
+    put_char(t, ']');
+}
+
+/* A struct flock: {l_type=F_WRLCK, l_whence=SEEK_SET, l_start=0, l_len=10} (l_pid too, as F_GETLK fills it). */
+static void put_flock(mrh_text *t, const mrh_decoders *d, const mrh_capture_header *c, int with_pid, int json)
+{
+    struct flock f;
+    if (c->len < sizeof f) {
+        mrh_puts(t, json ? "null" : "?");
+        return;
+    }
+    memcpy(&f, mrh_capture_data(c), sizeof f);
+    mrh_enum types = {d->fcntl_lock_types, NULL}, whences = {d->whences, NULL};
+    put_char(t, '{');
+    put_field(t, "l_type", json, 1);
+    put_enum(t, &types, (uint64_t)(int64_t)f.l_type, f.l_type, json);
+    put_field(t, "l_whence", json, 0);
+    put_enum(t, &whences, (uint64_t)(int64_t)f.l_whence, f.l_whence, json);
+    put_field(t, "l_start", json, 0);
+    mrh_put_i64(t, f.l_start);
+    put_field(t, "l_len", json, 0);
+    mrh_put_i64(t, f.l_len);
+    if (with_pid) {
+        put_field(t, "l_pid", json, 0);
+        mrh_put_i64(t, f.l_pid);
+    }
+    put_char(t, '}');
+}
+
+/* A socket option's value: [1] for an int, {l_onoff=1, l_linger=5} for SO_LINGER, else its bytes. */
+static void put_sockopt(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const mrh_arg *a,
+                        const mrh_capture_header *c, int json)
+{
+    const unsigned char *p = mrh_capture_data(c);
+    uint64_t level = a->ref < v->rec->nargs ? v->args[a->ref] : 0;
+    uint64_t name = a->ref + 1u < v->rec->nargs ? v->args[a->ref + 1] : 0;
+    const mrh_name *so = d->sockopt_levels_socket;   /* {SOL_SOCKET, SO_LINGER} */
+    if (so && so[0].name && so[1].name && (uint32_t)level == so[0].value && (uint32_t)name == so[1].value &&
+        c->len >= sizeof(struct linger)) {
+        struct linger l;
+        memcpy(&l, p, sizeof l);
+        put_char(t, '{');
+        put_field(t, "l_onoff", json, 1);
+        mrh_put_i64(t, l.l_onoff);
+        put_field(t, "l_linger", json, 0);
+        mrh_put_i64(t, l.l_linger);
+        put_char(t, '}');
+    } else if (c->len == 4) {
+        if (!json) put_char(t, '[');
+        mrh_put_i64(t, load_i32(p));
+        if (!json) put_char(t, ']');
+    } else {
+        put_captured(t, c, json);
+    }
+}
+
+/* A length the call reads and writes: [128 => 16], or [16] when it kept it. */
+static void put_length(mrh_text *t, const mrh_view *v, unsigned index, uint64_t bits, int json)
+{
+    const mrh_capture_header *in = mrh_capture_of(v, index, 1), *out = mrh_capture_of(v, index, 0);
+    if ((!in || in->len < 4) && (!out || out->len < 4)) {
+        put_pointer(t, bits, json);
+        return;
+    }
+    int64_t before = in && in->len >= 4 ? load_i32(mrh_capture_data(in)) : 0;
+    int64_t after = out && out->len >= 4 ? load_i32(mrh_capture_data(out)) : before;
+    if (json) {
+        mrh_put_i64(t, after);
+        return;
+    }
+    put_char(t, '[');
+    if (in && in->len >= 4 && before != after) {
+        mrh_put_i64(t, before);
+        mrh_puts(t, " => ");
+    }
+    mrh_put_i64(t, after);
+    put_char(t, ']');
+}
+
+/* ioctl's request: its name, or _IOC(dir, type, nr, size) as strace spells an unknown one. */
+static void put_ioctl_request(mrh_text *t, const mrh_arg *a, uint64_t v, int json)
+{
+    const mrh_enum *e = a->table;
+    const char *name = e ? name_of(e->names, v) : NULL;
+    if (name || json) {
+        put_enum(t, e, v, (int64_t)v, json);
+        return;
+    }
+    static const char *const dirs[] = {"_IOC_NONE", "_IOC_WRITE", "_IOC_READ", "_IOC_READ|_IOC_WRITE"};
+    char buf[96];
+    snprintf(buf, sizeof buf, "_IOC(%s, %#x, %#x, %#x)", dirs[(v >> 30) & 3], (unsigned)(v >> 8) & 0xff,
+             (unsigned)v & 0xff, (unsigned)(v >> 16) & 0x3fff);
+    mrh_puts(t, buf);
+}
+
 /* ---- one value ------------------------------------------------------------------------------------------- */
 
 int mrh_arg_shown(const mrh_view *v, const mrh_arg *a)
@@ -561,34 +948,118 @@ int mrh_arg_shown(const mrh_view *v, const mrh_arg *a)
     return name_of(a->unless, other) == NULL;
 }
 
-static void put_fcntl_arg(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const mrh_arg *a, uint64_t bits,
-                          int json)
+static const char *fcntl_command(const mrh_decoders *d, const mrh_view *v, const mrh_arg *a)
 {
-    const char *cmd = a->ref < v->rec->nargs ? name_of(d->fcntl_cmds, v->args[a->ref]) : NULL;
-    if (cmd && !strcmp(cmd, "F_SETFL") && d->open_flags) {
-        if (json) put_char(t, '"');
-        put_flags(t, d->open_flags, bits);
-        if (json) put_char(t, '"');
-    } else if (cmd && !strcmp(cmd, "F_SETFD")) {
-        if (json) put_char(t, '"');
-        if (bits == 1) mrh_puts(t, "FD_CLOEXEC");
-        else mrh_put_u64(t, bits);
-        if (json) put_char(t, '"');
-    } else if (cmd && (!strncmp(cmd, "F_SETLK", 7) || !strncmp(cmd, "F_GETLK", 7) || !strncmp(cmd, "F_OFD_", 6))) {
-        put_pointer(t, bits, json);
-    } else {
-        mrh_put_i64(t, (int64_t)bits);
+    return a->ref < v->rec->nargs ? name_of(d->fcntl_cmds, v->args[a->ref]) : NULL;
+}
+
+/* fcntl's argument, by its command: open flags (F_SETFL), FD_CLOEXEC (F_SETFD), seals, a struct flock (a lock
+ * command: captured), else a number. */
+static void put_fcntl_arg(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const mrh_arg *a, unsigned index,
+                          uint64_t bits, int json)
+{
+    const char *cmd = fcntl_command(d, v, a);
+    const mrh_capture_header *c = mrh_capture_of(v, index, 0);
+    if (cmd && !strcmp(cmd, "F_SETFL") && d->open_flags) put_flags_value(t, d->open_flags, (uint32_t)bits, json);
+    else if (cmd && !strcmp(cmd, "F_SETFD") && d->fd_flags) put_flags_value(t, d->fd_flags, (uint32_t)bits, json);
+    else if (cmd && !strcmp(cmd, "F_ADD_SEALS") && d->seals) put_flags_value(t, d->seals, (uint32_t)bits, json);
+    else if (c) put_flock(t, d, c, strstr(cmd ? cmd : "", "GETLK") != NULL, json);
+    else if (cmd && (strstr(cmd, "LK") || !strcmp(cmd, "F_GETOWN_EX") || !strcmp(cmd, "F_SETOWN_EX")))
+        put_pointer(t, bits, json);   /* a pointer that wasn't kept (the call failed) */
+    else mrh_put_i64(t, (int64_t)bits);
+}
+
+/* fcntl's result, by its command: 0x8002 (flags O_RDWR|O_LARGEFILE) for F_GETFL, 0x1 (flags FD_CLOEXEC) for
+ * F_GETFD, as strace shows them; a number otherwise. */
+static void put_fcntl_result(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const mrh_arg *a, uint64_t bits,
+                             int json)
+{
+    const char *cmd = fcntl_command(d, v, a);
+    const mrh_flagset *f = !cmd ? NULL : !strcmp(cmd, "F_GETFL") ? d->open_flags : !strcmp(cmd, "F_GETFD") ?
+                           d->fd_flags : !strcmp(cmd, "F_GET_SEALS") ? d->seals : NULL;
+    int64_t r = (int64_t)bits;
+    if (!f || r <= 0 || json) {
+        mrh_put_i64(t, r);
+        return;
     }
+    mrh_put_hex(t, bits);
+    mrh_puts(t, " (flags ");
+    put_flags(t, f, bits);
+    put_char(t, ')');
+}
+
+/* getaddrinfo's result: 0, or -2 EAI_NONAME (Name or service not known) (JSON: the number). */
+static void put_eai(mrh_text *t, const mrh_decoders *d, uint64_t bits, int json)
+{
+    int r = (int)(int64_t)bits;
+    mrh_put_i64(t, r);
+    if (json || r == 0) return;
+    const char *name = name_of(d->eai, (uint64_t)(int64_t)r);
+    put_char(t, ' ');
+    if (name) mrh_puts(t, name);
+    mrh_puts(t, name ? " (" : "(");
+    mrh_puts(t, gai_strerror(r));
+    put_char(t, ')');
+}
+
+/* poll's result: 1 ([{fd=3, revents=POLLIN}]), 0 (Timeout). */
+static void put_poll_result(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const mrh_arg *a, uint64_t bits,
+                            int json)
+{
+    int64_t r = (int64_t)bits;
+    mrh_put_i64(t, r);
+    if (json || r < 0) return;
+    const mrh_capture_header *fds = mrh_capture_of(v, a->ref, 0);
+    if (r == 0) mrh_puts(t, " (Timeout)");
+    else if (fds) {
+        mrh_puts(t, " (");
+        put_pollfds(t, d, fds, 1, 0);
+        put_char(t, ')');
+    }
+}
+
+/* select's result: 1 (in [3], out [4], left {tv_sec=0, tv_usec=998}), 0 (Timeout); the sets as the call left
+ * them (arguments 1 to 3), the timeout's rest (argument 4). */
+static void put_select_result(mrh_text *t, const mrh_view *v, uint64_t bits, int json)
+{
+    int64_t r = (int64_t)bits;
+    mrh_put_i64(t, r);
+    if (json || r < 0) return;
+    if (r == 0) {
+        mrh_puts(t, " (Timeout)");
+        return;
+    }
+    static const char *const names[] = {"in", "out", "except"};
+    int written = 0;
+    for (unsigned i = 1; i <= 3; i++) {
+        const mrh_capture_header *set = mrh_capture_of(v, i, 0);
+        if (!set) continue;
+        const unsigned char *p = mrh_capture_data(set);
+        int any = 0;
+        for (uint32_t k = 0; k < set->len && !any; k++) any = p[k] != 0;
+        if (!any) continue;
+        mrh_puts(t, written++ ? ", " : " (");
+        mrh_puts(t, names[i - 1]);
+        put_char(t, ' ');
+        put_fd_set(t, set, 0);
+    }
+    const mrh_capture_header *left = mrh_capture_of(v, 4, 0);
+    if (left) {
+        mrh_puts(t, written++ ? ", left " : " (left ");
+        put_timeval(t, left, 0);
+    }
+    if (written) put_char(t, ')');
 }
 
 void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const mrh_arg *a, unsigned index,
                     uint64_t bits, int json)
 {
     const mrh_capture_header *c;
-    if (a->size && a->size < 8) {   /* names and unsigned numbers: the type's own bits */
-        uint64_t mask = ((uint64_t)1 << (8 * a->size)) - 1;
-        if (a->kind != MRH_K_INT && a->kind != MRH_K_FD && a->kind != MRH_K_DIRFD) bits &= mask;
-    }
+    /* The record keeps a value sign- or zero-extended from its C type, as the type says; bits are the type's
+     * own bits only (a flag in an int's top bit is not 32 more flags). */
+    if (a->size && a->size < 8 && (a->kind == MRH_K_FLAGS || a->kind == MRH_K_MODE || a->kind == MRH_K_ID ||
+                                   a->kind == MRH_K_UINT))
+        bits &= ((uint64_t)1 << (8 * a->size)) - 1;
     switch (a->kind) {
     case MRH_K_INT:
     case MRH_K_FD:
@@ -617,18 +1088,52 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         }
         if (json) put_char(t, '"');
         return;
-    case MRH_K_ENUM: {
-        const char *name = name_of(a->table, bits);
-        if (json) put_char(t, '"');
-        if (name) mrh_puts(t, name);
-        else mrh_put_i64(t, (int64_t)bits);
-        if (json) put_char(t, '"');
+    case MRH_K_ID:   /* uid_t and gid_t: -1 (all ones) is "none" */
+        if (a->size && a->size < 8 && bits == ((uint64_t)1 << (8 * a->size)) - 1) mrh_puts(t, "-1");
+        else mrh_put_u64(t, bits);
+        return;
+    case MRH_K_ENUM:
+        put_enum(t, a->table, bits, (int64_t)bits, json);
+        return;
+    case MRH_K_ENUM_BY: {
+        uint64_t key = a->ref < v->rec->nargs ? v->args[a->ref] : ~(uint64_t)0;
+        const mrh_switch *sw = a->table;
+        while (sw && sw->names && sw->key != key) sw++;
+        put_enum(t, sw ? sw->names : NULL, bits, (int64_t)bits, json);
         return;
     }
     case MRH_K_FLAGS:
-        if (json) put_char(t, '"');
-        put_flags(t, a->table, bits);
-        if (json) put_char(t, '"');
+        put_flags_value(t, a->table, bits, json);
+        return;
+    case MRH_K_IOCTL_REQUEST:
+        put_ioctl_request(t, a, bits, json);
+        return;
+    case MRH_K_IOCTL_ARG:
+        c = mrh_capture_of(v, index, 0);
+        if (c && c->len >= 4) {
+            if (!json) put_char(t, '[');
+            mrh_put_i64(t, load_i32(mrh_capture_data(c)));
+            if (!json) put_char(t, ']');
+        } else if ((a->ref < v->rec->nargs && name_of(a->table, v->args[a->ref])) || bits == 0) {
+            mrh_put_i64(t, (int64_t)bits);   /* a number (0: no argument's address) */
+        } else {
+            put_pointer(t, bits, json);
+        }
+        return;
+    case MRH_K_FCNTL_RESULT:
+        put_fcntl_result(t, d, v, a, bits, json);
+        return;
+    case MRH_K_EAI:
+        put_eai(t, d, bits, json);
+        return;
+    case MRH_K_POLL_RESULT:
+        put_poll_result(t, d, v, a, bits, json);
+        return;
+    case MRH_K_SELECT_RESULT:
+        put_select_result(t, v, bits, json);
+        return;
+    case MRH_K_LENGTH:
+        put_length(t, v, index, bits, json);
         return;
     case MRH_K_SIGNAL:
         if (json) put_char(t, '"');
@@ -636,14 +1141,18 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         if (json) put_char(t, '"');
         return;
     case MRH_K_FCNTL_ARG:
-        put_fcntl_arg(t, d, v, a, bits, json);
+        put_fcntl_arg(t, d, v, a, index, bits, json);
         return;
     case MRH_K_VOID:
         mrh_puts(t, json ? "null" : "?");
         return;
     }
-    c = mrh_capture_of(v, index);
-    if (!c) {   /* nothing kept (NULL, a failed call's output): the address */
+    /* What was kept of the memory it points to: as it was passed, if it was kept so (select's sets), else
+     * after the call; nothing (NULL, a failed call's output): the address. */
+    c = mrh_capture_of(v, index, 1);
+    if (!c) c = mrh_capture_of(v, index, 0);
+    if (!c || (c->len == 0 && a->kind != MRH_K_STRING && a->kind != MRH_K_BYTES && a->kind != MRH_K_ENVP &&
+               a->kind != MRH_K_ARGV)) {
         put_pointer(t, bits, json);
         return;
     }
@@ -673,8 +1182,31 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         }
         return;
     case MRH_K_STRUCT:
-        if (c->len == 0) put_pointer(t, bits, json);
-        else put_layout(t, d, a->table, mrh_capture_data(c), c->len, json);
+        put_layout(t, d, a->table, mrh_capture_data(c), c->len, json);
+        return;
+    case MRH_K_INTS:
+        put_ints(t, c, json);
+        return;
+    case MRH_K_SOCKOPT:
+        put_sockopt(t, d, v, a, c, json);
+        return;
+    case MRH_K_WAIT_STATUS:
+        put_wait_status(t, d, c, json);
+        return;
+    case MRH_K_SIGINFO:
+        put_siginfo(t, d, c, json);
+        return;
+    case MRH_K_SIGSET:
+        put_sigset(t, d, c, json);
+        return;
+    case MRH_K_POLLFDS:
+        put_pollfds(t, d, c, 0, json);
+        return;
+    case MRH_K_FD_SET:
+        put_fd_set(t, c, json);
+        return;
+    case MRH_K_TIMESPECS:
+        put_timespecs(t, c, json);
         return;
     default:
         put_pointer(t, bits, json);

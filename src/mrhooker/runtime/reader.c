@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern const mrh_decoders mrh_trace_decoders;   /* decoders.c, generated for the trace */
@@ -342,7 +344,8 @@ static void put_result(mrh_text *t, const mrh_decoders *d, const mrh_fn *fn, con
         return;
     }
     int pointer_result = fn->ret.kind == MRH_K_HEX || fn->ret.kind == MRH_K_STRING;
-    if ((rec->flags & MRH_FAILED) && pointer_result) mrh_puts(t, json ? "null" : "NULL");
+    if ((rec->flags & MRH_FAILED) && pointer_result)   /* NULL, or -1 (MAP_FAILED) as strace shows it */
+        mrh_puts(t, rec->ret == ~(uint64_t)0 ? "-1" : json ? "null" : "NULL");
     else mrh_show_value(t, d, v, &fn->ret, MRH_RET, rec->ret, json);
     if ((rec->flags & MRH_FAILED) && !json) {
         mrh_put(t, " ", 1);
@@ -596,29 +599,41 @@ static void deliver_copy(mrh_reader *r, unsigned char *copy, int done)
     free(copy);
 }
 
-/* An exec is recorded when it starts (if it works, it never returns) and again if it fails. Its start waits
- * here until its thread is seen doing anything else (then it worked: `= 0`), or its failure comes (then the
- * failure is shown instead). */
-static int take_pending(mrh_reader *r, uint32_t tid)
+/* A call that may not return is recorded when it starts, and again when it returns. An exec that works never
+ * returns (its thread goes on in the new program); a kill that kills its own process neither. The start waits
+ * here until: its return comes (shown instead: a failed exec, a kill that returned), its thread is seen doing
+ * something else (an exec that worked: `= 0`), a wait reaps its process, or the end (an exec: `= 0`; a call that
+ * ended its process: `= ?`, as strace shows it). */
+static int pending_of(mrh_reader *r, uint32_t tid)
 {
     for (int i = 0; i < r->npending; i++)
         if (r->pending[i].tid == tid) return i;
     return -1;
 }
 
-static void resolve_pending(mrh_reader *r, const mrh_view *v)
+/* Shows the start held for tid, as it ended: without its return (an exec that worked; a call that died). */
+static void release_pending(mrh_reader *r, int i)
 {
-    int i = take_pending(r, v->rec->tid);
-    if (i < 0) return;
     pending_exec p = r->pending[i];
     r->pending[i] = r->pending[--r->npending];
-    const mrh_record *started = (const mrh_record *)p.copy;
-    int failed_now = v->rec->fn == started->fn && !(v->rec->flags & MRH_ENTRY_ONLY);
-    if (failed_now) free(p.copy);
-    else deliver_copy(r, p.copy, 1);
+    const mrh_fn *fn = &r->d->fns[((mrh_record *)p.copy)->fn];
+    deliver_copy(r, p.copy, (fn->flags & MRH_FN_EXEC) != 0);
 }
 
-static void hold_exec(mrh_reader *r, const unsigned char *p, uint32_t size, uint32_t tid)
+static void resolve_pending(mrh_reader *r, const mrh_view *v)
+{
+    int i = pending_of(r, v->rec->tid);
+    if (i < 0) return;
+    const mrh_record *started = (const mrh_record *)r->pending[i].copy;
+    if (v->rec->fn == started->fn && !(v->rec->flags & MRH_ENTRY_ONLY)) {   /* its return: shown instead */
+        free(r->pending[i].copy);
+        r->pending[i] = r->pending[--r->npending];
+    } else {
+        release_pending(r, i);
+    }
+}
+
+static void hold(mrh_reader *r, const unsigned char *p, uint32_t size, uint32_t tid)
 {
     if (r->npending == r->pending_cap) {
         int cap = r->pending_cap ? r->pending_cap * 2 : 8;
@@ -633,14 +648,88 @@ static void hold_exec(mrh_reader *r, const unsigned char *p, uint32_t size, uint
     r->pending[r->npending++] = (pending_exec){tid, copy};
 }
 
+/* How process pid ended, as strace's last line of it says (wait status as waitpid gives it). */
+static void show_exit(mrh_reader *r, uint32_t pid, int status)
+{
+    if (!r->lines_on) return;
+    output *o = r->per_process ? pid_stream(r, pid) : &r->lines;
+    if (!o) return;
+    mrh_text *t = &o->buf;
+    size_t start = t->len;
+    if (!r->per_process && pid != r->command_pid) {
+        mrh_puts(t, "[pid ");
+        mrh_put_u64(t, pid);
+        mrh_puts(t, "] ");
+    }
+    if (WIFEXITED(status)) {
+        mrh_puts(t, "+++ exited with ");
+        mrh_put_i64(t, WEXITSTATUS(status));
+    } else {
+        const char *name = NULL;
+        for (const mrh_name *n = r->d->signals; n && n->name && !name; n++)
+            if (n->value == (uint64_t)WTERMSIG(status)) name = n->name;
+        mrh_puts(t, "+++ killed by ");
+        if (name) mrh_puts(t, name);
+        else mrh_put_i64(t, WTERMSIG(status));
+        if (WCOREDUMP(status)) mrh_puts(t, " (core dumped)");
+    }
+    mrh_puts(t, " +++\n");
+    line_done(o, start);
+}
+
+/* A wait that reaped child pid: the child's start still held is shown first (its exec worked, or it died in its
+ * kill), then how it ended. */
+static void reaped(mrh_reader *r, uint32_t pid, int status)
+{
+    int i = pending_of(r, pid);
+    if (i >= 0) release_pending(r, i);
+    if (WIFEXITED(status) || WIFSIGNALED(status)) show_exit(r, pid, status);
+}
+
+/* Did this wait reap a child: which, and its wait status? (waitpid's result and status; waitid's siginfo) */
+static int reaped_by(const mrh_fn *fn, const mrh_view *v, uint32_t *pid, int *status)
+{
+    if (v->rec->flags & (MRH_FAILED | MRH_ENTRY_ONLY) || (int64_t)v->rec->ret < 0) return 0;
+    for (unsigned k = 0; k < fn->nargs; k++) {
+        const mrh_capture_header *c = mrh_capture_of(v, k, 0);
+        if (!c) continue;
+        if (fn->args[k].kind == MRH_K_WAIT_STATUS && c->len >= 4 && (int64_t)v->rec->ret > 0) {
+            *pid = (uint32_t)v->rec->ret;
+            memcpy(status, mrh_capture_data(c), 4);
+            return 1;
+        }
+        if (fn->args[k].kind == MRH_K_SIGINFO && c->len >= sizeof(siginfo_t)) {
+            siginfo_t si;
+            memcpy(&si, mrh_capture_data(c), sizeof si);
+            if (si.si_signo != SIGCHLD || si.si_pid <= 0) return 0;
+            *pid = (uint32_t)si.si_pid;
+            if (si.si_code == CLD_EXITED) *status = (si.si_status & 0xff) << 8;
+            else if (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED)
+                *status = (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
+            else return 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* mrhooker reaped pid itself (it was orphaned, or it is the command): how it ended. */
+EXPORT void mrh_reader_exited(mrh_reader *r, uint32_t pid, int status)
+{
+    show_exit(r, pid, status);
+}
+
 static void take_record(mrh_reader *r, const unsigned char *p, uint32_t size)
 {
     mrh_view v;
     if (!view_of(r, p, size, &v)) return;
-    if (r->npending) resolve_pending(r, &v);
     const mrh_fn *fn = &r->d->fns[v.rec->fn];
-    if ((fn->flags & MRH_FN_EXEC) && (v.rec->flags & MRH_ENTRY_ONLY)) hold_exec(r, p, size, v.rec->tid);
-    else deliver(r, &v);
+    if (r->npending) resolve_pending(r, &v);
+    uint32_t pid;
+    int status;
+    if ((fn->flags & MRH_FN_WAIT) && reaped_by(fn, &v, &pid, &status)) reaped(r, pid, status);
+    if ((fn->flags & (MRH_FN_EXEC | MRH_FN_MAY_DIE)) && (v.rec->flags & MRH_ENTRY_ONLY)) hold(r, p, size, v.rec->tid);
+    else if (!(fn->flags & MRH_FN_HIDDEN)) deliver(r, &v);
 }
 
 /* ---- draining the ring ----------------------------------------------------------------------------------- */
@@ -731,26 +820,12 @@ EXPORT long mrh_reader_drain(mrh_reader *r, int final, long budget)
 /* The end: execs still pending worked; the timeline is closed; everything is written. */
 EXPORT void mrh_reader_finish(mrh_reader *r)
 {
-    while (r->npending) {
-        pending_exec p = r->pending[--r->npending];
-        deliver_copy(r, p.copy, 1);
-    }
+    while (r->npending) release_pending(r, r->npending - 1);
     if (r->timeline.fd >= 0) {
         mrh_puts(&r->timeline.buf, "\n]}\n");
         line_done(&r->timeline, 0);
     }
     flush_all(r);
-}
-
-/* A line of mrhooker's own (`+++ exited with 0 +++`) into the stream of pid's lines. */
-EXPORT void mrh_reader_write_line(mrh_reader *r, uint32_t pid, const char *text)
-{
-    output *o = r->per_process ? pid_stream(r, pid) : &r->lines;
-    if (!o || o->fd < 0) return;
-    size_t start = o->buf.len;
-    mrh_puts(&o->buf, text);
-    line_done(o, start);
-    flush_output(o);
 }
 
 static output *pid_stream(mrh_reader *r, uint32_t pid)

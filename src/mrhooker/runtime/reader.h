@@ -32,6 +32,19 @@ typedef struct mrh_name {
     uint64_t value;
 } mrh_name;
 
+/* An enumeration: its names, and the name of an unknown value ("SEEK_???": a line shows 0x7 and that). */
+typedef struct mrh_enum {
+    const mrh_name *names;
+    const char *unknown;
+} mrh_enum;
+
+/* An enumeration chosen by another argument's value (socket's protocol by its domain, a socket option's name
+ * by its level); ends with {0, NULL}. No match: the number. */
+typedef struct mrh_switch {
+    uint64_t key;
+    const mrh_enum *names;
+} mrh_switch;
+
 /* Flags: the value's low bits read as one number first (O_RDONLY.., SOCK_STREAM.., MAP_PRIVATE..), then named
  * bits, names of more bits first (O_SYNC before O_DSYNC, which it contains), what is left in hex. */
 typedef struct mrh_flagset {
@@ -51,13 +64,16 @@ typedef struct mrh_layout {
     const mrh_member *members;
 } mrh_layout;
 
-enum { MRH_M_INT, MRH_M_UINT, MRH_M_FLOAT, MRH_M_POINTER, MRH_M_STRUCT, MRH_M_CHARS, MRH_M_FILE_MODE };
+/* MRH_M_SIZE_OR_RDEV: a struct stat's st_size, or for a device, its st_rdev (as strace shows a stat). */
+enum { MRH_M_INT, MRH_M_UINT, MRH_M_FLOAT, MRH_M_POINTER, MRH_M_STRUCT, MRH_M_CHARS, MRH_M_FILE_MODE, MRH_M_FLAGS,
+       MRH_M_SIZE_OR_RDEV };
 
 struct mrh_member {
     const char *name;
     uint32_t offset, size;
     uint8_t kind;             /* MRH_M_* */
-    const mrh_layout *nested; /* MRH_M_STRUCT */
+    const void *table;        /* MRH_M_STRUCT: its mrh_layout; MRH_M_FLAGS: its mrh_flagset; MRH_M_SIZE_OR_RDEV:
+                               * the mrh_member of st_rdev; MRH_M_FILE_MODE, ..._RDEV: st_mode's is the first */
 };
 
 /* How a value is shown (the kinds' registry on the Python side is tracing's KINDS; each kind is one case in
@@ -70,7 +86,9 @@ enum mrh_kind {
     MRH_K_FD,
     MRH_K_DIRFD,        /* AT_FDCWD or a descriptor */
     MRH_K_MODE,         /* 0644 */
-    MRH_K_ENUM,         /* table: mrh_name[] */
+    MRH_K_ID,           /* a uid or gid: -1 for "none" */
+    MRH_K_ENUM,         /* table: mrh_enum */
+    MRH_K_ENUM_BY,      /* table: mrh_switch[], keyed by argument ref */
     MRH_K_FLAGS,        /* table: mrh_flagset */
     MRH_K_SIGNAL,       /* table: mrh_name[] of the signals; real-time ones as strace names them */
     MRH_K_STRING,       /* a captured C string, cut at -s */
@@ -79,8 +97,24 @@ enum mrh_kind {
     MRH_K_ARGV,         /* a captured string vector, shown */
     MRH_K_ENVP,         /* a captured string vector, counted */
     MRH_K_STRUCT,       /* a captured struct, by its members; table: mrh_layout */
-    MRH_K_FCNTL_ARG,    /* by fcntl's command (ref) */
+    MRH_K_FCNTL_ARG,    /* by fcntl's command (ref); a captured struct flock */
+    MRH_K_FCNTL_RESULT, /* by fcntl's command (ref): F_GETFL's flags, F_GETFD's */
     MRH_K_VOID,         /* a result that is none */
+    MRH_K_EAI,          /* getaddrinfo's result: 0, or EAI_* and its text */
+    MRH_K_INTS,         /* captured ints: [3, 4] */
+    MRH_K_SOCKOPT,      /* a socket option's value (captured), by its level (ref) and name (ref + 1) */
+    MRH_K_WAIT_STATUS,  /* a captured wait status: [{WIFEXITED(s) && WEXITSTATUS(s) == 0}] */
+    MRH_K_SIGINFO,      /* a captured siginfo_t (waitid) */
+    MRH_K_SIGSET,       /* a captured sigset_t: [HUP INT] */
+    MRH_K_POLLFDS,      /* captured struct pollfd[]: [{fd=3, events=POLLIN}] */
+    MRH_K_POLL_RESULT,  /* poll's result, with the fds (ref) that have events: 1 ([{fd=3, revents=POLLIN}]) */
+    MRH_K_FD_SET,       /* a captured fd_set, as it was passed: [3 4] */
+    MRH_K_SELECT_RESULT,/* select's result: 1 (in [3], left {tv_sec=0, tv_usec=998}) */
+    MRH_K_LENGTH,       /* a socklen_t the call reads and writes: [128 => 16] */
+    MRH_K_TIMESPECS,    /* a captured struct timespec[2] (utimensat): [{tv_sec=.., tv_nsec=..}, UTIME_NOW] */
+    MRH_K_IOCTL_REQUEST,/* table: mrh_enum; an unknown one as _IOC(dir, type, nr, size) */
+    MRH_K_IOCTL_ARG,    /* by ioctl's request (ref): a captured int [5], a number (the requests in table), or
+                         * an address */
 };
 
 /* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without
@@ -97,7 +131,10 @@ typedef struct mrh_arg {
     const mrh_name *unless;   /* MRH_SHOWN_UNLESS_IN */
 } mrh_arg;
 
-enum { MRH_FN_EXEC = 1 };
+/* MRH_FN_EXEC: returns only when it fails (recorded at entry too); MRH_FN_MAY_DIE: may end its own process (kill:
+ * recorded at entry too, shown `= ?` if it never returned); MRH_FN_WAIT: returns a child's pid, its status in
+ * argument `wait_status`; MRH_FN_HIDDEN: traced for the reader's sake only (its lines are not shown). */
+enum { MRH_FN_EXEC = 1, MRH_FN_MAY_DIE = 2, MRH_FN_WAIT = 4, MRH_FN_HIDDEN = 8 };
 
 typedef struct mrh_fn {
     const char *name;
@@ -120,6 +157,14 @@ typedef struct mrh_decoders {
     uint64_t s_ifmt;
     const mrh_name *fcntl_cmds;    /* F_SETFL, F_SETFD...: what fcntl's argument means by command */
     const mrh_flagset *open_flags;
+    const mrh_flagset *fd_flags;   /* FD_CLOEXEC */
+    const mrh_flagset *seals;      /* F_SEAL_* */
+    const mrh_name *eai;           /* EAI_* */
+    const mrh_name *fcntl_lock_types;   /* F_RDLCK... */
+    const mrh_name *whences;       /* SEEK_* */
+    const mrh_name *cld_codes;     /* CLD_* (siginfo's si_code of SIGCHLD) */
+    const mrh_flagset *poll_events;
+    const mrh_name *sockopt_levels_socket;   /* SOL_SOCKET's value, and SO_LINGER's: {SOL_SOCKET, SO_LINGER} */
 } mrh_decoders;
 
 /* ---- decode.c: one value --------------------------------------------------------------------------------- */
@@ -147,7 +192,8 @@ typedef struct mrh_view {
 } mrh_view;
 #define MRH_VIEW_EXEC_DONE 1
 
-const mrh_capture_header *mrh_capture_of(const mrh_view *v, unsigned which);
+/* The capture of argument `which` (MRH_RET: the result) taken after the call, or (before) as it was passed. */
+const mrh_capture_header *mrh_capture_of(const mrh_view *v, unsigned which, int before);
 static inline const unsigned char *mrh_capture_data(const mrh_capture_header *c) { return (const unsigned char *)(c + 1); }
 
 /* Appends one value: argument `index` (or the result: MRH_RET) of call v, as text or as a JSON value. */

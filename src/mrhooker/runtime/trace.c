@@ -199,6 +199,7 @@ static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, 
 static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *full, int safe)
 {
     if (!c->ptr) return *full = 0;
+    if (c->kind & MRH_CAP_BEFORE) return *full = c->len;   /* copied already (mrh_trace_before) */
     if (c->kind == MRH_CAP_STRV) return *full = c->len * (strv_entry_limit(limit) + 2);   /* the most it takes */
     if (c->kind == MRH_CAP_PATH) limit = 4096;   /* PATH_MAX: a path is shown whole */
     if (c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH) {
@@ -265,7 +266,10 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
         q += sizeof *c;
         int string = caps[i].kind == MRH_CAP_STRING || caps[i].kind == MRH_CAP_PATH;
         uint64_t got;
-        if (caps[i].kind == MRH_CAP_STRV)
+        if (caps[i].kind & MRH_CAP_BEFORE) {   /* ours: a copy on the entry point's stack */
+            got = lens[i];
+            memcpy(q, caps[i].ptr, got);
+        } else if (caps[i].kind == MRH_CAP_STRV)
             got = copy_strv(q, caps[i].ptr, caps[i].len, limit, &fulls[i]);
         else
             got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe, string) : 0;
@@ -376,6 +380,40 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
 
 /* ---- a call's captures, from its descriptor --------------------------------------------------------------- */
 
+/* Is capture c to be taken, and how long is it? ret and failed: after the call (failed: also at entry, when
+ * nothing the call wrote can be trusted). */
+static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint64_t ret, int failed, uint64_t *len)
+{
+    if (c->nvalues) {   /* only for some values of another argument (fcntl's lock commands) */
+        int found = 0;
+        for (int k = 0; k < c->nvalues && !found; k++) found = args[c->only_if] == c->values[k];
+        if (!found) return 0;
+    }
+    uint64_t ref = args[c->ref];
+    switch (c->length) {
+    case MRH_LEN_FIXED: *len = c->size; break;
+    case MRH_LEN_ARG: *len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref; break;
+    case MRH_LEN_RET_UPTO_ARG:   /* a read's bytes: as many as it returned (0: none, shown as "") */
+        if (failed || (int64_t)ret < 0) return 0;
+        *len = ret < ref ? ret : ref;
+        break;
+    case MRH_LEN_DEREF_ARG:   /* the length a socklen_t * says once the call worked */
+        if (failed || !ref) return 0;
+        *len = *(const unsigned *)(uintptr_t)ref;
+        break;
+    case MRH_LEN_STRINGS: *len = c->size; break;
+    case MRH_LEN_ARG_TIMES:   /* an array: pollfds */
+        *len = ref < MRH_STRUCT_KEPT / (c->size ? c->size : 1) ? ref * c->size : MRH_STRUCT_KEPT;
+        break;
+    case MRH_LEN_ARG_BITS:    /* an fd_set up to nfds */
+        *len = (int64_t)ref > 0 ? (ref + 7) / 8 : 0;
+        if (*len > c->size) *len = c->size;
+        break;
+    default: *len = 0;   /* MRH_LEN_NUL: strings, to their NUL */
+    }
+    return 1;
+}
+
 /* The pointer and length of each capture the descriptor asks for, now: after the call (ret, failed), or at its
  * entry (only the strings and vectors: buffers and structs once a call vouched for them). Returns how many. */
 static int resolve_captures(const mrh_traced *d, uint64_t ret, int failed, const uint64_t *args, int at_entry,
@@ -385,25 +423,12 @@ static int resolve_captures(const mrh_traced *d, uint64_t ret, int failed, const
     for (int i = 0; i < d->ncaps && n < 8; i++) {
         const mrh_capture_desc *c = &d->caps[i];
         int string = c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH || c->kind == MRH_CAP_STRV;
-        if (at_entry && (!string || c->which == MRH_RET)) continue;
+        if (c->when == MRH_WHEN_BEFORE || (at_entry && (!string || c->which == MRH_RET))) continue;
         if (!at_entry && ((c->when == MRH_WHEN_OK && failed) || (c->when == MRH_WHEN_POSITIVE && (int64_t)ret <= 0)))
             continue;
-        uint64_t ptr = c->which == MRH_RET ? ret : args[c->which], len = 0;
-        uint64_t ref = c->ref < d->nargs ? args[c->ref] : 0;
-        switch (c->length) {
-        case MRH_LEN_FIXED: len = c->size; break;
-        case MRH_LEN_ARG: len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref; break;
-        case MRH_LEN_RET_UPTO_ARG:
-            if (at_entry || failed || (int64_t)ret <= 0) continue;
-            len = ret < ref ? ret : ref;
-            break;
-        case MRH_LEN_DEREF_ARG:
-            if (at_entry || failed || !ref) continue;
-            len = *(const unsigned *)(uintptr_t)ref;
-            break;
-        case MRH_LEN_STRINGS: len = c->size; break;
-        default: len = 0;   /* MRH_LEN_NUL: strings, to their NUL */
-        }
+        uint64_t len;
+        if (!capture_extent(c, args, ret, failed || at_entry, &len)) continue;
+        uint64_t ptr = c->which == MRH_RET ? ret : args[c->which];
         out[n++] = (mrh_capture){(const void *)(uintptr_t)ptr, len, c->which, c->kind};
     }
     return n;
@@ -419,16 +444,53 @@ void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, cons
     record(t, &at_entry, 0, 0, MRH_ENTRY_ONLY, args, d->nargs, caps, ncaps);
 }
 
-void mrh_trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args)
+static inline __attribute__((always_inline)) void trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d,
+                                                             uint64_t ret, const uint64_t *args, const mrh_before *b)
 {
     mrh_trace_returned(call);
     int failed = d->fails & (ret == d->fail_bits) & (call->err != 0);
     int flags = d->noreturn ? MRH_COUNTED : 0;
+    if (MRH_UNLIKELY(d->forks) && ret == 0) call->start = mrh_trace_now();   /* the child: its side starts now */
     if (MRH_UNLIKELY(call->inj))   /* a rule chose it: failed instead of made, or delayed */
         flags |= call->inj & MRH_INJECT_FAIL ? MRH_INJECTED : MRH_DELAYED;
     mrh_capture caps[8];
     int ncaps = d->ncaps ? resolve_captures(d, ret, failed, args, 0, caps) : 0;
+    for (int i = 0; b && i < b->n && ncaps < 8; i++) caps[ncaps++] = b->caps[i];
     record(t, call, ret, failed, flags, args, d->nargs, caps, ncaps);
+}
+
+void mrh_trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args)
+{
+    trace_end(t, call, d, ret, args, NULL);
+}
+
+void mrh_trace_end_before(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args,
+                          const mrh_before *b)
+{
+    trace_end(t, call, d, ret, args, b);
+}
+
+/* Copies, before the call, what its MRH_WHEN_BEFORE captures point to, through the kernel (nothing has vouched for
+ * these pointers yet: a bad one leaves the capture out, never faults). */
+void mrh_trace_before(mrh_before *b, const mrh_traced *d, const uint64_t *args)
+{
+    mrh_thread *t = &mrh_tls;
+    size_t used = 0;
+    b->n = 0;
+    t->depth++;   /* process_vm_readv: the runtime's call */
+    for (int i = 0; i < d->ncaps && b->n < 4; i++) {
+        const mrh_capture_desc *c = &d->caps[i];
+        uint64_t len;
+        if (c->when != MRH_WHEN_BEFORE || c->which == MRH_RET || !args[c->which] ||
+            !capture_extent(c, args, 0, 1, &len))
+            continue;
+        if (len > sizeof b->data - used) len = sizeof b->data - used;
+        uint64_t got = len ? copy_from_target(b->data + used, (const void *)(uintptr_t)args[c->which], len, 1, 0) : 0;
+        if (got < len) continue;   /* unreadable: shown as the address */
+        b->caps[b->n++] = (mrh_capture){b->data + used, got, c->which, (uint16_t)(c->kind | MRH_CAP_BEFORE)};
+        used += MRH_ALIGN8(got);
+    }
+    t->depth--;
 }
 
 /* ---- fault injection and fake time (see trace.h) -------------------------------------------------------- */

@@ -60,27 +60,35 @@ typedef struct mrh_call {
 
 /* What a record keeps of the memory an argument (or the result) points to: tracespec.Capture, generated as
  * data per traced function. */
-enum { MRH_WHEN_ALWAYS = 0, MRH_WHEN_OK = 1, MRH_WHEN_POSITIVE = 2 };
+enum { MRH_WHEN_ALWAYS = 0, MRH_WHEN_OK = 1, MRH_WHEN_POSITIVE = 2, MRH_WHEN_BEFORE = 3 };
 enum { MRH_LEN_NUL = 0, MRH_LEN_FIXED = 1, MRH_LEN_ARG = 2, MRH_LEN_RET_UPTO_ARG = 3, MRH_LEN_DEREF_ARG = 4,
-       MRH_LEN_STRINGS = 5 };
+       MRH_LEN_STRINGS = 5, MRH_LEN_ARG_TIMES = 6, MRH_LEN_ARG_BITS = 7 };
 typedef struct mrh_capture_desc {
     uint8_t which;    /* argument index, or MRH_RET */
     uint8_t kind;     /* MRH_CAP_* */
     uint8_t when;     /* MRH_WHEN_*: always (copied safely after a failure; strings and vectors also into the
                        * record at entry of a call that may not return), only when the call worked (memory it
-                       * filled), only when it returned more than 0 */
+                       * filled), only when it returned more than 0, or before the call (as it was passed: the
+                       * call changes it; see mrh_trace_before) */
     uint8_t length;   /* MRH_LEN_*: to the NUL, `size`, argument `ref` (a negative signed one: 0), the result up to
-                       * argument `ref`, the unsigned int argument `ref` points to, `size` strings */
+                       * argument `ref`, the unsigned int argument `ref` points to, `size` strings, argument `ref`
+                       * times `size` (an array), argument `ref`'s count of bits in bytes, at most `size` (an
+                       * fd_set's nfds) */
     uint8_t ref;
     uint8_t ref_signed;
+    uint8_t only_if;  /* kept only when argument only_if is one of `values` (nvalues > 0): fcntl's lock commands */
+    uint8_t nvalues;
     uint32_t size;
+    const uint64_t *values;
 } mrh_capture_desc;
 
 /* A traced function, as its entry point hands it to mrh_trace_end(). */
 typedef struct mrh_traced {
     uint64_t fail_bits;   /* the result that says the call failed (with errno set): -1, or NULL ... */
     uint8_t fails;        /* ... if it can fail so at all (1), else 0 */
-    uint8_t noreturn;     /* recorded at entry too: it returns only when it fails (exec), or never (exit) */
+    uint8_t noreturn;     /* recorded at entry too: it may not return (exec returns only when it fails, exit
+                           * never, kill not if it kills its own process) */
+    uint8_t forks;        /* returns twice (fork): the child's side took no time of its own */
     uint8_t nargs;
     uint8_t ncaps;
     const mrh_capture_desc *caps;
@@ -99,6 +107,19 @@ extern mrh_trace_header *mrh_trace;   /* the mapped file, once this process trac
 int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller);
 /* After the call: its errno, whether it failed, what to copy, and the record. */
 void mrh_trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args);
+
+/* The memory a call changes, as it was passed (select's sets, a socklen_t it reads and writes): copied before the
+ * call (mrh_trace_before), kept with the record (mrh_trace_end_before). Only the functions that have such captures
+ * declare one, on their entry point's stack. */
+#define MRH_BEFORE_KEPT 512
+typedef struct mrh_before {
+    int n;
+    mrh_capture caps[4];
+    unsigned char data[MRH_BEFORE_KEPT];
+} mrh_before;
+void mrh_trace_before(mrh_before *b, const mrh_traced *d, const uint64_t *args);
+void mrh_trace_end_before(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args,
+                          const mrh_before *b);
 /* Before a call that may not return (d->noreturn): its record at entry (unless a rule fails it instead). */
 void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, const uint64_t *args);
 extern int mrh_trace_tsc;              /* the clock is the TSC (header.clock == MRH_CLOCK_TSC) */

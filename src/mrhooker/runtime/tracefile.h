@@ -37,6 +37,9 @@ enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
  * other fixed-size object the reader shows by its contents) is kept whole, up to MRH_STRUCT_KEPT bytes. */
 enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4, MRH_CAP_STRV = 5,
        MRH_CAP_STRUCT = 6 };
+/* In a capture's kind: taken before the call, as the argument was passed (the call may change it: select's
+ * fd_sets, a socklen_t it reads and writes). */
+#define MRH_CAP_BEFORE 0x100
 #define MRH_STRUCT_KEPT 1024
 #define MRH_STRV_COUNTED 4096
 
