@@ -419,18 +419,8 @@ def _arg_bits(ctype, expr):
     return "MRH_ARG(%s)" % expr
 
 
-# --fake-time: what the entry point of each realtime clock does to its result (runtime/trace.c: mrh_fake_*).
-_FAKE_TIME = {
-    "clock_gettime": "{ if (r == 0) mrh_fake_timespec((int)a0, (struct timespec *)a1); }",
-    "gettimeofday": "{ if (r == 0) mrh_fake_timeval((struct timeval *)a0); }",
-    "time": "{ r = mrh_fake_seconds(r); if (a0) *(long *)a0 = r; }",
-    "timespec_get": "{ if (r != 0) mrh_fake_timespec(0, (struct timespec *)a0); }",
-}
-FAKE_TIME_FUNCTIONS = tuple(_FAKE_TIME)
-
-
 def _trace_entry_source(slot, plan):
-    from mrhooker import tracing
+    from mrhooker import faults, tracing
 
     proto = plan.proto
     entry = entry_for_prototype(slot, proto)
@@ -451,15 +441,22 @@ def _trace_entry_source(slot, plan):
     lines.append("    if (MRH_UNLIKELY(original == NULL)) {\n        mrh_no_original(0);\n        return%s;\n    }"
                  % ((" " + failure) if returns else ""))
     lines.append("    mrh_thread *t = &mrh_tls;\n    mrh_call call;")
+    made = "original(%s)" % args
+    if proto.symbol in faults.FAKE_TIME and returns:   # --fake-time: runtime/faketime.c's version of the call
+        faked = "mrh_faked_%s(%s)" % (proto.symbol, ", ".join(["(void *)original"] + [p.name for p in entry.params]))
+        untraced = "MRH_FAKE_UNTRACED(t) ? %s : %s" % (faked, made)
+        made = "(MRH_FAKE_TIME() ? %s : %s)" % (faked, made)
+    else:
+        untraced = made
     if returns:
-        lines.append("    if (!MRH_TRACE_ENTER(t, %d, &call)) return original(%s);" % (slot, args))
+        lines.append("    if (!MRH_TRACE_ENTER(t, %d, &call)) return %s;" % (slot, untraced))
     else:
         lines.append("    if (!MRH_TRACE_ENTER(t, %d, &call)) {\n        original(%s);\n        return;\n    }"
                      % (slot, args))
     n = len(all_params)
     lines.append("    uint64_t args[%d] = {%s};" % (max(n, 1), ", ".join(
         _arg_bits(p.type, "a%d" % i) for i, p in enumerate(all_params)) or "0"))
-    lines.append("    int inj = MRH_INJECT_ARMED(%d) ? mrh_inject_enter(%d) : 0;" % (slot, slot))
+    lines.append("    const mrh_inject_rule *rule = MRH_INJECT_ARMED(%d) ? mrh_inject_enter(%d) : NULL;" % (slot, slot))
 
     def captures(after):
         out = []
@@ -478,23 +475,18 @@ def _trace_entry_source(slot, plan):
     if plan.noreturn:
         # It does not return (exit) or only when it fails (exec): recorded now, strings copied safely.
         entry_caps = captures(after=False)
-        lines.append("    if (!(inj & MRH_INJECT_FAIL)) {\n        mrh_call at_entry = call;\n        at_entry.err = 0;")
+        lines.append("    if (!MRH_INJECT_FAILS(rule)) {\n        mrh_call at_entry = call;\n        at_entry.err = 0;")
         if entry_caps:
             lines.append("        mrh_capture caps[%d] = {%s};" % (len(entry_caps), ", ".join(entry_caps)))
         lines.append("        mrh_trace_record(t, &at_entry, 0, 0, MRH_ENTRY_ONLY, args, %d, %s, %d);\n    }"
                      % (n, "caps" if entry_caps else "NULL", len(entry_caps)))
-    rule = "mrh_inject_rules[%d]" % slot
-    made = "original(%s)" % args
     if returns:
-        injected = ("(%s)(intptr_t)%s.retval" if proto.ret.kind in ("pointer", "bytes") else "(%s)%s.retval") % (ret, rule)
-        lines.append("    %s r = MRH_LIKELY(!(inj & MRH_INJECT_FAIL)) ? %s : %s;" % (ret, made, injected))
+        injected = ("(%s)(intptr_t)rule->retval" if proto.ret.kind in ("pointer", "bytes") else "(%s)rule->retval") % ret
+        lines.append("    %s r = !MRH_INJECT_FAILS(rule) ? %s : %s;" % (ret, made, injected))
     else:
-        lines.append("    if (MRH_LIKELY(!(inj & MRH_INJECT_FAIL))) %s;" % made)
-    lines.append("    if (MRH_UNLIKELY(inj)) {\n        if ((inj & MRH_INJECT_FAIL) && %s.error) *call.errno_at = %s.error;\n"
-                 "        mrh_inject_exit(%d);\n    }" % (rule, rule, slot))
-    fake = _FAKE_TIME.get(proto.symbol)
-    if fake and returns:
-        lines.append("    if (MRH_FAKE_TIME()) %s;" % fake)
+        lines.append("    if (!MRH_INJECT_FAILS(rule)) %s;" % made)
+    lines.append("    if (MRH_UNLIKELY(rule != NULL)) {\n        if (rule->fail && rule->error) *call.errno_at = rule->error;\n"
+                 "        mrh_inject_exit(rule);\n    }")
     lines.append("    mrh_trace_returned(&call);")
     test = plan.failure if returns else None
     lines.append("    int failed = %s;" % ("(%s) && call.err != 0" % test if test else "0"))
@@ -504,7 +496,7 @@ def _trace_entry_source(slot, plan):
         lines.append("    long r = 0;\n    (void)r;")
     if caps:
         lines.append("    mrh_capture caps[%d] = {%s};" % (len(caps), ", ".join(caps)))
-    flags = "(inj & MRH_INJECT_FAIL ? MRH_INJECTED : inj ? MRH_DELAYED : 0)"
+    flags = "MRH_INJECT_FLAGS(rule)"
     lines.append("    mrh_trace_record(t, &call, %s, failed, %s, args, %d, %s, %d);"
                  % (_arg_bits(proto.ret, "r") if returns else "0",
                     ("MRH_COUNTED | " if plan.noreturn else "") + flags, n, "caps" if caps else "NULL", len(caps)))
@@ -524,7 +516,7 @@ def trace_entries_source(plans):
     """entries.c of a trace build: the slot table and one recording entry point per traced function."""
     out = ["/* Generated by mrhooker: the recording entry points of one trace build (see runtime/trace.h). */",
            "#define _GNU_SOURCE", "#include <stdarg.h>", "#include <stddef.h>", "#include <stdint.h>",
-           '#include "entry.h"', '#include "trace.h"', ""]
+           '#include "entry.h"', '#include "trace.h"', '#include "faketime.h"', ""]
     out.append("mrh_slot mrh_slots[] = {")
     for p in plans:
         out.append("    {%s, NULL, NULL, NULL}," % c_string(p.proto.symbol))

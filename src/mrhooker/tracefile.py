@@ -14,7 +14,7 @@ from mrhooker import cache
 from mrhooker.errors import MrhookerError
 
 MAGIC = 0x4D52485452414345
-VERSION = 2
+VERSION = 3
 RECORD_MAGIC = 0x524D
 PAD = 0xFFFF
 RET = 255
@@ -27,15 +27,16 @@ COUNTERS_OFFSET = 4096
 # mrh_trace_header, as uint64 words: the index of each field.
 _FIELDS = ("magic", "version", "ring_offset", "ring_size", "nfn", "records_on", "counts_on", "strsize",
            "clock_state", "clock", "tsc_hz", "anchor_tsc", "anchor_ns", "inject_offset", "inject_seed",
-           "fake_time_on", "fake_anchor_real_ns", "fake_anchor_ns", "fake_rate_ppm")
+           "fake_time_on", "fake_anchor_real_ns", "fake_anchor_sec", "fake_anchor_nsec", "fake_rate_ppm",
+           "inject_nrules")
 WORD = {name: i for i, name in enumerate(_FIELDS)}
-WORD["write_pos"] = len(_FIELDS) + 10
+WORD["write_pos"] = len(_FIELDS) + 8   # after pad0[8]
 WORD["read_pos"] = WORD["write_pos"] + 8
 WORD["heartbeat_ns"] = WORD["read_pos"] + 1
 WORD["dropped"] = WORD["read_pos"] + 2
 
 _CAPTURE = struct.Struct("<HHIII")            # 16 bytes
-_INJECT_RULE = struct.Struct("<IiqIIQQQQQ")   # mrh_inject_rule: 64 bytes
+_INJECT_RULE = struct.Struct("<IiqIIQQQQQII")   # mrh_inject_rule: 72 bytes, `next` last but one
 DIRECTORY = "/dev/shm"
 
 
@@ -68,12 +69,13 @@ class TraceFile:
     """The shared file: created private and exclusive, removed by close()."""
 
     def __init__(self, nfn, ring_size, records, counts, strsize, inject=None, seed=0, fake_time=None):
-        """inject: per function, the mrh_inject_rule fields (faults.Rule.entry) or None; fake_time: (real anchor
-        ns, fake anchor ns, rate in millionths) or None."""
+        """inject: per function, the fields of its mrh_inject_rules in the order they decide (faults.Rule.entry)
+        or None; fake_time: (real anchor ns, fake anchor ns, rate in millionths) or None."""
         self._prune_stale()
         ring_size = 1 << max(ring_size - 1, 1 << 16).bit_length()   # a power of two (the writers mask)
+        rules = _rule_table(nfn, inject) if inject else []
         inject_offset = COUNTERS_OFFSET + ((nfn * 24 + 4095) // 4096) * 4096
-        ring_offset = inject_offset + (((nfn * _INJECT_RULE.size + 4095) // 4096) * 4096 if inject else 0)
+        ring_offset = inject_offset + ((len(rules) * _INJECT_RULE.size + 4095) // 4096) * 4096
         size = ring_offset + ring_size
         for attempt in range(100):
             path = os.path.join(DIRECTORY, "mrhooker-trace-%d-%s" % (os.getpid(), os.urandom(6).hex()))
@@ -104,15 +106,16 @@ class TraceFile:
         w[WORD["magic"]], w[WORD["version"]] = MAGIC, VERSION
         w[WORD["ring_offset"]], w[WORD["ring_size"]], w[WORD["nfn"]] = ring_offset, ring_size, nfn
         w[WORD["records_on"]], w[WORD["counts_on"]], w[WORD["strsize"]] = int(records), int(counts), strsize
-        if inject:
-            for fn, fields in enumerate(inject):
-                if fields is not None:
-                    _INJECT_RULE.pack_into(self.map, inject_offset + fn * _INJECT_RULE.size, *fields)
+        if rules:
+            for index, fields in enumerate(rules):
+                _INJECT_RULE.pack_into(self.map, inject_offset + index * _INJECT_RULE.size, *fields)
             w[WORD["inject_offset"]], w[WORD["inject_seed"]] = inject_offset, seed & ((1 << 64) - 1)
+            w[WORD["inject_nrules"]] = len(rules)
         if fake_time:
             real, fake, rate = fake_time
             w[WORD["fake_anchor_real_ns"]] = real & ((1 << 64) - 1)   # int64 bits
-            w[WORD["fake_anchor_ns"]] = fake & ((1 << 64) - 1)
+            w[WORD["fake_anchor_sec"]] = (fake // 1000000000) & ((1 << 64) - 1)
+            w[WORD["fake_anchor_nsec"]] = fake % 1000000000
             w[WORD["fake_rate_ppm"]], w[WORD["fake_time_on"]] = rate, 1
         self.beat()
 
@@ -159,6 +162,24 @@ class TraceFile:
         except OSError:
             pass
         self.map.close()
+
+
+def _rule_table(nfn, inject):
+    """mrh_inject_rule rows: each function's first rule in its own slot (a zeroed one if it has none), its others
+    after the nfn slots, each row's `next` the index of the function's next rule (0: none)."""
+    rows = [[0] * 10 + [0, 0] for _ in range(nfn)]
+    for fn, chain in enumerate(inject):
+        previous = None
+        for fields in chain or ():
+            if previous is None:
+                index = fn
+            else:
+                index = len(rows)
+                rows.append(None)
+                rows[previous][10] = index
+            rows[index] = list(fields) + [0, 0]
+            previous = index
+    return rows
 
 
 class Reader:

@@ -88,13 +88,13 @@ class Tracer:
         request = self.request
         root = cache.prepare(self.build_options.build_dir or cache.default_root(),
                              "build directory" if self.build_options.build_dir else "cache directory")
-        from mrhooker import codegen, faults, layouts
+        from mrhooker import faults, layouts
         symbols = tracing.symbols(root)
         rules = [faults.parse_inject(spec, symbols) for spec in request.inject]
         fake_time = faults.parse_fake_time(request.fake_time) if request.fake_time is not None else None
         needed = [name for rule in rules for name in rule.functions]
         if fake_time:
-            needed += [n for n in codegen.FAKE_TIME_FUNCTIONS if n in tracing.known_names(root)]
+            needed += faults.fake_time_functions(fake_time[2], tracing.known_names(root))
         specs = list(request.specs)
 
         def names_some(specs):
@@ -107,7 +107,8 @@ class Tracer:
         if missing:
             prototypes = tracing.select(specs + [",".join(missing)], root, self.build_options.headers)
         chosen = faults.rules_for(rules, prototypes)
-        inject = [chosen[i].entry(p) if i in chosen else None for i, p in enumerate(prototypes)] if chosen else None
+        inject = [[rule.entry(p) for rule in chosen[i]] if i in chosen else None
+                  for i, p in enumerate(prototypes)] if chosen else None
         shown = layouts.measure_cached({tracing.struct_pointee(p.type) for proto in prototypes for p in proto.params}
                                        - {None}, root)
         plans = [tracing.plan(p, shown) for p in prototypes]

@@ -19,14 +19,14 @@
  * - fork: the child's pid and tids change. Idea: cached per thread, reset in the child (atfork).
  * - Fault injection (--inject) must cost nothing where it isn't asked for, and be reproducible where it is.
  *   Idea: one table of rules in the file (inject_offset, written by the launcher before the target starts,
- *   read-only after); a function without a rule pays one load. A rule counts the function's calls in this
- *   process (private counters, zeroed in a fork child, as strace counts per tracee) and decides on call n by
- *   `when`, then by a hash of (seed, function, n) against the probability: the same seed gives the same calls
- *   whatever the threads' interleaving. A chosen call is delayed, or not made at all: the rule's result and
- *   errno are returned instead, and its record says MRH_INJECTED.
- * - Fake time (--fake-time): the realtime clocks a program reads through libc run from another start, at
- *   another rate; monotonic clocks are left alone. Idea: the entry points of clock_gettime, gettimeofday, time
- *   and timespec_get pass their results through mrh_fake_* (fake = fake_anchor + (real - real_anchor) * rate).
+ *   read-only after): a function's first rule in its own slot, its others after the nfn slots, chained by
+ *   `next` in command-line order; a function without a rule pays one load. The calls of a function are counted
+ *   once in this process (private counters, zeroed in a fork child, as strace counts per tracee), and call n
+ *   goes to the rules in order: each decides by `when`, then by a hash of (seed, function, n, its place in the
+ *   chain) against its probability; the first that chooses the call decides what it gets. The same seed gives
+ *   the same calls whatever the threads' interleaving. A chosen call is delayed, or not made at all: the
+ *   rule's result and errno are returned instead, and its record says MRH_INJECTED.
+ * - Fake time (--fake-time): see faketime.h.
  *
  * The shared file (MRHOOKER_TRACE, created by the launcher; mirrored by mrhooker/tracing.py):
  *
@@ -59,7 +59,7 @@
 #include "preload.h"
 
 #define MRH_TRACE_MAGIC 0x4d52485452414345ull   /* "MRHTRACE" */
-#define MRH_TRACE_VERSION 2
+#define MRH_TRACE_VERSION 3
 #define MRH_RECORD_MAGIC 0x524d
 #define MRH_PAD 0xffff
 #define MRH_RET 255
@@ -87,12 +87,14 @@ typedef struct mrh_trace_header {
     uint64_t strsize;                 /* bytes kept of strings and buffers (-s) */
     /* The clock, chosen by the first process that maps the file (clock_state 0 -> 1 -> 2). */
     uint64_t clock_state, clock, tsc_hz, anchor_tsc, anchor_ns;
-    uint64_t inject_offset;           /* the rules (mrh_inject_rule per function), or 0: no injection */
+    uint64_t inject_offset;           /* the rules (mrh_inject_rule per function, then more), or 0: none */
     uint64_t inject_seed;             /* --seed */
     uint64_t fake_time_on;            /* --fake-time: 1, with: */
-    int64_t fake_anchor_real_ns, fake_anchor_ns;   /* CLOCK_REALTIME at the start, and the time shown for it */
+    int64_t fake_anchor_real_ns;      /* CLOCK_REALTIME at the start (ns), */
+    int64_t fake_anchor_sec, fake_anchor_nsec;   /* the time shown for it (any 64-bit seconds; ns 0..999999999) */
     uint64_t fake_rate_ppm;           /* how fast fake time runs, in millionths (1000000: as fast as real) */
-    uint64_t pad0[10];
+    uint64_t inject_nrules;           /* rules in the table: nfn, and the functions' further rules */
+    uint64_t pad0[8];
     uint64_t write_pos;               /* producers (compare-and-swap) */
     uint64_t pad1[7];
     uint64_t read_pos;                /* the reader: everything before it may be overwritten */
@@ -101,17 +103,18 @@ typedef struct mrh_trace_header {
     uint64_t pad2[5];
 } mrh_trace_header;
 
-/* A fault injection rule of one function (--inject; tracing.InjectRule writes it). */
+/* A fault injection rule of one function (--inject; tracefile.TraceFile writes it). */
 typedef struct mrh_inject_rule {
-    uint32_t armed;                   /* 1: this function has a rule */
+    uint32_t armed;                   /* 1: a rule (in a function's own slot: the function has rules) */
     int32_t error;                    /* errno a chosen call gets (0: none) */
     int64_t retval;                   /* the result a chosen call gets, if `fail` */
     uint32_t fail;                    /* 1: a chosen call isn't made */
     uint32_t probability;             /* of a call `when` allows, in 2^-32 (0xffffffff: every one) */
     uint64_t first, last, step;       /* when=FIRST..LAST+STEP (calls from 1; last 0: no end; step 0: FIRST only) */
     uint64_t delay_enter_ns, delay_exit_ns;
+    uint32_t next;                    /* the function's next rule (an index past the nfn first), 0: none */
+    uint32_t pad;
 } mrh_inject_rule;
-enum { MRH_INJECT_CHOSEN = 1, MRH_INJECT_FAIL = 2 };
 
 /* A call in progress (on the caller's stack). */
 typedef struct mrh_call {
@@ -133,23 +136,24 @@ typedef struct mrh_capture {
 #pragma GCC visibility push(hidden)
 extern mrh_trace_header *mrh_trace;   /* the mapped file, once this process traced a call; else NULL */
 int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller);
+/* The mapped file, mapped now if need be, for a call from the program's signal handler (not recorded). */
+mrh_trace_header *mrh_trace_in_handler(mrh_thread *t, const void *caller);
 void mrh_trace_record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
                       int nargs, const mrh_capture *caps, int ncaps);
 extern int mrh_trace_tsc;              /* the clock is the TSC (header.clock == MRH_CLOCK_TSC) */
 extern const mrh_inject_rule *mrh_inject_rules;   /* the file's rules, or NULL: no injection in this trace */
-int mrh_inject_enter(int fn);           /* counts the call; MRH_INJECT_* for it (delay_enter done) */
-void mrh_inject_exit(int fn);           /* delay_exit of a chosen call */
-struct timespec;
-struct timeval;
-void mrh_fake_timespec(int clock, struct timespec *ts);   /* realtime clocks only */
-void mrh_fake_timeval(struct timeval *tv);
-long mrh_fake_seconds(long real);
+/* Counts the call; the rule that chooses it (its delay_enter done), or NULL. */
+const mrh_inject_rule *mrh_inject_enter(int fn);
+void mrh_inject_exit(const mrh_inject_rule *rule);   /* delay_exit of a chosen call */
 uint64_t mrh_trace_monotonic(void);    /* CLOCK_MONOTONIC in ns */
+uint32_t mrh_trace_pid(void);          /* this process's pid, once the file is mapped */
 #pragma GCC visibility pop
 
 /* Does fn have an injection rule? (One load when the trace has none.) */
 #define MRH_INJECT_ARMED(fn) MRH_UNLIKELY(mrh_inject_rules != NULL && mrh_inject_rules[fn].armed)
-#define MRH_FAKE_TIME() MRH_UNLIKELY(mrh_trace != NULL && mrh_trace->fake_time_on)
+/* A call a rule chose (mrh_inject_enter's result, NULL if none): is it not made? And its record's flags. */
+#define MRH_INJECT_FAILS(rule) MRH_UNLIKELY((rule) != NULL && (rule)->fail)
+#define MRH_INJECT_FLAGS(rule) ((rule) == NULL ? 0 : (rule)->fail ? MRH_INJECTED : MRH_DELAYED)
 
 /* Now, in the trace's clock. */
 static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
