@@ -182,17 +182,15 @@ static int fetch(void *dst, const void *src, size_t n)
     if (src == NULL) return 0;
     struct iovec local = {dst, n}, remote = {(void *)src, n};
     int saved = errno;
-    mrh_tls.depth++;   /* syscall() is a libc function a trace may record */
+    mrh_tls.depth++;   /* syscall(), memcpy(): libc functions a trace may record */
     long got = syscall(SYS_process_vm_readv, (long)mrh_trace_pid(), &local, 1L, &remote, 1L, 0L);
-    mrh_tls.depth--;
-    int err = errno;
-    errno = saved;
-    if (got == (long)n) return 1;
-    if (got < 0 && (err == ENOSYS || err == EPERM)) {   /* not allowed here (a seccomp filter): as libc would */
+    if (got < 0 && (errno == ENOSYS || errno == EPERM)) {   /* not allowed here (a seccomp filter): as libc would */
         memcpy(dst, src, n);
-        return 1;
+        got = (long)n;
     }
-    return 0;
+    mrh_tls.depth--;
+    errno = saved;
+    return got == (long)n;
 }
 
 /* ---- readers ----------------------------------------------------------------------------------------- */
@@ -647,9 +645,11 @@ unsigned int mrh_faked_ualarm(void *original, unsigned int usec, unsigned int in
 #define TIMERS 256
 #define CLAIMED UINTPTR_MAX
 static struct { uintptr_t key; int clock; } timers[TIMERS];   /* key: the timer_t + 1; 0: free */
+static int timers_used;   /* the table was written (a fork child then clears it) */
 
 static void timer_remember(void *timer, int clock)
 {
+    __atomic_store_n(&timers_used, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < TIMERS; i++) {
         uintptr_t expected = 0;
         if (__atomic_compare_exchange_n(&timers[i].key, &expected, CLAIMED, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
@@ -698,15 +698,17 @@ static int timerfd_clock(int fd)
     while (n) path[len++] = digits[--n];
     path[len] = 0;
     int saved = errno, clock = -1;
-    mrh_tls.depth++;   /* open, read, close: the runtime's own calls */
+    mrh_tls.depth++;   /* open, read, close, strstr: the runtime's own calls */
     int pfd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t got = pfd >= 0 ? read(pfd, text, sizeof text - 1) : -1;
     if (pfd >= 0) close(pfd);
+    const char *at = NULL;
+    if (got > 0) {
+        text[got] = 0;
+        at = strstr(text, "clockid:");
+    }
     mrh_tls.depth--;
     errno = saved;
-    if (got <= 0) return -1;
-    text[got] = 0;
-    const char *at = strstr(text, "clockid:");
     if (!at) return -1;
     for (at += 8; *at == ' ' || *at == '\t'; at++) {}
     for (clock = 0; *at >= '0' && *at <= '9'; at++) clock = clock * 10 + (*at - '0');
@@ -744,10 +746,11 @@ static void itimerspec_back(void *value)   /* what the kernel says is left (rela
 
 int mrh_faked_timer_settime(void *original, void *timer, int flags, const void *value, void *old)
 {
+    int (*f)(void *, int, const struct itimerspec *, void *) = (int (*)(void *, int, const struct itimerspec *, void *))original;
+    if (!(flags & TIMER_ABSTIME) && !rated()) return f(timer, flags, value, old);   /* nothing to change */
     int clock = timer_clock(timer);
     struct itimerspec real;
-    const struct itimerspec *pass = real_setting(clock, flags & TIMER_ABSTIME, value, &real);
-    int r = ((int (*)(void *, int, const struct itimerspec *, void *))original)(timer, flags, pass, old);
+    int r = f(timer, flags, real_setting(clock, flags & TIMER_ABSTIME, value, &real), old);
     if (r == 0 && rated() && !cpu_clock(clock)) itimerspec_back(old);
     return r;
 }
@@ -779,6 +782,10 @@ int mrh_faked_timerfd_gettime(void *original, int fd, void *value)
 
 /* ---- fork ------------------------------------------------------------------------------------------------ */
 
-static void faketime_fork_child(void) { memset(timers, 0, sizeof timers); }   /* a child has no timers */
+static void faketime_fork_child(void)   /* a child has no timers */
+{
+    if (timers_used)
+        for (int i = 0; i < TIMERS; i++) timers[i].key = 0;   /* a loop: memset may be a traced entry point */
+}
 
 __attribute__((constructor)) static void faketime_init(void) { pthread_atfork(NULL, NULL, faketime_fork_child); }
