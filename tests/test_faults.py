@@ -4,7 +4,6 @@ specs, each of which either works or is one `mrhooker:` line with exit status 2 
 import os
 import random
 import re
-import struct
 import subprocess
 import sys
 

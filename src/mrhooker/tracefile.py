@@ -164,19 +164,20 @@ class TraceFile:
         self.map.close()
 
 
+_NEXT = 10   # the index of mrh_inject_rule's `next`: after the fields of faults.Rule.entry, before `pad`
+
+
 def _rule_table(nfn, inject):
     """mrh_inject_rule rows: each function's first rule in its own slot (a zeroed one if it has none), its others
     after the nfn slots, each row's `next` the index of the function's next rule (0: none)."""
-    rows = [[0] * 10 + [0, 0] for _ in range(nfn)]
+    rows = [[0] * (_NEXT + 2) for _ in range(nfn)]
     for fn, chain in enumerate(inject):
         previous = None
         for fields in chain or ():
-            if previous is None:
-                index = fn
-            else:
-                index = len(rows)
+            index = fn if previous is None else len(rows)
+            if previous is not None:
                 rows.append(None)
-                rows[previous][10] = index
+                rows[previous][_NEXT] = index
             rows[index] = list(fields) + [0, 0]
             previous = index
     return rows
