@@ -24,7 +24,9 @@ def _offset(now):
 
 @hook("time")
 def time(tloc):
-    now = time.original(None)
+    # Not time.original(): it reads a coarse clock, up to a tick behind the precise one that gettimeofday and
+    # clock_gettime read, so it could show the second before theirs. Python's time.time() reads the precise one.
+    now = int(_time.time())
     fake = now + _offset(now)
     if tloc:
         tloc.write_i64(fake)          # time_t

@@ -20,6 +20,13 @@ from helpers import LIBFOO_SRC
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
+# The package under test, in this process too: an installed mrhooker (another checkout's, imported already by
+# its pytest plugin) must not answer the tests' imports.
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+for _name in [m for m in sys.modules if m == "mrhooker" or m.startswith("mrhooker.")]:
+    if not (getattr(sys.modules[_name], "__file__", None) or "").startswith(SRC + os.sep):
+        del sys.modules[_name]
 
 
 @pytest.fixture(scope="session")

@@ -474,6 +474,33 @@ def test_inject_when_ranges_are_counted_exactly(mrhooker, cprog):
         assert r.out.split() == [str(i) for i in range(1, 13) if i not in failed], (when, r)
 
 
+def test_two_inject_rules_on_one_function_both_apply_in_order(mrhooker, cprog):
+    """The first of two rules for write was dropped: only the third write failed. Both count the same calls,
+    and the first rule (in command-line order) that chooses a call decides it."""
+    prog = cprog(TWELVE_WRITES)
+    for rules, expected in [(["write:error=EIO:when=1", "write:error=ENOSPC:when=3"], {1: "EIO", 3: "ENOSPC"}),
+                            (["write:error=EIO:when=4..5", "write:error=ENOSPC:when=3+2"],
+                             {3: "ENOSPC", 4: "EIO", 5: "EIO", 7: "ENOSPC", 9: "ENOSPC", 11: "ENOSPC"}),
+                            (["write:delay_enter=1ms:when=2", "write:error=EBADF:when=2..3"], {3: "EBADF"})]:
+        r = trace(mrhooker, "-e", "write", *[x for rule in rules for x in ("--inject", rule)], prog)
+        writes = [l for l in r.err.splitlines() if l.startswith("write(1, ")]
+        assert len(writes) == 12, (rules, r)
+        got = {i + 1: re.search(r"= -1 (E\w+)", l).group(1) for i, l in enumerate(writes) if "(INJECTED)" in l}
+        assert got == expected, (rules, r.err)
+        assert "(DELAYED)" in writes[1] or not rules[0].startswith("write:delay"), r.err
+        assert r.out.split() == [str(i) for i in range(1, 13) if i not in expected], (rules, r)
+
+
+def test_inject_numbers_past_64_bits_are_one_line(mrhooker):
+    """when=99999999999999999999 was an internal error (exit 70)."""
+    for spec in ["write:error=EIO:when=99999999999999999999", "write:error=EIO:when=1..99999999999999999999",
+                 "write:error=EIO:when=1+99999999999999999999", "write:retval=99999999999999999999",
+                 "write:delay_enter=99999999999999999999s", "write:error=99999999999", "write:error=EIO:when=" + "9" * 5000]:
+        r = trace(mrhooker, "--inject", spec, "true")
+        assert r.returncode == 2 and len(r.err.splitlines()) == 1 and r.err.startswith("mrhooker: bad --inject"), (
+            spec[:80], r)
+
+
 def test_inject_probability_is_reproducible_with_a_seed(mrhooker):
     script = "for i in $(seq 1 200); do echo $i; done"
 

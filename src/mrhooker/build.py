@@ -24,14 +24,14 @@ from mrhooker.errors import MrhookerError
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_DIR = os.path.join(PACKAGE_DIR, "runtime")
 TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c")   # the preload library's runtime
-TRACE_SIDE = ("trace.c",)                                             # ... and a trace's
+TRACE_SIDE = ("trace.c", "faketime.c")                               # ... and a trace's
 READER_SIDE = ("reader.c", "decode.c")                                # a trace's reader.so, in mrhooker
 HOOK_SIDE = ("pyrt.c", "namespace.c")                                 # pyrt.so
 RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + READER_SIDE + HOOK_SIDE + (
-    "mrhooker_rt.h", "preload.h", "entry.h", "output.h", "pyrt.h", "trace.h", "tracefile.h", "reader.h")
+    "mrhooker_rt.h", "preload.h", "entry.h", "output.h", "pyrt.h", "trace.h", "faketime.h", "tracefile.h", "reader.h")
 # mrhooker's own sources that shape a build: a change to any of them is a new build.
 GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "tracing.py", "tracespec.py",
-                   "decoders.py", "layouts.py", "__init__.pxd")
+                   "decoders.py", "faults.py", "layouts.py", "__init__.pxd")
 LIBRARIES = ("preload.so", "pyrt.so", "hooks.so")
 VIEWS = "views.json"   # a .py build's struct layouts (layouts.py), read by the hooks' views (_views.py)
 

@@ -654,7 +654,7 @@ _HEADERS = (
     "sys/ptrace.h utmp.h sys/personality.h sys/fsuid.h sys/reboot.h sys/swap.h langinfo.h "
     "iconv.h sys/sysmacros.h math.h fenv.h wctype.h regex.h wordexp.h aio.h sys/ipc.h sys/timex.h "
     "netinet/tcp.h search.h mntent.h crypt.h sys/vfs.h nl_types.h sys/klog.h sys/acct.h "
-    "sys/quota.h argz.h envz.h monetary.h"
+    "sys/quota.h argz.h envz.h monetary.h sys/timeb.h"
 ).split()
 # Libraries' headers, read (when installed) only for a name or type the headers above lack, with any the user
 # names (-H, the config file's `headers`): parsing them costs seconds, once per cache directory.
@@ -941,8 +941,9 @@ def _unchanged_headers(data, compiler):
 
 
 def _compiler_identity(compiler):
-    return "%d\0%s\0%s\0%s" % (_SCHEMA, pycparser.__version__, " ".join(compiler),
-                               toolchain.tool_identity(compiler[0]))
+    # the list of headers too: a header added to it is a database to read again, though no header changed
+    return "%d\0%s\0%s\0%s\0%s" % (_SCHEMA, pycparser.__version__, " ".join(compiler),
+                                   toolchain.tool_identity(compiler[0]), " ".join(_HEADERS))
 
 
 def _database(cache_dir=None, extra=()):

@@ -11,8 +11,11 @@ process from 1: `3` the third only, `3+` the third and every one after, `3+2` ev
 `2..4` the second to the fourth. probability= (0.05, or 5%) then keeps each of those with that chance, from a
 hash of --seed, the function and the call's number: the same seed chooses the same calls. delay_enter= and
 delay_exit= wait before or after the call (microseconds, or with a unit: 10ms, 1.5s, 200us, 50ns); alone,
-they delay without failing.
+they delay without failing. Several rules may name one function: they count the same calls (when= numbers are
+the function's call numbers, whatever the other rules do), and the first rule in command-line order that
+chooses a call decides what it gets.
 """
+import decimal
 import fnmatch
 import re
 import time
@@ -21,8 +24,7 @@ from mrhooker import tracespec
 from mrhooker.errors import MrhookerError
 
 ALWAYS = 0xFFFFFFFF
-# --fake-time: the functions whose results (or arguments) move with the fake clock (runtime/trace.c).
-FAKE_TIME_FUNCTIONS = ("clock_gettime", "gettimeofday", "time", "timespec_get")
+U64 = (1 << 64) - 1
 
 
 class Rule:
@@ -43,8 +45,8 @@ class Rule:
         return bool(self.error_name) or self.retval is not None
 
     def entry(self, proto):
-        """The mrh_inject_rule fields for one function: (armed, error, retval, fail, probability, first, last,
-        step, delay_enter_ns, delay_exit_ns)."""
+        """The mrh_inject_rule fields for one function, but its chain's `next`: (armed, error, retval, fail,
+        probability, first, last, step, delay_enter_ns, delay_exit_ns)."""
         retval = self.retval
         if self.fails:
             name = proto.symbol
@@ -89,7 +91,7 @@ def parse_inject(spec, errno_values):
     if "error" in settings:
         name = settings["error"].upper()
         value = errno_values.get(name)
-        if value is None and name.isdigit():
+        if value is None and name.isdigit() and 0 < int(name) < 4096:   # errno values: 1..4095
             value = int(name)
         if value is None or not name.startswith("E") and not name.isdigit():
             import difflib
@@ -99,7 +101,11 @@ def parse_inject(spec, errno_values):
         rule.error, rule.error_name = value, name
     if "retval" in settings:
         try:
+            if len(settings["retval"]) > 70:   # past 64 bits in any base; int() refuses 4300 digits anyway
+                raise OverflowError
             rule.retval = int(settings["retval"], 0)
+        except OverflowError:
+            raise MrhookerError("bad --inject %r: retval=%s does not fit 64 bits" % (spec, settings["retval"][:40]))
         except ValueError:
             raise MrhookerError("bad --inject %r: retval=%s is not an integer" % (spec, settings["retval"]))
         if not -(1 << 63) <= rule.retval < (1 << 64):
@@ -121,6 +127,10 @@ def _when(spec, text):
     if not match:
         raise MrhookerError("bad --inject %r: when=%s: write FIRST, FIRST+, FIRST+STEP, FIRST..LAST or "
                             "FIRST..LAST+STEP" % (spec, text))
+    numbers = [g for g in (match.group(1), match.group(2), match.group(4)) if g]
+    if any(len(g.lstrip("0")) > 20 or int(g) > U64 for g in numbers):
+        raise MrhookerError("bad --inject %r: when=%s: calls are counted in 64 bits (at most %d)"
+                            % (spec, text, U64))
     first = int(match.group(1))
     last = int(match.group(2)) if match.group(2) else 0
     plus, step = match.group(3), match.group(4)
@@ -154,17 +164,22 @@ def duration_ns(text, what):
     match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|ms|s)?", text.strip())
     if not match:
         raise MrhookerError("bad %s=%s: a duration such as 500 (µs), 10ms or 1.5s" % (what, text))
-    return int(float(match.group(1)) * _UNITS[match.group(2) or "us"])
+    ns = int(decimal.Decimal(match.group(1)) * _UNITS[match.group(2) or "us"]) if len(match.group(1)) < 40 else U64 + 1
+    if ns > U64:
+        raise MrhookerError("bad %s=%s: too long (the runtime counts nanoseconds in 64 bits: 584 years)"
+                            % (what, text))
+    return ns
 
 
 def rules_for(rules, prototypes):
-    """{index of the prototype: Rule}: the rule (the last one given) that names each function."""
+    """{index of the prototype: [Rule]}: the rules that name each function, in command-line order (the order
+    in which they decide a call)."""
     chosen = {}
     for rule in rules:
         matched = False
         for index, proto in enumerate(prototypes):
             if any(fnmatch.fnmatchcase(proto.symbol, pattern) for pattern in rule.functions):
-                chosen[index] = rule
+                chosen.setdefault(index, []).append(rule)
                 matched = True
         if not matched:
             raise MrhookerError("--inject %s: no traced function matches %s" % (rule.spec, ",".join(rule.functions)))
@@ -173,37 +188,89 @@ def rules_for(rules, prototypes):
 
 # ---- fake time ----------------------------------------------------------------------------------------------
 
-_RELATIVE = re.compile(r"([+-])(\d+(?:\.\d+)?)([smhdw]?)")
+# The functions --fake-time fakes, and what each is (the runtime's faketime.c has a mrh_faked_NAME for each;
+# README's table lists them). With fake time on, a trace records them (those the headers declare): the readers,
+# the absolute waits and the timers' clocks always, the relative waits only with a rate (without one, they
+# wait as they would).
+READER = "reader"              # returns the time: real -> fake
+DEADLINE = "absolute wait"     # waits until a time on a realtime clock: fake -> real (and relative ones by the rate)
+TIMER_CLOCK = "timer clock"    # remembers each POSIX timer's clock, for timer_settime
+DURATION = "relative wait"     # waits for a duration: divided by the rate (the time left, multiplied back)
+FAKE_TIME = {
+    "time": READER, "gettimeofday": READER, "clock_gettime": READER, "timespec_get": READER, "ftime": READER,
+    "ntp_gettime": READER, "ntp_gettimex": READER, "adjtimex": READER, "clock_adjtime": READER,
+    "pthread_cond_timedwait": DEADLINE, "pthread_cond_clockwait": DEADLINE, "sem_timedwait": DEADLINE,
+    "sem_clockwait": DEADLINE, "pthread_mutex_timedlock": DEADLINE, "pthread_mutex_clocklock": DEADLINE,
+    "pthread_rwlock_timedrdlock": DEADLINE, "pthread_rwlock_timedwrlock": DEADLINE,
+    "pthread_rwlock_clockrdlock": DEADLINE, "pthread_rwlock_clockwrlock": DEADLINE,
+    "pthread_timedjoin_np": DEADLINE, "pthread_clockjoin_np": DEADLINE, "mq_timedsend": DEADLINE,
+    "mq_timedreceive": DEADLINE, "cnd_timedwait": DEADLINE, "mtx_timedlock": DEADLINE,
+    "clock_nanosleep": DEADLINE, "timer_settime": DEADLINE, "timerfd_settime": DEADLINE,
+    "timer_create": TIMER_CLOCK, "timer_delete": TIMER_CLOCK,
+    "nanosleep": DURATION, "sleep": DURATION, "usleep": DURATION, "thrd_sleep": DURATION, "poll": DURATION,
+    "ppoll": DURATION, "select": DURATION, "pselect": DURATION, "epoll_wait": DURATION, "epoll_pwait": DURATION,
+    "epoll_pwait2": DURATION, "sigtimedwait": DURATION, "alarm": DURATION, "ualarm": DURATION,
+    "setitimer": DURATION, "getitimer": DURATION, "timer_gettime": DURATION, "timerfd_gettime": DURATION,
+}
+NORMAL_RATE = 1000000   # rates are in millionths
+
+
+def fake_time_functions(rate_ppm, known):
+    """The functions a trace with fake time at this rate must record, of those in `known`."""
+    return [name for name, kind in FAKE_TIME.items()
+            if name in known and (kind != DURATION or rate_ppm != NORMAL_RATE)]
+
+
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+_RELATIVE = re.compile(r"([+-])%s\s*([smhdw]?)" % _NUMBER)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_EPOCH = re.compile(r"@\s*(-?)%s" % _NUMBER)
+_RATE = re.compile(r"x%s" % _NUMBER)
+_FORMS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+_TIME_T = 1 << 63   # seconds a 64-bit time_t holds, each way
+_FAR = _TIME_T * 2 * 1000000000   # past it (a number too long to read)
+
+
+def _exact(digits):
+    """A number as written (digits and a point), exactly; None if absurdly long."""
+    return decimal.Decimal(digits) if len(digits) <= 60 else None
 
 
 def parse_fake_time(text, now_ns=None):
-    """--fake-time SPEC -> (real anchor ns, fake anchor ns, rate in millionths). SPEC: a local date and time
-    ('2000-01-01', '2000-01-01 12:30[:45]'), '@EPOCH', or a shift from now ('+1d', '-3h', '+90m', '+30s');
-    then, optionally, a rate: 'x10' (ten times as fast), 'x0.5'. A rate alone starts from now."""
+    """--fake-time SPEC -> (real anchor ns, fake anchor ns, rate in millionths): the program's clock shows the fake
+    anchor at the real one and runs at the rate from there. SPEC: a local date and time ('2000-01-01',
+    '2000-01-01 12:30[:45]'), '@EPOCH' (seconds, a fraction allowed), or a shift from now ('+1d', '-3h', '+90m',
+    '+30s', '+1.5w'); then, optionally, a rate: 'x10' (ten times as fast), 'x0.5'. A rate alone starts from
+    now. Any time a 64-bit time_t holds is allowed (years -292277022657 to 292277026596)."""
     now_ns = time.time_ns() if now_ns is None else now_ns
+    # A whole millisecond: readers that truncate the time (ftime to ms, gettimeofday to µs) then turn the
+    # second when the precise clock does (runtime/faketime.h).
+    now_ns -= now_ns % 1000000
     words = text.split()
-    rate = 1.0
-    if words and re.fullmatch(r"x\d+(?:\.\d+)?", words[-1]):
-        rate = float(words.pop()[1:])
-        if rate <= 0 or rate > 1e6:
-            raise MrhookerError("bad --fake-time %r: the rate must be above 0 (and at most x1000000)" % text)
+    rate = NORMAL_RATE
+    if words and _RATE.fullmatch(words[-1]):
+        value = _exact(words.pop()[1:])
+        rate = int(value * NORMAL_RATE) if value is not None and value <= NORMAL_RATE else 0
+        if not 1 <= rate <= NORMAL_RATE ** 2:
+            raise MrhookerError("bad --fake-time %r: the rate must be from x0.000001 to x1000000" % text)
     when = " ".join(words)
     if not when:
         fake = now_ns
     elif when.startswith("@"):
-        try:
-            fake = int(float(when[1:]) * 1e9)
-        except ValueError:
-            raise MrhookerError("bad --fake-time %r: @ takes seconds since the epoch" % text)
+        match = _EPOCH.fullmatch(when)
+        if not match:
+            raise MrhookerError("bad --fake-time %r: @ takes seconds since the epoch (@946684800, @-1.5)" % text)
+        seconds = _exact(match.group(2))
+        fake = _FAR if seconds is None else int((-seconds if match.group(1) else seconds) * 1000000000)
     elif when[0] in "+-":
         match = _RELATIVE.fullmatch(when)
         if not match:
-            raise MrhookerError("bad --fake-time %r: a shift is written +1d, -3h, +90m or +30s" % text)
-        sign = 1 if match.group(1) == "+" else -1
-        fake = now_ns + sign * int(float(match.group(2)) * _SECONDS[match.group(3)] * 1e9)
+            raise MrhookerError("bad --fake-time %r: a shift is written +1d, -3h, +90m, +30s or +2w" % text)
+        amount = _exact(match.group(2))
+        shift = _FAR if amount is None else int(amount * _SECONDS[match.group(3)] * 1000000000)
+        fake = now_ns + (shift if match.group(1) == "+" else -shift)
     else:
-        for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        for form in _FORMS:
             try:
                 fake = int(time.mktime(time.strptime(when, form))) * 1000000000
                 break
@@ -212,4 +279,7 @@ def parse_fake_time(text, now_ns=None):
         else:
             raise MrhookerError("bad --fake-time %r: write a date ('2000-01-01 12:00:00'), '@EPOCH', a shift "
                                 "('+1d', '-3h') and or a rate ('x10')" % text)
-    return now_ns, fake, int(rate * 1000000)
+    if not -_TIME_T <= fake // 1000000000 < _TIME_T:
+        raise MrhookerError("bad --fake-time %r: past what a 64-bit time_t holds (years -292277022657 to "
+                            "292277026596)" % text)
+    return now_ns, fake, rate

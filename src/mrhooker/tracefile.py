@@ -20,12 +20,12 @@ _u64, _i64, _i32, _u32, _int, _p = (ctypes.c_uint64, ctypes.c_int64, ctypes.c_in
                                     ctypes.c_void_p)
 OPEN_FOR_PID = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32)
 _SIGNATURES = {   # reader.c's exported functions: (result, arguments)
-    "mrh_trace_file_size": (_u64, [_u64, _u64, _int]),
+    "mrh_trace_file_size": (_u64, [_u64, _u64, _u64]),
     "mrh_trace_map": (_p, [_int, _u64]),
     "mrh_trace_unmap": (None, [_p, _u64]),
-    "mrh_trace_init": (None, [_p, _u64, _u64, _int, _int, _int, _u64, _u64]),
-    "mrh_trace_set_rule": (None, [_p, _u64, _i32, _i64, _int, _u32, _u64, _u64, _u64, _u64, _u64]),
-    "mrh_trace_set_fake_time": (None, [_p, _i64, _i64, _u64]),
+    "mrh_trace_init": (None, [_p, _u64, _u64, _u64, _int, _int, _u64, _u64]),
+    "mrh_trace_add_rule": (None, [_p, _u64, _i32, _i64, _int, _u32, _u64, _u64, _u64, _u64, _u64]),
+    "mrh_trace_set_fake_time": (None, [_p, _i64, _i64, _i64, _u64]),
     "mrh_trace_beat": (None, [_p, _int]),
     "mrh_trace_dropped": (_u64, [_p]),
     "mrh_trace_counters": (None, [_p, _u64, ctypes.POINTER(_u64)]),
@@ -61,13 +61,15 @@ class TraceFile:
     """The shared file: created private and exclusive, removed by close()."""
 
     def __init__(self, lib, nfn, ring_size, records, counts, strsize, rules=(), seed=0, fake_time=None):
-        """rules: (function index, Rule.entry() fields) of the --inject rules; fake_time: (real anchor ns, fake
-        anchor ns, rate in millionths) or None."""
+        """rules: (function index, [Rule.entry() fields, in the order they decide]) of the functions that have
+        --inject rules; fake_time: (real anchor ns, fake anchor ns, rate in millionths) or None."""
         self.lib = lib
         self._prune_stale()
         ring_size = 1 << max(ring_size - 1, 1 << 16).bit_length()   # a power of two (the writers mask)
         rules = list(rules)
-        self.size = lib.mrh_trace_file_size(nfn, ring_size, bool(rules))
+        # the rule table: a slot per function, and the functions' further rules after them
+        nrules = nfn + sum(len(chain) - 1 for _fn, chain in rules) if rules else 0
+        self.size = lib.mrh_trace_file_size(nfn, ring_size, nrules)
         for _attempt in range(100):
             path = os.path.join(DIRECTORY, "mrhooker-trace-%d-%s" % (os.getpid(), os.urandom(6).hex()))
             try:
@@ -94,14 +96,16 @@ class TraceFile:
                 path, self.size >> 20, e.strerror, " (a smaller --buffer-size?)" if e.errno == errno.ENOSPC else ""))
         os.close(fd)
         self.path, self.identity = path, "%d:%d" % (st.st_dev, st.st_ino)
-        lib.mrh_trace_init(self.map, nfn, ring_size, bool(rules), int(records), int(counts), strsize,
+        lib.mrh_trace_init(self.map, nfn, ring_size, nrules, int(records), int(counts), strsize,
                            seed & ((1 << 64) - 1))
-        for fn, fields in rules:
-            _armed, error, retval, fail, probability, first, last, step, enter_ns, exit_ns = fields
-            lib.mrh_trace_set_rule(self.map, fn, error, retval, fail, probability, first, last, step, enter_ns,
-                                   exit_ns)
+        for fn, chain in rules:
+            for fields in chain:
+                _armed, error, retval, fail, probability, first, last, step, enter_ns, exit_ns = fields
+                lib.mrh_trace_add_rule(self.map, fn, error, retval, fail, probability, first, last, step, enter_ns,
+                                       exit_ns)
         if fake_time:
-            lib.mrh_trace_set_fake_time(self.map, *fake_time)
+            real, fake, rate = fake_time
+            lib.mrh_trace_set_fake_time(self.map, real, fake // 1000000000, fake % 1000000000, rate)
 
     @staticmethod
     def _prune_stale():
@@ -144,6 +148,25 @@ class TraceFile:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+_NEXT = 10   # the index of mrh_inject_rule's `next`: after the fields of faults.Rule.entry, before `pad`
+
+
+def _rule_table(nfn, inject):
+    """mrh_inject_rule rows: each function's first rule in its own slot (a zeroed one if it has none), its others
+    after the nfn slots, each row's `next` the index of the function's next rule (0: none)."""
+    rows = [[0] * (_NEXT + 2) for _ in range(nfn)]
+    for fn, chain in enumerate(inject):
+        previous = None
+        for fields in chain or ():
+            index = fn if previous is None else len(rows)
+            if previous is not None:
+                rows.append(None)
+                rows[previous][_NEXT] = index
+            rows[index] = list(fields) + [0, 0]
+            previous = index
+    return rows
 
 
 class Reader:

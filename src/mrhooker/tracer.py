@@ -88,8 +88,9 @@ class _Outputs:
 
 
 class TracePlan:
-    """What a trace records: the traced functions (tracespec.Plan, in slot order), the --inject rules by slot,
-    the fake clock, and what the reader needs to show them (the headers' constants, the structs' layouts)."""
+    """What a trace records: the traced functions (tracespec.Plan, in slot order), the --inject rules of each slot
+    that has some ((slot, [Rule.entry fields, in the order they decide])), whether the clock is faked, and what the
+    reader needs to show them (the headers' constants, the structs' layouts)."""
 
     def __init__(self, plans, rules, fake_time, symbols, layouts):
         self.plans, self.rules, self.fake_time, self.symbols, self.layouts = plans, rules, fake_time, symbols, layouts
@@ -102,11 +103,10 @@ def plan_trace(request, root, headers):
     symbols = tracing.symbols(root)
     rules = [faults.parse_inject(spec, symbols) for spec in request.inject]
     fake_time = request.fake_time is not None
-    if fake_time:
-        faults.parse_fake_time(request.fake_time)   # refused now if it is bad; anchored as the program starts
     needed = [name for rule in rules for name in rule.functions]
-    if fake_time:
-        needed += [n for n in faults.FAKE_TIME_FUNCTIONS if n in tracing.known_names(root)]
+    if fake_time:   # refused now if it is bad; anchored again as the program starts
+        rate = faults.parse_fake_time(request.fake_time)[-1]
+        needed += faults.fake_time_functions(rate, tracing.known_names(root))
     specs = list(request.specs)
 
     def names_some(specs):
@@ -119,7 +119,7 @@ def plan_trace(request, root, headers):
     if missing:
         prototypes = tracing.select(specs + [",".join(missing)], root, headers)
     chosen = faults.rules_for(rules, prototypes)
-    rule_fields = [(i, chosen[i].entry(p)) for i, p in enumerate(prototypes) if i in chosen]
+    rule_fields = [(i, [rule.entry(p) for rule in chosen[i]]) for i, p in enumerate(prototypes) if i in chosen]
     shown = layouts.measure_cached(tracespec.struct_names(prototypes), root)
     plans = [tracespec.plan(p, shown) for p in prototypes]
     return TracePlan(plans, rule_fields, fake_time, symbols, shown)

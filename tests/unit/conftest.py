@@ -49,6 +49,7 @@ def ring_writer(tmp_path_factory):
                              ctypes.POINTER(u), ctypes.POINTER(u), ctypes.POINTER(u), ctypes.POINTER(ctypes.c_char_p),
                              ctypes.POINTER(u), ctypes.c_int]
     lib.ring_clock.argtypes = [p]
+    lib.rule_chain.argtypes = [p, u, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
     return lib
 
 

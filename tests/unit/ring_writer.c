@@ -65,3 +65,18 @@ void ring_clock(void *map)
     h->clock = MRH_CLOCK_MONOTONIC;
     __atomic_store_n(&h->clock_state, 2, __ATOMIC_RELEASE);
 }
+
+/* The errno values of function fn's --inject rules, in the order they decide (their chain); returns how many. */
+int rule_chain(void *map, unsigned fn, int *errors, int max)
+{
+    mrh_trace_header *h = map;
+    const mrh_inject_rule *rules = (const mrh_inject_rule *)((char *)map + h->inject_offset), *rule = &rules[fn];
+    int n = 0;
+    if (!h->inject_offset || !rule->armed) return 0;
+    for (;;) {
+        if (n < max) errors[n] = rule->error;
+        n++;
+        if (!rule->next || rule->next >= h->inject_nrules) return n;
+        rule = &rules[rule->next];
+    }
+}

@@ -153,3 +153,19 @@ def test_an_output_that_fails_keeps_the_others_and_counts_what_it_lost(reader_fo
         assert len(r.json_path.read_text().splitlines()) == 5
     finally:
         os.close(full)
+
+
+def test_several_inject_rules_of_a_function_are_chained_in_order(reader_for, ring_writer):
+    import ctypes
+    from mrhooker import faults, tracefile
+    built = reader_for(FUNCTIONS)
+    a, b, c = [(1, e, -1, 1, faults.ALWAYS, n, 0, 0, 0, 0) for e, n in ((5, 1), (28, 3), (9, 7))]
+    write, read = built.fn("write"), built.fn("read")
+    trace = tracefile.TraceFile(built.lib, len(built.plans), 1 << 16, True, False, 32, [(write, [a, b, c]),
+                                                                                         (read, [a])])
+    try:
+        out = (ctypes.c_int * 8)()
+        chain = {fn: list(out[:ring_writer.rule_chain(trace.map, fn, out, 8)]) for fn in (write, read, 0)}
+        assert chain == {write: [5, 28, 9], read: [5], 0: []}
+    finally:
+        trace.close()

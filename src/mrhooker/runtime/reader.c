@@ -43,43 +43,52 @@ static uint64_t pages(uint64_t n) { return (n + 4095) / 4096 * 4096; }
 
 static uint64_t inject_offset_of(uint64_t nfn) { return MRH_COUNTERS_OFFSET + pages(nfn * 24); }
 
-static uint64_t ring_offset_of(uint64_t nfn, int with_rules)
+/* nrules: the rule table's rows (a slot for each function and one for each further rule), 0: no injection. */
+static uint64_t ring_offset_of(uint64_t nfn, uint64_t nrules)
 {
-    return inject_offset_of(nfn) + (with_rules ? pages(nfn * sizeof(mrh_inject_rule)) : 0);
+    return inject_offset_of(nfn) + pages(nrules * sizeof(mrh_inject_rule));
 }
 
-/* The file's size for nfn functions and a ring of ring_size bytes (a power of two). */
-EXPORT uint64_t mrh_trace_file_size(uint64_t nfn, uint64_t ring_size, int with_rules)
+/* The file's size for nfn functions, nrules rule rows and a ring of ring_size bytes (a power of two). */
+EXPORT uint64_t mrh_trace_file_size(uint64_t nfn, uint64_t ring_size, uint64_t nrules)
 {
-    return ring_offset_of(nfn, with_rules) + ring_size;
+    return ring_offset_of(nfn, nrules) + ring_size;
 }
 
 /* Fills the header of a new, zeroed file mapped at map. */
-EXPORT void mrh_trace_init(void *map, uint64_t nfn, uint64_t ring_size, int with_rules, int records, int counts,
+EXPORT void mrh_trace_init(void *map, uint64_t nfn, uint64_t ring_size, uint64_t nrules, int records, int counts,
                            uint64_t strsize, uint64_t seed)
 {
     mrh_trace_header *h = map;
     h->magic = MRH_TRACE_MAGIC;
     h->version = MRH_TRACE_VERSION;
-    h->ring_offset = ring_offset_of(nfn, with_rules);
+    h->ring_offset = ring_offset_of(nfn, nrules);
     h->ring_size = ring_size;
     h->nfn = nfn;
     h->records_on = (uint64_t)records;
     h->counts_on = (uint64_t)counts;
     h->strsize = strsize;
-    if (with_rules) {
+    if (nrules) {
         h->inject_offset = inject_offset_of(nfn);
         h->inject_seed = seed;
+        h->inject_nrules = nfn;   /* the functions' own slots; mrh_trace_add_rule adds the rest */
     }
     h->heartbeat_ns = monotonic_ns();
 }
 
-EXPORT void mrh_trace_set_rule(void *map, uint64_t fn, int32_t error, int64_t retval, int fail, uint32_t probability,
+/* Adds a rule to function fn's, after those it has (they decide in the order added): in fn's own slot if it is
+ * its first, else in the next free row, chained from its last. */
+EXPORT void mrh_trace_add_rule(void *map, uint64_t fn, int32_t error, int64_t retval, int fail, uint32_t probability,
                                uint64_t first, uint64_t last, uint64_t step, uint64_t delay_enter_ns,
                                uint64_t delay_exit_ns)
 {
     mrh_trace_header *h = map;
-    mrh_inject_rule *rule = (mrh_inject_rule *)((char *)map + h->inject_offset) + fn;
+    mrh_inject_rule *rules = (mrh_inject_rule *)((char *)map + h->inject_offset), *rule = &rules[fn];
+    if (rule->armed) {
+        while (rule->next) rule = &rules[rule->next];
+        rule->next = (uint32_t)h->inject_nrules;
+        rule = &rules[h->inject_nrules++];
+    }
     rule->error = error;
     rule->retval = retval;
     rule->fail = (uint32_t)fail;
@@ -92,11 +101,14 @@ EXPORT void mrh_trace_set_rule(void *map, uint64_t fn, int32_t error, int64_t re
     rule->armed = 1;
 }
 
-EXPORT void mrh_trace_set_fake_time(void *map, int64_t real_ns, int64_t fake_ns, uint64_t rate_ppm)
+/* The fake clock: it shows (fake_sec, fake_nsec) at CLOCK_REALTIME real_ns, running at rate_ppm millionths. */
+EXPORT void mrh_trace_set_fake_time(void *map, int64_t real_ns, int64_t fake_sec, int64_t fake_nsec,
+                                    uint64_t rate_ppm)
 {
     mrh_trace_header *h = map;
     h->fake_anchor_real_ns = real_ns;
-    h->fake_anchor_ns = fake_ns;
+    h->fake_anchor_sec = fake_sec;
+    h->fake_anchor_nsec = fake_nsec;
     h->fake_rate_ppm = rate_ppm;
     h->fake_time_on = 1;
 }

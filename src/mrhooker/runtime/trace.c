@@ -21,6 +21,7 @@ mrh_trace_header *mrh_trace;
 static unsigned char *ring;                /* the ring's first byte */
 static uint64_t *counters;                 /* {calls, errors, ns} per function */
 const mrh_inject_rule *mrh_inject_rules;   /* set when the file is mapped, if it has rules */
+static uint64_t inject_nrules;             /* rules in the table (the functions' own slots and their chains) */
 static uint64_t *inject_calls;             /* calls per function of this process (zeroed in a fork child) */
 static int trace_tried;                    /* this process tried to map the file (reset in a fork child) */
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;   /* serialises the mapping; reset at fork */
@@ -102,26 +103,26 @@ static mrh_trace_header *map_trace_file(void)
     choose_clock(h);
     ring = (unsigned char *)p + h->ring_offset;
     counters = (uint64_t *)((unsigned char *)p + 4096);
-    if (h->inject_offset && h->inject_offset + h->nfn * sizeof(mrh_inject_rule) <= h->ring_offset) {
+    if (h->inject_offset && h->inject_nrules >= h->nfn && h->inject_nrules < UINT32_MAX &&
+        h->inject_offset + h->inject_nrules * sizeof(mrh_inject_rule) <= h->ring_offset) {
         void *calls = mmap(NULL, h->nfn * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                            -1, 0);
         if (calls != MAP_FAILED) {
             inject_calls = calls;
+            inject_nrules = h->inject_nrules;
             mrh_inject_rules = (const mrh_inject_rule *)((unsigned char *)p + h->inject_offset);
         }
     }
     return h;
 }
 
-int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller)
+/* Maps the file, once per process (map_lock serialises it). in_handler: from a signal handler, which may have
+ * interrupted the lock's holder: then only if the lock is free (else the call goes on unmapped). */
+static void map_once(mrh_thread *t, int in_handler)
 {
-    if (__atomic_load_n(&trace_tried, __ATOMIC_ACQUIRE)) {
-        if (!mrh_trace) return 0;
-    } else {
-        if (!mrh_init_for_call(caller)) return 0;   /* the settings are read by then */
-        t->depth++;   /* open, mmap and the rest: the runtime's own calls */
-        int saved = errno;
-        pthread_mutex_lock(&map_lock);
+    t->depth++;   /* open, mmap and the rest: the runtime's own calls */
+    int saved = errno;
+    if (in_handler ? pthread_mutex_trylock(&map_lock) == 0 : pthread_mutex_lock(&map_lock) == 0) {
         if (!trace_tried) {
             my_pid = (uint32_t)getpid();
             mrh_trace_header *h = map_trace_file();
@@ -129,11 +130,25 @@ int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *call
             __atomic_store_n(&trace_tried, 1, __ATOMIC_RELEASE);
         }
         pthread_mutex_unlock(&map_lock);
-        errno = saved;
-        t->depth--;
-        if (!mrh_trace) return 0;
     }
+    errno = saved;
+    t->depth--;
+}
+
+int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller)
+{
+    if (!__atomic_load_n(&trace_tried, __ATOMIC_ACQUIRE)) {
+        if (!mrh_init_for_call(caller)) return 0;   /* the settings are read by then */
+        map_once(t, 0);
+    }
+    if (!mrh_trace) return 0;
     return mrh_trace_enter(t, fn, call, caller);
+}
+
+mrh_trace_header *mrh_trace_in_handler(mrh_thread *t, const void *caller)
+{
+    if (!__atomic_load_n(&trace_tried, __ATOMIC_ACQUIRE) && mrh_init_for_call(caller)) map_once(t, 1);
+    return mrh_trace;
 }
 
 /* ---- writing a record ------------------------------------------------------------------------------------ */
@@ -436,7 +451,6 @@ static int resolve_captures(const mrh_traced *d, uint64_t ret, int failed, const
 
 void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, const uint64_t *args)
 {
-    if (call->inj & MRH_INJECT_FAIL) return;   /* not made: recorded once, as it returns */
     mrh_capture caps[8];
     int ncaps = resolve_captures(d, 0, 0, args, 1, caps);
     mrh_call at_entry = *call;
@@ -451,8 +465,8 @@ static inline __attribute__((always_inline)) void trace_end(mrh_thread *t, mrh_c
     int failed = d->fails & (ret == d->fail_bits) & (call->err != 0);
     int flags = d->noreturn ? MRH_COUNTED : 0;
     if (MRH_UNLIKELY(d->forks) && ret == 0) call->start = mrh_trace_now();   /* the child: its side starts now */
-    if (MRH_UNLIKELY(call->inj))   /* a rule chose it: failed instead of made, or delayed */
-        flags |= call->inj & MRH_INJECT_FAIL ? MRH_INJECTED : MRH_DELAYED;
+    if (MRH_UNLIKELY(call->rule != NULL))   /* a rule chose it: failed instead of made, or delayed */
+        flags |= call->rule->fail ? MRH_INJECTED : MRH_DELAYED;
     mrh_capture caps[8];
     int ncaps = d->ncaps ? resolve_captures(d, ret, failed, args, 0, caps) : 0;
     for (int i = 0; b && i < b->n && ncaps < 8; i++) caps[ncaps++] = b->caps[i];
@@ -493,7 +507,7 @@ void mrh_trace_before(mrh_before *b, const mrh_traced *d, const uint64_t *args)
     t->depth--;
 }
 
-/* ---- fault injection and fake time (see trace.h) -------------------------------------------------------- */
+/* ---- fault injection (see trace.h) ---------------------------------------------------------------------- */
 
 static uint64_t mix(uint64_t x)   /* splitmix64's finaliser: a well-spread hash of x */
 {
@@ -513,62 +527,57 @@ static void pause_ns(uint64_t ns)
     errno = saved;
 }
 
-int mrh_inject_enter(mrh_call *call)
+/* Does the probability of this rule, the k-th of function fn's, keep the function's n-th call? (Apart, so that
+ * the hash is computed only for a call `when` allows.) k: the rules of one function decide apart; k = 0 keeps
+ * the hash a single rule always had. */
+static __attribute__((noinline)) int by_chance(const mrh_inject_rule *rule, int fn, uint64_t n, uint32_t k)
 {
-    const int fn = call->fn;
-    const mrh_inject_rule *rule = &mrh_inject_rules[fn];
-    uint64_t n = __atomic_add_fetch(&inject_calls[fn], 1, __ATOMIC_RELAXED);   /* this call's number, from 1 */
-    call->inj = 0;
-    if (n < rule->first || (rule->last && n > rule->last)) return 0;
-    if (n != rule->first && (rule->step == 0 || (n - rule->first) % rule->step != 0)) return 0;
-    if (rule->probability != 0xffffffffu &&
-        (mix(mrh_trace->inject_seed ^ mix(((uint64_t)fn << 40) ^ n)) >> 32) >= rule->probability)
-        return 0;
-    if (rule->delay_enter_ns) pause_ns(rule->delay_enter_ns);
-    return call->inj = MRH_INJECT_CHOSEN | (rule->fail ? MRH_INJECT_FAIL : 0);
+    return (mix(mrh_trace->inject_seed ^ mix(((uint64_t)fn << 40) ^ n) ^ k) >> 32) < rule->probability;
 }
 
-int64_t mrh_inject_retval(mrh_call *call) { return mrh_inject_rules[call->fn].retval; }
+/* Does this rule, the k-th of function fn's, choose the function's n-th call? */
+static inline int chooses(const mrh_inject_rule *rule, int fn, uint64_t n, uint32_t k)
+{
+    if (n < rule->first || (rule->last && n > rule->last)) return 0;
+    if (n != rule->first && (rule->step == 0 || (n - rule->first) % rule->step != 0)) return 0;
+    return rule->probability == 0xffffffffu || by_chance(rule, fn, n, k);
+}
+
+static const mrh_inject_rule *chosen(const mrh_inject_rule *rule)
+{
+    if (rule->delay_enter_ns) pause_ns(rule->delay_enter_ns);
+    return rule;
+}
+
+/* A function with several rules: they decide in order (bounded: a cycle can't hang the call). */
+static __attribute__((noinline)) const mrh_inject_rule *chain_chooses(const mrh_inject_rule *rule, int fn, uint64_t n)
+{
+    for (uint32_t k = 0; k < inject_nrules; k++) {
+        if (chooses(rule, fn, n, k)) return chosen(rule);
+        if (rule->next == 0 || rule->next >= inject_nrules) break;
+        rule = &mrh_inject_rules[rule->next];
+    }
+    return NULL;
+}
+
+const mrh_inject_rule *mrh_inject_enter(mrh_call *call)
+{
+    const int fn = call->fn;
+    uint64_t n = __atomic_add_fetch(&inject_calls[fn], 1, __ATOMIC_RELAXED);   /* this call's number, from 1 */
+    const mrh_inject_rule *rule = &mrh_inject_rules[fn];
+    if (MRH_LIKELY(rule->next == 0)) return call->rule = chooses(rule, fn, n, 0) ? chosen(rule) : NULL;
+    return call->rule = chain_chooses(rule, fn, n);
+}
 
 void mrh_inject_exit(mrh_call *call)
 {
-    const mrh_inject_rule *rule = &mrh_inject_rules[call->fn];
-    if ((call->inj & MRH_INJECT_FAIL) && rule->error) *call->errno_at = rule->error;
-    if ((call->inj & MRH_INJECT_CHOSEN) && rule->delay_exit_ns) pause_ns(rule->delay_exit_ns);
+    const mrh_inject_rule *rule = call->rule;
+    if (!rule) return;
+    if (rule->fail && rule->error) *call->errno_at = rule->error;
+    if (rule->delay_exit_ns) pause_ns(rule->delay_exit_ns);
 }
 
-static int64_t fake_ns(int64_t real)
-{
-    const mrh_trace_header *h = mrh_trace;
-    return h->fake_anchor_ns + (int64_t)((double)(real - h->fake_anchor_real_ns) * ((double)h->fake_rate_ppm / 1e6));
-}
-
-void mrh_fake_timespec(int clock, struct timespec *ts)
-{
-    /* the clocks that tell the time of day: CLOCK_REALTIME, _COARSE, _ALARM, CLOCK_TAI */
-    if (!ts || !(clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE || clock == 8 || clock == CLOCK_TAI))
-        return;
-    int64_t ns = fake_ns((int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec);
-    ts->tv_sec = (time_t)(ns / 1000000000);
-    ts->tv_nsec = (long)(ns % 1000000000);
-    if (ts->tv_nsec < 0) ts->tv_nsec += 1000000000, ts->tv_sec--;
-}
-
-void mrh_fake_timeval(struct timeval *tv)
-{
-    if (!tv) return;
-    int64_t ns = fake_ns((int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000);
-    tv->tv_sec = (time_t)(ns / 1000000000);
-    tv->tv_usec = (suseconds_t)((ns % 1000000000) / 1000);
-    if (tv->tv_usec < 0) tv->tv_usec += 1000000, tv->tv_sec--;
-}
-
-long mrh_fake_seconds(long real)
-{
-    if (real == -1) return real;
-    int64_t ns = fake_ns((int64_t)real * 1000000000);
-    return (long)(ns >= 0 ? ns / 1000000000 : -((-ns + 999999999) / 1000000000));
-}
+uint32_t mrh_trace_pid(void) { return my_pid; }
 
 /* ---- fork ---------------------------------------------------------------------------------------------- */
 

@@ -19,14 +19,14 @@
  * - fork: the child's pid and tids change. Idea: cached per thread, reset in the child (atfork).
  * - Fault injection (--inject) must cost nothing where it isn't asked for, and be reproducible where it is.
  *   Idea: one table of rules in the file (inject_offset, written by the launcher before the target starts,
- *   read-only after); a function without a rule pays one load. A rule counts the function's calls in this
- *   process (private counters, zeroed in a fork child, as strace counts per tracee) and decides on call n by
- *   `when`, then by a hash of (seed, function, n) against the probability: the same seed gives the same calls
- *   whatever the threads' interleaving. A chosen call is delayed, or not made at all: the rule's result and
- *   errno are returned instead, and its record says MRH_INJECTED.
- * - Fake time (--fake-time): the realtime clocks a program reads through libc run from another start, at
- *   another rate; monotonic clocks are left alone. Idea: the entry points of clock_gettime, gettimeofday, time
- *   and timespec_get pass their results through mrh_fake_* (fake = fake_anchor + (real - real_anchor) * rate).
+ *   read-only after): a function's first rule in its own slot, its others after the nfn slots, chained by
+ *   `next` in command-line order; a function without a rule pays one load. The calls of a function are counted
+ *   once in this process (private counters, zeroed in a fork child, as strace counts per tracee), and call n
+ *   goes to the rules in order: each decides by `when`, then by a hash of (seed, function, n, its place in the
+ *   chain) against its probability; the first that chooses the call decides what it gets. The same seed gives
+ *   the same calls whatever the threads' interleaving. A chosen call is delayed, or not made at all: the
+ *   rule's result and errno are returned instead, and its record says MRH_INJECTED.
+ * - Fake time (--fake-time): see faketime.h.
  *
  * The shared file (MRHOOKER_TRACE, made by mrhooker) is described in tracefile.h.
  *
@@ -46,7 +46,6 @@
 
 /* Not stored: the return of a call already counted at its start (an exec that failed), for the -c counters. */
 #define MRH_COUNTED 0x100
-enum { MRH_INJECT_CHOSEN = 1, MRH_INJECT_FAIL = 2 };
 
 /* A call in progress (on the caller's stack). */
 typedef struct mrh_call {
@@ -55,7 +54,7 @@ typedef struct mrh_call {
     int saved_errno;  /* errno at entry */
     int err;          /* errno the call set, 0 if none */
     int fn;
-    int inj;          /* MRH_INJECT_* for this call (0: no rule chose it) */
+    const mrh_inject_rule *rule;   /* the --inject rule that chose this call, or NULL */
 } mrh_call;
 
 /* What a record keeps of the memory an argument (or the result) points to: tracespec.Capture, generated as
@@ -122,22 +121,21 @@ void mrh_trace_end_before(mrh_thread *t, mrh_call *call, const mrh_traced *d, ui
                           const mrh_before *b);
 /* Before a call that may not return (d->noreturn): its record at entry (unless a rule fails it instead). */
 void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, const uint64_t *args);
+/* The mapped file, mapped now if need be, for a call from the program's signal handler (not recorded). */
+mrh_trace_header *mrh_trace_in_handler(mrh_thread *t, const void *caller);
 extern int mrh_trace_tsc;              /* the clock is the TSC (header.clock == MRH_CLOCK_TSC) */
 extern const mrh_inject_rule *mrh_inject_rules;   /* the file's rules, or NULL: no injection in this trace */
-int mrh_inject_enter(mrh_call *call);   /* counts the call; call->inj for it (delay_enter done) */
-int64_t mrh_inject_retval(mrh_call *call);   /* a failed call's result */
-void mrh_inject_exit(mrh_call *call);   /* after a chosen call: its errno, delay_exit */
-struct timespec;
-struct timeval;
-void mrh_fake_timespec(int clock, struct timespec *ts);   /* realtime clocks only */
-void mrh_fake_timeval(struct timeval *tv);
-long mrh_fake_seconds(long real);
+/* Counts the call; call->rule: the rule that chooses it (its delay_enter done), or NULL. */
+const mrh_inject_rule *mrh_inject_enter(mrh_call *call);
+void mrh_inject_exit(mrh_call *call);   /* after a chosen call: its errno, its delay_exit */
 uint64_t mrh_trace_monotonic(void);    /* CLOCK_MONOTONIC in ns */
+uint32_t mrh_trace_pid(void);          /* this process's pid, once the file is mapped */
 #pragma GCC visibility pop
 
 /* Does fn have an injection rule? (One load when the trace has none.) */
 #define MRH_INJECT_ARMED(fn) MRH_UNLIKELY(mrh_inject_rules != NULL && mrh_inject_rules[fn].armed)
-#define MRH_FAKE_TIME() MRH_UNLIKELY(mrh_trace != NULL && mrh_trace->fake_time_on)
+/* A call a rule chose (mrh_inject_enter's result, NULL if none): is it not made? */
+#define MRH_INJECT_FAILS(rule) MRH_UNLIKELY((rule) != NULL && (rule)->fail)
 
 /* Now, in the trace's clock. */
 static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
@@ -155,7 +153,7 @@ static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, 
     if (MRH_INSIDE(t)) return 0;
     if (MRH_UNLIKELY(mrh_trace == NULL)) return mrh_trace_enter_slow(t, fn, call, caller);
     call->fn = fn;
-    call->inj = 0;
+    call->rule = NULL;
     call->errno_at = &errno;
     call->saved_errno = *call->errno_at;
     *call->errno_at = 0;
@@ -188,7 +186,7 @@ static inline uint64_t mrh_double_bits(double d)
     if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn))) {                                                     \
         mrh_r_ = (made);                                                                             \
     } else {                                                                                         \
-        if (mrh_inject_enter(&(c)) & MRH_INJECT_FAIL) mrh_r_ = (__typeof__(made))(intptr_t)mrh_inject_retval(&(c)); \
+        if (MRH_INJECT_FAILS(mrh_inject_enter(&(c)))) mrh_r_ = (__typeof__(made))(intptr_t)(c).rule->retval; \
         else mrh_r_ = (made);                                                                        \
         mrh_inject_exit(&(c));                                                                       \
     }                                                                                                \
@@ -199,7 +197,7 @@ static inline uint64_t mrh_double_bits(double d)
         if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn))) {                                                 \
             made;                                                                                    \
         } else {                                                                                     \
-            if (!(mrh_inject_enter(&(c)) & MRH_INJECT_FAIL)) made;                                   \
+            if (!MRH_INJECT_FAILS(mrh_inject_enter(&(c)))) made;                                     \
             mrh_inject_exit(&(c));                                                                   \
         }                                                                                            \
     } while (0)

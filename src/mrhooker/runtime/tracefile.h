@@ -4,7 +4,8 @@
  *
  *   offset 0      header (4096 bytes, mrh_trace_header)
  *   offset 4096   counters: for each traced function, {calls, errors, time units} (uint64), for `-c`
- *   inject_offset the --inject rules (mrh_inject_rule per function), if any
+ *   inject_offset the --inject rules, if any: inject_nrules mrh_inject_rules, each function's first in its own
+ *                 slot (fn), its others after the nfn slots, chained by `next` in the order they decide
  *   ring_offset   the ring: `ring_size` bytes (a power of two) of records, each 8-byte aligned, never split at
  *                 its end
  *
@@ -18,7 +19,7 @@
 #include <stdint.h>
 
 #define MRH_TRACE_MAGIC 0x4d52485452414345ull   /* "MRHTRACE" */
-#define MRH_TRACE_VERSION 3
+#define MRH_TRACE_VERSION 4
 #define MRH_TRACE_HEADER_SIZE 4096
 #define MRH_COUNTERS_OFFSET 4096
 #define MRH_RECORD_MAGIC 0x524d
@@ -51,12 +52,14 @@ typedef struct mrh_trace_header {
     uint64_t strsize;                 /* bytes kept of strings and buffers (-s) */
     /* The clock, chosen by the first process that maps the file (clock_state 0 -> 1 -> 2). */
     uint64_t clock_state, clock, tsc_hz, anchor_tsc, anchor_ns;
-    uint64_t inject_offset;           /* the rules (mrh_inject_rule per function), or 0: no injection */
+    uint64_t inject_offset;           /* the rules (see above), or 0: none */
     uint64_t inject_seed;             /* --seed */
     uint64_t fake_time_on;            /* --fake-time: 1, with: */
-    int64_t fake_anchor_real_ns, fake_anchor_ns;   /* CLOCK_REALTIME at the start, and the time shown for it */
+    int64_t fake_anchor_real_ns;      /* CLOCK_REALTIME at the start (ns), */
+    int64_t fake_anchor_sec, fake_anchor_nsec;   /* the time shown for it (any 64-bit seconds; ns 0..999999999) */
     uint64_t fake_rate_ppm;           /* how fast fake time runs, in millionths (1000000: as fast as real) */
-    uint64_t pad0[10];
+    uint64_t inject_nrules;           /* rules in the table: nfn, and the functions' further rules */
+    uint64_t pad0[8];
     uint64_t write_pos;               /* producers (compare-and-swap) */
     uint64_t pad1[7];
     uint64_t read_pos;                /* the reader: everything before it may be overwritten */
@@ -65,15 +68,17 @@ typedef struct mrh_trace_header {
     uint64_t pad2[5];
 } mrh_trace_header;
 
-/* A fault injection rule of one function (--inject; set by the reader's mrh_trace_set_rule). */
+/* A fault injection rule of one function (--inject; added by the reader's mrh_trace_add_rule). */
 typedef struct mrh_inject_rule {
-    uint32_t armed;                   /* 1: this function has a rule */
+    uint32_t armed;                   /* 1: a rule (in a function's own slot: the function has rules) */
     int32_t error;                    /* errno a chosen call gets (0: none) */
     int64_t retval;                   /* the result a chosen call gets, if `fail` */
     uint32_t fail;                    /* 1: a chosen call isn't made */
     uint32_t probability;             /* of a call `when` allows, in 2^-32 (0xffffffff: every one) */
     uint64_t first, last, step;       /* when=FIRST..LAST+STEP (calls from 1; last 0: no end; step 0: FIRST only) */
     uint64_t delay_enter_ns, delay_exit_ns;
+    uint32_t next;                    /* the function's next rule (an index past the nfn first), 0: none */
+    uint32_t pad;
 } mrh_inject_rule;
 
 typedef struct mrh_record {
