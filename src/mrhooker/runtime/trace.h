@@ -135,7 +135,7 @@ uint32_t mrh_trace_pid(void);          /* this process's pid, once the file is m
 /* Does fn have an injection rule? (One load when the trace has none.) */
 #define MRH_INJECT_ARMED(fn) MRH_UNLIKELY(mrh_inject_rules != NULL && mrh_inject_rules[fn].armed)
 /* A call a rule chose (mrh_inject_enter's result, NULL if none): is it not made? */
-#define MRH_INJECT_FAILS(rule) MRH_UNLIKELY((rule) != NULL && (rule)->fail)
+static inline int mrh_inject_fails(const mrh_inject_rule *rule) { return rule != NULL && rule->fail; }
 
 /* Now, in the trace's clock. */
 static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
@@ -186,7 +186,7 @@ static inline uint64_t mrh_double_bits(double d)
     if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn))) {                                                     \
         mrh_r_ = (made);                                                                             \
     } else {                                                                                         \
-        if (MRH_INJECT_FAILS(mrh_inject_enter(&(c)))) mrh_r_ = (__typeof__(made))(intptr_t)(c).rule->retval; \
+        if (mrh_inject_fails(mrh_inject_enter(&(c)))) mrh_r_ = (__typeof__(made))(intptr_t)(c).rule->retval; \
         else mrh_r_ = (made);                                                                        \
         mrh_inject_exit(&(c));                                                                       \
     }                                                                                                \
@@ -197,7 +197,7 @@ static inline uint64_t mrh_double_bits(double d)
         if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn))) {                                                 \
             made;                                                                                    \
         } else {                                                                                     \
-            if (!MRH_INJECT_FAILS(mrh_inject_enter(&(c)))) made;                                     \
+            if (!mrh_inject_fails(mrh_inject_enter(&(c)))) made;                                     \
             mrh_inject_exit(&(c));                                                                   \
         }                                                                                            \
     } while (0)
