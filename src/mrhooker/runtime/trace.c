@@ -458,30 +458,33 @@ void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, cons
     record(t, &at_entry, 0, 0, MRH_ENTRY_ONLY, args, d->nargs, caps, ncaps);
 }
 
-static inline __attribute__((always_inline)) void trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d,
-                                                             uint64_t ret, const uint64_t *args, const mrh_before *b)
+static inline __attribute__((always_inline)) void trace_record(mrh_thread *t, mrh_call *call, const mrh_traced *d,
+                                                                uint64_t ret, int failed, int flags,
+                                                                const uint64_t *args, const mrh_before *b)
 {
-    mrh_trace_returned(call);
-    int failed = d->fails & (ret == d->fail_bits) & (call->err != 0);
-    int flags = d->noreturn ? MRH_COUNTED : 0;
     if (MRH_UNLIKELY(d->forks) && ret == 0) call->start = mrh_trace_now();   /* the child: its side starts now */
-    if (MRH_UNLIKELY(call->rule != NULL))   /* a rule chose it: failed instead of made, or delayed */
-        flags |= call->rule->fail ? MRH_INJECTED : MRH_DELAYED;
     mrh_capture caps[8];
     int ncaps = d->ncaps ? resolve_captures(d, ret, failed, args, 0, caps) : 0;
     for (int i = 0; b && i < b->n && ncaps < 8; i++) caps[ncaps++] = b->caps[i];
     record(t, call, ret, failed, flags, args, d->nargs, caps, ncaps);
 }
 
-void mrh_trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args)
+void mrh_trace_record(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, int failed, int flags,
+                      const uint64_t *args)
 {
-    trace_end(t, call, d, ret, args, NULL);
+    trace_record(t, call, d, ret, failed, flags, args, NULL);
 }
 
-void mrh_trace_end_before(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args,
-                          const mrh_before *b)
+void mrh_trace_record_plain(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
+                            int nargs)
 {
-    trace_end(t, call, d, ret, args, b);
+    record(t, call, ret, failed, flags, args, nargs, NULL, 0);
+}
+
+void mrh_trace_record_before(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, int failed, int flags,
+                             const uint64_t *args, const mrh_before *b)
+{
+    trace_record(t, call, d, ret, failed, flags, args, b);
 }
 
 /* Copies, before the call, what its MRH_WHEN_BEFORE captures point to, through the kernel (nothing has vouched for

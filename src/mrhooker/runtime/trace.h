@@ -104,8 +104,13 @@ typedef struct mrh_capture {
 #pragma GCC visibility push(hidden)
 extern mrh_trace_header *mrh_trace;   /* the mapped file, once this process traced a call; else NULL */
 int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller);
-/* After the call: its errno, whether it failed, what to copy, and the record. */
-void mrh_trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args);
+/* After the call, with whether it failed and the record's flags (mrh_trace_end works them out, inline, from the
+ * descriptor): what to copy, and the record. */
+void mrh_trace_record(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, int failed, int flags,
+                      const uint64_t *args);
+/* The same, for a function with nothing to copy (most): fewer instructions on the path every call takes. */
+void mrh_trace_record_plain(mrh_thread *t, mrh_call *call, uint64_t ret, int failed, int flags, const uint64_t *args,
+                            int nargs);
 
 /* The memory a call changes, as it was passed (select's sets, a socklen_t it reads and writes): copied before the
  * call (mrh_trace_before), kept with the record (mrh_trace_end_before). Only the functions that have such captures
@@ -117,8 +122,8 @@ typedef struct mrh_before {
     unsigned char data[MRH_BEFORE_KEPT];
 } mrh_before;
 void mrh_trace_before(mrh_before *b, const mrh_traced *d, const uint64_t *args);
-void mrh_trace_end_before(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, const uint64_t *args,
-                          const mrh_before *b);
+void mrh_trace_record_before(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, int failed, int flags,
+                             const uint64_t *args, const mrh_before *b);
 /* Before a call that may not return (d->noreturn): its record at entry (unless a rule fails it instead). */
 void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, const uint64_t *args);
 /* The mapped file, mapped now if need be, for a call from the program's signal handler (not recorded). */
@@ -166,6 +171,34 @@ static inline __attribute__((always_inline)) void mrh_trace_returned(mrh_call *c
 {
     call->err = *call->errno_at;
     if (call->err == 0) *call->errno_at = call->saved_errno;
+}
+
+/* Whether the call failed, and its record's flags: inline, so that the compiler reads the entry point's descriptor
+ * (a constant) at compile time; the rest out of line. */
+static inline __attribute__((always_inline)) int mrh_trace_flags(const mrh_call *call, const mrh_traced *d)
+{
+    int flags = d->noreturn ? MRH_COUNTED : 0;   /* counted at its start already */
+    if (MRH_UNLIKELY(call->rule != NULL))   /* a rule chose it: failed instead of made, or delayed */
+        flags |= call->rule->fail ? MRH_INJECTED : MRH_DELAYED;
+    return flags;
+}
+
+static inline __attribute__((always_inline)) void mrh_trace_end(mrh_thread *t, mrh_call *call, const mrh_traced *d,
+                                                                 uint64_t ret, const uint64_t *args)
+{
+    mrh_trace_returned(call);
+    int failed = d->fails && ret == d->fail_bits && call->err != 0;
+    if (!d->ncaps && !d->forks) mrh_trace_record_plain(t, call, ret, failed, mrh_trace_flags(call, d), args, d->nargs);
+    else mrh_trace_record(t, call, d, ret, failed, mrh_trace_flags(call, d), args);
+}
+
+static inline __attribute__((always_inline)) void mrh_trace_end_before(mrh_thread *t, mrh_call *call,
+                                                                        const mrh_traced *d, uint64_t ret,
+                                                                        const uint64_t *args, const mrh_before *b)
+{
+    mrh_trace_returned(call);
+    int failed = d->fails && ret == d->fail_bits && call->err != 0;
+    mrh_trace_record_before(t, call, d, ret, failed, mrh_trace_flags(call, d), args, b);
 }
 
 /* A value as the 64 bits a record keeps: integers sign- or zero-extended, pointers as addresses, floating values
