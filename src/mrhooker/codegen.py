@@ -420,12 +420,20 @@ def _bits(ctype, expr):
     return "MRH_BITS_INT(%s)" % expr
 
 
-def _fails(plan):
-    """How a call says it failed (trace.h's mrh_traced: fail_bits, fails): its failure value (-1, NULL,
-    MAP_FAILED), with errno set; or never."""
-    if plan.fail_value is None or plan.proto.ret.kind == "void":
-        return "0, 0"
-    return "0x%xULL, 1" % (plan.fail_value & ((1 << 64) - 1))
+def _traced(slot, plan, ncaps):
+    """The function's mrh_traced (runtime/trace.h): how it fails (its failure value, -1, NULL or MAP_FAILED,
+    with errno set), whether it may not return, returns twice, its arguments and captures."""
+    fields = []
+    if plan.fail_value is not None and plan.proto.ret.kind != "void":
+        fields += [".fail_bits = 0x%xULL" % (plan.fail_value & ((1 << 64) - 1)), ".fails = 1"]
+    if plan.noreturn or plan.may_die:
+        fields.append(".noreturn = 1")
+    if plan.forks:
+        fields.append(".forks = 1")
+    fields.append(".nargs = %d" % len(plan.params))
+    if ncaps:
+        fields += [".ncaps = %d" % ncaps, ".caps = mrh_caps_%d" % slot]
+    return "static const mrh_traced mrh_traced_%d = {%s};" % (slot, ", ".join(fields))
 
 
 def _capture_descs(slot, plan, symbols, lines):
@@ -440,8 +448,21 @@ def _capture_descs(slot, plan, symbols, lines):
                 values, ", ".join("0x%xULL" % (v & ((1 << 64) - 1)) for _n, v in found) or "0",
                 " ".join(n for n, _v in found)))
             c = _with_count(c, len(found))
-        descs.append("{%d, %d, %d, %d, %d, %d, %d, %d, %d, %s}" % (c.fields(plan.params) + (values,)))
+        which, kind, when, length, ref, ref_signed, only_if, nvalues, size = c.fields(plan.params)
+        descs.append("{%d, %s, %s, %s, %d, %d, %d, %d, %d, %s}" % (
+            which, _CAP_KINDS[kind], _WHEN[when], _LENGTHS[length], ref, ref_signed, only_if, nvalues, size, values))
     return descs
+
+
+# The names runtime/trace.h and tracefile.h give tracespec's numbers, so that the generated descriptors read.
+_CAP_KINDS = {1: "MRH_CAP_STRING", 2: "MRH_CAP_BYTES", 3: "MRH_CAP_SOCKADDR", 4: "MRH_CAP_PATH", 5: "MRH_CAP_STRV",
+              6: "MRH_CAP_STRUCT"}
+_WHEN = {tracespec.ALWAYS: "MRH_WHEN_ALWAYS", tracespec.IF_OK: "MRH_WHEN_OK", tracespec.IF_POSITIVE: "MRH_WHEN_POSITIVE",
+         tracespec.BEFORE: "MRH_WHEN_BEFORE"}
+_LENGTHS = {tracespec.LEN_NUL: "MRH_LEN_NUL", tracespec.LEN_FIXED: "MRH_LEN_FIXED", tracespec.LEN_ARG: "MRH_LEN_ARG",
+            tracespec.LEN_RET_UPTO_ARG: "MRH_LEN_RET_UPTO_ARG", tracespec.LEN_DEREF_ARG: "MRH_LEN_DEREF_ARG",
+            tracespec.LEN_STRINGS: "MRH_LEN_STRINGS", tracespec.LEN_ARG_TIMES: "MRH_LEN_ARG_TIMES",
+            tracespec.LEN_ARG_BITS: "MRH_LEN_ARG_BITS"}
 
 
 def _trace_entry_source(slot, plan, symbols):
@@ -461,9 +482,7 @@ def _trace_entry_source(slot, plan, symbols):
     descs = _capture_descs(slot, plan, symbols, lines)
     if descs:
         lines.append("static const mrh_capture_desc mrh_caps_%d[] = {%s};" % (slot, ", ".join(descs)))
-    lines.append("static const mrh_traced mrh_traced_%d = {%s, %d, %d, %d, %d, %s};" % (
-        slot, _fails(plan), int(plan.noreturn or plan.may_die), int(plan.forks), len(all_params), len(descs),
-        "mrh_caps_%d" % slot if descs else "NULL"))
+    lines.append(_traced(slot, plan, len(descs)))
     lines += ["typedef %s;" % entry.fn_type(variadic=True).replace("(*)", "(*%s)" % fn, 1),
               "MRH_ENTRY(%s, %d, %s, (%s))" % (ret, slot, c_string(proto.symbol), params), "{"]
     lines += _variadic_prologue(entry)

@@ -1,0 +1,41 @@
+"""The generated C, pinned: what codegen and decoders write for a few functions that exercise every part of a
+traced entry point (a buffer and its length, a path, a variadic mode, captures kept before the call, one kept
+only for some commands, a call that may not return, fake time) is compared with files in tests/unit/golden.
+
+The comments in runtime/trace.h, entry.h and pyrt.h point here for what the generated code looks like. After a
+deliberate change: MRHOOKER_UPDATE_GOLDEN=1 python -m pytest tests/unit -k generated, then read the diff.
+"""
+import os
+
+import pytest
+
+from mrhooker import cdecl, codegen, decoders, layouts, tracespec
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+TRACED = ["write", "open", "select", "fcntl", "execve", "kill", "clock_gettime", "fork"]
+
+
+def _check(name, text):
+    path = os.path.join(GOLDEN, name)
+    if os.environ.get("MRHOOKER_UPDATE_GOLDEN"):
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        expected = f.read()
+    assert text == expected, "%s differs from what is generated now (see this module's doc)" % path
+
+
+@pytest.fixture(scope="module")
+def plans(unit_cache):
+    protos = [cdecl.prototype_for(name, unit_cache) for name in TRACED]
+    shown = layouts.measure_cached(tracespec.struct_names(protos), unit_cache)
+    return [tracespec.plan(p, shown) for p in protos], shown
+
+
+def test_traced_entry_points_are_calls_and_data(plans, symbols):
+    _check("trace.entries.c", codegen.trace_entries_source(plans[0], symbols))
+
+
+def test_decoders_are_data(plans, symbols):
+    _check("trace.decoders.c", decoders.source(plans[0], symbols, plans[1]))
