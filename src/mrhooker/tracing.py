@@ -17,23 +17,23 @@ import re
 from mrhooker import cache, toolchain
 from mrhooker.errors import MrhookerError
 
+# Each name stands for the function and its large-file twin (open: open and open64; see select).
 CLASSES = {
-    "file": "open open64 openat openat64 creat creat64 fopen fopen64 freopen access faccessat stat stat64 lstat "
-            "lstat64 fstatat fstatat64 statx unlink unlinkat rename renameat renameat2 mkdir mkdirat rmdir chdir "
-            "getcwd opendir readlink readlinkat symlink symlinkat link linkat chmod fchmodat chown lchown fchownat "
-            "truncate realpath mkstemp mkstemp64 mkostemp mkdtemp utime utimes utimensat statfs statvfs chroot "
-            "mount umount",
-    "desc": "close fclose fdopen fdopendir closedir dup dup2 dup3 read write pread pread64 pwrite pwrite64 readv "
-            "writev lseek lseek64 fcntl ioctl fsync fdatasync poll ppoll select pselect epoll_create epoll_create1 "
-            "epoll_ctl epoll_wait epoll_pwait pipe pipe2 fstat fstat64 fchdir fchmod fchown ftruncate futimens "
-            "fstatfs fstatvfs sendfile copy_file_range splice posix_fadvise posix_fallocate",
+    "file": "open openat creat fopen freopen access faccessat stat lstat fstatat statx unlink unlinkat rename "
+            "renameat renameat2 mkdir mkdirat rmdir chdir getcwd opendir readlink readlinkat symlink symlinkat link "
+            "linkat chmod fchmodat chown lchown fchownat truncate realpath mkstemp mkostemp mkdtemp utime utimes "
+            "utimensat statfs statvfs chroot mount umount",
+    "desc": "close fclose fdopen fdopendir closedir dup dup2 dup3 read write pread pwrite readv writev lseek fcntl "
+            "ioctl fsync fdatasync poll ppoll select pselect epoll_create epoll_create1 epoll_ctl epoll_wait "
+            "epoll_pwait pipe pipe2 fstat fchdir fchmod fchown ftruncate futimens fstatfs fstatvfs sendfile "
+            "copy_file_range splice posix_fadvise posix_fallocate",
     "net": "socket socketpair connect bind listen accept accept4 send sendto sendmsg sendmmsg recv recvfrom recvmsg "
            "recvmmsg shutdown getsockopt setsockopt getsockname getpeername getaddrinfo gethostbyname "
            "gethostbyname2 gethostbyaddr getnameinfo",
     "process": "fork execve execv execvp execvpe fexecve posix_spawn posix_spawnp system popen pclose wait waitpid "
                "wait3 wait4 waitid exit _exit _Exit abort kill killpg raise pthread_create pthread_join setsid "
                "setpgid setuid setgid prctl",
-    "memory": "malloc calloc realloc free posix_memalign aligned_alloc memalign valloc mmap mmap64 munmap mprotect "
+    "memory": "malloc calloc realloc free posix_memalign aligned_alloc memalign valloc mmap munmap mprotect "
               "madvise brk sbrk",
     "time": "time gettimeofday clock_gettime clock_getres clock_nanosleep nanosleep sleep usleep alarm setitimer "
             "getitimer timer_create timer_settime localtime localtime_r gmtime gmtime_r mktime",
@@ -42,11 +42,6 @@ CLASSES = {
 }
 CLASSES = {name: tuple(functions.split()) for name, functions in CLASSES.items()}
 DEFAULT_CLASSES = ("file", "desc", "net", "process", "time", "env")
-# Symbols a trace can't take over: the runtime's own (see script.RUNTIME_SYMBOLS), and functions whose
-# arguments can't be forwarded or that a hooked call may never reach in a recordable state.
-UNTRACEABLE = ("sigaction", "signal", "vfork", "__errno_location")
-
-
 
 
 def known_names(cache_dir):
@@ -69,28 +64,37 @@ def items(spec):
 
 class _Known:
     """The functions -e may name: the system headers', and the libraries' (cdecl.LIBRARY_HEADERS and -H) once
-    a name or glob needs them (reading those headers takes seconds the first time)."""
+    a name or glob needs them (reading those headers takes seconds the first time); and their large-file
+    twins."""
 
     def __init__(self, cache_dir, headers):
         from mrhooker import cdecl
-        self.lists = [lambda: cdecl.known_names(cache_dir, headers),
-                      lambda: cdecl.known_names(cache_dir, headers, libraries=True)]
-        self.names = self.lists.pop(0)()
-        self.set = set(self.names)
+        self.lists = [lambda: (cdecl.known_names(cache_dir, headers), cdecl.large_file_twins(cache_dir, headers)),
+                      lambda: (cdecl.known_names(cache_dir, headers, libraries=True),
+                               cdecl.large_file_twins(cache_dir, headers, libraries=True))]
+        self.widen()
 
     def widen(self):
         """Adds the libraries' functions; False if there are no more to add."""
         if not self.lists:
             return False
-        self.names = self.lists.pop(0)()
+        self.names, self.twins = self.lists.pop(0)()
         self.set = set(self.names)
         return True
+
+    def with_twins(self, names):
+        """names, each followed by its large-file twin (open, open64): the function a program built with
+        -D_FILE_OFFSET_BITS=64 (Python, SQLite, ...) calls when its source says open."""
+        return [n for name in names for n in (name, self.twins.get(name)) if n]
 
 
 def select(specs, cache_dir, headers=()):
     """The prototypes -e SPEC... selects, in a stable order. SPEC: comma lists of names, globs (open*),
     !name or !glob to exclude, %class, or a written-out prototype ("int foo(int x)") for a function the
-    headers don't declare. None or empty: the default classes."""
+    headers don't declare. None or empty: the default classes. A name, a class's or a glob's, stands for the
+    function and its large-file twin, as strace's `open` stands for the system call whatever the libc calls it:
+    `open` selects open and open64, `!open` leaves both out, `open64` is open64 alone. Each is traced (and shown)
+    under its own name: the lines say which the program called."""
     from mrhooker import cdecl
 
     known = _Known(cache_dir, headers)
@@ -109,20 +113,20 @@ def select(specs, cache_dir, headers=()):
             if name not in CLASSES:
                 raise MrhookerError("unknown class %s; the classes are %s" % (
                     item, ", ".join("%" + c for c in sorted(CLASSES))))
-            return [n for n in CLASSES[name] if n in known.set]
+            return known.with_twins(n for n in CLASSES[name] if n in known.set)
         if any(ch in item for ch in "*?["):
             matched = fnmatch.filter(known.names, item)
             while not matched and known.widen():
                 matched = fnmatch.filter(known.names, item)
             if not matched:
                 raise MrhookerError("no known function matches %s" % item)
-            return matched
+            return known.with_twins(matched)
         if not re.fullmatch(r"[A-Za-z_]\w*", item):
             raise MrhookerError("bad -e item %r: a function name, a glob, !NAME or %%CLASS" % item)
         while item not in known.set and known.widen():
             pass
         if item in known.set:
-            return [item]
+            return known.with_twins([item])
         refused = cdecl.refusal(item, cache_dir, headers)
         if refused:   # printf, execl: say why, and what to trace instead
             raise MrhookerError(refused.replace("; hook ", "; trace "))
@@ -136,21 +140,19 @@ def select(specs, cache_dir, headers=()):
             excluded.update(names_for(item[1:]))
         else:
             chosen += [n for n in names_for(item) if n not in chosen]
+    # an alias is left out with the function it names (!sched_yield leaves out pthread_yield)
+    excluded_symbols = {(written.get(n) or cdecl.prototype_for(n, cache_dir, headers)).symbol for n in excluded}
     prototypes, symbols = [], set()
     for name in chosen:
-        if name in excluded:
-            continue
         proto = written.get(name) or cdecl.prototype_for(name, cache_dir, headers)
-        if proto.symbol in symbols or proto.symbol in UNTRACEABLE:
+        if proto.symbol in symbols or proto.symbol in excluded_symbols:
             continue
+        refused = cdecl.runtime_refusal(proto.symbol)   # a written-out prototype of the runtime's own
+        if refused:
+            raise MrhookerError(refused)
         symbols.add(proto.symbol)
         prototypes.append(proto)
     if not prototypes:
-        untraceable = [n for n in chosen if n in UNTRACEABLE]
-        if untraceable:
-            raise MrhookerError("%s can't be traced: mrhooker's runtime defines %s itself (it keeps the program's "
-                                "signal handlers and vfork working)" % (", ".join(untraceable),
-                                                                         "it" if len(untraceable) == 1 else "them"))
         raise MrhookerError("nothing to trace: -e selects no function")
     return prototypes
 
