@@ -442,7 +442,7 @@ MAN_PAGE_TYPES = {
     "kill": ("int", ["int", "int"]),
     "getuid": ("unsigned int", []),
     "umask": ("unsigned int", ["unsigned int"]),
-    "signal": ("void *", ["int", "void *"]),
+    "sysv_signal": ("void *", ["int", "void *"]),   # signal itself is the runtime's own
     "pthread_create": ("int", ["void *", "void *", "void *", "void *"]),
     "dlopen": ("void *", ["const char *", "int"]),
     "strlen": ("unsigned long", ["const char *"]),
@@ -510,7 +510,7 @@ def test_known_names_cover_each_area():
         "fopen fclose access chmod readlink truncate",
         "sockets": "socket connect bind listen accept accept4 send recv sendto recvfrom sendmsg recvmsg "
         "getaddrinfo setsockopt shutdown poll select epoll_wait",
-        "processes": "fork vfork execve execvp waitpid kill getpid getppid exit _exit posix_spawn "
+        "processes": "fork execve execvp waitpid kill getpid getppid exit _exit posix_spawn "
         "pthread_create system setuid",
         "time": "time clock_gettime gettimeofday nanosleep sleep usleep localtime_r strftime clock",
         "environment": "getenv setenv unsetenv putenv clearenv secure_getenv uname getcwd",
@@ -520,6 +520,24 @@ def test_known_names_cover_each_area():
     for area, wanted in areas.items():
         missing = [name for name in wanted.split() if name not in names]
         assert not missing, (area, missing)
+
+
+def test_the_runtimes_own_functions_are_not_known_names():
+    names = set(known_names())
+    for name in cdecl.RUNTIME_SYMBOLS:
+        assert name not in names
+        assert error_of(prototype_for, name).startswith("%s cannot be hooked or traced: " % name)
+        assert cdecl.refusal(name).startswith("%s cannot be hooked or traced: " % name)
+    assert not [n for n in names if prototype_for(n).symbol in cdecl.RUNTIME_SYMBOLS]
+
+
+def test_large_file_twins_are_the_headers_asm_labels_under_file_offset_bits_64():
+    twins = cdecl.large_file_twins()
+    names = set(known_names())
+    assert twins["open"] == "open64" and twins["fcntl"] == "fcntl64" and twins["pwritev2"] == "pwritev64v2"
+    assert all(name in names and twin in names for name, twin in twins.items())
+    assert "pthread_yield" not in twins   # an asm label in every build is an alias, not a twin
+    assert len(twins) >= 40
 
 
 def test_unknown_name_suggests_close_matches():

@@ -184,6 +184,31 @@ def test_unknown_option_and_missing_arguments(mrhooker, hook):
     assert r.returncode == 2 and "takes no value" in r.err, r
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--rebiuld"], "unknown option --rebiuld (did you mean --rebuild?)"),
+    (["--buidl-dir", "x"], "unknown option --buidl-dir (did you mean --build-dir?)"),
+    (["--verbos"], "unknown option --verbos (did you mean --verbose?)"),
+    (["run", "--no-folow"], "unknown option --no-folow (did you mean --no-follow?)"),
+    (["--frobnicate"], "unknown option --frobnicate\n"),   # nothing close: no guess
+])
+def test_a_misspelled_option_gets_did_you_mean(mrhooker, hook, args, words):
+    r = mrhooker(*args, hook, "true")
+    assert r.returncode == 2 and r.err.startswith("mrhooker: ") and words in r.err, r
+    assert len(r.err.splitlines()) == 2 and r.err.splitlines()[1].startswith("usage: "), r
+
+
+def test_a_python_without_a_shared_libpython_is_one_clear_line(monkeypatch):
+    import sysconfig
+    from mrhooker import toolchain
+    from mrhooker.errors import MrhookerError
+    real = sysconfig.get_config_var
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: None if name == "Py_ENABLE_SHARED" else real(name))
+    with pytest.raises(MrhookerError) as caught:
+        toolchain.python_info.__wrapped__()
+    message = str(caught.value)
+    assert "has no shared libpython" in message and "--enable-shared" in message and "\n" not in message
+
+
 def test_build_dir(mrhooker, hook, unlinker, tmp_path):
     builds = tmp_path / "builds"
     r = mrhooker("-v", "--build-dir", builds, hook, unlinker, GONE)
@@ -377,6 +402,7 @@ def test_cache_whose_parent_others_can_write_is_refused(mrhooker, hook, tmp_path
     os.chmod(str(tmp_path / "xdg"), 0o777)   # not sticky: anyone could rename the cache away
     line = assert_one_line_error(mrhooker(hook, "true", env=env))
     assert "%s is writable by others" % (tmp_path / "xdg") in line
+    assert list((tmp_path / "xdg").iterdir()) == []   # refused before anything is made in it
 
 
 def test_a_cache_hit_in_a_cache_made_unsafe_is_refused(mrhooker, hook, unlinker, tmp_path):
@@ -867,12 +893,13 @@ def as_nobody():
             break
     assert python, "no Python that user nobody can run mrhooker with"
 
-    def run(*args, groups=None):
-        proc = subprocess.run(setpriv(groups) + [python, "-m", "mrhooker"] + [str(a) for a in args], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    def run(*args, groups=None, extra_env=None):
+        proc = subprocess.run(setpriv(groups) + [python, "-m", "mrhooker"] + [str(a) for a in args],
+                              env=dict(env, **(extra_env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=120)
         return Result(proc)
 
-    run.home, run.programs = home, programs
+    run.base, run.home, run.programs = base, home, programs
     yield run
     shutil.rmtree(base, ignore_errors=True)
 
@@ -903,6 +930,17 @@ def test_unreadable_script_as_non_root(as_nobody):
     script = write(os.path.join(as_nobody.home, "secret.pyx"), HOOK, 0o000)   # root's, mode 000
     line = assert_one_line_error(as_nobody(script, "true"))
     assert "cannot read" in line and script in line and "Permission denied" in line
+
+
+def test_a_cache_directory_refused_as_non_root_gets_nothing_made_in_it(as_nobody):
+    # root's directory that anyone may write in (not sticky): nobody could make mrhooker/ there, but must not
+    for mode, words in ((0o777, "is writable by others"), (0o755, "cannot create")):
+        theirs = os.path.join(as_nobody.base, "theirs-%o" % mode)
+        os.mkdir(theirs)
+        os.chmod(theirs, mode)
+        line = assert_one_line_error(as_nobody("trace", "true", extra_env={"XDG_CACHE_HOME": theirs}))
+        assert words in line and theirs in line, line
+        assert os.listdir(theirs) == [], theirs
 
 
 def test_build_dir_that_ld_preload_cannot_carry(mrhooker, script, tmp_path):

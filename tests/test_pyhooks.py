@@ -5,6 +5,8 @@ import re
 import stat
 import sys
 
+import pytest
+
 UNLINK_HOOK = '''\
 import errno
 from mrhooker import hook, set_errno
@@ -198,6 +200,25 @@ def test_bad_prototypes_are_one_clear_line(mrhooker, script):
         assert expected in r.err, (decorator, r)
         assert r.err.startswith("mrhooker: ") and "Traceback" not in r.err, r
         assert "bad.py:3" in r.err, r
+
+
+@pytest.mark.parametrize("first, second, words", [
+    # an alias pair: refused under the name written on the second line, naming the first
+    ("sched_yield", "pthread_yield", "h.py:5: pthread_yield is hooked twice: sched_yield on line 2 is the same "
+                                     "function (the symbol sched_yield)"),
+    ("pthread_yield", "int sched_yield(void)", "h.py:5: sched_yield is hooked twice: pthread_yield on line 2 is "
+                                               "the same function (the symbol sched_yield)"),
+    ("getpid", "int getpid(void)", "h.py:5: getpid is hooked twice (also on line 2)"),
+    ("getpid", "vfork", "h.py:5: vfork cannot be hooked or traced: mrhooker's runtime wraps it itself"),
+    ("getpid", "int sigaction(int sig, const struct sigaction *act, struct sigaction *oact)",
+     "sigaction cannot be hooked or traced"),
+])
+def test_a_function_hooked_twice_or_owned_by_the_runtime_is_refused_as_written(mrhooker, script, first, second,
+                                                                                words):
+    path = script("h.py", 'from mrhooker import hook\n@hook("%s")\ndef a(*x):\n    return a.original(*x)\n'
+                          '@hook("%s")\ndef b(*x):\n    return b.original(*x)\n' % (first, second))
+    r = mrhooker(path, "true")
+    assert r.returncode == 2 and words in r.err and len(r.err.splitlines()) == 1, r
 
 
 def test_hooks_in_threads_count_exactly(mrhooker, script, cprog, session_dir):

@@ -639,6 +639,7 @@ def test_a_cache_path_into_another_users_directory_is_refused(mrhooker, script, 
     r = mrhooker(script("pass_getpid.py", passthrough("getpid")), *GETPID_CMD,
                  env={"XDG_CACHE_HOME": str(tmp_path / "link")}, timeout=RUN_TIMEOUT)
     assert r.returncode == 2 and "owned by another user" in r.err and str(theirs) in r.err, r
+    assert list(theirs.iterdir()) == []   # refused before anything is made in it
 
 
 def test_a_runtime_file_others_can_write_is_refused(mrhooker, script, tmp_path, ):
@@ -729,11 +730,11 @@ def test_the_runtimes_own_string_calls_survive_hooks_on_them(mrhooker, script, n
 
 
 def test_every_known_prototype_builds_and_passes_through_real_programs(mrhooker, tmp_path, base_env, http_server):
-    from mrhooker import cdecl, script as scripts
+    from mrhooker import cdecl
     names, symbols = [], set()
-    for name in cdecl.known_names():
+    for name in cdecl.known_names():   # every name `mrhooker trace -l` lists
         symbol = cdecl.prototype_for(name).symbol
-        if symbol not in symbols and symbol not in scripts.RUNTIME_SYMBOLS:
+        if symbol not in symbols:      # two names of one function (pthread_yield): one hook
             symbols.add(symbol)
             names.append(name)
     assert len(names) > 2000
@@ -886,3 +887,44 @@ def test_threads_and_ctypes_of_the_hook_script(mrhooker, script, foo_prog):
     assert_clean(r)
     assert "background [42, True]" in r.err, r
     assert r.out == "1 Success\n2 Success\n3 Success\n", r
+
+
+# ---- the hooks' namespace is one of glibc's: a program that makes its own gets one fewer --------------------------
+
+NAMESPACES_SRC = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+/* "before": a hooked call first (the hooks start), then dlmopen namespaces until glibc refuses one;
+   "after": the namespaces first, then the hooked call. Says how many it made and why the next failed. */
+int main(int argc, char **argv) {
+    int before = argc > 1 && strcmp(argv[1], "before") == 0, n = 0;
+    if (before)
+        getppid();
+    while (dlmopen(LM_ID_NEWLM, "libz.so.1", RTLD_NOW))
+        n++;
+    printf("made %d: %s\n", n, dlerror());
+    if (!before)
+        printf("getppid %d\n", getppid() == getppid());
+    return 0;
+}
+"""
+
+
+def test_the_hooks_take_one_dlmopen_namespace_of_the_programs(mrhooker, script, cprog):
+    prog = cprog(NAMESPACES_SRC, flags=["-ldl"])
+    bare = unhooked([prog, "before"]).stdout.decode()
+    made = int(bare.split()[1].rstrip(":"))
+    assert made >= 2 and ("static TLS" in bare or "no more namespaces" in bare), bare
+    hooks = script("ns_getppid.py", passthrough("getppid"))
+    r = mrhooker(hooks, prog, "before", timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out.startswith("made %d: " % (made - 1)) and calls_of(r) == 1, r   # README, Limits: 11 -> 10
+    assert r.out.split(": ", 1)[1] == bare.split(": ", 1)[1], (r, bare)      # failed as glibc fails it
+    # none left when the hooks would start: said once, and the program runs on unhooked
+    r = mrhooker(hooks, prog, "after", timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "made %d: %sgetppid 1\n" % (made, bare.split(": ", 1)[1]), r
+    assert "mrhooker: cannot load" in r.err and "hooks are off in this process" in r.err, r

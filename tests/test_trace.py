@@ -379,6 +379,121 @@ def test_list_and_globs(mrhooker):
     assert r.returncode == 0 and "open(" in r.err and "openat(" not in r.err, r
 
 
+# ---- the `64` twins: a name means the function and the twin a large-file build calls ------------------------
+
+def imports_of(path):
+    """The symbols a program or library imports, as objdump -T shows them."""
+    out = subprocess.run(["objdump", "-T", path], capture_output=True, text=True, timeout=60).stdout
+    return {line.split()[-1] for line in out.splitlines() if "*UND*" in line}
+
+
+def test_open_means_open64_too_for_python(mrhooker, tmp_path):
+    # Python is built with -D_FILE_OFFSET_BITS=64: its open() is open64 (in libpython or the executable)
+    f = tmp_path / "hello"
+    f.write_text("hi")
+    js = tmp_path / "calls.jsonl"
+    r = trace(mrhooker, "-e", "open,openat", "--json", js, PY, "-S", "-c", "open(%r).read()" % str(f))
+    assert r.returncode == 0, r
+    assert '%s("%s", O_RDONLY|O_CLOEXEC) = ' % ("open64", f) in r.err, r   # shown as called, as ltrace does
+    assert [c["name"] for c in map(json.loads, js.read_text().splitlines())
+            if c["args"].get("file") == str(f)] == ["open64"]
+    r = trace(mrhooker, "-c", "-e", "open", PY, "-S", "-c", "open(%r).read()" % str(f))
+    assert r.returncode == 0 and [l for l in r.err.splitlines() if l.endswith(" open64")], r
+    # !open leaves out both; open64 alone is open64 alone
+    r = trace(mrhooker, "-e", "open*,!open", PY, "-S", "-c", "open(%r).read()" % str(f))
+    assert r.returncode == 0 and not call_lines(r.err, "open64") and not call_lines(r.err, "open"), r
+    r = trace(mrhooker, "-e", "open,!open64", "cat", f)
+    assert r.returncode == 0 and call_lines(r.err, "open") and not call_lines(r.err, "open64"), r
+
+
+def test_fcntl_means_fcntl64_too_so_sqlite_locking_shows(mrhooker, tmp_path):
+    lib = "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0"
+    if os.path.exists(lib):
+        assert "fcntl64" in imports_of(lib) and "fcntl" not in imports_of(lib)
+    db = tmp_path / "t.db"
+    command = ["sqlite3", db, "create table if not exists t(x); insert into t values (1);"]
+    for spec in ("fcntl", "%desc"):
+        r = trace(mrhooker, "-e", spec, *command)
+        assert r.returncode == 0, r
+        locks = [l for l in call_lines(r.err, "fcntl64") if "F_SETLK" in l]
+        assert locks and all(l.endswith(" = 0") for l in locks), r
+
+
+def test_cat_calls_open_and_its_lines_say_so(mrhooker, tmp_path):
+    f = tmp_path / "hello"
+    f.write_text("hi")
+    assert "open" in imports_of("/bin/cat") and "open64" not in imports_of("/bin/cat")
+    r = trace(mrhooker, "-e", "open", "cat", f)
+    assert r.returncode == 0 and r.out == "hi" and '"%s", O_RDONLY) = 3' % f in r.err, r
+    assert call_lines(r.err, "open") and not call_lines(r.err, "open64"), r
+
+
+def test_the_twins_come_from_the_headers():
+    from mrhooker import cdecl, tracing
+    twins = cdecl.large_file_twins()
+    assert twins["open"] == "open64" and twins["fcntl"] == "fcntl64" and twins["readdir_r"] == "readdir64_r"
+    assert twins["stat"] == "stat64" and twins["lseek"] == "lseek64" and twins["pread"] == "pread64"
+    assert "canonicalizef" not in twins and "open64" not in twins   # a float variant; a twin has none
+    names = lambda *specs: [p.symbol for p in tracing.select(list(specs), None)]
+    assert names("open") == ["open", "open64"] and names("open64") == ["open64"]
+    assert {"fcntl", "fcntl64", "lseek64", "pread64", "fstat64"} <= set(names("%desc"))
+    assert {"open64", "openat64", "stat64", "fopen64"} <= set(names("%file"))
+    assert "open64" not in names("%file", "!open") and "open" not in names("%file", "!open")
+
+
+def test_list_says_which_twin_a_program_imports(mrhooker, cprog, tmp_path):
+    r = mrhooker("trace", "-l", "open", timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and r.out.splitlines() == ["int open(const char *file, int oflag, ...);",
+                                                       "int open64(const char *file, int oflag, ...);"], r
+    r = mrhooker("trace", "-l", "open", "cat", timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and r.out == "int open(const char *file, int oflag, ...);  // cat\n", r
+    if "fcntl" not in imports_of("/bin/cat"):
+        r = mrhooker("trace", "-l", "fcntl", "cat", timeout=RUN_TIMEOUT)
+        assert r.returncode == 1 and r.out == "" and "cat and the libraries it loads import no known function " \
+                                                    "matching fcntl" in r.err, r
+    r = mrhooker("trace", "-l", "fcntl", "sqlite3", timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "int fcntl64(int fd, int cmd, ...);  // libsqlite3.so" in r.out, r
+    # Python's open64 is in its executable (Debian's) or its libpython (pyenv's)
+    r = mrhooker("trace", "-l", "open*", os.path.realpath(PY), timeout=RUN_TIMEOUT)
+    where = [l for l in r.out.splitlines() if l.startswith("int open64(")]
+    assert r.returncode == 0 and where and re.search(r"// .*(python|libpython)", where[0]), r
+    # the bare -l with a command: all it imports, here via -- (GLOB left out)
+    r = mrhooker("trace", "-l", "--", "cat", timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "ssize_t write(int fd, const void *buf, size_t n);  // cat" in r.out, r
+    assert all("  // " in l for l in r.out.splitlines()), r
+    # a #! script: its interpreter's, said on stderr
+    sh_script = tmp_path / "s.sh"
+    sh_script.write_text("#!/bin/sh\necho hi\n")
+    sh_script.chmod(0o755)
+    r = mrhooker("trace", "-l", "execve", sh_script, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "execve" in r.out and "is a script" in r.err and "/bin/sh" in r.err, r
+    static = cprog("int main(void) { return 0; }\n", flags=["-static"])
+    r = mrhooker("trace", "-l", "*", static, timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and "statically linked" in r.err and len(r.err.splitlines()) == 1, r
+    r = mrhooker("trace", "-l", "cat", timeout=RUN_TIMEOUT)   # a program named where GLOB goes
+    assert r.returncode == 2 and "no known function matches cat" in r.err and "-l '*' cat" in r.err, r
+
+
+def test_the_runtimes_own_functions_are_neither_listed_nor_traced(mrhooker):
+    r = mrhooker("trace", "-l", timeout=RUN_TIMEOUT)
+    listed = {re.search(r"(\w+)\(", l).group(1) for l in r.out.splitlines()}
+    assert r.returncode == 0 and len(listed) > 2000, r
+    assert not {"sigaction", "signal", "vfork", "__errno_location"} & listed
+    for name in ("sigaction", "vfork"):
+        r = trace(mrhooker, "-e", name, "true")
+        assert r.returncode == 2 and "%s cannot be hooked or traced" % name in r.err and len(r.err.splitlines()) == 1, r
+    r = trace(mrhooker, "-e", "sig*", "true")   # a glob over the known names: they are not among them
+    assert r.returncode == 0, r
+
+
+def test_an_alias_is_left_out_with_the_function_it_names():
+    from mrhooker import tracing
+    from mrhooker.errors import MrhookerError
+    assert [p.symbol for p in tracing.select(["pthread_yield,sched_yield"], None)] == ["sched_yield"]
+    with pytest.raises(MrhookerError, match="nothing to trace"):
+        tracing.select(["pthread_yield,!sched_yield"], None)
+
+
 @pytest.mark.parametrize("args, words", [
     (["-e", "opne", "true"], "no prototype known for opne (did you mean open"),
     (["-e", "nothing_*", "true"], "no known function matches nothing_*"),
@@ -387,6 +502,10 @@ def test_list_and_globs(mrhooker):
     (["-ff", "true"], "-ff needs -o FILE"),
     (["-e", "write"], "no command given"),
     (["--frobnicate", "true"], "unknown option --frobnicate"),
+    (["--jsn", "f", "true"], "unknown option --jsn (did you mean --json?)"),
+    (["--rebiuld", "true"], "unknown option --rebiuld (did you mean --rebuild?)"),
+    (["--no-folow", "true"], "unknown option --no-folow (did you mean --no-follow?)"),
+    (["--buffer-size", "x", "true"], "option --buffer-size takes a whole number, not 'x'"),
     (["no-such-command-here"], "no-such-command-here: command not found"),
 ])
 def test_bad_input_is_one_line(mrhooker, args, words):

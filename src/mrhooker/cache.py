@@ -31,10 +31,11 @@ def _refuse_owner(path, what, st):
                          "program; use a directory of your own (--build-dir)" % (what, path, st.st_uid))
 
 
-def check_private(path, what):
+def check_private(path, what, above=False):
     """Refuses a file or directory that another user could change or replace, checking every directory on its
     resolved path (a sticky directory above, such as /tmp, is fine: others can't replace what is ours there).
-    Returns the resolved path, the one to use from now on."""
+    above: path is a directory to create ours in, so it may be sticky itself. Returns the resolved path, the
+    one to use from now on."""
     resolved = os.path.realpath(path)
     uid = os.getuid()
     current = resolved
@@ -46,7 +47,7 @@ def check_private(path, what):
         if st.st_uid not in (uid, 0):
             raise _refuse_owner(current, what, st)
         writable_by_others = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        sticky_above = current != resolved and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+        sticky_above = (above or current != resolved) and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
         if writable_by_others and not sticky_above:
             raise MrhookerError("%s %s is writable by %s (mode %o): anyone could replace the hooks loaded into your "
                                 "programs; fix it with: chmod go-w %s" % (
@@ -83,6 +84,8 @@ def prepare(path, what):
         if parent == current:
             break
         current = parent
+    if missing:   # nothing is made inside a directory that would then be refused
+        check_private(current, what, above=True)
     for d in reversed(missing):
         try:
             os.mkdir(d, 0o700)

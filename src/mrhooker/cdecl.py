@@ -107,6 +107,22 @@ _VARIADIC_EXTRA = {
     "mq_open": (2, (_MODE, ("attr", "void *", "struct mq_attr *"))),
 }
 
+# Functions the runtime defines itself in every preload library (runtime/signals.c, preload.c) or calls on every
+# path: not hookable or traceable, so not among the known names. Each with why, for the one-line refusal.
+RUNTIME_SYMBOLS = {
+    "sigaction": "mrhooker's runtime wraps it itself (signal handlers run their hooked calls unhooked)",
+    "signal": "mrhooker's runtime wraps it itself (signal handlers run their hooked calls unhooked)",
+    "vfork": "mrhooker's runtime wraps it itself (vfork runs as fork)",
+    "__errno_location": "it is how mrhooker's runtime (and every program) reaches errno",
+}
+
+
+def runtime_refusal(name):
+    """Why the function `name` can't be hooked or traced because the runtime owns it (one line), or None."""
+    reason = RUNTIME_SYMBOLS.get(name)
+    return "%s cannot be hooked or traced: %s" % (name, reason) if reason else None
+
+
 # Variadic functions whose array-taking sibling is not simply 'v' + name.
 _VARIADIC_ALTERNATIVE = {"execl": "execv", "execlp": "execvp", "execle": "execve"}
 
@@ -662,7 +678,7 @@ LIBRARY_HEADERS = ("openssl/ssl.h openssl/err.h openssl/evp.h openssl/hmac.h ope
                    "sqlite3.h").split()
 
 # Bump when the database layout or its parsing changes, so old cache files are rebuilt.
-_SCHEMA = 2
+_SCHEMA = 3
 _BATCH = 400  # declarations per pycparser run: a failure then re-parses only its batch
 
 _lock = threading.RLock()
@@ -726,13 +742,28 @@ def _include_line(header):
     return "#if __has_include(<%s>)\n#include <%s>\n#endif\n" % (header, header)
 
 
-def _preprocess(compiler, headers=None, extra=()):
+def _preprocess(compiler, headers=None, extra=(), defines=()):
     for header in extra:
         if '"' in header or "\n" in header or not header.strip():
             raise MrhookerError("bad header name %r" % header)
     source = "".join(_include_line(h) for h in list(_HEADERS) + list(extra))
     source += _abi_source_line() + "\n"
-    return toolchain.preprocess(source, ["-D_GNU_SOURCE"], compiler, headers)
+    return toolchain.preprocess(source, ["-D_GNU_SOURCE"] + list(defines), compiler, headers)
+
+
+def _large_file_twins(compiler, extra, functions):
+    """{name: twin} for the functions whose name the headers bind to another symbol in a program built with
+    large-file support (-D_FILE_OFFSET_BITS=64, as Python, SQLite and much of a distribution are): open ->
+    open64, fcntl -> fcntl64, readdir_r -> readdir64_r. The headers' own asm labels say so; both names must be
+    known functions."""
+    twins = {}
+    for chunk in _split_declarations(_tokenize(_preprocess(compiler, None, extra, ["-D_FILE_OFFSET_BITS=64"]))):
+        if chunk.kind != "declaration" or not chunk.symbol or "(" not in chunk.tokens:
+            continue
+        name = chunk.tokens[chunk.tokens.index("(") - 1]
+        if name in functions and chunk.symbol in functions and chunk.symbol != functions[name]["symbol"]:
+            twins[name] = chunk.symbol
+    return twins
 
 
 _ERROR_LINE = re.compile(r":(\d+):(?:\d+:)? ")
@@ -976,6 +1007,7 @@ def _database(cache_dir=None, extra=()):
                 _stats["cache_file_loads"] += 1
             else:
                 data = _build_database(preprocessed)
+                data["large_file_twins"] = _large_file_twins(compiler, extra, data["functions"])
                 _stats["header_parses"] += 1
                 data["schema"], data["key"] = _SCHEMA, key
             data["headers"], data["compiler"] = _header_stamps(headers), _compiler_identity(compiler)
@@ -1215,6 +1247,8 @@ def prototype_for(spec, cache_dir=None, headers=()):
         prototype, database = _parse_prototype(spec, cache_dir, headers)
         _check_against_headers(prototype, database)
         return prototype
+    if runtime_refusal(name):
+        raise MrhookerError(runtime_refusal(name))
     for database in _databases_for(cache_dir, headers):
         prototype = database.prototype(name)
         if prototype is not None:
@@ -1237,8 +1271,8 @@ def _database_with(name, cache_dir, headers):
 
 
 def refusal(name, cache_dir=None, headers=()):
-    """Why the headers' function `name` can't be forwarded (one line), or None."""
-    return _database_with(name, cache_dir, headers).refused.get(name)
+    """Why the headers' function `name` can't be forwarded, or is the runtime's own (one line), or None."""
+    return runtime_refusal(name) or _database_with(name, cache_dir, headers).refused.get(name)
 
 
 def variadic_refusal(name, cache_dir=None, headers=()):
@@ -1246,14 +1280,27 @@ def variadic_refusal(name, cache_dir=None, headers=()):
     return _variadic_refusal(name, _database_with(name, cache_dir, headers).has_function)
 
 
-def known_names(cache_dir=None, headers=(), libraries=False):
-    """Sorted names of the functions whose prototype the system headers (and, with `libraries`, the
-    libraries' and the user's headers) give and mrhooker forwards."""
+def _known_database(cache_dir, headers, libraries):
     databases = _databases_for(cache_dir, headers)
     database = next(databases)
     if libraries:
         database = next(databases)
-    return sorted(database.functions)
+    return database
+
+
+def known_names(cache_dir=None, headers=(), libraries=False):
+    """Sorted names of the functions whose prototype the system headers (and, with `libraries`, the
+    libraries' and the user's headers) give and mrhooker forwards: each can be hooked and traced (the
+    runtime's own, RUNTIME_SYMBOLS, are left out)."""
+    functions = _known_database(cache_dir, headers, libraries).functions
+    return sorted(name for name, data in functions.items()
+                  if name not in RUNTIME_SYMBOLS and data["symbol"] not in RUNTIME_SYMBOLS)
+
+
+def large_file_twins(cache_dir=None, headers=(), libraries=False):
+    """{name: twin}: the function a program built with large-file support calls instead of `name` (open ->
+    open64), for the known names that have one."""
+    return dict(_known_database(cache_dir, headers, libraries).data["large_file_twins"])
 
 
 def _abi_class(ctype):

@@ -24,12 +24,14 @@ COMMAND cannot be run or found."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors as one mrhooker: line (the usage on the next)."""
+    """argparse, with its errors as one mrhooker: line (the usage on the next); a misspelled option gets the
+    options it is close to, as -e names and errno names do."""
 
     _MESSAGES = (
         (r"unrecognized arguments: (\S+).*", r"unknown option \1"),
         (r"argument (\S+?)(/\S+)?: expected one argument", r"option \1 needs a value"),
         (r"argument (\S+?)(/\S+)?: ignored explicit argument .*", r"option \1 takes no value"),
+        (r"argument (\S+?)(/\S+)?: invalid int value: (.*)", r"option \1 takes a whole number, not \3"),
     )
 
     def error(self, message):
@@ -37,6 +39,14 @@ class _Parser(argparse.ArgumentParser):
             if re.match(pattern, message):
                 message = re.sub(pattern, replacement, message)
                 break
+        unknown = re.match(r"unknown option (-[^=\s]*)", message)
+        if unknown:
+            import difflib
+            name, options = unknown.group(1), list(self._option_string_actions)
+            close = [o for o in options if o.lower() == name.lower()] or difflib.get_close_matches(
+                name, options, n=2, cutoff=0.75)
+            if close:
+                message += " (did you mean %s?)" % ", ".join(close)
         raise MrhookerError("%s\nusage: %s" % (message, self.usage))
 
 
@@ -195,7 +205,8 @@ def _trace_parser():
     p.add_argument("-e", dest="specs", metavar="SPEC", action="append", default=[],
                    help="what to trace: names, globs (open*), !NAME to leave out, %%CLASS; comma lists; repeatable")
     p.add_argument("-l", "--list", nargs="?", const="*", metavar="GLOB",
-                   help="list the known prototypes (matching GLOB) and exit")
+                   help="list the known prototypes (matching GLOB) and exit; with COMMAND, only those COMMAND and "
+                        "the libraries it loads call (open64 or open?), each saying which")
     p.add_argument("-f", dest="follow_count", action="count", default=0,
                    help="follow children (the default); -ff with -o FILE: one FILE.PID per process")
     p.add_argument("--no-follow", action="store_true", help="trace COMMAND only, not the programs it runs")
@@ -236,14 +247,48 @@ def _trace_parser():
     return p
 
 
-def _list_prototypes(pattern, build_dir, headers):
+def _list_prototypes(pattern, build_dir, headers, command):
+    """-l [GLOB] [COMMAND]: the known prototypes matching GLOB, each with its large-file twin (as -e takes
+    them); with COMMAND, only those it or the libraries it loads import, each saying which."""
     import fnmatch
     from mrhooker import cache, cdecl
+    from mrhooker.launch import resolve_command
     root = cache.prepare(build_dir or cache.default_root(), "build directory" if build_dir else "cache directory")
-    libraries = pattern != "*" and not fnmatch.filter(cdecl.known_names(root), pattern)
-    for name in fnmatch.filter(cdecl.known_names(root, headers, libraries=libraries or bool(headers)), pattern):
-        proto = cdecl.prototype_for(name, root, headers)
-        sys.stdout.write("%s;\n" % proto.text)
+    imported = None
+    if command:
+        from mrhooker import imports
+        imported = imports.imported(resolve_command(command[0], os.environ),
+                                    lambda msg: sys.stderr.write("mrhooker: %s\n" % msg))
+    libraries = bool(command or headers) or (pattern != "*" and not fnmatch.filter(cdecl.known_names(root), pattern))
+    names = fnmatch.filter(cdecl.known_names(root, headers, libraries=libraries), pattern)
+    if not names:
+        hint = ""
+        if not command and os.sep not in pattern and any(
+                os.access(os.path.join(d or ".", pattern), os.X_OK) for d in os.environ.get("PATH", "").split(":")):
+            hint = " (to list what the program %s calls: mrhooker trace -l '*' %s)" % (pattern, pattern)
+        raise MrhookerError("no known function matches %s%s" % (pattern, hint))
+    twins = cdecl.large_file_twins(root, headers, libraries=libraries)
+    listed, lines = set(), []
+    for name in names:
+        for each in (name, twins.get(name)):
+            if each is None or each in listed:
+                continue
+            listed.add(each)
+            proto = cdecl.prototype_for(each, root, headers)
+            if imported is None:
+                lines.append("%s;\n" % proto.text)
+            elif proto.symbol in imported:
+                lines.append("%s;  // %s\n" % (proto.text, ", ".join(imported[proto.symbol])))
+    if imported is not None and not lines:
+        sys.stderr.write("mrhooker: %s and the libraries it loads import no known function matching %s\n"
+                         % (command[0], pattern))
+        return 1
+    try:
+        sys.stdout.write("".join(lines))
+        sys.stdout.flush()
+    except BrokenPipeError:   # `| head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")
+        return 128 + 13
     return 0
 
 
@@ -257,7 +302,8 @@ def trace_command(argv):
     args = _trace_parser().parse_args(argv)
     build_dir = os.path.abspath(os.path.expanduser(args.build_dir)) if args.build_dir else None
     if args.list is not None:
-        return _list_prototypes(args.list, build_dir, _headers(args, config.load(None)))
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        return _list_prototypes(args.list, build_dir, _headers(args, config.load(None)), command)
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     if not args.command:

@@ -171,14 +171,17 @@ def duration_ns(text, what):
     return ns
 
 
-def rules_for(rules, prototypes):
+def rules_for(rules, prototypes, twins=None):
     """{index of the prototype: [Rule]}: the rules that name each function, in command-line order (the order
-    in which they decide a call)."""
+    in which they decide a call). A name stands for the function (by the name written or its symbol: an alias)
+    and its large-file twin (twins: {open: open64}), as in -e."""
+    base = {twin: name for name, twin in (twins or {}).items()}
     chosen = {}
     for rule in rules:
         matched = False
         for index, proto in enumerate(prototypes):
-            if any(fnmatch.fnmatchcase(proto.symbol, pattern) for pattern in rule.functions):
+            names = {proto.name, proto.symbol, base.get(proto.symbol, proto.symbol)}
+            if any(fnmatch.fnmatchcase(n, pattern) for n in names for pattern in rule.functions):
                 chosen.setdefault(index, []).append(rule)
                 matched = True
         if not matched:

@@ -9,10 +9,6 @@ import os
 
 from mrhooker.errors import MrhookerError
 
-# Symbols the runtime defines itself in every preload library (runtime/signals.c, preload.c), or calls on
-# every path (errno).
-RUNTIME_SYMBOLS = ("sigaction", "signal", "vfork", "__errno_location")
-
 
 class Script:
     def __init__(self, path, kind, module, content, hooks):
@@ -68,23 +64,28 @@ def find_hooks(script, header_cache_dir, headers=()):
         except MrhookerError as e:
             raise MrhookerError("%s:%d: %s" % (script.path, line, e))
         if proto.symbol in seen:
-            raise MrhookerError("%s:%d: %s is hooked twice (also on line %d)" % (script.path, line, proto.symbol,
-                                                                                 seen[proto.symbol]))
-        seen[proto.symbol] = line
-        hooks.append(Hook(spec, line, proto))
+            # named as written on this line; an alias (pthread_yield is sched_yield) says what it shares
+            first = seen[proto.symbol]
+            if first.prototype.name == proto.name:
+                raise MrhookerError("%s:%d: %s is hooked twice (also on line %d)" % (script.path, line, proto.name,
+                                                                                     first.line))
+            raise MrhookerError("%s:%d: %s is hooked twice: %s on line %d is the same function (the symbol %s)" % (
+                script.path, line, proto.name, first.prototype.name, first.line, proto.symbol))
+        seen[proto.symbol] = hook = Hook(spec, line, proto)
+        hooks.append(hook)
     check_symbols(seen, script.path)
     script.hooks = hooks
     return hooks
 
 
 def check_symbols(names, path):
+    """Refuses the symbols mrhooker's runtime owns (cdecl.RUNTIME_SYMBOLS)."""
+    from mrhooker import cdecl
+
     for name in names:
-        if name in RUNTIME_SYMBOLS:
-            if name == "__errno_location":
-                raise MrhookerError("%s: __errno_location cannot be hooked: it is how mrhooker's runtime (and every "
-                                    "program) reaches errno" % path)
-            raise MrhookerError("%s: %s cannot be hooked: mrhooker's runtime wraps it itself (signal handlers run "
-                                "their hooked calls unhooked; vfork runs as fork)" % (path, name))
+        refused = cdecl.runtime_refusal(name)
+        if refused:
+            raise MrhookerError("%s: %s" % (path, refused))
 
 
 def scan_hooks(source, path):

@@ -118,7 +118,8 @@ def plan_trace(request, root, headers):
     missing = [n for n in needed if not any(fnmatch.fnmatchcase(p.symbol, n) for p in prototypes)]
     if missing:
         prototypes = tracing.select(specs + [",".join(missing)], root, headers)
-    chosen = faults.rules_for(rules, prototypes)
+    from mrhooker import cdecl
+    chosen = faults.rules_for(rules, prototypes, cdecl.large_file_twins(root, headers) if rules else None)
     rule_fields = [(i, [rule.entry(p) for rule in chosen[i]]) for i, p in enumerate(prototypes) if i in chosen]
     shown = layouts.measure_cached(tracespec.struct_names(prototypes), root)
     plans = [tracespec.plan(p, shown) for p in prototypes]

@@ -692,10 +692,10 @@ FUNCTIONS = {
 # The large-file twins (open64, fstat64, ...) are the same functions for a trace: described once.
 TWINS = {name + "64": name for name in FUNCTIONS}
 
-CLASSES = {}
+CLASSES = {}   # each name stands for the function and its large-file twin (tracing.select)
 for _name, _fn in FUNCTIONS.items():
     for _class in _fn.classes:
-        CLASSES.setdefault(_class, []).extend([_name, _name + "64"])   # a twin the headers lack is dropped
+        CLASSES.setdefault(_class, []).append(_name)
 DEFAULT_CLASSES = ("file", "desc", "net", "process", "time", "env")
 EXEC = tuple(name for name, fn in FUNCTIONS.items() if fn.exec)
 NORETURN = tuple(name for name, fn in FUNCTIONS.items() if fn.noreturn and not fn.exec)

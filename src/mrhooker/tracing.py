@@ -15,11 +15,9 @@ import re
 from mrhooker import cache, toolchain, tracespec
 from mrhooker.errors import MrhookerError
 
+# Each name stands for the function and its large-file twin (open: open and open64; see select).
 CLASSES = {name: tuple(functions) for name, functions in tracespec.CLASSES.items()}
 DEFAULT_CLASSES = tracespec.DEFAULT_CLASSES
-# Symbols a trace can't take over: the runtime's own (see script.RUNTIME_SYMBOLS), and functions whose
-# arguments can't be forwarded or that a hooked call may never reach in a recordable state.
-UNTRACEABLE = ("sigaction", "signal", "vfork", "__errno_location")
 
 
 
@@ -44,28 +42,37 @@ def items(spec):
 
 class _Known:
     """The functions -e may name: the system headers', and the libraries' (cdecl.LIBRARY_HEADERS and -H) once
-    a name or glob needs them (reading those headers takes seconds the first time)."""
+    a name or glob needs them (reading those headers takes seconds the first time); and their large-file
+    twins."""
 
     def __init__(self, cache_dir, headers):
         from mrhooker import cdecl
-        self.lists = [lambda: cdecl.known_names(cache_dir, headers),
-                      lambda: cdecl.known_names(cache_dir, headers, libraries=True)]
-        self.names = self.lists.pop(0)()
-        self.set = set(self.names)
+        self.lists = [lambda: (cdecl.known_names(cache_dir, headers), cdecl.large_file_twins(cache_dir, headers)),
+                      lambda: (cdecl.known_names(cache_dir, headers, libraries=True),
+                               cdecl.large_file_twins(cache_dir, headers, libraries=True))]
+        self.widen()
 
     def widen(self):
         """Adds the libraries' functions; False if there are no more to add."""
         if not self.lists:
             return False
-        self.names = self.lists.pop(0)()
+        self.names, self.twins = self.lists.pop(0)()
         self.set = set(self.names)
         return True
+
+    def with_twins(self, names):
+        """names, each followed by its large-file twin (open, open64): the function a program built with
+        -D_FILE_OFFSET_BITS=64 (Python, SQLite, ...) calls when its source says open."""
+        return [n for name in names for n in (name, self.twins.get(name)) if n]
 
 
 def select(specs, cache_dir, headers=()):
     """The prototypes -e SPEC... selects, in a stable order. SPEC: comma lists of names, globs (open*),
     !name or !glob to exclude, %class, or a written-out prototype ("int foo(int x)") for a function the
-    headers don't declare. None or empty: the default classes."""
+    headers don't declare. None or empty: the default classes. A name, a class's or a glob's, stands for the
+    function and its large-file twin, as strace's `open` stands for the system call whatever the libc calls it:
+    `open` selects open and open64, `!open` leaves both out, `open64` is open64 alone. Each is traced (and shown)
+    under its own name: the lines say which the program called."""
     from mrhooker import cdecl
 
     known = _Known(cache_dir, headers)
@@ -84,20 +91,20 @@ def select(specs, cache_dir, headers=()):
             if name not in CLASSES:
                 raise MrhookerError("unknown class %s; the classes are %s" % (
                     item, ", ".join("%" + c for c in sorted(CLASSES))))
-            return [n for n in CLASSES[name] if n in known.set]
+            return known.with_twins(n for n in CLASSES[name] if n in known.set)
         if any(ch in item for ch in "*?["):
             matched = fnmatch.filter(known.names, item)
             while not matched and known.widen():
                 matched = fnmatch.filter(known.names, item)
             if not matched:
                 raise MrhookerError("no known function matches %s" % item)
-            return matched
+            return known.with_twins(matched)
         if not re.fullmatch(r"[A-Za-z_]\w*", item):
             raise MrhookerError("bad -e item %r: a function name, a glob, !NAME or %%CLASS" % item)
         while item not in known.set and known.widen():
             pass
         if item in known.set:
-            return [item]
+            return known.with_twins([item])
         refused = cdecl.refusal(item, cache_dir, headers)
         if refused:   # printf, execl: say why, and what to trace instead
             raise MrhookerError(refused.replace("; hook ", "; trace "))
@@ -111,21 +118,19 @@ def select(specs, cache_dir, headers=()):
             excluded.update(names_for(item[1:]))
         else:
             chosen += [n for n in names_for(item) if n not in chosen]
+    # an alias is left out with the function it names (!sched_yield leaves out pthread_yield)
+    excluded_symbols = {(written.get(n) or cdecl.prototype_for(n, cache_dir, headers)).symbol for n in excluded}
     prototypes, symbols = [], set()
     for name in chosen:
-        if name in excluded:
-            continue
         proto = written.get(name) or cdecl.prototype_for(name, cache_dir, headers)
-        if proto.symbol in symbols or proto.symbol in UNTRACEABLE:
+        if proto.symbol in symbols or proto.symbol in excluded_symbols:
             continue
+        refused = cdecl.runtime_refusal(proto.symbol)   # a written-out prototype of the runtime's own
+        if refused:
+            raise MrhookerError(refused)
         symbols.add(proto.symbol)
         prototypes.append(proto)
     if not prototypes:
-        untraceable = [n for n in chosen if n in UNTRACEABLE]
-        if untraceable:
-            raise MrhookerError("%s can't be traced: mrhooker's runtime defines %s itself (it keeps the program's "
-                                "signal handlers and vfork working)" % (", ".join(untraceable),
-                                                                         "it" if len(untraceable) == 1 else "them"))
         raise MrhookerError("nothing to trace: -e selects no function")
     return prototypes
 

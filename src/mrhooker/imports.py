@@ -1,0 +1,115 @@
+"""What a program really calls through the dynamic loader, for `mrhooker trace -l GLOB COMMAND`: the symbols
+it and the libraries it loads at start import (the undefined symbols of their dynamic symbol tables, read with
+pyelftools), so a user sees that python3 calls open64 and sqlite3 fcntl64 before choosing what to trace.
+
+The libraries are the ones the system's dynamic loader lists for the program (`ld.so --list`, what ldd runs):
+the loader's own search (RUNPATH, LD_LIBRARY_PATH, its cache) decides, not a copy of it here. The loader run is
+the one the Python running mrhooker uses, never the program's own PT_INTERP, so listing runs no code the program
+names. Libraries a program loads later with dlopen (Python's extension modules, plugins) are not seen.
+"""
+import os
+import subprocess
+
+from mrhooker.errors import MrhookerError
+
+LIST_TIMEOUT = 60
+
+
+def _elf(f, path):
+    try:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+    except ImportError:
+        raise MrhookerError("listing what a program imports needs pyelftools: pip install pyelftools")
+    try:
+        return ELFFile(f)
+    except ELFError as e:
+        raise MrhookerError("%s: not an ELF file mrhooker can read (%s)" % (path, e))
+
+
+def _interpreter(elf):
+    """The file's PT_INTERP (its dynamic loader), or None for a static program."""
+    for segment in elf.iter_segments():
+        if segment["p_type"] == "PT_INTERP":
+            return segment.get_interp_name()
+    return None
+
+
+def _undefined_symbols(path):
+    """The names a shared object or program imports: the undefined, named symbols of its .dynsym."""
+    with open(path, "rb") as f:
+        dynsym = _elf(f, path).get_section_by_name(".dynsym")
+        if dynsym is None:
+            return set()
+        return {s.name for s in dynsym.iter_symbols()
+                if s.name and s["st_shndx"] == "SHN_UNDEF" and s["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")}
+
+
+def _program(path):
+    """The ELF program to read for `path`: itself, or for a #! script its interpreter (`#!/usr/bin/env NAME`:
+    NAME, found on PATH)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as e:
+        raise MrhookerError("cannot read %s: %s" % (path, e.strerror), 126)
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].split()
+        words = [w.decode(errors="replace") for w in words]
+        interpreter = words[0] if words else ""
+        if os.path.basename(interpreter) == "env" and len(words) == 2 and not words[1].startswith("-"):
+            from mrhooker.launch import resolve_command
+            interpreter = resolve_command(words[1], os.environ)
+        if not os.path.isabs(interpreter) or not os.path.isfile(interpreter):
+            raise MrhookerError("%s is a script whose interpreter %r can't be read: name the program it runs"
+                                % (path, interpreter))
+        return interpreter
+    return path
+
+
+def _loaders_libraries(program):
+    """The shared libraries the system's loader loads for `program` at start, as resolved paths."""
+    with open("/proc/self/exe", "rb") as f:
+        loader = _interpreter(_elf(f, "/proc/self/exe"))
+    if loader is None:
+        raise MrhookerError("this Python is statically linked: there is no loader to ask which libraries %s loads"
+                            % program)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "LD_AUDIT")}
+    try:
+        proc = subprocess.run([loader, "--list", program], env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=LIST_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise MrhookerError("cannot list the libraries of %s with %s: %s" % (program, loader, e))
+    if proc.returncode != 0:
+        message = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+        raise MrhookerError("cannot list the libraries of %s: %s" % (program, message[-1] if message else
+                                                                      "the loader exited %d" % proc.returncode))
+    libraries = []
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        # "\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)", "\t/lib64/ld-linux-x86-64.so.2 (0x...)"
+        path = line.split("=>", 1)[-1].strip().rsplit(" (0x", 1)[0].strip()
+        if os.path.isabs(path) and os.path.isfile(path):
+            libraries.append(os.path.realpath(path))
+    return libraries
+
+
+def imported(path, note=lambda msg: None):
+    """{symbol: [the files importing it, by base name, the program first]} for the program at `path` and the
+    libraries the loader loads for it at start."""
+    program = _program(path)
+    if program != path:
+        note("%s is a script: what its interpreter %s imports" % (path, program))
+    with open(program, "rb") as f:
+        elf = _elf(f, program)
+        if elf.elfclass != 64:
+            raise MrhookerError("%s is a %d-bit program: mrhooker traces 64-bit programs" % (program, elf.elfclass))
+        static = _interpreter(elf) is None
+    if static:
+        raise MrhookerError("%s is statically linked: it imports nothing, so nothing in it can be traced" % program)
+    found = {}
+    for obj in [os.path.realpath(program)] + _loaders_libraries(program):
+        for name in _undefined_symbols(obj):
+            found.setdefault(name, [])
+            if os.path.basename(obj) not in found[name]:
+                found[name].append(os.path.basename(obj))
+    return found
