@@ -387,6 +387,19 @@ def imports_of(path):
     return {line.split()[-1] for line in out.splitlines() if "*UND*" in line}
 
 
+def test_an_inject_rule_on_open_fails_python_s_open64_and_one_on_an_alias_fires(mrhooker, tmp_path, cprog):
+    """--inject names, as -e names, stand for the large-file twin (python3 calls open64) and the alias (glibc's
+    headers make pthread_yield a call of sched_yield)."""
+    f = tmp_path / "hello"
+    f.write_text("hi")
+    r = trace(mrhooker, "-q", "--inject", "open:error=EACCES", PY, "-S", "-c", "open(%r).read()" % str(f))
+    assert r.returncode == 1 and "PermissionError" in r.err, r
+    prog = cprog("#define _GNU_SOURCE\n#include <pthread.h>\n#include <stdio.h>\n"
+                 "int main(void) { printf(\"%d\\n\", pthread_yield()); return 0; }\n", flags=["-w", "-pthread"])
+    r = trace(mrhooker, "-q", "--inject", "pthread_yield:retval=7", prog)
+    assert r.returncode == 0 and r.out.strip() == "7", r
+
+
 def test_open_means_open64_too_for_python(mrhooker, tmp_path):
     # Python is built with -D_FILE_OFFSET_BITS=64: its open() is open64 (in libpython or the executable)
     f = tmp_path / "hello"
