@@ -59,13 +59,12 @@ typedef struct mrh_trace_header {
     int64_t fake_anchor_sec, fake_anchor_nsec;   /* the time shown for it (any 64-bit seconds; ns 0..999999999) */
     uint64_t fake_rate_ppm;           /* how fast fake time runs, in millionths (1000000: as fast as real) */
     uint64_t inject_nrules;           /* rules in the table: nfn, and the functions' further rules */
-    uint64_t pad0[8];
-    uint64_t write_pos;               /* producers (compare-and-swap) */
-    uint64_t pad1[7];
-    uint64_t read_pos;                /* the reader: everything before it may be overwritten */
+    /* Each on a cache line of its own: the writers' compare-and-swap must not evict the fields above, which every
+     * call reads, nor the reader's. */
+    uint64_t write_pos __attribute__((aligned(64)));   /* producers (compare-and-swap) */
+    uint64_t read_pos __attribute__((aligned(64)));    /* the reader: everything before it may be overwritten */
     uint64_t heartbeat_ns;            /* the reader's CLOCK_MONOTONIC at its last drain; 0: gone */
     uint64_t dropped;                 /* records that could not be written (atomic) */
-    uint64_t pad2[5];
 } mrh_trace_header;
 
 /* A fault injection rule of one function (--inject; added by the reader's mrh_trace_add_rule). */
