@@ -979,3 +979,11 @@ def test_hook_output_reaches_a_socket_stderr(base_env, script, tmp_path):
     assert proc.returncode == 0, received
     assert proc.stdout == b"done\n"
     assert b"hooked getppid\n" in received, received
+
+
+def test_a_script_without_hooks_is_refused_whatever_its_kind(mrhooker, script):
+    """A .pyx that exports nothing hooks nothing, as a .py without @hook: one line, before the program runs."""
+    for name, text in (("plain.pyx", "def helper():\n    return 1\n"), ("plain.py", "def helper():\n    return 1\n")):
+        r = mrhooker(script(name, text), "true")
+        assert r.returncode == 2 and r.err.startswith("mrhooker: ") and "no hooks" in r.err, r
+        assert len(r.err.strip().splitlines()) == 1, r

@@ -129,6 +129,10 @@ def _build_pyx(script, tmp, pyinfo, runtime_objects, options, root):
     version = toolchain.cython_version()
     entries, includes = codegen.pyx_exports(c_source, script.path, version,
                                             lambda name: cdecl.variadic_refusal(name, root))
+    if not entries:   # as a .py script with no @hook: nothing would ever run
+        raise MrhookerError("%s exports no hooks: define the C functions to replace with `cdef extern` or `cdef "
+                            "public` and a body (cdef extern ssize_t write(int fd, const void *buf, size_t n) with "
+                            "gil: ...)" % script.path)
     scripts.check_symbols([e.symbol for e in entries], script.path)
     _write(out_c, codegen.pyx_adapt(c_source, version))
     _write(os.path.join(tmp, "entries.c"), codegen.entries_source(entries, includes))
