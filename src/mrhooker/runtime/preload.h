@@ -20,6 +20,7 @@ extern const int mrh_nslots;
 int mrh_init_for_call(const void *caller);   /* the runtime's set-up done (now, if need be)? 0: not from there */
 int mrh_begin_slow(mrh_thread *t, const void *caller);   /* may this hooked call run its hook? starts hooks */
 void mrh_first_hook_on_thread(mrh_thread *t);              /* the hook side's per-thread set-up */
+void *mrh_thread_wrapper(const char *name);   /* the runtime's pthread_create for that name, or NULL */
 void mrh_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));   /* "mrhooker: ..." line */
 
 /* The settings this process was launched with (MRHOOKER_*, see mrhooker_rt.h), read once. */

@@ -688,6 +688,31 @@ static PyObject *native_write_output(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* os.register_at_fork callbacks (see fork_prepare): this thread is between the interpreter's PyOS_BeforeFork and
+ * its PyOS_AfterFork_*. */
+static PyObject *native_fork_begins(PyObject *self, PyObject *unused)
+{
+    mrh_self()->in_python_fork = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *native_fork_ended(PyObject *self, PyObject *unused)
+{
+    mrh_self()->in_python_fork = 0;
+    Py_RETURN_NONE;
+}
+
+/* The child of a fork: only the forking thread is left, with its thread state. Another one, for good, that no
+ * thread uses: when the forking thread's is deleted (it ends, and the child goes on; or its hook was the last
+ * use on an ending thread), the interpreter's list of thread states is not empty. CPython 3.11 and 3.12 abort
+ * making a thread state after that ("init_threadstate: thread state already initialized"). */
+static PyObject *native_fork_ended_in_child(PyObject *self, PyObject *unused)
+{
+    mrh_self()->in_python_fork = 0;
+    if (!PyThreadState_New(PyInterpreterState_Get())) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *native_register(PyObject *self, PyObject *args)
 {
     const char *spec;
@@ -712,6 +737,9 @@ static PyMethodDef native_methods[] = {
     {"disable", native_disable, METH_NOARGS, NULL},
     {"write_output", native_write_output, METH_O, NULL},
     {"register", native_register, METH_VARARGS, NULL},
+    {"fork_begins", native_fork_begins, METH_NOARGS, NULL},
+    {"fork_ended", native_fork_ended, METH_NOARGS, NULL},
+    {"fork_ended_in_child", native_fork_ended_in_child, METH_NOARGS, NULL},
     {NULL},
 };
 
@@ -736,19 +764,28 @@ static int native_install(void)
 
 /* ---- threads, fork, exit: the target side calls these (mrh_hook_ops) ---------------------------------- */
 
+/* Made through PyGILState so that it is registered as this thread's (PyGILState_Ensure() in Cython's `with gil`
+ * and in libraries finds it); the reference count it starts with keeps their PyGILState_Release() from
+ * deleting it. */
 PyThreadState *mrh_make_thread_state(mrh_thread *t)
 {
     PyThreadState *ts = PyGILState_GetThisThreadState();   /* the start thread's: the interpreter's own */
-    if (!ts) {
-        /* Made through PyGILState so that it is registered as this thread's; the reference count it starts
-         * with keeps PyGILState_Release() (in Cython's `with gil`, in libraries) from deleting it. */
-        PyGILState_Ensure();
+    if (!ts || t->exited) {
+        PyGILState_Ensure();   /* on an ending thread: one for this use only, deleted by mrh_drop_thread_state */
         ts = PyEval_SaveThread();
-        t->tstate = ts;
-        mrh_rt->track_thread_state(t);   /* deleted at thread exit */
+        if (!t->exited) {
+            t->tstate_owned = 1;
+            mrh_rt->track_thread_state(t);   /* deleted at thread exit */
+        }
     }
     t->tstate = ts;
     return ts;
+}
+
+void mrh_drop_thread_state(mrh_thread *t)   /* with the GIL held on an ending thread (mrh_release) */
+{
+    t->tstate = NULL;
+    PyGILState_Release(PyGILState_UNLOCKED);   /* deleted if made by mrh_make_thread_state; the GIL released */
 }
 
 MRH_EXPORT void mrh_thread_init(void)
@@ -759,45 +796,66 @@ MRH_EXPORT void mrh_thread_init(void)
 static void thread_exit(mrh_thread *t)
 {
     PyThreadState *ts = t->tstate;
-    t->tstate = NULL;
-    if (!ts) return;
+    int owned = t->tstate_owned;
+    t->tstate = NULL;   /* the interpreter's own (the start thread's) stays */
+    t->tstate_owned = 0;
+    if (!ts || !owned) return;
     PyEval_RestoreThread(ts);
     PyGILState_Release(PyGILState_UNLOCKED);   /* the count drops to zero: the thread state is deleted */
 }
 
+/* The hook interpreter's fork protocol (PyOS_BeforeFork, PyOS_AfterFork_Parent/_Child) runs on the forking
+ * thread, with the GIL, whichever thread forks:
+ * - a thread outside Python (the usual case: the program forks): it takes the GIL, so that no other thread
+ *   holds it at the fork;
+ * - os.fork in a hook's Python: CPython runs the protocol itself (in_python_fork, set by the callbacks _inside
+ *   registers with os.register_at_fork);
+ * - a thread that holds the GIL otherwise (an original that forks called by a hook that keeps the GIL, a
+ *   Cython `with gil` hook calling fork): it runs the protocol without taking the GIL;
+ * - a signal handler interrupting code that holds the GIL: nothing (Python can't run there).
+ * In the child, PyOS_AfterFork_Child deletes the other threads' thread states, and the callback
+ * fork_ended_in_child gives the interpreter one that no thread uses, so that its list never becomes empty. */
 static void fork_prepare(mrh_thread *t)
 {
-    if (PyGILState_Check()) return;   /* this thread runs Python (os.fork in a hook): CPython does the rest */
+    if (PyGILState_Check()) {
+        if (t->in_python_fork || t->handler_frame) return;
+        PyOS_BeforeFork();
+        t->fork_held = MRH_FORK_HAD_GIL;
+        return;
+    }
     PyThreadState *ts = mrh_thread_state(t);
     if (!ts) return;
     PyEval_RestoreThread(ts);
     PyOS_BeforeFork();
-    t->fork_held = 1;
+    t->fork_held = MRH_FORK_TOOK_GIL;
 }
 
 static void fork_parent(mrh_thread *t)
 {
-    t->fork_held = 0;
+    int held = t->fork_held;
+    t->fork_held = MRH_FORK_NOTHING;
     PyOS_AfterFork_Parent();
-    PyEval_SaveThread();
+    if (held == MRH_FORK_TOOK_GIL) mrh_release(t);
 }
 
 static void fork_child(mrh_thread *t)
 {
-    t->fork_held = 0;
+    int held = t->fork_held;
+    t->fork_held = MRH_FORK_NOTHING;
     PyOS_AfterFork_Child();
-    PyEval_SaveThread();
+    if (held == MRH_FORK_TOOK_GIL) mrh_release(t);
 }
 
 static void at_exit(void)
 {
-    PyThreadState *ts = mrh_thread_state(mrh_self());
+    mrh_thread *t = mrh_self();
+    PyThreadState *ts = mrh_thread_state(t);
     if (!ts || !inside_at_exit) return;
     PyEval_RestoreThread(ts);
     PyObject *r = PyObject_CallNoArgs(inside_at_exit);
     if (!r) PyErr_Clear();
     Py_XDECREF(r);
-    PyEval_SaveThread();
+    mrh_release(t);
 }
 
 static void *hook_symbol(const char *name) { return hooks_handle ? dlsym(hooks_handle, name) : NULL; }

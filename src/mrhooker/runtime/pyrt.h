@@ -74,10 +74,19 @@ void mrh_py_register_table(mrh_py_hook *hooks, int n);
 /* This thread's Python thread state, made at its first hook (and deleted at thread exit). NULL if none
  * could be made. */
 PyThreadState *mrh_make_thread_state(mrh_thread *t);
+void mrh_drop_thread_state(mrh_thread *t);
 
 static inline PyThreadState *mrh_thread_state(mrh_thread *t)
 {
     return MRH_LIKELY(t->tstate != NULL) ? (PyThreadState *)t->tstate : mrh_make_thread_state(t);
+}
+
+/* The GIL is given back when a hook (or the runtime) is done with Python on this thread; on a thread that is
+ * ending (mrh_thread.exited) the thread state made for this use is deleted too. */
+static inline void mrh_release(mrh_thread *t)
+{
+    if (MRH_UNLIKELY(t->exited)) mrh_drop_thread_state(t);
+    else PyEval_SaveThread();
 }
 
 /* ---- one Python hook: begin, call, end or fail --------------------------------------------------------- */
@@ -147,7 +156,7 @@ static inline void mrh_hook_end(mrh_thread *t)
 {
     int e = mrh_hook_errno(t);
     mrh_hook_close(t);
-    PyEval_SaveThread();
+    mrh_release(t);
     *mrh_target_errno() = e;
 }
 
@@ -163,7 +172,7 @@ static inline int mrh_hook_failed(mrh_thread *t, mrh_py_hook *hook)
     int ran = t->orig_called;
     int e = ran ? t->orig_errno : t->entry_errno;
     mrh_hook_close(t);
-    PyEval_SaveThread();
+    mrh_release(t);
     *mrh_target_errno() = e;
     return ran;
 }
@@ -211,7 +220,7 @@ static inline PyGILState_STATE mrh_gil_ensure(void)
 
 static inline void mrh_gil_release(PyGILState_STATE state)
 {
-    if (state == PyGILState_UNLOCKED) PyEval_SaveThread();
+    if (state == PyGILState_UNLOCKED) mrh_release(mrh_self());
 }
 
 /* ---- conversions ----------------------------------------------------------------------------------------
