@@ -13,6 +13,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -285,7 +286,7 @@ static PyObject *pointer_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     unsigned long long addr = 0;
     PyObject *o = NULL;
     if (!PyArg_ParseTuple(args, "|O:Pointer", &o)) return NULL;
-    if (o && o != Py_None && mrh_py_arg_int_slow(o, &addr, sizeof(void *), 0, "Pointer", 0) < 0) return NULL;
+    if (o && o != Py_None && mrh_py_arg_int_slow(o, &addr, sizeof(void *), MRH_ADDRESS, "Pointer", 0) < 0) return NULL;
     return mrh_py_pointer((void *)(uintptr_t)addr);
 }
 
@@ -360,43 +361,48 @@ static int arg_error(const char *func, int index, const char *expected, PyObject
     return -1;
 }
 
-/* An integer that fits `size` bytes (signed or not; see pyrt.h), as its two's complement bits; else -1 with
+/* An integer of the C type of `size` bytes and `range` (see pyrt.h), as its two's complement bits; else -1 with
  * OverflowError. index >= 0: an argument of func.original; -1: the hook's result. */
-static int int_in_range(PyObject *v, unsigned long long *out, int size, int is_signed, const char *func, int index)
+static int int_in_range(PyObject *v, unsigned long long *out, int size, int range, const char *func, int index)
 {
     int overflow = 0, bits = size * 8, fits;
     long long s = PyLong_AsLongLongAndOverflow(v, &overflow);
     if (s == -1 && PyErr_Occurred()) return -1;
-    if (overflow > 0) {   /* above 2**63 - 1: only an unsigned 64-bit type takes it */
+    if (overflow > 0) {   /* above 2**63 - 1: only a 64-bit unsigned type or address takes it */
         unsigned long long u = PyLong_AsUnsignedLongLong(v);
-        fits = !is_signed && bits == 64 && !(u == (unsigned long long)-1 && PyErr_Occurred());
+        fits = (range == MRH_UNSIGNED || range == MRH_ADDRESS) && bits == 64 &&
+               !(u == (unsigned long long)-1 && PyErr_Occurred());
         PyErr_Clear();
         s = (long long)u;
     } else if (overflow < 0) {
         fits = 0;
-    } else if (bits >= 64) {
-        fits = 1;
+    } else if (range == MRH_BOOL) {
+        fits = s == 0 || s == 1;
     } else {
-        long long lo = -(1LL << (bits - 1));
-        long long hi = is_signed ? (1LL << (bits - 1)) - 1 : (long long)((1ULL << bits) - 1);
+        long long lo = range == MRH_UNSIGNED ? 0 : bits >= 64 ? LLONG_MIN : -(1LL << (bits - 1));
+        long long hi = bits >= 64 ? LLONG_MAX : range == MRH_SIGNED ? (1LL << (bits - 1)) - 1
+                                                                     : (long long)((1ULL << bits) - 1);
         fits = s >= lo && s <= hi;
     }
     if (!fits) {
+        char type[48];
+        if (range == MRH_BOOL) snprintf(type, sizeof type, "_Bool: 0 or 1");
+        else if (range == MRH_ADDRESS) snprintf(type, sizeof type, "a %d-bit address", bits);
+        else snprintf(type, sizeof type, "%s %d-bit integer", range == MRH_SIGNED ? "signed" : "unsigned", bits);
         if (index >= 0)
-            PyErr_Format(PyExc_OverflowError, "%s.original: argument %d (%S) does not fit its C type (%s %d-bit "
-                         "integer)", func, index + 1, v, is_signed ? "signed" : "unsigned", bits);
+            PyErr_Format(PyExc_OverflowError, "%s.original: argument %d (%S) does not fit its C type (%s)", func,
+                         index + 1, v, type);
         else
-            PyErr_Format(PyExc_OverflowError, "hook %s returned %S, which does not fit its C type (%s %d-bit "
-                         "integer)", func, v, is_signed ? "signed" : "unsigned", bits);
+            PyErr_Format(PyExc_OverflowError, "hook %s returned %S, which does not fit its C type (%s)", func, v, type);
         return -1;
     }
     *out = (unsigned long long)s;
     return 0;
 }
 
-int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func, int index)
+int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int range, const char *func, int index)
 {
-    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, is_signed, func, index);
+    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, range, func, index);
     if (PyObject_TypeCheck(o, &mrh_pointer_type)) {
         *out = (uintptr_t)((mrh_pointer *)o)->addr;
         return 0;
@@ -404,7 +410,7 @@ int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int is_s
     if (PyFloat_Check(o) || !PyIndex_Check(o)) return arg_error(func, index, "int", o);
     PyObject *i = PyNumber_Index(o);
     if (!i) return -1;
-    int rc = int_in_range(i, out, size, is_signed, func, index);
+    int rc = int_in_range(i, out, size, range, func, index);
     Py_DECREF(i);
     return rc;
 }
@@ -466,7 +472,7 @@ int mrh_py_arg_pointer(PyObject *o, void **out, PyObject **keep, const char *fun
     }
     if (PyLong_Check(o)) {
         unsigned long long a;
-        if (int_in_range(o, &a, sizeof(void *), 0, func, index) < 0) return -1;
+        if (int_in_range(o, &a, sizeof(void *), MRH_ADDRESS, func, index) < 0) return -1;
         *out = (void *)(uintptr_t)a;
         return 0;
     }
@@ -491,13 +497,13 @@ static int bad_return(PyObject *o, const char *func, const char *expected)
     return -1;
 }
 
-int mrh_py_ret_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func)
+int mrh_py_ret_int_slow(PyObject *o, unsigned long long *out, int size, int range, const char *func)
 {
-    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, is_signed, func, -1);
+    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, range, func, -1);
     if (o == Py_None || PyFloat_Check(o) || !PyIndex_Check(o)) return bad_return(o, func, "an int");
     PyObject *i = PyNumber_Index(o);
     if (!i) return -1;
-    int rc = int_in_range(i, out, size, is_signed, func, -1);
+    int rc = int_in_range(i, out, size, range, func, -1);
     Py_DECREF(i);
     return rc;
 }
@@ -525,7 +531,7 @@ int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func)
     }
     if (PyLong_Check(o)) {
         unsigned long long a;
-        if (int_in_range(o, &a, sizeof(void *), 0, func, -1) < 0) return -1;
+        if (int_in_range(o, &a, sizeof(void *), MRH_ADDRESS, func, -1) < 0) return -1;
         *out = (const char *)(uintptr_t)a;
         return 0;
     }
