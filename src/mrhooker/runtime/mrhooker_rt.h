@@ -187,6 +187,8 @@ typedef const mrh_hook_ops *(*mrh_hook_start_fn)(const mrh_runtime *rt);
  *   MRHOOKER_PYTHON        its sys.executable
  *   MRHOOKER_OUTPUT        where hook output goes: a path each process opens itself
  *   MRHOOKER_OUTPUT_ID     "DEV:INO" that path must have (else output is dropped, never misdirected)
+ *   MRHOOKER_REPORT        the launcher's file of records about the run (preload.c, reports; runreport.py)
+ *   MRHOOKER_REPORT_ID     "DEV:INO" it must have
  *   MRHOOKER_FOLLOW        "0": hook only the launcher's child (--no-follow)
  *   MRHOOKER_PARENT        the launcher's pid (for --no-follow)
  *   MRHOOKER_START_WAIT_MS how long a thread waits for another thread's start (default 5000)

@@ -84,6 +84,99 @@ void mrh_warn(const char *fmt, ...)
     errno = saved;
 }
 
+/* ---- reports to the launcher ---------------------------------------------------------------------------
+ *
+ * Hazard: a hooked name that no library defines (a typo: unlinkatt), or hooks that can't start (a script that
+ * fails to import), leave the program running unhooked, silently but for a line far up in the output.
+ * Idea: each process of a hooked run appends records, whole lines, to a file of the launcher's (opened and
+ * checked as the hook output is: output.h); after the run, mrhooker sums them up in its last lines
+ * (runreport.py). The records:
+ *   missing KEY [NAME...]  at load: the hooked names nothing loaded defines (KEY: this process image; none:
+ *                          it found them all)
+ *   found NAME             one of them that a library loaded since defines: when its original is found
+ *                          (a call looks it up), or at exit
+ *   unstarted              the hooks could not start here (the hook output says why)
+ * Every hooked process writes one at load (~10 µs), so that a name found in any process is not reported. */
+
+/* Per slot: no original at load, and none found since (mrh_report_resolved clears it: two threads finding one
+ * at once only report it twice). mrh_boot_alloc'd at load. */
+static unsigned char *missing_at_load;
+
+static void report(const char *line, size_t n)   /* with depth raised */
+{
+    if (!mrh_config.report) return;
+    int fd = mrh_output_open(mrh_config.report, mrh_config.report_id);
+    if (fd < 0) return;
+    mrh_output_write_all(fd, line, n);
+    close(fd);
+}
+
+/* "missing KEY NAME..." for the slots missing_at_load marks, in lines of at most 4 kB (each starting with head). */
+static void report_missing(const char *head)
+{
+    char line[4096];
+    size_t head_n = strlen(head), used = 0;
+    for (int i = 0; i < mrh_nslots; i++) {
+        size_t n = strlen(mrh_slots[i].name);
+        if (!missing_at_load[i] || head_n + n + 2 > sizeof line) continue;
+        if (used && used + n + 2 > sizeof line) {
+            line[used++] = '\n';
+            report(line, used);
+            used = 0;
+        }
+        if (!used) {
+            memcpy(line, head, head_n);
+            used = head_n;
+        }
+        line[used++] = ' ';
+        memcpy(line + used, mrh_slots[i].name, n);
+        used += n;
+    }
+    if (used) {
+        line[used++] = '\n';
+        report(line, used);
+    }
+}
+
+void mrh_report_resolved(int slot)   /* resolve.c: a slot's original was found after load (dlopen) */
+{
+    if (!missing_at_load || !missing_at_load[slot]) return;
+    missing_at_load[slot] = 0;   /* reported once, now (the process may never exit normally) */
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    int saved = errno;
+    char line[600];
+    int n = snprintf(line, sizeof line, "found %.512s\n", mrh_slots[slot].name);
+    report(line, (size_t)n);
+    errno = saved;
+    t->depth--;
+}
+
+static void report_at_load(void)   /* preload_init, with depth raised */
+{
+    if (!mrh_config.report || !mrh_config.hooks || mrh_state == MRH_OFF) return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    char head[64];
+    snprintf(head, sizeof head, "missing %ld:%lld", (long)getpid(), (long long)now.tv_sec * 1000000000 + now.tv_nsec);
+    missing_at_load = mrh_boot_alloc(mrh_nslots + 1);
+    int missing = 0;
+    for (int i = 0; i < mrh_nslots && missing_at_load; i++) missing += missing_at_load[i] = !mrh_slots[i].original;
+    if (!missing) {
+        size_t n = strlen(head);
+        head[n] = '\n';
+        report(head, n + 1);
+        return;
+    }
+    report_missing(head);
+}
+
+static void report_at_exit(void)   /* preload_fini, with depth raised */
+{
+    for (int i = 0; missing_at_load && i < mrh_nslots; i++)
+        if (missing_at_load[i]) mrh_resolve(i);   /* found now (a library loaded since): reported */
+}
+
 /* ---- settings ------------------------------------------------------------------------------------------ */
 
 static char settings_store[1 << 16];   /* copies: the target may change its environment later */
@@ -115,6 +208,8 @@ static void read_settings(void)
     c->executable = setting("MRHOOKER_PYTHON");
     c->output = setting("MRHOOKER_OUTPUT");
     c->output_id = setting("MRHOOKER_OUTPUT_ID");
+    c->report = setting("MRHOOKER_REPORT");
+    c->report_id = setting("MRHOOKER_REPORT_ID");
     const char *follow = getenv("MRHOOKER_FOLLOW");
     c->follow = !follow || strcmp(follow, "0") != 0;
     const char *wait = getenv("MRHOOKER_START_WAIT_MS");
@@ -307,6 +402,7 @@ static void start_main(void)
     } else {
         __atomic_store_n(&mrh_state, MRH_OFF, __ATOMIC_RELEASE);
     }
+    if (!started) report("unstarted\n", 10);
     unsigned long missed = __atomic_load_n(&start_missed, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&start_done);
     pthread_mutex_unlock(&start_lock);
@@ -471,6 +567,7 @@ __attribute__((constructor)) static void preload_init(void)
     pthread_setspecific(thread_key, t);   /* this (the main) thread's; thread_start sets the others' */
     real_pthread_create = (__typeof__(real_pthread_create))mrh_lookup_next("pthread_create");
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    report_at_load();
     errno = saved;
     t->depth--;
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
@@ -481,6 +578,9 @@ __attribute__((constructor)) static void preload_init(void)
 __attribute__((destructor)) static void preload_fini(void)
 {
     mrh_thread *t = &mrh_tls;
+    t->depth++;
+    report_at_exit();
+    t->depth--;
     if (__atomic_load_n(&mrh_state, __ATOMIC_ACQUIRE) != MRH_READY) return;
     int outside_hooks = t->depth == 0;
     t->depth++;   /* getpid() and the rest: the runtime's own calls, not the program's */

@@ -281,7 +281,10 @@ void *mrh_resolve(int slot)
     void *p = __atomic_load_n(&s->original, __ATOMIC_ACQUIRE);
     if (MRH_LIKELY(p != NULL) || resolving) return p;
     p = caller_proof(s->name, mrh_lookup_next(s->name));
-    if (p) __atomic_store_n(&s->original, p, __ATOMIC_RELEASE);
+    if (p) {
+        __atomic_store_n(&s->original, p, __ATOMIC_RELEASE);
+        mrh_report_resolved(slot);
+    }
     return p;
 }
 
