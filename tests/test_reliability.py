@@ -821,7 +821,10 @@ def test_every_known_prototype_builds_and_passes_through_real_programs(mrhooker,
             for i, n in enumerate(names[start:start + batch])))
         r = mrhooker(path, *command, timeout=600)
         assert r.returncode == 0 and r.stdout == expected.stdout, (names[start], r)
-        assert "mrhooker:" not in r.err and "Traceback" not in r.err, r
+        # Only the warning about the names no library of these programs defines (__acos, declared by math.h).
+        said = lines_starting(r.err, "mrhooker:")
+        assert [line for line in said if "no library of the program defines" not in line] == [], r
+        assert "Traceback" not in r.err, r
 
 
 # ---- 15. prototypes and scripts that used to break the build ---------------------------------------------------

@@ -16,6 +16,8 @@ import os
 import subprocess
 import tempfile
 
+MISSING_SHOWN = 10   # names a warning lists at most
+
 
 class RunReport:
     """The records' file: created unlinked (O_TMPFILE where the system has it), reached by the target's
@@ -46,7 +48,9 @@ class RunReport:
         never_found, unstarted = self.summary()
         lines = []
         if never_found:
-            names = ", ".join(sorted(never_found))
+            shown = sorted(never_found)[:MISSING_SHOWN]
+            names = ", ".join(shown) + (" (and %d more)" % (len(never_found) - len(shown))
+                                        if len(never_found) > len(shown) else "")
             lines.append("warning: no library of the program defines %s: %s never ran (misspelt, or a library the "
                          "program does not load?)" % (names, "its hook" if len(never_found) == 1 else "their hooks"))
         if unstarted:

@@ -820,7 +820,9 @@ static void thread_exit(mrh_thread *t)
  *   Cython `with gil` hook calling fork): it runs the protocol without taking the GIL;
  * - a signal handler interrupting code that holds the GIL: nothing (Python can't run there).
  * In the child, PyOS_AfterFork_Child deletes the other threads' thread states, and the callback
- * fork_ended_in_child gives the interpreter one that no thread uses, so that its list never becomes empty. */
+ * fork_ended_in_child gives the interpreter one that no thread uses, so that its list never becomes empty.
+ * Not covered: a lock of this namespace's own libc (its resolver's, in a hook's getaddrinfo) that another
+ * thread held, the GIL released, at the fork stays held in the child, whose libc is the target's. */
 static void fork_prepare(mrh_thread *t)
 {
     if (PyGILState_Check()) {
