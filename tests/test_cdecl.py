@@ -302,6 +302,33 @@ def test_unknown_type_is_refused_with_suggestions():
         assert "unknown type name '%s'" % name in error_of(parse_prototype, text)
 
 
+@pytest.mark.parametrize("text, unknown, meant", [
+    ("int open(const chr *path, int flags)", "chr", "char"),
+    ("int f(sizet *n)", "sizet", "size_t"),
+    ("int f(uint23_t *n)", "uint23_t", "uint32_t"),
+    ("int f(FILe *stream)", "FILe", "FILE"),
+    ("int f(pid *p)", "pid", "pid_t"),
+    ("dobule *f(void)", "dobule", "double"),
+])
+def test_a_typo_of_a_known_type_behind_a_pointer_is_refused_not_made_opaque(text, unknown, meant):
+    """(issue 15, item 11) It used to become an opaque pointer and fail at run time; a library's own type
+    name is not that close to one the headers declare."""
+    message = error_of(parse_prototype, text)
+    assert message.startswith("prototype '%s': unknown type name '%s' (did you mean '%s'" % (text, unknown, meant))
+    assert "'void *'" in message   # what to write for a type of one's own
+    for text in ("int f(lua_State *L)", "int f(ctx_t *c)", "int f(node_t *n)", "int f(state_t *s)",
+                 "int f(handle_t *h)", "int f(struct stst *s)"):
+        assert parse_prototype(text).params[0].type.kind == "pointer", text
+
+
+def test_a_misspelt_keyword_is_named():
+    for text in ("int stat(const char *path, stuct stat *buf)", "int f(const stuct stat *buf)",
+                 "int f(unsinged long *n)"):
+        message = error_of(parse_prototype, text)
+        assert ("'stuct' (did you mean 'struct'?)" in message or "'unsinged' (did you mean 'unsigned'?)" in message), \
+            message
+
+
 def test_syntax_errors_name_the_string():
     message = error_of(parse_prototype, "int unlink(const char *path")
     assert message == "bad prototype 'int unlink(const char *path': expected ')' at end of input"

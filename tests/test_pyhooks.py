@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from helpers import lines_starting
+
 UNLINK_HOOK = '''\
 import errno
 from mrhooker import hook, set_errno
@@ -546,3 +548,113 @@ def test_struct_views_by_library_type_and_their_errors(mrhooker, script, tmp_pat
     r = mrhooker(bad, "true")
     assert r.returncode == 2 and r.err.startswith("mrhooker: ") and "'struct stta'" in r.err, r
     assert "did you mean 'struct stat'" in r.err and "Traceback" not in r.err
+
+
+# ---- typos and failed starts are said at the end (issue 15, item 11) -----------------------------------------
+
+TYPO_HOOKS = '''\
+from mrhooker import hook
+
+@hook("int unlinkatt(int dirfd, const char *pathname, int flags)")
+def unlinkatt(dirfd, path, flags):
+    print("unlinkatt", path)
+    return unlinkatt.original(dirfd, path, flags)
+
+@hook("unlinkat")
+def unlinkat(dirfd, path, flags):
+    print("unlinkat", path)
+    return unlinkat.original(dirfd, path, flags)
+'''
+
+
+def test_a_hooked_name_no_library_defines_is_said_once_at_the_end(mrhooker, script, tmp_path):
+    hooks = script("typo.py", TYPO_HOOKS)
+    for name in ("a", "b"):
+        (tmp_path / name).write_text("x")
+    # Two processes (sh, rm), each without unlinkatt: one warning, the last line.
+    r = mrhooker(hooks, "sh", "-c", 'rm "$1"/a; rm "$1"/b', "sh", tmp_path)
+    assert r.returncode == 0 and not (tmp_path / "a").exists() and not (tmp_path / "b").exists(), r
+    lines = r.err.splitlines()
+    assert lines_starting(r.err, "unlinkat b") == ["unlinkat b'%s/a'" % tmp_path, "unlinkat b'%s/b'" % tmp_path], r
+    assert lines_starting(r.err, "mrhooker: ") == [lines[-1]], r
+    assert lines[-1] == ("mrhooker: warning: no library of the program defines unlinkatt: its hook never ran "
+                         "(misspelt, or a library the program does not load?)"), r
+    # -v says, before the run, which hooked names the program's libraries define.
+    r = mrhooker("-v", hooks, "true")
+    assert "mrhooker: hooked names true's libraries define: unlinkat (libc.so.6)" in r.err, r
+    assert "none of them define (a library loaded later, or a program run, may): unlinkatt" in r.err, r
+    assert r.err.splitlines()[-1].startswith("mrhooker: warning: no library of the program defines unlinkatt"), r
+
+
+ZLIB_VERSION_HOOK = '''\
+from mrhooker import hook
+
+@hook("const char *zlibVersion(void)")
+def zlibVersion():
+    return zlibVersion.original()
+'''
+
+# Loads libz with dlopen (RTLD_LOCAL), and calls nothing of it: zlibVersion is defined in this process from
+# then on, though no call ever looks up its original.
+DLOPEN_LIBZ_SRC = """\
+#include <dlfcn.h>
+#include <stdio.h>
+int main(void)
+{
+    void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+    puts(h ? "loaded" : dlerror());
+    return h == NULL;
+}
+"""
+
+
+def test_a_name_that_one_process_of_the_run_defines_is_not_said(mrhooker, script, cprog):
+    """sh has no zlibVersion, the program it runs loads libz: only a name no process has is reported, a
+    dlopen'ed library's counting (whether a call looked the name up or not)."""
+    hooks = script("zv.py", ZLIB_VERSION_HOOK)
+    prog = cprog(DLOPEN_LIBZ_SRC, flags=["-ldl"])
+    r = mrhooker(hooks, "sh", "-c", '"$1"; true', "sh", prog)
+    assert r.returncode == 0 and r.out == "loaded\n", r
+    assert "mrhooker: " not in r.err, r
+    r = mrhooker(hooks, "sh", "-c", "true")
+    assert r.err.splitlines() == ["mrhooker: warning: no library of the program defines zlibVersion: its hook "
+                                  "never ran (misspelt, or a library the program does not load?)"], r
+
+
+FAILING_IMPORT = '''\
+from mrhooker import hook
+import no_such_module_anywhere
+
+@hook("write")
+def write(fd, buf, n):
+    return write.original(fd, buf, n)
+'''
+
+
+def test_a_hook_script_that_fails_to_start_ends_the_run_with_a_final_line_and_status_2(mrhooker, script, tmp_path):
+    hooks = script("broken.py", FAILING_IMPORT)
+    r = mrhooker(hooks, "sh", "-c", "echo out; exit 0")
+    assert r.out == "out\n", r   # the program ran, unhooked
+    assert r.returncode == 2, r   # a CI job does not pass without its hooks
+    lines = r.err.splitlines()
+    assert "ModuleNotFoundError: No module named 'no_such_module_anywhere'" in r.err, r
+    assert lines[-1] == "mrhooker: the hooks did not start in 1 process (see the error above): it ran unhooked", r
+    # The program's own failure is its exit status; the final line is still said.
+    r = mrhooker(hooks, "sh", "-c", "echo out; exit 3")
+    assert r.returncode == 3 and r.err.splitlines()[-1].startswith("mrhooker: the hooks did not start"), r
+    # Two processes (sh and the sh it runs), the traceback in the -o file.
+    out = tmp_path / "hooks.out"
+    r = mrhooker("-o", out, hooks, "sh", "-c", 'echo out; sh -c "echo inner"')
+    assert r.returncode == 2 and r.out == "out\ninner\n", r
+    assert r.err == ("mrhooker: the hooks did not start in 2 processes (see the error in %s): they ran unhooked\n"
+                     % out), r
+    assert out.read_text().count("ModuleNotFoundError") == 2
+
+
+def test_run_report_records_are_summed_up():
+    from mrhooker.runreport import summarize
+    records = ("missing 10:1 SSL_write unlinkatt\nmissing 11:2 unlinkatt\nmissing 11:2 zlibVersion\n"
+               "missing 12:3 unlinkatt zlibVersion\nfound zlibVersion\nunstarted\nunstarted\n")
+    assert summarize(records) == ({"unlinkatt"}, 2)
+    assert summarize("missing 10:1\nmissing 11:2 foo\n") == (set(), 0)   # the first process found foo
+    assert summarize("") == (set(), 0)

@@ -709,6 +709,61 @@ def test_hook_counts_exact_with_8_threads_calling_at_once(mrhooker, script, foo_
     assert [calls for calls, _pid in atexit_lines(r.err)] == [8 * 20000], r
 
 
+# A free() hook, and at exit the number of thread states the hooks' interpreter holds (its C API, through ctypes:
+# looked up at import, since a library loaded at exit comes after the hooks' namespace is finalised).
+FREE_THREAD_STATES = """\
+from mrhooker import hook
+import atexit, ctypes, os, sysconfig
+
+@hook("free", blocks=False)
+def free(p):
+    return free.original(p)
+
+api = ctypes.PyDLL(sysconfig.get_config_var("INSTSONAME"), mode=os.RTLD_NOLOAD)
+for name in ("PyInterpreterState_Get", "PyInterpreterState_ThreadHead", "PyThreadState_Next"):
+    getattr(api, name).restype = ctypes.c_void_p
+api.PyInterpreterState_ThreadHead.argtypes = api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
+
+def thread_states():
+    n, ts = 0, api.PyInterpreterState_ThreadHead(api.PyInterpreterState_Get())
+    while ts:
+        n, ts = n + 1, api.PyThreadState_Next(ts)
+    return n
+
+atexit.register(lambda: print("thread states", thread_states()))
+"""
+
+# 40 rounds of 50 threads at once (too many for glibc's cache of stacks to keep): half of them call free(),
+# half call nothing the hooks see. Every thread's end calls free() in libc's own clean-up
+# (__libc_thread_freeres), after its thread-specific data is gone.
+THREAD_CHURN_SRC = """\
+#include <pthread.h>
+#include <stdlib.h>
+static void *(*volatile alloc)(size_t) = malloc;
+static void *frees(void *arg) { free(alloc(100)); return NULL; }
+static void *computes(void *arg) { return arg; }
+int main(void)
+{
+    free(alloc(1));
+    for (int round = 0; round < 40; round++) {
+        pthread_t t[50];
+        for (int i = 0; i < 50; i++) pthread_create(&t[i], NULL, i % 2 ? frees : computes, NULL);
+        for (int i = 0; i < 50; i++) pthread_join(t[i], NULL);
+    }
+    return 0;
+}
+"""
+
+
+def test_threads_that_end_leave_no_python_thread_state_behind(mrhooker, script, cprog):
+    # Each ended thread used to leave one (a thread state made for libc's clean-up, after the one that deletes
+    # them had run): 2000 of them here, ~4 kB each.
+    r = mrhooker(script("free_thread_states.py", FREE_THREAD_STATES), cprog(THREAD_CHURN_SRC, flags=["-pthread"]),
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert lines_starting(r.err, "thread states ") == ["thread states 1"], r   # the interpreter's own
+
+
 def test_sort_parallel_output_identical_with_hook_in_its_threads(mrhooker, script, data_file):
     # sort reads and writes through stdio, whose read()/write() calls stay inside libc and never reach a
     # hook; what its threads do call through the PLT is memcmp() (in the C locale).
@@ -986,6 +1041,249 @@ def test_fork_while_another_thread_prints_in_a_hook(mrhooker, script, foo_prog, 
     assert r.out == "failures 0\n", r
     children = [pid for pid, x in foo_reports(out.read_text()) if x == 2]
     assert len(children) == 10 and len(set(children)) == 10, children
+
+
+# Forks from threads (issue 15, item 8): the hooks' interpreter goes through CPython's fork protocol on the forking
+# thread, and in the child it keeps a thread state whatever thread ends. Pass-through .py hooks on what every
+# child below calls; fork's own hook keeps the GIL across the original when FORK_BLOCKS=0.
+FORK_PASSTHROUGH = """\
+from mrhooker import hook
+import os
+
+@hook("malloc", blocks=False)
+def malloc(n):
+    return malloc.original(n)
+
+@hook("free", blocks=False)
+def free(p):
+    return free.original(p)
+
+@hook("write")
+def write(fd, buf, n):
+    return write.original(fd, buf, n)
+
+@hook("fork", blocks=os.environ.get("FORK_BLOCKS") != "0")
+def fork():
+    return fork.original()
+"""
+
+# The same, and foo(7) forks in its hook's Python (os.fork), returning the pid as foo's result.
+FORK_PASSTHROUGH_FOO = FORK_PASSTHROUGH + """\
+
+@hook("int foo(int x)")
+def foo(x):
+    if x == 7:
+        return os.fork()
+    return foo.original(x)
+"""
+
+# The issue's program: a thread forks, and the child returns from the thread.
+PY_FORK_IN_THREAD = """\
+import os, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)   # 3.12+ warns of fork() with threads
+def f():
+    pid = os.fork()
+    if pid == 0:
+        return
+    print("child status", os.waitpid(pid, 0)[1])
+t = threading.Thread(target=f)
+t.start()
+t.join()
+"""
+
+# Threads that fork (mode in argv[1]); every child does real work (allocations, threads, another fork from a
+# thread, three levels deep), then returns from its thread: the process ends with status 0 if all went well.
+#   thread   forks from threads, 3 times
+#   busy     the same while 2 threads allocate all the time
+PY_FORKS_FROM_THREADS = """\
+import os, sys, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+stop = False
+
+def work():
+    data = {i: str(i) * 20 for i in range(3000)}
+    return sum(len(v) for v in data.values()) == sum(len(str(i)) * 20 for i in range(3000))
+
+def busy():
+    while not stop:
+        work()
+
+def child(depth):
+    ok = [work()]
+    threads = [threading.Thread(target=lambda: ok.append(work())) for _ in range(2)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    if depth < 3:
+        t = threading.Thread(target=forker, args=(depth, ok))
+        t.start(); t.join()
+    return all(ok) and len(ok) == (4 if depth < 3 else 3)
+
+def forker(depth, results):
+    pid = os.fork()
+    if pid == 0:
+        if not child(depth + 1):
+            os._exit(1)
+        return
+    results.append(os.waitpid(pid, 0)[1] == 0)
+
+work()
+busy_threads = [threading.Thread(target=busy) for _ in range(2 if sys.argv[1] == "busy" else 0)]
+for t in busy_threads: t.start()
+results = []
+for _ in range(3):
+    t = threading.Thread(target=forker, args=(0, results))
+    t.start(); t.join()
+stop = True
+for t in busy_threads: t.join()
+print("failures", results.count(False))
+"""
+
+# The same in C, mode in argv[1]; every child calls malloc, free, write and foo, starts threads that call them,
+# forks again from a thread (3 levels), calls them again at exit (atexit), and returns from its thread.
+#   thread           hooks started on main; threads fork, 3 times
+#   busy             the same while 2 threads call the hooked functions all the time
+#   start-elsewhere  the hooks start on a thread that then ends; main forks
+#   in-hook          the forks are os.fork in foo(7)'s hook
+FORKS_FROM_THREADS_SRC = WATCHDOG_C + """\
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+int foo(int);
+static const char *mode;
+static int sink;   /* /dev/null, for write() */
+static volatile int stop;
+static void *(*volatile alloc)(size_t) = malloc;   /* called through pointers: every pair is made */
+static void (*volatile release)(void *) = free;
+
+static int hooked_calls(void)
+{
+    for (int i = 0; i < 200; i++) {
+        char *p = alloc(32 + i);
+        if (!p) return 0;
+        p[0] = 1;
+        release(p);
+    }
+    return write(sink, "x", 1) == 1 && foo(1) == 2;
+}
+
+static void calls_at_exit(void) { if (!hooked_calls()) _exit(5); }
+static void *calls_thread(void *arg) { return (void *)(long)hooked_calls(); }
+static void *busy_thread(void *arg)
+{
+    while (!stop) hooked_calls();
+    return NULL;
+}
+
+static int child_ok(pid_t pid)
+{
+    int status;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static pid_t fork_somehow(void)
+{
+    fflush(stdout);
+    return strcmp(mode, "in-hook") == 0 ? foo(7) : fork();
+}
+
+static int child_work(int depth);
+
+struct job { int depth; int ok; };
+static void *forker(void *arg)
+{
+    struct job *j = arg;
+    pid_t pid = fork_somehow();
+    if (pid == 0) {
+        alarm(20);   /* the watchdog thread is not in the child */
+        if (!child_work(j->depth + 1)) _exit(1);
+        return NULL;   /* the child's last thread returns: exit(0) */
+    }
+    j->ok = child_ok(pid);
+    return NULL;
+}
+
+static int child_work(int depth)
+{
+    if (!hooked_calls()) return 0;
+    pthread_t t[2];
+    void *r[2];
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, calls_thread, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], &r[i]);
+    if (!r[0] || !r[1]) return 0;
+    if (depth < 3) {
+        struct job j = {depth, 0};
+        pthread_create(&t[0], NULL, forker, &j);
+        pthread_join(t[0], NULL);
+        if (!j.ok) return 0;
+    }
+    return hooked_calls();
+}
+
+int main(int argc, char **argv)
+{
+    mode = argv[1];
+    sink = open("/dev/null", O_WRONLY);
+    atexit(calls_at_exit);
+    start_watchdog(100);
+    int failures = 0;
+    pthread_t t, busy[2];
+    if (strcmp(mode, "start-elsewhere") == 0) {
+        pthread_create(&t, NULL, calls_thread, NULL);
+        pthread_join(t, NULL);
+        pid_t pid = fork_somehow();
+        if (pid == 0) {
+            alarm(20);
+            _exit(child_work(1) ? 0 : 1);
+        }
+        failures += !child_ok(pid);
+    } else {
+        hooked_calls();
+        int nbusy = strcmp(mode, "busy") == 0 ? 2 : 0;
+        for (int i = 0; i < nbusy; i++) pthread_create(&busy[i], NULL, busy_thread, NULL);
+        for (int round = 0; round < 3; round++) {
+            struct job j = {0, 0};
+            pthread_create(&t, NULL, forker, &j);
+            pthread_join(t, NULL);
+            failures += !j.ok;
+        }
+        stop = 1;
+        for (int i = 0; i < nbusy; i++) pthread_join(busy[i], NULL);
+    }
+    printf("failures %d\\n", failures);
+    return failures;
+}
+"""
+
+
+@pytest.mark.parametrize("python", ALL_PYTHONS, ids=[os.path.basename(os.path.dirname(os.path.dirname(p))) if "pyenv"
+                                                     in p else "debian" for p in ALL_PYTHONS])
+def test_a_python_program_forking_from_a_thread_keeps_its_child(mrhooker, script, python):
+    target = script("fork_in_thread.py", PY_FORK_IN_THREAD)
+    assert unhooked([python, target]).stdout == b"child status 0\n"
+    r = mrhooker(script("free_passthrough.py", FORK_PASSTHROUGH), python, target, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "child status 0\n", r
+
+
+@pytest.mark.parametrize("python", [sys.executable, DEBIAN_PYTHON], ids=["pyenv", "debian"])
+@pytest.mark.parametrize("mode", ["thread", "busy"])
+def test_python_forks_from_threads_whose_children_work_and_fork_again(mrhooker, script, python, mode):
+    target = script("forks_from_threads.py", PY_FORKS_FROM_THREADS)
+    assert unhooked([python, target, mode]).stdout == b"failures 0\n"
+    r = mrhooker(script("fork_passthrough.py", FORK_PASSTHROUGH), python, target, mode, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "failures 0\n", r
+
+
+@pytest.mark.parametrize("blocks", ["1", "0"])
+@pytest.mark.parametrize("mode", ["thread", "busy", "start-elsewhere", "in-hook"])
+def test_c_forks_from_threads_whose_children_work_and_fork_again(mrhooker, script, foo_prog, mode, blocks):
+    prog = foo_prog(FORKS_FROM_THREADS_SRC)
+    r = mrhooker(script("fork_passthrough_foo.py", FORK_PASSTHROUGH_FOO), prog, mode, env={"FORK_BLOCKS": blocks},
+                 timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "failures 0\n", r
 
 
 def test_exec_children_and_grandchildren_are_hooked(mrhooker, script, tmp_path):

@@ -100,6 +100,9 @@ def start(kind, module, script, hooks_path):
     global build_dir
     build_dir = os.path.dirname(hooks_path)
     sys.stdout = sys.stderr = sys.__stdout__ = sys.__stderr__ = _output
+    # The runtime's part in this interpreter's fork protocol (runtime/pyrt.c, fork_prepare).
+    os.register_at_fork(before=_native.fork_begins, after_in_parent=_native.fork_ended,
+                        after_in_child=_native.fork_ended_in_child)
     try:
         _import_hooks(kind, module, script, hooks_path)
     except BaseException as exc:

@@ -36,7 +36,9 @@ Other choices worth knowing:
 - Glibc's transparent unions (``__CONST_SOCKADDR_ARG``) are passed as their first member, so a
   header prototype shows and forwards them as that pointer (``const struct sockaddr *``).
 - Pointers to struct tags the headers never declare are accepted: an opaque pointer to a
-  library's own struct is forwarded like any other pointer.
+  library's own struct is forwarded like any other pointer. So are pointers to type names no
+  header declares (``SSL *``), unless the name is a typo of a known one (``chr *``, ``sizet *``:
+  one letter off, or ``_t`` left off), which is refused with the suggestion.
 """
 
 import copy
@@ -1109,10 +1111,48 @@ def _find_unknown_type(parser, tokens, typedefs):
     return None
 
 
-def _unknown_type_message(name, database):
+# What a type name can be besides a typedef: the words C builds types of (a misspelt keyword, 'stuct', ends up
+# where a type name goes too).
+_TYPE_WORDS = ("void", "char", "short", "int", "long", "float", "double", "signed", "unsigned", "_Bool", "struct",
+               "union", "enum", "const")
+
+
+def _edits(a, b):
+    """Letters added, dropped, changed or two neighbours swapped to make a into b (optimal string alignment)."""
+    previous2, previous = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[len(b)]
+
+
+def _typo_of(name, database):
+    """The known type names that `name`, unknown, is most likely a typo of: one letter added, dropped, changed,
+    or two swapped, the first one kept (letter case aside), or '_t' left off: 'chr', 'sizet', 'uint23_t',
+    'stuct', 'FILe', 'pid'. A library's own type names ('lua_State', 'ctx_t', 'node_t') are rarely so close
+    to the system's."""
+    lower = name.lower()
+    near = {}
+    for known in _TYPE_WORDS + tuple(n for n in database.typedefs if not n.startswith("_")):
+        if known == name + "_t":
+            near[known] = 2
+        elif known[:1].lower() == lower[:1] and abs(len(known) - len(name)) <= 1:
+            distance = _edits(lower, known.lower())
+            if distance <= 1:
+                near[known] = distance
+    return sorted(near, key=lambda known: (near[known], known))[:3]
+
+
+def _unknown_type_message(name, database, behind_pointer=False):
     public = [n for n in database.typedefs if not n.startswith("_")]
-    close = difflib.get_close_matches(name, public, n=3)
+    close = _typo_of(name, database) or difflib.get_close_matches(name, public, n=3)
     hint = " (did you mean %s?)" % ", ".join("'%s'" % c for c in close) if close else ""
+    if behind_pointer:
+        hint += "; a pointer to a type no header declares is written 'void *' or 'struct %s *'" % name
     return "unknown type name '%s'%s" % (name, hint)
 
 
@@ -1179,13 +1219,15 @@ def _parse_prototype(text, cache_dir, headers):
     opaque = []
     while True:
         try:
-            return _parse_chunk(chunk, shown, database, opaque), database
+            prototype = _parse_chunk(chunk, shown, database, opaque)
         except _UnknownType as error:
             unknown = error.args[0]
         except MrhookerError:
             if not opaque:
                 raise
             unknown = opaque[-1]   # taking it for a type made things worse: a typo ('unsinged int')
+        else:
+            break
         wider = next(databases, None)
         if wider is not None:
             database = wider
@@ -1193,6 +1235,10 @@ def _parse_prototype(text, cache_dir, headers):
             opaque.append(unknown)   # tried as an opaque struct: used by value, it fails again
         else:
             raise MrhookerError("prototype '%s': %s" % (shown, _unknown_type_message(unknown, database)))
+    for name in opaque:   # an opaque pointer, unless its name is a typo of a known type's
+        if _typo_of(name, database):
+            raise MrhookerError("prototype '%s': %s" % (shown, _unknown_type_message(name, database, True)))
+    return prototype, database
 
 
 def _parse_chunk(chunk, shown, database, opaque):
@@ -1215,6 +1261,11 @@ def _parse_chunk(chunk, shown, database, opaque):
         unknown = _find_unknown_type(parser, chunk.tokens, typedefs)
         if unknown is not None:
             raise _UnknownType(unknown)
+        for token in chunk.tokens:   # a misspelt keyword: 'stuct stat *buf'
+            if _IDENTIFIER.match(token) and token not in typedefs and token not in _C_KEYWORDS:
+                words = [w for w in _TYPE_WORDS if w[:1] == token[:1] and _edits(token, w) <= 1]
+                if words:
+                    raise bad("unknown word '%s' (did you mean '%s'?)" % (token, words[0]))
         raise bad(_syntax_message(error))
     nodes = ast.ext[len(prefix) :]
     if len(nodes) != 1:

@@ -187,7 +187,8 @@ def run_command(argv):
     finally:
         console.clear_status()
     return run_target(result, toolchain.python_info(), args.command, program,
-                      LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log))
+                      LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log,
+                                    verbose=verbose))
 
 
 TRACE_USAGE = "mrhooker trace [OPTIONS] COMMAND [ARGS...]"

@@ -188,6 +188,13 @@ def _to_python(ctype, expr, pointee=""):
     raise ValueError(ctype.kind)
 
 
+def _int_range(ctype):
+    """The values an integer type takes (runtime/pyrt.h's MRH_SIGNED, ...)."""
+    if ctype.c == "_Bool":
+        return "MRH_BOOL"
+    return "MRH_SIGNED" if ctype.signed else "MRH_UNSIGNED"
+
+
 def _from_python(ctype, obj, target, name, arg_index=None):
     """C statements: Python object `obj` -> C value in `target`, the conversion's failure as `mrh_bad`. arg_index
     None: the hook's result."""
@@ -201,7 +208,7 @@ def _from_python(ctype, obj, target, name, arg_index=None):
     elif ctype.kind == "int":
         decl = scratch["int"]
         fn = "mrh_py_ret_int" if arg_index is None else "mrh_py_arg_int"
-        call = "%s(%s, &v, %d, %d, %s%s)" % (fn, obj, ctype.size, int(ctype.signed), name,
+        call = "%s(%s, &v, %d, %s, %s%s)" % (fn, obj, ctype.size, _int_range(ctype), name,
                                               "" if arg_index is None else ", %d" % arg_index)
     else:
         decl = scratch[ctype.kind]

@@ -20,11 +20,12 @@ SI_KERNEL = 0x80   # si_code of signals the kernel sends, e.g. the terminal's Ct
 
 
 class LaunchOptions:
-    def __init__(self, follow=True, output=None, force=False, log=lambda msg: None):
+    def __init__(self, follow=True, output=None, force=False, log=lambda msg: None, verbose=False):
         self.follow = follow      # hook exec'd children too
         self.output = output      # hook output file (-o); None: mrhooker's stderr
         self.force = force        # run targets that cannot be hooked anyway
         self.log = log
+        self.verbose = verbose    # -v: also the checks that cost time (the program's libraries' names)
 
 
 # ---- the target program ----------------------------------------------------------------------------------
@@ -242,22 +243,34 @@ def _preload_environment(preload, settings, options):
 
 
 def run_target(build, pyinfo, command, program, options):
-    """Runs COMMAND (whose program find_program gave) with the hooks; returns mrhooker's exit status (the
-    target's)."""
+    """Runs COMMAND (whose program find_program gave) with the hooks; returns mrhooker's exit status: the
+    target's, or 2 where it was 0 but the hooks did not start in some process (runreport.py)."""
     from mrhooker.cache import check_private
+    from mrhooker.runreport import RunReport, log_defined_names
 
     # Everything the loader will open, checked on its resolved path (which is what it is given).
     for library in (build.preload, build.runtime, build.hooks):
         check_private(library, "hook library")
     check_private(pyinfo.libpython, "libpython")
     output = Output(options.output)
+    report = RunReport()
     try:
-        env = _preload_environment(build.preload, hook_environment(build, pyinfo, output, options), options)
+        settings = hook_environment(build, pyinfo, output, options)
+        settings.update(report.environment())
+        env = _preload_environment(build.preload, settings, options)
         options.log("hooks: %s (%s)" % (build.hooks, ", ".join(build.symbols)))
         options.log("hook output: %s" % (options.output or "stderr"))
+        if options.verbose:
+            log_defined_names(program, build.symbols, options.log)
         status = spawn_and_wait(program, command, env, options.log)
+        lines, unstarted = report.final_lines(options.output)
     finally:
         output.close()
+        report.close()
+    for line in lines:
+        sys.stderr.write("mrhooker: %s\n" % line)
+    if unstarted and os.waitstatus_to_exitcode(status) == 0:
+        return 2
     return exit_status(status)
 
 

@@ -69,8 +69,13 @@ typedef struct mrh_thread {
      * hooked calls go straight to their originals. Raised and lowered by whoever enters those. */
     int depth;
     int hook_side_ready;  /* the hook namespace's libc has its per-thread state for this thread (thread_init) */
-    void *tstate;         /* this thread's Python thread state (hook side), made at its first Python hook and
-                           * deleted at thread exit (thread_exit); NULL before */
+    void *tstate;         /* this thread's Python thread state (hook side), made at its first Python hook (or
+                           * the interpreter's own, on the thread that started it); NULL before */
+    int tstate_owned;     /* tstate was made for this thread: deleted when the thread ends (thread_exit) */
+    /* The thread is ending: its thread-specific data has been destroyed (thread_exit ran), so nothing would
+     * delete a thread state made now. Hooks it still runs (libc's per-thread clean-up frees, the exit of a
+     * process whose last thread returns) each get a thread state of their own, deleted when they end. */
+    int exited;
     /* The Python hook running on this thread (hooks never nest on one thread: see depth). Set by the
      * trampoline, read by set_errno()/get_errno() and the original's wrapper. */
     int entry_errno;      /* errno when the hook was entered: what an original starts with */
@@ -86,8 +91,10 @@ typedef struct mrh_thread {
     int ncstr;
     void *cstr_obj[MRH_CSTR_MAX];
     const char *cstr_ptr[MRH_CSTR_MAX];
-    int fork_held;        /* fork_prepare took the GIL on this thread: fork_parent/fork_child give it back */
+    int fork_held;        /* fork_prepare's MRH_FORK_*: what fork_parent/fork_child undo on this thread */
     int fork_locked;      /* fork_prepare took start_lock on this thread */
+    int in_python_fork;   /* between the hook interpreter's PyOS_BeforeFork and PyOS_AfterFork_* (os.fork in a
+                           * hook does them itself): set and cleared by its os.register_at_fork callbacks */
     /* The innermost signal handler running on this thread (signals.c): its wrapper's frame, the depth before
      * it, and the alternate stack it runs on (else NULL). A program that longjmps out of the handler never
      * returns through the wrapper; a later call from an older frame shows it left (mrh_left_handler). */
@@ -95,6 +102,14 @@ typedef struct mrh_thread {
     int handler_depth;
     char *handler_stack_lo, *handler_stack_hi;
 } mrh_thread;
+
+/* fork_held: what the hook side's fork_prepare did on the forking thread */
+enum {
+    MRH_FORK_NOTHING = 0,     /* no hooks, or os.fork in a hook's Python: CPython's own protocol runs */
+    MRH_FORK_TOOK_GIL = 1,    /* it took the GIL and ran PyOS_BeforeFork: give the GIL back after */
+    MRH_FORK_HAD_GIL = 2,     /* the thread held the GIL already (an original that forks, called with it): it ran
+                               * PyOS_BeforeFork only */
+};
 
 /* The errno the caller of a Python hook sees: what set_errno() said, else what the original left, else what
  * it was when the hook was entered. (Also what get_errno() tells the hook.) */
@@ -120,7 +135,7 @@ typedef struct mrh_runtime {
     void *(*resolve)(int slot);              /* the original of a slot, looked up if it is not known yet */
     void *(*original)(const char *name);     /* the next definition of any symbol (Cython's original()) */
     void (*disable)(void);                   /* hooks off in this process from now on */
-    void (*track_thread_state)(mrh_thread *t);  /* t has a Python thread state: delete it at thread exit */
+    void (*track_thread_state)(mrh_thread *t);  /* t has a Python thread state: thread_exit when the thread ends */
     /* The hook settings (MRHOOKER_* as this process got them) */
     const char *kind, *module, *script, *hooks_path, *python_path, *python_home, *executable;
     const char *output, *output_id;
@@ -146,8 +161,8 @@ typedef struct mrh_runtime {
 /* ---- hook side -> target side ------------------------------------------------------------------------ */
 typedef struct mrh_hook_ops {
     void (*thread_init)(void);           /* a thread's first hooked call: the hook namespace's libc state */
-    void (*thread_exit)(mrh_thread *t);  /* the thread ends: delete its Python thread state */
-    void (*fork_prepare)(mrh_thread *t); /* take the GIL so that no other thread holds it at the fork */
+    void (*thread_exit)(mrh_thread *t);  /* the thread ends: delete its Python thread state if it made one */
+    void (*fork_prepare)(mrh_thread *t); /* PyOS_BeforeFork, with the GIL: no other thread holds it at the fork */
     void (*fork_parent)(mrh_thread *t);
     void (*fork_child)(mrh_thread *t);
     void (*at_exit)(void);               /* run the hook script's atexit handlers, flush hook output */
@@ -172,6 +187,8 @@ typedef const mrh_hook_ops *(*mrh_hook_start_fn)(const mrh_runtime *rt);
  *   MRHOOKER_PYTHON        its sys.executable
  *   MRHOOKER_OUTPUT        where hook output goes: a path each process opens itself
  *   MRHOOKER_OUTPUT_ID     "DEV:INO" that path must have (else output is dropped, never misdirected)
+ *   MRHOOKER_REPORT        the launcher's file of records about the run (preload.c, reports; runreport.py)
+ *   MRHOOKER_REPORT_ID     "DEV:INO" it must have
  *   MRHOOKER_FOLLOW        "0": hook only the launcher's child (--no-follow)
  *   MRHOOKER_PARENT        the launcher's pid (for --no-follow)
  *   MRHOOKER_START_WAIT_MS how long a thread waits for another thread's start (default 5000)

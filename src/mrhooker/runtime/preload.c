@@ -60,7 +60,8 @@ static unsigned long start_missed;      /* calls that went to the original becau
 static __thread int start_gave_up __attribute__((tls_model("initial-exec")));
 static const mrh_hook_ops *ops;         /* the hook side's entry points, once READY (never changes after) */
 static pid_t start_pid;                 /* the process that started: the one whose atexit handlers run */
-static pthread_key_t thread_key;        /* its destructor deletes a thread's Python thread state */
+static pthread_key_t thread_key;        /* set in every thread; its destructor marks the thread as ending and
+                                         * deletes the Python thread state made for it (thread_exit) */
 
 /* ---- messages ------------------------------------------------------------------------------------------ */
 
@@ -81,6 +82,99 @@ void mrh_warn(const char *fmt, ...)
     }
     t->depth--;
     errno = saved;
+}
+
+/* ---- reports to the launcher ---------------------------------------------------------------------------
+ *
+ * Hazard: a hooked name that no library defines (a typo: unlinkatt), or hooks that can't start (a script that
+ * fails to import), leave the program running unhooked, silently but for a line far up in the output.
+ * Idea: each process of a hooked run appends records, whole lines, to a file of the launcher's (opened and
+ * checked as the hook output is: output.h); after the run, mrhooker sums them up in its last lines
+ * (runreport.py). The records:
+ *   missing KEY [NAME...]  at load: the hooked names nothing loaded defines (KEY: this process image; none:
+ *                          it found them all)
+ *   found NAME             one of them that a library loaded since defines: when its original is found
+ *                          (a call looks it up), or at exit
+ *   unstarted              the hooks could not start here (the hook output says why)
+ * Every hooked process writes one at load (~10 µs), so that a name found in any process is not reported. */
+
+/* Per slot: no original at load, and none found since (mrh_report_resolved clears it: two threads finding one
+ * at once only report it twice). mrh_boot_alloc'd at load. */
+static unsigned char *missing_at_load;
+
+static void report(const char *line, size_t n)   /* with depth raised */
+{
+    if (!mrh_config.report) return;
+    int fd = mrh_output_open(mrh_config.report, mrh_config.report_id);
+    if (fd < 0) return;
+    mrh_output_write_all(fd, line, n);
+    close(fd);
+}
+
+/* "missing KEY NAME..." for the slots missing_at_load marks, in lines of at most 4 kB (each starting with head). */
+static void report_missing(const char *head)
+{
+    char line[4096];
+    size_t head_n = strlen(head), used = 0;
+    for (int i = 0; i < mrh_nslots; i++) {
+        size_t n = strlen(mrh_slots[i].name);
+        if (!missing_at_load[i] || head_n + n + 2 > sizeof line) continue;
+        if (used && used + n + 2 > sizeof line) {
+            line[used++] = '\n';
+            report(line, used);
+            used = 0;
+        }
+        if (!used) {
+            memcpy(line, head, head_n);
+            used = head_n;
+        }
+        line[used++] = ' ';
+        memcpy(line + used, mrh_slots[i].name, n);
+        used += n;
+    }
+    if (used) {
+        line[used++] = '\n';
+        report(line, used);
+    }
+}
+
+void mrh_report_resolved(int slot)   /* resolve.c: a slot's original was found after load (dlopen) */
+{
+    if (!missing_at_load || !missing_at_load[slot]) return;
+    missing_at_load[slot] = 0;   /* reported once, now (the process may never exit normally) */
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    int saved = errno;
+    char line[600];
+    int n = snprintf(line, sizeof line, "found %.512s\n", mrh_slots[slot].name);
+    report(line, (size_t)n);
+    errno = saved;
+    t->depth--;
+}
+
+static void report_at_load(void)   /* preload_init, with depth raised */
+{
+    if (!mrh_config.report || !mrh_config.hooks || mrh_state == MRH_OFF) return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    char head[64];
+    snprintf(head, sizeof head, "missing %ld:%lld", (long)getpid(), (long long)now.tv_sec * 1000000000 + now.tv_nsec);
+    missing_at_load = mrh_boot_alloc(mrh_nslots + 1);
+    int missing = 0;
+    for (int i = 0; i < mrh_nslots && missing_at_load; i++) missing += missing_at_load[i] = !mrh_slots[i].original;
+    if (!missing) {
+        size_t n = strlen(head);
+        head[n] = '\n';
+        report(head, n + 1);
+        return;
+    }
+    report_missing(head);
+}
+
+static void report_at_exit(void)   /* preload_fini, with depth raised */
+{
+    for (int i = 0; missing_at_load && i < mrh_nslots; i++)
+        if (missing_at_load[i]) mrh_resolve(i);   /* found now (a library loaded since): reported */
 }
 
 /* ---- settings ------------------------------------------------------------------------------------------ */
@@ -114,6 +208,8 @@ static void read_settings(void)
     c->executable = setting("MRHOOKER_PYTHON");
     c->output = setting("MRHOOKER_OUTPUT");
     c->output_id = setting("MRHOOKER_OUTPUT_ID");
+    c->report = setting("MRHOOKER_REPORT");
+    c->report_id = setting("MRHOOKER_REPORT_ID");
     const char *follow = getenv("MRHOOKER_FOLLOW");
     c->follow = !follow || strcmp(follow, "0") != 0;
     const char *wait = getenv("MRHOOKER_START_WAIT_MS");
@@ -127,11 +223,22 @@ static void read_settings(void)
     if (!c->active || !c->hooks || !c->runtime || !c->kind || !c->module) mrh_state = MRH_OFF;
 }
 
-/* ---- threads ------------------------------------------------------------------------------------------- */
+/* ---- threads -------------------------------------------------------------------------------------------
+ *
+ * Hazard: a thread's Python thread state is deleted by thread_key's destructor, which glibc runs before its
+ * own per-thread clean-up: __libc_thread_freeres frees buffers with free(), and a process whose last thread
+ * returns exits on that thread. A thread state made for a hook run after the destructor would never be
+ * deleted: one leaked per thread, without end in a program that starts threads all day, and even for a
+ * thread whose first hooked call is that clean-up.
+ * Idea: every thread carries thread_key from its start (the program's pthread_create starts threads through
+ * thread_start; the main thread sets it at load), so its destructor always runs and marks the thread as ending
+ * (mrh_thread.exited); each hook run after that gets a thread state of its own (pyrt.h, mrh_release). */
 
-static void thread_exit(void *arg)   /* thread_key's destructor */
+static void thread_exit(void *arg)   /* thread_key's destructor, on the ending thread */
 {
-    mrh_thread *t = arg;
+    mrh_thread *t = &mrh_tls;
+    (void)arg;
+    t->exited = 1;
     if (t->tstate && ops) {
         t->depth++;
         ops->thread_exit(t);
@@ -142,8 +249,66 @@ static void thread_exit(void *arg)   /* thread_key's destructor */
 static void track_thread_state(mrh_thread *t)   /* the hook side made t's Python thread state */
 {
     t->depth++;
+    pthread_setspecific(thread_key, t);   /* already set, unless the thread started before this library */
+    t->depth--;
+}
+
+static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+
+struct thread_start {
+    void *(*routine)(void *);
+    void *arg;
+};
+
+static void *thread_start(void *p)
+{
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    struct thread_start start = *(struct thread_start *)p;
+    free(p);
     pthread_setspecific(thread_key, t);
     t->depth--;
+    return start.routine(start.arg);
+}
+
+/* The program's pthread_create (and the hook namespace's: namespace.c), unless a hook script hooks it: then
+ * this is that hook's original (resolve.c, caller_proof). Threads started before this library's constructor,
+ * or while the process is not hooked, start as they are. */
+static int runtime_pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*routine)(void *), void *arg)
+{
+    if (MRH_UNLIKELY(!real_pthread_create)) {
+        real_pthread_create = (__typeof__(real_pthread_create))mrh_lookup_next("pthread_create");
+        if (!real_pthread_create) return EAGAIN;
+    }
+    if (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2 || __atomic_load_n(&mrh_state, __ATOMIC_ACQUIRE) == MRH_OFF)
+        return real_pthread_create(thread, attr, routine, arg);
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    int saved = errno;
+    struct thread_start *start = malloc(sizeof *start);
+    int rc;
+    if (start) {
+        start->routine = routine;
+        start->arg = arg;
+        rc = real_pthread_create(thread, attr, thread_start, start);
+        if (rc != 0) free(start);
+    } else {
+        rc = real_pthread_create(thread, attr, routine, arg);
+    }
+    errno = saved;
+    t->depth--;
+    return rc;
+}
+
+void *mrh_thread_wrapper(const char *name)
+{
+    return mrh_same_string(name, "pthread_create") ? (void *)runtime_pthread_create : NULL;
+}
+
+MRH_EXPORT __attribute__((weak)) int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                                                    void *(*routine)(void *), void *arg)
+{
+    return runtime_pthread_create(thread, attr, routine, arg);
 }
 
 void mrh_first_hook_on_thread(mrh_thread *t)
@@ -237,6 +402,7 @@ static void start_main(void)
     } else {
         __atomic_store_n(&mrh_state, MRH_OFF, __ATOMIC_RELEASE);
     }
+    if (!started) report("unstarted\n", 10);
     unsigned long missed = __atomic_load_n(&start_missed, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&start_done);
     pthread_mutex_unlock(&start_lock);
@@ -325,18 +491,21 @@ int mrh_begin_slow(mrh_thread *t, const void *caller)
 /* ---- fork ---------------------------------------------------------------------------------------------- */
 
 /* Idea: at a fork, no start is half done (start_lock is held across it, after any start in progress ends)
- * and no other thread holds the hook side's GIL (this thread takes it, unless it holds it already: a hook's
- * Python that forks, where CPython's own os.fork does the same). The child then re-initialises what other
- * threads held. */
+ * and the hook interpreter goes through CPython's fork protocol on the forking thread, whichever thread that
+ * is (pyrt.c, fork_prepare): no other thread holds its GIL or its locks, and in the child it forgets the
+ * threads that are not there. The child then re-initialises what other threads held here. */
 static void fork_prepare(void)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
-    t->fork_held = 0;
+    t->fork_held = MRH_FORK_NOTHING;
     pthread_mutex_lock(&start_lock);
     t->fork_locked = 1;
     if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) wait_for_start();
-    if (mrh_state == MRH_READY) ops->fork_prepare(t);
+    if (mrh_state == MRH_READY) {
+        if (!t->hook_side_ready) mrh_first_hook_on_thread(t);   /* a thread that never ran a hook forks */
+        ops->fork_prepare(t);
+    }
     t->depth--;
 }
 
@@ -395,7 +564,10 @@ __attribute__((constructor)) static void preload_init(void)
     /* Both survive fork and exec replaces them: set up once per program, before any start, so that a fork
      * while another thread starts waits for it (fork_prepare). */
     pthread_key_create(&thread_key, thread_exit);
+    pthread_setspecific(thread_key, t);   /* this (the main) thread's; thread_start sets the others' */
+    real_pthread_create = (__typeof__(real_pthread_create))mrh_lookup_next("pthread_create");
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    report_at_load();
     errno = saved;
     t->depth--;
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
@@ -406,6 +578,9 @@ __attribute__((constructor)) static void preload_init(void)
 __attribute__((destructor)) static void preload_fini(void)
 {
     mrh_thread *t = &mrh_tls;
+    t->depth++;
+    report_at_exit();
+    t->depth--;
     if (__atomic_load_n(&mrh_state, __ATOMIC_ACQUIRE) != MRH_READY) return;
     int outside_hooks = t->depth == 0;
     t->depth++;   /* getpid() and the rest: the runtime's own calls, not the program's */

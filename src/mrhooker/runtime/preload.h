@@ -20,13 +20,16 @@ extern const int mrh_nslots;
 int mrh_init_for_call(const void *caller);   /* the runtime's set-up done (now, if need be)? 0: not from there */
 int mrh_begin_slow(mrh_thread *t, const void *caller);   /* may this hooked call run its hook? starts hooks */
 void mrh_first_hook_on_thread(mrh_thread *t);              /* the hook side's per-thread set-up */
+void *mrh_thread_wrapper(const char *name);   /* the runtime's pthread_create for that name, or NULL */
 void mrh_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));   /* "mrhooker: ..." line */
+void mrh_report_resolved(int slot);   /* tells the launcher a name missing at load is defined now */
 
 /* The settings this process was launched with (MRHOOKER_*, see mrhooker_rt.h), read once. */
 typedef struct mrh_settings {
     const char *trace, *trace_id;   /* `mrhooker trace`: the shared trace file, and its identity */
     const char *hooks, *runtime, *kind, *module, *script;
     const char *python_path, *python_home, *executable, *output, *output_id;
+    const char *report, *report_id;   /* the launcher's report file (preload.c, reports), and its identity */
     int follow;           /* exec'd children are hooked too */
     int active;           /* this process is to be hooked or traced */
     long start_wait_ms;   /* how long a thread waits for another thread's start */

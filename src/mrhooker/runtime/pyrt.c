@@ -13,6 +13,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -285,7 +286,7 @@ static PyObject *pointer_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     unsigned long long addr = 0;
     PyObject *o = NULL;
     if (!PyArg_ParseTuple(args, "|O:Pointer", &o)) return NULL;
-    if (o && o != Py_None && mrh_py_arg_int_slow(o, &addr, sizeof(void *), 0, "Pointer", 0) < 0) return NULL;
+    if (o && o != Py_None && mrh_py_arg_int_slow(o, &addr, sizeof(void *), MRH_ADDRESS, "Pointer", 0) < 0) return NULL;
     return mrh_py_pointer((void *)(uintptr_t)addr);
 }
 
@@ -360,43 +361,48 @@ static int arg_error(const char *func, int index, const char *expected, PyObject
     return -1;
 }
 
-/* An integer that fits `size` bytes (signed or not; see pyrt.h), as its two's complement bits; else -1 with
+/* An integer of the C type of `size` bytes and `range` (see pyrt.h), as its two's complement bits; else -1 with
  * OverflowError. index >= 0: an argument of func.original; -1: the hook's result. */
-static int int_in_range(PyObject *v, unsigned long long *out, int size, int is_signed, const char *func, int index)
+static int int_in_range(PyObject *v, unsigned long long *out, int size, int range, const char *func, int index)
 {
     int overflow = 0, bits = size * 8, fits;
     long long s = PyLong_AsLongLongAndOverflow(v, &overflow);
     if (s == -1 && PyErr_Occurred()) return -1;
-    if (overflow > 0) {   /* above 2**63 - 1: only an unsigned 64-bit type takes it */
+    if (overflow > 0) {   /* above 2**63 - 1: only a 64-bit unsigned type or address takes it */
         unsigned long long u = PyLong_AsUnsignedLongLong(v);
-        fits = !is_signed && bits == 64 && !(u == (unsigned long long)-1 && PyErr_Occurred());
+        fits = (range == MRH_UNSIGNED || range == MRH_ADDRESS) && bits == 64 &&
+               !(u == (unsigned long long)-1 && PyErr_Occurred());
         PyErr_Clear();
         s = (long long)u;
     } else if (overflow < 0) {
         fits = 0;
-    } else if (bits >= 64) {
-        fits = 1;
+    } else if (range == MRH_BOOL) {
+        fits = s == 0 || s == 1;
     } else {
-        long long lo = -(1LL << (bits - 1));
-        long long hi = is_signed ? (1LL << (bits - 1)) - 1 : (long long)((1ULL << bits) - 1);
+        long long lo = range == MRH_UNSIGNED ? 0 : bits >= 64 ? LLONG_MIN : -(1LL << (bits - 1));
+        long long hi = bits >= 64 ? LLONG_MAX : range == MRH_SIGNED ? (1LL << (bits - 1)) - 1
+                                                                     : (long long)((1ULL << bits) - 1);
         fits = s >= lo && s <= hi;
     }
     if (!fits) {
+        char type[48];
+        if (range == MRH_BOOL) snprintf(type, sizeof type, "_Bool: 0 or 1");
+        else if (range == MRH_ADDRESS) snprintf(type, sizeof type, "a %d-bit address", bits);
+        else snprintf(type, sizeof type, "%s %d-bit integer", range == MRH_SIGNED ? "signed" : "unsigned", bits);
         if (index >= 0)
-            PyErr_Format(PyExc_OverflowError, "%s.original: argument %d (%S) does not fit its C type (%s %d-bit "
-                         "integer)", func, index + 1, v, is_signed ? "signed" : "unsigned", bits);
+            PyErr_Format(PyExc_OverflowError, "%s.original: argument %d (%S) does not fit its C type (%s)", func,
+                         index + 1, v, type);
         else
-            PyErr_Format(PyExc_OverflowError, "hook %s returned %S, which does not fit its C type (%s %d-bit "
-                         "integer)", func, v, is_signed ? "signed" : "unsigned", bits);
+            PyErr_Format(PyExc_OverflowError, "hook %s returned %S, which does not fit its C type (%s)", func, v, type);
         return -1;
     }
     *out = (unsigned long long)s;
     return 0;
 }
 
-int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func, int index)
+int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int range, const char *func, int index)
 {
-    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, is_signed, func, index);
+    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, range, func, index);
     if (PyObject_TypeCheck(o, &mrh_pointer_type)) {
         *out = (uintptr_t)((mrh_pointer *)o)->addr;
         return 0;
@@ -404,7 +410,7 @@ int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int is_s
     if (PyFloat_Check(o) || !PyIndex_Check(o)) return arg_error(func, index, "int", o);
     PyObject *i = PyNumber_Index(o);
     if (!i) return -1;
-    int rc = int_in_range(i, out, size, is_signed, func, index);
+    int rc = int_in_range(i, out, size, range, func, index);
     Py_DECREF(i);
     return rc;
 }
@@ -466,7 +472,7 @@ int mrh_py_arg_pointer(PyObject *o, void **out, PyObject **keep, const char *fun
     }
     if (PyLong_Check(o)) {
         unsigned long long a;
-        if (int_in_range(o, &a, sizeof(void *), 0, func, index) < 0) return -1;
+        if (int_in_range(o, &a, sizeof(void *), MRH_ADDRESS, func, index) < 0) return -1;
         *out = (void *)(uintptr_t)a;
         return 0;
     }
@@ -491,13 +497,13 @@ static int bad_return(PyObject *o, const char *func, const char *expected)
     return -1;
 }
 
-int mrh_py_ret_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func)
+int mrh_py_ret_int_slow(PyObject *o, unsigned long long *out, int size, int range, const char *func)
 {
-    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, is_signed, func, -1);
+    if (PyLong_CheckExact(o)) return int_in_range(o, out, size, range, func, -1);
     if (o == Py_None || PyFloat_Check(o) || !PyIndex_Check(o)) return bad_return(o, func, "an int");
     PyObject *i = PyNumber_Index(o);
     if (!i) return -1;
-    int rc = int_in_range(i, out, size, is_signed, func, -1);
+    int rc = int_in_range(i, out, size, range, func, -1);
     Py_DECREF(i);
     return rc;
 }
@@ -525,7 +531,7 @@ int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func)
     }
     if (PyLong_Check(o)) {
         unsigned long long a;
-        if (int_in_range(o, &a, sizeof(void *), 0, func, -1) < 0) return -1;
+        if (int_in_range(o, &a, sizeof(void *), MRH_ADDRESS, func, -1) < 0) return -1;
         *out = (const char *)(uintptr_t)a;
         return 0;
     }
@@ -688,6 +694,31 @@ static PyObject *native_write_output(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* os.register_at_fork callbacks (see fork_prepare): this thread is between the interpreter's PyOS_BeforeFork and
+ * its PyOS_AfterFork_*. */
+static PyObject *native_fork_begins(PyObject *self, PyObject *unused)
+{
+    mrh_self()->in_python_fork = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *native_fork_ended(PyObject *self, PyObject *unused)
+{
+    mrh_self()->in_python_fork = 0;
+    Py_RETURN_NONE;
+}
+
+/* The child of a fork: only the forking thread is left, with its thread state. Another one, for good, that no
+ * thread uses: when the forking thread's is deleted (it ends, and the child goes on; or its hook was the last
+ * use on an ending thread), the interpreter's list of thread states is not empty. CPython 3.11 and 3.12 abort
+ * making a thread state after that ("init_threadstate: thread state already initialized"). */
+static PyObject *native_fork_ended_in_child(PyObject *self, PyObject *unused)
+{
+    mrh_self()->in_python_fork = 0;
+    if (!PyThreadState_New(PyInterpreterState_Get())) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *native_register(PyObject *self, PyObject *args)
 {
     const char *spec;
@@ -712,6 +743,9 @@ static PyMethodDef native_methods[] = {
     {"disable", native_disable, METH_NOARGS, NULL},
     {"write_output", native_write_output, METH_O, NULL},
     {"register", native_register, METH_VARARGS, NULL},
+    {"fork_begins", native_fork_begins, METH_NOARGS, NULL},
+    {"fork_ended", native_fork_ended, METH_NOARGS, NULL},
+    {"fork_ended_in_child", native_fork_ended_in_child, METH_NOARGS, NULL},
     {NULL},
 };
 
@@ -736,19 +770,28 @@ static int native_install(void)
 
 /* ---- threads, fork, exit: the target side calls these (mrh_hook_ops) ---------------------------------- */
 
+/* Made through PyGILState so that it is registered as this thread's (PyGILState_Ensure() in Cython's `with gil`
+ * and in libraries finds it); the reference count it starts with keeps their PyGILState_Release() from
+ * deleting it. */
 PyThreadState *mrh_make_thread_state(mrh_thread *t)
 {
     PyThreadState *ts = PyGILState_GetThisThreadState();   /* the start thread's: the interpreter's own */
-    if (!ts) {
-        /* Made through PyGILState so that it is registered as this thread's; the reference count it starts
-         * with keeps PyGILState_Release() (in Cython's `with gil`, in libraries) from deleting it. */
-        PyGILState_Ensure();
+    if (!ts || t->exited) {
+        PyGILState_Ensure();   /* on an ending thread: one for this use only, deleted by mrh_drop_thread_state */
         ts = PyEval_SaveThread();
-        t->tstate = ts;
-        mrh_rt->track_thread_state(t);   /* deleted at thread exit */
+        if (!t->exited) {
+            t->tstate_owned = 1;
+            mrh_rt->track_thread_state(t);   /* deleted at thread exit */
+        }
     }
     t->tstate = ts;
     return ts;
+}
+
+void mrh_drop_thread_state(mrh_thread *t)   /* with the GIL held on an ending thread (mrh_release) */
+{
+    t->tstate = NULL;
+    PyGILState_Release(PyGILState_UNLOCKED);   /* deleted if made by mrh_make_thread_state; the GIL released */
 }
 
 MRH_EXPORT void mrh_thread_init(void)
@@ -759,45 +802,68 @@ MRH_EXPORT void mrh_thread_init(void)
 static void thread_exit(mrh_thread *t)
 {
     PyThreadState *ts = t->tstate;
-    t->tstate = NULL;
-    if (!ts) return;
+    int owned = t->tstate_owned;
+    t->tstate = NULL;   /* the interpreter's own (the start thread's) stays */
+    t->tstate_owned = 0;
+    if (!ts || !owned) return;
     PyEval_RestoreThread(ts);
     PyGILState_Release(PyGILState_UNLOCKED);   /* the count drops to zero: the thread state is deleted */
 }
 
+/* The hook interpreter's fork protocol (PyOS_BeforeFork, PyOS_AfterFork_Parent/_Child) runs on the forking
+ * thread, with the GIL, whichever thread forks:
+ * - a thread outside Python (the usual case: the program forks): it takes the GIL, so that no other thread
+ *   holds it at the fork;
+ * - os.fork in a hook's Python: CPython runs the protocol itself (in_python_fork, set by the callbacks _inside
+ *   registers with os.register_at_fork);
+ * - a thread that holds the GIL otherwise (an original that forks called by a hook that keeps the GIL, a
+ *   Cython `with gil` hook calling fork): it runs the protocol without taking the GIL;
+ * - a signal handler interrupting code that holds the GIL: nothing (Python can't run there).
+ * In the child, PyOS_AfterFork_Child deletes the other threads' thread states, and the callback
+ * fork_ended_in_child gives the interpreter one that no thread uses, so that its list never becomes empty.
+ * Not covered: a lock of this namespace's own libc (its resolver's, in a hook's getaddrinfo) that another
+ * thread held, the GIL released, at the fork stays held in the child, whose libc is the target's. */
 static void fork_prepare(mrh_thread *t)
 {
-    if (PyGILState_Check()) return;   /* this thread runs Python (os.fork in a hook): CPython does the rest */
+    if (PyGILState_Check()) {
+        if (t->in_python_fork || t->handler_frame) return;
+        PyOS_BeforeFork();
+        t->fork_held = MRH_FORK_HAD_GIL;
+        return;
+    }
     PyThreadState *ts = mrh_thread_state(t);
     if (!ts) return;
     PyEval_RestoreThread(ts);
     PyOS_BeforeFork();
-    t->fork_held = 1;
+    t->fork_held = MRH_FORK_TOOK_GIL;
 }
 
 static void fork_parent(mrh_thread *t)
 {
-    t->fork_held = 0;
+    int held = t->fork_held;
+    t->fork_held = MRH_FORK_NOTHING;
     PyOS_AfterFork_Parent();
-    PyEval_SaveThread();
+    if (held == MRH_FORK_TOOK_GIL) mrh_release(t);
 }
 
 static void fork_child(mrh_thread *t)
 {
-    t->fork_held = 0;
+    int held = t->fork_held;
+    t->fork_held = MRH_FORK_NOTHING;
     PyOS_AfterFork_Child();
-    PyEval_SaveThread();
+    if (held == MRH_FORK_TOOK_GIL) mrh_release(t);
 }
 
 static void at_exit(void)
 {
-    PyThreadState *ts = mrh_thread_state(mrh_self());
+    mrh_thread *t = mrh_self();
+    PyThreadState *ts = mrh_thread_state(t);
     if (!ts || !inside_at_exit) return;
     PyEval_RestoreThread(ts);
     PyObject *r = PyObject_CallNoArgs(inside_at_exit);
     if (!r) PyErr_Clear();
     Py_XDECREF(r);
-    PyEval_SaveThread();
+    mrh_release(t);
 }
 
 static void *hook_symbol(const char *name) { return hooks_handle ? dlsym(hooks_handle, name) : NULL; }

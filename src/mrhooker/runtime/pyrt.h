@@ -11,7 +11,7 @@
  *         if (mrh_hook_begin(t, 0) < 0) goto original;       // GIL, errno, the call record
  *         argv[0] = PyLong_FromLongLong((long long)a0);
  *         PyObject *res = mrh_hook_call(0, argv, 1);          // the Python function; NULL: it failed
- *         if (!res || mrh_py_ret_int(res, &u, "foo", 4, 1) < 0) goto failed;
+ *         if (!res || mrh_py_ret_int(res, &u, 4, MRH_SIGNED, "foo") < 0) goto failed;
  *         r = (int)u;
  *         mrh_hook_end(t);                                    // GIL released, errno as the hook says
  *         return r;
@@ -74,10 +74,19 @@ void mrh_py_register_table(mrh_py_hook *hooks, int n);
 /* This thread's Python thread state, made at its first hook (and deleted at thread exit). NULL if none
  * could be made. */
 PyThreadState *mrh_make_thread_state(mrh_thread *t);
+void mrh_drop_thread_state(mrh_thread *t);
 
 static inline PyThreadState *mrh_thread_state(mrh_thread *t)
 {
     return MRH_LIKELY(t->tstate != NULL) ? (PyThreadState *)t->tstate : mrh_make_thread_state(t);
+}
+
+/* The GIL is given back when a hook (or the runtime) is done with Python on this thread; on a thread that is
+ * ending (mrh_thread.exited) the thread state made for this use is deleted too. */
+static inline void mrh_release(mrh_thread *t)
+{
+    if (MRH_UNLIKELY(t->exited)) mrh_drop_thread_state(t);
+    else PyEval_SaveThread();
 }
 
 /* ---- one Python hook: begin, call, end or fail --------------------------------------------------------- */
@@ -147,7 +156,7 @@ static inline void mrh_hook_end(mrh_thread *t)
 {
     int e = mrh_hook_errno(t);
     mrh_hook_close(t);
-    PyEval_SaveThread();
+    mrh_release(t);
     *mrh_target_errno() = e;
 }
 
@@ -163,7 +172,7 @@ static inline int mrh_hook_failed(mrh_thread *t, mrh_py_hook *hook)
     int ran = t->orig_called;
     int e = ran ? t->orig_errno : t->entry_errno;
     mrh_hook_close(t);
-    PyEval_SaveThread();
+    mrh_release(t);
     *mrh_target_errno() = e;
     return ran;
 }
@@ -211,41 +220,54 @@ static inline PyGILState_STATE mrh_gil_ensure(void)
 
 static inline void mrh_gil_release(PyGILState_STATE state)
 {
-    if (state == PyGILState_UNLOCKED) PyEval_SaveThread();
+    if (state == PyGILState_UNLOCKED) mrh_release(mrh_self());
 }
 
 /* ---- conversions ----------------------------------------------------------------------------------------
  * Each returns 0, or -1 with a Python exception set. `func` names the hook in messages, `index` the argument.
- * Integers must fit the C type (size bytes, signed or not; an unsigned type also takes -1 .. -2**(bits-1),
- * as C code writes (size_t)-1): out of range is an error, never a silent truncation. */
-int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func, int index);
+ * Integers must fit the C type (size bytes, and its range below): out of range is an error, never a silent
+ * truncation or wrap (-1 is not SIZE_MAX: C's (size_t)-1 is 2**64 - 1 here). A pointer given as an int takes
+ * either reading of its bits, as C's casts do: (void *)-1 is MAP_FAILED. */
+enum {
+    MRH_UNSIGNED = 0,   /* 0 .. 2**bits - 1 */
+    MRH_SIGNED = 1,     /* -2**(bits-1) .. 2**(bits-1) - 1 */
+    MRH_BOOL = 2,       /* _Bool: 0 or 1 (False, True) */
+    MRH_ADDRESS = 3,    /* a pointer: -2**(bits-1) .. 2**bits - 1 */
+};
+int mrh_py_arg_int_slow(PyObject *o, unsigned long long *out, int size, int range, const char *func, int index);
 int mrh_py_arg_float(PyObject *o, double *out, const char *func, int index);
 int mrh_py_arg_ldouble(PyObject *o, long double *out, const char *func, int index);
 int mrh_py_arg_bytes(PyObject *o, const char **out, PyObject **keep, const char *func, int index);
 int mrh_py_arg_pointer(PyObject *o, void **out, PyObject **keep, const char *func, int index);
-int mrh_py_ret_int_slow(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func);
+int mrh_py_ret_int_slow(PyObject *o, unsigned long long *out, int size, int range, const char *func);
 
-/* The common case inline (an int that fits whatever the signedness; size is a constant at each call site):
- * one call into libpython. Everything else is the _slow functions'. */
-static inline int mrh_py_int_fits(PyObject *o, unsigned long long *out, int size)
+/* The common case inline (an int, not above 2**63 - 1, in range; size and range are constants at each call
+ * site, so the test folds to one or two comparisons): one call into libpython. Everything else is the _slow
+ * functions', which say what is wrong. */
+static inline int mrh_py_int_fits(PyObject *o, unsigned long long *out, int size, int range)
 {
     if (!PyLong_CheckExact(o)) return 0;
     int overflow;
     long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (overflow || (size < 8 && (v < -(1LL << (size * 8 - 1)) || v >= (1LL << (size * 8 - 1))))) return 0;
+    if (overflow) return 0;
+    if (range == MRH_SIGNED) {
+        if (size < 8 && (v < -(1LL << (size * 8 - 1)) || v >= (1LL << (size * 8 - 1)))) return 0;
+    } else if (v < 0 || (range == MRH_BOOL && v > 1) || (size < 8 && v >= (1LL << (size * 8)))) {
+        return 0;
+    }
     *out = (unsigned long long)v;
     return 1;
 }
 
-static inline int mrh_py_arg_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func,
+static inline int mrh_py_arg_int(PyObject *o, unsigned long long *out, int size, int range, const char *func,
                                  int index)
 {
-    return MRH_LIKELY(mrh_py_int_fits(o, out, size)) ? 0 : mrh_py_arg_int_slow(o, out, size, is_signed, func, index);
+    return MRH_LIKELY(mrh_py_int_fits(o, out, size, range)) ? 0 : mrh_py_arg_int_slow(o, out, size, range, func, index);
 }
 
-static inline int mrh_py_ret_int(PyObject *o, unsigned long long *out, int size, int is_signed, const char *func)
+static inline int mrh_py_ret_int(PyObject *o, unsigned long long *out, int size, int range, const char *func)
 {
-    return MRH_LIKELY(mrh_py_int_fits(o, out, size)) ? 0 : mrh_py_ret_int_slow(o, out, size, is_signed, func);
+    return MRH_LIKELY(mrh_py_int_fits(o, out, size, range)) ? 0 : mrh_py_ret_int_slow(o, out, size, range, func);
 }
 int mrh_py_ret_float(PyObject *o, double *out, const char *func);
 int mrh_py_ret_ldouble(PyObject *o, long double *out, const char *func);

@@ -181,11 +181,13 @@ __attribute__((noinline)) static void *proxy_dlvsym(void *handle, const char *na
 }
 
 /* The original to hand out for a name and the real function found for it: a proxy if the name is one of those,
- * follow.c's wrapper for an exec function (so that a hooked or traced execve still follows the child). */
+ * follow.c's wrapper for an exec function (so that a hooked or traced execve still follows the child),
+ * preload.c's for pthread_create (so that the threads it starts still carry thread_key). */
 static void *caller_proof(const char *name, void *real)
 {
     if (!real) return NULL;
     void *wrapper = mrh_follow_wrapper(name);
+    if (!wrapper) wrapper = mrh_thread_wrapper(name);
     if (wrapper) return wrapper;
     if (mrh_same_string(name, "dlopen")) return real_dlopen = real, (void *)proxy_dlopen;
     if (mrh_same_string(name, "dlmopen")) return real_dlmopen = real, (void *)proxy_dlmopen;
@@ -279,7 +281,10 @@ void *mrh_resolve(int slot)
     void *p = __atomic_load_n(&s->original, __ATOMIC_ACQUIRE);
     if (MRH_LIKELY(p != NULL) || resolving) return p;
     p = caller_proof(s->name, mrh_lookup_next(s->name));
-    if (p) __atomic_store_n(&s->original, p, __ATOMIC_RELEASE);
+    if (p) {
+        __atomic_store_n(&s->original, p, __ATOMIC_RELEASE);
+        mrh_report_resolved(slot);
+    }
     return p;
 }
 
