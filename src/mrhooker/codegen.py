@@ -171,14 +171,12 @@ def _all_params(proto):
 
 
 def _to_python(ctype, expr, pointee=""):
-    """C value -> new Python object (t: the thread's mrh_thread, for C strings). pointee: the struct a pointer
-    points to, which its Pointer's cast() then needs no name for."""
+    """A C value as the hook gets it (runtime/pyrt.h's mrh_py_*; t: the thread, for C strings). pointee: the
+    struct a pointer points to, which its Pointer's cast() then needs no name for."""
     if ctype.kind == "int":
-        if ctype.signed:
-            return "PyLong_FromLongLong((long long)(%s))" % expr
-        return "PyLong_FromUnsignedLongLong((unsigned long long)(%s))" % expr
+        return ("mrh_py_int(%s)" if ctype.signed else "mrh_py_uint(%s)") % expr
     if ctype.kind == "float":
-        return "PyFloat_FromDouble((double)(%s))" % expr
+        return "mrh_py_double(%s)" % expr
     if ctype.kind == "bytes":
         return "mrh_py_cstring(t, %s)" % expr
     if ctype.kind == "pointer" and pointee:
@@ -188,38 +186,24 @@ def _to_python(ctype, expr, pointee=""):
     raise ValueError(ctype.kind)
 
 
-def _int_range(ctype):
-    """The values an integer type takes (runtime/pyrt.h's MRH_SIGNED, ...)."""
-    if ctype.c == "_Bool":
-        return "MRH_BOOL"
-    return "MRH_SIGNED" if ctype.signed else "MRH_UNSIGNED"
-
-
-def _from_python(ctype, obj, target, name, arg_index=None):
-    """C statements: Python object `obj` -> C value in `target`, the conversion's failure as `mrh_bad`. arg_index
-    None: the hook's result."""
-    scratch = {"int": "unsigned long long v", "bytes": "const char *v", "pointer": "void *v"}
+def _from_python(ctype, arg_index=None):
+    """The pyrt.h macro that converts a Python object to this C type: argument arg_index of func.original, or
+    (None) the hook's result."""
     if ctype.kind == "float":
-        long_double = ctype.c == "long double"
-        decl = "long double v" if long_double else "double v"
-        fn = ("mrh_py_ret_ldouble" if long_double else "mrh_py_ret_float") if arg_index is None else \
-             ("mrh_py_arg_ldouble" if long_double else "mrh_py_arg_float")
-        call = "%s(%s, &v, %s%s)" % (fn, obj, name, "" if arg_index is None else ", %d" % arg_index)
-    elif ctype.kind == "int":
-        decl = scratch["int"]
-        fn = "mrh_py_ret_int" if arg_index is None else "mrh_py_arg_int"
-        call = "%s(%s, &v, %d, %s, %s%s)" % (fn, obj, ctype.size, _int_range(ctype), name,
-                                              "" if arg_index is None else ", %d" % arg_index)
-    else:
-        decl = scratch[ctype.kind]
-        if arg_index is None:
-            fn = "mrh_py_ret_bytes" if ctype.kind == "bytes" else "mrh_py_ret_pointer"
-            call = "%s(%s, &v, %s)" % (fn, obj, name)
-        else:
-            fn = "mrh_py_arg_bytes" if ctype.kind == "bytes" else "mrh_py_arg_pointer"
-            call = "%s(%s, &v, &keep[%d], %s, %d)" % (fn, obj, arg_index, name, arg_index)
-    value = "(v != 0)" if ctype.c == "_Bool" else "v" if ctype.kind in ("bytes", "pointer") else "(%s)v" % ctype.c
-    return "{ %s; mrh_bad = %s < 0; %s = %s; }" % (decl, call, target, value)
+        if ctype.c == "long double":
+            return "MRH_RESULT_LDOUBLE()" if arg_index is None else "MRH_ARG_LDOUBLE(%d)" % arg_index
+        return "MRH_RESULT_DOUBLE(%s)" % ctype.c if arg_index is None else "MRH_ARG_DOUBLE(%d, %s)" % (arg_index,
+                                                                                                     ctype.c)
+    if ctype.kind == "int":
+        if ctype.c == "_Bool":
+            return "MRH_RESULT_BOOL()" if arg_index is None else "MRH_ARG_BOOL(%d)" % arg_index
+        size_range = "%d, %s" % (ctype.size, "MRH_SIGNED" if ctype.signed else "MRH_UNSIGNED")
+        return "MRH_RESULT_INT(%s, %s)" % (ctype.c, size_range) if arg_index is None else \
+            "MRH_ARG_INT(%d, %s, %s)" % (arg_index, ctype.c, size_range)
+    if ctype.kind == "bytes":
+        return "MRH_RESULT_BYTES()" if arg_index is None else "MRH_ARG_BYTES(%d)" % arg_index
+    return "MRH_RESULT_POINTER(%s)" % ctype.c if arg_index is None else "MRH_ARG_POINTER(%d, %s)" % (arg_index,
+                                                                                                    ctype.c)
 
 
 def _value_field(ctype):
@@ -232,77 +216,36 @@ def _value_field(ctype):
 
 
 def _trampoline_source(slot, proto, entry, pointees):
+    """A @hook's C: func.original (mrh_original_N) and the implementation its entry point calls (mrh_impl_N),
+    made of runtime/pyrt.h's MRH_ORIGINAL_* and MRH_HOOK_* macros and a conversion per value."""
     params = _all_params(proto)
-    n = len(params)
     ret = proto.ret
     returns = ret.kind != "void"
-    name = c_string(proto.symbol)
-    fn_type = entry.fn_type(variadic=True)
-    out = ["/* %s */" % proto.text.replace("*/", "* /")]
-
-    # func.original(...)
-    out.append("static PyObject *mrh_original_%d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)\n{" % slot)
-    out.append("    mrh_py_hook *hook = &mrh_py_hooks[%d];" % slot)
-    out.append("    if (nargs != %d) return mrh_py_argcount(%s, %d, nargs);" % (n, name, n))
-    out.append("    PyObject *keep[%d] = {NULL}, *result = NULL;\n    int mrh_bad = 0;" % max(n, 1))
-    for i, p in enumerate(params):
-        out.append("    %s a%d;" % (p.type.c, i))
-        out.append("    %s\n    if (mrh_bad) goto done;" % _from_python(p.type, "args[%d]" % i, "a%d" % i, name, i))
-    out.append("    %s = (%s)mrh_original_of(%d);" % (fn_type.replace("(*)", "(*original)", 1), fn_type, slot))
-    out.append("    if (original == NULL) {\n        result = mrh_py_no_original(hook);\n        goto done;\n    }")
-    out.append("    mrh_thread *t = mrh_self();")
-    out.append("    PyThreadState *saved = mrh_original_begin(t, hook);")
+    fn = "mrh_fn_%d" % slot
+    args = "(%s)" % entry.args()
+    out = ["/* %s */" % proto.text.replace("*/", "* /"),
+           "typedef %s;" % entry.fn_type(variadic=True).replace("(*)", "(*%s)" % fn, 1),
+           "static PyObject *mrh_original_%d(PyObject *self, PyObject *const *args, Py_ssize_t nargs)\n{" % slot,
+           "    MRH_ORIGINAL_BEGIN(%d, %d);" % (slot, len(params))]
+    out += ["    %s a%d = %s;" % (p.type.c, i, _from_python(p.type, i)) for i, p in enumerate(params)]
     if returns:
-        out.append("    %s r = original(%s);" % (ret.c, entry.args()))
-        out.append("    mrh_original_end(t, saved);")
-        out.append("    t->orig_ret.%s = r;" % _value_field(ret))
-        out.append("    result = %s;" % _to_python(ret, "r"))
+        out += ["    %s r;" % ret.c, "    MRH_ORIGINAL_CALL(%s, %d, r = original%s);" % (fn, slot, args),
+                "    MRH_ORIGINAL_RETURN(%s, %s);" % (_value_field(ret), _to_python(ret, "r")), "}", ""]
     else:
-        out.append("    original(%s);" % entry.args())
-        out.append("    mrh_original_end(t, saved);")
-        out.append("    result = Py_NewRef(Py_None);")
-    out.append("done:")
-    out.append("    for (int i = 0; i < %d; i++) Py_XDECREF(keep[i]);" % max(n, 1))
-    out.append("    return result;\n}\n")
-
-    # The implementation the entry point calls.
+        out += ["    MRH_ORIGINAL_CALL(%s, %d, original%s);" % (fn, slot, args), "    MRH_ORIGINAL_RETURN_NONE();",
+                "}", ""]
     cparams = ", ".join("%s a%d" % (p.type.c, i) for i, p in enumerate(params)) or "void"
-    out.append("MRH_EXPORT %s %s(%s)\n{" % (ret.c, entry.impl_symbol, cparams))
-    out.append("    mrh_py_hook *hook = &mrh_py_hooks[%d];" % slot)
-    out.append("    mrh_thread *t = mrh_self();")
+    out += ["MRH_EXPORT %s %s(%s)\n{" % (ret.c, entry.impl_symbol, cparams), "    MRH_HOOK_BEGIN(%d);" % slot]
+    converted = [_to_python(p.type, "a%d" % i, pointees.get((proto.symbol, p.name), "")) for i, p in enumerate(params)]
+    out.append("    MRH_HOOK_CALL(%s);" % ", ".join(converted) if converted else "    MRH_HOOK_CALL_NONE();")
     if returns:
-        out.append("    %s r;" % ret.c)
-    out.append("    if (mrh_hook_begin(t, hook) < 0) goto original;")
-    out.append("    {")
-    out.append("        PyObject *argv[%d] = {%s};" % (max(n, 1), ", ".join(
-        _to_python(p.type, "a%d" % i, pointees.get((proto.symbol, p.name), "")) for i, p in enumerate(params))
-        or "NULL"))
-    out.append("        PyObject *res = mrh_hook_call(hook, argv, %d);" % n)
-    out.append("        if (res == NULL) goto failed;")
-    if returns:
-        out.append("        int mrh_bad = 0;")
-        out.append("        %s" % _from_python(ret, "res", "r", name))
-        out.append("        Py_DECREF(res);")
-        out.append("        if (mrh_bad) goto failed;")
+        out += ["    %s r = %s;" % (ret.c, _from_python(ret)), "    MRH_HOOK_RETURN(r);",
+                "    MRH_HOOK_FALLBACK(%s, %s, %s, %d, %s, %s);" % (ret.c, _value_field(ret), fn, slot, entry.failure,
+                                                                  args)]
     else:
-        out.append("        Py_DECREF(res);")
-    out.append("    }")
-    out.append("    mrh_hook_end(t);")
-    out.append("    return%s;" % (" r" if returns else ""))
-    out.append("failed:")
-    if returns:
-        out.append("    if (mrh_hook_failed(t, hook)) return (%s)t->orig_ret.%s;" % (ret.c, _value_field(ret)))
-    else:
-        out.append("    if (mrh_hook_failed(t, hook)) return;")
-    out.append("original:;")
-    out.append("    %s = (%s)mrh_original_of(%d);" % (fn_type.replace("(*)", "(*original)", 1), fn_type, slot))
-    if returns:
-        out.append("    if (original == NULL) {\n        *mrh_target_errno() = ENOSYS;\n        return %s;\n    }"
-                   % entry.failure)
-        out.append("    return original(%s);\n}\n" % entry.args())
-    else:
-        out.append("    if (original == NULL) {\n        *mrh_target_errno() = ENOSYS;\n        return;\n    }")
-        out.append("    original(%s);\n}\n" % entry.args())
+        out += ["    MRH_RESULT_VOID();", "    MRH_HOOK_RETURN();",
+                "    MRH_HOOK_FALLBACK_VOID(%s, %d, %s);" % (fn, slot, args)]
+    out += ["}", ""]
     return "\n".join(out)
 
 

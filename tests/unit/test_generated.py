@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from mrhooker import cdecl, codegen, decoders, layouts, tracespec
+from mrhooker import cdecl, codegen, decoders, layouts, script, tracespec
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 TRACED = ["write", "open", "select", "fcntl", "execve", "kill", "clock_gettime", "fork"]
@@ -39,3 +39,43 @@ def test_traced_entry_points_are_calls_and_data(plans, symbols):
 
 def test_decoders_are_data(plans, symbols):
     _check("trace.decoders.c", decoders.source(plans[0], symbols, plans[1]))
+
+
+HOOKS = '''\
+from mrhooker import hook
+
+@hook("int unlink(const char *path)")
+def unlink(path):
+    return unlink.original(path)
+
+@hook("double sqrt(double x)")
+def sqrt(x):
+    return sqrt.original(x)
+
+@hook("void free(void *p)", blocks=False)
+def free(p):
+    return free.original(p)
+
+@hook("int clock_gettime(clockid_t clock, struct timespec *ts)")
+def clock_gettime(clock, ts):
+    return clock_gettime.original(clock, ts)
+
+@hook("open")
+def open(path, flags, mode):
+    return open.original(path, flags, mode)
+
+@hook("int getpid(void)")
+def getpid():
+    return getpid.original()
+'''
+
+
+def test_hook_entry_points_and_trampolines_are_calls(unit_cache, tmp_path):
+    path = tmp_path / "hooks.py"
+    path.write_text(HOOKS)
+    read = script.read(str(path))
+    hooks = script.find_hooks(read, unit_cache)
+    entries = [codegen.entry_for_prototype(slot, h.prototype) for slot, h in enumerate(hooks)]
+    _check("hooks.entries.c", codegen.entries_source(entries))
+    _check("hooks.trampolines.c", codegen.trampolines_source(hooks, entries, {("clock_gettime", "ts"):
+                                                                            "struct timespec"}))

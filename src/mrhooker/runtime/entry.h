@@ -1,21 +1,10 @@
-/* entry.h (target side): what a generated entry point is made of. Included by the generated entries.c,
- * which holds only what is specific to each hooked symbol: its prototype, slot and failure value.
+/* entry.h (target side): what a generated entry point is made of. Included by the generated entries.c, which
+ * holds only what is specific to each hooked symbol: its prototype, slot and failure value (codegen.entries_source;
+ * tests/unit/golden/hooks.entries.c shows what it writes). An entry point takes the hook when it may run now
+ * (MRH_HOOK, then mrh_hook_done), and the original otherwise (mrh_original_of; NULL: mrh_no_original).
  *
- * A generated entry point, for `ssize_t write(int fd, const void *buf, size_t n)` in slot 3:
- *
- *     MRH_ENTRY(long, 3, "write", (int a0, const void *a1, unsigned long a2))
- *     {
- *         typedef long (*fn)(int, const void *, unsigned long);
- *         mrh_thread *t = &mrh_tls;
- *         fn f = (fn)MRH_HOOK(t, 3);                  // the hook, if it may run now (depth raised)
- *         if (f) { long r = f(a0, a1, a2); mrh_hook_done(t); return r; }
- *         f = (fn)mrh_original_of(3);                 // else the original
- *         if (MRH_UNLIKELY(!f)) return (long)mrh_no_original(-1);
- *         return f(a0, a1, a2);
- *     }
- *
- * The C name of an entry point is mrh_entry_N and its symbol is the hooked name (an asm label), so no
- * header's declaration of the same function (memcpy's, a builtin's, a macro named like it) can conflict.
+ * The C name of an entry point is mrh_entry_N and its symbol is the hooked name (an asm label), so no header's
+ * declaration of the same function (memcpy's, a builtin's, a macro named like it) can conflict.
  */
 #ifndef MRHOOKER_ENTRY_H
 #define MRHOOKER_ENTRY_H

@@ -1,27 +1,19 @@
 /* pyrt.h (hook side): the Python half of a hooked call, for pyrt.c, the trampolines generated for .py hooks
  * and Cython's output for .pyx hooks. All of it runs in the hook namespace (see mrhooker_rt.h).
  *
- * A generated trampoline, for `int foo(int x)` hooked in slot 0, is only what is specific to its prototype:
+ * A generated trampoline (codegen.trampolines_source; tests/unit/golden/hooks.trampolines.c shows them) holds
+ * only what is specific to its prototype: the conversion of each argument and of the result. The flow of a
+ * hooked call is the MRH_HOOK_* macros' at the end of this file, and that of func.original(...) the
+ * MRH_ORIGINAL_* macros':
  *
  *     MRH_EXPORT int mrh_impl_0(int a0)
  *     {
- *         mrh_thread *t = mrh_self();
- *         PyObject *argv[1];
- *         int r;
- *         if (mrh_hook_begin(t, 0) < 0) goto original;       // GIL, errno, the call record
- *         argv[0] = PyLong_FromLongLong((long long)a0);
- *         PyObject *res = mrh_hook_call(0, argv, 1);          // the Python function; NULL: it failed
- *         if (!res || mrh_py_ret_int(res, &u, 4, MRH_SIGNED, "foo") < 0) goto failed;
- *         r = (int)u;
- *         mrh_hook_end(t);                                    // GIL released, errno as the hook says
- *         return r;
- *     failed:
- *         if (mrh_hook_failed(t, 0)) return (int)t->orig_ret.i;   // reported; the original's result
- *     original:
- *         return ((int (*)(int))mrh_original_of(0))(a0);
+ *         MRH_HOOK_BEGIN(0);                              // the GIL, errno, the call record; or the original
+ *         MRH_HOOK_CALL(mrh_py_int(a0));                  // the Python function; raised: the failure path
+ *         int r = MRH_RESULT_INT(int, 4, MRH_SIGNED);     // its result, which must fit the C type
+ *         MRH_HOOK_RETURN(r);                             // the GIL given back, errno as the hook says
+ *         MRH_HOOK_FALLBACK(int, i, mrh_fn_0, 0, (int)-1, (a0));   // reported; the original's result
  *     }
- *
- * and foo.original(x) converts its arguments and calls the real foo between mrh_original_begin/_end.
  */
 #ifndef MRHOOKER_PYRT_H
 #define MRHOOKER_PYRT_H
@@ -276,5 +268,120 @@ int mrh_py_ret_pointer(PyObject *o, void **out, const char *func);
 PyObject *mrh_py_pointer(void *p);
 PyObject *mrh_py_typed_pointer(void *p, const char *pointee);   /* cast() knows the struct it points to */
 PyObject *mrh_py_argcount(const char *func, int expected, Py_ssize_t got);
+
+/* C values as the hook gets them (new references; NULL with an exception set if memory ran out). */
+static inline PyObject *mrh_py_int(long long v) { return PyLong_FromLongLong(v); }
+static inline PyObject *mrh_py_uint(unsigned long long v) { return PyLong_FromUnsignedLongLong(v); }
+static inline PyObject *mrh_py_double(double v) { return PyFloat_FromDouble(v); }
+
+/* ---- the flow of a trampoline (see the top) -----------------------------------------------------------------
+ * Labels: mrh_failed (the hook raised or returned a value of the wrong type: the exception is pending),
+ * mrh_original (the hook can't run: the call goes to the original). */
+
+#define MRH_HOOK_BEGIN(slot)                                                                         \
+    mrh_py_hook *const hook = &mrh_py_hooks[slot];                                                  \
+    mrh_thread *const t = mrh_self();                                                                \
+    if (mrh_hook_begin(t, hook) < 0) goto mrh_original
+
+/* Calls the Python function with the converted arguments; `res` is its result. */
+#define MRH_HOOK_CALL(...)                                                                           \
+    PyObject *mrh_argv[] = {__VA_ARGS__};                                                            \
+    PyObject *res = mrh_hook_call(hook, mrh_argv, (int)(sizeof mrh_argv / sizeof mrh_argv[0]));     \
+    if (res == NULL) goto mrh_failed
+#define MRH_HOOK_CALL_NONE()                                                                         \
+    PyObject *res = mrh_hook_call(hook, NULL, 0);                                                    \
+    if (res == NULL) goto mrh_failed
+
+/* The result, converted to the C type (`res` released); one that doesn't convert is a failure of the hook. */
+#define MRH_RESULT(ctype, scratch, conversion)                                                       \
+    __extension__({                                                                                  \
+        scratch v;                                                                                   \
+        int mrh_bad = (conversion) < 0;                                                              \
+        Py_DECREF(res);                                                                              \
+        if (mrh_bad) goto mrh_failed;                                                                \
+        (ctype)v;                                                                                    \
+    })
+#define MRH_RESULT_INT(ctype, size, range) \
+    MRH_RESULT(ctype, unsigned long long, mrh_py_ret_int(res, &v, size, range, hook->name))
+#define MRH_RESULT_BOOL() MRH_RESULT(_Bool, unsigned long long, mrh_py_ret_int(res, &v, 1, MRH_BOOL, hook->name))
+#define MRH_RESULT_DOUBLE(ctype) MRH_RESULT(ctype, double, mrh_py_ret_float(res, &v, hook->name))
+#define MRH_RESULT_LDOUBLE() MRH_RESULT(long double, long double, mrh_py_ret_ldouble(res, &v, hook->name))
+#define MRH_RESULT_BYTES() MRH_RESULT(const char *, const char *, mrh_py_ret_bytes(res, &v, hook->name))
+#define MRH_RESULT_POINTER(ctype) MRH_RESULT(ctype, void *, mrh_py_ret_pointer(res, &v, hook->name))
+#define MRH_RESULT_VOID() Py_DECREF(res)
+
+#define MRH_HOOK_RETURN(r)                                                                           \
+    mrh_hook_end(t);                                                                                 \
+    return r
+
+/* The failure path (the original's result if it ran during the hook) and the original's: the end of a
+ * trampoline. field: the mrh_value member of its type; failure: what it returns without an original. */
+#define MRH_HOOK_FALLBACK(ctype, field, fn_type, slot, failure, args)                                \
+mrh_failed:                                                                                          \
+    if (mrh_hook_failed(t, hook)) return (ctype)t->orig_ret.field;                                   \
+mrh_original:;                                                                                       \
+    fn_type mrh_fn = (fn_type)mrh_original_of(slot);                                                 \
+    if (mrh_fn == NULL) {                                                                            \
+        *mrh_target_errno() = ENOSYS;                                                                \
+        return failure;                                                                              \
+    }                                                                                                \
+    return mrh_fn args
+#define MRH_HOOK_FALLBACK_VOID(fn_type, slot, args)                                                  \
+mrh_failed:                                                                                          \
+    if (mrh_hook_failed(t, hook)) return;                                                            \
+mrh_original:;                                                                                       \
+    fn_type mrh_fn = (fn_type)mrh_original_of(slot);                                                 \
+    if (mrh_fn == NULL) {                                                                            \
+        *mrh_target_errno() = ENOSYS;                                                                \
+        return;                                                                                      \
+    }                                                                                                \
+    mrh_fn args
+
+/* func.original(a0, ...): the arguments from Python (bytes and buffers held in keep[] until the end), the call
+ * with the GIL dropped (mrh_original_begin/_end), the result to Python. Label: mrh_done (the cleanup). */
+#define MRH_ORIGINAL_BEGIN(slot, n)                                                                  \
+    mrh_py_hook *const hook = &mrh_py_hooks[slot];                                                  \
+    enum { mrh_nargs = (n), mrh_nkeep = (n) > 0 ? (n) : 1 };                                        \
+    PyObject *keep[mrh_nkeep] = {NULL}, *result = NULL;                                              \
+    if (nargs != mrh_nargs) return mrh_py_argcount(hook->name, mrh_nargs, nargs)
+
+/* Argument i, converted to its C type; one that doesn't convert raises. */
+#define MRH_ARG(ctype, scratch, conversion)                                                          \
+    __extension__({                                                                                  \
+        scratch v;                                                                                   \
+        if ((conversion) < 0) goto mrh_done;                                                         \
+        (ctype)v;                                                                                    \
+    })
+#define MRH_ARG_INT(i, ctype, size, range) \
+    MRH_ARG(ctype, unsigned long long, mrh_py_arg_int(args[i], &v, size, range, hook->name, i))
+#define MRH_ARG_BOOL(i) MRH_ARG(_Bool, unsigned long long, mrh_py_arg_int(args[i], &v, 1, MRH_BOOL, hook->name, i))
+#define MRH_ARG_DOUBLE(i, ctype) MRH_ARG(ctype, double, mrh_py_arg_float(args[i], &v, hook->name, i))
+#define MRH_ARG_LDOUBLE(i) MRH_ARG(long double, long double, mrh_py_arg_ldouble(args[i], &v, hook->name, i))
+#define MRH_ARG_BYTES(i) MRH_ARG(const char *, const char *, mrh_py_arg_bytes(args[i], &v, &keep[i], hook->name, i))
+#define MRH_ARG_POINTER(i, ctype) MRH_ARG(ctype, void *, mrh_py_arg_pointer(args[i], &v, &keep[i], hook->name, i))
+
+/* The original called (the statement `call`, which assigns r if it returns a value), its result kept for a
+ * failing hook (field: the mrh_value member; to_python: r as the hook gets it), then the cleanup. */
+#define MRH_ORIGINAL_CALL(fn_type, slot, call)                                                       \
+    fn_type original = (fn_type)mrh_original_of(slot);                                               \
+    if (original == NULL) {                                                                          \
+        result = mrh_py_no_original(hook);                                                           \
+        goto mrh_done;                                                                               \
+    }                                                                                                \
+    mrh_thread *t = mrh_self();                                                                      \
+    PyThreadState *saved = mrh_original_begin(t, hook);                                              \
+    call;                                                                                            \
+    mrh_original_end(t, saved)
+#define MRH_ORIGINAL_RETURN(field, to_python)                                                        \
+    t->orig_ret.field = r;                                                                           \
+    result = (to_python);                                                                            \
+mrh_done:                                                                                            \
+    for (int i = 0; i < mrh_nkeep; i++) Py_XDECREF(keep[i]);                                         \
+    return result
+#define MRH_ORIGINAL_RETURN_NONE()                                                                   \
+    result = Py_NewRef(Py_None);                                                                     \
+mrh_done:                                                                                            \
+    for (int i = 0; i < mrh_nkeep; i++) Py_XDECREF(keep[i]);                                         \
+    return result
 
 #endif
