@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from helpers import LIBFOO_SRC
+from helpers import LIBFOO_SRC, without_progress
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -65,8 +65,12 @@ class Result:
         return self.stdout.decode(errors="replace")
 
     @property
-    def err(self):
+    def raw_err(self):
         return self.stderr.decode(errors="replace")
+
+    @property
+    def err(self):
+        return without_progress(self.raw_err)   # whether a run builds depends on the tests before it
 
     def __repr__(self):
         return "<Result rc=%s\nstdout=%s\nstderr=%s>" % (self.returncode, self.out[-3000:], self.err[-3000:])

@@ -1,6 +1,7 @@
 """Helpers shared by the tests that run hooked programs."""
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -46,6 +47,16 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 ALL_PYTHONS = [sys.executable] + sorted(
     p for p in glob.glob("/root/.pyenv/versions/3.*/bin/python3") if os.path.realpath(p) != os.path.realpath(
         sys.executable)) + [p for p in [DEBIAN_PYTHON] if os.path.exists(p)]
+
+
+# What a first run says of its preparation (cli.Console.progress).
+PROGRESS = re.compile(r"^mrhooker: (?:.* \(a first run: cached for the next\) \.\.\.|ready in [0-9.]+ s)\n", re.M)
+
+
+def without_progress(text):
+    """stderr without the lines a first run adds: whether a test's run is the first to build something depends
+    on the tests before it."""
+    return PROGRESS.sub("", text)
 
 
 def lines_starting(text, prefix):

@@ -4,6 +4,7 @@ Most tests share the session's build cache: a hook script with the same name and
 cache itself, or of its permissions, use a cache of their own (XDG_CACHE_HOME in tmp_path).
 """
 import os
+import re
 import shutil
 import signal
 import stat
@@ -18,6 +19,7 @@ import pytest
 import mrhooker as mrhooker_package
 
 from conftest import SRC, Result
+from helpers import without_progress
 
 # ---- programs and hook scripts -----------------------------------------------------------------------------
 
@@ -706,7 +708,8 @@ def test_child_killed_by_signal_shell_sees_128_plus_n(base_env, hook, sig, expec
     r = subprocess.run(["sh", "-c", line], env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=120)
     assert r.stdout == b"%d\n" % expected, r
-    assert b"mrhooker:" not in r.stderr and b"Traceback" not in r.stderr, r
+    err = without_progress(r.stderr.decode())
+    assert "mrhooker:" not in err and "Traceback" not in err, r
 
 
 @pytest.mark.parametrize("sig,name,code", [(signal.SIGINT, "SIGINT", 21), (signal.SIGTERM, "SIGTERM", 22),
@@ -987,3 +990,19 @@ def test_a_script_without_hooks_is_refused_whatever_its_kind(mrhooker, script):
         r = mrhooker(script(name, text), "true")
         assert r.returncode == 2 and r.err.startswith("mrhooker: ") and "no hooks" in r.err, r
         assert len(r.err.strip().splitlines()) == 1, r
+
+
+def test_a_first_run_says_what_takes_time_and_a_second_says_nothing(base_env, script, tmp_path):
+    """Without a terminal (a CI log, a pipe), a first build is one line as it starts and one with its time; the
+    runs after it, from the cache, say nothing."""
+    hooks = script("progress.py", "from mrhooker import hook\n@hook('int getppid(void)')\n"
+                                  "def getppid():\n    return getppid.original()\n")
+    build_dir = tmp_path / "builds"
+    runs = [subprocess.run([sys.executable, "-m", "mrhooker", "--build-dir", str(build_dir), hooks, "true"],
+                           env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+            for _ in range(2)]
+    first, second = (r.stderr.decode() for r in runs)
+    assert all(r.returncode == 0 for r in runs), runs
+    assert first.splitlines()[0] == "mrhooker: building progress.py (a first run: cached for the next) ...", first
+    assert re.fullmatch(r"mrhooker: ready in [0-9]+\.[0-9] s", first.splitlines()[-1]), first
+    assert second == "", second

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from helpers import RUN_TIMEOUT
+from helpers import RUN_TIMEOUT, without_progress
 
 from mrhooker import cache, faults, tracing
 from mrhooker.errors import MrhookerError
@@ -200,7 +200,7 @@ def test_fuzz_of_specs_through_the_command_line(base_env):
         args = [option + spec] if option.endswith("=") else [option, spec]
         r = subprocess.run([sys.executable, "-m", "mrhooker", "trace", "-q"] + args + ["true"], env=base_env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
-        err = r.stderr.decode(errors="replace")
+        err = without_progress(r.stderr.decode(errors="replace"))
         if r.returncode != 0:
             assert r.returncode == 2 and err.startswith("mrhooker: ") and "Traceback" not in err, (args, r)
             assert len(err.splitlines()) == 1 or "usage:" in err, (args, err)

@@ -44,9 +44,14 @@ def _quiet(_msg):
     pass
 
 
+def _unwatched(_what):
+    import contextlib
+    return contextlib.nullcontext()
+
+
 class BuildOptions:
     def __init__(self, build_dir=None, include_dirs=(), cflags=(), ldflags=(), rebuild=False, log=_quiet,
-                 status=_quiet, headers=()):
+                 progress=_quiet, headers=(), preparing=_unwatched):
         self.build_dir = build_dir                # None: the user's cache
         self.include_dirs = list(include_dirs)    # for cimport and `cdef extern from` headers
         self.cflags = list(cflags)
@@ -54,7 +59,9 @@ class BuildOptions:
         self.headers = list(headers)              # more headers to find prototypes in (cdecl)
         self.rebuild = rebuild
         self.log = log                            # -v lines
-        self.status = status                      # transient progress ("building ...")
+        self.progress = progress                  # progress("building ..."): a step of a first run starts
+        self.preparing = preparing                # preparing(what): a context around all of a run's preparation
+        #                                           (cli.Console's: says what takes time, and how long it took)
 
 
 class Build:
@@ -69,38 +76,54 @@ class Build:
         self.symbols = symbols        # the hooked symbols
 
 
-def _runtime_dir(root, pyinfo, log):
-    """The runtime's target-side objects and pyrt.so, compiled once per Python, compiler and runtime."""
+def _runtime_objects(root, log):
+    """The runtime's objects that link into builds (the target side, a trace's, a trace reader's): they depend on
+    the compiler and the runtime's sources only, so every Python's builds share them. Compiled at once."""
+    cc = toolchain.c_compiler()
+    key = cache.key([__version__, " ".join(cc), toolchain.tool_identity(cc[0])],
+                    [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
+    final = os.path.join(root, "runtime-" + key)
+    names = [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE + READER_SIDE]
+    objects = [os.path.join(final, name) for name in names]
+    if cache.verify(final) is not None:
+        for path in objects:   # linked into every build
+            cache.check_private(path, "mrhooker's runtime file")
+        return objects
+    tmp = cache.temp_dir(root, "runtime")
+    try:
+        # mrhooker's own side (the reader) may use the compiler's builtins; the target side must not (its
+        # lookups must not call memcpy or strlen, which a trace or a hook may have taken over)
+        jobs = [(["-c", "-fvisibility=hidden"] + (["-fbuiltin"] if source in READER_SIDE else
+                                                   ["-fno-tree-loop-distribute-patterns"])
+                 + [os.path.join(RUNTIME_DIR, source)], os.path.join(tmp, source[:-2] + ".o"), [RUNTIME_DIR], [],
+                 "compiling mrhooker's runtime (%s)" % source, []) for source in TARGET_SIDE + TRACE_SIDE + READER_SIDE]
+        _compile_together(jobs, log)
+        cache.seal(tmp, names, {})
+        cache.publish(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return objects
+
+
+def _python_runtime(root, pyinfo, log):
+    """The hook side's pyrt.so for this Python (one per Python: it links its libpython), copied into builds."""
     cc = toolchain.c_compiler()
     key = cache.key([__version__, pyinfo.include_dir, pyinfo.libpython, " ".join(cc), toolchain.tool_identity(cc[0])],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
-    final = os.path.join(root, "runtime-" + key)
-    objects = [os.path.join(final, f[:-2] + ".o") for f in TARGET_SIDE + TRACE_SIDE + READER_SIDE]
+    final = os.path.join(root, "pyrt-" + key)
     if cache.verify(final) is not None:
-        for path in objects + [os.path.join(final, "pyrt.so")]:   # linked into, or copied into, every build
-            cache.check_private(path, "mrhooker's runtime file")
-        return final, objects
-    tmp = cache.temp_dir(root, "runtime")
+        return cache.check_private(os.path.join(final, "pyrt.so"), "mrhooker's runtime file")
+    tmp = cache.temp_dir(root, "pyrt")
     try:
-        for source in TARGET_SIDE + TRACE_SIDE:
-            toolchain.compile_c(["-c", "-fvisibility=hidden", "-fno-tree-loop-distribute-patterns",
-                                 os.path.join(RUNTIME_DIR, source)],
-                                os.path.join(tmp, source[:-2] + ".o"), [RUNTIME_DIR], [], log,
-                                "compiling mrhooker's runtime (%s)" % source)
-        for source in READER_SIDE:   # mrhooker's own side: the compiler's builtins are welcome there
-            toolchain.compile_c(["-c", "-fvisibility=hidden", "-fbuiltin", os.path.join(RUNTIME_DIR, source)],
-                                os.path.join(tmp, source[:-2] + ".o"), [RUNTIME_DIR], [], log,
-                                "compiling mrhooker's runtime (%s)" % source)
         toolchain.compile_c(["-shared"] + [os.path.join(RUNTIME_DIR, f) for f in HOOK_SIDE] + [pyinfo.libpython],
                             os.path.join(tmp, "pyrt.so"), [RUNTIME_DIR, pyinfo.include_dir], [], log,
                             "compiling mrhooker's runtime (pyrt.so)",
                             ["-Wl,-rpath," + pyinfo.libdir, "-Wl,--disable-new-dtags", "-ldl", "-lpthread"])
-        cache.seal(tmp, [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE + READER_SIDE] + ["pyrt.so"],
-                   {"python": pyinfo.version})
+        cache.seal(tmp, ["pyrt.so"], {"python": pyinfo.version})
         cache.publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final, objects
+    return os.path.join(final, "pyrt.so")
 
 
 def _compile_libraries(tmp, hook_sources, pyinfo, runtime_objects, options, what):
@@ -216,11 +239,15 @@ def _build(path, options):
         except (OSError, ValueError, KeyError, TypeError):
             pass
     options.log("cache miss: building in %s" % root)
-    options.status("mrhooker: building %s ..." % os.path.basename(script.path))
-    runtime_dir, runtime_objects = _runtime_dir(root, pyinfo, options.log)
+    options.progress("building %s" % os.path.basename(script.path))
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:   # the Python runtime compiles while the target side's objects do
+        python_runtime = pool.submit(_python_runtime, root, pyinfo, options.log)
+        runtime_objects = _runtime_objects(root, options.log)
+        pyrt = python_runtime.result()
     tmp = cache.temp_dir(root, script.module)
     try:
-        shutil.copyfile(os.path.join(runtime_dir, "pyrt.so"), os.path.join(tmp, "pyrt.so"))
+        shutil.copyfile(pyrt, os.path.join(tmp, "pyrt.so"))
         if script.kind == "pyx":
             symbols, deps = _build_pyx(script, tmp, pyinfo, runtime_objects, options, root)
         else:
@@ -263,11 +290,11 @@ def _build_trace(plans, symbols, layouts, options):
     pyinfo = toolchain.python_info()
     root = cache.prepare(options.build_dir or cache.default_root(),
                          "build directory" if options.build_dir else "cache directory")
-    entries = codegen.trace_entries_source(plans, symbols)
+    entries = codegen.trace_entries_sources(plans, symbols, os.cpu_count() or 1)
     shown = decoders.source(plans, symbols, layouts)
     functions = [{"name": p.symbol, "text": p.proto.text, "params": [q.name for q in p.params]} for p in plans]
     cc = toolchain.c_compiler()
-    key = cache.key([__version__, "trace", entries, shown, repr(options.cflags),
+    key = cache.key([__version__, "trace"] + entries + [shown, repr(options.cflags),
                      " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:]))],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
                     + [os.path.join(PACKAGE_DIR, f) for f in GENERATOR_FILES], length=20)
@@ -279,21 +306,28 @@ def _build_trace(plans, symbols, layouts, options):
             options.log("cache hit: %s" % final)
             return TraceBuild(cache.check_private(final, "build"), manifest["functions"])
     options.log("cache miss: building the trace of %d functions in %s" % (len(plans), root))
-    options.status("mrhooker: building the trace of %d functions ..." % len(plans))
-    runtime_dir, runtime_objects = _runtime_dir(root, pyinfo, options.log)
+    options.progress("building the trace of %d functions" % len(plans))
+    runtime_objects = _runtime_objects(root, options.log)
     target_objects = [o for o in runtime_objects if os.path.basename(o)[:-2] + ".c" in TARGET_SIDE + TRACE_SIDE]
     reader_objects = [o for o in runtime_objects if os.path.basename(o)[:-2] + ".c" in READER_SIDE]
     tmp = cache.temp_dir(root, "trace")
     try:
-        _write(os.path.join(tmp, "entries.c"), entries)
+        # entries.c in pieces compiled at once (a trace of every function is 2000 entry points), then linked
+        pieces = []
+        for i, text in enumerate(entries):
+            pieces.append(os.path.join(tmp, "entries%s.c" % (i or "")))
+            _write(pieces[-1], text)
         _write(os.path.join(tmp, "decoders.c"), shown)
-        _compile_together([
-            (["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")] + target_objects,
-             os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, "compiling the trace library",
-             ["-ldl", "-lpthread"]),
+        _compile_together([(["-c", "-fvisibility=hidden", piece], piece[:-2] + ".o", [RUNTIME_DIR], options.cflags,
+                            "compiling the trace library", []) for piece in pieces] + [
             (["-shared", "-fvisibility=hidden", os.path.join(tmp, "decoders.c")] + reader_objects,
              os.path.join(tmp, "reader.so"), [RUNTIME_DIR], [], "compiling the trace's reader", ["-lm"])],
             options.log)
+        toolchain.compile_c(["-shared", "-fvisibility=hidden"] + [p[:-2] + ".o" for p in pieces] + target_objects,
+                            os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, options.log,
+                            "linking the trace library", ["-ldl", "-lpthread"])
+        for piece in pieces:
+            os.unlink(piece[:-2] + ".o")
         cache.seal(tmp, ["preload.so", "reader.so"], {"functions": functions, "mrhooker": __version__})
         cache.publish(tmp, final, rebuild=options.rebuild)
     finally:
@@ -308,7 +342,7 @@ def _compile_together(jobs, log):
     stops the others."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(len(jobs)) as pool:
+    with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
         futures = [pool.submit(toolchain.compile_c, sources, output, includes, cflags, log, what, ldflags)
                    for sources, output, includes, cflags, what, ldflags in jobs]
         try:

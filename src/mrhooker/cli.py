@@ -112,11 +112,16 @@ def parse_run_args(argv):
 
 
 class Console:
-    """mrhooker's own messages on stderr: -v lines, and a one-line build status on a terminal."""
+    """mrhooker's own messages on stderr: -v lines, and a build's progress: on a terminal a line that goes away
+    when the build is done; elsewhere (a CI log, a pipe, a test's captured stderr) one line as it starts and one
+    with its time when it is done, so that a first run's wait is never silent."""
 
     def __init__(self, verbose):
         self.verbose = verbose
         self._status_shown = False
+        self._started = None   # when the first run's steps began (time.monotonic), while they go on
+        import threading
+        self._lock = threading.RLock()   # a timer thread may say the first step
         try:
             self._tty = os.isatty(2)
         except OSError:
@@ -127,6 +132,48 @@ class Console:
             self.clear_status()
             sys.stderr.write("mrhooker: %s\n" % msg)
             sys.stderr.flush()
+
+    def progress(self, what):
+        """A step of a first run starts (what: "building the trace of 193 functions"), or (None) mrhooker is
+        ready to run the program: then the time the steps took is said, if any was."""
+        import time
+        with self._lock:
+            if what is not None:
+                if self._started is None:
+                    self._started = time.monotonic()
+                if self._tty and not self.verbose:
+                    self.status("mrhooker: %s (a first run: cached for the next) ..." % what)
+                else:
+                    sys.stderr.write("mrhooker: %s (a first run: cached for the next) ...\n" % what)
+                    sys.stderr.flush()
+                return
+            if self._started is None:
+                return
+            took = time.monotonic() - self._started
+            self._started = None
+            if self._tty and not self.verbose:
+                self.clear_status()
+            else:
+                sys.stderr.write("mrhooker: ready in %.1f s\n" % took)
+                sys.stderr.flush()
+
+    def preparing(self, what):
+        """A context for mrhooker's preparation of a run: if it takes over a second (headers to read, a build),
+        progress(what) says so while it goes on, and its time is said when it is done."""
+        import contextlib
+        import threading
+
+        @contextlib.contextmanager
+        def watch():
+            timer = threading.Timer(1.0, lambda: self._started is None and self.progress(what))
+            timer.daemon = True
+            timer.start()
+            try:
+                yield
+            finally:
+                timer.cancel()
+                self.progress(None)
+        return watch()
 
     def status(self, msg):
         if self._tty and not self.verbose:
@@ -180,10 +227,11 @@ def run_command(argv):
     include_dirs = [os.path.abspath(d) for d in args.include_dirs] or settings.get("include_dirs", [])
     build_dir = os.path.abspath(os.path.expanduser(args.build_dir)) if args.build_dir else settings.get("build_dir")
     options = BuildOptions(build_dir=build_dir, include_dirs=include_dirs, cflags=cflags, ldflags=ldflags,
-                           rebuild=args.rebuild, log=console.log, status=console.status,
-                           headers=_headers(args, settings))
+                           rebuild=args.rebuild, log=console.log, progress=console.progress,
+                           headers=_headers(args, settings), preparing=console.preparing)
     try:
-        result = build(args.script, options)
+        with console.preparing("reading the hooks' prototypes"):
+            result = build(args.script, options)
     finally:
         console.clear_status()
     return run_target(result, toolchain.python_info(), args.command, program,
@@ -330,8 +378,8 @@ def trace_command(argv):
         summary=args.summary_only or args.summary_too, lines=not (args.summary_only or args.quiet), json_path=args.json,
         timeline_path=args.timeline, timeline_limit=args.timeline_limit, scaffold_path=args.scaffold,
         buffer_mb=args.buffer_size, inject=args.inject, seed=args.seed, fake_time=args.fake_time, quiet=args.quiet)
-    options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, status=console.status,
-                           headers=_headers(args, config.load(None)))
+    options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, progress=console.progress,
+                           headers=_headers(args, config.load(None)), preparing=console.preparing)
     try:
         return Tracer(request, options, console.log).run(args.command, program)
     finally:

@@ -138,9 +138,10 @@ class Tracer:
         request = self.request
         root = cache.prepare(self.build_options.build_dir or cache.default_root(),
                              "build directory" if self.build_options.build_dir else "cache directory")
-        planned = plan_trace(request, root, self.build_options.headers)
-        self.log("tracing %d functions: %s" % (len(planned.plans), " ".join(p.symbol for p in planned.plans)))
-        trace_build = build.build_trace(planned.plans, planned.symbols, planned.layouts, self.build_options)
+        with self.build_options.preparing("reading the system headers' prototypes"):
+            planned = plan_trace(request, root, self.build_options.headers)
+            self.log("tracing %d functions: %s" % (len(planned.plans), " ".join(p.symbol for p in planned.plans)))
+            trace_build = build.build_trace(planned.plans, planned.symbols, planned.layouts, self.build_options)
         nfn = len(trace_build.functions)
         lib = tracefile.load(trace_build.reader)
         # the clock starts from the date given as the program starts, not as mrhooker did

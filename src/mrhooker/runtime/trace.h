@@ -213,26 +213,22 @@ static inline uint64_t mrh_double_bits(double d)
 #define MRH_BITS_PTR(x) ((uint64_t)(uintptr_t)(x))
 #define MRH_BITS_FLOAT(x) mrh_double_bits((double)(x))
 
-/* The call, or what an --inject rule gives instead of it (then it isn't made). */
+/* The call, or what an --inject rule gives instead of it (then it isn't made). The call is written once (each
+ * entry point's code is compiled per trace: its size is the cold build's time); a function without a rule pays
+ * one load and a test for the rule table. */
 #define MRH_TRACED_CALL(c, made) __extension__({                                                       \
     __typeof__(made) mrh_r_;                                                                         \
-    if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn))) {                                                     \
+    if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn)) || !mrh_inject_fails(mrh_inject_enter(&(c))))          \
         mrh_r_ = (made);                                                                             \
-    } else {                                                                                         \
-        if (mrh_inject_fails(mrh_inject_enter(&(c)))) mrh_r_ = (__typeof__(made))(intptr_t)(c).rule->retval; \
-        else mrh_r_ = (made);                                                                        \
-        mrh_inject_exit(&(c));                                                                       \
-    }                                                                                                \
+    else                                                                                             \
+        mrh_r_ = (__typeof__(made))(intptr_t)(c).rule->retval;                                       \
+    if (MRH_UNLIKELY((c).rule != NULL)) mrh_inject_exit(&(c));                                       \
     mrh_r_;                                                                                          \
 })
 #define MRH_TRACED_CALL_VOID(c, made)                                                                \
     do {                                                                                             \
-        if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn))) {                                                 \
-            made;                                                                                    \
-        } else {                                                                                     \
-            if (!mrh_inject_fails(mrh_inject_enter(&(c)))) made;                                     \
-            mrh_inject_exit(&(c));                                                                   \
-        }                                                                                            \
+        if (MRH_LIKELY(!MRH_INJECT_ARMED((c).fn)) || !mrh_inject_fails(mrh_inject_enter(&(c)))) made; \
+        if (MRH_UNLIKELY((c).rule != NULL)) mrh_inject_exit(&(c));                                   \
     } while (0)
 
 #endif
