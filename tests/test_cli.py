@@ -18,6 +18,7 @@ import pytest
 import mrhooker as mrhooker_package
 
 from conftest import SRC, Result
+from helpers import BUSY_C, RUN_TIMEOUT, live_processes, wait_for
 
 # ---- programs and hook scripts -----------------------------------------------------------------------------
 
@@ -714,6 +715,46 @@ def test_child_killed_by_forwarded_signal_kills_mrhooker_alike(base_env, hook):
         watchdog.cancel()
     assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
     assert b"Traceback" not in err, err
+
+
+def test_sigkill_of_mrhooker_kills_the_hooked_program_and_its_children(base_env, hook, cprog):
+    """As a tracee dies with strace: mrhooker killed by SIGKILL (subprocess's timeout does that) takes the program
+    and what it started with it (its guardian does)."""
+    busy = cprog(BUSY_C)
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", hook, "sh", "-c", "%s 120 & %s 120; wait" % (busy, busy)],
+                            env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: len(live_processes(busy)) == 2, RUN_TIMEOUT, "the programs to run")
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: not live_processes(busy), 10, "the programs to die with mrhooker")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_guardian_ends_a_tree_in_its_parents_process_group(cprog):
+    """In a terminal's foreground the program shares mrhooker's process group (and the shell's): what the guardian
+    kills then is the program and its descendants, found by walking the tree (stopped first, so that none forks
+    away), never the group. Here the tree is a child of this test, in its process group."""
+    from mrhooker import guardian
+    busy = cprog(BUSY_C)
+    proc = subprocess.Popen(["sh", "-c", "(%s 120 &); %s 120 & %s 120; wait" % (busy, busy, busy)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(live_processes(busy)) == 3 and len(set(live_processes(busy)) &
+                                                                 set(guardian.children(proc.pid))) == 2,
+                 RUN_TIMEOUT, "the programs to run (one orphaned)")
+        orphan = [pid for pid in live_processes(busy) if pid not in guardian.children(proc.pid)]
+        guardian.end_processes([proc.pid])
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        # the subshell's child left the tree before: it is not the program's any more, and stays
+        wait_for(lambda: live_processes(busy) == orphan, 10, "the program's tree to die")
+    finally:
+        for pid in live_processes(busy):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
 
 
 # ---- bad input ---------------------------------------------------------------------------------------------

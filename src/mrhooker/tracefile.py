@@ -136,9 +136,12 @@ class TraceFile:
     def environment(self):
         return {"MRHOOKER_TRACE": self.path, "MRHOOKER_TRACE_ID": self.identity}
 
-    def beat(self):
-        """The reader is alive (writers that find the ring full wait for it only while this is recent)."""
-        self.words[WORD["heartbeat_ns"]] = time.monotonic_ns()
+    def beat(self, only_if_open=False):
+        """The reader is alive (writers that find the ring full wait for it only while this is recent). Beaten
+        by the reader as it drains, and by the guardian (guardian.py) however slowly the reader goes.
+        only_if_open: not once release() said the reader is gone."""
+        if not only_if_open or self.words[WORD["heartbeat_ns"]]:
+            self.words[WORD["heartbeat_ns"]] = time.monotonic_ns()
 
     def counters(self, nfn):
         """[(calls, errors, time units)] per function (for -c), in the writers' clock units."""
@@ -148,16 +151,21 @@ class TraceFile:
             view.release()
         return counts
 
-    def close(self):
+    def release(self):
+        """The reader is gone: writers stop waiting for it, and the file's name goes (processes that mapped it
+        keep their mapping)."""
         try:
-            self.words[WORD["heartbeat_ns"]] = 0   # writers stop waiting for a reader
+            self.words[WORD["heartbeat_ns"]] = 0
         except ValueError:
             pass
-        self.words.release()
         try:
             os.unlink(self.path)
         except OSError:
             pass
+
+    def close(self):
+        self.release()
+        self.words.release()
         self.map.close()
 
 
@@ -231,6 +239,23 @@ class Reader:
             w[WORD["read_pos"]] = pos
         self.trace.beat()
         return calls
+
+    def discard(self):
+        """Skips what is left in the ring, unread (the writers are gone); returns how many calls that was."""
+        skipped = 0
+        while True:
+            w = self.trace.words
+            end, pos = w[WORD["write_pos"]], self.position
+            while pos < end:
+                length, magic, fn = _HEAD.unpack_from(self.ring, pos % self.ring_size)
+                if length == 0 or magic != RECORD_MAGIC:   # left uncommitted by a writer that died
+                    break
+                skipped += fn != PAD
+                pos += length
+            if pos == self.position:
+                return skipped
+            self._zero(self.position, pos)
+            self.position = w[WORD["read_pos"]] = pos
 
     def _captures(self, q, end, ncaps):
         """{which: (bytes, full length)} of a record's captures, which lie between q and the record's end."""

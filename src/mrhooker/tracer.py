@@ -1,9 +1,13 @@
 """`mrhooker trace`: trace a command's library calls, with no script. The command line (cli.py) makes a
 TraceRequest; Tracer builds what records those calls, runs the command with it, drains the records as they come
 and hands them to the outputs (traceout.py)."""
+import errno
 import fnmatch
 import os
+import select
+import signal
 import sys
+import time
 
 from mrhooker import tracing
 from mrhooker.errors import MrhookerError
@@ -39,41 +43,135 @@ class TraceRequest:
         return bool(self.lines or self.json_path or self.timeline_path or self.scaffold_path)
 
 
+class _Sink:
+    """A file the trace is written to (stderr, -o FILE, --json FILE...), by descriptor, in chunks of CHUNK bytes,
+    so that what reached it is known to the line. The first error writing it (a full disk, EIO, a closed pipe)
+    stops it, and only it: the program runs on, the other outputs too; report() says what it lost. A closed pipe
+    (EPIPE) means its reader is gone: see Tracer.run."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, fd, name, own=True, error=None):
+        self.fd, self.name, self.own = fd, name, own   # own: close fd at the end
+        self.pending, self.size = [], 0
+        self.written = 0      # lines that reached the file
+        self.lost = 0         # lines that didn't
+        self.error = error    # the OSError that stopped it
+
+    @property
+    def broken_pipe(self):
+        return self.error is not None and self.error.errno == errno.EPIPE
+
+    def write(self, text):
+        if self.error is not None:
+            self.lost += text.count("\n")
+            return
+        self.pending.append(text)
+        self.size += len(text)
+        if self.size >= self.CHUNK:
+            self.flush()
+
+    def flush(self):
+        if not self.pending:
+            return
+        data = "".join(self.pending).encode("utf-8", "backslashreplace")
+        self.pending, self.size = [], 0
+        done = 0
+        try:
+            while done < len(data):
+                try:
+                    done += os.write(self.fd, data[done:])
+                except BlockingIOError:   # a descriptor someone made non-blocking (a terminal): wait for it
+                    select.select([], [self.fd], [])
+        except OSError as e:
+            self.error = e
+            self.lost += data.count(b"\n", done)
+        self.written += data.count(b"\n", 0, done)
+
+    def close(self):
+        self.flush()
+        if self.own and self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def report(self):
+        """The line saying what was lost, or None."""
+        if self.error is None or self.broken_pipe:
+            return None
+        where = "from line %d on" % (self.written + 1) if self.written else "from its start"
+        return "cannot write %s: %s (%d lines of the trace are missing there, %s; the program ran on)" % (
+            self.name, self.error.strerror or self.error, self.lost, where)
+
+
 class _Streams:
-    """Where the lines go: stderr, -o FILE, or -ff's FILE.PID."""
+    """Where the trace goes: stderr, -o FILE, -ff's FILE.PID, --json and --timeline files, each a _Sink."""
 
     def __init__(self, request):
         self.request = request
-        self.files = {}
+        self.sinks = []
+        self._by_pid = {}
+        self._main = None
 
-    def _open(self, path):
+    def _open(self, path, append):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC), 0o666)
+        return self._add(_Sink(fd, path))
+
+    def _add(self, sink):
+        self.sinks.append(sink)
+        return sink
+
+    def open_file(self, path):
+        """A file opened before the program starts: failing to is an error of the request."""
         try:
-            return open(path, "a" if self.request.append else "w", encoding="utf-8", errors="backslashreplace")
+            return self._open(path, False)
         except OSError as e:
             raise MrhookerError("cannot write %s: %s" % (path, e.strerror))
 
     def main(self):
-        if not self.request.output:
-            return sys.stderr
-        if None not in self.files:
-            self.files[None] = self._open(self.request.output)
-        return self.files[None]
+        if self._main is None:
+            if not self.request.output:
+                sys.stderr.flush()   # mrhooker's own lines so far, before the trace's
+                self._main = self._add(_Sink(2, "stderr", own=False))
+            else:
+                try:
+                    self._main = self._open(self.request.output, self.request.append)
+                except OSError as e:
+                    raise MrhookerError("cannot write %s: %s" % (self.request.output, e.strerror))
+        return self._main
 
     def for_pid(self, pid):
         if not (self.request.per_process and self.request.output):
             return self.main()
-        if pid not in self.files:
-            self.files[pid] = self._open("%s.%d" % (self.request.output, pid))
-        return self.files[pid]
+        sink = self._by_pid.get(pid)
+        if sink is None:   # opened while the program runs: failing to stops this file, not the trace
+            path = "%s.%d" % (self.request.output, pid)
+            try:
+                sink = self._open(path, self.request.append)
+            except OSError as e:
+                sink = self._add(_Sink(None, path, error=e))
+            self._by_pid[pid] = sink
+        return sink
+
+    @property
+    def broken_pipe(self):
+        return any(sink.broken_pipe for sink in self.sinks)
 
     def flush(self):
-        for f in self.files.values():
-            f.flush()
-        sys.stderr.flush()
+        for sink in self.sinks:
+            sink.flush()
 
     def close(self):
-        for f in self.files.values():
-            f.close()
+        for sink in self.sinks:
+            sink.close()
+
+
+def _say(text):
+    """One of mrhooker's own lines on stderr, which may be broken (then it is lost, as anything written there)."""
+    try:
+        sys.stderr.write("mrhooker: %s\n" % text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 class Tracer:
@@ -83,7 +181,7 @@ class Tracer:
         self.log = log
 
     def run(self, command, program):
-        from mrhooker import build, cache, launch, tracefile, traceout
+        from mrhooker import build, cache, guardian, launch, tracefile, traceout
 
         request = self.request
         root = cache.prepare(self.build_options.build_dir or cache.default_root(),
@@ -118,10 +216,18 @@ class Tracer:
             fake_time = faults.parse_fake_time(request.fake_time)
         trace = tracefile.TraceFile(len(plans), request.buffer_mb << 20, request.needs_records, request.summary,
                                     request.strsize, inject, request.seed, fake_time)
+        try:
+            guard = guardian.Guardian(trace)   # before the program starts; it outlives mrhooker should it die
+        except BaseException:
+            trace.close()
+            raise
         streams = _Streams(request)
-        outputs, files, reader = [], [], None
+        signals = launch.Signals()
+        outputs, reader = [], None
         try:
             lines = None
+            if request.output and not request.per_process:
+                streams.main()   # opened now: a file that can't be written is refused before the program runs
             if request.lines:
                 options = traceout.Options(request.timestamps, request.relative, request.durations,
                                            request.failed_only, per_process=request.per_process)
@@ -130,12 +236,7 @@ class Tracer:
             for path, make in ((request.json_path, lambda f: traceout.JsonLines(decoder, f)),
                                (request.timeline_path, lambda f: traceout.Timeline(decoder, f, request.timeline_limit))):
                 if path:
-                    try:
-                        f = open(path, "w", encoding="utf-8")
-                    except OSError as e:
-                        raise MrhookerError("cannot write %s: %s" % (path, e.strerror))
-                    files.append(f)
-                    outputs.append(make(f))
+                    outputs.append(make(streams.open_file(path)))
             summary = traceout.Summary(decoder) if request.summary else None
             if summary and request.needs_records:
                 outputs.append(summary)
@@ -145,6 +246,7 @@ class Tracer:
             reader = tracefile.Reader(trace, decoder.arg_formats())
             adds = [out.add for out in outputs]
             execs = traceout.ExecPairing(decoder)
+            pipe_closed = []   # set once a closed pipe ended the program
 
             def deliver(calls):
                 for add in adds:
@@ -152,38 +254,67 @@ class Tracer:
                         add(call)
 
             def drain(final=False):
-                while True:   # in batches: each gives the writers their space back
+                """Drains the ring, all of it if final, else for a moment at most (so that the launcher notices
+                the program's end while a busy program keeps it full); returns whether there is more."""
+                until = time.monotonic() + (float("inf") if final else 0.1)
+                more = False
+                while not pipe_closed:   # in batches: each gives the writers their space back
+                    if signals.interrupted:
+                        break   # the program is gone, and mrhooker was asked to stop writing what is left
                     calls = reader.drain(final)
                     deliver(execs.pair(calls))
-                    if len(calls) < 20000:
+                    if streams.broken_pipe:
+                        # The trace's reader is gone (`| head`): as strace does, kill what runs (the tracees die
+                        # with strace) and die by SIGPIPE. The rest of the trace has nowhere to go.
+                        guardian.end_processes(guardian.children(os.getpid()))
+                        pipe_closed.append(True)
+                    more = len(calls) >= 20000
+                    if not more or time.monotonic() > until:
                         break
                 streams.flush()
+                if pipe_closed:
+                    reader.discard()
+                return more
 
             def spawned(pid):
                 if lines is not None:
                     lines.command_pid = pid
 
-            raw_status, statuses = launch.run_traced(trace_build.preload, trace.environment(), command, program,
-                                                     _LaunchOptions(request.follow, self.log), drain, spawned)
-            drain(final=True)
+            with signals:
+                raw_status, statuses = launch.run_traced(trace_build.preload, trace.environment(), command, program,
+                                                         _LaunchOptions(request.follow, self.log), signals, guard,
+                                                         drain, spawned)
+                drain(final=True)
+                unwritten = reader.discard() if signals.interrupted else 0
             deliver(execs.finish())
+            problems = []
             for out in outputs:
-                out.finish()
+                try:
+                    out.finish()
+                except OSError as e:   # the scaffold, written whole at the end
+                    problems.append("cannot write %s: %s" % (getattr(out, "path", "?"), e.strerror))
             if request.lines:
                 self._exits(statuses, streams)
             if summary:
                 if not request.needs_records:
                     summary.add_counts(trace.counters(len(plans)), reader.duration_ns)
                 streams.main().write(summary.text())
+            streams.flush()
             self._report_losses(reader, outputs)
+            for message in problems + [sink.report() for sink in streams.sinks]:
+                if message:
+                    _say(message)
+            if unwritten:
+                _say("interrupted (%s): the last %d calls recorded were not written" % (
+                    _signal_name(signals.interrupted), unwritten))
         finally:
             if reader is not None:
                 reader.close()
-            streams.flush()
             streams.close()
-            for f in files:
-                f.close()
             trace.close()
+            guard.close()
+        if streams.broken_pipe:
+            return launch.die_by(signal.SIGPIPE)
         return launch.exit_status(raw_status)
 
     def _exits(self, statuses, streams):
@@ -196,15 +327,15 @@ class Tracer:
     def _report_losses(self, reader, outputs):
         dropped = reader.dropped()
         if dropped:
-            sys.stderr.write("mrhooker: %d calls were not recorded: the trace buffer was full while mrhooker was "
-                             "not reading it (--buffer-size MB makes it larger)\n" % dropped)
+            _say("%d calls were not recorded: the trace buffer was full and its reader showed no sign of life "
+                 "for 2 s" % dropped)
         if reader.lost:
-            sys.stderr.write("mrhooker: %d records were lost: their process died while writing them\n" % reader.lost)
+            _say("%d records were lost: their process died while writing them" % reader.lost)
         for out in outputs:
             left_out = getattr(out, "left_out", 0)
             if left_out:
-                sys.stderr.write("mrhooker: the timeline holds the first %d calls; %d more were left out, so that "
-                                 "viewers can open it (--timeline-limit N)\n" % (out.count, left_out))
+                _say("the timeline holds the first %d calls; %d more were left out, so that viewers can open it "
+                     "(--timeline-limit N)" % (out.count, left_out))
 
 
 class _LaunchOptions:

@@ -12,8 +12,9 @@
  * - errno: the record needs the call's errno without changing what the caller sees.
  *   Idea: errno is cleared before the call; a call that set none gets its old errno back.
  * - A full ring: the target never waits forever and never loses a record silently.
- *   Idea: it waits for the reader (which drains every few ms) while the reader is alive (its heartbeat), up
- *   to a limit; a record that can't be written is counted in `dropped`, which the reader reports.
+ *   Idea: it waits for the reader (which drains every few ms) while the reader is alive (its heartbeat, beaten
+ *   by the reader and by the launcher's guardian process, so a slow reader is alive); a record that can't be
+ *   written (the reader is gone) is counted in `dropped`, which the reader reports.
  * - A process that dies mid-record (SIGKILL between reserving and committing): the reader would wait for that
  *   record forever. Idea: the reader skips an uncommitted record after a while, resynchronising on magic.
  * - fork: the child's pid and tids change. Idea: cached per thread, reset in the child (atfork).
@@ -96,7 +97,7 @@ typedef struct mrh_trace_header {
     uint64_t write_pos;               /* producers (compare-and-swap) */
     uint64_t pad1[7];
     uint64_t read_pos;                /* the reader: everything before it may be overwritten */
-    uint64_t heartbeat_ns;            /* the reader's CLOCK_MONOTONIC at its last drain; 0: gone */
+    uint64_t heartbeat_ns;            /* CLOCK_MONOTONIC when the reader last said it lives; 0: gone */
     uint64_t dropped;                 /* records that could not be written (atomic) */
     uint64_t pad2[5];
 } mrh_trace_header;
