@@ -133,3 +133,15 @@ def wait_for(condition, timeout=30, what="the condition"):
 def trace_files_of(pid):
     """mrhooker's trace files in /dev/shm made by the mrhooker process pid."""
     return [n for n in os.listdir("/dev/shm") if n.startswith("mrhooker-trace-%d-" % pid)]
+
+
+def children(pid):
+    """The pids of a process's children (of all its threads)."""
+    found = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                found += [int(child) for child in f.read().split()]
+        except OSError:
+            pass
+    return found

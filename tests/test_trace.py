@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import (BUSY_C, RUN_TIMEOUT, lines_starting, live_processes, trace_files_of, unhooked,
+from helpers import (BUSY_C, RUN_TIMEOUT, children, lines_starting, live_processes, trace_files_of, unhooked,
                      wait_for)
 
 PY = sys.executable
@@ -909,8 +909,7 @@ def test_sigkill_of_mrhooker_in_a_terminal_kills_the_programs_tree_only(base_env
     try:
         wait_for(lambda: len(live_processes(busy)) == 2 and out.exists() and out.stat().st_size > 1 << 20,
                  RUN_TIMEOUT, "both programs to run traced")
-        from mrhooker import guardian
-        (tracer,) = [p for p in guardian.children(pid) if "mrhooker" in open("/proc/%d/cmdline" % p).read()]
+        (tracer,) = [p for p in children(pid) if "mrhooker" in open("/proc/%d/cmdline" % p).read()]
         assert os.getpgid(tracer) == os.getpgid(live_processes(busy)[0]) == pid
         assert trace_files_of(tracer)
         os.kill(tracer, signal.SIGKILL)

@@ -1,8 +1,9 @@
-"""A hook script -> its cached build: the three libraries a hooked process loads.
+"""A hook script -> its cached build: the three libraries a hooked process loads, and mrhooker's guardian.
 
     preload.so   target side: the runtime's target-side objects + the generated entries.c (LD_PRELOADed)
     pyrt.so      hook side: the runtime's Python side, linked with libpython (one per Python; copied in)
     hooks.so     hook side: the Cython module (.pyx) or the generated trampolines (.py)
+    guard        not in the target: the program that ends what mrhooker started if it dies (guardian.py)
 
 The stages, each its own module: script (read the script, find its hooks) -> cdecl (their prototypes, .py) ->
 codegen (the C) -> toolchain (Cython, cc) -> cache (keys, publish, verify). This module only orders them.
@@ -26,12 +27,14 @@ RUNTIME_DIR = os.path.join(PACKAGE_DIR, "runtime")
 TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c")   # the preload library's runtime
 TRACE_SIDE = ("trace.c",)                                             # ... and a trace's
 HOOK_SIDE = ("pyrt.c", "namespace.c")                                 # pyrt.so
-RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + HOOK_SIDE + ("mrhooker_rt.h", "preload.h", "entry.h", "output.h",
-                                                        "pyrt.h", "trace.h")
+GUARDIAN = "guard"                                                    # guard.c: a program (guardian.py)
+RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + HOOK_SIDE + (GUARDIAN + ".c", "mrhooker_rt.h", "preload.h", "entry.h",
+                                                        "output.h", "pyrt.h", "trace.h")
 # mrhooker's own sources that shape a build: a change to any of them is a new build.
 GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "tracing.py", "layouts.py",
                    "__init__.pxd")
 LIBRARIES = ("preload.so", "pyrt.so", "hooks.so")
+FROM_RUNTIME = ("pyrt.so", GUARDIAN)   # copied into every hook build (a trace build copies the guardian)
 VIEWS = "views.json"   # a .py build's struct layouts (layouts.py), read by the hooks' views (_views.py)
 
 # The hook library's links to the hook side's runtime (see runtime/pyrt.c): a Cython hook's dlsym(RTLD_NEXT)
@@ -65,18 +68,20 @@ class Build:
         self.preload = os.path.join(directory, "preload.so")
         self.runtime = os.path.join(directory, "pyrt.so")
         self.hooks = os.path.join(directory, "hooks.so")
+        self.guardian = os.path.join(directory, GUARDIAN)
         self.symbols = symbols        # the hooked symbols
 
 
 def _runtime_dir(root, pyinfo, log):
-    """The runtime's target-side objects and pyrt.so, compiled once per Python, compiler and runtime."""
+    """The runtime's target-side objects, pyrt.so and the guardian, compiled once per Python, compiler and
+    runtime."""
     cc = toolchain.c_compiler()
     key = cache.key([__version__, pyinfo.include_dir, pyinfo.libpython, " ".join(cc), toolchain.tool_identity(cc[0])],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
     final = os.path.join(root, "runtime-" + key)
     objects = [os.path.join(final, f[:-2] + ".o") for f in TARGET_SIDE + TRACE_SIDE]
     if cache.verify(final) is not None:
-        for path in objects + [os.path.join(final, "pyrt.so")]:   # linked into, or copied into, every build
+        for path in objects + [os.path.join(final, f) for f in FROM_RUNTIME]:   # linked into, or copied into, builds
             cache.check_private(path, "mrhooker's runtime file")
         return final, objects
     tmp = cache.temp_dir(root, "runtime")
@@ -90,7 +95,10 @@ def _runtime_dir(root, pyinfo, log):
                             os.path.join(tmp, "pyrt.so"), [RUNTIME_DIR, pyinfo.include_dir], [], log,
                             "compiling mrhooker's runtime (pyrt.so)",
                             ["-Wl,-rpath," + pyinfo.libdir, "-Wl,--disable-new-dtags", "-ldl", "-lpthread"])
-        cache.seal(tmp, [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE] + ["pyrt.so"], {"python": pyinfo.version})
+        toolchain.compile_c([os.path.join(RUNTIME_DIR, GUARDIAN + ".c")], os.path.join(tmp, GUARDIAN), [RUNTIME_DIR],
+                            [], log, "compiling mrhooker's guardian")
+        cache.seal(tmp, [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE] + list(FROM_RUNTIME),
+                   {"python": pyinfo.version})
         cache.publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -218,12 +226,13 @@ def _build(path, options):
     runtime_dir, runtime_objects = _runtime_dir(root, pyinfo, options.log)
     tmp = cache.temp_dir(root, script.module)
     try:
-        shutil.copyfile(os.path.join(runtime_dir, "pyrt.so"), os.path.join(tmp, "pyrt.so"))
+        for name in FROM_RUNTIME:
+            shutil.copy(os.path.join(runtime_dir, name), os.path.join(tmp, name))
         if script.kind == "pyx":
             symbols, deps = _build_pyx(script, tmp, pyinfo, runtime_objects, options, root)
         else:
             symbols, deps = _build_py(script, tmp, pyinfo, runtime_objects, options, root)
-        cache.seal(tmp, LIBRARIES + ((VIEWS,) if script.kind == "py" else ()), {"script": script.path, "kind": script.kind, "module": script.module,
+        cache.seal(tmp, LIBRARIES + (GUARDIAN,) + ((VIEWS,) if script.kind == "py" else ()), {"script": script.path, "kind": script.kind, "module": script.module,
                                     "symbols": symbols, "deps": deps, "mrhooker": __version__})
         final = final_dir(deps)
         cache.publish(tmp, final, rebuild=options.rebuild)
@@ -243,6 +252,7 @@ class TraceBuild:
     def __init__(self, directory, plans):
         self.directory = directory
         self.preload = os.path.join(directory, "preload.so")
+        self.guardian = os.path.join(directory, GUARDIAN)
         self.plans = plans    # [tracing.Plan.to_json()], in slot order
 
 
@@ -276,11 +286,12 @@ def _build_trace(plans, options):
     runtime_dir, runtime_objects = _runtime_dir(root, pyinfo, options.log)
     tmp = cache.temp_dir(root, "trace")
     try:
+        shutil.copy(os.path.join(runtime_dir, GUARDIAN), os.path.join(tmp, GUARDIAN))
         _write(os.path.join(tmp, "entries.c"), codegen.trace_entries_source(plans))
         toolchain.compile_c(["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")] + runtime_objects,
                             os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, options.log,
                             "compiling the trace library", ["-ldl", "-lpthread"])
-        cache.seal(tmp, ["preload.so"], {"plans": described, "mrhooker": __version__})
+        cache.seal(tmp, ["preload.so", GUARDIAN], {"plans": described, "mrhooker": __version__})
         cache.publish(tmp, final, rebuild=options.rebuild)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

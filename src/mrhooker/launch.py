@@ -262,7 +262,7 @@ def run_target(build, pyinfo, command, program, options):
     for library in (build.preload, build.runtime, build.hooks):
         check_private(library, "hook library")
     check_private(pyinfo.libpython, "libpython")
-    guardian = Guardian()   # before any thread (Output's relay): it is forked
+    guardian = Guardian(build.guardian)
     output = Output(options.output)
     try:
         env = _preload_environment(build.preload, hook_environment(build, pyinfo, output, options), options)
@@ -292,7 +292,6 @@ def run_traced(preload, trace_settings, command, program, options, signals, guar
                                 on_spawn=lambda pid: (spawned.append(pid), on_spawn(pid)))
         on_tick()
         return status, {spawned[0]: status}
-    guardian.settle()   # else the guardian, orphaned after, would be mrhooker's to wait for
     _become_subreaper()
     statuses = {}
     status = spawn_and_wait(program, command, env, options.log, signals, guardian, on_tick=on_tick, tick=tick,
@@ -396,6 +395,18 @@ def _send(pid, own_group, sig):
         pass
 
 
+def _children_but(pid):
+    """mrhooker's children (of all its threads), but pid."""
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open("/proc/self/task/%s/children" % task) as f:
+                found += [int(child) for child in f.read().split() if int(child) != pid]
+        except OSError:   # the thread ended
+            pass
+    return found
+
+
 def _start_without_signals(thread):
     """Starts a thread with every signal blocked (it inherits the mask), so that none is delivered to it."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
@@ -420,7 +431,7 @@ def spawn_and_wait(program, command, env, log, signals, guardian, on_tick=None, 
                              **({"setpgroup": 0} if own_group else {}))
     except OSError as e:
         raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 126)
-    guardian.watch(pid)
+    guardian.watch(pid, own_group)
     signals.started(pid, own_group)
     if on_spawn is not None:
         on_spawn(pid)
@@ -438,7 +449,11 @@ def spawn_and_wait(program, command, env, log, signals, guardian, on_tick=None, 
                 others = False   # no child left
                 break
             if not done:
+                if others and status is not None and not _children_but(guardian.pid):
+                    others = False   # the guardian, a child too, lives until mrhooker ends
                 break
+            if done == guardian.pid:   # killed by someone: mrhooker's own child, not the program's
+                continue
             if all_children is not None:
                 all_children[done] = raw
             if done == pid:

@@ -136,12 +136,10 @@ class TraceFile:
     def environment(self):
         return {"MRHOOKER_TRACE": self.path, "MRHOOKER_TRACE_ID": self.identity}
 
-    def beat(self, only_if_open=False):
+    def beat(self):
         """The reader is alive (writers that find the ring full wait for it only while this is recent). Beaten
-        by the reader as it drains, and by the guardian (guardian.py) however slowly the reader goes.
-        only_if_open: not once release() said the reader is gone."""
-        if not only_if_open or self.words[WORD["heartbeat_ns"]]:
-            self.words[WORD["heartbeat_ns"]] = time.monotonic_ns()
+        by the reader as it drains, and by the guardian (guardian.py) however slowly the reader goes."""
+        self.words[WORD["heartbeat_ns"]] = time.monotonic_ns()
 
     def counters(self, nfn):
         """[(calls, errors, time units)] per function (for -c), in the writers' clock units."""
@@ -151,21 +149,16 @@ class TraceFile:
             view.release()
         return counts
 
-    def release(self):
-        """The reader is gone: writers stop waiting for it, and the file's name goes (processes that mapped it
-        keep their mapping)."""
+    def close(self):
         try:
-            self.words[WORD["heartbeat_ns"]] = 0
+            self.words[WORD["heartbeat_ns"]] = 0   # writers stop waiting for a reader
         except ValueError:
             pass
+        self.words.release()
         try:
             os.unlink(self.path)
         except OSError:
             pass
-
-    def close(self):
-        self.release()
-        self.words.release()
         self.map.close()
 
 

@@ -217,7 +217,7 @@ class Tracer:
         trace = tracefile.TraceFile(len(plans), request.buffer_mb << 20, request.needs_records, request.summary,
                                     request.strsize, inject, request.seed, fake_time)
         try:
-            guard = guardian.Guardian(trace)   # before the program starts; it outlives mrhooker should it die
+            guard = guardian.Guardian(trace_build.guardian, trace.path)   # it outlives mrhooker, should it die
         except BaseException:
             trace.close()
             raise
@@ -266,7 +266,7 @@ class Tracer:
                     if streams.broken_pipe:
                         # The trace's reader is gone (`| head`): as strace does, kill what runs (the tracees die
                         # with strace) and die by SIGPIPE. The rest of the trace has nowhere to go.
-                        guardian.end_processes(guardian.children(os.getpid()))
+                        guard.kill_all()
                         pipe_closed.append(True)
                     more = len(calls) >= 20000
                     if not more or time.monotonic() > until:
