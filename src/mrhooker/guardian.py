@@ -24,6 +24,7 @@ of mrhooker's Python would cost its pages copied on write, ~1,500 faults). The g
 import os
 
 from mrhooker.cache import check_private
+from mrhooker.errors import MrhookerError
 
 
 class Guardian:
@@ -36,9 +37,9 @@ class Guardian:
             self.pid = os.posix_spawn(program, [program], {}, setpgroup=0, setsigmask=(),
                                       file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0),
                                                     (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
-        except OSError:
+        except OSError as e:
             os.close(write_end)
-            raise
+            raise MrhookerError("cannot start mrhooker's guardian %s: %s" % (program, e.strerror))
         finally:
             os.close(read_end)
         self._fd = write_end
