@@ -74,3 +74,85 @@ def assert_clean(r):
     assert "Fatal Python error" not in r.err, r
     assert "watchdog" not in r.err, r
     assert "Traceback" not in r.err, r
+
+
+# A busy program: writes one byte at a time to /dev/null for argv[1] seconds. On SIGTERM, SIGINT or SIGHUP it
+# says on stderr how many writes returned (by a raw system call: never traced), then dies by the signal.
+BUSY_C = r"""
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+static volatile long written;
+static void on_signal(int sig)
+{
+    char buf[40] = "writes ", digits[24];
+    int len = 7, k = 0;
+    long n = written;
+    do digits[k++] = (char)('0' + n % 10); while (n /= 10);
+    while (k) buf[len++] = digits[--k];
+    buf[len++] = '\n';
+    if (syscall(SYS_write, 2, buf, len) < 0) _exit(90);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+int main(int argc, char **argv)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGHUP, on_signal);
+    time_t end = time(NULL) + (argc > 1 ? atoi(argv[1]) : 60);
+    while (time(NULL) < end)
+        for (int i = 0; i < 1000; i++) {
+            write(fd, "x", 1);
+            written++;
+        }
+    return 0;
+}
+"""
+
+
+def live_processes(program):
+    """The pids of the processes running `program` (a path) that have not ended (zombies have)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink("/proc/%s/exe" % name) != program:
+                continue
+            with open("/proc/%s/stat" % name, "rb") as f:
+                if f.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X"):
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
+def wait_for(condition, timeout=30, what="the condition"):
+    """Polls condition() until it is true; fails after timeout seconds."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for %s" % what
+        time.sleep(0.05)
+
+
+def trace_files_of(pid):
+    """mrhooker's trace files in /dev/shm made by the mrhooker process pid."""
+    return [n for n in os.listdir("/dev/shm") if n.startswith("mrhooker-trace-%d-" % pid)]
+
+
+def children(pid):
+    """The pids of a process's children (of all its threads)."""
+    found = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                found += [int(child) for child in f.read().split()]
+        except OSError:
+            pass
+    return found

@@ -68,8 +68,8 @@ def test_the_generated_c_is_kept_beside_the_libraries(mrhooker, script, tmp_path
     r = mrhooker("-v", "--build-dir", tmp_path / "b", py, "true")
     assert r.returncode == 0, r
     directory = _build_dir_of(r)
-    assert sorted(os.listdir(directory)) == ["entries.c", "hooks.so", "manifest.json", "preload.so", "pyrt.so",
-                                             "trampolines.c", "views.json"]
+    assert sorted(os.listdir(directory)) == ["entries.c", "guard", "hooks.so", "manifest.json", "preload.so",
+                                             "pyrt.so", "trampolines.c", "views.json"]
     entries = open(os.path.join(directory, "entries.c")).read()
     assert 'MRH_ENTRY(int, 0, "getpid", (void))' in entries
     trampolines = open(os.path.join(directory, "trampolines.c")).read()

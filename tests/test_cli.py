@@ -19,7 +19,7 @@ import pytest
 import mrhooker as mrhooker_package
 
 from conftest import SRC, Result
-from helpers import without_progress
+from helpers import BUSY_C, RUN_TIMEOUT, children, live_processes, wait_for, without_progress
 
 # ---- programs and hook scripts -----------------------------------------------------------------------------
 
@@ -743,6 +743,54 @@ def test_child_killed_by_forwarded_signal_kills_mrhooker_alike(base_env, hook):
         watchdog.cancel()
     assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
     assert b"Traceback" not in err, err
+
+
+def test_sigkill_of_mrhooker_kills_the_hooked_program_and_its_children(base_env, hook, cprog):
+    """As a tracee dies with strace: mrhooker killed by SIGKILL (subprocess's timeout does that) takes the program
+    and what it started with it (its guardian does)."""
+    busy = cprog(BUSY_C)
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", hook, "sh", "-c", "%s 120 & %s 120; wait" % (busy, busy)],
+                            env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: len(live_processes(busy)) == 2, RUN_TIMEOUT, "the programs to run")
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: not live_processes(busy), 10, "the programs to die with mrhooker")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_guardian_ends_a_tree_in_its_parents_process_group(cprog):
+    """In a terminal's foreground the program shares mrhooker's process group (and the shell's): what the guardian
+    kills then is the program and its descendants, found by walking the tree (stopped first, so that none forks
+    away), never the group. Here the tree is a child of this test, in its process group, and the guardian is told
+    the end came (its pipe closed) as mrhooker's death would."""
+    from mrhooker import build, guardian
+    with open(os.path.join(build.RUNTIME_DIR, "guard.c")) as f:
+        guard = cprog(f.read(), flags=["-I" + build.RUNTIME_DIR])
+    busy = cprog(BUSY_C)
+    proc = subprocess.Popen(["sh", "-c", "(%s 120 &); %s 120 & %s 120; wait" % (busy, busy, busy)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    keeper = None
+    try:
+        wait_for(lambda: len(live_processes(busy)) == 3 and len(set(live_processes(busy)) & set(children(proc.pid)))
+                 == 2, RUN_TIMEOUT, "the programs to run (one orphaned)")
+        orphan = [pid for pid in live_processes(busy) if pid not in children(proc.pid)]
+        keeper = guardian.Guardian(guard)
+        keeper.watch(proc.pid, own_group=False)
+        keeper.close()
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        # the subshell's child left the tree before: it is not the program's any more, and stays
+        wait_for(lambda: live_processes(busy) == orphan, 10, "the program's tree to die")
+        assert os.getpgrp() == os.getpgid(orphan[0])   # the group was not killed (nor this test)
+    finally:
+        for pid in live_processes(busy):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        if keeper is not None:
+            os.waitpid(keeper.pid, 0)
 
 
 # ---- bad input ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import RUN_TIMEOUT
+from helpers import BUSY_C, RUN_TIMEOUT, live_processes
 
 from mrhooker import testing
 
@@ -50,6 +50,38 @@ def test_run_fake_time_hooks_and_errors(api_env, tmp_path):
     assert r.returncode == 2   # the program's own status 2 is no refusal
     with pytest.raises(subprocess.CalledProcessError):
         testing.run(["false"], env=api_env, check=True, timeout=RUN_TIMEOUT)
+
+
+def _trace_files():
+    return {n for n in os.listdir("/dev/shm") if n.startswith("mrhooker-trace-")}
+
+
+@pytest.mark.parametrize("kind", ["trace", "hooks"])
+def test_run_timeout_leaves_nothing_behind(api_env, cprog, tmp_path, kind):
+    """Past timeout=, mrhooker is killed (SIGKILL, as subprocess.run kills); by the time TimeoutExpired is raised,
+    the program and its children are gone, and so is the trace file in /dev/shm."""
+    busy = cprog(BUSY_C)
+    hooks = tmp_path / "h.py"
+    hooks.write_text("from mrhooker import hook\n@hook('getpid')\ndef getpid():\n    return getpid.original()\n")
+    how = {"trace": {"trace": ["write"]}, "hooks": {"hooks": hooks}}[kind]
+    testing.run(["true"], env=api_env, timeout=RUN_TIMEOUT, **how)   # built: the timeout is for the program
+    before = _trace_files()
+    with pytest.raises(subprocess.TimeoutExpired) as caught:
+        testing.run(["sh", "-c", "%s 120 & %s 120; wait" % (busy, busy)], env=api_env, timeout=3, **how)
+    assert caught.value.cmd == ["sh", "-c", "%s 120 & %s 120; wait" % (busy, busy)] and caught.value.timeout == 3
+    assert not live_processes(busy)
+    assert not _trace_files() - before
+
+
+def test_run_takes_a_string_as_subprocess_run_does(api_env):
+    r = testing.run("true", trace=["write"], env=api_env, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and r.args == ["true"], r
+    r = testing.run(b"false", env=api_env, timeout=RUN_TIMEOUT)
+    assert r.returncode == 1 and r.args == [b"false"], r
+    with pytest.raises(FileNotFoundError):
+        subprocess.run("true false")   # a string is the program's name, not a command line
+    with pytest.raises(testing.MrhookerRunError, match="true false: command not found"):
+        testing.run("true false", env=api_env, timeout=RUN_TIMEOUT)
 
 
 CLIENT_C = r'''

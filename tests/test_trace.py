@@ -3,6 +3,7 @@ children, crashes, and bad input. Every run has a timeout."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import time
 
 import pytest
 
-from helpers import RUN_TIMEOUT, lines_starting, unhooked
+from helpers import (BUSY_C, RUN_TIMEOUT, children, lines_starting, live_processes, trace_files_of, unhooked,
+                     wait_for)
 
 PY = sys.executable
 
@@ -863,3 +865,248 @@ def test_inject_into_gzip_and_dd(mrhooker, tmp_path):
     r = trace(mrhooker, "-c", "-e", "read", "--inject", "read:error=EIO:when=3", "dd", "if=%s" % data,
               "of=/dev/null", "bs=4096")
     assert r.returncode == 1 and "Input/output error" in r.err, r
+
+
+# ---- the command line's contract while tracing: signals, output errors, mrhooker's own end -----------------
+
+def _writes_said(err):
+    """The count BUSY_C says on stderr when a signal ends it."""
+    (line,) = [l for l in err.splitlines() if l.startswith("writes ")]
+    return int(line.split()[1])
+
+
+def test_timeout_ends_a_busy_traced_program_at_once_and_no_call_is_lost(base_env, cprog, tmp_path):
+    """`timeout 5 mrhooker trace ...` on a program that keeps the trace buffer full: the SIGTERM reaches it at
+    once (not when the reader catches up), no call is dropped, mrhooker dies by SIGTERM (timeout says 124)."""
+    busy, out = cprog(BUSY_C), tmp_path / "trace.txt"
+    start = time.monotonic()
+    r = subprocess.run(["timeout", "5", PY, "-m", "mrhooker", "trace", "-e", "write", "-o", str(out), busy, "120"],
+                       env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT + 60)
+    took = time.monotonic() - start
+    err = r.stderr.decode()
+    assert r.returncode == 124 and not live_processes(busy), (r.returncode, err)
+    # the program ended at the signal; what remains is writing out the buffer it had filled (64 MB of calls)
+    assert took < 60, took
+    assert "mrhooker:" not in err, err
+    lines = out.read_text().splitlines()
+    assert lines[-1] == "+++ killed by SIGTERM +++", lines[-3:]
+    made = _writes_said(err)
+    # the trace has every write that returned (and perhaps the one the signal came after, recorded but not counted)
+    assert made > 0 and made <= len(lines) - 1 <= made + 1, (made, len(lines))
+
+
+@pytest.mark.parametrize("how", ["TERM to mrhooker", "HUP to mrhooker", "INT to its process group"])
+def test_signals_reach_a_busy_traced_program_and_a_second_one_stops_the_writing(base_env, cprog, tmp_path, how):
+    busy, out = cprog(BUSY_C), tmp_path / "trace.txt"
+    sig = {"TERM": signal.SIGTERM, "HUP": signal.SIGHUP, "INT": signal.SIGINT}[how.split()[0]]
+    proc = subprocess.Popen([PY, "-m", "mrhooker", "trace", "-e", "write", "-o", str(out), busy, "120"],
+                            env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: out.exists() and out.stat().st_size > 1 << 20, RUN_TIMEOUT, "the first lines")
+        (pid,) = live_processes(busy)
+        (os.killpg if "group" in how else os.kill)(proc.pid, sig)
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid), 10, "the program to end (and mrhooker to see it)")
+        os.kill(proc.pid, sig)   # mrhooker is writing what the program left in the buffer: stop that
+        _, err = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        proc.kill()
+        proc.wait()
+    err = err.decode()
+    assert proc.returncode == -sig, (proc.returncode, err)
+    assert re.search(r"^mrhooker: interrupted \(%s\): the last \d+ calls recorded were not written$" % sig.name,
+                     err, re.M), err
+    assert "not recorded" not in err and "Traceback" not in err, err
+    assert out.read_text().endswith("+++ killed by %s +++\n" % sig.name), out.read_text()[-200:]
+
+
+WRITES_C = r'''
+#include <unistd.h>
+int main(void)
+{
+    for (int i = 0; i < 2000; i++) (void)!write(1, "line\n", 5);
+    return 3;
+}
+'''
+
+
+@pytest.mark.parametrize("options", [["-o", "/dev/full"], ["-q", "--json", "/dev/full"],
+                                     ["-q", "--timeline", "/dev/full"], ["-c", "-o", "/dev/full"],
+                                     ["-ff", "-o", "/dev/full/x"]])
+def test_a_trace_that_cannot_be_written_keeps_the_programs_status(mrhooker, cprog, options):
+    """ENOSPC (or any error) writing the trace: one mrhooker: line naming the file, the program runs on and its
+    exit status is mrhooker's; never `internal error`."""
+    r = trace(mrhooker, "-e", "write", *options, cprog(WRITES_C), stdout=subprocess.DEVNULL)
+    assert r.returncode == 3, r
+    (line,) = lines_starting(r.err, "mrhooker:")
+    reason = "Not a directory" if options[0] == "-ff" else "No space left on device"
+    assert line.startswith("mrhooker: cannot write /dev/full") and reason in line, r.err
+    assert "internal error" not in r.err and "Traceback" not in r.err, r
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_while_tracing(mrhooker, cprog, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("this machine does not let root mount a tmpfs")
+    try:
+        out = disk / "trace.txt"
+        r = trace(mrhooker, "-e", "write", "-o", out, cprog(WRITES_C), stdout=subprocess.DEVNULL)
+        assert r.returncode == 3, r
+        (line,) = lines_starting(r.err, "mrhooker:")
+        m = re.match(r"mrhooker: cannot write %s: No space left on device \((\d+) lines of the trace are missing "
+                     r"there, from line (\d+) on; the program ran on\)$" % re.escape(str(out)), line)
+        assert m, line
+        kept = out.read_text().splitlines()
+        assert int(m.group(2)) - 1 <= len(kept) < 2001 and int(m.group(1)) >= 2001 - len(kept), (line, len(kept))
+        assert kept[0] == 'write(1, "line\\n", 5) = 5', kept[0]
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_a_closed_pipe_ends_the_program_as_strace_does(base_env, cprog):
+    """`mrhooker trace ... | head -2`: as strace (6.1) does, mrhooker kills the program (the tracees die with
+    strace) and dies by SIGPIPE (the shell sees 141); nothing is left running once the pipeline returns."""
+    busy = cprog(BUSY_C)
+    tracers = [[PY, "-m", "mrhooker", "trace", "-e", "write"]]
+    if shutil.which("strace"):
+        tracers.append(["strace", "-f", "-e", "trace=write"])
+    for tracer in tracers:
+        line = "%s %s 60 2>&1 >/dev/null | head -2; echo \"status ${PIPESTATUS[0]}\"" % (" ".join(tracer), busy)
+        start = time.monotonic()
+        r = subprocess.run(["bash", "-c", line], env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=RUN_TIMEOUT)
+        lines = r.stdout.decode().splitlines()
+        assert len(lines) == 3 and all(l.startswith("write(") for l in lines[:2]), (tracer, r)
+        assert lines[2] == "status 141", (tracer, r)
+        if tracer[0] == PY:   # mrhooker has reaped the program when it dies
+            assert not live_processes(busy)
+        else:                 # the kernel kills strace's tracees as strace exits: a moment later
+            wait_for(lambda: not live_processes(busy), 5, "strace's tracee to die")
+        assert time.monotonic() - start < 50, tracer
+
+
+def test_sigkill_of_mrhooker_leaves_no_program_and_no_trace_file(base_env, cprog, tmp_path):
+    """kill -9 of mrhooker (a test's timeout, the OOM killer): the program and its children die with it, as a
+    tracee dies with strace, and the trace file in /dev/shm goes at once, not at the next trace."""
+    busy, out = cprog(BUSY_C), tmp_path / "trace.txt"
+    proc = subprocess.Popen([PY, "-m", "mrhooker", "trace", "-e", "write", "-o", str(out), "sh", "-c",
+                             "%s 120 & %s 120; wait" % (busy, busy)], env=base_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: len(live_processes(busy)) == 2 and out.exists() and out.stat().st_size > 1 << 20,
+                 RUN_TIMEOUT, "both programs to run traced")
+        assert trace_files_of(proc.pid)
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: not live_processes(busy) and not trace_files_of(proc.pid), 10,
+                 "the programs and the trace file to go")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _in_a_terminal(argv, env):
+    """Runs argv as a terminal's foreground job (a pty of its own): returns (pid, the pty's master)."""
+    import pty
+    pid, master = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    return pid, master
+
+
+def _read_all(master):
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:   # EIO: the terminal's last process is gone
+            return out.decode(errors="replace")
+        if not data:
+            return out.decode(errors="replace")
+        out += data
+
+
+def test_ctrl_c_in_a_terminal_reaches_a_busy_traced_program_once(base_env, cprog, tmp_path):
+    """In a terminal's foreground the program shares mrhooker's process group: Ctrl-C reaches both from the
+    kernel (mrhooker does not pass it on: the program gets it once). A second Ctrl-C, while mrhooker writes what
+    the program left in the buffer, stops that."""
+    busy, out = cprog(BUSY_C), tmp_path / "trace.txt"
+    pid, master = _in_a_terminal([PY, "-m", "mrhooker", "trace", "-e", "write", "-o", str(out), busy, "120"],
+                                 base_env)
+    try:
+        wait_for(lambda: out.exists() and out.stat().st_size > 1 << 20, RUN_TIMEOUT, "the first lines")
+        (program,) = live_processes(busy)
+        assert os.getpgid(program) == pid   # the terminal's foreground group: mrhooker's
+        os.write(master, b"\x03")
+        wait_for(lambda: not os.path.exists("/proc/%d" % program), 10, "the program to end (and mrhooker to see it)")
+        os.write(master, b"\x03")
+        text = _read_all(master)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(master)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT, (status, text)
+    assert len(re.findall(r"writes \d+", text)) == 1, text   # one SIGINT reached the program
+    assert "mrhooker: interrupted (SIGINT): the last" in text, text
+    assert out.read_text().endswith("+++ killed by SIGINT +++\n")
+
+
+def test_sigkill_of_mrhooker_in_a_terminal_kills_the_programs_tree_only(base_env, cprog, tmp_path):
+    """In a terminal's foreground the program shares mrhooker's process group, and the shell's other jobs may too:
+    the guardian kills the program and its descendants (not the group) and removes the trace file."""
+    busy, out = cprog(BUSY_C), tmp_path / "trace.txt"
+    sh = "%s 120 & %s 120; wait" % (busy, busy)
+    # a shell (the terminal's session) runs mrhooker and, in the same process group, another job that must survive
+    line = "%s -m mrhooker trace -e write -o %s sh -c '%s' & exec sleep 120" % (PY, out, sh)
+    pid, master = _in_a_terminal(["/bin/sh", "-c", line], base_env)
+    try:
+        wait_for(lambda: len(live_processes(busy)) == 2 and out.exists() and out.stat().st_size > 1 << 20,
+                 RUN_TIMEOUT, "both programs to run traced")
+        (tracer,) = [p for p in children(pid) if "mrhooker" in open("/proc/%d/cmdline" % p).read()]
+        assert os.getpgid(tracer) == os.getpgid(live_processes(busy)[0]) == pid
+        assert trace_files_of(tracer)
+        os.kill(tracer, signal.SIGKILL)
+        wait_for(lambda: not live_processes(busy) and not trace_files_of(tracer), 10,
+                 "the programs and the trace file to go")
+        assert open("/proc/%d/cmdline" % pid).read().startswith("sleep"), "the shell's other job was killed"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(master)
+        for p in live_processes(busy):
+            os.kill(p, signal.SIGKILL)
+
+
+MANY_WRITES_C = r'''
+#include <fcntl.h>
+#include <unistd.h>
+int main(void)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    for (int i = 0; i < 100000; i++) (void)!write(fd, "x", 1);
+    return 0;
+}
+'''
+
+
+def test_a_reader_blocked_writing_the_trace_is_alive_and_no_call_is_dropped(base_env, cprog, tmp_path):
+    """The trace goes to a pipe nobody reads for 4 s (a pager, a loaded machine): mrhooker blocks writing it, the
+    ring fills, and the program waits for it rather than dropping calls (it once gave up after 2 s, dropping
+    ~990,000 calls of a busy program)."""
+    out = tmp_path / "trace.txt"
+    line = "%s -m mrhooker trace --buffer-size 1 -e write %s 2>&1 | (sleep 4; cat > %s)" % (
+        PY, cprog(MANY_WRITES_C), out)
+    r = subprocess.run(["sh", "-c", line], env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    text = out.read_text()
+    assert "mrhooker:" not in text, [l for l in text.splitlines() if l.startswith("mrhooker:")]
+    assert len(call_lines(text, "write")) == 100000 and text.endswith("+++ exited with 0 +++\n")

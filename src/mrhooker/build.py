@@ -1,8 +1,9 @@
-"""A hook script -> its cached build: the three libraries a hooked process loads.
+"""A hook script -> its cached build: the three libraries a hooked process loads, and mrhooker's guardian.
 
     preload.so   target side: the runtime's target-side objects + the generated entries.c (LD_PRELOADed)
     pyrt.so      hook side: the runtime's Python side, linked with libpython (one per Python; copied in)
     hooks.so     hook side: the Cython module (.pyx) or the generated trampolines (.py)
+    guard        not in the target: the program that ends what mrhooker started if it dies (guardian.py)
 
 The stages, each its own module: script (read the script, find its hooks) -> cdecl (their prototypes, .py) ->
 codegen (the C) -> toolchain (Cython, cc) -> cache (keys, publish, verify). This module only orders them.
@@ -27,8 +28,10 @@ TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c")   # the preloa
 TRACE_SIDE = ("trace.c", "faketime.c")                               # ... and a trace's
 READER_SIDE = ("reader.c", "decode.c")                                # a trace's reader.so, in mrhooker
 HOOK_SIDE = ("pyrt.c", "namespace.c")                                 # pyrt.so
+GUARDIAN = "guard"                                                    # guard.c: a program (guardian.py)
 RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + READER_SIDE + HOOK_SIDE + (
-    "mrhooker_rt.h", "preload.h", "entry.h", "output.h", "pyrt.h", "trace.h", "faketime.h", "tracefile.h", "reader.h")
+    GUARDIAN + ".c", "mrhooker_rt.h", "preload.h", "entry.h", "output.h", "pyrt.h", "trace.h", "faketime.h",
+    "tracefile.h", "reader.h")
 # mrhooker's own sources that shape a build: a change to any of them is a new build.
 GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "tracing.py", "tracespec.py",
                    "decoders.py", "faults.py", "layouts.py", "__init__.pxd")
@@ -73,22 +76,25 @@ class Build:
         self.preload = os.path.join(directory, "preload.so")
         self.runtime = os.path.join(directory, "pyrt.so")
         self.hooks = os.path.join(directory, "hooks.so")
+        self.guardian = os.path.join(directory, GUARDIAN)
         self.symbols = symbols        # the hooked symbols
 
 
 def _runtime_objects(root, log):
-    """The runtime's objects that link into builds (the target side, a trace's, a trace reader's): they depend on
-    the compiler and the runtime's sources only, so every Python's builds share them. Compiled at once."""
+    """The runtime's objects that link into builds (the target side, a trace's, a trace reader's) and the
+    guardian, which builds copy: they depend on the compiler and the runtime's sources only, so every Python's
+    builds share them. Compiled at once. Returns (the objects, the guardian)."""
     cc = toolchain.c_compiler()
     key = cache.key([__version__, " ".join(cc), toolchain.tool_identity(cc[0])],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
     final = os.path.join(root, "runtime-" + key)
     names = [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE + READER_SIDE]
     objects = [os.path.join(final, name) for name in names]
+    guardian = os.path.join(final, GUARDIAN)
     if cache.verify(final) is not None:
-        for path in objects:   # linked into every build
+        for path in objects + [guardian]:   # linked into, or copied into, every build
             cache.check_private(path, "mrhooker's runtime file")
-        return objects
+        return objects, guardian
     tmp = cache.temp_dir(root, "runtime")
     try:
         # mrhooker's own side (the reader) may use the compiler's builtins; the target side must not (its
@@ -97,12 +103,14 @@ def _runtime_objects(root, log):
                                                    ["-fno-tree-loop-distribute-patterns"])
                  + [os.path.join(RUNTIME_DIR, source)], os.path.join(tmp, source[:-2] + ".o"), [RUNTIME_DIR], [],
                  "compiling mrhooker's runtime (%s)" % source, []) for source in TARGET_SIDE + TRACE_SIDE + READER_SIDE]
+        jobs.append(([os.path.join(RUNTIME_DIR, GUARDIAN + ".c")], os.path.join(tmp, GUARDIAN), [RUNTIME_DIR], [],
+                     "compiling mrhooker's guardian", []))
         _compile_together(jobs, log)
-        cache.seal(tmp, names, {})
+        cache.seal(tmp, names + [GUARDIAN], {})
         cache.publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return objects
+    return objects, guardian
 
 
 def _python_runtime(root, pyinfo, log):
@@ -243,16 +251,17 @@ def _build(path, options):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as pool:   # the Python runtime compiles while the target side's objects do
         python_runtime = pool.submit(_python_runtime, root, pyinfo, options.log)
-        runtime_objects = _runtime_objects(root, options.log)
+        runtime_objects, guardian = _runtime_objects(root, options.log)
         pyrt = python_runtime.result()
     tmp = cache.temp_dir(root, script.module)
     try:
         shutil.copyfile(pyrt, os.path.join(tmp, "pyrt.so"))
+        shutil.copy(guardian, os.path.join(tmp, GUARDIAN))
         if script.kind == "pyx":
             symbols, deps = _build_pyx(script, tmp, pyinfo, runtime_objects, options, root)
         else:
             symbols, deps = _build_py(script, tmp, pyinfo, runtime_objects, options, root)
-        cache.seal(tmp, LIBRARIES + ((VIEWS,) if script.kind == "py" else ()), {"script": script.path, "kind": script.kind, "module": script.module,
+        cache.seal(tmp, LIBRARIES + (GUARDIAN,) + ((VIEWS,) if script.kind == "py" else ()), {"script": script.path, "kind": script.kind, "module": script.module,
                                     "symbols": symbols, "deps": deps, "mrhooker": __version__})
         final = final_dir(deps)
         cache.publish(tmp, final, rebuild=options.rebuild)
@@ -274,6 +283,7 @@ class TraceBuild:
         self.directory = directory
         self.preload = os.path.join(directory, "preload.so")
         self.reader = os.path.join(directory, "reader.so")
+        self.guardian = os.path.join(directory, GUARDIAN)
         self.functions = functions    # [{"name", "text", "params"}], in slot order
 
 
@@ -307,7 +317,7 @@ def _build_trace(plans, symbols, layouts, options):
             return TraceBuild(cache.check_private(final, "build"), manifest["functions"])
     options.log("cache miss: building the trace of %d functions in %s" % (len(plans), root))
     options.progress("building the trace of %d functions" % len(plans))
-    runtime_objects = _runtime_objects(root, options.log)
+    runtime_objects, guardian = _runtime_objects(root, options.log)
     target_objects = [o for o in runtime_objects if os.path.basename(o)[:-2] + ".c" in TARGET_SIDE + TRACE_SIDE]
     reader_objects = [o for o in runtime_objects if os.path.basename(o)[:-2] + ".c" in READER_SIDE]
     tmp = cache.temp_dir(root, "trace")
@@ -318,6 +328,7 @@ def _build_trace(plans, symbols, layouts, options):
             pieces.append(os.path.join(tmp, "entries%s.c" % (i or "")))
             _write(pieces[-1], text)
         _write(os.path.join(tmp, "decoders.c"), shown)
+        shutil.copy(guardian, os.path.join(tmp, GUARDIAN))
         _compile_together([(["-c", "-fvisibility=hidden", piece], piece[:-2] + ".o", [RUNTIME_DIR], options.cflags,
                             "compiling the trace library", []) for piece in pieces] + [
             (["-shared", "-fvisibility=hidden", os.path.join(tmp, "decoders.c")] + reader_objects,
@@ -328,7 +339,7 @@ def _build_trace(plans, symbols, layouts, options):
                             "linking the trace library", ["-ldl", "-lpthread"])
         for piece in pieces:
             os.unlink(piece[:-2] + ".o")
-        cache.seal(tmp, ["preload.so", "reader.so"], {"functions": functions, "mrhooker": __version__})
+        cache.seal(tmp, ["preload.so", "reader.so", GUARDIAN], {"functions": functions, "mrhooker": __version__})
         cache.publish(tmp, final, rebuild=options.rebuild)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,22 +1,27 @@
 """Running the target with the hooks preloaded: checks on the program, its environment, signals, exit status.
 
-mrhooker stays the target's parent: it forwards SIGINT, SIGTERM, SIGHUP (and others) sent to it, leaves
-terminal-generated signals alone (the target, in the same process group, gets those itself), and exits with
-the target's status. A target killed by SIGINT, SIGTERM or SIGHUP kills mrhooker by the same signal, so
-that shells see what they would see without mrhooker; killed by another signal N, mrhooker exits 128+N.
+mrhooker stays the target's parent: it forwards SIGINT, SIGTERM, SIGHUP (and others) sent to it at once, from
+a thread of its own (Signals), whatever its main thread is doing; leaves terminal-generated signals alone (the
+target, in the same process group, gets those itself), and exits with the target's status. A target killed by
+SIGINT, SIGTERM or SIGHUP kills mrhooker by the same signal, so that shells see what they would see without
+mrhooker; killed by another signal N, mrhooker exits 128+N. Should mrhooker die first, its guardian
+(guardian.py) kills the target.
 """
 import os
 import signal
 import stat
 import struct
 import sys
+import threading
 
 from mrhooker.errors import MrhookerError
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGALRM)
 REPRODUCED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
+INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)   # once the target is gone: stop now
 SI_KERNEL = 0x80   # si_code of signals the kernel sends, e.g. the terminal's Ctrl-C
+WAKE = signal.SIGURG   # sent by mrhooker to its own signal thread, to end it
 
 
 class LaunchOptions:
@@ -150,12 +155,11 @@ class Output:
             self._start_relay()
 
     def _start_relay(self):
-        import threading
         read_end, write_end = os.pipe()
         st = os.fstat(write_end)
         self.path, self.identity = "/proc/%d/fd/%d" % (os.getpid(), write_end), (st.st_dev, st.st_ino)
         self._relay = (read_end, write_end, threading.Thread(target=self._copy, args=(read_end,), daemon=True))
-        self._relay[2].start()
+        _start_without_signals(self._relay[2])
 
     @staticmethod
     def _copy(fd):
@@ -210,11 +214,18 @@ def exit_status(status):
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
         return code
-    sig = -code
+    return die_by(-code)
+
+
+def die_by(sig):
+    """Dies by sig if it is one of REPRODUCED_SIGNALS (so that a calling shell stops its loop on Ctrl-C, or a
+    pipeline sees SIGPIPE, as it would have without mrhooker); else returns 128+sig, the status to exit with."""
     if sig in REPRODUCED_SIGNALS:
-        # Die by the same signal, so that a calling shell stops its loop on Ctrl-C as it would have.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
         signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
@@ -246,12 +257,14 @@ def run_target(build, pyinfo, command, program, options):
     """Runs COMMAND (whose program find_program gave) with the hooks; returns mrhooker's exit status: the
     target's, or 2 where it was 0 but the hooks did not start in some process (runreport.py)."""
     from mrhooker.cache import check_private
+    from mrhooker.guardian import Guardian
     from mrhooker.runreport import RunReport, log_defined_names
 
     # Everything the loader will open, checked on its resolved path (which is what it is given).
     for library in (build.preload, build.runtime, build.hooks):
         check_private(library, "hook library")
     check_private(pyinfo.libpython, "libpython")
+    guardian = Guardian(build.guardian)
     output = Output(options.output)
     report = RunReport()
     try:
@@ -262,11 +275,13 @@ def run_target(build, pyinfo, command, program, options):
         options.log("hook output: %s" % (options.output or "stderr"))
         if options.verbose:
             log_defined_names(program, build.symbols, options.log)
-        status = spawn_and_wait(program, command, env, options.log)
+        with Signals() as signals:
+            status = spawn_and_wait(program, command, env, options.log, signals, guardian)
         lines, unstarted = report.final_lines(options.output)
     finally:
         output.close()
         report.close()
+        guardian.close()
     for line in lines:
         sys.stderr.write("mrhooker: %s\n" % line)
     if unstarted and os.waitstatus_to_exitcode(status) == 0:
@@ -274,24 +289,26 @@ def run_target(build, pyinfo, command, program, options):
     return exit_status(status)
 
 
-def run_traced(preload, trace_settings, command, program, options, on_tick, on_spawn, tick=0.02):
-    """Runs COMMAND with a trace build preloaded, calling on_tick() every `tick` seconds and once at the end,
-    until COMMAND and every process it started have exited (mrhooker is their subreaper, as strace -f waits
-    for them all). Returns (COMMAND's wait status, {pid: wait status} of every process reaped)."""
+def run_traced(preload, trace_settings, command, program, options, signals, guardian, on_tick, on_spawn,
+               tick=0.02):
+    """Runs COMMAND with a trace build preloaded, calling on_tick() every `tick` seconds (at once again while it
+    returns true: it has more to do) and once at the end, until COMMAND and every process it started have exited
+    (mrhooker is their subreaper, as strace -f waits for them all). Returns (COMMAND's wait status, {pid: wait
+    status} of every process reaped)."""
     from mrhooker.cache import check_private
 
     check_private(preload, "trace library")
     env = _preload_environment(preload, trace_settings, options)
     if not options.follow:   # COMMAND alone: neither its children are traced nor waited for
         spawned = []
-        status = spawn_and_wait(program, command, env, options.log, on_tick=on_tick, tick=tick,
+        status = spawn_and_wait(program, command, env, options.log, signals, guardian, on_tick=on_tick, tick=tick,
                                 on_spawn=lambda pid: (spawned.append(pid), on_spawn(pid)))
         on_tick()
         return status, {spawned[0]: status}
     _become_subreaper()
     statuses = {}
-    status = spawn_and_wait(program, command, env, options.log, on_tick=on_tick, tick=tick, all_children=statuses,
-                            on_spawn=on_spawn)
+    status = spawn_and_wait(program, command, env, options.log, signals, guardian, on_tick=on_tick, tick=tick,
+                            all_children=statuses, on_spawn=on_spawn)
     on_tick()
     return status, statuses
 
@@ -315,40 +332,129 @@ def _become_subreaper():
         pass
 
 
-def spawn_and_wait(program, command, env, log, on_tick=None, tick=0.5, all_children=None, on_spawn=None):
-    """Runs the program, forwarding signals sent to mrhooker, until it exits (and, with all_children, a dict,
-    until every child mrhooker has exits: their wait statuses go there). Returns the program's wait status."""
-    watched = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
+class Signals:
+    """Forwards the signals sent to mrhooker (FORWARDED_SIGNALS) to the target at once, from a thread that only
+    waits for them: the main thread may be busy draining a trace the target keeps full, or blocked writing it.
+    A context: on entry these signals and SIGCHLD are blocked in every thread (so this thread alone takes the
+    first, and the main thread waits for the second); on exit they are unblocked again, except those that
+    exit_status may reproduce, which stay blocked until mrhooker dies by one. Signals that come before the target
+    runs are forwarded once it does. Once every process has ended (`ended()`), SIGINT, SIGTERM or SIGHUP (a
+    second Ctrl-C) is `interrupted`: the caller stops finishing up (a trace stops writing what is left)."""
+
+    def __init__(self):
+        self.interrupted = None       # the signal that asked to stop finishing up
+        self._target = None           # (pid, in a process group of its own)
+        self._early = []              # signals that came before the target started
+        self._ended = False
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._waited = set(FORWARDED_SIGNALS) | {WAKE}
+        self._thread = None
+
+    def __enter__(self):
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._waited | {signal.SIGCHLD})
+        self._thread = threading.Thread(target=self._forward, name="mrhooker signals", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stopping = True
+        signal.pthread_kill(self._thread.ident, WAKE)
+        self._thread.join()
+        kept = set(REPRODUCED_SIGNALS) if self._target is not None else set()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (self._waited | {signal.SIGCHLD}) - kept)
+        return False
+
+    def started(self, pid, own_group):
+        with self._lock:
+            self._target = (pid, own_group)
+            early, self._early = self._early, []
+        for sig in early:
+            _send(pid, own_group, sig)
+
+    def ended(self):
+        with self._lock:
+            self._ended = True
+
+    def _forward(self):
+        while True:
+            info = signal.sigwaitinfo(self._waited)
+            if self._stopping:
+                return
+            sig = info.si_signo
+            if sig == WAKE:
+                continue
+            with self._lock:
+                if self._ended:
+                    if sig in INTERRUPTING_SIGNALS:
+                        self.interrupted = sig
+                    continue
+                if self._target is None:
+                    self._early.append(sig)
+                    continue
+                pid, own_group = self._target
+            # Ctrl-C and Ctrl-\ from the terminal reached the target (in mrhooker's group) from the kernel.
+            if not (info.si_code == SI_KERNEL and sig in (signal.SIGINT, signal.SIGQUIT)):
+                _send(pid, own_group, sig)
+
+
+def _send(pid, own_group, sig):
+    try:
+        if own_group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _children_but(pid):
+    """mrhooker's children (of all its threads), but pid."""
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open("/proc/self/task/%s/children" % task) as f:
+                found += [int(child) for child in f.read().split() if int(child) != pid]
+        except OSError:   # the thread ended
+            pass
+    return found
+
+
+def _start_without_signals(thread):
+    """Starts a thread with every signal blocked (it inherits the mask), so that none is delivered to it."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def spawn_and_wait(program, command, env, log, signals, guardian, on_tick=None, tick=0.5, all_children=None,
+                   on_spawn=None):
+    """Runs the program, its signals forwarded (signals: an entered Signals) and its end guarded (guardian:
+    guardian.Guardian), until it exits (and, with all_children, a dict, until every child mrhooker has exits:
+    their wait statuses go there). Returns the program's wait status."""
     # Signals sent to a whole process group must reach the program once. In the terminal's foreground, the
     # program shares mrhooker's group, so that it has the terminal (Ctrl-C reaches both from the kernel: not
     # forwarded). Elsewhere (a script, CI, `timeout`, a background job) it gets a group of its own, so that a
     # signal to mrhooker's group reaches mrhooker alone, which passes it on to the program's group.
     own_group = not _in_terminal_foreground()
-    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     try:
         pid = os.posix_spawn(program, command, env, setsigmask=(), setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
                              **({"setpgroup": 0} if own_group else {}))
     except OSError as e:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
         raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 126)
+    guardian.watch(pid, own_group)
+    signals.started(pid, own_group)
     if on_spawn is not None:
         on_spawn(pid)
     status = None
     others = all_children is not None
+    busy = False
     while status is None or others:
-        info = signal.sigtimedwait(watched, tick)
+        signal.sigtimedwait([signal.SIGCHLD], 0 if busy else tick)
         if on_tick is not None:
-            on_tick()
-        if info is not None and info.si_signo != signal.SIGCHLD:
-            if not (info.si_code == SI_KERNEL and info.si_signo in (signal.SIGINT, signal.SIGQUIT)):
-                try:
-                    if own_group:
-                        os.killpg(pid, info.si_signo)
-                    else:
-                        os.kill(pid, info.si_signo)
-                except ProcessLookupError:
-                    pass
-            continue
+            busy = on_tick()
         while True:
             try:
                 done, raw = os.waitpid(-1 if all_children is not None else pid, os.WNOHANG)
@@ -356,14 +462,19 @@ def spawn_and_wait(program, command, env, log, on_tick=None, tick=0.5, all_child
                 others = False   # no child left
                 break
             if not done:
+                if others and status is not None and not _children_but(guardian.pid):
+                    others = False   # the guardian, a child too, lives until mrhooker ends
                 break
+            if done == guardian.pid:   # killed by someone: mrhooker's own child, not the program's
+                continue
             if all_children is not None:
                 all_children[done] = raw
             if done == pid:
                 status = raw
                 if all_children is None:
                     break
+    guardian.forget()
+    signals.ended()
     code = os.waitstatus_to_exitcode(status)
     log("exit status: %s" % (code if code >= 0 else "killed by signal %d" % -code))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, watched - set(REPRODUCED_SIGNALS))
     return status

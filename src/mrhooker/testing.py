@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 
+CLEAN_UP_WAIT = 10   # seconds testing.run waits, once it killed mrhooker, for what mrhooker started to be gone
+
 
 class MrhookerRunError(Exception):
     """mrhooker refused the request (a bad --inject spec, an unknown function, ...): its one-line message."""
@@ -65,15 +67,19 @@ class Result(subprocess.CompletedProcess):
 
 def run(args, inject=(), trace=(), fake_time=None, seed=0, hooks=None, timeout=None, env=None, cwd=None,
         input=None, strsize=4096, follow=True, build_dir=None, check=False):
-    """Runs args (a list, as for subprocess.run) under mrhooker and returns a Result.
+    """Runs args (a list, or a string naming the program alone, as for subprocess.run) under mrhooker and
+    returns a Result.
 
     inject: --inject specs ("write:error=ENOSPC:when=3+"); trace: the functions whose calls to record (names,
     globs, %classes, as -e takes them; default: those inject names); fake_time: as --fake-time ("2000-01-01",
     "+1d x10"); seed: --seed; hooks: a hook script (.py or .pyx) to run the program with instead (not with the
     others: one run either hooks or traces); strsize: bytes of strings and buffers kept in the calls.
-    Raises MrhookerRunError when mrhooker refuses the request, subprocess.TimeoutExpired past `timeout`, and
-    subprocess.CalledProcessError with check=True when the program fails.
+    Raises MrhookerRunError when mrhooker refuses the request, subprocess.TimeoutExpired past `timeout` (mrhooker
+    is killed, as subprocess.run kills, and with it the program and what it started: nothing is left running,
+    nor a trace file, when this returns), and subprocess.CalledProcessError with check=True when the program
+    fails.
     """
+    args = [args] if isinstance(args, (str, bytes, os.PathLike)) else args
     args = [os.fspath(a) for a in args]
     if isinstance(inject, str) or isinstance(trace, str):
         raise TypeError("inject= and trace= take lists of specs")
@@ -94,8 +100,7 @@ def run(args, inject=(), trace=(), fake_time=None, seed=0, hooks=None, timeout=N
             command += [] if follow else ["--no-follow"]
             command += ["--"] + args
         full_env = dict(os.environ if env is None else env, MRHOOKER_ERROR_FILE=error_path)
-        proc = subprocess.run(command, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=timeout, env=full_env, cwd=cwd)
+        proc = _run(command, args, input, timeout, full_env, cwd)
         if os.path.exists(error_path):
             with open(error_path, encoding="utf-8", errors="replace") as f:
                 raise MrhookerRunError(f.read().strip())
@@ -107,3 +112,24 @@ def run(args, inject=(), trace=(), fake_time=None, seed=0, hooks=None, timeout=N
     if check:
         result.check_returncode()
     return result
+
+
+def _run(command, args, input, timeout, env, cwd):
+    """subprocess.run(command), but past the timeout (or on any exception, e.g. Ctrl-C) it waits, after killing
+    mrhooker, for mrhooker's guardian to have killed the program and removed the trace file: the guardian holds
+    mrhooker's stderr until it is done (guardian.py), so that is the end of the stderr pipe."""
+    with subprocess.Popen(command, stdin=subprocess.PIPE if input is not None else None, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env, cwd=cwd) as proc:
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except BaseException as e:
+            proc.kill()
+            try:   # a daemon the program started in a session of its own may hold the pipes on: don't wait for it
+                stdout, stderr = proc.communicate(timeout=CLEAN_UP_WAIT)
+            except subprocess.TimeoutExpired:
+                stdout = stderr = None
+            if isinstance(e, subprocess.TimeoutExpired):
+                raise subprocess.TimeoutExpired(args, timeout, stdout, stderr) from None
+            raise
+        return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+

@@ -14,6 +14,7 @@ from mrhooker import cache
 from mrhooker.errors import MrhookerError
 
 DIRECTORY = "/dev/shm"
+BATCH = 20000   # records a drain takes at most: each batch gives the writers their space back
 ALWAYS = 0xFFFFFFFF   # an inject rule's probability: every call its when= allows
 
 _u64, _i64, _i32, _u32, _int, _p = (ctypes.c_uint64, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint32, ctypes.c_int,
@@ -41,7 +42,10 @@ _SIGNATURES = {   # reader.c's exported functions: (result, arguments)
     "mrh_reader_lost": (_u64, [_p]),
     "mrh_reader_timeline_count": (_u64, [_p]),
     "mrh_reader_timeline_left_out": (_u64, [_p]),
-    "mrh_reader_output_error": (_int, [_p, _int, ctypes.POINTER(_u64), ctypes.POINTER(ctypes.c_uint32)]),
+    "mrh_reader_output_error": (_int, [_p, _int, ctypes.POINTER(_u64), ctypes.POINTER(_u64),
+                                       ctypes.POINTER(ctypes.c_uint32)]),
+    "mrh_reader_broken_pipe": (_int, [_p]),
+    "mrh_reader_discard": (ctypes.c_long, [_p]),
     "mrh_reader_counts": (None, [_p, _int, ctypes.POINTER(_u64)]),
     "mrh_reader_seen": (_int, [_p, ctypes.POINTER(_int), _int]),
     "mrh_reader_free": (None, [_p]),
@@ -195,12 +199,21 @@ class Reader:
     def timeline(self, fd, limit):
         self.lib.mrh_reader_timeline(self.handle, fd, limit)
 
-    def drain(self, final=False, budget=20000):
+    def drain(self, final=False, budget=BATCH):
         """Shows the calls committed since the last drain (at most `budget`); returns how many it took."""
         return self.lib.mrh_reader_drain(self.handle, int(final), budget)
 
     def finish(self):
         self.lib.mrh_reader_finish(self.handle)
+
+    def discard(self):
+        """Skips what is left in the ring, unread (its writers are gone, or its reader); returns how many calls
+        that was."""
+        return self.lib.mrh_reader_discard(self.handle)
+
+    def broken_pipe(self):
+        """Has an output's reader gone away (EPIPE)?"""
+        return bool(self.lib.mrh_reader_broken_pipe(self.handle))
 
     def exited(self, pid, wait_status):
         """A process mrhooker reaped: its last line (`+++ exited with 0 +++`)."""
@@ -217,16 +230,18 @@ class Reader:
         return self.lib.mrh_reader_timeline_count(self.handle), self.lib.mrh_reader_timeline_left_out(self.handle)
 
     def output_errors(self):
-        """[(which, pid, errno, lines lost)] of the outputs that failed: which is "lines", "json", "timeline"."""
+        """[(which, pid, errno, lines lost, lines written before)] of the outputs that failed (but a closed pipe):
+        which is "lines", "json", "timeline"."""
         failed, which = [], 0
-        lost, pid = _u64(), ctypes.c_uint32()
+        lost, written, pid = _u64(), _u64(), ctypes.c_uint32()
         while True:
-            err = self.lib.mrh_reader_output_error(self.handle, which, ctypes.byref(lost), ctypes.byref(pid))
+            err = self.lib.mrh_reader_output_error(self.handle, which, ctypes.byref(lost), ctypes.byref(written),
+                                                   ctypes.byref(pid))
             if err < 0:
                 return failed
-            if err:
+            if err and err != errno.EPIPE:
                 failed.append((("lines", "json", "timeline")[which] if which < 3 else "lines", pid.value or None,
-                               err, lost.value))
+                               err, lost.value, written.value))
             which += 1
 
     def counts(self, nfn):

@@ -3,10 +3,11 @@ TraceRequest; Tracer builds what records those calls, runs the command with it, 
 and hands them to the outputs (traceout.py)."""
 import fnmatch
 import os
+import signal
 import sys
 import time
 
-from mrhooker import launch, traceout, tracing
+from mrhooker import launch, tracefile, traceout, tracing
 from mrhooker.errors import MrhookerError
 
 
@@ -126,6 +127,15 @@ def plan_trace(request, root, headers):
     return TracePlan(plans, rule_fields, fake_time, symbols, shown)
 
 
+def _say(text):
+    """One of mrhooker's own lines on stderr, which may be broken (then it is lost, as anything written there)."""
+    try:
+        sys.stderr.write("mrhooker: %s\n" % text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 class Tracer:
     def __init__(self, request, build_options, log):
         self.request = request
@@ -133,7 +143,7 @@ class Tracer:
         self.log = log
 
     def run(self, command, program):
-        from mrhooker import build, cache, faults, tracefile
+        from mrhooker import build, cache, faults, guardian
 
         request = self.request
         root = cache.prepare(self.build_options.build_dir or cache.default_root(),
@@ -148,26 +158,43 @@ class Tracer:
         fake_time = faults.parse_fake_time(request.fake_time) if planned.fake_time else None
         trace = tracefile.TraceFile(lib, nfn, request.buffer_mb << 20, request.needs_records, request.summary,
                                     request.strsize, planned.rules, request.seed, fake_time)
+        try:
+            guard = guardian.Guardian(trace_build.guardian, trace.path)   # it outlives mrhooker, should it die
+        except BaseException:
+            trace.close()
+            raise
         outputs = reader = None
+        signals = launch.Signals()
+        broken = []   # set when the lines' reader went away (a closed pipe): see _run
         try:
             outputs = _Outputs(request)
             reader = tracefile.Reader(trace)
             self._connect(reader, outputs)
-            raw_status, statuses = self._run(reader, trace, trace_build.preload, command, program)
-            if request.lines:
-                self._exits(statuses, reader)
-            reader.finish()
-            self._summary(reader, trace, outputs, trace_build.functions)
-            if request.scaffold_path:
-                traceout.write_scaffold(request.scaffold_path, command,
-                                        [trace_build.functions[fn] for fn in reader.seen(nfn)])
-            self._report(reader, trace, outputs)
+            with signals:
+                raw_status, statuses = self._run(reader, trace, trace_build.preload, command, program, signals,
+                                                 guard, broken)
+                # a second Ctrl-C once the program is gone: what is left in the ring is not written
+                unwritten = reader.discard() if signals.interrupted and not broken else 0
+            if not broken:
+                if request.lines:
+                    self._exits(statuses, reader)
+                reader.finish()
+                self._summary(reader, trace, outputs, trace_build.functions)
+                if request.scaffold_path:
+                    self._scaffold(command, [trace_build.functions[fn] for fn in reader.seen(nfn)])
+                self._report(reader, trace, outputs)
+                if unwritten:
+                    _say("interrupted (%s): the last %d calls recorded were not written" % (
+                        signal.Signals(signals.interrupted).name, unwritten))
         finally:
             if reader is not None:
                 reader.close()
             if outputs is not None:
                 outputs.close()
             trace.close()
+            guard.close()
+        if broken:
+            return launch.die_by(signal.SIGPIPE)
         return launch.exit_status(raw_status)
 
     def _connect(self, reader, outputs):
@@ -181,17 +208,28 @@ class Tracer:
         if r.timeline_path:
             reader.timeline(outputs.timeline_fd, r.timeline_limit)
 
-    def _run(self, reader, trace, preload, command, program):
-        """Runs the command, draining the ring as it goes; (its wait status, {pid: wait status})."""
+    def _run(self, reader, trace, preload, command, program, signals, guard, broken):
+        """Runs the command, draining the ring as it goes; (its wait status, {pid: wait status}). A drain lasts a
+        moment at most, so that the launcher notices the program's end while a busy program keeps the ring full.
+        When an output's reader is gone (`| head`: a closed pipe), everything mrhooker started is killed, as
+        strace's tracees die with it, and mrhooker dies by SIGPIPE (broken says so)."""
         def drain(final=False):
-            while reader.drain(final) >= 20000:   # in batches: each gives the writers their space back
-                pass
-
-        def spawned(pid):
-            reader.command_pid(pid)
+            until = time.monotonic() + (float("inf") if final else 0.1)
+            more = False
+            while not broken and not signals.interrupted:   # in batches: each gives the writers their space back
+                more = reader.drain(final) >= tracefile.BATCH
+                if reader.broken_pipe():
+                    guard.kill_all()
+                    broken.append(True)
+                    reader.discard()
+                    break
+                if not more or time.monotonic() > until:
+                    break
+            return more
 
         status = launch.run_traced(preload, trace.environment(), command, program,
-                                   _LaunchOptions(self.request.follow, self.log), drain, spawned)
+                                   _LaunchOptions(self.request.follow, self.log), signals, guard, drain,
+                                   reader.command_pid)
         drain(final=True)
         return status
 
@@ -216,23 +254,30 @@ class Tracer:
             while text:
                 text = text[os.write(outputs.lines_fd, text):]
         except OSError as e:
-            sys.stderr.write("mrhooker: cannot write %s: %s (the summary is lost)\n" % (
-                outputs.path_of("lines", None), e.strerror))
+            _say("cannot write %s: %s (the summary is lost; the program ran on)" % (outputs.path_of("lines", None),
+                                                                                    e.strerror))
+
+    def _scaffold(self, command, functions):
+        try:
+            traceout.write_scaffold(self.request.scaffold_path, command, functions)
+        except OSError as e:
+            _say("cannot write %s: %s" % (self.request.scaffold_path, e.strerror))
 
     def _report(self, reader, trace, outputs):
         dropped = trace.dropped()
         if dropped:
-            sys.stderr.write("mrhooker: %d calls were not recorded: the trace buffer was full while mrhooker was "
-                             "not reading it (--buffer-size MB makes it larger)\n" % dropped)
+            _say("%d calls were not recorded: the trace buffer was full and its reader showed no sign of life "
+                 "for 2 s" % dropped)
         if reader.lost:
-            sys.stderr.write("mrhooker: %d records were lost: their process died while writing them\n" % reader.lost)
+            _say("%d records were lost: their process died while writing them" % reader.lost)
         count, left_out = reader.timeline_counts()
         if left_out:
-            sys.stderr.write("mrhooker: the timeline holds the first %d calls; %d more were left out, so that "
-                             "viewers can open it (--timeline-limit N)\n" % (count, left_out))
-        for which, pid, err, lost in reader.output_errors():
-            sys.stderr.write("mrhooker: cannot write %s: %s (%d lines lost)\n" % (
-                outputs.path_of(which, pid), os.strerror(err), lost))
+            _say("the timeline holds the first %d calls; %d more were left out, so that viewers can open it "
+                 "(--timeline-limit N)" % (count, left_out))
+        for which, pid, err, lost, written in reader.output_errors():
+            where = "from line %d on" % (written + 1) if written else "from its start"
+            _say("cannot write %s: %s (%d lines of the trace are missing there, %s; the program ran on)" % (
+                outputs.path_of(which, pid), os.strerror(err), lost, where))
 
 
 class _LaunchOptions:

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,7 @@ typedef struct output {
     mrh_text buf;
     int err;           /* the first write error (then it takes no more) */
     uint64_t lost;     /* lines it did not take because of it */
+    uint64_t written;  /* lines that reached it */
 } output;
 
 static void flush_output(output *o)
@@ -149,11 +151,17 @@ static void flush_output(output *o)
     while (!o->err && done < o->buf.len) {
         ssize_t n = write(o->fd, o->buf.p + done, o->buf.len - done);
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) {   /* a descriptor someone made non-blocking (a terminal): wait for it */
+            struct pollfd p = {o->fd, POLLOUT, 0};
+            poll(&p, 1, -1);
+            continue;
+        }
         if (n <= 0) {
             o->err = n < 0 ? errno : EIO;
             for (size_t i = done; i < o->buf.len; i++) o->lost += o->buf.p[i] == '\n';   /* lines not written */
             break;
         }
+        for (ssize_t i = 0; i < n; i++) o->written += o->buf.p[done + (size_t)i] == '\n';
         done += (size_t)n;
     }
     o->buf.len = 0;
@@ -829,6 +837,29 @@ EXPORT long mrh_reader_drain(mrh_reader *r, int final, long budget)
     return taken;
 }
 
+/* Skips what is left in the ring, unread: its writers are gone, or the trace's reader (a closed pipe). Returns how
+ * many calls that was. */
+EXPORT long mrh_reader_discard(mrh_reader *r)
+{
+    const uint64_t size = r->h->ring_size;
+    long skipped = 0;
+    for (;;) {
+        uint64_t end = __atomic_load_n(&r->h->write_pos, __ATOMIC_ACQUIRE), pos = r->pos;
+        while (pos < end) {
+            const mrh_record *rec = (const mrh_record *)(r->ring + (pos & (size - 1)));
+            uint32_t length = __atomic_load_n(&rec->size, __ATOMIC_ACQUIRE);
+            if (length == 0 || rec->magic != MRH_RECORD_MAGIC || length % 8 || length > size - (pos & (size - 1)))
+                break;   /* left uncommitted by a writer that died */
+            skipped += rec->fn != MRH_PAD;
+            pos += length;
+        }
+        if (pos == r->pos) return skipped;
+        zero_ring(r, r->pos, pos);
+        r->pos = pos;
+        __atomic_store_n(&r->h->read_pos, pos, __ATOMIC_RELEASE);
+    }
+}
+
 /* The end: execs still pending worked; the timeline is closed; everything is written. */
 EXPORT void mrh_reader_finish(mrh_reader *r)
 {
@@ -860,9 +891,9 @@ EXPORT uint64_t mrh_reader_lost(mrh_reader *r) { return r->lost; }
 EXPORT uint64_t mrh_reader_timeline_count(mrh_reader *r) { return r->timeline_count; }
 EXPORT uint64_t mrh_reader_timeline_left_out(mrh_reader *r) { return r->timeline_left_out; }
 
-/* Which output failed (0 lines, 1 JSON, 2 timeline, 3 + i: the i-th process's lines): its errno (0: none) and
- * the lines it lost; -1 past the last. */
-EXPORT int mrh_reader_output_error(mrh_reader *r, int which, uint64_t *lost, uint32_t *pid)
+/* Which output failed (0 lines, 1 JSON, 2 timeline, 3 + i: the i-th process's lines): its errno (0: none), the
+ * lines it lost and those it had taken before; -1 past the last. */
+EXPORT int mrh_reader_output_error(mrh_reader *r, int which, uint64_t *lost, uint64_t *written, uint32_t *pid)
 {
     output *o;
     *pid = 0;
@@ -876,7 +907,17 @@ EXPORT int mrh_reader_output_error(mrh_reader *r, int which, uint64_t *lost, uin
         return -1;
     }
     *lost = o->lost;
+    *written = o->written;
     return o->fd >= 0 ? o->err : 0;
+}
+
+/* Has an output's reader gone away (a closed pipe)? */
+EXPORT int mrh_reader_broken_pipe(mrh_reader *r)
+{
+    if (r->lines.err == EPIPE || r->json.err == EPIPE || r->timeline.err == EPIPE) return 1;
+    for (int i = 0; i < r->npid_outputs; i++)
+        if (r->pid_outputs[i].out.err == EPIPE) return 1;
+    return 0;
 }
 
 /* Per function, from the records: calls, errors, ns (-C). */

@@ -237,7 +237,6 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
 static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
 {
     const uint64_t size = h->ring_size, mask = size - 1;
-    uint64_t waited_ns = 0;
     uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
     for (;;) {
         uint64_t at = w & mask;
@@ -257,17 +256,18 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
             }
             continue;   /* w holds the current position now */
         }
-        /* Full: wait for the reader while it lives (its heartbeat is recent), 10 s at most. */
+        /* Full: wait for the reader as long as it lives (its heartbeat, which the launcher's guardian beats
+         * however slowly the reader reads, is recent), as a tracee waits for a slow strace: a call is never
+         * dropped for a reader that is only slow. */
         int saved = errno;
         uint64_t beat = __atomic_load_n(&h->heartbeat_ns, __ATOMIC_ACQUIRE);
         uint64_t now = mrh_trace_monotonic();
-        if (beat == 0 || now - beat > 2000000000u || waited_ns > 10000000000u) {
+        if (beat == 0 || now - beat > 2000000000u) {
             errno = saved;
             return 0;
         }
         struct timespec nap = {0, 200000};
         nanosleep(&nap, NULL);
-        waited_ns += 200000;
         errno = saved;
         w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
     }

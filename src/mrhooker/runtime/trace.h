@@ -12,8 +12,9 @@
  * - errno: the record needs the call's errno without changing what the caller sees.
  *   Idea: errno is cleared before the call; a call that set none gets its old errno back.
  * - A full ring: the target never waits forever and never loses a record silently.
- *   Idea: it waits for the reader (which drains every few ms) while the reader is alive (its heartbeat), up
- *   to a limit; a record that can't be written is counted in `dropped`, which the reader reports.
+ *   Idea: it waits for the reader (which drains every few ms) while the reader is alive (its heartbeat, beaten
+ *   by the reader and by the launcher's guardian process, so a slow reader is alive); a record that can't be
+ *   written (the reader is gone) is counted in `dropped`, which the reader reports.
  * - A process that dies mid-record (SIGKILL between reserving and committing): the reader would wait for that
  *   record forever. Idea: the reader skips an uncommitted record after a while, resynchronising on magic.
  * - fork: the child's pid and tids change. Idea: cached per thread, reset in the child (atfork).
