@@ -73,7 +73,7 @@ def test_the_generated_c_is_kept_beside_the_libraries(mrhooker, script, tmp_path
     entries = open(os.path.join(directory, "entries.c")).read()
     assert 'MRH_ENTRY(int, 0, "getpid", (void))' in entries
     trampolines = open(os.path.join(directory, "trampolines.c")).read()
-    assert "mrh_hook_begin(t, hook)" in trampolines and "mrh_original_begin(t, hook)" in trampolines
+    assert "MRH_HOOK_BEGIN(0);" in trampolines and "MRH_ORIGINAL_CALL(" in trampolines
 
 
 def test_the_adapted_cython_output_has_what_the_runtime_needs(mrhooker, script, tmp_path):

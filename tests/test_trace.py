@@ -7,12 +7,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from helpers import (BUSY_C, RUN_TIMEOUT, children, lines_starting, live_processes, trace_files_of, unhooked,
-                     wait_for)
+                     wait_for, without_progress)
 
 PY = sys.executable
 
@@ -883,7 +884,7 @@ def test_timeout_ends_a_busy_traced_program_at_once_and_no_call_is_lost(base_env
     r = subprocess.run(["timeout", "5", PY, "-m", "mrhooker", "trace", "-e", "write", "-o", str(out), busy, "120"],
                        env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT + 60)
     took = time.monotonic() - start
-    err = r.stderr.decode()
+    err = without_progress(r.stderr.decode())
     assert r.returncode == 124 and not live_processes(busy), (r.returncode, err)
     # the program ended at the signal; what remains is writing out the buffer it had filled (64 MB of calls)
     assert took < 60, took
@@ -897,26 +898,57 @@ def test_timeout_ends_a_busy_traced_program_at_once_and_no_call_is_lost(base_env
 
 @pytest.mark.parametrize("how", ["TERM to mrhooker", "HUP to mrhooker", "INT to its process group"])
 def test_signals_reach_a_busy_traced_program_and_a_second_one_stops_the_writing(base_env, cprog, tmp_path, how):
-    busy, out = cprog(BUSY_C), tmp_path / "trace.txt"
+    """The lines go to a pipe nobody reads yet: mrhooker is blocked writing them and the ring is full behind it.
+    The first signal ends the program at once all the same; a second one, once the program is gone, stops the
+    writing of what the ring still holds (said in one line)."""
+    busy = cprog(BUSY_C)
     sig = {"TERM": signal.SIGTERM, "HUP": signal.SIGHUP, "INT": signal.SIGINT}[how.split()[0]]
-    proc = subprocess.Popen([PY, "-m", "mrhooker", "trace", "-e", "write", "-o", str(out), busy, "120"],
-                            env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([PY, "-m", "mrhooker", "trace", "-e", "write", "--buffer-size", "4", "-o",
+                             "/dev/fd/%d" % write_end, busy, "120"], env=base_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, pass_fds=[write_end])
+    os.close(write_end)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.append(_read_pipe(read_end)), daemon=True)
     try:
-        wait_for(lambda: out.exists() and out.stat().st_size > 1 << 20, RUN_TIMEOUT, "the first lines")
+        wait_for(lambda: live_processes(busy), RUN_TIMEOUT, "the program to run")
         (pid,) = live_processes(busy)
+        time.sleep(1)   # the pipe fills, then the ring
         (os.killpg if "group" in how else os.kill)(proc.pid, sig)
-        wait_for(lambda: not os.path.exists("/proc/%d" % pid), 10, "the program to end (and mrhooker to see it)")
-        os.kill(proc.pid, sig)   # mrhooker is writing what the program left in the buffer: stop that
+        wait_for(lambda: _ended(pid), 10, "the program to end")   # (mrhooker, blocked writing, reaps it later)
+        time.sleep(0.5)
+        os.kill(proc.pid, sig)   # mrhooker is (blocked) writing what the program left in the buffer: stop that
+        reader.start()
         _, err = proc.communicate(timeout=RUN_TIMEOUT)
+        reader.join(RUN_TIMEOUT)
     finally:
         proc.kill()
         proc.wait()
-    err = err.decode()
-    assert proc.returncode == -sig, (proc.returncode, err)
+        os.close(read_end)
+    err, traced = without_progress(err.decode()), lines[0].decode() if lines else ""
+    assert proc.returncode == -sig, (proc.returncode, err[-2000:])
     assert re.search(r"^mrhooker: interrupted \(%s\): the last \d+ calls recorded were not written$" % sig.name,
-                     err, re.M), err
-    assert "not recorded" not in err and "Traceback" not in err, err
-    assert out.read_text().endswith("+++ killed by %s +++\n" % sig.name), out.read_text()[-200:]
+                     err, re.M), err[-2000:]
+    assert "not recorded" not in err and "Traceback" not in err, err[-2000:]
+    assert traced.endswith("+++ killed by %s +++\n" % sig.name), traced[-200:]
+
+
+def _ended(pid):
+    """Is process pid gone, or a zombie (dead, not yet waited for)?"""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _read_pipe(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 WRITES_C = r'''
@@ -1107,6 +1139,6 @@ def test_a_reader_blocked_writing_the_trace_is_alive_and_no_call_is_dropped(base
     r = subprocess.run(["sh", "-c", line], env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=RUN_TIMEOUT)
     assert r.returncode == 0, r
-    text = out.read_text()
+    text = without_progress(out.read_text())
     assert "mrhooker:" not in text, [l for l in text.splitlines() if l.startswith("mrhooker:")]
     assert len(call_lines(text, "write")) == 100000 and text.endswith("+++ exited with 0 +++\n")

@@ -393,9 +393,21 @@ class Signals:
                     self._early.append(sig)
                     continue
                 pid, own_group = self._target
+            if sig in INTERRUPTING_SIGNALS and _has_exited(pid):
+                # the main thread, blocked writing the trace, has not reaped the command yet: it is gone all the same
+                with self._lock:
+                    self.interrupted = sig
             # Ctrl-C and Ctrl-\ from the terminal reached the target (in mrhooker's group) from the kernel.
             if not (info.si_code == SI_KERNEL and sig in (signal.SIGINT, signal.SIGQUIT)):
                 _send(pid, own_group, sig)
+
+
+def _has_exited(pid):
+    """Has child pid exited, though nobody has waited for it yet? (It stays waitable: WNOWAIT.)"""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def _send(pid, own_group, sig):

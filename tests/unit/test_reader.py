@@ -148,8 +148,8 @@ def test_an_output_that_fails_keeps_the_others_and_counts_what_it_lost(reader_fo
             r.put("write", [1, 0x1000, 1], ret=1, captures=[(1, CAP_BYTES, b"a")])
         r.reader.drain(True)
         r.reader.finish()
-        (which, pid, err, lost), = r.reader.output_errors()
-        assert (which, pid, err) == ("lines", None, errno.ENOSPC) and lost >= 4   # the rest, after the first try
+        (which, pid, err, lost, written), = r.reader.output_errors()
+        assert (which, pid, err, written) == ("lines", None, errno.ENOSPC, 0) and lost == 5
         assert len(r.json_path.read_text().splitlines()) == 5
     finally:
         os.close(full)
