@@ -4,6 +4,8 @@ import ctypes
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -647,6 +649,33 @@ def test_unchanged_headers_are_not_preprocessed_again(fresh_state, private_dir, 
     headers._forget_databases()
     monkeypatch.setattr(headers, "_preprocess", lambda *a: pytest.fail("preprocessed"))
     assert "unlink" in known_names(private_dir)
+
+
+def test_another_pycparser_has_the_headers_preprocessed_again(fresh_state, private_dir, monkeypatch):
+    # pycparser is known by its file's stamp (its version would mean importing it): another one has the cached
+    # database checked by its key, which holds the version
+    known_names(private_dir)
+    headers._forget_databases()
+    monkeypatch.setattr(headers, "_pycparser_identity", lambda: "/elsewhere/pycparser/__init__.py 1 1")
+    preprocessed = []
+    real = headers._preprocess
+    monkeypatch.setattr(headers, "_preprocess", lambda *a: preprocessed.append(a) or real(*a))
+    parses = headers._stats["header_parses"]
+    assert "unlink" in known_names(private_dir)
+    assert preprocessed and headers._stats["header_parses"] == parses
+
+
+def test_the_cached_database_is_used_without_pycparser(private_dir, base_env):
+    """A warm start (names, prototypes by name, refusals and twins from the cache file) does not import pycparser,
+    whose import costs more than the rest; a written-out prototype does."""
+    known_names(private_dir)
+    code = ("import sys; from mrhooker import cdecl; d = sys.argv[1]; cdecl.known_names(d); "
+            "cdecl.prototype_for('open', d); cdecl.refusal('div', d); cdecl.large_file_twins(d); "
+            "print('pycparser' in sys.modules); cdecl.prototype_for('int f(size_t n)', d); "
+            "print('pycparser' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(private_dir)], env=base_env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["False", "True"], r
 
 
 def test_a_loaded_database_is_saved_in_a_cache_dir_named_later(fresh_state, private_dir):

@@ -4,17 +4,16 @@ declare — typedef shapes, the functions' prototypes and refusals, the text of 
 The headers are preprocessed by the C compiler in use and parsed once (with pycparser, parse.py); the result
 is cached in memory and, in the cache directory the caller names (the build cache), as JSON on disk, keyed by
 a hash of the preprocessed text. A cached file whose headers and compiler are unchanged is used without
-preprocessing.
+preprocessing, and without importing pycparser.
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import stat
 import threading
-
-import pycparser
 
 from mrhooker import cache, toolchain
 from mrhooker.cdecl.model import _prototype_from_json, _tuples
@@ -233,8 +232,19 @@ def _unchanged_headers(data, compiler):
 
 def _compiler_identity(compiler):
     # the list of headers too: a header added to it is a database to read again, though no header changed
-    return "%d\0%s\0%s\0%s\0%s" % (_SCHEMA, pycparser.__version__, " ".join(compiler),
+    return "%d\0%s\0%s\0%s\0%s" % (_SCHEMA, _pycparser_identity(), " ".join(compiler),
                                    toolchain.tool_identity(compiler[0]), " ".join(_HEADERS))
+
+
+def _pycparser_identity():
+    """The pycparser installed, by its __init__.py (which holds its version): path, size and mtime, as a header
+    is judged. Its version would mean importing it, and so its parser, which a warm start does not need."""
+    spec = importlib.util.find_spec("pycparser")
+    try:
+        st = os.stat(spec.origin)
+    except (AttributeError, TypeError, OSError):   # not installed: the key's import will say so
+        return "no pycparser"
+    return "%s %d %d" % (spec.origin, st.st_size, st.st_mtime_ns)
 
 
 def _database(cache_dir=None, extra=()):
@@ -257,6 +267,8 @@ def _database(cache_dir=None, extra=()):
         if data is not None and _unchanged_headers(data, compiler):
             _stats["cache_file_loads"] += 1
         else:
+            import pycparser   # here only: a warm start does without it
+
             headers = set()
             preprocessed = _preprocess(compiler, headers, extra)
             key = hashlib.sha256(
