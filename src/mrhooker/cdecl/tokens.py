@@ -148,7 +148,7 @@ def _chunk_line(chunk):
     return line if line.endswith((";", "}")) else line + " ;"
 
 
-
+# C's keywords (and gcc's __int128): never a function's name, nor a typedef's
 _C_KEYWORDS = frozenset(
     "auto break case char const continue default do double else enum extern float for goto if "
     "inline int long register restrict return short signed sizeof static struct switch typedef "

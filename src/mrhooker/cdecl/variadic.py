@@ -35,7 +35,6 @@ _VARIADIC_EXTRA = {
 }
 
 
-
 # Variadic functions whose array-taking sibling is not simply 'v' + name.
 _VARIADIC_ALTERNATIVE = {"execl": "execv", "execlp": "execvp", "execle": "execve"}
 
