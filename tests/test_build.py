@@ -13,23 +13,42 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 HOOK_SIDE = {"__init__", "_inside", "_views"}   # what runs inside the target
 
 
+def _modules():
+    """module -> its file: 'cdecl' for a package's __init__.py, 'cdecl.parse' for its modules (and '__init__' for
+    mrhooker's own)."""
+    modules = {}
+    for directory, _subdirectories, names in os.walk(PACKAGE):
+        package = os.path.relpath(directory, PACKAGE).replace(os.sep, ".")
+        for name in names:
+            if name.endswith(".py"):
+                module = name[:-3]
+                if package != ".":
+                    module = package if module == "__init__" else package + "." + module
+                modules[module] = os.path.join(directory, name)
+    return modules
+
+
 def _imports():
     """module -> the mrhooker modules it imports (at any depth of its code)."""
+    modules = _modules()
+
+    def module_of(dotted):   # 'cdecl.model.CType' -> 'cdecl.model': the longest prefix that is a module
+        parts = dotted.split(".")
+        while parts and ".".join(parts) not in modules:
+            parts.pop()
+        return ".".join(parts)
+
     graph = {}
-    for name in os.listdir(PACKAGE):
-        if not name.endswith(".py"):
-            continue
-        module = name[:-3]
-        tree = ast.parse(open(os.path.join(PACKAGE, name)).read())
+    for module, path in modules.items():
+        tree = ast.parse(open(path).read())
         found = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "mrhooker":
-                found.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mrhooker."):
-                found.add(node.module.split(".")[1])
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mrhooker":
+                within = node.module[len("mrhooker."):]
+                found.update(module_of(within + "." + a.name if within else a.name) for a in node.names)
             elif isinstance(node, ast.Import):
-                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("mrhooker."))
-        graph[module] = {m for m in found if m != module and os.path.exists(os.path.join(PACKAGE, m + ".py"))}
+                found.update(module_of(a.name[len("mrhooker."):]) for a in node.names if a.name.startswith("mrhooker."))
+        graph[module] = {m for m in found if m and m != module}
     return graph
 
 

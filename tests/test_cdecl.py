@@ -4,11 +4,14 @@ import ctypes
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
 from mrhooker import cdecl, toolchain
 from mrhooker.cdecl import CType, Param, Prototype, known_names, parse_prototype, prototype_for
+from mrhooker.cdecl import headers, tokens
 from mrhooker.errors import MrhookerError
 
 SIZE_T = ctypes.sizeof(ctypes.c_size_t)
@@ -34,12 +37,12 @@ def cs(prototype):
 @pytest.fixture
 def fresh_state():
     """Run with no in-memory header database; restore it afterwards."""
-    saved = dict(cdecl._databases)
-    cdecl._forget_databases()
+    saved = dict(headers._databases)
+    headers._forget_databases()
     yield
-    with cdecl._lock:
-        cdecl._databases.clear()
-        cdecl._databases.update(saved)
+    with headers._lock:
+        headers._databases.clear()
+        headers._databases.update(saved)
 
 
 @pytest.fixture
@@ -512,8 +515,8 @@ def test_header_symbol_redirections():
     # glibc redirects some functions with __asm__ labels; the symbol is what programs link to.
     symbol = prototype_for("vscanf").symbol
     assert symbol in ("vscanf", "__isoc99_vscanf", "__isoc23_vscanf")
-    chunk = cdecl._split_declarations(
-        cdecl._tokenize('extern int foo (int __x) __asm__ ("" "bar") __attribute__ ((x));')
+    chunk = tokens._split_declarations(
+        tokens._tokenize('extern int foo (int __x) __asm__ ("" "bar") __attribute__ ((x));')
     )
     assert [(c.kind, c.symbol) for c in chunk] == [("declaration", "bar")]
 
@@ -594,9 +597,9 @@ def test_every_message_is_one_line():
 
 
 def test_cache_file_is_written_and_reused(fresh_state, private_dir):
-    before = dict(cdecl._stats)
+    before = dict(headers._stats)
     first = known_names(private_dir)
-    assert cdecl._stats["header_parses"] == before["header_parses"] + 1
+    assert headers._stats["header_parses"] == before["header_parses"] + 1
     files = os.listdir(private_dir)
     assert files == ["cdecl-headers.json"]  # no temporary file left behind
     cache_file = private_dir / "cdecl-headers.json"
@@ -604,10 +607,10 @@ def test_cache_file_is_written_and_reused(fresh_state, private_dir):
     data = json.loads(cache_file.read_text())
     assert "unlink" in data["functions"] and "size_t" in data["typedefs"]
 
-    cdecl._forget_databases()  # a new process, as far as the database is concerned
+    headers._forget_databases()  # a new process, as far as the database is concerned
     assert known_names(private_dir) == first
-    assert cdecl._stats["header_parses"] == before["header_parses"] + 1  # not parsed again
-    assert cdecl._stats["cache_file_loads"] == before["cache_file_loads"] + 1
+    assert headers._stats["header_parses"] == before["header_parses"] + 1  # not parsed again
+    assert headers._stats["cache_file_loads"] == before["cache_file_loads"] + 1
     assert prototype_for("send", private_dir).params[2].type.c == "unsigned long"
     assert parse_prototype("ssize_t f(size_t n)", private_dir).ret.c == "long"
 
@@ -615,9 +618,9 @@ def test_cache_file_is_written_and_reused(fresh_state, private_dir):
 def test_stale_or_broken_cache_is_rebuilt(fresh_state, private_dir):
     cache_file = private_dir / "cdecl-headers.json"
     cache_file.write_text("{not json")
-    parses = cdecl._stats["header_parses"]
+    parses = headers._stats["header_parses"]
     known_names(private_dir)
-    assert cdecl._stats["header_parses"] == parses + 1
+    assert headers._stats["header_parses"] == parses + 1
     data = json.loads(cache_file.read_text())
 
     # A header that looks changed (its size or mtime) is preprocessed again; the same text is not parsed again,
@@ -625,16 +628,16 @@ def test_stale_or_broken_cache_is_rebuilt(fresh_state, private_dir):
     some_header = sorted(h for h in data["headers"] if h.endswith("/stdio.h"))[0]
     data["headers"][some_header] = [0, 0]
     cache_file.write_text(json.dumps(data))
-    cdecl._forget_databases()
+    headers._forget_databases()
     known_names(private_dir)
-    assert cdecl._stats["header_parses"] == parses + 1
+    assert headers._stats["header_parses"] == parses + 1
     assert json.loads(cache_file.read_text())["headers"][some_header] != [0, 0]
 
     data["key"] = "0" * 64  # ... and a changed text is parsed again
     cache_file.write_text(json.dumps(data))
-    cdecl._forget_databases()
+    headers._forget_databases()
     known_names(private_dir)
-    assert cdecl._stats["header_parses"] == parses + 2
+    assert headers._stats["header_parses"] == parses + 2
     assert json.loads(cache_file.read_text())["key"] != "0" * 64
     assert os.listdir(private_dir) == ["cdecl-headers.json"]
 
@@ -643,18 +646,45 @@ def test_unchanged_headers_are_not_preprocessed_again(fresh_state, private_dir, 
     known_names(private_dir)
     data = json.loads((private_dir / "cdecl-headers.json").read_text())
     assert "/usr/include/stdio.h" in data["headers"] and "/usr/include" in data["headers"], sorted(data["headers"])
-    cdecl._forget_databases()
-    monkeypatch.setattr(cdecl, "_preprocess", lambda *a: pytest.fail("preprocessed"))
+    headers._forget_databases()
+    monkeypatch.setattr(headers, "_preprocess", lambda *a: pytest.fail("preprocessed"))
     assert "unlink" in known_names(private_dir)
+
+
+def test_another_pycparser_has_the_headers_preprocessed_again(fresh_state, private_dir, monkeypatch):
+    # pycparser is known by its file's stamp (its version would mean importing it): another one has the cached
+    # database checked by its key, which holds the version
+    known_names(private_dir)
+    headers._forget_databases()
+    monkeypatch.setattr(headers, "_pycparser_identity", lambda: "/elsewhere/pycparser/__init__.py 1 1")
+    preprocessed = []
+    real = headers._preprocess
+    monkeypatch.setattr(headers, "_preprocess", lambda *a: preprocessed.append(a) or real(*a))
+    parses = headers._stats["header_parses"]
+    assert "unlink" in known_names(private_dir)
+    assert preprocessed and headers._stats["header_parses"] == parses
+
+
+def test_the_cached_database_is_used_without_pycparser(private_dir, base_env):
+    """A warm start (names, prototypes by name, refusals and twins from the cache file) does not import pycparser,
+    whose import costs more than the rest; a written-out prototype does."""
+    known_names(private_dir)
+    code = ("import sys; from mrhooker import cdecl; d = sys.argv[1]; cdecl.known_names(d); "
+            "cdecl.prototype_for('open', d); cdecl.refusal('div', d); cdecl.large_file_twins(d); "
+            "print('pycparser' in sys.modules); cdecl.prototype_for('int f(size_t n)', d); "
+            "print('pycparser' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(private_dir)], env=base_env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["False", "True"], r
 
 
 def test_a_loaded_database_is_saved_in_a_cache_dir_named_later(fresh_state, private_dir):
     known_names()
     assert not os.listdir(private_dir)
-    parses = cdecl._stats["header_parses"]
+    parses = headers._stats["header_parses"]
     known_names(private_dir)
     assert os.listdir(private_dir) == ["cdecl-headers.json"]
-    assert cdecl._stats["header_parses"] == parses   # saved, not parsed again
+    assert headers._stats["header_parses"] == parses   # saved, not parsed again
 
 
 def test_without_cache_dir_nothing_is_written(fresh_state, tmp_path, monkeypatch):
@@ -686,11 +716,11 @@ def test_no_compiler(fresh_state, monkeypatch):
 def test_unparsable_header_typedef_degrades_gracefully():
     # A typedef pycparser rejects must not take every later declaration down with it: the
     # functions using it are refused with a reason instead of vanishing.
-    text = cdecl._preprocess(toolchain.c_compiler())
+    text = headers._preprocess(toolchain.c_compiler())
     broken = text.replace("typedef long unsigned int size_t;", "typedef __typeof__(sizeof 0) size_t;", 1)
     if broken == text:
         pytest.skip("size_t is declared differently in these headers")
-    data = cdecl._build_database(broken)
+    data = headers._build_database(broken)
     assert data["typedefs"]["size_t"][0] == "unsupported"
     assert "strlen" in data["refused"] and "size_t" in data["refused"]["strlen"]
     assert "unlink" in data["functions"]

@@ -32,8 +32,8 @@ GUARDIAN = "guard"                                                    # guard.c:
 RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + READER_SIDE + HOOK_SIDE + (
     GUARDIAN + ".c", "mrhooker_rt.h", "preload.h", "entry.h", "output.h", "pyrt.h", "trace.h", "faketime.h",
     "tracefile.h", "reader.h")
-# mrhooker's own sources that shape a build: a change to any of them is a new build.
-GENERATOR_FILES = ("build.py", "codegen.py", "cdecl.py", "script.py", "toolchain.py", "tracing.py", "tracespec.py",
+# mrhooker's own sources that shape a build: a change to any of them is a new build (a package: any of its files).
+GENERATOR_FILES = ("build.py", "codegen.py", "cdecl", "script.py", "toolchain.py", "tracing.py", "tracespec.py",
                    "decoders.py", "faults.py", "layouts.py", "__init__.pxd")
 LIBRARIES = ("preload.so", "pyrt.so", "hooks.so")
 VIEWS = "views.json"   # a .py build's struct layouts (layouts.py), read by the hooks' views (_views.py)
@@ -50,6 +50,18 @@ def _quiet(_msg):
 def _unwatched(_what):
     import contextlib
     return contextlib.nullcontext()
+
+
+def _generator_paths():
+    """The paths of GENERATOR_FILES, a package (a directory) as every .py file in it, sorted."""
+    paths = []
+    for name in GENERATOR_FILES:
+        path = os.path.join(PACKAGE_DIR, name)
+        if os.path.isdir(path):
+            paths += [os.path.join(path, f) for f in sorted(os.listdir(path)) if f.endswith(".py")]
+        else:
+            paths.append(path)
+    return paths
 
 
 class BuildOptions:
@@ -210,7 +222,7 @@ def _build_key(script, pyinfo, options):
         parts.append(json.dumps([spec for spec, _line in scripts.scan_hooks(script.content, script.path)]))
         parts.append(json.dumps(scripts.scan_casts(script.content, script.path)))   # the layouts measured
     return cache.key(parts, [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
-                     + [os.path.join(PACKAGE_DIR, f) for f in GENERATOR_FILES])
+                     + _generator_paths())
 
 
 def build(path, options):
@@ -307,7 +319,7 @@ def _build_trace(plans, symbols, layouts, options):
     key = cache.key([__version__, "trace"] + entries + [shown, repr(options.cflags),
                      " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:]))],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
-                    + [os.path.join(PACKAGE_DIR, f) for f in GENERATOR_FILES], length=20)
+                    + _generator_paths(), length=20)
     final = os.path.join(root, "trace-" + key)
     if not options.rebuild:
         manifest = cache.verify(final)
