@@ -920,3 +920,30 @@ def test_a_child_execed_as_a_user_who_cannot_read_the_hooks_runs_unhooked_and_si
     assert r.returncode == 1, r   # grep -c found no MRHOOKER_ variable
     assert r.out == "[%s]\n0\n" % LIBM, r   # our entry gone, the program's own kept
     assert "ld.so" not in r.err and "ERROR" not in r.err, r
+
+
+# test_threading.test_main_thread_after_fork_from_nonmain_thread: the child of a fork from a thread ends when that
+# thread returns; libc's clean-up after the thread's destructors called the hooked free, which made the thread a
+# new Python thread state after the runtime had deleted its last one, and CPython 3.11 aborted ("init_threadstate:
+# thread state already initialized").
+FORK_FROM_A_THREAD = """\
+import os, sys, threading
+def func():
+    pid = os.fork()
+    if pid == 0:
+        print("child", threading.current_thread() is threading.main_thread(), flush=True)
+    else:
+        print("parent", os.waitpid(pid, 0)[1], flush=True)
+t = threading.Thread(target=func)
+t.start()
+t.join()
+"""
+
+
+@pytest.mark.parametrize("python", ALL_PYTHONS[:1] + ALL_PYTHONS[-1:])
+def test_the_child_of_a_fork_from_a_thread_ends_when_the_thread_returns(mrhooker, script, tmp_path, python):
+    target = tmp_path / "fork_thread.py"
+    target.write_text(FORK_FROM_A_THREAD)
+    r = mrhooker(script("pass_free.py", passthrough("free")), python, "-S", target, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "child True\nparent 0\n", r

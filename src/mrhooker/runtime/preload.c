@@ -27,6 +27,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -129,14 +130,27 @@ static void read_settings(void)
 
 /* ---- threads ------------------------------------------------------------------------------------------- */
 
+/* Hazard: a thread's Python thread state must be deleted when the thread ends, but hooks may run on the thread
+ * after thread_key's destructor: in the program's own destructors of later keys, and in libc's clean-up after
+ * every destructor (its frees of per-thread buffers). A thread state made there after the runtime deleted the
+ * thread's own is never deleted; in the child of a fork from a thread, whose only thread state that was,
+ * CPython 3.11 aborted making it ("init_threadstate: thread state already initialized").
+ * Idea: the destructor sets its value again until libc's last round (PTHREAD_DESTRUCTOR_ITERATIONS), so the
+ * thread state outlives the program's destructors; it is deleted in that round, and the depth stays raised:
+ * what the thread calls after that is libc's clean-up, which goes to the originals. */
+static __thread int exit_rounds __attribute__((tls_model("initial-exec")));   /* this thread's destructor calls */
+
 static void thread_exit(void *arg)   /* thread_key's destructor */
 {
     mrh_thread *t = arg;
-    if (t->tstate && ops) {
-        t->depth++;
-        ops->thread_exit(t);
+    if (!t->tstate || !ops) return;
+    t->depth++;
+    if (++exit_rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(thread_key, t);   /* called again in the next round */
         t->depth--;
+        return;
     }
+    ops->thread_exit(t);   /* the depth stays raised (see above) */
 }
 
 static void track_thread_state(mrh_thread *t)   /* the hook side made t's Python thread state */

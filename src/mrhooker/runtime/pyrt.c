@@ -756,13 +756,17 @@ MRH_EXPORT void mrh_thread_init(void)
     if (ctype_init) ctype_init();   /* without it this libc's ctype tables are NULL in this thread */
 }
 
+/* Runs in libc's last round of thread-specific destructors (preload.c says why), when libc may have cleared
+ * PyGILState's own key for this thread already: the thread state is deleted directly, not through
+ * PyGILState_Release (which needs that key). */
 static void thread_exit(mrh_thread *t)
 {
     PyThreadState *ts = t->tstate;
     t->tstate = NULL;
     if (!ts) return;
     PyEval_RestoreThread(ts);
-    PyGILState_Release(PyGILState_UNLOCKED);   /* the count drops to zero: the thread state is deleted */
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();   /* and the GIL is released */
 }
 
 static void fork_prepare(mrh_thread *t)
