@@ -1006,3 +1006,64 @@ def test_the_hooks_take_one_dlmopen_namespace_of_the_programs(mrhooker, script, 
     assert r.out == "made %d: %sgetppid 1\n" % (made, bare.split(": ", 1)[1]), r
     assert "mrhooker: cannot load" in r.err and "hooks are off in this process" in r.err, r
     assert r.err.rstrip().splitlines()[-1].startswith("mrhooker: the hooks did not start in 1 process"), r
+
+
+# ---- CPython's own tests under hooks and the tracer (issue 15; tests/test_cpython_suite.py runs them) --------
+
+# test_subprocess.test_user: a child exec'd as another user (subprocess's user=, setpriv) can't read the hooks in
+# the launching user's private cache; the loader printed "ERROR: ld.so: object ... cannot be preloaded" into the
+# child's stderr, and into its children's.
+SHOW_HOOK_ENV = 'echo "[$LD_PRELOAD]"; env | grep -c ^MRHOOKER_'
+LIBM = os.path.realpath("/lib/x86_64-linux-gnu/libm.so.6")   # readable by anyone: another preloaded library
+AS_NOBODY = {
+    "subprocess": [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.run(['sh', '-c', %r], "
+                   "user='nobody', group='nogroup', extra_groups=[]).returncode)" % SHOW_HOOK_ENV],
+    # setpriv keeps its capabilities until the exec, which drops them
+    "setpriv": ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c", SHOW_HOOK_ENV],
+}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changes user: needs root")
+@pytest.mark.skipif(not os.path.exists(LIBM), reason="no libm at the Debian path")
+@pytest.mark.parametrize("how", sorted(AS_NOBODY))
+@pytest.mark.parametrize("mode", ["hooks", "trace"])
+def test_a_child_execed_as_a_user_who_cannot_read_the_hooks_runs_unhooked_and_silent(mrhooker, script, tmp_path,
+                                                                                    how, mode):
+    if how == "setpriv" and not any(os.access(os.path.join(d, "setpriv"), os.X_OK)
+                                    for d in os.environ.get("PATH", os.defpath).split(os.pathsep)):
+        pytest.skip("no setpriv (util-linux)")
+    if mode == "hooks":
+        args = [script("pass_write.py", passthrough("write"))]
+    else:
+        args = ["trace", "-o", tmp_path / "trace.txt", "-e", "write"]
+    r = mrhooker(*args, *AS_NOBODY[how], env={"LD_PRELOAD": LIBM}, timeout=RUN_TIMEOUT)
+    assert r.returncode == 1, r   # grep -c found no MRHOOKER_ variable
+    assert r.out == "[%s]\n0\n" % LIBM, r   # our entry gone, the program's own kept
+    assert "ld.so" not in r.err and "ERROR" not in r.err, r
+
+
+# test_threading.test_main_thread_after_fork_from_nonmain_thread: the child of a fork from a thread ends when that
+# thread returns; libc's clean-up after the thread's destructors called the hooked free, which made the thread a
+# new Python thread state after the runtime had deleted its last one, and CPython 3.11 aborted ("init_threadstate:
+# thread state already initialized").
+FORK_FROM_A_THREAD = """\
+import os, sys, threading
+def func():
+    pid = os.fork()
+    if pid == 0:
+        print("child", threading.current_thread() is threading.main_thread(), flush=True)
+    else:
+        print("parent", os.waitpid(pid, 0)[1], flush=True)
+t = threading.Thread(target=func)
+t.start()
+t.join()
+"""
+
+
+@pytest.mark.parametrize("python", ALL_PYTHONS[:1] + ALL_PYTHONS[-1:])
+def test_the_child_of_a_fork_from_a_thread_ends_when_the_thread_returns(mrhooker, script, tmp_path, python):
+    target = tmp_path / "fork_thread.py"
+    target.write_text(FORK_FROM_A_THREAD)
+    r = mrhooker(script("pass_free.py", passthrough("free")), python, "-S", target, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == "child True\nparent 0\n", r

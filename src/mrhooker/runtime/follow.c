@@ -12,6 +12,12 @@
  * - A hook script's (or a trace's) own entry point for execve replaces this weak one.
  *   Idea: the original such an entry point calls is this file's wrapper (mrh_follow_wrapper), not libc's
  *   execve, so the child is followed all the same.
+ * - A program that changes its user before it execs (subprocess's user=, setpriv, su) execs a child that may
+ *   no longer read this library (it sits in the launching user's private cache): the loader would print an
+ *   error into the child's stderr for every exec, its children's too.
+ *   Idea: the wrappers check that the child will be able to read the library; if not, the child gets an
+ *   environment without our LD_PRELOAD entry and the MRHOOKER_* variables, and runs unhooked, silently, as
+ *   a program started by a setuid one would (documented).
  * - --no-follow: only the launcher's child is hooked.
  *   Idea: that process removes our LD_PRELOAD entry and the MRHOOKER_* variables from its environment at
  *   load, so its children never load us.
@@ -141,6 +147,35 @@ static char *const *env_with_hooks(char *const envp[], char **out, char *preload
     return out;
 }
 
+/* Fills `out` (room for env_count(envp) + 1) with envp less the hooks' variables, and `preload` (room for
+ * their_preload_length(envp) + 1) with envp's LD_PRELOAD less this library (left out if nothing remains). */
+static char *const *env_without_hooks(char *const envp[], char **out, char *preload)
+{
+    size_t n = 0, self_len = strlen(preload_self);
+    for (size_t i = 0; envp && envp[i]; i++) {
+        if (strncmp(envp[i], "MRHOOKER_", 9) == 0) continue;
+        if (strncmp(envp[i], "LD_PRELOAD=", 11) != 0) {
+            out[n++] = envp[i];
+            continue;
+        }
+        char *end = stpcpy(preload, "LD_PRELOAD=");
+        for (const char *p = envp[i] + 11; *p;) {   /* its entries but ours, separated by spaces or colons */
+            p += strspn(p, " :");
+            size_t len = strcspn(p, " :");
+            if (len && !(len == self_len && strncmp(p, preload_self, len) == 0)) {
+                if (end != preload + 11) *end++ = ' ';
+                memcpy(end, p, len);
+                end += len;
+            }
+            p += len;
+        }
+        *end = 0;
+        if (end != preload + 11) out[n++] = preload;
+    }
+    out[n] = NULL;
+    return out;
+}
+
 static size_t their_preload_length(char *const envp[])
 {
     for (size_t i = 0; envp && envp[i]; i++)
@@ -148,8 +183,15 @@ static size_t their_preload_length(char *const envp[])
     return 0;
 }
 
-/* Runs `call` with ENV bound to envp, or to envp plus the hooks' variables when it lacks them, with the
- * thread's depth raised (restored if the call returns: the exec failed, or it was a spawn). */
+/* Could the exec'd program's loader read this library? access() checks with the real ids and, for a user other
+ * than root, without capabilities: as the program will run after exec (setpriv and others keep their
+ * capabilities until the exec, which drops them; an effective uid that differs from the real one makes the
+ * loader ignore LD_PRELOAD paths anyway). */
+static int preload_readable(void) { return access(preload_self, R_OK) == 0; }
+
+/* Runs `call` with ENV bound to envp, or to envp plus the hooks' variables when it lacks them, or to envp less
+ * them when the child couldn't load the hooks (see the top), with the thread's depth raised (restored if the
+ * call returns: the exec failed, or it was a spawn). */
 #define WITH_HOOK_ENV(envp, call)                                                                      \
     do {                                                                                               \
         mrh_thread *mrh_t = &mrh_tls;                                                                  \
@@ -157,7 +199,12 @@ static size_t their_preload_length(char *const envp[])
         if (!preload_self) return call;                                                                \
         mrh_t->depth++;                                                                                \
         int mrh_rc;                                                                                    \
-        if (env_carries_hooks(ENV)) {                                                                  \
+        if (!preload_readable()) {                                                                     \
+            char *mrh_env[env_count(ENV) + 1];                                                         \
+            char mrh_preload[their_preload_length(ENV) + 1];                                           \
+            ENV = env_without_hooks(ENV, mrh_env, mrh_preload);                                        \
+            mrh_rc = call;                                                                             \
+        } else if (env_carries_hooks(ENV)) {                                                           \
             mrh_rc = call;                                                                             \
         } else {                                                                                       \
             char *mrh_env[env_count(ENV) + EXEC_ENV_MAX + 2];                                          \

@@ -799,6 +799,9 @@ MRH_EXPORT void mrh_thread_init(void)
     if (ctype_init) ctype_init();   /* without it this libc's ctype tables are NULL in this thread */
 }
 
+/* Runs in thread_key's destructor (preload.c), when libc may have cleared PyGILState's own key for this thread
+ * already (it visits the keys in turn, clearing each): the thread state is deleted directly, not through
+ * PyGILState_Release (which needs that key). */
 static void thread_exit(mrh_thread *t)
 {
     PyThreadState *ts = t->tstate;
@@ -807,7 +810,8 @@ static void thread_exit(mrh_thread *t)
     t->tstate_owned = 0;
     if (!ts || !owned) return;
     PyEval_RestoreThread(ts);
-    PyGILState_Release(PyGILState_UNLOCKED);   /* the count drops to zero: the thread state is deleted */
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();   /* and the GIL is released */
 }
 
 /* The hook interpreter's fork protocol (PyOS_BeforeFork, PyOS_AfterFork_Parent/_Child) runs on the forking
