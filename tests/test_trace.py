@@ -1065,19 +1065,28 @@ def _read_all(master):
 def test_ctrl_c_in_a_terminal_reaches_a_busy_traced_program_once(base_env, cprog, tmp_path):
     """In a terminal's foreground the program shares mrhooker's process group: Ctrl-C reaches both from the
     kernel (mrhooker does not pass it on: the program gets it once). A second Ctrl-C, while mrhooker writes what
-    the program left in the buffer, stops that."""
-    busy, out = cprog(BUSY_C), tmp_path / "trace.txt"
-    pid, master = _in_a_terminal([PY, "-m", "mrhooker", "trace", "-e", "write", "-o", str(out), busy, "120"],
-                                 base_env)
+    the program left in the buffer (blocked: nobody reads the lines' pipe yet), stops that."""
+    busy = cprog(BUSY_C)
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    pid, master = _in_a_terminal([PY, "-m", "mrhooker", "trace", "-e", "write", "--buffer-size", "4", "-o",
+                                  "/dev/fd/%d" % write_end, busy, "120"], base_env)
+    os.close(write_end)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.append(_read_pipe(read_end)), daemon=True)
     try:
-        wait_for(lambda: out.exists() and out.stat().st_size > 1 << 20, RUN_TIMEOUT, "the first lines")
+        wait_for(lambda: live_processes(busy), RUN_TIMEOUT, "the program to run")
         (program,) = live_processes(busy)
         assert os.getpgid(program) == pid   # the terminal's foreground group: mrhooker's
+        time.sleep(1)   # the pipe fills, then the ring
         os.write(master, b"\x03")
-        wait_for(lambda: not os.path.exists("/proc/%d" % program), 10, "the program to end (and mrhooker to see it)")
+        wait_for(lambda: _ended(program), 10, "the program to end")   # (mrhooker, blocked writing, reaps it later)
+        time.sleep(0.5)
         os.write(master, b"\x03")
+        reader.start()
         text = _read_all(master)
         _, status = os.waitpid(pid, 0)
+        reader.join(RUN_TIMEOUT)
     finally:
         os.close(master)
         try:
@@ -1085,10 +1094,13 @@ def test_ctrl_c_in_a_terminal_reaches_a_busy_traced_program_once(base_env, cprog
             os.waitpid(pid, 0)
         except OSError:
             pass
+        os.close(read_end)
+    text = without_progress(text.replace("\r\n", "\n"))
+    traced = lines[0].decode() if lines else ""
+    assert traced.endswith("+++ killed by SIGINT +++\n"), traced[-200:]
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT, (status, text)
     assert len(re.findall(r"writes \d+", text)) == 1, text   # one SIGINT reached the program
     assert "mrhooker: interrupted (SIGINT): the last" in text, text
-    assert out.read_text().endswith("+++ killed by SIGINT +++\n")
 
 
 def test_sigkill_of_mrhooker_in_a_terminal_kills_the_programs_tree_only(base_env, cprog, tmp_path):

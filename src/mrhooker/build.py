@@ -13,11 +13,10 @@ compiler, and the options.
 """
 import json
 import os
-import shutil
 import sys
 import sysconfig
 
-from mrhooker import __version__, cache, script as scripts, toolchain
+from mrhooker import __version__, cache, toolchain
 from mrhooker.errors import MrhookerError
 
 # A warm run (the build is cached) must start fast: codegen and cdecl are imported only to build.
@@ -96,6 +95,7 @@ def _runtime_objects(root, log):
     """The runtime's objects that link into builds (the target side, a trace's, a trace reader's) and the
     guardian, which builds copy: they depend on the compiler and the runtime's sources only, so every Python's
     builds share them. Compiled at once. Returns (the objects, the guardian)."""
+    import shutil
     cc = toolchain.c_compiler()
     key = cache.key([__version__, " ".join(cc), toolchain.tool_identity(cc[0])],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
@@ -127,6 +127,7 @@ def _runtime_objects(root, log):
 
 def _python_runtime(root, pyinfo, log):
     """The hook side's pyrt.so for this Python (one per Python: it links its libpython), copied into builds."""
+    import shutil
     cc = toolchain.c_compiler()
     key = cache.key([__version__, pyinfo.include_dir, pyinfo.libpython, " ".join(cc), toolchain.tool_identity(cc[0])],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
@@ -163,6 +164,7 @@ def _write(path, text):
 
 
 def _build_pyx(script, tmp, pyinfo, runtime_objects, options, root):
+    from mrhooker import script as scripts
     from mrhooker import cdecl, codegen
 
     out_c = os.path.join(tmp, script.module + ".c")
@@ -190,6 +192,7 @@ def _build_pyx(script, tmp, pyinfo, runtime_objects, options, root):
 
 
 def _build_py(script, tmp, pyinfo, runtime_objects, options, root):
+    from mrhooker import script as scripts
     from mrhooker import codegen, layouts
 
     hooks = scripts.find_hooks(script, root, options.headers)   # the header database is cached beside the builds
@@ -208,6 +211,7 @@ def _build_py(script, tmp, pyinfo, runtime_objects, options, root):
 
 
 def _build_key(script, pyinfo, options):
+    from mrhooker import script as scripts
     cc = toolchain.c_compiler()
     parts = [__version__, script.kind, script.module, sys.version, sysconfig.get_config_var("SOABI") or "",
              " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:])), repr(options.include_dirs),
@@ -232,6 +236,8 @@ def build(path, options):
 
 
 def _build(path, options):
+    from mrhooker import script as scripts
+
     script = scripts.read(path)
     pyinfo = toolchain.python_info()
     root = cache.prepare(options.build_dir or cache.default_root(),
@@ -260,6 +266,7 @@ def _build(path, options):
             pass
     options.log("cache miss: building in %s" % root)
     options.progress("building %s" % os.path.basename(script.path))
+    import shutil
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as pool:   # the Python runtime compiles while the target side's objects do
         python_runtime = pool.submit(_python_runtime, root, pyinfo, options.log)
@@ -307,9 +314,9 @@ def build_trace(plans, symbols, layouts, options):
 
 
 def _build_trace(plans, symbols, layouts, options):
+    import shutil
     from mrhooker import codegen, decoders
 
-    pyinfo = toolchain.python_info()
     root = cache.prepare(options.build_dir or cache.default_root(),
                          "build directory" if options.build_dir else "cache directory")
     entries = codegen.trace_entries_sources(plans, symbols, os.cpu_count() or 1)

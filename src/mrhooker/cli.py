@@ -34,6 +34,15 @@ class _Parser(argparse.ArgumentParser):
         (r"argument (\S+?)(/\S+)?: invalid int value: (.*)", r"option \1 takes a whole number, not \3"),
     )
 
+    def _get_formatter(self):
+        # argparse's own asks shutil for the terminal's width: an import (~2 ms) a warm start does without
+        return self.formatter_class(prog=self.prog, width=_columns() - 2)
+
+    def format_help(self):
+        if callable(self.epilog):   # made when asked for (mrhooker trace's: its classes, from tracing.py)
+            self.epilog = self.epilog()
+        return super().format_help()
+
     def error(self, message):
         for pattern, replacement in self._MESSAGES:
             if re.match(pattern, message):
@@ -48,6 +57,18 @@ class _Parser(argparse.ArgumentParser):
             if close:
                 message += " (did you mean %s?)" % ", ".join(close)
         raise MrhookerError("%s\nusage: %s" % (message, self.usage))
+
+
+def _columns():
+    """The terminal's width, as shutil.get_terminal_size gives it: $COLUMNS, stdout's terminal, or 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 def _run_parser():
@@ -242,15 +263,19 @@ def run_command(argv):
 TRACE_USAGE = "mrhooker trace [OPTIONS] COMMAND [ARGS...]"
 
 
+def _trace_epilog():
+    from mrhooker.tracespec import CLASSES, DEFAULT_CLASSES
+    return "classes for -e: %s (default: %s).\nexit status: COMMAND's; 2 for mrhooker's own errors." % (
+        " ".join("%" + c for c in sorted(CLASSES)), " ".join("%" + c for c in DEFAULT_CLASSES))
+
+
 def _trace_parser():
-    from mrhooker.tracing import CLASSES, DEFAULT_CLASSES
     p = _Parser(prog="mrhooker trace", usage=TRACE_USAGE, allow_abbrev=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Show the library calls COMMAND makes (and the programs it runs), one line per call, "
                             "as strace shows system calls. No script: the calls are recorded in generated C and "
                             "decoded here.",
-                epilog="classes for -e: %s (default: %s).\nexit status: COMMAND's; 2 for mrhooker's own errors." % (
-                    " ".join("%" + c for c in sorted(CLASSES)), " ".join("%" + c for c in DEFAULT_CLASSES)))
+                epilog=_trace_epilog)
     p.add_argument("-e", dest="specs", metavar="SPEC", action="append", default=[],
                    help="what to trace: names, globs (open*), !NAME to leave out, %%CLASS; comma lists; repeatable")
     p.add_argument("-l", "--list", nargs="?", const="*", metavar="GLOB",

@@ -12,7 +12,6 @@ import functools
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import sysconfig
 import threading
@@ -137,6 +136,7 @@ def kill_running():
 def run_tool(argv, what, log, input=None):
     """Runs a command; returns its output (stdout and stderr together). Fails with MrhookerError saying `what`
     failed, with the output."""
+    import subprocess
     log("run: " + " ".join(shlex.quote(a) for a in argv))
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -174,6 +174,7 @@ def compile_c(sources, output, include_dirs, cflags, log, what, ldflags=()):
 def compile_and_run(source, compiler=None):
     """Builds a C program from source (warnings off) and runs it, for what only the compiler knows (constants'
     values, struct layouts). Returns (compiler's stderr, None) if it doesn't compile, else (None, its stdout)."""
+    import subprocess
     import tempfile
     compiler = compiler or c_compiler()
     with tempfile.TemporaryDirectory(prefix="mrhooker-probe-") as tmp:
@@ -195,6 +196,7 @@ def compile_and_run(source, compiler=None):
 def preprocess(source, args, compiler, headers=None):
     """cc -E of a C source text (cdecl's system headers). Fails with one line: the compiler's first complaint.
     headers: a set to add the paths of the headers read to (from -H)."""
+    import subprocess
     argv = list(compiler) + ["-E", "-P"] + (["-H"] if headers is not None else []) + list(args) + ["-x", "c", "-"]
     try:
         proc = subprocess.run(argv, input=source, capture_output=True, encoding="utf-8", errors="replace")

@@ -9,6 +9,8 @@ the heartbeat that tells writers the reader is alive.
 import ctypes
 import errno
 import os
+import signal
+import threading
 
 from mrhooker import cache
 from mrhooker.errors import MrhookerError
@@ -61,6 +63,17 @@ def load(path):
     return lib
 
 
+def _allocate(fd, size):
+    """Allocates the trace file's pages, then closes fd (its own). Should /dev/shm fill up between the check and
+    this (another program's files), the pages not allocated are allocated when written, as without it."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class TraceFile:
     """The shared file: created private and exclusive, removed by close()."""
 
@@ -86,9 +99,13 @@ class TraceFile:
         else:
             raise MrhookerError("cannot make a trace file in %s" % DIRECTORY)
         try:
-            # Every page allocated now, zeroed, in one call: a traced process's first write to a page is then no
-            # allocating fault, and a /dev/shm too small fails here rather than as a SIGBUS in the target.
-            os.posix_fallocate(fd, 0, self.size)
+            # /dev/shm too small fails here, not as a SIGBUS in the target when it writes a page there is no room
+            # for. The pages are allocated (zeroed) by a thread of their own as the program starts: 64 MB take
+            # ~20 ms, longer than a short command runs, and a page the program writes first is allocated then.
+            vfs = os.statvfs(DIRECTORY)
+            if vfs.f_bavail * vfs.f_frsize < self.size:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.ftruncate(fd, self.size)
             self.map = lib.mrh_trace_map(fd, self.size)
             if not self.map:
                 raise OSError(ctypes.get_errno() or errno.ENOMEM, os.strerror(ctypes.get_errno() or errno.ENOMEM))
@@ -98,7 +115,12 @@ class TraceFile:
             os.unlink(path)
             raise MrhookerError("cannot make the trace file %s (%d MB): %s%s" % (
                 path, self.size >> 20, e.strerror, " (a smaller --buffer-size?)" if e.errno == errno.ENOSPC else ""))
-        os.close(fd)
+        # the thread takes no signal: launch.Signals waits for them in a thread of its own
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            threading.Thread(target=_allocate, args=(fd, self.size), name="mrhooker trace file", daemon=True).start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.path, self.identity = path, "%d:%d" % (st.st_dev, st.st_ino)
         lib.mrh_trace_init(self.map, nfn, ring_size, nrules, int(records), int(counts), strsize,
                            seed & ((1 << 64) - 1))

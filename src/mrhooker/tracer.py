@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from mrhooker import launch, tracefile, traceout, tracing
+from mrhooker import launch, tracefile, traceout
 from mrhooker.errors import MrhookerError
 
 
@@ -99,7 +99,7 @@ class TracePlan:
 
 def plan_trace(request, root, headers):
     """The functions -e (and --inject, --fake-time) select, described, with their rules."""
-    from mrhooker import faults, layouts, tracespec
+    from mrhooker import faults, layouts, tracespec, tracing
 
     symbols = tracing.symbols(root)
     rules = [faults.parse_inject(spec, symbols) for spec in request.inject]
@@ -143,21 +143,19 @@ class Tracer:
         self.log = log
 
     def run(self, command, program):
-        from mrhooker import build, cache, faults, guardian
+        from mrhooker import cache, guardian
 
         request = self.request
         root = cache.prepare(self.build_options.build_dir or cache.default_root(),
                              "build directory" if self.build_options.build_dir else "cache directory")
-        with self.build_options.preparing("reading the system headers' prototypes"):
-            planned = plan_trace(request, root, self.build_options.headers)
-            self.log("tracing %d functions: %s" % (len(planned.plans), " ".join(p.symbol for p in planned.plans)))
-            trace_build = build.build_trace(planned.plans, planned.symbols, planned.layouts, self.build_options)
+        trace_build, rules, fake_time = self._prepare(root)
         nfn = len(trace_build.functions)
         lib = tracefile.load(trace_build.reader)
-        # the clock starts from the date given as the program starts, not as mrhooker did
-        fake_time = faults.parse_fake_time(request.fake_time) if planned.fake_time else None
+        if fake_time:   # the clock starts from the date given as the program starts, not as mrhooker did
+            from mrhooker import faults
+            fake_time = faults.parse_fake_time(request.fake_time)
         trace = tracefile.TraceFile(lib, nfn, request.buffer_mb << 20, request.needs_records, request.summary,
-                                    request.strsize, planned.rules, request.seed, fake_time)
+                                    request.strsize, rules, request.seed, fake_time)
         try:
             guard = guardian.Guardian(trace_build.guardian, trace.path)   # it outlives mrhooker, should it die
         except BaseException:
@@ -196,6 +194,31 @@ class Tracer:
         if broken:
             return launch.die_by(signal.SIGPIPE)
         return launch.exit_status(raw_status)
+
+    def _prepare(self, root):
+        """The trace's build, its --inject rules, and whether the clock is faked: as remembered for this request
+        (tracecache.py), else planned and built (a first run, or something it depends on changed)."""
+        from mrhooker import build, cache, tracecache
+
+        request, options = self.request, self.build_options
+        fake_rate = None
+        if request.fake_time is not None:   # the functions faked depend on the rate (a frozen clock: fewer)
+            from mrhooker import faults
+            fake_rate = faults.parse_fake_time(request.fake_time)[-1]
+        key = tracecache.request_key(request, options.headers, options.cflags, fake_rate)
+        found = None if options.rebuild else tracecache.lookup(root, key)
+        if found is not None:
+            directory, manifest, rules, fake_time = found
+            self.log("warm start: %s (%s)" % (directory, " ".join(f["name"] for f in manifest["functions"])))
+            return build.TraceBuild(cache.check_private(directory, "build"), manifest["functions"]), rules, fake_time
+        with options.preparing("reading the system headers' prototypes"):
+            planned = plan_trace(request, root, options.headers)
+            self.log("tracing %d functions: %s" % (len(planned.plans), " ".join(p.symbol for p in planned.plans)))
+            trace_build = build.build_trace(planned.plans, planned.symbols, planned.layouts, options)
+        from mrhooker import cdecl
+        tracecache.remember(root, key, trace_build.directory, planned.rules, planned.fake_time,
+                            cdecl.loaded_header_stamps())
+        return trace_build, planned.rules, planned.fake_time
 
     def _connect(self, reader, outputs):
         r = self.request

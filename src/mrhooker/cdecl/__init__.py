@@ -37,14 +37,14 @@ which are imported when something is parsed: using the cached database needs non
 import difflib
 
 from mrhooker.cdecl.headers import (LIBRARY_HEADERS, _databases_for, database_key, has_aggregate,
-                                    include_source)
+                                    include_source, loaded_header_stamps)
 from mrhooker.cdecl.model import CType, Param, Prototype, _abi_class
 from mrhooker.cdecl.tokens import _C_KEYWORDS, _IDENTIFIER
 from mrhooker.cdecl.variadic import _variadic_refusal
 from mrhooker.errors import MrhookerError
 
 __all__ = ["CType", "Param", "Prototype", "LIBRARY_HEADERS", "RUNTIME_SYMBOLS", "aggregate_members",
-           "database_key", "has_aggregate", "include_source", "known_names", "large_file_twins",
+           "database_key", "has_aggregate", "include_source", "known_names", "large_file_twins", "loaded_header_stamps",
            "parse_prototype", "prototype_for", "refusal", "runtime_refusal", "variadic_refusal"]
 
 # Functions the runtime defines itself in every preload library (runtime/signals.c, preload.c) or calls on every

@@ -323,3 +323,13 @@ def _forget_databases():
     """Drop the in-memory databases (for tests: the next use loads from disk or parses)."""
     with _lock:
         _databases.clear()
+
+
+def loaded_header_stamps():
+    """{path: [size, mtime_ns]} of every header the databases this process holds were read from: what a result
+    computed from them (a trace's plan, tracecache.py) depends on."""
+    with _lock:
+        stamps = {}
+        for database in _databases.values():
+            stamps.update(database.data.get("headers") or {})
+        return stamps

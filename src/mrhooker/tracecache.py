@@ -1,0 +1,100 @@
+"""A trace's warm start: what a request's selection came to (the build that records and shows its calls, its
+--inject rules, whether the clock is faked), remembered in the cache directory, one small file per request.
+
+A request seen before, with mrhooker, the compiler and every header it was planned from unchanged, reads that
+file and checks its build (cache.verify) instead of loading the header databases, planning, generating the
+sources and hashing them again: the warm start of `mrhooker trace` is then Python's own start, argparse, and
+the run. What the key holds is what a plan depends on; what can change under an unchanged key (a header
+upgraded, the build pruned or altered) is checked on every use, and a miss is a cold start, never a stale one.
+"""
+import hashlib
+import json
+import os
+
+from mrhooker import __version__, cache, toolchain
+from mrhooker.errors import MrhookerError
+
+DIRECTORY = "trace-plans"   # in the cache root
+KEPT = 64                   # plans kept; the least recently used go first
+_SCHEMA = 1
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def request_key(request, headers, cflags, fake_rate):
+    """What decides a plan and its build: the selection (-e, --inject, -q, the fake clock's rate), the headers
+    and flags, the compiler, and mrhooker's own sources (by size and mtime: a changed file is a new key)."""
+    compiler = toolchain.c_compiler()
+    parts = [str(_SCHEMA), __version__, json.dumps([request.specs, request.inject, request.quiet, fake_rate,
+                                                     list(headers), list(cflags), list(compiler)]),
+             toolchain.tool_identity(compiler[0]), _package_stamps()]
+    for header in headers:   # a header of the user's, named by its path
+        if os.path.isabs(header) or header.startswith("."):
+            parts.append(toolchain.tool_identity(os.path.abspath(header)))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _package_stamps():
+    stamps = []
+    for directory in (_PACKAGE_DIR, os.path.join(_PACKAGE_DIR, "cdecl"), os.path.join(_PACKAGE_DIR, "runtime")):
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        stamps += [toolchain.tool_identity(os.path.join(directory, n)) for n in names
+                   if n.endswith((".py", ".c", ".h", ".pxd"))]
+    return "\n".join(stamps)
+
+
+def _path(root, key):
+    return os.path.join(root, DIRECTORY, key + ".json")
+
+
+def lookup(root, key):
+    """The remembered plan of key, if it still holds: (build directory, its manifest, rules, fake_time), else
+    None."""
+    try:
+        with open(_path(root, key), encoding="utf-8") as f:
+            entry = json.load(f)
+        if entry.get("schema") != _SCHEMA:
+            return None
+        for path, stamp in entry["headers"].items():
+            st = os.stat(path)
+            if [st.st_size, st.st_mtime_ns] != stamp:
+                return None
+        directory = os.path.join(root, entry["build"])
+        if os.path.dirname(directory) != root:   # a name, not a path elsewhere
+            return None
+        manifest = cache.verify(directory)
+        if manifest is None:
+            return None
+        cache.touch(directory)
+        os.utime(_path(root, key))
+        return directory, manifest, [(fn, chain) for fn, chain in entry["rules"]], bool(entry["fake_time"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def remember(root, key, directory, rules, fake_time, header_stamps):
+    """Writes key's plan (atomically; a plan that can't be written only costs the next run its warm start)."""
+    entry = {"schema": _SCHEMA, "build": os.path.basename(directory), "rules": rules, "fake_time": fake_time,
+             "headers": header_stamps}
+    plans = os.path.join(root, DIRECTORY)
+    try:
+        os.makedirs(plans, mode=0o700, exist_ok=True)
+        cache.check_private(plans, "cache directory")
+        cache.write_atomic(_path(root, key), json.dumps(entry, separators=(",", ":")))
+        _prune(plans)
+    except (OSError, MrhookerError):
+        pass
+
+
+def _prune(plans):
+    try:
+        names = [n for n in os.listdir(plans) if n.endswith(".json")]
+        if len(names) <= KEPT:
+            return
+        names.sort(key=lambda n: os.stat(os.path.join(plans, n)).st_mtime_ns)
+        for name in names[:len(names) - KEPT]:
+            os.unlink(os.path.join(plans, name))
+    except OSError:
+        pass

@@ -1,0 +1,92 @@
+"""A warm `mrhooker trace` (issue 17): a request seen before computes nothing again (tracecache.py) -- no header
+database, no planning, no generated source -- and a change to anything its plan depends on plans it anew."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+from helpers import RUN_TIMEOUT, without_progress
+
+# the build side a warm trace must not import: the headers' parser and database, the planner, the generators
+PLANNING_MODULES = ("pycparser", "mrhooker.cdecl", "mrhooker.tracing", "mrhooker.layouts", "mrhooker.codegen",
+                    "mrhooker.decoders", "mrhooker.faults")
+
+
+def _trace(base_env, tmp_path, *args, importtime=False):
+    out = tmp_path / "lines.txt"
+    argv = [sys.executable] + (["-X", "importtime"] if importtime else []) + ["-m", "mrhooker", "trace", "-v",
+                                                                               "-o", str(out)] + list(args)
+    r = subprocess.run(argv, env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    err = without_progress(r.stderr.decode())
+    imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", err, re.M))
+    return r, err, out.read_text(), imported
+
+
+def _calls(text):
+    """The lines but their varying parts (pids, addresses)."""
+    return re.sub(r"0x[0-9a-f]+|\d{2,}", "N", text)
+
+
+def test_a_warm_trace_plans_nothing_again_and_shows_the_same_lines(base_env, tmp_path):
+    f = tmp_path / "hello.txt"
+    f.write_text("hello\n")
+    args = ["-e", "openat,read,write,close", "cat", str(f)]
+    _trace(base_env, tmp_path, *args)   # cold, or warm from an earlier test: planned at most here
+    r, err, cold_lines, _ = _trace(base_env, tmp_path, "--rebuild", *args)
+    assert r.returncode == 0 and r.stdout == b"hello\n" and "warm start" not in err, err
+    r, err, lines, imported = _trace(base_env, tmp_path, *args, importtime=True)
+    assert r.returncode == 0 and r.stdout == b"hello\n", err
+    assert re.search(r"^mrhooker: warm start: .*\(openat openat64 read write close\)$", err, re.M), err
+    assert not [m for m in imported if m.startswith(PLANNING_MODULES)], sorted(imported)
+    assert _calls(lines) == _calls(cold_lines), (lines, cold_lines)
+    assert 'read(3, "hello\\n", 131072) = 6' in lines, lines
+
+
+def test_inject_and_fake_time_are_remembered_with_their_rules(base_env, tmp_path):
+    args = ["-q", "--inject", "write:error=ENOSPC", "--fake-time", "2001-02-03 04:05:06", "sh", "-c",
+            "date -u +%Y-%m-%d; echo written"]
+    for attempt in ("first", "warm"):
+        r, err, _lines, imported = _trace(base_env, tmp_path, *args, importtime=attempt == "warm")
+        # date's line is faked (stdio's own writes are libc's inside calls), the shell's echo failed
+        assert r.stdout == b"2001-02-03\n" and r.returncode == 1, (attempt, err)
+    assert "mrhooker: warm start:" in err, err
+    # a clock running at another rate fakes the waits too: another plan
+    r, err, _lines, _ = _trace(base_env, tmp_path, "-q", "--fake-time", "@981173106 x2", "date", "-u", "+%Y")
+    assert r.stdout == b"2001\n" and "warm start" not in err, err
+
+
+def test_a_changed_header_is_planned_again(base_env, tmp_path, cprog):
+    header = tmp_path / "mine.h"
+    header.write_text("int getppid(void);\n")
+    prog = cprog("#include <unistd.h>\n#include <stdio.h>\nint main(void) { printf(\"%d\\n\", getppid() > 0); }\n")
+    args = ["-H", str(header), "-e", "getppid", prog]
+    for _ in range(2):
+        r, err, lines, _ = _trace(base_env, tmp_path, *args)
+        assert r.stdout == b"1\n" and re.search(r"^getppid\(\) = \d+$", lines, re.M), (err, lines)
+    assert "warm start" in err, err
+    header.write_text("int getppid(void);   /* changed */\n")
+    r, err, lines, _ = _trace(base_env, tmp_path, *args)
+    assert r.stdout == b"1\n" and "warm start" not in err and re.search(r"^getppid\(\) = \d+$", lines, re.M), err
+
+
+def test_a_damaged_build_or_plan_is_a_cold_start_not_a_failure(base_env, tmp_path):
+    args = ["-e", "getpid", "sh", "-c", "echo $$"]
+    _trace(base_env, tmp_path, *args)
+    r, err, _lines, _ = _trace(base_env, tmp_path, *args)
+    assert "warm start" in err, err
+    plans = os.path.join(base_env["XDG_CACHE_HOME"], "mrhooker", "trace-plans")
+    path = max((os.path.join(plans, n) for n in os.listdir(plans)), key=os.path.getmtime)
+    with open(path) as f:
+        build = json.load(f)["build"]
+    with open(os.path.join(base_env["XDG_CACHE_HOME"], "mrhooker", build, "preload.so"), "r+b") as f:
+        f.seek(100)
+        f.write(b"\xcc")   # altered: fails its check
+    r, err, lines, _ = _trace(base_env, tmp_path, *args)
+    assert r.returncode == 0 and "warm start" not in err and "Traceback" not in err, err
+    with open(path, "w") as f:
+        f.write('{"schema": 1, "build": "../../etc"')   # half-written
+    r, err, lines, _ = _trace(base_env, tmp_path, *args)
+    assert r.returncode == 0 and "warm start" not in err and "Traceback" not in err, err
+    r, err, lines, _ = _trace(base_env, tmp_path, *args)
+    assert r.returncode == 0 and "warm start" in err, err
