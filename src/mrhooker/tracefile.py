@@ -63,15 +63,33 @@ def load(path):
     return lib
 
 
-def _allocate(fd, size):
-    """Allocates the trace file's pages, then closes fd (its own). Should /dev/shm fill up between the check and
-    this (another program's files), the pages not allocated are allocated when written, as without it."""
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+class _Allocator(threading.Thread):
+    """Allocates the trace file's pages in a thread of its own, a piece at a time from the start (where the
+    writers begin), until done or stopped (the run ended: pages never written need not be allocated, nor freed
+    when the file goes); then closes fd, its own. Should /dev/shm fill up between TraceFile's check and this
+    (another program's files), the pages not allocated are allocated when written, as without it."""
+
+    PIECE = 4 << 20
+
+    def __init__(self, fd, size):
+        super().__init__(name="mrhooker trace file", daemon=True)
+        self.fd, self.size = fd, size
+        self.stopping = False
+
+    def run(self):
+        try:
+            for offset in range(0, self.size, self.PIECE):
+                if self.stopping:
+                    break
+                os.posix_fallocate(self.fd, offset, min(self.PIECE, self.size - offset))
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+
+    def stop(self):
+        self.stopping = True
+        self.join()
 
 
 class TraceFile:
@@ -116,9 +134,10 @@ class TraceFile:
             raise MrhookerError("cannot make the trace file %s (%d MB): %s%s" % (
                 path, self.size >> 20, e.strerror, " (a smaller --buffer-size?)" if e.errno == errno.ENOSPC else ""))
         # the thread takes no signal: launch.Signals waits for them in a thread of its own
+        self._allocator = _Allocator(fd, self.size)
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
-            threading.Thread(target=_allocate, args=(fd, self.size), name="mrhooker trace file", daemon=True).start()
+            self._allocator.start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.path, self.identity = path, "%d:%d" % (st.st_dev, st.st_ino)
@@ -166,6 +185,7 @@ class TraceFile:
         return counts
 
     def close(self):
+        self._allocator.stop()
         if self.map:
             self.lib.mrh_trace_beat(self.map, 0)   # writers stop waiting for a reader
             self.lib.mrh_trace_unmap(self.map, self.size)
