@@ -209,8 +209,10 @@ class Tracer:
         found = None if options.rebuild else tracecache.lookup(root, key)
         if found is not None:
             directory, manifest, rules, fake_time = found
-            self.log("warm start: %s (%s)" % (directory, " ".join(f["name"] for f in manifest["functions"])))
-            return build.TraceBuild(cache.check_private(directory, "build"), manifest["functions"]), rules, fake_time
+            functions = manifest["functions"]
+            self.log("warm start: %s" % directory)
+            self.log("tracing %d functions: %s" % (len(functions), " ".join(f["name"] for f in functions)))
+            return build.TraceBuild(cache.check_private(directory, "build"), functions), rules, fake_time
         with options.preparing("reading the system headers' prototypes"):
             planned = plan_trace(request, root, options.headers)
             self.log("tracing %d functions: %s" % (len(planned.plans), " ".join(p.symbol for p in planned.plans)))
