@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from helpers import LIBFOO_SRC, without_progress
+from helpers import LIBFOO_SRC, scaled, without_progress
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -78,9 +78,11 @@ class Result:
 
 @pytest.fixture(scope="session")
 def mrhooker(base_env):
-    """mrhooker(*args, env=None, input=None, timeout=120, cwd=None) -> Result: runs `python -m mrhooker`."""
+    """mrhooker(*args, env=None, input=None, timeout=None, cwd=None) -> Result: runs `python -m mrhooker`
+    (timeout: 120 s scaled to the machine's load, helpers.scaled)."""
 
-    def run(*args, env=None, input=None, timeout=120, cwd=None, stdout=subprocess.PIPE):
+    def run(*args, env=None, input=None, timeout=None, cwd=None, stdout=subprocess.PIPE):
+        timeout = scaled(120) if timeout is None else timeout
         full_env = dict(base_env)
         if env:
             full_env.update(env)

@@ -5,7 +5,24 @@ import re
 import subprocess
 import sys
 
-RUN_TIMEOUT = 60   # seconds for one hooked run; a deadlock fails the test at this point
+
+
+def load_factor():
+    """How much slower than a quiet machine this one runs now, from the jobs waiting for its cores (the 1-minute
+    load average per core): 1 on a quiet machine, 2 with a CPU-bound job per core beside the tests. Timeouts
+    that only catch hangs are scaled by it (scaled()), so that a loaded machine makes a run slow, not failed."""
+    try:
+        return max(1.0, 1.0 + os.getloadavg()[0] / (os.cpu_count() or 1) - 0.5)
+    except OSError:
+        return 1.0
+
+
+def scaled(seconds):
+    """A timeout that catches a hang, given for a quiet machine, scaled to this one's load now."""
+    return seconds * load_factor()
+
+
+RUN_TIMEOUT = scaled(60)   # seconds for one hooked run; a deadlock fails the test at this point
 
 # A library function, so that the programs' calls to it go through the PLT (and so to the preload library).
 LIBFOO_SRC = """\
@@ -133,9 +150,9 @@ def live_processes(program):
 
 
 def wait_for(condition, timeout=30, what="the condition"):
-    """Polls condition() until it is true; fails after timeout seconds."""
+    """Polls condition() until it is true; fails after timeout seconds (scaled to the machine's load)."""
     import time
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting for %s" % what
         time.sleep(0.05)

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from helpers import scaled
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(REPO, "benchmarks", "run.py")
 
@@ -35,7 +37,7 @@ def number(value):
 def report(base_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     proc = subprocess.run([sys.executable, RUN, "--quick", "--json", str(out)], env=base_env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=170)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(170))
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
     markdown = proc.stdout.decode()
     with open(out) as f:

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from helpers import scaled
+
 from mrhooker import cdecl, toolchain
 from mrhooker.cdecl import CType, Param, Prototype, known_names, parse_prototype, prototype_for
 from mrhooker.cdecl import headers, tokens
@@ -674,7 +676,7 @@ def test_the_cached_database_is_used_without_pycparser(private_dir, base_env):
             "print('pycparser' in sys.modules); cdecl.prototype_for('int f(size_t n)', d); "
             "print('pycparser' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code, str(private_dir)], env=base_env, capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=scaled(120))
     assert r.returncode == 0 and r.stdout.split() == ["False", "True"], r
 
 

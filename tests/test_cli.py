@@ -19,7 +19,7 @@ import pytest
 import mrhooker as mrhooker_package
 
 from conftest import SRC, Result
-from helpers import BUSY_C, RUN_TIMEOUT, children, live_processes, wait_for, without_progress
+from helpers import BUSY_C, RUN_TIMEOUT, children, live_processes, wait_for, without_progress, scaled
 
 # ---- programs and hook scripts -----------------------------------------------------------------------------
 
@@ -375,7 +375,7 @@ def test_concurrent_first_runs_all_succeed(base_env, script, unlinker, tmp_path)
     path = script("concurrent.pyx", HOOK)
     procs = [subprocess.Popen([sys.executable, "-m", "mrhooker", path, unlinker, GONE], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
-    results = [p.communicate(timeout=120) for p in procs]
+    results = [p.communicate(timeout=scaled(120)) for p in procs]
     for proc, (out, err) in zip(procs, results):
         assert proc.returncode == 0, err.decode()
         assert out == b"unlink=0\n", (out, err)
@@ -706,7 +706,7 @@ def test_child_killed_by_signal_shell_sees_128_plus_n(base_env, hook, sig, expec
     # become 128+N
     line = "%s -m mrhooker %s sh -c 'kill -%s $$'; echo $?" % (sys.executable, hook, sig)
     r = subprocess.run(["sh", "-c", line], env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=120)
+                       timeout=scaled(120))
     assert r.stdout == b"%d\n" % expected, r
     err = without_progress(r.stderr.decode())
     assert "mrhooker:" not in err and "Traceback" not in err, r
@@ -722,7 +722,7 @@ def test_signals_to_mrhooker_reach_the_child(base_env, hook, cprog, sig, name, c
     try:
         assert proc.stdout.readline() == b"ready\n"   # the child runs (and mrhooker waits for it)
         os.kill(proc.pid, sig)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=scaled(60))
     finally:
         watchdog.cancel()
     assert out == ("got %s\n" % name).encode(), (out, err)
@@ -738,7 +738,7 @@ def test_child_killed_by_forwarded_signal_kills_mrhooker_alike(base_env, hook):
     try:
         assert proc.stdout.readline() == b"ready\n"
         os.kill(proc.pid, signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=scaled(60))
     finally:
         watchdog.cancel()
     assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
@@ -947,7 +947,7 @@ def as_nobody():
     def run(*args, groups=None, extra_env=None):
         proc = subprocess.run(setpriv(groups) + [python, "-m", "mrhooker"] + [str(a) for a in args],
                               env=dict(env, **(extra_env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=120)
+                              timeout=scaled(120))
         return Result(proc)
 
     run.base, run.home, run.programs = base, home, programs
@@ -1018,7 +1018,7 @@ def test_hook_output_reaches_a_socket_stderr(base_env, script, tmp_path):
     with ours, theirs:
         proc = subprocess.run([sys.executable, "-m", "mrhooker", hooks, sys.executable, "-c",
                                "import os; os.getppid(); print('done')"],
-                              env=base_env, stdout=subprocess.PIPE, stderr=theirs, timeout=60)
+                              env=base_env, stdout=subprocess.PIPE, stderr=theirs, timeout=scaled(60))
         theirs.close()
         received = b""
         ours.settimeout(5)
@@ -1047,7 +1047,7 @@ def test_a_first_run_says_what_takes_time_and_a_second_says_nothing(base_env, sc
                                   "def getppid():\n    return getppid.original()\n")
     build_dir = tmp_path / "builds"
     runs = [subprocess.run([sys.executable, "-m", "mrhooker", "--build-dir", str(build_dir), hooks, "true"],
-                           env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+                           env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(300))
             for _ in range(2)]
     first, second = (r.stderr.decode() for r in runs)
     assert all(r.returncode == 0 for r in runs), runs

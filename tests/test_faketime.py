@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from helpers import RUN_TIMEOUT, WATCHDOG_C
+from helpers import RUN_TIMEOUT, WATCHDOG_C, scaled
 
 from mrhooker import testing
 
@@ -409,7 +409,7 @@ def test_a_rate_divides_every_wait(mrhooker, cprog):
     CLOCK_MONOTONIC (a real clock) still waits its 2 s."""
     prog = cprog(WAITS_C, flags=["-pthread", "-lrt"])
     modes = dict(ABSOLUTE, **RELATIVE)
-    r = trace(mrhooker, "-q", "--fake-time", "+1d x10", prog, "2000", *modes, "monotonic_cond", timeout=120)
+    r = trace(mrhooker, "-q", "--fake-time", "+1d x10", prog, "2000", *modes, "monotonic_cond", timeout=scaled(120))
     assert r.returncode == 0, r
     seen = waited(r.out)
     assert 1900 <= seen.pop("monotonic_cond")[1] <= 6000, r.out

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from helpers import unhooked
+from helpers import unhooked, scaled
 
 
 TLS_PLAINTEXT = '''\
@@ -90,9 +90,9 @@ def api_program(tmp_path):
     for name, text in (("api.h", API_H), ("api.c", API_C), ("main.c", API_MAIN)):
         (tmp_path / name).write_text(text)
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "libapi.so"), str(tmp_path / "api.c")],
-                   check=True, timeout=60)
+                   check=True, timeout=scaled(60))
     subprocess.run(["cc", "-o", str(tmp_path / "main"), str(tmp_path / "main.c"), "-L", str(tmp_path), "-lapi",
-                    "-Wl,-rpath," + str(tmp_path)], check=True, timeout=60)
+                    "-Wl,-rpath," + str(tmp_path)], check=True, timeout=scaled(60))
     return tmp_path
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from helpers import lines_starting
+from helpers import lines_starting, scaled
 
 UNLINK_HOOK = '''\
 import errno
@@ -264,7 +264,7 @@ def _threads_count_exactly(mrhooker, script, cprog, blocks):
 
         atexit.register(lambda: print("calls", calls, "threads", len(threads)))
     '''.replace("BLOCKS", blocks))
-    r = mrhooker(hooks, prog, timeout=60)
+    r = mrhooker(hooks, prog, timeout=scaled(60))
     assert r.returncode == 0, r
     assert r.out.strip() == str(8 * sum(i + 1 for i in range(20000)))
     assert "calls 160000 threads 8" in r.err, r
@@ -312,7 +312,7 @@ def test_fork_children_keep_py_hooks(mrhooker, script, cprog):
         def getppid():
             return 7
     ''')
-    r = mrhooker(hooks, prog, timeout=30)
+    r = mrhooker(hooks, prog, timeout=scaled(30))
     assert r.returncode == 0, r
     assert r.out.splitlines() == ["parent 7", "child 7"]
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from helpers import ALL_PYTHONS, DEBIAN_PYTHON, RUN_TIMEOUT, WATCHDOG_C, assert_clean, lines_starting, unhooked
+from helpers import ALL_PYTHONS, DEBIAN_PYTHON, RUN_TIMEOUT, WATCHDOG_C, assert_clean, lines_starting, unhooked, scaled
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
@@ -764,7 +764,7 @@ def test_sigterm_during_a_build_leaves_nothing_behind(base_env, script, tmp_path
         time.sleep(0.02)
     time.sleep(0.3)   # Cython or cc at work
     proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=30)[1].decode()
+    err = proc.communicate(timeout=scaled(30))[1].decode()
     assert proc.returncode == 128 + signal.SIGTERM and "mrhooker: interrupted" in err, err
     time.sleep(0.5)
     assert not list(builds.glob(".tmp-*")), list(builds.iterdir())
@@ -820,7 +820,7 @@ def test_every_known_prototype_builds_and_passes_through_real_programs(mrhooker,
         path.write_text("from mrhooker import hook\n" + "".join(
             '@hook("%s")\ndef h%d(*a):\n    return h%d.original(*a)\n' % (n, i, i)
             for i, n in enumerate(names[start:start + batch])))
-        r = mrhooker(path, *command, timeout=600)
+        r = mrhooker(path, *command, timeout=scaled(600))
         assert r.returncode == 0 and r.stdout == expected.stdout, (names[start], r)
         # Only the warning about the names no library of these programs defines (__acos, declared by math.h).
         said = lines_starting(r.err, "mrhooker:")

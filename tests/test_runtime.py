@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from helpers import (ALL_PYTHONS, DEBIAN_PYTHON, RUN_TIMEOUT, WATCHDOG_C, assert_clean, lines_starting,
-                     unhooked)
+                     scaled, unhooked)
 
 
 # ---- hook scripts -----------------------------------------------------------------------------------------
@@ -1434,7 +1434,7 @@ def test_exit_while_threads_call_hooks(mrhooker, script, foo_prog):
     prog = foo_prog(FOO_EXIT_UNDER_THREADS_SRC)
     hooks = script("foo_counter.pyx", FOO_COUNTER)
     for attempt in range(10):
-        r = mrhooker(hooks, prog, timeout=30)
+        r = mrhooker(hooks, prog, timeout=scaled(30))
         assert_clean(r)
         pid = int(r.out.split()[1])
         assert [p for _calls, p in atexit_lines(r.err)] == [pid], (attempt, r)
@@ -1445,7 +1445,7 @@ def test_exit_while_threads_call_hooks(mrhooker, script, foo_prog):
 @pytest.mark.parametrize("install", ["sigaction", "signal"])
 def test_signal_handler_calling_hooked_function_during_hook(mrhooker, script, cprog, install):
     r = mrhooker(script("io_counter.pyx", IO_COUNTER), cprog(SIGNAL_WRITES_SRC, flags=["-pthread"]), install,
-                 timeout=30)
+                 timeout=scaled(30))
     assert_clean(r)
     main_writes, handler_writes = (int(v) for v in re.fullmatch(r"main (\d+) handler (\d+)\n", r.out).groups())
     assert handler_writes > 50, r   # ~500 timer ticks in 0.5 s; many of them land inside the write hook
@@ -1459,7 +1459,7 @@ def test_signal_handler_calling_hooked_function_during_hook(mrhooker, script, cp
 @pytest.mark.parametrize("python", [sys.executable, DEBIAN_PYTHON], ids=["pyenv", "debian"])
 def test_python_target_signal_handler_writes_while_main_writes(mrhooker, script, python):
     target = script("signals.py", PY_SIGNAL_TARGET)
-    r = mrhooker(script("io_counter.pyx", IO_COUNTER), python, target, timeout=30)
+    r = mrhooker(script("io_counter.pyx", IO_COUNTER), python, target, timeout=scaled(30))
     assert_clean(r)
     main_writes, handler_writes = (int(v) for v in re.fullmatch(r"main (\d+) handler (\d+)\n", r.out).groups())
     assert handler_writes > 50, r

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import BUSY_C, RUN_TIMEOUT, live_processes
+from helpers import BUSY_C, RUN_TIMEOUT, live_processes, scaled
 
 from mrhooker import testing
 
@@ -130,7 +130,7 @@ def test_the_pytest_plugin_in_a_users_project(base_env, cprog, tmp_path):
                               cwd=str(project), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for _ in range(2)]
     for proc in procs:
-        out = proc.communicate(timeout=300)[0].decode()
+        out = proc.communicate(timeout=scaled(300))[0].decode()
         assert proc.returncode == 0 and "2 passed" in out, out
 
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from helpers import (BUSY_C, RUN_TIMEOUT, children, lines_starting, live_processes, trace_files_of, unhooked,
-                     wait_for, without_progress)
+                     scaled, wait_for, without_progress)
 
 PY = sys.executable
 
@@ -386,7 +386,7 @@ def test_list_and_globs(mrhooker):
 
 def imports_of(path):
     """The symbols a program or library imports, as objdump -T shows them."""
-    out = subprocess.run(["objdump", "-T", path], capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(["objdump", "-T", path], capture_output=True, text=True, timeout=scaled(60)).stdout
     return {line.split()[-1] for line in out.splitlines() if "*UND*" in line}
 
 
@@ -794,7 +794,7 @@ def test_a_signal_to_the_whole_process_group_arrives_once(base_env, cprog, scrip
     try:
         assert proc.stdout.readline() == b"ready\n"
         os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=scaled(60))
     finally:
         proc.kill()
     assert out == b"got 1\n" and proc.returncode == 0, (out, err)
@@ -903,13 +903,10 @@ def test_signals_reach_a_busy_traced_program_and_a_second_one_stops_the_writing(
     writing of what the ring still holds (said in one line)."""
     busy = cprog(BUSY_C)
     sig = {"TERM": signal.SIGTERM, "HUP": signal.SIGHUP, "INT": signal.SIGINT}[how.split()[0]]
-    read_end, write_end = os.pipe()
-    proc = subprocess.Popen([PY, "-m", "mrhooker", "trace", "-e", "write", "--buffer-size", "4", "-o",
-                             "/dev/fd/%d" % write_end, busy, "120"], env=base_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, pass_fds=[write_end])
-    os.close(write_end)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.append(_read_pipe(read_end)), daemon=True)
+    lines = _UnreadPipe()
+    proc = subprocess.Popen(lines.trace_argv(busy), env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, pass_fds=[lines.write_end])
+    lines.started()
     try:
         wait_for(lambda: live_processes(busy), RUN_TIMEOUT, "the program to run")
         (pid,) = live_processes(busy)
@@ -918,14 +915,13 @@ def test_signals_reach_a_busy_traced_program_and_a_second_one_stops_the_writing(
         wait_for(lambda: _ended(pid), 10, "the program to end")   # (mrhooker, blocked writing, reaps it later)
         time.sleep(0.5)
         os.kill(proc.pid, sig)   # mrhooker is (blocked) writing what the program left in the buffer: stop that
-        reader.start()
+        lines.read()
         _, err = proc.communicate(timeout=RUN_TIMEOUT)
-        reader.join(RUN_TIMEOUT)
     finally:
         proc.kill()
         proc.wait()
-        os.close(read_end)
-    err, traced = without_progress(err.decode()), lines[0].decode() if lines else ""
+        lines.close()
+    err, traced = without_progress(err.decode()), lines.text()
     assert proc.returncode == -sig, (proc.returncode, err[-2000:])
     assert re.search(r"^mrhooker: interrupted \(%s\): the last \d+ calls recorded were not written$" % sig.name,
                      err, re.M), err[-2000:]
@@ -942,13 +938,42 @@ def _ended(pid):
         return True
 
 
-def _read_pipe(fd):
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+class _UnreadPipe:
+    """A pipe for a trace's lines that nobody reads until read(): mrhooker blocks writing to it, and the ring
+    fills behind it (a small one: --buffer-size 4)."""
+
+    def __init__(self):
+        self.read_end, self.write_end = os.pipe()
+        os.set_inheritable(self.write_end, True)
+        self._chunks = []
+        self._reader = threading.Thread(target=self._read_all, daemon=True)
+
+    def trace_argv(self, busy):
+        return [PY, "-m", "mrhooker", "trace", "-e", "write", "--buffer-size", "4", "-o",
+                "/dev/fd/%d" % self.write_end, busy, "120"]
+
+    def started(self):
+        """mrhooker has the write end: this process's copy goes, so that the pipe ends when mrhooker's does."""
+        os.close(self.write_end)
+
+    def read(self):
+        self._reader.start()
+
+    def _read_all(self):
+        while True:
+            chunk = os.read(self.read_end, 1 << 16)
+            if not chunk:
+                return
+            self._chunks.append(chunk)
+
+    def text(self):
+        return b"".join(self._chunks).decode()
+
+    def close(self):
+        """Once mrhooker is gone (the pipe's end): what was read stays for text()."""
+        if self._reader.is_alive():
+            self._reader.join(RUN_TIMEOUT)
+        os.close(self.read_end)
 
 
 WRITES_C = r'''
@@ -1067,13 +1092,9 @@ def test_ctrl_c_in_a_terminal_reaches_a_busy_traced_program_once(base_env, cprog
     kernel (mrhooker does not pass it on: the program gets it once). A second Ctrl-C, while mrhooker writes what
     the program left in the buffer (blocked: nobody reads the lines' pipe yet), stops that."""
     busy = cprog(BUSY_C)
-    read_end, write_end = os.pipe()
-    os.set_inheritable(write_end, True)
-    pid, master = _in_a_terminal([PY, "-m", "mrhooker", "trace", "-e", "write", "--buffer-size", "4", "-o",
-                                  "/dev/fd/%d" % write_end, busy, "120"], base_env)
-    os.close(write_end)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.append(_read_pipe(read_end)), daemon=True)
+    lines = _UnreadPipe()
+    pid, master = _in_a_terminal(lines.trace_argv(busy), base_env)
+    lines.started()
     try:
         wait_for(lambda: live_processes(busy), RUN_TIMEOUT, "the program to run")
         (program,) = live_processes(busy)
@@ -1083,10 +1104,9 @@ def test_ctrl_c_in_a_terminal_reaches_a_busy_traced_program_once(base_env, cprog
         wait_for(lambda: _ended(program), 10, "the program to end")   # (mrhooker, blocked writing, reaps it later)
         time.sleep(0.5)
         os.write(master, b"\x03")
-        reader.start()
+        lines.read()
         text = _read_all(master)
         _, status = os.waitpid(pid, 0)
-        reader.join(RUN_TIMEOUT)
     finally:
         os.close(master)
         try:
@@ -1094,9 +1114,8 @@ def test_ctrl_c_in_a_terminal_reaches_a_busy_traced_program_once(base_env, cprog
             os.waitpid(pid, 0)
         except OSError:
             pass
-        os.close(read_end)
-    text = without_progress(text.replace("\r\n", "\n"))
-    traced = lines[0].decode() if lines else ""
+        lines.close()
+    text, traced = without_progress(text.replace("\r\n", "\n")), lines.text()
     assert traced.endswith("+++ killed by SIGINT +++\n"), traced[-200:]
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT, (status, text)
     assert len(re.findall(r"writes \d+", text)) == 1, text   # one SIGINT reached the program
