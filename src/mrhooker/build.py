@@ -91,7 +91,28 @@ class Build:
         self.symbols = symbols        # the hooked symbols
 
 
+_runtime_jobs = {}   # cache root -> the Future of its _runtime_objects, started by start_runtime_objects
+
+
+def start_runtime_objects(root, log):
+    """Starts _runtime_objects in a thread of its own, so that the compilers work while mrhooker plans (a first
+    trace reads the headers meanwhile, on the other core); the build then waits for it. Nothing when it is
+    cached (a check)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if root not in _runtime_jobs:
+        pool = ThreadPoolExecutor(1)
+        _runtime_jobs[root] = pool.submit(_compile_runtime_objects, root, log)
+        pool.shutdown(wait=False)
+
+
 def _runtime_objects(root, log):
+    """The runtime's objects (_compile_runtime_objects), from start_runtime_objects' thread if one started them."""
+    job = _runtime_jobs.pop(root, None)
+    return job.result() if job is not None else _compile_runtime_objects(root, log)
+
+
+def _compile_runtime_objects(root, log):
     """The runtime's objects that link into builds (the target side, a trace's, a trace reader's) and the
     guardian, which builds copy: they depend on the compiler and the runtime's sources only, so every Python's
     builds share them. Compiled at once. Returns (the objects, the guardian)."""

@@ -141,6 +141,7 @@ class Console:
         self.verbose = verbose
         self._status_shown = False
         self._started = None   # when the first run's steps began (time.monotonic), while they go on
+        self._preparing = None  # when preparing() began: the steps' time counts from there
         import threading
         self._lock = threading.RLock()   # a timer thread may say the first step
         try:
@@ -154,14 +155,15 @@ class Console:
             sys.stderr.write("mrhooker: %s\n" % msg)
             sys.stderr.flush()
 
-    def progress(self, what):
+    def progress(self, what, ready=True):
         """A step of a first run starts (what: "building the trace of 193 functions"), or (None) mrhooker is
-        ready to run the program: then the time the steps took is said, if any was."""
+        ready to run the program (ready: else it stopped, refusing the request): then the time the steps took is
+        said, if any was."""
         import time
         with self._lock:
             if what is not None:
                 if self._started is None:
-                    self._started = time.monotonic()
+                    self._started = self._preparing or time.monotonic()
                 if self._tty and not self.verbose:
                     self.status("mrhooker: %s (a first run: cached for the next) ..." % what)
                 else:
@@ -174,7 +176,7 @@ class Console:
             self._started = None
             if self._tty and not self.verbose:
                 self.clear_status()
-            else:
+            elif ready:
                 sys.stderr.write("mrhooker: ready in %.1f s\n" % took)
                 sys.stderr.flush()
 
@@ -186,14 +188,19 @@ class Console:
 
         @contextlib.contextmanager
         def watch():
+            import time
+            self._preparing = time.monotonic()
             timer = threading.Timer(1.0, lambda: self._started is None and self.progress(what))
             timer.daemon = True
             timer.start()
+            ready = False
             try:
                 yield
+                ready = True
             finally:
                 timer.cancel()
-                self.progress(None)
+                self.progress(None, ready)
+                self._preparing = None
         return watch()
 
     def status(self, msg):

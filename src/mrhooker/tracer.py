@@ -214,7 +214,13 @@ class Tracer:
             self.log("tracing %d functions: %s" % (len(functions), " ".join(f["name"] for f in functions)))
             return build.TraceBuild(cache.check_private(directory, "build"), functions), rules, fake_time
         with options.preparing("reading the system headers' prototypes"):
-            planned = plan_trace(request, root, options.headers)
+            build.start_runtime_objects(root, options.log)
+            try:
+                planned = plan_trace(request, root, options.headers)
+            except BaseException:   # a refused request: its runtime's compilers go too, not waited for
+                from mrhooker import toolchain
+                toolchain.kill_running()
+                raise
             self.log("tracing %d functions: %s" % (len(planned.plans), " ".join(p.symbol for p in planned.plans)))
             trace_build = build.build_trace(planned.plans, planned.symbols, planned.layouts, options)
         from mrhooker import cdecl
