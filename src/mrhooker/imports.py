@@ -35,14 +35,16 @@ def _interpreter(elf):
     return None
 
 
-def _undefined_symbols(path):
-    """The names a shared object or program imports: the undefined, named symbols of its .dynsym."""
+def _dynamic_symbols(path, defined=False):
+    """The names a shared object or program imports (the undefined, named global and weak symbols of its
+    .dynsym), or, defined, those it exports."""
     with open(path, "rb") as f:
         dynsym = _elf(f, path).get_section_by_name(".dynsym")
         if dynsym is None:
             return set()
         return {s.name for s in dynsym.iter_symbols()
-                if s.name and s["st_shndx"] == "SHN_UNDEF" and s["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")}
+                if s.name and (s["st_shndx"] != "SHN_UNDEF") == defined
+                and s["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")}
 
 
 def _program(path):
@@ -108,8 +110,22 @@ def imported(path, note=lambda msg: None):
         raise MrhookerError("%s is statically linked: it imports nothing, so nothing in it can be traced" % program)
     found = {}
     for obj in [os.path.realpath(program)] + _loaders_libraries(program):
-        for name in _undefined_symbols(obj):
+        for name in _dynamic_symbols(obj):
             found.setdefault(name, [])
             if os.path.basename(obj) not in found[name]:
                 found[name].append(os.path.basename(obj))
+    return found
+
+
+def defined_names(program, names):
+    """{name: the file (base name) that defines it} for those of `names` that the program or the libraries the
+    loader loads for it at start export, the first in the loader's order; None if that can't be told (a static
+    program, a script, no pyelftools). Libraries it loads later (dlopen) and programs it runs are not seen."""
+    wanted, found = set(names), {}
+    try:
+        for obj in [os.path.realpath(program)] + _loaders_libraries(program):
+            for name in _dynamic_symbols(obj, defined=True) & wanted:
+                found.setdefault(name, os.path.basename(obj))
+    except (MrhookerError, OSError):
+        return None
     return found

@@ -13,10 +13,19 @@ failed start makes mrhooker's exit status 2 where the program's was 0 (launch.ru
 can't pass without its hooks. With -v, the names the program's own libraries define are said before the run.
 """
 import os
-import subprocess
-import tempfile
 
 MISSING_SHOWN = 10   # names a warning lists at most
+
+
+def _unnamed_file():
+    """A new file with no name, private to this user (O_TMPFILE in $TMPDIR or /tmp; tempfile's where the system
+    has no O_TMPFILE, an import a warm start does without otherwise)."""
+    try:
+        fd = os.open(os.environ.get("TMPDIR") or "/tmp", os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (OSError, AttributeError):
+        import tempfile
+        return tempfile.TemporaryFile(prefix="mrhooker-report-")
+    return os.fdopen(fd, "w+b")
 
 
 class RunReport:
@@ -25,7 +34,7 @@ class RunReport:
     output (runtime/output.h). Nothing is left behind, however mrhooker ends."""
 
     def __init__(self):
-        self._file = tempfile.TemporaryFile(prefix="mrhooker-report-")
+        self._file = _unnamed_file()
         st = os.fstat(self._file.fileno())
         self.path = "/proc/%d/fd/%d" % (os.getpid(), self._file.fileno())
         self.identity = "%d:%d" % (st.st_dev, st.st_ino)
@@ -80,42 +89,13 @@ def summarize(text):
 
 # ---- before the run (-v) ---------------------------------------------------------------------------------
 
-def defined_names(program, names):
-    """{name: the library of the program's that defines it} for those of `names` that the program or the
-    libraries it links (as ldd lists them) define; None if that can't be told (not a dynamic program, no ldd or
-    nm). Libraries it loads later (dlopen) and programs it runs are not seen."""
-    try:
-        listed = subprocess.run(["ldd", program], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30,
-                                env=dict(os.environ, LC_ALL="C"))
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if listed.returncode != 0:
-        return None
-    libraries = [program]
-    for line in listed.stdout.decode(errors="replace").splitlines():
-        words = line.split()   # "libc.so.6 => /lib/.../libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-        path = words[2] if len(words) >= 3 and words[1] == "=>" else words[0] if words else ""
-        if path.startswith("/"):
-            libraries.append(path)
-    wanted, found = set(names), {}
-    for library in libraries:
-        try:
-            symbols = subprocess.run(["nm", "-D", "--defined-only", library], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        for line in symbols.stdout.decode(errors="replace").splitlines():
-            name = line.split()[-1].split("@")[0] if line.strip() else ""
-            if name in wanted and name not in found:
-                found[name] = os.path.basename(library)
-    return found
-
-
 def log_defined_names(program, names, log):
     """-v: which hooked names the program's own libraries define, before the run."""
+    from mrhooker.imports import defined_names
+
     found = defined_names(program, names)
     if found is None:
-        log("cannot tell which of the hooked names %s's libraries define (ldd or nm failed)" % program)
+        log("cannot tell which of the hooked names %s's libraries define (not a dynamic program?)" % program)
         return
     by_library = {}
     for name in sorted(found):
