@@ -972,6 +972,7 @@ def smaps(bench, pid):
     with open("/proc/%d/smaps_rollup" % pid) as f:
         rollup = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+):\s+(\d+) kB$", f.read(), re.M)}
     kinds = {kind: 0 for kind in MEMORY_KINDS}
+    private = {kind: 0 for kind in MEMORY_KINDS}
     libc_copies, kind = 0, "other"
     with open("/proc/%d/smaps" % pid) as f:
         for line in f:
@@ -983,9 +984,11 @@ def smaps(bench, pid):
                     libc_copies += 1
             elif line.startswith("Pss:"):
                 kinds[kind] += int(line.split()[1])
+            elif line.startswith("Private_Clean:") or line.startswith("Private_Dirty:"):
+                private[kind] += int(line.split()[1])
     return {"pss_kb": rollup["Pss"], "rss_kb": rollup["Rss"],
             "private_kb": rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0),
-            "by_kind_kb": kinds, "libc_copies": libc_copies}
+            "by_kind_kb": kinds, "private_by_kind_kb": private, "libc_copies": libc_copies}
 
 
 def start_waiting(argv, env):
@@ -1072,7 +1075,8 @@ def memory(bench):
         figure["pss_kb"] = median([s["pss_kb"] for s in samples])
         figure["rss_kb"] = median([s["rss_kb"] for s in samples])
         figure["private_kb"] = median([s["private_kb"] for s in samples])
-        figure["by_kind_kb"] = {kind: median([s["by_kind_kb"][kind] for s in samples]) for kind in MEMORY_KINDS}
+        for what in ("by_kind_kb", "private_by_kind_kb"):
+            figure[what] = {kind: median([s[what][kind] for s in samples]) for kind in MEMORY_KINDS}
         figure["libc_copies"] = max(s["libc_copies"] for s in samples)
     group = bench.settings["memory_group"]
     for case in ("unhooked", "hooks_py"):
@@ -1422,7 +1426,7 @@ def cold_table(results, settings):
             lines.append("| %s | %s | |" % (figure["label"], missing))
         else:
             told = " / ".join(line[len("mrhooker: "):] for line in figure.get("said", [])
-                              if "warning" not in line)
+                              if "warning" not in line) or "(nothing)"
             lines.append("| %s | %s | %s |" % (figure["label"], fmt(figure["ms"] / 1000, 2), told.replace("|", "\\|")))
     return lines
 
@@ -1460,7 +1464,8 @@ def memory_table(results, settings):
              "`foo_wait` calls `foo()` once (with hooks, Python starts in it), then waits; its memory is read from "
              "`/proc/PID/smaps_rollup` and `smaps` meanwhile, medians of %d runs, in MB. *PSS* counts a page shared "
              "by n processes as 1/n in each (libpython's pages are shared with every other process of this Python "
-             "on the machine, the harness's too); *private* is what the process alone holds." % settings["runs"],
+             "on the machine, the harness's too); *private* (Private_Clean + Private_Dirty) is what the process "
+             "alone holds, what each more such process costs. By mapping: PSS (private)." % settings["runs"],
              "", head, "|---|" + "---:|" * len(cases)]
 
     def row(label, get, first=False):
@@ -1476,13 +1481,13 @@ def memory_table(results, settings):
 
     mb = lambda kb: fmt(kb / 1024, 2)
     lines.append(row("**PSS**", lambda f: "**%s**" % mb(f["pss_kb"]), first=True))
-    lines.append(row("private (Private_Clean + Private_Dirty)", lambda f: mb(f["private_kb"])))
+    lines.append(row("**private**", lambda f: "**%s**" % mb(f["private_kb"])))
     lines.append(row("RSS", lambda f: mb(f["rss_kb"])))
     for kind in MEMORY_KINDS:
         if all(not_measured(results[c]) or not results[c]["by_kind_kb"][kind] for c in cases):
             continue
-        lines.append(row("PSS: " + MEMORY_KIND_LABELS[kind], lambda f, k=kind: mb(f["by_kind_kb"][k])
-                         if f["by_kind_kb"][k] else "–"))
+        lines.append(row(MEMORY_KIND_LABELS[kind], lambda f, k=kind: "%s (%s)" % (
+            mb(f["by_kind_kb"][k]), mb(f["private_by_kind_kb"][k])) if f["by_kind_kb"][k] else "–"))
     lines.append(row("copies of libc mapped", lambda f: f["libc_copies"]))
     group = [results[c].get("group") for c in cases]
     processes = next((g["processes"] for g in group if g), None)
