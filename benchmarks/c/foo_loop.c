@@ -1,8 +1,13 @@
-/* foo_loop CALLS [main|thread] [SLEEP_MS]: calls foo() from libbench.so CALLS times in a tight loop and prints
- * "ns_per_call=X", timed inside the program with clock_gettime, so that the start-up of whatever hooks it
+/* foo_loop CALLS [main|thread|callgrind] [SLEEP_MS]: calls foo() from libbench.so CALLS times in a tight loop and
+ * prints "ns_per_call=X", timed inside the program with clock_gettime, so that the start-up of whatever hooks it
  * (Python, a Frida agent, ltrace) is not counted.
  *
  *   thread     run the loop on a new thread instead of the main thread
+ *   callgrind  under valgrind's callgrind (--collect-atstart=no): two loops on the main thread, CALLS / 10 calls
+ *              then CALLS calls, each counted alone and dumped (parts 1 and 2 of the callgrind output); their
+ *              difference over the difference of calls is the cost of a call, with neither the start-up nor the
+ *              loop's own fixed cost in it, and within one process (a Python hook's cost a call depends on its
+ *              interpreter's hash seed, which is drawn per process)
  *   SLEEP_MS   sleep first (a spawned Frida script gets time to attach; harmless otherwise)
  *
  * It also prints "vm_hwm_kb=N", its peak resident memory.
@@ -18,6 +23,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define HAVE_CALLGRIND 1
+#endif
+#endif
+#ifndef HAVE_CALLGRIND   /* no valgrind headers: the callgrind mode runs its loops uncounted (the harness says so) */
+#define CALLGRIND_TOGGLE_COLLECT
+#define CALLGRIND_DUMP_STATS_AT(what)
+#endif
+
 #define WARMUP 1000
 
 int foo(int x);
@@ -30,6 +46,15 @@ static double now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* One loop counted by callgrind alone, then dumped as a part of its own. */
+static void counted_loop(long n, const char *what)
+{
+    CALLGRIND_TOGGLE_COLLECT;
+    for (long i = 0; i < n; i++) sink += foo((int)i);
+    CALLGRIND_TOGGLE_COLLECT;
+    CALLGRIND_DUMP_STATS_AT(what);
 }
 
 static void *timed_loop(void *result)
@@ -49,6 +74,12 @@ int main(int argc, char **argv)
         return 2;
     }
     int on_thread = argc > 2 && strcmp(argv[2], "thread") == 0;
+    if (argc > 2 && strcmp(argv[2], "callgrind") == 0) {
+        for (int i = 0; i < WARMUP; i++) sink += foo(i);
+        counted_loop(calls / 10, "short loop");
+        counted_loop(calls, "long loop");
+        exit(0);
+    }
     int sleep_ms = argc > 3 ? atoi(argv[3]) : 0;
     if (sleep_ms > 0) usleep(sleep_ms * 1000);
 
