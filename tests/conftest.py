@@ -7,7 +7,6 @@ session: the same script text builds once.
 import hashlib
 import http.server
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -16,10 +15,9 @@ import threading
 
 import pytest
 
-from helpers import LIBFOO_SRC, scaled, without_progress
+from helpers import LIBFOO_SRC, SRC, Result, scaled
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.join(os.path.dirname(HERE), "src")
 # The package under test, in this process too: an installed mrhooker (another checkout's, imported already by
 # its pytest plugin) must not answer the tests' imports.
 if SRC not in sys.path:
@@ -52,28 +50,6 @@ def base_env(session_dir):
             del env[name]
     env.pop("LD_PRELOAD", None)
     return env
-
-
-class Result:
-    def __init__(self, proc):
-        self.returncode = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-
-    @property
-    def out(self):
-        return self.stdout.decode(errors="replace")
-
-    @property
-    def raw_err(self):
-        return self.stderr.decode(errors="replace")
-
-    @property
-    def err(self):
-        return without_progress(self.raw_err)   # whether a run builds depends on the tests before it
-
-    def __repr__(self):
-        return "<Result rc=%s\nstdout=%s\nstderr=%s>" % (self.returncode, self.out[-3000:], self.err[-3000:])
 
 
 @pytest.fixture(scope="session")
@@ -174,12 +150,6 @@ def https_server(session_dir):
     thread.start()
     yield "https://127.0.0.1:%d/" % server.server_address[1]
     server.shutdown()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,10 @@ import glob
 import os
 import re
 import subprocess
+import socket
 import sys
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")   # the package under test
 
 
 
@@ -173,3 +176,31 @@ def children(pid):
         except OSError:
             pass
     return found
+
+
+class Result:
+    def __init__(self, proc):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    @property
+    def out(self):
+        return self.stdout.decode(errors="replace")
+
+    @property
+    def raw_err(self):
+        return self.stderr.decode(errors="replace")
+
+    @property
+    def err(self):
+        return without_progress(self.raw_err)   # whether a run builds depends on the tests before it
+
+    def __repr__(self):
+        return "<Result rc=%s\nstdout=%s\nstderr=%s>" % (self.returncode, self.out[-3000:], self.err[-3000:])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

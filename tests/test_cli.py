@@ -18,7 +18,7 @@ import pytest
 
 import mrhooker as mrhooker_package
 
-from conftest import SRC, Result
+from helpers import SRC, Result
 from helpers import BUSY_C, RUN_TIMEOUT, children, live_processes, wait_for, without_progress, scaled
 
 # ---- programs and hook scripts -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import subprocess
 import pytest
 
 import stracediff as sd
-from conftest import free_port
+from helpers import free_port
 from helpers import RUN_TIMEOUT
 
 pytestmark = [pytest.mark.strace,

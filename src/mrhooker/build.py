@@ -91,41 +91,47 @@ class Build:
         self.symbols = symbols        # the hooked symbols
 
 
-_runtime_jobs = {}   # cache root -> the Future of its _runtime_objects, started by start_runtime_objects
+# The runtime's objects, in two parts, each compiled once per compiler and runtime source (every Python's builds
+# share them) and only when a build needs it: "target", what every preload library links (and the guardian,
+# which builds copy); "trace", what only a trace's libraries link (its recorders, the fake clock, the reader).
+RUNTIME_PARTS = {"target": TARGET_SIDE, "trace": TRACE_SIDE + READER_SIDE}
+_runtime_jobs = {}   # (cache root, part) -> the Future of its _runtime_objects, started by start_runtime_objects
 
 
-def start_runtime_objects(root, log):
-    """Starts _runtime_objects in a thread of its own, so that the compilers work while mrhooker plans (a first
-    trace reads the headers meanwhile, on the other core); the build then waits for it. Nothing when it is
-    cached (a check)."""
+def start_runtime_objects(root, log, parts=("target", "trace")):
+    """Starts _runtime_objects of each part in a thread of its own, so that the compilers work while mrhooker
+    plans (a first trace reads the headers meanwhile, on the other core); the build then waits for them.
+    Nothing but a check when they are cached."""
     from concurrent.futures import ThreadPoolExecutor
 
-    if root not in _runtime_jobs:
-        pool = ThreadPoolExecutor(1)
-        _runtime_jobs[root] = pool.submit(_compile_runtime_objects, root, log)
-        pool.shutdown(wait=False)
+    for part in parts:
+        if (root, part) not in _runtime_jobs:
+            pool = ThreadPoolExecutor(1)
+            _runtime_jobs[(root, part)] = pool.submit(_compile_runtime_objects, root, part, log)
+            pool.shutdown(wait=False)
 
 
-def _runtime_objects(root, log):
-    """The runtime's objects (_compile_runtime_objects), from start_runtime_objects' thread if one started them."""
-    job = _runtime_jobs.pop(root, None)
-    return job.result() if job is not None else _compile_runtime_objects(root, log)
+def _runtime_objects(root, part, log):
+    """The objects of part (RUNTIME_PARTS), and the guardian for "target": from start_runtime_objects' thread if
+    one started them, else compiled (or found) now."""
+    job = _runtime_jobs.pop((root, part), None)
+    return job.result() if job is not None else _compile_runtime_objects(root, part, log)
 
 
-def _compile_runtime_objects(root, log):
-    """The runtime's objects that link into builds (the target side, a trace's, a trace reader's) and the
-    guardian, which builds copy: they depend on the compiler and the runtime's sources only, so every Python's
-    builds share them. Compiled at once. Returns (the objects, the guardian)."""
+def _compile_runtime_objects(root, part, log):
+    """The runtime's objects of part that link into builds, compiled at once: they depend on the compiler and the
+    runtime's sources only. Returns (the objects, in RUNTIME_PARTS' order, and the guardian or None)."""
     import shutil
     cc = toolchain.c_compiler()
-    key = cache.key([__version__, " ".join(cc), toolchain.tool_identity(cc[0])],
+    key = cache.key([__version__, part, " ".join(cc), toolchain.tool_identity(cc[0])],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
-    final = os.path.join(root, "runtime-" + key)
-    names = [f[:-2] + ".o" for f in TARGET_SIDE + TRACE_SIDE + READER_SIDE]
-    objects = [os.path.join(final, name) for name in names]
-    guardian = os.path.join(final, GUARDIAN)
+    final = os.path.join(root, "runtime-%s-%s" % (part, key))
+    sources = RUNTIME_PARTS[part]
+    names = [f[:-2] + ".o" for f in sources] + ([GUARDIAN] if part == "target" else [])
+    paths = [os.path.join(final, name) for name in names]
+    objects, guardian = (paths[:-1], paths[-1]) if part == "target" else (paths, None)
     if cache.verify(final) is not None:
-        for path in objects + [guardian]:   # linked into, or copied into, every build
+        for path in paths:   # linked into, or copied into, every build
             cache.check_private(path, "mrhooker's runtime file")
         return objects, guardian
     tmp = cache.temp_dir(root, "runtime")
@@ -135,11 +141,12 @@ def _compile_runtime_objects(root, log):
         jobs = [(["-c", "-fvisibility=hidden"] + (["-fbuiltin"] if source in READER_SIDE else
                                                    ["-fno-tree-loop-distribute-patterns"])
                  + [os.path.join(RUNTIME_DIR, source)], os.path.join(tmp, source[:-2] + ".o"), [RUNTIME_DIR], [],
-                 "compiling mrhooker's runtime (%s)" % source, []) for source in TARGET_SIDE + TRACE_SIDE + READER_SIDE]
-        jobs.append(([os.path.join(RUNTIME_DIR, GUARDIAN + ".c")], os.path.join(tmp, GUARDIAN), [RUNTIME_DIR], [],
-                     "compiling mrhooker's guardian", []))
+                 "compiling mrhooker's runtime (%s)" % source, []) for source in sources]
+        if part == "target":
+            jobs.append(([os.path.join(RUNTIME_DIR, GUARDIAN + ".c")], os.path.join(tmp, GUARDIAN), [RUNTIME_DIR],
+                         [], "compiling mrhooker's guardian", []))
         _compile_together(jobs, log)
-        cache.seal(tmp, names + [GUARDIAN], {})
+        cache.seal(tmp, names, {})
         cache.publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -174,7 +181,7 @@ def _compile_libraries(tmp, hook_sources, pyinfo, runtime_objects, options, what
         (["-shared"] + hook_sources, os.path.join(tmp, "hooks.so"),
          [RUNTIME_DIR, pyinfo.include_dir] + options.include_dirs, options.cflags, what,
          HOOKS_LDFLAGS + options.ldflags),
-        (["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")] + runtime_objects[:len(TARGET_SIDE)],
+        (["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")] + runtime_objects,
          os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs, options.cflags,
          "compiling the preload library", ["-ldl", "-lpthread"])], options.log)
 
@@ -291,7 +298,7 @@ def _build(path, options):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as pool:   # the Python runtime compiles while the target side's objects do
         python_runtime = pool.submit(_python_runtime, root, pyinfo, options.log)
-        runtime_objects, guardian = _runtime_objects(root, options.log)
+        runtime_objects, guardian = _runtime_objects(root, "target", options.log)
         pyrt = python_runtime.result()
     tmp = cache.temp_dir(root, script.module)
     try:
@@ -357,9 +364,11 @@ def _build_trace(plans, symbols, layouts, options):
             return TraceBuild(cache.check_private(final, "build"), manifest["functions"])
     options.log("cache miss: building the trace of %d functions in %s" % (len(plans), root))
     options.progress("building the trace of %d functions" % len(plans))
-    runtime_objects, guardian = _runtime_objects(root, options.log)
-    target_objects = [o for o in runtime_objects if os.path.basename(o)[:-2] + ".c" in TARGET_SIDE + TRACE_SIDE]
-    reader_objects = [o for o in runtime_objects if os.path.basename(o)[:-2] + ".c" in READER_SIDE]
+    start_runtime_objects(root, options.log)   # (started already while the trace was planned, on a first run)
+    target_objects, guardian = _runtime_objects(root, "target", options.log)
+    trace_objects, _ = _runtime_objects(root, "trace", options.log)
+    target_objects += trace_objects[:len(TRACE_SIDE)]
+    reader_objects = trace_objects[len(TRACE_SIDE):]
     tmp = cache.temp_dir(root, "trace")
     try:
         # entries.c in pieces compiled at once (a trace of every function is 2000 entry points), then linked

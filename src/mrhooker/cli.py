@@ -333,12 +333,12 @@ def _list_prototypes(pattern, build_dir, headers, command):
     them); with COMMAND, only those it or the libraries it loads import, each saying which."""
     import fnmatch
     from mrhooker import cache, cdecl
-    from mrhooker.launch import resolve_command
+    from mrhooker.programs import resolve_command
     root = cache.prepare(build_dir or cache.default_root(), "build directory" if build_dir else "cache directory")
     imported = None
     if command:
-        from mrhooker import imports
-        imported = imports.imported(resolve_command(command[0], os.environ),
+        from mrhooker import programs
+        imported = programs.imported(resolve_command(command[0], os.environ),
                                     lambda msg: sys.stderr.write("mrhooker: %s\n" % msg))
     libraries = bool(command or headers) or (pattern != "*" and not fnmatch.filter(cdecl.known_names(root), pattern))
     names = fnmatch.filter(cdecl.known_names(root, headers, libraries=libraries), pattern)

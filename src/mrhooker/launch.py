@@ -15,6 +15,7 @@ import sys
 import threading
 
 from mrhooker.errors import MrhookerError
+from mrhooker.programs import resolve_command
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGALRM)
@@ -35,27 +36,10 @@ class LaunchOptions:
 
 # ---- the target program ----------------------------------------------------------------------------------
 
-def resolve_command(name, env):
-    """The program's path, as execvp would find it; exit 127 if there is none, 126 if it can't be run."""
-    if "/" in name:
-        candidates = [name]
-    else:
-        candidates = [os.path.join(d or ".", name) for d in env.get("PATH", os.defpath).split(os.pathsep)]
-    denied = None
-    for path in candidates:
-        if os.path.isfile(path):
-            if os.access(path, os.X_OK):
-                return path
-            denied = denied or path
-        elif os.path.isdir(path) and "/" in name:
-            raise MrhookerError("%s: is a directory" % name, 126)
-    if denied:
-        raise MrhookerError("%s: permission denied (not executable)" % denied, 126)
-    raise MrhookerError("%s: command not found" % name, 127)
-
-
 def _elf_interpreter(header, f):
-    """(is 64-bit, has an ELF interpreter) of an ELF file whose first bytes are `header`."""
+    """(is 64-bit, has an ELF interpreter) of an ELF file whose first bytes are `header`. Two fields of the
+    header and the program headers' types, read by hand on purpose: pyelftools (programs.py) takes ~60 ms to
+    import, more than a whole warm start, and every run checks its program."""
     is64 = header[4] == 2
     little = header[5] == 1
     order = "<" if little else ">"

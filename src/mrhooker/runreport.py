@@ -91,7 +91,7 @@ def summarize(text):
 
 def log_defined_names(program, names, log):
     """-v: which hooked names the program's own libraries define, before the run."""
-    from mrhooker.imports import defined_names
+    from mrhooker.programs import defined_names
 
     found = defined_names(program, names)
     if found is None:

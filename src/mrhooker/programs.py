@@ -1,6 +1,7 @@
-"""What a program really calls through the dynamic loader, for `mrhooker trace -l GLOB COMMAND`: the symbols
-it and the libraries it loads at start import (the undefined symbols of their dynamic symbol tables, read with
-pyelftools), so a user sees that python3 calls open64 and sqlite3 fcntl64 before choosing what to trace.
+"""What a command's program is, before it runs: its path, as execvp finds it (resolve_command); what it and the
+libraries it loads at start import, for `mrhooker trace -l GLOB COMMAND` (the undefined symbols of their dynamic
+symbol tables, read with pyelftools), so a user sees that python3 calls open64 and sqlite3 fcntl64 before
+choosing what to trace; and which of a hook script's names they define (-v).
 
 The libraries are the ones the system's dynamic loader lists for the program (`ld.so --list`, what ldd runs):
 the loader's own search (RUNPATH, LD_LIBRARY_PATH, its cache) decides, not a copy of it here. The loader run is
@@ -8,11 +9,29 @@ the one the Python running mrhooker uses, never the program's own PT_INTERP, so 
 names. Libraries a program loads later with dlopen (Python's extension modules, plugins) are not seen.
 """
 import os
-import subprocess
 
 from mrhooker.errors import MrhookerError
 
 LIST_TIMEOUT = 60
+
+
+def resolve_command(name, env):
+    """The program's path, as execvp would find it; exit 127 if there is none, 126 if it can't be run."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        candidates = [os.path.join(d or ".", name) for d in env.get("PATH", os.defpath).split(os.pathsep)]
+    denied = None
+    for path in candidates:
+        if os.path.isfile(path):
+            if os.access(path, os.X_OK):
+                return path
+            denied = denied or path
+        elif os.path.isdir(path) and "/" in name:
+            raise MrhookerError("%s: is a directory" % name, 126)
+    if denied:
+        raise MrhookerError("%s: permission denied (not executable)" % denied, 126)
+    raise MrhookerError("%s: command not found" % name, 127)
 
 
 def _elf(f, path):
@@ -60,7 +79,6 @@ def _program(path):
         words = [w.decode(errors="replace") for w in words]
         interpreter = words[0] if words else ""
         if os.path.basename(interpreter) == "env" and len(words) == 2 and not words[1].startswith("-"):
-            from mrhooker.launch import resolve_command
             interpreter = resolve_command(words[1], os.environ)
         if not os.path.isabs(interpreter) or not os.path.isfile(interpreter):
             raise MrhookerError("%s is a script whose interpreter %r can't be read: name the program it runs"
@@ -71,6 +89,8 @@ def _program(path):
 
 def _loaders_libraries(program):
     """The shared libraries the system's loader loads for `program` at start, as resolved paths."""
+    import subprocess
+
     with open("/proc/self/exe", "rb") as f:
         loader = _interpreter(_elf(f, "/proc/self/exe"))
     if loader is None:
