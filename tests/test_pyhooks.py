@@ -224,6 +224,31 @@ def test_a_script_in_another_encoding_runs_as_written(mrhooker, script, tmp_path
     assert "caf\u00e9 4" in r.err, r
 
 
+def test_any_callable_can_be_a_hook(mrhooker, script):
+    # The runtime calls a hook through its vectorcall when it has one (a function, a partial), else as any callable.
+    path = script("callables.py", """\
+        import functools
+        from mrhooker import hook
+
+        class PassThrough:
+            def __call__(self):
+                print("instance called")
+                return getpid_hook.original()
+
+        def tagged(tag):
+            print(tag, "called")
+            return getppid_hook.original()
+
+        getpid_hook = hook("int getpid(void)")(PassThrough())
+        getppid_hook = hook("int getppid(void)")(functools.partial(tagged, "partial"))
+    """)
+    r = mrhooker(path, sys.executable, "-c", "import os; print(os.getpid(), os.getppid())")
+    assert r.returncode == 0, r
+    assert "instance called" in r.err and "partial called" in r.err, r
+    pid, ppid = map(int, r.out.split())
+    assert pid > 1 and ppid > 1 and pid != ppid, r
+
+
 def test_the_launcher_writes_the_bytecode_every_hooked_process_imports(tmp_path, monkeypatch):
     # mrhooker._inside runs only inside targets, whose interpreter writes no bytecode: the launcher writes it (as
     # importing would), else every hooked process compiles it. Not when this Python writes no bytecode.
