@@ -186,6 +186,88 @@ def test_editing_bodies_never_rebuilds(mrhooker, script):
     assert "cache miss" in third.err, third
 
 
+def test_hooks_start_with_what_the_interpreter_has_loaded(mrhooker, script):
+    # What the hooks' start imports or makes stays in every hooked process's memory: it imports no module the
+    # interpreter has not loaded already (os, importlib, warnings: ~250 kB), and compiles the script without
+    # making Python's AST classes (~200 kB), as the builtin compile() would.
+    path = script("lean.py", """\
+        import gc, sys
+        from mrhooker import hook
+
+        ast_classes = [t for t in gc.get_objects() if isinstance(t, type) and t.__module__ == "ast"]
+        print("modules:", *sorted(sys.modules))
+        print("ast classes:", len(ast_classes))
+
+        @hook("int getpid(void)")
+        def getpid():
+            return getpid.original()
+    """)
+    # (mrhooker writes _inside's bytecode before the run, as an import would: unless bytecode is not written)
+    r = mrhooker(path, sys.executable, "-c", "import os; os.getpid()", env={"PYTHONDONTWRITEBYTECODE": ""})
+    assert r.returncode == 0, r
+    modules = lines_starting(r.err, "modules:")[0].split()[1:]
+    assert "mrhooker._inside" in modules and "lean" in modules, r
+    assert not {"os", "importlib", "importlib.machinery", "warnings"} & set(modules), r
+    assert lines_starting(r.err, "ast classes:") == ["ast classes: 0"], r
+
+
+def test_a_script_in_another_encoding_runs_as_written(mrhooker, script, tmp_path):
+    # The runtime compiles the script itself (see the test above): its coding cookie is honoured as Python's.
+    path = tmp_path / "latin.py"
+    path.write_bytes(b"# -*- coding: latin-1 -*-\n"
+                     b"from mrhooker import hook\n"
+                     b"@hook('int getpid(void)')\n"
+                     b"def getpid():\n"
+                     b"    print('caf\xe9', len('caf\xe9'))\n"
+                     b"    return getpid.original()\n")
+    r = mrhooker(path, sys.executable, "-c", "import os; os.getpid()")
+    assert r.returncode == 0, r
+    assert "caf\u00e9 4" in r.err, r
+
+
+def test_any_callable_can_be_a_hook(mrhooker, script):
+    # The runtime calls a hook through its vectorcall when it has one (a function, a partial), else as any callable.
+    path = script("callables.py", """\
+        import functools
+        from mrhooker import hook
+
+        class PassThrough:
+            def __call__(self):
+                print("instance called")
+                return getpid_hook.original()
+
+        def tagged(tag):
+            print(tag, "called")
+            return getppid_hook.original()
+
+        getpid_hook = hook("int getpid(void)")(PassThrough())
+        getppid_hook = hook("int getppid(void)")(functools.partial(tagged, "partial"))
+    """)
+    r = mrhooker(path, sys.executable, "-c", "import os; print(os.getpid(), os.getppid())")
+    assert r.returncode == 0, r
+    assert "instance called" in r.err and "partial called" in r.err, r
+    pid, ppid = map(int, r.out.split())
+    assert pid > 1 and ppid > 1 and pid != ppid, r
+
+
+def test_the_launcher_writes_the_bytecode_every_hooked_process_imports(tmp_path, monkeypatch):
+    # mrhooker._inside runs only inside targets, whose interpreter writes no bytecode: the launcher writes it (as
+    # importing would), else every hooked process compiles it. Not when this Python writes no bytecode.
+    from importlib.util import cache_from_source
+    from mrhooker import launch
+
+    assert os.path.basename(launch.INSIDE_SOURCE) == "_inside.py" and os.path.exists(launch.INSIDE_SOURCE)
+    source = tmp_path / "inside.py"
+    source.write_text("x = 1\n")
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    launch.cache_bytecode(str(source))
+    assert not os.path.exists(cache_from_source(str(source)))
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    launch.cache_bytecode(str(source))
+    assert os.path.exists(cache_from_source(str(source)))
+    launch.cache_bytecode(str(tmp_path / "missing.py"))   # nothing to compile: nothing said
+
+
 def test_bad_prototypes_are_one_clear_line(mrhooker, script):
     cases = {
         '@hook("int unlink(const char *path")': "bad prototype",

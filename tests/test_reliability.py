@@ -523,10 +523,11 @@ RANGE_VALUES = {
     "r_uchar": [255, 0, 256, -1],
     "r_short": [32767, -32768, 32768, -32769],
     "r_ushort": [65535, 65536, -1],
-    "r_int": [2 ** 31 - 1, -2 ** 31, 2 ** 31, -2 ** 31 - 1, 2 ** 70],
+    # the edges of an int of one 30-bit digit too (runtime/pyrt.h reads those from the object itself)
+    "r_int": [2 ** 31 - 1, -2 ** 31, 2 ** 31, -2 ** 31 - 1, 2 ** 70, 2 ** 30 - 1, 2 ** 30, -2 ** 30 + 1, -2 ** 30, 0],
     "r_uint": [2 ** 32 - 1, 2 ** 32, -1, -5],
     "r_long": [2 ** 63 - 1, -2 ** 63, 2 ** 63, -2 ** 63 - 1],
-    "r_ulong": [2 ** 64 - 1, 2 ** 64, -1, -5],
+    "r_ulong": [2 ** 64 - 1, 2 ** 64, -1, -5, 2 ** 30 - 1, -2 ** 30 + 1],
     "r_ptr": [None, -1, 2 ** 64 - 1, 2 ** 64, -2 ** 63 - 1],   # (void *)-1 is MAP_FAILED
 }
 CHAR_SIGNED = platform.machine() not in ("aarch64", "arm64", "armv7l", "ppc64le", "s390x")

@@ -917,6 +917,72 @@ def test_getpid_hook_sees_exactly_the_programs_calls(mrhooker, cprog, script):
     assert lines_starting(r.err, "getpid hook calls") == ["getpid hook calls 5"], r
 
 
+# original(name) of a .pyx hook, for every function libc exports (more names than the runtime's table of
+# names holds: 1024): each time the address the program's own dlsym gives, however the name is passed, also when
+# the memory of a name looked up before holds another one (the bytes objects here are freed and their memory
+# reused: the runtime's cache by pointer gave the earlier name's function).
+ORIGINALS_BY_NAME_HOOK = """\
+from mrhooker cimport original
+from libc.stdint cimport uintptr_t
+from posix.types cimport pid_t
+import os
+ctypedef pid_t (*getpid_t)() noexcept nogil
+cdef extern pid_t getpid() with gil:
+    cdef bytes name, again
+    wrong = []
+    with open(os.environ["ADDRESSES"]) as f:
+        pairs = [line.split() for line in f]
+    for rounds in range(2):
+        for text, address in pairs:
+            name = text.encode()
+            again = bytes(bytearray(name))   # another pointer to the same name
+            if not <uintptr_t>original(name) == <uintptr_t>original(again) == int(address, 16):
+                wrong.append(text)
+    print("names", len(pairs), "wrong", wrong[:10])
+    with nogil:
+        return (<getpid_t>original("getpid"))()
+"""
+
+ADDRESSES_SRC = """\
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    FILE *in = fopen(argv[1], "r"), *out = fopen(argv[2], "w");
+    char name[256];
+    while (fscanf(in, "%255s", name) == 1) {
+        void *p = dlsym(RTLD_DEFAULT, name);
+        if (p) fprintf(out, "%s %p\\n", name, p);
+    }
+    fclose(out);
+    return getpid() > 0 ? 0 : 1;
+}
+"""
+# what the runtime defines itself, the hooked name, and the dl* functions original() gives the runtime's proxies of
+RUNTIME_OWNED = {"getpid", "sigaction", "signal", "vfork", "pthread_create", "posix_spawn", "posix_spawnp",
+                 "execl", "execle", "execlp", "execv", "execve", "execvp", "execvpe", "fexecve", "dlopen", "dlmopen",
+                 "dlsym", "dlvsym"}
+
+
+def test_original_by_name_for_more_names_than_its_table_holds(mrhooker, cprog, script, tmp_path):
+    import subprocess
+    libc = [line.split("=> ")[1].split()[0] for line in subprocess.run(
+        ["ldd", cprog(ADDRESSES_SRC)], stdout=subprocess.PIPE, text=True).stdout.splitlines() if "libc.so" in line][0]
+    names = sorted({f[2].split("@@")[0] for f in (line.split() for line in subprocess.run(
+        ["nm", "-D", "--defined-only", libc], stdout=subprocess.PIPE, text=True).stdout.splitlines())
+        if len(f) == 3 and f[1] in "TWi" and "@@" in f[2]} - RUNTIME_OWNED)
+    assert len(names) > 1500
+    (tmp_path / "names").write_text("\n".join(names) + "\n")
+    r = mrhooker(script("originals.pyx", ORIGINALS_BY_NAME_HOOK), cprog(ADDRESSES_SRC), tmp_path / "names",
+                 tmp_path / "addresses", env={"ADDRESSES": str(tmp_path / "addresses")}, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    found = len((tmp_path / "addresses").read_text().splitlines())
+    assert found > 1500 and lines_starting(r.err, "names ") == ["names %d wrong []" % found], r
+
+
 # ---- 3. hook output stays out of the target's data --------------------------------------------------------
 
 def test_hook_output_file_option_collects_hook_output(mrhooker, script, binary_file, tmp_path):

@@ -2,12 +2,15 @@
 
 It runs in the hooks' own interpreter (see runtime/mrhooker_rt.h): never the target's, even when the target is
 Python, so it may set sys.stdout and sys.stderr freely. Called by runtime/pyrt.c; loaded into every hooked
-process at its first hooked call, so it imports only what the interpreter has loaded already (sys, io, _thread)
-plus importlib's machinery.
+process at its first hooked call, so it imports only what the interpreter has loaded already when it starts
+(sys, io, _thread, posix, and importlib's frozen bootstrap): `os` and `importlib.machinery` (with `warnings`) would
+add ~250 kB to every hooked process.
 """
+import _frozen_importlib
+import _frozen_importlib_external
 import _thread
 import io
-import os
+import posix
 import sys
 
 from mrhooker import _native
@@ -67,22 +70,21 @@ _output = HookOutput()
 
 
 def _import_hooks(kind, module, script, hooks_path):
-    from importlib.machinery import ExtensionFileLoader, ModuleSpec, SourceFileLoader
-    import importlib._bootstrap as bootstrap
-
-    class ScriptLoader(SourceFileLoader):
+    # importlib.machinery's classes, from the frozen modules it takes them from (already loaded at start)
+    class ScriptLoader(_frozen_importlib_external.SourceFileLoader):
         def get_code(self, fullname):
             # Always the source as it is now: a .pyc of the same size and mtime second (an edit made within the
-            # second) must never run instead. Nothing is written next to the script either.
-            return self.source_to_code(self.get_data(self.path), self.path)
+            # second) must never run instead. Nothing is written next to the script either. Compiled by the runtime
+            # (what the builtin compile() does, without creating Python's AST classes: ~200 kB a process).
+            return _native.compile(self.get_data(self.path), self.path)
 
     if kind == "pyx":
-        loader, origin = ExtensionFileLoader(module, hooks_path), hooks_path
+        loader, origin = _frozen_importlib_external.ExtensionFileLoader(module, hooks_path), hooks_path
     else:
         loader, origin = ScriptLoader(module, script), script
-    spec = ModuleSpec(module, loader, origin=origin)
+    spec = _frozen_importlib.ModuleSpec(module, loader, origin=origin)
     spec.has_location = True
-    mod = bootstrap.module_from_spec(spec)
+    mod = _frozen_importlib.module_from_spec(spec)
     sys.modules[module] = mod
     try:
         loader.exec_module(mod)
@@ -98,10 +100,10 @@ build_dir = None   # the build's directory: its views.json holds the struct layo
 def start(kind, module, script, hooks_path):
     """Sets up hook output and imports the hook script. Returns False (having said why) if hooks can't run."""
     global build_dir
-    build_dir = os.path.dirname(hooks_path)
+    build_dir = hooks_path.rpartition("/")[0]   # an absolute path (os.path.dirname's result)
     sys.stdout = sys.stderr = sys.__stdout__ = sys.__stderr__ = _output
     # The runtime's part in this interpreter's fork protocol (runtime/pyrt.c, fork_prepare).
-    os.register_at_fork(before=_native.fork_begins, after_in_parent=_native.fork_ended,
+    posix.register_at_fork(before=_native.fork_begins, after_in_parent=_native.fork_ended,
                         after_in_child=_native.fork_ended_in_child)
     try:
         _import_hooks(kind, module, script, hooks_path)

@@ -290,14 +290,17 @@ void *mrh_resolve(int slot)
 
 /* ---- originals by name (Cython's original(), dlsym(RTLD_NEXT, ...) in a hook) --------------------------- */
 
-/* An open-addressing table, filled on demand and never emptied. Readers take no lock: an entry's name and
- * address are written before its published flag. */
+/* Filled on demand and never emptied: the entries in the order they were added, found through an
+ * open-addressing index of their numbers (a process remembers a few dozen names, so it touches a page or two of
+ * this, where entries spread by their hashes would touch all six: ~20 kB more in every hooked process). Readers
+ * take no lock: an entry's name and address are written before its number is published in the index. */
 #define NAMED_SIZE 1024
 static struct named {
     const char *name;
     void *addr;
-    int published;
 } named[NAMED_SIZE];
+static unsigned short named_index[NAMED_SIZE];   /* 1 + the number of the entry there; 0: free */
+static unsigned named_count;                     /* entries added */
 static pthread_mutex_t named_lock = PTHREAD_MUTEX_INITIALIZER;   /* serialises adding entries */
 
 static unsigned name_hash(const char *s)
@@ -308,12 +311,16 @@ static unsigned name_hash(const char *s)
 }
 
 /* In front of the table: the last address found for each name pointer (a Cython hook passes the same
- * literal every time), so that a repeated lookup is a few instructions. Each entry is a seqlock: the writer
- * (holding named_lock) makes seq odd, writes, makes it even; a reader that saw it change uses the table. */
+ * literal every time), so that a repeated lookup is a few instructions. The pointer alone does not say the
+ * name: the memory of a name that was looked up may hold another one later (a bytes object freed, a buffer
+ * reused), so a hit also compares the string with the table's copy of the name (which is never freed). Each
+ * entry is a seqlock: the writer (holding named_lock) makes seq odd, writes, makes it even; a reader that saw
+ * it change uses the table. */
 #define BY_POINTER 64
 static struct by_pointer {
     unsigned seq;
-    const char *name;
+    const char *name;   /* the caller's pointer */
+    const char *copy;   /* the table's copy of the name it held */
     void *addr;
 } by_pointer[BY_POINTER];
 
@@ -322,12 +329,13 @@ static inline struct by_pointer *pointer_slot(const char *name)
     return &by_pointer[(unsigned)((uintptr_t)name >> 3) % BY_POINTER];
 }
 
-static void remember_pointer(const char *name, void *addr)   /* with named_lock held */
+static void remember_pointer(const char *name, const char *copy, void *addr)   /* with named_lock held */
 {
     struct by_pointer *e = pointer_slot(name);
     __atomic_store_n(&e->seq, e->seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     __atomic_store_n(&e->name, name, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->copy, copy, __ATOMIC_RELAXED);
     __atomic_store_n(&e->addr, addr, __ATOMIC_RELAXED);
     __atomic_store_n(&e->seq, e->seq + 1, __ATOMIC_RELEASE);
 }
@@ -337,9 +345,11 @@ static inline void *recall_pointer(const char *name)
     struct by_pointer *e = pointer_slot(name);
     unsigned seq = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
     const char *n = __atomic_load_n(&e->name, __ATOMIC_RELAXED);
+    const char *copy = __atomic_load_n(&e->copy, __ATOMIC_RELAXED);
     void *addr = __atomic_load_n(&e->addr, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    return (seq & 1) == 0 && n == name && __atomic_load_n(&e->seq, __ATOMIC_RELAXED) == seq ? addr : NULL;
+    if ((seq & 1) || n != name || __atomic_load_n(&e->seq, __ATOMIC_RELAXED) != seq) return NULL;
+    return mrh_same_string(copy, name) ? addr : NULL;
 }
 
 void *mrh_original(const char *name)
@@ -350,12 +360,13 @@ void *mrh_original(const char *name)
     mrh_thread *t = &mrh_tls;
     unsigned h = name_hash(name);
     for (unsigned i = 0; i < NAMED_SIZE; i++) {
-        struct named *e = &named[(h + i) % NAMED_SIZE];
-        if (!__atomic_load_n(&e->published, __ATOMIC_ACQUIRE)) break;
+        unsigned number = __atomic_load_n(&named_index[(h + i) % NAMED_SIZE], __ATOMIC_ACQUIRE);
+        if (!number) break;
+        struct named *e = &named[number - 1];
         if (e->name == name || mrh_same_string(e->name, name)) {
             t->depth++;
             pthread_mutex_lock(&named_lock);
-            remember_pointer(name, e->addr);
+            remember_pointer(name, e->name, e->addr);
             pthread_mutex_unlock(&named_lock);
             t->depth--;
             return e->addr;
@@ -369,21 +380,25 @@ void *mrh_original(const char *name)
     if (!p) return NULL;
     t->depth++;
     pthread_mutex_lock(&named_lock);
-    for (unsigned i = 0; i < NAMED_SIZE; i++) {
-        struct named *e = &named[(h + i) % NAMED_SIZE];
-        if (e->published) {
-            if (mrh_same_string(e->name, name)) break;
-            continue;
+    const char *kept = NULL;   /* the table's copy of the name: none if the table is full */
+    for (unsigned i = 0; i < NAMED_SIZE && named_count < NAMED_SIZE; i++) {
+        unsigned short *at = &named_index[(h + i) % NAMED_SIZE];
+        if (*at) {
+            if (!mrh_same_string(named[*at - 1].name, name)) continue;
+            kept = named[*at - 1].name;   /* another thread added it meanwhile */
+            break;
         }
         char *copy = mrh_boot_alloc(mrh_length(name) + 1);   /* never freed, like the entry */
         if (!copy) break;
         mrh_copy(copy, name, mrh_length(name) + 1);
+        struct named *e = &named[named_count];
         e->name = copy;
         e->addr = p;
-        __atomic_store_n(&e->published, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(at, (unsigned short)++named_count, __ATOMIC_RELEASE);
+        kept = copy;
         break;
     }
-    remember_pointer(name, p);
+    if (kept) remember_pointer(name, kept, p);
     pthread_mutex_unlock(&named_lock);
     t->depth--;
     return p;
