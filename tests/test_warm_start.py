@@ -95,3 +95,34 @@ def test_a_damaged_build_or_plan_is_a_cold_start_not_a_failure(base_env, tmp_pat
     assert r.returncode == 0 and "warm start" not in err and "Traceback" not in err, err
     r, err, lines, _ = _trace(base_env, tmp_path, *args)
     assert r.returncode == 0 and "warm start" in err, err
+
+
+def test_a_plan_another_user_could_write_is_refused_not_used(base_env, tmp_path):
+    """A plan's rules are faults to inject: one in a directory others can write (or owned by another user) is
+    refused in one line, as a build there is, never run (it made cat's reads fail with EIO)."""
+    f = tmp_path / "hello.txt"
+    f.write_text("hello\n")
+    args = ["-e", "read", "cat", str(f)]
+    _trace(base_env, tmp_path, *args)
+    r, err, _lines, _ = _trace(base_env, tmp_path, *args)
+    assert "warm start" in err, err
+    plans = os.path.join(base_env["XDG_CACHE_HOME"], "mrhooker", "trace-plans")
+    path = max((os.path.join(plans, n) for n in os.listdir(plans)), key=os.path.getmtime)
+    with open(path) as fp:
+        entry = json.load(fp)
+    entry["rules"] = [[0, [[1, 5, -1, 1, 4294967295, 1, 0, 1, 0, 0]]]]   # read: error=EIO (as planned for it)
+    with open(path, "w") as fp:
+        json.dump(entry, fp)
+    os.chmod(plans, 0o777)
+    try:
+        r, err, lines, _ = _trace(base_env, tmp_path, *args)
+    finally:
+        os.chmod(plans, 0o700)
+    assert r.returncode == 2 and r.stdout == b"", (err, lines)
+    assert re.search(r"^mrhooker: trace plan .*trace-plans is writable by others \(mode 777\)", err, re.M), err
+    assert "Traceback" not in err and "INJECTED" not in lines, err
+    if os.getuid() == 0:
+        os.chown(path, 65534, 65534)
+        r, err, lines, _ = _trace(base_env, tmp_path, *args)
+        assert r.returncode == 2 and "is owned by another user (uid 65534)" in err and "INJECTED" not in lines, err
+        os.chown(path, 0, 0)

@@ -51,9 +51,10 @@ def _path(root, key):
 
 def lookup(root, key):
     """The remembered plan of key, if it still holds: (build directory, its manifest, rules, fake_time), else
-    None."""
+    None. A plan another user could have written (its rules inject faults) is refused as a build is."""
     try:
         with open(_path(root, key), encoding="utf-8") as f:
+            cache.check_private(_path(root, key), "trace plan")
             entry = json.load(f)
         if entry.get("schema") != _SCHEMA:
             return None
