@@ -730,6 +730,25 @@ def test_signals_to_mrhooker_reach_the_child(base_env, hook, cprog, sig, name, c
     assert b"Traceback" not in err, err
 
 
+@pytest.mark.parametrize("trace", [False, True])
+def test_nohup_keeps_sighup_ignored_by_mrhooker_and_the_child(base_env, hook, trace):
+    """`nohup mrhooker ...`: a hangup kills neither, as `nohup CMD` alone (mrhooker's own handler had replaced the
+    inherited SIG_IGN, so the child, no longer ignoring it, was killed by the SIGHUP mrhooker forwarded)."""
+    argv = ["trace", "-e", "nanosleep"] if trace else [hook]
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker"] + argv + ["sh", "-c", "echo ready; sleep 1; echo done"],
+                            env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        os.kill(proc.pid, signal.SIGHUP)
+        out, err = proc.communicate(timeout=scaled(60))
+    finally:
+        watchdog.cancel()
+    assert out == b"done\n" and proc.returncode == 0, (out, proc.returncode, err)
+
+
 def test_child_killed_by_forwarded_signal_kills_mrhooker_alike(base_env, hook):
     proc = subprocess.Popen([sys.executable, "-m", "mrhooker", hook, "sh", "-c", "echo ready; exec sleep 60"],
                             env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -773,6 +773,28 @@ def test_sigterm_during_a_build_leaves_nothing_behind(base_env, script, tmp_path
     assert str(builds) not in ps, ps
 
 
+def test_ctrl_c_twice_during_a_build_ends_in_one_line(base_env, script, tmp_path):
+    """`timeout 300 mrhooker ...` in a terminal: Ctrl-C reaches mrhooker twice (from the terminal, and from timeout
+    passing its own on); the second, landing while the first unwinds, gave a traceback from kill_running."""
+    builds = tmp_path / "builds"
+    hooks = script("slow.pyx", SLOW_PYX)
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", "--build-dir", str(builds), hooks, "true"],
+                            env=base_env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".tmp-slow-") for p in builds.glob(".tmp-*")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)   # Cython or cc at work
+    while proc.poll() is None:   # a stream of them, so that some land during the cleanup
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.001)
+    err = proc.communicate(timeout=scaled(30))[1].decode()
+    assert proc.returncode == 128 + signal.SIGINT and err.endswith("mrhooker: interrupted\n"), err
+    assert "Traceback" not in err, err
+    time.sleep(0.5)
+    assert not list(builds.glob(".tmp-*")), list(builds.iterdir())
+
+
 def test_temporary_directories_of_killed_builds_are_pruned(mrhooker, script, tmp_path, ):
     builds = tmp_path / "builds"
     builds.mkdir(mode=0o700)

@@ -429,8 +429,19 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
+_UNWINDING = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
 def _interrupt(signum, _frame):
-    raise _Interrupted(signum)
+    """The first of these signals unwinds; those after it (a second Ctrl-C, or `timeout` passing on the SIGINT
+    its group got) are ignored, so that the cleanup they would cut short (the compilers killed, the build's
+    temporary directory removed) ends in the one line, not a traceback."""
+    import signal
+    for name in _UNWINDING:
+        sig = getattr(signal, name)
+        if signal.getsignal(sig) is _interrupt:
+            signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt if signum == signal.SIGINT else _Interrupted(signum)
 
 
 def main(argv=None):
@@ -443,9 +454,12 @@ def main(argv=None):
     else:
         handler = run_command
     # While mrhooker builds, SIGTERM and SIGHUP unwind like Ctrl-C: the compilers are killed, the build's
-    # temporary directory removed. (While the target runs, launch forwards them to it instead.)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    # temporary directory removed. (While the target runs, launch forwards them to it instead.) One mrhooker was
+    # started ignoring (`nohup`, a background job's SIGINT) stays ignored, by mrhooker and the target it runs.
+    for name in _UNWINDING:
+        sig = getattr(signal, name)
+        if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(sig, _interrupt)
     # mrhooker.testing.run asks for the message of a refused request in a file, to tell it from the program's
     # own failures; the target must not inherit the request.
     error_file = os.environ.pop("MRHOOKER_ERROR_FILE", None)

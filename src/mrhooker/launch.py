@@ -353,7 +353,9 @@ class Signals:
         self._ended = False
         self._lock = threading.Lock()
         self._stopping = False
-        self._waited = set(FORWARDED_SIGNALS) | {WAKE}
+        # a signal mrhooker was started ignoring (`nohup`: SIGHUP) is neither forwarded nor a reason to stop: the
+        # target inherits its ignoring, as it would without mrhooker
+        self._waited = {sig for sig in FORWARDED_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN} | {WAKE}
         self._thread = None
 
     def __enter__(self):
