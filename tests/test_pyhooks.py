@@ -266,6 +266,15 @@ def test_the_launcher_writes_the_bytecode_every_hooked_process_imports(tmp_path,
     launch.cache_bytecode(str(source))
     assert os.path.exists(cache_from_source(str(source)))
     launch.cache_bytecode(str(tmp_path / "missing.py"))   # nothing to compile: nothing said
+    # damaged after its header (its source's size and mtime still match): was an internal error (EOFError), and
+    # every hooked process failed to import it; now written anew
+    pyc = cache_from_source(str(source))
+    good = open(pyc, "rb").read()
+    for damaged in (good[:20], good[:16] + b"\x00" * 40):
+        with open(pyc, "wb") as f:
+            f.write(damaged)
+        launch.cache_bytecode(str(source))
+        assert open(pyc, "rb").read() == good
 
 
 def test_bad_prototypes_are_one_clear_line(mrhooker, script):

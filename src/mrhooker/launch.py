@@ -249,12 +249,20 @@ def cache_bytecode(path):
     package's own is written when mrhooker itself is imported.)"""
     if sys.dont_write_bytecode:
         return
+    import py_compile
     from importlib.machinery import SourceFileLoader
 
     try:
         SourceFileLoader("mrhooker_bytecode", path).get_code(None)   # reads it, or compiles and writes it
-    except (OSError, ImportError, SyntaxError, ValueError):
+    except (OSError, SyntaxError):
         pass   # a read-only or odd install: each process compiles it, as before
+    except (EOFError, ImportError, ValueError, TypeError):
+        # a damaged bytecode file whose header still matches the source (every hooked process would fail to
+        # import it): written anew
+        try:
+            py_compile.compile(path, doraise=True)
+        except (OSError, py_compile.PyCompileError):
+            pass
 
 
 def run_target(build, pyinfo, command, program, options):
