@@ -95,6 +95,15 @@ def test_a_damaged_build_or_plan_is_a_cold_start_not_a_failure(base_env, tmp_pat
     assert r.returncode == 0 and "warm start" not in err and "Traceback" not in err, err
     r, err, lines, _ = _trace(base_env, tmp_path, *args)
     assert r.returncode == 0 and "warm start" in err, err
+    with open(path) as f:
+        good = json.load(f)
+    # edited into another shape (its rules are written into the trace file as they are): not used
+    for rules in ([[0, "x"]], [[7, [[1, 5, -1, 1, 4294967295, 1, 0, 1, 0, 0]]]], [[0, [[1, 5]]]], [[0, []]], 3):
+        with open(path, "w") as f:
+            json.dump(dict(good, rules=rules), f)
+        r, err, lines, _ = _trace(base_env, tmp_path, *args)
+        assert r.returncode == 0 and "warm start" not in err and "Traceback" not in err, (rules, err)
+        assert "INJECTED" not in lines, (rules, lines)
 
 
 def test_a_plan_another_user_could_write_is_refused_not_used(base_env, tmp_path):

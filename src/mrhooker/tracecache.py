@@ -16,7 +16,7 @@ from mrhooker.errors import MrhookerError
 
 DIRECTORY = "trace-plans"   # in the cache root
 KEPT = 64                   # plans kept; the least recently used go first
-_SCHEMA = 1
+_SCHEMA = 2
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -50,8 +50,9 @@ def _path(root, key):
 
 
 def lookup(root, key):
-    """The remembered plan of key, if it still holds: (build directory, its manifest, rules, fake_time), else
-    None. A plan another user could have written (its rules inject faults) is refused as a build is."""
+    """The remembered plan of key, if it still holds: (build directory, its manifest, rules), else None. A plan
+    another user could have written (its rules inject faults) is refused as a build is; one of another shape
+    (edited, or written by another version) is not used."""
     try:
         with open(_path(root, key), encoding="utf-8") as f:
             cache.check_private(_path(root, key), "trace plan")
@@ -70,15 +71,25 @@ def lookup(root, key):
             return None
         cache.touch(directory)
         os.utime(_path(root, key))
-        return directory, manifest, [(fn, chain) for fn, chain in entry["rules"]], bool(entry["fake_time"])
+        rules = [(fn, chain) for fn, chain in entry["rules"]]
+        if not all(_is_rule(fn, chain, len(manifest["functions"])) for fn, chain in rules):
+            return None
+        return directory, manifest, rules
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def remember(root, key, directory, rules, fake_time, header_stamps):
+def _is_rule(fn, chain, nfn):
+    """Whether (fn, chain) has the shape of planned --inject rules (faults.Rule.entry()'s fields) for one of nfn
+    functions: the trace file's rule table is written from them as they are."""
+    return (type(fn) is int and 0 <= fn < nfn and isinstance(chain, list) and chain
+            and all(isinstance(fields, list) and len(fields) == 10 and all(type(x) in (int, bool) for x in fields)
+                    for fields in chain))
+
+
+def remember(root, key, directory, rules, header_stamps):
     """Writes key's plan (atomically; a plan that can't be written only costs the next run its warm start)."""
-    entry = {"schema": _SCHEMA, "build": os.path.basename(directory), "rules": rules, "fake_time": fake_time,
-             "headers": header_stamps}
+    entry = {"schema": _SCHEMA, "build": os.path.basename(directory), "rules": rules, "headers": header_stamps}
     plans = os.path.join(root, DIRECTORY)
     try:
         os.makedirs(plans, mode=0o700, exist_ok=True)

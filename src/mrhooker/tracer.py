@@ -208,11 +208,12 @@ class Tracer:
         key = tracecache.request_key(request, options.headers, options.cflags, fake_rate)
         found = None if options.rebuild else tracecache.lookup(root, key)
         if found is not None:
-            directory, manifest, rules, fake_time = found
+            directory, manifest, rules = found
             functions = manifest["functions"]
             self.log("warm start: %s" % directory)
             self.log("tracing %d functions: %s" % (len(functions), " ".join(f["name"] for f in functions)))
-            return build.TraceBuild(cache.check_private(directory, "build"), functions), rules, fake_time
+            trace_build = build.TraceBuild(cache.check_private(directory, "build"), functions)
+            return trace_build, rules, request.fake_time is not None
         with options.preparing("reading the system headers' prototypes"):
             build.start_runtime_objects(root, options.log)
             try:
@@ -224,8 +225,7 @@ class Tracer:
             self.log("tracing %d functions: %s" % (len(planned.plans), " ".join(p.symbol for p in planned.plans)))
             trace_build = build.build_trace(planned.plans, planned.symbols, planned.layouts, options)
         from mrhooker import cdecl
-        tracecache.remember(root, key, trace_build.directory, planned.rules, planned.fake_time,
-                            cdecl.loaded_header_stamps())
+        tracecache.remember(root, key, trace_build.directory, planned.rules, cdecl.loaded_header_stamps())
         return trace_build, planned.rules, planned.fake_time
 
     def _connect(self, reader, outputs):
@@ -307,8 +307,9 @@ class Tracer:
                  "(--timeline-limit N)" % (count, left_out))
         for which, pid, err, lost, written in reader.output_errors():
             where = "from line %d on" % (written + 1) if written else "from its start"
-            _say("cannot write %s: %s (%d lines of the trace are missing there, %s; the program ran on)" % (
-                outputs.path_of(which, pid), os.strerror(err), lost, where))
+            missing = "1 line of the trace is" if lost == 1 else "%d lines of the trace are" % lost
+            _say("cannot write %s: %s (%s missing there, %s; the program ran on)" % (
+                outputs.path_of(which, pid), os.strerror(err), missing, where))
 
 
 class _LaunchOptions:
