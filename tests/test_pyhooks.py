@@ -742,10 +742,29 @@ def test_a_hook_script_that_fails_to_start_ends_the_run_with_a_final_line_and_st
     assert out.read_text().count("ModuleNotFoundError") == 2
 
 
+def test_hook_output_that_cannot_be_written_is_said_once_and_the_status_kept(mrhooker, script):
+    hooks = script("talks.py", """\
+        from mrhooker import hook
+
+        @hook("int getpid(void)")
+        def getpid():
+            print("getpid called")
+            return getpid.original()
+    """)
+    program = [sys.executable, "-c", "import os, sys; os.getpid(); print('out'); sys.exit(5)"]
+    r = mrhooker("-o", "/dev/full", hooks, *program)
+    assert r.returncode == 5 and r.out == "out\n", r
+    assert r.err == ("mrhooker: cannot write the hook output to /dev/full: No space left on device (in 1 process): "
+                     "some of it is lost\n"), r
+    r = mrhooker("-o", "/dev/null", hooks, *program)   # written: nothing said
+    assert r.returncode == 5 and r.out == "out\n" and r.err == "", r
+
+
 def test_run_report_records_are_summed_up():
     from mrhooker.runreport import summarize
     records = ("missing 10:1 SSL_write unlinkatt\nmissing 11:2 unlinkatt\nmissing 11:2 zlibVersion\n"
                "missing 12:3 unlinkatt zlibVersion\nfound zlibVersion\nunstarted\nunstarted\n")
-    assert summarize(records) == ({"unlinkatt"}, 2)
-    assert summarize("missing 10:1\nmissing 11:2 foo\n") == (set(), 0)   # the first process found foo
-    assert summarize("") == (set(), 0)
+    assert summarize(records) == ({"unlinkatt"}, 2, {})
+    assert summarize("missing 10:1\nmissing 11:2 foo\n") == (set(), 0, {})   # the first process found foo
+    assert summarize("") == (set(), 0, {})
+    assert summarize("lost 28\nlost 28\nlost 5\nlost x\n") == (set(), 0, {28: 2, 5: 1})

@@ -1,12 +1,13 @@
-"""What mrhooker says about a hooked run besides the program's own output: whether the hooks started, and which
-hooked names no library of the program defines.
+"""What mrhooker says about a hooked run besides the program's own output: whether the hooks started, which
+hooked names no library of the program defines, and whether the hook output could be written.
 
 Each hooked process appends records to a file of mrhooker's (runtime/preload.c, "reports to the launcher"): the
-hooked names nothing it loaded defined, those a library loaded later did, and whether its hooks failed to start.
-After the run, mrhooker sums them up in its last lines:
+hooked names nothing it loaded defined, those a library loaded later did, whether its hooks failed to start, and
+whether its hook output could not be written. After the run, mrhooker sums them up in its last lines:
 
     mrhooker: warning: no library of the program defines unlinkatt: its hook never ran
     mrhooker: the hooks did not start in 1 process (see the error above): it ran unhooked
+    mrhooker: cannot write the hook output to out.txt: No space left on device (in 1 process): some of it is lost
 
 A name is reported only if no process of the run found it (sh, which runs curl, has no SSL_write; curl has). A
 failed start makes mrhooker's exit status 2 where the program's was 0 (launch.run_target), so that a CI job
@@ -46,15 +47,15 @@ class RunReport:
         self._file.close()
 
     def summary(self):
-        """(the names no process found, the number of processes whose hooks did not start), from the records
-        written so far."""
+        """(the names no process found, the number of processes whose hooks did not start, {errno: processes
+        whose hook output could not be written}), from the records written so far."""
         self._file.seek(0)
         return summarize(self._file.read().decode("utf-8", "replace"))
 
     def final_lines(self, output=None):
         """mrhooker's last lines about the run (without "mrhooker: "), and whether the hooks failed to start
         anywhere. output: the -o file the hook output went to, if any."""
-        never_found, unstarted = self.summary()
+        never_found, unstarted, lost = self.summary()
         lines = []
         if never_found:
             shown = sorted(never_found)[:MISSING_SHOWN]
@@ -67,14 +68,19 @@ class RunReport:
             lines.append("the hooks did not start in %d process%s (see the error %s): %s unhooked"
                          % (unstarted, "" if unstarted == 1 else "es", where,
                             "it ran" if unstarted == 1 else "they ran"))
+        for err, processes in sorted(lost.items()):
+            lines.append("cannot write the hook output to %s: %s (in %d process%s): some of it is lost"
+                         % (output or "standard error", os.strerror(err), processes, "" if processes == 1 else "es"))
         return lines, unstarted > 0
 
 
 def summarize(text):
-    """(names missing in every process image that reported and found by none, processes not started)."""
+    """(names missing in every process image that reported and found by none, processes not started, {errno:
+    processes whose hook output could not be written})."""
     images = {}
     found = set()
     unstarted = 0
+    lost = {}
     for line in text.splitlines():
         words = line.split()
         if len(words) >= 2 and words[0] == "missing":
@@ -83,8 +89,10 @@ def summarize(text):
             found.update(words[1:])
         elif words == ["unstarted"]:
             unstarted += 1
+        elif len(words) == 2 and words[0] == "lost" and words[1].isdigit():
+            lost[int(words[1])] = lost.get(int(words[1]), 0) + 1
     never_found = set.intersection(*images.values()) - found if images else set()
-    return never_found, unstarted
+    return never_found, unstarted, lost
 
 
 # ---- before the run (-v) ---------------------------------------------------------------------------------

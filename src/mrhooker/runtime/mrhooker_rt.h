@@ -139,6 +139,7 @@ typedef struct mrh_runtime {
     /* The hook settings (MRHOOKER_* as this process got them) */
     const char *kind, *module, *script, *hooks_path, *python_path, *python_home, *executable;
     const char *output, *output_id;
+    const char *report, *report_id;  /* the launcher's report file (preload.c, reports) */
     /* What the hook namespace takes from the target's libc instead of its own (namespace.c says why). */
     struct {
         void *(*malloc)(size_t);

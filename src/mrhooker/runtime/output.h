@@ -83,15 +83,16 @@ static inline int mrh_output_format_warning(char *line, size_t size, const char 
     return n;
 }
 
-static inline void mrh_output_write_all(int fd, const char *data, size_t n)
+static inline int mrh_output_write_all(int fd, const char *data, size_t n)   /* 0, or what went wrong */
 {
     while (n > 0) {
         ssize_t w = write(fd, data, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return;
+        if (w <= 0) return w < 0 ? errno : ENOSPC;
         data += w;
         n -= (size_t)w;
     }
+    return 0;
 }
 
 #endif

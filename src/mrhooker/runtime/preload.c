@@ -96,6 +96,7 @@ void mrh_warn(const char *fmt, ...)
  *   found NAME             one of them that a library loaded since defines: when its original is found
  *                          (a call looks it up), or at exit
  *   unstarted              the hooks could not start here (the hook output says why)
+ *   lost ERRNO             the hook output could not be written here (pyrt.c, output_lost): some of it is lost
  * Every hooked process writes one at load (~10 µs), so that a name found in any process is not reported. */
 
 /* Per slot: no original at load, and none found since (mrh_report_resolved clears it: two threads finding one
@@ -340,6 +341,7 @@ static void fill_runtime(void)
     r->kind = c->kind, r->module = c->module, r->script = c->script, r->hooks_path = c->hooks;
     r->python_path = c->python_path, r->python_home = c->python_home, r->executable = c->executable;
     r->output = c->output, r->output_id = c->output_id;
+    r->report = c->report, r->report_id = c->report_id;
 #define ORIGINAL(field, name) r->field = (__typeof__(r->field))mrh_original(name)
     ORIGINAL(alloc.malloc, "malloc");
     ORIGINAL(alloc.calloc, "calloc");

@@ -679,17 +679,36 @@ static PyObject *native_disable(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* The hook output could not be written (a full disk, -o /dev/full): the program runs on, and the launcher is
+ * told once per process (a "lost ERRNO" record: preload.c, reports), so that mrhooker's last lines say so rather
+ * than the lines going missing without a word. */
+static pid_t lost_reported_by;   /* the process that has reported it (a forked child reports its own) */
+
+static void output_lost(int err)
+{
+    pid_t pid = getpid();
+    if (lost_reported_by == pid || mrh_rt->report == NULL) return;
+    lost_reported_by = pid;
+    int fd = mrh_output_open(mrh_rt->report, mrh_rt->report_id);
+    if (fd < 0) return;
+    char line[32];
+    int n = snprintf(line, sizeof line, "lost %d\n", err);
+    mrh_output_write_all(fd, line, (size_t)n);
+    close(fd);
+}
+
 /* write_output(data): one write of data (whole lines) to the hook output, without the GIL. */
 static PyObject *native_write_output(PyObject *self, PyObject *arg)
 {
     Py_buffer data;
     if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) return NULL;
-    int fd = output_descriptor();
+    int fd = output_descriptor(), err = 0;
     if (fd >= 0) {
         Py_BEGIN_ALLOW_THREADS
-        mrh_output_write_all(fd, data.buf, (size_t)data.len);
+        err = mrh_output_write_all(fd, data.buf, (size_t)data.len);
         Py_END_ALLOW_THREADS
     }
+    if (err) output_lost(err);
     PyBuffer_Release(&data);
     Py_RETURN_NONE;
 }
