@@ -754,8 +754,8 @@ cdef extern int foo(int x) nogil:
 """ + "".join("def f%d(x):\n    return [x * %d for _ in range(3)]\n" % (i, i) for i in range(400))
 
 
-def test_sigterm_during_a_build_leaves_nothing_behind(base_env, script, tmp_path):
-    builds = tmp_path / "builds"
+def _start_slow_build(base_env, script, builds):
+    """mrhooker building SLOW_PYX into builds, once Cython or cc is at work."""
     hooks = script("slow.pyx", SLOW_PYX)
     proc = subprocess.Popen([sys.executable, "-m", "mrhooker", "--build-dir", str(builds), hooks, "true"],
                             env=base_env, stderr=subprocess.PIPE)
@@ -763,7 +763,13 @@ def test_sigterm_during_a_build_leaves_nothing_behind(base_env, script, tmp_path
     while not any(p.name.startswith(".tmp-slow-") for p in builds.glob(".tmp-*")):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.02)
-    time.sleep(0.3)   # Cython or cc at work
+    time.sleep(0.3)
+    return proc
+
+
+def test_sigterm_during_a_build_leaves_nothing_behind(base_env, script, tmp_path):
+    builds = tmp_path / "builds"
+    proc = _start_slow_build(base_env, script, builds)
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate(timeout=scaled(30))[1].decode()
     assert proc.returncode == 128 + signal.SIGTERM and "mrhooker: interrupted" in err, err
@@ -777,14 +783,7 @@ def test_ctrl_c_twice_during_a_build_ends_in_one_line(base_env, script, tmp_path
     """`timeout 300 mrhooker ...` in a terminal: Ctrl-C reaches mrhooker twice (from the terminal, and from timeout
     passing its own on); the second, landing while the first unwinds, gave a traceback from kill_running."""
     builds = tmp_path / "builds"
-    hooks = script("slow.pyx", SLOW_PYX)
-    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", "--build-dir", str(builds), hooks, "true"],
-                            env=base_env, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not any(p.name.startswith(".tmp-slow-") for p in builds.glob(".tmp-*")):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
-    time.sleep(0.3)   # Cython or cc at work
+    proc = _start_slow_build(base_env, script, builds)
     while proc.poll() is None:   # a stream of them, so that some land during the cleanup
         proc.send_signal(signal.SIGINT)
         time.sleep(0.001)

@@ -75,13 +75,18 @@ def test_a_changed_header_is_planned_again(base_env, tmp_path, cprog):
     assert r.stdout == b"1\n" and "warm start" not in err and re.search(r"^getppid\(\) = \d+$", lines, re.M), err
 
 
-def test_a_damaged_build_or_plan_is_a_cold_start_not_a_failure(base_env, tmp_path):
-    args = ["-e", "getpid", "sh", "-c", "echo $$"]
+def _warm_plan(base_env, tmp_path, args):
+    """Traces args twice (the second a warm start); the path of the plan the second used."""
     _trace(base_env, tmp_path, *args)
     r, err, _lines, _ = _trace(base_env, tmp_path, *args)
     assert "warm start" in err, err
     plans = os.path.join(base_env["XDG_CACHE_HOME"], "mrhooker", "trace-plans")
-    path = max((os.path.join(plans, n) for n in os.listdir(plans)), key=os.path.getmtime)
+    return max((os.path.join(plans, n) for n in os.listdir(plans)), key=os.path.getmtime)
+
+
+def test_a_damaged_build_or_plan_is_a_cold_start_not_a_failure(base_env, tmp_path):
+    args = ["-e", "getpid", "sh", "-c", "echo $$"]
+    path = _warm_plan(base_env, tmp_path, args)
     with open(path) as f:
         build = json.load(f)["build"]
     with open(os.path.join(base_env["XDG_CACHE_HOME"], "mrhooker", build, "preload.so"), "r+b") as f:
@@ -112,16 +117,13 @@ def test_a_plan_another_user_could_write_is_refused_not_used(base_env, tmp_path)
     f = tmp_path / "hello.txt"
     f.write_text("hello\n")
     args = ["-e", "read", "cat", str(f)]
-    _trace(base_env, tmp_path, *args)
-    r, err, _lines, _ = _trace(base_env, tmp_path, *args)
-    assert "warm start" in err, err
-    plans = os.path.join(base_env["XDG_CACHE_HOME"], "mrhooker", "trace-plans")
-    path = max((os.path.join(plans, n) for n in os.listdir(plans)), key=os.path.getmtime)
+    path = _warm_plan(base_env, tmp_path, args)
     with open(path) as fp:
         entry = json.load(fp)
     entry["rules"] = [[0, [[1, 5, -1, 1, 4294967295, 1, 0, 1, 0, 0]]]]   # read: error=EIO (as planned for it)
     with open(path, "w") as fp:
         json.dump(entry, fp)
+    plans = os.path.dirname(path)
     os.chmod(plans, 0o777)
     try:
         r, err, lines, _ = _trace(base_env, tmp_path, *args)
