@@ -682,13 +682,13 @@ static PyObject *native_disable(PyObject *self, PyObject *unused)
 /* The hook output could not be written (a full disk, -o /dev/full): the program runs on, and the launcher is
  * told once per process (a "lost ERRNO" record: preload.c, reports), so that mrhooker's last lines say so rather
  * than the lines going missing without a word. */
-static pid_t lost_reported_by;   /* the process that has reported it (a forked child reports its own) */
+static pid_t lost_reported_by;   /* the process that has reported it (a forked child reports its own); the first
+                                    thread to exchange its pid in reports */
 
 static void output_lost(int err)
 {
     pid_t pid = getpid();
-    if (lost_reported_by == pid || mrh_rt->report == NULL) return;
-    lost_reported_by = pid;
+    if (mrh_rt->report == NULL || __atomic_exchange_n(&lost_reported_by, pid, __ATOMIC_RELAXED) == pid) return;
     int fd = mrh_output_open(mrh_rt->report, mrh_rt->report_id);
     if (fd < 0) return;
     char line[32];
