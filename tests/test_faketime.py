@@ -1,6 +1,7 @@
 """--fake-time on real C programs, side by side with libfaketime (`faketime`, the reference) where it has the
 behaviour: every realtime reader on the same second, timed waits on a fake deadline, rates, dates past 2262.
 Every run has a timeout, and the programs a watchdog."""
+import glob
 import os
 import re
 import shutil
@@ -12,7 +13,9 @@ from helpers import RUN_TIMEOUT, WATCHDOG_C, scaled
 
 from mrhooker import testing
 
-FAKETIME = shutil.which("faketime")
+# libfaketime itself, preloaded as its `faketime` wrapper preloads it (Debian's faketime package ships both)
+FAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") +
+                            glob.glob("/usr/lib/faketime/libfaketime.so.1"))), None) if shutil.which("faketime") else None
 needs_faketime = pytest.mark.skipif(FAKETIME is None, reason="libfaketime's faketime is not installed")
 
 
@@ -22,13 +25,14 @@ def trace(mrhooker, *args, **kwargs):
 
 
 def faketime(spec, argv, real_monotonic=False):
-    """The same program under libfaketime. real_monotonic: its monotonic clock left real (as under mrhooker),
-    so that a program measures real waits under a rate (libfaketime then mistranslates a monotonic condition
-    variable's deadline: it doesn't wait)."""
+    """The same program under libfaketime: what `faketime -f SPEC` does for one process (FAKETIME=SPEC, the
+    library preloaded), without the wrapper, which names a semaphore after its own pid and refuses to run when a
+    killed faketime left one of that name in /dev/shm. real_monotonic: its monotonic clock left real (as under
+    mrhooker), so that a program measures real waits under a rate (libfaketime then mistranslates a monotonic
+    condition variable's deadline: it doesn't wait)."""
     env = dict(os.environ, DONT_FAKE_MONOTONIC="1") if real_monotonic else dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    return subprocess.run([FAKETIME, "-f", spec] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=RUN_TIMEOUT, env=env)
+    env.update(FAKETIME=spec, LD_PRELOAD=FAKETIME)
+    return subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT, env=env)
 
 
 # ---- readers -------------------------------------------------------------------------------------------
