@@ -712,21 +712,28 @@ def test_child_killed_by_signal_shell_sees_128_plus_n(base_env, hook, sig, expec
     assert "mrhooker:" not in err and "Traceback" not in err, r
 
 
-@pytest.mark.parametrize("sig,name,code", [(signal.SIGINT, "SIGINT", 21), (signal.SIGTERM, "SIGTERM", 22),
-                                           (signal.SIGHUP, "SIGHUP", 23)])
-def test_signals_to_mrhooker_reach_the_child(base_env, hook, cprog, sig, name, code):
-    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", hook, cprog(SIGNALLED)], env=base_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _signal_once_ready(base_env, argv, sig, preexec_fn=None):
+    """Runs mrhooker with argv, whose command prints "ready" first; sends sig to mrhooker once it has (the child
+    runs, and mrhooker waits for it). (the rest of stdout, stderr, exit status)"""
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker"] + argv, env=base_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=preexec_fn)
     watchdog = threading.Timer(60, proc.kill)
     watchdog.start()
     try:
-        assert proc.stdout.readline() == b"ready\n"   # the child runs (and mrhooker waits for it)
+        assert proc.stdout.readline() == b"ready\n"
         os.kill(proc.pid, sig)
         out, err = proc.communicate(timeout=scaled(60))
     finally:
         watchdog.cancel()
+    return out, err, proc.returncode
+
+
+@pytest.mark.parametrize("sig,name,code", [(signal.SIGINT, "SIGINT", 21), (signal.SIGTERM, "SIGTERM", 22),
+                                           (signal.SIGHUP, "SIGHUP", 23)])
+def test_signals_to_mrhooker_reach_the_child(base_env, hook, cprog, sig, name, code):
+    out, err, returncode = _signal_once_ready(base_env, [hook, cprog(SIGNALLED)], sig)
     assert out == ("got %s\n" % name).encode(), (out, err)
-    assert proc.returncode == code, (proc.returncode, err)
+    assert returncode == code, (returncode, err)
     assert b"Traceback" not in err, err
 
 
@@ -735,32 +742,16 @@ def test_nohup_keeps_sighup_ignored_by_mrhooker_and_the_child(base_env, hook, tr
     """`nohup mrhooker ...`: a hangup kills neither, as `nohup CMD` alone (mrhooker's own handler had replaced the
     inherited SIG_IGN, so the child, no longer ignoring it, was killed by the SIGHUP mrhooker forwarded)."""
     argv = ["trace", "-e", "nanosleep"] if trace else [hook]
-    proc = subprocess.Popen([sys.executable, "-m", "mrhooker"] + argv + ["sh", "-c", "echo ready; sleep 1; echo done"],
-                            env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
-    watchdog = threading.Timer(60, proc.kill)
-    watchdog.start()
-    try:
-        assert proc.stdout.readline() == b"ready\n"
-        os.kill(proc.pid, signal.SIGHUP)
-        out, err = proc.communicate(timeout=scaled(60))
-    finally:
-        watchdog.cancel()
-    assert out == b"done\n" and proc.returncode == 0, (out, proc.returncode, err)
+    out, err, returncode = _signal_once_ready(base_env, argv + ["sh", "-c", "echo ready; sleep 1; echo done"],
+                                              signal.SIGHUP,
+                                              preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert out == b"done\n" and returncode == 0, (out, returncode, err)
 
 
 def test_child_killed_by_forwarded_signal_kills_mrhooker_alike(base_env, hook):
-    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", hook, "sh", "-c", "echo ready; exec sleep 60"],
-                            env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    watchdog = threading.Timer(60, proc.kill)
-    watchdog.start()
-    try:
-        assert proc.stdout.readline() == b"ready\n"
-        os.kill(proc.pid, signal.SIGTERM)
-        out, err = proc.communicate(timeout=scaled(60))
-    finally:
-        watchdog.cancel()
-    assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
+    out, err, returncode = _signal_once_ready(base_env, [hook, "sh", "-c", "echo ready; exec sleep 60"],
+                                              signal.SIGTERM)
+    assert returncode == -signal.SIGTERM, (returncode, err)
     assert b"Traceback" not in err, err
 
 
