@@ -1,0 +1,587 @@
+"""Loading a shared library into a running process that mrhooker did not start (issue 18, first step): the
+process is left exactly as it was, except that the library is loaded and its constructors have run.
+
+Build/CLI side only: nothing that runs inside a target imports this module.
+
+How (x86-64 Linux, glibc 2.34+, whose libc.so.6 exports dlopen):
+- Every thread is stopped with PTRACE_SEIZE + PTRACE_INTERRUPT (no signal is sent, so the program can't see
+  it, and a SIGSTOP the program gets meanwhile keeps its meaning). One thread is chosen; the others are
+  released at once, before the call, so that a lock another thread holds (the loader's, malloc's) is released
+  as it would have been, instead of deadlocking the call; the program is stopped only while the threads are
+  looked at.
+- The chosen thread calls the target's own functions, found from /proc/PID/maps and libc.so.6's dynamic
+  symbols (pyelftools): __errno_location() (to put the thread's errno back afterwards), then
+  dlopen(path, RTLD_NOW), and dlerror() when it fails. Each call: the arguments in rdi/rsi, the path written on
+  the thread's stack below its red zone (128 bytes), the stack 16-byte aligned at the call, and a return
+  address of 0, so the return is a SIGSEGV stop (at rip 0) where rax is read; that SIGSEGV is never delivered.
+- All registers are then put back exactly: the general registers (PTRACE_GETREGS/SETREGS) and the whole
+  FPU/SSE/AVX state (PTRACE_GETREGSET NT_X86_XSTATE), and the thread's errno (memory, not a register: a
+  program may be stopped between a failed call and its errno test).
+
+A thread stopped inside a system call (read, nanosleep, accept, poll, futex ...) restarts as the kernel would
+have restarted it. Idea: a ptrace stop caused by PTRACE_INTERRUPT happens inside the kernel's signal handling
+on the way back to user space, *before* the kernel decides about restarting the interrupted call; the thread's
+registers then hold rax = -ERESTARTSYS/-ERESTARTNOINTR/-ERESTARTNOHAND/-ERESTART_RESTARTBLOCK (512/513/514/
+516), orig_rax = the call's number, rip just past the 2-byte `syscall` instruction. For the remote calls
+orig_rax is set to -1, so the kernel does not "restart" into them. At the end the original registers are put
+back unchanged (orig_rax and rax included) and the thread resumes from a stop that is again inside the
+signal-handling path, so the kernel makes the decision itself: rip -= 2 with rax = orig_rax (or
+__NR_restart_syscall for 516, with the thread's restart_block, which the remote calls don't touch) when no
+handler runs, and -EINTR or a restart according to SA_RESTART when a signal's handler runs. Doing the rip -= 2
+by hand instead would restart a call the kernel would have failed with EINTR (a handler without SA_RESTART, as
+Python's: Ctrl-C during time.sleep() would wait for the whole sleep). A call the kernel can't restart (epoll_wait
+and the others signal(7) lists) returns EINTR to the program, exactly as under strace -p or gdb.
+
+Signals are never lost or duplicated, and keep their siginfo:
+- While the threads are being stopped, a signal-delivery-stop is passed on at once (PTRACE_CONT with that
+  signal): the kernel delivers it as it would have (handler, default action, or ignored); the pending
+  interrupt then stops the thread again.
+- During the remote calls the chosen thread's signal mask is left as it is, so the signals it takes are
+  caught at their signal-delivery-stop and held back (their siginfo kept). After the registers are restored,
+  the first is delivered by the detach itself (PTRACE_SETSIGINFO + PTRACE_DETACH with its number), so the
+  kernel decides EINTR vs restart for the interrupted call with it; any further ones are sent again with
+  tgkill (same signal and thread; si_pid becomes mrhooker's). A stop signal (group-stop) seen meanwhile leaves
+  the process stopped after the detach, as the kernel does.
+
+Hazards (see the report of issue 18): the chosen thread may have been stopped inside malloc (holding its
+arena's lock) or similar, so dlopen could block; the call then times out, the thread is put back where it was,
+and the error says so (the lock dlopen took may stay taken). If mrhooker is killed during the call the kernel
+detaches the thread with the call's registers, and its return to address 0 kills the process.
+"""
+import ctypes
+import errno
+import os
+import platform
+import signal
+import struct
+import time
+
+from mrhooker.errors import MrhookerError
+
+# ptrace requests and constants (linux/ptrace.h, x86-64).
+PTRACE_CONT = 7
+PTRACE_GETREGS = 12
+PTRACE_SETREGS = 13
+PTRACE_DETACH = 17
+PTRACE_GETSIGINFO = 0x4202
+PTRACE_SETSIGINFO = 0x4203
+PTRACE_GETREGSET = 0x4204
+PTRACE_SETREGSET = 0x4205
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_EVENT_STOP = 128
+NT_X86_XSTATE = 0x202
+XSTATE_MAX = 16384          # bytes: more than any x86 XSAVE area the kernel gives (AMX: ~11 KB)
+WALL = 0x40000000           # __WALL: wait for threads too
+RTLD_NOW = 2
+RED_ZONE = 128
+SIGINFO_SIZE = 128
+NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: "not in a system call", so the kernel restarts nothing
+# Signals a fault raises synchronously: one of them during a remote call means the call itself crashed.
+FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
+STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+LIBRARIES = ("libc.so.6", "libdl.so.2")   # where dlopen is looked for, in this order (libdl: glibc < 2.34)
+
+
+class _Regs(ctypes.Structure):
+    """struct user_regs_struct of x86-64 (sys/user.h)."""
+    _fields_ = [(name, ctypes.c_ulonglong) for name in (
+        "r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs eflags rsp ss fs_base "
+        "gs_base ds es fs gs").split()]
+
+
+class _IOVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+_libc = None
+
+
+def _lib():
+    global _libc
+    if _libc is None:
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        lib.ptrace.restype = ctypes.c_long
+        lib.syscall.restype = ctypes.c_long
+        _libc = lib
+    return _libc
+
+
+def _ptrace(request, tid, addr=None, data=None):
+    ctypes.set_errno(0)
+    result = _lib().ptrace(request, tid, addr, data)
+    if result == -1:
+        err = ctypes.get_errno()
+        if err:
+            raise OSError(err, os.strerror(err))
+    return result
+
+
+def _tgkill(pid, tid, sig):
+    SYS_tgkill = 234
+    _lib().syscall(ctypes.c_long(SYS_tgkill), ctypes.c_long(pid), ctypes.c_long(tid), ctypes.c_long(sig))
+
+
+# ---- what the process is, before anything stops it ------------------------------------------------------
+
+def _status(pid):
+    """/proc/PID/status as a dict, or a refusal when there is no such process."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except FileNotFoundError:
+        raise MrhookerError("no process with pid %d" % pid)
+
+
+def _comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def _ptrace_scope():
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None   # no Yama in this kernel: classic ptrace permissions only
+
+
+def _check_state(pid):
+    """Refuses a process that can't be attached for a reason visible without trying (one message each)."""
+    if platform.machine() != "x86_64":
+        raise MrhookerError("attaching to a process works on x86-64 only (this machine is %s)" % platform.machine())
+    st = _status(pid)
+    name = "process %d (%s)" % (pid, st.get("Name", "?"))
+    state = st.get("State", "")
+    if state.startswith("Z") or state.startswith("X"):
+        raise MrhookerError("%s is a zombie (it has exited; its parent has not collected it): nothing runs there "
+                            "to attach to" % name)
+    tracer = int(st.get("TracerPid", "0") or 0)
+    if tracer:
+        raise MrhookerError("%s is already traced by process %d (%s): a process has one tracer at a time; "
+                            "detach that one (quit gdb, stop strace) and try again" % (name, tracer, _comm(tracer)))
+    if state.startswith("T") or state.startswith("t"):
+        raise MrhookerError("%s is stopped (SIGSTOP, Ctrl-Z): continue it first (kill -CONT %d)" % (name, pid))
+    return name, st
+
+
+def _refuse_permission(pid, name, st):
+    """The reason PTRACE_SEIZE said EPERM, with what to do."""
+    uids = st.get("Uid", "").split()
+    if os.geteuid() != 0 and uids and str(os.geteuid()) not in uids[:1] + uids[1:3]:
+        return MrhookerError("%s belongs to another user (uid %s): attach as that user, or as root (CAP_SYS_PTRACE)"
+                             % (name, uids[0]))
+    scope = _ptrace_scope()
+    if scope:
+        what = {1: "only a parent may attach to its descendants", 2: "only a process with CAP_SYS_PTRACE may attach",
+                3: "no process may attach, until the next reboot"}.get(scope, "attaching is restricted")
+        fix = ("" if scope == 3 else
+               ": run mrhooker as root (CAP_SYS_PTRACE), or allow it with: sysctl kernel.yama.ptrace_scope=0")
+        return MrhookerError("%s: kernel.yama.ptrace_scope is %d (%s)%s" % (name, scope, what, fix))
+    if os.geteuid() != 0 and uids and any(u != str(os.geteuid()) for u in uids):
+        return MrhookerError("%s changed its user ids (set-uid program, uids %s): attach as root (CAP_SYS_PTRACE)"
+                             % (name, " ".join(uids)))
+    return MrhookerError("%s can't be attached: permission denied (not dumpable, or a security module refuses it); "
+                         "try as root" % name)
+
+
+def _check_machine(pid, name, st):
+    """Refuses a program that is not x86-64 (a 32-bit one, another architecture under emulation)."""
+    try:
+        with open("/proc/%d/exe" % pid, "rb") as f:
+            header = f.read(20)
+    except PermissionError:
+        raise _refuse_permission(pid, name, st)
+    except OSError:
+        return   # a kernel thread or a vanished program: the later steps say so
+    if header[:4] == b"\x7fELF" and len(header) >= 20:
+        machine, = struct.unpack_from("<H" if header[5] == 1 else ">H", header, 18)
+        if header[4] != 2 or machine != 62:   # ELFCLASS64, EM_X86_64
+            raise MrhookerError("%s is not an x86-64 program (ELF class %d, machine %d): mrhooker attaches to "
+                                "x86-64 programs only" % (name, 32 if header[4] == 1 else 64, machine))
+
+
+def _maps(pid, name, st):
+    """[(start, end, offset, path)] of the process's file mappings."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            lines = f.read().splitlines()
+    except PermissionError:
+        raise _refuse_permission(pid, name, st)
+    except FileNotFoundError:
+        raise MrhookerError("no process with pid %d" % pid)
+    maps = []
+    for line in lines:
+        fields = line.split(None, 5)
+        if len(fields) == 6 and fields[5].startswith("/"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            maps.append((start, end, int(fields[2], 16), fields[5]))
+    return maps
+
+
+def _exported(path, opened, names):
+    """{name: st_value} of the defined functions `names` in the dynamic symbol table of an ELF file."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    try:
+        elf = ELFFile(opened)
+        dynsym = elf.get_section_by_name(".dynsym")
+        loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+        first_vaddr = min(s["p_vaddr"] - s["p_offset"] for s in loads) if loads else 0
+        found = {}
+        if dynsym is not None:
+            for wanted in names:
+                for sym in dynsym.get_symbol_by_name(wanted) or ():
+                    if sym["st_shndx"] != "SHN_UNDEF" and sym["st_info"]["type"] == "STT_FUNC":
+                        found[wanted] = sym["st_value"] - first_vaddr
+                        break
+        return found
+    except ELFError as e:
+        raise MrhookerError("%s: not an ELF file mrhooker can read (%s)" % (path, e))
+
+
+def _functions(pid, name, st):
+    """{dlopen, dlerror, __errno_location: address in the process}, or a refusal saying why there is none."""
+    maps = _maps(pid, name, st)
+    seen = []
+    for library in LIBRARIES:
+        mapped = [m for m in maps if os.path.basename(m[3].replace(" (deleted)", "")) == library]
+        if not mapped:
+            continue
+        seen.append(library)
+        base = min(m[0] - m[2] for m in mapped)   # where the file's offset 0 is mapped
+        start, end, _, path = min(mapped)
+        try:   # the very file mapped (even if replaced on disk since, or in another mount namespace)
+            opened = open("/proc/%d/map_files/%x-%x" % (pid, start, end), "rb")
+        except OSError:
+            opened = open("/proc/%d/root%s" % (pid, path), "rb")
+        with opened:
+            found = _exported(path, opened, ("dlopen", "dlerror"))
+        if "dlopen" in found and "dlerror" in found:
+            functions = {k: base + v for k, v in found.items()}
+            break
+    else:
+        if not seen:
+            raise MrhookerError("%s has no libc.so.6 loaded: it is a static program (or not a glibc one), which "
+                                "can't load a library; only dynamically linked programs can be attached" % name)
+        raise MrhookerError("%s: its C library exports no dlopen (glibc older than 2.34, without libdl.so.2 "
+                            "loaded): it can't be attached" % name)
+    libc = [m for m in maps if os.path.basename(m[3].replace(" (deleted)", "")) == "libc.so.6"]
+    if not libc:
+        raise MrhookerError("%s has no libc.so.6 loaded: only glibc programs can be attached" % name)
+    start, end, _, path = min(libc)
+    try:
+        opened = open("/proc/%d/map_files/%x-%x" % (pid, start, end), "rb")
+    except OSError:
+        opened = open("/proc/%d/root%s" % (pid, path), "rb")
+    with opened:
+        found = _exported(path, opened, ("__errno_location",))
+    if "__errno_location" not in found:
+        raise MrhookerError("%s: its libc.so.6 exports no __errno_location: not a glibc mrhooker knows" % name)
+    functions["__errno_location"] = min(m[0] - m[2] for m in libc) + found["__errno_location"]
+    loader = [(m[0], m[1]) for m in maps if os.path.basename(m[3]).startswith("ld-linux")]
+    return functions, loader
+
+
+def _check_library(path):
+    """The library's resolved absolute path (what the target's dlopen opens), refused when missing or when
+    another user could replace it (cache.check_private)."""
+    from mrhooker.cache import check_private
+    if not os.path.isfile(path):
+        raise MrhookerError("%s: no such library" % path)
+    return check_private(os.path.abspath(path), "the library")
+
+
+# ---- stopped threads ------------------------------------------------------------------------------------
+
+class _Gone(Exception):
+    """The thread exited (or the whole process did) while we waited for it."""
+
+
+class _Thread:
+    def __init__(self, pid, tid):
+        self.pid = pid
+        self.tid = tid
+        self.regs = None          # registers when stopped, restored at the end (None: not looked at)
+        self.xstate = None        # FPU/SSE/AVX state, same
+        self.in_signal_stop = False   # the current stop is a signal-delivery-stop (a signal can be injected)
+        self.held = []            # siginfos held back during the remote calls, delivered after (FIFO)
+        self.group_stop = False   # a group-stop (SIGSTOP ...) was seen: it stays stopped after detach
+
+    def wait(self, deadline, pass_signals):
+        """Waits for the next stop; returns (signal, event). pass_signals: signal-delivery-stops are passed on
+        to the kernel at once and the wait goes on (the pending interrupt stops the thread again)."""
+        delay = 0.00005
+        while True:
+            try:
+                tid, status = os.waitpid(self.tid, os.WNOHANG | WALL)
+            except ChildProcessError:
+                raise _Gone()
+            if tid == 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.005)
+                continue
+            if not os.WIFSTOPPED(status):
+                raise _Gone()
+            sig, event = os.WSTOPSIG(status), status >> 16
+            self.in_signal_stop = event == 0
+            if event == PTRACE_EVENT_STOP and sig in STOP_SIGNALS:
+                self.group_stop = True
+            if event == 0 and pass_signals:
+                _ptrace(PTRACE_CONT, self.tid, None, sig)
+                continue
+            return sig, event
+
+    def get_state(self):
+        regs = _Regs()
+        _ptrace(PTRACE_GETREGS, self.tid, None, ctypes.byref(regs))
+        buf = ctypes.create_string_buffer(XSTATE_MAX)
+        iov = _IOVec(ctypes.cast(buf, ctypes.c_void_p), XSTATE_MAX)
+        _ptrace(PTRACE_GETREGSET, self.tid, NT_X86_XSTATE, ctypes.byref(iov))
+        return regs, buf.raw[:iov.iov_len]
+
+    def set_state(self, regs, xstate):
+        _ptrace(PTRACE_SETREGS, self.tid, None, ctypes.byref(regs))
+        buf = ctypes.create_string_buffer(xstate, len(xstate))
+        iov = _IOVec(ctypes.cast(buf, ctypes.c_void_p), len(xstate))
+        _ptrace(PTRACE_SETREGSET, self.tid, NT_X86_XSTATE, ctypes.byref(iov))
+
+    def hold_signal(self):
+        info = ctypes.create_string_buffer(SIGINFO_SIZE)
+        _ptrace(PTRACE_GETSIGINFO, self.tid, None, info)
+        self.held.append(info.raw)
+
+    def detach(self):
+        """Detaches, delivering the held-back signals: the first with its siginfo by the detach itself when
+        the thread is in a signal-delivery-stop, the others (or all, from another stop) by tgkill first."""
+        first = None
+        if self.held and self.in_signal_stop:
+            first = self.held.pop(0)
+        for info in self.held:
+            _tgkill(self.pid, self.tid, struct.unpack_from("i", info)[0])
+        self.held = []
+        sig = 0
+        if first is not None:
+            buf = ctypes.create_string_buffer(first, SIGINFO_SIZE)
+            _ptrace(PTRACE_SETSIGINFO, self.tid, None, buf)
+            sig = struct.unpack_from("i", first)[0]
+        _ptrace(PTRACE_DETACH, self.tid, None, sig)
+
+
+def _tids(pid):
+    try:
+        return {int(t) for t in os.listdir("/proc/%d/task" % pid)}
+    except FileNotFoundError:
+        raise MrhookerError("process %d exited" % pid)
+
+
+class _Session:
+    """The threads of one process under ptrace; every way out (error, timeout, Ctrl-C) leaves through
+    close(), which puts the chosen thread back and detaches all."""
+
+    def __init__(self, pid, name, timeout):
+        self.pid = pid
+        self.name = name
+        self.timeout = timeout
+        self.threads = {}
+        self.chosen = None
+        self.mem = None
+        self.call_in_flight = False   # the chosen thread runs a remote call (not stopped)
+        self.saved_errno = None       # (address, bytes) of the chosen thread's errno, put back by close()
+
+    def seize_all(self):
+        """Seizes and stops every thread; threads created meanwhile are seized too (they are listed again
+        until no new one appears; a stopped thread creates none)."""
+        while True:
+            new = _tids(self.pid) - set(self.threads)
+            if not new:
+                break
+            for tid in sorted(new):
+                try:
+                    _ptrace(PTRACE_SEIZE, tid)
+                except OSError as e:
+                    if e.errno == errno.ESRCH:
+                        continue   # exited meanwhile
+                    raise
+                self.threads[tid] = _Thread(self.pid, tid)
+                _ptrace(PTRACE_INTERRUPT, tid)
+            deadline = time.monotonic() + self.timeout
+            for tid in sorted(new):
+                thread = self.threads.get(tid)
+                if thread is None or thread.regs is not None:
+                    continue
+                try:
+                    thread.wait(deadline, pass_signals=True)
+                    thread.regs, thread.xstate = thread.get_state()
+                except _Gone:
+                    del self.threads[tid]
+                except TimeoutError:
+                    raise MrhookerError("%s: thread %d did not stop within %g s" % (self.name, tid, self.timeout))
+        if not self.threads:
+            raise MrhookerError("%s exited" % self.name)
+
+    def choose(self, loader):
+        """The thread to make the calls in: the main thread if it is not inside the dynamic loader (whose
+        lock it could hold, with its lists half changed), else the first other one that is not."""
+        def in_loader(thread):
+            return any(lo <= thread.regs.rip < hi for lo, hi in loader)
+        ordered = sorted(self.threads.values(), key=lambda t: (t.tid != self.pid, t.tid))
+        for thread in ordered:
+            if not in_loader(thread):
+                return thread
+        return None
+
+    def release_others(self):
+        for tid, thread in list(self.threads.items()):
+            if thread is not self.chosen:
+                try:
+                    thread.detach()
+                except OSError as e:
+                    if e.errno != errno.ESRCH:
+                        raise
+                del self.threads[tid]
+
+    def call(self, function, args, data=b""):
+        """Calls function(*args) in the chosen thread; `data` is copied onto its stack and its address replaces
+        each None in args. Returns rax."""
+        thread = self.chosen
+        call = _Regs.from_buffer_copy(thread.regs)
+        sp = (thread.regs.rsp - RED_ZONE - len(data)) & ~15
+        if data:
+            self.mem.seek(sp)
+            self.mem.write(data)
+        sp -= 8
+        self.mem.seek(sp)
+        self.mem.write(struct.pack("<Q", 0))   # the return address: the return faults at rip 0
+        args = [sp + 8 if a is None else a for a in args]
+        for reg, value in zip(("rdi", "rsi", "rdx", "rcx", "r8", "r9"), args):
+            setattr(call, reg, value)
+        call.rsp = sp
+        call.rip = function
+        call.rax = 0
+        call.orig_rax = NO_SYSCALL
+        _ptrace(PTRACE_SETREGS, thread.tid, None, ctypes.byref(call))
+        self.call_in_flight = True
+        _ptrace(PTRACE_CONT, thread.tid, None, 0)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                sig, event = thread.wait(deadline, pass_signals=False)
+            except _Gone:
+                self.call_in_flight = False
+                raise MrhookerError("%s ended during the injection" % self.name)
+            except TimeoutError:
+                raise MrhookerError("%s: the call to load the library did not return within %g s (the thread "
+                                    "may wait for a lock it held itself when stopped); it was put back where it "
+                                    "was, but the loader's lock may stay taken" % (self.name, self.timeout))
+            if event == 0:
+                regs = _Regs()
+                _ptrace(PTRACE_GETREGS, thread.tid, None, ctypes.byref(regs))
+                if sig == signal.SIGSEGV and regs.rip == 0:
+                    self.call_in_flight = False
+                    return regs.rax
+                if sig in FAULTS:
+                    self.call_in_flight = False
+                    raise MrhookerError("%s: the library's loading crashed (signal %s at %#x); the thread was put "
+                                        "back where it was" % (self.name, signal.Signals(sig).name, regs.rip))
+                thread.hold_signal()   # delivered after the registers are restored (see the module's notes)
+            _ptrace(PTRACE_CONT, thread.tid, None, 0)
+
+    def read(self, address, size):
+        self.mem.seek(address)
+        return self.mem.read(size)
+
+    def read_string(self, address, limit=4096):
+        raw = b""
+        while len(raw) < limit:
+            try:   # 64 bytes at a time; byte by byte near the end of a mapping
+                chunk = self.read(address + len(raw), 64)
+            except OSError:
+                try:
+                    chunk = self.read(address + len(raw), 1)
+                except OSError:
+                    break
+            raw += chunk
+            if b"\0" in chunk or not chunk:
+                break
+        return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+    def close(self):
+        """Puts the chosen thread's registers back (after stopping it if a call is still running) and
+        detaches every thread still seized."""
+        thread = self.chosen
+        if thread is not None and thread.tid in self.threads:
+            try:
+                if self.call_in_flight:   # any stop will do: the registers are all put back
+                    _ptrace(PTRACE_INTERRUPT, thread.tid)
+                    sig, event = thread.wait(time.monotonic() + self.timeout, pass_signals=False)
+                    if event == 0 and sig not in FAULTS:
+                        thread.hold_signal()
+                    self.call_in_flight = False
+                if self.saved_errno is not None:
+                    self.mem.seek(self.saved_errno[0])
+                    self.mem.write(self.saved_errno[1])
+                thread.set_state(thread.regs, thread.xstate)
+            except (_Gone, TimeoutError, OSError):
+                pass
+        for thread in self.threads.values():
+            try:
+                thread.detach()
+            except OSError:
+                pass
+        self.threads = {}
+        if self.mem is not None:
+            self.mem.close()
+
+
+def inject(pid, library_path, timeout=10.0, stats=None):
+    """Loads the shared library at library_path into the running process pid (its own dlopen(path, RTLD_NOW),
+    called in one of its threads) and returns the handle dlopen gave. Raises MrhookerError, with one message
+    saying why and what to do, when the process can't be attached or the library can't be loaded.
+    timeout: seconds for each wait (a thread's stop, one remote call). stats: a dict, filled with timings in
+    seconds: 'total', 'all_stopped' (every thread stopped), 'thread_stopped' (the chosen thread, calls included)."""
+    started = time.monotonic()
+    name, st = _check_state(pid)
+    path = _check_library(library_path)
+    _check_machine(pid, name, st)
+    functions, loader = _functions(pid, name, st)
+    session = _Session(pid, name, timeout)
+    stopped_at = released_at = None
+    try:
+        stopped_at = time.monotonic()
+        try:
+            session.seize_all()
+        except OSError as e:
+            if e.errno == errno.EPERM:
+                raise _refuse_permission(pid, name, st)
+            if e.errno == errno.ESRCH:
+                raise MrhookerError("%s exited" % name)
+            raise
+        session.chosen = session.choose(loader)
+        if session.chosen is None:
+            raise MrhookerError("%s: every thread is inside the dynamic loader just now; try again" % name)
+        session.release_others()
+        released_at = time.monotonic()
+        session.mem = open("/proc/%d/mem" % session.chosen.tid, "r+b", buffering=0)
+        errno_address = session.call(functions["__errno_location"], [])
+        session.saved_errno = (errno_address, session.read(errno_address, 4))
+        handle = session.call(functions["dlopen"], [None, RTLD_NOW], path.encode() + b"\0")
+        if not handle:
+            message = session.call(functions["dlerror"], [])
+            reason = session.read_string(message) if message else "unknown error"
+            raise MrhookerError("%s: dlopen failed: %s" % (name, reason))
+        return handle
+    finally:
+        session.close()
+        if stats is not None:
+            done = time.monotonic()
+            stats["total"] = done - started
+            if stopped_at is not None:
+                stats["all_stopped"] = (released_at or done) - stopped_at
+                stats["thread_stopped"] = done - stopped_at
