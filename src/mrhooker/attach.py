@@ -548,9 +548,9 @@ def inject(pid, library_path, timeout=10.0, stats=None):
     seconds: 'total', 'all_stopped' (every thread stopped), 'thread_stopped' (the chosen thread, calls included)."""
     started = time.monotonic()
     name, st = _check_state(pid)
-    path = _check_library(library_path)
     _check_machine(pid, name, st)
     functions, loader = _functions(pid, name, st)
+    path = _check_library(library_path)
     session = _Session(pid, name, timeout)
     stopped_at = released_at = None
     try:

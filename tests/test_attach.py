@@ -1,0 +1,601 @@
+"""Loading a library into a running process that mrhooker did not start (mrhooker.attach.inject, issue 18).
+
+Every target is a real program started here without mrhooker; the injector runs in its own process (as
+mrhooker will: not the target's parent), and the injected library's constructor appends the target's pid to a
+marker file whose path is compiled into it (the target's environment can't be changed once it runs). Each test
+checks the marker, and that the program's output and exit status are what they are without the injection.
+Every wait has a timeout, so a hang fails the test.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import RUN_TIMEOUT, SRC, scaled
+
+# The library injected: its constructor appends getpid() to MARKER, then spins BUSY_MS milliseconds (without a
+# system call, so a signal sent meanwhile arrives during the remote call) and clobbers errno and the vector
+# registers, which the injector must put back.
+MARKER_LIB = """\
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+__attribute__((constructor)) static void marker_init(void)
+{
+    int fd = open(MARKER, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    char line[32];
+    int n = snprintf(line, sizeof line, "%d\\n", (int)getpid());
+    if (fd >= 0) {
+        if (write(fd, line, n) != n) { /* the test sees the marker missing */ }
+        close(fd);
+    }
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    volatile double sink = 0;
+    do {
+        for (int i = 0; i < 1000; i++) sink += i * 0.25;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < BUSY_MS);
+    errno = EBADMSG;
+    /* Every vector register zeroed (caller-saved: a function may do this). */
+    __asm__ volatile("pxor %%xmm0, %%xmm0; pxor %%xmm1, %%xmm1; pxor %%xmm2, %%xmm2; pxor %%xmm3, %%xmm3; "
+                     "pxor %%xmm4, %%xmm4; pxor %%xmm5, %%xmm5; pxor %%xmm6, %%xmm6; pxor %%xmm7, %%xmm7; "
+                     "pxor %%xmm8, %%xmm8; pxor %%xmm9, %%xmm9; pxor %%xmm10, %%xmm10; pxor %%xmm11, %%xmm11; "
+                     "pxor %%xmm12, %%xmm12; pxor %%xmm13, %%xmm13; pxor %%xmm14, %%xmm14; pxor %%xmm15, %%xmm15"
+                     ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+                     "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+    if (__builtin_cpu_supports("avx"))
+        __asm__ volatile("vzeroall" ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+                         "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+}
+"""
+
+# Run in its own process, as `python -c INJECTOR PID LIBRARY`: prints the handle and the timings as JSON, or
+# one mrhooker: line and the error's status.
+INJECTOR = """\
+import json, sys
+from mrhooker.attach import inject
+from mrhooker.errors import MrhookerError
+stats = {}
+try:
+    handle = inject(int(sys.argv[1]), sys.argv[2], stats=stats)
+except MrhookerError as e:
+    print("mrhooker: %s" % e, file=sys.stderr)
+    sys.exit(e.status)
+stats["handle"] = handle
+print(json.dumps(stats))
+"""
+
+
+@pytest.fixture
+def marker_lib(cprog, tmp_path):
+    """marker_lib(busy_ms=0, name="marker") -> (library path, marker path)."""
+    def build(busy_ms=0, name="marker"):
+        marker = tmp_path / name
+        lib = cprog(MARKER_LIB, flags=["-shared", "-fPIC", '-DMARKER="%s"' % marker, "-DBUSY_MS=%d" % busy_ms],
+                    suffix=".so")
+        return lib, marker
+    return build
+
+
+def markers(marker):
+    return marker.read_text().split() if marker.exists() else []
+
+
+def inject(pid, lib, prefix=()):
+    """Runs the injector in a process of its own; returns (exit status, stats or None, stderr)."""
+    env = dict(os.environ, PYTHONPATH=SRC)
+    env.pop("LD_PRELOAD", None)
+    proc = subprocess.run(list(prefix) + [sys.executable, "-c", INJECTOR, str(pid), str(lib)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT)
+    stats = json.loads(proc.stdout) if proc.returncode == 0 else None
+    return proc.returncode, stats, proc.stderr
+
+
+def injected(pid, lib):
+    status, stats, err = inject(pid, lib)
+    assert status == 0 and err == "", err
+    assert stats["handle"] > 0
+    return stats
+
+
+def start(argv, **kwargs):
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def finish(proc, input=None):
+    try:
+        return proc.communicate(input, timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_blocked(pid, syscalls, tid=None):
+    """Waits until the thread (the main one by default) is blocked in one of the system calls (numbers)."""
+    path = "/proc/%d/task/%d/syscall" % (pid, tid or pid)
+    deadline = time.monotonic() + scaled(30)
+    while time.monotonic() < deadline:
+        with open(path) as f:
+            first = f.read().split()[0]
+        if first.isdigit() and int(first) in syscalls:
+            # blocked in the call, not on its way in: the wait channel is set
+            with open("/proc/%d/task/%d/stat" % (pid, tid or pid)) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "S":
+                    return
+        time.sleep(0.01)
+    raise AssertionError("thread %d never blocked in %s" % (tid or pid, syscalls))
+
+
+SYS_READ, SYS_NANOSLEEP, SYS_ACCEPT, SYS_ACCEPT4, SYS_CLOCK_NANOSLEEP, SYS_SELECT, SYS_PSELECT6 = (
+    0, 35, 43, 288, 230, 23, 270)
+
+
+# ---- a program looping on write -------------------------------------------------------------------------
+
+# Floating-point work kept in vector registers across the loop and a set errno, both checked: the injection
+# must put the FPU state and errno back. argv[1]: number of lines.
+WRITER = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    long lines = atol(argv[1]);
+    double acc = 0, step = 0.1;
+    errno = 42;
+    for (long i = 0; i < lines; i++) {
+        for (int k = 0; k < 2000; k++)
+            acc = acc * 0.999999 + step * k;
+        char buf[64];
+        int n = snprintf(buf, sizeof buf, "%ld %.6f\n", i, acc);
+        if (write(1, buf, n) != n)
+            return 1;
+        if (errno != 42) {
+            fprintf(stderr, "errno changed to %d\n", errno);
+            return 1;
+        }
+    }
+    return 3;
+}
+"""
+
+
+def test_program_looping_on_write(cprog, marker_lib):
+    prog = cprog(WRITER)
+    lines = 150000
+    bare = subprocess.run([prog, str(lines)], stdout=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    lib, marker = marker_lib()
+    proc = start([prog, str(lines)])
+    first = os.read(proc.stdout.fileno(), 100)   # it runs (unbuffered: communicate() reads the rest)
+    injected(proc.pid, lib)
+    assert proc.poll() is None, "the program ended before the injection: give it more lines"
+    out, err = finish(proc)
+    assert first + out == bare.stdout
+    assert err == b""
+    assert proc.returncode == bare.returncode == 3
+    assert markers(marker) == [str(proc.pid)]
+
+
+# Pure computation, no call in the loop: the thread is stopped with its values in vector registers (x86-64
+# passes and keeps doubles there), which the remote call clobbers and the injector must put back.
+COMPUTE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv)
+{
+    long n = atol(argv[1]);
+    double a = 1.0, b = 0.5, c = 0.25, d = 0.125;
+    for (long i = 0; i < n; i++) {
+        a = a * 0.9999999 + 1e-7 * b;
+        b = b * 0.9999998 + 2e-7 * c;
+        c = c * 0.9999997 + 3e-7 * d;
+        d = d * 0.9999996 + 4e-7 * a;
+    }
+    printf("%.17g %.17g %.17g %.17g\n", a, b, c, d);
+    return 0;
+}
+"""
+
+
+def test_program_computing_in_vector_registers(cprog, marker_lib):
+    prog = cprog(COMPUTE)
+    n = "400000000"
+    started = time.monotonic()
+    bare = subprocess.run([prog, n], stdout=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    took = time.monotonic() - started
+    lib, marker = marker_lib()
+    proc = start([prog, n])
+    time.sleep(took / 4)
+    injected(proc.pid, lib)
+    assert proc.poll() is None, "the program ended before the injection: give it more work"
+    out, err = finish(proc)
+    assert (out, err, proc.returncode) == (bare.stdout, b"", 0)
+    assert markers(marker) == [str(proc.pid)]
+
+
+# ---- programs blocked in a system call -----------------------------------------------------------------
+
+# Reads stdin and says what each read() returned; a SIGUSR1 handler (SA_RESTART with argv[1] == "restart")
+# says who sent the signal.
+READER = r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static volatile sig_atomic_t sender = -1;
+static void on_usr1(int sig, siginfo_t *info, void *ctx) { sender = info->si_pid; }
+int main(int argc, char **argv)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_usr1;
+    sa.sa_flags = SA_SIGINFO | (argc > 1 && strcmp(argv[1], "restart") == 0 ? SA_RESTART : 0);
+    sigaction(SIGUSR1, &sa, NULL);
+    char buf[100];
+    for (;;) {
+        ssize_t n = read(0, buf, sizeof buf);
+        if (sender != -1) {
+            printf("SIGUSR1 from %d\n", (int)sender);
+            sender = -1;
+        }
+        if (n == 0)
+            return 0;
+        if (n < 0)
+            printf("read: %s\n", strerror(errno));
+        else
+            printf("got %zd: %.*s", n, (int)n, buf);
+        fflush(stdout);
+    }
+}
+"""
+
+
+def test_program_blocked_in_read_gets_its_data_once(cprog, marker_lib):
+    prog = cprog(READER)
+    lib, marker = marker_lib()
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    injected(proc.pid, lib)
+    out, err = finish(proc, b"hello\n")
+    assert out == b"got 6: hello\n"   # not EINTR, not twice
+    assert err == b""
+    assert proc.returncode == 0
+    assert markers(marker) == [str(proc.pid)]
+
+
+@pytest.mark.parametrize("flags", ["", "restart"])
+def test_signal_during_the_injection_is_delivered_after_it(cprog, marker_lib, flags):
+    """A SIGUSR1 sent while the library's constructor runs is held back and delivered after the registers are
+    put back, with its siginfo (the sender's pid): read() then fails with EINTR without SA_RESTART and is
+    restarted with it, as when the same signal reaches the program unattached."""
+    prog = cprog(READER)
+    bare = start([prog, flags], stdin=subprocess.PIPE)
+    wait_blocked(bare.pid, {SYS_READ})
+    os.kill(bare.pid, signal.SIGUSR1)
+    time.sleep(0.2)
+    bare_out, _ = finish(bare, b"x\n")
+
+    lib, marker = marker_lib(busy_ms=int(scaled(1500)), name="slow")
+    proc = start([prog, flags], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    env = dict(os.environ, PYTHONPATH=SRC)
+    injector = subprocess.Popen([sys.executable, "-c", INJECTOR, str(proc.pid), lib], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + scaled(30)
+        while not markers(marker) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert markers(marker) == [str(proc.pid)]
+        os.kill(proc.pid, signal.SIGUSR1)   # the constructor still spins: the remote call is in flight
+        out, err = injector.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if injector.poll() is None:
+            injector.kill()
+            injector.wait()
+    assert injector.returncode == 0, err
+    assert json.loads(out)["handle"] > 0
+    time.sleep(0.2)
+    out, err = finish(proc, b"x\n")
+    expected = bare_out.replace(b"from %d" % os.getpid(), b"from PID")
+    assert out.replace(b"from %d" % os.getpid(), b"from PID") == expected
+    assert expected == (b"SIGUSR1 from PID\nread: Interrupted system call\ngot 2: x\n" if flags == "" else
+                        b"SIGUSR1 from PID\ngot 2: x\n")
+    assert proc.returncode == 0
+
+
+SLEEPER = r"""
+#include <stdio.h>
+#include <time.h>
+int main(void)
+{
+    struct timespec start, end, t = {2, 0};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    if (nanosleep(&t, NULL) != 0) {
+        perror("nanosleep");
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    printf("%.3f\n", (end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9);
+    return 0;
+}
+"""
+
+
+def test_program_in_nanosleep_sleeps_its_full_time(cprog, marker_lib):
+    prog = cprog(SLEEPER)
+    lib, marker = marker_lib()
+    proc = start([prog])
+    wait_blocked(proc.pid, {SYS_NANOSLEEP, SYS_CLOCK_NANOSLEEP})
+    injected(proc.pid, lib)
+    out, err = finish(proc)
+    assert err == b""
+    assert proc.returncode == 0
+    slept = float(out)
+    assert 2.0 <= slept < 2.0 + scaled(3)   # restarted with the time left, not from the start, not cut short
+    assert markers(marker) == [str(proc.pid)]
+
+
+ACCEPTER = r"""
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 1) || getsockname(s, (struct sockaddr *)&a, &len))
+        return 1;
+    printf("%d\n", ntohs(a.sin_port));
+    fflush(stdout);
+    int c = accept(s, NULL, NULL);
+    if (c < 0) {
+        perror("accept");
+        return 1;
+    }
+    char buf[64];
+    ssize_t n = read(c, buf, sizeof buf);
+    printf("accepted: %.*s", (int)(n > 0 ? n : 0), buf);
+    return 0;
+}
+"""
+
+
+def test_program_in_accept_accepts_a_later_connection(cprog, marker_lib):
+    prog = cprog(ACCEPTER)
+    lib, marker = marker_lib()
+    proc = start([prog])
+    port = int(proc.stdout.readline())
+    wait_blocked(proc.pid, {SYS_ACCEPT, SYS_ACCEPT4})
+    injected(proc.pid, lib)
+    with socket.create_connection(("127.0.0.1", port), timeout=RUN_TIMEOUT) as c:
+        c.sendall(b"hi\n")
+        out, err = finish(proc)
+    assert out == b"accepted: hi\n"
+    assert err == b""
+    assert proc.returncode == 0
+    assert markers(marker) == [str(proc.pid)]
+
+
+# ---- threads ------------------------------------------------------------------------------------------
+
+# Four threads: one spinning, one ticking in nanosleep, one waiting on a condition variable (futex) the ticker
+# signals, one blocked in select. The main thread reads stdin: "mark" records the counters, end of input stops
+# all and prints which counters moved after the mark.
+THREADS = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/select.h>
+#include <time.h>
+#include <unistd.h>
+static volatile int stop;
+static volatile long count[4];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static void *spinner(void *arg) { while (!stop) count[0]++; return NULL; }
+static void *ticker(void *arg)
+{
+    struct timespec t = {0, 10000000};
+    while (!stop) {
+        nanosleep(&t, NULL);
+        count[1]++;
+        pthread_mutex_lock(&lock);
+        pthread_cond_signal(&cond);
+        pthread_mutex_unlock(&lock);
+    }
+    return NULL;
+}
+static void *waiter(void *arg)
+{
+    pthread_mutex_lock(&lock);
+    while (!stop) {
+        pthread_cond_wait(&cond, &lock);
+        count[2]++;
+    }
+    pthread_mutex_unlock(&lock);
+    return NULL;
+}
+static void *selecter(void *arg)
+{
+    while (!stop) {
+        struct timeval tv = {0, 20000};
+        select(0, NULL, NULL, NULL, &tv);
+        count[3]++;
+    }
+    return NULL;
+}
+int main(void)
+{
+    void *(*mains[4])(void *) = {spinner, ticker, waiter, selecter};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, mains[i], NULL);
+    long marked[4] = {0};
+    char line[64];
+    while (fgets(line, sizeof line, stdin))
+        if (strcmp(line, "mark\n") == 0) {
+            for (int i = 0; i < 4; i++)
+                marked[i] = count[i];
+            usleep(300000);
+            for (int i = 0; i < 4; i++)
+                printf("thread %d moved: %s\n", i, count[i] > marked[i] ? "yes" : "no");
+            fflush(stdout);
+        }
+    stop = 1;
+    for (int i = 0; i < 4; i++) {
+        if (i == 2) {
+            pthread_mutex_lock(&lock);
+            pthread_cond_signal(&cond);
+            pthread_mutex_unlock(&lock);
+        }
+        pthread_join(t[i], NULL);
+    }
+    printf("done\n");
+    return 0;
+}
+"""
+
+
+def test_multithreaded_program_keeps_all_threads_running(cprog, marker_lib):
+    prog = cprog(THREADS, flags=["-pthread"])
+    lib, marker = marker_lib()
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    deadline = time.monotonic() + scaled(30)
+    while len(os.listdir("/proc/%d/task" % proc.pid)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    injected(proc.pid, lib)
+    out, err = finish(proc, b"mark\n")
+    expected = "".join("thread %d moved: yes\n" % i for i in range(4)) + "done\n"
+    assert out.decode() == expected
+    assert err == b""
+    assert proc.returncode == 0
+    assert markers(marker) == [str(proc.pid)]
+
+
+# ---- twice, and Python ------------------------------------------------------------------------------------
+
+def test_inject_twice_into_the_same_process(cprog, marker_lib):
+    prog = cprog(READER)
+    lib, marker = marker_lib()
+    other, other_marker = marker_lib(name="other")
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    first = injected(proc.pid, lib)
+    second = injected(proc.pid, lib)
+    assert second["handle"] == first["handle"]    # already loaded: dlopen gives the same handle
+    wait_blocked(proc.pid, {SYS_READ})
+    third = injected(proc.pid, other)
+    assert third["handle"] != first["handle"]
+    out, err = finish(proc, b"hello\n")
+    assert out == b"got 6: hello\n"
+    assert proc.returncode == 0
+    assert markers(marker) == [str(proc.pid)]     # its constructor ran once
+    assert markers(other_marker) == [str(proc.pid)]
+
+
+def test_python_program_sleeping(marker_lib):
+    lib, marker = marker_lib()
+    started = time.monotonic()
+    proc = start(["python3", "-c", 'import time; time.sleep(5); print("ok")'])
+    wait_blocked(proc.pid, {SYS_SELECT, SYS_PSELECT6, SYS_CLOCK_NANOSLEEP, SYS_NANOSLEEP})
+    injected(proc.pid, lib)
+    out, err = finish(proc)
+    assert (out, err, proc.returncode) == (b"ok\n", b"", 0)
+    assert time.monotonic() - started >= 5
+    assert markers(marker) == [str(proc.pid)]
+
+
+# ---- refusals ---------------------------------------------------------------------------------------------
+
+def refused(pid, lib, prefix=()):
+    status, stats, err = inject(pid, lib, prefix)
+    assert status == 2, err
+    assert err.startswith("mrhooker: ") and err.count("\n") == 1, err   # one line, no traceback
+    return err
+
+
+def test_static_program_is_refused(cprog, marker_lib):
+    if not os.path.exists("/usr/lib/x86_64-linux-gnu/libc.a"):
+        pytest.skip("no static C library (libc6-dev's libc.a) to link a static program with")
+    prog = cprog(SLEEPER, flags=["-static"])
+    lib, marker = marker_lib()
+    proc = start([prog])
+    wait_blocked(proc.pid, {SYS_NANOSLEEP, SYS_CLOCK_NANOSLEEP})
+    err = refused(proc.pid, lib)
+    assert "static program" in err
+    out, _ = finish(proc)
+    assert proc.returncode == 0 and 2.0 <= float(out)
+    assert not marker.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the injector as another user")
+def test_another_users_process_is_refused(cprog, marker_lib):
+    lib, marker = marker_lib()
+    proc = start(["sleep", "30"])
+    try:
+        err = refused(proc.pid, lib, prefix=["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        assert "belongs to another user (uid 0)" in err and "CAP_SYS_PTRACE" in err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not marker.exists()
+
+
+def test_process_already_traced_is_refused(cprog, marker_lib):
+    prog = cprog(SLEEPER)
+    lib, marker = marker_lib()
+    proc = start([prog])
+    wait_blocked(proc.pid, {SYS_NANOSLEEP, SYS_CLOCK_NANOSLEEP})
+    strace = subprocess.Popen(["strace", "-o", "/dev/null", "-p", str(proc.pid)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + scaled(30)
+        while "TracerPid:\t%d\n" % strace.pid not in open("/proc/%d/status" % proc.pid).read():
+            assert time.monotonic() < deadline, "strace never attached"
+            time.sleep(0.01)
+        err = refused(proc.pid, lib)
+        assert "already traced by process %d (strace)" % strace.pid in err
+    finally:
+        strace.terminate()
+        strace.wait(timeout=RUN_TIMEOUT)
+    out, _ = finish(proc)
+    assert proc.returncode == 0 and 2.0 <= float(out)
+    assert not marker.exists()
+
+
+def test_zombie_is_refused(marker_lib):
+    lib, marker = marker_lib()
+    proc = subprocess.Popen(["true"])
+    deadline = time.monotonic() + scaled(30)
+    while "State:\tZ" not in open("/proc/%d/status" % proc.pid).read():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        assert "is a zombie" in refused(proc.pid, lib)
+    finally:
+        proc.wait()
+
+
+def test_yama_ptrace_scope_is_named_with_the_fix(monkeypatch):
+    from mrhooker import attach
+    monkeypatch.setattr(attach, "_ptrace_scope", lambda: 1)
+    me = str(os.geteuid())
+    message = str(attach._refuse_permission(1234, "process 1234 (x)", {"Uid": "\t".join([me] * 4)}))
+    assert message == ("process 1234 (x): kernel.yama.ptrace_scope is 1 (only a parent may attach to its "
+                       "descendants): run mrhooker as root (CAP_SYS_PTRACE), or allow it with: "
+                       "sysctl kernel.yama.ptrace_scope=0")
