@@ -74,13 +74,14 @@ NT_X86_XSTATE = 0x202
 XSTATE_MAX = 16384          # bytes: more than any x86 XSAVE area the kernel gives (AMX: ~11 KB)
 WALL = 0x40000000           # __WALL: wait for threads too
 RTLD_NOW = 2
+ATTEMPTS = 20               # stops of the whole process before giving up finding a thread that can make the call
 RED_ZONE = 128
 SIGINFO_SIZE = 128
 NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: "not in a system call", so the kernel restarts nothing
 # Signals a fault raises synchronously: one of them during a remote call means the call itself crashed.
 FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
+SIGSEGV_BIT = 1 << (signal.SIGSEGV - 1)   # in /proc/PID/status's signal masks
 STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
-LIBRARIES = ("libc.so.6", "libdl.so.2")   # where dlopen is looked for, in this order (libdl: glibc < 2.34)
 
 
 class _Regs(ctypes.Structure):
@@ -125,13 +126,17 @@ def _tgkill(pid, tid, sig):
 
 # ---- what the process is, before anything stops it ------------------------------------------------------
 
-def _status(pid):
-    """/proc/PID/status as a dict, or a refusal when there is no such process."""
+def _status(pid, tid=None):
+    """/proc/PID/status (or a thread's) as a dict, or a refusal when there is no such process."""
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open("/proc/%d/status" % pid if tid is None else "/proc/%d/task/%d/status" % (pid, tid)) as f:
             return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
     except FileNotFoundError:
         raise MrhookerError("no process with pid %d" % pid)
+
+
+def _signal_set(status, field):
+    return int(status.get(field, "0"), 16)
 
 
 def _comm(pid):
@@ -166,6 +171,9 @@ def _check_state(pid):
                             "detach that one (quit gdb, stop strace) and try again" % (name, tracer, _comm(tracer)))
     if state.startswith("T") or state.startswith("t"):
         raise MrhookerError("%s is stopped (SIGSTOP, Ctrl-Z): continue it first (kill -CONT %d)" % (name, pid))
+    if _signal_set(st, "SigIgn") & SIGSEGV_BIT:
+        raise MrhookerError("%s ignores SIGSEGV, which ends the injection's call (the kernel would reset that "
+                            "action): it can't be attached" % name)
     return name, st
 
 
@@ -224,65 +232,70 @@ def _maps(pid, name, st):
 
 
 def _exported(path, opened, names):
-    """{name: st_value} of the defined functions `names` in the dynamic symbol table of an ELF file."""
+    """{name: offset in the file's mapping} of the defined functions `names` that the ELF file exports, found
+    through its symbol hash table (a few symbols read, not libc's ~3,000: ~5 ms instead of ~70)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     try:
         elf = ELFFile(opened)
-        dynsym = elf.get_section_by_name(".dynsym")
+        table = elf.get_section_by_name(".gnu.hash") or elf.get_section_by_name(".hash")
+        if table is None or not hasattr(table, "get_symbol"):
+            table = elf.get_section_by_name(".dynsym")
+            lookup = lambda name: (table.get_symbol_by_name(name) or [None])[0] if table is not None else None
+        else:
+            lookup = table.get_symbol
         loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
         first_vaddr = min(s["p_vaddr"] - s["p_offset"] for s in loads) if loads else 0
         found = {}
-        if dynsym is not None:
-            for wanted in names:
-                for sym in dynsym.get_symbol_by_name(wanted) or ():
-                    if sym["st_shndx"] != "SHN_UNDEF" and sym["st_info"]["type"] == "STT_FUNC":
-                        found[wanted] = sym["st_value"] - first_vaddr
-                        break
+        for name in names:
+            sym = lookup(name)
+            if sym is not None and sym["st_shndx"] != "SHN_UNDEF" and sym["st_info"]["type"] in (
+                    "STT_FUNC", "STT_GNU_IFUNC"):
+                found[name] = sym["st_value"] - first_vaddr
         return found
     except ELFError as e:
         raise MrhookerError("%s: not an ELF file mrhooker can read (%s)" % (path, e))
 
 
-def _functions(pid, name, st):
-    """{dlopen, dlerror, __errno_location: address in the process}, or a refusal saying why there is none."""
-    maps = _maps(pid, name, st)
-    seen = []
-    for library in LIBRARIES:
-        mapped = [m for m in maps if os.path.basename(m[3].replace(" (deleted)", "")) == library]
-        if not mapped:
-            continue
-        seen.append(library)
-        base = min(m[0] - m[2] for m in mapped)   # where the file's offset 0 is mapped
-        start, end, _, path = min(mapped)
-        try:   # the very file mapped (even if replaced on disk since, or in another mount namespace)
-            opened = open("/proc/%d/map_files/%x-%x" % (pid, start, end), "rb")
-        except OSError:
-            opened = open("/proc/%d/root%s" % (pid, path), "rb")
-        with opened:
-            found = _exported(path, opened, ("dlopen", "dlerror"))
-        if "dlopen" in found and "dlerror" in found:
-            functions = {k: base + v for k, v in found.items()}
-            break
-    else:
-        if not seen:
-            raise MrhookerError("%s has no libc.so.6 loaded: it is a static program (or not a glibc one), which "
-                                "can't load a library; only dynamically linked programs can be attached" % name)
-        raise MrhookerError("%s: its C library exports no dlopen (glibc older than 2.34, without libdl.so.2 "
-                            "loaded): it can't be attached" % name)
-    libc = [m for m in maps if os.path.basename(m[3].replace(" (deleted)", "")) == "libc.so.6"]
-    if not libc:
-        raise MrhookerError("%s has no libc.so.6 loaded: only glibc programs can be attached" % name)
-    start, end, _, path = min(libc)
+def _mapped(pid, maps, library):
+    """(load base, opened file) of the library named `library` in the process's mappings, or None. The file
+    opened is the very one mapped (through /proc/PID/map_files: even if replaced on disk since, or in another
+    mount namespace)."""
+    mapped = [m for m in maps if os.path.basename(m[3].replace(" (deleted)", "")) == library]
+    if not mapped:
+        return None
+    base = min(m[0] - m[2] for m in mapped)   # where the file's offset 0 is mapped
+    start, end, _, path = min(mapped)
     try:
-        opened = open("/proc/%d/map_files/%x-%x" % (pid, start, end), "rb")
+        return base, path, open("/proc/%d/map_files/%x-%x" % (pid, start, end), "rb")
     except OSError:
-        opened = open("/proc/%d/root%s" % (pid, path), "rb")
+        return base, path, open("/proc/%d/root%s" % (pid, path), "rb")
+
+
+def _functions(pid, name, st):
+    """({dlopen, dlerror, __errno_location: address in the process}, [(start, end) of the dynamic loader's
+    mappings]), or a refusal saying why there is none."""
+    maps = _maps(pid, name, st)
+    libc = _mapped(pid, maps, "libc.so.6")
+    if libc is None:
+        raise MrhookerError("%s has no libc.so.6 loaded: it is a static program (or not a glibc one), which "
+                            "can't load a library; only dynamically linked glibc programs can be attached" % name)
+    base, path, opened = libc
     with opened:
-        found = _exported(path, opened, ("__errno_location",))
-    if "__errno_location" not in found:
+        found = _exported(path, opened, ("dlopen", "dlerror", "__errno_location"))
+    functions = {k: base + v for k, v in found.items()}
+    if "__errno_location" not in functions:
         raise MrhookerError("%s: its libc.so.6 exports no __errno_location: not a glibc mrhooker knows" % name)
-    functions["__errno_location"] = min(m[0] - m[2] for m in libc) + found["__errno_location"]
+    if "dlopen" not in functions or "dlerror" not in functions:
+        libdl = _mapped(pid, maps, "libdl.so.2")   # glibc before 2.34: dlopen is in libdl, if the program uses it
+        if libdl is not None:
+            base, path, opened = libdl
+            with opened:
+                found = _exported(path, opened, ("dlopen", "dlerror"))
+            functions.update((k, base + v) for k, v in found.items())
+        if "dlopen" not in functions or "dlerror" not in functions:
+            raise MrhookerError("%s: its C library exports no dlopen (glibc older than 2.34, without libdl.so.2 "
+                                "loaded): it can't be attached" % name)
     loader = [(m[0], m[1]) for m in maps if os.path.basename(m[3]).startswith("ld-linux")]
     return functions, loader
 
@@ -410,7 +423,11 @@ class _Session:
                         continue   # exited meanwhile
                     raise
                 self.threads[tid] = _Thread(self.pid, tid)
-                _ptrace(PTRACE_INTERRUPT, tid)
+                try:
+                    _ptrace(PTRACE_INTERRUPT, tid)
+                except OSError as e:
+                    if e.errno != errno.ESRCH:
+                        raise   # else it exited: its wait says so
             deadline = time.monotonic() + self.timeout
             for tid in sorted(new):
                 thread = self.threads.get(tid)
@@ -427,13 +444,19 @@ class _Session:
             raise MrhookerError("%s exited" % self.name)
 
     def choose(self, loader):
-        """The thread to make the calls in: the main thread if it is not inside the dynamic loader (whose
-        lock it could hold, with its lists half changed), else the first other one that is not."""
-        def in_loader(thread):
-            return any(lo <= thread.regs.rip < hi for lo, hi in loader)
+        """The thread to make the calls in: the main thread if it can, else the first other one that can. One
+        inside the dynamic loader can't (it may hold the loader's lock, with its lists half changed), nor one
+        blocking SIGSEGV (the return's fault would make the kernel reset the program's SIGSEGV action)."""
+        def usable(thread):
+            if any(lo <= thread.regs.rip < hi for lo, hi in loader):
+                return False
+            try:
+                return not _signal_set(_status(self.pid, thread.tid), "SigBlk") & SIGSEGV_BIT
+            except MrhookerError:
+                return False   # exited meanwhile
         ordered = sorted(self.threads.values(), key=lambda t: (t.tid != self.pid, t.tid))
         for thread in ordered:
-            if not in_loader(thread):
+            if usable(thread):
                 return thread
         return None
 
@@ -554,18 +577,17 @@ def inject(pid, library_path, timeout=10.0, stats=None):
     session = _Session(pid, name, timeout)
     stopped_at = released_at = None
     try:
-        stopped_at = time.monotonic()
-        try:
+        for attempt in range(ATTEMPTS):
+            stopped_at = time.monotonic()
             session.seize_all()
-        except OSError as e:
-            if e.errno == errno.EPERM:
-                raise _refuse_permission(pid, name, st)
-            if e.errno == errno.ESRCH:
-                raise MrhookerError("%s exited" % name)
-            raise
-        session.chosen = session.choose(loader)
-        if session.chosen is None:
-            raise MrhookerError("%s: every thread is inside the dynamic loader just now; try again" % name)
+            session.chosen = session.choose(loader)
+            if session.chosen is not None:
+                break
+            session.close()   # let them run a little
+            time.sleep(0.01)
+        else:
+            raise MrhookerError("%s: every thread was inside the dynamic loader (or blocked SIGSEGV) %d times "
+                                "in a row: try again" % (name, ATTEMPTS))
         session.release_others()
         released_at = time.monotonic()
         session.mem = open("/proc/%d/mem" % session.chosen.tid, "r+b", buffering=0)
@@ -577,6 +599,12 @@ def inject(pid, library_path, timeout=10.0, stats=None):
             reason = session.read_string(message) if message else "unknown error"
             raise MrhookerError("%s: dlopen failed: %s" % (name, reason))
         return handle
+    except OSError as e:
+        if e.errno == errno.EPERM and not session.threads:   # the first PTRACE_SEIZE
+            raise _refuse_permission(pid, name, st)
+        if e.errno == errno.ESRCH:
+            raise MrhookerError("%s exited during the injection" % name)
+        raise MrhookerError("%s: attaching failed: %s" % (name, e.strerror or e))
     finally:
         session.close()
         if stats is not None:
