@@ -509,12 +509,21 @@ def test_inject_twice_into_the_same_process(cprog, marker_lib):
     assert markers(other_marker) == [str(proc.pid)]
 
 
-def test_python_program_sleeping(marker_lib):
+def signal_sets(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return [line for line in f if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+
+
+@pytest.mark.parametrize("options", [[], ["-X", "faulthandler"]])
+def test_python_program_sleeping(marker_lib, options):
+    """Also with faulthandler's SIGSEGV handler: the SIGSEGV that ends the call leaves it in place."""
     lib, marker = marker_lib()
     started = time.monotonic()
-    proc = start(["python3", "-c", 'import time; time.sleep(5); print("ok")'])
+    proc = start(["python3"] + options + ["-c", 'import time; time.sleep(5); print("ok")'])
     wait_blocked(proc.pid, {SYS_SELECT, SYS_PSELECT6, SYS_CLOCK_NANOSLEEP, SYS_NANOSLEEP})
+    before = signal_sets(proc.pid)
     injected(proc.pid, lib)
+    assert signal_sets(proc.pid) == before
     out, err = finish(proc)
     assert (out, err, proc.returncode) == (b"ok\n", b"", 0)
     assert time.monotonic() - started >= 5
@@ -599,3 +608,75 @@ def test_yama_ptrace_scope_is_named_with_the_fix(monkeypatch):
     assert message == ("process 1234 (x): kernel.yama.ptrace_scope is 1 (only a parent may attach to its "
                        "descendants): run mrhooker as root (CAP_SYS_PTRACE), or allow it with: "
                        "sysctl kernel.yama.ptrace_scope=0")
+
+
+# SIGSEGV ignored (argv[1] "ignore") or blocked with a handler ("block"), then a sleep.
+SEGV_SETTER = r"""
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+static void on_segv(int sig) { _exit(9); }
+int main(int argc, char **argv)
+{
+    if (strcmp(argv[1], "ignore") == 0)
+        signal(SIGSEGV, SIG_IGN);
+    else {
+        signal(SIGSEGV, on_segv);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGSEGV);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+    }
+    sleep(3);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("how, says", [("ignore", "ignores SIGSEGV"), ("block", "blocks SIGSEGV in every thread")])
+def test_program_ignoring_or_blocking_sigsegv_is_refused(cprog, marker_lib, how, says):
+    """The kernel would reset a blocked or ignored SIGSEGV's action when the call's return faults."""
+    prog = cprog(SEGV_SETTER)
+    lib, marker = marker_lib()
+    proc = start([prog, how])
+    wait_blocked(proc.pid, {SYS_NANOSLEEP, SYS_CLOCK_NANOSLEEP})
+    before = signal_sets(proc.pid)
+    assert says in refused(proc.pid, lib)
+    assert signal_sets(proc.pid) == before
+    out, err = finish(proc)
+    assert (out, err, proc.returncode) == (b"", b"", 0)
+    assert not marker.exists()
+
+
+UNRESOLVED_LIB = """\
+extern int no_such_function_anywhere(void);
+int uses_it(void) { return no_such_function_anywhere(); }
+"""
+
+
+def test_library_that_fails_to_load_says_why_and_the_program_goes_on(cprog):
+    lib = cprog(UNRESOLVED_LIB, flags=["-shared", "-fPIC"], suffix=".so")
+    prog = cprog(READER)
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    err = refused(proc.pid, lib)
+    assert "dlopen failed: " in err and "undefined symbol: no_such_function_anywhere" in err
+    out, err = finish(proc, b"hello\n")
+    assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)
+
+
+def test_library_others_can_write_is_refused(cprog, marker_lib, tmp_path):
+    lib, marker = marker_lib()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    copy = shared / "lib.so"
+    copy.write_bytes(open(lib, "rb").read())
+    os.chmod(shared, 0o777)
+    proc = start(["sleep", "30"])
+    try:
+        assert "is writable by others" in refused(proc.pid, copy)
+        assert "no such library" in refused(proc.pid, tmp_path / "missing.so")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not marker.exists()

@@ -444,20 +444,23 @@ class _Session:
             raise MrhookerError("%s exited" % self.name)
 
     def choose(self, loader):
-        """The thread to make the calls in: the main thread if it can, else the first other one that can. One
-        inside the dynamic loader can't (it may hold the loader's lock, with its lists half changed), nor one
-        blocking SIGSEGV (the return's fault would make the kernel reset the program's SIGSEGV action)."""
-        def usable(thread):
-            if any(lo <= thread.regs.rip < hi for lo, hi in loader):
-                return False
+        """The thread to make the calls in: the main thread if it can, else the first other one that can; None
+        when each is inside the dynamic loader now (it may hold the loader's lock, with its lists half
+        changed: try again later). A thread blocking SIGSEGV can't (the return's fault would make the kernel
+        unblock it and reset the program's SIGSEGV action): refused when all do."""
+        blocking = 0
+        for thread in sorted(self.threads.values(), key=lambda t: (t.tid != self.pid, t.tid)):
             try:
-                return not _signal_set(_status(self.pid, thread.tid), "SigBlk") & SIGSEGV_BIT
+                if _signal_set(_status(self.pid, thread.tid), "SigBlk") & SIGSEGV_BIT:
+                    blocking += 1
+                    continue
             except MrhookerError:
-                return False   # exited meanwhile
-        ordered = sorted(self.threads.values(), key=lambda t: (t.tid != self.pid, t.tid))
-        for thread in ordered:
-            if usable(thread):
+                continue   # exited meanwhile
+            if not any(lo <= thread.regs.rip < hi for lo, hi in loader):
                 return thread
+        if blocking == len(self.threads):
+            raise MrhookerError("%s blocks SIGSEGV in every thread, and the injection's call ends with one (the "
+                                "kernel would reset the program's SIGSEGV action): it can't be attached" % self.name)
         return None
 
     def release_others(self):
@@ -586,8 +589,8 @@ def inject(pid, library_path, timeout=10.0, stats=None):
             session.close()   # let them run a little
             time.sleep(0.01)
         else:
-            raise MrhookerError("%s: every thread was inside the dynamic loader (or blocked SIGSEGV) %d times "
-                                "in a row: try again" % (name, ATTEMPTS))
+            raise MrhookerError("%s: every thread that can make the call was inside the dynamic loader %d times in "
+                                "a row: try again" % (name, ATTEMPTS))
         session.release_others()
         released_at = time.monotonic()
         session.mem = open("/proc/%d/mem" % session.chosen.tid, "r+b", buffering=0)
