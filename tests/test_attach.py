@@ -66,7 +66,7 @@ from mrhooker.attach import inject
 from mrhooker.errors import MrhookerError
 stats = {}
 try:
-    handle = inject(int(sys.argv[1]), sys.argv[2], stats=stats)
+    handle = inject(int(sys.argv[1]), sys.argv[2], stats=stats, **({"timeout": float(sys.argv[3])} if sys.argv[3:] else {}))
 except MrhookerError as e:
     print("mrhooker: %s" % e, file=sys.stderr)
     sys.exit(e.status)
@@ -90,11 +90,12 @@ def markers(marker):
     return marker.read_text().split() if marker.exists() else []
 
 
-def inject(pid, lib, prefix=()):
+def inject(pid, lib, prefix=(), timeout=None):
     """Runs the injector in a process of its own; returns (exit status, stats or None, stderr)."""
     env = dict(os.environ, PYTHONPATH=SRC)
     env.pop("LD_PRELOAD", None)
-    proc = subprocess.run(list(prefix) + [sys.executable, "-c", INJECTOR, str(pid), str(lib)], env=env,
+    proc = subprocess.run(list(prefix) + [sys.executable, "-c", INJECTOR, str(pid), str(lib)] + (
+                              [str(timeout)] if timeout else []), env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT)
     stats = json.loads(proc.stdout) if proc.returncode == 0 else None
     return proc.returncode, stats, proc.stderr
@@ -532,8 +533,8 @@ def test_python_program_sleeping(marker_lib, options):
 
 # ---- refusals ---------------------------------------------------------------------------------------------
 
-def refused(pid, lib, prefix=()):
-    status, stats, err = inject(pid, lib, prefix)
+def refused(pid, lib, prefix=(), timeout=None):
+    status, stats, err = inject(pid, lib, prefix, timeout)
     assert status == 2, err
     assert err.startswith("mrhooker: ") and err.count("\n") == 1, err   # one line, no traceback
     return err
@@ -680,3 +681,17 @@ def test_library_others_can_write_is_refused(cprog, marker_lib, tmp_path):
         proc.kill()
         proc.wait()
     assert not marker.exists()
+
+
+def test_call_that_does_not_return_times_out_and_the_thread_goes_on(cprog, marker_lib):
+    """A constructor that never returns (as a dlopen waiting for a lock would): the call is abandoned after
+    the timeout, the thread put back where it was, and the program goes on."""
+    lib, marker = marker_lib(busy_ms=3600 * 1000, name="endless")
+    prog = cprog(READER)
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    err = refused(proc.pid, lib, timeout=1)
+    assert "did not return within 1 s" in err
+    assert markers(marker) == [str(proc.pid)]
+    out, err = finish(proc, b"hello\n")
+    assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)
