@@ -316,6 +316,85 @@ def test_signal_during_the_injection_is_delivered_after_it(cprog, marker_lib, fl
     assert proc.returncode == 0
 
 
+# SIGUSR1 blocked, except while in ppoll (the classic race-free wait): a call that keeps the program's mask
+# aside while it runs. After the injection the mask must be the program's again, and ppoll's own while it waits.
+PPOLLER = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+static volatile sig_atomic_t got;
+static void on_usr1(int sig) { got = 1; }
+int main(void)
+{
+    signal(SIGUSR1, on_usr1);
+    sigset_t usr1, during, now;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, &during);
+    struct pollfd p = {.fd = 0, .events = POLLIN};
+    int n = ppoll(&p, 1, NULL, &during);
+    sigprocmask(SIG_BLOCK, NULL, &now);
+    printf("ppoll: %s, handler ran: %s, SIGUSR1 blocked after: %s\n", n < 0 ? strerror(errno) : "ready",
+           got ? "yes" : "no", sigismember(&now, SIGUSR1) ? "yes" : "no");
+    return 0;
+}
+"""
+
+
+def test_program_in_ppoll_keeps_its_signal_masks(cprog, marker_lib):
+    prog = cprog(PPOLLER)
+    lib, marker = marker_lib()
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {271})   # ppoll
+    before = signal_sets(proc.pid)
+    injected(proc.pid, lib)
+    wait_blocked(proc.pid, {271})
+    assert signal_sets(proc.pid) == before   # ppoll's mask while it waits (SIGUSR1 unblocked)
+    os.kill(proc.pid, signal.SIGUSR1)
+    proc.wait(timeout=RUN_TIMEOUT)   # the signal ends ppoll (stdin stays open)
+    out, err = finish(proc)
+    assert out == b"ppoll: Interrupted system call, handler ran: yes, SIGUSR1 blocked after: yes\n"
+    assert (err, proc.returncode) == (b"", 0)
+    assert markers(marker) == [str(proc.pid)]
+
+
+# epoll_wait on stdin, argv[1]: its timeout in ms; says what it returned.
+EPOLLER = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+int main(int argc, char **argv)
+{
+    int e = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = 0};
+    epoll_ctl(e, EPOLL_CTL_ADD, 0, &ev);
+    int n = epoll_wait(e, &ev, 1, atoi(argv[1]));
+    printf("epoll_wait: %d%s%s\n", n, n < 0 ? " " : "", n < 0 ? strerror(errno) : "");
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("timeout, says", [("-1", b"epoll_wait: 1\n"),
+                                           ("60000", b"epoll_wait: -1 Interrupted system call\n")])
+def test_program_in_epoll_wait(cprog, marker_lib, timeout, says):
+    """Without a timeout it goes on waiting (the kernel never restarts epoll_wait: the injector makes this one
+    restartable); with one it fails with EINTR, as under strace -p."""
+    prog = cprog(EPOLLER)
+    lib, marker = marker_lib()
+    proc = start([prog, timeout], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {232})
+    injected(proc.pid, lib)
+    out, err = finish(proc, b"x\n")
+    assert (out, err, proc.returncode) == (says, b"", 0)
+    assert markers(marker) == [str(proc.pid)]
+
+
 SLEEPER = r"""
 #include <stdio.h>
 #include <time.h>

@@ -29,8 +29,10 @@ signal-handling path, so the kernel makes the decision itself: rip -= 2 with rax
 __NR_restart_syscall for 516, with the thread's restart_block, which the remote calls don't touch) when no
 handler runs, and -EINTR or a restart according to SA_RESTART when a signal's handler runs. Doing the rip -= 2
 by hand instead would restart a call the kernel would have failed with EINTR (a handler without SA_RESTART, as
-Python's: Ctrl-C during time.sleep() would wait for the whole sleep). A call the kernel can't restart (epoll_wait
-and the others signal(7) lists) returns EINTR to the program, exactly as under strace -p or gdb.
+Python's: Ctrl-C during time.sleep() would wait for the whole sleep). The kernel never restarts epoll_wait
+(signal(7)): stopping the thread makes it fail with EINTR, under strace -p or gdb too; one without a timeout
+is made restartable instead (_restartable). The other calls signal(7) lists, and epoll_wait with a timeout,
+return EINTR to the program, as under strace -p.
 
 Signals are never lost or duplicated, and keep their siginfo:
 - While the threads are being stopped, a signal-delivery-stop is passed on at once (PTRACE_CONT with that
@@ -78,6 +80,9 @@ ATTEMPTS = 20               # stops of the whole process before giving up findin
 RED_ZONE = 128
 SIGINFO_SIZE = 128
 NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: "not in a system call", so the kernel restarts nothing
+EINTR_RAX = (1 << 64) - errno.EINTR
+ERESTARTNOHAND_RAX = (1 << 64) - 514
+SYS_EPOLL_WAIT, SYS_EPOLL_PWAIT, SYS_EPOLL_PWAIT2 = 232, 281, 441
 # Signals a fault raises synchronously: one of them during a remote call means the call itself crashed.
 FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 SIGSEGV_BIT = 1 << (signal.SIGSEGV - 1)   # in /proc/PID/status's signal masks
@@ -387,6 +392,21 @@ class _Thread:
         _ptrace(PTRACE_DETACH, self.tid, None, sig)
 
 
+def _restartable(regs):
+    """The registers to put back: the thread's own, except for an epoll_wait without a timeout that our stop
+    interrupted. The kernel never restarts epoll_wait (signal(7)): stopping the thread made it fail with EINTR
+    (as under strace -p or gdb), which an event loop may take for an error. Its result becomes
+    -ERESTARTNOHAND, so the kernel restarts it when no handler runs and still fails it with EINTR when a
+    signal's handler does, exactly as for a real signal. A wait with a timeout keeps its EINTR: restarting it
+    would wait its whole timeout again."""
+    regs = _Regs.from_buffer_copy(regs)
+    forever = ((regs.orig_rax in (SYS_EPOLL_WAIT, SYS_EPOLL_PWAIT) and regs.r10 & 0xFFFFFFFF == 0xFFFFFFFF)
+               or (regs.orig_rax == SYS_EPOLL_PWAIT2 and regs.r10 == 0))
+    if forever and regs.rax == EINTR_RAX:
+        regs.rax = ERESTARTNOHAND_RAX
+    return regs
+
+
 def _tids(pid):
     try:
         return {int(t) for t in os.listdir("/proc/%d/task" % pid)}
@@ -553,7 +573,7 @@ class _Session:
                 if self.saved_errno is not None:
                     self.mem.seek(self.saved_errno[0])
                     self.mem.write(self.saved_errno[1])
-                thread.set_state(thread.regs, thread.xstate)
+                thread.set_state(_restartable(thread.regs), thread.xstate)
             except (_Gone, TimeoutError, OSError):
                 pass
         for thread in self.threads.values():
