@@ -276,6 +276,48 @@ def test_program_blocked_in_read_gets_its_data_once(cprog, marker_lib):
     assert markers(marker) == [str(proc.pid)]
 
 
+def inject_while(pid, lib, during):
+    """Runs the injector with a library whose constructor spins 1.5 s (scaled); calls during() once the
+    constructor has started (the remote call is in flight). Returns the injector's stats."""
+    env = dict(os.environ, PYTHONPATH=SRC)
+    marker = lib[1]
+    injector = subprocess.Popen([sys.executable, "-c", INJECTOR, str(pid), lib[0]], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + scaled(30)
+        while not markers(marker) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert markers(marker) == [str(pid)]
+        during()
+        out, err = injector.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if injector.poll() is None:
+            injector.kill()
+            injector.wait()
+    assert injector.returncode == 0, err
+    return json.loads(out)
+
+
+def state(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_sigstop_during_the_injection_stops_the_process_after_it(cprog, marker_lib):
+    prog = cprog(READER)
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    inject_while(proc.pid, marker_lib(busy_ms=int(scaled(1500)), name="slow"),
+                 lambda: os.kill(proc.pid, signal.SIGSTOP))
+    deadline = time.monotonic() + scaled(30)
+    while state(proc.pid) != "T":
+        assert time.monotonic() < deadline, "the process did not stop"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = finish(proc, b"hello\n")
+    assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)
+
+
 @pytest.mark.parametrize("flags", ["", "restart"])
 def test_signal_during_the_injection_is_delivered_after_it(cprog, marker_lib, flags):
     """A SIGUSR1 sent while the library's constructor runs is held back and delivered after the registers are
@@ -288,25 +330,11 @@ def test_signal_during_the_injection_is_delivered_after_it(cprog, marker_lib, fl
     time.sleep(0.2)
     bare_out, _ = finish(bare, b"x\n")
 
-    lib, marker = marker_lib(busy_ms=int(scaled(1500)), name="slow")
     proc = start([prog, flags], stdin=subprocess.PIPE)
     wait_blocked(proc.pid, {SYS_READ})
-    env = dict(os.environ, PYTHONPATH=SRC)
-    injector = subprocess.Popen([sys.executable, "-c", INJECTOR, str(proc.pid), lib], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + scaled(30)
-        while not markers(marker) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert markers(marker) == [str(proc.pid)]
-        os.kill(proc.pid, signal.SIGUSR1)   # the constructor still spins: the remote call is in flight
-        out, err = injector.communicate(timeout=RUN_TIMEOUT)
-    finally:
-        if injector.poll() is None:
-            injector.kill()
-            injector.wait()
-    assert injector.returncode == 0, err
-    assert json.loads(out)["handle"] > 0
+    stats = inject_while(proc.pid, marker_lib(busy_ms=int(scaled(1500)), name="slow"),
+                         lambda: os.kill(proc.pid, signal.SIGUSR1))
+    assert stats["handle"] > 0
     time.sleep(0.2)
     out, err = finish(proc, b"x\n")
     expected = bare_out.replace(b"from %d" % os.getpid(), b"from PID")

@@ -42,8 +42,8 @@ Signals are never lost or duplicated, and keep their siginfo:
   caught at their signal-delivery-stop and held back (their siginfo kept). After the registers are restored,
   the first is delivered by the detach itself (PTRACE_SETSIGINFO + PTRACE_DETACH with its number), so the
   kernel decides EINTR vs restart for the interrupted call with it; any further ones are sent again with
-  tgkill (same signal and thread; si_pid becomes mrhooker's). A stop signal (group-stop) seen meanwhile leaves
-  the process stopped after the detach, as the kernel does.
+  tgkill (same signal and thread; si_pid becomes mrhooker's). A SIGSTOP during the call is held back the same
+  way: the process stops after the detach, and goes on at SIGCONT.
 
 Hazards (see the report of issue 18): the chosen thread may have been stopped inside malloc (holding its
 arena's lock) or similar, so dlopen could block; the call then times out, the thread is put back where it was,
@@ -86,7 +86,6 @@ SYS_EPOLL_WAIT, SYS_EPOLL_PWAIT, SYS_EPOLL_PWAIT2 = 232, 281, 441
 # Signals a fault raises synchronously: one of them during a remote call means the call itself crashed.
 FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 SIGSEGV_BIT = 1 << (signal.SIGSEGV - 1)   # in /proc/PID/status's signal masks
-STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 
 
 class _Regs(ctypes.Structure):
@@ -328,7 +327,6 @@ class _Thread:
         self.xstate = None        # FPU/SSE/AVX state, same
         self.in_signal_stop = False   # the current stop is a signal-delivery-stop (a signal can be injected)
         self.held = []            # siginfos held back during the remote calls, delivered after (FIFO)
-        self.group_stop = False   # a group-stop (SIGSTOP ...) was seen: it stays stopped after detach
 
     def wait(self, deadline, pass_signals):
         """Waits for the next stop; returns (signal, event). pass_signals: signal-delivery-stops are passed on
@@ -342,15 +340,13 @@ class _Thread:
             if tid == 0:
                 if time.monotonic() > deadline:
                     raise TimeoutError()
-                time.sleep(delay)
-                delay = min(delay * 2, 0.005)
+                time.sleep(delay)   # polled: the stop is seen within 1 ms (blocking in waitpid can't time out)
+                delay = min(delay * 2, 0.001)
                 continue
             if not os.WIFSTOPPED(status):
                 raise _Gone()
             sig, event = os.WSTOPSIG(status), status >> 16
             self.in_signal_stop = event == 0
-            if event == PTRACE_EVENT_STOP and sig in STOP_SIGNALS:
-                self.group_stop = True
             if event == 0 and pass_signals:
                 _ptrace(PTRACE_CONT, self.tid, None, sig)
                 continue
@@ -405,6 +401,15 @@ def _restartable(regs):
     if forever and regs.rax == EINTR_RAX:
         regs.rax = ERESTARTNOHAND_RAX
     return regs
+
+
+def _stopped(tid):
+    """Whether a tracee is in a ptrace-stop (ptrace requests other than PTRACE_INTERRUPT work only then)."""
+    try:
+        _ptrace(PTRACE_GETREGS, tid, None, ctypes.byref(_Regs()))
+        return True
+    except OSError:
+        return False
 
 
 def _tids(pid):
@@ -564,12 +569,14 @@ class _Session:
         thread = self.chosen
         if thread is not None and thread.tid in self.threads:
             try:
-                if self.call_in_flight:   # any stop will do: the registers are all put back
+                if self.call_in_flight and not _stopped(thread.tid):   # any stop will do: all is put back
                     _ptrace(PTRACE_INTERRUPT, thread.tid)
                     sig, event = thread.wait(time.monotonic() + self.timeout, pass_signals=False)
                     if event == 0 and sig not in FAULTS:
                         thread.hold_signal()
-                    self.call_in_flight = False
+                elif self.call_in_flight:   # stopped, but the stop was not seen (Ctrl-C just then)
+                    thread.in_signal_stop = False
+                self.call_in_flight = False
                 if self.saved_errno is not None:
                     self.mem.seek(self.saved_errno[0])
                     self.mem.write(self.saved_errno[1])
