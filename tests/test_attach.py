@@ -773,6 +773,23 @@ def test_library_that_fails_to_load_says_why_and_the_program_goes_on(cprog):
     assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)
 
 
+CRASHING_LIB = """\
+__attribute__((constructor)) static void crash(void) { *(volatile int *)8 = 1; }
+"""
+
+
+def test_library_whose_constructor_crashes_says_so_and_the_program_goes_on(cprog):
+    """The fault is not delivered (the program did not cause it): the thread is put back where it was."""
+    lib = cprog(CRASHING_LIB, flags=["-shared", "-fPIC"], suffix=".so")
+    prog = cprog(READER)
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    err = refused(proc.pid, lib)
+    assert "the library's loading crashed (signal SIGSEGV at 0x" in err
+    out, err = finish(proc, b"hello\n")
+    assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)
+
+
 def test_library_others_can_write_is_refused(cprog, marker_lib, tmp_path):
     lib, marker = marker_lib()
     shared = tmp_path / "shared"
