@@ -756,6 +756,63 @@ def test_program_ignoring_or_blocking_sigsegv_is_refused(cprog, marker_lib, how,
     assert not marker.exists()
 
 
+# The main thread blocks SIGSEGV and reads stdin; a second thread (SIGSEGV unblocked) sleeps 2 s.
+SEGV_BLOCKING_MAIN = r"""
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+static void *sleeper(void *arg)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGSEGV);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    struct timespec start, end, t = {2, 0};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    nanosleep(&t, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    *(double *)arg = (end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9;
+    return NULL;
+}
+int main(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGSEGV);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    double slept = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, sleeper, &slept);
+    char buf[16];
+    ssize_t n = read(0, buf, sizeof buf);
+    pthread_join(t, NULL);
+    printf("read %zd, slept %s\n", n, slept >= 2.0 ? "2 s" : "less");
+    return 0;
+}
+"""
+
+
+def test_thread_blocking_sigsegv_is_not_the_one_chosen(cprog, marker_lib):
+    prog = cprog(SEGV_BLOCKING_MAIN, flags=["-pthread"])
+    lib, marker = marker_lib()
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    deadline = time.monotonic() + scaled(30)
+    while len(os.listdir("/proc/%d/task" % proc.pid)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    worker = max(int(t) for t in os.listdir("/proc/%d/task" % proc.pid))
+    wait_blocked(proc.pid, {SYS_NANOSLEEP, SYS_CLOCK_NANOSLEEP}, tid=worker)
+    before = signal_sets(proc.pid)
+    injected(proc.pid, lib)
+    assert signal_sets(proc.pid) == before   # the main thread still blocks SIGSEGV: the worker made the call
+    out, err = finish(proc, b"x\n")
+    assert (out, err, proc.returncode) == (b"read 2, slept 2 s\n", b"", 0)
+    assert markers(marker) == [str(proc.pid)]
+
+
 UNRESOLVED_LIB = """\
 extern int no_such_function_anywhere(void);
 int uses_it(void) { return no_such_function_anywhere(); }

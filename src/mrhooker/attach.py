@@ -38,17 +38,25 @@ Signals are never lost or duplicated, and keep their siginfo:
 - While the threads are being stopped, a signal-delivery-stop is passed on at once (PTRACE_CONT with that
   signal): the kernel delivers it as it would have (handler, default action, or ignored); the pending
   interrupt then stops the thread again.
-- During the remote calls the chosen thread's signal mask is left as it is, so the signals it takes are
-  caught at their signal-delivery-stop and held back (their siginfo kept). After the registers are restored,
+- During the remote calls the chosen thread's signal mask is left as it is (blocking signals with
+  PTRACE_SETSIGMASK would drop the mask that ppoll/pselect/sigsuspend keep aside to restore, and a blocked
+  SIGSEGV makes the kernel reset the program's SIGSEGV action when the return faults: a thread blocking it is
+  not chosen, a process ignoring it is refused), so the signals it takes are caught at their
+  signal-delivery-stop and held back (their siginfo kept). After the registers are restored,
   the first is delivered by the detach itself (PTRACE_SETSIGINFO + PTRACE_DETACH with its number), so the
   kernel decides EINTR vs restart for the interrupted call with it; any further ones are sent again with
   tgkill (same signal and thread; si_pid becomes mrhooker's). A SIGSTOP during the call is held back the same
   way: the process stops after the detach, and goes on at SIGCONT.
 
-Hazards (see the report of issue 18): the chosen thread may have been stopped inside malloc (holding its
-arena's lock) or similar, so dlopen could block; the call then times out, the thread is put back where it was,
-and the error says so (the lock dlopen took may stay taken). If mrhooker is killed during the call the kernel
-detaches the thread with the call's registers, and its return to address 0 kills the process.
+The thread chosen is the main one unless it is inside the dynamic loader (it may hold the loader's lock with
+its lists half changed; another thread is taken, or the process stopped again a little later).
+
+Hazards, not handled yet: the chosen thread may have been stopped inside malloc (holding its arena's lock) or
+similar, so dlopen could block; the call then times out, the thread is put back where it was, and the error
+says so (the lock dlopen took may stay taken). If mrhooker is killed during the call the kernel detaches the
+thread with the call's registers, and its return to address 0 kills the process. A constructor that sleeps
+and is interrupted by a signal overwrites the thread's restart_block (a nanosleep of the program's then
+restarts with the constructor's time). The thread's stack must have room for dlopen and the constructors.
 """
 import ctypes
 import errno
