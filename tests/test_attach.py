@@ -487,7 +487,12 @@ def test_program_in_accept_accepts_a_later_connection(cprog, marker_lib):
     prog = cprog(ACCEPTER)
     lib, marker = marker_lib()
     proc = start([prog])
-    port = int(proc.stdout.readline())
+    line = b""
+    while not line.endswith(b"\n"):   # unbuffered: communicate() reads the rest
+        chunk = os.read(proc.stdout.fileno(), 16)
+        assert chunk, "the program ended"
+        line += chunk
+    port = int(line)
     wait_blocked(proc.pid, {SYS_ACCEPT, SYS_ACCEPT4})
     injected(proc.pid, lib)
     with socket.create_connection(("127.0.0.1", port), timeout=RUN_TIMEOUT) as c:
@@ -661,6 +666,25 @@ def test_static_program_is_refused(cprog, marker_lib):
     assert not marker.exists()
 
 
+def test_32_bit_program_is_refused(cprog, marker_lib, tmp_path):
+    source = tmp_path / "spin32.c"
+    source.write_text('void _start(void) { for (;;) __asm__ volatile("pause"); }\n')
+    prog = tmp_path / "spin32"
+    build = subprocess.run(["cc", "-m32", "-nostdlib", "-static", "-o", str(prog), str(source)],
+                           stderr=subprocess.PIPE, text=True)
+    if build.returncode != 0:
+        pytest.skip("cc can't build a 32-bit program here: " + build.stderr.strip().splitlines()[-1])
+    lib, marker = marker_lib()
+    proc = start([str(prog)])
+    try:
+        err = refused(proc.pid, lib)
+        assert "is not an x86-64 program (ELF class 32, machine 3)" in err
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the injector as another user")
 def test_another_users_process_is_refused(cprog, marker_lib):
     lib, marker = marker_lib()
@@ -706,6 +730,25 @@ def test_zombie_is_refused(marker_lib):
         assert "is a zombie" in refused(proc.pid, lib)
     finally:
         proc.wait()
+
+
+def test_only_an_epoll_wait_without_timeout_is_made_restartable():
+    from mrhooker import attach
+    minus = lambda n: (1 << 64) - n
+    cases = [  # (orig_rax, r10: the timeout, rax) -> rax put back
+        ((232, 0xFFFFFFFF, minus(4)), minus(514)),             # epoll_wait(..., -1) interrupted: restartable
+        ((281, 0xFFFFFFFFFFFFFFFF, minus(4)), minus(514)),     # epoll_pwait(..., -1, mask)
+        ((441, 0, minus(4)), minus(514)),                      # epoll_pwait2(..., NULL timeout, mask)
+        ((232, 1000, minus(4)), minus(4)),                     # with a timeout: EINTR stays
+        ((441, 0x7ffd0000, minus(4)), minus(4)),
+        ((232, 0xFFFFFFFF, 1), 1),                             # returned events: unchanged
+        ((0, 0xFFFFFFFF, minus(4)), minus(4)),                 # read: EINTR is a real one
+        ((0, 0, minus(512)), minus(512)),                      # -ERESTARTSYS: the kernel restarts it itself
+    ]
+    for (orig_rax, r10, rax), expected in cases:
+        regs = attach._Regs(orig_rax=orig_rax, r10=r10, rax=rax, rip=0x1234)
+        put_back = attach._restartable(regs)
+        assert (put_back.rax, put_back.orig_rax, put_back.rip, regs.rax) == (expected, orig_rax, 0x1234, rax)
 
 
 def test_yama_ptrace_scope_is_named_with_the_fix(monkeypatch):
