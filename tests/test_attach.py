@@ -643,6 +643,35 @@ def test_python_program_sleeping(marker_lib, options):
     assert markers(marker) == [str(proc.pid)]
 
 
+def test_python_http_server_answers_curl_after_the_injection(marker_lib, tmp_path):
+    (tmp_path / "page.txt").write_text("served while attached\n")
+    lib, marker = marker_lib()
+    proc = start(["python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"], cwd=str(tmp_path))
+    try:
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(proc.stdout.fileno(), 200)
+            assert chunk, "the server ended"
+            line += chunk
+        port = int(line.split(b" port ")[1].split()[0])
+        wait_blocked(proc.pid, {7, 271, 232, 281})   # poll, ppoll, epoll_wait, epoll_pwait
+        injected(proc.pid, lib)
+        for _ in range(3):
+            curl = subprocess.run(["curl", "-s", "--max-time", str(int(RUN_TIMEOUT)),
+                                   "http://127.0.0.1:%d/page.txt" % port],
+                                  stdout=subprocess.PIPE, timeout=RUN_TIMEOUT)
+            assert (curl.returncode, curl.stdout) == (0, b"served while attached\n")
+        proc.send_signal(signal.SIGINT)   # its handler still works: KeyboardInterrupt, a clean exit
+        out, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert b"Keyboard interrupt received, exiting." in out
+    assert proc.returncode == 0
+    assert markers(marker) == [str(proc.pid)]
+
+
 # ---- refusals ---------------------------------------------------------------------------------------------
 
 def refused(pid, lib, prefix=(), timeout=None):
