@@ -211,18 +211,19 @@ def _refuse_permission(pid, name, st):
 
 def _check_machine(pid, name, st):
     """Refuses a program that is not x86-64 (a 32-bit one, another architecture under emulation)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
     try:
         with open("/proc/%d/exe" % pid, "rb") as f:
-            header = f.read(20)
+            elf = ELFFile(f)
+            machine, elfclass = elf["e_machine"], elf.elfclass
     except PermissionError:
         raise _refuse_permission(pid, name, st)
-    except OSError:
-        return   # a kernel thread or a vanished program: the later steps say so
-    if header[:4] == b"\x7fELF" and len(header) >= 20:
-        machine, = struct.unpack_from("<H" if header[5] == 1 else ">H", header, 18)
-        if header[4] != 2 or machine != 62:   # ELFCLASS64, EM_X86_64
-            raise MrhookerError("%s is not an x86-64 program (ELF class %d, machine %d): mrhooker attaches to "
-                                "x86-64 programs only" % (name, 32 if header[4] == 1 else 64, machine))
+    except (OSError, ELFError):
+        return   # a kernel thread, a vanished program: the later steps say so
+    if (machine, elfclass) != ("EM_X86_64", 64):
+        raise MrhookerError("%s is not an x86-64 program (%d-bit %s): mrhooker attaches to x86-64 programs only"
+                            % (name, elfclass, machine[3:] if machine.startswith("EM_") else machine))
 
 
 def _maps(pid, name, st):
