@@ -276,9 +276,10 @@ def test_program_blocked_in_read_gets_its_data_once(cprog, marker_lib):
     assert markers(marker) == [str(proc.pid)]
 
 
-def inject_while(pid, lib, during):
-    """Runs the injector with a library whose constructor spins 1.5 s (scaled); calls during() once the
-    constructor has started (the remote call is in flight). Returns the injector's stats."""
+def inject_while(pid, lib, during, succeeds=True):
+    """Runs the injector with a library whose constructor spins 1.5 s (scaled); calls during(injector) once
+    the constructor has started (the remote call is in flight). Returns the injector's stats (succeeds) or
+    (exit status, stderr)."""
     env = dict(os.environ, PYTHONPATH=SRC)
     marker = lib[1]
     injector = subprocess.Popen([sys.executable, "-c", INJECTOR, str(pid), lib[0]], env=env,
@@ -288,12 +289,14 @@ def inject_while(pid, lib, during):
         while not markers(marker) and time.monotonic() < deadline:
             time.sleep(0.005)
         assert markers(marker) == [str(pid)]
-        during()
+        during(injector)
         out, err = injector.communicate(timeout=RUN_TIMEOUT)
     finally:
         if injector.poll() is None:
             injector.kill()
             injector.wait()
+    if not succeeds:
+        return injector.returncode, err
     assert injector.returncode == 0, err
     return json.loads(out)
 
@@ -308,12 +311,23 @@ def test_sigstop_during_the_injection_stops_the_process_after_it(cprog, marker_l
     proc = start([prog], stdin=subprocess.PIPE)
     wait_blocked(proc.pid, {SYS_READ})
     inject_while(proc.pid, marker_lib(busy_ms=int(scaled(1500)), name="slow"),
-                 lambda: os.kill(proc.pid, signal.SIGSTOP))
+                 lambda injector: os.kill(proc.pid, signal.SIGSTOP))
     deadline = time.monotonic() + scaled(30)
     while state(proc.pid) != "T":
         assert time.monotonic() < deadline, "the process did not stop"
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGCONT)
+    out, err = finish(proc, b"hello\n")
+    assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)
+
+
+def test_ctrl_c_of_the_injector_during_the_call_puts_the_thread_back(cprog, marker_lib):
+    prog = cprog(READER)
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    status, err = inject_while(proc.pid, marker_lib(busy_ms=int(scaled(1500)), name="slow"),
+                               lambda injector: injector.send_signal(signal.SIGINT), succeeds=False)
+    assert status != 0 and "KeyboardInterrupt" in err
     out, err = finish(proc, b"hello\n")
     assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)
 
@@ -333,7 +347,7 @@ def test_signal_during_the_injection_is_delivered_after_it(cprog, marker_lib, fl
     proc = start([prog, flags], stdin=subprocess.PIPE)
     wait_blocked(proc.pid, {SYS_READ})
     stats = inject_while(proc.pid, marker_lib(busy_ms=int(scaled(1500)), name="slow"),
-                         lambda: os.kill(proc.pid, signal.SIGUSR1))
+                         lambda injector: os.kill(proc.pid, signal.SIGUSR1))
     assert stats["handle"] > 0
     time.sleep(0.2)
     out, err = finish(proc, b"x\n")
