@@ -244,9 +244,20 @@ def _maps(pid, name, st):
     return maps
 
 
+_exports = {}   # (device, inode, size, mtime, names) of a file -> its _exported(): every process has the same libc
+
+
 def _exported(path, opened, names):
     """{name: offset in the file's mapping} of the defined functions `names` that the ELF file exports, found
-    through its symbol hash table (a few symbols read, not libc's ~3,000: ~5 ms instead of ~70)."""
+    through its symbol hash table (a few symbols read, not libc's ~3,000: ~10 ms instead of ~70)."""
+    st = os.fstat(opened.fileno())
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, names)
+    if key not in _exports:
+        _exports[key] = _read_exported(path, opened, names)
+    return dict(_exports[key])
+
+
+def _read_exported(path, opened, names):
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     try:
