@@ -22,6 +22,7 @@ from helpers import RUN_TIMEOUT, SRC, scaled
 # system call, so a signal sent meanwhile arrives during the remote call) and clobbers errno and the vector
 # registers, which the injector must put back.
 MARKER_LIB = """\
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,6 +34,12 @@ __attribute__((constructor)) static void marker_init(void)
     int fd = open(MARKER, O_WRONLY | O_CREAT | O_APPEND, 0600);
     char line[32];
     int n = snprintf(line, sizeof line, "%d\\n", (int)getpid());
+    if (fd >= 0) {
+        if (write(fd, line, n) != n) { /* the test sees the marker missing */ }
+        close(fd);
+    }
+    fd = open(MARKER ".tid", O_WRONLY | O_CREAT | O_APPEND, 0600);   /* the thread that made the call */
+    n = snprintf(line, sizeof line, "%d\\n", (int)gettid());
     if (fd >= 0) {
         if (write(fd, line, n) != n) { /* the test sees the marker missing */ }
         close(fd);
@@ -613,9 +620,53 @@ def test_multithreaded_program_keeps_all_threads_running(cprog, marker_lib):
     assert err == b""
     assert proc.returncode == 0
     assert markers(marker) == [str(proc.pid)]
+    assert markers(marker.with_name(marker.name + ".tid")) == [str(proc.pid)]   # the main thread, in read
 
 
 # ---- twice, and Python ------------------------------------------------------------------------------------
+
+# A busy main thread and a helper blocked in read: the helper makes the call, the main thread loses no time.
+BUSY_MAIN = r"""
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+static char got[16];
+static void *reader(void *arg)
+{
+    ssize_t n = read(0, got, sizeof got - 1);
+    return (void *)n;
+}
+int main(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, reader, NULL);
+    volatile unsigned long spins = 0;
+    void *n;
+    while (pthread_tryjoin_np(t, &n) != 0)
+        spins++;
+    printf("read %ld: %s", (long)n, got);
+    return 0;
+}
+"""
+
+
+def test_thread_waiting_in_a_system_call_makes_the_call(cprog, marker_lib):
+    prog = cprog(BUSY_MAIN, flags=["-pthread"])
+    lib, marker = marker_lib()
+    proc = start([prog], stdin=subprocess.PIPE)
+    deadline = time.monotonic() + scaled(30)
+    while len(os.listdir("/proc/%d/task" % proc.pid)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    helper = max(int(t) for t in os.listdir("/proc/%d/task" % proc.pid))
+    wait_blocked(proc.pid, {SYS_READ}, tid=helper)
+    injected(proc.pid, lib)
+    out, err = finish(proc, b"hello\n")
+    assert (out, err, proc.returncode) == (b"read 6: hello\n", b"", 0)
+    assert markers(marker) == [str(proc.pid)]
+    assert markers(marker.with_name(marker.name + ".tid")) == [str(helper)]
+
 
 def test_inject_twice_into_the_same_process(cprog, marker_lib):
     prog = cprog(READER)

@@ -48,8 +48,9 @@ Signals are never lost or duplicated, and keep their siginfo:
   tgkill (same signal and thread; si_pid becomes mrhooker's). A SIGSTOP during the call is held back the same
   way: the process stops after the detach, and goes on at SIGCONT.
 
-The thread chosen is the main one unless it is inside the dynamic loader (it may hold the loader's lock with
-its lists half changed; another thread is taken, or the process stopped again a little later).
+The thread chosen is one waiting in a system call if there is one (the main one first): it holds no lock of
+malloc's, and the program's running threads lose no time; never one inside the dynamic loader (it may hold
+the loader's lock with its lists half changed; the process is stopped again a little later if all are).
 
 Hazards, not handled yet: the chosen thread may have been stopped inside malloc (holding its arena's lock) or
 similar, so dlopen could block; the call then times out, the thread is put back where it was, and the error
@@ -91,6 +92,8 @@ NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: "not in a system call", so the kern
 EINTR_RAX = (1 << 64) - errno.EINTR
 ERESTARTNOHAND_RAX = (1 << 64) - 514
 SYS_EPOLL_WAIT, SYS_EPOLL_PWAIT, SYS_EPOLL_PWAIT2 = 232, 281, 441
+# mmap mprotect munmap brk mremap madvise (malloc makes them holding its arena's lock), futex (a lock's wait)
+LOCKING_SYSCALLS = {9, 10, 11, 12, 25, 28, 202}
 # Signals a fault raises synchronously: one of them during a remote call means the call itself crashed.
 FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 SIGSEGV_BIT = 1 << (signal.SIGSEGV - 1)   # in /proc/PID/status's signal masks
@@ -489,12 +492,15 @@ class _Session:
             raise MrhookerError("%s exited" % self.name)
 
     def choose(self, loader):
-        """The thread to make the calls in: the main thread if it can, else the first other one that can; None
-        when each is inside the dynamic loader now (it may hold the loader's lock, with its lists half
-        changed: try again later). A thread blocking SIGSEGV can't (the return's fault would make the kernel
-        unblock it and reset the program's SIGSEGV action): refused when all do."""
+        """The thread to make the calls in, or None when each is inside the dynamic loader now (it may hold the
+        loader's lock, with its lists half changed: try again later). First a thread waiting in a system call
+        (the main one first): it holds no lock of malloc's and its program loses no time, unless the call is
+        one malloc makes holding its arena's lock (mmap, brk ...) or a futex (a lock's wait); then any thread.
+        A thread blocking SIGSEGV can't make the call (the return's fault would make the kernel unblock it and
+        reset the program's SIGSEGV action): refused when all do."""
+        candidates = []
         blocking = 0
-        for thread in sorted(self.threads.values(), key=lambda t: (t.tid != self.pid, t.tid)):
+        for thread in self.threads.values():
             try:
                 if _signal_set(_status(self.pid, thread.tid), "SigBlk") & SIGSEGV_BIT:
                     blocking += 1
@@ -502,7 +508,10 @@ class _Session:
             except MrhookerError:
                 continue   # exited meanwhile
             if not any(lo <= thread.regs.rip < hi for lo, hi in loader):
-                return thread
+                waiting = thread.regs.orig_rax < NO_SYSCALL and thread.regs.orig_rax not in LOCKING_SYSCALLS
+                candidates.append((not waiting, thread.tid != self.pid, thread.tid, thread))
+        if candidates:
+            return min(candidates, key=lambda c: c[:3])[3]
         if blocking == len(self.threads):
             raise MrhookerError("%s blocks SIGSEGV in every thread, and the injection's call ends with one (the "
                                 "kernel would reset the program's SIGSEGV action): it can't be attached" % self.name)
