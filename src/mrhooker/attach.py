@@ -195,7 +195,7 @@ def _check_state(pid):
 def _refuse_permission(pid, name, st):
     """The reason PTRACE_SEIZE said EPERM, with what to do."""
     uids = st.get("Uid", "").split()
-    if os.geteuid() != 0 and uids and str(os.geteuid()) not in uids[:1] + uids[1:3]:
+    if os.geteuid() != 0 and uids and str(os.geteuid()) not in uids[:3]:   # real, effective, saved
         return MrhookerError("%s belongs to another user (uid %s): attach as that user, or as root (CAP_SYS_PTRACE)"
                              % (name, uids[0]))
     scope = _ptrace_scope()
