@@ -336,6 +336,17 @@ def _check_library(path):
     return check_private(os.path.abspath(path), "the library")
 
 
+def _library_function(session, handle, path, function):
+    """The address in the process of an exported function of the library dlopen loaded (handle: its link_map,
+    whose first field is its load bias; our libraries' first segment is at address 0)."""
+    bias = struct.unpack("<Q", session.read(handle, 8))[0]
+    with open(path, "rb") as opened:
+        found = _exported(path, opened, (function,))
+    if function not in found:
+        raise MrhookerError("%s exports no %s: not a library of this mrhooker" % (path, function))
+    return bias + found[function]
+
+
 # ---- stopped threads ------------------------------------------------------------------------------------
 
 class _Gone(Exception):
@@ -622,12 +633,14 @@ class _Session:
             self.mem.close()
 
 
-def inject(pid, library_path, timeout=10.0, stats=None):
+def inject(pid, library_path, timeout=10.0, stats=None, then=None):
     """Loads the shared library at library_path into the running process pid (its own dlopen(path, RTLD_NOW),
     called in one of its threads) and returns the handle dlopen gave. Raises MrhookerError, with one message
     saying why and what to do, when the process can't be attached or the library can't be loaded.
     timeout: seconds for each wait (a thread's stop, one remote call). stats: a dict, filled with timings in
-    seconds: 'total', 'all_stopped' (every thread stopped), 'thread_stopped' (the chosen thread, calls included)."""
+    seconds: 'total', 'all_stopped' (every thread stopped), 'thread_stopped' (the chosen thread, calls included).
+    then: (name, bytes): after the load, the same thread calls the library's exported int name(const char *) with
+    those bytes (NUL-terminated) copied onto its stack; inject then returns (handle, what it returned)."""
     started = time.monotonic()
     name, st = _check_state(pid)
     _check_machine(pid, name, st)
@@ -657,7 +670,11 @@ def inject(pid, library_path, timeout=10.0, stats=None):
             message = session.call(functions["dlerror"], [])
             reason = session.read_string(message) if message else "unknown error"
             raise MrhookerError("%s: dlopen failed: %s" % (name, reason))
-        return handle
+        if then is None:
+            return handle
+        function = _library_function(session, handle, path, then[0])
+        result = session.call(function, [None], then[1] + b"\0")
+        return handle, ctypes.c_int(result & 0xffffffff).value
     except OSError as e:
         if e.errno == errno.EPERM and not session.threads:   # the first PTRACE_SEIZE
             raise _refuse_permission(pid, name, st)

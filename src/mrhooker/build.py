@@ -23,7 +23,7 @@ from mrhooker.errors import MrhookerError
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_DIR = os.path.join(PACKAGE_DIR, "runtime")
-TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c")   # the preload library's runtime
+TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c", "attach.c")   # the preload library's runtime
 TRACE_SIDE = ("trace.c", "faketime.c")                               # ... and a trace's
 READER_SIDE = ("reader.c", "decode.c")                                # a trace's reader.so, in mrhooker
 HOOK_SIDE = ("pyrt.c", "namespace.c")                                 # pyrt.so

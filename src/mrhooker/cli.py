@@ -267,7 +267,7 @@ def run_command(argv):
                                     verbose=verbose))
 
 
-TRACE_USAGE = "mrhooker trace [OPTIONS] COMMAND [ARGS...]"
+TRACE_USAGE = "mrhooker trace [OPTIONS] COMMAND [ARGS...]  or  mrhooker trace [OPTIONS] -p PID"
 
 
 def _trace_epilog():
@@ -291,6 +291,11 @@ def _trace_parser():
     p.add_argument("-f", dest="follow_count", action="count", default=0,
                    help="follow children (the default); -ff with -o FILE: one FILE.PID per process")
     p.add_argument("--no-follow", action="store_true", help="trace COMMAND only, not the programs it runs")
+    p.add_argument("-p", dest="pids", metavar="PID", action="append", default=[],
+                   help="attach to the running process PID (comma lists; repeatable) instead of running a command, "
+                        "until Ctrl-C, SIGTERM, -D or its end, then detach; -f: its children forked since too")
+    p.add_argument("-D", "--duration", type=float, metavar="SECONDS",
+                   help="with -p: detach after SECONDS")
     p.add_argument("-o", "--output", metavar="FILE", help="the lines (or -c's table) to FILE instead of stderr")
     p.add_argument("-A", "--append", action="store_true", help="append to -o FILE instead of truncating it")
     p.add_argument("-s", dest="strsize", type=int, default=32, metavar="N",
@@ -373,6 +378,20 @@ def _list_prototypes(pattern, build_dir, headers, command):
     return 0
 
 
+def _pids(values):
+    """-p's values (each a comma list) as pids, each once, in order."""
+    pids = []
+    for value in values:
+        for item in value.split(","):
+            if not item.strip().isdigit() or int(item) <= 0:
+                raise MrhookerError("-p %s: not a process id" % value)
+            if int(item) == os.getpid():
+                raise MrhookerError("-p %s: that is mrhooker itself" % item)
+            if int(item) not in pids:
+                pids.append(int(item))
+    return pids
+
+
 def trace_command(argv):
     """`mrhooker trace ...`: trace COMMAND's library calls; returns the exit status."""
     from mrhooker import config
@@ -387,7 +406,12 @@ def trace_command(argv):
         return _list_prototypes(args.list, build_dir, _headers(args, config.load(None)), command)
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
-    if not args.command:
+    pids = _pids(args.pids)
+    if pids and args.command:
+        raise MrhookerError("give either -p PID or a command, not both")
+    if args.duration is not None and (not pids or not args.duration > 0):
+        raise MrhookerError("-D takes a number of seconds above 0, and only with -p PID")
+    if not args.command and not pids:
         raise MrhookerError("no command given: what should run traced?\nusage: " + TRACE_USAGE)
     if args.strsize < 0 or args.timeline_limit < 1 or not 1 <= args.buffer_size <= 65536:
         raise MrhookerError("-s takes a number from 0, --timeline-limit one from 1, --buffer-size one from 1 to "
@@ -401,19 +425,22 @@ def trace_command(argv):
                                                if os.path.isdir(path) else "its directory is missing or not writable"))
     if args.follow_count >= 2 and not args.output:
         raise MrhookerError("-ff needs -o FILE (it writes FILE.PID for each process)")
-    program = find_program(args.command, args.force)
+    program = find_program(args.command, args.force) if not pids else None
+    # a launched command's children are followed unless --no-follow; an attached process's only with -f (strace's)
+    follow = not args.no_follow and (args.follow_count >= 1 or not pids)
     console = Console(args.verbose)
     request = TraceRequest(
-        specs=args.specs, strsize=args.strsize, follow=not args.no_follow, output=args.output,
+        specs=args.specs, strsize=args.strsize, follow=follow, output=args.output,
         per_process=args.follow_count >= 2, append=args.append, timestamps=min(args.timestamps, 3),
         relative=args.relative, durations=args.durations, failed_only=args.failed,
         summary=args.summary_only or args.summary_too, lines=not (args.summary_only or args.quiet), json_path=args.json,
         timeline_path=args.timeline, timeline_limit=args.timeline_limit, scaffold_path=args.scaffold,
-        buffer_mb=args.buffer_size, inject=args.inject, seed=args.seed, fake_time=args.fake_time, quiet=args.quiet)
+        buffer_mb=args.buffer_size, inject=args.inject, seed=args.seed, fake_time=args.fake_time, quiet=args.quiet,
+        duration=args.duration)
     options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, progress=console.progress,
                            headers=_headers(args, config.load(None)), preparing=console.preparing)
     try:
-        return Tracer(request, options, console.log).run(args.command, program)
+        return Tracer(request, options, console.log).run(args.command, program, attach_to=pids)
     finally:
         console.clear_status()
 

@@ -15,7 +15,7 @@ class TraceRequest:
     def __init__(self, specs=(), strsize=32, follow=True, output=None, per_process=False, append=False,
                  timestamps=0, relative=False, durations=False, failed_only=False, summary=False, lines=True,
                  json_path=None, timeline_path=None, timeline_limit=1_000_000, scaffold_path=None,
-                 buffer_mb=64, inject=(), seed=0, fake_time=None, quiet=False):
+                 buffer_mb=64, inject=(), seed=0, fake_time=None, quiet=False, duration=None):
         self.specs = list(specs)
         self.strsize = strsize
         self.follow = follow
@@ -35,6 +35,7 @@ class TraceRequest:
         self.seed = seed
         self.fake_time = fake_time        # --fake-time spec, or None
         self.quiet = quiet                # -q: no call lines (then -e defaults to what is injected)
+        self.duration = duration          # -p: detach after this many seconds (None: at Ctrl-C or their end)
 
     @property
     def needs_records(self):
@@ -142,7 +143,9 @@ class Tracer:
         self.build_options = build_options
         self.log = log
 
-    def run(self, command, program):
+    def run(self, command, program, attach_to=None):
+        """Traces COMMAND (program: its path), or the running processes attach_to (pids) until Ctrl-C, SIGTERM,
+        SIGHUP, request.duration seconds or their end; returns mrhooker's exit status."""
         from mrhooker import cache, guardian
 
         request = self.request
@@ -169,8 +172,12 @@ class Tracer:
             reader = tracefile.Reader(trace)
             self._connect(reader, outputs)
             with signals:
-                raw_status, statuses = self._run(reader, trace, trace_build.preload, command, program, signals,
-                                                 guard, broken)
+                if attach_to:
+                    raw_status, statuses = self._attached(reader, trace, trace_build.preload, attach_to, signals,
+                                                          guard, broken)
+                else:
+                    raw_status, statuses = self._run(reader, trace, trace_build.preload, command, program,
+                                                     signals, guard, broken)
                 # a second Ctrl-C once the program is gone: what is left in the ring is not written
                 unwritten = reader.discard() if signals.interrupted and not broken else 0
             if not broken:
@@ -239,11 +246,12 @@ class Tracer:
         if r.timeline_path:
             reader.timeline(outputs.timeline_fd, r.timeline_limit)
 
-    def _run(self, reader, trace, preload, command, program, signals, guard, broken):
-        """Runs the command, draining the ring as it goes; (its wait status, {pid: wait status}). A drain lasts a
-        moment at most, so that the launcher notices the program's end while a busy program keeps the ring full.
-        When an output's reader is gone (`| head`: a closed pipe), everything mrhooker started is killed, as
-        strace's tracees die with it, and mrhooker dies by SIGPIPE (broken says so)."""
+    @staticmethod
+    def _drainer(reader, signals, guard, broken):
+        """drain(final=False): reads what the ring holds, a moment at most unless final, so that the caller
+        notices the program's end while a busy program keeps the ring full; true if more is waiting. When an
+        output's reader is gone (`| head`: a closed pipe), everything mrhooker started is killed, as strace's
+        tracees die with it, and mrhooker dies by SIGPIPE (broken says so)."""
         def drain(final=False):
             until = time.monotonic() + (float("inf") if final else 0.1)
             more = False
@@ -257,12 +265,49 @@ class Tracer:
                 if not more or time.monotonic() > until:
                     break
             return more
+        return drain
 
+    def _run(self, reader, trace, preload, command, program, signals, guard, broken):
+        """Runs the command, draining the ring as it goes; (its wait status, {pid: wait status})."""
+        drain = self._drainer(reader, signals, guard, broken)
         status = launch.run_traced(preload, trace.environment(), command, program,
                                    _LaunchOptions(self.request.follow, self.log), signals, guard, drain,
                                    reader.command_pid)
         drain(final=True)
         return status
+
+    def _attached(self, reader, trace, preload, pids, signals, guard, broken):
+        """Attaches to the running processes pids, drains the ring until they end or mrhooker is asked to stop
+        (Ctrl-C, SIGTERM, SIGHUP, --duration), then detaches and drains what is left; (0, {}): their exit
+        statuses are their parents' to see. A closed pipe detaches as well (the processes are not mrhooker's to
+        kill)."""
+        from mrhooker import attached
+
+        signals.ended()   # nothing is forwarded: INT, TERM and HUP say "detach" (signals.interrupted)
+        drain = self._drainer(reader, signals, guard, broken)
+        sessions = []
+        try:
+            for pid in pids:
+                session = attached.Attached(pid, preload, trace.environment(), self.request.follow)
+                sessions.append(session)
+                reader.command_pid(pid)
+                self.log("attached to %d in %.1f ms (the process stopped %.1f ms, one thread %.1f ms)" % (
+                    pid, session.stats["total"] * 1e3, session.stats.get("all_stopped", 0) * 1e3,
+                    session.stats.get("thread_stopped", 0) * 1e3))
+                _say("Process %d attached" % pid)
+            attached.wait(sessions, drain, lambda: bool(signals.interrupted or broken), self.request.duration)
+        finally:
+            for session in sessions:
+                ended = session.ended
+                if not session.detach():
+                    _say("process %d did not answer the detach within %g s (stopped?): its calls stay hooked "
+                         "until it runs again" % (session.pid, attached.DETACH_TIMEOUT))
+                elif not broken:
+                    _say("Process %d %s" % (session.pid, "detached" if not ended or attached.alive(session.pid)
+                                            else "ended"))
+        signals.interrupted = None   # that Ctrl-C asked for the detach; a second one stops the final drain
+        drain(final=True)
+        return 0, {}
 
     def _exits(self, statuses, reader):
         """strace's last lines of the processes mrhooker reaped (the command, orphans): how each ended. (The

@@ -181,11 +181,34 @@ static void report_at_exit(void)   /* preload_fini, with depth raised */
 /* ---- settings ------------------------------------------------------------------------------------------ */
 
 static char settings_store[1 << 16];   /* copies: the target may change its environment later */
-static size_t settings_used;
+static size_t settings_used;           /* only grows: an attach's settings go after the last one's, whose
+                                        * strings the hook side may still hold */
+static const char *settings_text;      /* an attach's settings ("NAME=value" lines), read instead of the
+                                        * environment (attach.c) */
+
+static const char *lookup(const char *name)
+{
+    if (!settings_text) return getenv(name);
+    size_t n = mrh_length(name);
+    for (const char *line = settings_text; *line;) {
+        const char *end = strchr(line, '\n');
+        if (!end) end = line + strlen(line);
+        if ((size_t)(end - line) > n && line[n] == '=' && strncmp(line, name, n) == 0) {
+            static char value[4096];   /* with patch_lock held (attach.c): one reader */
+            size_t len = (size_t)(end - line) - n - 1;
+            if (len >= sizeof value) return NULL;
+            memcpy(value, line + n + 1, len);
+            value[len] = 0;
+            return value;
+        }
+        line = *end ? end + 1 : end;
+    }
+    return NULL;
+}
 
 static const char *setting(const char *name)
 {
-    const char *v = getenv(name);
+    const char *v = lookup(name);
     size_t n = v ? strlen(v) : 0;
     if (n == 0 || n + 1 > sizeof settings_store - settings_used) return NULL;
     char *copy = settings_store + settings_used;
@@ -211,17 +234,27 @@ static void read_settings(void)
     c->output_id = setting("MRHOOKER_OUTPUT_ID");
     c->report = setting("MRHOOKER_REPORT");
     c->report_id = setting("MRHOOKER_REPORT_ID");
-    const char *follow = getenv("MRHOOKER_FOLLOW");
+    c->attach = setting("MRHOOKER_ATTACH");
+    const char *follow = lookup("MRHOOKER_FOLLOW");
     c->follow = !follow || strcmp(follow, "0") != 0;
-    const char *wait = getenv("MRHOOKER_START_WAIT_MS");
+    const char *wait = lookup("MRHOOKER_START_WAIT_MS");
     c->start_wait_ms = wait && *wait ? atol(wait) : 5000;
-    /* Launched by mrhooker (to hook or to trace), and not a child --no-follow excludes. */
+    /* Launched by mrhooker (to hook or to trace), and not a child --no-follow excludes; or attached. */
     c->active = (c->hooks || c->trace) != 0;
-    if (c->active && !c->follow) {
-        const char *parent = getenv("MRHOOKER_PARENT");
+    if (c->active && !c->follow && !settings_text) {
+        const char *parent = lookup("MRHOOKER_PARENT");
         if (!parent || atol(parent) != (long)getppid()) c->active = 0;
     }
     if (!c->active || !c->hooks || !c->runtime || !c->kind || !c->module) mrh_state = MRH_OFF;
+}
+
+/* attach.c: an attach's settings replace the environment's (read at load, when there were none). */
+void mrh_attach_settings(const char *text)
+{
+    settings_text = text;
+    memset(&mrh_config, 0, sizeof mrh_config);
+    read_settings();
+    settings_text = NULL;
 }
 
 /* ---- threads -------------------------------------------------------------------------------------------
@@ -545,6 +578,21 @@ static void fork_child(void)
  * runtime's vfork is fork(), which every correct use of vfork allows. (posix_spawn does not call vfork() and
  * runs no hooks in its child.) */
 MRH_EXPORT pid_t vfork(void) { return fork(); }
+
+/* attach.c: hooks are on from an attach to its detach. OFF is final in a launched process; in an attached one
+ * each attach moves OFF -> UNSTARTED (READY when an earlier attach of this library started the hook side, which
+ * stays loaded) and its detach moves the state back to OFF. */
+void mrh_attach_state(int on)
+{
+    mrh_settings *c = &mrh_config;
+    pthread_mutex_lock(&start_lock);
+    if (!on || !c->active || !c->hooks || !c->runtime || !c->kind || !c->module)
+        __atomic_store_n(&mrh_state, MRH_OFF, __ATOMIC_RELEASE);
+    else if (mrh_state != MRH_STARTING)
+        __atomic_store_n(&mrh_state, ops ? MRH_READY : MRH_UNSTARTED, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&start_lock);
+    if (on) report_at_load();
+}
 
 /* ---- load and exit ------------------------------------------------------------------------------------- */
 

@@ -30,11 +30,15 @@ typedef struct mrh_settings {
     const char *hooks, *runtime, *kind, *module, *script;
     const char *python_path, *python_home, *executable, *output, *output_id;
     const char *report, *report_id;   /* the launcher's report file (preload.c, reports), and its identity */
+    const char *attach;   /* attached (mrhooker -p): the unix socket to mrhooker that attach.c holds */
     int follow;           /* exec'd children are hooked too */
     int active;           /* this process is to be hooked or traced */
     long start_wait_ms;   /* how long a thread waits for another thread's start */
 } mrh_settings;
 extern mrh_settings mrh_config;
+
+void mrh_attach_settings(const char *text);   /* attach.c: settings from these "NAME=value" lines */
+void mrh_attach_state(int on);                /* attach.c: hooks on at an attach, OFF at its detach */
 
 /* resolve.c */
 void mrh_resolve_init(void);                  /* at load: the real dlsym, and every slot's original */

@@ -582,6 +582,18 @@ void mrh_inject_exit(mrh_call *call)
 
 uint32_t mrh_trace_pid(void) { return my_pid; }
 
+/* attach.c: on at an attach (the file its settings name is mapped at the next call), off at its detach (nothing
+ * more is recorded; the old mapping stays, since a call in flight may still write into it). */
+void mrh_trace_switch(int on)
+{
+    pthread_mutex_lock(&map_lock);
+    mrh_inject_rules = NULL;
+    inject_nrules = 0;
+    __atomic_store_n(&mrh_trace, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&trace_tried, !on, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&map_lock);
+}
+
 /* ---- fork ---------------------------------------------------------------------------------------------- */
 
 static void trace_fork_child(void)

@@ -1,0 +1,476 @@
+/* attach.c (target side): the runtime in a process mrhooker did not start (`mrhooker trace -p PID`).
+ *
+ * attach.py loads this library into the running process with the process's own dlopen (RTLD_LOCAL, so nothing
+ * binds to it by name) and, in the same thread, calls mrhooker_attach() with the settings a launched process
+ * gets from its environment. A preloaded library gets the program's calls because the loader binds them to it;
+ * in a running process they are bound already. So:
+ * - Patching: every GOT slot of every object in the program's namespace that holds a hooked function (PLT
+ *   calls: JUMP_SLOT; -z now / -fno-plt calls and address-of references: GLOB_DAT and 64-bit pointers) is set
+ *   to that function's entry point, and the value it held is kept (a lazily bound slot's PLT stub included).
+ *   The originals are found as when preloaded (resolve.c: RTLD_NEXT, the global scope).
+ * - Detach puts every slot back. Entry points stay mapped (the library is never unloaded: a thread may be in
+ *   one, or hold a pointer to one taken by `&write`), inert: the trace is off, hooks are OFF.
+ *
+ * Hazards, and the idea for each:
+ * - A dlclose unmaps an object whose slots were changed: writing its slots back would write into whatever is
+ *   mapped there now. Idea: slots are read and written only inside dl_iterate_phdr's callback, where the
+ *   loader's write lock is held (an object leaves the list under it and is unmapped only after), and only for
+ *   objects in the list at that moment.
+ * - RELRO pages are read-only, and making one writable races with the loader protecting an object it is
+ *   loading (a write after its mprotect would crash the program). Idea: slots are written through
+ *   /proc/self/mem, which writes a read-only page without changing its protection; mprotect only if the
+ *   kernel refuses that (then RELRO pages are made read-only again).
+ * - A lazily bound slot that another thread is resolving while it is patched ends up with the function
+ *   (unhooked); objects loaded after the attach are not bound to the entry points by the loader. Idea: the
+ *   watcher thread looks again every 50 ms: new objects are patched and lost slots are set again. (Wrapping
+ *   dlopen instead would change its caller, and so the RUNPATH and $ORIGIN it searches.)
+ * - mrhooker may die at any moment (SIGKILL included); the process must then go on, unhooked. Idea: the
+ *   process holds a connection to mrhooker (a unix socket whose path the settings give); the watcher detaches
+ *   when it closes, whoever closes it. Detach is the same code whether mrhooker asked for it or died.
+ * - The program may close the connection's descriptor and reuse its number. Idea: it is moved to a high
+ *   number, and before each use the watcher checks it is still the same socket (device and inode); if not,
+ *   it detaches without touching the descriptor again (it is the program's now). It only peeks at it.
+ * - fork: the child inherits the patched slots. Idea: with MRHOOKER_FOLLOW=1 (-f) the child starts a watcher of
+ *   its own (the connection is inherited); without, the child puts the slots back at once.
+ * Left out: sigaction's handler tracking and pthread_create's thread key are not patched in (a handler that
+ *   longjmps out of a hooked call leaves that thread untraced; a hook script's threads' states are cleaned at
+ *   exit only); exec'd children are not hooked (no LD_PRELOAD).
+ */
+#define _GNU_SOURCE
+#include "preload.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* trace.c's switch, in a trace build (weak: a hook build has none). on=1: map the trace file at the next call;
+ * on=0: record nothing more. */
+void mrh_trace_switch(int on) __attribute__((weak));
+
+/* ---- the patched slots -----------------------------------------------------------------------------------
+ * patch_lock serialises every pass over the slots (the watcher's, mrhooker_attach's, a fork child's); the
+ * fields below are guarded by it. */
+static pthread_mutex_t patch_lock = PTHREAD_MUTEX_INITIALIZER;   /* reset in a fork child */
+
+struct object { ElfW(Addr) base; const ElfW(Dyn) *dynamic; };   /* an object's identity: l_addr and l_ld */
+
+struct patch {
+    void **slot;
+    void *old;       /* what it held: put back at detach */
+    void *entry;     /* what it holds while attached */
+    struct object object;
+};
+
+static struct patch *patches;       /* mmap'd (no allocation: malloc may be hooked) */
+static size_t npatches, patches_cap;
+static struct object *objects;      /* the objects patched so far */
+static size_t nobjects, objects_cap;
+static unsigned long long seen_adds = ~0ULL, seen_subs = ~0ULL;   /* dl_iterate_phdr's counters at the last pass */
+static void **entries;              /* per slot: its entry point in this library (NULL: no original, not patched) */
+static int *by_name;                /* open-addressing index of the slots by name: 1 + slot, 0 free */
+static unsigned by_name_size;
+static ElfW(Addr) self_base;        /* this library's l_addr: its own slots are never patched */
+static int mem_fd = -1;             /* /proc/self/mem, open during a pass */
+
+static void *grow(void *old, size_t *cap, size_t item)
+{
+    size_t cap2 = *cap ? *cap * 2 : 256;
+    void *p = mmap(NULL, cap2 * item, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    if (old) {
+        memcpy(p, old, *cap * item);
+        munmap(old, *cap * item);
+    }
+    *cap = cap2;
+    return p;
+}
+
+static unsigned hash_name(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static int slot_named(const char *name)
+{
+    if (!by_name_size) return -1;
+    for (unsigned i = hash_name(name) & (by_name_size - 1);; i = (i + 1) & (by_name_size - 1)) {
+        int n = by_name[i];
+        if (!n) return -1;
+        if (mrh_same_string(mrh_slots[n - 1].name, name)) return n - 1;
+    }
+}
+
+/* The entry points and the index, once per library (mrhooker_attach, with patch_lock held). */
+static int index_slots(void)
+{
+    if (by_name) return 0;
+    Dl_info info;
+    struct link_map *self = NULL;
+    if (!dladdr1((void *)index_slots, &info, (void **)&self, RTLD_DL_LINKMAP) || !self) return -ENOENT;
+    self_base = self->l_addr;
+    unsigned size = 16;
+    while (size < 2u * (unsigned)mrh_nslots) size *= 2;
+    entries = mmap(NULL, mrh_nslots * sizeof *entries + size * sizeof *by_name, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (entries == MAP_FAILED) return entries = NULL, -ENOMEM;
+    int *index = (int *)(entries + mrh_nslots);
+    for (int i = 0; i < mrh_nslots; i++) {
+        if (!mrh_original_of(i)) continue;   /* nothing defines it: nothing can be bound to it */
+        entries[i] = dlsym(self, mrh_slots[i].name);   /* from this library: its own definition */
+        if (!entries[i]) continue;
+        unsigned j = hash_name(mrh_slots[i].name) & (size - 1);
+        while (index[j]) j = (j + 1) & (size - 1);
+        index[j] = i + 1;
+    }
+    by_name_size = size;
+    by_name = index;
+    return 0;
+}
+
+/* Writes a slot (see the hazards: /proc/self/mem, else mprotect). relro: the object's read-only-after-
+ * relocation range, made read-only again after an mprotect. */
+static int write_slot(void **slot, void *value, ElfW(Addr) relro_lo, ElfW(Addr) relro_hi)
+{
+    if (mem_fd >= 0 && pwrite(mem_fd, &value, sizeof value, (off_t)(uintptr_t)slot) == (ssize_t)sizeof value) return 0;
+    uintptr_t page = (uintptr_t)slot & ~(uintptr_t)4095;
+    if (mprotect((void *)page, 4096, PROT_READ | PROT_WRITE) != 0) return -1;
+    __atomic_store_n(slot, value, __ATOMIC_RELEASE);
+    if ((ElfW(Addr))slot >= relro_lo && (ElfW(Addr))slot < relro_hi) mprotect((void *)page, 4096, PROT_READ);
+    return 0;
+}
+
+static int same_object(const struct object *a, const struct object *b)
+{
+    return a->base == b->base && a->dynamic == b->dynamic;
+}
+
+/* The objects of the program's namespace (the base one: never the hook side's), from the loader's list. */
+static int in_program_namespace(const struct object *o)
+{
+    for (struct link_map *m = _r_debug.r_map; m; m = m->l_next)
+        if (m->l_addr == o->base && m->l_ld == o->dynamic) return 1;
+    return 0;
+}
+
+struct dynamic_info {
+    const ElfW(Sym) *symtab;
+    const char *strtab;
+    const ElfW(Rela) *jmprel, *rela;
+    size_t njmprel, nrela;
+    int exports_attach;   /* another mrhooker library (an earlier attach's): never patched */
+};
+
+static void read_dynamic(const struct object *o, struct dynamic_info *d)
+{
+    memset(d, 0, sizeof *d);
+    size_t relaent = sizeof(ElfW(Rela));
+    for (const ElfW(Dyn) *e = o->dynamic; e->d_tag != DT_NULL; e++) {
+        ElfW(Addr) p = e->d_un.d_ptr;
+        if (p < o->base) p += o->base;   /* as in resolve.c: most entries are relocated in place */
+        switch (e->d_tag) {
+        case DT_SYMTAB: d->symtab = (const ElfW(Sym) *)p; break;
+        case DT_STRTAB: d->strtab = (const char *)p; break;
+        case DT_JMPREL: d->jmprel = (const ElfW(Rela) *)p; break;
+        case DT_PLTRELSZ: d->njmprel = e->d_un.d_val; break;
+        case DT_RELA: d->rela = (const ElfW(Rela) *)p; break;
+        case DT_RELASZ: d->nrela = e->d_un.d_val; break;
+        case DT_RELAENT: relaent = e->d_un.d_val ? e->d_un.d_val : relaent; break;
+        }
+    }
+    d->njmprel /= sizeof(ElfW(Rela));
+    d->nrela /= relaent;
+}
+
+static void add_patch(void **slot, int index, const struct object *o, ElfW(Addr) relro_lo, ElfW(Addr) relro_hi)
+{
+    void *old = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (old == entries[index]) return;
+    if (npatches == patches_cap && !(patches = grow(patches, &patches_cap, sizeof *patches))) {
+        patches_cap = npatches = 0;
+        return;
+    }
+    if (write_slot(slot, entries[index], relro_lo, relro_hi) != 0) return;
+    patches[npatches++] = (struct patch){slot, old, entries[index], *o};
+}
+
+/* Patches one object's slots of hooked functions. */
+static void patch_object(const struct object *o, const struct dl_phdr_info *info)
+{
+    struct dynamic_info d;
+    read_dynamic(o, &d);
+    if (!d.symtab || !d.strtab) return;
+    ElfW(Addr) relro_lo = 0, relro_hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_GNU_RELRO) {
+            relro_lo = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+            relro_hi = relro_lo + info->dlpi_phdr[i].p_memsz;
+        }
+    for (int pass = 0; pass < 2; pass++) {
+        const ElfW(Rela) *r = pass ? d.rela : d.jmprel;
+        size_t n = pass ? d.nrela : d.njmprel;
+        for (size_t i = 0; r && i < n; i++) {
+            unsigned type = ELF64_R_TYPE(r[i].r_info), sym = ELF64_R_SYM(r[i].r_info);
+            if (!sym || !(type == R_X86_64_JUMP_SLOT || type == R_X86_64_GLOB_DAT ||
+                          (type == R_X86_64_64 && r[i].r_addend == 0)))
+                continue;
+            int index = slot_named(d.strtab + d.symtab[sym].st_name);
+            if (index < 0) continue;
+            void **slot = (void **)(o->base + r[i].r_offset);
+            /* A call slot is ours whatever it holds (the function, or its PLT stub before the first call); a
+             * pointer only if it still points to the function (the program may have changed the variable). */
+            if (type != R_X86_64_JUMP_SLOT && __atomic_load_n(slot, __ATOMIC_ACQUIRE) != mrh_original_of(index))
+                continue;
+            add_patch(slot, index, o, relro_lo, relro_hi);
+        }
+    }
+}
+
+/* ---- passes ---------------------------------------------------------------------------------------------- */
+
+enum { PASS_PATCH, PASS_RESTORE };
+
+struct pass { int what; int first; int changed; };
+
+static int pass_over(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct pass *p = arg;
+    (void)size;
+    if (p->first) {   /* once per pass: has the list changed since the last one? */
+        p->first = 0;
+        p->changed = info->dlpi_adds != seen_adds || info->dlpi_subs != seen_subs;
+        if (p->changed) {
+            /* drop what belongs to objects gone (dlclose): their memory is not theirs any more */
+            size_t kept = 0;
+            for (size_t i = 0; i < npatches; i++)
+                if (in_program_namespace(&patches[i].object)) patches[kept++] = patches[i];
+            npatches = kept;
+            kept = 0;
+            for (size_t i = 0; i < nobjects; i++)
+                if (in_program_namespace(&objects[i])) objects[kept++] = objects[i];
+            nobjects = kept;
+        }
+        seen_adds = info->dlpi_adds;
+        seen_subs = info->dlpi_subs;
+        for (size_t i = 0; i < npatches; i++) {
+            struct patch *q = &patches[i];
+            void *now = __atomic_load_n(q->slot, __ATOMIC_ACQUIRE);
+            if (p->what == PASS_RESTORE) {
+                if (now == q->entry) write_slot(q->slot, q->old, 0, 0);
+            } else if (now != q->entry && now != q->old) {   /* bound by the loader meanwhile (see the top) */
+                q->old = now;
+                write_slot(q->slot, q->entry, 0, 0);
+            }
+        }
+        if (p->what == PASS_RESTORE) {
+            npatches = 0;
+            nobjects = 0;
+            seen_adds = seen_subs = ~0ULL;
+            return 1;
+        }
+        if (!p->changed) return 1;
+    }
+    const ElfW(Dyn) *dynamic = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) dynamic = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    struct object o = {info->dlpi_addr, dynamic};
+    if (!dynamic || o.base == self_base || mrh_in_loader(dynamic) || !in_program_namespace(&o)) return 0;
+    for (size_t i = 0; i < nobjects; i++)
+        if (same_object(&objects[i], &o)) return 0;
+    struct dynamic_info d;
+    read_dynamic(&o, &d);
+    if (nobjects == objects_cap && !(objects = grow(objects, &objects_cap, sizeof *objects))) {
+        objects_cap = nobjects = 0;
+        return 1;
+    }
+    objects[nobjects++] = o;
+    patch_object(&o, info);
+    return 0;
+}
+
+static void run_pass(int what)   /* with patch_lock held and depth raised */
+{
+    mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    struct pass p = {what, 1, 0};
+    dl_iterate_phdr(pass_over, &p);
+    if (mem_fd >= 0) close(mem_fd);
+    mem_fd = -1;
+}
+
+/* ---- the connection to mrhooker and the watcher -------------------------------------------------------- */
+
+/* attached is 1 from a successful mrhooker_attach until the detach; moved with patch_lock held. */
+static int attached;
+static int link_fd = -1;            /* the connection (a high descriptor number) */
+static dev_t link_dev;
+static ino_t link_ino;
+static int fork_handler_set;
+
+/* Is link_fd still our connection, and still open at mrhooker's end? 1: yes; 0: closed by mrhooker (or it
+ * sent something: only detach is ever asked for); -1: not ours any more. */
+static int link_state(void)
+{
+    struct stat st;
+    if (fstat(link_fd, &st) != 0 || st.st_dev != link_dev || st.st_ino != link_ino) return -1;
+    char c;
+    ssize_t n = recv(link_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 1;
+    return 0;
+}
+
+static void detach_here(int ours)   /* with depth raised; ours: link_fd is still our connection */
+{
+    pthread_mutex_lock(&patch_lock);
+    if (attached) {
+        run_pass(PASS_RESTORE);
+        if (mrh_trace_switch) mrh_trace_switch(0);
+        mrh_attach_state(0);
+        attached = 0;
+    }
+    pthread_mutex_unlock(&patch_lock);
+    if (ours) {
+        static const char done[] = "detached\n";
+        send(link_fd, done, sizeof done - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(link_fd);
+    }
+    link_fd = -1;
+}
+
+static void *watch(void *arg)
+{
+    (void)arg;
+    mrh_tls.depth = 1;   /* this thread's calls are the runtime's, never the program's */
+    int state;
+    for (;;) {
+        struct pollfd p = {link_fd, POLLIN, 0};
+        poll(&p, 1, 50);
+        if ((state = link_state()) != 1) break;
+        pthread_mutex_lock(&patch_lock);
+        if (attached) run_pass(PASS_PATCH);
+        pthread_mutex_unlock(&patch_lock);
+    }
+    detach_here(state == 0);
+    return NULL;
+}
+
+static int start_watcher(void)
+{
+    int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) =
+        (__typeof__(create))mrh_lookup_next("pthread_create");
+    if (!create) return -ENOSYS;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);   /* the program's signals go to its own threads */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 << 10);
+    pthread_t thread;
+    int rc = create(&thread, &attr, watch, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0) pthread_setname_np(thread, "mrhooker");
+    return -rc;
+}
+
+static int connect_link(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (!path || mrh_length(path) >= sizeof addr.sun_path) return -EINVAL;
+    mrh_copy(addr.sun_path, path, mrh_length(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    /* out of the way of the program's own numbers (a program that dup2()s onto low numbers, or counts them) */
+    struct rlimit lim;
+    int low = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur > 128 && lim.rlim_cur < (1u << 20)
+                  ? (int)lim.rlim_cur - 64 : 3;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, low);
+    if (high >= 0) {
+        close(fd);
+        fd = high;
+    }
+    struct stat st;
+    fstat(fd, &st);
+    link_dev = st.st_dev;
+    link_ino = st.st_ino;
+    return fd;
+}
+
+static void attach_fork_child(void)
+{
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    pthread_mutex_init(&patch_lock, NULL);
+    if (attached) {
+        if (!mrh_config.follow) {   /* without -f: the child runs unhooked, and lets go of the connection */
+            close(link_fd);
+            link_fd = -1;
+            pthread_mutex_lock(&patch_lock);
+            run_pass(PASS_RESTORE);
+            attached = 0;
+            pthread_mutex_unlock(&patch_lock);
+        } else if (start_watcher() != 0) {
+            detach_here(1);
+        }
+    }
+    t->depth--;
+}
+
+/* Called by attach.py, in the thread that loaded this library. Returns 0, or -errno: -EBUSY when another
+ * mrhooker is attached with this same build. */
+MRH_EXPORT int mrhooker_attach(const char *settings)
+{
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    int saved = errno, rc = 0;
+    pthread_mutex_lock(&patch_lock);
+    if (attached) rc = -EBUSY;
+    if (!rc) rc = index_slots();
+    if (!rc) {
+        mrh_attach_settings(settings);
+        rc = connect_link(mrh_config.attach);
+    }
+    if (rc >= 0) {
+        link_fd = rc;
+        rc = 0;
+        if (mrh_trace_switch) mrh_trace_switch(1);
+        mrh_attach_state(1);
+        attached = 1;
+        run_pass(PASS_PATCH);
+        if (!fork_handler_set) fork_handler_set = pthread_atfork(NULL, NULL, attach_fork_child) == 0;
+        rc = start_watcher();
+        if (rc) {
+            run_pass(PASS_RESTORE);
+            if (mrh_trace_switch) mrh_trace_switch(0);
+            mrh_attach_state(0);
+            attached = 0;
+            close(link_fd);
+            link_fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&patch_lock);
+    errno = saved;
+    t->depth--;
+    return rc;
+}
+
+/* How many slots are patched now (tests, and mrhooker's "attached" line). */
+MRH_EXPORT long mrhooker_attached_slots(void) { return attached ? (long)npatches : -1; }

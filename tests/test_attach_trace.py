@@ -1,0 +1,439 @@
+"""`mrhooker trace -p PID`: tracing, injecting into and faking the clock of processes mrhooker did not start,
+then leaving them as they were (issue 18).
+
+Every target is a real program started here without mrhooker (a child of the test, not of mrhooker); mrhooker
+attaches from a process of its own. Each test checks what the trace shows, and that the program's output,
+exit status and behaviour after the detach are what they are without mrhooker: every byte written, nothing
+failing or faked any more. Every wait has a timeout.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import RUN_TIMEOUT, scaled, wait_for
+
+# Writes "line I\n" for I = 0, 1, ... to stdout, one write() each, every PERIOD_US microseconds, until SIGTERM
+# (then it finishes the line it is at) or N lines. A write that fails is retried until it succeeds (so no line is
+# ever lost), and each failure's errno is counted; at the end the counts go to stderr as "failed ERRNO COUNT"
+# lines. With "fork" as a third argument, the lines ending in 5 are written by a child forked for each. Exit 0.
+STEADY_C = r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static int failures[200];
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
+static void put(const char *buf, int k)
+{
+    while (write(1, buf, k) != k)
+        failures[errno < 200 ? errno : 0]++;
+}
+int main(int argc, char **argv)
+{
+    int n = atoi(argv[1]), period = argc > 2 ? atoi(argv[2]) : 10000;
+    int forking = argc > 3 && strcmp(argv[3], "fork") == 0;
+    char buf[64];
+    signal(SIGTERM, on_term);
+    for (int i = 0; i < n && !stop; i++) {
+        int k = snprintf(buf, sizeof buf, "line %d\n", i);
+        if (forking && i % 10 == 5) {
+            pid_t child = fork();
+            if (child == 0) { put(buf, k); _exit(0); }
+            waitpid(child, NULL, 0);
+        } else {
+            put(buf, k);
+        }
+        usleep(period);
+    }
+    for (int e = 0; e < 200; e++)
+        if (failures[e]) fprintf(stderr, "failed %d %d\n", e, failures[e]);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory):
+    d = tmp_path_factory.mktemp("steady")
+    src, prog = d / "steady.c", d / "steady"
+    src.write_text(STEADY_C)
+    subprocess.run(["cc", "-O2", "-o", str(prog), str(src)], check=True)
+    return str(prog)
+
+
+def start(argv, **kwargs):
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    return subprocess.Popen([str(a) for a in argv], stderr=subprocess.PIPE, **kwargs)
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    return proc.returncode, out, err
+
+
+def all_lines(n):
+    return "".join("line %d\n" % i for i in range(n)).encode()
+
+
+def stop_steady(proc):
+    """Ends the steady program (SIGTERM: it finishes its line); (exit status, stdout, stderr), after checking that
+    stdout holds every line from the first to the last, none missing or damaged."""
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    status, out, err = finish(proc)
+    out = b"".join(_read_back.pop(proc.pid, [])) + out
+    count = out.count(b"\n")
+    assert out == all_lines(count), "lines lost or damaged"
+    return status, count, err
+
+
+def write_lines(text):
+    return [int(m) for m in re.findall(r'^write\(1, "line (\d+)\\n", \d+\) = \d+$', text, re.M)]
+
+
+def wait_running(proc, seconds=0.3):
+    """Gives the program time to be well into its loop (its loader done)."""
+    time.sleep(seconds)
+    assert proc.poll() is None
+
+
+FOREVER = 1000000   # lines: the steady program runs until stop_steady
+
+
+@pytest.fixture(scope="module")
+def warm(base_env):
+    """The trace builds these tests attach with, built before the programs start (a cold build takes seconds)."""
+    for specs in (["-e", "write"], ["-e", "read"], ["-q", "--fake-time", "+1d"], ["-e", "accept4,recv,send*"]):
+        subprocess.run([sys.executable, "-m", "mrhooker", "trace"] + specs + ["true"], env=base_env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=scaled(300))
+
+
+def test_trace_a_running_program_then_detach(mrhooker, steady, warm):
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    r = mrhooker("trace", "-e", "write", "-D", "1", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    assert "mrhooker: Process %d attached" % proc.pid in r.err and "Process %d detached" % proc.pid in r.err, r
+    seen = write_lines(r.err)
+    assert len(seen) > 20, r.err   # ~1 s of a line every 10 ms
+    assert seen == list(range(seen[0], seen[0] + len(seen))), "calls missing in the middle: %s" % seen
+    status, count, err = stop_steady(proc)
+    assert (status, err) == (0, b"") and count > seen[-1]   # nothing failed
+
+
+def test_attach_again_after_a_detach(mrhooker, steady, warm):
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    first = mrhooker("trace", "-e", "write", "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    second = mrhooker("trace", "-e", "write", "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert first.returncode == 0 and second.returncode == 0, (first, second)
+    a, b = write_lines(first.err), write_lines(second.err)
+    assert a and b and a[-1] < b[0], (a, b)
+    assert stop_steady(proc)[::2] == (0, b"")
+
+
+def test_inject_then_detach_the_program_recovers(mrhooker, steady):
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    r = mrhooker("trace", "-q", "--inject", "write:error=ENOSPC:when=3..5", "-D", "1", "-p", proc.pid,
+                 timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    status, count, err = stop_steady(proc)   # the failed writes were retried: nothing lost
+    assert status == 0 and err == b"failed 28 3\n"   # ENOSPC, calls 3, 4 and 5 after the attach; none after
+
+
+def test_killed_mrhooker_leaves_the_program_running_unhooked(base_env, steady):
+    """SIGKILL while attached, with every write failing: the runtime inside notices the connection close and puts
+    the slots back; the program's writes succeed again and it ends normally."""
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    tracer = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-q", "--inject", "write:error=EIO",
+                               "-p", str(proc.pid)], env=base_env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: _threads(proc.pid) >= 2, what="the runtime's thread")
+        time.sleep(0.3)
+        tracer.kill()
+    finally:
+        tracer.wait(timeout=RUN_TIMEOUT)
+    wait_for(lambda: _threads(proc.pid) <= 1, what="the runtime's thread to end")
+    before = _lines_so_far(proc)
+    time.sleep(0.3)
+    status, count, err = stop_steady(proc)
+    assert status == 0 and count > before + 10   # it writes again
+    failed = re.match(rb"failed 5 (\d+)\n$", err)   # EIO while attached, nothing after
+    assert failed and int(failed.group(1)) > 10, err
+
+
+def _lines_so_far(proc):
+    """How many lines the steady program has written (read from its pipe without ending it)."""
+    import fcntl
+    fd = proc.stdout.fileno()
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    got = b""
+    try:
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            got += chunk
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    _read_back.setdefault(proc.pid, []).append(got)
+    return b"".join(_read_back[proc.pid]).count(b"\n")
+
+
+_read_back = {}   # pid -> what _lines_so_far took from its pipe (stop_steady puts it back in front)
+
+
+def _threads(pid):
+    try:
+        return len(os.listdir("/proc/%d/task" % pid))
+    except OSError:
+        return 0
+
+
+def test_ctrl_c_detaches(base_env, steady, warm):
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    tracer = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-e", "write", "-p", str(proc.pid)],
+                              env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: _threads(proc.pid) >= 2, what="the runtime's thread")
+    time.sleep(0.3)
+    tracer.send_signal(signal.SIGINT)
+    _, err = tracer.communicate(timeout=RUN_TIMEOUT)
+    assert tracer.returncode == 0, err
+    assert "Process %d detached" % proc.pid in err and write_lines(err), err
+    wait_for(lambda: _threads(proc.pid) <= 1, what="the runtime's thread to end")
+    assert stop_steady(proc)[::2] == (0, b"")
+
+
+def test_the_program_ending_ends_the_trace(mrhooker, steady, warm):
+    proc = start([steady, 100, 10000])
+    wait_running(proc, 0.2)
+    r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    assert "Process %d ended" % proc.pid in r.err, r
+    seen = write_lines(r.err)
+    assert seen and seen[-1] == 99, r.err
+    status, out, err = finish(proc)
+    assert (status, out) == (0, all_lines(100))
+
+
+def test_follow_children_forked_after_the_attach(mrhooker, steady, warm):
+    proc = start([steady, FOREVER, 10000, "fork"])
+    wait_running(proc)
+    r = mrhooker("trace", "-f", "-e", "write", "-D", "1", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    pids = set(re.findall(r"^\[pid\s+(\d+)\] write\(1, \"line \d*5\\n\"", r.err, re.M))
+    assert pids and str(proc.pid) not in pids, r.err   # the lines ending in 5 come from children
+    without = mrhooker("trace", "-e", "write", "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert write_lines(without.err) and not re.search(r'"line \d*5\\n"', without.err), without.err
+    assert stop_steady(proc)[::2] == (0, b"")   # no -f: the children run unhooked
+
+
+THREADS_C = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+static void *run(void *arg)
+{
+    long id = (long)arg;
+    char buf[32];
+    for (int i = 0; i < 150; i++) {
+        int k = snprintf(buf, sizeof buf, "t%ld %d\n", id, i);
+        if (write(1, buf, k) != k) return (void *)1;
+        usleep(10000);
+    }
+    return NULL;
+}
+int main(void)
+{
+    pthread_t t[3];
+    for (long i = 0; i < 3; i++) pthread_create(&t[i], NULL, run, (void *)i);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    return 0;
+}
+"""
+
+
+def test_every_thread_is_traced(mrhooker, cprog, warm):
+    prog = cprog(THREADS_C, flags=["-pthread"])
+    proc = start([prog])
+    wait_running(proc)
+    r = mrhooker("trace", "-e", "write", "-D", "0.6", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    threads = set(re.findall(r'write\(1, "t(\d) \d+\\n"', r.err))
+    tids = set(re.findall(r"^\[pid\s+(\d+)\] write", r.err, re.M))
+    assert threads == {"0", "1", "2"} and len(tids) == 3, r.err
+    status, out, err = finish(proc)
+    assert status == 0 and sorted(out.decode().splitlines()) == sorted(
+        "t%d %d" % (t, i) for t in range(3) for i in range(150))
+
+
+BLOCKED_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    char buf[64];
+    if (strcmp(argv[1], "read") == 0) {
+        ssize_t n = read(0, buf, sizeof buf);   /* blocked on a pipe while mrhooker attaches */
+        printf("read %zd %.*s\n", n, (int)(n > 0 ? n : 0), buf);
+        n = read(0, buf, sizeof buf);
+        printf("read %zd\n", n);
+    } else {
+        struct timespec t = {1, 0}, left = {0, 0};
+        int r = nanosleep(&t, &left);   /* asleep while mrhooker attaches: sleeps its whole second */
+        printf("nanosleep %d\n", r);
+        fflush(stdout);
+        if (write(1, "done\n", 5) != 5) return 2;
+    }
+    return 0;
+}
+"""
+
+
+def test_a_program_blocked_in_read_resumes(base_env, cprog, warm):
+    prog = cprog(BLOCKED_C)
+    proc = start([prog, "read"], stdin=subprocess.PIPE)
+    wait_running(proc)
+    tracer = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-e", "read", "-D", "2", "-p",
+                               str(proc.pid)], env=base_env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: _threads(proc.pid) >= 2, what="the runtime's thread")
+    proc.stdin.write(b"hello")
+    proc.stdin.flush()
+    time.sleep(0.3)
+    proc.stdin.close()
+    proc.stdin = None
+    _, err = tracer.communicate(timeout=RUN_TIMEOUT)
+    assert tracer.returncode == 0, err
+    # the read in flight at the attach went through the PLT before the patch: only the next one is seen
+    assert re.search(r"^read\(0, \"\", 64\) = 0$", err, re.M), err
+    status, out, errors = finish(proc)
+    assert (status, out) == (0, b"read 5 hello\nread 0\n"), errors
+
+
+def test_a_program_asleep_sleeps_its_time(mrhooker, cprog, warm):
+    prog = cprog(BLOCKED_C)
+    started = time.monotonic()
+    proc = start([prog, "sleep"])
+    time.sleep(0.3)
+    r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    assert 'write(1, "done\\n", 5) = 5' in r.err, r.err
+    status, out, err = finish(proc)
+    assert (status, out) == (0, b"nanosleep 0\ndone\n")
+    assert time.monotonic() - started >= 1.0
+
+
+TIME_C = r"""
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+int main(void)
+{
+    for (int i = 0; i < 150; i++) {
+        printf("%ld\n", (long)time(NULL));
+        fflush(stdout);
+        usleep(10000);
+    }
+    return 0;
+}
+"""
+
+
+def test_fake_time_while_attached_only(mrhooker, cprog, warm):
+    prog = cprog(TIME_C)
+    proc = start([prog])
+    wait_running(proc)
+    r = mrhooker("trace", "-q", "--fake-time", "+1d", "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    status, out, _ = finish(proc)
+    times = [int(x) for x in out.split()]
+    now = time.time()
+    faked = [t for t in times if t > now + 80000]
+    assert status == 0 and len(times) == 150
+    assert len(faked) > 10, times
+    assert times[-1] < now + 10 and times[0] < now + 10   # real before the attach and after the detach
+
+
+def test_python_http_server_answers_while_attached(base_env, tmp_path, warm):
+    (tmp_path / "index.html").write_text("attached\n")
+    from helpers import free_port
+    port = free_port()
+    server = start([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], cwd=str(tmp_path),
+                   stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: subprocess.run(["curl", "-s", "-o", "/dev/null", "http://127.0.0.1:%d/" % port]).returncode
+                 == 0, what="the server")
+        tracer = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-e", "accept4,recv,send*",
+                                   "-p", str(server.pid)], env=base_env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: _threads(server.pid) >= 2, what="the runtime's thread")
+        got = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/index.html" % port], stdout=subprocess.PIPE,
+                             timeout=RUN_TIMEOUT)
+        assert got.stdout == b"attached\n"
+        time.sleep(0.2)
+        tracer.send_signal(signal.SIGTERM)
+        _, err = tracer.communicate(timeout=RUN_TIMEOUT)
+        assert tracer.returncode == 0, err
+        assert re.search(r"^accept4\(\d+, ", err, re.M) and "attached" in err, err
+        again = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/index.html" % port], stdout=subprocess.PIPE,
+                               timeout=RUN_TIMEOUT)
+        assert again.stdout == b"attached\n"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=RUN_TIMEOUT)
+    assert server.returncode in (0, 1, -signal.SIGINT)
+
+
+def test_refusals_are_one_line(mrhooker, tmp_path):
+    static = tmp_path / "static"
+    (tmp_path / "s.c").write_text("#include <unistd.h>\nint main(void) { sleep(5); return 0; }\n")
+    if subprocess.run(["cc", "-static", "-o", str(static), str(tmp_path / "s.c")]).returncode != 0:
+        pytest.skip("no static libc here")
+    proc = start([static])
+    try:
+        time.sleep(0.1)
+        r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
+        assert r.returncode == 2 and r.err.count("\n") == 1 and "static" in r.err, r
+    finally:
+        proc.kill()
+        proc.wait()
+    r = mrhooker("trace", "-e", "write", "-p", "999999999", timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and r.err.startswith("mrhooker: ") and r.err.count("\n") == 1, r
+    r = mrhooker("trace", "-p", "12", "true", timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and "not both" in r.err, r
+    r = mrhooker("trace", "-D", "1", "true", timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and "-D" in r.err, r
+
+
+def test_another_users_process_is_refused(mrhooker, steady):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start a process as another user")
+    proc = start(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", steady, 100, 10000])
+    try:
+        wait_running(proc)
+        r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
+        assert r.returncode == 2 and "runs as user" in r.err and r.err.count("\n") == 1, r
+        status, out, err = finish(proc)
+        assert (status, out, err) == (0, all_lines(100), b"")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
