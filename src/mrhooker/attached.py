@@ -68,9 +68,10 @@ class Attached:
             listener.bind(path)
             listener.listen(1)
             lines = dict(settings, MRHOOKER_ATTACH=path, MRHOOKER_FOLLOW="1" if follow else "0")
-            text = "".join("%s=%s\n" % item for item in lines.items())
-            _, result = attach.inject(pid, library, stats=self.stats,
-                                      then=("mrhooker_attach", text.encode("utf-8", "surrogateescape")))
+            # as an environment is: NAME=value strings, each ended by a NUL, the list by an empty one (values may
+            # hold newlines: MRHOOKER_PYTHONPATH)
+            text = "".join("%s=%s\0" % item for item in lines.items()).encode("utf-8", "surrogateescape")
+            _, result = attach.inject(pid, library, stats=self.stats, then=("mrhooker_attach", text))
             if result != 0:
                 raise MrhookerError(self._refusal(-result))
             listener.settimeout(DETACH_TIMEOUT)
@@ -153,5 +154,21 @@ def wait(sessions, on_tick, stop, seconds=None, tick=0.02):
             pass
 
 
-def alive(pid):
-    return _alive(pid)
+def detach_all(sessions, say=None):
+    """Detaches every session, saying so on stderr as strace does ("Process PID detached", or "ended" when it
+    ended while attached); say: a function taking the line (mrhooker's stderr by default)."""
+    import sys
+    if say is None:
+        def say(line):
+            try:
+                sys.stderr.write("mrhooker: %s\n" % line)
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+    for session in sessions:
+        ended = session.ended
+        if not session.detach():
+            say("process %d did not answer the detach within %g s (stopped?): its calls stay hooked until it "
+                "runs again" % (session.pid, DETACH_TIMEOUT))
+        else:
+            say("Process %d %s" % (session.pid, "detached" if not ended or _alive(session.pid) else "ended"))

@@ -15,7 +15,7 @@ import sys
 from mrhooker import __version__
 from mrhooker.errors import MrhookerError
 
-RUN_USAGE = "mrhooker [run] [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND [ARGS...]"
+RUN_USAGE = "mrhooker [run] [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND [ARGS...]  or  mrhooker [run] [OPTIONS] -p PID SCRIPT"
 RUN_EPILOG = """\
 `mrhooker trace --help`: see a command's library calls, with no script (strace's and ltrace's options).
 config file: ~/.mrhooker/mrhooker.config (or $MRHOOKER_CONFIG), sections [default] and [MODULE].
@@ -80,6 +80,11 @@ def _run_parser():
     p.add_argument("-o", "--output", metavar="FILE",
                    help="append hook output (print, tracebacks) to FILE instead of mrhooker's stderr")
     p.add_argument("--no-follow", action="store_true", help="hook only COMMAND itself, not the programs it executes")
+    p.add_argument("-p", dest="pids", metavar="PID", action="append", default=[],
+                   help="hook the running process PID (comma lists; repeatable) instead of running a command, until "
+                        "Ctrl-C, SIGTERM, -D or its end, then detach (children it forks since too, unless "
+                        "--no-follow)")
+    p.add_argument("-D", "--duration", type=float, metavar="SECONDS", help="with -p: detach after SECONDS")
     p.add_argument("--build-dir", metavar="DIR", help="keep builds in DIR instead of the cache (~/.cache/mrhooker)")
     p.add_argument("-I", dest="include_dirs", metavar="DIR", action="append", default=[],
                    help="include directory for cimport and `cdef extern from` headers (repeatable)")
@@ -100,7 +105,7 @@ def _run_parser():
     return p
 
 
-_TAKES_VALUE = ("-o", "--output", "--build-dir", "-I", "-l", "-L", "--cflags", "--ldflags")
+_TAKES_VALUE = ("-o", "--output", "--build-dir", "-I", "-l", "-L", "--cflags", "--ldflags", "-p", "-D", "--duration")
 
 
 def _glue_values(argv):
@@ -126,7 +131,8 @@ def parse_run_args(argv):
         raise MrhookerError("no hook script given\nusage: " + RUN_USAGE)
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
-    if not args.command:
+    args.pids = _pids(args.pids, args.command, args.duration)
+    if not args.command and not args.pids:
         raise MrhookerError("no command given: what should run with the hooks of %s?\nusage: %s"
                             % (args.script, RUN_USAGE))
     return args
@@ -238,12 +244,12 @@ def run_command(argv):
     """`mrhooker [run] ...`: build SCRIPT, run COMMAND with it; returns the exit status."""
     from mrhooker import config, toolchain
     from mrhooker.build import BuildOptions, build
-    from mrhooker.launch import LaunchOptions, find_program, run_target
+    from mrhooker.launch import LaunchOptions, attach_target, find_program, run_target
 
     args = parse_run_args(argv)
     settings = config.load(_module_name(args.script))
     # COMMAND is checked before the build, which can take seconds: a typo or an unhookable program fails at once.
-    program = find_program(args.command, args.force)
+    program = find_program(args.command, args.force) if args.command else None
     verbose = args.verbose if args.verbose is not None else settings.get("verbose", False)
     console = Console(verbose)
     try:
@@ -262,9 +268,11 @@ def run_command(argv):
             result = build(args.script, options)
     finally:
         console.clear_status()
-    return run_target(result, toolchain.python_info(), args.command, program,
-                      LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log,
-                                    verbose=verbose))
+    launch_options = LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log,
+                                   verbose=verbose)
+    if args.pids:
+        return attach_target(result, toolchain.python_info(), args.pids, launch_options, args.duration)
+    return run_target(result, toolchain.python_info(), args.command, program, launch_options)
 
 
 TRACE_USAGE = "mrhooker trace [OPTIONS] COMMAND [ARGS...]  or  mrhooker trace [OPTIONS] -p PID"
@@ -378,8 +386,8 @@ def _list_prototypes(pattern, build_dir, headers, command):
     return 0
 
 
-def _pids(values):
-    """-p's values (each a comma list) as pids, each once, in order."""
+def _pids(values, command, duration):
+    """-p's values (each a comma list) as pids, each once, in order; -p and -D checked against COMMAND."""
     pids = []
     for value in values:
         for item in value.split(","):
@@ -389,6 +397,10 @@ def _pids(values):
                 raise MrhookerError("-p %s: that is mrhooker itself" % item)
             if int(item) not in pids:
                 pids.append(int(item))
+    if pids and command:
+        raise MrhookerError("give either -p PID or a command, not both")
+    if duration is not None and (not pids or not duration > 0):
+        raise MrhookerError("-D takes a number of seconds above 0, and only with -p PID")
     return pids
 
 
@@ -406,11 +418,7 @@ def trace_command(argv):
         return _list_prototypes(args.list, build_dir, _headers(args, config.load(None)), command)
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
-    pids = _pids(args.pids)
-    if pids and args.command:
-        raise MrhookerError("give either -p PID or a command, not both")
-    if args.duration is not None and (not pids or not args.duration > 0):
-        raise MrhookerError("-D takes a number of seconds above 0, and only with -p PID")
+    pids = _pids(args.pids, args.command, args.duration)
     if not args.command and not pids:
         raise MrhookerError("no command given: what should run traced?\nusage: " + TRACE_USAGE)
     if args.strsize < 0 or args.timeline_limit < 1 or not 1 <= args.buffer_size <= 65536:

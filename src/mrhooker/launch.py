@@ -302,6 +302,43 @@ def run_target(build, pyinfo, command, program, options):
     return exit_status(status)
 
 
+def attach_target(build, pyinfo, pids, options, duration=None):
+    """`mrhooker -p PID SCRIPT`: the hooks of build in the running processes pids until Ctrl-C, SIGTERM, SIGHUP,
+    `duration` seconds or their end, then detached (attached.py); returns mrhooker's exit status: 0, or 2 when
+    the hooks did not start in some process (runreport.py)."""
+    from mrhooker import attached
+    from mrhooker.cache import check_private
+    from mrhooker.runreport import RunReport
+
+    for library in (build.preload, build.runtime, build.hooks):
+        check_private(library, "hook library")
+    check_private(pyinfo.libpython, "libpython")
+    cache_bytecode(INSIDE_SOURCE)
+    output = Output(options.output)
+    report = RunReport()
+    sessions = []
+    try:
+        settings = hook_environment(build, pyinfo, output, options)
+        settings.update(report.environment())
+        with Signals() as signals:
+            signals.ended()   # nothing is forwarded: INT, TERM and HUP say "detach"
+            try:
+                for pid in pids:
+                    sessions.append(attached.Attached(pid, build.preload, settings, options.follow))
+                    sys.stderr.write("mrhooker: Process %d attached\n" % pid)
+                    sys.stderr.flush()
+                attached.wait(sessions, lambda: False, lambda: bool(signals.interrupted), duration)
+            finally:
+                attached.detach_all(sessions)
+        lines, unstarted = report.final_lines(options.output)
+    finally:
+        output.close()
+        report.close()
+    for line in lines:
+        sys.stderr.write("mrhooker: %s\n" % line)
+    return 2 if unstarted else 0
+
+
 def run_traced(preload, trace_settings, command, program, options, signals, guardian, on_tick, on_spawn,
                tick=0.02):
     """Runs COMMAND with a trace build preloaded, calling on_tick() every `tick` seconds (at once again while it

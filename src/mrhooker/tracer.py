@@ -297,14 +297,7 @@ class Tracer:
                 _say("Process %d attached" % pid)
             attached.wait(sessions, drain, lambda: bool(signals.interrupted or broken), self.request.duration)
         finally:
-            for session in sessions:
-                ended = session.ended
-                if not session.detach():
-                    _say("process %d did not answer the detach within %g s (stopped?): its calls stay hooked "
-                         "until it runs again" % (session.pid, attached.DETACH_TIMEOUT))
-                elif not broken:
-                    _say("Process %d %s" % (session.pid, "detached" if not ended or attached.alive(session.pid)
-                                            else "ended"))
+            attached.detach_all(sessions, lambda line: None if broken else _say(line))
         signals.interrupted = None   # that Ctrl-C asked for the detach; a second one stops the final drain
         drain(final=True)
         return 0, {}

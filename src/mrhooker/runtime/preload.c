@@ -27,6 +27,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -183,26 +184,15 @@ static void report_at_exit(void)   /* preload_fini, with depth raised */
 static char settings_store[1 << 16];   /* copies: the target may change its environment later */
 static size_t settings_used;           /* only grows: an attach's settings go after the last one's, whose
                                         * strings the hook side may still hold */
-static const char *settings_text;      /* an attach's settings ("NAME=value" lines), read instead of the
-                                        * environment (attach.c) */
+static const char *settings_text;      /* an attach's settings, "NAME=value" strings each ended by a NUL and
+                                        * the list by an empty one, read instead of the environment (attach.c) */
 
 static const char *lookup(const char *name)
 {
     if (!settings_text) return getenv(name);
     size_t n = mrh_length(name);
-    for (const char *line = settings_text; *line;) {
-        const char *end = strchr(line, '\n');
-        if (!end) end = line + strlen(line);
-        if ((size_t)(end - line) > n && line[n] == '=' && strncmp(line, name, n) == 0) {
-            static char value[4096];   /* with patch_lock held (attach.c): one reader */
-            size_t len = (size_t)(end - line) - n - 1;
-            if (len >= sizeof value) return NULL;
-            memcpy(value, line + n + 1, len);
-            value[len] = 0;
-            return value;
-        }
-        line = *end ? end + 1 : end;
-    }
+    for (const char *entry = settings_text; *entry; entry += strlen(entry) + 1)
+        if (strncmp(entry, name, n) == 0 && entry[n] == '=') return entry + n + 1;
     return NULL;
 }
 
@@ -590,7 +580,19 @@ void mrh_attach_state(int on)
         __atomic_store_n(&mrh_state, MRH_OFF, __ATOMIC_RELEASE);
     else if (mrh_state != MRH_STARTING)
         __atomic_store_n(&mrh_state, ops ? MRH_READY : MRH_UNSTARTED, __ATOMIC_RELEASE);
+    if (on && ops) {   /* the hook side, started by an earlier attach, writes where this one says */
+        runtime.output = c->output, runtime.output_id = c->output_id;
+        runtime.report = c->report, runtime.report_id = c->report_id;
+    }
+    int output = !on && ops ? ops->output_fd() : -1;
     pthread_mutex_unlock(&start_lock);
+    if (output >= 0) {   /* let go of mrhooker's stderr (or -o file) without closing a number the program may reuse */
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0) {
+            dup3(null, output, O_CLOEXEC);
+            close(null);
+        }
+    }
     if (on) report_at_load();
 }
 

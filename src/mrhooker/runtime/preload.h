@@ -37,7 +37,7 @@ typedef struct mrh_settings {
 } mrh_settings;
 extern mrh_settings mrh_config;
 
-void mrh_attach_settings(const char *text);   /* attach.c: settings from these "NAME=value" lines */
+void mrh_attach_settings(const char *text);   /* attach.c: settings from these "NAME=value\0...\0" strings */
 void mrh_attach_state(int on);                /* attach.c: hooks on at an attach, OFF at its detach */
 
 /* resolve.c */

@@ -906,8 +906,10 @@ static void at_exit(void)
 
 static void *hook_symbol(const char *name) { return hooks_handle ? dlsym(hooks_handle, name) : NULL; }
 
+static int hook_output_fd(void) { return __atomic_load_n(&output_fd, __ATOMIC_RELAXED); }
+
 static const mrh_hook_ops hook_ops = {mrh_thread_init, thread_exit, fork_prepare, fork_parent, fork_child, at_exit,
-                                      hook_symbol};
+                                      hook_symbol, hook_output_fd};
 
 /* ---- starting ------------------------------------------------------------------------------------------ */
 

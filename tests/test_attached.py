@@ -437,3 +437,44 @@ def test_another_users_process_is_refused(mrhooker, steady):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+HOOK_PY = '''
+from mrhooker import hook
+
+@hook("ssize_t write(int fd, const void *buf, size_t n)")
+def write(fd, buf, n):
+    if fd == 1:
+        print("hooked", buf.read(n).decode().strip())
+    return write.original(fd, buf, n)
+'''
+
+
+def test_python_hooks_in_a_running_program_attach_detach_attach(mrhooker, steady, script):
+    hooks = script("live.py", HOOK_PY)
+    mrhooker("trace", "-e", "write", "true")   # nothing: the build below is what takes time
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    first = mrhooker("-D", "1", "-p", proc.pid, hooks, timeout=RUN_TIMEOUT)
+    second = mrhooker("-D", "0.5", "-p", proc.pid, hooks, timeout=RUN_TIMEOUT)   # the hook side stays loaded
+    for r in (first, second):
+        assert r.returncode == 0, r
+        assert "Process %d attached" % proc.pid in r.err and "Process %d detached" % proc.pid in r.err, r
+    a = [int(x) for x in re.findall(r"^hooked line (\d+)$", first.err, re.M)]
+    b = [int(x) for x in re.findall(r"^hooked line (\d+)$", second.err, re.M)]
+    assert len(a) > 20 and b and a == list(range(a[0], a[-1] + 1)) and a[-1] < b[0], (first.err, second.err)
+    status, count, err = stop_steady(proc)
+    assert (status, err) == (0, b"") and count > b[-1]
+
+
+def test_python_hooks_output_reader_sees_its_end_at_the_detach(base_env, steady, script):
+    """mrhooker's stderr is a pipe here: its reader must see the end when mrhooker exits, though the program
+    (which wrote hook output into it) goes on running."""
+    hooks = script("live.py", HOOK_PY)
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    r = subprocess.run([sys.executable, "-m", "mrhooker", "-D", "0.5", "-p", str(proc.pid), hooks], env=base_env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and b"hooked line" in r.stderr, r
+    assert proc.poll() is None
+    assert stop_steady(proc)[::2] == (0, b"")
