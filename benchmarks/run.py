@@ -1230,6 +1230,61 @@ def dd_workload(bench):
     return results
 
 
+# ---- attach -----------------------------------------------------------------------------------------------
+
+# A long-running target with many libraries loaded: Python with extension modules and libcurl (~65 objects).
+ATTACH_TARGET = ("import ctypes, ssl, sqlite3, decimal, json, hashlib, zlib, bz2, lzma, uuid, signal, sys\n"
+                 "ctypes.CDLL('libcurl.so.4')\n"
+                 "print(len({l.split()[-1] for l in open('/proc/self/maps') if '.so' in l}), flush=True)\n"
+                 "signal.pause()\n")
+
+FRIDA_ATTACH = ("import frida, sys, time\n"
+                "t0 = time.perf_counter(); s = frida.attach(int(sys.argv[1])); t1 = time.perf_counter()\n"
+                "s.detach(); t2 = time.perf_counter()\n"
+                "print('attach %.6f detach %.6f' % (t1 - t0, t2 - t1))\n")
+
+
+def attach_times(bench):
+    """Attaching `mrhooker trace -e write -p PID` to a running Python with ~65 objects loaded, and detaching:
+    mrhooker's own figures (-v: the whole attach, the process stopped, the chosen thread stopped; the detach's
+    answer), the command's wall time, and Frida's attach and detach of the same process, round-robin."""
+    python = shutil.which("python3") or sys.executable
+    target = subprocess.Popen([python, "-c", ATTACH_TARGET], stdout=subprocess.PIPE, text=True, env=bench.env)
+    try:
+        objects = int(target.stdout.readline())
+        argv = [sys.executable, "-m", "mrhooker", "trace", "-v", "--build-dir", bench.build_dir, "-e", "write",
+                "-D", "0.2", "-p", str(target.pid)]
+        run_command(argv, env=bench.mrhooker_env)   # untimed: the build
+        frida_python = None if bench.skipped("frida") else script_interpreter(bench.tools["frida"])
+        samples = {k: [] for k in ("attach", "stopped", "thread", "detach", "wall", "frida_attach", "frida_detach")}
+        for run in range(bench.runs):
+            result = run_command(argv, env=bench.mrhooker_env)
+            m = re.search(r"attached to \d+ in ([0-9.]+) ms \(the process stopped ([0-9.]+) ms, one thread ([0-9.]+) "
+                          r"ms\)", result.output)
+            d = re.search(r"detached from \d+ in ([0-9.]+) ms", result.output)
+            if not m or not d:
+                raise Failed("mrhooker trace -p said no timings: %s" % result.output[-600:])
+            for key, value in zip(("attach", "stopped", "thread", "detach"), m.groups() + d.groups()):
+                samples[key].append(float(value) / 1e3)
+            samples["wall"].append(result.seconds - 0.2)   # -D 0.2 s attached
+            time.sleep(0.2)
+            if frida_python:
+                time.sleep(0.2)   # Frida's agent unloads after its detach returns: not while mrhooker attaches
+                f = run_command([frida_python, "-c", FRIDA_ATTACH, str(target.pid)], env=bench.env, check=False)
+                t = re.search(r"attach ([0-9.]+) detach ([0-9.]+)", f.output)
+                if t:
+                    samples["frida_attach"].append(float(t.group(1)))
+                    samples["frida_detach"].append(float(t.group(2)))
+            if target.poll() is not None:
+                raise Failed("the target died (status %d) in run %d" % (target.returncode, run + 1))
+            log("attach: run %d/%d: %s" % (run + 1, bench.runs, " ".join(
+                "%s %.1f ms" % (k, v[-1] * 1e3) for k, v in samples.items() if v)))
+    finally:
+        target.kill()
+        target.wait()
+    return {"objects": objects, **{k: {"seconds": median(v), "samples": v} for k, v in samples.items() if v}}
+
+
 # ---- machine, tables, main -------------------------------------------------------------------------------
 
 def version_of(text):
@@ -1520,6 +1575,25 @@ def dd_table(results, settings):
     return lines
 
 
+def attach_table(results, settings):
+    lines = ["### Attaching to a running process (`mrhooker trace -e write -p PID`)", "",
+             "A Python process with %d shared objects loaded (extension modules, libcurl). Medians of %d runs; "
+             "mrhooker's figures are its own (`-v`), the wall time is the whole command's less its 0.2 s attached "
+             "(Python's start, the warm plan, attach, detach)." % (results["objects"], settings["runs"]), "",
+             "| | ms |", "|---|---:|"]
+    rows = [("attach", "mrhooker: attach (stopping, loading the runtime, patching the GOT slots)"),
+            ("stopped", "mrhooker: the process stopped (every thread)"),
+            ("thread", "mrhooker: the thread that loads the runtime stopped"),
+            ("detach", "mrhooker: detach (every slot put back, answered)"),
+            ("wall", "mrhooker: the whole command"),
+            ("frida_attach", "Frida: `frida.attach(pid)`"),
+            ("frida_detach", "Frida: `session.detach()`")]
+    for key, label in rows:
+        lines.append("| %s | %s |" % (label, fmt(results[key]["seconds"] * 1e3, 1) if key in results else
+                                      "not measured"))
+    return lines
+
+
 def markdown(report):
     settings = report["settings"]
     lines = []
@@ -1531,9 +1605,9 @@ def markdown(report):
 
 
 SECTIONS = {"per_call": per_call_overhead, "instructions": instructions_per_call, "startup": startup,
-            "cold": cold_builds, "lines": trace_lines, "dd": dd_workload, "memory": memory}
+            "cold": cold_builds, "lines": trace_lines, "dd": dd_workload, "memory": memory, "attach": attach_times}
 TABLES = {"per_call": per_call_table, "instructions": instructions_table, "startup": startup_table,
-          "cold": cold_table, "lines": lines_table, "dd": dd_table, "memory": memory_table}
+          "cold": cold_table, "lines": lines_table, "dd": dd_table, "memory": memory_table, "attach": attach_table}
 
 
 def parse_args(argv):

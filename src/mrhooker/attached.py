@@ -87,6 +87,12 @@ class Attached:
                 pass
             os.rmdir(directory)
 
+    def timings(self):
+        """-v's line on how long the attach took."""
+        s = self.stats
+        return "attached to %d in %.1f ms (the process stopped %.1f ms, one thread %.1f ms)" % (
+            self.pid, s["total"] * 1e3, s.get("all_stopped", 0) * 1e3, s.get("thread_stopped", 0) * 1e3)
+
     def _refusal(self, code):
         if code == errno.EBUSY:
             return "process %d is being traced by another mrhooker with the same functions" % self.pid
@@ -113,6 +119,7 @@ class Attached:
         DETACH_TIMEOUT). True when all did (or had ended)."""
         if self.ended:
             return True
+        started = time.monotonic()
         try:
             self.link.shutdown(socket.SHUT_WR)
         except OSError:
@@ -125,6 +132,7 @@ class Attached:
                 return False
             if select.select([self.link], [], [], left)[0]:
                 self.read()
+        self.stats["detach"] = time.monotonic() - started
         return True
 
     def close(self):
@@ -154,9 +162,9 @@ def wait(sessions, on_tick, stop, seconds=None, tick=0.02):
             pass
 
 
-def detach_all(sessions, say=None):
+def detach_all(sessions, say=None, log=lambda msg: None):
     """Detaches every session, saying so on stderr as strace does ("Process PID detached", or "ended" when it
-    ended while attached); say: a function taking the line (mrhooker's stderr by default)."""
+    ended while attached); say: a function taking the line (mrhooker's stderr by default); log: -v's."""
     import sys
     if say is None:
         def say(line):
@@ -171,4 +179,6 @@ def detach_all(sessions, say=None):
             say("process %d did not answer the detach within %g s (stopped?): its calls stay hooked until it "
                 "runs again" % (session.pid, DETACH_TIMEOUT))
         else:
+            if "detach" in session.stats:
+                log("detached from %d in %.1f ms" % (session.pid, session.stats["detach"] * 1e3))
             say("Process %d %s" % (session.pid, "detached" if not ended or _alive(session.pid) else "ended"))

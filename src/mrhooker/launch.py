@@ -325,11 +325,12 @@ def attach_target(build, pyinfo, pids, options, duration=None):
             try:
                 for pid in pids:
                     sessions.append(attached.Attached(pid, build.preload, settings, options.follow))
+                    options.log(sessions[-1].timings())
                     sys.stderr.write("mrhooker: Process %d attached\n" % pid)
                     sys.stderr.flush()
                 attached.wait(sessions, lambda: False, lambda: bool(signals.interrupted), duration)
             finally:
-                attached.detach_all(sessions)
+                attached.detach_all(sessions, log=options.log)
         lines, unstarted = report.final_lines(options.output)
     finally:
         output.close()

@@ -291,13 +291,11 @@ class Tracer:
                 session = attached.Attached(pid, preload, trace.environment(), self.request.follow)
                 sessions.append(session)
                 reader.command_pid(pid)
-                self.log("attached to %d in %.1f ms (the process stopped %.1f ms, one thread %.1f ms)" % (
-                    pid, session.stats["total"] * 1e3, session.stats.get("all_stopped", 0) * 1e3,
-                    session.stats.get("thread_stopped", 0) * 1e3))
+                self.log(session.timings())
                 _say("Process %d attached" % pid)
             attached.wait(sessions, drain, lambda: bool(signals.interrupted or broken), self.request.duration)
         finally:
-            attached.detach_all(sessions, lambda line: None if broken else _say(line))
+            attached.detach_all(sessions, lambda line: None if broken else _say(line), self.log)
         signals.interrupted = None   # that Ctrl-C asked for the detach; a second one stops the final drain
         drain(final=True)
         return 0, {}
