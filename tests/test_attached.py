@@ -478,3 +478,131 @@ def test_python_hooks_output_reader_sees_its_end_at_the_detach(base_env, steady,
     assert r.returncode == 0 and b"hooked line" in r.stderr, r
     assert proc.poll() is None
     assert stop_steady(proc)[::2] == (0, b"")
+
+
+def test_now_bound_and_no_plt_calls_are_patched(mrhooker, tmp_path, warm):
+    """-z now binds every slot at start, -fno-plt calls through the GOT (GLOB_DAT): both are patched."""
+    src, prog = tmp_path / "steady.c", tmp_path / "steady-now"
+    src.write_text(STEADY_C)
+    subprocess.run(["cc", "-O2", "-fno-plt", "-Wl,-z,now,-z,relro", "-o", str(prog), str(src)], check=True)
+    proc = start([prog, FOREVER, 10000])
+    wait_running(proc)
+    r = mrhooker("trace", "-e", "write", "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and len(write_lines(r.err)) > 10, r
+    assert stop_steady(proc)[::2] == (0, b"")
+
+
+# Writes a line every 10 ms; at SIGUSR1 it dlopens LIB and from then on writes through LIB's say() (whose write()
+# goes through LIB's own PLT); at SIGUSR2 it closes every descriptor above 2 (close_range), as daemons do, and
+# goes on; at SIGTERM it ends.
+LATE_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+static volatile sig_atomic_t load, close_all, stop;
+static void on_signal(int sig) { if (sig == SIGUSR1) load = 1; else if (sig == SIGUSR2) close_all = 1; else stop = 1; }
+int main(int argc, char **argv)
+{
+    void (*say)(int) = NULL;
+    signal(SIGUSR1, on_signal);
+    signal(SIGUSR2, on_signal);
+    signal(SIGTERM, on_signal);
+    char buf[64];
+    for (int i = 0; !stop; i++) {
+        if (load && !say) {
+            void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+            say = lib ? (void (*)(int))dlsym(lib, "say") : NULL;
+            if (!say) return 3;
+        }
+        if (close_all) {
+            close_range(3, ~0U, 0);
+            close_all = 0;
+        }
+        if (say) {
+            say(i);
+        } else {
+            int k = snprintf(buf, sizeof buf, "line %d\n", i);
+            if (write(1, buf, k) != k) return 2;
+        }
+        usleep(10000);
+    }
+    return 0;
+}
+"""
+
+SAY_C = r"""
+#include <stdio.h>
+#include <unistd.h>
+void say(int i)
+{
+    char buf[64];
+    int k = snprintf(buf, sizeof buf, "lib line %d\n", i);
+    if (write(1, buf, k) != k) _exit(4);
+}
+"""
+
+
+def test_a_library_loaded_after_the_attach_is_patched(base_env, cprog, warm):
+    lib = cprog(SAY_C, flags=["-shared", "-fPIC"], suffix=".so")
+    prog = cprog(LATE_C, flags=["-ldl"])
+    proc = start([prog, lib])
+    wait_running(proc)
+    tracer = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-e", "write", "-D", "2", "-p",
+                               str(proc.pid)], env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    wait_for(lambda: _threads(proc.pid) >= 2, what="the runtime's thread")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = tracer.communicate(timeout=RUN_TIMEOUT)
+    assert tracer.returncode == 0, err
+    seen = [int(x) for x in re.findall(r'^write\(1, "lib line (\d+)\\n", \d+\) = \d+$', err, re.M)]
+    assert len(seen) > 50 and seen == list(range(seen[0], seen[-1] + 1)), err   # within 50 ms, then every one
+    proc.send_signal(signal.SIGTERM)
+    status, out, errors = finish(proc)
+    assert status == 0 and errors == b"", errors
+
+
+def test_a_program_closing_every_descriptor_is_detached_not_harmed(base_env, cprog, warm):
+    """The connection's descriptor closed by the program (close_range, as a daemon does): the runtime notices it
+    is no longer its socket, puts the slots back without touching that number again, and mrhooker ends."""
+    lib = cprog(SAY_C, flags=["-shared", "-fPIC"], suffix=".so")
+    prog = cprog(LATE_C, flags=["-ldl"])
+    proc = start([prog, lib])
+    wait_running(proc)
+    tracer = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-e", "write", "-p", str(proc.pid)],
+                              env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: _threads(proc.pid) >= 2, what="the runtime's thread")
+    proc.send_signal(signal.SIGUSR2)
+    _, err = tracer.communicate(timeout=RUN_TIMEOUT)   # no -D: it ends because the connection did
+    assert tracer.returncode == 0 and "Process %d detached" % proc.pid in err, err
+    wait_for(lambda: _threads(proc.pid) <= 1, what="the runtime's thread to end")
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    status, out, errors = finish(proc)
+    assert status == 0 and errors == b"" and out.endswith(b"\n"), errors
+
+
+def test_sqlite3_in_a_loop_while_attached(base_env, tmp_path, warm):
+    """SQLite calls pread64/pwrite64 through a table of pointers (R_X86_64_64 relocations): they are patched too."""
+    db = tmp_path / "t.db"
+    proc = start(["sqlite3", str(db)], stdin=subprocess.PIPE)
+    proc.stdin.write(b"create table t(x);\n")
+    proc.stdin.flush()
+    time.sleep(0.3)
+    tracer = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-e", "pwrite64,pread64", "-D", "1.5",
+                               "-p", str(proc.pid)], env=base_env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: _threads(proc.pid) >= 2, what="the runtime's thread")
+    for i in range(20):
+        proc.stdin.write(b"insert into t values(%d);\n" % i)
+        proc.stdin.flush()
+        time.sleep(0.02)
+    _, err = tracer.communicate(timeout=RUN_TIMEOUT)
+    assert tracer.returncode == 0 and re.search(r"^pwrite64\(\d+, ", err, re.M), err
+    proc.stdin.write(b"insert into t values(20);\nselect count(*), sum(x) from t;\n")
+    proc.stdin.close()
+    proc.stdin = None
+    status, out, errors = finish(proc)
+    assert (status, out, errors) == (0, b"21|210\n", b"")

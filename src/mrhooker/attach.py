@@ -1,5 +1,6 @@
-"""Loading a shared library into a running process that mrhooker did not start (issue 18, first step): the
-process is left exactly as it was, except that the library is loaded and its constructors have run.
+"""Loading a shared library into a running process that mrhooker did not start, and calling one of its functions
+there (`mrhooker trace -p`: attached.py loads the runtime so and calls its mrhooker_attach): the process is left
+exactly as it was, except that the library is loaded, its constructors and that function have run.
 
 Build/CLI side only: nothing that runs inside a target imports this module.
 

@@ -43,7 +43,10 @@
  *   - reading the environment: -> OFF when the process was not launched by mrhooker, or must not be hooked
  *     (--no-follow). The hook library: -> OFF through mrh_runtime.disable (the script failed to load).
  *   - preload_fini: READY -> OFF after the hook script's atexit handlers ran.
- * OFF is final. Entry points read it without a lock: a stale read only sends a call through mrh_begin_slow().
+ * OFF is final in a launched process. In an attached one (attach.c), each attach moves OFF -> UNSTARTED (or
+ * READY, when an earlier attach started the hook side, which stays loaded) and its detach moves it back to OFF
+ * (mrh_attach_state, holding start_lock). Entry points read it without a lock: a stale read only sends a call
+ * through mrh_begin_slow().
  */
 enum {
     MRH_UNSTARTED = 0,
@@ -199,6 +202,9 @@ typedef const mrh_hook_ops *(*mrh_hook_start_fn)(const mrh_runtime *rt);
  *   MRHOOKER_TRACE         `mrhooker trace`: the shared file calls are recorded into (trace.h), instead of
  *                          the hook settings above
  *   MRHOOKER_TRACE_ID      "DEV:INO" it must have
+ *   MRHOOKER_ATTACH        attached (mrhooker -p): the unix socket to mrhooker the process holds (attach.c).
+ *                          An attach's settings are not in the environment: attached.py passes them, as
+ *                          NAME=value strings, to mrhooker_attach(), and read_settings reads them from there.
  */
 
 #endif
