@@ -1013,3 +1013,47 @@ def test_call_that_does_not_return_times_out_and_the_thread_goes_on(cprog, marke
     assert markers(marker) == [str(proc.pid)]
     out, err = finish(proc, b"hello\n")
     assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)
+
+
+# ---- mrhooker killed during the call -----------------------------------------------------------------------
+# The kernel then lets the thread run on: the call returns into glibc's __restore_rt, whose rt_sigreturn puts
+# the thread back from the frame written below the call (registers, FPU state, an interrupted call restarted).
+
+def killed_during_the_call(proc, marker_lib):
+    status, _ = inject_while(proc.pid, marker_lib(busy_ms=int(scaled(800)), name="slow"),
+                             lambda injector: injector.kill(), succeeds=False)
+    assert status == -signal.SIGKILL
+
+
+def test_injector_killed_during_the_call_program_blocked_in_read(cprog, marker_lib):
+    prog = cprog(READER)
+    proc = start([prog], stdin=subprocess.PIPE)
+    wait_blocked(proc.pid, {SYS_READ})
+    killed_during_the_call(proc, marker_lib)
+    time.sleep(scaled(1.2))   # the constructor ends, the call returns, the thread is put back
+    assert proc.poll() is None
+    out, err = finish(proc, b"hello\n")
+    assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)   # not EINTR, not lost
+
+
+def test_injector_killed_during_the_call_program_computing(cprog, marker_lib):
+    prog = cprog(COMPUTE)
+    n = "400000000"
+    started = time.monotonic()
+    bare = subprocess.run([prog, n], stdout=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    took = time.monotonic() - started
+    proc = start([prog, n])
+    time.sleep(took / 4)
+    killed_during_the_call(proc, marker_lib)
+    out, err = finish(proc)
+    assert (out, err, proc.returncode) == (bare.stdout, b"", 0)   # every register, vector ones included
+
+
+def test_injector_killed_during_the_call_program_in_nanosleep(cprog, marker_lib):
+    prog = cprog(SLEEPER)
+    proc = start([prog])
+    wait_blocked(proc.pid, {SYS_NANOSLEEP, SYS_CLOCK_NANOSLEEP})
+    killed_during_the_call(proc, marker_lib)
+    out, err = finish(proc)
+    assert (err, proc.returncode) == (b"", 0)   # not EINTR
+    assert 2.0 <= float(out) < 4.0 + scaled(3)   # the sleep made again: up to its whole time more (README)

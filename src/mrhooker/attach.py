@@ -86,6 +86,7 @@ NT_X86_XSTATE = 0x202
 XSTATE_MAX = 16384          # bytes: more than any x86 XSAVE area the kernel gives (AMX: ~11 KB)
 WALL = 0x40000000           # __WALL: wait for threads too
 RTLD_NOW = 2
+RTLD_NOLOAD = 4
 ATTEMPTS = 20               # stops of the whole process before giving up finding a thread that can make the call
 RED_ZONE = 128
 SIGINFO_SIZE = 128
@@ -98,6 +99,18 @@ LOCKING_SYSCALLS = {9, 10, 11, 12, 25, 28, 202}
 # Signals a fault raises synchronously: one of them during a remote call means the call itself crashed.
 FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 SIGSEGV_BIT = 1 << (signal.SIGSEGV - 1)   # in /proc/PID/status's signal masks
+PTRACE_SYSCALL = 24
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_GETSIGMASK = 0x420a
+PTRACE_O_TRACESYSGOOD = 1
+SYSCALL_STOP = signal.SIGTRAP | 0x80   # a syscall-stop's signal with PTRACE_O_TRACESYSGOOD
+SYS_RT_SIGRETURN = 15
+# glibc's __restore_rt, the return of every signal handler: `mov $15, %rax; syscall` (rt_sigreturn)
+RESTORER_CODE = bytes.fromhex("48c7c00f0000000f05")
+RESTART_RAX = {(1 << 64) - n for n in (512, 513, 514)}   # -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND
+RESTART_BLOCK_RAX = (1 << 64) - 516                       # -ERESTART_RESTARTBLOCK
+FP_XSTATE_MAGIC1, FP_XSTATE_MAGIC2 = 0x46505853, 0x46505845
+UC_FP_XSTATE, UC_SIGCONTEXT_SS = 1, 2
 
 
 class _Regs(ctypes.Structure):
@@ -285,6 +298,34 @@ def _read_exported(path, opened, names):
         raise MrhookerError("%s: not an ELF file mrhooker can read (%s)" % (path, e))
 
 
+_restorers = {}   # (device, inode, size, mtime) of a libc -> _restorer()
+
+
+def _restorer(opened):
+    """The offset in the file's mapping (as _exported's) of glibc's signal return, __restore_rt (not exported:
+    found by its code in the executable segment), or None."""
+    st = os.fstat(opened.fileno())
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _restorers:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+        found = None
+        try:
+            elf = ELFFile(opened)
+            loads = [seg for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
+            first_vaddr = min(seg["p_vaddr"] - seg["p_offset"] for seg in loads) if loads else 0
+            for seg in loads:
+                if seg["p_flags"] & 1:   # PF_X
+                    at = seg.data().find(RESTORER_CODE)
+                    if at >= 0:
+                        found = seg["p_vaddr"] + at - first_vaddr
+                        break
+        except ELFError:
+            pass
+        _restorers[key] = found
+    return _restorers[key]
+
+
 def _mapped(pid, maps, library):
     """(load base, opened file) of the library named `library` in the process's mappings, or None. The file
     opened is the very one mapped (through /proc/PID/map_files: even if replaced on disk since, or in another
@@ -310,8 +351,11 @@ def _functions(pid, name, st):
                             "can't load a library; only dynamically linked glibc programs can be attached" % name)
     base, path, opened = libc
     with opened:
-        found = _exported(path, opened, ("dlopen", "dlerror", "__errno_location"))
+        found = _exported(path, opened, ("dlopen", "dlerror", "__errno_location", "sigaltstack"))
+        restorer = _restorer(opened)
     functions = {k: base + v for k, v in found.items()}
+    if restorer is not None:
+        functions["__restore_rt"] = base + restorer
     if "__errno_location" not in functions:
         raise MrhookerError("%s: its libc.so.6 exports no __errno_location: not a glibc mrhooker knows" % name)
     if "dlopen" not in functions or "dlerror" not in functions:
@@ -349,6 +393,13 @@ def _library_function(session, handle, path, function):
 
 
 # ---- stopped threads ------------------------------------------------------------------------------------
+
+class At:
+    """An argument of a remote call: the address of its data plus offset."""
+
+    def __init__(self, offset):
+        self.offset = offset
+
 
 class _Gone(Exception):
     """The thread exited (or the whole process did) while we waited for it."""
@@ -467,6 +518,10 @@ class _Session:
         self.mem = None
         self.call_in_flight = False   # the chosen thread runs a remote call (not stopped)
         self.saved_errno = None       # (address, bytes) of the chosen thread's errno, put back by close()
+        self.functions = {}           # the target's functions (_functions)
+        self.syscall_stops = False    # PTRACE_O_TRACESYSGOOD set on the chosen thread (safe calls)
+        self.sigmask = 0              # the chosen thread's signal mask, and alternate signal stack
+        self.altstack = (0, 2, 0)     # (ss_sp, ss_flags, ss_size): SS_DISABLE until read
 
     def seize_all(self):
         """Seizes and stops every thread; threads created meanwhile are seized too (they are listed again
@@ -539,19 +594,38 @@ class _Session:
                         raise
                 del self.threads[tid]
 
-    def call(self, function, args, data=b""):
-        """Calls function(*args) in the chosen thread; `data` is copied onto its stack and its address replaces
-        each None in args. Returns rax."""
+    def call(self, function, args, data=b"", safe=False):
+        """Calls function(*args) in the chosen thread; `data` is copied onto its stack and its address (plus n)
+        replaces each None (each At(n)) in args. Returns rax, or None for a safe call.
+
+        safe: for a call that runs long enough for mrhooker to die meanwhile (dlopen, the runtime's attach).
+        The kernel then lets the thread run on, and a return to address 0 would kill the program. So the call
+        returns into glibc's __restore_rt instead, whose rt_sigreturn puts the thread back as it was, from a
+        signal frame written below the call's own stack (_fallback_frame). mrhooker, alive, sees that
+        rt_sigreturn at its syscall-stop (PTRACE_SYSCALL), cancels it and stops the thread where the signal
+        path would (PTRACE_INTERRUPT): as at the start. The result is lost (rax holds rt_sigreturn's number):
+        a safe call says what it has to say through memory."""
         thread = self.chosen
+        restorer = self.functions.get("__restore_rt") if safe else None
         call = _Regs.from_buffer_copy(thread.regs)
         sp = (thread.regs.rsp - RED_ZONE - len(data)) & ~15
+        base = sp
         if data:
             self.mem.seek(sp)
             self.mem.write(data)
-        sp -= 8
-        self.mem.seek(sp)
-        self.mem.write(struct.pack("<Q", 0))   # the return address: the return faults at rip 0
-        args = [sp + 8 if a is None else a for a in args]
+        if restorer is not None:
+            sp, frame = self._fallback_frame(sp, restorer)
+            self.mem.seek(sp)
+            self.mem.write(frame)   # begins with the return address: __restore_rt
+            if not self.syscall_stops:
+                _ptrace(PTRACE_SETOPTIONS, thread.tid, None, PTRACE_O_TRACESYSGOOD)
+                self.syscall_stops = True
+        else:
+            sp -= 8
+            self.mem.seek(sp)
+            self.mem.write(struct.pack("<Q", 0))   # the return address: the return faults at rip 0
+        self.last_data = base
+        args = [base if a is None else base + a.offset if isinstance(a, At) else a for a in args]
         for reg, value in zip(("rdi", "rsi", "rdx", "rcx", "r8", "r9"), args):
             setattr(call, reg, value)
         call.rsp = sp
@@ -560,7 +634,8 @@ class _Session:
         call.orig_rax = NO_SYSCALL
         _ptrace(PTRACE_SETREGS, thread.tid, None, ctypes.byref(call))
         self.call_in_flight = True
-        _ptrace(PTRACE_CONT, thread.tid, None, 0)
+        resume = PTRACE_SYSCALL if restorer is not None else PTRACE_CONT
+        _ptrace(resume, thread.tid, None, 0)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -572,10 +647,19 @@ class _Session:
                 raise MrhookerError("%s: the call to load the library did not return within %g s (the thread "
                                     "may wait for a lock it held itself when stopped); it was put back where it "
                                     "was, but the loader's lock may stay taken" % (self.name, self.timeout))
+            if event == 0 and sig == SYSCALL_STOP:
+                thread.in_signal_stop = False
+                regs = _Regs()
+                _ptrace(PTRACE_GETREGS, thread.tid, None, ctypes.byref(regs))
+                if regs.orig_rax == SYS_RT_SIGRETURN and regs.rip == restorer + len(RESTORER_CODE):
+                    self._cancel_return(regs, deadline)
+                    return None
+                _ptrace(PTRACE_SYSCALL, thread.tid, None, 0)
+                continue
             if event == 0:
                 regs = _Regs()
                 _ptrace(PTRACE_GETREGS, thread.tid, None, ctypes.byref(regs))
-                if sig == signal.SIGSEGV and regs.rip == 0:
+                if sig == signal.SIGSEGV and regs.rip == 0 and restorer is None:
                     self.call_in_flight = False
                     return regs.rax
                 if sig in FAULTS:
@@ -583,7 +667,57 @@ class _Session:
                     raise MrhookerError("%s: the library's loading crashed (signal %s at %#x); the thread was put "
                                         "back where it was" % (self.name, signal.Signals(sig).name, regs.rip))
                 thread.hold_signal()   # delivered after the registers are restored (see the module's notes)
+            _ptrace(resume, thread.tid, None, 0)
+
+    def _cancel_return(self, regs, deadline):
+        """At the syscall-stop of a safe call's rt_sigreturn: the system call is skipped (orig_rax -1) and the
+        thread stopped by PTRACE_INTERRUPT on its way back, in the signal path, as it was at the start."""
+        thread = self.chosen
+        regs.orig_rax = NO_SYSCALL
+        _ptrace(PTRACE_SETREGS, thread.tid, None, ctypes.byref(regs))
+        _ptrace(PTRACE_INTERRUPT, thread.tid)
+        _ptrace(PTRACE_CONT, thread.tid, None, 0)
+        while True:
+            sig, event = thread.wait(deadline, pass_signals=False)
+            if event == PTRACE_EVENT_STOP:
+                break
+            if event == 0 and sig != SYSCALL_STOP:
+                thread.hold_signal()
             _ptrace(PTRACE_CONT, thread.tid, None, 0)
+        self.call_in_flight = False
+
+    def _fallback_frame(self, top, restorer):
+        """(address, bytes) of an rt_sigreturn frame just below top whose first word is the return address
+        (restorer): the chosen thread's registers, FPU state, signal mask and alternate stack as they were when it
+        was stopped, with an interrupted system call restarted as the kernel restarts it when no handler runs
+        (rt_sigreturn itself restarts nothing). Only used if mrhooker dies during the call."""
+        thread = self.chosen
+        r = _restartable(thread.regs)
+        rip, rax = r.rip, r.rax
+        if r.orig_rax != NO_SYSCALL and (rax in RESTART_RAX or rax == RESTART_BLOCK_RAX):
+            # rt_sigreturn makes restart_syscall fail with EINTR (it resets the restart block): a sleep or timed
+            # wait that would have gone on with the time left is made again, from its whole time
+            rip, rax = rip - 2, r.orig_rax
+        xstate, flags = thread.xstate, UC_SIGCONTEXT_SS
+        if len(xstate) >= 512:
+            magic1, _, _, size = struct.unpack_from("<IIQI", xstate, 464)   # struct _fpx_sw_bytes
+            if magic1 == FP_XSTATE_MAGIC1 and 512 <= size <= len(xstate):
+                xstate, flags = xstate[:size] + struct.pack("<I", FP_XSTATE_MAGIC2), flags | UC_FP_XSTATE
+        at = ((top - 520 - len(xstate)) & ~15) - 8   # so that the stack is 16-byte aligned at the call
+        fpstate = (at + 440 + 63) & ~63
+        sigcontext = struct.pack("<18Q4H4QQ8Q", r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi,
+                                 r.rsi, r.rbp, r.rbx, r.rdx, rax, r.rcx, r.rsp, rip, r.eflags, r.cs, r.gs, r.fs,
+                                 r.ss, 0, 0, 0, 0, fpstate if len(xstate) >= 512 else 0, *[0] * 8)
+        ss_sp, ss_flags, ss_size = self.altstack
+        ucontext = struct.pack("<QQQi4xQ", flags, 0, ss_sp, ss_flags, ss_size) + sigcontext + \
+            struct.pack("<Q", self.sigmask)
+        frame = struct.pack("<Q", restorer) + ucontext + bytes(128)   # + the siginfo, unused
+        return at, frame + bytes(fpstate - at - len(frame)) + xstate
+
+    def sigmask_of_chosen(self):
+        mask = ctypes.c_ulonglong()
+        _ptrace(PTRACE_GETSIGMASK, self.chosen.tid, ctypes.c_void_p(8), ctypes.byref(mask))
+        return mask.value
 
     def read(self, address, size):
         self.mem.seek(address)
@@ -664,18 +798,29 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None):
         session.release_others()
         released_at = time.monotonic()
         session.mem = open("/proc/%d/mem" % session.chosen.tid, "r+b", buffering=0)
+        session.functions = functions
         errno_address = session.call(functions["__errno_location"], [])
         session.saved_errno = (errno_address, session.read(errno_address, 4))
-        handle = session.call(functions["dlopen"], [None, RTLD_NOW], path.encode() + b"\0")
+        if "__restore_rt" in functions:   # what a safe call's fallback frame needs (short calls: not safe)
+            session.sigmask = session.sigmask_of_chosen()
+            session.call(functions["sigaltstack"], [0, None], bytes(24))
+            session.altstack = struct.unpack("<Qi4xQ", session.read(session.last_data, 24))
+        encoded = path.encode() + b"\0"
+        session.call(functions["dlopen"], [None, RTLD_NOW], encoded, safe=True)
+        # a safe call's result is lost: dlerror says whether it failed, then the handle is asked for again
+        # without loading anything
+        message = session.call(functions["dlerror"], [])
+        handle = 0 if message else session.call(functions["dlopen"], [None, RTLD_NOW | RTLD_NOLOAD], encoded)
         if not handle:
-            message = session.call(functions["dlerror"], [])
             reason = session.read_string(message) if message else "unknown error"
             raise MrhookerError("%s: dlopen failed: %s" % (name, reason))
         if then is None:
             return handle
         function = _library_function(session, handle, path, then[0])
-        result = session.call(function, [None], then[1] + b"\0")
-        return handle, ctypes.c_int(result & 0xffffffff).value
+        # its result through memory (8 bytes before the argument): a safe call's rax is lost
+        session.call(function, [At(8), None], bytes(8) + then[1] + b"\0", safe=True)
+        result = struct.unpack("<q", session.read(session.last_data, 8))[0]
+        return handle, result
     except OSError as e:
         if e.errno == errno.EPERM and not session.threads:   # the first PTRACE_SEIZE
             raise _refuse_permission(pid, name, st)

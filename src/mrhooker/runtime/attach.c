@@ -435,8 +435,9 @@ static void attach_fork_child(void)
 }
 
 /* Called by attach.py, in the thread that loaded this library. Returns 0, or -errno: -EBUSY when another
- * mrhooker is attached with this same build. */
-MRH_EXPORT int mrhooker_attach(const char *settings)
+ * mrhooker is attached with this same build; the same in *result (attach.py's call returns through
+ * rt_sigreturn, which loses the return value: see its notes). */
+MRH_EXPORT int mrhooker_attach(const char *settings, long long *result)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
@@ -467,6 +468,7 @@ MRH_EXPORT int mrhooker_attach(const char *settings)
         }
     }
     pthread_mutex_unlock(&patch_lock);
+    if (result) *result = rc;
     errno = saved;
     t->depth--;
     return rc;
