@@ -49,14 +49,22 @@ Signals are never lost or duplicated, and keep their siginfo:
   tgkill (same signal and thread; si_pid becomes mrhooker's). A SIGSTOP during the call is held back the same
   way: the process stops after the detach, and goes on at SIGCONT.
 
+mrhooker may die during a call (kill -9): the kernel then detaches the thread, which runs the call on to its
+end. The long calls (dlopen, the runtime's attach) are "safe" (_Session.call): they return into glibc's
+__restore_rt, whose rt_sigreturn puts the thread back from a signal frame written below the call: registers,
+FPU state, signal mask, alternate stack, and an interrupted system call made again (rt_sigreturn resets the
+restart block, so a sleep or timed wait starts again from its whole time: the one difference). mrhooker, alive,
+stops the thread at that rt_sigreturn (PTRACE_SYSCALL), cancels it, and goes on as after a fault's return. The
+short calls (__errno_location, sigaltstack, dlerror, a second dlopen that loads nothing) still return to address
+0: microseconds.
+
 The thread chosen is one waiting in a system call if there is one (the main one first): it holds no lock of
 malloc's, and the program's running threads lose no time; never one inside the dynamic loader (it may hold
 the loader's lock with its lists half changed; the process is stopped again a little later if all are).
 
 Hazards, not handled yet: the chosen thread may have been stopped inside malloc (holding its arena's lock) or
 similar, so dlopen could block; the call then times out, the thread is put back where it was, and the error
-says so (the lock dlopen took may stay taken). If mrhooker is killed during the call the kernel detaches the
-thread with the call's registers, and its return to address 0 kills the process. A constructor that sleeps
+says so (the lock dlopen took may stay taken). A constructor that sleeps
 and is interrupted by a signal overwrites the thread's restart_block (a nanosleep of the program's then
 restarts with the constructor's time). The thread's stack must have room for dlopen and the constructors.
 """
