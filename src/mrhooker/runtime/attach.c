@@ -16,10 +16,14 @@
  *   mapped there now. Idea: slots are read and written only inside dl_iterate_phdr's callback, where the
  *   loader's write lock is held (an object leaves the list under it and is unmapped only after), and only for
  *   objects in the list at that moment.
- * - RELRO pages are read-only, and making one writable races with the loader protecting an object it is
- *   loading (a write after its mprotect would crash the program). Idea: slots are written through
- *   /proc/self/mem, which writes a read-only page without changing its protection; mprotect only if the
- *   kernel refuses that (then RELRO pages are made read-only again).
+ * - Other threads call through a slot while it is written: the write must be one aligned 8-byte store.
+ *   RELRO pages are read-only: such a page is made writable for the store and read-only again.
+ * - An object the loader is still loading (another thread's dlopen) is in its list before it is relocated:
+ *   its slots would be overwritten, and its RELRO pages protected by the loader under our feet (a store after
+ *   that crashes the program; our making one read-only before the loader's last write crashes it too). Idea:
+ *   an object is patched once _dl_find_object knows it (glibc adds objects there after relocating them); with
+ *   an older glibc, its read-only pages are written through /proc/self/mem instead, which changes no
+ *   protection (the kernel's copy of 8 aligned bytes).
  * - A lazily bound slot that another thread is resolving while it is patched ends up with the function
  *   (unhooked); objects loaded after the attach are not bound to the entry points by the loader. Idea: the
  *   watcher thread looks again every 50 ms: new objects are patched and lost slots are set again. (Wrapping
@@ -71,6 +75,7 @@ struct patch {
     void *old;       /* what it held: put back at detach */
     void *entry;     /* what it holds while attached */
     struct object object;
+    int readonly;    /* on a page the loader made read-only (RELRO) */
 };
 
 static struct patch *patches;       /* mmap'd (no allocation: malloc may be hooked) */
@@ -82,7 +87,8 @@ static void **entries;              /* per slot: its entry point in this library
 static int *by_name;                /* open-addressing index of the slots by name: 1 + slot, 0 free */
 static unsigned by_name_size;
 static ElfW(Addr) self_base;        /* this library's l_addr: its own slots are never patched */
-static int mem_fd = -1;             /* /proc/self/mem, open during a pass */
+static int mem_fd = -1;             /* /proc/self/mem, open during a pass (glibc < 2.35) */
+static int (*find_object)(void *, void *);   /* glibc 2.35+'s _dl_find_object, or NULL */
 
 static void *grow(void *old, size_t *cap, size_t item)
 {
@@ -122,6 +128,7 @@ static int index_slots(void)
     struct link_map *self = NULL;
     if (!dladdr1((void *)index_slots, &info, (void **)&self, RTLD_DL_LINKMAP) || !self) return -ENOENT;
     self_base = self->l_addr;
+    find_object = (int (*)(void *, void *))mrh_lookup_next("_dl_find_object");
     unsigned size = 16;
     while (size < 2u * (unsigned)mrh_nslots) size *= 2;
     entries = mmap(NULL, mrh_nslots * sizeof *entries + size * sizeof *by_name, PROT_READ | PROT_WRITE,
@@ -141,16 +148,29 @@ static int index_slots(void)
     return 0;
 }
 
-/* Writes a slot (see the hazards: /proc/self/mem, else mprotect). relro: the object's read-only-after-
- * relocation range, made read-only again after an mprotect. */
-static int write_slot(void **slot, void *value, ElfW(Addr) relro_lo, ElfW(Addr) relro_hi)
+/* Writes a slot with one aligned 8-byte store (see the hazards): a read-only page is made writable around it,
+ * or, when mrhooker can't tell that its object is loaded (no _dl_find_object), written through /proc/self/mem. */
+static int write_slot(void **slot, void *value, int readonly)
 {
-    if (mem_fd >= 0 && pwrite(mem_fd, &value, sizeof value, (off_t)(uintptr_t)slot) == (ssize_t)sizeof value) return 0;
-    uintptr_t page = (uintptr_t)slot & ~(uintptr_t)4095;
-    if (mprotect((void *)page, 4096, PROT_READ | PROT_WRITE) != 0) return -1;
+    if (!readonly) {
+        __atomic_store_n(slot, value, __ATOMIC_RELEASE);
+        return 0;
+    }
+    if (!find_object)
+        return mem_fd >= 0 && pwrite(mem_fd, &value, sizeof value, (off_t)(uintptr_t)slot) == (ssize_t)sizeof value
+                   ? 0 : -1;
+    void *page = (void *)((uintptr_t)slot & ~(uintptr_t)4095);
+    if (mprotect(page, 4096, PROT_READ | PROT_WRITE) != 0) return -1;
     __atomic_store_n(slot, value, __ATOMIC_RELEASE);
-    if ((ElfW(Addr))slot >= relro_lo && (ElfW(Addr))slot < relro_hi) mprotect((void *)page, 4096, PROT_READ);
+    mprotect(page, 4096, PROT_READ);
     return 0;
+}
+
+/* Is the object loaded and relocated (see the hazards)? Without _dl_find_object: assumed. */
+static int object_ready(const struct object *o)
+{
+    unsigned char result[256];   /* struct dl_find_object, with room for fields a later glibc adds */
+    return !find_object || find_object((void *)o->dynamic, result) == 0;
 }
 
 static int same_object(const struct object *a, const struct object *b)
@@ -158,12 +178,13 @@ static int same_object(const struct object *a, const struct object *b)
     return a->base == b->base && a->dynamic == b->dynamic;
 }
 
-/* The objects of the program's namespace (the base one: never the hook side's), from the loader's list. */
-static int in_program_namespace(const struct object *o)
+/* The object's link map if it is in the program's namespace (the base one: never the hook side's), from the
+ * loader's list; else NULL. */
+static struct link_map *in_program_namespace(const struct object *o)
 {
     for (struct link_map *m = _r_debug.r_map; m; m = m->l_next)
-        if (m->l_addr == o->base && m->l_ld == o->dynamic) return 1;
-    return 0;
+        if (m->l_addr == o->base && m->l_ld == o->dynamic) return m;
+    return NULL;
 }
 
 struct dynamic_info {
@@ -171,7 +192,6 @@ struct dynamic_info {
     const char *strtab;
     const ElfW(Rela) *jmprel, *rela;
     size_t njmprel, nrela;
-    int exports_attach;   /* another mrhooker library (an earlier attach's): never patched */
 };
 
 static void read_dynamic(const struct object *o, struct dynamic_info *d)
@@ -195,7 +215,7 @@ static void read_dynamic(const struct object *o, struct dynamic_info *d)
     d->nrela /= relaent;
 }
 
-static void add_patch(void **slot, int index, const struct object *o, ElfW(Addr) relro_lo, ElfW(Addr) relro_hi)
+static void add_patch(void **slot, int index, const struct object *o, ElfW(Addr) ro_lo, ElfW(Addr) ro_hi)
 {
     void *old = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if (old == entries[index]) return;
@@ -203,21 +223,23 @@ static void add_patch(void **slot, int index, const struct object *o, ElfW(Addr)
         patches_cap = npatches = 0;
         return;
     }
-    if (write_slot(slot, entries[index], relro_lo, relro_hi) != 0) return;
-    patches[npatches++] = (struct patch){slot, old, entries[index], *o};
+    int readonly = (ElfW(Addr))slot >= ro_lo && (ElfW(Addr))slot < ro_hi;
+    if (write_slot(slot, entries[index], readonly) != 0) return;
+    patches[npatches++] = (struct patch){slot, old, entries[index], *o, readonly};
 }
 
 /* Patches one object's slots of hooked functions. */
-static void patch_object(const struct object *o, const struct dl_phdr_info *info)
+static void patch_object(const struct object *o, const struct dynamic_info *dyn, const struct dl_phdr_info *info)
 {
-    struct dynamic_info d;
-    read_dynamic(o, &d);
+    struct dynamic_info d = *dyn;
     if (!d.symtab || !d.strtab) return;
-    ElfW(Addr) relro_lo = 0, relro_hi = 0;
+    /* the pages the loader made read-only: RELRO's, whole pages only (as its _dl_protect_relro rounds) */
+    ElfW(Addr) ro_lo = 0, ro_hi = 0;
     for (int i = 0; i < info->dlpi_phnum; i++)
         if (info->dlpi_phdr[i].p_type == PT_GNU_RELRO) {
-            relro_lo = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
-            relro_hi = relro_lo + info->dlpi_phdr[i].p_memsz;
+            ElfW(Addr) start = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+            ro_lo = start & ~(ElfW(Addr))4095;
+            ro_hi = (start + info->dlpi_phdr[i].p_memsz) & ~(ElfW(Addr))4095;
         }
     for (int pass = 0; pass < 2; pass++) {
         const ElfW(Rela) *r = pass ? d.rela : d.jmprel;
@@ -234,7 +256,7 @@ static void patch_object(const struct object *o, const struct dl_phdr_info *info
              * pointer only if it still points to the function (the program may have changed the variable). */
             if (type != R_X86_64_JUMP_SLOT && __atomic_load_n(slot, __ATOMIC_ACQUIRE) != mrh_original_of(index))
                 continue;
-            add_patch(slot, index, o, relro_lo, relro_hi);
+            add_patch(slot, index, o, ro_lo, ro_hi);
         }
     }
 }
@@ -269,10 +291,10 @@ static int pass_over(struct dl_phdr_info *info, size_t size, void *arg)
             struct patch *q = &patches[i];
             void *now = __atomic_load_n(q->slot, __ATOMIC_ACQUIRE);
             if (p->what == PASS_RESTORE) {
-                if (now == q->entry) write_slot(q->slot, q->old, 0, 0);
+                if (now == q->entry) write_slot(q->slot, q->old, q->readonly);
             } else if (now != q->entry && now != q->old) {   /* bound by the loader meanwhile (see the top) */
                 q->old = now;
-                write_slot(q->slot, q->entry, 0, 0);
+                write_slot(q->slot, q->entry, q->readonly);
             }
         }
         if (p->what == PASS_RESTORE) {
@@ -287,23 +309,30 @@ static int pass_over(struct dl_phdr_info *info, size_t size, void *arg)
     for (int i = 0; i < info->dlpi_phnum; i++)
         if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) dynamic = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
     struct object o = {info->dlpi_addr, dynamic};
-    if (!dynamic || o.base == self_base || mrh_in_loader(dynamic) || !in_program_namespace(&o)) return 0;
+    if (!dynamic || o.base == self_base || mrh_in_loader(dynamic)) return 0;
+    struct link_map *map = in_program_namespace(&o);
+    /* not the hook side's objects, nor another trace's runtime (an earlier attach's, inert) */
+    if (!map || mrh_find_in_object(map, "mrhooker_attach")) return 0;
     for (size_t i = 0; i < nobjects; i++)
         if (same_object(&objects[i], &o)) return 0;
     struct dynamic_info d;
     read_dynamic(&o, &d);
+    if ((d.jmprel || d.rela) && !object_ready(&o)) {   /* being loaded: the next pass patches it */
+        seen_adds = ~0ULL;
+        return 0;
+    }
     if (nobjects == objects_cap && !(objects = grow(objects, &objects_cap, sizeof *objects))) {
         objects_cap = nobjects = 0;
         return 1;
     }
     objects[nobjects++] = o;
-    patch_object(&o, info);
+    patch_object(&o, &d, info);
     return 0;
 }
 
 static void run_pass(int what)   /* with patch_lock held and depth raised */
 {
-    mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    if (!find_object) mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
     struct pass p = {what, 1, 0};
     dl_iterate_phdr(pass_over, &p);
     if (mem_fd >= 0) close(mem_fd);

@@ -50,6 +50,8 @@ void *mrh_boot_alloc(size_t size);            /* serves malloc/calloc while thei
 int mrh_boot_owns(const void *p);
 size_t mrh_boot_size(const void *p);
 int mrh_in_loader(const void *code);          /* is this code address in the dynamic loader? */
+struct link_map;
+void *mrh_find_in_object(const struct link_map *map, const char *name);   /* an object's definition, or NULL */
 
 /* follow.c */
 void mrh_follow_init(void);                   /* snapshot MRHOOKER_*, or strip them (--no-follow) */

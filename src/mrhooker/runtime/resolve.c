@@ -66,7 +66,7 @@ static const char *base_name(const char *path)
 
 /* The default-version definition of `name` in a loaded object's dynamic symbol table (GNU hash), or NULL.
  * No IFUNC handling: used for dlsym only, which is a plain function. */
-static void *find_in_object(const struct link_map *map, const char *name)
+void *mrh_find_in_object(const struct link_map *map, const char *name)
 {
     const ElfW(Sym) *symtab = NULL;
     const char *strtab = NULL;
@@ -107,7 +107,7 @@ static void find_real_dlsym(void)
     for (struct link_map *m = _r_debug.r_map; m && !real_dlsym; m = m->l_next) {
         const char *base = base_name(m->l_name ? m->l_name : "");
         if (mrh_starts_with(base, "libc.so") || mrh_starts_with(base, "libdl.so"))
-            real_dlsym = (void *(*)(void *, const char *))find_in_object(m, "dlsym");
+            real_dlsym = (void *(*)(void *, const char *))mrh_find_in_object(m, "dlsym");
     }
     if (!real_dlsym) real_dlsym = dlsym;   /* an unusual libc: the PLT's dlsym is the best we have */
 }
