@@ -564,21 +564,29 @@ def test_a_library_loaded_after_the_attach_is_patched(base_env, cprog, warm):
     assert status == 0 and errors == b"", errors
 
 
-def test_a_program_closing_every_descriptor_is_detached_not_harmed(base_env, cprog, warm):
-    """The connection's descriptor closed by the program (close_range, as a daemon does): the runtime notices it
-    is no longer its socket, puts the slots back without touching that number again, and mrhooker ends."""
+def test_a_program_closing_every_descriptor_keeps_running_traced(base_env, cprog, warm):
+    """A program that closes every descriptor (close_range, as a daemon does) closes none of ours: the
+    connection lives in a descriptor table of the runtime's own thread, and the program's holds nothing of
+    mrhooker's (it is also not shared: the kernel counts no references on its descriptors, as before)."""
     lib = cprog(SAY_C, flags=["-shared", "-fPIC"], suffix=".so")
     prog = cprog(LATE_C, flags=["-ldl"])
     proc = start([prog, lib])
     wait_running(proc)
-    tracer = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-e", "write", "-p", str(proc.pid)],
-                              env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    before = sorted(os.listdir("/proc/%d/fd" % proc.pid))
+    tracer = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-e", "write", "-D", "1.5", "-p",
+                               str(proc.pid)], env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
     wait_for(lambda: _threads(proc.pid) >= 2, what="the runtime's thread")
+    time.sleep(0.2)
+    assert sorted(os.listdir("/proc/%d/fd" % proc.pid)) == before   # nothing of mrhooker's in its table
     proc.send_signal(signal.SIGUSR2)
-    _, err = tracer.communicate(timeout=RUN_TIMEOUT)   # no -D: it ends because the connection did
+    time.sleep(0.3)
+    marked = time.monotonic()
+    _, err = tracer.communicate(timeout=RUN_TIMEOUT)
     assert tracer.returncode == 0 and "Process %d detached" % proc.pid in err, err
+    assert time.monotonic() - marked > 0.5   # it ran its whole -D: the close_range did not end it
+    assert len(write_lines(err)) > 100, err   # before and after the close_range
     wait_for(lambda: _threads(proc.pid) <= 1, what="the runtime's thread to end")
-    time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     status, out, errors = finish(proc)
     assert status == 0 and errors == b"" and out.endswith(b"\n"), errors

@@ -199,9 +199,18 @@ def _check_state(pid):
     st = _status(pid)
     name = "process %d (%s)" % (pid, st.get("Name", "?"))
     state = st.get("State", "")
+    if (state.startswith("Z") or state.startswith("X")) and int(st.get("Threads", "1") or 1) > 1:
+        raise MrhookerError("%s: its main thread has ended (pthread_exit) while other threads run on; mrhooker "
+                            "can't attach to such a process" % name)
     if state.startswith("Z") or state.startswith("X"):
         raise MrhookerError("%s is a zombie (it has exited; its parent has not collected it): nothing runs there "
                             "to attach to" % name)
+    mine = _status(os.getpid())
+    if st.get("Seccomp", "0").strip() == "1" or _filters(st) > _filters(mine):
+        # more filters than mrhooker's own (a container's, which both inherit, let through what mrhooker does)
+        raise MrhookerError("%s runs under a seccomp filter of its own (/proc/%d/status): a system call of the "
+                            "attach (mmap, socket, connect ...) could be refused or kill it; mrhooker does not "
+                            "attach to such a process" % (name, pid))
     tracer = int(st.get("TracerPid", "0") or 0)
     if tracer:
         raise MrhookerError("%s is already traced by process %d (%s): a process has one tracer at a time; "
@@ -212,6 +221,13 @@ def _check_state(pid):
         raise MrhookerError("%s ignores SIGSEGV, which ends the injection's call (the kernel would reset that "
                             "action): it can't be attached" % name)
     return name, st
+
+
+def _filters(st):
+    try:
+        return int(st.get("Seccomp_filters", "0").strip() or 0)
+    except ValueError:
+        return 0
 
 
 def _refuse_permission(pid, name, st):
@@ -230,8 +246,15 @@ def _refuse_permission(pid, name, st):
     if os.geteuid() != 0 and uids and any(u != str(os.geteuid()) for u in uids):
         return MrhookerError("%s changed its user ids (set-uid program, uids %s): attach as root (CAP_SYS_PTRACE)"
                              % (name, " ".join(uids)))
-    return MrhookerError("%s can't be attached: permission denied (not dumpable, or a security module refuses it); "
-                         "try as root" % name)
+    try:   # another tracer may have come since the state was read (two mrhookers at once)
+        tracer = int(_status(pid).get("TracerPid", "0") or 0)
+    except MrhookerError:
+        tracer = 0
+    if tracer:
+        return MrhookerError("%s is already traced by process %d (%s): a process has one tracer at a time"
+                             % (name, tracer, _comm(tracer)))
+    return MrhookerError("%s can't be attached: permission denied (not dumpable, or a security module refuses it)%s"
+                         % (name, "" if os.geteuid() == 0 else "; try as root"))
 
 
 def _check_machine(pid, name, st):

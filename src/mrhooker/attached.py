@@ -29,8 +29,15 @@ def _uid_of(pid):
                 if line.startswith("Uid:"):
                     return int(line.split()[2])   # effective
     except OSError:
-        raise MrhookerError("no process %d" % pid)
+        raise MrhookerError("no process with pid %d" % pid)
     return None
+
+
+def _program(pid):
+    try:
+        return os.readlink("/proc/%d/exe" % pid)
+    except OSError:
+        return None
 
 
 def _alive(pid):
@@ -44,13 +51,16 @@ def _alive(pid):
 
 class Attached:
     """The runtime of `library` loaded into process pid and attached with `settings` ({name: value}); follow:
-    children it forks are traced too (-f)."""
+    children it forks are traced too (-f): each connects again (runtime/attach.c), so the listener stays open
+    until the detach."""
 
     def __init__(self, pid, library, settings, follow):
         self.pid = pid
         self.stats = {}
-        self.ended = False      # every process holding the connection has detached or ended
+        self.ended = False      # every process holding a connection has detached or ended
         self.detached = 0       # how many said they detached
+        self.links = []         # one connection per process (the attached one, children it forked since)
+        self.program = _program(pid)   # what it runs: an exec ends the attach
         uid = _uid_of(pid)
         if uid is not None and uid != os.geteuid() and os.geteuid() == 0:
             # its runtime could open neither the trace file nor the socket, which are private to mrhooker's user
@@ -61,31 +71,43 @@ class Attached:
                 user = str(uid)
             raise MrhookerError("process %d runs as user %s: attach as that user (sudo -u %s mrhooker ...)"
                                 % (pid, user, user))
-        directory = tempfile.mkdtemp(prefix="mrhooker-attach-")   # mode 0700
-        path = os.path.join(directory, "link")
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._directory = tempfile.mkdtemp(prefix="mrhooker-attach-")   # mode 0700
+        self._path = os.path.join(self._directory, "link")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            listener.bind(path)
-            listener.listen(1)
-            lines = dict(settings, MRHOOKER_ATTACH=path, MRHOOKER_FOLLOW="1" if follow else "0")
+            self.listener.bind(self._path)
+            self.listener.listen(1024)   # children connect from their fork, and wait for no accept()
+            lines = dict(settings, MRHOOKER_ATTACH=self._path, MRHOOKER_FOLLOW="1" if follow else "0")
             # as an environment is: NAME=value strings, each ended by a NUL, the list by an empty one (values may
             # hold newlines: MRHOOKER_PYTHONPATH)
             text = "".join("%s=%s\0" % item for item in lines.items()).encode("utf-8", "surrogateescape")
             _, result = attach.inject(pid, library, stats=self.stats, then=("mrhooker_attach", text))
             if result != 0:
                 raise MrhookerError(self._refusal(-result))
-            listener.settimeout(DETACH_TIMEOUT)
+            self.listener.settimeout(DETACH_TIMEOUT)
             try:
-                self.link, _ = listener.accept()
+                self.links.append(self.listener.accept()[0])
             except OSError:
                 raise MrhookerError("process %d attached but did not connect back to mrhooker" % pid)
-        finally:
-            listener.close()
+            self.listener.setblocking(False)
+            if not follow:
+                self._stop_listening()
+        except BaseException:
+            self._stop_listening()
+            raise
+
+    def _stop_listening(self):
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
             try:
-                os.unlink(path)
+                os.unlink(self._path)
             except OSError:
                 pass
-            os.rmdir(directory)
+            try:
+                os.rmdir(self._directory)
+            except OSError:
+                pass
 
     def timings(self):
         """-v's line on how long the attach took."""
@@ -94,51 +116,67 @@ class Attached:
             self.pid, s["total"] * 1e3, s.get("all_stopped", 0) * 1e3, s.get("thread_stopped", 0) * 1e3)
 
     def _refusal(self, code):
-        if code == errno.EBUSY:
-            return "process %d is being traced by another mrhooker with the same functions" % self.pid
+        if code in (errno.EBUSY, errno.EALREADY):
+            return "process %d is attached by another mrhooker already (one at a time: two would take the " \
+                   "calls from each other)" % self.pid
         return "process %d: the runtime could not attach: %s" % (self.pid, os.strerror(code))
 
-    def fileno(self):
-        return self.link.fileno()
+    def waitables(self):
+        """What select() should watch: the connections, and the listener while children may connect."""
+        return self.links + ([self.listener] if self.listener is not None else [])
 
-    def read(self):
-        """Takes what the processes said (their "detached" lines); notices the end."""
+    def ready(self, which):
+        """which (one of waitables()) can be read: a child's connection, or what a process said or its end."""
+        if which is self.listener:
+            try:
+                self.links.append(self.listener.accept()[0])
+            except (BlockingIOError, InterruptedError):
+                pass
+            return
         try:
-            data = self.link.recv(4096)
+            data = which.recv(4096)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             data = b""
         self.detached += data.count(b"detached\n")
         if not data:
-            self.ended = True
-            self.link.close()
+            which.close()
+            self.links.remove(which)
+            if not self.links:   # every process gone or detached by itself: no child will connect any more
+                self._stop_listening()
+                self.ended = True
 
     def detach(self):
-        """Asks every process holding the connection to put its slots back, and waits for them (at most
+        """Asks every process holding a connection to put its slots back, and waits for them (at most
         DETACH_TIMEOUT). True when all did (or had ended)."""
+        self._stop_listening()   # a child forked from now on finds nobody to connect to: it runs unhooked
         if self.ended:
             return True
         started = time.monotonic()
-        try:
-            self.link.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        for link in self.links:
+            try:
+                link.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
         deadline = time.monotonic() + DETACH_TIMEOUT
-        while not self.ended:
+        while self.links:
             left = deadline - time.monotonic()
             if left <= 0:
-                self.link.close()
+                self.close()
                 return False
-            if select.select([self.link], [], [], left)[0]:
-                self.read()
+            for which in select.select(self.links, [], [], left)[0]:
+                self.ready(which)
+        self.ended = True
         self.stats["detach"] = time.monotonic() - started
         return True
 
     def close(self):
-        if not self.ended:
-            self.link.close()
-            self.ended = True
+        self._stop_listening()
+        for link in self.links:
+            link.close()
+        self.links = []
+        self.ended = True
 
 
 def wait(sessions, on_tick, stop, seconds=None, tick=0.02):
@@ -152,12 +190,16 @@ def wait(sessions, on_tick, stop, seconds=None, tick=0.02):
         left = until - time.monotonic()
         if left <= 0:
             return
+        owner = {}
+        for s in live:
+            for w in s.waitables():
+                owner[w] = s
         try:
-            ready = select.select(live, [], [], min(tick, left))[0]
+            ready = select.select(list(owner), [], [], min(tick, left))[0]
         except InterruptedError:
             ready = []
-        for s in ready:
-            s.read()
+        for w in ready:
+            owner[w].ready(w)
         while on_tick() and not stop():
             pass
 
@@ -174,11 +216,16 @@ def detach_all(sessions, say=None, log=lambda msg: None):
             except (OSError, ValueError):
                 pass
     for session in sessions:
-        ended = session.ended
         if not session.detach():
             say("process %d did not answer the detach within %g s (stopped?): its calls stay hooked until it "
                 "runs again" % (session.pid, DETACH_TIMEOUT))
         else:
             if "detach" in session.stats:
                 log("detached from %d in %.1f ms" % (session.pid, session.stats["detach"] * 1e3))
-            say("Process %d %s" % (session.pid, "detached" if not ended or _alive(session.pid) else "ended"))
+            if not _alive(session.pid):
+                say("Process %d ended" % session.pid)
+            elif _program(session.pid) != session.program:
+                say("Process %d executed %s: detached (what a process executes is not traced: attach to it "
+                    "again)" % (session.pid, _program(session.pid)))
+            else:
+                say("Process %d detached" % session.pid)

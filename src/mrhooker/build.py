@@ -403,12 +403,17 @@ def _compile_together(jobs, log):
     stops the others."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
     with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
         futures = [pool.submit(toolchain.compile_c, sources, output, includes, cflags, log, what, ldflags)
                    for sources, output, includes, cflags, what, ldflags in jobs]
         try:
-            for future in futures:
-                future.result()
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            # the job that failed first is the one to report: those killed because of it fail too, saying nothing
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                raise failed[0].exception()
         except BaseException:
             toolchain.kill_running()
             raise

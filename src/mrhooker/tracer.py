@@ -290,7 +290,8 @@ class Tracer:
             for pid in pids:
                 session = attached.Attached(pid, preload, trace.environment(), self.request.follow)
                 sessions.append(session)
-                reader.command_pid(pid)
+                if len(pids) == 1:   # its lines without [pid N], as strace -p shows one process's
+                    reader.command_pid(pid)
                 self.log(session.timings())
                 _say("Process %d attached" % pid)
             attached.wait(sessions, drain, lambda: bool(signals.interrupted or broken), self.request.duration)

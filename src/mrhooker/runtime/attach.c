@@ -31,11 +31,15 @@
  * - mrhooker may die at any moment (SIGKILL included); the process must then go on, unhooked. Idea: the
  *   process holds a connection to mrhooker (a unix socket whose path the settings give); the watcher detaches
  *   when it closes, whoever closes it. Detach is the same code whether mrhooker asked for it or died.
- * - The program may close the connection's descriptor and reuse its number. Idea: it is moved to a high
- *   number, and before each use the watcher checks it is still the same socket (device and inode); if not,
- *   it detaches without touching the descriptor again (it is the program's now). It only peeks at it.
- * - fork: the child inherits the patched slots. Idea: with MRHOOKER_FOLLOW=1 (-f) the child starts a watcher of
- *   its own (the connection is inherited); without, the child puts the slots back at once.
+ * - A second thread makes the kernel count references on every descriptor a system call uses (fdget: ~50 ns
+ *   more for each read or write of a single-threaded program), and our descriptor would be the program's to
+ *   see, close or reuse. Idea: the watcher takes a descriptor table of its own (unshare(CLONE_FILES)) holding
+ *   the connection alone, and the program's table lets go of it: the program's table is shared with no one
+ *   again and holds nothing of ours. (Should unshare fail, the connection stays in the program's table at a
+ *   high number, checked to be the same socket before each use: a program that closes it detaches us.)
+ * - fork: the child inherits the patched slots, not the connection (it is the watcher's). Idea: with
+ *   MRHOOKER_FOLLOW=1 (-f) the child connects to mrhooker again and starts a watcher of its own; without, or if
+ *   mrhooker is gone, the child puts the slots back at once.
  * Left out: sigaction's handler tracking and pthread_create's thread key are not patched in (a handler that
  *   longjmps out of a hooked call leaves that thread untraced; a hook script's threads' states are cleaned at
  *   exit only); exec'd children are not hooked (no LD_PRELOAD).
@@ -50,12 +54,15 @@
 #include <link.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -343,7 +350,9 @@ static void run_pass(int what)   /* with patch_lock held and depth raised */
 
 /* attached is 1 from a successful mrhooker_attach until the detach; moved with patch_lock held. */
 static int attached;
-static int link_fd = -1;            /* the connection (a high descriptor number) */
+static int link_fd = -1;            /* the connection: the watcher's (in its own table, if link_private) */
+static int link_private;            /* the watcher holds it in a descriptor table of its own */
+static sem_t watcher_started;        /* posted by a new watcher once link_private is known */
 static dev_t link_dev;
 static ino_t link_ino;
 static int fork_handler_set;
@@ -378,10 +387,29 @@ static void detach_here(int ours)   /* with depth raised; ours: link_fd is still
     link_fd = -1;
 }
 
+/* The watcher's own descriptor table, with the connection alone in it (see the hazards). 1: done. */
+static int take_own_table(void)
+{
+    /* Not with hooks: the hook output's descriptor, in the program's table, must be let go of at the detach
+     * (preload.c, mrh_attach_state), and Python hooks cost microseconds, not the 50 ns at stake. */
+    if (mrh_config.hooks || unshare(CLONE_FILES) != 0) return 0;
+    /* the copy holds every descriptor of the program's: none may be kept open by us (a pipe's end of file) */
+    int fd = link_fd;
+    if ((fd > 0 && syscall(SYS_close_range, 0, fd - 1, 0) != 0) || syscall(SYS_close_range, fd + 1, ~0U, 0) != 0) {
+        struct rlimit lim;
+        long top = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < (1u << 20) ? (long)lim.rlim_cur : 1 << 20;
+        for (long i = 0; i < top; i++)
+            if (i != fd) close((int)i);
+    }
+    return 1;
+}
+
 static void *watch(void *arg)
 {
     (void)arg;
     mrh_tls.depth = 1;   /* this thread's calls are the runtime's, never the program's */
+    link_private = take_own_table();
+    sem_post(&watcher_started);
     int state;
     for (;;) {
         struct pollfd p = {link_fd, POLLIN, 0};
@@ -408,11 +436,16 @@ static int start_watcher(void)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 << 10);
     pthread_t thread;
+    sem_init(&watcher_started, 0, 0);
     int rc = create(&thread, &attr, watch, NULL);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc == 0) pthread_setname_np(thread, "mrhooker");
-    return -rc;
+    if (rc != 0) return -rc;
+    pthread_setname_np(thread, "mrhooker");
+    while (sem_wait(&watcher_started) != 0 && errno == EINTR) {
+    }
+    if (link_private) close(link_fd);   /* the watcher has its own: the program's table lets go of it */
+    return 0;
 }
 
 static int connect_link(const char *path)
@@ -449,18 +482,42 @@ static void attach_fork_child(void)
     t->depth++;
     pthread_mutex_init(&patch_lock, NULL);
     if (attached) {
-        if (!mrh_config.follow) {   /* without -f: the child runs unhooked, and lets go of the connection */
-            close(link_fd);
+        if (!link_private) close(link_fd);   /* the parent's, inherited: it is not the child's to hold */
+        link_fd = mrh_config.follow ? connect_link(mrh_config.attach) : -1;
+        if (link_fd < 0 || start_watcher() != 0) {   /* without -f, or mrhooker gone: the child runs unhooked */
+            if (link_fd >= 0) close(link_fd);
             link_fd = -1;
             pthread_mutex_lock(&patch_lock);
             run_pass(PASS_RESTORE);
+            if (mrh_trace_switch) mrh_trace_switch(0);
+            mrh_attach_state(0);
             attached = 0;
             pthread_mutex_unlock(&patch_lock);
-        } else if (start_watcher() != 0) {
-            detach_here(1);
         }
     }
     t->depth--;
+}
+
+/* Is another mrhooker runtime (another build's: an attach of other functions) attached in this process now?
+ * Two would take the slots from each other and leave them to the last one's inert entry points. */
+static int check_other(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    const ElfW(Dyn) *dynamic = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) dynamic = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    struct object o = {info->dlpi_addr, dynamic};
+    struct link_map *map = dynamic && o.base != self_base ? in_program_namespace(&o) : NULL;
+    long (*slots)(void) = map ? (long (*)(void))mrh_find_in_object(map, "mrhooker_attached_slots") : NULL;
+    if (slots && slots() >= 0) *(int *)arg = 1;
+    return 0;
+}
+
+static int other_attached(void)
+{
+    int found = 0;
+    dl_iterate_phdr(check_other, &found);
+    return found;
 }
 
 /* Called by attach.py, in the thread that loaded this library. Returns 0, or -errno: -EBUSY when another
@@ -474,6 +531,7 @@ MRH_EXPORT int mrhooker_attach(const char *settings, long long *result)
     pthread_mutex_lock(&patch_lock);
     if (attached) rc = -EBUSY;
     if (!rc) rc = index_slots();
+    if (!rc && other_attached()) rc = -EALREADY;
     if (!rc) {
         mrh_attach_settings(settings);
         rc = connect_link(mrh_config.attach);

@@ -18,6 +18,10 @@
 #include <unistd.h>
 
 mrh_trace_header *mrh_trace;
+/* Where mrh_trace points once a process stops recording (a detach, a --no-follow child): a header that turns
+ * everything off. Never NULL again: a call in flight (a read blocked when the detach came, a fork returning in
+ * the child) reads the header when it returns, the fake clock's rate included. */
+static mrh_trace_header trace_off = {.fake_rate_ppm = 1000000};
 static unsigned char *ring;                /* the ring's first byte */
 static uint64_t *counters;                 /* {calls, errors, ns} per function */
 const mrh_inject_rule *mrh_inject_rules;   /* set when the file is mapped, if it has rules */
@@ -126,6 +130,7 @@ static void map_once(mrh_thread *t, int in_handler)
         if (!trace_tried) {
             my_pid = (uint32_t)getpid();
             mrh_trace_header *h = map_trace_file();
+            if (!h && mrh_trace == &trace_off) h = &trace_off;   /* an attach whose file is gone: still off */
             __atomic_store_n(&mrh_trace, h, __ATOMIC_RELEASE);
             __atomic_store_n(&trace_tried, 1, __ATOMIC_RELEASE);
         }
@@ -582,15 +587,31 @@ void mrh_inject_exit(mrh_call *call)
 
 uint32_t mrh_trace_pid(void) { return my_pid; }
 
-/* attach.c: on at an attach (the file its settings name is mapped at the next call), off at its detach (nothing
- * more is recorded; the old mapping stays, since a call in flight may still write into it). */
+static void stop_recording(void)   /* with map_lock held, or in a fork child */
+{
+    mrh_inject_rules = NULL;
+    inject_nrules = 0;
+    __atomic_store_n(&trace_tried, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&mrh_trace, &trace_off, __ATOMIC_RELEASE);
+}
+
+/* attach.c: on at an attach (the file its settings name is mapped now), off at its detach. The old mapping stays
+ * mapped (a call in flight may write into it), but its ring, nearly all of it, becomes anonymous memory that
+ * costs nothing until written: the file's pages are freed once mrhooker removes it. */
 void mrh_trace_switch(int on)
 {
     pthread_mutex_lock(&map_lock);
-    mrh_inject_rules = NULL;
-    inject_nrules = 0;
-    __atomic_store_n(&mrh_trace, NULL, __ATOMIC_RELEASE);
-    __atomic_store_n(&trace_tried, !on, __ATOMIC_RELEASE);
+    mrh_trace_header *old = mrh_trace;
+    stop_recording();
+    if (old && old != &trace_off)
+        mmap(ring, (size_t)old->ring_size, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS |
+             MAP_NORESERVE, -1, 0);
+    if (on) {
+        __atomic_store_n(&trace_tried, 0, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&map_lock);
+        map_once(&mrh_tls, 0);
+        return;
+    }
     pthread_mutex_unlock(&map_lock);
 }
 
@@ -604,11 +625,7 @@ static void trace_fork_child(void)
     my_tid = 0;
     pthread_mutex_init(&map_lock, NULL);
     if (inject_calls) memset(inject_calls, 0, mrh_trace->nfn * sizeof(uint64_t));
-    if (!mrh_config.follow) {   /* --no-follow: the command alone, not its children */
-        __atomic_store_n(&trace_tried, 1, __ATOMIC_RELEASE);
-        __atomic_store_n(&mrh_trace, NULL, __ATOMIC_RELEASE);
-        mrh_inject_rules = NULL;
-    }
+    if (!mrh_config.follow) stop_recording();   /* --no-follow: the command alone, not its children */
 }
 
 __attribute__((constructor)) static void trace_init(void) { pthread_atfork(NULL, NULL, trace_fork_child); }
