@@ -614,3 +614,165 @@ def test_sqlite3_in_a_loop_while_attached(base_env, tmp_path, warm):
     proc.stdin = None
     status, out, errors = finish(proc)
     assert (status, out, errors) == (0, b"21|210\n", b"")
+
+
+# ---- calls in flight at the detach, and what else a first try broke ----------------------------------------
+
+SLEEPER_C = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(void)
+{
+    for (int i = 0; i < 25; i++) {
+        usleep(100000);   /* traced, and in flight at the detach */
+        printf("tick %d\n", i);
+        fflush(stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("options", [["-e", "usleep"], ["-c", "-e", "usleep"], ["-q", "--fake-time", "+1d x2"]])
+def test_a_call_in_flight_at_the_detach_returns_safely(mrhooker, cprog, warm, options):
+    prog = cprog(SLEEPER_C)
+    proc = start([prog])
+    wait_running(proc)
+    r = mrhooker("trace", *options, "-D", "0.55", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    status, out, err = finish(proc)
+    assert (status, out, err) == (0, "".join("tick %d\n" % i for i in range(25)).encode(), b"")
+
+
+FORKER_C = r"""
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void)
+{
+    int bad = 0;
+    for (int i = 0; i < 150; i++) {
+        pid_t c = fork();
+        if (c == 0) {
+            if (write(1, "child\n", 6) != 6) _exit(1);
+            _exit(7);
+        }
+        int st;
+        waitpid(c, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 7) bad++;
+        usleep(10000);
+    }
+    printf("bad %d\n", bad);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("follow", [[], ["-f"]])
+def test_children_forked_while_fork_is_traced(mrhooker, cprog, follow):
+    prog = cprog(FORKER_C)
+    proc = start([prog])
+    wait_running(proc)
+    r = mrhooker("trace", *follow, "-e", "write,fork,waitpid", "-D", "0.6", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "fork() = " in r.err, r
+    status, out, err = finish(proc)
+    assert (status, err) == (0, b"") and out.endswith(b"bad 0\n") and out.count(b"child\n") == 150
+    assert ("[pid" in r.err and 'write(1, "child\\n", 6)' in r.err) == bool(follow), r.err
+
+
+def test_the_detached_ring_holds_no_memory(mrhooker, steady, warm):
+    proc = start([steady, FOREVER, 1000])
+    wait_running(proc)
+    r = mrhooker("trace", "-q", "-c", "-e", "write", "--buffer-size", "64", "-D", "0.5", "-p", proc.pid,
+                 timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    with open("/proc/%d/smaps" % proc.pid) as f:
+        text = f.read()
+    shared = 0
+    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
+        if "mrhooker-trace" in block.split("\n", 1)[0]:
+            shared += int(re.search(r"^Size:\s+(\d+) kB", block, re.M).group(1))
+    assert shared < 1024, "%d kB of the trace file still mapped" % shared   # the header's pages only
+    assert stop_steady(proc)[::2] == (0, b"")
+
+
+def test_a_second_mrhooker_is_refused_while_one_is_attached(base_env, mrhooker, steady, warm):
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    first = subprocess.Popen([sys.executable, "-m", "mrhooker", "trace", "-e", "write", "-D", "3", "-p",
+                              str(proc.pid)], env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    wait_for(lambda: _threads(proc.pid) >= 2, what="the runtime's thread")
+    second = mrhooker("trace", "-e", "write,getpid", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert second.returncode == 2 and "attached by another mrhooker" in second.err, second
+    _, err = first.communicate(timeout=RUN_TIMEOUT)
+    assert first.returncode == 0 and len(write_lines(err)) > 100, err   # the first kept every call
+    third = mrhooker("trace", "-e", "write,getpid", "-D", "0.3", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert third.returncode == 0 and write_lines(third.err), third   # once it is gone, another build attaches
+    assert stop_steady(proc)[::2] == (0, b"")
+
+
+def test_two_processes_each_line_says_whose(mrhooker, steady, warm):
+    a, b = start([steady, FOREVER, 10000]), start([steady, FOREVER, 10000])
+    wait_running(a)
+    r = mrhooker("trace", "-e", "write", "-D", "0.5", "-p", "%d,%d" % (a.pid, b.pid), timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    lines = [line for line in r.err.splitlines() if "write(" in line]
+    assert lines and all(line.startswith("[pid ") for line in lines), r.err
+    assert {int(p) for p in re.findall(r"^\[pid\s+(\d+)\]", r.err, re.M)} == {a.pid, b.pid}
+    for proc in (a, b):
+        assert stop_steady(proc)[::2] == (0, b"")
+
+
+EXECER_C = r"""
+#include <unistd.h>
+int main(void)
+{
+    for (int i = 0; i < 40; i++) {
+        if (write(1, "w\n", 2) != 2) return 1;
+        usleep(10000);
+    }
+    execl("/bin/sleep", "sleep", "0.5", (char *)0);
+    return 2;
+}
+"""
+
+
+def test_an_exec_ends_the_attach_and_says_so(mrhooker, cprog, warm):
+    prog = cprog(EXECER_C)
+    proc = start([prog])
+    time.sleep(0.1)
+    r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "Process %d executed " % proc.pid in r.err and "sleep: detached" in r.err, r
+    status, out, err = finish(proc)
+    assert (status, out, err) == (0, b"w\n" * 40, b"")
+
+
+SECCOMP_C = r"""
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+int main(void)
+{
+    struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog prog = {1, allow};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) return 3;
+    for (int i = 0; i < 50; i++) {
+        if (write(1, "s\n", 2) != 2) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+"""
+
+
+def test_a_process_with_a_seccomp_filter_of_its_own_is_refused(mrhooker, cprog):
+    prog = cprog(SECCOMP_C)
+    proc = start([prog])
+    time.sleep(0.1)
+    r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and "seccomp" in r.err and r.err.count("\n") == 1, r
+    status, out, err = finish(proc)
+    assert (status, out, err) == (0, b"s\n" * 50, b"")
