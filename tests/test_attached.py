@@ -759,7 +759,7 @@ int main(void)
     struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
     struct sock_fprog prog = {1, allow};
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) return 3;
-    for (int i = 0; i < 50; i++) {
+    for (int i = 0; i < 300; i++) {
         if (write(1, "s\n", 2) != 2) return 1;
         usleep(10000);
     }
@@ -768,11 +768,11 @@ int main(void)
 """
 
 
-def test_a_process_with_a_seccomp_filter_of_its_own_is_refused(mrhooker, cprog):
+def test_a_process_with_a_seccomp_filter_of_its_own_is_refused(mrhooker, cprog, warm):
     prog = cprog(SECCOMP_C)
     proc = start([prog])
     time.sleep(0.1)
     r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 2 and "seccomp" in r.err and r.err.count("\n") == 1, r
     status, out, err = finish(proc)
-    assert (status, out, err) == (0, b"s\n" * 50, b"")
+    assert (status, out, err) == (0, b"s\n" * 300, b"")
