@@ -891,12 +891,16 @@ def test_timeout_ends_a_busy_traced_program_at_once_and_no_call_is_lost(base_env
     assert r.returncode == 124 and not live_processes(busy), (r.returncode, err)
     # the program ended at the signal; what remains is writing out the buffer it had filled (64 MB of calls)
     assert took < 60, took
-    assert "mrhooker:" not in err, err
+    # the signal may come while the record of the write that just returned is being written: the program dies
+    # there (its handler re-raises the signal), and that one record is lost, said so
+    lost = "mrhooker: 1 records were lost: their process died while writing them\n"
+    cut = 1 if lost in err else 0
+    assert "mrhooker:" not in err.replace(lost, ""), err
     lines = out.read_text().splitlines()
     assert lines[-1] == "+++ killed by SIGTERM +++", lines[-3:]
     made = _writes_said(err)
     # the trace has every write that returned (and perhaps the one the signal came after, recorded but not counted)
-    assert made > 0 and made <= len(lines) - 1 <= made + 1, (made, len(lines))
+    assert made > 0 and made - cut <= len(lines) - 1 <= made + 1, (made, len(lines))
 
 
 @pytest.mark.parametrize("how", ["TERM to mrhooker", "HUP to mrhooker", "INT to its process group"])
