@@ -34,6 +34,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,7 @@ FRIDA_SETTLE_MS = 200      # foo_loop sleeps this long first, under Frida
 # How much work each measurement does. The per-call counts are per kind of hook, so that each run lasts a
 # fraction of a second whatever the hook costs.
 FULL = {
+    "attach_calls": 2_000_000,
     # trace: as many records as its 64 MB buffer holds while the loop runs (more: the loop waits for mrhooker)
     "calls": {"fast": 50_000_000, "gil": 5_000_000, "python": 2_000_000, "frida": 2_000_000, "ltrace": 2_000,
               "trace": 500_000},
@@ -67,6 +69,7 @@ FULL = {
     "runs": 5,
 }
 QUICK = {
+    "attach_calls": 20_000,
     "calls": {"fast": 100_000, "gil": 20_000, "python": 10_000, "frida": 10_000, "ltrace": 100, "trace": 10_000},
     "instruction_calls": 2_000,
     "instruction_runs": 1,
@@ -258,6 +261,7 @@ def build_c_programs(bench):
     bench.c_wrapper = compile_c(bench, "foo_wrapper.c", os.path.join(bench.tmp, "foo_wrapper.so"),
                                 ["-shared", "-fPIC", "-ldl"])
     bench.write_loop = compile_c(bench, "write_loop.c", os.path.join(bench.tmp, "write_loop"))
+    bench.write_wait = compile_c(bench, "write_wait.c", os.path.join(bench.tmp, "write_wait"))
     bench.foo_wait = compile_c(bench, "foo_wait.c", os.path.join(bench.tmp, "foo_wait"),
                                ["-L" + bench.lib_dir, "-lbench", "-Wl,-rpath," + bench.lib_dir])
 
@@ -1244,6 +1248,44 @@ FRIDA_ATTACH = ("import frida, sys, time\n"
                 "print('attach %.6f detach %.6f' % (t1 - t0, t2 - t1))\n")
 
 
+def write_wait_run(bench, how):
+    """ns per write() of write_wait: bare, launched under `mrhooker trace -c -e write`, or attached to so."""
+    calls = str(bench.settings["attach_calls"])
+    trace = [sys.executable, "-m", "mrhooker", "trace", "--build-dir", bench.build_dir, "-c", "-e", "write", "-o",
+             os.devnull]
+    env = bench.mrhooker_env if how != "bare" else bench.env
+    argv = trace + [bench.write_wait, calls] if how == "launched" else [bench.write_wait, calls]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    tracer = None
+    try:
+        if proc.stdout.readline() != "ready\n":
+            raise Failed("write_wait did not start")
+        pid = proc.pid
+        if how == "launched":   # the program is mrhooker's child
+            pid = int(subprocess.run(["pgrep", "-n", "-f", bench.write_wait + " " + calls], stdout=subprocess.PIPE,
+                                     text=True).stdout.split()[0])
+        if how == "attached":
+            tracer = subprocess.Popen(trace + ["-p", str(pid)], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while len(os.listdir("/proc/%d/task" % pid)) < 2:   # the runtime's thread: attached
+                if time.monotonic() > deadline:
+                    raise Failed("mrhooker trace -p did not attach")
+                time.sleep(0.01)
+        os.kill(pid, signal.SIGUSR1)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if tracer is not None:
+            tracer.wait(timeout=60)
+    m = re.search(r"ns_per_call=([0-9.]+)", out)
+    if not m:
+        raise Failed("write_wait said nothing (%s)" % how)
+    return float(m.group(1))
+
+
 def attach_times(bench):
     """Attaching `mrhooker trace -e write -p PID` to a running Python with ~65 objects loaded, and detaching:
     mrhooker's own figures (-v: the whole attach, the process stopped, the chosen thread stopped; the detach's
@@ -1258,6 +1300,8 @@ def attach_times(bench):
         frida_python = None if bench.skipped("frida") else script_interpreter(bench.tools["frida"])
         samples = {k: [] for k in ("attach", "stopped", "thread", "detach", "wall", "frida_attach", "frida_detach")}
         for run in range(bench.runs):
+            if target.poll() is not None:
+                raise Failed("the target died (status %d) before run %d" % (target.returncode, run + 1))
             result = run_command(argv, env=bench.mrhooker_env)
             m = re.search(r"attached to \d+ in ([0-9.]+) ms \(the process stopped ([0-9.]+) ms, one thread ([0-9.]+) "
                           r"ms\)", result.output)
@@ -1282,7 +1326,16 @@ def attach_times(bench):
     finally:
         target.kill()
         target.wait()
-    return {"objects": objects, **{k: {"seconds": median(v), "samples": v} for k, v in samples.items() if v}}
+    per_call = {how: [] for how in ("bare", "launched", "attached")}
+    write_wait_run(bench, "launched")   # untimed: the build of -c
+    for run in range(bench.runs):
+        for how in per_call:
+            per_call[how].append(write_wait_run(bench, how))
+        log("attach: per call, run %d/%d: %s" % (run + 1, bench.runs, " ".join(
+            "%s %.1f ns" % (how, v[-1]) for how, v in per_call.items())))
+    results = {"objects": objects, **{k: {"seconds": median(v), "samples": v} for k, v in samples.items() if v}}
+    results["per_call_ns"] = {how: {"ns": median(v), "samples": v} for how, v in per_call.items()}
+    return results
 
 
 # ---- machine, tables, main -------------------------------------------------------------------------------
@@ -1591,6 +1644,16 @@ def attach_table(results, settings):
     for key, label in rows:
         lines.append("| %s | %s |" % (label, fmt(results[key]["seconds"] * 1e3, 1) if key in results else
                                       "not measured"))
+    per_call = results.get("per_call_ns")
+    if per_call:
+        bare = per_call["bare"]["ns"]
+        lines += ["", "Per call once attached: `write()` to /dev/null in a loop, timed inside the program "
+                  "(`write_wait`, %d calls), counted with `-c`:" % settings["attach_calls"], "",
+                  "| | ns per call | added |", "|---|---:|---:|"]
+        for how, label in (("bare", "bare"), ("launched", "`mrhooker trace -c -e write PROGRAM`"),
+                           ("attached", "`mrhooker trace -c -e write -p PID`")):
+            ns = per_call[how]["ns"]
+            lines.append("| %s | %s | %s |" % (label, fmt(ns, 1), "–" if how == "bare" else fmt(ns - bare, 1)))
     return lines
 
 

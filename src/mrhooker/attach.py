@@ -448,7 +448,7 @@ class _Thread:
     def wait(self, deadline, pass_signals):
         """Waits for the next stop; returns (signal, event). pass_signals: signal-delivery-stops are passed on
         to the kernel at once and the wait goes on (the pending interrupt stops the thread again)."""
-        delay = 0.00005
+        delay, spins = 0.00005, 0
         while True:
             try:
                 tid, status = os.waitpid(self.tid, os.WNOHANG | WALL)
@@ -457,7 +457,13 @@ class _Thread:
             if tid == 0:
                 if time.monotonic() > deadline:
                     raise TimeoutError()
-                time.sleep(delay)   # polled: the stop is seen within 1 ms (blocking in waitpid can't time out)
+                # polled (blocking in waitpid can't time out): the stop is seen within 1 ms; first a few yields,
+                # since a safe call's system calls stop the thread every few microseconds
+                if spins < 50:
+                    spins += 1
+                    os.sched_yield()
+                    continue
+                time.sleep(delay)
                 delay = min(delay * 2, 0.001)
                 continue
             if not os.WIFSTOPPED(status):

@@ -155,6 +155,15 @@ static int index_slots(void)
     return 0;
 }
 
+/* The read-only page made writable for the slots being written (a pass closes it at its end). */
+static void *open_page;
+
+static void close_page(void)
+{
+    if (open_page) mprotect(open_page, 4096, PROT_READ);
+    open_page = NULL;
+}
+
 /* Writes a slot with one aligned 8-byte store (see the hazards): a read-only page is made writable around it,
  * or, when mrhooker can't tell that its object is loaded (no _dl_find_object), written through /proc/self/mem. */
 static int write_slot(void **slot, void *value, int readonly)
@@ -167,9 +176,12 @@ static int write_slot(void **slot, void *value, int readonly)
         return mem_fd >= 0 && pwrite(mem_fd, &value, sizeof value, (off_t)(uintptr_t)slot) == (ssize_t)sizeof value
                    ? 0 : -1;
     void *page = (void *)((uintptr_t)slot & ~(uintptr_t)4095);
-    if (mprotect(page, 4096, PROT_READ | PROT_WRITE) != 0) return -1;
+    if (page != open_page) {   /* slots come in address order: one mprotect pair per page, not per slot */
+        close_page();
+        if (mprotect(page, 4096, PROT_READ | PROT_WRITE) != 0) return -1;
+        open_page = page;
+    }
     __atomic_store_n(slot, value, __ATOMIC_RELEASE);
-    mprotect(page, 4096, PROT_READ);
     return 0;
 }
 
@@ -342,6 +354,7 @@ static void run_pass(int what)   /* with patch_lock held and depth raised */
     if (!find_object) mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
     struct pass p = {what, 1, 0};
     dl_iterate_phdr(pass_over, &p);
+    close_page();
     if (mem_fd >= 0) close(mem_fd);
     mem_fd = -1;
 }
