@@ -776,3 +776,17 @@ def test_a_process_with_a_seccomp_filter_of_its_own_is_refused(mrhooker, cprog, 
     assert r.returncode == 2 and "seccomp" in r.err and r.err.count("\n") == 1, r
     status, out, err = finish(proc)
     assert (status, out, err) == (0, b"s\n" * 300, b"")
+
+
+def test_detaching_while_injected_calls_hammer(mrhooker, steady, warm):
+    """A detach while the program makes injected calls as fast as it can: the table of rules goes away under
+    calls that are reading it (it crashed the program 1 time in 5)."""
+    proc = start([steady, FOREVER, 50])
+    wait_running(proc)
+    for _ in range(5):
+        r = mrhooker("trace", "-q", "--inject", "write:error=EIO:when=2+2", "-D", "0.2", "-p", proc.pid,
+                     timeout=RUN_TIMEOUT)
+        assert r.returncode == 0, r
+        assert proc.poll() is None
+    status, count, err = stop_steady(proc)
+    assert status == 0 and re.match(rb"failed 5 \d+\n$", err), err

@@ -558,12 +558,14 @@ static const mrh_inject_rule *chosen(const mrh_inject_rule *rule)
 }
 
 /* A function with several rules: they decide in order (bounded: a cycle can't hang the call). */
-static __attribute__((noinline)) const mrh_inject_rule *chain_chooses(const mrh_inject_rule *rule, int fn, uint64_t n)
+static __attribute__((noinline)) const mrh_inject_rule *chain_chooses(const mrh_inject_rule *rules,
+                                                                     const mrh_inject_rule *rule, int fn, uint64_t n)
 {
-    for (uint32_t k = 0; k < inject_nrules; k++) {
+    uint64_t nrules = __atomic_load_n(&inject_nrules, __ATOMIC_RELAXED);
+    for (uint32_t k = 0; k < nrules; k++) {
         if (chooses(rule, fn, n, k)) return chosen(rule);
-        if (rule->next == 0 || rule->next >= inject_nrules) break;
-        rule = &mrh_inject_rules[rule->next];
+        if (rule->next == 0 || rule->next >= nrules) break;
+        rule = &rules[rule->next];
     }
     return NULL;
 }
@@ -571,10 +573,13 @@ static __attribute__((noinline)) const mrh_inject_rule *chain_chooses(const mrh_
 const mrh_inject_rule *mrh_inject_enter(mrh_call *call)
 {
     const int fn = call->fn;
+    /* the table's address loaded once: a detach makes it NULL meanwhile (the table itself stays mapped) */
+    const mrh_inject_rule *rules = __atomic_load_n(&mrh_inject_rules, __ATOMIC_RELAXED);
+    if (MRH_UNLIKELY(rules == NULL)) return call->rule = NULL;
     uint64_t n = __atomic_add_fetch(&inject_calls[fn], 1, __ATOMIC_RELAXED);   /* this call's number, from 1 */
-    const mrh_inject_rule *rule = &mrh_inject_rules[fn];
+    const mrh_inject_rule *rule = &rules[fn];
     if (MRH_LIKELY(rule->next == 0)) return call->rule = chooses(rule, fn, n, 0) ? chosen(rule) : NULL;
-    return call->rule = chain_chooses(rule, fn, n);
+    return call->rule = chain_chooses(rules, rule, fn, n);
 }
 
 void mrh_inject_exit(mrh_call *call)
@@ -589,8 +594,8 @@ uint32_t mrh_trace_pid(void) { return my_pid; }
 
 static void stop_recording(void)   /* with map_lock held, or in a fork child */
 {
-    mrh_inject_rules = NULL;
-    inject_nrules = 0;
+    __atomic_store_n(&mrh_inject_rules, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&inject_nrules, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&trace_tried, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&mrh_trace, &trace_off, __ATOMIC_RELEASE);
 }

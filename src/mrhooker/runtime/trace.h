@@ -139,7 +139,13 @@ uint32_t mrh_trace_pid(void);          /* this process's pid, once the file is m
 #pragma GCC visibility pop
 
 /* Does fn have an injection rule? (One load when the trace has none.) */
-#define MRH_INJECT_ARMED(fn) MRH_UNLIKELY(mrh_inject_rules != NULL && mrh_inject_rules[fn].armed)
+/* One load of the table's address: a detach (attach.c) makes it NULL while calls are made. */
+static inline __attribute__((always_inline)) int mrh_inject_armed(int fn)
+{
+    const mrh_inject_rule *rules = __atomic_load_n(&mrh_inject_rules, __ATOMIC_RELAXED);
+    return rules != NULL && rules[fn].armed;
+}
+#define MRH_INJECT_ARMED(fn) MRH_UNLIKELY(mrh_inject_armed(fn))
 /* A call a rule chose (mrh_inject_enter's result, NULL if none): is it not made? */
 static inline int mrh_inject_fails(const mrh_inject_rule *rule) { return rule != NULL && rule->fail; }
 
