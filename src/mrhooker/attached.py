@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from mrhooker import attach
-from mrhooker.errors import MrhookerError
+from mrhooker.errors import MrhookerError, say
 
 DETACH_TIMEOUT = 5.0   # seconds for the processes to answer a detach (a stopped one can't)
 
@@ -204,17 +204,9 @@ def wait(sessions, on_tick, stop, seconds=None, tick=0.02):
             pass
 
 
-def detach_all(sessions, say=None, log=lambda msg: None):
+def detach_all(sessions, say=say, log=lambda msg: None):
     """Detaches every session, saying so on stderr as strace does ("Process PID detached", or "ended" when it
     ended while attached); say: a function taking the line (mrhooker's stderr by default); log: -v's."""
-    import sys
-    if say is None:
-        def say(line):
-            try:
-                sys.stderr.write("mrhooker: %s\n" % line)
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass
     for session in sessions:
         if not session.detach():
             say("process %d did not answer the detach within %g s (stopped?): its calls stay hooked until it "

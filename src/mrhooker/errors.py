@@ -1,7 +1,9 @@
-"""The one exception type for expected failures (bad input, missing tools, build errors).
+"""The one exception type for expected failures (bad input, missing tools, build errors), and mrhooker's own
+lines that are not failures (say).
 
-The CLI turns it into a single line on stderr and an exit status; nothing else prints it.
+The CLI turns an MrhookerError into a single line on stderr and an exit status; nothing else prints it.
 """
+import sys
 
 
 class MrhookerError(Exception):
@@ -10,3 +12,13 @@ class MrhookerError(Exception):
     def __init__(self, message, status=2):
         super().__init__(message)
         self.status = status
+
+
+def say(text):
+    """One of mrhooker's own lines on stderr ("mrhooker: ..."), which may be broken (then it is lost, as anything
+    written there)."""
+    try:
+        sys.stderr.write("mrhooker: %s\n" % text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

@@ -308,6 +308,7 @@ def attach_target(build, pyinfo, pids, options, duration=None):
     the hooks did not start in some process (runreport.py)."""
     from mrhooker import attached
     from mrhooker.cache import check_private
+    from mrhooker.errors import say
     from mrhooker.runreport import RunReport
 
     for library in (build.preload, build.runtime, build.hooks):
@@ -326,8 +327,7 @@ def attach_target(build, pyinfo, pids, options, duration=None):
                 for pid in pids:
                     sessions.append(attached.Attached(pid, build.preload, settings, options.follow))
                     options.log(sessions[-1].timings())
-                    sys.stderr.write("mrhooker: Process %d attached\n" % pid)
-                    sys.stderr.flush()
+                    say("Process %d attached" % pid)
                 attached.wait(sessions, lambda: False, lambda: bool(signals.interrupted), duration)
             finally:
                 attached.detach_all(sessions, log=options.log)

@@ -8,7 +8,7 @@ import sys
 import time
 
 from mrhooker import launch, tracefile, traceout
-from mrhooker.errors import MrhookerError
+from mrhooker.errors import MrhookerError, say
 
 
 class TraceRequest:
@@ -128,13 +128,6 @@ def plan_trace(request, root, headers):
     return TracePlan(plans, rule_fields, fake_time, symbols, shown)
 
 
-def _say(text):
-    """One of mrhooker's own lines on stderr, which may be broken (then it is lost, as anything written there)."""
-    try:
-        sys.stderr.write("mrhooker: %s\n" % text)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 class Tracer:
@@ -189,7 +182,7 @@ class Tracer:
                     self._scaffold(command, [trace_build.functions[fn] for fn in reader.seen(nfn)])
                 self._report(reader, trace, outputs)
                 if unwritten:
-                    _say("interrupted (%s): the last %d calls recorded were not written" % (
+                    say("interrupted (%s): the last %d calls recorded were not written" % (
                         signal.Signals(signals.interrupted).name, unwritten))
         finally:
             if reader is not None:
@@ -293,10 +286,10 @@ class Tracer:
                 if len(pids) == 1:   # its lines without [pid N], as strace -p shows one process's
                     reader.command_pid(pid)
                 self.log(session.timings())
-                _say("Process %d attached" % pid)
+                say("Process %d attached" % pid)
             attached.wait(sessions, drain, lambda: bool(signals.interrupted or broken), self.request.duration)
         finally:
-            attached.detach_all(sessions, lambda line: None if broken else _say(line), self.log)
+            attached.detach_all(sessions, lambda line: None if broken else say(line), self.log)
         signals.interrupted = None   # that Ctrl-C asked for the detach; a second one stops the final drain
         drain(final=True)
         return 0, {}
@@ -322,30 +315,30 @@ class Tracer:
             while text:
                 text = text[os.write(outputs.lines_fd, text):]
         except OSError as e:
-            _say("cannot write %s: %s (the summary is lost; the program ran on)" % (outputs.path_of("lines", None),
+            say("cannot write %s: %s (the summary is lost; the program ran on)" % (outputs.path_of("lines", None),
                                                                                     e.strerror))
 
     def _scaffold(self, command, functions):
         try:
             traceout.write_scaffold(self.request.scaffold_path, command, functions)
         except OSError as e:
-            _say("cannot write %s: %s" % (self.request.scaffold_path, e.strerror))
+            say("cannot write %s: %s" % (self.request.scaffold_path, e.strerror))
 
     def _report(self, reader, trace, outputs):
         dropped = trace.dropped()
         if dropped:
-            _say("%d calls were not recorded: the trace buffer was full and its reader showed no sign of life "
+            say("%d calls were not recorded: the trace buffer was full and its reader showed no sign of life "
                  "for 2 s" % dropped)
         if reader.lost:
-            _say("%d records were lost: their process died while writing them" % reader.lost)
+            say("%d records were lost: their process died while writing them" % reader.lost)
         count, left_out = reader.timeline_counts()
         if left_out:
-            _say("the timeline holds the first %d calls; %d more were left out, so that viewers can open it "
+            say("the timeline holds the first %d calls; %d more were left out, so that viewers can open it "
                  "(--timeline-limit N)" % (count, left_out))
         for which, pid, err, lost, written in reader.output_errors():
             where = "from line %d on" % (written + 1) if written else "from its start"
             missing = "1 line of the trace is" if lost == 1 else "%d lines of the trace are" % lost
-            _say("cannot write %s: %s (%s missing there, %s; the program ran on)" % (
+            say("cannot write %s: %s (%s missing there, %s; the program ran on)" % (
                 outputs.path_of(which, pid), os.strerror(err), missing, where))
 
 
