@@ -790,3 +790,22 @@ def test_detaching_while_injected_calls_hammer(mrhooker, steady, warm):
         assert proc.poll() is None
     status, count, err = stop_steady(proc)
     assert status == 0 and re.match(rb"failed 5 \d+\n$", err), err
+
+
+def test_outputs_to_files_and_hook_output_with_o(mrhooker, steady, script, tmp_path, warm):
+    """-o and --json with -p, as with a launched program; a hook script's print to -o FILE."""
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    lines, records = tmp_path / "lines.txt", tmp_path / "calls.json"
+    r = mrhooker("trace", "-e", "write", "-o", lines, "--json", records, "-D", "0.5", "-p", proc.pid,
+                 timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "Process %d detached" % proc.pid in r.err, r
+    seen = write_lines(lines.read_text())
+    import json
+    calls = [json.loads(line) for line in records.read_text().splitlines()]
+    assert seen and len(calls) == len(seen) and all(c["name"] == "write" for c in calls), calls[:2]
+    hook_out = tmp_path / "hooks.txt"
+    r = mrhooker("-o", hook_out, "-D", "0.5", "-p", proc.pid, script("live.py", HOOK_PY), timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "hooked line" not in r.err, r
+    assert re.search(r"^hooked line \d+$", hook_out.read_text(), re.M)
+    assert stop_steady(proc)[::2] == (0, b"")
