@@ -259,16 +259,20 @@ def _refuse_permission(pid, name, st):
 
 def _check_machine(pid, name, st):
     """Refuses a program that is not x86-64 (a 32-bit one, another architecture under emulation)."""
+    try:
+        exe = open("/proc/%d/exe" % pid, "rb")
+    except PermissionError:   # said before anything else is needed (pyelftools included)
+        raise _refuse_permission(pid, name, st)
+    except OSError:
+        return   # a kernel thread, a vanished program: the later steps say so
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     try:
-        with open("/proc/%d/exe" % pid, "rb") as f:
-            elf = ELFFile(f)
+        with exe:
+            elf = ELFFile(exe)
             machine, elfclass = elf["e_machine"], elf.elfclass
-    except PermissionError:
-        raise _refuse_permission(pid, name, st)
     except (OSError, ELFError):
-        return   # a kernel thread, a vanished program: the later steps say so
+        return
     if (machine, elfclass) != ("EM_X86_64", 64):
         raise MrhookerError("%s is not an x86-64 program (%d-bit %s): mrhooker attaches to x86-64 programs only"
                             % (name, elfclass, machine[3:] if machine.startswith("EM_") else machine))
