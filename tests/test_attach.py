@@ -289,7 +289,7 @@ def inject_while(pid, lib, during, succeeds=True):
     (exit status, stderr)."""
     env = dict(os.environ, PYTHONPATH=SRC)
     marker = lib[1]
-    injector = subprocess.Popen([sys.executable, "-c", INJECTOR, str(pid), lib[0]], env=env,
+    injector = subprocess.Popen([sys.executable, "-c", INJECTOR, str(pid), lib[0], str(scaled(10))], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + scaled(30)
