@@ -809,3 +809,31 @@ def test_outputs_to_files_and_hook_output_with_o(mrhooker, steady, script, tmp_p
     assert r.returncode == 0 and "hooked line" not in r.err, r
     assert re.search(r"^hooked line \d+$", hook_out.read_text(), re.M)
     assert stop_steady(proc)[::2] == (0, b"")
+
+
+SPIN_C = r"""
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    time_t end = time(NULL) + 8;
+    while (time(NULL) < end)
+        for (int i = 0; i < 100000; i++) getpid();   /* faster than any reader: the ring stays full */
+    return 0;
+}
+"""
+
+
+def test_duration_ends_the_attach_while_the_ring_stays_full(mrhooker, cprog, tmp_path):
+    prog = cprog(SPIN_C)
+    mrhooker("trace", "-e", "getpid,time", "true")   # the build, before the program starts
+    proc = start([prog])
+    time.sleep(0.3)
+    started = time.monotonic()
+    r = mrhooker("trace", "-e", "getpid,time", "-o", tmp_path / "lines", "-D", "1", "-p", proc.pid,
+                 timeout=RUN_TIMEOUT)
+    took = time.monotonic() - started
+    assert r.returncode == 0 and "Process %d detached" % proc.pid in r.err, r
+    assert proc.poll() is None and took < 6, took   # it detached at its -D, not at the program's end
+    status, _, err = finish(proc)
+    assert (status, err) == (0, b"")

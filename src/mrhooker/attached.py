@@ -200,7 +200,8 @@ def wait(sessions, on_tick, stop, seconds=None, tick=0.02):
             ready = []
         for w in ready:
             owner[w].ready(w)
-        while on_tick() and not stop():
+        # a ring kept full has always more: the deadline is looked at between batches too
+        while on_tick() and not stop() and time.monotonic() < until:
             pass
 
 
