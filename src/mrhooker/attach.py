@@ -853,7 +853,10 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None):
         message = session.call(functions["dlerror"], [])
         handle = 0 if message else session.call(functions["dlopen"], [None, RTLD_NOW | RTLD_NOLOAD], encoded)
         if not handle:
-            reason = session.read_string(message) if message else "unknown error"
+            # no reason given: seen when earlier attaches of other builds used up the static TLS (README, -p)
+            reason = session.read_string(message) if message else (
+                "no reason given (earlier attaches of other builds may have used up its static TLS: attach "
+                "with one of those, or restart it)")
             raise MrhookerError("%s: dlopen failed: %s" % (name, reason))
         if then is None:
             return handle
