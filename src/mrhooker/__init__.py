@@ -29,7 +29,7 @@ def _outside(*_args, **_kwargs):
     raise RuntimeError("this works only inside a program run by mrhooker")
 
 
-def hook(prototype, blocks=True):
+def hook(prototype, blocks=True, at="plt"):
     """Decorator: the function replaces the C function named by `prototype` in the target.
 
     `prototype` is a C declaration ("int unlink(const char *path)") or, for common libc/POSIX functions, just
@@ -39,6 +39,11 @@ def hook(prototype, blocks=True):
     `blocks=False` promises that the original never waits for another thread (no I/O, locks or sleeps): it
     then runs with the GIL held, which saves a GIL hand-over (tens of nanoseconds) per call. With the default,
     the GIL is dropped around it, so that other threads' hooks can run meanwhile.
+
+    `at="entry"` hooks the function at its own first instructions: every call reaches the hook, also those made
+    inside the library that defines it (printf's write) and calls of the program's own functions
+    ("int compute(int x)"), which are always hooked there. The default, "plt", takes the calls that go from
+    one object to another. mrhooker reads it before the script runs, so it must be a string literal too.
     """
     if not isinstance(prototype, str):
         raise TypeError("@hook needs the C prototype (or function name) as a string, e.g. @hook(\"send\")")

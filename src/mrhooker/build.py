@@ -23,7 +23,7 @@ from mrhooker.errors import MrhookerError
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_DIR = os.path.join(PACKAGE_DIR, "runtime")
-TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c", "attach.c")   # the preload library's runtime
+TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c", "attach.c", "patch.c")   # the preload library's runtime
 TRACE_SIDE = ("trace.c", "faketime.c")                               # ... and a trace's
 READER_SIDE = ("reader.c", "decode.c")                                # a trace's reader.so, in mrhooker
 HOOK_SIDE = ("pyrt.c", "namespace.c")                                 # pyrt.so
@@ -81,7 +81,7 @@ class BuildOptions:
 class Build:
     """A finished build: its directory (resolved, checked) and what the launcher needs from it."""
 
-    def __init__(self, script, directory, symbols):
+    def __init__(self, script, directory, symbols, entry=()):
         self.script = script          # script.Script
         self.directory = directory
         self.preload = os.path.join(directory, "preload.so")
@@ -89,6 +89,7 @@ class Build:
         self.hooks = os.path.join(directory, "hooks.so")
         self.guardian = os.path.join(directory, GUARDIAN)
         self.symbols = symbols        # the hooked symbols
+        self.entry = list(entry)      # those hooked at their entry (@hook(..., at="entry"); atentry.py)
 
 
 # The runtime's objects, in two parts, each compiled once per compiler and runtime source (every Python's builds
@@ -251,7 +252,7 @@ def _build_key(script, pyinfo, options):
                                 % (sys.executable, sys.executable))
         parts += [identity, script.content]
     else:
-        parts.append(json.dumps([spec for spec, _line in scripts.scan_hooks(script.content, script.path)]))
+        parts.append(json.dumps([[spec, at] for spec, _line, at in scripts.scan_hooks(script.content, script.path)]))
         parts.append(json.dumps(scripts.scan_casts(script.content, script.path)))   # the layouts measured
     return cache.key(parts, [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
                      + _generator_paths())
@@ -288,7 +289,8 @@ def _build(path, options):
             if manifest is not None:
                 cache.touch(final)
                 options.log("cache hit: %s" % final)
-                return Build(script, cache.check_private(final, "build"), manifest["symbols"])
+                return Build(script, cache.check_private(final, "build"), manifest["symbols"],
+                             manifest.get("entry", ()))
             options.log("cache: %s is missing or damaged: building it again" % final)
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -304,12 +306,14 @@ def _build(path, options):
     try:
         shutil.copyfile(pyrt, os.path.join(tmp, "pyrt.so"))
         shutil.copy(guardian, os.path.join(tmp, GUARDIAN))
+        entry = []
         if script.kind == "pyx":
             symbols, deps = _build_pyx(script, tmp, pyinfo, runtime_objects, options, root)
         else:
             symbols, deps = _build_py(script, tmp, pyinfo, runtime_objects, options, root)
+            entry = [h.prototype.symbol for h in script.hooks if h.at == "entry"]
         cache.seal(tmp, LIBRARIES + (GUARDIAN,) + ((VIEWS,) if script.kind == "py" else ()), {"script": script.path, "kind": script.kind, "module": script.module,
-                                    "symbols": symbols, "deps": deps, "mrhooker": __version__})
+                                    "symbols": symbols, "entry": entry, "deps": deps, "mrhooker": __version__})
         final = final_dir(deps)
         cache.publish(tmp, final, rebuild=options.rebuild)
         cache.write_atomic(index, json.dumps(deps))
@@ -317,7 +321,7 @@ def _build(path, options):
         shutil.rmtree(tmp, ignore_errors=True)
     cache.prune(root, script.module, final)
     options.log("built: %s" % final)
-    return Build(script, cache.check_private(final, "build"), symbols)
+    return Build(script, cache.check_private(final, "build"), symbols, entry)
 
 
 # ---- traces ---------------------------------------------------------------------------------------------

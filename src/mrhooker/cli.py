@@ -271,6 +271,9 @@ def run_command(argv):
     launch_options = LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log,
                                    verbose=verbose)
     if args.pids:
+        if result.entry:
+            raise MrhookerError("at=\"entry\" works on a command mrhooker runs, not yet with -p (hooked there: %s)"
+                                % ", ".join(result.entry))
         return attach_target(result, toolchain.python_info(), args.pids, launch_options, args.duration)
     return run_target(result, toolchain.python_info(), args.command, program, launch_options)
 
@@ -304,6 +307,9 @@ def _trace_parser():
                         "until Ctrl-C, SIGTERM, -D or its end, then detach; -f: its children forked since too")
     p.add_argument("-D", "--duration", type=float, metavar="SECONDS",
                    help="with -p: detach after SECONDS")
+    p.add_argument("--entry", action="store_true",
+                   help="trace each function at its own entry: every call, also those its own library makes "
+                        "(printf's write), not only those through the PLT")
     p.add_argument("-o", "--output", metavar="FILE", help="the lines (or -c's table) to FILE instead of stderr")
     p.add_argument("-A", "--append", action="store_true", help="append to -o FILE instead of truncating it")
     p.add_argument("-s", dest="strsize", type=int, default=32, metavar="N",
@@ -433,6 +439,9 @@ def trace_command(argv):
                                                if os.path.isdir(path) else "its directory is missing or not writable"))
     if args.follow_count >= 2 and not args.output:
         raise MrhookerError("-ff needs -o FILE (it writes FILE.PID for each process)")
+    if args.entry and pids:
+        raise MrhookerError("--entry works on a command mrhooker runs, not yet with -p: without it, the calls "
+                            "through the PLT are traced")
     program = find_program(args.command, args.force) if not pids else None
     # a launched command's children are followed unless --no-follow; an attached process's only with -f (strace's)
     follow = not args.no_follow and (args.follow_count >= 1 or not pids)
@@ -444,7 +453,7 @@ def trace_command(argv):
         summary=args.summary_only or args.summary_too, lines=not (args.summary_only or args.quiet), json_path=args.json,
         timeline_path=args.timeline, timeline_limit=args.timeline_limit, scaffold_path=args.scaffold,
         buffer_mb=args.buffer_size, inject=args.inject, seed=args.seed, fake_time=args.fake_time, quiet=args.quiet,
-        duration=args.duration)
+        duration=args.duration, entry=args.entry)
     options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, progress=console.progress,
                            headers=_headers(args, config.load(None)), preparing=console.preparing)
     try:

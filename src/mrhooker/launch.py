@@ -283,6 +283,12 @@ def run_target(build, pyinfo, command, program, options):
     try:
         settings = hook_environment(build, pyinfo, output, options)
         settings.update(report.environment())
+        if build.entry:   # @hook(..., at="entry"): their patches, planned for this program
+            from mrhooker import atentry
+            entry = atentry.entry_setting(program, build.symbols, set(build.entry), True,
+                                          os.path.dirname(build.directory))
+            options.log("hooked at their entry: %s" % " ".join(sorted(entry.patched)))
+            settings.update(entry.environment())
         env = _preload_environment(build.preload, settings, options)
         options.log("hooks: %s (%s)" % (build.hooks, ", ".join(build.symbols)))
         options.log("hook output: %s" % (options.output or "stderr"))

@@ -66,7 +66,7 @@ def _dynamic_symbols(path, defined=False):
                 and s["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")}
 
 
-def _program(path):
+def elf_program(path):
     """The ELF program to read for `path`: itself, or for a #! script its interpreter (`#!/usr/bin/env NAME`:
     NAME, found on PATH)."""
     try:
@@ -87,7 +87,7 @@ def _program(path):
     return path
 
 
-def _loaders_libraries(program):
+def loaders_libraries(program):
     """The shared libraries the system's loader loads for `program` at start, as resolved paths."""
     import subprocess
 
@@ -118,7 +118,7 @@ def _loaders_libraries(program):
 def imported(path, note=lambda msg: None):
     """{symbol: [the files importing it, by base name, the program first]} for the program at `path` and the
     libraries the loader loads for it at start."""
-    program = _program(path)
+    program = elf_program(path)
     if program != path:
         note("%s is a script: what its interpreter %s imports" % (path, program))
     with open(program, "rb") as f:
@@ -129,7 +129,7 @@ def imported(path, note=lambda msg: None):
     if static:
         raise MrhookerError("%s is statically linked: it imports nothing, so nothing in it can be traced" % program)
     found = {}
-    for obj in [os.path.realpath(program)] + _loaders_libraries(program):
+    for obj in [os.path.realpath(program)] + loaders_libraries(program):
         for name in _dynamic_symbols(obj):
             found.setdefault(name, [])
             if os.path.basename(obj) not in found[name]:
@@ -137,15 +137,22 @@ def imported(path, note=lambda msg: None):
     return found
 
 
-def defined_names(program, names):
-    """{name: the file (base name) that defines it} for those of `names` that the program or the libraries the
-    loader loads for it at start export, the first in the loader's order; None if that can't be told (a static
-    program, a script, no pyelftools). Libraries it loads later (dlopen) and programs it runs are not seen."""
+def definers(program, names, libraries=None):
+    """{name: the file (resolved path) that defines it} for those of `names` that the program or the libraries
+    the loader loads for it at start export, the first in the loader's order; None if that can't be told (a
+    static program, a script, no pyelftools). Libraries it loads later (dlopen) and programs it runs are not
+    seen."""
     wanted, found = set(names), {}
     try:
-        for obj in [os.path.realpath(program)] + _loaders_libraries(program):
+        for obj in [os.path.realpath(program)] + (loaders_libraries(program) if libraries is None else libraries):
             for name in _dynamic_symbols(obj, defined=True) & wanted:
-                found.setdefault(name, os.path.basename(obj))
+                found.setdefault(name, obj)
     except (MrhookerError, OSError):
         return None
     return found
+
+
+def defined_names(program, names):
+    """definers(), by base name."""
+    found = definers(program, names)
+    return None if found is None else {name: os.path.basename(path) for name, path in found.items()}

@@ -10,6 +10,9 @@ import os
 from mrhooker.errors import MrhookerError
 
 
+HOOK_PLACES = ("plt", "entry")   # @hook(..., at=): where a hook takes the calls
+
+
 class Script:
     def __init__(self, path, kind, module, content, hooks):
         self.path = path          # absolute
@@ -22,10 +25,11 @@ class Script:
 class Hook:
     """One @hook of a .py script."""
 
-    def __init__(self, spec, line, prototype):
+    def __init__(self, spec, line, prototype, at="plt"):
         self.spec = spec              # the string given to @hook, exactly
         self.line = line
         self.prototype = prototype    # cdecl.Prototype
+        self.at = at                  # "plt", or "entry": hooked at the function's own entry (atentry.py)
 
 
 def read(path, header_cache_dir=None):
@@ -58,7 +62,7 @@ def find_hooks(script, header_cache_dir, headers=()):
         raise MrhookerError('%s declares no hooks: decorate functions with @hook("prototype") (from mrhooker import '
                             'hook)' % script.path)
     hooks, seen = [], {}
-    for spec, line in specs:
+    for spec, line, at in specs:
         try:
             proto = cdecl.prototype_for(spec, header_cache_dir, headers)
         except MrhookerError as e:
@@ -71,7 +75,7 @@ def find_hooks(script, header_cache_dir, headers=()):
                                                                                      first.line))
             raise MrhookerError("%s:%d: %s is hooked twice: %s on line %d is the same function (the symbol %s)" % (
                 script.path, line, proto.name, first.prototype.name, first.line, proto.symbol))
-        seen[proto.symbol] = hook = Hook(spec, line, proto)
+        seen[proto.symbol] = hook = Hook(spec, line, proto, at)
         hooks.append(hook)
     check_symbols(seen, script.path)
     script.hooks = hooks
@@ -89,7 +93,7 @@ def check_symbols(names, path):
 
 
 def scan_hooks(source, path):
-    """The @hook("...") specs of a .py script, in order, read from its syntax tree. Returns [(spec, line)]."""
+    """The @hook("...") specs of a .py script, in order, read from its syntax tree. Returns [(spec, line, at)]."""
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as e:
@@ -119,11 +123,18 @@ def scan_hooks(source, path):
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
                 raise MrhookerError("%s:%d: @hook takes one string literal (mrhooker reads the prototypes before "
                                     "the script runs)" % (path, node.lineno))
+            at = "plt"
             for keyword in node.keywords:
-                if keyword.arg != "blocks":
-                    raise MrhookerError("%s:%d: @hook has no option %s (only blocks=False)"
+                if keyword.arg == "at":
+                    value = keyword.value
+                    if not (isinstance(value, ast.Constant) and value.value in HOOK_PLACES):
+                        raise MrhookerError('%s:%d: @hook\'s at= is "plt" (calls from other objects, the default) or '
+                                            '"entry" (every call, at the function\'s own entry)' % (path, node.lineno))
+                    at = value.value
+                elif keyword.arg != "blocks":
+                    raise MrhookerError("%s:%d: @hook has no option %s (only blocks=False and at=\"entry\")"
                                         % (path, node.lineno, keyword.arg))
-            specs.append((arg.value, node.lineno))
+            specs.append((arg.value, node.lineno, at))
     specs.sort(key=lambda s: s[1])
     return specs
 

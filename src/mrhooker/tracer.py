@@ -15,7 +15,7 @@ class TraceRequest:
     def __init__(self, specs=(), strsize=32, follow=True, output=None, per_process=False, append=False,
                  timestamps=0, relative=False, durations=False, failed_only=False, summary=False, lines=True,
                  json_path=None, timeline_path=None, timeline_limit=1_000_000, scaffold_path=None,
-                 buffer_mb=64, inject=(), seed=0, fake_time=None, quiet=False, duration=None):
+                 buffer_mb=64, inject=(), seed=0, fake_time=None, quiet=False, duration=None, entry=False):
         self.specs = list(specs)
         self.strsize = strsize
         self.follow = follow
@@ -36,6 +36,7 @@ class TraceRequest:
         self.fake_time = fake_time        # --fake-time spec, or None
         self.quiet = quiet                # -q: no call lines (then -e defaults to what is injected)
         self.duration = duration          # -p: detach after this many seconds (None: at Ctrl-C or their end)
+        self.entry = entry                # --entry: every function at its entry (atentry.py), not only its PLT
 
     @property
     def needs_records(self):
@@ -169,7 +170,9 @@ class Tracer:
                     raw_status, statuses = self._attached(reader, trace, trace_build.preload, attach_to, signals,
                                                           guard, broken)
                 else:
-                    raw_status, statuses = self._run(reader, trace, trace_build.preload, command, program,
+                    self._build_dir = trace_build.directory
+                    settings = dict(trace.environment(), **self._entry_setting(trace_build.functions, program))
+                    raw_status, statuses = self._run(reader, settings, trace_build.preload, command, program,
                                                      signals, guard, broken)
                 # a second Ctrl-C once the program is gone: what is left in the ring is not written
                 unwritten = reader.discard() if signals.interrupted and not broken else 0
@@ -260,10 +263,37 @@ class Tracer:
             return more
         return drain
 
-    def _run(self, reader, trace, preload, command, program, signals, guard, broken):
+    def _entry_setting(self, functions, program):
+        """MRHOOKER_ENTRY for this trace: with --entry every traced function at its entry where its first
+        instructions can be moved (the others through the PLT, said in one line); without, only the functions
+        written out as prototypes (-e 'int compute(int x)') that the program defines and no library exports."""
+        import re
+        from mrhooker import tracing
+        written = [item for spec in self.request.specs for item in tracing.items(spec) if "(" in item]
+        names = [f["name"] for f in functions]
+        asked = True if self.request.entry else {
+            name for name in names if any(re.search(r"\b%s\s*\(" % re.escape(name), item) for item in written)}
+        if not asked:
+            return {}
+        from mrhooker import atentry
+        setting = atentry.entry_setting(program, names if asked is True else sorted(asked), asked, False,
+                                        os.path.dirname(self._build_dir))
+        self.log("hooked at their entry: %s" % " ".join(sorted(setting.patched)))
+        if setting.refused and self.request.entry:
+            say("%d of the %d functions are traced through the PLT only (their entry can't be patched): %s%s" % (
+                len(setting.refused), len(names), ", ".join(sorted(setting.refused)[:8]),
+                ", ..." if len(setting.refused) > 8 else ""))
+            for name, why in sorted(setting.refused.items()):
+                self.log("%s: %s" % (name, why))
+        elif setting.refused:
+            for why in setting.refused.values():
+                say(why)
+        return setting.environment()
+
+    def _run(self, reader, settings, preload, command, program, signals, guard, broken):
         """Runs the command, draining the ring as it goes; (its wait status, {pid: wait status})."""
         drain = self._drainer(reader, signals, guard, broken)
-        status = launch.run_traced(preload, trace.environment(), command, program,
+        status = launch.run_traced(preload, settings, command, program,
                                    _LaunchOptions(self.request.follow, self.log), signals, guard, drain,
                                    reader.command_pid)
         drain(final=True)

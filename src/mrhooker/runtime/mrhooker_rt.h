@@ -202,6 +202,7 @@ typedef const mrh_hook_ops *(*mrh_hook_start_fn)(const mrh_runtime *rt);
  *   MRHOOKER_TRACE         `mrhooker trace`: the shared file calls are recorded into (trace.h), instead of
  *                          the hook settings above
  *   MRHOOKER_TRACE_ID      "DEV:INO" it must have
+ *   MRHOOKER_ENTRY         the functions to hook at their entry, and how (patch.c; written by atentry.py)
  *   MRHOOKER_ATTACH        attached (mrhooker -p): the unix socket to mrhooker the process holds (attach.c).
  *                          An attach's settings are not in the environment: attached.py passes them, as
  *                          NAME=value strings, to mrhooker_attach(), and read_settings reads them from there.

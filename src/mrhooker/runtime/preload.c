@@ -607,6 +607,7 @@ __attribute__((constructor)) static void preload_init(void)
     int saved = errno;
     mrh_resolve_init();
     read_settings();
+    if (mrh_config.active) mrh_patch_entries(lookup("MRHOOKER_ENTRY"));   /* before any original is used */
     mrh_follow_init();
     mrh_signals_init();
     pthread_condattr_t attr;

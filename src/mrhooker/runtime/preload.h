@@ -53,6 +53,9 @@ int mrh_in_loader(const void *code);          /* is this code address in the dyn
 struct link_map;
 void *mrh_find_in_object(const struct link_map *map, const char *name);   /* an object's definition, or NULL */
 
+/* patch.c */
+void mrh_patch_entries(const char *spec);    /* at load: the functions MRHOOKER_ENTRY says, hooked at their entry */
+
 /* follow.c */
 void mrh_follow_init(void);                   /* snapshot MRHOOKER_*, or strip them (--no-follow) */
 void *mrh_follow_wrapper(const char *name);   /* its wrapper of an exec function (execve, ...), or NULL */

@@ -1,0 +1,379 @@
+/* patch.c (target side): hooks at a function's own entry (`mrhooker trace --entry`, `@hook(..., at="entry")`).
+ *
+ * Through the PLT, a hook sees only the calls that cross from one object into another. A function patched at its
+ * entry sends every call to its entry point: printf's own write, fopen's open, the program's own compute().
+ *
+ * Hazards, and the idea for each:
+ * - Decoding x86 and relocating instructions is a job for a real decoder, and the runtime stays small.
+ *   Idea: mrhooker plans each patch outside the process from the file on disk (prologue.py, with Capstone) and
+ *   hands in, per function, the bytes it must find, the moved instructions and the places in them that depend on
+ *   where they run (fixups). Here we only check and copy.
+ * - The file on disk may not be what is loaded (an upgraded library, another program after an exec).
+ *   Idea: the function's bytes in memory must equal the planned ones, else no patch (the PLT still hooks it).
+ * - A 5-byte `jmp rel32` reaches only ±2 GB, and the entry point is in another object, often farther.
+ *   Idea: a stub (`jmp *0(%rip)` and the entry's address) and the trampoline go in an arena mapped within reach
+ *   of the function; the trampoline holds the moved instructions and jumps back after them.
+ * - A thread running the prologue while it is rewritten would run half of each.
+ *   Idea: patches are applied at load (preload_init), before the program's main and usually before any thread
+ *   of its own; the jmp is written with one atomic store when it fits in an aligned 8 or 16 bytes.
+ * - Hooks and the runtime call the patched functions too.
+ *   Idea: the trampoline becomes the slot's original before the jmp is written, and the entry point sends calls
+ *   made at depth > 0 to it (entry.h), as it does for PLT calls. The hook side's own libc (namespace.c) is
+ *   another copy, never patched.
+ */
+#define _GNU_SOURCE
+#include "preload.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* The spec (MRHOOKER_ENTRY, written by entries.py): patches separated by ';', each of 8 fields separated by ' ':
+ *   SYMBOL OBJECT ADDRESS PATCH_AT MOVED EXPECT CODE FIXUPS
+ * OBJECT: the file's base name; ADDRESS: the function's address in the file (hex); PATCH_AT, MOVED: decimal;
+ * EXPECT, CODE: hex bytes; FIXUPS: "-" or FIELD:END:TARGET[,...] (hex): the int32 at CODE+FIELD becomes
+ * (load base + TARGET) - (trampoline + END). */
+#define MAX_BYTES 64
+
+typedef struct patch {
+    const char *symbol, *object;
+    size_t symbol_n, object_n;
+    uintptr_t address;
+    unsigned patch_at, moved;
+    unsigned char expect[MAX_BYTES], code[MAX_BYTES];
+    unsigned nexpect, ncode;
+    const char *fixups;   /* the field, as written */
+} patch;
+
+/* ---- reading the spec --------------------------------------------------------------------------------- */
+
+static const char *field(const char **p, size_t *n)   /* the next space-separated field; *p moves past it */
+{
+    const char *start = *p;
+    while (**p && **p != ' ' && **p != ';') (*p)++;
+    *n = (size_t)(*p - start);
+    if (**p == ' ') (*p)++;
+    return start;
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                                                                         : -1;
+}
+
+static int read_number(const char *s, size_t n, int base, uintptr_t *out)
+{
+    uintptr_t v = 0;
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = hex_digit(s[i]);
+        if (d < 0 || d >= base) return 0;
+        v = v * (uintptr_t)base + (uintptr_t)d;
+    }
+    *out = v;
+    return 1;
+}
+
+static int read_bytes(const char *s, size_t n, unsigned char *out, unsigned *count)
+{
+    if (n % 2 || n / 2 > MAX_BYTES) return 0;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hex_digit(s[i]), lo = hex_digit(s[i + 1]);
+        if (hi < 0 || lo < 0) return 0;
+        out[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    *count = (unsigned)(n / 2);
+    return 1;
+}
+
+static int read_patch(const char **p, patch *out)
+{
+    size_t n;
+    uintptr_t v;
+    const char *s;
+    out->symbol = field(p, &out->symbol_n);
+    out->object = field(p, &out->object_n);
+    s = field(p, &n);
+    if (!read_number(s, n, 16, &out->address)) return 0;
+    s = field(p, &n);
+    if (!read_number(s, n, 10, &v) || v > 16) return 0;
+    out->patch_at = (unsigned)v;
+    s = field(p, &n);
+    if (!read_number(s, n, 10, &v) || v < 5 || v > MAX_BYTES) return 0;
+    out->moved = (unsigned)v;
+    s = field(p, &n);
+    if (!read_bytes(s, n, out->expect, &out->nexpect) || out->nexpect != out->patch_at + out->moved) return 0;
+    s = field(p, &n);
+    if (!read_bytes(s, n, out->code, &out->ncode)) return 0;
+    out->fixups = field(p, &n);
+    if (**p == ';') (*p)++;
+    return out->symbol_n > 0 && out->object_n > 0;
+}
+
+/* ---- where the function is ---------------------------------------------------------------------------- */
+
+static const char *base_name(const char *path)
+{
+    const char *base = path;
+    for (const char *c = path; *c; c++)
+        if (*c == '/') base = c + 1;
+    return base;
+}
+
+static int same_name(const char *a, const char *b, size_t b_n)
+{
+    size_t i = 0;
+    for (; i < b_n && a[i] == b[i]; i++) {}
+    return i == b_n && a[i] == '\0';
+}
+
+/* The load base of the object whose file has this base name (the program: /proc/self/exe's), or 0 and *found 0. */
+static uintptr_t object_base(const patch *p, int *found)
+{
+    static char exe[4096];
+    if (!exe[0]) {
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[n > 0 ? n : 0] = '\0';
+    }
+    for (struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
+        const char *name = m->l_name && m->l_name[0] ? m->l_name : m == _r_debug.r_map ? exe : "";
+        if (same_name(base_name(name), p->object, p->object_n)) {
+            *found = 1;
+            return m->l_addr;
+        }
+    }
+    *found = 0;
+    return 0;
+}
+
+/* ---- the arenas: stubs and trampolines within a jmp rel32's reach of their functions --------------------- */
+
+#define ARENA_SIZE (64 * 1024)
+#define REACH ((intptr_t)0x7fff0000)
+
+static struct arena {
+    unsigned char *base;
+    size_t used;
+} arenas[16];   /* written only by preload_init's thread, at load */
+static int narenas;
+
+static int within(uintptr_t a, uintptr_t b) { return (intptr_t)(a - b) < REACH && (intptr_t)(b - a) < REACH; }
+
+static unsigned char *near_space(uintptr_t near, size_t n)
+{
+    for (int i = 0; i < narenas; i++) {
+        struct arena *a = &arenas[i];
+        if (a->used + n <= ARENA_SIZE && within((uintptr_t)a->base, near) &&
+            within((uintptr_t)a->base + ARENA_SIZE, near)) {
+            a->used += n;
+            return a->base + a->used - n;
+        }
+    }
+    if (narenas == (int)(sizeof arenas / sizeof arenas[0])) return NULL;
+    /* The nearest free 64 kB, looking outward from the function in 1 MB steps. */
+    uintptr_t start = near & ~(uintptr_t)0xffff;
+    for (uintptr_t step = 1; step < 2000; step++)
+        for (int sign = -1; sign <= 1; sign += 2) {
+            uintptr_t hint = start + (uintptr_t)(sign * (intptr_t)(step << 20));
+            if (hint < 0x10000 || !within(hint, near)) continue;
+            void *m = mmap((void *)hint, ARENA_SIZE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+            if (m == MAP_FAILED) continue;
+            if ((uintptr_t)m != hint) {   /* a kernel older than 4.17 takes it as a hint only */
+                munmap(m, ARENA_SIZE);
+                continue;
+            }
+            arenas[narenas].base = m;
+            arenas[narenas].used = n;
+            narenas++;
+            return m;
+        }
+    return NULL;
+}
+
+/* x86-64: jmp *0(%rip) followed by the absolute target */
+static unsigned char *put_jump(unsigned char *at, uintptr_t to)
+{
+    static const unsigned char jmp[6] = {0xff, 0x25, 0, 0, 0, 0};
+    memcpy(at, jmp, sizeof jmp);
+    memcpy(at + sizeof jmp, &to, sizeof to);
+    return at + sizeof jmp + sizeof to;
+}
+
+/* The moved code, relocated for where it runs now; 0 when a fixup does not reach (or does not parse). */
+static int relocate(const patch *p, unsigned char *code, uintptr_t base)
+{
+    const char *f = p->fixups;
+    if (*f == '-') return 1;
+    while (*f && *f != ' ' && *f != ';') {
+        uintptr_t v[3];
+        for (int k = 0; k < 3; k++) {
+            const char *s = f;
+            while (*f && *f != ':' && *f != ',' && *f != ' ' && *f != ';') f++;
+            if (!read_number(s, (size_t)(f - s), 16, &v[k])) return 0;
+            if (k < 2 && *f++ != ':') return 0;
+        }
+        if (*f == ',') f++;
+        if (v[0] + 4 > p->ncode || v[1] > p->ncode) return 0;
+        intptr_t rel = (intptr_t)(base + v[2]) - (intptr_t)((uintptr_t)code + v[1]);
+        if (rel >= REACH || rel <= -REACH) return 0;
+        int32_t rel32 = (int32_t)rel;
+        memcpy(code + v[0], &rel32, 4);
+    }
+    return 1;
+}
+
+/* ---- writing the jmp ---------------------------------------------------------------------------------- */
+
+/* The 5 bytes at `at`, in one store when they fit in an aligned 8 or 16 bytes (a thread that runs the function
+ * meanwhile sees the old prologue or the jmp, never half of each); else copied (at load, no other thread yet). */
+static void store_jump(unsigned char *at, const unsigned char *jmp)
+{
+    uintptr_t a = (uintptr_t)at;
+    if ((a & 7) <= 3) {
+        uint64_t *word = (uint64_t *)(a & ~(uintptr_t)7), v = *word;
+        memcpy((unsigned char *)&v + (a & 7), jmp, 5);
+        __atomic_store_n(word, v, __ATOMIC_SEQ_CST);
+    } else if ((a & 15) <= 11) {
+        unsigned __int128 *word = (unsigned __int128 *)(a & ~(uintptr_t)15), old = *word, v = old;
+        memcpy((unsigned char *)&v + (a & 15), jmp, 5);
+        uint64_t lo = (uint64_t)v, hi = (uint64_t)(v >> 64), old_lo = (uint64_t)old, old_hi = (uint64_t)(old >> 64);
+        __asm__ volatile("lock cmpxchg16b %0" : "+m"(*word), "+a"(old_lo), "+d"(old_hi) : "b"(lo), "c"(hi) : "memory");
+    } else {
+        memcpy(at, jmp, 5);
+    }
+}
+
+/* Writes the jmp into the function's text: its pages made writable (and still executable: this thread may be
+ * running code on them) around the store, else through /proc/self/mem. 0 on failure. */
+static int write_jump(unsigned char *at, uintptr_t to)
+{
+    unsigned char jmp[5] = {0xe9};
+    int32_t rel = (int32_t)((intptr_t)to - (intptr_t)((uintptr_t)at + 5));
+    memcpy(jmp + 1, &rel, 4);
+    uintptr_t first = (uintptr_t)at & ~(uintptr_t)4095, last = ((uintptr_t)at + 4) & ~(uintptr_t)4095;
+    size_t len = last - first + 4096;
+    if (mprotect((void *)first, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0) {
+        store_jump(at, jmp);
+        mprotect((void *)first, len, PROT_READ | PROT_EXEC);
+        return 1;
+    }
+    int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int ok = pwrite(fd, jmp, 5, (off_t)(uintptr_t)at) == 5;
+    close(fd);
+    return ok;
+}
+
+/* ---- applying them ------------------------------------------------------------------------------------ */
+
+static int slot_of(const patch *p)
+{
+    for (int i = 0; i < mrh_nslots; i++)
+        if (same_name(mrh_slots[i].name, p->symbol, p->symbol_n)) return i;
+    return -1;
+}
+
+/* Our own entry point of the slot: the preload library's definition of its symbol. */
+static void *entry_point(int slot)
+{
+    static struct link_map *self;
+    if (!self) {
+        Dl_info info;
+        void *extra = NULL;
+        if (!dladdr1((void *)&entry_point, &info, &extra, RTLD_DL_LINKMAP) || !extra) return NULL;
+        self = extra;
+    }
+    return mrh_find_in_object(self, mrh_slots[slot].name);
+}
+
+/* A patch made ready in an arena: this header, then the stub, then the trampoline (16-byte aligned). */
+typedef struct block {
+    unsigned char *at;   /* where the jmp goes (the function + patch_at) */
+    int slot;            /* -1: not to be applied */
+    int size;            /* the whole block's, header included */
+} block;
+
+#define STUB_SIZE 14
+
+static void not_hooked(const patch *p, const char *why)
+{
+    mrh_warn("%.*s: not hooked at its entry (%s): only calls through the PLT are", (int)p->symbol_n, p->symbol, why);
+}
+
+/* Pass 1: the stub and the trampoline of one patch written into an arena (still writable), or a "not hooked"
+ * line saying why. A program's own function is skipped silently where the program is another (an exec'd one:
+ * the spec was made for the program mrhooker started). */
+static void prepare(const patch *p)
+{
+    int found, slot = slot_of(p);
+    uintptr_t base = object_base(p, &found);
+    if (!found || slot < 0) return;
+    unsigned char *fn = (unsigned char *)(base + p->address);
+    void *entry = entry_point(slot);
+    if (!entry) {
+        not_hooked(p, "mrhooker has no entry point for it");
+        return;
+    }
+    if (memcmp(fn, p->expect, p->nexpect) != 0) {
+        if (base != (uintptr_t)_r_debug.r_map->l_addr)
+            not_hooked(p, "its code is not the one mrhooker read from the file");
+        return;
+    }
+    size_t size = (sizeof(block) + STUB_SIZE + p->ncode + STUB_SIZE + 15) & ~(size_t)15;
+    unsigned char *space = near_space((uintptr_t)fn, size);
+    if (!space) {
+        not_hooked(p, "no free memory within reach of it");
+        return;
+    }
+    block *b = (block *)space;
+    unsigned char *stub = space + sizeof(block), *tramp = stub + STUB_SIZE;
+    b->at = fn + p->patch_at;
+    b->size = (int)size;
+    b->slot = -1;
+    put_jump(stub, (uintptr_t)entry);
+    memcpy(tramp, p->code, p->ncode);
+    if (!relocate(p, tramp, base)) {
+        not_hooked(p, "its moved instructions don't reach from the trampoline");
+        return;
+    }
+    put_jump(tramp + p->ncode, (uintptr_t)b->at + p->moved);
+    b->slot = slot;
+}
+
+/* Pass 2, once every arena is executable: the trampoline becomes the slot's original, then the jmp is written. */
+static void apply(block *b)
+{
+    unsigned char *stub = (unsigned char *)(b + 1);
+    __atomic_store_n(&mrh_slots[b->slot].original, (void *)(stub + STUB_SIZE), __ATOMIC_RELEASE);
+    if (!write_jump(b->at, (uintptr_t)stub))
+        mrh_warn("%s: not hooked at its entry (its code can't be written): only calls through the PLT are",
+                 mrh_slots[b->slot].name);
+}
+
+void mrh_patch_entries(const char *spec)   /* preload_init, with depth raised */
+{
+    if (!spec) return;
+    for (const char *p = spec; *p;) {
+        patch one;
+        if (!read_patch(&p, &one)) {
+            mrh_warn("MRHOOKER_ENTRY can't be read: no function is hooked at its entry");
+            break;
+        }
+        prepare(&one);
+    }
+    for (int i = 0; i < narenas; i++) {
+        struct arena *a = &arenas[i];
+        if (mprotect(a->base, ARENA_SIZE, PROT_READ | PROT_EXEC) != 0) continue;   /* its patches not applied */
+        for (size_t at = 0; at < a->used;) {
+            block *b = (block *)(a->base + at);
+            if (b->slot >= 0) apply(b);
+            at += (size_t)b->size;
+        }
+    }
+}
