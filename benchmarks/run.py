@@ -349,14 +349,15 @@ def foo_loop_mrhooker(bench, script, calls, mode):
     return ns_per_call(result)
 
 
-def foo_loop_trace(bench, calls, mode, summary=False, armed=False):
+def foo_loop_trace(bench, calls, mode, summary=False, armed=False, entry=False):
     """`mrhooker trace -e 'int foo(int x)'`: every call recorded (lines to a file), or only counted (-c); armed:
-    with an --inject rule on foo that no call meets (its cost when it doesn't inject)."""
+    with an --inject rule on foo that no call meets (its cost when it doesn't inject); entry: foo hooked at its
+    own entry (--entry) and called through a pointer to it, not the PLT (FOO_LOOP_DIRECT)."""
     out = os.path.join(bench.tmp, "trace-foo.txt")
     argv = [sys.executable, "-m", "mrhooker", "trace", "--build-dir", bench.build_dir, "-e", "int foo(int x)",
             "-o", out] + (["-c"] if summary else []) + (["--inject", "foo:error=EIO:when=4000000000"] if armed else [])
-    argv += [bench.foo_loop, str(calls), mode]
-    result = run_command(argv, env=bench.mrhooker_env)
+    argv += (["--entry"] if entry else []) + [bench.foo_loop, str(calls), mode]
+    result = run_command(argv, env=dict(bench.mrhooker_env, FOO_LOOP_DIRECT="1") if entry else bench.mrhooker_env)
     if "not recorded" in result.stderr:
         raise Failed("the trace dropped calls: %s" % result.stderr.strip()[-600:])
     with open(out) as f:
@@ -405,6 +406,10 @@ PER_CALL_HOOKS = [
      lambda b, n, m: foo_loop_trace(b, n, m, summary=True)),
     ("mrhooker_trace_c_armed", "the same, with an `--inject` rule on `foo` that never fires (`when=4000000000`)",
      "fast", None, lambda b, n, m: foo_loop_trace(b, n, m, summary=True, armed=True)),
+    ("mrhooker_trace_c_entry", "`mrhooker trace -c --entry`: the same at foo's own entry, called without the PLT",
+     "fast", None, lambda b, n, m: foo_loop_trace(b, n, m, summary=True, entry=True)),
+    ("mrhooker_trace_entry", "`mrhooker trace --entry -o FILE`: every call recorded at foo's own entry", "trace",
+     None, lambda b, n, m: foo_loop_trace(b, n, m, entry=True)),
     ("frida", "Frida `Interceptor.attach`, one-line JS `onEnter`", "frida", "frida", foo_loop_frida),
     ("ltrace", "ltrace `-e foo`", "ltrace", "ltrace", foo_loop_ltrace),
 ]

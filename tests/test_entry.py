@@ -174,6 +174,34 @@ def test_a_name_the_program_does_not_define_is_one_line(mrhooker, own_prog, scri
     assert r.err.startswith("mrhooker: ") and "nothere" in r.err and "Traceback" not in r.err, r
 
 
+def test_a_stripped_programs_function_by_its_address(mrhooker, own_prog, script, tmp_path):
+    from elftools.elf.elffile import ELFFile
+
+    with open(own_prog, "rb") as f:
+        address = next(s["st_value"] for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()
+                       if s.name == "compute")
+    stripped = tmp_path / "stripped"
+    subprocess.run(["strip", "-o", str(stripped), own_prog], check=True, timeout=RUN_TIMEOUT)
+    path = script("by_address.py", """
+        from mrhooker import hook
+
+        @hook("int compute(int x)", at=%d)
+        def compute(x):
+            return compute.original(x) + 1000
+    """ % address)
+    r = mrhooker(path, str(stripped), timeout=RUN_TIMEOUT)
+    assert r.returncode == 3 and r.out == "sum %d\n" % (112 + 5000), r
+    inside = script("inside.py", """
+        from mrhooker import hook
+
+        @hook("int compute(int x)", at=%d)
+        def compute(x):
+            return 0
+    """ % (address + 1))
+    r = mrhooker(inside, own_prog, timeout=RUN_TIMEOUT)   # with its symbols: an address inside compute
+    assert r.returncode == 2 and "inside compute" in r.err and "Traceback" not in r.err, r
+
+
 def test_at_must_be_a_known_place(mrhooker, own_prog, script):
     path = script("bad.py", """
         from mrhooker import hook
@@ -186,10 +214,152 @@ def test_at_must_be_a_known_place(mrhooker, own_prog, script):
     assert r.returncode == 2 and r.err.startswith("mrhooker: ") and "entry" in r.err, r
 
 
-def test_entry_with_attach_is_refused_in_one_line(mrhooker):
-    with subprocess.Popen(["sleep", "30"]) as p:
+# ---- attached (-p): the jmps written with the process stopped, put back at the detach ---------------------
+
+# 8 threads call compute() without pause while the main thread prints "tick I compute(I)" every 20 ms (printf,
+# flushed: its write is inside libc) until SIGTERM; then "bad N": the workers' results that were wrong.
+BUSY_OWN_C = r"""
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+__attribute__((noipa)) static int compute(int x) { return x * 7 + (x & 3); }
+static volatile sig_atomic_t stop;
+static long bad[8];
+static void on_term(int sig) { (void)sig; stop = 1; }
+
+static void *worker(void *arg)
+{
+    long *mine = arg;
+    for (long n = 0; !stop; n++) {
+        int x = (int)(n & 1023), r = compute(x);
+        if (r != x * 7 + (x & 3) && r != x * 7 + (x & 3) + 1000) (*mine)++;
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    signal(SIGTERM, on_term);
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, worker, &bad[i]);
+    for (int i = 0; !stop; i++) {
+        printf("tick %d %d\n", i, compute(i));
+        fflush(stdout);
+        usleep(20000);
+    }
+    long all = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        all += bad[i];
+    }
+    printf("bad %ld\n", all);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(params=sorted(FLAVOURS))
+def busy_own(request, cprog):
+    return cprog(BUSY_OWN_C, FLAVOURS[request.param] + ["-pthread"])
+
+
+def run_busy(prog, attach):
+    """Starts prog, runs attach(pid) while its threads hammer compute(), then ends it; (mrhooker's result,
+    the program's ticks as {i: value}, its last line)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([prog], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.3)
+        r = attach(proc.pid)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = out.decode().splitlines()
+    assert proc.returncode == 0 and err == b"" and lines[-1] == "bad 0", (proc.returncode, err, lines[-3:], r)
+    ticks = [line.split() for line in lines[:-1]]
+    assert [int(t[1]) for t in ticks] == list(range(len(ticks))), "ticks lost or damaged"
+    return r, {int(t[1]): int(t[2]) for t in ticks}, lines[-1]
+
+
+def test_attached_trace_of_the_programs_own_function_while_8_threads_call_it(mrhooker, busy_own):
+    r, ticks, _ = run_busy(busy_own, lambda pid: trace(mrhooker, "-c", "-e", "int compute(int x)", "-D", "1",
+                                                        "-p", str(pid)))
+    assert r.returncode == 0 and "Process" in r.err, r
+    row = [line.split() for line in r.err.splitlines() if line.endswith(" compute")]
+    assert row and int(row[0][3]) > 1000, r   # the workers' calls, counted
+    assert all(v == i * 7 + (i & 3) for i, v in ticks.items()), "a result changed"
+
+
+def test_attached_py_hook_changes_the_own_function_then_detaches(mrhooker, busy_own, script):
+    path = script("own_attach.py", """
+        from mrhooker import hook
+
+        @hook("int compute(int x)", at="entry")
+        def compute(x):
+            return compute.original(x) + 1000
+    """)
+    r, ticks, _ = run_busy(busy_own, lambda pid: mrhooker("-D", "1", "-p", str(pid), path, timeout=RUN_TIMEOUT))
+    assert r.returncode == 0, r
+    changed = [i for i, v in ticks.items() if v == i * 7 + (i & 3) + 1000]
+    assert changed, "the hook never ran: %s" % r
+    last = max(ticks)
+    assert ticks[last] == last * 7 + (last & 3), "still hooked after the detach"
+    assert changed == list(range(changed[0], changed[-1] + 1)), "hooked, unhooked, hooked again"
+
+
+def test_attached_trace_entry_sees_printfs_write(mrhooker, busy_own):
+    r, ticks, _ = run_busy(busy_own, lambda pid: trace(mrhooker, "--entry", "-e", "write", "-D", "0.5",
+                                                        "-p", str(pid)))
+    assert r.returncode == 0, r
+    assert re.search(r'^(\[pid +\d+\] )?write\(1, "tick \d+ \d+\\n", \d+\) = \d+$', r.err, re.M), r
+
+
+def test_attached_entry_with_the_default_classes_then_the_program_goes_on(mrhooker):
+    with subprocess.Popen(["sleep", "60"]) as p:
         try:
-            r = trace(mrhooker, "--entry", "-p", str(p.pid), "-D", "1")
+            r = trace(mrhooker, "--entry", "-p", str(p.pid), "-D", "0.5")
+            alive = p.poll() is None
         finally:
-            p.kill()
-    assert r.returncode == 2 and r.err.startswith("mrhooker: ") and "--entry" in r.err, r
+            p.terminate()
+            status = p.wait(timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "detached" in r.err and alive and status == -15, r
+
+
+def test_killed_mrhooker_leaves_the_entry_hooked_program_running(base_env, busy_own):
+    """SIGKILL while a .py hook changes compute() at its entry: the watcher puts the bytes back (or leaves an
+    inert jmp), the results are right again and the program ends normally."""
+    import os
+    import sys
+    import time
+
+    from helpers import wait_for
+
+    def attach_and_kill(pid):
+        hooks = os.path.join(os.path.dirname(busy_own), "own_kill.py")
+        with open(hooks, "w") as f:
+            f.write("from mrhooker import hook\n\n@hook('int compute(int x)', at='entry')\n"
+                    "def compute(x):\n    return compute.original(x) + 1000\n")
+        tool = subprocess.Popen([sys.executable, "-m", "mrhooker", "-p", str(pid), hooks], env=base_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: len(os.listdir("/proc/%d/task" % pid)) >= 10, what="the runtime's thread")
+            time.sleep(0.5)
+            tool.kill()
+        finally:
+            tool.wait(timeout=RUN_TIMEOUT)
+        wait_for(lambda: len(os.listdir("/proc/%d/task" % pid)) <= 9, what="the runtime's thread to end")
+        time.sleep(0.3)
+        return tool
+
+    _, ticks, _ = run_busy(busy_own, attach_and_kill)
+    changed = [i for i, v in ticks.items() if v != i * 7 + (i & 3)]
+    last = max(ticks)
+    assert changed and ticks[last] == last * 7 + (last & 3), ticks

@@ -12,10 +12,14 @@
  *
  * It also prints "vm_hwm_kb=N", its peak resident memory.
  *
+ * With FOO_LOOP_DIRECT=1 in its environment the loops call foo through a pointer dlsym gave from libbench.so
+ * itself, so no PLT is involved: the calls reach a hook only at foo's own entry (`trace --entry`).
+ *
  * WARMUP calls on the same thread come before the timed loop: the first hooked call starts Python (mrhooker)
  * and gives the thread its Python thread state. The program ends with exit(), which the Frida script hooks.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +43,10 @@
 int foo(int x);
 
 static long calls;
+static int (*direct_foo)(int);   /* FOO_LOOP_DIRECT: libbench.so's own foo, called through this pointer */
+
+/* The loops call foo by name (through the PLT, where ltrace's breakpoints are) unless FOO_LOOP_DIRECT. */
+#define FOO(x) (direct_foo ? direct_foo(x) : foo(x))
 static volatile int sink;   /* the results go somewhere, so the calls are made */
 
 static double now_ns(void)
@@ -52,17 +60,24 @@ static double now_ns(void)
 static void counted_loop(long n, const char *what)
 {
     CALLGRIND_TOGGLE_COLLECT;
-    for (long i = 0; i < n; i++) sink += foo((int)i);
+    if (direct_foo)
+        for (long i = 0; i < n; i++) sink += direct_foo((int)i);
+    else
+        for (long i = 0; i < n; i++) sink += foo((int)i);
     CALLGRIND_TOGGLE_COLLECT;
     CALLGRIND_DUMP_STATS_AT(what);
 }
 
 static void *timed_loop(void *result)
 {
-    for (int i = 0; i < WARMUP; i++) sink += foo(i);
-    double start = now_ns();
-    for (long i = 0; i < calls; i++) sink += foo((int)i);
-    double end = now_ns();
+    for (int i = 0; i < WARMUP; i++) sink += FOO(i);
+    double start = now_ns(), end;
+    if (direct_foo) {
+        for (long i = 0; i < calls; i++) sink += direct_foo((int)i);
+    } else {
+        for (long i = 0; i < calls; i++) sink += foo((int)i);
+    }
+    end = now_ns();
     *(double *)result = (end - start) / (double)calls;
     return NULL;
 }
@@ -74,8 +89,16 @@ int main(int argc, char **argv)
         return 2;
     }
     int on_thread = argc > 2 && strcmp(argv[2], "thread") == 0;
+    if (getenv("FOO_LOOP_DIRECT")) {
+        void *lib = dlopen("libbench.so", RTLD_NOW | RTLD_NOLOAD);
+        direct_foo = lib ? (int (*)(int))dlsym(lib, "foo") : NULL;
+        if (!direct_foo) {
+            fprintf(stderr, "FOO_LOOP_DIRECT: no foo in libbench.so\n");
+            return 2;
+        }
+    }
     if (argc > 2 && strcmp(argv[2], "callgrind") == 0) {
-        for (int i = 0; i < WARMUP; i++) sink += foo(i);
+        for (int i = 0; i < WARMUP; i++) sink += FOO(i);
         counted_loop(calls / 10, "short loop");
         counted_loop(calls, "long loop");
         exit(0);

@@ -43,7 +43,8 @@ def hook(prototype, blocks=True, at="plt"):
     `at="entry"` hooks the function at its own first instructions: every call reaches the hook, also those made
     inside the library that defines it (printf's write) and calls of the program's own functions
     ("int compute(int x)"), which are always hooked there. The default, "plt", takes the calls that go from
-    one object to another. mrhooker reads it before the script runs, so it must be a string literal too.
+    one object to another. `at=0x1139` (an integer literal) hooks the program's function whose entry is at that
+    address in its file (`objdump -d`), for a stripped program. mrhooker reads it before the script runs.
     """
     if not isinstance(prototype, str):
         raise TypeError("@hook needs the C prototype (or function name) as a string, e.g. @hook(\"send\")")

@@ -80,6 +80,7 @@ from mrhooker.errors import MrhookerError
 
 # ptrace requests and constants (linux/ptrace.h, x86-64).
 PTRACE_CONT = 7
+PTRACE_SINGLESTEP = 9
 PTRACE_GETREGS = 12
 PTRACE_SETREGS = 13
 PTRACE_DETACH = 17
@@ -95,6 +96,8 @@ XSTATE_MAX = 16384          # bytes: more than any x86 XSAVE area the kernel giv
 WALL = 0x40000000           # __WALL: wait for threads too
 RTLD_NOW = 2
 RTLD_NOLOAD = 4
+STEPS_OUT = 32              # single steps that take a thread out of a function's first bytes (entry hooks)
+STEP_TIMEOUT = 0.2          # seconds one step may take (more: it is blocked in a system call)
 ATTEMPTS = 20               # stops of the whole process before giving up finding a thread that can make the call
 RED_ZONE = 128
 SIGINFO_SIZE = 128
@@ -755,6 +758,43 @@ class _Session:
         frame = struct.pack("<Q", restorer) + ucontext + bytes(128)   # + the siginfo, unused
         return at, frame + bytes(fpstate - at - len(frame)) + xstate
 
+    def write_entries(self, writes):
+        """Writes each (address, length, bytes) of writes (the jmps of functions hooked at their entry:
+        runtime/patch.c) with every thread stopped and none inside the `length` bytes from address (it would
+        resume in the middle of the jmp): such a thread is single-stepped out first. Returns how many were not
+        written (a thread that could not be stepped out: that function stays hooked through the PLT only)."""
+        self.seize_all()
+
+        def inside(rip):
+            return {i for i, (at, length, _) in enumerate(writes) if at < rip < at + length}
+        skipped = inside(self.chosen.regs.rip)   # the chosen thread resumes where it was, at the end
+        for thread in self.threads.values():
+            if thread is self.chosen:
+                continue
+            for _step in range(STEPS_OUT):
+                if not inside(thread.regs.rip):
+                    break
+                try:
+                    _ptrace(PTRACE_SINGLESTEP, thread.tid)
+                    sig, event = thread.wait(time.monotonic() + STEP_TIMEOUT, pass_signals=False)
+                except TimeoutError:   # blocked in a system call made from those bytes: left where it is
+                    _ptrace(PTRACE_INTERRUPT, thread.tid)
+                    sig, event = thread.wait(time.monotonic() + self.timeout, pass_signals=False)
+                    if event == 0 and sig not in FAULTS:
+                        thread.hold_signal()
+                    thread.regs, thread.xstate = thread.get_state()
+                    break
+                if event == 0 and sig != signal.SIGTRAP:
+                    thread.hold_signal()   # a signal that came meanwhile: delivered at the detach
+                thread.regs, thread.xstate = thread.get_state()
+            skipped |= inside(thread.regs.rip)
+        for i, (at, _length, data) in enumerate(writes):
+            if i not in skipped:
+                self.mem.seek(at)
+                self.mem.write(data)
+        self.release_others()
+        return len(skipped)
+
     def sigmask_of_chosen(self):
         mask = ctypes.c_ulonglong()
         _ptrace(PTRACE_GETSIGMASK, self.chosen.tid, ctypes.c_void_p(8), ctypes.byref(mask))
@@ -809,14 +849,17 @@ class _Session:
             self.mem.close()
 
 
-def inject(pid, library_path, timeout=10.0, stats=None, then=None):
+def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=False):
     """Loads the shared library at library_path into the running process pid (its own dlopen(path, RTLD_NOW),
     called in one of its threads) and returns the handle dlopen gave. Raises MrhookerError, with one message
     saying why and what to do, when the process can't be attached or the library can't be loaded.
     timeout: seconds for each wait (a thread's stop, one remote call). stats: a dict, filled with timings in
     seconds: 'total', 'all_stopped' (every thread stopped), 'thread_stopped' (the chosen thread, calls included).
     then: (name, bytes): after the load, the same thread calls the library's exported int name(const char *) with
-    those bytes (NUL-terminated) copied onto its stack; inject then returns (handle, what it returned)."""
+    those bytes (NUL-terminated) copied onto its stack; inject then returns (handle, what it returned).
+    entry_writes: when that returned 0, the jmps of the functions hooked at their entry that the library lists
+    (its mrhooker_entry_writes) are written with the process stopped (_Session.write_entries); stats then has
+    'entry_written', how many were."""
     started = time.monotonic()
     name, st = _check_state(pid)
     _check_machine(pid, name, st)
@@ -864,6 +907,14 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None):
         # its result through memory (8 bytes before the argument): a safe call's rax is lost
         session.call(function, [At(8), None], bytes(8) + then[1] + b"\0", safe=True)
         result = struct.unpack("<q", session.read(session.last_data, 8))[0]
+        if entry_writes and result == 0:
+            table = session.call(_library_function(session, handle, path, "mrhooker_entry_writes"), [])
+            count = struct.unpack("<q", session.read(table, 8))[0]
+            raw = session.read(table + 8, 24 * count) if count > 0 else b""
+            writes = [(at, length, data[:5]) for at, length, data in struct.iter_unpack("<QQ8s", raw)]
+            skipped = session.write_entries(writes) if writes else 0
+            if stats is not None:
+                stats["entry_written"] = len(writes) - skipped
         return handle, result
     except OSError as e:
         if e.errno == errno.EPERM and not session.threads:   # the first PTRACE_SEIZE

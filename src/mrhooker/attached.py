@@ -81,9 +81,17 @@ class Attached:
             # as an environment is: NAME=value strings, each ended by a NUL, the list by an empty one (values may
             # hold newlines: MRHOOKER_PYTHONPATH)
             text = "".join("%s=%s\0" % item for item in lines.items()).encode("utf-8", "surrogateescape")
-            _, result = attach.inject(pid, library, stats=self.stats, then=("mrhooker_attach", text))
+            _, result = attach.inject(pid, library, stats=self.stats, then=("mrhooker_attach", text),
+                                      entry_writes="MRHOOKER_ENTRY" in settings)
             if result != 0:
                 raise MrhookerError(self._refusal(-result))
+            if "MRHOOKER_ENTRY" in settings:
+                planned = settings["MRHOOKER_ENTRY"].count(";") + 1
+                missing = planned - self.stats.get("entry_written", 0)
+                if missing:
+                    say("process %d: %d of the %d functions to hook at their entry are hooked through the PLT only "
+                        "(their code in memory is not the file's, or a thread stayed inside their first bytes)"
+                        % (pid, missing, planned))
             self.listener.settimeout(DETACH_TIMEOUT)
             try:
                 self.links.append(self.listener.accept()[0])

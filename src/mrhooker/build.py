@@ -81,7 +81,7 @@ class BuildOptions:
 class Build:
     """A finished build: its directory (resolved, checked) and what the launcher needs from it."""
 
-    def __init__(self, script, directory, symbols, entry=()):
+    def __init__(self, script, directory, symbols, entry=(), entry_at=None):
         self.script = script          # script.Script
         self.directory = directory
         self.preload = os.path.join(directory, "preload.so")
@@ -90,6 +90,7 @@ class Build:
         self.guardian = os.path.join(directory, GUARDIAN)
         self.symbols = symbols        # the hooked symbols
         self.entry = list(entry)      # those hooked at their entry (@hook(..., at="entry"); atentry.py)
+        self.entry_at = dict(entry_at or {})   # those of them given by address in the program: {symbol: address}
 
 
 # The runtime's objects, in two parts, each compiled once per compiler and runtime source (every Python's builds
@@ -290,7 +291,7 @@ def _build(path, options):
                 cache.touch(final)
                 options.log("cache hit: %s" % final)
                 return Build(script, cache.check_private(final, "build"), manifest["symbols"],
-                             manifest.get("entry", ()))
+                             manifest.get("entry", ()), manifest.get("entry_at"))
             options.log("cache: %s is missing or damaged: building it again" % final)
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -306,14 +307,15 @@ def _build(path, options):
     try:
         shutil.copyfile(pyrt, os.path.join(tmp, "pyrt.so"))
         shutil.copy(guardian, os.path.join(tmp, GUARDIAN))
-        entry = []
+        entry, entry_at = [], {}
         if script.kind == "pyx":
             symbols, deps = _build_pyx(script, tmp, pyinfo, runtime_objects, options, root)
         else:
             symbols, deps = _build_py(script, tmp, pyinfo, runtime_objects, options, root)
-            entry = [h.prototype.symbol for h in script.hooks if h.at == "entry"]
+            entry = [h.prototype.symbol for h in script.hooks if h.at != "plt"]
+            entry_at = {h.prototype.symbol: h.at for h in script.hooks if isinstance(h.at, int)}
         cache.seal(tmp, LIBRARIES + (GUARDIAN,) + ((VIEWS,) if script.kind == "py" else ()), {"script": script.path, "kind": script.kind, "module": script.module,
-                                    "symbols": symbols, "entry": entry, "deps": deps, "mrhooker": __version__})
+                                    "symbols": symbols, "entry": entry, "entry_at": entry_at, "deps": deps, "mrhooker": __version__})
         final = final_dir(deps)
         cache.publish(tmp, final, rebuild=options.rebuild)
         cache.write_atomic(index, json.dumps(deps))
@@ -321,7 +323,7 @@ def _build(path, options):
         shutil.rmtree(tmp, ignore_errors=True)
     cache.prune(root, script.module, final)
     options.log("built: %s" % final)
-    return Build(script, cache.check_private(final, "build"), symbols, entry)
+    return Build(script, cache.check_private(final, "build"), symbols, entry, entry_at)
 
 
 # ---- traces ---------------------------------------------------------------------------------------------

@@ -271,9 +271,6 @@ def run_command(argv):
     launch_options = LaunchOptions(follow=not args.no_follow, output=args.output, force=args.force, log=console.log,
                                    verbose=verbose)
     if args.pids:
-        if result.entry:
-            raise MrhookerError("at=\"entry\" works on a command mrhooker runs, not yet with -p (hooked there: %s)"
-                                % ", ".join(result.entry))
         return attach_target(result, toolchain.python_info(), args.pids, launch_options, args.duration)
     return run_target(result, toolchain.python_info(), args.command, program, launch_options)
 
@@ -439,9 +436,6 @@ def trace_command(argv):
                                                if os.path.isdir(path) else "its directory is missing or not writable"))
     if args.follow_count >= 2 and not args.output:
         raise MrhookerError("-ff needs -o FILE (it writes FILE.PID for each process)")
-    if args.entry and pids:
-        raise MrhookerError("--entry works on a command mrhooker runs, not yet with -p: without it, the calls "
-                            "through the PLT are traced")
     program = find_program(args.command, args.force) if not pids else None
     # a launched command's children are followed unless --no-follow; an attached process's only with -f (strace's)
     follow = not args.no_follow and (args.follow_count >= 1 or not pids)

@@ -265,6 +265,17 @@ def cache_bytecode(path):
             pass
 
 
+def _entry_environment(build, program, options):
+    """MRHOOKER_ENTRY for the hooks at="entry" of build (and the program's own functions), planned for program."""
+    if not build.entry:
+        return {}
+    from mrhooker import atentry
+    entry = atentry.entry_setting(program, build.symbols, set(build.entry), True, os.path.dirname(build.directory),
+                                  build.entry_at)
+    options.log("hooked at their entry: %s" % " ".join(sorted(entry.patched)))
+    return entry.environment()
+
+
 def run_target(build, pyinfo, command, program, options):
     """Runs COMMAND (whose program find_program gave) with the hooks; returns mrhooker's exit status: the
     target's, or 2 where it was 0 but the hooks did not start in some process (runreport.py)."""
@@ -283,12 +294,7 @@ def run_target(build, pyinfo, command, program, options):
     try:
         settings = hook_environment(build, pyinfo, output, options)
         settings.update(report.environment())
-        if build.entry:   # @hook(..., at="entry"): their patches, planned for this program
-            from mrhooker import atentry
-            entry = atentry.entry_setting(program, build.symbols, set(build.entry), True,
-                                          os.path.dirname(build.directory))
-            options.log("hooked at their entry: %s" % " ".join(sorted(entry.patched)))
-            settings.update(entry.environment())
+        settings.update(_entry_environment(build, program, options))
         env = _preload_environment(build.preload, settings, options)
         options.log("hooks: %s (%s)" % (build.hooks, ", ".join(build.symbols)))
         options.log("hook output: %s" % (options.output or "stderr"))
@@ -331,7 +337,8 @@ def attach_target(build, pyinfo, pids, options, duration=None):
             signals.ended()   # nothing is forwarded: INT, TERM and HUP say "detach"
             try:
                 for pid in pids:
-                    sessions.append(attached.Attached(pid, build.preload, settings, options.follow))
+                    entry = _entry_environment(build, "/proc/%d/exe" % pid, options)
+                    sessions.append(attached.Attached(pid, build.preload, dict(settings, **entry), options.follow))
                     options.log(sessions[-1].timings())
                     say("Process %d attached" % pid)
                 attached.wait(sessions, lambda: False, lambda: bool(signals.interrupted), duration)

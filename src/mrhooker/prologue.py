@@ -155,10 +155,17 @@ class ElfFunctions:
         capstone, md = _decoder()
         shown = name or "0x%x" % address
         found = self.find(name, address)
+        if found is None and name is None:
+            # a stripped program's function, by the address the user found: its size and its body's branches
+            # are unknown, so the first instructions are all that is checked
+            return _plan(capstone, md, self.path, shown, shown, address, None, self._bytes(address, 32))
         if found is None:
             raise MrhookerError("%s is not a function %s defines (with a size in its symbol table)"
                                 % (shown, os.path.basename(self.path)))
         sym_name, start, size = found
+        if address is not None and address != start:
+            raise MrhookerError("0x%x is inside %s (which starts at 0x%x), not a function's entry"
+                                % (address, sym_name, start))
         body = self._bytes(start, size)
         return _plan(capstone, md, self.path, shown, sym_name, start, size, body)
 
@@ -170,7 +177,7 @@ def plan_entry(path, name=None, address=None):
 
 def _plan(capstone, md, path, shown, sym_name, start, size, body):
     patch_at = len(ENDBR64) if body.startswith(ENDBR64) else 0
-    if size < patch_at + JMP_SIZE:
+    if size is not None and size < patch_at + JMP_SIZE:
         raise MrhookerError("%s is %d bytes long: too short to hook at its entry (a jump takes %d)"
                             % (shown, size, JMP_SIZE))
     code, fixups, moved = bytearray(body[:patch_at]), [], 0
@@ -181,11 +188,11 @@ def _plan(capstone, md, path, shown, sym_name, start, size, body):
         fixups += [(len(code) + field, len(code) + end, target) for field, end, target in fields]
         code += raw
         moved += insn.size
-    if moved < JMP_SIZE or patch_at + moved > size:
+    if moved < JMP_SIZE or (size is not None and patch_at + moved > size):
         raise MrhookerError("%s is too short to hook at its entry: its first instructions end with the function"
                             % shown)
     inside = range(start + patch_at + 1, start + patch_at + moved)
-    for insn in md.disasm(body, start):   # stops at the first bytes Capstone can't decode (data in code)
+    for insn in md.disasm(body if size is not None else b"", start):   # stops at the first bytes Capstone can't decode (data in code)
         target = _branch_target(capstone, insn)
         if target is not None and target in inside:
             raise MrhookerError("%s jumps back into its first %d bytes (at 0x%x): they can't be moved, so it can't "

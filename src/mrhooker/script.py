@@ -29,7 +29,8 @@ class Hook:
         self.spec = spec              # the string given to @hook, exactly
         self.line = line
         self.prototype = prototype    # cdecl.Prototype
-        self.at = at                  # "plt", or "entry": hooked at the function's own entry (atentry.py)
+        self.at = at                  # "plt"; "entry": hooked at the function's own entry (atentry.py); or an int,
+                                      # that entry's address in the program's file
 
 
 def read(path, header_cache_dir=None):
@@ -93,7 +94,8 @@ def check_symbols(names, path):
 
 
 def scan_hooks(source, path):
-    """The @hook("...") specs of a .py script, in order, read from its syntax tree. Returns [(spec, line, at)]."""
+    """The @hook("...") specs of a .py script, in order, read from its syntax tree. Returns [(spec, line, at)]: at
+    is "plt", "entry" or an address (Hook.at)."""
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as e:
@@ -127,9 +129,11 @@ def scan_hooks(source, path):
             for keyword in node.keywords:
                 if keyword.arg == "at":
                     value = keyword.value
-                    if not (isinstance(value, ast.Constant) and value.value in HOOK_PLACES):
-                        raise MrhookerError('%s:%d: @hook\'s at= is "plt" (calls from other objects, the default) or '
-                                            '"entry" (every call, at the function\'s own entry)' % (path, node.lineno))
+                    address = isinstance(value, ast.Constant) and type(value.value) is int and value.value >= 0
+                    if not (address or isinstance(value, ast.Constant) and value.value in HOOK_PLACES):
+                        raise MrhookerError('%s:%d: @hook\'s at= is "plt" (calls from other objects, the default), '
+                                            '"entry" (every call, at the function\'s own entry) or the function\'s '
+                                            'address in the program (at=0x1139)' % (path, node.lineno))
                     at = value.value
                 elif keyword.arg != "blocks":
                     raise MrhookerError("%s:%d: @hook has no option %s (only blocks=False and at=\"entry\")"

@@ -167,8 +167,9 @@ class Tracer:
             self._connect(reader, outputs)
             with signals:
                 if attach_to:
-                    raw_status, statuses = self._attached(reader, trace, trace_build.preload, attach_to, signals,
-                                                          guard, broken)
+                    self._build_dir = trace_build.directory
+                    raw_status, statuses = self._attached(reader, trace, trace_build.preload,
+                                                          trace_build.functions, attach_to, signals, guard, broken)
                 else:
                     self._build_dir = trace_build.directory
                     settings = dict(trace.environment(), **self._entry_setting(trace_build.functions, program))
@@ -299,7 +300,7 @@ class Tracer:
         drain(final=True)
         return status
 
-    def _attached(self, reader, trace, preload, pids, signals, guard, broken):
+    def _attached(self, reader, trace, preload, functions, pids, signals, guard, broken):
         """Attaches to the running processes pids, drains the ring until they end or mrhooker is asked to stop
         (Ctrl-C, SIGTERM, SIGHUP, --duration), then detaches and drains what is left; (0, {}): their exit
         statuses are their parents' to see. A closed pipe detaches as well (the processes are not mrhooker's to
@@ -311,7 +312,8 @@ class Tracer:
         sessions = []
         try:
             for pid in pids:
-                session = attached.Attached(pid, preload, trace.environment(), self.request.follow)
+                settings = dict(trace.environment(), **self._entry_setting(functions, "/proc/%d/exe" % pid))
+                session = attached.Attached(pid, preload, settings, self.request.follow)
                 sessions.append(session)
                 if len(pids) == 1:   # its lines without [pid N], as strace -p shows one process's
                     reader.command_pid(pid)

@@ -386,6 +386,7 @@ static void detach_here(int ours)   /* with depth raised; ours: link_fd is still
 {
     pthread_mutex_lock(&patch_lock);
     if (attached) {
+        mrh_patch_restore();
         run_pass(PASS_RESTORE);
         if (mrh_trace_switch) mrh_trace_switch(0);
         mrh_attach_state(0);
@@ -501,6 +502,7 @@ static void attach_fork_child(void)
             if (link_fd >= 0) close(link_fd);
             link_fd = -1;
             pthread_mutex_lock(&patch_lock);
+            mrh_patch_restore();
             run_pass(PASS_RESTORE);
             if (mrh_trace_switch) mrh_trace_switch(0);
             mrh_attach_state(0);
@@ -556,9 +558,12 @@ MRH_EXPORT int mrhooker_attach(const char *settings, long long *result)
         mrh_attach_state(1);
         attached = 1;
         run_pass(PASS_PATCH);
+        /* at their entry: made ready here, the jmps written by attach.py next (mrhooker_entry_writes) */
+        mrh_patch_entries(mrh_setting_in(settings, "MRHOOKER_ENTRY"), 1);
         if (!fork_handler_set) fork_handler_set = pthread_atfork(NULL, NULL, attach_fork_child) == 0;
         rc = start_watcher();
         if (rc) {
+            mrh_patch_restore();
             run_pass(PASS_RESTORE);
             if (mrh_trace_switch) mrh_trace_switch(0);
             mrh_attach_state(0);

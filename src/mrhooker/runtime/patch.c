@@ -231,41 +231,38 @@ static int relocate(const patch *p, unsigned char *code, uintptr_t base)
 /* ---- writing the jmp ---------------------------------------------------------------------------------- */
 
 /* The 5 bytes at `at`, in one store when they fit in an aligned 8 or 16 bytes (a thread that runs the function
- * meanwhile sees the old prologue or the jmp, never half of each); else copied (at load, no other thread yet). */
-static void store_jump(unsigned char *at, const unsigned char *jmp)
+ * meanwhile sees the old bytes or the new, never half of each); else copied (at load, no other thread yet). */
+static void store_5(unsigned char *at, const unsigned char *bytes)
 {
     uintptr_t a = (uintptr_t)at;
     if ((a & 7) <= 3) {
         uint64_t *word = (uint64_t *)(a & ~(uintptr_t)7), v = *word;
-        memcpy((unsigned char *)&v + (a & 7), jmp, 5);
+        memcpy((unsigned char *)&v + (a & 7), bytes, 5);
         __atomic_store_n(word, v, __ATOMIC_SEQ_CST);
     } else if ((a & 15) <= 11) {
         unsigned __int128 *word = (unsigned __int128 *)(a & ~(uintptr_t)15), old = *word, v = old;
-        memcpy((unsigned char *)&v + (a & 15), jmp, 5);
+        memcpy((unsigned char *)&v + (a & 15), bytes, 5);
         uint64_t lo = (uint64_t)v, hi = (uint64_t)(v >> 64), old_lo = (uint64_t)old, old_hi = (uint64_t)(old >> 64);
         __asm__ volatile("lock cmpxchg16b %0" : "+m"(*word), "+a"(old_lo), "+d"(old_hi) : "b"(lo), "c"(hi) : "memory");
     } else {
-        memcpy(at, jmp, 5);
+        memcpy(at, bytes, 5);
     }
 }
 
-/* Writes the jmp into the function's text: its pages made writable (and still executable: this thread may be
- * running code on them) around the store, else through /proc/self/mem. 0 on failure. */
-static int write_jump(unsigned char *at, uintptr_t to)
+/* Writes 5 bytes of the function's text: its pages made writable (and still executable: this or another thread
+ * may be running code on them) around the store, else through /proc/self/mem. 0 on failure. */
+static int write_text(unsigned char *at, const unsigned char *bytes)
 {
-    unsigned char jmp[5] = {0xe9};
-    int32_t rel = (int32_t)((intptr_t)to - (intptr_t)((uintptr_t)at + 5));
-    memcpy(jmp + 1, &rel, 4);
     uintptr_t first = (uintptr_t)at & ~(uintptr_t)4095, last = ((uintptr_t)at + 4) & ~(uintptr_t)4095;
     size_t len = last - first + 4096;
     if (mprotect((void *)first, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0) {
-        store_jump(at, jmp);
+        store_5(at, bytes);
         mprotect((void *)first, len, PROT_READ | PROT_EXEC);
         return 1;
     }
     int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
     if (fd < 0) return 0;
-    int ok = pwrite(fd, jmp, 5, (off_t)(uintptr_t)at) == 5;
+    int ok = pwrite(fd, bytes, 5, (off_t)(uintptr_t)at) == 5;
     close(fd);
     return ok;
 }
@@ -292,17 +289,39 @@ static void *entry_point(int slot)
     return mrh_find_in_object(self, mrh_slots[slot].name);
 }
 
-/* A patch made ready in an arena: this header, then the stub, then the trampoline (16-byte aligned). */
-typedef struct block {
-    unsigned char *at;   /* where the jmp goes (the function + patch_at) */
-    int slot;            /* -1: not to be applied */
-    int size;            /* the whole block's, header included */
-} block;
-
+/* A patch made ready: its stub and trampoline in an arena (which becomes read-only), its state here. Moved by
+ * the thread that runs mrh_patch_entries or mrh_patch_restore (preload_init; attach.c with patch_lock held). */
+#define MAX_BLOCKS 4096
 #define STUB_SIZE 14
+
+static struct block {
+    unsigned char *at;        /* where the jmp goes (the function + patch_at) */
+    unsigned char *stub;      /* the stub; the trampoline follows it */
+    int slot;
+    int state;                /* below */
+    unsigned moved;           /* bytes of whole instructions the jmp covers */
+    unsigned char saved[5];   /* the function's 5 bytes at `at`, as they were */
+    unsigned char jmp[5];     /* the jmp to the stub */
+} blocks[MAX_BLOCKS];
+static int nblocks;
+enum { BLOCK_READY, BLOCK_APPLIED, BLOCK_DONE };   /* DONE: restored, or never to be applied */
+
+/* attach.py's list of the jmps to write (mrhooker_entry_writes): the count, then each (address, the bytes the
+ * jmp covers whole instructions of, its 5 bytes). Filled by mrhooker_attach's thread, read by attach.py after. */
+static struct {
+    int64_t count;
+    struct {
+        uint64_t at, moved;
+        unsigned char bytes[8];
+    } item[MAX_BLOCKS];
+} writes;
+
+static int attaching;   /* the current mrh_patch_entries is an attach's: its reasons are counted, not said (the
+                         * program's stderr is not ours); mrhooker compares the writes listed with its plan */
 
 static void not_hooked(const patch *p, const char *why)
 {
+    if (attaching) return;
     mrh_warn("%.*s: not hooked at its entry (%s): only calls through the PLT are", (int)p->symbol_n, p->symbol, why);
 }
 
@@ -313,51 +332,76 @@ static void prepare(const patch *p)
 {
     int found, slot = slot_of(p);
     uintptr_t base = object_base(p, &found);
-    if (!found || slot < 0) return;
+    if (!found || slot < 0 || nblocks == MAX_BLOCKS) return;
     unsigned char *fn = (unsigned char *)(base + p->address);
     void *entry = entry_point(slot);
     if (!entry) {
         not_hooked(p, "mrhooker has no entry point for it");
         return;
     }
+    uintptr_t at = (uintptr_t)fn + p->patch_at;
+    for (int k = 0; k < nblocks; k++)
+        if (blocks[k].at == (unsigned char *)at && blocks[k].state == BLOCK_APPLIED && blocks[k].slot == slot) {
+            blocks[k].state = BLOCK_READY;   /* an earlier attach's jmp, left in place (see restore): again */
+            return;
+        }
     if (memcmp(fn, p->expect, p->nexpect) != 0) {
         if (base != (uintptr_t)_r_debug.r_map->l_addr)
             not_hooked(p, "its code is not the one mrhooker read from the file");
         return;
     }
-    size_t size = (sizeof(block) + STUB_SIZE + p->ncode + STUB_SIZE + 15) & ~(size_t)15;
-    unsigned char *space = near_space((uintptr_t)fn, size);
-    if (!space) {
+    size_t size = (STUB_SIZE + p->ncode + STUB_SIZE + 15) & ~(size_t)15;
+    unsigned char *stub = near_space((uintptr_t)fn, size);
+    if (!stub) {
         not_hooked(p, "no free memory within reach of it");
         return;
     }
-    block *b = (block *)space;
-    unsigned char *stub = space + sizeof(block), *tramp = stub + STUB_SIZE;
-    b->at = fn + p->patch_at;
-    b->size = (int)size;
-    b->slot = -1;
+    unsigned char *tramp = stub + STUB_SIZE;
     put_jump(stub, (uintptr_t)entry);
     memcpy(tramp, p->code, p->ncode);
     if (!relocate(p, tramp, base)) {
         not_hooked(p, "its moved instructions don't reach from the trampoline");
         return;
     }
-    put_jump(tramp + p->ncode, (uintptr_t)b->at + p->moved);
+    put_jump(tramp + p->ncode, at + p->moved);
+    struct block *b = &blocks[nblocks++];
+    b->at = (unsigned char *)at;
+    b->stub = stub;
     b->slot = slot;
+    b->state = BLOCK_READY;
+    b->moved = p->moved;
+    memcpy(b->saved, b->at, 5);
+    b->jmp[0] = 0xe9;
+    int32_t rel = (int32_t)((intptr_t)stub - (intptr_t)(at + 5));
+    memcpy(b->jmp + 1, &rel, 4);
 }
 
-/* Pass 2, once every arena is executable: the trampoline becomes the slot's original, then the jmp is written. */
-static void apply(block *b)
+/* Pass 2, once the arenas are executable: the trampoline becomes the slot's original, then the jmp is written
+ * (now, or listed for attach.py). */
+static void apply(struct block *b, int now)
 {
-    unsigned char *stub = (unsigned char *)(b + 1);
-    __atomic_store_n(&mrh_slots[b->slot].original, (void *)(stub + STUB_SIZE), __ATOMIC_RELEASE);
-    if (!write_jump(b->at, (uintptr_t)stub))
+    __atomic_store_n(&mrh_slots[b->slot].original, (void *)(b->stub + STUB_SIZE), __ATOMIC_RELEASE);
+    b->state = BLOCK_APPLIED;
+    if (!now) {
+        int64_t i = writes.count++;
+        writes.item[i].at = (uintptr_t)b->at;
+        writes.item[i].moved = b->moved;
+        memcpy(writes.item[i].bytes, b->jmp, 5);
+    } else if (!write_text(b->at, b->jmp)) {
+        b->state = BLOCK_DONE;
         mrh_warn("%s: not hooked at its entry (its code can't be written): only calls through the PLT are",
                  mrh_slots[b->slot].name);
+    }
 }
 
-void mrh_patch_entries(const char *spec)   /* preload_init, with depth raised */
+/* The functions the spec names, hooked at their entry. attaching (mrhooker_attach): the jmps are not written
+ * here but listed for attach.py (mrhooker_entry_writes), which writes them with every thread stopped and none
+ * inside the bytes they change; the detach puts them back (mrh_patch_restore). */
+void mrh_patch_entries(const char *spec, int for_attach)   /* preload_init or mrhooker_attach, depth raised */
 {
+    int first = nblocks;
+    attaching = for_attach;
+    writes.count = 0;
     if (!spec) return;
     for (const char *p = spec; *p;) {
         patch one;
@@ -368,12 +412,30 @@ void mrh_patch_entries(const char *spec)   /* preload_init, with depth raised */
         prepare(&one);
     }
     for (int i = 0; i < narenas; i++) {
-        struct arena *a = &arenas[i];
-        if (mprotect(a->base, ARENA_SIZE, PROT_READ | PROT_EXEC) != 0) continue;   /* its patches not applied */
-        for (size_t at = 0; at < a->used;) {
-            block *b = (block *)(a->base + at);
-            if (b->slot >= 0) apply(b);
-            at += (size_t)b->size;
+        arenas[i].used = ARENA_SIZE;   /* read-only from now on: a later attach takes new space */
+        if (mprotect(arenas[i].base, ARENA_SIZE, PROT_READ | PROT_EXEC) != 0) {
+            for (int k = first; k < nblocks; k++)
+                if (blocks[k].stub >= arenas[i].base && blocks[k].stub < arenas[i].base + ARENA_SIZE)
+                    blocks[k].state = BLOCK_DONE;   /* can't run from there: not applied */
+        }
+    }
+    for (int k = 0; k < nblocks; k++)   /* the new ones, and an earlier attach's made READY again */
+        if (blocks[k].state == BLOCK_READY) apply(&blocks[k], !attaching);
+}
+
+/* An attached process's detach (attach.c): every function's first bytes back where one store can do it while the
+ * program runs (store_5); the others keep their jmp, inert: the entry point sends every call to the trampoline
+ * while hooks are off, as it does calls in flight. (A function not aligned to 16 bytes: code built with -O0.) */
+void mrh_patch_restore(void)
+{
+    for (int k = 0; k < nblocks; k++) {
+        uintptr_t a = (uintptr_t)blocks[k].at;
+        if (blocks[k].state == BLOCK_APPLIED && ((a & 7) <= 3 || (a & 15) <= 11)) {
+            write_text(blocks[k].at, blocks[k].saved);
+            blocks[k].state = BLOCK_DONE;
         }
     }
 }
+
+/* attach.py: the jmps to write with the process stopped, after mrhooker_attach. */
+MRH_EXPORT const void *mrhooker_entry_writes(void) { return &writes; }

@@ -187,14 +187,17 @@ static size_t settings_used;           /* only grows: an attach's settings go af
 static const char *settings_text;      /* an attach's settings, "NAME=value" strings each ended by a NUL and
                                         * the list by an empty one, read instead of the environment (attach.c) */
 
-static const char *lookup(const char *name)
+/* NAME's value in an attach's settings text, or in the environment when there is none (text NULL). */
+const char *mrh_setting_in(const char *text, const char *name)
 {
-    if (!settings_text) return getenv(name);
+    if (!text) return getenv(name);
     size_t n = mrh_length(name);
-    for (const char *entry = settings_text; *entry; entry += strlen(entry) + 1)
+    for (const char *entry = text; *entry; entry += strlen(entry) + 1)
         if (strncmp(entry, name, n) == 0 && entry[n] == '=') return entry + n + 1;
     return NULL;
 }
+
+static const char *lookup(const char *name) { return mrh_setting_in(settings_text, name); }
 
 static const char *setting(const char *name)
 {
@@ -607,7 +610,7 @@ __attribute__((constructor)) static void preload_init(void)
     int saved = errno;
     mrh_resolve_init();
     read_settings();
-    if (mrh_config.active) mrh_patch_entries(lookup("MRHOOKER_ENTRY"));   /* before any original is used */
+    if (mrh_config.active) mrh_patch_entries(lookup("MRHOOKER_ENTRY"), 0);   /* before any original is used */
     mrh_follow_init();
     mrh_signals_init();
     pthread_condattr_t attr;

@@ -38,6 +38,7 @@ typedef struct mrh_settings {
 extern mrh_settings mrh_config;
 
 void mrh_attach_settings(const char *text);   /* attach.c: settings from these "NAME=value\0...\0" strings */
+const char *mrh_setting_in(const char *text, const char *name);   /* one of them (text NULL: the environment's) */
 void mrh_attach_state(int on);                /* attach.c: hooks on at an attach, OFF at its detach */
 
 /* resolve.c */
@@ -54,7 +55,9 @@ struct link_map;
 void *mrh_find_in_object(const struct link_map *map, const char *name);   /* an object's definition, or NULL */
 
 /* patch.c */
-void mrh_patch_entries(const char *spec);    /* at load: the functions MRHOOKER_ENTRY says, hooked at their entry */
+void mrh_patch_entries(const char *spec, int attaching);   /* the functions MRHOOKER_ENTRY says, hooked at their
+                                                            * entry: at load, or by an attach (with attach.py) */
+void mrh_patch_restore(void);                /* an attach's detach: their first bytes back */
 
 /* follow.c */
 void mrh_follow_init(void);                   /* snapshot MRHOOKER_*, or strip them (--no-follow) */
