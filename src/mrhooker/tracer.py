@@ -268,6 +268,8 @@ class Tracer:
         """MRHOOKER_ENTRY for this trace: with --entry every traced function at its entry where its first
         instructions can be moved (the others through the PLT, said in one line); without, only the functions
         written out as prototypes (-e 'int compute(int x)') that the program defines and no library exports."""
+        if not self.request.entry and not any("(" in spec for spec in self.request.specs):
+            return {}   # (a warm start imports nothing of the planning side)
         import re
         from mrhooker import tracing
         written = [item for spec in self.request.specs for item in tracing.items(spec) if "(" in item]

@@ -95,8 +95,10 @@ def test_the_programs_own_functions_with_and_without_endbr64(tmp_path, flags):
         assert bump.fixups and all(target > bump.address for _f, _e, target in bump.fixups)
         with pytest.raises(MrhookerError, match="too short|can't be moved"):
             prologue.plan_entry(prog, "tiny")   # xor %eax,%eax; ret
-    by_address = prologue.plan_entry(prog, address=plan.address + 1)
+    by_address = prologue.plan_entry(prog, address=plan.address)
     assert by_address.name == "compute" and by_address.expect == plan.expect
+    with pytest.raises(MrhookerError, match="inside compute"):
+        prologue.plan_entry(prog, address=plan.address + 1)
 
 
 def test_a_jump_back_into_the_first_bytes_is_refused(tmp_path):
