@@ -101,12 +101,13 @@ def test_printf_is_seen_as_its_write_at_the_entry_only(mrhooker, libc_prog):
 
 def test_fopen_is_seen_as_its_open_and_getaddrinfo_as_its_socket(mrhooker, libc_prog):
     prog, data = libc_prog
-    r = trace(mrhooker, "--entry", "-e", "open,socket", prog, data)
+    r = trace(mrhooker, "--entry", "-e", "open,socket,connect", prog, data)
     expected = unhooked([prog, data])
     assert (r.returncode, r.stdout) == (expected.returncode, expected.stdout), r
     opens = lines_of(r.err, "open")
     assert any('"%s", O_RDONLY' % data in line and line.endswith("= 3") for line in opens), r
     assert any("AF_NETLINK" in line for line in lines_of(r.err, "socket")), r
+    assert lines_of(r.err, "connect"), r   # its try of nscd's socket
 
 
 def test_the_programs_own_function_is_traced_with_its_arguments(mrhooker, own_prog):
