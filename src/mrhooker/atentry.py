@@ -35,11 +35,12 @@ def _field(plan, name):
                      plan.expect.hex(), plan.code.hex(), fixups])
 
 
-def entry_setting(program, names, asked, strict, root, addresses=None):
+def entry_setting(program, names, asked, own, strict, root, addresses=None):
     """The entry patches for hooking `names` in `program` (its path; a #! script: its interpreter's): each of
-    `asked` (a set of names, or True for all) in the file that defines it, and each that only the program
-    itself defines; addresses: {name: the address of its entry in the program's file} for functions given so
-    (a stripped program's). strict: a function asked for that can't be patched is an error (else it is left to the PLT,
+    `asked` (a set of names, or True for all) in the library that defines it, and each of `own` (a set: the
+    names written out by the user, whose prototype is theirs) that no library exports, in the program itself;
+    addresses: {name: the address of its entry in the program's file} for functions given so (a stripped
+    program's). strict: a function asked for that can't be patched is an error (else it is left to the PLT,
     and said in .refused). Remembered in the cache directory root, keyed by the files it was read from (their
     size and mtime: an upgraded library is planned again; the runtime checks the bytes anyway)."""
     from mrhooker import programs
@@ -50,7 +51,8 @@ def entry_setting(program, names, asked, strict, root, addresses=None):
     libraries = programs.loaders_libraries(exe)
     addresses = addresses or {}
     key = hashlib.sha256("\0".join([__version__, json.dumps([exe, list(names), asked if asked is True else
-                                                               sorted(asked), strict, sorted(addresses.items())])]
+                                                               sorted(asked), sorted(own), strict,
+                                                               sorted(addresses.items())])]
                                      + [toolchain.tool_identity(p) for p in [exe] + libraries + _SOURCES]).encode())
     path = os.path.join(root, DIRECTORY, key.hexdigest()[:32] + ".json")
     try:
@@ -60,14 +62,14 @@ def entry_setting(program, names, asked, strict, root, addresses=None):
         return EntrySetting(found["value"], found["patched"], found["refused"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    setting = _plan(exe, libraries, names, asked, strict, addresses)
+    setting = _plan(exe, libraries, names, asked, own, strict, addresses)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     cache.write_atomic(path, json.dumps({"value": setting.value, "patched": setting.patched,
                                          "refused": setting.refused}))
     return setting
 
 
-def _plan(exe, libraries, names, asked, strict, addresses):
+def _plan(exe, libraries, names, asked, own, strict, addresses):
     from mrhooker import programs, prologue
 
     exported = programs.definers(exe, names, libraries)
@@ -75,18 +77,17 @@ def _plan(exe, libraries, names, asked, strict, addresses):
         raise MrhookerError("cannot tell which files define the functions to hook at their entry in %s" % exe)
     fields, patched, refused, done, files = [], {}, {}, set(), {}
     for name in names:
-        path = exported.get(name) if name not in addresses else exe
-        if path is None:
-            path = exe   # the program's own function, not exported: its .symtab says where
-        elif asked is not True and name not in asked:
-            continue
+        if name in addresses or (name not in exported and name in own):
+            path = exe   # the program's own function: its .symtab (or the address given) says where
+        elif name in exported and (asked is True or name in asked):
+            path = exported[name]
+        else:
+            continue   # through the PLT only: not asked for, or a name no object defines at start
         try:
             if path not in files:
                 files[path] = prologue.ElfFunctions(path)
             plan = files[path].plan(address=addresses[name]) if name in addresses else files[path].plan(name)
         except MrhookerError as e:
-            if path == exe and name not in exported and (asked is not True and name not in asked):
-                continue   # defined nowhere the loader looks at start: left to the PLT (a library loaded later)
             if strict:
                 raise
             refused[name] = str(e)

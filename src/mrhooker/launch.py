@@ -270,8 +270,8 @@ def _entry_environment(build, program, options):
     if not build.entry:
         return {}
     from mrhooker import atentry
-    entry = atentry.entry_setting(program, build.symbols, set(build.entry), True, os.path.dirname(build.directory),
-                                  build.entry_at)
+    entry = atentry.entry_setting(program, build.symbols, set(build.entry), set(build.entry), True,
+                                  os.path.dirname(build.directory), build.entry_at)
     options.log("hooked at their entry: %s" % " ".join(sorted(entry.patched)))
     return entry.environment()
 

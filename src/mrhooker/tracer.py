@@ -274,12 +274,11 @@ class Tracer:
         from mrhooker import tracing
         written = [item for spec in self.request.specs for item in tracing.items(spec) if "(" in item]
         names = [f["name"] for f in functions]
-        asked = True if self.request.entry else {
-            name for name in names if any(re.search(r"\b%s\s*\(" % re.escape(name), item) for item in written)}
-        if not asked:
+        own = {name for name in names if any(re.search(r"\b%s\s*\(" % re.escape(name), item) for item in written)}
+        if not own and not self.request.entry:
             return {}
         from mrhooker import atentry
-        setting = atentry.entry_setting(program, names if asked is True else sorted(asked), asked, False,
+        setting = atentry.entry_setting(program, names, True if self.request.entry else set(), own, False,
                                         os.path.dirname(self._build_dir))
         self.log("hooked at their entry: %s" % " ".join(sorted(setting.patched)))
         if setting.refused and self.request.entry:
