@@ -37,9 +37,10 @@ class EntryPlan:
 
 def _functions(elf):
     """{name: (st_value, st_size, is IFUNC)} of the functions the file defines: .symtab's first (a program's
-    own, not exported), then .dynsym's default versions (memcpy@@GLIBC_2.14, not memcpy@GLIBC_2.2.5). Read
-    once per file: one pass over each table."""
-    found = {}
+    own, not exported), then .dynsym's default versions (memcpy@@GLIBC_2.14, not memcpy@GLIBC_2.2.5); and
+    {name: addresses} of the names .symtab gives to more than one function (static ones in two source files).
+    Read once per file: one pass over each table."""
+    found, twice = {}, {}
     versions = elf.get_section_by_name(".gnu.version")
     for section_name in (".symtab", ".dynsym"):
         section = elf.get_section_by_name(section_name)
@@ -53,8 +54,11 @@ def _functions(elf):
                 ndx = versions.get_symbol(i).entry["ndx"]
                 if isinstance(ndx, int) and ndx & 0x8000:
                     continue   # an older version of the name: not what a program binds to
-            found.setdefault(sym.name, (sym["st_value"], sym["st_size"], kind in IFUNC_TYPES))
-    return found
+            entry = (sym["st_value"], sym["st_size"], kind in IFUNC_TYPES)
+            if section_name == ".symtab" and sym.name in found and found[sym.name][0] != entry[0]:
+                twice.setdefault(sym.name, {found[sym.name][0]}).add(entry[0])   # static functions of one name
+            found.setdefault(sym.name, entry)
+    return found, twice
 
 
 def _decoder():
@@ -83,8 +87,8 @@ def _relocated(capstone, insn, name):
     from capstone import x86
     raw = bytes(insn.bytes)
     mnemonic = insn.mnemonic
-    if (insn.group(capstone.CS_GRP_RET) or insn.group(capstone.CS_GRP_INT) or mnemonic in ("hlt", "ud2", "int3")
-            or mnemonic.startswith("loop") or mnemonic in ("jrcxz", "jecxz")):
+    if (insn.group(capstone.CS_GRP_RET) or insn.group(capstone.CS_GRP_INT) or mnemonic.startswith("loop")
+            or mnemonic in ("hlt", "ud0", "ud1", "ud2", "int3", "jrcxz", "jecxz", "xbegin")):
         raise MrhookerError("%s: its first instructions include `%s %s`, which can't be moved out of it"
                             % (name, mnemonic, insn.op_str))
     target = _branch_target(capstone, insn)
@@ -119,7 +123,7 @@ class ElfFunctions:
         try:
             with open(path, "rb") as f:
                 elf = ELFFile(f)
-                self.functions = _functions(elf)
+                self.functions, self.twice = _functions(elf)
                 self.segments = [(seg["p_vaddr"], seg["p_filesz"], seg["p_offset"]) for seg in elf.iter_segments()
                                  if seg["p_type"] == "PT_LOAD"]
         except OSError as e:
@@ -137,6 +141,10 @@ class ElfFunctions:
 
     def find(self, name=None, address=None):
         """(name, st_value, st_size) of the function named, or containing address; None if there is none."""
+        if name is not None and name in self.twice:
+            raise MrhookerError("%s is defined %d times in %s (at %s): hook the one you mean by its address "
+                                "(at=0x...)" % (name, len(self.twice[name]), os.path.basename(self.path),
+                                                ", ".join("0x%x" % a for a in sorted(self.twice[name]))))
         if name is not None:
             items = [(name, self.functions[name])] if name in self.functions else []
         else:

@@ -112,3 +112,48 @@ def test_a_short_jump_is_widened(tmp_path):
     if plan.code[3:4] != b"\x0f":
         pytest.skip("this libc's free starts otherwise")
     assert any(end - field == 4 for field, end, _t in plan.fixups)
+
+
+# Functions written out in assembly, for the cases a compiler makes only sometimes.
+ASM_C = r"""
+__attribute__((noipa)) int tiny(void) { return 1; }
+__asm__(".text\n"
+    "ret_early: test %edi, %edi; je 1f; ret; 1: mov $2, %eax; ret\n .type ret_early, @function; .size ret_early, .-ret_early\n"
+    "loop_to_start: 1: add $1, %edi; cmp $10, %edi; jl 1b; mov %edi, %eax; ret\n"
+    "  .type loop_to_start, @function; .size loop_to_start, .-loop_to_start\n"
+    "short_jmp: jmp 1f; nop; nop; nop; nop; 1: mov $3, %eax; ret\n"
+    "  .type short_jmp, @function; .size short_jmp, .-short_jmp\n"
+    "with_jrcxz: jrcxz 1f; mov $1, %eax; ret; 1: xor %eax, %eax; ret\n"
+    "  .type with_jrcxz, @function; .size with_jrcxz, .-with_jrcxz\n"
+    "indirect: mov %rdi, %rax; jmp *%rax\n .type indirect, @function; .size indirect, .-indirect\n"
+    "trap: ud2; nop; nop; nop; nop\n .type trap, @function; .size trap, .-trap\n"
+    "calls: call tiny; add $1, %eax; ret\n .type calls, @function; .size calls, .-calls\n"
+    "crosses: nop; nop; nop; nop; mov $1, %eax\n .type crosses, @function; .size crosses, 6\n ret\n");
+int main(void) { return tiny(); }
+"""
+
+
+def test_written_out_prologues(tmp_path):
+    prog = compile_c(tmp_path, ASM_C, ["-O2", "-fcf-protection=none"])
+    functions = prologue.ElfFunctions(prog)
+    for name, reason in [("ret_early", "can't be moved"), ("with_jrcxz", "can't be moved"),
+                         ("indirect", "jumps away"), ("trap", "can't be moved"), ("crosses", "too short")]:
+        with pytest.raises(MrhookerError, match=reason):
+            functions.plan(name)
+    assert prologue.plan_entry(prog, "loop_to_start").moved >= 5   # a branch to the entry itself runs the jmp
+    jmp = prologue.plan_entry(prog, "short_jmp")
+    start = functions.find("short_jmp")[1]
+    assert jmp.code[0] == 0xE9 and jmp.fixups == ((1, 5, start + 6),)   # widened to rel32, same target
+    calls = prologue.plan_entry(prog, "calls")
+    assert calls.code[0] == 0xE8 and calls.fixups == ((1, 5, functions.find("tiny")[1]),)
+
+
+def test_one_name_for_two_static_functions_asks_for_an_address(tmp_path):
+    other = tmp_path / "other.c"
+    other.write_text("__attribute__((noipa)) static int helper(int x) { return x * 3 + 1; }\n"
+                     "int other(int x) { return helper(x) + 1; }\n")
+    prog = compile_c(tmp_path, "__attribute__((noipa)) static int helper(int x) { return x * 5 + 2; }\n"
+                     "int other(int);\nint main(int c, char **v) { return helper(c) + other(c); }\n",
+                     ["-O2", str(other)])
+    with pytest.raises(MrhookerError, match="defined 2 times .* by its address"):
+        prologue.plan_entry(prog, "helper")
