@@ -13,6 +13,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 
 from mrhooker.errors import MrhookerError
 from mrhooker.programs import resolve_command
@@ -21,6 +22,7 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUI
                      signal.SIGUSR2, signal.SIGALRM)
 REPRODUCED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
 INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)   # once the target is gone: stop now
+REPEAT_WINDOW = 0.3   # seconds: the same signal from the same sender again within it is the same request
 SI_KERNEL = 0x80   # si_code of signals the kernel sends, e.g. the terminal's Ctrl-C
 WAKE = signal.SIGURG   # sent by mrhooker to its own signal thread, to end it
 
@@ -416,6 +418,7 @@ class Signals:
         # target inherits its ignoring, as it would without mrhooker
         self._waited = {sig for sig in FORWARDED_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN} | {WAKE}
         self._thread = None
+        self._last = None             # (signal, sender's pid, when) of the last one taken: see _forward
 
     def __enter__(self):
         signal.pthread_sigmask(signal.SIG_BLOCK, self._waited | {signal.SIGCHLD})
@@ -450,16 +453,20 @@ class Signals:
             sig = info.si_signo
             if sig == WAKE:
                 continue
+            # `timeout` sends its signal to mrhooker, then to mrhooker's process group: one request, twice
+            now, last = time.monotonic(), self._last
+            self._last = (sig, info.si_pid, now)
+            repeated = last is not None and last[:2] == (sig, info.si_pid) and now - last[2] < REPEAT_WINDOW
             with self._lock:
                 if self._ended:
-                    if sig in INTERRUPTING_SIGNALS:
+                    if sig in INTERRUPTING_SIGNALS and not repeated:
                         self.interrupted = sig
                     continue
                 if self._target is None:
                     self._early.append(sig)
                     continue
                 pid, own_group = self._target
-            if sig in INTERRUPTING_SIGNALS and _has_exited(pid):
+            if sig in INTERRUPTING_SIGNALS and _has_exited(pid) and not repeated:
                 # the main thread, blocked writing the trace, has not reaped the command yet: it is gone all the same
                 with self._lock:
                     self.interrupted = sig
