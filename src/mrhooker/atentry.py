@@ -72,6 +72,7 @@ def entry_setting(program, names, asked, own, strict, root, addresses=None):
 def _plan(exe, libraries, names, asked, own, strict, addresses):
     from mrhooker import programs, prologue
 
+    prologue.decoder()   # no Capstone: one line saying how to install it, not every function refused
     exported = programs.definers(exe, names, libraries)
     if exported is None:
         raise MrhookerError("cannot tell which files define the functions to hook at their entry in %s" % exe)

@@ -61,7 +61,7 @@ def _functions(elf):
     return found, twice
 
 
-def _decoder():
+def decoder():
     try:
         import capstone
     except ImportError:
@@ -89,8 +89,8 @@ def _relocated(capstone, insn, name):
     mnemonic = insn.mnemonic
     if (insn.group(capstone.CS_GRP_RET) or insn.group(capstone.CS_GRP_INT) or mnemonic.startswith("loop")
             or mnemonic in ("hlt", "ud0", "ud1", "ud2", "int3", "jrcxz", "jecxz", "xbegin")):
-        raise MrhookerError("%s: its first instructions include `%s %s`, which can't be moved out of it"
-                            % (name, mnemonic, insn.op_str))
+        raise MrhookerError("%s: its first instructions include `%s`, which can't be moved out of it"
+                            % (name, ("%s %s" % (mnemonic, insn.op_str)).strip()))
     target = _branch_target(capstone, insn)
     if insn.group(capstone.CS_GRP_JUMP) or insn.group(capstone.CS_GRP_CALL):
         if target is None:
@@ -124,20 +124,21 @@ class ElfFunctions:
             with open(path, "rb") as f:
                 elf = ELFFile(f)
                 self.functions, self.twice = _functions(elf)
-                self.segments = [(seg["p_vaddr"], seg["p_filesz"], seg["p_offset"]) for seg in elf.iter_segments()
-                                 if seg["p_type"] == "PT_LOAD"]
+                self.segments = [(seg["p_vaddr"], seg["p_filesz"], seg["p_offset"], seg["p_flags"] & 1)
+                                 for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
         except OSError as e:
             raise MrhookerError("cannot read %s: %s" % (path, e.strerror))
         except ELFError as e:
             raise MrhookerError("%s: not an ELF file mrhooker can read (%s)" % (path, e))
 
     def _bytes(self, address, size):
-        for vaddr, filesz, offset in self.segments:
-            if vaddr <= address and address + size <= vaddr + filesz:
+        for vaddr, filesz, offset, executable in self.segments:
+            if vaddr <= address and address + size <= vaddr + filesz and executable:
                 with open(self.path, "rb") as f:
                     f.seek(offset + address - vaddr)
                     return f.read(size)
-        raise MrhookerError("%s: the function at 0x%x is not in a loaded part of the file" % (self.path, address))
+        raise MrhookerError("0x%x is not in the code of %s (an executable part of the file)"
+                            % (address, os.path.basename(self.path)))
 
     def find(self, name=None, address=None):
         """(name, st_value, st_size) of the function named, or containing address; None if there is none."""
@@ -160,10 +161,13 @@ class ElfFunctions:
     def plan(self, name=None, address=None):
         """The EntryPlan of the function `name` (or the one at `address`); MrhookerError with the reason if it
         can't be hooked at its entry."""
-        capstone, md = _decoder()
+        capstone, md = decoder()
         shown = name or "0x%x" % address
         found = self.find(name, address)
         if found is None and name is None:
+            if any(size for _value, size, _ifunc in self.functions.values()):
+                raise MrhookerError("0x%x is not a function's entry in %s (its symbol table has none there)"
+                                    % (address, os.path.basename(self.path)))
             # a stripped program's function, by the address the user found: its size and its body's branches
             # are unknown, so the first instructions are all that is checked
             return _plan(capstone, md, self.path, shown, shown, address, None, self._bytes(address, 32))

@@ -554,12 +554,13 @@ MRH_EXPORT int mrhooker_attach(const char *settings, long long *result)
     if (rc >= 0) {
         link_fd = rc;
         rc = 0;
+        /* at their entry: made ready here (their originals known before the report of names missing), the jmps
+         * written by attach.py next (mrhooker_entry_writes) */
+        mrh_patch_entries(mrh_setting_in(settings, "MRHOOKER_ENTRY"), 1);
         if (mrh_trace_switch) mrh_trace_switch(1);
         mrh_attach_state(1);
         attached = 1;
         run_pass(PASS_PATCH);
-        /* at their entry: made ready here, the jmps written by attach.py next (mrhooker_entry_writes) */
-        mrh_patch_entries(mrh_setting_in(settings, "MRHOOKER_ENTRY"), 1);
         if (!fork_handler_set) fork_handler_set = pthread_atfork(NULL, NULL, attach_fork_child) == 0;
         rc = start_watcher();
         if (rc) {

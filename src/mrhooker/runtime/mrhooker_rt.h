@@ -127,6 +127,8 @@ typedef struct mrh_slot {
     const char *impl_symbol; /* its implementation in the hook library */
     void *original;          /* the next definition after the preload library (resolve.c) */
     void *impl;              /* the implementation, once READY */
+    int results;             /* the registers its result comes back in (1 rax, 2 rdx, 4 xmm0, 8 xmm1): what
+                              * patch.c's thunk leaves as the entry point set them (codegen.result_registers) */
 } mrh_slot;
 
 /* ---- target side -> hook side, at start -------------------------------------------------------------- */

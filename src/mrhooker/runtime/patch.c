@@ -16,6 +16,12 @@
  * - A thread running the prologue while it is rewritten would run half of each.
  *   Idea: patches are applied at load (preload_init), before the program's main and usually before any thread
  *   of its own; the jmp is written with one atomic store when it fits in an aligned 8 or 16 bytes.
+ * - A caller may keep values in registers the ABI lets a call clobber: GCC's -fipa-ra (on at -O2) knows which
+ *   registers a function of the same file really changes (a static one, a program's own) and keeps the rest
+ *   live across the call. An entry point, or a hook, changes others: the caller would loop or compute wrong.
+ *   Idea: the stub goes through mrh_entry_thunk, which saves every call-clobbered register (general and SSE),
+ *   calls the entry point with the caller's arguments (its stack arguments copied), and puts back all but
+ *   the registers the function's result is in (mrh_slot.results).
  * - Hooks and the runtime call the patched functions too.
  *   Idea: the trampoline becomes the slot's original before the jmp is written, and the entry point sends calls
  *   made at depth > 0 to it (entry.h), as it does for PLT calls. The hook side's own libc (namespace.c) is
@@ -205,6 +211,76 @@ static unsigned char *put_jump(unsigned char *at, uintptr_t to)
     return at + sizeof jmp + sizeof to;
 }
 
+/* The stub: the block's address in the stack slot below the return address (no register changed), then
+ * mrh_entry_thunk:  lea -8(%rsp),%rsp; push %rax; movabs $block,%rax; mov %rax,8(%rsp); pop %rax; jmp *thunk */
+void mrh_entry_thunk(void);
+static void make_stub(unsigned char *at, const void *block)
+{
+    static const unsigned char head[] = {0x48, 0x8d, 0x64, 0x24, 0xf8, 0x50, 0x48, 0xb8};
+    static const unsigned char tail[] = {0x48, 0x89, 0x44, 0x24, 0x08, 0x58};
+    memcpy(at, head, sizeof head);
+    memcpy(at + sizeof head, &block, 8);
+    memcpy(at + sizeof head + 8, tail, sizeof tail);
+    put_jump(at + sizeof head + 8 + sizeof tail, (uintptr_t)&mrh_entry_thunk);
+}
+
+/* mrh_entry_thunk: (%rsp) the block (its entry point, then its results mask), 8(%rsp) the caller's return
+ * address, 16(%rsp) on its stack arguments. Frame: -8..-72(%rbp) rdi rsi rdx rcx r8 r9 r10 r11 rax; -328(%rbp)
+ * xmm0..xmm15; (%rsp) 128 bytes of the caller's stack arguments, for the entry point (up to 16 eightbytes: more
+ * than any prototype mrhooker forwards). The result registers (results: 1 rax, 2 rdx, 4 xmm0, 8 xmm1) are the
+ * entry point's; the others are put back as they were. x87 is not touched (the ABI keeps its stack empty at a
+ * call; a long double result comes back in st0 as it should). */
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".globl mrh_entry_thunk\n"
+        ".hidden mrh_entry_thunk\n"
+        ".type mrh_entry_thunk, @function\n"
+        "mrh_entry_thunk:\n"
+        ".cfi_startproc\n"
+        ".cfi_def_cfa_offset 16\n"
+        "push %rbp\n"
+        ".cfi_def_cfa_offset 24\n"
+        ".cfi_offset %rbp, -24\n"
+        "mov %rsp, %rbp\n"
+        ".cfi_def_cfa_register %rbp\n"
+        "sub $472, %rsp\n"
+        "mov %rdi, -8(%rbp)\n mov %rsi, -16(%rbp)\n mov %rdx, -24(%rbp)\n mov %rcx, -32(%rbp)\n"
+        "mov %r8, -40(%rbp)\n mov %r9, -48(%rbp)\n mov %r10, -56(%rbp)\n mov %r11, -64(%rbp)\n mov %rax, -72(%rbp)\n"
+        "movups %xmm0, -328(%rbp)\n movups %xmm1, -312(%rbp)\n movups %xmm2, -296(%rbp)\n movups %xmm3, -280(%rbp)\n"
+        "movups %xmm4, -264(%rbp)\n movups %xmm5, -248(%rbp)\n movups %xmm6, -232(%rbp)\n movups %xmm7, -216(%rbp)\n"
+        "movups %xmm8, -200(%rbp)\n movups %xmm9, -184(%rbp)\n movups %xmm10, -168(%rbp)\n movups %xmm11, -152(%rbp)\n"
+        "movups %xmm12, -136(%rbp)\n movups %xmm13, -120(%rbp)\n movups %xmm14, -104(%rbp)\n movups %xmm15, -88(%rbp)\n"
+        "mov 24(%rbp), %rax\n mov %rax, 0(%rsp)\n mov 32(%rbp), %rax\n mov %rax, 8(%rsp)\n"
+        "mov 40(%rbp), %rax\n mov %rax, 16(%rsp)\n mov 48(%rbp), %rax\n mov %rax, 24(%rsp)\n"
+        "mov 56(%rbp), %rax\n mov %rax, 32(%rsp)\n mov 64(%rbp), %rax\n mov %rax, 40(%rsp)\n"
+        "mov 72(%rbp), %rax\n mov %rax, 48(%rsp)\n mov 80(%rbp), %rax\n mov %rax, 56(%rsp)\n"
+        "mov 88(%rbp), %rax\n mov %rax, 64(%rsp)\n mov 96(%rbp), %rax\n mov %rax, 72(%rsp)\n"
+        "mov 104(%rbp), %rax\n mov %rax, 80(%rsp)\n mov 112(%rbp), %rax\n mov %rax, 88(%rsp)\n"
+        "mov 120(%rbp), %rax\n mov %rax, 96(%rsp)\n mov 128(%rbp), %rax\n mov %rax, 104(%rsp)\n"
+        "mov 136(%rbp), %rax\n mov %rax, 112(%rsp)\n mov 144(%rbp), %rax\n mov %rax, 120(%rsp)\n"
+        "mov -72(%rbp), %rax\n"   /* a variadic call's count of vector registers */
+        "mov 8(%rbp), %r11\n"
+        "call *(%r11)\n"
+        "mov 8(%rbp), %r11\n"
+        "mov 8(%r11), %r11\n"
+        "test $1, %r11d\n jnz 1f\n mov -72(%rbp), %rax\n1:\n"
+        "test $2, %r11d\n jnz 2f\n mov -24(%rbp), %rdx\n2:\n"
+        "test $4, %r11d\n jnz 3f\n movups -328(%rbp), %xmm0\n3:\n"
+        "test $8, %r11d\n jnz 4f\n movups -312(%rbp), %xmm1\n4:\n"
+        "mov -8(%rbp), %rdi\n mov -16(%rbp), %rsi\n mov -32(%rbp), %rcx\n mov -40(%rbp), %r8\n"
+        "mov -48(%rbp), %r9\n mov -56(%rbp), %r10\n mov -64(%rbp), %r11\n"
+        "movups -296(%rbp), %xmm2\n movups -280(%rbp), %xmm3\n movups -264(%rbp), %xmm4\n movups -248(%rbp), %xmm5\n"
+        "movups -232(%rbp), %xmm6\n movups -216(%rbp), %xmm7\n movups -200(%rbp), %xmm8\n movups -184(%rbp), %xmm9\n"
+        "movups -168(%rbp), %xmm10\n movups -152(%rbp), %xmm11\n movups -136(%rbp), %xmm12\n"
+        "movups -120(%rbp), %xmm13\n movups -104(%rbp), %xmm14\n movups -88(%rbp), %xmm15\n"
+        "leave\n"
+        ".cfi_def_cfa %rsp, 16\n"
+        "lea 8(%rsp), %rsp\n"
+        ".cfi_def_cfa_offset 8\n"
+        "ret\n"
+        ".cfi_endproc\n"
+        ".size mrh_entry_thunk, .-mrh_entry_thunk\n");
+
 /* The moved code, relocated for where it runs now; 0 when a fixup does not reach (or does not parse). */
 static int relocate(const patch *p, unsigned char *code, uintptr_t base)
 {
@@ -292,9 +368,11 @@ static void *entry_point(int slot)
 /* A patch made ready: its stub and trampoline in an arena (which becomes read-only), its state here. Moved by
  * the thread that runs mrh_patch_entries or mrh_patch_restore (preload_init; attach.c with patch_lock held). */
 #define MAX_BLOCKS 4096
-#define STUB_SIZE 14
+#define STUB_SIZE 48   /* make_stub's 36 bytes, rounded */
 
 static struct block {
+    void *entry;              /* the thunk's descriptor: the entry point to call ... */
+    long results;             /* ... and the registers the result comes back in (mrh_slot.results) */
     unsigned char *at;        /* where the jmp goes (the function + patch_at) */
     unsigned char *stub;      /* the stub; the trampoline follows it */
     int slot;
@@ -357,14 +435,17 @@ static void prepare(const patch *p)
         return;
     }
     unsigned char *tramp = stub + STUB_SIZE;
-    put_jump(stub, (uintptr_t)entry);
+    struct block *b = &blocks[nblocks];
+    b->entry = entry;
+    b->results = mrh_slots[slot].results;
+    make_stub(stub, b);
     memcpy(tramp, p->code, p->ncode);
     if (!relocate(p, tramp, base)) {
         not_hooked(p, "its moved instructions don't reach from the trampoline");
         return;
     }
     put_jump(tramp + p->ncode, at + p->moved);
-    struct block *b = &blocks[nblocks++];
+    nblocks++;
     b->at = (unsigned char *)at;
     b->stub = stub;
     b->slot = slot;

@@ -8,14 +8,14 @@
 #include "faketime.h"
 
 mrh_slot mrh_slots[] = {
-    {"write", NULL, NULL, NULL},
-    {"open", NULL, NULL, NULL},
-    {"select", NULL, NULL, NULL},
-    {"fcntl", NULL, NULL, NULL},
-    {"execve", NULL, NULL, NULL},
-    {"kill", NULL, NULL, NULL},
-    {"clock_gettime", NULL, NULL, NULL},
-    {"fork", NULL, NULL, NULL},
+    {"write", NULL, NULL, NULL, 1},
+    {"open", NULL, NULL, NULL, 1},
+    {"select", NULL, NULL, NULL, 1},
+    {"fcntl", NULL, NULL, NULL, 1},
+    {"execve", NULL, NULL, NULL, 1},
+    {"kill", NULL, NULL, NULL, 1},
+    {"clock_gettime", NULL, NULL, NULL, 1},
+    {"fork", NULL, NULL, NULL, 1},
 };
 const int mrh_nslots = 8;
 
