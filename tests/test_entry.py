@@ -126,13 +126,15 @@ __attribute__((noinline)) static int compute(int x) { volatile int a[8]; for (in
                                                      return a[3] * 3 + a[0] - x - 2; }
 __attribute__((noinline)) static double half(double x) { return x / 2; }
 __attribute__((noinline)) static long fact(long n) { return n <= 1 ? 1 : n * fact(n - 1); }
+__attribute__((noipa)) static long many(long a, long b, long c, long d, long e, long f, long g, long h)
+{ return a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h; }   /* g, h: on the stack */
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 4;
     long t = 0;
     double h = 0;
     for (int i = 0; i < n; i++) t += compute(i), h += half(i);
-    printf("t=%ld h=%g fact=%ld\n", t, h, fact(n + 2));
+    printf("t=%ld h=%g fact=%ld many=%ld\n", t, h, fact(n + 2), many(n, 2, 3, 4, 5, 6, 7, 8));
     return 0;
 }
 """
@@ -142,10 +144,12 @@ int main(int argc, char **argv)
 def test_registers_a_caller_keeps_across_the_call_are_kept(mrhooker, cprog, script, flags):
     prog = cprog(IPA_RA_C, flags)
     expected = unhooked([prog, "4"])
-    r = trace(mrhooker, "-e", "int compute(int x),double half(double x),long fact(long n)", prog, "4")
+    r = trace(mrhooker, "-e", "int compute(int x),double half(double x),long fact(long n),"
+              "long many(long a, long b, long c, long d, long e, long f, long g, long h)", prog, "4")
     assert (r.returncode, r.stdout) == (expected.returncode, expected.stdout), r
     assert len(lines_of(r.err, "compute")) == 4 and len(lines_of(r.err, "half")) == 4, r
     assert lines_of(r.err, "fact")[-1] == "fact(6) = 720", r
+    assert lines_of(r.err, "many") == ["many(4, 2, 3, 4, 5, 6, 7, 8) = 207"], r
     path = script("ipa.py", """
         from mrhooker import hook
 
@@ -156,9 +160,14 @@ def test_registers_a_caller_keeps_across_the_call_are_kept(mrhooker, cprog, scri
         @hook("double half(double x)", at="entry")
         def half(x):
             return half.original(x)
+
+        @hook("long many(long a, long b, long c, long d, long e, long f, long g, long h)", at="entry")
+        def many(a, b, c, d, e, f, g, h):
+            return many.original(a, b, c, d, e, f, g, h + 1)
     """)
     r = mrhooker(path, prog, "4", timeout=RUN_TIMEOUT)
-    assert r.returncode == 0 and r.out == "t=4046 h=3 fact=720\n" and expected.stdout == b"t=46 h=3 fact=720\n", r
+    assert expected.stdout == b"t=46 h=3 fact=720 many=207\n"
+    assert r.returncode == 0 and r.out == "t=4046 h=3 fact=720 many=215\n", r
 
 
 def test_a_py_hook_changes_the_result_of_the_programs_own_function(mrhooker, own_prog, script):

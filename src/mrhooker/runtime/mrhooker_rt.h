@@ -129,6 +129,8 @@ typedef struct mrh_slot {
     void *impl;              /* the implementation, once READY */
     int results;             /* the registers its result comes back in (1 rax, 2 rdx, 4 xmm0, 8 xmm1): what
                               * patch.c's thunk leaves as the entry point set them (codegen.result_registers) */
+    int stack_words;         /* eightbytes of its arguments on the stack: what the thunk copies for the entry point
+                              * (codegen.stack_words) */
 } mrh_slot;
 
 /* ---- target side -> hook side, at start -------------------------------------------------------------- */

@@ -224,10 +224,9 @@ static void make_stub(unsigned char *at, const void *block)
     put_jump(at + sizeof head + 8 + sizeof tail, (uintptr_t)&mrh_entry_thunk);
 }
 
-/* mrh_entry_thunk: (%rsp) the block (its entry point, then its results mask), 8(%rsp) the caller's return
+/* mrh_entry_thunk: (%rsp) the block (its entry point, results mask and stack words), 8(%rsp) the caller's return
  * address, 16(%rsp) on its stack arguments. Frame: -8..-72(%rbp) rdi rsi rdx rcx r8 r9 r10 r11 rax; -328(%rbp)
- * xmm0..xmm15; (%rsp) 128 bytes of the caller's stack arguments, for the entry point (up to 16 eightbytes: more
- * than any prototype mrhooker forwards). The result registers (results: 1 rax, 2 rdx, 4 xmm0, 8 xmm1) are the
+ * xmm0..xmm15; (%rsp) up to 16 eightbytes of the caller's stack arguments, copied for the entry point. The result registers (results: 1 rax, 2 rdx, 4 xmm0, 8 xmm1) are the
  * entry point's; the others are put back as they were. x87 is not touched (the ABI keeps its stack empty at a
  * call; a long double result comes back in st0 as it should). */
 __asm__(".text\n"
@@ -250,14 +249,9 @@ __asm__(".text\n"
         "movups %xmm4, -264(%rbp)\n movups %xmm5, -248(%rbp)\n movups %xmm6, -232(%rbp)\n movups %xmm7, -216(%rbp)\n"
         "movups %xmm8, -200(%rbp)\n movups %xmm9, -184(%rbp)\n movups %xmm10, -168(%rbp)\n movups %xmm11, -152(%rbp)\n"
         "movups %xmm12, -136(%rbp)\n movups %xmm13, -120(%rbp)\n movups %xmm14, -104(%rbp)\n movups %xmm15, -88(%rbp)\n"
-        "mov 24(%rbp), %rax\n mov %rax, 0(%rsp)\n mov 32(%rbp), %rax\n mov %rax, 8(%rsp)\n"
-        "mov 40(%rbp), %rax\n mov %rax, 16(%rsp)\n mov 48(%rbp), %rax\n mov %rax, 24(%rsp)\n"
-        "mov 56(%rbp), %rax\n mov %rax, 32(%rsp)\n mov 64(%rbp), %rax\n mov %rax, 40(%rsp)\n"
-        "mov 72(%rbp), %rax\n mov %rax, 48(%rsp)\n mov 80(%rbp), %rax\n mov %rax, 56(%rsp)\n"
-        "mov 88(%rbp), %rax\n mov %rax, 64(%rsp)\n mov 96(%rbp), %rax\n mov %rax, 72(%rsp)\n"
-        "mov 104(%rbp), %rax\n mov %rax, 80(%rsp)\n mov 112(%rbp), %rax\n mov %rax, 88(%rsp)\n"
-        "mov 120(%rbp), %rax\n mov %rax, 96(%rsp)\n mov 128(%rbp), %rax\n mov %rax, 104(%rsp)\n"
-        "mov 136(%rbp), %rax\n mov %rax, 112(%rsp)\n mov 144(%rbp), %rax\n mov %rax, 120(%rsp)\n"
+        "mov 8(%rbp), %r11\n mov 16(%r11), %rcx\n"   /* the stack arguments, where the entry point looks */
+        "test %rcx, %rcx\n jz 6f\n lea 24(%rbp), %rsi\n mov %rsp, %rdi\n rep movsq\n6:\n"
+        "mov -8(%rbp), %rdi\n mov -16(%rbp), %rsi\n mov -32(%rbp), %rcx\n mov -64(%rbp), %r11\n"
         "mov -72(%rbp), %rax\n"   /* a variadic call's count of vector registers */
         "mov 8(%rbp), %r11\n"
         "call *(%r11)\n"
@@ -372,7 +366,8 @@ static void *entry_point(int slot)
 
 static struct block {
     void *entry;              /* the thunk's descriptor: the entry point to call ... */
-    long results;             /* ... and the registers the result comes back in (mrh_slot.results) */
+    long results;             /* ... the registers the result comes back in (mrh_slot.results) ... */
+    long stack_words;         /* ... and the eightbytes of its stack arguments (mrh_slot.stack_words) */
     unsigned char *at;        /* where the jmp goes (the function + patch_at) */
     unsigned char *stub;      /* the stub; the trampoline follows it */
     int slot;
@@ -410,7 +405,7 @@ static void prepare(const patch *p)
 {
     int found, slot = slot_of(p);
     uintptr_t base = object_base(p, &found);
-    if (!found || slot < 0 || nblocks == MAX_BLOCKS) return;
+    if (!found || slot < 0 || nblocks == MAX_BLOCKS || mrh_slots[slot].stack_words > 16) return;
     unsigned char *fn = (unsigned char *)(base + p->address);
     void *entry = entry_point(slot);
     if (!entry) {
@@ -438,6 +433,7 @@ static void prepare(const patch *p)
     struct block *b = &blocks[nblocks];
     b->entry = entry;
     b->results = mrh_slots[slot].results;
+    b->stack_words = mrh_slots[slot].stack_words;
     make_stub(stub, b);
     memcpy(tramp, p->code, p->ncode);
     if (!relocate(p, tramp, base)) {

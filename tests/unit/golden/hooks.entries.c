@@ -10,12 +10,12 @@ typedef ssize_t Py_ssize_t;   /* Cython spells ssize_t so */
 #include "entry.h"
 
 mrh_slot mrh_slots[] = {
-    {"unlink", "mrh_impl_0", NULL, NULL, 1},
-    {"sqrt", "mrh_impl_1", NULL, NULL, 4},
-    {"free", "mrh_impl_2", NULL, NULL, 0},
-    {"clock_gettime", "mrh_impl_3", NULL, NULL, 1},
-    {"open", "mrh_impl_4", NULL, NULL, 1},
-    {"getpid", "mrh_impl_5", NULL, NULL, 1},
+    {"unlink", "mrh_impl_0", NULL, NULL, 1, 0},
+    {"sqrt", "mrh_impl_1", NULL, NULL, 4, 0},
+    {"free", "mrh_impl_2", NULL, NULL, 0, 0},
+    {"clock_gettime", "mrh_impl_3", NULL, NULL, 1, 0},
+    {"open", "mrh_impl_4", NULL, NULL, 1, 0},
+    {"getpid", "mrh_impl_5", NULL, NULL, 1, 0},
 };
 const int mrh_nslots = 6;
 

@@ -8,14 +8,14 @@
 #include "faketime.h"
 
 mrh_slot mrh_slots[] = {
-    {"write", NULL, NULL, NULL, 1},
-    {"open", NULL, NULL, NULL, 1},
-    {"select", NULL, NULL, NULL, 1},
-    {"fcntl", NULL, NULL, NULL, 1},
-    {"execve", NULL, NULL, NULL, 1},
-    {"kill", NULL, NULL, NULL, 1},
-    {"clock_gettime", NULL, NULL, NULL, 1},
-    {"fork", NULL, NULL, NULL, 1},
+    {"write", NULL, NULL, NULL, 1, 0},
+    {"open", NULL, NULL, NULL, 1, 0},
+    {"select", NULL, NULL, NULL, 1, 0},
+    {"fcntl", NULL, NULL, NULL, 1, 0},
+    {"execve", NULL, NULL, NULL, 1, 0},
+    {"kill", NULL, NULL, NULL, 1, 0},
+    {"clock_gettime", NULL, NULL, NULL, 1, 0},
+    {"fork", NULL, NULL, NULL, 1, 0},
 };
 const int mrh_nslots = 8;
 
