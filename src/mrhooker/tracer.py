@@ -167,12 +167,10 @@ class Tracer:
             self._connect(reader, outputs)
             with signals:
                 if attach_to:
-                    self._build_dir = trace_build.directory
-                    raw_status, statuses = self._attached(reader, trace, trace_build.preload,
-                                                          trace_build.functions, attach_to, signals, guard, broken)
+                    raw_status, statuses = self._attached(reader, trace, trace_build.preload, trace_build.functions,
+                                                          root, attach_to, signals, guard, broken)
                 else:
-                    self._build_dir = trace_build.directory
-                    settings = dict(trace.environment(), **self._entry_setting(trace_build.functions, program))
+                    settings = dict(trace.environment(), **self._entry_setting(trace_build.functions, program, root))
                     raw_status, statuses = self._run(reader, settings, trace_build.preload, command, program,
                                                      signals, guard, broken)
                 # a second Ctrl-C once the program is gone: what is left in the ring is not written
@@ -264,7 +262,7 @@ class Tracer:
             return more
         return drain
 
-    def _entry_setting(self, functions, program):
+    def _entry_setting(self, functions, program, root):
         """MRHOOKER_ENTRY for this trace: with --entry every traced function at its entry where its first
         instructions can be moved (the others through the PLT, said in one line); without, only the functions
         written out as prototypes (-e 'int compute(int x)') that the program defines and no library exports."""
@@ -278,8 +276,7 @@ class Tracer:
         if not own and not self.request.entry:
             return {}
         from mrhooker import atentry
-        setting = atentry.entry_setting(program, names, True if self.request.entry else set(), own, False,
-                                        os.path.dirname(self._build_dir))
+        setting = atentry.entry_setting(program, names, True if self.request.entry else set(), own, False, root)
         self.log("hooked at their entry: %s" % " ".join(sorted(setting.patched)))
         if setting.refused and self.request.entry:
             say("%d of the %d functions are traced through the PLT only (their entry can't be patched): %s%s" % (
@@ -301,7 +298,7 @@ class Tracer:
         drain(final=True)
         return status
 
-    def _attached(self, reader, trace, preload, functions, pids, signals, guard, broken):
+    def _attached(self, reader, trace, preload, functions, root, pids, signals, guard, broken):
         """Attaches to the running processes pids, drains the ring until they end or mrhooker is asked to stop
         (Ctrl-C, SIGTERM, SIGHUP, --duration), then detaches and drains what is left; (0, {}): their exit
         statuses are their parents' to see. A closed pipe detaches as well (the processes are not mrhooker's to
@@ -313,7 +310,7 @@ class Tracer:
         sessions = []
         try:
             for pid in pids:
-                settings = dict(trace.environment(), **self._entry_setting(functions, "/proc/%d/exe" % pid))
+                settings = dict(trace.environment(), **self._entry_setting(functions, "/proc/%d/exe" % pid, root))
                 session = attached.Attached(pid, preload, settings, self.request.follow)
                 sessions.append(session)
                 if len(pids) == 1:   # its lines without [pid N], as strace -p shows one process's
