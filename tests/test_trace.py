@@ -148,6 +148,34 @@ def test_no_follow_traces_only_the_command(mrhooker):
     assert 'write(1, "hi\\n", 3) = 3' in r.err and "sub" not in r.err and r.err.count("+++ exited") == 1, r.err
 
 
+def test_a_fork_child_reads_its_own_memory_with_pthread_atfork_traced(mrhooker, cprog):
+    # The runtime's fork handlers (the child's pid, for reading its strings) were registered through the name
+    # pthread_atfork: traced, it bound to the trace's entry, whose original dlsym can't find (libc has only a
+    # hidden compat version), and the child's strings were read from the parent.
+    prog = cprog("""
+        #include <stdio.h>
+        #include <string.h>
+        #include <sys/stat.h>
+        #include <sys/wait.h>
+        #include <unistd.h>
+        int main(void) {
+            static char path[64] = "/parent/content";
+            pid_t c = fork();
+            if (c == 0) {
+                strcpy(path, "/child/content");
+                struct stat st;
+                _exit(stat(path, &st) == -1 ? 0 : 1);
+            }
+            int status;
+            return waitpid(c, &status, 0) == c && WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+        }
+    """)
+    for names in ("stat,fork", "stat,fork,pthread_atfork"):
+        r = trace(mrhooker, "-e", names, prog)
+        assert r.returncode == 0, r
+        assert re.search(r'^\[pid +\d+\] stat\("/child/content", 0x[0-9a-f]+\) = -1 ENOENT', r.err, re.M), (names, r)
+
+
 def test_timestamps_and_durations(mrhooker, tmp_path):
     f = tmp_path / "x"
     f.write_text("x")

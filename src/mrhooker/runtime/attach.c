@@ -561,7 +561,7 @@ MRH_EXPORT int mrhooker_attach(const char *settings, long long *result)
         mrh_attach_state(1);
         attached = 1;
         run_pass(PASS_PATCH);
-        if (!fork_handler_set) fork_handler_set = pthread_atfork(NULL, NULL, attach_fork_child) == 0;
+        if (!fork_handler_set) fork_handler_set = mrh_atfork(NULL, NULL, attach_fork_child) == 0;
         rc = start_watcher();
         if (rc) {
             mrh_patch_restore();

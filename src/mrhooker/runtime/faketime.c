@@ -788,4 +788,4 @@ static void faketime_fork_child(void)   /* a child has no timers */
         for (int i = 0; i < TIMERS; i++) timers[i].key = 0;   /* a loop: memset may be a traced entry point */
 }
 
-__attribute__((constructor)) static void faketime_init(void) { pthread_atfork(NULL, NULL, faketime_fork_child); }
+__attribute__((constructor)) static void faketime_init(void) { mrh_atfork(NULL, NULL, faketime_fork_child); }

@@ -622,7 +622,7 @@ __attribute__((constructor)) static void preload_init(void)
     pthread_key_create(&thread_key, thread_exit);
     pthread_setspecific(thread_key, t);   /* this (the main) thread's; thread_start sets the others' */
     real_pthread_create = (__typeof__(real_pthread_create))mrh_lookup_next("pthread_create");
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    mrh_atfork(fork_prepare, fork_parent, fork_child);
     report_at_load();
     errno = saved;
     t->depth--;

@@ -100,6 +100,18 @@ static inline void mrh_copy(char *dst, const char *src, size_t n)
     for (size_t i = 0; i < n; i++) dst[i] = src[i];
 }
 
+/* pthread_atfork for the runtime's own fork handlers. Not by that name: a script may hook or trace
+ * pthread_atfork, so the name binds to the preload's own entry, whose original dlsym can't find (libc has only
+ * pthread_atfork@GLIBC_2.2.5, a hidden compat version; programs carry libc_nonshared's copy, which calls this):
+ * the handlers were never registered. What libc_nonshared's copy does, then: __register_atfork with this
+ * library's handle, so a dlclose of it would take them away. */
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void), void *dso);
+extern void *__dso_handle __attribute__((weak));
+static inline int mrh_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+    return __register_atfork(prepare, parent, child, &__dso_handle ? __dso_handle : NULL);
+}
+
 /* The original of a slot: resolved at load in nearly every process, so read without a call. */
 static inline void *mrh_original_of(int slot)
 {

@@ -633,4 +633,4 @@ static void trace_fork_child(void)
     if (!mrh_config.follow) stop_recording();   /* --no-follow: the command alone, not its children */
 }
 
-__attribute__((constructor)) static void trace_init(void) { pthread_atfork(NULL, NULL, trace_fork_child); }
+__attribute__((constructor)) static void trace_init(void) { mrh_atfork(NULL, NULL, trace_fork_child); }
