@@ -786,12 +786,46 @@ def test_tracing_the_runtimes_own_helpers_changes_nothing(mrhooker, tmp_path, sp
     listed.mkdir()
     for name in ("a", "b.txt", "ü"):
         (listed / name).write_text(name)
-    for command in (["cat", "/etc/hostname"], ["ls", "-la", listed]):
+    for command in (["cat", "/etc/hostname"], ["ls", "-la", listed], ["curl", "-s", "file:///etc/hostname"]):
         out = tmp_path / "trace.txt"
         r = trace(mrhooker, "-o", out, "-e", spec, *command)
         bare = unhooked(command)
         assert r.returncode == bare.returncode == 0 and r.stdout == bare.stdout, (spec, r)
         assert "Function not implemented" not in r.err and "+++ exited with 0 +++" in out.read_text()
+
+
+def test_a_traced_name_nothing_defines_runs_no_constructor_early(mrhooker, cprog):
+    # The first traced call (getenv, in the first library's constructor) sets up the runtime, whose lookup of an
+    # original nothing defines (cos: no libm here) dlopen'd every loaded library: that ran the second library's
+    # constructor inside the lookup, where a traced call gets no original. Its strlen said 0; curl's gnutls failed
+    # its ASN.1 set-up ("Error in GnuTLS initialization").
+    first = cprog("""
+        #include <stdlib.h>
+        const char *volatile name = "MRHOOKER_TEST_UNSET";   /* volatile: calls, not constants */
+        int first_ran;
+        __attribute__((constructor)) static void look(void) { first_ran = getenv(name) == NULL; }
+    """, flags=["-shared", "-fPIC"], suffix=".so")
+    second = cprog("""
+        #include <string.h>
+        extern int first_ran;
+        const char *volatile word = "constructor";
+        int measured;
+        __attribute__((constructor)) static void measure(void) { measured = (int)strlen(word) * first_ran; }
+    """, flags=["-shared", "-fPIC", first], suffix=".so")
+    prog = cprog("""
+        #include <stdio.h>
+        extern int measured;
+        int main(void) { printf("measured %d\\n", measured); return 0; }
+    """, flags=[second, first])
+    r = trace(mrhooker, "-e", "cos,getenv,strlen", prog)
+    assert r.returncode == 0 and r.out == "measured 11\n", r
+    assert call_lines(r.err, "strlen") == ['strlen("constructor") = 11'], r
+    command = ["curl", "-s", "file:///etc/hostname"]
+    r = trace(mrhooker, "-e", "cos,getenv,strlen,secure_getenv", *command)
+    bare = unhooked(command)
+    assert (r.returncode, r.stdout) == (bare.returncode, bare.stdout) and "GnuTLS" not in r.err, r
+    uses_gnutls = "libgnutls" in subprocess.run(["ldd", shutil.which("curl")], capture_output=True, text=True).stdout
+    assert ('secure_getenv("GNUTLS_NO_IMPLICIT_INIT") = NULL' in r.err) == uses_gnutls, r
 
 
 COUNT_SIGINT_C = r'''

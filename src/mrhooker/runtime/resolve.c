@@ -64,17 +64,17 @@ static const char *base_name(const char *path)
     return base;
 }
 
-/* The default-version definition of `name` in a loaded object's dynamic symbol table (GNU hash), or NULL.
- * No IFUNC handling: used for dlsym only, which is a plain function. */
-void *mrh_find_in_object(const struct link_map *map, const char *name)
+/* The default-version definition of `name` in the dynamic symbol table `dynamic` of an object loaded at `base`
+ * (GNU hash), or NULL. No IFUNC handling: callers need a plain function (dlsym) or only whether it's there. */
+static void *find_in_dynamic(ElfW(Addr) base, const ElfW(Dyn) *dynamic, const char *name)
 {
     const ElfW(Sym) *symtab = NULL;
     const char *strtab = NULL;
     const uint32_t *gnu_hash = NULL;
     const ElfW(Half) *versym = NULL;
-    for (const ElfW(Dyn) *d = map->l_ld; d->d_tag != DT_NULL; d++) {
+    for (const ElfW(Dyn) *d = dynamic; d->d_tag != DT_NULL; d++) {
         ElfW(Addr) p = d->d_un.d_ptr;
-        if (p < map->l_addr) p += map->l_addr;   /* glibc relocates these entries in place on most machines */
+        if (p < base) p += base;   /* glibc relocates these entries in place on most machines */
         if (d->d_tag == DT_SYMTAB) symtab = (const ElfW(Sym) *)p;
         else if (d->d_tag == DT_STRTAB) strtab = (const char *)p;
         else if (d->d_tag == DT_GNU_HASH) gnu_hash = (const uint32_t *)p;
@@ -93,9 +93,14 @@ void *mrh_find_in_object(const struct link_map *map, const char *name)
         const ElfW(Sym) *s = &symtab[i];
         if ((h | 1) == (h2 | 1) && s->st_shndx != SHN_UNDEF && mrh_same_string(strtab + s->st_name, name) &&
             (!versym || !(versym[i] & 0x8000)))
-            return (void *)(map->l_addr + s->st_value);
+            return (void *)(base + s->st_value);
         if (h2 & 1) return NULL;
     }
+}
+
+void *mrh_find_in_object(const struct link_map *map, const char *name)
+{
+    return find_in_dynamic(map->l_addr, map->l_ld, name);
 }
 
 /* libc's dlsym (or libdl's, before glibc 2.34), never a hooked one. Found at load, when the link map can be
@@ -201,37 +206,49 @@ static void *caller_proof(const char *name, void *real)
 /* This thread is inside a lookup (see the hazards above). */
 static __thread int resolving __attribute__((tls_model("initial-exec")));
 
+/* This library's ELF header, which the linker places at its start (a hidden symbol: no call, no lookup). */
+extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
+
 static int in_preload_library(const void *p)
 {
-    static uintptr_t lo, hi;   /* this library's extent: read-only after the first call */
+    static uintptr_t hi;   /* this library's end: read-only after the first call */
+    uintptr_t lo = (uintptr_t)&__ehdr_start;
     if (!hi) {
-        Dl_info info;
-        if (!dladdr((void *)in_preload_library, &info)) return 0;
-        const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)info.dli_fbase;
-        const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
-        uintptr_t top = 0;
-        for (int i = 0; i < eh->e_phnum; i++)
-            if (ph[i].p_type == PT_LOAD && ph[i].p_vaddr + ph[i].p_memsz > top) top = ph[i].p_vaddr + ph[i].p_memsz;
-        lo = (uintptr_t)info.dli_fbase;
-        hi = lo + top;
+        const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)&__ehdr_start + __ehdr_start.e_phoff);
+        uintptr_t top = 0, first = UINTPTR_MAX;
+        for (int i = 0; i < __ehdr_start.e_phnum; i++)
+            if (ph[i].p_type == PT_LOAD) {
+                if (ph[i].p_vaddr + ph[i].p_memsz > top) top = ph[i].p_vaddr + ph[i].p_memsz;
+                if (ph[i].p_vaddr < first) first = ph[i].p_vaddr;
+            }
+        hi = lo - first + top;
     }
     return (uintptr_t)p >= lo && (uintptr_t)p < hi;
 }
 
-/* The paths of the loaded objects, collected by dl_iterate_phdr (which holds the loader's write lock, so no
- * dlopen may be called from its callback: it takes the loader's other lock first). */
-#define LOADED_MAX 1024
-static char loaded_names[1 << 16];                                    /* guarded by loaded_lock */
+/* The paths of the loaded objects that define a name, collected by dl_iterate_phdr (which holds the loader's
+ * write lock, so no dlopen may be called from its callback: it takes the loader's other lock first). */
+#define LOADED_MAX 64
+static char loaded_names[1 << 14];                                    /* guarded by loaded_lock */
 static pthread_mutex_t loaded_lock = PTHREAD_MUTEX_INITIALIZER;      /* reset in a fork child */
 
-struct loaded_list { size_t used; int count; int offset[LOADED_MAX]; };
+struct loaded_list { const char *symbol; size_t used; int count; int offset[LOADED_MAX]; };
 
-static int collect_loaded(struct dl_phdr_info *info, size_t size, void *arg)
+static int collect_definers(struct dl_phdr_info *info, size_t size, void *arg)
 {
     struct loaded_list *list = arg;
     const char *name = info->dlpi_name;
     size_t n = name ? mrh_length(name) : 0;
     if (n == 0 || name[0] != '/' || list->count >= LOADED_MAX || list->used + n + 1 > sizeof loaded_names) return 0;
+    const ElfW(Dyn) *dynamic = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dynamic = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    if (!dynamic) return 0;
+    int hashed = 0;   /* an object without a GNU hash table (old linkers) can't be read here: dlsym will tell */
+    for (const ElfW(Dyn) *d = dynamic; d->d_tag != DT_NULL; d++) hashed |= d->d_tag == DT_GNU_HASH;
+    void *p = hashed ? find_in_dynamic(info->dlpi_addr, dynamic, list->symbol) : NULL;
+    if (hashed && (!p || in_preload_library(p))) return 0;
     mrh_copy(loaded_names + list->used, name, n + 1);
     list->offset[list->count++] = (int)list->used;
     list->used += n + 1;
@@ -239,26 +256,37 @@ static int collect_loaded(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 /* `name` in the objects of the target's namespace that RTLD_NEXT does not search (loaded later, RTLD_LOCAL).
- * An object found so stays loaded. */
+ * An object found so stays loaded.
+ * Hazard: a dlopen, even RTLD_NOLOAD, runs the constructors its object and their dependencies haven't run yet,
+ * in the middle of this lookup, which hands out no originals (`resolving`): at load, every library's, for a
+ * traced name that nothing defines (cos without libm made curl's gnutls fail its ASN.1 set-up). Idea: not at
+ * load (`loading`), and later dlopen only an object that defines the name (read in its symbol table first): one
+ * that was loaded and set up, in all but a constructor calling into a library of its own dlopen that sets up
+ * after it. */
 static void *find_in_loaded(const char *name)
 {
     static struct loaded_list list;   /* guarded by loaded_lock */
     void *found = NULL;
     pthread_mutex_lock(&loaded_lock);
+    list.symbol = name;
     list.used = 0;
     list.count = 0;
-    dl_iterate_phdr(collect_loaded, &list);
+    dl_iterate_phdr(collect_definers, &list);
     for (int i = 0; i < list.count && !found; i++) {
         /* RTLD_NOLOAD from this library opens only what the target's namespace has: never the hook side's. */
         void *h = dlopen(loaded_names + list.offset[i], RTLD_NOLOAD | RTLD_LAZY);
         if (!h) continue;
-        void *p = real_dlsym(h, name);
+        void *p = real_dlsym(h, name);   /* an IFUNC's choice, which the symbol table doesn't give */
         if (p && !in_preload_library(p)) found = p;   /* h's reference is kept: the object stays loaded */
         else dlclose(h);
     }
     pthread_mutex_unlock(&loaded_lock);
     return found;
 }
+
+/* Set while mrh_resolve_init runs, at load: every object is in the global scope then, where RTLD_NEXT looks, and
+ * the lookup must not call what may be traced (dlopen, its locks) before those names have their originals. */
+static int loading;
 
 /* The next definition of `name` after this library. Raises depth: hooked calls made by dlsym (and its
  * allocations) go to their originals. */
@@ -269,7 +297,7 @@ void *mrh_lookup_next(const char *name)
     resolving = 1;
     if (MRH_UNLIKELY(!real_dlsym)) find_real_dlsym();   /* a lookup before this library's constructor */
     void *p = real_dlsym(RTLD_NEXT, name);
-    if (!p) p = find_in_loaded(name);
+    if (!p && !loading) p = find_in_loaded(name);
     resolving = 0;
     t->depth--;
     return p;
@@ -419,7 +447,9 @@ void mrh_resolve_init(void)
     if (!real_dlsym) find_real_dlsym();
     for (int i = 0; i < mrh_nslots; i++)
         if (is_allocator(mrh_slots[i].name)) mrh_resolve(i);
+    loading = 1;
     for (int i = 0; i < mrh_nslots; i++) mrh_resolve(i);
+    loading = 0;
 }
 
 void mrh_resolve_after_fork(void)
