@@ -176,6 +176,45 @@ def test_a_fork_child_reads_its_own_memory_with_pthread_atfork_traced(mrhooker, 
         assert re.search(r'^\[pid +\d+\] stat\("/child/content", 0x[0-9a-f]+\) = -1 ENOENT', r.err, re.M), (names, r)
 
 
+CALL_SITES_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noinline)) int compute(int x) { return x * 3 + 1; }
+int main(void)
+{
+    int sum = 0;
+    for (int i = 0; i < 3; i++) {
+        free(malloc(10));    /* one site, three calls */
+        sum += compute(i);
+    }
+    free(malloc(20));        /* another site */
+    printf("main %p %d\\n", (void *)main, sum);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("entry", [[], ["--entry"]])
+def test_i_shows_each_calls_site(mrhooker, cprog, tmp_path, entry):
+    # ltrace -i: the address the call returns to. At the entry too, where the entry point is called by the
+    # patch's thunk: the site is still the program's.
+    prog = cprog(CALL_SITES_C, flags=["-O0"])
+    out = tmp_path / "calls.jsonl"
+    r = trace(mrhooker, "-i", *entry, "--json", out, "-e", "malloc,int compute(int x)", prog)
+    assert r.returncode == 0, r
+    main = int(r.out.split()[1], 16)
+    lines = [l for l in r.err.splitlines() if re.match(r"\[0x[0-9a-f]+\] (malloc|compute)\(", l)]
+    lines = [l for l in lines if "malloc(4096)" not in l]   # printf's buffer, from libc
+    sites = [int(l[3:l.index("]")], 16) for l in lines]
+    assert len(lines) == 7 and all(main < site < main + 400 for site in sites), (hex(main), r.err)
+    mallocs = [site for l, site in zip(lines, sites) if "malloc(" in l]
+    assert len(set(mallocs[:3])) == 1 and mallocs[3] != mallocs[0], r.err
+    computes = [site for l, site in zip(lines, sites) if "compute(" in l]
+    assert len(set(computes)) == 1, r.err
+    records = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [int(rec["caller"], 16) for rec in records if rec["args"].get("size") != 4096] == sites, records
+
+
 def test_timestamps_and_durations(mrhooker, tmp_path):
     f = tmp_path / "x"
     f.write_text("x")

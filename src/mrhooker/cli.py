@@ -315,6 +315,8 @@ def _trace_parser():
                    help="time of day on each line; -tt with microseconds, -ttt as seconds since the epoch")
     p.add_argument("-r", dest="relative", action="store_true", help="time since the previous line, on each line")
     p.add_argument("-T", dest="durations", action="store_true", help="time spent in each call, <s> at the end")
+    p.add_argument("-i", dest="callers", action="store_true",
+                   help="each call's site (the address it returns to) at the start of its line, as ltrace -i")
     p.add_argument("-Z", "--failed", action="store_true", help="only the calls that failed")
     p.add_argument("-c", dest="summary_only", action="store_true",
                    help="a summary at exit (calls, errors, time per function) instead of the lines")
@@ -443,7 +445,7 @@ def trace_command(argv):
     request = TraceRequest(
         specs=args.specs, strsize=args.strsize, follow=follow, output=args.output,
         per_process=args.follow_count >= 2, append=args.append, timestamps=min(args.timestamps, 3),
-        relative=args.relative, durations=args.durations, failed_only=args.failed,
+        relative=args.relative, durations=args.durations, callers=args.callers, failed_only=args.failed,
         summary=args.summary_only or args.summary_too, lines=not (args.summary_only or args.quiet), json_path=args.json,
         timeline_path=args.timeline, timeline_limit=args.timeline_limit, scaffold_path=args.scaffold,
         buffer_mb=args.buffer_size, inject=args.inject, seed=args.seed, fake_time=args.fake_time, quiet=args.quiet,
@@ -456,7 +458,73 @@ def trace_command(argv):
         console.clear_status()
 
 
-SUBCOMMANDS = {"run": run_command, "trace": trace_command}
+SWEEP_USAGE = "mrhooker sweep [OPTIONS] COMMAND [ARGS...]"
+
+
+def _sweep_parser():
+    p = _Parser(prog="mrhooker sweep", usage=SWEEP_USAGE, allow_abbrev=False,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Make each call site of the chosen functions fail once, one run of COMMAND each, and "
+                            "say which failures it doesn't survive: crashes and hangs first, each with the "
+                            "command that reproduces it.",
+                epilog="kinds: crash (a signal), hang (--timeout), output (same status, different output), exit "
+                       "(status changed, no message), handled (status changed, a message), silent (as the clean "
+                       "run).\n\"{}\" in an argument: a fresh directory for each run.\n"
+                       "exit status: 1 if a run crashed or hung, else 0; 2 for mrhooker's own errors.")
+    p.add_argument("-e", dest="specs", metavar="SPEC", action="append", default=[],
+                   help="the functions to fail, as trace -e (default: %s)" % sweep_defaults())
+    p.add_argument("-j", dest="jobs", type=int, metavar="N", help="runs at once (default: the number of cores)")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="a run not done after S seconds is a hang (default: 10x the clean run, at least 10)")
+    p.add_argument("--limit", type=int, metavar="K", help="at most K failing runs")
+    p.add_argument("--all", dest="all_calls", action="store_true", help="fail every call, not each site's first")
+    p.add_argument("--errno", metavar="ENAME", help="this errno for every failure (default: the function's usual)")
+    p.add_argument("--input", metavar="FILE", help="each run's standard input (default: /dev/null)")
+    p.add_argument("--json", metavar="FILE", help="every run, one JSON object per line, to FILE")
+    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def sweep_defaults():
+    from mrhooker.sweep import DEFAULT_SPEC
+    return DEFAULT_SPEC.replace("%", "%%")
+
+
+def sweep_command(argv):
+    from mrhooker.launch import find_program
+    from mrhooker.sweep import Sweep, SweepRequest
+    args = _sweep_parser().parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise MrhookerError("no command given: what should be swept?\nusage: " + SWEEP_USAGE)
+    if (args.jobs is not None and args.jobs < 1) or (args.limit is not None and args.limit < 0) or \
+            (args.timeout is not None and args.timeout <= 0):
+        raise MrhookerError("-j takes a number from 1, --limit one from 0, --timeout a time over 0")
+    if args.errno is not None and not re.fullmatch(r"E[A-Z0-9]+", args.errno):
+        raise MrhookerError("--errno takes an errno name (ENOMEM, EIO, ...), not %r" % args.errno)
+    for option, path in (("--input", args.input),):
+        if path is not None and not os.path.isfile(path):
+            raise MrhookerError("%s %s: no such file" % (option, path))
+    find_program(command, False)
+    console = Console(False)
+
+    def progress(done, total, crashes):
+        console.status("mrhooker: sweep: %d of %d runs, %d crashed or hung" % (done, total, crashes))
+
+    sys.stderr.write("mrhooker: sweep: a clean run of %s ...\n" % shlex.join(command))
+    request = SweepRequest(specs=args.specs, jobs=args.jobs, timeout=args.timeout, limit=args.limit,
+                           all_calls=args.all_calls, errno_name=args.errno, input_path=args.input,
+                           json_path=args.json, progress=progress)
+    try:
+        sweep = Sweep(request, command).run()
+    finally:
+        console.clear_status()
+    for line in sweep.report():
+        sys.stderr.write(line + "\n")
+    return 1 if sweep.findings() else 0
+
+
+SUBCOMMANDS = {"run": run_command, "trace": trace_command, "sweep": sweep_command}
 
 
 class _Interrupted(BaseException):

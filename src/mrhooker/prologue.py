@@ -35,7 +35,7 @@ class EntryPlan:
         self.expect, self.code, self.fixups = expect, code, tuple(fixups)
 
 
-def _functions(elf):
+def function_symbols(elf):
     """{name: (st_value, st_size, is IFUNC)} of the functions the file defines: .symtab's first (a program's
     own, not exported), then .dynsym's default versions (memcpy@@GLIBC_2.14, not memcpy@GLIBC_2.2.5); and
     {name: addresses} of the names .symtab gives to more than one function (static ones in two source files).
@@ -123,7 +123,7 @@ class ElfFunctions:
         try:
             with open(path, "rb") as f:
                 elf = ELFFile(f)
-                self.functions, self.twice = _functions(elf)
+                self.functions, self.twice = function_symbols(elf)
                 self.segments = [(seg["p_vaddr"], seg["p_filesz"], seg["p_offset"], seg["p_flags"] & 1)
                                  for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
         except OSError as e:

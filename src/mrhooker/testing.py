@@ -28,10 +28,11 @@ class MrhookerRunError(Exception):
 class Call:
     """One recorded call: as in `mrhooker trace --json` (README), with attributes."""
 
-    __slots__ = ("name", "args", "ret", "errno", "pid", "tid", "ts_ns", "dur_ns", "injected", "delayed")
+    __slots__ = ("name", "args", "ret", "errno", "pid", "tid", "caller", "ts_ns", "dur_ns", "injected", "delayed")
 
     def __init__(self, record):
         self.name, self.args, self.ret = record["name"], record["args"], record["ret"]
+        self.caller = int(record["caller"], 16)
         self.errno, self.pid, self.tid = record["errno"], record["pid"], record["tid"]
         self.ts_ns, self.dur_ns = record["ts_ns"], record["dur_ns"]
         self.injected, self.delayed = record.get("injected", False), record.get("delayed", False)
@@ -112,6 +113,56 @@ def run(args, inject=(), trace=(), fake_time=None, seed=0, hooks=None, timeout=N
     if check:
         result.check_returncode()
     return result
+
+
+class SweepRun:
+    """One run of a sweep: as `mrhooker sweep --json` writes it (README), with attributes: function, site
+    ("gzip+0x1234 (main+0x56, gzip.c:78)"), object, offset, call (its number among the function's calls), errno,
+    kind (crash, hang, output, exit, handled, silent, refused), detail, status, reproduce (a trace command line)."""
+
+    def __init__(self, record):
+        self.__dict__.update(record)
+
+    def __repr__(self):
+        return "<SweepRun %s %s call %d at %s: %s>" % (self.kind, self.function, self.call, self.site, self.detail)
+
+
+def sweep(args, functions=(), jobs=None, run_timeout=None, limit=None, all_calls=False, errno=None, input=None,
+          timeout=None, env=None, cwd=None):
+    """`mrhooker sweep`: each call site of `functions` (as -e takes them; default: sweep's) made to fail once,
+    one run of args each; returns the runs ([SweepRun]), worst first is up to the caller:
+
+        runs = sweep(["./myprog", "data.txt"], functions=["malloc", "open*", "read", "write"])
+        assert not [r for r in runs if r.kind in ("crash", "hang")], runs
+
+    run_timeout: seconds before a run is a hang; input: bytes each run reads on its standard input; timeout: for
+    the whole sweep (subprocess.TimeoutExpired). Raises MrhookerRunError when mrhooker refuses the request."""
+    args = [args] if isinstance(args, (str, bytes, os.PathLike)) else args
+    args = [os.fspath(a) for a in args]
+    if isinstance(functions, str):
+        raise TypeError("functions= takes a list of specs")
+    with tempfile.TemporaryDirectory(prefix="mrhooker-sweep-") as tmp:
+        runs_path, error_path = os.path.join(tmp, "runs.jsonl"), os.path.join(tmp, "error")
+        command = [sys.executable, "-m", "mrhooker", "sweep", "--json", runs_path]
+        command += ["-e", ",".join(functions)] if functions else []
+        command += ["-j", str(jobs)] if jobs else []
+        command += ["--timeout", str(run_timeout)] if run_timeout else []
+        command += ["--limit", str(limit)] if limit is not None else []
+        command += ["--all"] if all_calls else []
+        command += ["--errno", errno] if errno else []
+        if input is not None:
+            input_path = os.path.join(tmp, "input")
+            with open(input_path, "wb") as f:
+                f.write(input)
+            command += ["--input", input_path]
+        command += ["--"] + args
+        full_env = dict(os.environ if env is None else env, MRHOOKER_ERROR_FILE=error_path)
+        _run(command, args, None, timeout, full_env, cwd)
+        if os.path.exists(error_path):
+            with open(error_path, encoding="utf-8", errors="replace") as f:
+                raise MrhookerRunError(f.read().strip())
+        with open(runs_path, encoding="utf-8") as f:
+            return [SweepRun(json.loads(line)) for line in f if line.strip()]
 
 
 def _run(command, args, input, timeout, env, cwd):

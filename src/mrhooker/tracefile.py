@@ -33,7 +33,7 @@ _SIGNATURES = {   # reader.c's exported functions: (result, arguments)
     "mrh_trace_dropped": (_u64, [_p]),
     "mrh_trace_counters": (None, [_p, _u64, ctypes.POINTER(_u64)]),
     "mrh_reader_new": (_p, [_p]),
-    "mrh_reader_lines": (None, [_p, _int, _int, _int, _int, _int, _int, OPEN_FOR_PID, _i64]),
+    "mrh_reader_lines": (None, [_p, _int, _int, _int, _int, _int, _int, _int, OPEN_FOR_PID, _i64]),
     "mrh_reader_command_pid": (None, [_p, ctypes.c_uint32]),
     "mrh_reader_json": (None, [_p, _int, _i64]),
     "mrh_reader_timeline": (None, [_p, _int, _u64]),
@@ -227,9 +227,11 @@ class Reader:
             raise MemoryError("the trace reader")
         self._open_for_pid = None   # kept alive while C may call it
 
-    def lines(self, fd, timestamps, relative, durations, failed_only, per_process, open_for_pid, wall_offset_ns):
+    def lines(self, fd, timestamps, relative, durations, callers, failed_only, per_process, open_for_pid,
+              wall_offset_ns):
         self._open_for_pid = OPEN_FOR_PID(open_for_pid or (lambda pid: -1))
-        self.lib.mrh_reader_lines(self.handle, fd, timestamps, relative, int(durations), int(failed_only),
+        self.lib.mrh_reader_lines(self.handle, fd, timestamps, relative, int(durations), int(callers),
+                                  int(failed_only),
                                   int(per_process), self._open_for_pid, wall_offset_ns)
 
     def command_pid(self, pid):

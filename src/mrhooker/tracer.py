@@ -13,7 +13,7 @@ from mrhooker.errors import MrhookerError, say
 
 class TraceRequest:
     def __init__(self, specs=(), strsize=32, follow=True, output=None, per_process=False, append=False,
-                 timestamps=0, relative=False, durations=False, failed_only=False, summary=False, lines=True,
+                 timestamps=0, relative=False, durations=False, callers=False, failed_only=False, summary=False, lines=True,
                  json_path=None, timeline_path=None, timeline_limit=1_000_000, scaffold_path=None,
                  buffer_mb=64, inject=(), seed=0, fake_time=None, quiet=False, duration=None, entry=False):
         self.specs = list(specs)
@@ -23,6 +23,7 @@ class TraceRequest:
         self.per_process = per_process
         self.append = append
         self.timestamps, self.relative, self.durations = timestamps, relative, durations
+        self.callers = callers            # -i: each call's site (its return address)
         self.failed_only = failed_only
         self.summary = summary            # -c or -C
         self.lines = lines                # False for -c alone
@@ -234,8 +235,8 @@ class Tracer:
         r = self.request
         wall_offset_ns = time.time_ns() - time.monotonic_ns()
         if r.lines:
-            reader.lines(outputs.lines_fd, r.timestamps, r.relative, r.durations, r.failed_only, r.per_process,
-                         outputs.for_pid if r.per_process else None, wall_offset_ns)
+            reader.lines(outputs.lines_fd, r.timestamps, r.relative, r.durations, r.callers, r.failed_only,
+                         r.per_process, outputs.for_pid if r.per_process else None, wall_offset_ns)
         if r.json_path:
             reader.json(outputs.json_fd, wall_offset_ns)
         if r.timeline_path:

@@ -207,6 +207,8 @@ typedef const mrh_hook_ops *(*mrh_hook_start_fn)(const mrh_runtime *rt);
  *                          the hook settings above
  *   MRHOOKER_TRACE_ID      "DEV:INO" it must have
  *   MRHOOKER_ENTRY         the functions to hook at their entry, and how (patch.c; written by atentry.py)
+ *   MRHOOKER_MAPS          a traced process copies its /proc/self/maps to this path + ".PID" when it starts
+ *                          tracing and at its exit (trace.c): where its calls' sites are (`mrhooker sweep`)
  *   MRHOOKER_ATTACH        attached (mrhooker -p): the unix socket to mrhooker the process holds (attach.c).
  *                          An attach's settings are not in the environment: attached.py passes them, as
  *                          NAME=value strings, to mrhooker_attach(), and read_settings reads them from there.

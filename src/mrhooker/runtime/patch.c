@@ -214,6 +214,7 @@ static unsigned char *put_jump(unsigned char *at, uintptr_t to)
 /* The stub: the block's address in the stack slot below the return address (no register changed), then
  * mrh_entry_thunk:  lea -8(%rsp),%rsp; push %rax; movabs $block,%rax; mov %rax,8(%rsp); pop %rax; jmp *thunk */
 void mrh_entry_thunk(void);
+__thread const void *mrh_entry_caller __attribute__((tls_model("initial-exec")));
 static void make_stub(unsigned char *at, const void *block)
 {
     static const unsigned char head[] = {0x48, 0x8d, 0x64, 0x24, 0xf8, 0x50, 0x48, 0xb8};
@@ -227,7 +228,8 @@ static void make_stub(unsigned char *at, const void *block)
 /* mrh_entry_thunk: (%rsp) the block (its entry point, results mask and stack words), 8(%rsp) the caller's return
  * address, 16(%rsp) on its stack arguments. Frame: -8..-72(%rbp) rdi rsi rdx rcx r8 r9 r10 r11 rax; -328(%rbp)
  * xmm0..xmm15; (%rsp) up to 16 eightbytes of the caller's stack arguments, copied for the entry point. The result registers (results: 1 rax, 2 rdx, 4 xmm0, 8 xmm1) are the
- * entry point's; the others are put back as they were. x87 is not touched (the ABI keeps its stack empty at a
+ * entry point's; the others are put back as they were. The caller's return address goes to mrh_entry_caller, where
+ * the entry point finds its call's site (mrh_call_site). x87 is not touched (the ABI keeps its stack empty at a
  * call; a long double result comes back in st0 as it should). */
 __asm__(".text\n"
         ".p2align 4\n"
@@ -251,10 +253,13 @@ __asm__(".text\n"
         "movups %xmm12, -136(%rbp)\n movups %xmm13, -120(%rbp)\n movups %xmm14, -104(%rbp)\n movups %xmm15, -88(%rbp)\n"
         "mov 8(%rbp), %r11\n mov 16(%r11), %rcx\n"   /* the stack arguments, where the entry point looks */
         "test %rcx, %rcx\n jz 6f\n lea 24(%rbp), %rsi\n mov %rsp, %rdi\n rep movsq\n6:\n"
+        "mov mrh_entry_caller@gottpoff(%rip), %rax\n mov 16(%rbp), %r11\n mov %r11, %fs:(%rax)\n"   /* its site */
         "mov -8(%rbp), %rdi\n mov -16(%rbp), %rsi\n mov -32(%rbp), %rcx\n mov -64(%rbp), %r11\n"
         "mov -72(%rbp), %rax\n"   /* a variadic call's count of vector registers */
         "mov 8(%rbp), %r11\n"
         "call *(%r11)\n"
+        ".globl mrh_entry_thunk_return\n .hidden mrh_entry_thunk_return\n"
+        "mrh_entry_thunk_return:\n"
         "mov 8(%rbp), %r11\n"
         "mov 8(%r11), %r11\n"
         "test $1, %r11d\n jnz 1f\n mov -72(%rbp), %rax\n1:\n"

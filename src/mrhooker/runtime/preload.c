@@ -228,6 +228,7 @@ static void read_settings(void)
     c->report = setting("MRHOOKER_REPORT");
     c->report_id = setting("MRHOOKER_REPORT_ID");
     c->attach = setting("MRHOOKER_ATTACH");
+    c->maps = setting("MRHOOKER_MAPS");
     const char *follow = lookup("MRHOOKER_FOLLOW");
     c->follow = !follow || strcmp(follow, "0") != 0;
     const char *wait = lookup("MRHOOKER_START_WAIT_MS");

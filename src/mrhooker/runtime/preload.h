@@ -31,6 +31,7 @@ typedef struct mrh_settings {
     const char *python_path, *python_home, *executable, *output, *output_id;
     const char *report, *report_id;   /* the launcher's report file (preload.c, reports), and its identity */
     const char *attach;   /* attached (mrhooker -p): the unix socket to mrhooker that attach.c holds */
+    const char *maps;     /* a traced process's copies of its memory map: this + ".PID" (trace.c) */
     int follow;           /* exec'd children are hooked too */
     int active;           /* this process is to be hooked or traced */
     long start_wait_ms;   /* how long a thread waits for another thread's start */
@@ -58,6 +59,8 @@ void *mrh_find_in_object(const struct link_map *map, const char *name);   /* an 
 void mrh_patch_entries(const char *spec, int attaching);   /* the functions MRHOOKER_ENTRY says, hooked at their
                                                             * entry: at load, or by an attach (with attach.py) */
 void mrh_patch_restore(void);                /* an attach's detach: their first bytes back */
+extern __thread const void *mrh_entry_caller __attribute__((tls_model("initial-exec")));   /* set by the thunk */
+void mrh_entry_thunk_return(void);           /* where an entry point called by the thunk returns to */
 
 /* follow.c */
 void mrh_follow_init(void);                   /* snapshot MRHOOKER_*, or strip them (--no-follow) */
@@ -110,6 +113,13 @@ extern void *__dso_handle __attribute__((weak));
 static inline int mrh_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
     return __register_atfork(prepare, parent, child, &__dso_handle ? __dso_handle : NULL);
+}
+
+/* The site of a call whose entry point returns to `ret`: the caller's return address, which the thunk of a
+ * function hooked at its entry (patch.c) keeps for it just before its call. */
+static inline const void *mrh_call_site(const void *ret)
+{
+    return MRH_UNLIKELY(ret == (const void *)mrh_entry_thunk_return) ? mrh_entry_caller : ret;
 }
 
 /* The original of a slot: resolved at load in nearly every process, so read without a call. */

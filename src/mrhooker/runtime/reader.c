@@ -201,7 +201,7 @@ typedef struct mrh_reader {
     uint64_t anchor_ticks, anchor_ns, mul, div;
     int clock_known;
     /* lines */
-    int lines_on, timestamps, relative, durations, failed_only, per_process;
+    int lines_on, timestamps, relative, durations, callers, failed_only, per_process;
     int64_t wall_offset_ns;
     uint32_t command_pid;
     uint64_t previous_ts;
@@ -258,14 +258,15 @@ EXPORT mrh_reader *mrh_reader_new(void *map)
 }
 
 /* Lines to fd (or, per_process, to the descriptors open_for_pid gives for each process). */
-EXPORT void mrh_reader_lines(mrh_reader *r, int fd, int timestamps, int relative, int durations, int failed_only,
-                             int per_process, int (*open_for_pid)(uint32_t), int64_t wall_offset_ns)
+EXPORT void mrh_reader_lines(mrh_reader *r, int fd, int timestamps, int relative, int durations, int callers,
+                             int failed_only, int per_process, int (*open_for_pid)(uint32_t), int64_t wall_offset_ns)
 {
     r->lines_on = 1;
     init_output(&r->lines, fd);
     r->timestamps = timestamps;
     r->relative = relative;
     r->durations = durations;
+    r->callers = callers;
     r->failed_only = failed_only;
     r->per_process = per_process;
     r->open_for_pid = open_for_pid;
@@ -416,6 +417,14 @@ static void put_stamp(mrh_reader *r, mrh_text *t, uint64_t ts)
     mrh_put(t, buf, n);
 }
 
+/* A call's site, its return address: "[0x...] " as ltrace -i shows it, or a JSON string. */
+static void put_caller(mrh_text *t, uint64_t caller, int json)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, json ? "\"0x%llx\"" : "[0x%llx] ", (unsigned long long)caller);
+    mrh_put(t, buf, (size_t)n);
+}
+
 static void show_line(mrh_reader *r, const mrh_fn *fn, const mrh_view *v, uint64_t ts)
 {
     const mrh_record *rec = v->rec;
@@ -430,6 +439,7 @@ static void show_line(mrh_reader *r, const mrh_fn *fn, const mrh_view *v, uint64
         mrh_puts(t, "] ");
     }
     if (r->timestamps || r->relative) put_stamp(r, t, ts);
+    if (r->callers) put_caller(t, rec->caller, 0);
     mrh_puts(t, fn->name);
     mrh_put(t, "(", 1);
     put_args(t, r->d, fn, v, 0);
@@ -457,6 +467,8 @@ static void show_json(mrh_reader *r, const mrh_fn *fn, const mrh_view *v, uint64
     mrh_put_u64(t, rec->pid);
     mrh_puts(t, ",\"tid\":");
     mrh_put_u64(t, rec->tid);
+    mrh_puts(t, ",\"caller\":");
+    put_caller(t, rec->caller, 1);
     mrh_puts(t, ",\"ts_ns\":");
     mrh_put_i64(t, (int64_t)ts + r->wall_offset_ns);
     mrh_puts(t, ",\"dur_ns\":");

@@ -120,6 +120,40 @@ static mrh_trace_header *map_trace_file(void)
     return h;
 }
 
+/* ---- where the calls come from ---------------------------------------------------------------------------
+ * A record's caller is an address in this process: which object and offset it is, only its memory map says, and
+ * the process may be gone when mrhooker reads the records. Idea: with MRHOOKER_MAPS, the process copies its map
+ * to PREFIX.PID (written aside, then renamed: never read half-written) when it maps the trace file and again at
+ * its exit, for the objects loaded since. Called with depth raised. */
+static void copy_maps(void)
+{
+    if (!mrh_config.maps || !mrh_trace || mrh_trace == &trace_off) return;
+    char path[4096], aside[4200];
+    if (snprintf(path, sizeof path, "%s.%u", mrh_config.maps, my_pid) >= (int)sizeof path) return;
+    snprintf(aside, sizeof aside, "%s.tmp", path);
+    int in = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (in < 0) return;
+    int out = open(aside, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int ok = out >= 0;
+    char buf[8192];
+    for (ssize_t n; ok && (n = read(in, buf, sizeof buf)) != 0;)
+        ok = n > 0 && write(out, buf, (size_t)n) == n;
+    close(in);
+    if (out >= 0) close(out);
+    if (ok) rename(aside, path);
+    else if (out >= 0) unlink(aside);
+}
+
+__attribute__((destructor)) static void trace_fini(void)
+{
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    int saved = errno;
+    copy_maps();
+    errno = saved;
+    t->depth--;
+}
+
 /* Maps the file, once per process (map_lock serialises it). in_handler: from a signal handler, which may have
  * interrupted the lock's holder: then only if the lock is free (else the call goes on unmapped). */
 static void map_once(mrh_thread *t, int in_handler)
@@ -133,6 +167,7 @@ static void map_once(mrh_thread *t, int in_handler)
             if (!h && mrh_trace == &trace_off) h = &trace_off;   /* an attach whose file is gone: still off */
             __atomic_store_n(&mrh_trace, h, __ATOMIC_RELEASE);
             __atomic_store_n(&trace_tried, 1, __ATOMIC_RELEASE);
+            if (!in_handler) copy_maps();
         }
         pthread_mutex_unlock(&map_lock);
     }
@@ -331,6 +366,7 @@ static inline unsigned char *record_at(mrh_trace_header *h, uint64_t pos, mrh_ca
     r->nargs = (uint8_t)nargs;
     r->ncaps = (uint8_t)ncaps;
     r->pad = 0;
+    r->caller = (uint64_t)(uintptr_t)call->caller;
     uint64_t *a = (uint64_t *)(p + sizeof *r);
     for (int i = 0; i < nargs; i++) a[i] = args[i];
     return p;

@@ -56,6 +56,7 @@ typedef struct mrh_call {
     int err;          /* errno the call set, 0 if none */
     int fn;
     const mrh_inject_rule *rule;   /* the --inject rule that chose this call, or NULL */
+    const void *caller;            /* its return address */
 } mrh_call;
 
 /* What a record keeps of the memory an argument (or the result) points to: tracespec.Capture, generated as
@@ -157,7 +158,7 @@ static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
 
 /* Before the original: 1 if this call is traced (then mrh_trace_end after it), 0 if not (the runtime's
  * own calls, a signal handler, the dynamic loader's calls, no trace file). */
-#define MRH_TRACE_ENTER(t, fn, call) mrh_trace_enter((t), (fn), (call), __builtin_return_address(0))
+#define MRH_TRACE_ENTER(t, fn, call) mrh_trace_enter((t), (fn), (call), mrh_call_site(__builtin_return_address(0)))
 
 static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, int fn, mrh_call *call,
                                                                  const void *caller)
@@ -166,6 +167,7 @@ static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, 
     if (MRH_UNLIKELY(mrh_trace == NULL)) return mrh_trace_enter_slow(t, fn, call, caller);
     call->fn = fn;
     call->rule = NULL;
+    call->caller = caller;
     call->errno_at = &errno;
     call->saved_errno = *call->errno_at;
     *call->errno_at = 0;

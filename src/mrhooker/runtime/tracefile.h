@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define MRH_TRACE_MAGIC 0x4d52485452414345ull   /* "MRHTRACE" */
-#define MRH_TRACE_VERSION 4
+#define MRH_TRACE_VERSION 5
 #define MRH_TRACE_HEADER_SIZE 4096
 #define MRH_COUNTERS_OFFSET 4096
 #define MRH_RECORD_MAGIC 0x524d
@@ -91,6 +91,7 @@ typedef struct mrh_record {
     int32_t err;      /* errno after the call; 0 if it set none */
     uint8_t flags;    /* MRH_FAILED, ... */
     uint8_t nargs, ncaps, pad;
+    uint64_t caller;  /* the return address of the call (its site: trace -i, sweep) */
 } mrh_record;
 
 typedef struct mrh_capture_header {

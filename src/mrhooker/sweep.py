@@ -1,0 +1,326 @@
+"""`mrhooker sweep`: fail each call site once, and say which failures the program doesn't survive.
+
+1. A clean run, traced (`mrhooker trace --json`, the command's process alone): each call of the chosen functions
+   with its caller, and the process's memory map (MRHOOKER_MAPS), which turn the callers into sites
+   (sites.py: object+offset, function, line). A site is (function, object, offset): a loop calling malloc 10,000
+   times from one place is one site.
+2. One run per site: the same command, with that site's first call (or, with all_calls, each call) made to fail
+   with the function's usual errno (`--inject NAME:error=E:when=N`, N its number among the function's calls in
+   the clean run). In parallel, each with a timeout. The injected call's record says where it was: a run whose
+   failed call came from elsewhere (a program that doesn't call in the same order each time) says so.
+3. Each run classified against the clean one: crash (killed by a signal), hang (timeout), output (same status,
+   different output: the worst, a failure nobody is told about), exit (status changed, nothing on stderr),
+   handled (status changed, with a message), silent (same status and output).
+
+Runs are subprocesses of `mrhooker trace`, the command line a user would type to reproduce one, kept apart by a
+directory each (their traces, maps, and `{}` in the command's arguments). Only the command's own process is
+swept (--no-follow): a shell's children are not.
+"""
+import concurrent.futures
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from mrhooker import sites
+from mrhooker.errors import MrhookerError
+
+DEFAULT_SPEC = "%memory,%file,%desc,%net,%process"
+
+# The failure a function most often meets, by name prefix (the first that matches).
+USUAL_ERRNO = (
+    (("malloc", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc", "memalign", "valloc",
+      "strdup", "strndup", "mmap", "mremap", "brk", "sbrk"), "ENOMEM"),
+    (("write", "pwrite", "fwrite", "fputs", "fputc", "putc", "fflush", "ftruncate", "fallocate", "posix_fallocate",
+      "fsync", "fdatasync", "copy_file_range", "sendfile", "splice"), "ENOSPC"),
+    (("send", "recv"), "ECONNRESET"),
+    (("connect",), "ECONNREFUSED"),
+    (("bind",), "EADDRINUSE"),
+    (("socket", "accept", "dup", "pipe", "epoll_create", "eventfd", "inotify_init", "timerfd_create"), "EMFILE"),
+    (("fork", "vfork", "clone", "posix_spawn", "system", "popen", "pthread_create"), "EAGAIN"),
+    (("open", "fopen", "freopen", "creat", "opendir", "fdopendir", "access", "faccessat", "exec", "fexecve",
+      "mkdir", "rename", "unlink", "rmdir", "link", "symlink", "chmod", "chown", "truncate", "utime"), "EACCES"),
+    (("stat", "lstat", "fstat", "statx", "__xstat", "__lxstat", "__fxstat", "readlink", "realpath"), "ENOENT"),
+)
+CLEAN_TIMEOUT = 600   # seconds the clean run may take without --timeout
+KINDS = ("crash", "hang", "output", "exit", "handled", "silent", "refused")
+
+
+def usual_errno(name):
+    for prefixes, errno_name in USUAL_ERRNO:
+        if name.startswith(prefixes):
+            return errno_name
+    return "EIO"
+
+
+class Outcome:
+    """How one run ended: its status (a signal's as 128+N), output digest, stderr and trace's last line."""
+
+    def __init__(self, status, out, err, end_line, seconds, timed_out=False, refusal=None):
+        self.status, self.digest, self.err, self.end_line = status, hashlib.sha256(out).hexdigest(), err, end_line
+        self.seconds, self.timed_out = seconds, timed_out
+        self.refusal = refusal            # mrhooker's message when it refused the run (no such function...)
+
+    @property
+    def signal_name(self):
+        """SIGSEGV... when trace said the command was killed by one."""
+        if self.end_line.startswith("+++ killed by "):
+            return self.end_line.split()[3]
+        return None
+
+    def first_error_line(self):
+        for line in self.err.splitlines():
+            if line.strip() and not line.startswith("mrhooker:"):
+                return line.strip()
+        return ""
+
+
+class Site:
+    """A call site of one function: where, how many calls it made in the clean run, the number (among the
+    function's calls) of its first, and of each."""
+
+    def __init__(self, function, where, first):
+        self.function, self.where, self.calls = function, where, [first]
+
+    @property
+    def key(self):
+        return (self.function,) + self.where.key
+
+
+class Run:
+    """One failing run: the site, which of its calls failed (its number among the function's calls), and what
+    happened."""
+
+    def __init__(self, site, call, errno_name, command, input_path=None):
+        self.site, self.call, self.errno_name = site, call, errno_name
+        self.command = command            # the trace command line that reproduces it
+        self.input_path = input_path      # ... with this standard input
+        self.kind, self.detail, self.outcome, self.failed_at = None, "", None, None
+
+    def as_json(self):
+        return {"function": self.site.function, "site": str(self.site.where), "object": self.site.where.path,
+                "offset": self.site.where.offset, "call": self.call, "errno": self.errno_name, "kind": self.kind,
+                "detail": self.detail, "status": self.outcome.status if self.outcome else None,
+                "failed_at": str(self.failed_at) if self.failed_at else None,
+                "reproduce": self.reproduce}
+
+    @property
+    def reproduce(self):
+        return shlex.join(self.command) + (" < " + shlex.quote(self.input_path) if self.input_path else "")
+
+
+class SweepRequest:
+    def __init__(self, specs=(), jobs=None, timeout=None, limit=None, all_calls=False, errno_name=None,
+                 input_path=None, json_path=None, progress=None):
+        self.specs = list(specs) or [DEFAULT_SPEC]
+        self.jobs = jobs or os.cpu_count() or 1
+        self.timeout = timeout            # seconds per run; None: 10x the clean run's, at least 10
+        self.limit = limit                # the most failing runs, None: all
+        self.all_calls = all_calls        # every call, not each site's first
+        self.errno_name = errno_name      # one errno for every function, None: usual_errno's
+        self.input_path = input_path      # each run's standard input (None: /dev/null)
+        self.json_path = json_path
+        self.progress = progress          # progress(done, total, crashes) or None
+
+
+class Sweep:
+    """The runs of one sweep of `command` (a list of strings; "{}" in an argument: a fresh directory per run)."""
+
+    def __init__(self, request, command):
+        if not command:
+            raise MrhookerError("no command given: what should be swept?")
+        self.request, self.command = request, list(command)
+        self.clean, self.sites, self.runs = None, [], []
+        self._resolver = sites.Resolver()
+        self._dir = tempfile.mkdtemp(prefix="mrhooker-sweep-")
+        self._lock = threading.Lock()
+
+    def run(self):
+        try:
+            self._clean_run()
+            self._failing_runs()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        if self.request.json_path:
+            with open(self.request.json_path, "w") as f:
+                for run in self.runs:
+                    f.write(json.dumps(run.as_json()) + "\n")
+        return self
+
+    # ---- the clean run ----------------------------------------------------------------------------------
+
+    def _clean_run(self):
+        run_dir = os.path.join(self._dir, "clean")
+        timeout = self.request.timeout or CLEAN_TIMEOUT
+        outcome, records, regions = self._trace(run_dir, ["-e", ",".join(self.request.specs)], timeout)
+        self.clean = outcome
+        if outcome.refusal:
+            raise MrhookerError(outcome.refusal)
+        if outcome.timed_out:
+            raise MrhookerError("the clean run did not end in %g s: a command that ends by itself is needed (or a "
+                                "longer --timeout)" % timeout)
+        pid = records[0]["pid"] if records else None
+        numbers, found, void = {}, {}, {}
+        for rec in sorted((r for r in records if r["pid"] == pid), key=lambda r: r["ts_ns"]):
+            name = rec["name"]
+            numbers[name] = numbers.get(name, 0) + 1
+            void[name] = void.get(name, True) and rec["ret"] is None
+            where = self._resolver.site(int(rec["caller"], 16), regions.get(pid, []))
+            key = (name,) + where.key
+            if key in found:
+                found[key].calls.append(numbers[name])
+            else:
+                found[key] = Site(name, where, numbers[name])
+        # a function that returned nothing every time (void, or failing already) has nothing to fail
+        self.sites = [s for s in found.values() if not void[s.function]]
+
+    # ---- the failing runs ---------------------------------------------------------------------------------
+
+    def _failing_runs(self):
+        planned = []
+        for site in self.sites:
+            errno_name = self.request.errno_name or usual_errno(site.function)
+            for call in (site.calls if self.request.all_calls else site.calls[:1]):
+                rule = "%s:error=%s:when=%d" % (site.function, errno_name, call)
+                command = ["mrhooker", "trace", "--no-follow", "-e", site.function, "--inject", rule, "--"] + \
+                    self.command
+                planned.append(Run(site, call, errno_name, command, self.request.input_path))
+        if self.request.limit is not None:
+            planned = planned[:self.request.limit]
+        self.runs = planned
+        timeout = self.request.timeout or max(10.0, 10 * self.clean.seconds)
+        done = crashes = 0
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.request.jobs) as pool:
+            futures = [pool.submit(self._failing_run, i, run, timeout) for i, run in enumerate(planned)]
+            for future in concurrent.futures.as_completed(futures):
+                run = future.result()
+                done += 1
+                crashes += run.kind in ("crash", "hang")
+                if self.request.progress:
+                    self.request.progress(done, len(planned), crashes)
+
+    def _failing_run(self, index, run, timeout):
+        run_dir = os.path.join(self._dir, "run-%d" % index)
+        args = ["-e", run.site.function, "--inject", run.command[run.command.index("--inject") + 1]]
+        outcome, records, regions = self._trace(run_dir, args, timeout)
+        run.outcome = outcome
+        injected = [r for r in records if r.get("injected")]
+        if injected:
+            rec = injected[0]
+            run.failed_at = self._resolver.site(int(rec["caller"], 16), regions.get(rec["pid"], []))
+        self._classify(run)
+        return run
+
+    def _classify(self, run):
+        o, clean = run.outcome, self.clean
+        if o.refusal:
+            run.kind, run.detail = "refused", o.refusal
+        elif o.timed_out:
+            run.kind, run.detail = "hang", "no end after %.0f s" % o.seconds
+        elif o.signal_name and o.signal_name != clean.signal_name:
+            run.kind, run.detail = "crash", o.signal_name
+        elif o.status == clean.status:
+            run.kind = "silent" if o.digest == clean.digest else "output"
+            run.detail = "" if run.kind == "silent" else "same status %d, different output" % o.status
+        else:
+            message = o.first_error_line()
+            run.kind = "handled" if message else "exit"
+            run.detail = "status %d%s" % (o.status, ": " + message if message else ", no message")
+        if run.failed_at is not None and run.failed_at.key != run.site.where.key:
+            run.detail += " (the failed call came from %s)" % run.failed_at
+
+    # ---- one traced run ---------------------------------------------------------------------------------
+
+    def _trace(self, run_dir, trace_args, timeout):
+        """(Outcome, the JSON records, {pid: memory map regions}) of one run of the command under trace."""
+        os.makedirs(os.path.join(run_dir, "work"))
+        lines, records_path, maps = (os.path.join(run_dir, n) for n in ("lines", "records.jsonl", "maps"))
+        command = [a.replace("{}", os.path.join(run_dir, "work")) for a in self.command]
+        argv = [sys.executable, "-m", "mrhooker", "trace", "--no-follow", "-o", lines, "--json", records_path] + \
+            trace_args + ["--"] + command
+        error = os.path.join(run_dir, "error")   # mrhooker's refusal, told from the program's own failures
+        env = dict(os.environ, MRHOOKER_MAPS=maps, MRHOOKER_ERROR_FILE=error)
+        stdin = open(self.request.input_path, "rb") if self.request.input_path else subprocess.DEVNULL
+        started = time.monotonic()
+        timed_out = False
+        try:
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                    start_new_session=True)
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                out, err = self._stop(proc)
+        finally:
+            if stdin is not subprocess.DEVNULL:
+                stdin.close()
+        seconds = time.monotonic() - started
+        end_line = ""
+        try:
+            with open(lines, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+                tail = f.read().decode(errors="replace").splitlines()
+            end_line = next((l for l in reversed(tail) if l.startswith("+++ ")), "")
+        except OSError:
+            pass
+        records = []
+        try:
+            with open(records_path) as f:
+                records = [json.loads(line) for line in f if line.strip()]
+        except (OSError, ValueError):
+            pass
+        regions = {}
+        for name in os.listdir(run_dir):
+            if name.startswith("maps.") and name[5:].isdigit():
+                regions[int(name[5:])] = sites.read_map(os.path.join(run_dir, name))
+        if regions:   # a fork child that never wrote its own: its parent's map is its own at the fork
+            parent = regions[min(regions)]
+            for rec in records:
+                regions.setdefault(rec["pid"], parent)
+        refusal = None
+        try:
+            with open(error, encoding="utf-8", errors="replace") as f:
+                refusal = f.read().strip()
+        except OSError:
+            pass
+        outcome = Outcome(proc.returncode, out, err.decode(errors="replace"), end_line, seconds, timed_out, refusal)
+        return outcome, records, regions
+
+    @staticmethod
+    def _stop(proc):
+        """A run past its timeout: SIGTERM to mrhooker, which passes it on; then SIGKILL to its whole group."""
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            return proc.communicate()
+
+    # ---- the report ---------------------------------------------------------------------------------------
+
+    def report(self):
+        """The lines of the report: the findings first, worst first, then a count of each kind."""
+        runs = sorted(self.runs, key=lambda r: (KINDS.index(r.kind), r.site.function, r.call))
+        lines = ["clean run: status %d, %d sites of %d functions, %d failing runs" % (
+            self.clean.status, len(self.sites), len({s.function for s in self.sites}), len(self.runs))]
+        for run in runs:
+            if run.kind in ("crash", "hang", "output", "exit"):
+                lines.append("%-7s %s call %d at %s: %s" % (run.kind, run.site.function, run.call, run.site.where,
+                                                           run.detail))
+                lines.append("        reproduce: %s" % run.reproduce)
+        counts = {kind: sum(r.kind == kind for r in self.runs) for kind in KINDS}
+        lines.append(", ".join("%s %d" % (kind, n) for kind, n in counts.items() if n) or "no runs")
+        return lines
+
+    def findings(self):
+        return [r for r in self.runs if r.kind in ("crash", "hang")]
