@@ -53,6 +53,7 @@ FRIDA_SETTLE_MS = 200      # foo_loop sleeps this long first, under Frida
 # fraction of a second whatever the hook costs.
 FULL = {
     "attach_calls": 2_000_000,
+    "sweep_bytes": 1_000_000,
     # trace: as many records as its 64 MB buffer holds while the loop runs (more: the loop waits for mrhooker)
     "calls": {"fast": 50_000_000, "gil": 5_000_000, "python": 2_000_000, "frida": 2_000_000, "ltrace": 2_000,
               "trace": 500_000},
@@ -70,6 +71,7 @@ FULL = {
 }
 QUICK = {
     "attach_calls": 20_000,
+    "sweep_bytes": 20_000,
     "calls": {"fast": 100_000, "gil": 20_000, "python": 10_000, "frida": 10_000, "ltrace": 100, "trace": 10_000},
     "instruction_calls": 2_000,
     "instruction_runs": 1,
@@ -1633,6 +1635,50 @@ def dd_table(results, settings):
     return lines
 
 
+SWEEP_FUNCTIONS = "malloc,read,write,open*"
+
+
+def sweep_times(bench):
+    """`mrhooker sweep -j 2` of `gzip -c` on a 1 MB text file over its malloc, read, write and open sites: the
+    whole sweep's wall time (the clean run and the failing runs; the builds before, untimed), and gzip's own."""
+    data = os.path.join(bench.tmp, "sweep.txt")
+    with open(data, "w") as f:
+        size = bench.settings["sweep_bytes"]
+        i = 0
+        while size > 0:
+            line = "%08d some text that compresses, more or less, line after line\n" % i
+            f.write(line)
+            size -= len(line)
+            i += 1
+    gzip = shutil.which("gzip")
+    if not gzip:
+        raise Failed("gzip not found")
+    argv = [sys.executable, "-m", "mrhooker", "sweep", "-j", "2", "-e", SWEEP_FUNCTIONS, "--json",
+            os.path.join(bench.tmp, "sweep.jsonl"), gzip, "-c", data]
+    run_command(argv, env=bench.mrhooker_env)   # untimed: the builds
+    walls, bare = [], []
+    for run in range(bench.runs):
+        bare.append(run_command([gzip, "-c", data], env=bench.env).seconds)
+        walls.append(run_command(argv, env=bench.mrhooker_env).seconds)
+        log("sweep: run %d/%d: %.2f s (gzip alone %.3f s)" % (run + 1, bench.runs, walls[-1], bare[-1]))
+    with open(os.path.join(bench.tmp, "sweep.jsonl")) as f:
+        runs = [json.loads(line) for line in f if line.strip()]
+    return {"bytes": bench.settings["sweep_bytes"], "runs": len(runs), "kinds": sorted({r["kind"] for r in runs}),
+            "wall": {"seconds": median(walls), "samples": walls}, "bare": {"seconds": median(bare), "samples": bare}}
+
+
+def sweep_table(results, settings):
+    wall, runs = results["wall"]["seconds"], results["runs"]
+    return ["### `mrhooker sweep`: every %s site of `gzip -c` failed once" % SWEEP_FUNCTIONS.replace(",", ", "), "",
+            "A %d kB text file, `-j 2`; medians of %d runs (the builds before them, untimed)." % (
+                results["bytes"] // 1000, settings["runs"]), "",
+            "| | s |", "|---|---:|",
+            "| gzip alone | %s |" % fmt(results["bare"]["seconds"], 3),
+            "| the sweep: a clean run and %d failing runs (%s) | %s |" % (runs, ", ".join(results["kinds"]),
+                                                                       fmt(wall, 2)),
+            "| per failing run (2 at once) | %s |" % fmt(wall / max(runs, 1) * 2, 3)]
+
+
 def attach_table(results, settings):
     lines = ["### Attaching to a running process (`mrhooker trace -e write -p PID`)", "",
              "A Python process with %d shared objects loaded (extension modules, libcurl). Medians of %d runs; "
@@ -1673,9 +1719,11 @@ def markdown(report):
 
 
 SECTIONS = {"per_call": per_call_overhead, "instructions": instructions_per_call, "startup": startup,
-            "cold": cold_builds, "lines": trace_lines, "dd": dd_workload, "memory": memory, "attach": attach_times}
+            "cold": cold_builds, "lines": trace_lines, "dd": dd_workload, "memory": memory, "attach": attach_times,
+            "sweep": sweep_times}
 TABLES = {"per_call": per_call_table, "instructions": instructions_table, "startup": startup_table,
-          "cold": cold_table, "lines": lines_table, "dd": dd_table, "memory": memory_table, "attach": attach_table}
+          "cold": cold_table, "lines": lines_table, "dd": dd_table, "memory": memory_table, "attach": attach_table,
+          "sweep": sweep_table}
 
 
 def parse_args(argv):

@@ -175,6 +175,12 @@ def test_dd_figures(report):
             check_skipped(report, dd[name], tool)
 
 
+def test_sweep_figures(report):
+    sweep = report["sweep"]
+    assert sweep["runs"] >= 3 and positive(sweep["wall"]["seconds"]) and positive(sweep["bare"]["seconds"]), sweep
+    assert "crash" not in sweep["kinds"] and "hang" not in sweep["kinds"], sweep   # gzip survives each failure
+
+
 def test_markdown_tables(report):
     text = report["_markdown"]
     for heading in ("### Per-call overhead", "### Instructions per call", "### Start-up", "### Cold builds",

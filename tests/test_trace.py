@@ -378,7 +378,7 @@ def test_json_lines_schema(mrhooker, tmp_path):
     r = trace(mrhooker, "--json", out, "-e", "open,read", "cat", f, tmp_path / "missing")
     assert r.returncode == 1, r
     calls = [json.loads(line) for line in out.read_text().splitlines()]
-    assert all(set(c) == {"pid", "tid", "ts_ns", "dur_ns", "name", "args", "ret", "errno"} for c in calls)
+    assert all(set(c) == {"pid", "tid", "caller", "ts_ns", "dur_ns", "name", "args", "ret", "errno"} for c in calls)
     opened = [c for c in calls if c["name"] == "open" and c["args"]["file"] == str(f)]
     assert opened and opened[0]["args"]["oflag"] == "O_RDONLY" and opened[0]["ret"] >= 3 and opened[0]["errno"] is None
     missing = [c for c in calls if c["name"] == "open" and c["args"]["file"].endswith("missing")]

@@ -100,8 +100,8 @@ class Ring:
         self.reader = tracefile.Reader(self.trace)
         self.lines_path, self.json_path = tmp_path / "lines.txt", tmp_path / "calls.jsonl"
         self.files = [open(self.lines_path, "wb", buffering=0), open(self.json_path, "wb", buffering=0)]
-        options = dict(timestamps=0, relative=False, durations=False, failed_only=False, per_process=False,
-                       open_for_pid=None, wall_offset_ns=0)
+        options = dict(timestamps=0, relative=False, durations=False, callers=False, failed_only=False,
+                       per_process=False, open_for_pid=None, wall_offset_ns=0)
         options.update(lines)
         self.reader.lines(self.files[0].fileno(), **options)
         self.reader.json(self.files[1].fileno(), 0)

@@ -40,6 +40,8 @@ int ring_put(void *map, unsigned fn, unsigned pid, unsigned tid, uint64_t ts, ui
     r->flags = (uint8_t)flags;
     r->nargs = (uint8_t)nargs;
     r->ncaps = (uint8_t)ncaps;
+    r->pad = 0;
+    r->caller = 0x401000 + fn;   /* a site per function: JSON shows it */
     unsigned char *q = (unsigned char *)(r + 1);
     memcpy(q, args, 8 * (size_t)nargs);
     q += 8 * (size_t)nargs;

@@ -60,5 +60,5 @@ def test_the_record_layout_is_what_the_compiler_says(tmp_path):
     subprocess.run(["cc", "-I", RUNTIME, "-o", str(tmp_path / "probe"), str(probe)], check=True)
     out = subprocess.run([str(tmp_path / "probe")], capture_output=True, text=True, check=True).stdout.split()
     header, record, capture, rule, write_pos, read_pos = map(int, out)
-    assert (record, capture, rule) == (4 + 2 + 2 + 4 + 4 + 8 * 3 + 4 + 4, 16, 4 + 4 + 8 + 4 + 4 + 8 * 5 + 4 + 4)
+    assert (record, capture, rule) == (4 + 2 + 2 + 4 + 4 + 8 * 3 + 4 + 4 + 8, 16, 4 + 4 + 8 + 4 + 4 + 8 * 5 + 4 + 4)
     assert header <= 4096 and write_pos % 64 == 0 and read_pos % 64 == 0 and read_pos - write_pos >= 64

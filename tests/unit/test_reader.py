@@ -143,7 +143,7 @@ def test_an_output_that_fails_keeps_the_others_and_counts_what_it_lost(reader_fo
     r = ring(reader_for(FUNCTIONS))
     full = os.open("/dev/full", os.O_WRONLY)
     try:
-        r.reader.lines(full, 0, False, False, False, False, None, 0)
+        r.reader.lines(full, 0, False, False, False, False, False, None, 0)
         for _ in range(5):
             r.put("write", [1, 0x1000, 1], ret=1, captures=[(1, CAP_BYTES, b"a")])
         r.reader.drain(True)
