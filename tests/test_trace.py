@@ -215,6 +215,36 @@ def test_i_shows_each_calls_site(mrhooker, cprog, tmp_path, entry):
     assert [int(rec["caller"], 16) for rec in records if rec["args"].get("size") != 4096] == sites, records
 
 
+def test_chosen_only_records_the_chosen_calls_and_counts_them_all(mrhooker, cprog, tmp_path):
+    prog = cprog("""
+        #include <errno.h>
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+            char buf[4];
+            int fd = open(argv[1], O_RDONLY);
+            for (int i = 0; i < 3; i++) printf("%d ", read(fd, buf, sizeof buf) < 0 ? errno : 0);
+            printf("\\n");
+            return 0;
+        }
+    """)
+    f = tmp_path / "x"
+    f.write_text("a few bytes\n")
+    out = tmp_path / "calls.jsonl"
+    r = trace(mrhooker, "--chosen-only", "-C", "--json", out, "-e", "read,open", "--inject", "read:error=EIO:when=2",
+              prog, f)
+    assert r.returncode == 0 and r.out == "0 5 0 \n", r
+    lines = [l for l in r.err.splitlines() if re.match(r"(read|open)\(", l)]
+    assert len(lines) == 1 and re.fullmatch(r"read\(3, 0x[0-9a-f]+, 4\) = -1 EIO \(Input/output error\) \(INJECTED\)",
+                                            lines[0]), r.err
+    assert [json.loads(l)["name"] for l in out.read_text().splitlines()] == ["read"], out.read_text()
+    # -c still counts every call: 3 reads, 1 failed; 1 open
+    assert re.search(r" 3 +1 read$", r.err, re.M) and re.search(r" 1 +open$", r.err, re.M), r.err
+    r = trace(mrhooker, "--chosen-only", "-e", "read", prog, f)
+    assert r.returncode == 2 and "--chosen-only records the calls --inject chooses" in r.err, r
+
+
 def test_timestamps_and_durations(mrhooker, tmp_path):
     f = tmp_path / "x"
     f.write_text("x")

@@ -317,6 +317,8 @@ def _trace_parser():
     p.add_argument("-T", dest="durations", action="store_true", help="time spent in each call, <s> at the end")
     p.add_argument("-i", dest="callers", action="store_true",
                    help="each call's site (the address it returns to) at the start of its line, as ltrace -i")
+    p.add_argument("--chosen-only", action="store_true",
+                   help="record only the calls --inject chose (the others cost what -c costs)")
     p.add_argument("-Z", "--failed", action="store_true", help="only the calls that failed")
     p.add_argument("-c", dest="summary_only", action="store_true",
                    help="a summary at exit (calls, errors, time per function) instead of the lines")
@@ -426,6 +428,8 @@ def trace_command(argv):
     pids = _pids(args.pids, args.command, args.duration)
     if not args.command and not pids:
         raise MrhookerError("no command given: what should run traced?\nusage: " + TRACE_USAGE)
+    if args.chosen_only and not args.inject:
+        raise MrhookerError("--chosen-only records the calls --inject chooses: give --inject too")
     if args.strsize < 0 or args.timeline_limit < 1 or not 1 <= args.buffer_size <= 65536:
         raise MrhookerError("-s takes a number from 0, --timeline-limit one from 1, --buffer-size one from 1 to "
                             "65536 (MB)")
@@ -449,7 +453,7 @@ def trace_command(argv):
         summary=args.summary_only or args.summary_too, lines=not (args.summary_only or args.quiet), json_path=args.json,
         timeline_path=args.timeline, timeline_limit=args.timeline_limit, scaffold_path=args.scaffold,
         buffer_mb=args.buffer_size, inject=args.inject, seed=args.seed, fake_time=args.fake_time, quiet=args.quiet,
-        duration=args.duration, entry=args.entry)
+        duration=args.duration, entry=args.entry, chosen_only=args.chosen_only)
     options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, progress=console.progress,
                            headers=_headers(args, config.load(None)), preparing=console.preparing)
     try:

@@ -6,7 +6,7 @@
    times from one place is one site.
 2. One run per site: the same command, with that site's first call (or, with all_calls, each call) made to fail
    with the function's usual errno (`--inject NAME:error=E:when=N`, N its number among the function's calls in
-   the clean run). In parallel, each with a timeout. The injected call's record says where it was: a run whose
+   the clean run), recording that call alone (--chosen-only). In parallel, each with a timeout. The injected call's record says where it was: a run whose
    failed call came from elsewhere (a program that doesn't call in the same order each time) says so.
 3. Each run classified against the clean one: crash (killed by a signal), hang (timeout), output (same status,
    different output: the worst, a failure nobody is told about), exit (status changed, nothing on stderr),
@@ -208,7 +208,8 @@ class Sweep:
 
     def _failing_run(self, index, run, timeout):
         run_dir = os.path.join(self._dir, "run-%d" % index)
-        args = ["-e", run.site.function, "--inject", run.command[run.command.index("--inject") + 1]]
+        # only the failed call's record: the others are counted, not written
+        args = ["--chosen-only", "-e", run.site.function, "--inject", run.command[run.command.index("--inject") + 1]]
         outcome, records, regions = self._trace(run_dir, args, timeout)
         run.outcome = outcome
         injected = [r for r in records if r.get("injected")]

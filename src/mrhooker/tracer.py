@@ -15,7 +15,8 @@ class TraceRequest:
     def __init__(self, specs=(), strsize=32, follow=True, output=None, per_process=False, append=False,
                  timestamps=0, relative=False, durations=False, callers=False, failed_only=False, summary=False, lines=True,
                  json_path=None, timeline_path=None, timeline_limit=1_000_000, scaffold_path=None,
-                 buffer_mb=64, inject=(), seed=0, fake_time=None, quiet=False, duration=None, entry=False):
+                 buffer_mb=64, inject=(), seed=0, fake_time=None, quiet=False, duration=None, entry=False,
+                 chosen_only=False):
         self.specs = list(specs)
         self.strsize = strsize
         self.follow = follow
@@ -38,6 +39,7 @@ class TraceRequest:
         self.quiet = quiet                # -q: no call lines (then -e defaults to what is injected)
         self.duration = duration          # -p: detach after this many seconds (None: at Ctrl-C or their end)
         self.entry = entry                # --entry: every function at its entry (atentry.py), not only its PLT
+        self.chosen_only = chosen_only    # --chosen-only: record only the calls an --inject rule chose
 
     @property
     def needs_records(self):
@@ -152,7 +154,8 @@ class Tracer:
         if fake_time:   # the clock starts from the date given as the program starts, not as mrhooker did
             from mrhooker import faults
             fake_time = faults.parse_fake_time(request.fake_time)
-        trace = tracefile.TraceFile(lib, nfn, request.buffer_mb << 20, request.needs_records, request.summary,
+        records = (2 if request.chosen_only else 1) if request.needs_records else 0   # tracefile.h: MRH_RECORDS_*
+        trace = tracefile.TraceFile(lib, nfn, request.buffer_mb << 20, records, request.summary,
                                     request.strsize, rules, request.seed, fake_time)
         try:
             guard = guardian.Guardian(trace_build.guardian, trace.path)   # it outlives mrhooker, should it die
@@ -337,7 +340,7 @@ class Tracer:
         if not r.summary:
             return
         nfn = len(functions)
-        if r.needs_records:
+        if r.needs_records and not r.chosen_only:   # (--chosen-only: the records are a few of the calls)
             rows = reader.counts(nfn)
         else:
             rows = [(calls, errors, reader.duration_ns(units)) for calls, errors, units in trace.counters(nfn)]

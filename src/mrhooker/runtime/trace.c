@@ -416,7 +416,7 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
         __atomic_add_fetch(&c[2], end - call->start, __ATOMIC_RELAXED);
     }
     flags &= ~MRH_COUNTED;
-    if (h->records_on) {
+    if (h->records_on && (MRH_LIKELY(h->records_on == MRH_RECORDS_ALL) || (flags & (MRH_INJECTED | MRH_DELAYED)))) {
         if (MRH_UNLIKELY(call->err == EFAULT)) flags |= MRH_UNSAFE, ncaps = 0;
         if (ncaps) {
             record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps);

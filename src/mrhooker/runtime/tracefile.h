@@ -44,11 +44,13 @@ enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH
 #define MRH_STRUCT_KEPT 1024
 #define MRH_STRV_COUNTED 4096
 
+enum { MRH_RECORDS_NONE = 0, MRH_RECORDS_ALL = 1, MRH_RECORDS_CHOSEN = 2 /* only calls an --inject rule chose */ };
+
 typedef struct mrh_trace_header {
     uint64_t magic, version;
     uint64_t ring_offset, ring_size;
     uint64_t nfn;
-    uint64_t records_on, counts_on;   /* what to write (set by the launcher) */
+    uint64_t records_on, counts_on;   /* what to write (set by the launcher); records_on: MRH_RECORDS_* */
     uint64_t strsize;                 /* bytes kept of strings and buffers (-s) */
     /* The clock, chosen by the first process that maps the file (clock_state 0 -> 1 -> 2). */
     uint64_t clock_state, clock, tsc_hz, anchor_tsc, anchor_ns;
