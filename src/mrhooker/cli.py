@@ -18,6 +18,7 @@ from mrhooker.errors import MrhookerError
 RUN_USAGE = "mrhooker [run] [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND [ARGS...]  or  mrhooker [run] [OPTIONS] -p PID SCRIPT"
 RUN_EPILOG = """\
 `mrhooker trace --help`: see a command's library calls, with no script (strace's and ltrace's options).
+`mrhooker sweep --help`: fail each call site once, one run each, and see which failures a command doesn't survive.
 config file: ~/.mrhooker/mrhooker.config (or $MRHOOKER_CONFIG), sections [default] and [MODULE].
 exit status: COMMAND's; 128+N if it was killed by signal N; 2 for mrhooker's own errors; 126/127 when
 COMMAND cannot be run or found."""
@@ -284,13 +285,16 @@ def _trace_epilog():
         " ".join("%" + c for c in sorted(CLASSES)), " ".join("%" + c for c in DEFAULT_CLASSES))
 
 
+def _subcommand_parser(name, usage, description, epilog):
+    return _Parser(prog="mrhooker " + name, usage=usage, allow_abbrev=False, description=description,
+                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
+
+
 def _trace_parser():
-    p = _Parser(prog="mrhooker trace", usage=TRACE_USAGE, allow_abbrev=False,
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-                description="Show the library calls COMMAND makes (and the programs it runs), one line per call, "
-                            "as strace shows system calls. No script: the calls are recorded in generated C and "
-                            "decoded here.",
-                epilog=_trace_epilog)
+    p = _subcommand_parser(
+        "trace", TRACE_USAGE, "Show the library calls COMMAND makes (and the programs it runs), one line per call, as "
+        "strace shows system calls. No script: the calls are recorded in generated C and decoded here.",
+        _trace_epilog)
     p.add_argument("-e", dest="specs", metavar="SPEC", action="append", default=[],
                    help="what to trace: names, globs (open*), !NAME to leave out, %%CLASS; comma lists; repeatable")
     p.add_argument("-l", "--list", nargs="?", const="*", metavar="GLOB",
@@ -466,15 +470,13 @@ SWEEP_USAGE = "mrhooker sweep [OPTIONS] COMMAND [ARGS...]"
 
 
 def _sweep_parser():
-    p = _Parser(prog="mrhooker sweep", usage=SWEEP_USAGE, allow_abbrev=False,
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-                description="Make each call site of the chosen functions fail once, one run of COMMAND each, and "
-                            "say which failures it doesn't survive: crashes and hangs first, each with the "
-                            "command that reproduces it.",
-                epilog="kinds: crash (a signal), hang (--timeout), output (same status, different output), exit "
-                       "(status changed, no message), handled (status changed, a message), silent (as the clean "
-                       "run).\n\"{}\" in an argument: a fresh directory for each run.\n"
-                       "exit status: 1 if a run crashed or hung, else 0; 2 for mrhooker's own errors.")
+    p = _subcommand_parser(
+        "sweep", SWEEP_USAGE, "Make each call site of the chosen functions fail once, one run of COMMAND each, and say "
+        "which failures it doesn't survive: crashes and hangs first, each with the command that reproduces it.",
+        "kinds: crash (a signal), hang (--timeout), output (same status, different output), exit (status changed, "
+        "no message), handled (status changed, a message), silent (as the clean run).\n\"{}\" in an argument: a "
+        "fresh directory for each run.\nexit status: 1 if a run crashed or hung, else 0; 2 for mrhooker's own "
+        "errors.")
     p.add_argument("-e", dest="specs", metavar="SPEC", action="append", default=[],
                    help="the functions to fail, as trace -e (default: %s)" % sweep_defaults())
     p.add_argument("-j", dest="jobs", type=int, metavar="N", help="runs at once (default: the number of cores)")
