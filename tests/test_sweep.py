@@ -243,3 +243,14 @@ def test_a_command_that_does_not_exist(mrhooker):
 def test_a_clean_run_that_does_not_end_is_refused_in_time(mrhooker):
     r = sweep(mrhooker, "--timeout", "1", "sleep", "30", timeout=scaled(25))
     assert r.returncode == 2 and "the clean run did not end in 1 s" in r.err, r
+
+
+def test_cp_into_a_directory_of_each_run_survives_every_single_failure(mrhooker, tmp_path):
+    data = tmp_path / "data"
+    data.write_bytes(bytes(range(256)) * 4000)
+    out = tmp_path / "runs.jsonl"
+    r = sweep(mrhooker, "-j", "2", "--json", out, "cp", data, "{}/copy")
+    assert r.returncode == 0, r
+    runs = runs_of(out)
+    assert len(runs) >= 10 and {"handled", "silent"} >= {run["kind"] for run in runs}, runs
+    assert all("{}" in run["reproduce"] for run in runs), runs   # the command as given, to run in a directory
