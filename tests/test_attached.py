@@ -8,9 +8,11 @@ failing or faked any more. Every wait has a timeout.
 """
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -678,6 +680,28 @@ def test_children_forked_while_fork_is_traced(mrhooker, cprog, follow):
     status, out, err = finish(proc)
     assert (status, err) == (0, b"") and out.endswith(b"bad 0\n") and out.count(b"child\n") == 150
     assert ("[pid" in r.err and 'write(1, "child\\n", 6)' in r.err) == bool(follow), r.err
+
+
+def test_an_attach_removes_what_a_killed_mrhooker_left(mrhooker, steady, warm):
+    # mrhooker killed (-9) in its attach leaves its socket's directory; the next attach removes it (and a live
+    # mrhooker's stays)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = os.path.join(tempfile.gettempdir(), "mrhooker-attach-%d-test" % gone.pid)
+    alive = os.path.join(tempfile.gettempdir(), "mrhooker-attach-%d-test" % os.getpid())
+    for path in (left, alive):
+        os.makedirs(path, exist_ok=True)
+        open(os.path.join(path, "link"), "w").close()
+    try:
+        proc = start([steady, FOREVER, 1000])
+        wait_running(proc)
+        r = mrhooker("trace", "-q", "-c", "-e", "write", "-D", "0.3", "-p", proc.pid, timeout=RUN_TIMEOUT)
+        assert r.returncode == 0, r
+        assert not os.path.exists(left) and os.path.exists(alive)
+        assert stop_steady(proc)[::2] == (0, b"")
+    finally:
+        shutil.rmtree(alive, ignore_errors=True)
+        shutil.rmtree(left, ignore_errors=True)
 
 
 def test_the_detached_ring_holds_no_memory(mrhooker, steady, warm):

@@ -16,7 +16,7 @@ import socket
 import tempfile
 import time
 
-from mrhooker import attach
+from mrhooker import attach, cache
 from mrhooker.errors import MrhookerError, say
 
 DETACH_TIMEOUT = 5.0   # seconds for the processes to answer a detach (a stopped one can't)
@@ -71,7 +71,8 @@ class Attached:
                 user = str(uid)
             raise MrhookerError("process %d runs as user %s: attach as that user (sudo -u %s mrhooker ...)"
                                 % (pid, user, user))
-        self._directory = tempfile.mkdtemp(prefix="mrhooker-attach-")   # mode 0700
+        cache.remove_orphans(tempfile.gettempdir(), "mrhooker-attach")   # an earlier mrhooker's, killed in its attach
+        self._directory = tempfile.mkdtemp(prefix="mrhooker-attach-%d-" % os.getpid())   # mode 0700
         self._path = os.path.join(self._directory, "link")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

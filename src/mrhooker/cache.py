@@ -227,6 +227,32 @@ def pid_alive(pid):
     return True
 
 
+def remove_orphans(directory, prefix):
+    """Removes what mrhooker processes now gone left in a shared directory (killed before they could): this
+    user's files and directories named PREFIX-PID-..., PID being theirs (trace files, an attach's socket)."""
+    import shutil
+    import stat
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) + 1:].split("-", 1)[0]
+        if not name.startswith(prefix + "-") or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+            if st.st_uid != os.getuid() or pid_alive(int(pid)):
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
 def prune(root, prefix, keep):
     """Removes root's builds named prefix-* unused for a week (a running target may still need a recent one to
     exec its children), and the temporary directories of builds whose process is gone."""

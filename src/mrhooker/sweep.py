@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 
-from mrhooker import sites
+from mrhooker import cache, sites
 from mrhooker.errors import MrhookerError
 
 DEFAULT_SPEC = "%memory,%file,%desc,%net,%process"
@@ -139,7 +139,8 @@ class Sweep:
         self.request, self.command = request, list(command)
         self.clean, self.sites, self.runs = None, [], []
         self._resolver = sites.Resolver()
-        self._dir = tempfile.mkdtemp(prefix="mrhooker-sweep-")
+        cache.remove_orphans(tempfile.gettempdir(), "mrhooker-sweep")   # an earlier sweep's, killed
+        self._dir = tempfile.mkdtemp(prefix="mrhooker-sweep-%d-" % os.getpid())
         self._lock = threading.Lock()
 
     def run(self):

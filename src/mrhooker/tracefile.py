@@ -99,7 +99,7 @@ class TraceFile:
         """rules: (function index, [Rule.entry() fields, in the order they decide]) of the functions that have
         --inject rules; fake_time: (real anchor ns, fake anchor ns, rate in millionths) or None."""
         self.lib = lib
-        self._prune_stale()
+        cache.remove_orphans(DIRECTORY, "mrhooker-trace")
         ring_size = 1 << max(ring_size - 1, 1 << 16).bit_length()   # a power of two (the writers mask)
         rules = list(rules)
         # the rule table: a slot per function, and the functions' further rules after them
@@ -151,23 +151,6 @@ class TraceFile:
         if fake_time:
             real, fake, rate = fake_time
             lib.mrh_trace_set_fake_time(self.map, real, fake // 1000000000, fake % 1000000000, rate)
-
-    @staticmethod
-    def _prune_stale():
-        """Removes trace files of ours whose mrhooker is gone (killed before it could)."""
-        try:
-            names = os.listdir(DIRECTORY)
-        except OSError:
-            return
-        for name in names:
-            parts = name.split("-")
-            if name.startswith("mrhooker-trace-") and len(parts) == 4 and parts[2].isdigit():
-                path = os.path.join(DIRECTORY, name)
-                try:
-                    if os.lstat(path).st_uid == os.getuid() and not cache.pid_alive(int(parts[2])):
-                        os.unlink(path)
-                except OSError:
-                    pass
 
     def environment(self):
         return {"MRHOOKER_TRACE": self.path, "MRHOOKER_TRACE_ID": self.identity}
