@@ -465,6 +465,13 @@ def test_python_hooks_in_a_running_program_attach_detach_attach(mrhooker, steady
     a = [int(x) for x in re.findall(r"^hooked line (\d+)$", first.err, re.M)]
     b = [int(x) for x in re.findall(r"^hooked line (\d+)$", second.err, re.M)]
     assert len(a) > 20 and b and a == list(range(a[0], a[-1] + 1)) and a[-1] < b[0], (first.err, second.err)
+    # the output's descriptor: parked at each detach, its number reused by the next attach (not one more each)
+    fds = set(os.listdir("/proc/%d/fd" % proc.pid))
+    third = mrhooker("-D", "0.3", "-p", proc.pid, hooks, timeout=RUN_TIMEOUT)
+    assert third.returncode == 0 and "hooked line" in third.err, third
+    assert set(os.listdir("/proc/%d/fd" % proc.pid)) == fds
+    parked = [os.readlink("/proc/%d/fd/%s" % (proc.pid, fd)) for fd in fds]
+    assert sum("mrhooker-detached" in link for link in parked) == 1, parked
     status, count, err = stop_steady(proc)
     assert (status, err) == (0, b"") and count > b[-1]
 

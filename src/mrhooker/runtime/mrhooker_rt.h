@@ -175,9 +175,8 @@ typedef struct mrh_hook_ops {
     void (*fork_child)(mrh_thread *t);
     void (*at_exit)(void);               /* run the hook script's atexit handlers, flush hook output */
     void *(*symbol)(const char *name);   /* a symbol of the hook library: the slots' implementations */
-    int (*output_fd)(void);              /* the hook output's descriptor, or -1: an attached process's detach
-                                          * points it at /dev/null (preload.c, mrh_attach_state), so that the
-                                          * output's reader sees its end; the next output opens it again */
+    void (*park_output)(void);           /* an attached process's detach (preload.c, mrh_attach_state): the
+                                          * hook output's descriptor let go of, its number kept (pyrt.c) */
 } mrh_hook_ops;
 
 /* The hook library's one entry point (pyrt.c). NULL: hooks can't run (it has said why). */

@@ -588,15 +588,10 @@ void mrh_attach_state(int on)
         runtime.output = c->output, runtime.output_id = c->output_id;
         runtime.report = c->report, runtime.report_id = c->report_id;
     }
-    int output = !on && ops ? ops->output_fd() : -1;
+    const mrh_hook_ops *started = ops;
     pthread_mutex_unlock(&start_lock);
-    if (output >= 0) {   /* let go of mrhooker's stderr (or -o file) without closing a number the program may reuse */
-        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-        if (null >= 0) {
-            dup3(null, output, O_CLOEXEC);
-            close(null);
-        }
-    }
+    if (!on && started) started->park_output();   /* let go of mrhooker's stderr (or -o file): its reader sees
+                                                   * the end */
     if (on) report_at_load();
 }
 

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -57,18 +58,54 @@ MRH_EXPORT void mrh_py_register_table(mrh_py_hook *hooks, int n)
 static int output_fd = -1;
 static dev_t output_dev;
 static ino_t output_ino;
+/* An attached process's detach points output_fd at a placeholder of its own (park_output): an inode nothing else
+ * has, so that the next attach can tell the number is still ours and reuse it (else each attach with hooks would
+ * leave a descriptor behind), and opened O_PATH, so that a hook still writing after the detach gets EBADF. */
+static dev_t parked_dev;
+static ino_t parked_ino;
 
 static int output_descriptor(void)
 {
     if (mrh_output_still(output_fd, output_dev, output_ino)) return output_fd;
-    /* Closed or reused by the target: never close what may be the target's now; open the output again. */
-    output_fd = mrh_output_open(mrh_rt->output, mrh_rt->output_id);
+    /* Closed or reused by the target: never close what may be the target's now; open the output again (into
+     * the number a detach parked, if it is still parked). */
+    int fd = mrh_output_open(mrh_rt->output, mrh_rt->output_id);
+    if (fd >= 0 && output_fd >= 0 && parked_ino && mrh_output_still(output_fd, parked_dev, parked_ino) &&
+        dup3(fd, output_fd, O_CLOEXEC) == output_fd) {
+        close(fd);
+        fd = output_fd;
+    }
+    output_fd = fd;
     struct stat st;
     if (output_fd >= 0 && fstat(output_fd, &st) == 0) {
         output_dev = st.st_dev;
         output_ino = st.st_ino;
     }
     return output_fd;
+}
+
+static void park_output(void)
+{
+    int fd = __atomic_load_n(&output_fd, __ATOMIC_RELAXED);
+    if (!mrh_output_still(fd, output_dev, output_ino)) return;   /* not ours any more: the program's now */
+    int placeholder = -1, mem = memfd_create("mrhooker-detached", MFD_CLOEXEC);
+    if (mem >= 0) {
+        char path[40];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", mem);
+        placeholder = open(path, O_PATH | O_CLOEXEC);
+        close(mem);
+    }
+    if (placeholder < 0) placeholder = open("/dev/null", O_WRONLY | O_CLOEXEC);   /* no memfd: as before */
+    struct stat st;
+    if (placeholder < 0 || fstat(placeholder, &st) != 0) {
+        if (placeholder >= 0) close(placeholder);
+        return;
+    }
+    if (dup3(placeholder, fd, O_CLOEXEC) == fd && S_ISREG(st.st_mode)) {
+        parked_dev = st.st_dev;
+        parked_ino = st.st_ino;
+    }
+    close(placeholder);
 }
 
 /* ---- Pointer ------------------------------------------------------------------------------------------- */
@@ -906,10 +943,8 @@ static void at_exit(void)
 
 static void *hook_symbol(const char *name) { return hooks_handle ? dlsym(hooks_handle, name) : NULL; }
 
-static int hook_output_fd(void) { return __atomic_load_n(&output_fd, __ATOMIC_RELAXED); }
-
 static const mrh_hook_ops hook_ops = {mrh_thread_init, thread_exit, fork_prepare, fork_parent, fork_child, at_exit,
-                                      hook_symbol, hook_output_fd};
+                                      hook_symbol, park_output};
 
 /* ---- starting ------------------------------------------------------------------------------------------ */
 
