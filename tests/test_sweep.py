@@ -254,3 +254,65 @@ def test_cp_into_a_directory_of_each_run_survives_every_single_failure(mrhooker,
     runs = runs_of(out)
     assert len(runs) >= 10 and {"handled", "silent"} >= {run["kind"] for run in runs}, runs
     assert all("{}" in run["reproduce"] for run in runs), runs   # the command as given, to run in a directory
+
+
+def test_output_that_differs_from_run_to_run_is_not_a_finding(mrhooker, cprog, tmp_path):
+    prog = cprog("""
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+        int main(void) {
+            void *p = malloc(100);
+            printf("pid %d %s\\n", (int)getpid(), p ? "memory" : "none");
+            free(p);
+            return 0;
+        }
+    """)
+    out = tmp_path / "runs.jsonl"
+    r = sweep(mrhooker, "-e", "malloc", "--json", out, prog)
+    assert r.returncode == 0 and "(two clean runs differ in their output: not compared)" in r.err, r
+    assert {run["kind"] for run in runs_of(out)} == {"silent"}, r   # (the program's malloc and printf's)
+
+
+# Says it started (a line in the file it is given), then takes its time.
+SLOW_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    FILE *f = fopen(argv[1], "a");
+    fputs("started\n", f);
+    fclose(f);
+    void *a = malloc(10), *b = malloc(20), *c = malloc(30);
+    sleep(3);
+    free(a); free(b); free(c);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("when", ["clean", "failing"])
+def test_ctrl_c_stops_the_sweep_and_every_run(base_env, cprog, tmp_path, when):
+    import signal
+    import time
+    prog = cprog(SLOW_C)
+    log = tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", "sweep", "-j", "2", "--timeout", "60", "-e", "malloc",
+                             prog, log], env=base_env, stderr=subprocess.PIPE, text=True)
+    try:
+        wanted = 1 if when == "clean" else 3   # the first clean run, or a failing run after both clean ones
+        deadline = time.monotonic() + scaled(90)
+        while time.monotonic() < deadline and (not log.exists() or log.read_text().count("started") < wanted):
+            time.sleep(0.05)
+        assert log.read_text().count("started") >= wanted
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=scaled(20))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "mrhooker: interrupted" in err and "Traceback" not in err, err
+    deadline = time.monotonic() + scaled(10)
+    while subprocess.run(["pgrep", "-f", prog], capture_output=True).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert subprocess.run(["pgrep", "-f", prog], capture_output=True).stdout == b"", "a run is left running"

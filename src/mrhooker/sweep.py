@@ -138,10 +138,13 @@ class Sweep:
             raise MrhookerError("no command given: what should be swept?")
         self.request, self.command = request, list(command)
         self.clean, self.sites, self.runs = None, [], []
+        self.varies = []   # what differed between two clean runs ("status", "output"): not compared
         self._resolver = sites.Resolver()
         cache.remove_orphans(tempfile.gettempdir(), "mrhooker-sweep")   # an earlier sweep's, killed
         self._dir = tempfile.mkdtemp(prefix="mrhooker-sweep-%d-" % os.getpid())
         self._lock = threading.Lock()
+        self._running = set()   # the runs' mrhooker processes (guarded by _lock)
+        self._stopping = False
 
     def run(self):
         try:
@@ -167,6 +170,11 @@ class Sweep:
         if outcome.timed_out:
             raise MrhookerError("the clean run did not end in %g s: a command that ends by itself is needed (or a "
                                 "longer --timeout)" % timeout)
+        # a second clean run: what changes from run to run anyway (a date, a pid, a random name) is no finding
+        again, _records, _regions = self._trace(os.path.join(self._dir, "clean-again"),
+                                                ["-e", ",".join(self.request.specs)], timeout)
+        self.varies = [what for what, differs in (("status", again.status != outcome.status),
+                                                  ("output", again.digest != outcome.digest)) if differs]
         pid = records[0]["pid"] if records else None
         numbers, found, void = {}, {}, {}
         for rec in sorted((r for r in records if r["pid"] == pid), key=lambda r: r["ts_ns"]):
@@ -198,7 +206,8 @@ class Sweep:
         self.runs = planned
         timeout = self.request.timeout or max(10.0, 10 * self.clean.seconds)
         done = crashes = 0
-        with concurrent.futures.ThreadPoolExecutor(max_workers=self.request.jobs) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.request.jobs)
+        try:
             futures = [pool.submit(self._failing_run, i, run, timeout) for i, run in enumerate(planned)]
             for future in concurrent.futures.as_completed(futures):
                 run = future.result()
@@ -206,6 +215,14 @@ class Sweep:
                 crashes += run.kind in ("crash", "hang")
                 if self.request.progress:
                     self.request.progress(done, len(planned), crashes)
+        except BaseException:
+            # Ctrl-C, SIGTERM: no run starts any more, and those running are stopped (their sessions are their own:
+            # the terminal's signal doesn't reach them)
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._interrupt_runs()
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
     def _failing_run(self, index, run, timeout):
         run_dir = os.path.join(self._dir, "run-%d" % index)
@@ -228,8 +245,8 @@ class Sweep:
             run.kind, run.detail = "hang", "no end after %.0f s" % o.seconds
         elif o.signal_name and o.signal_name != clean.signal_name:
             run.kind, run.detail = "crash", o.signal_name
-        elif o.status == clean.status:
-            run.kind = "silent" if o.digest == clean.digest else "output"
+        elif o.status == clean.status or "status" in self.varies:
+            run.kind = "silent" if o.digest == clean.digest or "output" in self.varies else "output"
             run.detail = "" if run.kind == "silent" else "same status %d, different output" % o.status
         else:
             message = o.first_error_line()
@@ -253,13 +270,23 @@ class Sweep:
         started = time.monotonic()
         timed_out = False
         try:
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                    start_new_session=True)
+            with self._lock:
+                if self._stopping:
+                    raise MrhookerError("interrupted")
+                proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                        start_new_session=True)
+                self._running.add(proc)
             try:
                 out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
                 out, err = self._stop(proc)
+            except BaseException:   # the clean run, interrupted
+                self._stop(proc)
+                raise
+            finally:
+                with self._lock:
+                    self._running.discard(proc)
         finally:
             if stdin is not subprocess.DEVNULL:
                 stdin.close()
@@ -295,9 +322,31 @@ class Sweep:
         outcome = Outcome(proc.returncode, out, err.decode(errors="replace"), end_line, seconds, timed_out, refusal)
         return outcome, records, regions
 
+    def _interrupt_runs(self):
+        """No run starts any more; those running get SIGTERM (their threads see them end), SIGKILL after 5 s."""
+        with self._lock:
+            self._stopping = True
+            running = list(self._running)
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    return
+            time.sleep(0.05)
+        with self._lock:
+            running = list(self._running)
+        for proc in running:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
     @staticmethod
     def _stop(proc):
-        """A run past its timeout: SIGTERM to mrhooker, which passes it on; then SIGKILL to its whole group."""
+        """A run past its timeout or interrupted: SIGTERM to mrhooker, which passes it on; then SIGKILL to its
+        whole group."""
         proc.send_signal(signal.SIGTERM)
         try:
             return proc.communicate(timeout=5)
@@ -315,6 +364,8 @@ class Sweep:
         runs = sorted(self.runs, key=lambda r: (KINDS.index(r.kind), r.site.function, r.call))
         lines = ["clean run: status %d, %d sites of %d functions, %d failing runs" % (
             self.clean.status, len(self.sites), len({s.function for s in self.sites}), len(self.runs))]
+        if self.varies:
+            lines.append("(two clean runs differ in their %s: not compared)" % " and ".join(self.varies))
         for run in runs:
             if run.kind in ("crash", "hang", "output", "exit"):
                 lines.append("%-7s %s call %d at %s: %s" % (run.kind, run.site.function, run.call, run.site.where,
