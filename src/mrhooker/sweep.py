@@ -3,7 +3,8 @@
 1. A clean run, traced (`mrhooker trace --json`, the command's process alone): each call of the chosen functions
    with its caller, and the process's memory map (MRHOOKER_MAPS), which turn the callers into sites
    (sites.py: object+offset, function, line). A site is (function, object, offset): a loop calling malloc 10,000
-   times from one place is one site.
+   times from one place is one site. A second clean run says what differs from run to run anyway (a pid or a
+   date in the output): that is not compared.
 2. One run per site: the same command, with that site's first call (or, with all_calls, each call) made to fail
    with the function's usual errno (`--inject NAME:error=E:when=N`, N its number among the function's calls in
    the clean run), recording that call alone (--chosen-only). In parallel, each with a timeout. The injected call's record says where it was: a run whose
