@@ -164,7 +164,7 @@ class Sweep:
     def _clean_run(self):
         run_dir = os.path.join(self._dir, "clean")
         timeout = self.request.timeout or CLEAN_TIMEOUT
-        outcome, records, regions = self._trace(run_dir, ["-e", ",".join(self.request.specs)], timeout)
+        outcome, records, regions = self._trace(run_dir, ["-s", "0", "-e", ",".join(self.request.specs)], timeout)
         self.clean = outcome
         if outcome.refusal:
             raise MrhookerError(outcome.refusal)
@@ -173,16 +173,24 @@ class Sweep:
                                 "longer --timeout)" % timeout)
         # a second clean run: what changes from run to run anyway (a date, a pid, a random name) is no finding
         again, _records, _regions = self._trace(os.path.join(self._dir, "clean-again"),
-                                                ["-e", ",".join(self.request.specs)], timeout)
+                                                ["-c", "-e", ",".join(self.request.specs)], timeout)
         self.varies = [what for what, differs in (("status", again.status != outcome.status),
                                                   ("output", again.digest != outcome.digest)) if differs]
-        pid = records[0]["pid"] if records else None
-        numbers, found, void = {}, {}, {}
-        for rec in sorted((r for r in records if r["pid"] == pid), key=lambda r: r["ts_ns"]):
+        # Read as they come (a program may make millions of calls): numbered in the order they ended, which is the
+        # order they started, as --inject counts them, but for calls of one function that overlap in threads (the
+        # failing run then says where its failed call came from).
+        pid, numbers, found, void, places = None, {}, {}, {}, {}
+        for rec in records:
+            pid = rec["pid"] if pid is None else pid
+            if rec["pid"] != pid:
+                continue
             name = rec["name"]
             numbers[name] = numbers.get(name, 0) + 1
             void[name] = void.get(name, True) and rec["ret"] is None
-            where = self._resolver.site(int(rec["caller"], 16), regions.get(pid, []))
+            caller = rec["caller"]
+            if caller not in places:
+                places[caller] = self._resolver.site(int(caller, 16), _map_of(regions, pid))
+            where = places[caller]
             key = (name,) + where.key
             if key in found:
                 found[key].calls.append(numbers[name])
@@ -234,7 +242,7 @@ class Sweep:
         injected = [r for r in records if r.get("injected")]
         if injected:
             rec = injected[0]
-            run.failed_at = self._resolver.site(int(rec["caller"], 16), regions.get(rec["pid"], []))
+            run.failed_at = self._resolver.site(int(rec["caller"], 16), _map_of(regions, rec["pid"]))
         self._classify(run)
         return run
 
@@ -300,20 +308,10 @@ class Sweep:
             end_line = next((l for l in reversed(tail) if l.startswith("+++ ")), "")
         except OSError:
             pass
-        records = []
-        try:
-            with open(records_path) as f:
-                records = [json.loads(line) for line in f if line.strip()]
-        except (OSError, ValueError):
-            pass
         regions = {}
         for name in os.listdir(run_dir):
             if name.startswith("maps.") and name[5:].isdigit():
                 regions[int(name[5:])] = sites.read_map(os.path.join(run_dir, name))
-        if regions:   # a fork child that never wrote its own: its parent's map is its own at the fork
-            parent = regions[min(regions)]
-            for rec in records:
-                regions.setdefault(rec["pid"], parent)
         refusal = None
         try:
             with open(error, encoding="utf-8", errors="replace") as f:
@@ -321,7 +319,7 @@ class Sweep:
         except OSError:
             pass
         outcome = Outcome(proc.returncode, out, err.decode(errors="replace"), end_line, seconds, timed_out, refusal)
-        return outcome, records, regions
+        return outcome, _records(records_path), regions
 
     def _interrupt_runs(self):
         """No run starts any more; those running get SIGTERM (their threads see them end), SIGKILL after 5 s."""
@@ -378,3 +376,19 @@ class Sweep:
 
     def findings(self):
         return [r for r in self.runs if r.kind in ("crash", "hang")]
+
+
+def _map_of(regions, pid):
+    """pid's memory map; a fork child that never wrote its own has its parent's (as it was at the fork)."""
+    return regions.get(pid) or (regions[min(regions)] if regions else [])
+
+
+def _records(path):
+    """The JSON records of a run, one at a time (none if it wrote none)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+    except (OSError, ValueError):
+        return
