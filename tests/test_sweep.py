@@ -316,3 +316,33 @@ def test_ctrl_c_stops_the_sweep_and_every_run(base_env, cprog, tmp_path, when):
     while subprocess.run(["pgrep", "-f", prog], capture_output=True).stdout and time.monotonic() < deadline:
         time.sleep(0.1)
     assert subprocess.run(["pgrep", "-f", prog], capture_output=True).stdout == b"", "a run is left running"
+
+
+# Copies a file, ignoring what write says: a failed write loses data with status 0.
+CARELESS_COPY_C = r"""
+#include <fcntl.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    int in = open(argv[1], O_RDONLY), out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (in < 0 || out < 0) return 1;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        write(out, buf, (size_t)n);
+    return close(out) == 0 ? 0 : 1;
+}
+"""
+
+
+def test_check_sees_what_the_program_wrote(mrhooker, cprog, tmp_path):
+    prog = cprog(CARELESS_COPY_C)
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 10000)
+    out = tmp_path / "runs.jsonl"
+    r = sweep(mrhooker, "-e", "write", "--json", out, prog, data, "{}/copy")
+    assert r.returncode == 0 and [run["kind"] for run in runs_of(out)] == ["silent"], r   # status 0, no stdout
+    r = sweep(mrhooker, "-e", "write", "--check", "cmp %s {}/copy" % data, "--json", out, prog, data, "{}/copy")
+    assert r.returncode == 0, r
+    (run,) = runs_of(out)
+    assert run["kind"] == "output" and run["detail"] == "same status 0, different output (or --check's)", run

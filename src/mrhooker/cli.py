@@ -486,6 +486,9 @@ def _sweep_parser():
     p.add_argument("--all", dest="all_calls", action="store_true", help="fail every call, not each site's first")
     p.add_argument("--errno", metavar="ENAME", help="this errno for every failure (default: the function's usual)")
     p.add_argument("--input", metavar="FILE", help="each run's standard input (default: /dev/null)")
+    p.add_argument("--check", metavar="COMMAND",
+                   help="a shell command run after each run ({}: its directory), whose output and status count as "
+                        "the run's: what the program wrote (cmp data {}/copy)")
     p.add_argument("--json", metavar="FILE", help="every run, one JSON object per line, to FILE")
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
@@ -520,7 +523,7 @@ def sweep_command(argv):
     sys.stderr.write("mrhooker: sweep: a clean run of %s ...\n" % shlex.join(command))
     request = SweepRequest(specs=args.specs, jobs=args.jobs, timeout=args.timeout, limit=args.limit,
                            all_calls=args.all_calls, errno_name=args.errno, input_path=args.input,
-                           json_path=args.json, progress=progress)
+                           json_path=args.json, progress=progress, check=args.check)
     try:
         sweep = Sweep(request, command).run()
     finally:

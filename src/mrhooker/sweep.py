@@ -119,7 +119,7 @@ class Run:
 
 class SweepRequest:
     def __init__(self, specs=(), jobs=None, timeout=None, limit=None, all_calls=False, errno_name=None,
-                 input_path=None, json_path=None, progress=None):
+                 input_path=None, json_path=None, progress=None, check=None):
         self.specs = list(specs) or [DEFAULT_SPEC]
         self.jobs = jobs or os.cpu_count() or 1
         self.timeout = timeout            # seconds per run; None: 10x the clean run's, at least 10
@@ -129,6 +129,8 @@ class SweepRequest:
         self.input_path = input_path      # each run's standard input (None: /dev/null)
         self.json_path = json_path
         self.progress = progress          # progress(done, total, crashes) or None
+        self.check = check                # a shell command run after each run ({}: its directory): its output
+                                          # and status count as the run's output
 
 
 class Sweep:
@@ -256,7 +258,8 @@ class Sweep:
             run.kind, run.detail = "crash", o.signal_name
         elif o.status == clean.status or "status" in self.varies:
             run.kind = "silent" if o.digest == clean.digest or "output" in self.varies else "output"
-            run.detail = "" if run.kind == "silent" else "same status %d, different output" % o.status
+            run.detail = "" if run.kind == "silent" else "same status %d, different output%s" % (
+                o.status, " (or --check's)" if self.request.check else "")
         else:
             message = o.first_error_line()
             run.kind = "handled" if message else "exit"
@@ -300,6 +303,8 @@ class Sweep:
             if stdin is not subprocess.DEVNULL:
                 stdin.close()
         seconds = time.monotonic() - started
+        if self.request.check and not timed_out:
+            out += self._check(os.path.join(run_dir, "work"), timeout)
         end_line = ""
         try:
             with open(lines, "rb") as f:
@@ -320,6 +325,16 @@ class Sweep:
             pass
         outcome = Outcome(proc.returncode, out, err.decode(errors="replace"), end_line, seconds, timed_out, refusal)
         return outcome, _records(records_path), regions
+
+    def _check(self, directory, timeout):
+        """--check's command after a run, `{}` its directory: what it prints and its status, as more output."""
+        command = self.request.check.replace("{}", shlex.quote(directory))
+        try:
+            r = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True)
+            return b"\0--check: status %d\n" % r.returncode + r.stdout
+        except subprocess.TimeoutExpired:
+            return b"\0--check: no end\n"
 
     def _interrupt_runs(self):
         """No run starts any more; those running get SIGTERM (their threads see them end), SIGKILL after 5 s."""

@@ -128,14 +128,15 @@ class SweepRun:
 
 
 def sweep(args, functions=(), jobs=None, run_timeout=None, limit=None, all_calls=False, errno=None, input=None,
-          timeout=None, env=None, cwd=None):
+          check=None, timeout=None, env=None, cwd=None):
     """`mrhooker sweep`: each call site of `functions` (as -e takes them; default: sweep's) made to fail once,
     one run of args each; returns the runs ([SweepRun]), worst first is up to the caller:
 
         runs = sweep(["./myprog", "data.txt"], functions=["malloc", "open*", "read", "write"])
         assert not [r for r in runs if r.kind in ("crash", "hang")], runs
 
-    run_timeout: seconds before a run is a hang; input: bytes each run reads on its standard input; timeout: for
+    run_timeout: seconds before a run is a hang; input: bytes each run reads on its standard input; check: a shell
+    command run after each run ("cmp data {}/copy"), whose output and status count as the run's; timeout: for
     the whole sweep (subprocess.TimeoutExpired). Raises MrhookerRunError when mrhooker refuses the request."""
     args = [args] if isinstance(args, (str, bytes, os.PathLike)) else args
     args = [os.fspath(a) for a in args]
@@ -150,6 +151,7 @@ def sweep(args, functions=(), jobs=None, run_timeout=None, limit=None, all_calls
         command += ["--limit", str(limit)] if limit is not None else []
         command += ["--all"] if all_calls else []
         command += ["--errno", errno] if errno else []
+        command += ["--check", check] if check else []
         if input is not None:
             input_path = os.path.join(tmp, "input")
             with open(input_path, "wb") as f:
