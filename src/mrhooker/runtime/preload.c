@@ -592,7 +592,10 @@ void mrh_attach_state(int on)
     pthread_mutex_unlock(&start_lock);
     if (!on && started) started->park_output();   /* let go of mrhooker's stderr (or -o file): its reader sees
                                                    * the end */
-    if (on) report_at_load();
+    if (on) {
+        mrh_resolve_missing();
+        report_at_load();
+    }
 }
 
 /* ---- load and exit ------------------------------------------------------------------------------------- */

@@ -45,6 +45,7 @@ void mrh_attach_state(int on);                /* attach.c: hooks on at an attach
 /* resolve.c */
 void mrh_resolve_init(void);                  /* at load: the real dlsym, and every slot's original */
 void *mrh_resolve(int slot);                  /* the original of a slot, looked up if not known yet */
+void mrh_resolve_missing(void);               /* an attach: the slots load left without an original, again */
 void *mrh_original(const char *name);         /* the next definition of any symbol, cached; NULL if none */
 void *mrh_lookup_next(const char *name);      /* the same, never a runtime wrapper or proxy (see resolve.c) */
 void mrh_resolve_after_fork(void);            /* in a fork child: its locks are reset */

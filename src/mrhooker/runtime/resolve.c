@@ -452,6 +452,14 @@ void mrh_resolve_init(void)
     loading = 0;
 }
 
+/* An attach: the library was dlopen'd into a process whose libraries are all set up, and RTLD_NEXT from it sees
+ * only its own dependencies; what it didn't find at load is looked for in the loaded libraries now. */
+void mrh_resolve_missing(void)
+{
+    for (int i = 0; i < mrh_nslots; i++)
+        if (!__atomic_load_n(&mrh_slots[i].original, __ATOMIC_ACQUIRE)) mrh_resolve(i);
+}
+
 void mrh_resolve_after_fork(void)
 {
     pthread_mutex_init(&boot_lock, NULL);
