@@ -476,7 +476,7 @@ class _Thread:
             if not os.WIFSTOPPED(status):
                 raise _Gone()
             sig, event = os.WSTOPSIG(status), status >> 16
-            self.in_signal_stop = event == 0
+            self.in_signal_stop = event == 0 and sig != SYSCALL_STOP   # (a syscall-stop is no signal)
             if event == 0 and pass_signals:
                 _ptrace(PTRACE_CONT, self.tid, None, sig)
                 continue
@@ -827,7 +827,13 @@ class _Session:
             try:
                 if self.call_in_flight and not _stopped(thread.tid):   # any stop will do: all is put back
                     _ptrace(PTRACE_INTERRUPT, thread.tid)
-                    sig, event = thread.wait(time.monotonic() + self.timeout, pass_signals=False)
+                    deadline = time.monotonic() + self.timeout
+                    sig, event = thread.wait(deadline, pass_signals=False)
+                    while event == 0 and sig == SYSCALL_STOP:
+                        # a safe call's system call stopped it first (PTRACE_SYSCALL): not a signal to deliver
+                        # (held, its SIGTRAP killed the program); on to the interrupt's stop
+                        _ptrace(PTRACE_CONT, thread.tid, None, 0)
+                        sig, event = thread.wait(deadline, pass_signals=False)
                     if event == 0 and sig not in FAULTS:
                         thread.hold_signal()
                 elif self.call_in_flight:   # stopped, but the stop was not seen (Ctrl-C just then)
