@@ -20,6 +20,7 @@ from mrhooker import attach, cache
 from mrhooker.errors import MrhookerError, say
 
 DETACH_TIMEOUT = 5.0   # seconds for the processes to answer a detach (a stopped one can't)
+EXEC_WAIT = 0.5       # seconds a process that let go of its connection by itself may take to show an exec
 
 
 def _uid_of(pid):
@@ -58,6 +59,7 @@ class Attached:
         self.pid = pid
         self.stats = {}
         self.ended = False      # every process holding a connection has detached or ended
+        self.ended_itself = False   # ... without being asked (it ended, or it is executing another program)
         self.detached = 0       # how many said they detached
         self.links = []         # one connection per process (the attached one, children it forked since)
         self.program = _program(pid)   # what it runs: an exec ends the attach
@@ -154,7 +156,7 @@ class Attached:
             self.links.remove(which)
             if not self.links:   # every process gone or detached by itself: no child will connect any more
                 self._stop_listening()
-                self.ended = True
+                self.ended = self.ended_itself = True
 
     def detach(self):
         """Asks every process holding a connection to put its slots back, and waits for them (at most
@@ -224,10 +226,18 @@ def detach_all(sessions, say=say, log=lambda msg: None):
         else:
             if "detach" in session.stats:
                 log("detached from %d in %.1f ms" % (session.pid, session.stats["detach"] * 1e3))
+            program = _program(session.pid)
+            if session.ended_itself:
+                # an exec closes the connection (its other threads go first) a moment before the process shows
+                # its new program: wait for that moment
+                deadline = time.monotonic() + EXEC_WAIT
+                while _alive(session.pid) and program == session.program and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    program = _program(session.pid)
             if not _alive(session.pid):
                 say("Process %d ended" % session.pid)
-            elif _program(session.pid) != session.program:
+            elif program != session.program:
                 say("Process %d executed %s: detached (what a process executes is not traced: attach to it "
-                    "again)" % (session.pid, _program(session.pid)))
+                    "again)" % (session.pid, program))
             else:
                 say("Process %d detached" % session.pid)
