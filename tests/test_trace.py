@@ -245,6 +245,14 @@ def test_chosen_only_records_the_chosen_calls_and_counts_them_all(mrhooker, cpro
     assert r.returncode == 2 and "--chosen-only records the calls --inject chooses" in r.err, r
 
 
+def test_no_follow_with_a_program_that_defines_its_own_unsetenv(mrhooker):
+    # bash exports its own getenv/setenv/unsetenv: before its main, its unsetenv leaves environ as it is, and the
+    # runtime's --no-follow clean-up (MRHOOKER_* and its LD_PRELOAD entry out of the environment) spun for ever
+    command = ["bash", "-c", "echo hi; env | grep -c 'MRHOOKER_\\|LD_PRELOAD=' || true"]
+    r = trace(mrhooker, "--no-follow", "-e", "open", *command)
+    assert r.returncode == 0 and r.out == "hi\n0\n", r
+
+
 def test_timestamps_and_durations(mrhooker, tmp_path):
     f = tmp_path / "x"
     f.write_text("x")

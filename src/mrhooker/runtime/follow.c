@@ -59,31 +59,24 @@ static const char *snapshot_copy(const char *text, size_t n)
     return p;
 }
 
-/* Removes our entry from LD_PRELOAD and all MRHOOKER_ variables, so that children do not load the runtime. */
+/* Removes our entry from LD_PRELOAD and all MRHOOKER_ variables, so that children do not load the runtime.
+ * Edits environ itself, not through unsetenv: a program may define its own (bash does), which before its main
+ * leaves environ as it is (the loop that waited for the entries to go spun for ever). */
 static void forget_environment(void)
 {
-    const char *preload = getenv("LD_PRELOAD");
-    if (preload) {
-        const char *rest = preload + strcspn(preload, " :");
-        rest += strspn(rest, " :");
-        if (*rest) setenv("LD_PRELOAD", rest, 1);
-        else unsetenv("LD_PRELOAD");
-    }
-    for (int again = 1; again;) {
-        again = 0;
-        for (char **e = environ; e && *e; e++) {
-            if (strncmp(*e, "MRHOOKER_", 9) == 0) {
-                char name[64];
-                size_t n = strcspn(*e, "=");
-                if (n >= sizeof name) continue;
-                memcpy(name, *e, n);
-                name[n] = 0;
-                unsetenv(name);
-                again = 1;
-                break;
-            }
+    char **kept = environ;
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "MRHOOKER_", 9) == 0) continue;
+        if (strncmp(*e, "LD_PRELOAD=", 11) == 0) {
+            char *value = *e + 11;
+            const char *rest = value + strcspn(value, " :");
+            rest += strspn(rest, " :");
+            if (!*rest) continue;
+            memmove(value, rest, strlen(rest) + 1);   /* the others, after ours */
         }
+        *kept++ = *e;
     }
+    if (environ) *kept = NULL;
 }
 
 /* At load, with depth raised. */
