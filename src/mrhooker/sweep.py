@@ -52,6 +52,7 @@ USUAL_ERRNO = (
 )
 CLEAN_TIMEOUT = 600   # seconds the clean run may take without --timeout
 KINDS = ("crash", "hang", "output", "exit", "handled", "silent", "refused")
+FATAL = ("crash", "hang")   # what makes the sweep's exit status 1
 
 
 def usual_errno(name):
@@ -99,9 +100,11 @@ class Run:
     """One failing run: the site, which of its calls failed (its number among the function's calls), and what
     happened."""
 
-    def __init__(self, site, call, errno_name, command, input_path=None):
+    def __init__(self, site, call, errno_name, swept, input_path=None):
         self.site, self.call, self.errno_name = site, call, errno_name
-        self.command = command            # the trace command line that reproduces it
+        self.rule = "%s:error=%s:when=%d" % (site.function, errno_name, call)   # its --inject
+        # the trace command line that reproduces it (swept: the command the sweep runs)
+        self.command = ["mrhooker", "trace", "--no-follow", "-e", site.function, "--inject", self.rule, "--"] + swept
         self.input_path = input_path      # ... with this standard input
         self.kind, self.detail, self.outcome, self.failed_at = None, "", None, None
 
@@ -208,10 +211,7 @@ class Sweep:
         for site in self.sites:
             errno_name = self.request.errno_name or usual_errno(site.function)
             for call in (site.calls if self.request.all_calls else site.calls[:1]):
-                rule = "%s:error=%s:when=%d" % (site.function, errno_name, call)
-                command = ["mrhooker", "trace", "--no-follow", "-e", site.function, "--inject", rule, "--"] + \
-                    self.command
-                planned.append(Run(site, call, errno_name, command, self.request.input_path))
+                planned.append(Run(site, call, errno_name, self.command, self.request.input_path))
         if self.request.limit is not None:
             planned = planned[:self.request.limit]
         self.runs = planned
@@ -223,7 +223,7 @@ class Sweep:
             for future in concurrent.futures.as_completed(futures):
                 run = future.result()
                 done += 1
-                crashes += run.kind in ("crash", "hang")
+                crashes += run.kind in FATAL
                 if self.request.progress:
                     self.request.progress(done, len(planned), crashes)
         except BaseException:
@@ -238,7 +238,7 @@ class Sweep:
     def _failing_run(self, index, run, timeout):
         run_dir = os.path.join(self._dir, "run-%d" % index)
         # only the failed call's record: the others are counted, not written
-        args = ["--chosen-only", "-e", run.site.function, "--inject", run.command[run.command.index("--inject") + 1]]
+        args = ["--chosen-only", "-e", run.site.function, "--inject", run.rule]
         outcome, records, regions = self._trace(run_dir, args, timeout)
         run.outcome = outcome
         injected = [r for r in records if r.get("injected")]
@@ -381,7 +381,7 @@ class Sweep:
         if self.varies:
             lines.append("(two clean runs differ in their %s: not compared)" % " and ".join(self.varies))
         for run in runs:
-            if run.kind in ("crash", "hang", "output", "exit"):
+            if run.kind in FATAL + ("output", "exit"):
                 lines.append("%-7s %s call %d at %s: %s" % (run.kind, run.site.function, run.call, run.site.where,
                                                            run.detail))
                 lines.append("        reproduce: %s" % run.reproduce)
@@ -390,7 +390,7 @@ class Sweep:
         return lines
 
     def findings(self):
-        return [r for r in self.runs if r.kind in ("crash", "hang")]
+        return [r for r in self.runs if r.kind in FATAL]
 
 
 def _map_of(regions, pid):
