@@ -115,10 +115,16 @@ FOREVER = 1000000   # lines: the steady program runs until stop_steady
 
 @pytest.fixture(scope="module")
 def warm(base_env):
-    """The trace builds these tests attach with, built before the programs start (a cold build takes seconds)."""
+    """The trace builds these tests attach with, built before the programs start (a cold build takes seconds):
+    by attaching to a sleep (an attach's build is its own: runtime/tls.c)."""
     for specs in (["-e", "write"], ["-e", "read"], ["-q", "--fake-time", "+1d"], ["-e", "accept4,recv,send*"]):
-        subprocess.run([sys.executable, "-m", "mrhooker", "trace"] + specs + ["true"], env=base_env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=scaled(300))
+        sleeper = subprocess.Popen(["sleep", "600"])
+        try:
+            subprocess.run([sys.executable, "-m", "mrhooker", "trace", "-D", "0.01", "-p", str(sleeper.pid)] + specs,
+                           env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=scaled(300))
+        finally:
+            sleeper.kill()
+            sleeper.wait()
 
 
 def test_trace_a_running_program_then_detach(mrhooker, steady, warm):
@@ -143,6 +149,32 @@ def test_attach_again_after_a_detach(mrhooker, steady, warm):
     a, b = write_lines(first.err), write_lines(second.err)
     assert a and b and a[-1] < b[0], (a, b)
     assert stop_steady(proc)[::2] == (0, b"")
+
+
+def test_attaches_of_many_builds_and_a_second_hook_script(mrhooker, steady, script):
+    """Each build attached (another -e set) stays loaded, inert, after its detach. They used to take ~420 bytes
+    each of the process's spare static TLS: the 4th failed to load. And once hooks had run, another build's
+    dlopen went through the hook namespace's libc (the lowest libc.so.6 mapped) and failed saying nothing. A
+    second hook script is refused in one line: the process keeps the first one's interpreter."""
+    first_hooks, other_hooks = script("first.py", HOOK_PY), script("other.py", HOOK_PY.replace("hooked", "other"))
+    proc = start([steady, FOREVER, 5000])
+    wait_running(proc)
+    extra = ["getpid", "getuid", "getgid", "geteuid", "getegid", "getppid", "time", "usleep", "nanosleep", "clock"]
+    for name in extra:
+        r = mrhooker("trace", "-e", "write," + name, "-D", "0.2", "-p", proc.pid, timeout=RUN_TIMEOUT)
+        assert r.returncode == 0 and write_lines(r.err), (name, r)
+    r = mrhooker("-D", "0.3", "-p", proc.pid, first_hooks, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "hooked line" in r.err, r
+    r = mrhooker("trace", "-e", "write,getpid", "-D", "0.2", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and write_lines(r.err), r
+    r = mrhooker("-D", "0.3", "-p", proc.pid, other_hooks, timeout=RUN_TIMEOUT)
+    assert r.returncode == 2 and "runs hooks of another build already" in r.err and r.err.count("\n") == 1, r
+    r = mrhooker("-D", "0.3", "-p", proc.pid, first_hooks, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "hooked line" in r.err, r
+    maps = open("/proc/%d/maps" % proc.pid).read()
+    assert len(set(re.findall(r"/libmrhooker-tls-\w+\.so", maps))) == 1, maps   # one block for every build
+    status, count, err = stop_steady(proc)
+    assert (status, err) == (0, b"")
 
 
 def test_inject_then_detach_the_program_recovers(mrhooker, steady):

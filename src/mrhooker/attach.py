@@ -303,7 +303,7 @@ _exports = {}   # (device, inode, size, mtime, names) of a file -> its _exported
 
 
 def _exported(path, opened, names):
-    """{name: offset in the file's mapping} of the defined functions `names` that the ELF file exports, found
+    """{name: offset in the file's mapping} of the defined functions (or data) `names` that the ELF file exports, found
     through its symbol hash table (a few symbols read, not libc's ~3,000: ~10 ms instead of ~70)."""
     st = os.fstat(opened.fileno())
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, names)
@@ -329,7 +329,7 @@ def _read_exported(path, opened, names):
         for name in names:
             sym = lookup(name)
             if sym is not None and sym["st_shndx"] != "SHN_UNDEF" and sym["st_info"]["type"] in (
-                    "STT_FUNC", "STT_GNU_IFUNC"):
+                    "STT_FUNC", "STT_GNU_IFUNC", "STT_OBJECT"):
                 found[name] = sym["st_value"] - first_vaddr
         return found
     except ELFError as e:
@@ -364,11 +364,13 @@ def _restorer(opened):
     return _restorers[key]
 
 
-def _mapped(pid, maps, library):
+def _mapped(pid, maps, library, base=None):
     """(load base, opened file) of the library named `library` in the process's mappings, or None. The file
     opened is the very one mapped (through /proc/PID/map_files: even if replaced on disk since, or in another
-    mount namespace)."""
+    mount namespace). base: where the copy wanted is loaded, when the process may have two (_program_libc)."""
     mapped = [m for m in maps if os.path.basename(m[3].replace(" (deleted)", "")) == library]
+    if base is not None and any(m[0] == base and m[2] == 0 for m in mapped):
+        mapped = [m for m in mapped if m[0] == base and m[2] == 0]
     if not mapped:
         return None
     base = min(m[0] - m[2] for m in mapped)   # where the file's offset 0 is mapped
@@ -379,11 +381,63 @@ def _mapped(pid, maps, library):
         return base, path, open("/proc/%d/root%s" % (pid, path), "rb")
 
 
-def _functions(pid, name, st):
+def _program_libc(pid, maps):
+    """The load base of the libc of the program's own namespace, from the loader's list of loaded objects
+    (_r_debug.r_map, read through /proc/PID/mem), or None if it can't be read. A process whose hooks started
+    has a second libc.so.6 mapped, its hook namespace's: a dlopen through that one fails and says nothing."""
+    loader = next((m[3] for m in maps if os.path.basename(m[3]).startswith("ld-linux")), None)
+    ld = _mapped(pid, maps, os.path.basename(loader)) if loader else None
+    if ld is None:
+        return None
+    base, path, opened = ld
+    try:
+        with opened:
+            r_debug = _exported(path, opened, ("_r_debug",)).get("_r_debug")
+        if r_debug is None:
+            return None
+        with open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
+            def read(address, size):
+                mem.seek(address)
+                return mem.read(size)
+
+            def read_string(address):   # page by page: the page after a name may not be mapped
+                text = b""
+                while b"\0" not in text and len(text) < 4096:
+                    text += read(address + len(text), 4096 - (address + len(text)) % 4096)
+                return text.split(b"\0", 1)[0]
+            entry = struct.unpack("<Q", read(base + r_debug + 8, 8))[0]   # r_map, after int r_version
+            for _ in range(10000):   # struct link_map: l_addr, l_name, l_ld, l_next, ...
+                if not entry:
+                    return None
+                l_addr, l_name, _, l_next = struct.unpack("<4Q", read(entry, 32))
+                if l_name and os.path.basename(read_string(l_name)) == b"libc.so.6":
+                    return l_addr
+                entry = l_next
+    except (OSError, ValueError, struct.error):
+        return None
+    return None
+
+
+def _check_hook_side(name, maps, library):
+    """Refuses a build with hooks (its pyrt.so beside it) for a process whose hooks of another build started:
+    their interpreter holds that build's hooks (and the threads' states), and a second namespace with another
+    interpreter is not made (it crashed the program). Traces are not refused: they start no interpreter."""
+    directory = os.path.dirname(library)
+    if not os.path.exists(os.path.join(directory, "pyrt.so")):
+        return
+    for m in maps:
+        path = m[3].replace(" (deleted)", "")
+        if os.path.basename(path) == "pyrt.so" and os.path.dirname(path) != directory:
+            raise MrhookerError(
+                "%s runs hooks of another build already (%s: it was started with them, or an earlier attach "
+                "brought them): a process runs one hook build in its life; attach with that script again, trace it "
+                "(mrhooker trace -p), or restart it" % (name, os.path.dirname(path)))
+
+
+def _functions(pid, name, maps):
     """({dlopen, dlerror, __errno_location: address in the process}, [(start, end) of the dynamic loader's
     mappings]), or a refusal saying why there is none."""
-    maps = _maps(pid, name, st)
-    libc = _mapped(pid, maps, "libc.so.6")
+    libc = _mapped(pid, maps, "libc.so.6", _program_libc(pid, maps))
     if libc is None:
         raise MrhookerError("%s has no libc.so.6 loaded: it is a static program (or not a glibc one), which "
                             "can't load a library; only dynamically linked glibc programs can be attached" % name)
@@ -869,8 +923,10 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
     started = time.monotonic()
     name, st = _check_state(pid)
     _check_machine(pid, name, st)
-    functions, loader = _functions(pid, name, st)
+    maps = _maps(pid, name, st)
+    functions, loader = _functions(pid, name, maps)
     path = _check_library(library_path)
+    _check_hook_side(name, maps, path)
     session = _Session(pid, name, timeout)
     stopped_at = released_at = None
     try:

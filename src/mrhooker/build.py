@@ -23,11 +23,13 @@ from mrhooker.errors import MrhookerError
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_DIR = os.path.join(PACKAGE_DIR, "runtime")
-TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c", "attach.c", "patch.c")   # the preload library's runtime
+TARGET_SIDE = ("preload.c", "resolve.c", "follow.c", "signals.c", "attach.c", "patch.c", "tls.c")   # the preload
+#                                                                                            library's runtime
 TRACE_SIDE = ("trace.c", "faketime.c")                               # ... and a trace's
 READER_SIDE = ("reader.c", "decode.c")                                # a trace's reader.so, in mrhooker
 HOOK_SIDE = ("pyrt.c", "namespace.c")                                 # pyrt.so
 GUARDIAN = "guard"                                                    # guard.c: a program (guardian.py)
+TLS_LIBRARY = "libmrhooker-tls-%s.so"   # tls.c alone, for attach builds (its soname; %s: the runtime's key)
 RUNTIME_FILES = TARGET_SIDE + TRACE_SIDE + READER_SIDE + HOOK_SIDE + (
     GUARDIAN + ".c", "mrhooker_rt.h", "preload.h", "entry.h", "output.h", "pyrt.h", "trace.h", "faketime.h",
     "tracefile.h", "reader.h")
@@ -65,7 +67,7 @@ def _generator_paths():
 
 class BuildOptions:
     def __init__(self, build_dir=None, include_dirs=(), cflags=(), ldflags=(), rebuild=False, log=_quiet,
-                 progress=_quiet, headers=(), preparing=_unwatched):
+                 progress=_quiet, headers=(), preparing=_unwatched, attach=False):
         self.build_dir = build_dir                # None: the user's cache
         self.include_dirs = list(include_dirs)    # for cimport and `cdef extern from` headers
         self.cflags = list(cflags)
@@ -76,6 +78,7 @@ class BuildOptions:
         self.progress = progress                  # progress("building ..."): a step of a first run starts
         self.preparing = preparing                # preparing(what): a context around all of a run's preparation
         #                                           (cli.Console's: says what takes time, and how long it took)
+        self.attach = attach                      # for a running process (-p): its own build (tls.c says why)
 
 
 class Build:
@@ -114,28 +117,30 @@ def start_runtime_objects(root, log, parts=("target", "trace")):
 
 
 def _runtime_objects(root, part, log):
-    """The objects of part (RUNTIME_PARTS), and the guardian for "target": from start_runtime_objects' thread if
-    one started them, else compiled (or found) now."""
+    """_compile_runtime_objects' result: from start_runtime_objects' thread if one started them, else compiled
+    (or found) now."""
     job = _runtime_jobs.pop((root, part), None)
     return job.result() if job is not None else _compile_runtime_objects(root, part, log)
 
 
 def _compile_runtime_objects(root, part, log):
     """The runtime's objects of part that link into builds, compiled at once: they depend on the compiler and the
-    runtime's sources only. Returns (the objects, in RUNTIME_PARTS' order, and the guardian or None)."""
+    runtime's sources only. Returns the objects in RUNTIME_PARTS' order, and for "target" the files builds copy:
+    (objects, the guardian, the thread-local library), else (objects, None, None)."""
     import shutil
     cc = toolchain.c_compiler()
     key = cache.key([__version__, part, " ".join(cc), toolchain.tool_identity(cc[0])],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES], length=20)
     final = os.path.join(root, "runtime-%s-%s" % (part, key))
     sources = RUNTIME_PARTS[part]
-    names = [f[:-2] + ".o" for f in sources] + ([GUARDIAN] if part == "target" else [])
+    tls_library = TLS_LIBRARY % key
+    names = [f[:-2] + ".o" for f in sources] + ([GUARDIAN, tls_library] if part == "target" else [])
     paths = [os.path.join(final, name) for name in names]
-    objects, guardian = (paths[:-1], paths[-1]) if part == "target" else (paths, None)
+    result = (paths[:-2],) + tuple(paths[-2:]) if part == "target" else (paths, None, None)
     if cache.verify(final) is not None:
         for path in paths:   # linked into, or copied into, every build
             cache.check_private(path, "mrhooker's runtime file")
-        return objects, guardian
+        return result
     tmp = cache.temp_dir(root, "runtime")
     try:
         # mrhooker's own side (the reader) may use the compiler's builtins; the target side must not (its
@@ -147,12 +152,27 @@ def _compile_runtime_objects(root, part, log):
         if part == "target":
             jobs.append(([os.path.join(RUNTIME_DIR, GUARDIAN + ".c")], os.path.join(tmp, GUARDIAN), [RUNTIME_DIR],
                          [], "compiling mrhooker's guardian", []))
+            jobs.append((["-shared", "-nostdlib", "-DMRH_TLS_LIBRARY", os.path.join(RUNTIME_DIR, "tls.c")],
+                         os.path.join(tmp, tls_library), [RUNTIME_DIR], [], "compiling mrhooker's thread-local library",
+                         ["-Wl,-soname," + tls_library]))
         _compile_together(jobs, log)
         cache.seal(tmp, names, {})
         cache.publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return objects, guardian
+    return result
+
+
+def _runtime_link(objects, tls_library, tmp, options):
+    """What a preload library links of the runtime's target side: (objects, ldflags, the files copied beside it).
+    A launched build has tls.o in it; an attach build the thread-local library instead, copied beside it and found
+    there ($ORIGIN) by its soname, which a process loads once for all its attach builds (tls.c says why)."""
+    import shutil
+    if not options.attach:
+        return objects, [], []
+    shutil.copy(tls_library, os.path.join(tmp, os.path.basename(tls_library)))
+    return ([o for o in objects if os.path.basename(o) != "tls.o"] + [os.path.join(tmp, os.path.basename(tls_library))],
+            ["-Wl,-rpath,$ORIGIN"], [os.path.basename(tls_library)])
 
 
 def _python_runtime(root, pyinfo, log):
@@ -177,15 +197,17 @@ def _python_runtime(root, pyinfo, log):
     return os.path.join(final, "pyrt.so")
 
 
-def _compile_libraries(tmp, hook_sources, pyinfo, runtime_objects, options, what):
-    """Compiles a build's preload and hook libraries at once (they don't depend on each other)."""
+def _compile_libraries(tmp, hook_sources, pyinfo, runtime, options, what):
+    """Compiles a build's preload and hook libraries at once (they don't depend on each other); runtime: the
+    runtime's (objects, ldflags) for the preload library (_runtime_link)."""
+    runtime_objects, runtime_ldflags = runtime
     _compile_together([
         (["-shared"] + hook_sources, os.path.join(tmp, "hooks.so"),
          [RUNTIME_DIR, pyinfo.include_dir] + options.include_dirs, options.cflags, what,
          HOOKS_LDFLAGS + options.ldflags),
         (["-shared", "-fvisibility=hidden", os.path.join(tmp, "entries.c")] + runtime_objects,
          os.path.join(tmp, "preload.so"), [RUNTIME_DIR] + options.include_dirs, options.cflags,
-         "compiling the preload library", ["-ldl", "-lpthread"])], options.log)
+         "compiling the preload library", ["-ldl", "-lpthread"] + runtime_ldflags)], options.log)
 
 
 def _write(path, text):
@@ -193,7 +215,7 @@ def _write(path, text):
         f.write(text)
 
 
-def _build_pyx(script, tmp, pyinfo, runtime_objects, options, root):
+def _build_pyx(script, tmp, pyinfo, runtime, options, root):
     from mrhooker import script as scripts
     from mrhooker import cdecl, codegen
 
@@ -211,7 +233,7 @@ def _build_pyx(script, tmp, pyinfo, runtime_objects, options, root):
     scripts.check_symbols([e.symbol for e in entries], script.path)
     _write(out_c, codegen.pyx_adapt(c_source, version))
     _write(os.path.join(tmp, "entries.c"), codegen.entries_source(entries, includes))
-    _compile_libraries(tmp, ["-MMD", "-MF", os.path.join(tmp, "hooks.d"), out_c], pyinfo, runtime_objects, options,
+    _compile_libraries(tmp, ["-MMD", "-MF", os.path.join(tmp, "hooks.d"), out_c], pyinfo, runtime, options,
                        "compiling %s" % os.path.basename(script.path))
     deps = [d for d in toolchain.read_depfile(out_c + ".dep") if d != script.path]
     deps += [d for d in toolchain.read_depfile(os.path.join(tmp, "hooks.d"))
@@ -221,7 +243,7 @@ def _build_pyx(script, tmp, pyinfo, runtime_objects, options, root):
     return [e.symbol for e in entries], sorted(set(deps))
 
 
-def _build_py(script, tmp, pyinfo, runtime_objects, options, root):
+def _build_py(script, tmp, pyinfo, runtime, options, root):
     from mrhooker import script as scripts
     from mrhooker import codegen, layouts
 
@@ -235,7 +257,7 @@ def _build_py(script, tmp, pyinfo, runtime_objects, options, root):
     _write(os.path.join(tmp, VIEWS), json.dumps(views, indent=1))
     _write(os.path.join(tmp, "entries.c"), codegen.entries_source(entries))
     _write(os.path.join(tmp, "trampolines.c"), codegen.trampolines_source(hooks, entries, pointees))
-    _compile_libraries(tmp, [os.path.join(tmp, "trampolines.c")], pyinfo, runtime_objects, options,
+    _compile_libraries(tmp, [os.path.join(tmp, "trampolines.c")], pyinfo, runtime, options,
                        "compiling the hook trampolines")
     return [h.prototype.symbol for h in hooks], [h for h in options.headers if os.path.isabs(h)]
 
@@ -245,7 +267,8 @@ def _build_key(script, pyinfo, options):
     cc = toolchain.c_compiler()
     parts = [__version__, script.kind, script.module, sys.version, sysconfig.get_config_var("SOABI") or "",
              " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:])), repr(options.include_dirs),
-             repr(options.cflags), repr(options.ldflags), repr(options.headers), pyinfo.libpython]
+             repr(options.cflags), repr(options.ldflags), repr(options.headers), pyinfo.libpython,
+             "attach" if options.attach else "launch"]
     if script.kind == "pyx":
         identity = toolchain.cython_identity()
         if identity is None:
@@ -301,20 +324,22 @@ def _build(path, options):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as pool:   # the Python runtime compiles while the target side's objects do
         python_runtime = pool.submit(_python_runtime, root, pyinfo, options.log)
-        runtime_objects, guardian = _runtime_objects(root, "target", options.log)
+        runtime_objects, guardian, tls_library = _runtime_objects(root, "target", options.log)
         pyrt = python_runtime.result()
     tmp = cache.temp_dir(root, script.module)
     try:
         shutil.copyfile(pyrt, os.path.join(tmp, "pyrt.so"))
         shutil.copy(guardian, os.path.join(tmp, GUARDIAN))
+        runtime_objects, runtime_ldflags, copies = _runtime_link(runtime_objects, tls_library, tmp, options)
+        runtime = (runtime_objects, runtime_ldflags)
         entry, entry_at = [], {}
         if script.kind == "pyx":
-            symbols, deps = _build_pyx(script, tmp, pyinfo, runtime_objects, options, root)
+            symbols, deps = _build_pyx(script, tmp, pyinfo, runtime, options, root)
         else:
-            symbols, deps = _build_py(script, tmp, pyinfo, runtime_objects, options, root)
+            symbols, deps = _build_py(script, tmp, pyinfo, runtime, options, root)
             entry = [h.prototype.symbol for h in script.hooks if h.at != "plt"]
             entry_at = {h.prototype.symbol: h.at for h in script.hooks if isinstance(h.at, int)}
-        cache.seal(tmp, LIBRARIES + (GUARDIAN,) + ((VIEWS,) if script.kind == "py" else ()), {"script": script.path, "kind": script.kind, "module": script.module,
+        cache.seal(tmp, LIBRARIES + (GUARDIAN,) + tuple(copies) + ((VIEWS,) if script.kind == "py" else ()), {"script": script.path, "kind": script.kind, "module": script.module,
                                     "symbols": symbols, "entry": entry, "entry_at": entry_at, "deps": deps, "mrhooker": __version__})
         final = final_dir(deps)
         cache.publish(tmp, final, rebuild=options.rebuild)
@@ -357,7 +382,7 @@ def _build_trace(plans, symbols, layouts, options):
     shown = decoders.source(plans, symbols, layouts)
     functions = [{"name": p.symbol, "text": p.proto.text, "params": [q.name for q in p.params]} for p in plans]
     cc = toolchain.c_compiler()
-    key = cache.key([__version__, "trace"] + entries + [shown, repr(options.cflags),
+    key = cache.key([__version__, "trace", "attach" if options.attach else "launch"] + entries + [shown, repr(options.cflags),
                      " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:]))],
                     [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
                     + _generator_paths(), length=20)
@@ -372,8 +397,8 @@ def _build_trace(plans, symbols, layouts, options):
     options.log("cache miss: %s in %s" % (what, root))
     options.progress(what)
     start_runtime_objects(root, options.log)   # (started already while the trace was planned, on a first run)
-    target_objects, guardian = _runtime_objects(root, "target", options.log)
-    trace_objects, _ = _runtime_objects(root, "trace", options.log)
+    target_objects, guardian, tls_library = _runtime_objects(root, "target", options.log)
+    trace_objects, _, _ = _runtime_objects(root, "trace", options.log)
     target_objects += trace_objects[:len(TRACE_SIDE)]
     reader_objects = trace_objects[len(TRACE_SIDE):]
     tmp = cache.temp_dir(root, "trace")
@@ -385,6 +410,7 @@ def _build_trace(plans, symbols, layouts, options):
             _write(pieces[-1], text)
         _write(os.path.join(tmp, "decoders.c"), shown)
         shutil.copy(guardian, os.path.join(tmp, GUARDIAN))
+        target_objects, runtime_ldflags, copies = _runtime_link(target_objects, tls_library, tmp, options)
         _compile_together([(["-c", "-fvisibility=hidden", piece], piece[:-2] + ".o", [RUNTIME_DIR], options.cflags,
                             "compiling the trace library", []) for piece in pieces] + [
             (["-shared", "-fvisibility=hidden", os.path.join(tmp, "decoders.c")] + reader_objects,
@@ -392,10 +418,10 @@ def _build_trace(plans, symbols, layouts, options):
             options.log)
         toolchain.compile_c(["-shared", "-fvisibility=hidden"] + [p[:-2] + ".o" for p in pieces] + target_objects,
                             os.path.join(tmp, "preload.so"), [RUNTIME_DIR], options.cflags, options.log,
-                            "linking the trace library", ["-ldl", "-lpthread"])
+                            "linking the trace library", ["-ldl", "-lpthread"] + runtime_ldflags)
         for piece in pieces:
             os.unlink(piece[:-2] + ".o")
-        cache.seal(tmp, ["preload.so", "reader.so", GUARDIAN], {"functions": functions, "mrhooker": __version__})
+        cache.seal(tmp, ["preload.so", "reader.so", GUARDIAN] + copies, {"functions": functions, "mrhooker": __version__})
         cache.publish(tmp, final, rebuild=options.rebuild)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -263,7 +263,7 @@ def run_command(argv):
     build_dir = os.path.abspath(os.path.expanduser(args.build_dir)) if args.build_dir else settings.get("build_dir")
     options = BuildOptions(build_dir=build_dir, include_dirs=include_dirs, cflags=cflags, ldflags=ldflags,
                            rebuild=args.rebuild, log=console.log, progress=console.progress,
-                           headers=_headers(args, settings), preparing=console.preparing)
+                           headers=_headers(args, settings), preparing=console.preparing, attach=bool(args.pids))
     try:
         with console.preparing("reading the hooks' prototypes"):
             result = build(args.script, options)
@@ -459,7 +459,8 @@ def trace_command(argv):
         buffer_mb=args.buffer_size, inject=args.inject, seed=args.seed, fake_time=args.fake_time, quiet=args.quiet,
         duration=args.duration, entry=args.entry, chosen_only=args.chosen_only)
     options = BuildOptions(build_dir=build_dir, rebuild=args.rebuild, log=console.log, progress=console.progress,
-                           headers=_headers(args, config.load(None)), preparing=console.preparing)
+                           headers=_headers(args, config.load(None)), preparing=console.preparing,
+                           attach=bool(pids))
     try:
         return Tracer(request, options, console.log).run(args.command, program, attach_to=pids)
     finally:

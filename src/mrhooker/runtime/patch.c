@@ -214,7 +214,6 @@ static unsigned char *put_jump(unsigned char *at, uintptr_t to)
 /* The stub: the block's address in the stack slot below the return address (no register changed), then
  * mrh_entry_thunk:  lea -8(%rsp),%rsp; push %rax; movabs $block,%rax; mov %rax,8(%rsp); pop %rax; jmp *thunk */
 void mrh_entry_thunk(void);
-__thread const void *mrh_entry_caller __attribute__((tls_model("initial-exec")));
 static void make_stub(unsigned char *at, const void *block)
 {
     static const unsigned char head[] = {0x48, 0x8d, 0x64, 0x24, 0xf8, 0x50, 0x48, 0xb8};

@@ -41,7 +41,6 @@
 
 #include "output.h"
 
-__thread mrh_thread mrh_tls __attribute__((tls_model("initial-exec")));
 int mrh_state = MRH_UNSTARTED;
 mrh_settings mrh_config;
 
@@ -57,8 +56,6 @@ static pthread_cond_t start_done;
 static pthread_t start_owner;           /* the thread starting the hooks, while STARTING */
 static unsigned long start_missed;      /* calls that went to the original because their thread gave up
                                          * waiting for the start (atomic) */
-/* This thread waited for another thread's start as long as it may: until READY, its calls don't wait. */
-static __thread int start_gave_up __attribute__((tls_model("initial-exec")));
 static const mrh_hook_ops *ops;         /* the hook side's entry points, once READY (never changes after) */
 static pid_t start_pid;                 /* the process that started: the one whose atexit handlers run */
 static pthread_key_t thread_key;        /* set in every thread; its destructor marks the thread as ending and
@@ -467,7 +464,7 @@ static void start_here(void)
 /* With start_lock held: waits until the state is no longer STARTING, or for the limit (see the top). */
 static void wait_for_start(void)
 {
-    if (start_gave_up) return;
+    if (mrh_start_gave_up) return;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += mrh_config.start_wait_ms / 1000;
@@ -475,7 +472,7 @@ static void wait_for_start(void)
     if (deadline.tv_nsec >= 1000000000) deadline.tv_sec++, deadline.tv_nsec -= 1000000000;
     while (mrh_state == MRH_STARTING)
         if (pthread_cond_clockwait(&start_done, &start_lock, CLOCK_MONOTONIC, &deadline) == ETIMEDOUT) {
-            start_gave_up = 1;
+            mrh_start_gave_up = 1;
             return;
         }
 }
@@ -510,7 +507,7 @@ int mrh_begin_slow(mrh_thread *t, const void *caller)
     }
     state = mrh_state;
     if (state == MRH_STARTING) __atomic_add_fetch(&start_missed, 1, __ATOMIC_RELAXED);
-    if (state != MRH_STARTING) start_gave_up = 0;
+    if (state != MRH_STARTING) mrh_start_gave_up = 0;
     pthread_mutex_unlock(&start_lock);
     t->depth--;
     errno = saved;

@@ -3,15 +3,25 @@
 #ifndef MRHOOKER_PRELOAD_H
 #define MRHOOKER_PRELOAD_H
 
+#include <stdint.h>
+
 #include "mrhooker_rt.h"
+
+/* The per-thread state, all of it defined in tls.c (which says where it lives, and why). Initial-exec TLS: one
+ * instruction to reach it and no allocation, so it is usable from allocator hooks and signal handlers. Declared
+ * before the pragma below: an attach build takes these from a library of their own. */
+#define MRH_TLS __attribute__((tls_model("initial-exec")))
+extern __thread mrh_thread mrh_tls MRH_TLS;
+extern __thread const void *mrh_entry_caller MRH_TLS;   /* the thunk's caller (patch.c: set by the thunk) */
+extern __thread int mrh_resolving MRH_TLS;              /* this thread is inside a lookup (resolve.c's hazards) */
+extern __thread int mrh_start_gave_up MRH_TLS;          /* this thread waited for another thread's start as long
+                                                         * as it may: until READY, its calls don't wait (preload.c) */
+extern __thread uint32_t mrh_my_tid MRH_TLS;            /* trace.c: this thread's id, 0: not looked up yet ... */
+extern __thread uint32_t mrh_my_tid_pid MRH_TLS;        /* ... for this pid */
 
 /* Hidden unless marked MRH_EXPORT: the preload library exports only the hooked symbols and the wrappers
  * (sigaction, exec*, ...), so nothing else can interpose on the runtime or be interposed by it. */
 #pragma GCC visibility push(hidden)
-
-/* Per-thread state. Initial-exec TLS: one instruction to reach it and no allocation, so it is usable from
- * allocator hooks and signal handlers. */
-extern __thread mrh_thread mrh_tls __attribute__((tls_model("initial-exec")));
 extern int mrh_state;                 /* see mrhooker_rt.h for who moves it */
 extern mrh_slot mrh_slots[];          /* generated, one per hooked symbol */
 extern const int mrh_nslots;
@@ -60,7 +70,6 @@ void *mrh_find_in_object(const struct link_map *map, const char *name);   /* an 
 void mrh_patch_entries(const char *spec, int attaching);   /* the functions MRHOOKER_ENTRY says, hooked at their
                                                             * entry: at load, or by an attach (with attach.py) */
 void mrh_patch_restore(void);                /* an attach's detach: their first bytes back */
-extern __thread const void *mrh_entry_caller __attribute__((tls_model("initial-exec")));   /* set by the thunk */
 void mrh_entry_thunk_return(void);           /* where an entry point called by the thunk returns to */
 
 /* follow.c */

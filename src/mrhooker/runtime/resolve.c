@@ -6,7 +6,7 @@
  *   Idea: the runtime calls libc's dlsym through a pointer found in libc's own symbol table (find_in_object).
  * - glibc's dlsym may call malloc, calloc and free (for its error strings). When those are hooked, their own
  *   originals may not be known yet, and looking them up would recurse without end.
- *   Idea: `resolving` marks a thread inside a lookup; such calls get no original (NULL), and the entry points
+ *   Idea: `mrh_resolving` marks a thread inside a lookup; such calls get no original (NULL), and the entry points
  *   of malloc/calloc serve them from a static arena (mrh_boot_alloc), free leaks them.
  * - A library loaded later with dlopen(RTLD_LOCAL) (a plugin, a Python extension's libz or libssl) is not in
  *   the global scope, so RTLD_NEXT can't see it, yet its callers reach our entry point.
@@ -203,9 +203,6 @@ static void *caller_proof(const char *name, void *real)
 
 /* ---- lookups ------------------------------------------------------------------------------------------ */
 
-/* This thread is inside a lookup (see the hazards above). */
-static __thread int resolving __attribute__((tls_model("initial-exec")));
-
 /* This library's ELF header, which the linker places at its start (a hidden symbol: no call, no lookup). */
 extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
 
@@ -258,7 +255,7 @@ static int collect_definers(struct dl_phdr_info *info, size_t size, void *arg)
 /* `name` in the objects of the target's namespace that RTLD_NEXT does not search (loaded later, RTLD_LOCAL).
  * An object found so stays loaded.
  * Hazard: a dlopen, even RTLD_NOLOAD, runs the constructors its object and their dependencies haven't run yet,
- * in the middle of this lookup, which hands out no originals (`resolving`): at load, every library's, for a
+ * in the middle of this lookup, which hands out no originals (`mrh_resolving`): at load, every library's, for a
  * traced name that nothing defines (cos without libm made curl's gnutls fail its ASN.1 set-up). Idea: not at
  * load (`loading`), and later dlopen only an object that defines the name (read in its symbol table first): one
  * that was loaded and set up, in all but a constructor calling into a library of its own dlopen that sets up
@@ -294,11 +291,11 @@ void *mrh_lookup_next(const char *name)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
-    resolving = 1;
+    mrh_resolving = 1;
     if (MRH_UNLIKELY(!real_dlsym)) find_real_dlsym();   /* a lookup before this library's constructor */
     void *p = real_dlsym(RTLD_NEXT, name);
     if (!p && !loading) p = find_in_loaded(name);
-    resolving = 0;
+    mrh_resolving = 0;
     t->depth--;
     return p;
 }
@@ -307,7 +304,7 @@ void *mrh_resolve(int slot)
 {
     mrh_slot *s = &mrh_slots[slot];
     void *p = __atomic_load_n(&s->original, __ATOMIC_ACQUIRE);
-    if (MRH_LIKELY(p != NULL) || resolving) return p;
+    if (MRH_LIKELY(p != NULL) || mrh_resolving) return p;
     p = caller_proof(s->name, mrh_lookup_next(s->name));
     if (p) {
         __atomic_store_n(&s->original, p, __ATOMIC_RELEASE);
@@ -384,7 +381,7 @@ void *mrh_original(const char *name)
 {
     void *hit = recall_pointer(name);
     if (MRH_LIKELY(hit != NULL)) return hit;
-    if (resolving) return NULL;
+    if (mrh_resolving) return NULL;
     mrh_thread *t = &mrh_tls;
     unsigned h = name_hash(name);
     for (unsigned i = 0; i < NAMED_SIZE; i++) {

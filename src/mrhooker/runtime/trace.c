@@ -31,8 +31,6 @@ static int trace_tried;                    /* this process tried to map the file
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;   /* serialises the mapping; reset at fork */
 int mrh_trace_tsc;                         /* header.clock == MRH_CLOCK_TSC: cached */
 static uint32_t my_pid;                    /* this process's pid, cached (reset in a fork child) */
-static __thread uint32_t my_tid __attribute__((tls_model("initial-exec")));   /* 0: not looked up yet */
-static __thread uint32_t my_tid_pid __attribute__((tls_model("initial-exec")));   /* ... for this pid */
 
 /* ---- the clock ---------------------------------------------------------------------------------------- */
 
@@ -348,16 +346,16 @@ static inline unsigned char *record_at(mrh_trace_header *h, uint64_t pos, mrh_ca
 {
     unsigned char *p = ring + (pos & (h->ring_size - 1));
     mrh_record *r = (mrh_record *)p;
-    if (MRH_UNLIKELY(my_tid_pid != my_pid || my_tid == 0)) {
+    if (MRH_UNLIKELY(mrh_my_tid_pid != my_pid || mrh_my_tid == 0)) {
         int saved = errno;
-        my_tid = (uint32_t)syscall(SYS_gettid);
-        my_tid_pid = my_pid;
+        mrh_my_tid = (uint32_t)syscall(SYS_gettid);
+        mrh_my_tid_pid = my_pid;
         errno = saved;
     }
     r->magic = MRH_RECORD_MAGIC;
     r->fn = (uint16_t)call->fn;
     r->pid = my_pid;
-    r->tid = my_tid;
+    r->tid = mrh_my_tid;
     r->ts = call->start;
     r->dur = end - call->start;
     r->ret = ret;
@@ -663,7 +661,7 @@ static void trace_fork_child(void)
     /* The mapping is shared with the parent (MAP_SHARED): keep it; only the ids change, and the child counts
      * its own calls for injection. */
     my_pid = (uint32_t)getpid();
-    my_tid = 0;
+    mrh_my_tid = 0;
     pthread_mutex_init(&map_lock, NULL);
     if (inject_calls) memset(inject_calls, 0, mrh_trace->nfn * sizeof(uint64_t));
     if (!mrh_config.follow) stop_recording();   /* --no-follow: the command alone, not its children */
