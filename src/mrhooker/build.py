@@ -4,6 +4,8 @@
     pyrt.so      hook side: the runtime's Python side, linked with libpython (one per Python; copied in)
     hooks.so     hook side: the Cython module (.pyx) or the generated trampolines (.py)
     guard        not in the target: the program that ends what mrhooker started if it dies (guardian.py)
+    libmrhooker-tls-KEY.so   an attach's build only (-p): the target side's thread-local variables, which every
+                 attach build of a process shares (runtime/tls.c says why); a launched build has them in preload.so
 
 The stages, each its own module: script (read the script, find its hooks) -> cdecl (their prototypes, .py) ->
 codegen (the C) -> toolchain (Cython, cc) -> cache (keys, publish, verify). This module only orders them.
