@@ -140,6 +140,16 @@ def test_trace_a_running_program_then_detach(mrhooker, steady, warm):
     assert (status, err) == (0, b"") and count > seen[-1]   # nothing failed
 
 
+def test_a_detach_asked_for_waits_for_no_exec(mrhooker, steady, warm):
+    """The wait for an exec to show (a process that lets go by itself) was made after every detach: 0.5 s more."""
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    r = mrhooker("trace", "-v", "-e", "write", "-D", "0.2", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "Process %d detached" % proc.pid in r.err, r
+    assert "let go by itself" not in r.err, r.err
+    assert stop_steady(proc)[::2] == (0, b"")
+
+
 def test_attach_again_after_a_detach(mrhooker, steady, warm):
     proc = start([steady, FOREVER, 10000])
     wait_running(proc)

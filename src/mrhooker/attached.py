@@ -60,6 +60,7 @@ class Attached:
         self.stats = {}
         self.ended = False      # every process holding a connection has detached or ended
         self.ended_itself = False   # ... without being asked (it ended, or it is executing another program)
+        self.detaching = False      # detach() asked them to
         self.detached = 0       # how many said they detached
         self.links = []         # one connection per process (the attached one, children it forked since)
         self.program = _program(pid)   # what it runs: an exec ends the attach
@@ -156,7 +157,8 @@ class Attached:
             self.links.remove(which)
             if not self.links:   # every process gone or detached by itself: no child will connect any more
                 self._stop_listening()
-                self.ended = self.ended_itself = True
+                self.ended = True
+                self.ended_itself = not self.detaching
 
     def detach(self):
         """Asks every process holding a connection to put its slots back, and waits for them (at most
@@ -165,6 +167,7 @@ class Attached:
         if self.ended:
             return True
         started = time.monotonic()
+        self.detaching = True
         for link in self.links:
             try:
                 link.shutdown(socket.SHUT_WR)
@@ -230,6 +233,7 @@ def detach_all(sessions, say=say, log=lambda msg: None):
             if session.ended_itself:
                 # an exec closes the connection (its other threads go first) a moment before the process shows
                 # its new program: wait for that moment
+                log("process %d let go by itself: up to %g s for an exec to show" % (session.pid, EXEC_WAIT))
                 deadline = time.monotonic() + EXEC_WAIT
                 while _alive(session.pid) and program == session.program and time.monotonic() < deadline:
                     time.sleep(0.01)
