@@ -437,7 +437,8 @@ def _check_hook_side(name, maps, library):
 def _functions(pid, name, maps):
     """({dlopen, dlerror, __errno_location: address in the process}, [(start, end) of the dynamic loader's
     mappings]), or a refusal saying why there is none."""
-    libc = _mapped(pid, maps, "libc.so.6", _program_libc(pid, maps))
+    twice = sum(1 for m in maps if m[2] == 0 and os.path.basename(m[3]) == "libc.so.6") > 1
+    libc = _mapped(pid, maps, "libc.so.6", _program_libc(pid, maps) if twice else None)
     if libc is None:
         raise MrhookerError("%s has no libc.so.6 loaded: it is a static program (or not a glibc one), which "
                             "can't load a library; only dynamically linked glibc programs can be attached" % name)
