@@ -165,9 +165,11 @@ def test_attaches_of_many_builds_and_a_second_hook_script(mrhooker, steady, scri
     """Each build attached (another -e set) stays loaded, inert, after its detach. They used to take ~420 bytes
     each of the process's spare static TLS: the 4th failed to load. And once hooks had run, another build's
     dlopen went through the hook namespace's libc (the lowest libc.so.6 mapped) and failed saying nothing. A
-    second hook script is refused in one line: the process keeps the first one's interpreter."""
+    second hook script is refused in one line: the process keeps the first one's interpreter. The program forks
+    (a child writes each line ending in 5): the inert builds' fork handlers run at every fork too (they left the
+    active one's lock taken once the block was shared: the second fork hung)."""
     first_hooks, other_hooks = script("first.py", HOOK_PY), script("other.py", HOOK_PY.replace("hooked", "other"))
-    proc = start([steady, FOREVER, 5000])
+    proc = start([steady, FOREVER, 5000, "fork"])
     wait_running(proc)
     extra = ["getpid", "getuid", "getgid", "geteuid", "getegid", "getppid", "time", "usleep", "nanosleep", "clock"]
     for name in extra:

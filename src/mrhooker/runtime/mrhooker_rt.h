@@ -95,7 +95,6 @@ typedef struct mrh_thread {
     void *cstr_obj[MRH_CSTR_MAX];
     const char *cstr_ptr[MRH_CSTR_MAX];
     int fork_held;        /* fork_prepare's MRH_FORK_*: what fork_parent/fork_child undo on this thread */
-    int fork_locked;      /* fork_prepare took start_lock on this thread */
     int in_python_fork;   /* between the hook interpreter's PyOS_BeforeFork and PyOS_AfterFork_* (os.fork in a
                            * hook does them itself): set and cleared by its os.register_at_fork callbacks */
     /* The innermost signal handler running on this thread (signals.c): its wrapper's frame, the depth before

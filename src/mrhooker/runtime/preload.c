@@ -520,17 +520,29 @@ int mrh_begin_slow(mrh_thread *t, const void *caller)
  * and the hook interpreter goes through CPython's fork protocol on the forking thread, whichever thread that
  * is (pyrt.c, fork_prepare): no other thread holds its GIL or its locks, and in the child it forgets the
  * threads that are not there. The child then re-initialises what other threads held here. */
+/* What this library's fork_prepare did, for its fork_parent or fork_child on the forking thread. Variables of
+ * this library, not of the thread-local block, which every attach build of a process shares (tls.c): an inert
+ * build's handlers, which run at every fork too, would overwrite the active one's (its start_lock then stayed
+ * taken: the next fork hung). Moved only with start_lock held, so by one forking thread at a time. */
+static pthread_t fork_locker;   /* the thread whose fork_prepare took start_lock ... */
+static int fork_locked;         /* ... while it is held: a parent handler run without this library's prepare
+                                 * (loaded in between) lets go of nothing */
+static int fork_hooked;         /* that fork_prepare ran the hook side's (which says in t->fork_held what to undo) */
+
 static void fork_prepare(void)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
-    t->fork_held = MRH_FORK_NOTHING;
     pthread_mutex_lock(&start_lock);
-    t->fork_locked = 1;
+    fork_locker = pthread_self();
+    fork_locked = 1;
+    fork_hooked = 0;
     if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) wait_for_start();
     if (mrh_state == MRH_READY) {
         if (!t->hook_side_ready) mrh_first_hook_on_thread(t);   /* a thread that never ran a hook forks */
+        t->fork_held = MRH_FORK_NOTHING;
         ops->fork_prepare(t);
+        fork_hooked = 1;
     }
     t->depth--;
 }
@@ -538,10 +550,11 @@ static void fork_prepare(void)
 static void fork_parent(void)
 {
     mrh_thread *t = &mrh_tls;
+    if (!fork_locked || !pthread_equal(fork_locker, pthread_self())) return;
     t->depth++;
-    if (t->fork_held) ops->fork_parent(t);
-    if (t->fork_locked) pthread_mutex_unlock(&start_lock);
-    t->fork_locked = 0;
+    if (fork_hooked && t->fork_held) ops->fork_parent(t);
+    fork_hooked = fork_locked = 0;
+    pthread_mutex_unlock(&start_lock);
     t->depth--;
 }
 
@@ -555,13 +568,14 @@ static void fork_child(void)
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&start_done, &attr);
-    t->fork_locked = 0;
+    int hooked = fork_locked && fork_hooked;   /* this library's prepare ran on this (now the only) thread */
+    fork_hooked = fork_locked = 0;
     if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) {
         mrh_state = MRH_OFF;   /* the starting thread is not in the child */
         mrh_warn("this process forked while its hooks were still starting: the child runs unhooked");
     }
     mrh_resolve_after_fork();
-    if (t->fork_held) ops->fork_child(t);
+    if (hooked && t->fork_held) ops->fork_child(t);
     t->depth--;
 }
 
