@@ -161,13 +161,14 @@ def test_attach_again_after_a_detach(mrhooker, steady, warm):
     assert stop_steady(proc)[::2] == (0, b"")
 
 
-def test_attaches_of_many_builds_and_a_second_hook_script(mrhooker, steady, script):
-    """Each build attached (another -e set) stays loaded, inert, after its detach. They used to take ~420 bytes
-    each of the process's spare static TLS: the 4th failed to load. And once hooks had run, another build's
-    dlopen went through the hook namespace's libc (the lowest libc.so.6 mapped) and failed saying nothing. A
-    second hook script is refused in one line: the process keeps the first one's interpreter. The program forks
-    (a child writes each line ending in 5): the inert builds' fork handlers run at every fork too (they left the
-    active one's lock taken once the block was shared: the second fork hung)."""
+def test_attaches_of_many_builds_and_other_hook_scripts(mrhooker, steady, script):
+    """Each build attached (another -e set, another script) stays loaded, inert, after its detach. They used to
+    take ~420 bytes each of the process's spare static TLS: the 4th failed to load. Once hooks had run, another
+    build's dlopen went through the hook namespace's libc (the lowest libc.so.6 mapped) and failed saying nothing;
+    a second script crashed the program (a second interpreter). Now every script runs in the first one's
+    interpreter, each with its own originals. The program forks (a child writes each line ending in 5): the inert
+    builds' fork handlers run at every fork too (they left the active one's lock taken once the block was
+    shared: the second fork hung)."""
     first_hooks, other_hooks = script("first.py", HOOK_PY), script("other.py", HOOK_PY.replace("hooked", "other"))
     proc = start([steady, FOREVER, 5000, "fork"])
     wait_running(proc)
@@ -175,18 +176,57 @@ def test_attaches_of_many_builds_and_a_second_hook_script(mrhooker, steady, scri
     for name in extra:
         r = mrhooker("trace", "-e", "write," + name, "-D", "0.2", "-p", proc.pid, timeout=RUN_TIMEOUT)
         assert r.returncode == 0 and write_lines(r.err), (name, r)
-    r = mrhooker("-D", "0.3", "-p", proc.pid, first_hooks, timeout=RUN_TIMEOUT)
-    assert r.returncode == 0 and "hooked line" in r.err, r
+
+    def hooked(hooks, says):
+        r = mrhooker("-D", "0.3", "-p", proc.pid, hooks, timeout=RUN_TIMEOUT)
+        lines = [int(n) for n in re.findall(r"^%s line (\d+)$" % says, r.err, re.M)]
+        assert r.returncode == 0 and lines and lines == list(range(lines[0], lines[-1] + 1)), r
+        assert ("other line" if says == "hooked" else "hooked line") not in r.err, r
+
+    hooked(first_hooks, "hooked")
     r = mrhooker("trace", "-e", "write,getpid", "-D", "0.2", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and write_lines(r.err), r
-    r = mrhooker("-D", "0.3", "-p", proc.pid, other_hooks, timeout=RUN_TIMEOUT)
-    assert r.returncode == 2 and "runs hooks of another build already" in r.err and r.err.count("\n") == 1, r
-    r = mrhooker("-D", "0.3", "-p", proc.pid, first_hooks, timeout=RUN_TIMEOUT)
-    assert r.returncode == 0 and "hooked line" in r.err, r
+    hooked(other_hooks, "other")
+    hooked(first_hooks, "hooked")   # imported again: the other script's table and originals are not its own
+    hooked(first_hooks, "hooked")
     maps = open("/proc/%d/maps" % proc.pid).read()
     assert len(set(re.findall(r"/libmrhooker-tls-\w+\.so", maps))) == 1, maps   # one block for every build
+    assert len(re.findall(r"r-xp .*/libpython", maps)) == 1, maps   # one interpreter
     status, count, err = stop_steady(proc)
     assert (status, err) == (0, b"")
+
+
+def test_hooks_of_another_script_into_a_program_run_with_hooks_are_refused(base_env, steady, script):
+    """A program mrhooker started with hooks has their interpreter, but its thread-local block is its own build's
+    (a launched build links it in): another script can't run there. One line, and the program goes on hooked."""
+    first_hooks, other_hooks = script("first.py", HOOK_PY), script("other.py", HOOK_PY.replace("hooked", "other"))
+    launcher = subprocess.Popen([sys.executable, "-m", "mrhooker", first_hooks, steady, "300", "10000"],
+                                env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def target():
+            for entry in os.listdir("/proc"):
+                try:
+                    with open("/proc/%s/stat" % entry) as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    if fields[1] == str(launcher.pid) and os.readlink("/proc/%s/exe" % entry) == os.path.realpath(steady):
+                        return int(entry)
+                except (OSError, IndexError, ValueError):
+                    pass
+            return None
+        wait_for(lambda: target() is not None, 30, "the program mrhooker started")
+        pid = target()
+        time.sleep(0.3)   # its hooks started (its first write)
+        r = subprocess.run([sys.executable, "-m", "mrhooker", "-D", "0.3", "-p", str(pid), other_hooks],
+                           env=base_env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "runs hooks already" in r.stderr, r
+        assert "it was started with them" in r.stderr, r
+        out, err = launcher.communicate(timeout=RUN_TIMEOUT)
+        assert launcher.returncode == 0 and out == all_lines(300), err
+        assert err.decode().count("hooked line") == 300, err
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
 
 
 def test_inject_then_detach_the_program_recovers(mrhooker, steady):

@@ -95,16 +95,19 @@ def _import_hooks(kind, module, script, hooks_path):
 
 
 build_dir = None   # the build's directory: its views.json holds the struct layouts (_views.py)
+_forks_followed = False   # start() registered the fork protocol's callbacks
 
 
 def start(kind, module, script, hooks_path):
     """Sets up hook output and imports the hook script. Returns False (having said why) if hooks can't run."""
-    global build_dir
+    global build_dir, _forks_followed
     build_dir = hooks_path.rpartition("/")[0]   # an absolute path (os.path.dirname's result)
     sys.stdout = sys.stderr = sys.__stdout__ = sys.__stderr__ = _output
-    # The runtime's part in this interpreter's fork protocol (runtime/pyrt.c, fork_prepare).
-    posix.register_at_fork(before=_native.fork_begins, after_in_parent=_native.fork_ended,
-                        after_in_child=_native.fork_ended_in_child)
+    if not _forks_followed:   # once: an attached process's later builds start here again (pyrt.c, mrh_hook_restart)
+        # The runtime's part in this interpreter's fork protocol (runtime/pyrt.c, fork_prepare).
+        posix.register_at_fork(before=_native.fork_begins, after_in_parent=_native.fork_ended,
+                               after_in_child=_native.fork_ended_in_child)
+        _forks_followed = True
     try:
         _import_hooks(kind, module, script, hooks_path)
     except BaseException as exc:

@@ -14,7 +14,8 @@ import os
 
 from mrhooker import _inside
 
-_layouts = None
+_layouts = (None, None)   # (the build directory they were read from, {name: layout}): an attached process's
+#                           later build has its own (pyrt.c, mrh_hook_restart)
 _READ = {("int", 1): "read_i8", ("int", 2): "read_i16", ("int", 4): "read_i32", ("int", 8): "read_i64",
          ("uint", 1): "read_u8", ("uint", 2): "read_u16", ("uint", 4): "read_u32", ("uint", 8): "read_u64",
          ("float", 4): "read_f32", ("float", 8): "read_f64"}
@@ -22,13 +23,13 @@ _READ = {("int", 1): "read_i8", ("int", 2): "read_i16", ("int", 4): "read_i32", 
 
 def _layout(name):
     global _layouts
-    if _layouts is None:
+    if _layouts[0] != _inside.build_dir:
         try:
             with open(os.path.join(_inside.build_dir or "", "views.json")) as f:
-                _layouts = json.load(f)
+                _layouts = (_inside.build_dir, json.load(f))
         except (OSError, ValueError):
-            _layouts = {}
-    layout = _layouts.get(" ".join(str(name).split()))
+            _layouts = (_inside.build_dir, {})
+    layout = _layouts[1].get(" ".join(str(name).split()))
     if layout is None:
         raise TypeError("no layout of %r in this build: name it in a string literal in the script, "
                         "p.cast(\"struct timespec\"), so that mrhooker measures it when it builds" % (name,))

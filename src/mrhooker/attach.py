@@ -418,20 +418,34 @@ def _program_libc(pid, maps):
     return None
 
 
-def _check_hook_side(name, maps, library):
-    """Refuses a build with hooks (its pyrt.so beside it) for a process whose hooks of another build started:
-    their interpreter holds that build's hooks (and the threads' states), and a second namespace with another
-    interpreter is not made (it crashed the program). Traces are not refused: they start no interpreter."""
+def _check_hook_side(pid, name, maps, library):
+    """Refuses a build with hooks (its pyrt.so beside it) for a process whose hooks of another build started, unless
+    their interpreter can take this build's script (runtime/pyrt.c, mrh_hook_restart): that is, they were
+    attached too (their thread-local block is the one attach builds share: runtime/tls.c) with this same runtime
+    file (the same runtime and Python). A second interpreter, in a namespace of its own, is never made: it crashed
+    the program. Traces are not refused: they start no interpreter."""
     directory = os.path.dirname(library)
-    if not os.path.exists(os.path.join(directory, "pyrt.so")):
+    ours = os.path.join(directory, "pyrt.so")
+    if not os.path.exists(ours):
         return
-    for m in maps:
-        path = m[3].replace(" (deleted)", "")
-        if os.path.basename(path) == "pyrt.so" and os.path.dirname(path) != directory:
+    for start, end, offset, path in maps:
+        path = path.replace(" (deleted)", "")
+        theirs = os.path.dirname(path)
+        if os.path.basename(path) != "pyrt.so" or theirs == directory or offset != 0:
+            continue
+        try:
+            attached = any(f.startswith("libmrhooker-tls-") for f in os.listdir(theirs))
+            with open("/proc/%d/map_files/%x-%x" % (pid, start, end), "rb") as mapped, open(ours, "rb") as own:
+                same = attached and mapped.read() == own.read()
+        except OSError:
+            same = False
+        if not same:
             raise MrhookerError(
-                "%s runs hooks of another build already (%s: it was started with them, or an earlier attach "
-                "brought them): a process runs one hook build in its life; attach with that script again, trace it "
-                "(mrhooker trace -p), or restart it" % (name, os.path.dirname(path)))
+                "%s runs hooks already (%s) that can't take another script's: %s; attach with that script again, "
+                "trace it (mrhooker trace -p), or restart it" % (
+                    name, theirs, "another mrhooker or Python built them" if attached else
+                    "it was started with them (or they are gone from the cache)"))
+        return
 
 
 def _functions(pid, name, maps):
@@ -927,7 +941,7 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
     maps = _maps(pid, name, st)
     functions, loader = _functions(pid, name, maps)
     path = _check_library(library_path)
-    _check_hook_side(name, maps, path)
+    _check_hook_side(pid, name, maps, path)
     session = _Session(pid, name, timeout)
     stopped_at = released_at = None
     try:
@@ -959,10 +973,8 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
         message = session.call(functions["dlerror"], [])
         handle = 0 if message else session.call(functions["dlopen"], [None, RTLD_NOW | RTLD_NOLOAD], encoded)
         if not handle:
-            # no reason given: seen when earlier attaches of other builds used up the static TLS (README, -p)
-            reason = session.read_string(message) if message else (
-                "no reason given (earlier attaches of other builds may have used up its static TLS: attach "
-                "with one of those, or restart it)")
+            # no reason given: seen when the dlopen went through another namespace's libc (_program_libc)
+            reason = session.read_string(message) if message else "no reason given"
             raise MrhookerError("%s: dlopen failed: %s" % (name, reason))
         if then is None:
             return handle

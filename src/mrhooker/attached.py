@@ -238,7 +238,7 @@ def detach_all(sessions, say=say, log=lambda msg: None):
                 while _alive(session.pid) and program == session.program and time.monotonic() < deadline:
                     time.sleep(0.01)
                     program = _program(session.pid)
-            if not _alive(session.pid):
+            if not _alive(session.pid) or program is None:   # (None: ending, its memory gone: dumping a core)
                 say("Process %d ended" % session.pid)
             elif program != session.program:
                 say("Process %d executed %s: detached (what a process executes is not traced: attach to it "

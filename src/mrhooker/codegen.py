@@ -294,10 +294,10 @@ def trampolines_source(hooks, entries, pointees=None):
         out.append("    {%s, %s, %s, NULL, 0,\n     {%s, (PyCFunction)(void (*)(void))mrh_original_%d, METH_FASTCALL, %s}},"
                    % (c_string(h.spec), c_string(proto.symbol), c_string(proto.text), c_string(proto.symbol), slot,
                       c_string("The real " + proto.text)))
-    out.append("};\n")
-    out.append("/* Loading this library hands the table to the runtime, before the script's @hook decorators run. */")
-    out.append("__attribute__((constructor)) static void mrh_register_table(void)\n{\n"
-               "    mrh_py_register_table(mrh_py_hooks, %d);\n}" % len(hooks))
+    out.append("};")
+    out.append("/* The runtime takes the table (and its length) when it loads this library, before the script's @hook")
+    out.append(" * decorators run (pyrt.c, load_trampolines). */")
+    out.append("const int mrh_py_nhooks = %d;" % len(hooks))
     return "\n".join(out) + "\n"
 
 

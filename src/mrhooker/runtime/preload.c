@@ -56,7 +56,8 @@ static pthread_cond_t start_done;
 static pthread_t start_owner;           /* the thread starting the hooks, while STARTING */
 static unsigned long start_missed;      /* calls that went to the original because their thread gave up
                                          * waiting for the start (atomic) */
-static const mrh_hook_ops *ops;         /* the hook side's entry points, once READY (never changes after) */
+static const mrh_hook_ops *ops;         /* the hook side's entry points, once READY (never changes after, but
+                                         * for an attach after another build's: mrh_attach_state) */
 static pid_t start_pid;                 /* the process that started: the one whose atexit handlers run */
 static pthread_key_t thread_key;        /* set in every thread; its destructor marks the thread as ending and
                                          * deletes the Python thread state made for it (thread_exit) */
@@ -395,13 +396,23 @@ static const mrh_hook_ops *load_hook_side(void)
     /* The runtime library, with libpython and a libc of its own, forms the namespace's global scope, so its
      * definitions (namespace.c) are what that libc and libpython call. It loads the hook library itself,
      * RTLD_LOCAL, so that the hooks a Cython script exports (`cdef extern ssize_t write(...)`) are not. */
-    void *lib = dlmopen(LM_ID_NEWLM, mrh_config.runtime, RTLD_NOW | RTLD_LOCAL);
-    mrh_hook_start_fn start = lib ? (mrh_hook_start_fn)dlsym(lib, "mrh_hook_start") : NULL;
+    /* Attached: an earlier attach of another build may have started the hook side, whose interpreter is then
+     * this process's for good (a second one, in a namespace of its own, crashed): it takes this build's script. */
+    void *lib = NULL;
+    mrh_hook_start_fn start = mrh_config.attach ? (mrh_hook_start_fn)__atomic_load_n(&mrh_attached_hook_side,
+                                                                                     __ATOMIC_ACQUIRE) : NULL;
     if (!start) {
-        mrh_warn("cannot load %s: %s; hooks are off in this process", mrh_config.runtime, dlerror());
-        return NULL;
+        lib = dlmopen(LM_ID_NEWLM, mrh_config.runtime, RTLD_NOW | RTLD_LOCAL);
+        start = lib ? (mrh_hook_start_fn)dlsym(lib, "mrh_hook_start") : NULL;
+        if (!start) {
+            mrh_warn("cannot load %s: %s; hooks are off in this process", mrh_config.runtime, dlerror());
+            return NULL;
+        }
     }
+    if (mrh_config.attach) __atomic_store_n(&mrh_hook_side_owner, &runtime, __ATOMIC_RELEASE);
     const mrh_hook_ops *started = start(&runtime);   /* says why itself when it fails */
+    if (lib && mrh_config.attach)   /* its interpreter is up (started or not, it stays): the next builds' */
+        __atomic_store_n(&mrh_attached_hook_side, dlsym(lib, "mrh_hook_restart"), __ATOMIC_RELEASE);
     if (!started) return NULL;
     for (int i = 0; i < mrh_nslots; i++) {
         mrh_slots[i].impl = started->symbol(mrh_slots[i].impl_symbol);
@@ -593,8 +604,12 @@ void mrh_attach_state(int on)
     pthread_mutex_lock(&start_lock);
     if (!on || !c->active || !c->hooks || !c->runtime || !c->kind || !c->module)
         __atomic_store_n(&mrh_state, MRH_OFF, __ATOMIC_RELEASE);
-    else if (mrh_state != MRH_STARTING)
+    else if (mrh_state != MRH_STARTING) {
+        /* another build's script runs in the hook side since this one's started: this one's is imported again
+         * (at the first hooked call, as a start) */
+        if (ops && __atomic_load_n(&mrh_hook_side_owner, __ATOMIC_ACQUIRE) != &runtime) ops = NULL;
         __atomic_store_n(&mrh_state, ops ? MRH_READY : MRH_UNSTARTED, __ATOMIC_RELEASE);
+    }
     if (on && ops) {   /* the hook side, started by an earlier attach, writes where this one says */
         runtime.output = c->output, runtime.output_id = c->output_id;
         runtime.report = c->report, runtime.report_id = c->report_id;

@@ -2,7 +2,8 @@
  * calls at threads' first hooks, their exit, forks and the target's exit.
  *
  * Loaded into a link-map namespace of its own (see mrhooker_rt.h) by the target side at the first hooked
- * call, which then calls mrh_hook_start() once, on its start thread. From then on:
+ * call, which then calls mrh_hook_start() once, on its start thread (an attached process: mrh_hook_restart()
+ * for each later build with hooks). From then on:
  * - Thread states: every thread that runs a Python hook gets one Python thread state for the rest of its life
  *   (made through PyGILState, so that PyGILState_Ensure() in Cython's `with gil` and in libraries finds it),
  *   deleted at thread exit by the target side's key destructor (thread_exit). Making one per call would cost
@@ -35,7 +36,7 @@ void _PyTraceback_Add(const char *, const char *, int);   /* exported by libpyth
 MRH_EXPORT const mrh_runtime *mrh_rt;
 MRH_EXPORT long mrh_tls_offset, mrh_errno_offset;
 
-static mrh_py_hook *py_hooks;      /* the .py build's table (mrh_py_register_table), else NULL */
+static mrh_py_hook *py_hooks;      /* the .py build's table (load_trampolines), else NULL */
 static int py_nhooks;
 static void *hooks_handle;         /* the hook library, in this namespace */
 static void (*ctype_init)(void);   /* this namespace's libc's per-thread set-up (__ctype_init) */
@@ -45,11 +46,6 @@ static PyObject *inside_at_exit;   /* mrhooker._inside.at_exit */
  * returning ever new values grows it: documented) */
 static PyObject *returned_strings;
 
-MRH_EXPORT void mrh_py_register_table(mrh_py_hook *hooks, int n)
-{
-    py_hooks = hooks;
-    py_nhooks = n;
-}
 
 /* ---- hook output ----------------------------------------------------------------------------------------
  * See output.h. Written with the GIL held (by _inside's line writer and by report paths), so the
@@ -1027,23 +1023,52 @@ fail:
     return -1;
 }
 
+/* A .py build's trampolines, loaded before its script is imported: their table (mrh_py_hooks, generated), which
+ * the script's @hook decorators fill (native_register), is the one in use from now on (an attached process's
+ * earlier build may have had another). 0, or -1 having said why. */
+static int load_trampolines(const mrh_runtime *rt)
+{
+    if (strcmp(rt->kind, "py") != 0) return 0;
+    hooks_handle = dlopen(rt->hooks_path, RTLD_NOW | RTLD_LOCAL);
+    mrh_py_hook *table = hooks_handle ? dlsym(hooks_handle, "mrh_py_hooks") : NULL;
+    const int *n = hooks_handle ? dlsym(hooks_handle, "mrh_py_nhooks") : NULL;
+    if (table && n) {
+        py_hooks = table;
+        py_nhooks = *n;
+        return 0;
+    }
+    warn("cannot load the hook library: %s; hooks are off in this process", hooks_handle ? "no table" : dlerror());
+    return -1;
+}
+
+/* Imports rt's script through mrhooker._inside (with the GIL): the hook side's entry points, or NULL (said). */
+static const mrh_hook_ops *import_script(PyObject *inside, const mrh_runtime *rt)
+{
+    PyObject *r = PyObject_CallMethod(inside, "start", "ssss", rt->kind, rt->module, rt->script ? rt->script : "",
+                                      rt->hooks_path);
+    if (!r) {
+        warn_exception("the hook runtime failed to start");
+        return NULL;
+    }
+    int ok = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (!ok) return NULL;   /* False: it has said why */
+    if (!hooks_handle) hooks_handle = dlopen(rt->hooks_path, RTLD_NOW | RTLD_NOLOAD);   /* the Cython module */
+    if (hooks_handle) return &hook_ops;
+    warn("the hook library %s is not loaded after importing the script", rt->hooks_path);
+    return NULL;
+}
+
 MRH_EXPORT const mrh_hook_ops *mrh_hook_start(const mrh_runtime *rt)
 {
     mrh_rt = rt;
     mrh_tls_offset = rt->tls_offset;
     mrh_errno_offset = rt->errno_offset;
     ctype_init = (void (*)(void))dlsym(RTLD_DEFAULT, "__ctype_init");
-    if (strcmp(rt->kind, "py") == 0) {
-        /* The trampolines first: loading them registers their table (mrh_py_register_table). */
-        hooks_handle = dlopen(rt->hooks_path, RTLD_NOW | RTLD_LOCAL);
-        if (!hooks_handle) {
-            warn("cannot load the hook library: %s; hooks are off in this process", dlerror());
-            return NULL;
-        }
-    }
+    if (load_trampolines(rt) < 0) return NULL;
     if (start_interpreter() < 0) return NULL;
     const mrh_hook_ops *result = NULL;
-    PyObject *inside = NULL, *r = NULL;
+    PyObject *inside = NULL;
     if (native_install() < 0) {
         warn_exception("cannot set up the hook runtime");
         goto done;
@@ -1055,19 +1080,35 @@ MRH_EXPORT const mrh_hook_ops *mrh_hook_start(const mrh_runtime *rt)
     }
     inside_report = PyObject_GetAttrString(inside, "report_hook_error");
     inside_at_exit = PyObject_GetAttrString(inside, "at_exit");
-    r = PyObject_CallMethod(inside, "start", "ssss", rt->kind, rt->module, rt->script ? rt->script : "",
-                            rt->hooks_path);
-    if (!r) {
-        warn_exception("the hook runtime failed to start");
-        goto done;
-    }
-    if (!PyObject_IsTrue(r)) goto done;   /* False: it has said why */
-    if (!hooks_handle) hooks_handle = dlopen(rt->hooks_path, RTLD_NOW | RTLD_NOLOAD);   /* the Cython module */
-    if (hooks_handle) result = &hook_ops;
-    else warn("the hook library %s is not loaded after importing the script", rt->hooks_path);
+    result = import_script(inside, rt);
 done:
-    Py_XDECREF(r);
     Py_XDECREF(inside);
     PyEval_SaveThread();   /* the start thread's thread state stays: it is the interpreter's main one */
+    return result;
+}
+
+/* An attach of another build (another script, or the same one changed) into a process whose hooks an earlier
+ * attach started (preload.c, load_hook_side): the interpreter started then is the process's for good, with its
+ * threads' states in the thread-local block that attach builds share (tls.c); the new build's runtime and script
+ * take the place of the old ones, which are inert (detached). attach.py lets this happen only with this same
+ * file (runtime and Python) and an attach build; the thread-local block is checked here too. */
+MRH_EXPORT const mrh_hook_ops *mrh_hook_restart(const mrh_runtime *rt)
+{
+    mrh_rt = rt;   /* its output is where this attach's messages go */
+    if (!inside_at_exit || rt->tls_offset != mrh_tls_offset || rt->errno_offset != mrh_errno_offset) {
+        warn("the hooks an earlier attach started in this process can't take this build's; hooks are off in "
+             "this process");
+        return NULL;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();   /* this thread's state if it ran hooks, else one for now */
+    const mrh_hook_ops *result = NULL;
+    hooks_handle = NULL;
+    if (load_trampolines(rt) == 0) {
+        PyObject *inside = PyImport_ImportModule("mrhooker._inside");
+        if (inside) result = import_script(inside, rt);
+        else warn_exception("cannot import mrhooker in the target");
+        Py_XDECREF(inside);
+    }
+    PyGILState_Release(gil);
     return result;
 }

@@ -50,8 +50,8 @@ static inline void *mrh_original_of(int slot)
     return MRH_LIKELY(p != NULL) ? p : mrh_rt->resolve(slot);
 }
 
-/* A hook written in Python (.py scripts). The table is generated, in the same order as the slots, and handed
- * to the runtime by the generated code's constructor (mrh_py_register_table). */
+/* A hook written in Python (.py scripts). The table is generated (mrh_py_hooks, mrh_py_nhooks), in the same order
+ * as the slots, and taken by the runtime when it loads the hook library (pyrt.c, load_trampolines). */
 typedef struct mrh_py_hook {
     const char *spec;          /* the string given to @hook(...), exactly */
     const char *name;          /* the symbol */
@@ -61,7 +61,6 @@ typedef struct mrh_py_hook {
     PyMethodDef original_def;  /* the builtin behind func.original */
 } mrh_py_hook;
 
-void mrh_py_register_table(mrh_py_hook *hooks, int n);
 
 /* This thread's Python thread state, made at its first hook (and deleted at thread exit). NULL if none
  * could be made. */

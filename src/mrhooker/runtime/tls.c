@@ -12,7 +12,7 @@
  * found by its soname. glibc loads a soname once per process, so every later attach build shares the first one's
  * block. Sharing is safe because one build at a time is attached (attach.c, other_attached), and a detach leaves
  * no thread inside the runtime (depth 0 everywhere).
- * A launched build (LD_PRELOAD) links them in, hidden: builds nested in one process (a program run by mrhooker
+ * (mrh_attached_hook_side is here for the same reason.) A launched build (LD_PRELOAD) links them in, hidden: builds nested in one process (a program run by mrhooker
  * under `mrhooker trace -f`) each keep their own depth, as each records or hooks the calls of the other's hooks.
  */
 #include "preload.h"
@@ -29,3 +29,14 @@ __thread int mrh_resolving MRH_TLS_DEFINITION;
 __thread int mrh_start_gave_up MRH_TLS_DEFINITION;
 __thread uint32_t mrh_my_tid MRH_TLS_DEFINITION;
 __thread uint32_t mrh_my_tid_pid MRH_TLS_DEFINITION;
+
+/* And what else attach builds share: the hook side the first of them with hooks started, whose interpreter the
+ * later ones' scripts run in, and the build whose script it runs now (preload.c, load_hook_side; pyrt.c,
+ * mrh_hook_restart). */
+#ifdef MRH_TLS_LIBRARY
+#define MRH_SHARED_DEFINITION __attribute__((visibility("default")))
+#else
+#define MRH_SHARED_DEFINITION __attribute__((visibility("hidden")))
+#endif
+MRH_SHARED_DEFINITION void *mrh_attached_hook_side;
+MRH_SHARED_DEFINITION const void *mrh_hook_side_owner;

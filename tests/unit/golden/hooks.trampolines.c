@@ -141,9 +141,6 @@ mrh_py_hook mrh_py_hooks[] = {
     {"int getpid(void)", "getpid", "int getpid(void)", NULL, 0,
      {"getpid", (PyCFunction)(void (*)(void))mrh_original_5, METH_FASTCALL, "The real int getpid(void)"}},
 };
-
-/* Loading this library hands the table to the runtime, before the script's @hook decorators run. */
-__attribute__((constructor)) static void mrh_register_table(void)
-{
-    mrh_py_register_table(mrh_py_hooks, 6);
-}
+/* The runtime takes the table (and its length) when it loads this library, before the script's @hook
+ * decorators run (pyrt.c, load_trampolines). */
+const int mrh_py_nhooks = 6;
