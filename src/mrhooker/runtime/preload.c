@@ -535,7 +535,8 @@ int mrh_begin_slow(mrh_thread *t, const void *caller)
  * this library, not of the thread-local block, which every attach build of a process shares (tls.c): an inert
  * build's handlers, which run at every fork too, would overwrite the active one's (its start_lock then stayed
  * taken: the next fork hung). Moved only with start_lock held, so by one forking thread at a time. */
-static pthread_t fork_locker;   /* the thread whose fork_prepare took start_lock ... */
+static void *fork_locker;       /* the thread (its thread pointer: no call, which a script may hook) whose
+                                 * fork_prepare took start_lock ... */
 static int fork_locked;         /* ... while it is held: a parent handler run without this library's prepare
                                  * (loaded in between) lets go of nothing */
 static int fork_hooked;         /* that fork_prepare ran the hook side's (which says in t->fork_held what to undo) */
@@ -545,7 +546,7 @@ static void fork_prepare(void)
     mrh_thread *t = &mrh_tls;
     t->depth++;
     pthread_mutex_lock(&start_lock);
-    fork_locker = pthread_self();
+    fork_locker = __builtin_thread_pointer();
     fork_locked = 1;
     fork_hooked = 0;
     if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) wait_for_start();
@@ -561,7 +562,7 @@ static void fork_prepare(void)
 static void fork_parent(void)
 {
     mrh_thread *t = &mrh_tls;
-    if (!fork_locked || !pthread_equal(fork_locker, pthread_self())) return;
+    if (!fork_locked || fork_locker != __builtin_thread_pointer()) return;
     t->depth++;
     if (fork_hooked && t->fork_held) ops->fork_parent(t);
     fork_hooked = fork_locked = 0;
