@@ -83,7 +83,9 @@ def test_every_realtime_reader_shows_the_same_second(mrhooker, cprog):
         assert r.returncode == 0, r
         seen = readings(r.out)
         tai = seen.pop("tai-realtime")
-        assert set(seen.values()) == {946684800}, r.out
+        # the same second everywhere: the first, or (the program slow to reach its readers on a loaded machine)
+        # the next; never the one before
+        assert set(seen.values()) in ({946684800}, {946684801}), r.out
         assert abs(tai - real_tai["tai-realtime"]) <= 1 and r.out.endswith("\n2000\n"), r.out   # TAI keeps its offset
 
 
