@@ -58,13 +58,22 @@ stops the thread at that rt_sigreturn (PTRACE_SYSCALL), cancels it, and goes on 
 short calls (__errno_location, sigaltstack, dlerror, a second dlopen that loads nothing) still return to address
 0: microseconds.
 
-The thread chosen is one waiting in a system call if there is one (the main one first): it holds no lock of
-malloc's, and the program's running threads lose no time; never one inside the dynamic loader (it may hold
-the loader's lock with its lists half changed; the process is stopped again a little later if all are).
+The chosen thread runs dlopen, malloc and the constructors on top of whatever it was doing, so it must hold
+none of the C library's locks they take (a lock it holds itself is never released: the call blocks for good,
+and the loader's lock it took stays taken: the program hangs at its next dlopen). Idea: where each thread was
+stopped says whether it may hold one (_place): waiting in a system call it holds none (the main thread first:
+the program's running threads lose no time); inside the dynamic loader, in malloc's mmap/brk, or running the
+C library's own code it may. And none is chosen while fork() runs: once a process has had a second thread
+(our attach gives it one), fork holds glibc's atfork lock from its first prepare handler to its last parent
+handler, whoever's code they run, and the stdio and every malloc arena lock around its clone; our library's
+constructor registers fork handlers (that lock). Its address is found in __register_atfork's code
+(_atfork_lock) and read with the process stopped. When no thread can make the call, the process is let go
+and stopped again 10 ms later, up to ATTEMPTS times (such a window lasts microseconds), then refused.
 
-Hazards, not handled yet: the chosen thread may have been stopped inside malloc (holding its arena's lock) or
-similar, so dlopen could block; the call then times out, the thread is put back where it was, and the error
-says so (the lock dlopen took may stay taken). A constructor that sleeps
+Hazards, not handled yet: a thread waiting in a system call, or running a program's own code, may still
+hold a lock dlopen needs (a dl_iterate_phdr callback's, a handler that interrupted malloc); the call then
+times out, the thread is put back where it was, and the error says so (the lock dlopen took may stay taken).
+A constructor that sleeps
 and is interrupted by a signal overwrites the thread's restart_block (a nanosleep of the program's then
 restarts with the constructor's time). The thread's stack must have room for dlopen and the constructors.
 """
@@ -98,15 +107,20 @@ RTLD_NOW = 2
 RTLD_NOLOAD = 4
 STEPS_OUT = 32              # single steps that take a thread out of a function's first bytes (entry hooks)
 STEP_TIMEOUT = 0.2          # seconds one step may take (more: it is blocked in a system call)
-ATTEMPTS = 20               # stops of the whole process before giving up finding a thread that can make the call
+ATTEMPTS = 50               # stops of the whole process, 10 ms apart, before giving up finding a thread that can
+                            # make the call
 RED_ZONE = 128
 SIGINFO_SIZE = 128
 NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: "not in a system call", so the kernel restarts nothing
 EINTR_RAX = (1 << 64) - errno.EINTR
 ERESTARTNOHAND_RAX = (1 << 64) - 514
 SYS_EPOLL_WAIT, SYS_EPOLL_PWAIT, SYS_EPOLL_PWAIT2 = 232, 281, 441
-# mmap mprotect munmap brk mremap madvise (malloc makes them holding its arena's lock), futex (a lock's wait)
-LOCKING_SYSCALLS = {9, 10, 11, 12, 25, 28, 202}
+# mmap mprotect munmap brk mremap madvise: malloc makes them holding its arena's lock
+MALLOC_SYSCALLS = {9, 10, 11, 12, 25, 28}
+SYS_FUTEX = 202             # a lock's wait: the thread may hold another
+# clone fork vfork clone3: fork makes the first holding the atfork, stdio list and malloc arena locks
+FORK_SYSCALLS = {56, 57, 58, 435}
+SAFE, PLAIN = 0, 1          # where a thread was stopped that can make the call (_place), best first
 # Signals a fault raises synchronously: one of them during a remote call means the call itself crashed.
 FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 SIGSEGV_BIT = 1 << (signal.SIGSEGV - 1)   # in /proc/PID/status's signal masks
@@ -364,6 +378,47 @@ def _restorer(opened):
     return _restorers[key]
 
 
+_atfork_locks = {}   # (device, inode, size, mtime) of a libc -> _atfork_lock()
+
+
+def _atfork_lock(opened, register_atfork):
+    """The offset in the file's mapping (as _exported's) of glibc's atfork_lock, or None. fork() holds it from
+    its first prepare handler to its last parent handler (with the stdio list and malloc arena locks around
+    its clone), and __register_atfork takes it first of all: a lock word found in that function's first
+    instruction that takes a lock (`lock cmpxchg` on a rip-relative word). Not exported; found by its code."""
+    st = os.fstat(opened.fileno())
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, register_atfork)
+    if key not in _atfork_locks:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+        from mrhooker.prologue import decoder
+        found = None
+        try:
+            capstone, md = decoder()
+            from capstone import x86
+            elf = ELFFile(opened)
+            loads = [seg for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
+            first_vaddr = min(seg["p_vaddr"] - seg["p_offset"] for seg in loads) if loads else 0
+            vaddr = register_atfork + first_vaddr
+            for seg in loads:
+                if seg["p_vaddr"] <= vaddr < seg["p_vaddr"] + seg["p_filesz"] and seg["p_flags"] & 1:
+                    opened.seek(seg["p_offset"] + vaddr - seg["p_vaddr"])
+                    for insn in md.disasm(opened.read(64), vaddr):
+                        if x86.X86_PREFIX_LOCK in insn.prefix:
+                            if insn.mnemonic.endswith("cmpxchg") and insn.operands[0].type == x86.X86_OP_MEM \
+                                    and insn.operands[0].mem.base == x86.X86_REG_RIP:
+                                found = insn.address + insn.size + insn.operands[0].mem.disp - first_vaddr
+                            break
+                        if insn.group(capstone.CS_GRP_JUMP) or insn.group(capstone.CS_GRP_CALL) \
+                                or insn.group(capstone.CS_GRP_RET):
+                            break
+                    break
+        except (ELFError, MrhookerError):
+            pass
+        _atfork_locks[key] = found
+    return _atfork_locks[key]
+
+
 def _mapped(pid, maps, library, base=None):
     """(load base, opened file) of the library named `library` in the process's mappings, or None. The file
     opened is the very one mapped (through /proc/PID/map_files: even if replaced on disk since, or in another
@@ -458,8 +513,10 @@ def _functions(pid, name, maps):
                             "can't load a library; only dynamically linked glibc programs can be attached" % name)
     base, path, opened = libc
     with opened:
-        found = _exported(path, opened, ("dlopen", "dlerror", "__errno_location", "sigaltstack"))
+        found = _exported(path, opened, ("dlopen", "dlerror", "__errno_location", "sigaltstack",
+                                         "__register_atfork"))
         restorer = _restorer(opened)
+        atfork_lock = _atfork_lock(opened, found.pop("__register_atfork")) if "__register_atfork" in found else None
     functions = {k: base + v for k, v in found.items()}
     if restorer is not None:
         functions["__restore_rt"] = base + restorer
@@ -476,7 +533,7 @@ def _functions(pid, name, maps):
             raise MrhookerError("%s: its C library exports no dlopen (glibc older than 2.34, without libdl.so.2 "
                                 "loaded): it can't be attached" % name)
     loader = [(m[0], m[1]) for m in maps if os.path.basename(m[3]).startswith("ld-linux")]
-    return functions, loader
+    return functions, loader, None if atfork_lock is None else base + atfork_lock
 
 
 def _check_library(path):
@@ -602,6 +659,18 @@ def _restartable(regs):
     return regs
 
 
+def _place(regs, loader, libc):
+    """Where a stopped thread is, for _Session.choose: SAFE (waiting in a system call that holds no lock),
+    PLAIN (in code outside the C library, or waiting for a lock: futex), or None: it may hold a lock the call
+    needs (inside the dynamic loader, fork's clone, malloc's system calls, or the C library's own code)."""
+    inside = lambda ranges: any(lo <= regs.rip < hi for lo, hi in ranges)
+    if inside(loader) or regs.orig_rax in FORK_SYSCALLS or regs.orig_rax in MALLOC_SYSCALLS:
+        return None
+    if regs.orig_rax == NO_SYSCALL:   # stopped in its own code, not in a system call
+        return None if inside(libc) else PLAIN
+    return PLAIN if regs.orig_rax == SYS_FUTEX else SAFE
+
+
 def _stopped(tid):
     """Whether a tracee is in a ptrace-stop (ptrace requests other than PTRACE_INTERRUPT work only then)."""
     try:
@@ -671,13 +740,14 @@ class _Session:
         if not self.threads:
             raise MrhookerError("%s exited" % self.name)
 
-    def choose(self, loader):
-        """The thread to make the calls in, or None when each is inside the dynamic loader now (it may hold the
-        loader's lock, with its lists half changed: try again later). First a thread waiting in a system call
-        (the main one first): it holds no lock of malloc's and its program loses no time, unless the call is
-        one malloc makes holding its arena's lock (mmap, brk ...) or a futex (a lock's wait); then any thread.
-        A thread blocking SIGSEGV can't make the call (the return's fault would make the kernel unblock it and
-        reset the program's SIGSEGV action): refused when all do."""
+    def choose(self, loader, libc, atfork_lock):
+        """The thread to make the calls in, or None when none can now (the module's docstring says why; the
+        process is stopped again a little later): none while fork() runs its handlers (atfork_lock, its address
+        or None, is held); else the best placed by _place, the main thread first among equals. A thread
+        blocking SIGSEGV can't make the call (the return's fault would make the kernel unblock it and reset the
+        program's SIGSEGV action): refused when all do. loader, libc: [(start, end)] of their mappings."""
+        if atfork_lock is not None and self.peek_int(atfork_lock) != 0:
+            return None
         candidates = []
         blocking = 0
         for thread in self.threads.values():
@@ -687,15 +757,21 @@ class _Session:
                     continue
             except MrhookerError:
                 continue   # exited meanwhile
-            if not any(lo <= thread.regs.rip < hi for lo, hi in loader):
-                waiting = thread.regs.orig_rax < NO_SYSCALL and thread.regs.orig_rax not in LOCKING_SYSCALLS
-                candidates.append((not waiting, thread.tid != self.pid, thread.tid, thread))
+            place = _place(thread.regs, loader, libc)
+            if place is not None:
+                candidates.append((place, thread.tid != self.pid, thread.tid, thread))
         if candidates:
             return min(candidates, key=lambda c: c[:3])[3]
         if blocking == len(self.threads):
             raise MrhookerError("%s blocks SIGSEGV in every thread, and the injection's call ends with one (the "
                                 "kernel would reset the program's SIGSEGV action): it can't be attached" % self.name)
         return None
+
+    def peek_int(self, address):
+        """An int of the process's memory, read while every thread is stopped (before one is chosen)."""
+        with open("/proc/%d/mem" % self.pid, "rb", buffering=0) as mem:
+            mem.seek(address)
+            return struct.unpack("<i", mem.read(4))[0]
 
     def release_others(self):
         for tid, thread in list(self.threads.items()):
@@ -939,23 +1015,25 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
     name, st = _check_state(pid)
     _check_machine(pid, name, st)
     maps = _maps(pid, name, st)
-    functions, loader = _functions(pid, name, maps)
+    functions, loader, atfork_lock = _functions(pid, name, maps)
     path = _check_library(library_path)
     _check_hook_side(pid, name, maps, path)
     session = _Session(pid, name, timeout)
     stopped_at = released_at = None
     try:
+        libc = [(m[0], m[1]) for m in maps if os.path.basename(m[3]) == "libc.so.6"]
         for attempt in range(ATTEMPTS):
             stopped_at = time.monotonic()
             session.seize_all()
-            session.chosen = session.choose(loader)
+            session.chosen = session.choose(loader, libc, atfork_lock)
             if session.chosen is not None:
                 break
             session.close()   # let them run a little
             time.sleep(0.01)
         else:
-            raise MrhookerError("%s: every thread that can make the call was inside the dynamic loader %d times in "
-                                "a row: try again" % (name, ATTEMPTS))
+            raise MrhookerError("%s: no thread was at a point where it could load the library (each was inside "
+                                "fork, the dynamic loader or the C library) at %d stops in a row: try again"
+                                % (name, ATTEMPTS))
         session.release_others()
         released_at = time.monotonic()
         session.mem = open("/proc/%d/mem" % session.chosen.tid, "r+b", buffering=0)

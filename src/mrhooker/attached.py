@@ -20,6 +20,7 @@ from mrhooker import attach, cache
 from mrhooker.errors import MrhookerError, say
 
 DETACH_TIMEOUT = 5.0   # seconds for the processes to answer a detach (a stopped one can't)
+FORK_ATTEMPTS = 50     # injections, 10 ms apart, while the thread chosen is found inside a fork each time
 EXEC_WAIT = 0.5       # seconds a process that let go of its connection by itself may take to show an exec
 
 
@@ -85,8 +86,12 @@ class Attached:
             # as an environment is: NAME=value strings, each ended by a NUL, the list by an empty one (values may
             # hold newlines: MRHOOKER_PYTHONPATH)
             text = "".join("%s=%s\0" % item for item in lines.items()).encode("utf-8", "surrogateescape")
-            _, result = attach.inject(pid, library, stats=self.stats, then=("mrhooker_attach", text),
-                                      entry_writes="MRHOOKER_ENTRY" in settings)
+            for _ in range(FORK_ATTEMPTS):
+                _, result = attach.inject(pid, library, stats=self.stats, then=("mrhooker_attach", text),
+                                          entry_writes="MRHOOKER_ENTRY" in settings)
+                if result != -errno.EAGAIN:
+                    break
+                time.sleep(0.01)   # the thread was stopped inside a fork (runtime/attach.c): it ends in microseconds
             if result != 0:
                 raise MrhookerError(self._refusal(-result))
             if "MRHOOKER_ENTRY" in settings:
@@ -131,6 +136,8 @@ class Attached:
         if code in (errno.EBUSY, errno.EALREADY):
             return "process %d is attached by another mrhooker already (one at a time: two would take the " \
                    "calls from each other)" % self.pid
+        if code == errno.EAGAIN:
+            return "process %d was inside a fork at each of %d tries: try again" % (self.pid, FORK_ATTEMPTS)
         return "process %d: the runtime could not attach: %s" % (self.pid, os.strerror(code))
 
     def waitables(self):

@@ -536,13 +536,23 @@ static int other_attached(void)
 }
 
 /* Called by attach.py, in the thread that loaded this library. Returns 0, or -errno: -EBUSY when another
- * mrhooker is attached with this same build; the same in *result (attach.py's call returns through
- * rt_sigreturn, which loses the return value: see its notes). */
+ * mrhooker is attached with this same build; -EAGAIN when this thread was stopped inside a fork, between the
+ * fork handlers of a build loaded before (attached.py tries again a little later): this library's start_lock
+ * may be held by this very thread (a build attached again: the call would wait for itself), and a child born
+ * now would inherit the patched slots without this library's fork handler to put them back (glibc runs no
+ * handler registered during the fork). The same in *result (attach.py's call returns through rt_sigreturn,
+ * which loses the return value: see its notes). */
 MRH_EXPORT int mrhooker_attach(const char *settings, long long *result)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
     int saved = errno, rc = 0;
+    if (mrh_forking) {
+        if (result) *result = -EAGAIN;
+        errno = saved;
+        t->depth--;
+        return -EAGAIN;
+    }
     pthread_mutex_lock(&patch_lock);
     if (attached) rc = -EBUSY;
     if (!rc) rc = index_slots();

@@ -545,6 +545,7 @@ static void fork_prepare(void)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
+    mrh_forking++;
     pthread_mutex_lock(&start_lock);
     fork_locker = __builtin_thread_pointer();
     fork_locked = 1;
@@ -567,6 +568,7 @@ static void fork_parent(void)
     if (fork_hooked && t->fork_held) ops->fork_parent(t);
     fork_hooked = fork_locked = 0;
     pthread_mutex_unlock(&start_lock);
+    mrh_forking--;
     t->depth--;
 }
 
@@ -581,6 +583,7 @@ static void fork_child(void)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&start_done, &attr);
     int hooked = fork_locked && fork_hooked;   /* this library's prepare ran on this (now the only) thread */
+    if (fork_locked) mrh_forking--;
     fork_hooked = fork_locked = 0;
     if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) {
         mrh_state = MRH_OFF;   /* the starting thread is not in the child */

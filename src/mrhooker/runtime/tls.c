@@ -29,6 +29,7 @@ __thread int mrh_resolving MRH_TLS_DEFINITION;
 __thread int mrh_start_gave_up MRH_TLS_DEFINITION;
 __thread uint32_t mrh_my_tid MRH_TLS_DEFINITION;
 __thread uint32_t mrh_my_tid_pid MRH_TLS_DEFINITION;
+__thread int mrh_forking MRH_TLS_DEFINITION;
 
 /* And what else attach builds share: the hook side the first of them with hooks started, whose interpreter the
  * later ones' scripts run in, and the build whose script it runs now (preload.c, load_hook_side; pyrt.c,
