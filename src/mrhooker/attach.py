@@ -63,15 +63,19 @@ none of the C library's locks they take (a lock it holds itself is never release
 and the loader's lock it took stays taken: the program hangs at its next dlopen). Idea: where each thread was
 stopped says whether it may hold one (_place): waiting in a system call it holds none (the main thread first:
 the program's running threads lose no time); inside the dynamic loader, in malloc's mmap/brk, or running the
-C library's own code it may. And none is chosen while fork() runs: once a process has had a second thread
-(our attach gives it one), fork holds glibc's atfork lock from its first prepare handler to its last parent
-handler, whoever's code they run, and the stdio and every malloc arena lock around its clone; our library's
-constructor registers fork handlers (that lock). Its address is found in __register_atfork's code
-(_atfork_lock) and read with the process stopped. When no thread can make the call, the process is let go
-and stopped again 10 ms later, up to ATTEMPTS times (such a window lasts microseconds), then refused.
+C library's own code it may. Inside fork(), once a process has had a second thread (our attach gives it
+one), glibc holds the stdio and every malloc arena lock around its clone, and its atfork lock (which our
+constructor's pthread_atfork takes) whenever it runs its own code between the handlers; glibc before 2.36
+holds that lock across the handlers too, whose code may be anyone's: a thread in code outside the C library
+is taken only while that lock is free (its address found in __register_atfork's code: _atfork_lock, read
+with the process stopped). Our own fork handlers hold their build's start_lock: a build attached again
+inside them says so (runtime/attach.c, -EAGAIN) and attached.py tries again. When no thread can make the
+call, the process is let go and stopped again 10 ms later, up to ATTEMPTS times (such a window lasts
+microseconds), then refused; a thread in the C library's code is taken after RISKY_AFTER stops (a program
+that runs it all the time, memset in a loop, is in one that holds no lock far more often than not).
 
-Hazards, not handled yet: a thread waiting in a system call, or running a program's own code, may still
-hold a lock dlopen needs (a dl_iterate_phdr callback's, a handler that interrupted malloc); the call then
+Hazards, not handled yet: a thread waiting in a system call, running a program's own code, or taken in the
+C library's at last, may still hold a lock dlopen needs (a dl_iterate_phdr callback's, a handler that interrupted malloc); the call then
 times out, the thread is put back where it was, and the error says so (the lock dlopen took may stay taken).
 A constructor that sleeps
 and is interrupted by a signal overwrites the thread's restart_block (a nanosleep of the program's then
@@ -120,7 +124,8 @@ MALLOC_SYSCALLS = {9, 10, 11, 12, 25, 28}
 SYS_FUTEX = 202             # a lock's wait: the thread may hold another
 # clone fork vfork clone3: fork makes the first holding the atfork, stdio list and malloc arena locks
 FORK_SYSCALLS = {56, 57, 58, 435}
-SAFE, PLAIN = 0, 1          # where a thread was stopped that can make the call (_place), best first
+SAFE, PLAIN, RISKY = 0, 1, 2   # where a thread was stopped (_place), best first
+RISKY_AFTER = 40            # stops after which a thread running the C library's own code is taken
 # Signals a fault raises synchronously: one of them during a remote call means the call itself crashed.
 FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 SIGSEGV_BIT = 1 << (signal.SIGSEGV - 1)   # in /proc/PID/status's signal masks
@@ -506,17 +511,14 @@ def _check_hook_side(pid, name, maps, library):
 def _functions(pid, name, maps):
     """({dlopen, dlerror, __errno_location: address in the process}, [(start, end) of the dynamic loader's
     mappings]), or a refusal saying why there is none."""
-    twice = sum(1 for m in maps if m[2] == 0 and os.path.basename(m[3]) == "libc.so.6") > 1
-    libc = _mapped(pid, maps, "libc.so.6", _program_libc(pid, maps) if twice else None)
+    libc = _mapped_libc(pid, maps)
     if libc is None:
         raise MrhookerError("%s has no libc.so.6 loaded: it is a static program (or not a glibc one), which "
                             "can't load a library; only dynamically linked glibc programs can be attached" % name)
     base, path, opened = libc
     with opened:
-        found = _exported(path, opened, ("dlopen", "dlerror", "__errno_location", "sigaltstack",
-                                         "__register_atfork"))
+        found = _exported(path, opened, ("dlopen", "dlerror", "__errno_location", "sigaltstack"))
         restorer = _restorer(opened)
-        atfork_lock = _atfork_lock(opened, found.pop("__register_atfork")) if "__register_atfork" in found else None
     functions = {k: base + v for k, v in found.items()}
     if restorer is not None:
         functions["__restore_rt"] = base + restorer
@@ -533,7 +535,22 @@ def _functions(pid, name, maps):
             raise MrhookerError("%s: its C library exports no dlopen (glibc older than 2.34, without libdl.so.2 "
                                 "loaded): it can't be attached" % name)
     loader = [(m[0], m[1]) for m in maps if os.path.basename(m[3]).startswith("ld-linux")]
-    return functions, loader, None if atfork_lock is None else base + atfork_lock
+    return functions, loader
+
+
+def _mapped_libc(pid, maps):
+    """_mapped() of the program's own libc.so.6, or None."""
+    twice = sum(1 for m in maps if m[2] == 0 and os.path.basename(m[3]) == "libc.so.6") > 1
+    return _mapped(pid, maps, "libc.so.6", _program_libc(pid, maps) if twice else None)
+
+
+def _atfork_lock_address(pid, maps):
+    """The address of the program's libc's atfork_lock in the process (_atfork_lock), or None."""
+    base, path, opened = _mapped_libc(pid, maps)
+    with opened:
+        found = _exported(path, opened, ("__register_atfork",))
+        lock = _atfork_lock(opened, found["__register_atfork"]) if found else None
+    return None if lock is None else base + lock
 
 
 def _check_library(path):
@@ -661,13 +678,14 @@ def _restartable(regs):
 
 def _place(regs, loader, libc):
     """Where a stopped thread is, for _Session.choose: SAFE (waiting in a system call that holds no lock),
-    PLAIN (in code outside the C library, or waiting for a lock: futex), or None: it may hold a lock the call
-    needs (inside the dynamic loader, fork's clone, malloc's system calls, or the C library's own code)."""
+    PLAIN (in code outside the C library, or waiting for a lock: futex), RISKY (running the C library's own
+    code: memcpy or strlen hold no lock, malloc or pthread_create may), or None: it may hold a lock the call
+    needs (inside the dynamic loader, fork's clone, malloc's system calls)."""
     inside = lambda ranges: any(lo <= regs.rip < hi for lo, hi in ranges)
     if inside(loader) or regs.orig_rax in FORK_SYSCALLS or regs.orig_rax in MALLOC_SYSCALLS:
         return None
     if regs.orig_rax == NO_SYSCALL:   # stopped in its own code, not in a system call
-        return None if inside(libc) else PLAIN
+        return RISKY if inside(libc) else PLAIN
     return PLAIN if regs.orig_rax == SYS_FUTEX else SAFE
 
 
@@ -740,14 +758,13 @@ class _Session:
         if not self.threads:
             raise MrhookerError("%s exited" % self.name)
 
-    def choose(self, loader, libc, atfork_lock):
+    def choose(self, loader, libc, atfork_lock, risky):
         """The thread to make the calls in, or None when none can now (the module's docstring says why; the
-        process is stopped again a little later): none while fork() runs its handlers (atfork_lock, its address
-        or None, is held); else the best placed by _place, the main thread first among equals. A thread
-        blocking SIGSEGV can't make the call (the return's fault would make the kernel unblock it and reset the
-        program's SIGSEGV action): refused when all do. loader, libc: [(start, end)] of their mappings."""
-        if atfork_lock is not None and self.peek_int(atfork_lock) != 0:
-            return None
+        process is stopped again a little later): the best placed by _place, the main thread first among equals;
+        a thread running code outside the C library only while fork() runs no handler (atfork_lock(): its
+        address, or None); one running the C library's code only when risky is true. A thread blocking SIGSEGV can't make the call (the return's fault would make the
+        kernel unblock it and reset the program's SIGSEGV action): refused when all do. loader, libc:
+        [(start, end)] of their mappings."""
         candidates = []
         blocking = 0
         for thread in self.threads.values():
@@ -758,10 +775,13 @@ class _Session:
             except MrhookerError:
                 continue   # exited meanwhile
             place = _place(thread.regs, loader, libc)
-            if place is not None:
+            if place is not None and (place != RISKY or risky):
                 candidates.append((place, thread.tid != self.pid, thread.tid, thread))
         if candidates:
-            return min(candidates, key=lambda c: c[:3])[3]
+            best = min(candidates, key=lambda c: c[:3])
+            if best[0] != SAFE and atfork_lock() is not None and self.peek_int(atfork_lock()) != 0:
+                return None   # maybe in a fork handler, which glibc before 2.36 runs holding that lock
+            return best[3]
         if blocking == len(self.threads):
             raise MrhookerError("%s blocks SIGSEGV in every thread, and the injection's call ends with one (the "
                                 "kernel would reset the program's SIGSEGV action): it can't be attached" % self.name)
@@ -1015,24 +1035,26 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
     name, st = _check_state(pid)
     _check_machine(pid, name, st)
     maps = _maps(pid, name, st)
-    functions, loader, atfork_lock = _functions(pid, name, maps)
+    functions, loader = _functions(pid, name, maps)
     path = _check_library(library_path)
     _check_hook_side(pid, name, maps, path)
     session = _Session(pid, name, timeout)
     stopped_at = released_at = None
     try:
         libc = [(m[0], m[1]) for m in maps if os.path.basename(m[3]) == "libc.so.6"]
+        found = []   # the atfork lock's address, looked for once, when first needed (Capstone takes ~20 ms to load)
+        atfork_lock = lambda: found[0] if found else found.append(_atfork_lock_address(pid, maps)) or found[0]
         for attempt in range(ATTEMPTS):
             stopped_at = time.monotonic()
             session.seize_all()
-            session.chosen = session.choose(loader, libc, atfork_lock)
+            session.chosen = session.choose(loader, libc, atfork_lock, risky=attempt >= RISKY_AFTER)
             if session.chosen is not None:
                 break
             session.close()   # let them run a little
             time.sleep(0.01)
         else:
             raise MrhookerError("%s: no thread was at a point where it could load the library (each was inside "
-                                "fork, the dynamic loader or the C library) at %d stops in a row: try again"
+                                "fork, the dynamic loader or malloc) at %d stops in a row: try again"
                                 % (name, ATTEMPTS))
         session.release_others()
         released_at = time.monotonic()
