@@ -75,11 +75,11 @@ microseconds), then refused; a thread in the C library's code is taken after RIS
 that runs it all the time, memset in a loop, is in one that holds no lock far more often than not).
 
 Hazards, not handled yet: a thread waiting in a system call, running a program's own code, or taken in the
-C library's at last, may still hold a lock dlopen needs (a dl_iterate_phdr callback's, a handler that interrupted malloc); the call then
-times out, the thread is put back where it was, and the error says so (the lock dlopen took may stay taken).
-A constructor that sleeps
-and is interrupted by a signal overwrites the thread's restart_block (a nanosleep of the program's then
-restarts with the constructor's time). The thread's stack must have room for dlopen and the constructors.
+C library's at last, may still hold a lock dlopen needs (a dl_iterate_phdr callback's, a signal handler's
+that interrupted malloc); the call then times out, the thread is put back where it was, and the error says
+so (the lock dlopen took may stay taken). A constructor that sleeps and is interrupted by a signal
+overwrites the thread's restart_block (a nanosleep of the program's then restarts with the constructor's
+time). The thread's stack must have room for dlopen and the constructors.
 """
 import ctypes
 import errno
@@ -126,6 +126,7 @@ SYS_FUTEX = 202             # a lock's wait: the thread may hold another
 FORK_SYSCALLS = {56, 57, 58, 435}
 SAFE, PLAIN, RISKY = 0, 1, 2   # where a thread was stopped (_place), best first
 RISKY_AFTER = 40            # stops after which a thread running the C library's own code is taken
+UNKNOWN = object()          # the atfork lock's address, not looked for yet (_Session.choose)
 # Signals a fault raises synchronously: one of them during a remote call means the call itself crashed.
 FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 SIGSEGV_BIT = 1 << (signal.SIGSEGV - 1)   # in /proc/PID/status's signal masks
@@ -387,10 +388,10 @@ _atfork_locks = {}   # (device, inode, size, mtime) of a libc -> _atfork_lock()
 
 
 def _atfork_lock(opened, register_atfork):
-    """The offset in the file's mapping (as _exported's) of glibc's atfork_lock, or None. fork() holds it from
-    its first prepare handler to its last parent handler (with the stdio list and malloc arena locks around
-    its clone), and __register_atfork takes it first of all: a lock word found in that function's first
-    instruction that takes a lock (`lock cmpxchg` on a rip-relative word). Not exported; found by its code."""
+    """The offset in the file's mapping (as _exported's) of glibc's atfork_lock, or None. fork() holds it
+    while it runs (glibc 2.36 lets go of it around each handler it calls; older ones hold it across them too),
+    and __register_atfork takes it first of all: the word of that function's first instruction that takes a
+    lock (`lock cmpxchg` on a rip-relative word). Not exported; found by its code."""
     st = os.fstat(opened.fileno())
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, register_atfork)
     if key not in _atfork_locks:
@@ -722,6 +723,7 @@ class _Session:
         self.syscall_stops = False    # PTRACE_O_TRACESYSGOOD set on the chosen thread (safe calls)
         self.sigmask = 0              # the chosen thread's signal mask, and alternate signal stack
         self.altstack = (0, 2, 0)     # (ss_sp, ss_flags, ss_size): SS_DISABLE until read
+        self.wants_atfork_lock = False   # choose() needs the atfork lock's address
 
     def seize_all(self):
         """Seizes and stops every thread; threads created meanwhile are seized too (they are listed again
@@ -760,11 +762,13 @@ class _Session:
 
     def choose(self, loader, libc, atfork_lock, risky):
         """The thread to make the calls in, or None when none can now (the module's docstring says why; the
-        process is stopped again a little later): the best placed by _place, the main thread first among equals;
-        a thread running code outside the C library only while fork() runs no handler (atfork_lock(): its
-        address, or None); one running the C library's code only when risky is true. A thread blocking SIGSEGV can't make the call (the return's fault would make the
-        kernel unblock it and reset the program's SIGSEGV action): refused when all do. loader, libc:
-        [(start, end)] of their mappings."""
+        process is stopped again a little later): the best placed by _place, the main thread first among
+        equals; one not waiting in a system call only while glibc's atfork lock is free (atfork_lock: its
+        address, None when not found, UNKNOWN when not looked for yet: then None is returned and
+        self.wants_atfork_lock set, for the caller to look for it while the process runs); one running the
+        C library's code only when risky is true. A thread blocking SIGSEGV can't make the call (the return's
+        fault would make the kernel unblock it and reset the program's SIGSEGV action): refused when all do.
+        loader, libc: [(start, end)] of their mappings."""
         candidates = []
         blocking = 0
         for thread in self.threads.values():
@@ -779,7 +783,10 @@ class _Session:
                 candidates.append((place, thread.tid != self.pid, thread.tid, thread))
         if candidates:
             best = min(candidates, key=lambda c: c[:3])
-            if best[0] != SAFE and atfork_lock() is not None and self.peek_int(atfork_lock()) != 0:
+            if best[0] != SAFE and atfork_lock is UNKNOWN:
+                self.wants_atfork_lock = True
+                return None
+            if best[0] != SAFE and atfork_lock is not None and self.peek_int(atfork_lock) != 0:
                 return None   # maybe in a fork handler, which glibc before 2.36 runs holding that lock
             return best[3]
         if blocking == len(self.threads):
@@ -1042,8 +1049,7 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
     stopped_at = released_at = None
     try:
         libc = [(m[0], m[1]) for m in maps if os.path.basename(m[3]) == "libc.so.6"]
-        found = []   # the atfork lock's address, looked for once, when first needed (Capstone takes ~20 ms to load)
-        atfork_lock = lambda: found[0] if found else found.append(_atfork_lock_address(pid, maps)) or found[0]
+        atfork_lock = UNKNOWN   # looked for when first needed, with the process running (Capstone loads in ~20 ms)
         for attempt in range(ATTEMPTS):
             stopped_at = time.monotonic()
             session.seize_all()
@@ -1051,7 +1057,10 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
             if session.chosen is not None:
                 break
             session.close()   # let them run a little
-            time.sleep(0.01)
+            if session.wants_atfork_lock and atfork_lock is UNKNOWN:
+                atfork_lock = _atfork_lock_address(pid, maps)
+            else:
+                time.sleep(0.01)
         else:
             raise MrhookerError("%s: no thread was at a point where it could load the library (each was inside "
                                 "fork, the dynamic loader or malloc) at %d stops in a row: try again"
