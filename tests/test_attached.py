@@ -74,9 +74,25 @@ def steady(tmp_path_factory):
     return str(prog)
 
 
+_started = []   # every program start() ran, killed after its test if still running (_no_program_left)
+
+
 def start(argv, **kwargs):
     kwargs.setdefault("stdout", subprocess.PIPE)
-    return subprocess.Popen([str(a) for a in argv], stderr=subprocess.PIPE, **kwargs)
+    proc = subprocess.Popen([str(a) for a in argv], stderr=subprocess.PIPE, **kwargs)
+    _started.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_program_left():
+    """A test that fails leaves no program behind: a hung one would run on after the suite."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def finish(proc):
