@@ -75,12 +75,27 @@ def steady(tmp_path_factory):
 
 
 _started = []   # every program start() ran, killed after its test if still running (_no_program_left)
+_read_back = {}  # pid -> what its drain has read of its stdout so far
+_drains = {}     # pid -> the thread reading its stdout as it comes
 
 
 def start(argv, **kwargs):
+    """Starts a program; a piped stdout is read as it comes (a full pipe would block the program in write(),
+    where no call of it is seen: an attach that takes seconds to build outlasts a 64 kB pipe)."""
     kwargs.setdefault("stdout", subprocess.PIPE)
     proc = subprocess.Popen([str(a) for a in argv], stderr=subprocess.PIPE, **kwargs)
     _started.append(proc)
+    if kwargs["stdout"] is subprocess.PIPE:
+        chunks = _read_back.setdefault(proc.pid, [])
+        reader, proc.stdout = proc.stdout, None   # communicate() reads stderr only
+
+        def drain():
+            with reader:
+                for chunk in iter(lambda: os.read(reader.fileno(), 1 << 16), b""):
+                    chunks.append(chunk)
+
+        _drains[proc.pid] = threading.Thread(target=drain, daemon=True)
+        _drains[proc.pid].start()
     return proc
 
 
@@ -93,10 +108,17 @@ def _no_program_left():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        _drains.pop(proc.pid, None)
+        _read_back.pop(proc.pid, None)
 
 
 def finish(proc):
+    """(exit status, stdout, stderr) once the program ends."""
     out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    drain = _drains.pop(proc.pid, None)
+    if drain is not None:
+        drain.join(RUN_TIMEOUT)
+        out = b"".join(_read_back.pop(proc.pid, []))
     return proc.returncode, out, err
 
 
@@ -110,7 +132,6 @@ def stop_steady(proc):
     time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     status, out, err = finish(proc)
-    out = b"".join(_read_back.pop(proc.pid, [])) + out
     count = out.count(b"\n")
     assert out == all_lines(count), "lines lost or damaged"
     return status, count, err
@@ -133,7 +154,9 @@ FOREVER = 1000000   # lines: the steady program runs until stop_steady
 def warm(base_env):
     """The trace builds these tests attach with, built before the programs start (a cold build takes seconds):
     by attaching to a sleep (an attach's build is its own: runtime/tls.c)."""
-    for specs in (["-e", "write"], ["-e", "read"], ["-q", "--fake-time", "+1d"], ["-e", "accept4,recv,send*"]):
+    for specs in (["-e", "write"], ["-e", "read"], ["-q", "--fake-time", "+1d"], ["-e", "accept4,recv,send*"],
+                  ["-e", "usleep"], ["-c", "-e", "usleep"], ["-q", "--fake-time", "+1d x2"],
+                  ["-e", "write,fork,waitpid"], ["-q", "--inject", "write:error=EIO:when=2+2"]):
         sleeper = subprocess.Popen(["sleep", "600"])
         try:
             subprocess.run([sys.executable, "-m", "mrhooker", "trace", "-D", "0.01", "-p", str(sleeper.pid)] + specs,
@@ -280,26 +303,8 @@ def test_killed_mrhooker_leaves_the_program_running_unhooked(base_env, steady):
 
 
 def _lines_so_far(proc):
-    """How many lines the steady program has written (read from its pipe without ending it)."""
-    import fcntl
-    fd = proc.stdout.fileno()
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    got = b""
-    try:
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            got += chunk
-    except BlockingIOError:
-        pass
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
-    _read_back.setdefault(proc.pid, []).append(got)
-    return b"".join(_read_back[proc.pid]).count(b"\n")
-
-
-_read_back = {}   # pid -> what _lines_so_far took from its pipe (stop_steady puts it back in front)
+    """How many lines the steady program has written (what its drain has read)."""
+    return b"".join(_read_back.get(proc.pid, [])).count(b"\n")
 
 
 def _threads(pid):
@@ -787,7 +792,7 @@ int main(void)
 
 
 @pytest.mark.parametrize("follow", [[], ["-f"]])
-def test_children_forked_while_fork_is_traced(mrhooker, cprog, follow):
+def test_children_forked_while_fork_is_traced(mrhooker, cprog, warm, follow):
     prog = cprog(FORKER_C)
     proc = start([prog])
     wait_running(proc)
@@ -865,10 +870,11 @@ def test_two_processes_each_line_says_whose(mrhooker, steady, warm):
 
 
 EXECER_C = r"""
+#include <stdlib.h>
 #include <unistd.h>
-int main(void)
+int main(int argc, char **argv)
 {
-    for (int i = 0; i < 40; i++) {
+    for (int i = 0; i < atoi(argv[1]); i++) {
         if (write(1, "w\n", 2) != 2) return 1;
         usleep(10000);
     }
@@ -879,13 +885,14 @@ int main(void)
 
 
 def test_an_exec_ends_the_attach_and_says_so(mrhooker, cprog, warm):
+    writes = int(scaled(150))   # the attach (~0.3 s quiet) is over well before the exec
     prog = cprog(EXECER_C)
-    proc = start([prog])
-    time.sleep(0.1)
+    proc = start([prog, writes])
+    wait_running(proc, 0.1)
     r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and "Process %d executed " % proc.pid in r.err and "sleep: detached" in r.err, r
     status, out, err = finish(proc)
-    assert (status, out, err) == (0, b"w\n" * 40, b"")
+    assert (status, out, err) == (0, b"w\n" * writes, b"")
 
 
 SECCOMP_C = r"""

@@ -456,22 +456,13 @@ def _program_libc(pid, maps):
             r_debug = _exported(path, opened, ("_r_debug",)).get("_r_debug")
         if r_debug is None:
             return None
-        with open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
-            def read(address, size):
-                mem.seek(address)
-                return mem.read(size)
-
-            def read_string(address):   # page by page: the page after a name may not be mapped
-                text = b""
-                while b"\0" not in text and len(text) < 4096:
-                    text += read(address + len(text), 4096 - (address + len(text)) % 4096)
-                return text.split(b"\0", 1)[0]
-            entry = struct.unpack("<Q", read(base + r_debug + 8, 8))[0]   # r_map, after int r_version
+        with _Memory(pid) as mem:
+            entry = struct.unpack("<Q", mem.read(base + r_debug + 8, 8))[0]   # r_map, after int r_version
             for _ in range(10000):   # struct link_map: l_addr, l_name, l_ld, l_next, ...
                 if not entry:
                     return None
-                l_addr, l_name, _, l_next = struct.unpack("<4Q", read(entry, 32))
-                if l_name and os.path.basename(read_string(l_name)) == b"libc.so.6":
+                l_addr, l_name, _, l_next = struct.unpack("<4Q", mem.read(entry, 32))
+                if l_name and os.path.basename(mem.read_string(l_name)) == "libc.so.6":
                     return l_addr
                 entry = l_next
     except (OSError, ValueError, struct.error):
@@ -690,6 +681,46 @@ def _place(regs, loader, libc):
     return PLAIN if regs.orig_rax == SYS_FUTEX else SAFE
 
 
+class _Memory:
+    """A process's memory, through /proc/PID/mem (its tracer may write it; a reader needs ptrace's access)."""
+
+    def __init__(self, pid, writable=False):
+        self.file = open("/proc/%d/mem" % pid, "r+b" if writable else "rb", buffering=0)
+
+    def read(self, address, size):
+        self.file.seek(address)
+        return self.file.read(size)
+
+    def write(self, address, data):
+        self.file.seek(address)
+        self.file.write(data)
+
+    def read_string(self, address, limit=4096):
+        """A NUL-terminated string, decoded (the bytes after it may be unmapped)."""
+        raw = b""
+        while len(raw) < limit:
+            try:   # 64 bytes at a time; byte by byte near the end of a mapping
+                chunk = self.read(address + len(raw), 64)
+            except OSError:
+                try:
+                    chunk = self.read(address + len(raw), 1)
+                except OSError:
+                    break
+            raw += chunk
+            if b"\0" in chunk or not chunk:
+                break
+        return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+    def close(self):
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _stopped(tid):
     """Whether a tracee is in a ptrace-stop (ptrace requests other than PTRACE_INTERRUPT work only then)."""
     try:
@@ -796,9 +827,8 @@ class _Session:
 
     def peek_int(self, address):
         """An int of the process's memory, read while every thread is stopped (before one is chosen)."""
-        with open("/proc/%d/mem" % self.pid, "rb", buffering=0) as mem:
-            mem.seek(address)
-            return struct.unpack("<i", mem.read(4))[0]
+        with _Memory(self.pid) as mem:
+            return struct.unpack("<i", mem.read(address, 4))[0]
 
     def release_others(self):
         for tid, thread in list(self.threads.items()):
@@ -827,19 +857,16 @@ class _Session:
         sp = (thread.regs.rsp - RED_ZONE - len(data)) & ~15
         base = sp
         if data:
-            self.mem.seek(sp)
-            self.mem.write(data)
+            self.mem.write(sp, data)
         if restorer is not None:
             sp, frame = self._fallback_frame(sp, restorer)
-            self.mem.seek(sp)
-            self.mem.write(frame)   # begins with the return address: __restore_rt
+            self.mem.write(sp, frame)   # begins with the return address: __restore_rt
             if not self.syscall_stops:
                 _ptrace(PTRACE_SETOPTIONS, thread.tid, None, PTRACE_O_TRACESYSGOOD)
                 self.syscall_stops = True
         else:
             sp -= 8
-            self.mem.seek(sp)
-            self.mem.write(struct.pack("<Q", 0))   # the return address: the return faults at rip 0
+            self.mem.write(sp, struct.pack("<Q", 0))   # the return address: the return faults at rip 0
         self.last_data = base
         args = [base if a is None else base + a.offset if isinstance(a, At) else a for a in args]
         for reg, value in zip(("rdi", "rsi", "rdx", "rcx", "r8", "r9"), args):
@@ -962,8 +989,7 @@ class _Session:
             skipped |= inside(thread.regs.rip)
         for i, (at, _length, data) in enumerate(writes):
             if i not in skipped:
-                self.mem.seek(at)
-                self.mem.write(data)
+                self.mem.write(at, data)
         self.release_others()
         return len(skipped)
 
@@ -973,23 +999,10 @@ class _Session:
         return mask.value
 
     def read(self, address, size):
-        self.mem.seek(address)
-        return self.mem.read(size)
+        return self.mem.read(address, size)
 
-    def read_string(self, address, limit=4096):
-        raw = b""
-        while len(raw) < limit:
-            try:   # 64 bytes at a time; byte by byte near the end of a mapping
-                chunk = self.read(address + len(raw), 64)
-            except OSError:
-                try:
-                    chunk = self.read(address + len(raw), 1)
-                except OSError:
-                    break
-            raw += chunk
-            if b"\0" in chunk or not chunk:
-                break
-        return raw.split(b"\0", 1)[0].decode(errors="replace")
+    def read_string(self, address):
+        return self.mem.read_string(address)
 
     def close(self):
         """Puts the chosen thread's registers back (after stopping it if a call is still running) and
@@ -1012,8 +1025,7 @@ class _Session:
                     thread.in_signal_stop = False
                 self.call_in_flight = False
                 if self.saved_errno is not None:
-                    self.mem.seek(self.saved_errno[0])
-                    self.mem.write(self.saved_errno[1])
+                    self.mem.write(*self.saved_errno)
                 thread.set_state(_restartable(thread.regs), thread.xstate)
             except (_Gone, TimeoutError, OSError):
                 pass
@@ -1067,7 +1079,7 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
                                 % (name, ATTEMPTS))
         session.release_others()
         released_at = time.monotonic()
-        session.mem = open("/proc/%d/mem" % session.chosen.tid, "r+b", buffering=0)
+        session.mem = _Memory(session.chosen.tid, writable=True)
         session.functions = functions
         errno_address = session.call(functions["__errno_location"], [])
         session.saved_errno = (errno_address, session.read(errno_address, 4))
