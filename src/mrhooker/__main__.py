@@ -1,6 +1,4 @@
 """python -m mrhooker"""
-import sys
+from mrhooker.cli import script
 
-from mrhooker.cli import main
-
-sys.exit(main())
+script()

@@ -16,7 +16,6 @@ compiler, and the options.
 import json
 import os
 import sys
-import sysconfig
 
 from mrhooker import __version__, cache, toolchain
 from mrhooker.errors import MrhookerError
@@ -265,6 +264,7 @@ def _build_py(script, tmp, pyinfo, runtime, options, root):
 
 
 def _build_key(script, pyinfo, options):
+    import sysconfig
     from mrhooker import script as scripts
     cc = toolchain.c_compiler()
     parts = [__version__, script.kind, script.module, sys.version, sysconfig.get_config_var("SOABI") or "",
@@ -280,8 +280,11 @@ def _build_key(script, pyinfo, options):
     else:
         parts.append(json.dumps([[spec, at] for spec, _line, at in scripts.scan_hooks(script.content, script.path)]))
         parts.append(json.dumps(scripts.scan_casts(script.content, script.path)))   # the layouts measured
-    return cache.key(parts, [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
-                     + _generator_paths())
+    # mrhooker's own files by their stamps (path, size, mtime), as a warm trace's plan is keyed (tracecache.py),
+    # not their contents: a warm run reads none of them
+    parts += [toolchain.tool_identity(path) for path in [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
+              + _generator_paths()]
+    return cache.key(parts)
 
 
 def build(path, options):

@@ -5,11 +5,10 @@ A library in the cache runs inside every hooked program, so:
   no one else (check_private); the launcher hands the loader resolved paths only, so no symlink another user
   owns can be re-pointed between the check and the load;
 - a build is made in a temporary directory and renamed into place (publish), with a manifest holding the
-  SHA-256 of each file, checked before every use (verify): a truncated or altered file is rebuilt, never loaded;
+  SHA-256 of each file and its stamp, checked before every use (verify): a truncated or altered file is
+  rebuilt, never loaded;
 - temporary directories left by a killed build (their pid is gone) are removed (prune).
 """
-import contextlib
-import hashlib
 import json
 import os
 import stat
@@ -59,15 +58,16 @@ def check_private(path, what, above=False):
         current = parent
 
 
-@contextlib.contextmanager
-def private_umask():
+class private_umask:
     """What a build writes is for this user only, whatever the umask (000 would make the libraries writable by
-    anyone, which check_private then refuses). The umask is restored after, so the target does not inherit it."""
-    umask = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(umask)
+    anyone, which check_private then refuses). The umask is restored after, so the target does not inherit it.
+    (A class, not contextlib's decorator: contextlib's import is ~2 ms of a warm start.)"""
+
+    def __enter__(self):
+        self.umask = os.umask(0o077)
+
+    def __exit__(self, *exc):
+        os.umask(self.umask)
 
 
 def prepare(path, what):
@@ -101,21 +101,45 @@ def prepare(path, what):
 
 # ---- keys ---------------------------------------------------------------------------------------------
 
-def hash_files(paths):
+def _sha256(data=b""):
+    """A SHA-256 object for keys (short data): Python's own implementation, which hashlib falls back on, without
+    hashlib's import (it loads OpenSSL: ~5 ms of a warm start, which hashes nothing long). hashlib's is ~10x
+    faster a byte, so files go through it (_file_sha256)."""
+    try:
+        from _sha2 import sha256   # Python 3.12+
+    except ImportError:
+        try:
+            from _sha256 import sha256   # 3.9-3.11
+        except ImportError:   # a Python built without them
+            from hashlib import sha256
+    return sha256(data)
+
+
+def _file_sha256(path):
+    import hashlib
     h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_files(paths):
+    """The SHA-256 of files' names and contents (a missing file counts as missing)."""
+    h = _sha256()
     for p in paths:
         h.update(p.encode() + b"\0")
         try:
-            with open(p, "rb") as f:
-                h.update(f.read())
+            digest = _file_sha256(p)
         except OSError:
-            h.update(b"<missing>")
+            digest = "<missing>"
+        h.update(digest.encode())
     return h.hexdigest()
 
 
 def key(parts, files=(), length=24):
     """A cache key from strings (or bytes) and the contents of files."""
-    h = hashlib.sha256()
+    h = _sha256()
     for p in parts:
         h.update(p if isinstance(p, bytes) else p.encode())
         h.update(b"\0")
@@ -148,33 +172,49 @@ def write_atomic(path, data):
         raise
 
 
-def _file_hash(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _stamp(st):
+    """What changes whenever a file is written, truncated, replaced or copied: the kernel sets ctime itself (no
+    call sets it back), so an unchanged stamp is an unchanged file without reading it."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
 def seal(directory, files, info):
-    """Writes directory's manifest: info plus the SHA-256 of each of files (names in directory)."""
+    """Writes directory's manifest: info plus the SHA-256 and the stamp of each of files (names in directory)."""
     manifest = dict(info)
-    manifest["files"] = {name: _file_hash(os.path.join(directory, name)) for name in files}
+    manifest["files"], manifest["stamps"] = {}, {}
+    for name in files:
+        path = os.path.join(directory, name)
+        before = _stamp(os.lstat(path))
+        manifest["files"][name] = _file_sha256(path)
+        if _stamp(os.lstat(path)) == before:   # (else it is hashed at its first use)
+            manifest["stamps"][name] = before
     write_atomic(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=1))
 
 
 def verify(directory):
     """The manifest of a sealed directory whose files are all as sealed, or None (missing, truncated, altered:
-    build it again)."""
+    build it again). A file whose stamp is as sealed is not read again; one whose stamp moved (the cache was
+    copied, or a build sealed before stamps) is hashed, and if it is intact its new stamp is remembered."""
     try:
         with open(os.path.join(directory, MANIFEST)) as f:
             manifest = json.load(f)
-        files = manifest["files"]
+        files, stamps = manifest["files"], manifest.setdefault("stamps", {})
+        restamped = False
         for name, digest in files.items():
             path = os.path.join(directory, name)
             st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or _file_hash(path) != digest:
+            if not stat.S_ISREG(st.st_mode):
                 return None
+            if stamps.get(name) == _stamp(st):
+                continue
+            if _file_sha256(path) != digest:
+                return None
+            stamps[name], restamped = _stamp(st), True
+        if restamped:
+            try:
+                write_atomic(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=1))
+            except OSError:
+                pass
         return manifest
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -230,8 +270,6 @@ def pid_alive(pid):
 def remove_orphans(directory, prefix):
     """Removes what mrhooker processes now gone left in a shared directory (killed before they could): this
     user's files and directories named PREFIX-PID-..., PID being theirs (trace files, an attach's socket)."""
-    import shutil
-    import stat
     try:
         names = os.listdir(directory)
     except OSError:
@@ -246,6 +284,7 @@ def remove_orphans(directory, prefix):
             if st.st_uid != os.getuid() or pid_alive(int(pid)):
                 continue
             if stat.S_ISDIR(st.st_mode):
+                import shutil   # (when there is one: shutil's import, with lzma's and bz2's, is ~4 ms of a start)
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 os.unlink(path)

@@ -14,7 +14,6 @@ A missing file, or a missing section, is normal. Command-line options beat the m
 """
 import os
 import re
-import shlex
 
 from mrhooker.errors import MrhookerError
 
@@ -74,6 +73,7 @@ def _convert(kind, raw):
         return os.path.abspath(os.path.expanduser(raw.strip()))
     if kind == "paths":
         return [os.path.abspath(os.path.expanduser(p)) for p in re.split(r"[:\s]+", raw.strip()) if p]
+    import shlex
     if kind == "words":
         return shlex.split(raw)
     if kind == "headers":

@@ -10,10 +10,8 @@ there, and names the version when they are not.
 """
 import functools
 import os
-import shlex
 import signal
 import sys
-import sysconfig
 import threading
 
 from mrhooker.errors import MrhookerError
@@ -39,6 +37,7 @@ class PythonInfo:
 
 @functools.lru_cache(maxsize=None)
 def python_info():
+    import sysconfig
     if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
         raise MrhookerError(
             "this Python (%s) has no shared libpython, which mrhooker loads into the target; use a Python built "
@@ -81,7 +80,11 @@ def c_compiler():
 @functools.lru_cache(maxsize=None)
 def _compiler_for(cc, _path):
     try:
-        argv = shlex.split(cc)
+        if any(c in cc for c in "'\"\\"):   # quoting to undo (shlex's import is ~1 ms of a warm start)
+            import shlex
+            argv = shlex.split(cc)
+        else:
+            argv = cc.split()
     except ValueError as e:
         raise MrhookerError("bad $CC %r: %s" % (cc, e))
     path = _which(argv[0]) if argv else None
@@ -137,6 +140,7 @@ def run_tool(argv, what, log, input=None):
     """Runs a command; returns its output (stdout and stderr together). Fails with MrhookerError saying `what`
     failed, with the output."""
     import subprocess
+    import shlex
     log("run: " + " ".join(shlex.quote(a) for a in argv))
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,

@@ -7,7 +7,6 @@ sources and hashing them again: the warm start of `mrhooker trace` is then Pytho
 the run. What the key holds is what a plan depends on; what can change under an unchanged key (a header
 upgraded, the build pruned or altered) is checked on every use, and a miss is a cold start, never a stale one.
 """
-import hashlib
 import json
 import os
 
@@ -30,7 +29,7 @@ def request_key(request, headers, cflags, fake_rate):
     for header in headers:   # a header of the user's, named by its path
         if os.path.isabs(header) or header.startswith("."):
             parts.append(toolchain.tool_identity(os.path.abspath(header)))
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+    return cache.key(parts, length=32)
 
 
 def _package_stamps():

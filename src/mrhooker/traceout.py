@@ -1,7 +1,6 @@
 """What `mrhooker trace` writes itself, beside what reader.c shows (the lines, JSON, the timeline): the summary
 (-c) and a hook script to start from (--scaffold)."""
 import os
-import shlex
 
 from mrhooker import cache
 
@@ -29,6 +28,7 @@ def write_scaffold(path, command, functions):
     """A hook script with one pass-through @hook per function called (functions: [{"name", "text", "params"}],
     in the order of their first call): `mrhooker FILE.py COMMAND` runs it unchanged."""
     import keyword
+    import shlex
     quoted = " ".join(shlex.quote(a) for a in command)
     out = ['"""Hooks for %s, one per function `mrhooker trace` saw it call: edit them, then' % quoted,
            "", "    mrhooker %s %s" % (os.path.basename(path), quoted), '"""',
