@@ -11,11 +11,16 @@ from helpers import RUN_TIMEOUT, without_progress
 # the build side a warm trace must not import: the headers' parser and database, the planner, the generators
 PLANNING_MODULES = ("pycparser", "mrhooker.cdecl", "mrhooker.tracing", "mrhooker.layouts", "mrhooker.codegen",
                     "mrhooker.decoders", "mrhooker.faults")
+# nor what only a build or a first run needs: hashlib (OpenSSL: a build's files are checked by their stamps),
+# ast (a hook script's scan is remembered), py_compile, shutil, shlex, contextlib
+COLD_ONLY_MODULES = ("hashlib", "_hashlib", "ast", "py_compile", "shutil", "shlex", "contextlib")
+# mrhooker run as the installed command runs it (python -m's runpy imports contextlib and importlib.util itself)
+COMMAND = "import sys; from mrhooker.cli import script; sys.argv[0] = 'mrhooker'; script()"
 
 
 def _trace(base_env, tmp_path, *args, importtime=False):
     out = tmp_path / "lines.txt"
-    argv = [sys.executable] + (["-X", "importtime"] if importtime else []) + ["-m", "mrhooker", "trace", "-v",
+    argv = [sys.executable] + (["-X", "importtime"] if importtime else []) + ["-c", COMMAND, "trace", "-v",
                                                                                "-o", str(out)] + list(args)
     r = subprocess.run(argv, env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
     err = without_progress(r.stderr.decode())
@@ -38,7 +43,7 @@ def test_a_warm_trace_plans_nothing_again_and_shows_the_same_lines(base_env, tmp
     r, err, lines, imported = _trace(base_env, tmp_path, *args, importtime=True)
     assert r.returncode == 0 and r.stdout == b"hello\n", err
     assert "mrhooker: warm start:" in err and "tracing 5 functions: openat openat64 read write close\n" in err, err
-    assert not [m for m in imported if m.startswith(PLANNING_MODULES)], sorted(imported)
+    assert not [m for m in imported if m.startswith(PLANNING_MODULES) or m in COLD_ONLY_MODULES], sorted(imported)
     assert _calls(lines) == _calls(cold_lines), (lines, cold_lines)
     assert 'read(3, "hello\\n", 131072) = 6' in lines, lines
 
@@ -54,6 +59,35 @@ def test_inject_and_fake_time_are_remembered_with_their_rules(base_env, tmp_path
     # a clock running at another rate fakes the waits too: another plan (planned now, or by an earlier test)
     r, err, _lines, _ = _trace(base_env, tmp_path, "-q", "--fake-time", "@981173106 x2", "date", "-u", "+%Y")
     assert r.stdout == b"2001\n" and " nanosleep " in _traced(err), err
+
+
+def _hooks(base_env, script, *command, verbose=True):
+    """(result, stderr, the modules imported); verbose: with -v (which reads the program's symbols: pyelftools)."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", COMMAND] + (["-v"] if verbose else [])
+                       + [str(script)] + list(command),
+                       env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    err = without_progress(r.stderr.decode())
+    return r, err, set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", err, re.M))
+
+
+def test_a_warm_hook_run_parses_and_hashes_nothing_again(base_env, tmp_path):
+    script = tmp_path / "warm_hooks.py"
+    script.write_text('from mrhooker import hook\n\n@hook("pid_t getpid(void)")\ndef getpid():\n'
+                      '    print("getpid hooked", flush=True)\n    return getpid.original()\n')
+    command = ["sh", "-c", "echo $$ >/dev/null; echo done"]
+    _hooks(base_env, script, *command)   # built here (or by an earlier run of this test)
+    r, err, _ = _hooks(base_env, script, *command)
+    assert r.returncode == 0 and r.stdout == b"done\n" and "cache hit" in err, err
+    r, err, imported = _hooks(base_env, script, *command, verbose=False)
+    assert r.returncode == 0 and r.stdout == b"done\n" and "getpid hooked" in err, err
+    assert not [m for m in imported if m.startswith(PLANNING_MODULES) or m in COLD_ONLY_MODULES], sorted(imported)
+    # a body edited: the same build (the scan of the new text says so); a prototype edited: another build
+    script.write_text(script.read_text().replace("getpid hooked", "edited"))
+    r, err, _ = _hooks(base_env, script, *command)
+    assert r.returncode == 0 and "cache hit" in err, err
+    script.write_text(script.read_text().replace("pid_t getpid(void)", "int getpid(void)"))
+    r, err, _ = _hooks(base_env, script, *command)
+    assert r.returncode == 0 and "cache miss" in err, err
 
 
 def _traced(err):

@@ -263,9 +263,38 @@ def _build_py(script, tmp, pyinfo, runtime, options, root):
     return [h.prototype.symbol for h in hooks], [h for h in options.headers if os.path.isabs(h)]
 
 
-def _build_key(script, pyinfo, options):
-    import sysconfig
+SCANS = "script-scans"   # in the cache root: a .py script's scan (_scanned), one small file per script text
+SCANS_KEPT = 64          # the most recently used kept
+
+
+def _scanned(root, script):
+    """What a .py script's build depends on, read from its syntax tree: its @hook specs with their places, and the
+    types it casts to (as JSON texts). Remembered by the script's text, so that a warm run neither imports ast
+    (~9 ms) nor parses the script; a scan another user could have written is refused, as a build is."""
     from mrhooker import script as scripts
+    path = os.path.join(root, SCANS, cache.key([script.content], length=32) + ".json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cache.check_private(path, "script scan")
+            scanned = json.load(f)
+        if isinstance(scanned, list) and len(scanned) == 2 and all(isinstance(x, str) for x in scanned):
+            os.utime(path)
+            return scanned
+    except (OSError, ValueError):
+        pass
+    scanned = [json.dumps([[spec, at] for spec, _line, at in scripts.scan_hooks(script.content, script.path)]),
+               json.dumps(scripts.scan_casts(script.content, script.path))]   # the layouts measured
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        cache.write_atomic(path, json.dumps(scanned))
+        cache.keep_newest(os.path.dirname(path), ".json", SCANS_KEPT)
+    except OSError:
+        pass   # it costs the next run its parse, no more
+    return scanned
+
+
+def _build_key(root, script, pyinfo, options):
+    import sysconfig
     cc = toolchain.c_compiler()
     parts = [__version__, script.kind, script.module, sys.version, sysconfig.get_config_var("SOABI") or "",
              " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:])), repr(options.include_dirs),
@@ -278,8 +307,7 @@ def _build_key(script, pyinfo, options):
                                 % (sys.executable, sys.executable))
         parts += [identity, script.content]
     else:
-        parts.append(json.dumps([[spec, at] for spec, _line, at in scripts.scan_hooks(script.content, script.path)]))
-        parts.append(json.dumps(scripts.scan_casts(script.content, script.path)))   # the layouts measured
+        parts += _scanned(root, script)
     # mrhooker's own files by their stamps (path, size, mtime), as a warm trace's plan is keyed (tracecache.py),
     # not their contents: a warm run reads none of them
     parts += [toolchain.tool_identity(path) for path in [os.path.join(RUNTIME_DIR, f) for f in RUNTIME_FILES]
@@ -300,7 +328,7 @@ def _build(path, options):
     pyinfo = toolchain.python_info()
     root = cache.prepare(options.build_dir or cache.default_root(),
                          "build directory" if options.build_dir else "cache directory")
-    key = _build_key(script, pyinfo, options)
+    key = _build_key(root, script, pyinfo, options)
     index = os.path.join(root, "%s-%s.deps" % (script.module, key))   # the files the script includes
     options.log("script: %s (module %s, %s)" % (script.path, script.module, script.kind))
 

@@ -292,6 +292,20 @@ def remove_orphans(directory, prefix):
             pass
 
 
+def keep_newest(directory, suffix, kept):
+    """Removes directory's files named *suffix but the `kept` most recently used (by their mtime: a use touches
+    it)."""
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(suffix)]
+        if len(names) <= kept:
+            return
+        names.sort(key=lambda n: os.stat(os.path.join(directory, n)).st_mtime_ns)
+        for name in names[:len(names) - kept]:
+            os.unlink(os.path.join(directory, name))
+    except OSError:
+        pass
+
+
 def prune(root, prefix, keep):
     """Removes root's builds named prefix-* unused for a week (a running target may still need a recent one to
     exec its children), and the temporary directories of builds whose process is gone."""

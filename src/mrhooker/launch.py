@@ -251,7 +251,6 @@ def cache_bytecode(path):
     package's own is written when mrhooker itself is imported.)"""
     if sys.dont_write_bytecode:
         return
-    import py_compile
     from importlib.machinery import SourceFileLoader
 
     try:
@@ -261,6 +260,7 @@ def cache_bytecode(path):
     except (EOFError, ImportError, ValueError, TypeError):
         # a damaged bytecode file whose header still matches the source (every hooked process would fail to
         # import it): written anew
+        import py_compile   # (only then: its import, with traceback's, is ~10 ms of a warm start)
         try:
             py_compile.compile(path, doraise=True)
         except (OSError, py_compile.PyCompileError):

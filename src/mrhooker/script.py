@@ -4,7 +4,6 @@ A .pyx script is Cython's to read (codegen.pyx_exports finds its hooks in Cython
 @hook("...") prototypes are read from its syntax tree without running it, and parsed by cdecl; its Python
 bodies don't matter to the build, so editing them never rebuilds.
 """
-import ast
 import os
 
 from mrhooker.errors import MrhookerError
@@ -96,6 +95,7 @@ def check_symbols(names, path):
 def scan_hooks(source, path):
     """The @hook("...") specs of a .py script, in order, read from its syntax tree. Returns [(spec, line, at)]: at
     is "plt", "entry" or an address (Hook.at)."""
+    import ast   # (here: a warm run, whose scan build.py remembers, does without its import)
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as e:
@@ -146,6 +146,7 @@ def scan_hooks(source, path):
 def scan_casts(source, path):
     """The type names a .py script casts pointers to (p.cast("struct timespec")), read from its syntax tree:
     their layouts are measured at build time. Returns sorted names."""
+    import ast
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as e:

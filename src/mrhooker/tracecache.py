@@ -94,18 +94,8 @@ def remember(root, key, directory, rules, header_stamps):
         os.makedirs(plans, mode=0o700, exist_ok=True)
         cache.check_private(plans, "cache directory")
         cache.write_atomic(_path(root, key), json.dumps(entry, separators=(",", ":")))
-        _prune(plans)
+        cache.keep_newest(plans, ".json", KEPT)
     except (OSError, MrhookerError):
         pass
 
 
-def _prune(plans):
-    try:
-        names = [n for n in os.listdir(plans) if n.endswith(".json")]
-        if len(names) <= KEPT:
-            return
-        names.sort(key=lambda n: os.stat(os.path.join(plans, n)).st_mtime_ns)
-        for name in names[:len(names) - KEPT]:
-            os.unlink(os.path.join(plans, name))
-    except OSError:
-        pass
