@@ -557,7 +557,7 @@ def _check_library(path):
 def _library_function(session, handle, path, function):
     """The address in the process of an exported function of the library dlopen loaded (handle: its link_map,
     whose first field is its load bias; our libraries' first segment is at address 0)."""
-    bias = struct.unpack("<Q", session.read(handle, 8))[0]
+    bias = struct.unpack("<Q", session.mem.read(handle, 8))[0]
     with open(path, "rb") as opened:
         found = _exported(path, opened, (function,))
     if function not in found:
@@ -998,12 +998,6 @@ class _Session:
         _ptrace(PTRACE_GETSIGMASK, self.chosen.tid, ctypes.c_void_p(8), ctypes.byref(mask))
         return mask.value
 
-    def read(self, address, size):
-        return self.mem.read(address, size)
-
-    def read_string(self, address):
-        return self.mem.read_string(address)
-
     def close(self):
         """Puts the chosen thread's registers back (after stopping it if a call is still running) and
         detaches every thread still seized."""
@@ -1082,11 +1076,11 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
         session.mem = _Memory(session.chosen.tid, writable=True)
         session.functions = functions
         errno_address = session.call(functions["__errno_location"], [])
-        session.saved_errno = (errno_address, session.read(errno_address, 4))
+        session.saved_errno = (errno_address, session.mem.read(errno_address, 4))
         if "__restore_rt" in functions:   # what a safe call's fallback frame needs (short calls: not safe)
             session.sigmask = session.sigmask_of_chosen()
             session.call(functions["sigaltstack"], [0, None], bytes(24))
-            session.altstack = struct.unpack("<Qi4xQ", session.read(session.last_data, 24))
+            session.altstack = struct.unpack("<Qi4xQ", session.mem.read(session.last_data, 24))
         encoded = path.encode() + b"\0"
         session.call(functions["dlopen"], [None, RTLD_NOW], encoded, safe=True)
         # a safe call's result is lost: dlerror says whether it failed, then the handle is asked for again
@@ -1095,18 +1089,18 @@ def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=
         handle = 0 if message else session.call(functions["dlopen"], [None, RTLD_NOW | RTLD_NOLOAD], encoded)
         if not handle:
             # no reason given: seen when the dlopen went through another namespace's libc (_program_libc)
-            reason = session.read_string(message) if message else "no reason given"
+            reason = session.mem.read_string(message) if message else "no reason given"
             raise MrhookerError("%s: dlopen failed: %s" % (name, reason))
         if then is None:
             return handle
         function = _library_function(session, handle, path, then[0])
         # its result through memory (8 bytes before the argument): a safe call's rax is lost
         session.call(function, [At(8), None], bytes(8) + then[1] + b"\0", safe=True)
-        result = struct.unpack("<q", session.read(session.last_data, 8))[0]
+        result = struct.unpack("<q", session.mem.read(session.last_data, 8))[0]
         if entry_writes and result == 0:
             table = session.call(_library_function(session, handle, path, "mrhooker_entry_writes"), [])
-            count = struct.unpack("<q", session.read(table, 8))[0]
-            raw = session.read(table + 8, 24 * count) if count > 0 else b""
+            count = struct.unpack("<q", session.mem.read(table, 8))[0]
+            raw = session.mem.read(table + 8, 24 * count) if count > 0 else b""
             writes = [(at, length, data[:5]) for at, length, data in struct.iter_unpack("<QQ8s", raw)]
             skipped = session.write_entries(writes) if writes else 0
             if stats is not None:
