@@ -156,7 +156,8 @@ def warm(base_env):
     by attaching to a sleep (an attach's build is its own: runtime/tls.c)."""
     for specs in (["-e", "write"], ["-e", "read"], ["-q", "--fake-time", "+1d"], ["-e", "accept4,recv,send*"],
                   ["-e", "usleep"], ["-c", "-e", "usleep"], ["-q", "--fake-time", "+1d x2"],
-                  ["-e", "write,fork,waitpid"], ["-q", "--inject", "write:error=EIO:when=2+2"]):
+                  ["-e", "write,fork,waitpid"], ["-q", "--inject", "write:error=EIO:when=2+2"],
+                  ["-e", "write,getpid"]):
         sleeper = subprocess.Popen(["sleep", "600"])
         try:
             subprocess.run([sys.executable, "-m", "mrhooker", "trace", "-D", "0.01", "-p", str(sleeper.pid)] + specs,
