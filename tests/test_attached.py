@@ -221,6 +221,7 @@ def test_attaches_of_many_builds_and_other_hook_scripts(mrhooker, steady, script
         r = mrhooker("-D", "0.3", "-p", proc.pid, hooks, timeout=RUN_TIMEOUT)
         lines = [int(n) for n in re.findall(r"^%s line (\d+)$" % says, r.err, re.M)]
         assert r.returncode == 0 and lines and lines == list(range(lines[0], lines[-1] + 1)), r
+        assert "Process %d detached" % proc.pid in r.err, r
         assert ("other line" if says == "hooked" else "hooked line") not in r.err, r
 
     hooked(first_hooks, "hooked")
@@ -352,6 +353,68 @@ def test_follow_children_forked_after_the_attach(mrhooker, steady, warm):
     without = mrhooker("trace", "-e", "write", "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert write_lines(without.err) and not re.search(r'"line \d*5\\n"', without.err), without.err
     assert stop_steady(proc)[::2] == (0, b"")   # no -f: the children run unhooked
+
+
+# A thread walks the loaded objects without a pause (dl_iterate_phdr, as C++ exception unwinding does) while
+# main forks N children one after another, each writing "x"; "done N" on stderr, exit 0.
+WALKER_C = r"""
+#define _GNU_SOURCE
+#include <link.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static volatile int stop;
+static int visit(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)info; (void)size;
+    for (volatile int i = 0; i < 2000; i++) {}
+    ++*(long *)data;
+    return 0;
+}
+static void *walk(void *arg)
+{
+    long n = 0;
+    (void)arg;
+    while (!stop) dl_iterate_phdr(visit, &n);
+    return NULL;
+}
+int main(int argc, char **argv)
+{
+    int n = atoi(argv[1]);
+    pthread_t t;
+    pthread_create(&t, NULL, walk, NULL);
+    for (int i = 0; i < n; i++) {
+        pid_t c = fork();
+        if (c == 0) { write(1, "x", 1); _exit(0); }
+        int st;
+        if (c < 0 || waitpid(c, &st, 0) != c || st != 0) return 3;
+        usleep(1000);
+    }
+    stop = 1;
+    pthread_join(t, NULL);
+    fprintf(stderr, "done %d\n", n);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("follow", [[], ["-f"]], ids=["", "follow"])
+def test_forks_while_another_thread_walks_the_loaded_objects(mrhooker, cprog, warm, follow):
+    """A fork while a thread held the loader's list lock (dl_iterate_phdr) left the child's copy of it taken: the
+    child, putting its slots back through dl_iterate_phdr, waited forever, and the program with it in waitpid
+    (CI hung so, the lock held by mrhooker's own watcher thread). Every child must end, hooked or not."""
+    prog = cprog(WALKER_C, flags=["-pthread"])
+    n = 1500
+    proc = start([prog, n])
+    wait_running(proc, 0.1)
+    r = mrhooker("trace", *follow, "-e", "write", "-D", "1", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "Process %d detached" % proc.pid in r.err, r
+    if follow:
+        assert re.search(r'^\[pid\s+\d+\] write\(1, "x", 1\) = 1$', r.err, re.M), r.err
+    status, out, err = finish(proc)
+    assert (status, out, err) == (0, b"x" * n, b"done %d\n" % n)
 
 
 THREADS_C = r"""

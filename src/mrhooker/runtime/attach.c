@@ -40,6 +40,13 @@
  * - fork: the child inherits the patched slots, not the connection (it is the watcher's). Idea: with
  *   MRHOOKER_FOLLOW=1 (-f) the child connects to mrhooker again and starts a watcher of its own; without, or if
  *   mrhooker is gone, the child puts the slots back at once.
+ * - fork while a thread holds the loader's list lock (dl_iterate_phdr's: the watcher in a pass, or a thread of
+ *   the program unwinding an exception): the child's copy of that lock stays taken for good, glibc resets only
+ *   its other loader locks. A child putting its slots back through dl_iterate_phdr waited forever (and its
+ *   parent in waitpid). Ideas: the child puts them back from its list of patches without the loader (it is the
+ *   only thread: no dlclose can run; an object still in the loader's list is still mapped); and a fork waits
+ *   for the watcher's pass to end (attach_fork_prepare takes patch_lock), so the child of a program that never
+ *   walks its objects itself gets that lock free, for its own use and for a watcher of its own (-f).
  * Left out: sigaction's handler tracking and pthread_create's thread key are not patched in (a handler that
  *   longjmps out of a hooked call leaves that thread untraced; a hook script's threads' states are cleaned at
  *   exit only); exec'd children are not hooked (no LD_PRELOAD).
@@ -72,8 +79,9 @@ void mrh_trace_switch(int on) __attribute__((weak));
 
 /* ---- the patched slots -----------------------------------------------------------------------------------
  * patch_lock serialises every pass over the slots (the watcher's, mrhooker_attach's, a fork child's); the
- * fields below are guarded by it. */
-static pthread_mutex_t patch_lock = PTHREAD_MUTEX_INITIALIZER;   /* reset in a fork child */
+ * fields below are guarded by it. A forking thread holds it from attach_fork_prepare to the parent's or the
+ * child's handler (see the hazards); the child initialises it again. */
+static pthread_mutex_t patch_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct object { ElfW(Addr) base; const ElfW(Dyn) *dynamic; };   /* an object's identity: l_addr and l_ld */
 
@@ -282,7 +290,41 @@ static void patch_object(const struct object *o, const struct dynamic_info *dyn,
 
 /* ---- passes ---------------------------------------------------------------------------------------------- */
 
-enum { PASS_PATCH, PASS_RESTORE };
+static const ElfW(Dyn) *dynamic_of(const struct dl_phdr_info *info)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            return (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    return NULL;
+}
+
+enum { PASS_PATCH, PASS_RESTORE, PASS_RESTORE_ALONE };
+
+/* Forgets what belongs to objects gone (dlclose): their memory is not theirs any more. */
+static void drop_objects_gone(void)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < npatches; i++)
+        if (in_program_namespace(&patches[i].object)) patches[kept++] = patches[i];
+    npatches = kept;
+    kept = 0;
+    for (size_t i = 0; i < nobjects; i++)
+        if (in_program_namespace(&objects[i])) objects[kept++] = objects[i];
+    nobjects = kept;
+}
+
+/* Puts back every slot that still holds its entry point, and forgets them all. In a pass (the loader's list
+ * lock held, objects gone dropped already), or in a fork child, alone, with objects gone skipped here. */
+static void restore_slots(void)
+{
+    for (size_t i = 0; i < npatches; i++) {
+        struct patch *q = &patches[i];
+        if (__atomic_load_n(q->slot, __ATOMIC_ACQUIRE) == q->entry) write_slot(q->slot, q->old, q->readonly);
+    }
+    npatches = 0;
+    nobjects = 0;
+    seen_adds = seen_subs = ~0ULL;
+}
 
 struct pass { int what; int first; int changed; };
 
@@ -293,40 +335,24 @@ static int pass_over(struct dl_phdr_info *info, size_t size, void *arg)
     if (p->first) {   /* once per pass: has the list changed since the last one? */
         p->first = 0;
         p->changed = info->dlpi_adds != seen_adds || info->dlpi_subs != seen_subs;
-        if (p->changed) {
-            /* drop what belongs to objects gone (dlclose): their memory is not theirs any more */
-            size_t kept = 0;
-            for (size_t i = 0; i < npatches; i++)
-                if (in_program_namespace(&patches[i].object)) patches[kept++] = patches[i];
-            npatches = kept;
-            kept = 0;
-            for (size_t i = 0; i < nobjects; i++)
-                if (in_program_namespace(&objects[i])) objects[kept++] = objects[i];
-            nobjects = kept;
-        }
+        if (p->changed) drop_objects_gone();
         seen_adds = info->dlpi_adds;
         seen_subs = info->dlpi_subs;
+        if (p->what == PASS_RESTORE) {
+            restore_slots();
+            return 1;
+        }
         for (size_t i = 0; i < npatches; i++) {
             struct patch *q = &patches[i];
             void *now = __atomic_load_n(q->slot, __ATOMIC_ACQUIRE);
-            if (p->what == PASS_RESTORE) {
-                if (now == q->entry) write_slot(q->slot, q->old, q->readonly);
-            } else if (now != q->entry && now != q->old) {   /* bound by the loader meanwhile (see the top) */
+            if (now != q->entry && now != q->old) {   /* bound by the loader meanwhile (see the top) */
                 q->old = now;
                 write_slot(q->slot, q->entry, q->readonly);
             }
         }
-        if (p->what == PASS_RESTORE) {
-            npatches = 0;
-            nobjects = 0;
-            seen_adds = seen_subs = ~0ULL;
-            return 1;
-        }
         if (!p->changed) return 1;
     }
-    const ElfW(Dyn) *dynamic = NULL;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) dynamic = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    const ElfW(Dyn) *dynamic = dynamic_of(info);
     struct object o = {info->dlpi_addr, dynamic};
     if (!dynamic || o.base == self_base || mrh_in_loader(dynamic)) return 0;
     struct link_map *map = in_program_namespace(&o);
@@ -349,11 +375,18 @@ static int pass_over(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
+/* PASS_PATCH, PASS_RESTORE: inside dl_iterate_phdr; PASS_RESTORE_ALONE: in a fork child, without it (see the
+ * hazards: the loader's list is read unlocked, this being the only thread). */
 static void run_pass(int what)   /* with patch_lock held and depth raised */
 {
     if (!find_object) mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-    struct pass p = {what, 1, 0};
-    dl_iterate_phdr(pass_over, &p);
+    if (what == PASS_RESTORE_ALONE) {
+        drop_objects_gone();
+        restore_slots();
+    } else {
+        struct pass p = {what, 1, 0};
+        dl_iterate_phdr(pass_over, &p);
+    }
     close_page();
     if (mem_fd >= 0) close(mem_fd);
     mem_fd = -1;
@@ -368,7 +401,7 @@ static int link_private;            /* the watcher holds it in a descriptor tabl
 static sem_t watcher_started;        /* posted by a new watcher once link_private is known */
 static dev_t link_dev;
 static ino_t link_ino;
-static int fork_handler_set;
+static int fork_handlers_set;   /* this library's fork handlers are registered (mrhooker_attach) */
 
 /* Is link_fd still our connection, and still open at mrhooker's end? 1: yes; 0: closed by mrhooker (or it
  * sent something: only detach is ever asked for); -1: not ours any more. */
@@ -382,16 +415,21 @@ static int link_state(void)
     return 0;
 }
 
+/* Puts everything back and turns the runtime off: what a detach does (with patch_lock held, depth raised).
+ * pass: PASS_RESTORE, or PASS_RESTORE_ALONE in a fork child. */
+static void unhook(int pass)
+{
+    mrh_patch_restore();
+    run_pass(pass);
+    if (mrh_trace_switch) mrh_trace_switch(0);
+    mrh_attach_state(0);
+    attached = 0;
+}
+
 static void detach_here(int ours)   /* with depth raised; ours: link_fd is still our connection */
 {
     pthread_mutex_lock(&patch_lock);
-    if (attached) {
-        mrh_patch_restore();
-        run_pass(PASS_RESTORE);
-        if (mrh_trace_switch) mrh_trace_switch(0);
-        mrh_attach_state(0);
-        attached = 0;
-    }
+    if (attached) unhook(PASS_RESTORE);
     pthread_mutex_unlock(&patch_lock);
     if (ours) {
         static const char done[] = "detached\n";
@@ -490,10 +528,42 @@ static int connect_link(const char *path)
     return fd;
 }
 
+/* ---- fork ------------------------------------------------------------------------------------------------
+ * A fork waits for any pass in progress and holds patch_lock across it (see the hazards). fork_holder: the
+ * thread (its thread pointer: no call) whose attach_fork_prepare holds it, else NULL; a parent or child handler
+ * run without this library's prepare (registered during that fork) lets go of nothing. The prepare counts in
+ * mrh_forking too: an attach arriving on that thread now would wait for patch_lock, held by itself. */
+static void *fork_holder;
+
+static void attach_fork_prepare(void)
+{
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    mrh_forking++;
+    pthread_mutex_lock(&patch_lock);
+    __atomic_store_n(&fork_holder, __builtin_thread_pointer(), __ATOMIC_RELAXED);
+    t->depth--;
+}
+
+/* Did this thread's attach_fork_prepare take patch_lock? Then the mark and the count are let go of. */
+static int fork_held_here(void)
+{
+    if (__atomic_load_n(&fork_holder, __ATOMIC_RELAXED) != __builtin_thread_pointer()) return 0;
+    __atomic_store_n(&fork_holder, NULL, __ATOMIC_RELAXED);
+    mrh_forking--;
+    return 1;
+}
+
+static void attach_fork_parent(void)
+{
+    if (fork_held_here()) pthread_mutex_unlock(&patch_lock);
+}
+
 static void attach_fork_child(void)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
+    fork_held_here();
     pthread_mutex_init(&patch_lock, NULL);
     if (attached) {
         if (!link_private) close(link_fd);   /* the parent's, inherited: it is not the child's to hold */
@@ -502,11 +572,7 @@ static void attach_fork_child(void)
             if (link_fd >= 0) close(link_fd);
             link_fd = -1;
             pthread_mutex_lock(&patch_lock);
-            mrh_patch_restore();
-            run_pass(PASS_RESTORE);
-            if (mrh_trace_switch) mrh_trace_switch(0);
-            mrh_attach_state(0);
-            attached = 0;
+            unhook(PASS_RESTORE_ALONE);
             pthread_mutex_unlock(&patch_lock);
         }
     }
@@ -518,9 +584,7 @@ static void attach_fork_child(void)
 static int check_other(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
-    const ElfW(Dyn) *dynamic = NULL;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) dynamic = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    const ElfW(Dyn) *dynamic = dynamic_of(info);
     struct object o = {info->dlpi_addr, dynamic};
     struct link_map *map = dynamic && o.base != self_base ? in_program_namespace(&o) : NULL;
     long (*slots)(void) = map ? (long (*)(void))mrh_find_in_object(map, "mrhooker_attached_slots") : NULL;
@@ -537,8 +601,8 @@ static int other_attached(void)
 
 /* Called by attach.py, in the thread that loaded this library. Returns 0, or -errno: -EBUSY when another
  * mrhooker is attached with this same build; -EAGAIN when this thread was stopped inside a fork, between the
- * fork handlers of a build loaded before (attached.py tries again a little later): this library's start_lock
- * may be held by this very thread (a build attached again: the call would wait for itself), and a child born
+ * fork handlers of a build loaded before (attached.py tries again a little later): this library's start_lock or
+ * patch_lock may be held by this very thread (a build attached again: the call would wait for itself), and a child born
  * now would inherit the patched slots without this library's fork handler to put them back (glibc runs no
  * handler registered during the fork). The same in *result (attach.py's call returns through rt_sigreturn,
  * which loses the return value: see its notes). */
@@ -553,6 +617,11 @@ MRH_EXPORT int mrhooker_attach(const char *settings, long long *result)
         t->depth--;
         return -EAGAIN;
     }
+    /* before patch_lock, which the prepare handler takes: once per library, whichever attach comes first */
+    int unset = 0;
+    if (__atomic_compare_exchange_n(&fork_handlers_set, &unset, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
+        mrh_atfork(attach_fork_prepare, attach_fork_parent, attach_fork_child) != 0)
+        __atomic_store_n(&fork_handlers_set, 0, __ATOMIC_RELEASE);
     pthread_mutex_lock(&patch_lock);
     if (attached) rc = -EBUSY;
     if (!rc) rc = index_slots();
@@ -571,14 +640,9 @@ MRH_EXPORT int mrhooker_attach(const char *settings, long long *result)
         mrh_attach_state(1);
         attached = 1;
         run_pass(PASS_PATCH);
-        if (!fork_handler_set) fork_handler_set = mrh_atfork(NULL, NULL, attach_fork_child) == 0;
         rc = start_watcher();
         if (rc) {
-            mrh_patch_restore();
-            run_pass(PASS_RESTORE);
-            if (mrh_trace_switch) mrh_trace_switch(0);
-            mrh_attach_state(0);
-            attached = 0;
+            unhook(PASS_RESTORE);
             close(link_fd);
             link_fd = -1;
         }

@@ -18,10 +18,11 @@ extern __thread int mrh_start_gave_up MRH_TLS;          /* this thread waited fo
                                                          * as it may: until READY, its calls don't wait (preload.c) */
 extern __thread uint32_t mrh_my_tid MRH_TLS;            /* trace.c: this thread's id, 0: not looked up yet ... */
 extern __thread uint32_t mrh_my_tid_pid MRH_TLS;        /* ... for this pid */
-extern __thread int mrh_forking MRH_TLS;                /* this thread runs a fork: the fork handlers of how many
-                                                         * builds (preload.c) have run their prepare and not yet
-                                                         * their parent or child one; shared by attach builds, so
-                                                         * one loaded since sees it (attach.c, mrhooker_attach) */
+extern __thread int mrh_forking MRH_TLS;                /* this thread runs a fork: how many fork handlers of
+                                                         * builds (preload.c, attach.c) have run their prepare and
+                                                         * not yet their parent or child one; shared by attach
+                                                         * builds, so one loaded since sees it (attach.c,
+                                                         * mrhooker_attach) */
 /* Not per thread, but shared by attach builds the same way (tls.c): the mrh_hook_restart (pyrt.c) of the hook side
  * an attach started in this process, or NULL (set once, by the build that started it), and the runtime table of
  * the build whose script it runs now (set by each build that starts it: preload.c, load_hook_side). */
