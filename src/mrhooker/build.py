@@ -272,24 +272,13 @@ def _scanned(root, script):
     types it casts to (as JSON texts). Remembered by the script's text, so that a warm run neither imports ast
     (~9 ms) nor parses the script; a scan another user could have written is refused, as a build is."""
     from mrhooker import script as scripts
-    path = os.path.join(root, SCANS, cache.key([script.content], length=32) + ".json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            cache.check_private(path, "script scan")
-            scanned = json.load(f)
-        if isinstance(scanned, list) and len(scanned) == 2 and all(isinstance(x, str) for x in scanned):
-            os.utime(path)
-            return scanned
-    except (OSError, ValueError):
-        pass
+    directory, name = os.path.join(root, SCANS), cache.key([script.content], length=32) + ".json"
+    scanned = cache.recall(directory, name, "script scan")
+    if isinstance(scanned, list) and len(scanned) == 2 and all(isinstance(x, str) for x in scanned):
+        return scanned
     scanned = [json.dumps([[spec, at] for spec, _line, at in scripts.scan_hooks(script.content, script.path)]),
                json.dumps(scripts.scan_casts(script.content, script.path))]   # the layouts measured
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        cache.write_atomic(path, json.dumps(scanned))
-        cache.keep_newest(os.path.dirname(path), ".json", SCANS_KEPT)
-    except OSError:
-        pass   # it costs the next run its parse, no more
+    cache.remember(directory, name, scanned, SCANS_KEPT)
     return scanned
 
 

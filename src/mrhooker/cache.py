@@ -292,6 +292,33 @@ def remove_orphans(directory, prefix):
             pass
 
 
+def recall(directory, name, what):
+    """The JSON value remembered as directory/name (remember()), touched as used; None when there is none or it
+    is not JSON. Raises MrhookerError when another user could have written it (what: how the message names it),
+    as for a build: what it says decides what runs."""
+    path = os.path.join(directory, name)
+    try:
+        with open(path, encoding="utf-8") as f:
+            check_private(path, what)
+            value = json.load(f)
+        os.utime(path)
+        return value
+    except (OSError, ValueError):
+        return None
+
+
+def remember(directory, name, value, kept):
+    """Writes value as JSON to directory/name, atomically, keeping the `kept` most recently used of directory's
+    files. A value that can't be written only costs the next run what it saves."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        check_private(directory, "cache directory")
+        write_atomic(os.path.join(directory, name), json.dumps(value, separators=(",", ":")))
+        keep_newest(directory, os.path.splitext(name)[1], kept)
+    except (OSError, MrhookerError):
+        pass
+
+
 def keep_newest(directory, suffix, kept):
     """Removes directory's files named *suffix but the `kept` most recently used (by their mtime: a use touches
     it)."""

@@ -11,7 +11,6 @@ import json
 import os
 
 from mrhooker import __version__, cache, toolchain
-from mrhooker.errors import MrhookerError
 
 DIRECTORY = "trace-plans"   # in the cache root
 KEPT = 64                   # plans kept; the least recently used go first
@@ -44,18 +43,12 @@ def _package_stamps():
     return "\n".join(stamps)
 
 
-def _path(root, key):
-    return os.path.join(root, DIRECTORY, key + ".json")
-
-
 def lookup(root, key):
     """The remembered plan of key, if it still holds: (build directory, its manifest, rules), else None. A plan
     another user could have written (its rules inject faults) is refused as a build is; one of another shape
     (edited, or written by another version) is not used."""
+    entry = cache.recall(os.path.join(root, DIRECTORY), key + ".json", "trace plan")
     try:
-        with open(_path(root, key), encoding="utf-8") as f:
-            cache.check_private(_path(root, key), "trace plan")
-            entry = json.load(f)
         if entry.get("schema") != _SCHEMA:
             return None
         for path, stamp in entry["headers"].items():
@@ -69,7 +62,6 @@ def lookup(root, key):
         if manifest is None:
             return None
         cache.touch(directory)
-        os.utime(_path(root, key))
         rules = [(fn, chain) for fn, chain in entry["rules"]]
         if not all(_is_rule(fn, chain, len(manifest["functions"])) for fn, chain in rules):
             return None
@@ -87,15 +79,6 @@ def _is_rule(fn, chain, nfn):
 
 
 def remember(root, key, directory, rules, header_stamps):
-    """Writes key's plan (atomically; a plan that can't be written only costs the next run its warm start)."""
+    """Writes key's plan (a plan that can't be written only costs the next run its warm start)."""
     entry = {"schema": _SCHEMA, "build": os.path.basename(directory), "rules": rules, "headers": header_stamps}
-    plans = os.path.join(root, DIRECTORY)
-    try:
-        os.makedirs(plans, mode=0o700, exist_ok=True)
-        cache.check_private(plans, "cache directory")
-        cache.write_atomic(_path(root, key), json.dumps(entry, separators=(",", ":")))
-        cache.keep_newest(plans, ".json", KEPT)
-    except (OSError, MrhookerError):
-        pass
-
-
+    cache.remember(os.path.join(root, DIRECTORY), key + ".json", entry, KEPT)
