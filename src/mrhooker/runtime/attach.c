@@ -290,14 +290,6 @@ static void patch_object(const struct object *o, const struct dynamic_info *dyn,
 
 /* ---- passes ---------------------------------------------------------------------------------------------- */
 
-static const ElfW(Dyn) *dynamic_of(const struct dl_phdr_info *info)
-{
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-            return (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-    return NULL;
-}
-
 enum { PASS_PATCH, PASS_RESTORE, PASS_RESTORE_ALONE };
 
 /* Forgets what belongs to objects gone (dlclose): their memory is not theirs any more. */
@@ -352,7 +344,7 @@ static int pass_over(struct dl_phdr_info *info, size_t size, void *arg)
         }
         if (!p->changed) return 1;
     }
-    const ElfW(Dyn) *dynamic = dynamic_of(info);
+    const ElfW(Dyn) *dynamic = mrh_dynamic_of(info);
     struct object o = {info->dlpi_addr, dynamic};
     if (!dynamic || o.base == self_base || mrh_in_loader(dynamic)) return 0;
     struct link_map *map = in_program_namespace(&o);
@@ -584,7 +576,7 @@ static void attach_fork_child(void)
 static int check_other(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
-    const ElfW(Dyn) *dynamic = dynamic_of(info);
+    const ElfW(Dyn) *dynamic = mrh_dynamic_of(info);
     struct object o = {info->dlpi_addr, dynamic};
     struct link_map *map = dynamic && o.base != self_base ? in_program_namespace(&o) : NULL;
     long (*slots)(void) = map ? (long (*)(void))mrh_find_in_object(map, "mrhooker_attached_slots") : NULL;

@@ -74,6 +74,8 @@ int mrh_boot_owns(const void *p);
 size_t mrh_boot_size(const void *p);
 int mrh_in_loader(const void *code);          /* is this code address in the dynamic loader? */
 struct link_map;
+struct dl_phdr_info;
+const void *mrh_dynamic_of(const struct dl_phdr_info *info);   /* an object's dynamic section (resolve.c) */
 void *mrh_find_in_object(const struct link_map *map, const char *name);   /* an object's definition, or NULL */
 
 /* patch.c */

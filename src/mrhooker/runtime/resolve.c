@@ -223,6 +223,14 @@ static int in_preload_library(const void *p)
     return (uintptr_t)p >= lo && (uintptr_t)p < hi;
 }
 
+const void *mrh_dynamic_of(const struct dl_phdr_info *info)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            return (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    return NULL;
+}
+
 /* The paths of the loaded objects that define a name, collected by dl_iterate_phdr (which holds the loader's
  * write lock, so no dlopen may be called from its callback: it takes the loader's other lock first). */
 #define LOADED_MAX 64
@@ -237,10 +245,7 @@ static int collect_definers(struct dl_phdr_info *info, size_t size, void *arg)
     const char *name = info->dlpi_name;
     size_t n = name ? mrh_length(name) : 0;
     if (n == 0 || name[0] != '/' || list->count >= LOADED_MAX || list->used + n + 1 > sizeof loaded_names) return 0;
-    const ElfW(Dyn) *dynamic = NULL;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-            dynamic = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    const ElfW(Dyn) *dynamic = mrh_dynamic_of(info);
     if (!dynamic) return 0;
     int hashed = 0;   /* an object without a GNU hash table (old linkers) can't be read here: dlsym will tell */
     for (const ElfW(Dyn) *d = dynamic; d->d_tag != DT_NULL; d++) hashed |= d->d_tag == DT_GNU_HASH;
