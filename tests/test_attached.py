@@ -417,6 +417,51 @@ def test_forks_while_another_thread_walks_the_loaded_objects(mrhooker, cprog, wa
     assert (status, out, err) == (0, b"x" * n, b"done %d\n" % n)
 
 
+# Forks N children from inside dl_iterate_phdr's callbacks (the loader's list lock held), each writing "x", a
+# millisecond apart; "done N" on stderr, exit 0.
+CALLBACK_FORK_C = r"""
+#define _GNU_SOURCE
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int visit(struct dl_phdr_info *info, size_t size, void *data)
+{
+    int *left = data;
+    (void)info; (void)size;
+    if (*left <= 0) return 1;
+    for (volatile int i = 0; i < 20000; i++) {}
+    pid_t c = fork();
+    if (c == 0) { write(1, "x", 1); _exit(0); }
+    if (c < 0 || waitpid(c, NULL, 0) != c) exit(3);
+    --*left;
+    return 0;
+}
+int main(int argc, char **argv)
+{
+    int n = atoi(argv[1]), left = n;
+    while (left > 0) { dl_iterate_phdr(visit, &left); usleep(1000); }
+    fprintf(stderr, "done %d\n", n);
+    return 0;
+}
+"""
+
+
+def test_forks_from_inside_a_walk_of_the_loaded_objects(mrhooker, cprog, warm):
+    """A fork from a dl_iterate_phdr callback (its thread holds the loader's list lock) while the watcher's pass
+    waited for that lock holding ours: the fork waited for ours, and the program hung (3 runs in 3). A fork now
+    waits for a pass a bounded time."""
+    prog = cprog(CALLBACK_FORK_C)
+    n = 1500
+    proc = start([prog, n])
+    wait_running(proc, 0.1)
+    r = mrhooker("trace", "-e", "write", "-D", "1", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "Process %d detached" % proc.pid in r.err, r
+    status, out, err = finish(proc)
+    assert (status, out, err) == (0, b"x" * n, b"done %d\n" % n)
+
+
 THREADS_C = r"""
 #include <pthread.h>
 #include <stdio.h>

@@ -408,6 +408,53 @@ def test_fork_children_keep_py_hooks(mrhooker, script, cprog):
     assert r.out.splitlines() == ["parent 7", "child 7"]
 
 
+def test_two_threads_forking_while_the_hooks_start(mrhooker, script, cprog):
+    """Two threads fork while a third's first hooked call starts the hooks (a script whose import takes 0.2 s).
+    Each fork waits for the start; the second one to wait used to take the first one's place as the forking
+    thread, so the first one's parent handler let go of nothing: the program hung for good (3 runs in 3)."""
+    prog = cprog('''
+        #include <pthread.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <sys/wait.h>
+        #include <unistd.h>
+        static volatile int go;
+        static void *forker(void *arg) {
+            (void)arg;
+            while (!go) {}
+            usleep(20000);   /* the start is under way */
+            for (int i = 0; i < 5; i++) {
+                pid_t c = fork();
+                if (c == 0) _exit(0);
+                if (c < 0 || waitpid(c, NULL, 0) != c) exit(3);
+            }
+            return NULL;
+        }
+        int main(void) {
+            pthread_t t[2];
+            for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, forker, NULL);
+            go = 1;
+            printf("parent %d\\n", getppid());
+            for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+            printf("done\\n");
+            return 0;
+        }
+    ''', flags=["-pthread"])
+    hooks = script("slow_start.py", '''\
+        import time
+        from mrhooker import hook
+
+        time.sleep(0.2)
+
+        @hook("int getppid(void)")
+        def getppid():
+            return 7
+    ''')
+    for _ in range(3):
+        r = mrhooker(hooks, prog, timeout=scaled(30))
+        assert r.returncode == 0 and r.out.splitlines() == ["parent 7", "done"], r
+
+
 def test_hook_output_never_reaches_target_stdout(mrhooker, script, tmp_path):
     data = tmp_path / "in.bin"
     data.write_bytes(os.urandom(300000))

@@ -45,8 +45,9 @@
  *   its other loader locks. A child putting its slots back through dl_iterate_phdr waited forever (and its
  *   parent in waitpid). Ideas: the child puts them back from its list of patches without the loader (it is the
  *   only thread: no dlclose can run; an object still in the loader's list is still mapped); and a fork waits
- *   for the watcher's pass to end (attach_fork_prepare takes patch_lock), so the child of a program that never
- *   walks its objects itself gets that lock free, for its own use and for a watcher of its own (-f).
+ *   for the watcher's pass to end (attach_fork_prepare takes patch_lock, waiting a bounded time: see there), so
+ *   the child of a program that never walks its objects itself gets that lock free, for its own use and for a
+ *   watcher of its own (-f).
  * Left out: sigaction's handler tracking and pthread_create's thread key are not patched in (a handler that
  *   longjmps out of a hooked call leaves that thread untraced; a hook script's threads' states are cleaned at
  *   exit only); exec'd children are not hooked (no LD_PRELOAD).
@@ -105,17 +106,19 @@ static ElfW(Addr) self_base;        /* this library's l_addr: its own slots are 
 static int mem_fd = -1;             /* /proc/self/mem, open during a pass (glibc < 2.35) */
 static int (*find_object)(void *, void *);   /* glibc 2.35+'s _dl_find_object, or NULL */
 
-static void *grow(void *old, size_t *cap, size_t item)
+/* Doubles *array (mmap'd), keeping its items. The new array is in place before the old one is unmapped: a fork
+ * child may read it whatever this thread was doing (see attach_fork_prepare). -1: no memory, *array as it was. */
+static int grow(void *array, size_t *cap, size_t item)
 {
+    void **at = array, *old = *at;
     size_t cap2 = *cap ? *cap * 2 : 256;
     void *p = mmap(NULL, cap2 * item, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    if (old) {
-        memcpy(p, old, *cap * item);
-        munmap(old, *cap * item);
-    }
+    if (p == MAP_FAILED) return -1;
+    if (old) memcpy(p, old, *cap * item);
+    __atomic_store_n(at, p, __ATOMIC_RELEASE);
+    if (old) munmap(old, *cap * item);
     *cap = cap2;
-    return p;
+    return 0;
 }
 
 static unsigned hash_name(const char *s)
@@ -246,13 +249,11 @@ static void add_patch(void **slot, int index, const struct object *o, ElfW(Addr)
 {
     void *old = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if (old == entries[index]) return;
-    if (npatches == patches_cap && !(patches = grow(patches, &patches_cap, sizeof *patches))) {
-        patches_cap = npatches = 0;
-        return;
-    }
+    if (npatches == patches_cap && grow(&patches, &patches_cap, sizeof *patches) != 0) return;   /* unpatched */
     int readonly = (ElfW(Addr))slot >= ro_lo && (ElfW(Addr))slot < ro_hi;
     if (write_slot(slot, entries[index], readonly) != 0) return;
-    patches[npatches++] = (struct patch){slot, old, entries[index], *o, readonly};
+    patches[npatches] = (struct patch){slot, old, entries[index], *o, readonly};
+    __atomic_store_n(&npatches, npatches + 1, __ATOMIC_RELEASE);   /* counted once whole (a fork child's view) */
 }
 
 /* Patches one object's slots of hooked functions. */
@@ -358,10 +359,7 @@ static int pass_over(struct dl_phdr_info *info, size_t size, void *arg)
         seen_adds = ~0ULL;
         return 0;
     }
-    if (nobjects == objects_cap && !(objects = grow(objects, &objects_cap, sizeof *objects))) {
-        objects_cap = nobjects = 0;
-        return 1;
-    }
+    if (nobjects == objects_cap && grow(&objects, &objects_cap, sizeof *objects) != 0) return 1;
     objects[nobjects++] = o;
     patch_object(&o, &d, info);
     return 0;
@@ -524,7 +522,13 @@ static int connect_link(const char *path)
  * A fork waits for any pass in progress and holds patch_lock across it (see the hazards). fork_holder: the
  * thread (its thread pointer: no call) whose attach_fork_prepare holds it, else NULL; a parent or child handler
  * run without this library's prepare (registered during that fork) lets go of nothing. The prepare counts in
- * mrh_forking too: an attach arriving on that thread now would wait for patch_lock, held by itself. */
+ * mrh_forking too: an attach arriving on that thread now would wait for patch_lock, held by itself.
+ * Hazard: whoever holds patch_lock may be waiting for a loader lock that the forking thread holds (a fork from
+ * a constructor that dlopen runs, or from a dl_iterate_phdr callback), or be the forking thread itself (a
+ * constructor run by a lookup's dlopen during an attach). Idea: the fork waits FORK_WAIT_MS at most, then goes
+ * on without the lock; the child's restore reads the list without it anyway, and every change to the list
+ * leaves it readable at each store (grow, add_patch). */
+enum { FORK_WAIT_MS = 200 };   /* a pass takes microseconds, milliseconds when many objects are new */
 static void *fork_holder;
 
 static void attach_fork_prepare(void)
@@ -532,8 +536,14 @@ static void attach_fork_prepare(void)
     mrh_thread *t = &mrh_tls;
     t->depth++;
     mrh_forking++;
-    pthread_mutex_lock(&patch_lock);
-    __atomic_store_n(&fork_holder, __builtin_thread_pointer(), __ATOMIC_RELAXED);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += FORK_WAIT_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    if (pthread_mutex_clocklock(&patch_lock, CLOCK_MONOTONIC, &until) == 0)
+        __atomic_store_n(&fork_holder, __builtin_thread_pointer(), __ATOMIC_RELAXED);
+    else
+        mrh_forking--;
     t->depth--;
 }
 

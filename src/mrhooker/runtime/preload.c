@@ -547,10 +547,12 @@ static void fork_prepare(void)
     t->depth++;
     mrh_forking++;
     pthread_mutex_lock(&start_lock);
+    /* the wait lets go of start_lock: another forking thread may come and go meanwhile (were the fields below
+     * set before it, that one's would be the ones its parent handler found, and ours never let go) */
+    if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) wait_for_start();
     fork_locker = __builtin_thread_pointer();
     fork_locked = 1;
     fork_hooked = 0;
-    if (mrh_state == MRH_STARTING && !pthread_equal(start_owner, pthread_self())) wait_for_start();
     if (mrh_state == MRH_READY) {
         if (!t->hook_side_ready) mrh_first_hook_on_thread(t);   /* a thread that never ran a hook forks */
         t->fork_held = MRH_FORK_NOTHING;
