@@ -7,11 +7,13 @@ N comes from $MRHOOKER_EVERY (default 3). Writes to terminals, pipes and sockets
 import errno
 import os
 import stat
+import threading
 
 from mrhooker import hook, set_errno
 
 EVERY = int(os.environ.get("MRHOOKER_EVERY", "3"))
 writes = 0
+count_lock = threading.Lock()   # a threaded program's writes: each counted once
 
 
 @hook("ssize_t write(int fd, const void *buf, size_t count)")
@@ -22,9 +24,11 @@ def write(fd, buf, count):
     except OSError:
         regular = False
     if regular:
-        writes += 1
-        if writes % EVERY == 0:
-            print("write #%d to fd %d: failing with ENOSPC" % (writes, fd))
+        with count_lock:
+            writes += 1
+            this = writes
+        if this % EVERY == 0:
+            print("write #%d to fd %d: failing with ENOSPC" % (this, fd))
             set_errno(errno.ENOSPC)
             return -1
     return write.original(fd, buf, count)

@@ -345,11 +345,13 @@ def _threads_count_exactly(mrhooker, script, cprog, blocks):
 
         calls = 0
         threads = set()
+        lock = threading.Lock()   # Python 3.9 may switch threads inside `calls += 1`
 
         @hook("int foo(int x)", blocks=BLOCKS)
         def foo(x):
             global calls
-            calls += 1
+            with lock:
+                calls += 1
             threads.add(threading.get_ident())
             return foo.original(x)
 

@@ -536,10 +536,7 @@ static void attach_fork_prepare(void)
     mrh_thread *t = &mrh_tls;
     t->depth++;
     mrh_forking++;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += FORK_WAIT_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    struct timespec until = mrh_monotonic_after_ms(FORK_WAIT_MS);
     if (pthread_mutex_clocklock(&patch_lock, CLOCK_MONOTONIC, &until) == 0)
         __atomic_store_n(&fork_holder, __builtin_thread_pointer(), __ATOMIC_RELAXED);
     else

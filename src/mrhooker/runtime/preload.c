@@ -476,11 +476,7 @@ static void start_here(void)
 static void wait_for_start(void)
 {
     if (mrh_start_gave_up) return;
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += mrh_config.start_wait_ms / 1000;
-    deadline.tv_nsec += (mrh_config.start_wait_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) deadline.tv_sec++, deadline.tv_nsec -= 1000000000;
+    struct timespec deadline = mrh_monotonic_after_ms(mrh_config.start_wait_ms);
     while (mrh_state == MRH_STARTING)
         if (pthread_cond_clockwait(&start_done, &start_lock, CLOCK_MONOTONIC, &deadline) == ETIMEDOUT) {
             mrh_start_gave_up = 1;

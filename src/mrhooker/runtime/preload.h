@@ -4,6 +4,7 @@
 #define MRHOOKER_PRELOAD_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "mrhooker_rt.h"
 
@@ -142,6 +143,18 @@ static inline int mrh_atfork(void (*prepare)(void), void (*parent)(void), void (
 static inline const void *mrh_call_site(const void *ret)
 {
     return MRH_UNLIKELY(ret == (const void *)mrh_entry_thunk_return) ? mrh_entry_caller : ret;
+}
+
+/* CLOCK_MONOTONIC `ms` milliseconds from now: the deadline of the runtime's own bounded waits (a start, a fork's
+ * wait for an attach pass). */
+static inline struct timespec mrh_monotonic_after_ms(long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += ms % 1000 * 1000000L;
+    if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+    return t;
 }
 
 /* The original of a slot: resolved at load in nearly every process, so read without a call. */
