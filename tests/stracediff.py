@@ -228,6 +228,10 @@ _AT_FDCWD = lambda a: ["AT_FDCWD"] + a
 MAPPING = {
     "open": Rule("openat", _AT_FDCWD, key=(1,)), "open64": Rule("openat", _AT_FDCWD, key=(1,)),
     "openat": Rule("openat", key=(0, 1)), "openat64": Rule("openat", key=(0, 1)),
+    # the checked versions a -D_FORTIFY_SOURCE build calls (tar, xz): the same system calls
+    "__open_2": Rule("openat", _AT_FDCWD, key=(1,)), "__open64_2": Rule("openat", _AT_FDCWD, key=(1,)),
+    "__openat_2": Rule("openat", key=(0, 1)), "__openat64_2": Rule("openat", key=(0, 1)),
+    "__read_chk": Rule("read", lambda a: a[:3]),
     "creat": Rule("creat"), "creat64": Rule("creat"),
     "stat": Rule("newfstatat", _STAT, key=(1,)), "stat64": Rule("newfstatat", _STAT, key=(1,)),
     "lstat": Rule("newfstatat", _LSTAT, key=(1,)), "lstat64": Rule("newfstatat", _LSTAT, key=(1,)),

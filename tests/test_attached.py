@@ -699,6 +699,39 @@ def test_python_hooks_in_a_running_program_attach_detach_attach(mrhooker, steady
     assert (status, err) == (0, b"") and count > b[-1]
 
 
+# The first write's hook prints for 3 s, every 2 ms: in flight at a detach after 0.5 s.
+HOOK_IN_FLIGHT_PY = '''
+import time
+from mrhooker import hook
+busy = False
+
+@hook("ssize_t write(int fd, const void *buf, size_t n)")
+def write(fd, buf, n):
+    global busy
+    if fd == 1 and not busy:
+        busy = True
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            print("in flight")
+            time.sleep(0.002)
+    return write.original(fd, buf, n)
+'''
+
+
+def test_a_hook_printing_after_the_detach_holds_no_output_open(base_env, steady, script):
+    """A hook still printing after the detach opened mrhooker's stderr again (its descriptor parked, so not
+    'ours'): the program held the pipe after mrhooker's end and its reader waited for ever (a CI run saw it)."""
+    hooks = script("in_flight.py", HOOK_IN_FLIGHT_PY)
+    proc = start([steady, FOREVER, 10000])
+    wait_running(proc)
+    r = subprocess.run([sys.executable, "-m", "mrhooker", "-D", "0.5", "-p", str(proc.pid), hooks], env=base_env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and b"in flight" in r.stderr and b"Process %d detached" % proc.pid in r.stderr, r
+    time.sleep(3)   # the hook's end: the program goes on, unhooked, every line written
+    assert proc.poll() is None
+    assert stop_steady(proc)[::2] == (0, b"")
+
+
 def test_python_hooks_output_reader_sees_its_end_at_the_detach(base_env, steady, script):
     """mrhooker's stderr is a pipe here: its reader must see the end when mrhooker exits, though the program
     (which wrote hook output into it) goes on running."""
@@ -910,6 +943,97 @@ def test_children_forked_while_fork_is_traced(mrhooker, cprog, warm, follow):
     status, out, err = finish(proc)
     assert (status, err) == (0, b"") and out.endswith(b"bad 0\n") and out.count(b"child\n") == 150
     assert ("[pid" in r.err and 'write(1, "child\\n", 6)' in r.err) == bool(follow), r.err
+
+
+# Python's subprocess and dash start their children so: vfork, then execv in the child. Until SIGTERM, each
+# round's line "round I pid P status S" (one write) after waiting for its child.
+VFORKER_C = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
+int main(void)
+{
+    signal(SIGTERM, on_term);
+    for (int i = 0; !stop; i++) {
+        pid_t c = vfork();
+        if (c == 0) {
+            char *argv[] = {"/bin/true", NULL};
+            execv("/bin/true", argv);
+            _exit(127);
+        }
+        int st = -1;
+        while (waitpid(c, &st, 0) < 0) {}
+        char line[80];
+        int k = snprintf(line, sizeof line, "round %d pid %d status %d\n", i, (int)getpid(), st);
+        if (write(1, line, k) != k) return 1;
+        usleep(5000);
+    }
+    return 0;
+}
+"""
+
+VFORK_HOOKS_PY = '''
+import os
+from mrhooker import hook
+
+@hook("ssize_t write(int fd, const void *buf, size_t n)")
+def write(fd, buf, n):
+    if fd == 1:
+        print("hooked", buf.read(n).decode().strip(), "in", os.getpid())
+    return write.original(fd, buf, n)
+
+@hook("int execv(const char *path, char *const argv[])")
+def execv(path, argv):
+    print("execv in", os.getpid())
+    return execv.original(path, argv)
+'''
+
+
+def _vforker_rounds(proc):
+    """Stops the vforking program; its rounds, checked: every one written, by its own pid, its child ended 0."""
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    status, out, err = finish(proc)
+    rounds = re.findall(r"^round (\d+) pid (\d+) status (\d+)$", out.decode(), re.M)
+    assert (status, err) == (0, b"") and out.count(b"\n") == len(rounds), (status, out[-300:], err)
+    assert [int(r[0]) for r in rounds] == list(range(len(rounds))), "rounds lost"
+    assert {(int(pid), int(st)) for _, pid, st in rounds} == {(proc.pid, 0)}
+    return len(rounds)
+
+
+def test_python_hooks_in_a_program_that_vforks(mrhooker, cprog, script):
+    """A vfork child runs in its parent's memory: hooks run there took the parent's GIL for good (its hooks never
+    ran again, on a later attach neither). Attached, vfork runs as fork, as when launched."""
+    hooks = script("vforker.py", VFORK_HOOKS_PY)
+    mrhooker(hooks, "true")   # the script's launched build: the attach below builds its own, and the runtime
+    proc = start([cprog(VFORKER_C)])
+    wait_running(proc)
+    first = mrhooker("-D", "1", "-p", proc.pid, hooks, timeout=RUN_TIMEOUT)
+    second = mrhooker("-D", "0.5", "-p", proc.pid, hooks, timeout=RUN_TIMEOUT)
+    for r in (first, second):
+        assert r.returncode == 0 and "Process %d detached" % proc.pid in r.err, r
+        hooked = re.findall(r"^hooked round \d+ pid (\d+) status 0 in (\d+)$", r.err, re.M)
+        assert len(hooked) >= 3 and set(hooked) == {(str(proc.pid),) * 2}, r.err
+        children = re.findall(r"^execv in (\d+)$", r.err, re.M)   # the children it forks are hooked too
+        assert children and str(proc.pid) not in children, r.err
+    _vforker_rounds(proc)
+
+
+def test_trace_of_a_program_that_vforks_says_whose_each_line_is(mrhooker, cprog, warm):
+    """Each child's calls ran with the parent's cached thread id: the parent's lines carried a child's pid."""
+    proc = start([cprog(VFORKER_C)])
+    wait_running(proc)
+    r = mrhooker("trace", "-f", "-e", "write,fork,waitpid,execv", "-D", "1", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    writes = re.findall(r'^(\[pid \d+\] )?write\(1, "round \d+ pid (\d+) status 0\\n"', r.err, re.M)
+    assert len(writes) >= 3 and set(writes) == {("", str(proc.pid))}, r.err
+    forked = set(re.findall(r"^fork\(\) = (\d+)$", r.err, re.M))
+    execs = set(re.findall(r'^\[pid (\d+)\] execv\("/bin/true"', r.err, re.M))
+    assert execs and execs <= forked, r.err
+    _vforker_rounds(proc)
 
 
 def test_an_attach_removes_what_a_killed_mrhooker_left(mrhooker, steady, warm):

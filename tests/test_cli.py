@@ -184,6 +184,9 @@ def test_unknown_option_and_missing_arguments(mrhooker, hook):
     assert r.returncode == 2 and r.err.startswith("mrhooker: option --build-dir needs a value"), r
     r = mrhooker("--rebuild=yes", hook, "true")
     assert r.returncode == 2 and "takes no value" in r.err, r
+    r = mrhooker("trace", "--fake-time", "-3d", "true")   # a value that looks like an option: say how
+    assert r.returncode == 2 and r.err.splitlines()[0] == (
+        "mrhooker: option --fake-time needs a value (one starting with '-' as --fake-time=-VALUE)"), r
 
 
 @pytest.mark.parametrize("args, words", [

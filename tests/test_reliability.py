@@ -317,10 +317,15 @@ DAEMON_SRC = """\
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 int foo(int);
 int main(int argc, char **argv)
 {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    long top = rl.rlim_cur < 1024 ? (long)rl.rlim_cur : 1024;
+    long ours = top > 64 ? top - 24 : top - 4;   /* where the hooks' descriptors live (runtime/output.h) */
     close(0); close(1); close(2);
     foo(1);                                   /* the first hooked call: the hook prints */
     int log = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);   /* the lowest free number: 0 */
@@ -330,8 +335,8 @@ int main(int argc, char **argv)
     dprintf(log, "log fd %d, close(3) = %d (%s)\\n", log, closed, strerror(errno));
     DIR *d = opendir("/proc/self/fd");
     struct dirent *e;
-    while ((e = readdir(d)))                  /* its descriptors below 1000 (the hooks' live above) */
-        if (e->d_name[0] != '.' && atoi(e->d_name) < 1000 && atoi(e->d_name) != dirfd(d))
+    while ((e = readdir(d)))                  /* its descriptors below the hooks' */
+        if (e->d_name[0] != '.' && atoi(e->d_name) < ours && atoi(e->d_name) != dirfd(d))
             dprintf(log, "open fd %s\\n", e->d_name);
     closedir(d);
     return 0;
@@ -347,12 +352,15 @@ def foo(x):
 """
 
 
+@pytest.mark.parametrize("limit", [None, 32], ids=["", "ulimit-n-32"])   # at 32, the hooks' took fd 3
 @pytest.mark.parametrize("where", ["stderr", "file"])
-def test_a_daemon_closing_its_descriptors_gets_them_back_as_before(mrhooker, script, foo_prog, tmp_path, where):
+def test_a_daemon_closing_its_descriptors_gets_them_back_as_before(mrhooker, script, foo_prog, tmp_path, where, limit):
     prog = foo_prog(DAEMON_SRC)
-    unhooked([prog, tmp_path / "bare.log"])
+    command = ["sh", "-c", 'ulimit -n %d && exec "$0" "$@"' % limit, prog] if limit else [prog]
+    unhooked(command + [tmp_path / "bare.log"])
     options = ["-o", tmp_path / "hooks.out"] if where == "file" else []
-    r = mrhooker(*options, script("foo_printer.py", FOO_PRINTER), prog, tmp_path / "hooked.log", timeout=RUN_TIMEOUT)
+    r = mrhooker(*options, script("foo_printer.py", FOO_PRINTER), *command, tmp_path / "hooked.log",
+                 timeout=RUN_TIMEOUT)
     assert r.returncode == 0, r
     bare = (tmp_path / "bare.log").read_text()
     assert bare.startswith("log fd 0, close(3) = -1 (Bad file descriptor)\n"), bare

@@ -527,6 +527,56 @@ def test_open_means_open64_too_for_python(mrhooker, tmp_path):
     assert r.returncode == 0 and call_lines(r.err, "open") and not call_lines(r.err, "open64"), r
 
 
+# A -D_FORTIFY_SOURCE build calls the checked versions (__open_2 when the flags aren't a constant, __read_chk when
+# the buffer's size is known): Debian builds tar and xz so. `open` and `read` stood for none of them: tar's and
+# xz's opens had no line, and an --inject on open never fired.
+FORTIFIED_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    char buf[64];
+    int fd = open(argv[1], atoi(argv[2]));
+    ssize_t n = read(fd, buf, atoi(argv[3]));
+    printf("fd %d n %zd\n", fd, n);
+    return 0;
+}
+"""
+
+
+def test_open_and_read_mean_their_checked_versions_too(mrhooker, tmp_path, cprog):
+    prog = cprog(FORTIFIED_C, flags=["-D_FORTIFY_SOURCE=2"])
+    assert {"__open_2", "__read_chk"} <= imports_of(prog)
+    r = mrhooker("trace", "-l", "open", prog, timeout=RUN_TIMEOUT)   # -l says which one it calls
+    assert r.returncode == 0 and r.out == "int __open_2(const char *file, int oflag);  // %s\n" % (
+        os.path.basename(prog)), r
+    f = tmp_path / "hello"
+    f.write_text("hello, world\n")
+    command = [prog, f, "0", "10"]
+    r = trace(mrhooker, "-e", "open,read", *command)
+    assert r.returncode == 0 and r.out == unhooked(command).stdout.decode() == "fd 3 n 10\n", r
+    assert call_lines(r.err, "__open_2") == ['__open_2("%s", O_RDONLY) = 3' % f], r.err
+    assert call_lines(r.err, "__read_chk") == ['__read_chk(3, "hello, wor", 10, 64) = 10'], r.err
+    r = trace(mrhooker, "-q", "--inject", "open:error=EACCES", *command)
+    assert r.returncode == 0 and r.out == "fd -1 n -1\n", r
+    r = trace(mrhooker, "-e", "%file,%desc,!open", *command)   # !open leaves the checked one out too
+    assert r.returncode == 0 and call_lines(r.err, "__read_chk") and not call_lines(r.err, "__open_2"), r.err
+    r = trace(mrhooker, "-e", "__read_chk", *command)          # named itself
+    assert r.returncode == 0 and call_lines(r.err, "__read_chk") and not call_lines(r.err, "__open_2"), r.err
+    runs = tmp_path / "sweep.jsonl"                             # the sweep fails it as open's (EACCES)
+    r = mrhooker("sweep", "--json", runs, "-e", "open", *command, timeout=scaled(300))
+    assert [(run["function"], run["errno"]) for run in map(json.loads, runs.read_text().splitlines())] == [
+        ("__open_2", "EACCES")], r
+    # a real one: xz opens its input with __open_2
+    if "__open_2" in imports_of(shutil.which("xz")):
+        r = trace(mrhooker, "-e", "open", "xz", "-kc", f)
+        assert r.returncode == 0 and call_lines(r.err, "__open_2"), r.err
+        r = trace(mrhooker, "-q", "--inject", "open:error=EACCES", "xz", "-kc", f)
+        assert r.returncode == 1 and "Permission denied" in r.err, r
+
+
 def test_fcntl_means_fcntl64_too_so_sqlite_locking_shows(mrhooker, tmp_path):
     lib = "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0"
     if os.path.exists(lib):
@@ -556,7 +606,8 @@ def test_the_twins_come_from_the_headers():
     assert twins["stat"] == "stat64" and twins["lseek"] == "lseek64" and twins["pread"] == "pread64"
     assert "canonicalizef" not in twins and "open64" not in twins   # a float variant; a twin has none
     names = lambda *specs: [p.symbol for p in tracing.select(list(specs), None)]
-    assert names("open") == ["open", "open64"] and names("open64") == ["open64"]
+    assert names("open") == ["open", "__open_2", "open64", "__open64_2"]   # and the checked versions
+    assert names("open64") == ["open64", "__open64_2"]
     assert {"fcntl", "fcntl64", "lseek64", "pread64", "fstat64"} <= set(names("%desc"))
     assert {"open64", "openat64", "stat64", "fopen64"} <= set(names("%file"))
     assert "open64" not in names("%file", "!open") and "open" not in names("%file", "!open")
@@ -565,7 +616,9 @@ def test_the_twins_come_from_the_headers():
 def test_list_says_which_twin_a_program_imports(mrhooker, cprog, tmp_path):
     r = mrhooker("trace", "-l", "open", timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and r.out.splitlines() == ["int open(const char *file, int oflag, ...);",
-                                                       "int open64(const char *file, int oflag, ...);"], r
+                                                       "int __open_2(const char *file, int oflag);",
+                                                       "int open64(const char *file, int oflag, ...);",
+                                                       "int __open64_2(const char *file, int oflag);"], r
     r = mrhooker("trace", "-l", "open", "cat", timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and r.out == "int open(const char *file, int oflag, ...);  // cat\n", r
     if "fcntl" not in imports_of("/bin/cat"):

@@ -29,7 +29,9 @@ class _Parser(argparse.ArgumentParser):
 
     _MESSAGES = (
         (r"unrecognized arguments: (\S+).*", r"unknown option \1"),
-        (r"argument (\S+?)(/\S+)?: expected one argument", r"option \1 needs a value"),
+        (r"argument (\S+?)(/\S+)?: expected one argument",   # a long option's value may start with '-': say how
+         lambda m: "option %s needs a value%s" % (m.group(1), " (one starting with '-' as %s=-VALUE)" % m.group(1)
+                                                               if m.group(1).startswith("--") else "")),
         (r"argument (\S+?)(/\S+)?: ignored explicit argument .*", r"option \1 takes no value"),
         (r"argument (\S+?)(/\S+)?: invalid int value: (.*)", r"option \1 takes a whole number, not \3"),
     )
@@ -363,10 +365,11 @@ def _trace_parser():
 
 
 def _list_prototypes(pattern, build_dir, headers, command):
-    """-l [GLOB] [COMMAND]: the known prototypes matching GLOB, each with its large-file twin (as -e takes
-    them); with COMMAND, only those it or the libraries it loads import, each saying which."""
+    """-l [GLOB] [COMMAND]: the known prototypes matching GLOB, each with its large-file twin and their checked
+    versions (as -e takes them); with COMMAND, only those it or the libraries it loads import, each saying
+    which."""
     import fnmatch
-    from mrhooker import cache, cdecl
+    from mrhooker import cache, cdecl, tracespec, tracing
     from mrhooker.programs import resolve_command
     root = cache.prepare(build_dir or cache.default_root(), "build directory" if build_dir else "cache directory")
     imported = None
@@ -385,11 +388,12 @@ def _list_prototypes(pattern, build_dir, headers, command):
     twins = cdecl.large_file_twins(root, headers, libraries=libraries)
     listed, lines = set(), []
     for name in names:
-        for each in (name, twins.get(name)):
-            if each is None or each in listed:
+        plain = [n for n in (name, twins.get(name)) if n]
+        for each in [n for p in plain for n in [p] + tracespec.fortified_of(p)]:
+            if each in listed:
                 continue
             listed.add(each)
-            proto = cdecl.prototype_for(each, root, headers)
+            proto = tracing.prototype_for(each, root, headers)
             if imported is None:
                 lines.append("%s;\n" % proto.text)
             elif proto.symbol in imported:

@@ -173,14 +173,17 @@ def duration_ns(text, what):
 
 def rules_for(rules, prototypes, twins=None):
     """{index of the prototype: [Rule]}: the rules that name each function, in command-line order (the order
-    in which they decide a call). A name stands for the function (by the name written or its symbol: an alias)
-    and its large-file twin (twins: {open: open64}), as in -e."""
+    in which they decide a call). A name stands for the function (by the name written or its symbol: an alias),
+    its large-file twin (twins: {open: open64}) and their checked versions (__open_2, __open64_2), as in -e."""
     base = {twin: name for name, twin in (twins or {}).items()}
     chosen = {}
     for rule in rules:
         matched = False
         for index, proto in enumerate(prototypes):
+            checked = tracespec.checks(proto.symbol)
             names = {proto.name, proto.symbol, base.get(proto.symbol, proto.symbol)}
+            if checked:
+                names |= {checked, base.get(checked, checked)}
             if any(fnmatch.fnmatchcase(n, pattern) for n in names for pattern in rule.functions):
                 chosen.setdefault(index, []).append(rule)
                 matched = True

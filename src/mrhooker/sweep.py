@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 
-from mrhooker import cache, sites
+from mrhooker import cache, sites, tracespec
 from mrhooker.errors import MrhookerError
 
 DEFAULT_SPEC = "%memory,%file,%desc,%net,%process"
@@ -56,6 +56,7 @@ FATAL = ("crash", "hang")   # what makes the sweep's exit status 1
 
 
 def usual_errno(name):
+    name = tracespec.checks(name) or name   # __open_2: open's
     for prefixes, errno_name in USUAL_ERRNO:
         if name.startswith(prefixes):
             return errno_name

@@ -692,6 +692,38 @@ FUNCTIONS = {
 # The large-file twins (open64, fstat64, ...) are the same functions for a trace: described once.
 TWINS = {name + "64": name for name in FUNCTIONS}
 
+# The checked versions that a program built with -D_FORTIFY_SOURCE (as Debian builds tar, xz, python3) calls
+# instead (their prototypes: glibc's bits/*2.h, declared only in such a build, so written out here). `open`
+# stands for them too (-e, --inject), as strace's open stands for the system call whatever called it; each is
+# traced under its own name, as ltrace shows it. {name: (the function it checks, prototype)}. Those whose
+# arguments start as their function's are described by its entry; __recv_chk and __recvfrom_chk put their
+# buffer's size before the flags and have their own.
+FORTIFIED = {
+    "__open_2": ("open", "int __open_2(const char *file, int oflag)"),
+    "__open64_2": ("open64", "int __open64_2(const char *file, int oflag)"),
+    "__openat_2": ("openat", "int __openat_2(int fd, const char *file, int oflag)"),
+    "__openat64_2": ("openat64", "int __openat64_2(int fd, const char *file, int oflag)"),
+    "__read_chk": ("read", "ssize_t __read_chk(int fd, void *buf, size_t nbytes, size_t buflen)"),
+    "__pread_chk": ("pread", "ssize_t __pread_chk(int fd, void *buf, size_t nbytes, off_t offset, size_t buflen)"),
+    "__pread64_chk": ("pread64",
+                      "ssize_t __pread64_chk(int fd, void *buf, size_t nbytes, off64_t offset, size_t buflen)"),
+    "__readlink_chk": ("readlink", "ssize_t __readlink_chk(const char *path, char *buf, size_t len, size_t buflen)"),
+    "__readlinkat_chk": ("readlinkat", "ssize_t __readlinkat_chk(int fd, const char *path, char *buf, size_t len, "
+                                       "size_t buflen)"),
+    "__getcwd_chk": ("getcwd", "char *__getcwd_chk(char *buf, size_t size, size_t buflen)"),
+    "__realpath_chk": ("realpath", "char *__realpath_chk(const char *name, char *resolved, size_t resolvedlen)"),
+    "__poll_chk": ("poll", "int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen)"),
+    "__ppoll_chk": ("ppoll", "int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, "
+                             "const sigset_t *ss, size_t fdslen)"),
+    "__recv_chk": ("recv", "ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)"),
+    "__recvfrom_chk": ("recvfrom", "ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, "
+                                   "struct sockaddr *addr, socklen_t *addr_len)"),
+}
+_OWN_ENTRIES = {
+    "__recv_chk": Fn(FD, BytesOut(2), None, None, MSG_FLAGS),
+    "__recvfrom_chk": Fn(FD, BytesOut(2), None, None, MSG_FLAGS, Sockaddr(6, filled=True), LENGTH),
+}
+
 CLASSES = {}   # each name stands for the function and its large-file twin (tracing.select)
 for _name, _fn in FUNCTIONS.items():
     for _class in _fn.classes:
@@ -718,8 +750,20 @@ def named_constants():
 
 
 def described(symbol):
-    """The table's entry for a function (its large-file twin's too), or None."""
+    """The table's entry for a function (its large-file twin's, its checked version's too), or None."""
+    if symbol in FORTIFIED:
+        return _OWN_ENTRIES.get(symbol) or described(FORTIFIED[symbol][0])
     return FUNCTIONS.get(symbol) or FUNCTIONS.get(TWINS.get(symbol, ""))
+
+
+def fortified_of(name):
+    """The checked versions of a function (open: __open_2), in FORTIFIED's order."""
+    return [checked for checked, (base, _) in FORTIFIED.items() if base == name]
+
+
+def checks(symbol):
+    """The function a checked version checks (__open64_2: open64), or None."""
+    return FORTIFIED[symbol][0] if symbol in FORTIFIED else None
 
 
 # ---- kinds from a prototype ---------------------------------------------------------------------------------

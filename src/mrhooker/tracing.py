@@ -62,8 +62,18 @@ class _Known:
 
     def with_twins(self, names):
         """names, each followed by its large-file twin (open, open64): the function a program built with
-        -D_FILE_OFFSET_BITS=64 (Python, SQLite, ...) calls when its source says open."""
-        return [n for name in names for n in (name, self.twins.get(name)) if n]
+        -D_FILE_OFFSET_BITS=64 (Python, SQLite, ...) calls when its source says open; and each one's checked
+        versions (__open_2, __open64_2), which a program built with -D_FORTIFY_SOURCE calls instead."""
+        plain = [n for name in names for n in (name, self.twins.get(name)) if n]
+        return [n for name in plain for n in [name] + tracespec.fortified_of(name)]
+
+
+def prototype_for(name, cache_dir, headers=()):
+    """A known function's prototype: the headers', or, for a checked version (__open_2), the one written out in
+    tracespec.FORTIFIED (the headers the database reads declare them only in a -D_FORTIFY_SOURCE build)."""
+    from mrhooker import cdecl
+    return cdecl.prototype_for(tracespec.FORTIFIED[name][1] if name in tracespec.FORTIFIED else name, cache_dir,
+                               headers)
 
 
 def select(specs, cache_dir, headers=()):
@@ -71,12 +81,16 @@ def select(specs, cache_dir, headers=()):
     !name or !glob to exclude, %class, or a written-out prototype ("int foo(int x)") for a function the
     headers don't declare. None or empty: the default classes. A name, a class's or a glob's, stands for the
     function and its large-file twin, as strace's `open` stands for the system call whatever the libc calls it:
-    `open` selects open and open64, `!open` leaves both out, `open64` is open64 alone. Each is traced (and shown)
-    under its own name: the lines say which the program called."""
+    `open` selects open and open64 (and their checked versions, __open_2 and __open64_2), `!open` leaves them
+    out, `open64` is open64 (and __open64_2). Each is traced (and shown) under its own name: the lines say which
+    the program called."""
     from mrhooker import cdecl
 
     known = _Known(cache_dir, headers)
     chosen, excluded, written = [], set(), {}
+
+    def prototype(name):
+        return written.get(name) or prototype_for(name, cache_dir, headers)
     wanted = [item for spec in (specs or []) for item in items(spec)]
     if not any(not item.startswith("!") for item in wanted):
         wanted = ["%" + c for c in DEFAULT_CLASSES] + wanted
@@ -101,6 +115,8 @@ def select(specs, cache_dir, headers=()):
             return known.with_twins(matched)
         if not re.fullmatch(r"[A-Za-z_]\w*", item):
             raise MrhookerError("bad -e item %r: a function name, a glob, !NAME or %%CLASS" % item)
+        if item in tracespec.FORTIFIED:
+            return [item]
         while item not in known.set and known.widen():
             pass
         if item in known.set:
@@ -119,10 +135,10 @@ def select(specs, cache_dir, headers=()):
         else:
             chosen += [n for n in names_for(item) if n not in chosen]
     # an alias is left out with the function it names (!sched_yield leaves out pthread_yield)
-    excluded_symbols = {(written.get(n) or cdecl.prototype_for(n, cache_dir, headers)).symbol for n in excluded}
+    excluded_symbols = {prototype(n).symbol for n in excluded}
     prototypes, symbols = [], set()
     for name in chosen:
-        proto = written.get(name) or cdecl.prototype_for(name, cache_dir, headers)
+        proto = prototype(name)
         if proto.symbol in symbols or proto.symbol in excluded_symbols:
             continue
         refused = cdecl.runtime_refusal(proto.symbol)   # a written-out prototype of the runtime's own

@@ -48,6 +48,11 @@
  *   for the watcher's pass to end (attach_fork_prepare takes patch_lock, waiting a bounded time: see there), so
  *   the child of a program that never walks its objects itself gets that lock free, for its own use and for a
  *   watcher of its own (-f).
+ * - vfork: its child runs in the parent's memory until it execs, and calls the program makes there (Python's
+ *   subprocess calls execv; dash, execve) ran hooks and the trace in the parent's memory: the parent's GIL was
+ *   left taken (its hooks never ran again, on later attaches neither) and its cached thread id became the
+ *   child's (its trace lines carried the child's pid). Idea: as when launched (preload.c), vfork runs as fork:
+ *   its slots are patched too, to vfork_as_fork.
  * Left out: sigaction's handler tracking and pthread_create's thread key are not patched in (a handler that
  *   longjmps out of a hooked call leaves that thread untraced; a hook script's threads' states are cleaned at
  *   exit only); exec'd children are not hooked (no LD_PRELOAD).
@@ -105,6 +110,9 @@ static unsigned by_name_size;
 static ElfW(Addr) self_base;        /* this library's l_addr: its own slots are never patched */
 static int mem_fd = -1;             /* /proc/self/mem, open during a pass (glibc < 2.35) */
 static int (*find_object)(void *, void *);   /* glibc 2.35+'s _dl_find_object, or NULL */
+static void *vfork_original;        /* libc's vfork (what a pointer to it holds), or NULL */
+static pid_t (*fork_for_vfork)(void);   /* fork's entry point here if fork is hooked (its hook and trace see the
+                                         * call, as when launched), else libc's fork */
 
 /* Doubles *array (mmap'd), keeping its items. The new array is in place before the old one is unmapped: a fork
  * child may read it whatever this thread was doing (see attach_fork_prepare). -1: no memory, *array as it was. */
@@ -163,7 +171,16 @@ static int index_slots(void)
     }
     by_name_size = size;
     by_name = index;
+    int fork_slot = slot_named("fork");
+    fork_for_vfork = (pid_t (*)(void))(fork_slot >= 0 ? entries[fork_slot] : mrh_lookup_next("fork"));
+    vfork_original = fork_for_vfork ? mrh_lookup_next("vfork") : NULL;
     return 0;
+}
+
+/* What a vfork slot holds while attached (see the hazards). */
+static pid_t vfork_as_fork(void)
+{
+    return fork_for_vfork();
 }
 
 /* The read-only page made writable for the slots being written (a pass closes it at its end). */
@@ -245,14 +262,14 @@ static void read_dynamic(const struct object *o, struct dynamic_info *d)
     d->nrela /= relaent;
 }
 
-static void add_patch(void **slot, int index, const struct object *o, ElfW(Addr) ro_lo, ElfW(Addr) ro_hi)
+static void add_patch(void **slot, void *entry, const struct object *o, ElfW(Addr) ro_lo, ElfW(Addr) ro_hi)
 {
     void *old = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (old == entries[index]) return;
+    if (old == entry) return;
     if (npatches == patches_cap && grow(&patches, &patches_cap, sizeof *patches) != 0) return;   /* unpatched */
     int readonly = (ElfW(Addr))slot >= ro_lo && (ElfW(Addr))slot < ro_hi;
-    if (write_slot(slot, entries[index], readonly) != 0) return;
-    patches[npatches] = (struct patch){slot, old, entries[index], *o, readonly};
+    if (write_slot(slot, entry, readonly) != 0) return;
+    patches[npatches] = (struct patch){slot, old, entry, *o, readonly};
     __atomic_store_n(&npatches, npatches + 1, __ATOMIC_RELEASE);   /* counted once whole (a fork child's view) */
 }
 
@@ -277,14 +294,23 @@ static void patch_object(const struct object *o, const struct dynamic_info *dyn,
             if (!sym || !(type == R_X86_64_JUMP_SLOT || type == R_X86_64_GLOB_DAT ||
                           (type == R_X86_64_64 && r[i].r_addend == 0)))
                 continue;
-            int index = slot_named(d.strtab + d.symtab[sym].st_name);
-            if (index < 0) continue;
+            const char *name = d.strtab + d.symtab[sym].st_name;
+            int index = slot_named(name);
+            void *entry, *function;
+            if (index >= 0) {
+                entry = entries[index];
+                function = mrh_original_of(index);
+            } else if (vfork_original && mrh_same_string(name, "vfork")) {
+                entry = (void *)vfork_as_fork;
+                function = vfork_original;
+            } else {
+                continue;
+            }
             void **slot = (void **)(o->base + r[i].r_offset);
             /* A call slot is ours whatever it holds (the function, or its PLT stub before the first call); a
              * pointer only if it still points to the function (the program may have changed the variable). */
-            if (type != R_X86_64_JUMP_SLOT && __atomic_load_n(slot, __ATOMIC_ACQUIRE) != mrh_original_of(index))
-                continue;
-            add_patch(slot, index, o, ro_lo, ro_hi);
+            if (type != R_X86_64_JUMP_SLOT && __atomic_load_n(slot, __ATOMIC_ACQUIRE) != function) continue;
+            add_patch(slot, entry, o, ro_lo, ro_hi);
         }
     }
 }

@@ -163,6 +163,9 @@ typedef struct mrh_runtime {
     int (*setspecific)(pthread_key_t, const void *);
     int (*thread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
     pid_t (*fork)(void);
+    int detached;   /* an attached process's detach has happened, and no attach since (preload.c,
+                     * mrh_attach_state; set before park_output): a hook still running must not open the
+                     * output again (pyrt.c, output_descriptor) */
 } mrh_runtime;
 
 /* ---- hook side -> target side ------------------------------------------------------------------------ */

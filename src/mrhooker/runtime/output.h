@@ -26,14 +26,15 @@
 #include <unistd.h>
 
 /* Where our descriptors start: near the soft limit, at most 1000, so programs that hand out the lowest free
- * number, or use select() (FD_SETSIZE 1024), never meet them. */
+ * number, or use select() (FD_SETSIZE 1024), never meet them. Under a small limit (`ulimit -n 32`), 4 below it:
+ * at 3 they took the program's next number. */
 static inline int mrh_output_fd_floor(void)
 {
     struct rlimit rl;
     long top = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < top)
         top = (long)rl.rlim_cur;
-    return top > 64 ? (int)top - 24 : 3;
+    return top > 64 ? (int)top - 24 : top > 8 ? (int)top - 4 : 3;
 }
 
 static inline int mrh_output_identity(int fd, const char *id)

@@ -616,6 +616,7 @@ void mrh_attach_state(int on)
         runtime.output = c->output, runtime.output_id = c->output_id;
         runtime.report = c->report, runtime.report_id = c->report_id;
     }
+    __atomic_store_n(&runtime.detached, !on, __ATOMIC_RELEASE);
     const mrh_hook_ops *started = ops;
     pthread_mutex_unlock(&start_lock);
     if (!on && started) started->park_output();   /* let go of mrhooker's stderr (or -o file): its reader sees

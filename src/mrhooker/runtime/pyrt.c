@@ -56,13 +56,19 @@ static dev_t output_dev;
 static ino_t output_ino;
 /* An attached process's detach points output_fd at a placeholder of its own (park_output): an inode nothing else
  * has, so that the next attach can tell the number is still ours and reuse it (else each attach with hooks would
- * leave a descriptor behind), and opened O_PATH, so that a hook still writing after the detach gets EBADF. */
+ * leave a descriptor behind), and opened O_PATH, so that a hook still writing after the detach gets EBADF (and
+ * one writing later opens nothing: mrh_runtime.detached). */
 static dev_t parked_dev;
 static ino_t parked_ino;
 
 static int output_descriptor(void)
 {
     if (mrh_output_still(output_fd, output_dev, output_ino)) return output_fd;
+    /* Parked by a detach, with a hook still running (its call was in flight): its lines are dropped. Opening
+     * the output again would give the program mrhooker's stderr to hold after mrhooker's end, and a reader of
+     * that pipe would wait for its end for ever. (detached is set before the park: seen here once the
+     * descriptor is not ours.) */
+    if (__atomic_load_n(&mrh_rt->detached, __ATOMIC_ACQUIRE)) return -1;
     /* Closed or reused by the target: never close what may be the target's now; open the output again (into
      * the number a detach parked, if it is still parked). */
     int fd = mrh_output_open(mrh_rt->output, mrh_rt->output_id);
