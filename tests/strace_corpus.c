@@ -20,7 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -234,6 +237,23 @@ static void descriptors(void)
     close(p[1]);
     close(q[0]);
     close(q[1]);
+
+    section("events");
+    int ev = eventfd(3, EFD_NONBLOCK);
+    int ev2 = eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC | EFD_NONBLOCK);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int ep2 = epoll_create1(0);
+    epoll_ctl(ep, EPOLL_CTL_DEL, ev, NULL);             /* ENOENT: not added */
+    epoll_ctl(ep, 77, ev, NULL);                        /* EFAULT: an unknown op */
+    struct rlimit rl = {1024, 8192};
+    setrlimit(RLIMIT_CORE, &rl);                        /* strace: {rlim_cur=1024, rlim_max=8*1024} */
+    getrlimit(RLIMIT_CORE, &rl);
+    getrlimit(RLIMIT_DATA, &rl);                        /* RLIM64_INFINITY, or a number */
+    getrlimit(99, &rl);                                 /* EINVAL: an unknown resource */
+    close(ev);
+    close(ev2);
+    close(ep);
+    close(ep2);
 }
 
 static void memory(void)

@@ -264,6 +264,9 @@ MAPPING = {
     "getsockname": Rule("getsockname", volatile=(1,)),
     "futimens": Rule("utimensat", lambda a: [a[0], "NULL"] + a[1:] + ["0"]),
     "socket": Rule("socket", key=()), "socketpair": Rule("socketpair", key=()),
+    "eventfd": Rule("eventfd2", key=()),
+    "getrlimit": Rule("prlimit64", lambda a: ["0", a[0], "NULL", a[1]], key=(1,)),
+    "setrlimit": Rule("prlimit64", lambda a: ["0", a[0], a[1], "NULL"], key=(1,)),
 }
 # Functions whose library line has no system call to compare with (library functions strace can't see).
 NO_SYSCALL = ("getaddrinfo", "freeaddrinfo", "getenv", "fopen", "fopen64", "fclose", "fdopen", "opendir",

@@ -36,12 +36,14 @@ FUNCTIONS = sorted(set("""
     dup3 fcntl fcntl64 ioctl poll ppoll select pselect mmap mmap64 munmap mprotect socket socketpair bind listen
     connect accept accept4 getpeername getsockname getsockopt setsockopt send recv sendto recvfrom shutdown fork
     execve execv waitpid wait wait4 waitid kill raise sigprocmask clock_gettime nanosleep clock_nanosleep exit
-    _exit copy_file_range posix_fadvise fsync fdatasync ftruncate ftruncate64 utimensat futimens
+    _exit copy_file_range posix_fadvise fsync fdatasync ftruncate ftruncate64 utimensat futimens eventfd
+    epoll_create1 epoll_ctl getrlimit setrlimit
 """.split()))
 SYSCALLS = sd.syscalls_for(FUNCTIONS)
 
 # The C corpus' sections, in order (access("=NAME", F_OK) marks each).
-SECTIONS = ("open", "escape", "stat", "access", "paths", "lseek", "pipe", "fcntl", "ioctl", "poll", "mmap", "inet",
+SECTIONS = ("open", "escape", "stat", "access", "paths", "lseek", "pipe", "fcntl", "ioctl", "poll", "events", "mmap",
+            "inet",
             "inet6", "unix", "wait", "exec", "signal", "time", "end")
 
 

@@ -16,7 +16,8 @@ _MEMBERS_SHOWN = {"struct stat": ("st_mode", "st_size"), "struct stat64": ("st_m
                   "struct utsname": ("sysname", "nodename")}
 # Members shown by a kind of their own: {member: (MRH_M_*, its table: a Flags kind, or the member it reads)}.
 _MEMBER_KINDS = {"st_mode": ("MRH_M_FILE_MODE", None), "stx_mode": ("MRH_M_FILE_MODE", None),
-                 "st_size": ("MRH_M_SIZE_OR_RDEV", "st_rdev"), "stx_mask": ("MRH_M_FLAGS", tracespec.STATX_MASK)}
+                 "st_size": ("MRH_M_SIZE_OR_RDEV", "st_rdev"), "stx_mask": ("MRH_M_FLAGS", tracespec.STATX_MASK),
+                 "rlim_cur": ("MRH_M_RLIM", None), "rlim_max": ("MRH_M_RLIM", None)}
 _U64 = (1 << 64) - 1
 
 
@@ -184,7 +185,8 @@ def source(plans, symbols, layouts):
             _arg(plan.ret, plan.proto.ret, tables), slot))
         body.append("")
     t = tables
-    errnos = t.names("errno_names", t.by_prefix("E", preferred=("EAGAIN", "EDEADLK", "EOPNOTSUPP")))
+    errnos = t.names("errno_names", t.by_prefix("E", exclude=tuple(n for n in symbols if n.startswith(
+        tracespec.NOT_ERRNO)), preferred=("EAGAIN", "EDEADLK", "EOPNOTSUPP")))
     signals = t.names("signal_names", t.by_prefix(
         "SIG", exclude=tuple(n for n in symbols if n.startswith(("SIG_", "SIGEV_", "SIGRTMIN", "SIGRTMAX",
                                                                  "SIGSTKSZ"))),

@@ -107,7 +107,7 @@ def plan_trace(request, root, headers):
     from mrhooker import faults, layouts, tracespec, tracing
 
     symbols = tracing.symbols(root)
-    rules = [faults.parse_inject(spec, symbols) for spec in request.inject]
+    rules = [faults.parse_inject(spec, tracespec.errno_values(symbols)) for spec in request.inject]
     fake_time = request.fake_time is not None
     needed = [name for rule in rules for name in rule.functions]
     if fake_time:   # refused now if it is bad; anchored again as the program starts

@@ -412,6 +412,8 @@ SOCKET_TYPE = Flags("socket_type", low=("SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW",
                                         "SOCK_DCCP", "SOCK_PACKET"), low_mask=0xF,
                     bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"))
 SOCK_FLAGS = Flags("sock_flags", bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"))   # accept4's
+EPOLL_FLAGS = Flags("epoll_flags", bits=("EPOLL_CLOEXEC",))
+EFD_FLAGS = Flags("efd_flags", bits=("EFD_SEMAPHORE", "EFD_CLOEXEC", "EFD_NONBLOCK"))   # strace's order
 MSG_FLAGS = Flags("msg_flags", prefix="MSG_", exclude=("MSG_TRYHARD",))
 WAIT_OPTIONS = Flags("wait_options", bits=("WNOHANG", "WUNTRACED", "WCONTINUED", "WEXITED", "WSTOPPED",
                                            "WNOWAIT", "__WNOTHREAD", "__WALL", "__WCLONE"))
@@ -476,6 +478,11 @@ SOCKOPT_NAME = EnumBy("sockopt_name", 1, {
 WHENCE = Enum("whence", prefix="SEEK_", preferred=("SEEK_SET",))
 CLOCK = Enum("clock", prefix="CLOCK_", preferred=("CLOCK_REALTIME", "CLOCK_MONOTONIC"))
 SHUTDOWN_HOW = Enum("shutdown_how", prefix="SHUT_")
+EPOLL_CTL_OP = Enum("epoll_ctl_op", names=("EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD"), unknown="EPOLL_CTL_???")
+RLIMIT_RESOURCE = Enum("rlimit_resource", names=(
+    "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC",
+    "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME"), unknown="RLIMIT_???")
 SIGPROCMASK_HOW = Enum("sigprocmask_how", names=("SIG_BLOCK", "SIG_UNBLOCK", "SIG_SETMASK"), unknown="SIG_???")
 FADVISE = Enum("fadvise", names=("POSIX_FADV_NORMAL", "POSIX_FADV_RANDOM", "POSIX_FADV_SEQUENTIAL",
                                  "POSIX_FADV_WILLNEED", "POSIX_FADV_DONTNEED", "POSIX_FADV_NOREUSE"),
@@ -588,8 +595,9 @@ FUNCTIONS = {
                  Struct("struct timeval", changed=True), ret=SELECT_RESULT, classes="desc"),
     "pselect": Fn(None, *[Array("fd_set", "MRH_K_FD_SET", 0, SIZEOF["fd_set"], bits=True)] * 3,
                   Struct("struct timespec"), SIGSET, ret=SELECT_RESULT, classes="desc"),
-    "epoll_create": Fn(None, classes="desc"), "epoll_create1": Fn(FD_FLAGS, classes="desc"),
-    "epoll_ctl": Fn(FD, None, FD, None, classes="desc"),
+    "epoll_create": Fn(None, classes="desc"), "epoll_create1": Fn(EPOLL_FLAGS, classes="desc"),
+    "epoll_ctl": Fn(FD, EPOLL_CTL_OP, FD, None, classes="desc"),
+    "eventfd": Fn(None, EFD_FLAGS, classes="desc"),
     "epoll_wait": Fn(FD, None, None, None, classes="desc"),
     "epoll_pwait": Fn(FD, None, None, None, SIGSET, classes="desc"),
     "pipe": Fn(FD_PAIR, classes="desc"), "pipe2": Fn(FD_PAIR, FD_FLAGS, classes="desc"),
@@ -682,6 +690,9 @@ FUNCTIONS = {
     "secure_getenv": Fn(STRING, ret=StringResult(), classes="env"),
     "setenv": Fn(STRING, STRING, None, classes="env"), "unsetenv": Fn(STRING, classes="env"),
     "putenv": Fn(None, classes="env"), "clearenv": Fn(classes="env"),
+    # resource limits (no class: strace has none for them either)
+    "getrlimit": Fn(RLIMIT_RESOURCE, None), "setrlimit": Fn(RLIMIT_RESOURCE, None),
+    "prlimit": Fn(None, RLIMIT_RESOURCE, None, None),
     # signals
     "sigprocmask": Fn(SIGPROCMASK_HOW, SIGSET, SIGSET_OUT, classes="signal"),
     "pthread_sigmask": Fn(SIGPROCMASK_HOW, SIGSET, SIGSET_OUT, classes="signal"),
@@ -731,6 +742,15 @@ for _name, _fn in FUNCTIONS.items():
 DEFAULT_CLASSES = ("file", "desc", "net", "process", "time", "env")
 EXEC = tuple(name for name, fn in FUNCTIONS.items() if fn.exec)
 NORETURN = tuple(name for name, fn in FUNCTIONS.items() if fn.noreturn and not fn.exec)
+
+
+# Constants of the headers read (tracing.SYMBOL_HEADERS) whose names start with E but are no errno.
+NOT_ERRNO = ("EAI_", "EPOLL", "EFD_")
+
+
+def errno_values(symbols):
+    """{name: value} of the errno constants among the headers' (tracing.symbols)."""
+    return {n: v for n, v in symbols.items() if n.startswith("E") and not n.startswith(NOT_ERRNO)}
 
 
 def named_constants():

@@ -512,6 +512,19 @@ static void put_file_mode(mrh_text *t, const mrh_decoders *d, uint64_t mode)
 static void put_layout(mrh_text *t, const mrh_decoders *d, const mrh_layout *l, const unsigned char *data,
                        size_t n, int json);
 
+/* A resource limit: infinity by name, a whole number of KiB as N*1024 (strace's spelling); JSON: the number. */
+static void put_rlim(mrh_text *t, uint64_t v, int json)
+{
+    if (json || (v != UINT64_MAX && (v <= 1024 || v % 1024))) {
+        mrh_put_u64(t, v);
+    } else if (v == UINT64_MAX) {
+        mrh_puts(t, "RLIM64_INFINITY");
+    } else {
+        mrh_put_u64(t, v / 1024);
+        mrh_puts(t, "*1024");
+    }
+}
+
 static void put_member(mrh_text *t, const mrh_decoders *d, const mrh_member *m, const unsigned char *data,
                        size_t n, int json)
 {
@@ -545,6 +558,7 @@ static void put_member(mrh_text *t, const mrh_decoders *d, const mrh_member *m, 
     case MRH_M_STRUCT: put_layout(t, d, m->table, p, n - m->offset, json); break;
     case MRH_M_FLAGS: put_flags_value(t, m->table, load_uint(p, m->size), json); break;
     case MRH_M_SIZE_OR_RDEV: mrh_put_i64(t, load_int(p, m->size)); break;
+    case MRH_M_RLIM: put_rlim(t, load_uint(p, m->size), json); break;
     default: mrh_puts(t, json ? "null" : "?");
     }
 }

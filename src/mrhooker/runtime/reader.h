@@ -64,9 +64,10 @@ typedef struct mrh_layout {
     const mrh_member *members;
 } mrh_layout;
 
-/* MRH_M_SIZE_OR_RDEV: a struct stat's st_size, or for a device, its st_rdev (as strace shows a stat). */
+/* MRH_M_SIZE_OR_RDEV: a struct stat's st_size, or for a device, its st_rdev (as strace shows a stat).
+ * MRH_M_RLIM: a struct rlimit's limit, as strace shows one (RLIM64_INFINITY, 8192*1024). */
 enum { MRH_M_INT, MRH_M_UINT, MRH_M_FLOAT, MRH_M_POINTER, MRH_M_STRUCT, MRH_M_CHARS, MRH_M_FILE_MODE, MRH_M_FLAGS,
-       MRH_M_SIZE_OR_RDEV };
+       MRH_M_SIZE_OR_RDEV, MRH_M_RLIM };
 
 struct mrh_member {
     const char *name;
