@@ -501,6 +501,21 @@ def test_every_thread_is_traced(mrhooker, cprog, warm):
         "t%d %d" % (t, i) for t in range(3) for i in range(150))
 
 
+def test_a_threads_id_attaches_to_its_process_and_says_so(mrhooker, cprog, warm):
+    """-p TID: the runtime patches a process, whose threads all call through the patched slots (strace -p TID
+    traces that thread alone): the process is attached, and mrhooker says so rather than 'Process TID'."""
+    proc = start([cprog(THREADS_C, flags=["-pthread"])])
+    wait_running(proc)
+    tid = max(int(t) for t in os.listdir("/proc/%d/task" % proc.pid))
+    assert tid != proc.pid
+    r = mrhooker("trace", "-e", "write", "-D", "0.3", "-p", tid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    assert r.err.splitlines()[0] == "mrhooker: %d is a thread of process %d: attaching to the process (all its " \
+                                    "threads)" % (tid, proc.pid), r.err
+    assert "Process %d attached" % proc.pid in r.err and "Process %d detached" % proc.pid in r.err, r.err
+    assert finish(proc)[0] == 0
+
+
 BLOCKED_C = r"""
 #include <stdio.h>
 #include <string.h>

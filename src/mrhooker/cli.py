@@ -411,17 +411,34 @@ def _list_prototypes(pattern, build_dir, headers, command):
     return 0
 
 
+def _process_of(tid):
+    """The process a thread id belongs to (its Tgid); tid itself when it is a process, or gone."""
+    try:
+        with open("/proc/%d/status" % tid) as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return tid
+
+
 def _pids(values, command, duration):
-    """-p's values (each a comma list) as pids, each once, in order; -p and -D checked against COMMAND."""
+    """-p's values (each a comma list) as pids, each once, in order (a thread's id: its process, said so); -p and
+    -D checked against COMMAND."""
+    from mrhooker.errors import say
     pids = []
     for value in values:
         for item in value.split(","):
             if not item.strip().isdigit() or int(item) <= 0:
                 raise MrhookerError("-p %s: not a process id" % value)
-            if int(item) == os.getpid():
+            pid = _process_of(int(item))
+            if pid != int(item):   # the runtime patches a process, whose threads all call through it
+                say("%s is a thread of process %d: attaching to the process (all its threads)" % (item.strip(), pid))
+            if pid == os.getpid():
                 raise MrhookerError("-p %s: that is mrhooker itself" % item)
-            if int(item) not in pids:
-                pids.append(int(item))
+            if pid not in pids:
+                pids.append(pid)
     if pids and command:
         raise MrhookerError("give either -p PID or a command, not both")
     if duration is not None and (not pids or not duration > 0):
