@@ -673,6 +673,7 @@ def test_an_alias_is_left_out_with_the_function_it_names():
     (["-e", "nothing_*", "true"], "no known function matches nothing_*"),
     (["-e", "printf", "true"], "variadic function printf cannot be forwarded; trace vprintf instead"),
     (["-e", "%nosuch", "true"], "unknown class %nosuch"),
+    (["-e", "", "true"], "-e '' names no function"),      # not the default classes without a word
     (["-ff", "true"], "-ff needs -o FILE"),
     (["-e", "write"], "no command given"),
     (["--frobnicate", "true"], "unknown option --frobnicate"),

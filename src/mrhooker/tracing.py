@@ -91,6 +91,9 @@ def select(specs, cache_dir, headers=()):
 
     def prototype(name):
         return written.get(name) or prototype_for(name, cache_dir, headers)
+    for spec in specs or []:
+        if not items(spec):   # -e '' (an empty variable, say): not the default classes without a word
+            raise MrhookerError("-e %r names no function" % spec)
     wanted = [item for spec in (specs or []) for item in items(spec)]
     if not any(not item.startswith("!") for item in wanted):
         wanted = ["%" + c for c in DEFAULT_CLASSES] + wanted
