@@ -681,6 +681,8 @@ def test_an_alias_is_left_out_with_the_function_it_names():
     (["--rebiuld", "true"], "unknown option --rebiuld (did you mean --rebuild?)"),
     (["--no-folow", "true"], "unknown option --no-folow (did you mean --no-follow?)"),
     (["--buffer-size", "x", "true"], "option --buffer-size takes a whole number, not 'x'"),
+    (["--buffer-size", "0", "true"], "--buffer-size 0: a number of MB from 1 to 65536"),   # named, alone
+    (["-s", "-1", "true"], "-s -1: the length takes a number from 0"),
     (["no-such-command-here"], "no-such-command-here: command not found"),
 ])
 def test_bad_input_is_one_line(mrhooker, args, words):

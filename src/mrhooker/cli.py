@@ -465,9 +465,12 @@ def trace_command(argv):
         raise MrhookerError("no command given: what should run traced?\nusage: " + TRACE_USAGE)
     if args.chosen_only and not args.inject:
         raise MrhookerError("--chosen-only records the calls --inject chooses: give --inject too")
-    if args.strsize < 0 or args.timeline_limit < 1 or not 1 <= args.buffer_size <= 65536:
-        raise MrhookerError("-s takes a number from 0, --timeline-limit one from 1, --buffer-size one from 1 to "
-                            "65536 (MB)")
+    for bad, says in ((args.strsize < 0, "-s %d: the length takes a number from 0" % args.strsize),
+                      (args.timeline_limit < 1, "--timeline-limit %d: a number from 1" % args.timeline_limit),
+                      (not 1 <= args.buffer_size <= 65536,
+                       "--buffer-size %d: a number of MB from 1 to 65536" % args.buffer_size)):
+        if bad:   # the option given, by name
+            raise MrhookerError(says)
     for option, path in (("-o", args.output), ("--json", args.json), ("--timeline", args.timeline),
                          ("--scaffold", args.scaffold)):
         # checked now, not after the program ran: a typo must not cost the run
