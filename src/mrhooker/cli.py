@@ -369,7 +369,7 @@ def _list_prototypes(pattern, build_dir, headers, command):
     versions (as -e takes them); with COMMAND, only those it or the libraries it loads import, each saying
     which."""
     import fnmatch
-    from mrhooker import cache, cdecl, tracespec, tracing
+    from mrhooker import cache, cdecl, tracing
     from mrhooker.programs import resolve_command
     root = cache.prepare(build_dir or cache.default_root(), "build directory" if build_dir else "cache directory")
     imported = None
@@ -388,8 +388,7 @@ def _list_prototypes(pattern, build_dir, headers, command):
     twins = cdecl.large_file_twins(root, headers, libraries=libraries)
     listed, lines = set(), []
     for name in names:
-        plain = [n for n in (name, twins.get(name)) if n]
-        for each in [n for p in plain for n in [p] + tracespec.fortified_of(p)]:
+        for each in tracing.with_twins([name], twins):
             if each in listed:
                 continue
             listed.add(each)

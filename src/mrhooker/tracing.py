@@ -61,11 +61,15 @@ class _Known:
         return True
 
     def with_twins(self, names):
-        """names, each followed by its large-file twin (open, open64): the function a program built with
-        -D_FILE_OFFSET_BITS=64 (Python, SQLite, ...) calls when its source says open; and each one's checked
-        versions (__open_2, __open64_2), which a program built with -D_FORTIFY_SOURCE calls instead."""
-        plain = [n for name in names for n in (name, self.twins.get(name)) if n]
-        return [n for name in plain for n in [name] + tracespec.fortified_of(name)]
+        return with_twins(names, self.twins)
+
+
+def with_twins(names, twins):
+    """names, each followed by its large-file twin (open, open64; twins: the database's): the function a program
+    built with -D_FILE_OFFSET_BITS=64 (Python, SQLite, ...) calls when its source says open; and each one's checked
+    versions (__open_2, __open64_2), which a program built with -D_FORTIFY_SOURCE calls instead."""
+    plain = [n for name in names for n in (name, twins.get(name)) if n]
+    return [n for name in plain for n in [name] + tracespec.fortified_of(name)]
 
 
 def prototype_for(name, cache_dir, headers=()):
