@@ -606,6 +606,43 @@ def test_fake_time_while_attached_only(mrhooker, cprog, warm):
     assert times[-1] < now + 10 and times[0] < now + 10   # real before the attach and after the detach
 
 
+MONOTONIC_C = r"""
+#include <stdio.h>
+#include <sys/times.h>
+#include <time.h>
+#include <unistd.h>
+int main(void)
+{
+    struct timespec last = {0, 0}, now;
+    struct tms t;
+    clock_t start = times(&t);   /* runs 4 real seconds (times() is never faked) */
+    for (int i = 0; times(&t) - start < 4 * sysconf(_SC_CLK_TCK); i++) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec < last.tv_sec || (now.tv_sec == last.tv_sec && now.tv_nsec < last.tv_nsec))
+            printf("back at %d\n", i);
+        last = now;
+        printf("%ld\n", (long)time(NULL));
+        fflush(stdout);
+        usleep(10000);
+    }
+    return 0;
+}
+"""
+
+
+def test_fake_time_with_a_rate_while_attached_never_turns_the_monotonic_clock_back(mrhooker, cprog, warm):
+    """Launched, a rate runs the monotonic clock at it too; attached it stays real, since the detach would turn
+    it back (a program's timeouts and intervals then go wrong, or negative)."""
+    prog = cprog(MONOTONIC_C)
+    proc = start([prog])
+    wait_running(proc)
+    r = mrhooker("trace", "-q", "--fake-time", "+1d x10", "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    status, out, _ = finish(proc)
+    assert status == 0 and b"back" not in out, out
+    assert any(int(t) > time.time() + 80000 for t in out.split()), out   # the wall clock was faked meanwhile
+
+
 def test_python_http_server_answers_while_attached(base_env, tmp_path, warm):
     (tmp_path / "index.html").write_text("attached\n")
     from helpers import free_port

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -24,14 +25,11 @@ def trace(mrhooker, *args, **kwargs):
     return mrhooker("trace", *args, **kwargs)
 
 
-def faketime(spec, argv, real_monotonic=False):
+def faketime(spec, argv):
     """The same program under libfaketime: what `faketime -f SPEC` does for one process (FAKETIME=SPEC, the
     library preloaded), without the wrapper, which names a semaphore after its own pid and refuses to run when a
-    killed faketime left one of that name in /dev/shm. real_monotonic: its monotonic clock left real (as under
-    mrhooker), so that a program measures real waits under a rate (libfaketime then mistranslates a monotonic
-    condition variable's deadline: it doesn't wait)."""
-    env = dict(os.environ, DONT_FAKE_MONOTONIC="1") if real_monotonic else dict(os.environ)
-    env.update(FAKETIME=spec, LD_PRELOAD=FAKETIME)
+    killed faketime left one of that name in /dev/shm."""
+    env = dict(os.environ, FAKETIME=spec, LD_PRELOAD=FAKETIME)
     return subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT, env=env)
 
 
@@ -160,8 +158,8 @@ def test_a_date_no_time_t_holds_is_one_line(mrhooker):
 # ---- waits ----------------------------------------------------------------------------------------------
 
 # Each mode waits WAIT fake milliseconds for something that never comes: until a deadline computed from the
-# fake clock (absolute), or for a duration (relative); prints "mode result ms", ms measured on the (real)
-# monotonic clock.
+# fake clock (absolute), or for a duration (relative); prints "mode result real-ms fake-ms": real ms measured by
+# times() (real under both tools), fake ms by CLOCK_MONOTONIC (which runs at the rate under a rate).
 WAITS_C = "#define _GNU_SOURCE\n" + WATCHDOG_C + r'''
 #include <errno.h>
 #include <fcntl.h>
@@ -174,6 +172,7 @@ WAITS_C = "#define _GNU_SOURCE\n" + WATCHDOG_C + r'''
 #include <sys/select.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
+#include <sys/times.h>
 #include <threads.h>
 #include <time.h>
 
@@ -189,6 +188,7 @@ static struct timespec deadline(clockid_t clock)
 }
 static struct timespec rel(void) { struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000}; return ts; }
 static double mono(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6; }
+static double real_ms(void) { struct tms t; return times(&t) * 1e3 / sysconf(_SC_CLK_TCK); }
 
 static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
 static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
@@ -223,6 +223,8 @@ static long run(const char *mode, pthread_t th)
         pthread_mutex_lock(&m);
         return pthread_cond_timedwait(&c, &m, &d);
     }
+    if (!strcmp(mode, "monotonic_clock_nanosleep_abs")) { d = deadline(CLOCK_MONOTONIC); return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &d, NULL); }
+    if (!strcmp(mode, "monotonic_sem_clockwait")) { d = deadline(CLOCK_MONOTONIC); return sem_clockwait(&sem, CLOCK_MONOTONIC, &d) ? errno : 0; }
     if (!strcmp(mode, "pthread_cond_clockwait")) { d = deadline(CLOCK_REALTIME); pthread_mutex_lock(&m); return pthread_cond_clockwait(&c, &m, CLOCK_REALTIME, &d); }
     if (!strcmp(mode, "sem_timedwait")) { d = deadline(CLOCK_REALTIME); return sem_timedwait(&sem, &d) ? errno : 0; }
     if (!strcmp(mode, "sem_clockwait")) { d = deadline(CLOCK_REALTIME); return sem_clockwait(&sem, CLOCK_REALTIME, &d) ? errno : 0; }
@@ -264,7 +266,8 @@ static long run(const char *mode, pthread_t th)
         mq_close(q);
         return r;
     }
-    if (!strcmp(mode, "timer_settime_abs") || !strcmp(mode, "timer_settime")) {
+    if (!strcmp(mode, "timer_settime_abs") || !strcmp(mode, "timer_settime") || !strcmp(mode, "monotonic_timer_abs")) {
+        clockid_t clock = !strcmp(mode, "monotonic_timer_abs") ? CLOCK_MONOTONIC : CLOCK_REALTIME;
         sigset_t set;
         sigemptyset(&set);
         sigaddset(&set, SIGUSR1);
@@ -274,19 +277,20 @@ static long run(const char *mode, pthread_t th)
         ev.sigev_notify = SIGEV_SIGNAL;
         ev.sigev_signo = SIGUSR1;
         timer_t tid;
-        if (timer_create(CLOCK_REALTIME, &ev, &tid)) return -2;
-        int abs = !strcmp(mode, "timer_settime_abs");
-        struct itimerspec its = {{0, 0}, abs ? deadline(CLOCK_REALTIME) : rel()};
+        if (timer_create(clock, &ev, &tid)) return -2;
+        int abs = strcmp(mode, "timer_settime") != 0;
+        struct itimerspec its = {{0, 0}, abs ? deadline(clock) : rel()};
         long r = timer_settime(tid, abs ? TIMER_ABSTIME : 0, &its, NULL);
         int sig;
         sigwait(&set, &sig);
         timer_delete(tid);
         return r;
     }
-    if (!strcmp(mode, "timerfd_settime_abs") || !strcmp(mode, "timerfd_settime")) {
-        int fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC);
-        int abs = !strcmp(mode, "timerfd_settime_abs");
-        struct itimerspec its = {{0, 0}, abs ? deadline(CLOCK_REALTIME) : rel()};
+    if (!strcmp(mode, "timerfd_settime_abs") || !strcmp(mode, "timerfd_settime") || !strcmp(mode, "monotonic_timerfd_abs")) {
+        clockid_t clock = !strcmp(mode, "monotonic_timerfd_abs") ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+        int fd = timerfd_create(clock, TFD_CLOEXEC);
+        int abs = strcmp(mode, "timerfd_settime") != 0;
+        struct itimerspec its = {{0, 0}, abs ? deadline(clock) : rel()};
         long r = timerfd_settime(fd, abs ? TFD_TIMER_ABSTIME : 0, &its, NULL);
         unsigned long long n;
         (void)!read(fd, &n, sizeof n);
@@ -345,9 +349,9 @@ int main(int argc, char **argv)
     sa.sa_handler = on_alarm;
     sigaction(SIGALRM, &sa, NULL);
     for (int i = 2; i < argc; i++) {
-        double t0 = mono();
+        double t0 = real_ms(), f0 = mono();
         long r = run(argv[i], th);
-        printf("%s %ld %.0f\n", argv[i], r, mono() - t0);
+        printf("%s %ld %.0f %.0f\n", argv[i], r, real_ms() - t0, mono() - f0);
         fflush(stdout);
     }
     return 0;
@@ -364,17 +368,22 @@ ABSOLUTE = {"pthread_cond_timedwait": 110, "pthread_cond_clockwait": 110, "sem_t
 RELATIVE = {"nanosleep": 0, "clock_nanosleep": 0, "thrd_sleep": 0, "usleep": 0, "sleep": 0, "poll": 0, "ppoll": 0,
             "select": 0, "pselect": 0, "epoll_wait": 0, "epoll_pwait": 0, "epoll_pwait2": 0, "sigtimedwait": 11,
             "alarm": 0, "ualarm": 0, "setitimer": 0, "timer_settime": 0, "timerfd_settime": 0}
+# Deadlines on CLOCK_MONOTONIC: real without a rate; under one the clock runs at the rate, and so do they.
+MONOTONIC = {"monotonic_cond": 110, "monotonic_clock_nanosleep_abs": 0, "monotonic_sem_clockwait": 110,
+             "monotonic_timerfd_abs": 0, "monotonic_timer_abs": 0}
 # What libfaketime 0.9.10 translates too (the rest it doesn't: they hang under +1d, or don't wait under a past
 # date; or, under a rate, wait the full time).
 LIBFAKETIME_ABSOLUTE = ("pthread_cond_timedwait", "sem_timedwait", "clock_nanosleep_abs", "timerfd_settime_abs",
                         "monotonic_cond")
-LIBFAKETIME_RELATIVE = ("nanosleep", "clock_nanosleep", "usleep", "sleep", "poll", "ppoll", "select", "pselect",
-                        "epoll_wait", "epoll_pwait", "timerfd_settime")
+LIBFAKETIME_RATED = ("nanosleep", "clock_nanosleep", "usleep", "sleep", "poll", "ppoll", "select", "pselect",
+                     "epoll_wait", "epoll_pwait", "timerfd_settime", "pthread_cond_timedwait", "clock_nanosleep_abs",
+                     "timerfd_settime_abs", "monotonic_cond", "monotonic_clock_nanosleep_abs")
 
 
-def waited(out):
-    """{mode: (result, real ms)} from the program's lines."""
-    return {mode: (int(r), float(ms)) for mode, r, ms in (line.split() for line in out.splitlines())}
+def waited(out, fake=False):
+    """{mode: (result, real ms)} from the program's lines; fake: the ms its CLOCK_MONOTONIC measured instead."""
+    return {mode: (int(r), float(fake_ms if fake else ms))
+            for mode, r, ms, fake_ms in (line.split() for line in out.splitlines())}
 
 
 def assert_waited(seen, modes, low, high, what):
@@ -391,7 +400,7 @@ def test_timed_waits_on_a_fake_deadline_wait_the_intended_time(mrhooker, cprog, 
     """A deadline computed from the fake clock: under +1d they waited a day (hung), under a past date not at
     all. Each waits 300 ms; the relative ones are untouched (no rate: not even traced)."""
     prog = cprog(WAITS_C, flags=["-pthread", "-lrt"])
-    modes = dict(ABSOLUTE, monotonic_cond=110, nanosleep=0, poll=0)
+    modes = dict(ABSOLUTE, nanosleep=0, poll=0, **MONOTONIC)
     r = trace(mrhooker, "-q", "--fake-time", spec, prog, "300", *modes)
     assert r.returncode == 0, r
     assert_waited(waited(r.out), modes, 250, 3000, spec)
@@ -411,26 +420,32 @@ def test_timed_waits_agree_with_libfaketime_where_it_translates(mrhooker, cprog)
 
 
 def test_a_rate_divides_every_wait(mrhooker, cprog):
-    """x10: 2 fake seconds are 200 real ms, for deadlines and durations alike; a condition variable on
-    CLOCK_MONOTONIC (a real clock) still waits its 2 s."""
+    """x10: 2 fake seconds are 200 real ms, for deadlines and durations alike, and the program's monotonic clock
+    says 2 s passed. A deadline on CLOCK_MONOTONIC (Python's time.sleep) waited its 2 real seconds while the wall
+    clock moved 20: the monotonic clock now runs at the rate too."""
     prog = cprog(WAITS_C, flags=["-pthread", "-lrt"])
-    modes = dict(ABSOLUTE, **RELATIVE)
-    r = trace(mrhooker, "-q", "--fake-time", "+1d x10", prog, "2000", *modes, "monotonic_cond", timeout=scaled(120))
+    modes = dict(ABSOLUTE, **RELATIVE, **MONOTONIC)
+    r = trace(mrhooker, "-q", "--fake-time", "+1d x10", prog, "2000", *modes, timeout=scaled(120))
     assert r.returncode == 0, r
-    seen = waited(r.out)
-    assert 1900 <= seen.pop("monotonic_cond")[1] <= 6000, r.out
-    assert_waited(seen, modes, 180, 1500, "x10")
+    assert_waited(waited(r.out), modes, 180, 1500, "x10")
+    assert_waited(waited(r.out, fake=True), modes, 1800, 15000, "x10, as the program measured it")
 
 
 @needs_faketime
-def test_a_rate_divides_waits_as_libfaketime_does(cprog):
+def test_a_rate_divides_waits_as_libfaketime_does(mrhooker, cprog):
+    """The waits libfaketime scales, side by side: the real time each takes, and the time the program's
+    monotonic clock says it took."""
     prog = cprog(WAITS_C, flags=["-pthread", "-lrt"])
-    modes = {m: RELATIVE[m] for m in LIBFAKETIME_RELATIVE}
-    theirs = faketime("+0 x10", [prog, "2000"] + list(modes), real_monotonic=True)
-    assert theirs.returncode == 0, theirs
-    # times only: libfaketime's sleep() returns garbage under a rate (an uninitialised remaining time)
-    assert_waited({m: (RELATIVE[m], ms) for m, (_r, ms) in waited(theirs.stdout.decode()).items()}, modes, 180,
-                  1500, "libfaketime x10")
+    modes = {m: dict(ABSOLUTE, **RELATIVE, **MONOTONIC)[m] for m in LIBFAKETIME_RATED}
+    theirs = faketime("+0 x10", [prog, "2000"] + list(modes))
+    ours = trace(mrhooker, "-q", "--fake-time", "+0 x10", prog, "2000", *modes, timeout=scaled(120))
+    assert theirs.returncode == 0 and ours.returncode == 0, (theirs, ours)
+    for who, out in (("libfaketime", theirs.stdout.decode()), ("mrhooker", ours.out)):
+        # times only: libfaketime's sleep() returns garbage under a rate (an uninitialised remaining time)
+        real = {m: (modes[m], ms) for m, (_r, ms) in waited(out).items()}
+        fake = {m: (modes[m], ms) for m, (_r, ms) in waited(out, fake=True).items()}
+        assert_waited(real, modes, 180, 1500, who + " x10")
+        assert_waited(fake, modes, 1800, 15000, who + " x10, as the program measured it")
 
 
 REMAINING_C = WATCHDOG_C + r'''
@@ -475,3 +490,29 @@ def test_relative_waits_are_traced_only_with_a_rate(mrhooker):
     r = trace(mrhooker, "-v", "-q", "--fake-time", "+1d x2", "true")
     traced = re.search(r"tracing \d+ functions: (.*)", r.err).group(1).split()
     assert "nanosleep" in traced and "poll" in traced, traced
+
+
+SLEEPS_PY = r"""
+import os, time
+t, m, e = time.time(), time.monotonic(), os.times().elapsed
+time.sleep(2)
+print("%.1f %.1f %.2f" % (time.time() - t, time.monotonic() - m, os.times().elapsed - e))
+"""
+
+
+@pytest.mark.parametrize("tool", ["mrhooker", "libfaketime"])
+def test_pythons_sleep_under_a_rate(mrhooker, tool):
+    """Python's time.sleep(2) (3.11 on: clock_nanosleep on CLOCK_MONOTONIC until a deadline) under x10 took 2 real
+    seconds while time.time() moved 20: now 0.2 s, and both clocks say 2 s passed, as under libfaketime."""
+    if tool == "libfaketime" and FAKETIME is None:
+        pytest.skip("libfaketime's faketime is not installed")
+    argv = [sys.executable, "-c", SLEEPS_PY]
+    if tool == "mrhooker":
+        r = trace(mrhooker, "-q", "--fake-time", "+0 x10", *argv, timeout=scaled(60))
+        out = r.out
+    else:
+        r = faketime("+0 x10", argv)
+        out = r.stdout.decode()
+    assert r.returncode == 0, (tool, r)
+    wall, monotonic, real = out.split()   # real: times()'s elapsed time, which neither tool fakes
+    assert (wall, monotonic) == ("2.0", "2.0") and float(real) < 1.5, (tool, out)

@@ -28,7 +28,7 @@ _SIGNATURES = {   # reader.c's exported functions: (result, arguments)
     "mrh_trace_unmap": (None, [_p, _u64]),
     "mrh_trace_init": (None, [_p, _u64, _u64, _u64, _int, _int, _u64, _u64]),
     "mrh_trace_add_rule": (None, [_p, _u64, _i32, _i64, _int, _u32, _u64, _u64, _u64, _u64, _u64]),
-    "mrh_trace_set_fake_time": (None, [_p, _i64, _i64, _i64, _u64]),
+    "mrh_trace_set_fake_time": (None, [_p, _i64, _i64, _i64, _u64, _int]),
     "mrh_trace_beat": (None, [_p, _int]),
     "mrh_trace_dropped": (_u64, [_p]),
     "mrh_trace_counters": (None, [_p, _u64, ctypes.POINTER(_u64)]),
@@ -97,7 +97,8 @@ class TraceFile:
 
     def __init__(self, lib, nfn, ring_size, records, counts, strsize, rules=(), seed=0, fake_time=None):
         """rules: (function index, [Rule.entry() fields, in the order they decide]) of the functions that have
-        --inject rules; fake_time: (real anchor ns, fake anchor ns, rate in millionths) or None."""
+        --inject rules; fake_time: (real anchor ns, fake anchor ns, rate in millionths, whether the elapsed clocks
+        run at the rate too) or None."""
         self.lib = lib
         cache.remove_orphans(DIRECTORY, "mrhooker-trace")
         ring_size = 1 << max(ring_size - 1, 1 << 16).bit_length()   # a power of two (the writers mask)
@@ -149,8 +150,8 @@ class TraceFile:
                 lib.mrh_trace_add_rule(self.map, fn, error, retval, fail, probability, first, last, step, enter_ns,
                                        exit_ns)
         if fake_time:
-            real, fake, rate = fake_time
-            lib.mrh_trace_set_fake_time(self.map, real, fake // 1000000000, fake % 1000000000, rate)
+            real, fake, rate, elapsed = fake_time
+            lib.mrh_trace_set_fake_time(self.map, real, fake // 1000000000, fake % 1000000000, rate, int(elapsed))
 
     def environment(self):
         return {"MRHOOKER_TRACE": self.path, "MRHOOKER_TRACE_ID": self.identity}

@@ -153,7 +153,8 @@ class Tracer:
         lib = tracefile.load(trace_build.reader)
         if fake_time:   # the clock starts from the date given as the program starts, not as mrhooker did
             from mrhooker import faults
-            fake_time = faults.parse_fake_time(request.fake_time)
+            # attached, the elapsed clocks stay real: the detach would turn a monotonic clock back
+            fake_time = faults.parse_fake_time(request.fake_time) + (not attach_to,)
         records = (2 if request.chosen_only else 1) if request.needs_records else 0   # tracefile.h: MRH_RECORDS_*
         trace = tracefile.TraceFile(lib, nfn, request.buffer_mb << 20, records, request.summary,
                                     request.strsize, rules, request.seed, fake_time)

@@ -107,6 +107,25 @@ static struct timespec real_of(int64_t sec, int64_t nsec)
     return ts;
 }
 
+/* An elapsed clock's reading (monotonic, boot time) as the program sees it: under a rate it runs at the rate from
+ * its anchor (as libfaketime's do), so that a program timing a wait sees the fake time it waited. */
+static struct timespec fake_elapsed(struct timespec ts)
+{
+    const mrh_trace_header *h = mrh_trace;
+    wide since = (wide)ts.tv_sec * NS + ts.tv_nsec - h->fake_anchor_mono_ns;
+    return instant(0, since * (wide)h->fake_rate_ppm / PPM + h->fake_anchor_mono_ns);
+}
+
+/* A fake deadline on an elapsed clock as the kernel knows it (under a rate); never 0 ("disarm"). */
+static struct timespec real_elapsed(struct timespec ts)
+{
+    const mrh_trace_header *h = mrh_trace;
+    wide since = (wide)ts.tv_sec * NS + ts.tv_nsec - h->fake_anchor_mono_ns;
+    struct timespec real = instant(0, since * PPM / (wide)h->fake_rate_ppm + h->fake_anchor_mono_ns);
+    if (real.tv_sec < 0 || (real.tv_sec == 0 && real.tv_nsec == 0)) real.tv_sec = 0, real.tv_nsec = 1;
+    return real;
+}
+
 /* A duration: fake -> real (divided by the rate) or real -> fake; a nonzero one stays nonzero (0 disarms). */
 static struct timespec duration(struct timespec d, int to_real)
 {
@@ -128,6 +147,13 @@ static int realtime_clock(int clock)
     return clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE || clock == CLOCK_REALTIME_ALARM ||
            clock == CLOCK_TAI;
 }
+static int elapsed_clock(int clock)   /* real without a rate; with one they run at it */
+{
+    return clock == CLOCK_MONOTONIC || clock == CLOCK_MONOTONIC_RAW || clock == CLOCK_MONOTONIC_COARSE ||
+           clock == CLOCK_BOOTTIME || clock == CLOCK_BOOTTIME_ALARM;
+}
+static int elapsed_rated(void) { return rated() && mrh_trace->fake_elapsed; }
+static int faked_clock(int clock) { return realtime_clock(clock) || (elapsed_rated() && elapsed_clock(clock)); }
 #define UNKNOWN_CLOCK INT_MIN   /* a timer whose clock isn't known (not an id: dynamic clocks are ~id << 3 | 2..3) */
 static int cpu_clock(int clock)   /* negative: another process's or thread's CPU clock, or a PTP device's */
 {
@@ -202,11 +228,22 @@ static __attribute__((noinline)) void fake_tai(struct timespec *ts)   /* CLOCK_R
     ts->tv_sec += offset;
 }
 
-/* A realtime clock's reading, made fake in place (any other clock's is left alone). */
+/* A faked clock's reading, made fake in place (a CPU-time clock's is left alone). */
 static inline void fake_reading(int clock, struct timespec *ts)
 {
     if (clock == CLOCK_TAI) fake_tai(ts);
     else if (realtime_clock(clock)) *ts = fake_of(ts->tv_sec, ts->tv_nsec);
+    else if (elapsed_rated() && elapsed_clock(clock)) *ts = fake_elapsed(*ts);
+}
+
+/* A fake instant on a faked clock (a deadline, an absolute timer) as the kernel knows it. */
+static struct timespec real_instant(int clock, struct timespec fake)
+{
+    if (elapsed_clock(clock)) return real_elapsed(fake);
+    int64_t offset = clock == CLOCK_TAI ? tai_offset() : 0;
+    struct timespec real = real_of(fake.tv_sec - offset, fake.tv_nsec);
+    real.tv_sec += real.tv_sec < INT64_MAX - offset ? offset : 0;
+    return real;
 }
 
 static void fake_timeval(struct timeval *tv, int nano)   /* nano: tv_usec holds ns (adjtimex's STA_NANO) */
@@ -291,10 +328,8 @@ int mrh_faked_clock_adjtime(void *original, int clock, void *tx)
  * faked, else the program's own pointer (also when it can't be read, or is invalid: the original says so). */
 static const struct timespec *real_deadline(int clock, const void *abstime, struct timespec *real)
 {
-    if (!realtime_clock(clock) || !fetch(real, abstime, sizeof *real) || !valid(real)) return abstime;
-    int64_t offset = clock == CLOCK_TAI ? tai_offset() : 0;
-    *real = real_of(real->tv_sec - offset, real->tv_nsec);
-    real->tv_sec += real->tv_sec < INT64_MAX - offset ? offset : 0;
+    if (!faked_clock(clock) || !fetch(real, abstime, sizeof *real) || !valid(real)) return abstime;
+    *real = real_instant(clock, *real);
     return real;
 }
 
@@ -719,15 +754,13 @@ static int timerfd_clock(int fd)
  * time on a realtime clock made real; under a rate, relative times and the interval divided by it. */
 static const struct itimerspec *real_setting(int clock, int absolute, const void *value, struct itimerspec *real)
 {
-    int translate = absolute && realtime_clock(clock), scale = rated() && !cpu_clock(clock);
+    int translate = absolute && faked_clock(clock), scale = rated() && !cpu_clock(clock);
     if ((!translate && !scale) || !fetch(real, value, sizeof *real) || !valid(&real->it_value) ||
         !valid(&real->it_interval) || real->it_value.tv_sec < 0 || real->it_interval.tv_sec < 0)
         return value;
     if (!is_zero(&real->it_value)) {   /* zero disarms: left so */
         if (translate) {
-            int64_t offset = clock == CLOCK_TAI ? tai_offset() : 0;
-            real->it_value = real_of(real->it_value.tv_sec - offset, real->it_value.tv_nsec);
-            real->it_value.tv_sec += offset;
+            real->it_value = real_instant(clock, real->it_value);
         } else if (!absolute) {
             real->it_value = duration(real->it_value, 1);
         }

@@ -10,16 +10,23 @@
  *   every reader; time() and CLOCK_REALTIME_COARSE read the precise clock, the others (gettimeofday, ftime,
  *   timespec_get, ntp_gettime, adjtimex) their own precise reading, truncated as they truncate it (the real
  *   anchor is a whole millisecond, so their truncation falls on the same second as the fake time's).
- *   CLOCK_TAI keeps its offset from CLOCK_REALTIME. Monotonic and CPU-time clocks stay real.
+ *   CLOCK_TAI keeps its offset from CLOCK_REALTIME. CPU-time clocks stay real.
+ * - Elapsed clocks under a rate: a program that times a wait on CLOCK_MONOTONIC (Python's time.sleep is an
+ *   absolute clock_nanosleep on it) saw 2 s pass while its wall clock moved 20 s under x10, and waited 2 real
+ *   seconds. Idea: with a rate, the elapsed clocks (monotonic, boot time) run at it too, from one anchor in the
+ *   header (CLOCK_MONOTONIC when the fake clock was set: every process of the trace agrees), and their
+ *   deadlines are mapped back like realtime ones; without a rate they stay real (a shift of the date is no
+ *   reason to move them), and attached too (the detach would turn a monotonic clock back). libfaketime does
+ *   the same for elapsed times.
  * - Deadlines: a program that waits until "fake now + 1 s" on a realtime clock (pthread_cond_timedwait,
  *   sem_timedwait, clock_nanosleep(TIMER_ABSTIME), an absolute timer, ...) would wait a day under +1d, or not
  *   at all under a date in the past. Idea: the deadline is mapped back, real = real_anchor + (fake -
  *   fake_anchor) / rate, into a copy on the stack (the program's memory is never written), after reading it
  *   through the kernel (process_vm_readv), so that a pointer the original would refuse (EFAULT) is passed on
- *   untouched instead of crashing here. Only clocks that are realtime are mapped: a condition variable set to
- *   CLOCK_MONOTONIC (glibc keeps its clock in bit 1 of __data.__wrefs), a monotonic clockwait, a timer's clock
- *   (remembered from timer_create, lock-free: timers never cross fork or exec) or a timerfd's (its
- *   /proc/self/fdinfo) that is not realtime leaves the deadline alone.
+ *   untouched instead of crashing here. Only the faked clocks' deadlines are mapped: without a rate a condition
+ *   variable set to CLOCK_MONOTONIC (glibc keeps its clock in bit 1 of __data.__wrefs), a monotonic clockwait,
+ *   a timer's clock (remembered from timer_create, lock-free: timers never cross fork or exec) or a timerfd's
+ *   (its /proc/self/fdinfo) that is not realtime leaves the deadline alone.
  * - Rates (x10): relative waits (nanosleep, sleep, poll, select, epoll_wait, alarm, relative timers, ...) are
  *   divided by the rate, as libfaketime does, and the remaining times they report multiplied back. Without a
  *   rate those functions are not even traced (faults.py), and their faked versions call the original as is.

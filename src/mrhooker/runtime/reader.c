@@ -102,15 +102,18 @@ EXPORT void mrh_trace_add_rule(void *map, uint64_t fn, int32_t error, int64_t re
     rule->armed = 1;
 }
 
-/* The fake clock: it shows (fake_sec, fake_nsec) at CLOCK_REALTIME real_ns, running at rate_ppm millionths. */
+/* The fake clock: it shows (fake_sec, fake_nsec) at CLOCK_REALTIME real_ns, running at rate_ppm millionths;
+ * elapsed: the elapsed clocks (monotonic, boot time) run at that rate too, from now. */
 EXPORT void mrh_trace_set_fake_time(void *map, int64_t real_ns, int64_t fake_sec, int64_t fake_nsec,
-                                    uint64_t rate_ppm)
+                                    uint64_t rate_ppm, int elapsed)
 {
     mrh_trace_header *h = map;
     h->fake_anchor_real_ns = real_ns;
     h->fake_anchor_sec = fake_sec;
     h->fake_anchor_nsec = fake_nsec;
     h->fake_rate_ppm = rate_ppm;
+    h->fake_elapsed = elapsed != 0;
+    h->fake_anchor_mono_ns = (int64_t)monotonic_ns();
     h->fake_time_on = 1;
 }
 
