@@ -27,6 +27,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -245,6 +246,19 @@ static void descriptors(void)
     int ep2 = epoll_create1(0);
     epoll_ctl(ep, EPOLL_CTL_DEL, ev, NULL);             /* ENOENT: not added */
     epoll_ctl(ep, 77, ev, NULL);                        /* EFAULT: an unknown op */
+    struct epoll_event ee = {.events = EPOLLIN | EPOLLET, .data.u64 = 0x1234567890ULL}, got[4];
+    epoll_ctl(ep, EPOLL_CTL_ADD, ev, &ee);
+    ee.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI;
+    ee.data.fd = ev;
+    epoll_ctl(ep, EPOLL_CTL_MOD, ev, &ee);
+    ee.events = EPOLLOUT | EPOLLEXCLUSIVE | 0x01000000;   /* EINVAL: an unknown bit */
+    epoll_ctl(ep, EPOLL_CTL_ADD, ev2, &ee);
+    ee.events = 0;
+    epoll_ctl(ep, EPOLL_CTL_ADD, ev2, &ee);
+    epoll_wait(ep, got, 4, 0);                          /* ev is readable and writable */
+    epoll_ctl(ep, EPOLL_CTL_DEL, ev, &ee);              /* strace: its address */
+    epoll_wait(ep2, got, 4, 0);                         /* none: [] */
+    epoll_wait(99, got, 4, 0);                          /* EBADF: its address */
     struct rlimit rl = {1024, 8192};
     setrlimit(RLIMIT_CORE, &rl);                        /* strace: {rlim_cur=1024, rlim_max=8*1024} */
     getrlimit(RLIMIT_CORE, &rl);
@@ -254,6 +268,32 @@ static void descriptors(void)
     close(ev2);
     close(ep);
     close(ep2);
+}
+
+static void vectors(void)
+{
+    section("vectors");
+    int v[2];
+    pipe(v);
+    char big[100], a[4], b[200];
+    memset(big, 'a', sizeof big);
+    struct iovec out[3] = {{"hel\nlo", 6}, {big, sizeof big}, {NULL, 0}}, many[40], in[2] = {{a, 4}, {b, sizeof b}};
+    for (int i = 0; i < 40; i++) many[i] = (struct iovec){"z", 1};
+    writev(v[1], out, 3);
+    writev(v[1], many, 40);                             /* strace: 32 elements (-s), then ... */
+    readv(v[0], in, 2);                                 /* 146 bytes, over both */
+    writev(v[1], out, 1);
+    readv(v[0], in, 2);                                 /* 6: "hel\n", "lo" */
+    readv(99, in, 2);                                   /* EBADF: the buffers' addresses */
+    preadv(v[0], in, 2, 0);                             /* ESPIPE */
+    pwritev(v[1], out, 2, 0);                           /* ESPIPE: the data is still shown */
+    writev(v[1], (struct iovec *)8, 2);                 /* EFAULT: the address */
+    struct iovec bad[2] = {{"hello", 5}, {(void *)16, 5}};
+    int f = open("vec", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    writev(f, bad, 2);                                  /* 5 (a file takes what it can): the rest is an address */
+    close(f);
+    close(v[0]);
+    close(v[1]);
 }
 
 static void memory(void)
@@ -464,6 +504,7 @@ int main(int argc, char **argv)
     escapes();
     stats();
     descriptors();
+    vectors();
     memory();
     network();
     processes();

@@ -9,7 +9,8 @@ call's. Whatever disagrees is a Disagreement, unless DELIBERATE lists it (with t
 What compares how:
 - fields are split at top-level commas (quotes, braces, brackets, parentheses and /* comments */ respected) and
   compared as text, except that
-- two addresses (0x...) agree (an address is an address), but an address never agrees with a decoded value;
+- two addresses (0x...) agree (an address is an address), as members too (iov_base=0x...), but an address never
+  agrees with a decoded value;
 - process and thread ids agree when they name the same process of the two runs (pids differ between runs: the
   processes are paired by the forks that made them);
 - values that change from run to run (clocks read, what a call leaves of a timeout, a kernel's garbage in
@@ -359,6 +360,9 @@ def _steady(text):
     return text
 
 
+_MEMBER_ADDRESS = re.compile(r"(?<=_base=)0x[0-9a-f]+\b")   # an address as a member: iov_base=0x7ffc...
+
+
 def _shape(text):
     return re.sub(r"\d+", "N", text)
 
@@ -550,6 +554,7 @@ class Comparison:
         e = re.sub(r"(si_pid=)(\d+)", lambda m: m.group(1) + str(self.pid_map.get(int(m.group(2)), m.group(2))), e)
         if ADDRESS.match(e) and ADDRESS.match(s):
             return True
+        e, s = _MEMBER_ADDRESS.sub("0x...", e), _MEMBER_ADDRESS.sub("0x...", s)
         if i in rule.volatile:
             e, s = _shape(e), _shape(s)
         return e == s

@@ -37,12 +37,13 @@ FUNCTIONS = sorted(set("""
     connect accept accept4 getpeername getsockname getsockopt setsockopt send recv sendto recvfrom shutdown fork
     execve execv waitpid wait wait4 waitid kill raise sigprocmask clock_gettime nanosleep clock_nanosleep exit
     _exit copy_file_range posix_fadvise fsync fdatasync ftruncate ftruncate64 utimensat futimens eventfd
-    epoll_create1 epoll_ctl getrlimit setrlimit
+    epoll_create1 epoll_ctl epoll_wait getrlimit setrlimit readv writev preadv pwritev
 """.split()))
 SYSCALLS = sd.syscalls_for(FUNCTIONS)
 
 # The C corpus' sections, in order (access("=NAME", F_OK) marks each).
-SECTIONS = ("open", "escape", "stat", "access", "paths", "lseek", "pipe", "fcntl", "ioctl", "poll", "events", "mmap",
+SECTIONS = ("open", "escape", "stat", "access", "paths", "lseek", "pipe", "fcntl", "ioctl", "poll", "events",
+            "vectors", "mmap",
             "inet",
             "inet6", "unix", "wait", "exec", "signal", "time", "end")
 

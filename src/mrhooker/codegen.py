@@ -433,14 +433,16 @@ def _capture_descs(slot, plan, symbols, lines):
 
 
 # The names runtime/trace.h and tracefile.h give tracespec's numbers, so that the generated descriptors read.
-_CAP_KINDS = {1: "MRH_CAP_STRING", 2: "MRH_CAP_BYTES", 3: "MRH_CAP_SOCKADDR", 4: "MRH_CAP_PATH", 5: "MRH_CAP_STRV",
-              6: "MRH_CAP_STRUCT"}
+_CAP_KINDS = {tracespec.CAP_STRING: "MRH_CAP_STRING", tracespec.CAP_BYTES: "MRH_CAP_BYTES",
+              tracespec.CAP_SOCKADDR: "MRH_CAP_SOCKADDR", tracespec.CAP_PATH: "MRH_CAP_PATH",
+              tracespec.CAP_STRV: "MRH_CAP_STRV", tracespec.CAP_STRUCT: "MRH_CAP_STRUCT",
+              tracespec.CAP_IOV: "MRH_CAP_IOV", tracespec.CAP_IOV_READ: "MRH_CAP_IOV_READ"}
 _WHEN = {tracespec.ALWAYS: "MRH_WHEN_ALWAYS", tracespec.IF_OK: "MRH_WHEN_OK", tracespec.IF_POSITIVE: "MRH_WHEN_POSITIVE",
          tracespec.BEFORE: "MRH_WHEN_BEFORE"}
 _LENGTHS = {tracespec.LEN_NUL: "MRH_LEN_NUL", tracespec.LEN_FIXED: "MRH_LEN_FIXED", tracespec.LEN_ARG: "MRH_LEN_ARG",
             tracespec.LEN_RET_UPTO_ARG: "MRH_LEN_RET_UPTO_ARG", tracespec.LEN_DEREF_ARG: "MRH_LEN_DEREF_ARG",
             tracespec.LEN_STRINGS: "MRH_LEN_STRINGS", tracespec.LEN_ARG_TIMES: "MRH_LEN_ARG_TIMES",
-            tracespec.LEN_ARG_BITS: "MRH_LEN_ARG_BITS"}
+            tracespec.LEN_ARG_BITS: "MRH_LEN_ARG_BITS", tracespec.LEN_RET_TIMES: "MRH_LEN_RET_TIMES"}
 
 
 def _trace_entry_source(slot, plan, symbols):

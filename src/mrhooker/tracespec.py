@@ -18,17 +18,18 @@ strace is the reference for how a value reads: its xlat tables' order where name
 RET = 255   # a capture of the result
 
 # Capture kinds (runtime/tracefile.h).
-CAP_STRING, CAP_BYTES, CAP_SOCKADDR, CAP_PATH, CAP_STRV, CAP_STRUCT = 1, 2, 3, 4, 5, 6
+CAP_STRING, CAP_BYTES, CAP_SOCKADDR, CAP_PATH, CAP_STRV, CAP_STRUCT, CAP_IOV, CAP_IOV_READ = 1, 2, 3, 4, 5, 6, 7, 8
 # When a capture is taken (trace.h: MRH_WHEN_*): always (memory the caller handed over; copied safely if the call
 # failed; strings and vectors also at the entry of a call that may not return), only when the call worked (memory
 # it filled), only when it returned more than 0, or before the call (memory the call changes, as it was passed).
 ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
 # How long it is (trace.h: MRH_LEN_*).
-LEN_NUL, LEN_FIXED, LEN_ARG, LEN_RET_UPTO_ARG, LEN_DEREF_ARG, LEN_STRINGS, LEN_ARG_TIMES, LEN_ARG_BITS = range(8)
+(LEN_NUL, LEN_FIXED, LEN_ARG, LEN_RET_UPTO_ARG, LEN_DEREF_ARG, LEN_STRINGS, LEN_ARG_TIMES, LEN_ARG_BITS,
+ LEN_RET_TIMES) = range(9)
 
 # Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
 SIZEOF = {"int": 4, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
-          "struct pollfd": 8, "fd_set": 128, "kernel sigset": 8}
+          "struct pollfd": 8, "fd_set": 128, "kernel sigset": 8, "struct epoll_event": 12}
 
 
 class Capture:
@@ -354,6 +355,40 @@ class Array(Kind):
         return [Capture(which, CAP_STRUCT, ALWAYS, LEN_ARG_TIMES, self.ref, self.size)]
 
 
+class Iovec(Kind):
+    """An iovec array of argument `count` elements, each with its bytes: [{iov_base="hi", iov_len=2}]; `filled`:
+    the call fills the buffers (readv: as many bytes as it returns, spread over them; none shown when it fails),
+    else it passes them (writev)."""
+
+    name, reader = "iovec", "MRH_K_IOVEC"
+
+    def __init__(self, count, filled=False):
+        self.count, self.filled = count, filled
+
+    def captures(self, which, params):
+        return [Capture(which, CAP_IOV_READ if self.filled else CAP_IOV, ALWAYS, LEN_ARG, self.count)]
+
+
+class EpollEvents(Kind):
+    """struct epoll_event: the one the caller passes (epoll_ctl's: shown for the ops that read it, by argument
+    `op`, as strace), or, `filled`, the array the call fills with as many as it returns (epoll_wait's)."""
+
+    def __init__(self, filled=False, op=0):
+        self.filled, self.op = filled, op
+        self.name, self.reader = ("epoll_events", "MRH_K_EPOLL_EVENTS") if filled else ("epoll_event",
+                                                                                        "MRH_K_EPOLL_EVENT")
+
+    def captures(self, which, params):
+        size = SIZEOF["struct epoll_event"]
+        if self.filled:
+            return [Capture(which, CAP_STRUCT, IF_OK, LEN_RET_TIMES, size=size)]
+        return [Capture(which, CAP_STRUCT, ALWAYS, LEN_FIXED, size=size, only_if=self.op,
+                        values=("EPOLL_CTL_ADD", "EPOLL_CTL_MOD"))]
+
+    def table(self, tables):
+        return tables.flagset(EPOLL_EVENTS)
+
+
 class SockoptValue(Kind):
     """A socket option's value ([1], {l_onoff=1, l_linger=5}), by its level (argument `ref`) and name (`ref` + 1):
     its length is argument `length`, or, `filled` (getsockopt), what that socklen_t * says after the call."""
@@ -413,6 +448,10 @@ SOCKET_TYPE = Flags("socket_type", low=("SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW",
                     bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"))
 SOCK_FLAGS = Flags("sock_flags", bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"))   # accept4's
 EPOLL_FLAGS = Flags("epoll_flags", bits=("EPOLL_CLOEXEC",))
+EPOLL_EVENTS = Flags("epoll_events", bits=(   # strace's order
+    "EPOLLIN", "EPOLLPRI", "EPOLLOUT", "EPOLLERR", "EPOLLHUP", "EPOLLNVAL", "EPOLLRDNORM", "EPOLLRDBAND",
+    "EPOLLWRNORM", "EPOLLWRBAND", "EPOLLMSG", "EPOLLRDHUP", "EPOLL_URING_WAKE", "EPOLLEXCLUSIVE", "EPOLLWAKEUP",
+    "EPOLLONESHOT", "EPOLLET"))
 EFD_FLAGS = Flags("efd_flags", bits=("EFD_SEMAPHORE", "EFD_CLOEXEC", "EFD_NONBLOCK"))   # strace's order
 MSG_FLAGS = Flags("msg_flags", prefix="MSG_", exclude=("MSG_TRYHARD",))
 WAIT_OPTIONS = Flags("wait_options", bits=("WNOHANG", "WUNTRACED", "WCONTINUED", "WEXITED", "WSTOPPED",
@@ -582,7 +621,11 @@ FUNCTIONS = {
     "write": Fn(FD, Bytes(2), None, classes="desc"),
     "pread": Fn(FD, BytesOut(2), None, None, classes="desc"),
     "pwrite": Fn(FD, Bytes(2), None, None, classes="desc"),
-    "readv": Fn(FD, None, None, classes="desc"), "writev": Fn(FD, None, None, classes="desc"),
+    "readv": Fn(FD, Iovec(2, filled=True), None, classes="desc"), "writev": Fn(FD, Iovec(2), None, classes="desc"),
+    "preadv": Fn(FD, Iovec(2, filled=True), None, None, classes="desc"),
+    "pwritev": Fn(FD, Iovec(2), None, None, classes="desc"),
+    "preadv2": Fn(FD, Iovec(2, filled=True), None, None, None, classes="desc"),
+    "pwritev2": Fn(FD, Iovec(2), None, None, None, classes="desc"),
     "lseek": Fn(FD, None, WHENCE, classes="desc"),
     "fcntl": Fn(FD, FCNTL_CMD, FcntlArg(ref=1), ret=FcntlResult(ref=1), classes="desc"),
     "ioctl": Fn(FD, IOCTL_REQUEST, IoctlArg(ref=1), classes="desc"),
@@ -596,10 +639,11 @@ FUNCTIONS = {
     "pselect": Fn(None, *[Array("fd_set", "MRH_K_FD_SET", 0, SIZEOF["fd_set"], bits=True)] * 3,
                   Struct("struct timespec"), SIGSET, ret=SELECT_RESULT, classes="desc"),
     "epoll_create": Fn(None, classes="desc"), "epoll_create1": Fn(EPOLL_FLAGS, classes="desc"),
-    "epoll_ctl": Fn(FD, EPOLL_CTL_OP, FD, None, classes="desc"),
+    "epoll_ctl": Fn(FD, EPOLL_CTL_OP, FD, EpollEvents(op=1), classes="desc"),
     "eventfd": Fn(None, EFD_FLAGS, classes="desc"),
-    "epoll_wait": Fn(FD, None, None, None, classes="desc"),
-    "epoll_pwait": Fn(FD, None, None, None, SIGSET, classes="desc"),
+    "epoll_wait": Fn(FD, EpollEvents(filled=True), None, None, classes="desc"),
+    "epoll_pwait": Fn(FD, EpollEvents(filled=True), None, None, SIGSET, classes="desc"),
+    "epoll_pwait2": Fn(FD, EpollEvents(filled=True), None, Struct("struct timespec"), SIGSET, classes="desc"),
     "pipe": Fn(FD_PAIR, classes="desc"), "pipe2": Fn(FD_PAIR, FD_FLAGS, classes="desc"),
     "fstat": Fn(FD, None, classes="desc"), "fchdir": Fn(FD, classes="desc"),
     "fchmod": Fn(FD, Mode(), classes="desc"), "fchown": Fn(FD, ID, ID, classes="desc"),

@@ -328,22 +328,26 @@ static void put_pointer(mrh_text *t, uint64_t v, int json)
     }
 }
 
-/* A captured string or buffer, "..." after it when the data had more than the record kept. */
-static void put_captured(mrh_text *t, const mrh_capture_header *c, int json)
+/* Bytes kept of a string or buffer, "..." after them when it had more (cut). */
+static void put_kept(mrh_text *t, const unsigned char *data, uint32_t len, int cut, int json)
 {
-    const unsigned char *data = mrh_capture_data(c);
-    int cut = c->full > c->len;
     if (json) {
         size_t start = t->len;
-        quote_json(t, data, c->len);
+        quote_json(t, data, len);
         if (cut && t->len > start) {   /* the dots inside the JSON string */
             t->len--;
             mrh_put(t, "...\"", 4);
         }
         return;
     }
-    quote_text(t, data, c->len);
+    quote_text(t, data, len);
     if (cut) mrh_put(t, "...", 3);
+}
+
+/* A captured string or buffer, "..." after it when the data had more than the record kept. */
+static void put_captured(mrh_text *t, const mrh_capture_header *c, int json)
+{
+    put_kept(t, mrh_capture_data(c), c->len, c->full > c->len, json);
 }
 
 /* A string vector (MRH_CAP_STRV): ["ls", "-l", ...]. */
@@ -793,6 +797,52 @@ static void put_pollfds(mrh_text *t, const mrh_decoders *d, const mrh_capture_he
     put_char(t, ']');
 }
 
+/* An iovec array (MRH_CAP_IOV): [{iov_base="hello", iov_len=5}, ...] ("..." when it had more elements). */
+static void put_iovec(mrh_text *t, const mrh_capture_header *c, int json)
+{
+    const unsigned char *p = mrh_capture_data(c), *end = p + c->len;
+    uint32_t shown = 0;
+    put_char(t, '[');
+    while ((size_t)(end - p) >= sizeof(mrh_iov_kept)) {
+        mrh_iov_kept k;
+        memcpy(&k, p, sizeof k);
+        p += sizeof k;
+        if (shown++) mrh_puts(t, json ? "," : ", ");
+        put_char(t, '{');
+        put_field(t, "iov_base", json, 1);
+        if (k.kept == MRH_IOV_UNREAD || k.kept > (size_t)(end - p)) {
+            put_pointer(t, k.base, json);
+        } else {
+            put_kept(t, p, k.kept, k.data > k.kept, json);
+            p += MRH_ALIGN8(k.kept);
+        }
+        put_field(t, "iov_len", json, 0);
+        mrh_put_u64(t, k.len);
+        put_char(t, '}');
+    }
+    if (shown < c->full) mrh_puts(t, json ? (shown ? ",\"...\"" : "\"...\"") : (shown ? ", ..." : "..."));
+    put_char(t, ']');
+}
+
+/* struct epoll_event (packed: 12 bytes): {events=EPOLLIN, data={u32=3, u64=3}}. */
+static void put_epoll_event(mrh_text *t, const mrh_flagset *events, const unsigned char *p, int json)
+{
+    uint32_t bits;
+    uint64_t data;
+    memcpy(&bits, p, 4);
+    memcpy(&data, p + 4, 8);
+    put_char(t, '{');
+    put_field(t, "events", json, 1);
+    put_flags_value(t, events, bits, json);
+    put_field(t, "data", json, 0);
+    put_char(t, '{');
+    put_field(t, "u32", json, 1);
+    mrh_put_u64(t, (uint32_t)data);
+    put_field(t, "u64", json, 0);
+    mrh_put_u64(t, data);
+    mrh_puts(t, "}}");
+}
+
 /* An fd_set's descriptors, up to nfds: [3 4] (a JSON list). */
 static void put_fd_set(mrh_text *t, const mrh_capture_header *c, int json)
 {
@@ -1166,6 +1216,7 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
     c = mrh_capture_of(v, index, 1);
     if (!c) c = mrh_capture_of(v, index, 0);
     if (!c || (c->len == 0 && a->kind != MRH_K_STRING && a->kind != MRH_K_BYTES && a->kind != MRH_K_ENVP &&
+               a->kind != MRH_K_IOVEC && a->kind != MRH_K_EPOLL_EVENTS &&
                a->kind != MRH_K_ARGV)) {
         put_pointer(t, bits, json);
         return;
@@ -1215,6 +1266,24 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_POLLFDS:
         put_pollfds(t, d, c, 0, json);
+        return;
+    case MRH_K_IOVEC:
+        put_iovec(t, c, json);
+        return;
+    case MRH_K_EPOLL_EVENT:
+        if (c->len < 12) {
+            put_pointer(t, bits, json);
+            return;
+        }
+        put_epoll_event(t, a->table, mrh_capture_data(c), json);
+        return;
+    case MRH_K_EPOLL_EVENTS:
+        put_char(t, '[');
+        for (uint32_t i = 0; i + 12 <= c->len; i += 12) {
+            if (i) mrh_puts(t, json ? "," : ", ");
+            put_epoll_event(t, a->table, mrh_capture_data(c) + i, json);
+        }
+        put_char(t, ']');
         return;
     case MRH_K_FD_SET:
         put_fd_set(t, c, json);

@@ -116,6 +116,9 @@ enum mrh_kind {
     MRH_K_IOCTL_REQUEST,/* table: mrh_enum; an unknown one as _IOC(dir, type, nr, size) */
     MRH_K_IOCTL_ARG,    /* by ioctl's request (ref): a captured int [5], a number (the requests in table), or
                          * an address */
+    MRH_K_IOVEC,        /* a captured iovec array (MRH_CAP_IOV): [{iov_base="hi", iov_len=2}] */
+    MRH_K_EPOLL_EVENT,  /* a captured struct epoll_event: {events=EPOLLIN, data={u32=3, u64=3}}; table: flags */
+    MRH_K_EPOLL_EVENTS, /* captured struct epoll_event[]: [{events=EPOLLIN, data={u32=3, u64=3}}]; table: flags */
 };
 
 /* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without

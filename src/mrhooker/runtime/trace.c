@@ -248,12 +248,55 @@ static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, 
     return used;
 }
 
+/* The elements of an iovec array of `count` a record keeps (see MRH_CAP_IOV): as many as -s, as strace. */
+static uint64_t iov_shown(uint64_t count, uint64_t limit)
+{
+    uint64_t most = limit < MRH_IOV_KEPT ? (limit ? limit : 1) : MRH_IOV_KEPT;
+    return count < most ? count : most;
+}
+
+/* An iovec array (see MRH_CAP_IOV): its first elements, each with its bytes cut at -s. The array and the bytes a
+ * call moved were vouched for by the call (unless `safe`); the rest (a write's elements past a short count) is
+ * copied through the kernel, and an element that can't be read is kept as its address. What a read filled is
+ * its result's bytes, spread over the elements in order; a failed or injected read filled none. */
+static uint64_t copy_iov(unsigned char *dst, const mrh_capture *c, uint64_t limit, int safe, uint64_t ret, int flags)
+{
+    int reading = c->kind == MRH_CAP_IOV_READ, unfilled = (flags & (MRH_FAILED | MRH_INJECTED)) != 0;
+    uint64_t moved = safe || (int64_t)ret < 0 ? 0 : ret;   /* bytes the call moved: vouched for */
+    uint64_t n = iov_shown(c->len, limit), used = 0, before = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        struct iovec v;
+        if (copy_from_target(&v, (const struct iovec *)c->ptr + i, sizeof v, safe, 0) < sizeof v) break;
+        mrh_iov_kept *k = (mrh_iov_kept *)(dst + used);
+        used += sizeof *k;
+        uint64_t data = v.iov_len;
+        if (reading) data = unfilled || before >= moved ? 0 : moved - before < data ? moved - before : data;
+        uint64_t keep = data < limit ? data : limit;
+        k->base = (uint64_t)(uintptr_t)v.iov_base;
+        k->len = v.iov_len;
+        k->data = data > 0xffffffffu ? 0xffffffffu : (uint32_t)data;
+        k->kept = MRH_IOV_UNREAD;
+        int vouched = before + keep <= moved && before + keep >= before;
+        before += v.iov_len;
+        if ((reading && unfilled) || !v.iov_base) continue;
+        uint64_t got = keep ? copy_from_target(dst + used, v.iov_base, keep, !vouched, 0) : 0;
+        if (got < keep) continue;
+        k->kept = (uint32_t)got;
+        used += MRH_ALIGN8(got);
+    }
+    return used;
+}
+
 /* The length of a capture's data as stored: strings up to their NUL (at most len), everything cut at -s. */
 static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *full, int safe)
 {
     if (!c->ptr) return *full = 0;
     if (c->kind & MRH_CAP_BEFORE) return *full = c->len;   /* copied already (mrh_trace_before) */
     if (c->kind == MRH_CAP_STRV) return *full = c->len * (strv_entry_limit(limit) + 2);   /* the most it takes */
+    if (c->kind == MRH_CAP_IOV || c->kind == MRH_CAP_IOV_READ) {   /* the most it takes */
+        *full = c->len;
+        return iov_shown(c->len, limit) * (sizeof(mrh_iov_kept) + MRH_ALIGN8(limit));
+    }
     if (c->kind == MRH_CAP_PATH) limit = 4096;   /* PATH_MAX: a path is shown whole */
     if (c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH) {
         if (safe) {   /* unknown memory: the stored bytes are found when copying */
@@ -312,7 +355,7 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
 }
 
 static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps, const uint64_t *lens,
-                           uint64_t *fulls, uint64_t limit, int safe)
+                           uint64_t *fulls, uint64_t limit, int safe, uint64_t ret, int flags)
 {
     for (int i = 0; i < ncaps; i++) {
         mrh_capture_header *c = (mrh_capture_header *)q;
@@ -324,6 +367,8 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
             memcpy(q, caps[i].ptr, got);
         } else if (caps[i].kind == MRH_CAP_STRV)
             got = copy_strv(q, caps[i].ptr, caps[i].len, limit, &fulls[i]);
+        else if (caps[i].kind == MRH_CAP_IOV || caps[i].kind == MRH_CAP_IOV_READ)
+            got = copy_iov(q, &caps[i], limit, safe, ret, flags);
         else
             got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe, string) : 0;
         if (string && safe) {   /* now its NUL */
@@ -393,7 +438,8 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
     unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, nkept);
     if (nkept) {
         int saved = errno;   /* process_vm_readv may set it */
-        write_captures(p + sizeof(mrh_record) + 8 * (uint64_t)nargs, kept, nkept, lens, fulls, limit, safe);
+        write_captures(p + sizeof(mrh_record) + 8 * (uint64_t)nargs, kept, nkept, lens, fulls, limit, safe, ret,
+                       flags);
         errno = saved;
     }
     __atomic_store_n(&((mrh_record *)p)->size, (uint32_t)need, __ATOMIC_RELEASE);   /* the commit */
@@ -458,6 +504,10 @@ static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint6
     case MRH_LEN_STRINGS: *len = c->size; break;
     case MRH_LEN_ARG_TIMES:   /* an array: pollfds */
         *len = ref < MRH_STRUCT_KEPT / (c->size ? c->size : 1) ? ref * c->size : MRH_STRUCT_KEPT;
+        break;
+    case MRH_LEN_RET_TIMES:   /* an array the call filled as many elements of as it returned: epoll's events */
+        if (failed || (int64_t)ret < 0) return 0;
+        *len = ret < MRH_STRUCT_KEPT / (c->size ? c->size : 1) ? ret * c->size : MRH_STRUCT_KEPT;
         break;
     case MRH_LEN_ARG_BITS:    /* an fd_set up to nfds */
         *len = (int64_t)ref > 0 ? (ref + 7) / 8 : 0;

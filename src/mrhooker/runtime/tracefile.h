@@ -37,7 +37,18 @@ enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
  * NUL; its `full` is how many strings the vector has (counted up to MRH_STRV_COUNTED). A struct (and any
  * other fixed-size object the reader shows by its contents) is kept whole, up to MRH_STRUCT_KEPT bytes. */
 enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4, MRH_CAP_STRV = 5,
-       MRH_CAP_STRUCT = 6 };
+       MRH_CAP_STRUCT = 6, MRH_CAP_IOV = 7, MRH_CAP_IOV_READ = 8 };
+/* An iovec array (MRH_CAP_IOV: the data it passes, writev's; MRH_CAP_IOV_READ: the data the call filled, as many
+ * bytes as it returned, readv's; none when it failed) keeps its first elements (at most -s of them, and
+ * MRH_IOV_KEPT), each as an mrh_iov_kept and its bytes cut at -s, padded to 8; its `full` is how many elements the
+ * array has. */
+#define MRH_IOV_KEPT 1024
+typedef struct mrh_iov_kept {
+    uint64_t base, len;   /* the element (iov_base, iov_len) */
+    uint32_t kept;        /* bytes of it stored after this, or MRH_IOV_UNREAD (shown as its address) */
+    uint32_t data;        /* bytes of it the call passed or filled (more than kept: cut) */
+} mrh_iov_kept;
+#define MRH_IOV_UNREAD 0xffffffffu
 /* In a capture's kind: taken before the call, as the argument was passed (the call may change it: select's
  * fd_sets, a socklen_t it reads and writes). */
 #define MRH_CAP_BEFORE 0x100
