@@ -1378,3 +1378,28 @@ def test_a_reader_blocked_writing_the_trace_is_alive_and_no_call_is_dropped(base
     text = without_progress(out.read_text())
     assert "mrhooker:" not in text, [l for l in text.splitlines() if l.startswith("mrhooker:")]
     assert len(call_lines(text, "write")) == 100000 and text.endswith("+++ exited with 0 +++\n")
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_each_child_ends_with_how_it_ended_whatever_minus_e_selects(mrhooker, shell):
+    """strace -f -e execve ends each child's lines with `+++ exited with N +++` (or killed by); with -e execve
+    mrhooker showed none: it learns a child's end from the wait that reaps it (dash's wait3, bash's waitpid),
+    which -e left untraced. Those waits are now traced for the reader alone: not shown, not in -C's table. The
+    child's execve line comes before its end."""
+    if not shutil.which(shell):
+        pytest.skip(shell + " is not installed")
+    script = "ls /; (exit 3); sh -c 'kill -9 $$'; echo done"
+    r = trace(mrhooker, "-f", "-C", "-e", "execve", shell, "-c", script)
+    assert r.returncode == 0 and r.out.endswith("done\n"), r
+    lines = r.err.splitlines()
+    ends = [line for line in lines if line.startswith("[pid ") and "+++" in line]
+    assert sum(" +++ exited with 0 +++" in line for line in ends) == 1, r.err      # ls
+    assert sum(" +++ killed by SIGKILL +++" in line for line in ends) == 1, r.err   # sh -c 'kill -9 $$'
+    ls_pid = next(line.split("]")[0] for line in lines if 'execve("/usr/bin/ls"' in line or 'execve("/bin/ls"' in line)
+    assert lines.index(ls_pid + "] +++ exited with 0 +++") > next(i for i, line in enumerate(lines)
+                                                                  if line.startswith(ls_pid + "] execve("))
+    assert not any(re.match(r"(\[pid \d+\] )?wait", line) for line in lines), r.err
+    assert sum(" +++ exited with 3 +++" in line for line in ends) == 1, r.err      # (exit 3)
+    table = [line.split()[-1] for line in lines if re.match(r"\s*\d+\.\d+ ", line)]
+    assert "execve" in table and not any(name.startswith("wait") for name in table), r.err
+    assert lines[lines.index("+++ exited with 0 +++") + 1].startswith("% time"), r.err   # the command's, then -C's

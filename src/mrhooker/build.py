@@ -402,7 +402,8 @@ def _build_trace(plans, symbols, layouts, options):
                          "build directory" if options.build_dir else "cache directory")
     entries = codegen.trace_entries_sources(plans, symbols, os.cpu_count() or 1)
     shown = decoders.source(plans, symbols, layouts)
-    functions = [{"name": p.symbol, "text": p.proto.text, "params": [q.name for q in p.params]} for p in plans]
+    functions = [dict({"name": p.symbol, "text": p.proto.text, "params": [q.name for q in p.params]},
+                      **({"hidden": True} if p.hidden else {})) for p in plans]
     cc = toolchain.c_compiler()
     key = cache.key([__version__, "trace", "attach" if options.attach else "launch"] + entries + [shown, repr(options.cflags),
                      " ".join([toolchain.tool_identity(cc[0])] + list(cc[1:]))],
@@ -415,7 +416,8 @@ def _build_trace(plans, symbols, layouts, options):
             cache.touch(final)
             options.log("cache hit: %s" % final)
             return TraceBuild(cache.check_private(final, "build"), manifest["functions"])
-    what = "building the trace of " + ("1 function" if len(plans) == 1 else "%d functions" % len(plans))
+    count = sum(not p.hidden for p in plans)   # (not the waits traced for the children's ends)
+    what = "building the trace of " + ("1 function" if count == 1 else "%d functions" % count)
     options.log("cache miss: %s in %s" % (what, root))
     options.progress(what)
     start_runtime_objects(root, options.log)   # (started already while the trace was planned, on a first run)

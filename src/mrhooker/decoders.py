@@ -179,7 +179,7 @@ def source(plans, symbols, layouts):
         body += ["static const char *const params_%d[] = {%s};" % (
             slot, ", ".join(c_string(p.name) for p in params) or "NULL")]
         flags = " | ".join(f for f, on in (("MRH_FN_EXEC", plan.exec), ("MRH_FN_MAY_DIE", plan.may_die),
-                                            ("MRH_FN_WAIT", plan.wait)) if on) or "0"
+                                            ("MRH_FN_WAIT", plan.wait), ("MRH_FN_HIDDEN", plan.hidden)) if on) or "0"
         fns.append("    {%s, %d, %s, %s, %s, params_%d}," % (
             c_string(plan.symbol), len(args), flags, "args_%d" % slot if args else "NULL",
             _arg(plan.ret, plan.proto.ret, tables), slot))

@@ -19,10 +19,12 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def request_key(request, headers, cflags, fake_rate):
-    """What decides a plan and its build: the selection (-e, --inject, -q, the fake clock's rate), the headers
-    and flags, the compiler, and mrhooker's own sources (by size and mtime: a changed file is a new key)."""
+    """What decides a plan and its build: the selection (-e, --inject, -q, the fake clock's rate, whether the lines
+    follow children), the headers and flags, the compiler, and mrhooker's own sources (by size and mtime: a changed
+    file is a new key)."""
     compiler = toolchain.c_compiler()
-    parts = [str(_SCHEMA), __version__, json.dumps([request.specs, request.inject, request.quiet, fake_rate,
+    lines = request.follow and request.lines   # children's ends: the waits traced for them (tracer._hidden_waits)
+    parts = [str(_SCHEMA), __version__, json.dumps([request.specs, request.inject, request.quiet, fake_rate, lines,
                                                      list(headers), list(cflags), list(compiler)]),
              toolchain.tool_identity(compiler[0]), _package_stamps()]
     for header in headers:   # a header of the user's, named by its path

@@ -127,11 +127,34 @@ def plan_trace(request, root, headers):
     from mrhooker import cdecl
     chosen = faults.rules_for(rules, prototypes, cdecl.large_file_twins(root, headers) if rules else None)
     rule_fields = [(i, [rule.entry(p) for rule in chosen[i]]) for i, p in enumerate(prototypes) if i in chosen]
-    shown = layouts.measure_cached(tracespec.struct_names(prototypes), root)
-    plans = [tracespec.plan(p, shown) for p in prototypes]
+    hidden = _hidden_waits(request, prototypes, root, headers)   # after the rules: none of them is injected
+    shown = layouts.measure_cached(tracespec.struct_names(prototypes + hidden), root)
+    plans = [tracespec.plan(p, shown) for p in prototypes] + [tracespec.plan(p, shown, hidden=True) for p in hidden]
     return TracePlan(plans, rule_fields, fake_time, symbols, shown)
 
 
+
+
+def _hidden_waits(request, prototypes, root, headers):
+    """The waits -e left out that a trace's lines need: strace ends each child's lines with how it ended
+    (`+++ exited with 0 +++`), which mrhooker learns from the wait that reaped it (dash's wait3, bash's waitpid).
+    Traced for the reader only, not shown."""
+    from mrhooker import tracespec, tracing
+
+    if not (request.follow and request.lines and not request.quiet):
+        return []
+    selected = {p.symbol for p in prototypes}
+    known = tracing.known_names(root)
+    wanted = [name for name in tracespec.WAITS if name not in selected and name in known]
+    return [p for p in tracing.select([",".join(wanted)], root, headers) if p.symbol not in selected] if wanted else []
+
+
+def _tracing_line(functions):
+    """-v's line of what a trace traces: functions, [(name, hidden)]."""
+    shown = [name for name, hidden in functions if not hidden]
+    waits = [name for name, hidden in functions if hidden]
+    return "tracing %d functions: %s%s" % (len(shown), " ".join(shown), " (and, for the children's ends, %s)" % (
+        " ".join(waits)) if waits else "")
 
 
 class Tracer:
@@ -186,7 +209,8 @@ class Tracer:
                 reader.finish()
                 self._summary(reader, trace, outputs, trace_build.functions)
                 if request.scaffold_path:
-                    self._scaffold(command, [trace_build.functions[fn] for fn in reader.seen(nfn)])
+                    self._scaffold(command, [trace_build.functions[fn] for fn in reader.seen(nfn)
+                                             if not trace_build.functions[fn].get("hidden")])
                 self._report(reader, trace, outputs)
                 if unwritten:
                     say("interrupted (%s): the last %d calls recorded were not written" % (
@@ -218,7 +242,7 @@ class Tracer:
             directory, manifest, rules = found
             functions = manifest["functions"]
             self.log("warm start: %s" % directory)
-            self.log("tracing %d functions: %s" % (len(functions), " ".join(f["name"] for f in functions)))
+            self.log(_tracing_line([(f["name"], f.get("hidden", False)) for f in functions]))
             trace_build = build.TraceBuild(cache.check_private(directory, "build"), functions)
             return trace_build, rules, request.fake_time is not None
         with options.preparing("reading the system headers' prototypes"):
@@ -229,7 +253,7 @@ class Tracer:
                 from mrhooker import toolchain
                 toolchain.kill_running()
                 raise
-            self.log("tracing %d functions: %s" % (len(planned.plans), " ".join(p.symbol for p in planned.plans)))
+            self.log(_tracing_line([(p.symbol, p.hidden) for p in planned.plans]))
             trace_build = build.build_trace(planned.plans, planned.symbols, planned.layouts, options)
         from mrhooker import cdecl
         tracecache.remember(root, key, trace_build.directory, planned.rules, cdecl.loaded_header_stamps())
@@ -345,6 +369,7 @@ class Tracer:
             rows = reader.counts(nfn)
         else:
             rows = [(calls, errors, reader.duration_ns(units)) for calls, errors, units in trace.counters(nfn)]
+        rows = [(0, 0, 0) if f.get("hidden") else row for f, row in zip(functions, rows)]   # not the user's
         text = traceout.summary([f["name"] for f in functions], rows).encode()
         try:
             while text:

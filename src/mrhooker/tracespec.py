@@ -785,6 +785,7 @@ for _name, _fn in FUNCTIONS.items():
         CLASSES.setdefault(_class, []).append(_name)
 DEFAULT_CLASSES = ("file", "desc", "net", "process", "time", "env")
 EXEC = tuple(name for name, fn in FUNCTIONS.items() if fn.exec)
+WAITS = tuple(name for name, fn in FUNCTIONS.items() if fn.wait)
 NORETURN = tuple(name for name, fn in FUNCTIONS.items() if fn.noreturn and not fn.exec)
 
 
@@ -909,8 +910,9 @@ class Plan:
     """A traced function, described: its prototype, the kind of each argument and of its result, how it fails
     and returns (see Fn), and what its records keep (the kinds' captures)."""
 
-    def __init__(self, proto, kinds, ret, fn):
+    def __init__(self, proto, kinds, ret, fn, hidden=False):
         self.proto = proto
+        self.hidden = hidden            # traced for the reader's sake only: a wait that tells a child's end
         self.kinds = kinds              # per argument (the variadic ones passed too)
         self.ret = ret
         self.exec = fn.exec
@@ -934,10 +936,10 @@ class Plan:
 _PLAIN = Fn()
 
 
-def plan(proto, layouts=None):
+def plan(proto, layouts=None, hidden=False):
     """A function's description, from the table or its prototype. layouts: {struct name: layout} of the structs
     (SHOWN_STRUCTS) its parameters point to, as layouts.measure gives them; a struct without one is an
-    address."""
+    address. hidden: traced, not shown (Plan.hidden)."""
     layouts = layouts or {}
     params = list(proto.params) + list(proto.extra)
     entry = described(proto.symbol) or _PLAIN
@@ -951,7 +953,7 @@ def plan(proto, layouts=None):
             kind = Struct(kind.struct_name, kind.filled, kind.changed, layout["size"]) if layout else HEX
         kinds.append(kind)
     ret = entry.ret or _result_kind(proto)
-    return Plan(proto, kinds, ret, entry)
+    return Plan(proto, kinds, ret, entry, hidden)
 
 
 def failure_value(proto):
