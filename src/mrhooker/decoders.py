@@ -185,8 +185,9 @@ def source(plans, symbols, layouts):
             _arg(plan.ret, plan.proto.ret, tables), slot))
         body.append("")
     t = tables
-    errnos = t.names("errno_names", t.by_prefix("E", exclude=tuple(n for n in symbols if n.startswith(
-        tracespec.NOT_ERRNO)), preferred=("EAGAIN", "EDEADLK", "EOPNOTSUPP")))
+    errno_values = tracespec.errno_values(symbols)   # (the one rule of which E-names are errnos)
+    errnos = t.names("errno_names", t.by_prefix("E", exclude=tuple(n for n in symbols if n not in errno_values),
+                                                preferred=("EAGAIN", "EDEADLK", "EOPNOTSUPP")))
     signals = t.names("signal_names", t.by_prefix(
         "SIG", exclude=tuple(n for n in symbols if n.startswith(("SIG_", "SIGEV_", "SIGRTMIN", "SIGRTMAX",
                                                                  "SIGSTKSZ"))),
