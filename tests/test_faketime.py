@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -168,8 +169,10 @@ WAITS_C = "#define _GNU_SOURCE\n" + WATCHDOG_C + r'''
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <sys/times.h>
@@ -225,6 +228,18 @@ static long run(const char *mode, pthread_t th)
     }
     if (!strcmp(mode, "monotonic_clock_nanosleep_abs")) { d = deadline(CLOCK_MONOTONIC); return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &d, NULL); }
     if (!strcmp(mode, "monotonic_sem_clockwait")) { d = deadline(CLOCK_MONOTONIC); return sem_clockwait(&sem, CLOCK_MONOTONIC, &d) ? errno : 0; }
+    if (!strcmp(mode, "futex_bitset") || !strcmp(mode, "futex_bitset_realtime")) {   /* Rust's std waits so */
+        static int word;
+        int realtime = !strcmp(mode, "futex_bitset_realtime");
+        d = deadline(realtime ? CLOCK_REALTIME : CLOCK_MONOTONIC);
+        return syscall(SYS_futex, &word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG | (realtime ? FUTEX_CLOCK_REALTIME : 0),
+                       0, &d, NULL, FUTEX_BITSET_MATCH_ANY) ? errno : 0;
+    }
+    if (!strcmp(mode, "futex_wait")) {
+        static int word;
+        d = rel();
+        return syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &d, NULL, 0) ? errno : 0;
+    }
     if (!strcmp(mode, "pthread_cond_clockwait")) { d = deadline(CLOCK_REALTIME); pthread_mutex_lock(&m); return pthread_cond_clockwait(&c, &m, CLOCK_REALTIME, &d); }
     if (!strcmp(mode, "sem_timedwait")) { d = deadline(CLOCK_REALTIME); return sem_timedwait(&sem, &d) ? errno : 0; }
     if (!strcmp(mode, "sem_clockwait")) { d = deadline(CLOCK_REALTIME); return sem_clockwait(&sem, CLOCK_REALTIME, &d) ? errno : 0; }
@@ -364,13 +379,13 @@ ABSOLUTE = {"pthread_cond_timedwait": 110, "pthread_cond_clockwait": 110, "sem_t
             "pthread_rwlock_timedrdlock": 110, "pthread_rwlock_timedwrlock": 110, "pthread_rwlock_clockrdlock": 110,
             "pthread_rwlock_clockwrlock": 110, "pthread_timedjoin_np": 110, "pthread_clockjoin_np": 110,
             "cnd_timedwait": 110, "mtx_timedlock": 110, "clock_nanosleep_abs": 0, "mq_timedreceive": 110,
-            "mq_timedsend": 110, "timer_settime_abs": 0, "timerfd_settime_abs": 0}
+            "mq_timedsend": 110, "timer_settime_abs": 0, "timerfd_settime_abs": 0, "futex_bitset_realtime": 110}
 RELATIVE = {"nanosleep": 0, "clock_nanosleep": 0, "thrd_sleep": 0, "usleep": 0, "sleep": 0, "poll": 0, "ppoll": 0,
             "select": 0, "pselect": 0, "epoll_wait": 0, "epoll_pwait": 0, "epoll_pwait2": 0, "sigtimedwait": 11,
-            "alarm": 0, "ualarm": 0, "setitimer": 0, "timer_settime": 0, "timerfd_settime": 0}
+            "alarm": 0, "ualarm": 0, "setitimer": 0, "timer_settime": 0, "timerfd_settime": 0, "futex_wait": 110}
 # Deadlines on CLOCK_MONOTONIC: real without a rate; under one the clock runs at the rate, and so do they.
 MONOTONIC = {"monotonic_cond": 110, "monotonic_clock_nanosleep_abs": 0, "monotonic_sem_clockwait": 110,
-             "monotonic_timerfd_abs": 0, "monotonic_timer_abs": 0}
+             "monotonic_timerfd_abs": 0, "monotonic_timer_abs": 0, "futex_bitset": 110}
 # What libfaketime 0.9.10 translates too (the rest it doesn't: they hang under +1d, or don't wait under a past
 # date; or, under a rate, wait the full time).
 LIBFAKETIME_ABSOLUTE = ("pthread_cond_timedwait", "sem_timedwait", "clock_nanosleep_abs", "timerfd_settime_abs",
@@ -516,3 +531,39 @@ def test_pythons_sleep_under_a_rate(mrhooker, tool):
     assert r.returncode == 0, (tool, r)
     wall, monotonic, real = out.split()   # real: times()'s elapsed time, which neither tool fakes
     assert (wall, monotonic) == ("2.0", "2.0") and float(real) < 1.5, (tool, out)
+
+
+ELAPSED_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <time.h>
+int main(void)
+{
+    const clockid_t clocks[] = {CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, CLOCK_MONOTONIC_RAW, CLOCK_BOOTTIME};
+    for (int i = 0; i < 4; i++) {
+        struct timespec ts;
+        clock_gettime(clocks[i], &ts);
+        printf("%lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
+    }
+    return 0;
+}
+"""
+
+
+def test_each_elapsed_clock_runs_at_the_rate_from_its_own_reading(mrhooker, cprog):
+    """Under a rate every elapsed clock ran from CLOCK_MONOTONIC's reading at the start: the raw clock's drift
+    and the time the machine slept were multiplied by the rate (x1000000: CLOCK_MONOTONIC_RAW read negative, 120,000
+    s behind CLOCK_MONOTONIC). Each now runs from its own reading: none behind where it really was before the
+    start, none far from the others; the coarse one is read precisely (a tick times a rate is long)."""
+    prog = cprog(ELAPSED_C)
+    clocks = (time.CLOCK_MONOTONIC, time.CLOCK_MONOTONIC, time.CLOCK_MONOTONIC_RAW, time.CLOCK_BOOTTIME)
+    before = [time.clock_gettime(c) for c in clocks]
+    start = time.monotonic()
+    r = trace(mrhooker, "-q", "--fake-time", "+0 x1000", prog)
+    took = time.monotonic() - start
+    assert r.returncode == 0, r
+    seen = [float(x) for x in r.out.split()]
+    for real, fake in zip(before, seen):
+        assert real - 0.1 <= fake <= real + (took + 1) * 1000, (before, seen, took)
+    assert seen[0] <= seen[1] < seen[0] + 60, seen   # the coarse clock read after the precise one: not a tick x1000 behind
+

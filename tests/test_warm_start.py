@@ -57,7 +57,8 @@ def test_a_warm_trace_plans_nothing_again_and_shows_the_same_lines(base_env, tmp
     r, err, lines, imported = _trace(base_env, tmp_path, *args, importtime=True)
     assert r.returncode == 0 and r.stdout == b"hello\n", err
     assert "mrhooker: warm start:" in err and ("tracing 8 functions: openat __openat_2 openat64 __openat64_2 read "
-                                               "__read_chk write close\n") in err, err
+                                               "__read_chk write close (and, for the children's ends, wait waitpid "
+                                               "wait3 wait4 waitid)\n") in err, err
     assert not _cold_only(imported, base_env), sorted(imported)
     assert _calls(lines) == _calls(cold_lines), (lines, cold_lines)
     assert 'read(3, "hello\\n", 131072) = 6' in lines, lines

@@ -475,7 +475,7 @@ def _trace_entry_source(slot, plan, symbols):
     made = "original(%s)" % args
     untraced = made
     if proto.symbol in faults.FAKE_TIME and returns:   # --fake-time: runtime/faketime.c's version of the call
-        faked = "mrh_faked_%s(%s)" % (proto.symbol, ", ".join(["(void *)original"] + [p.name for p in entry.params]))
+        faked = "mrh_faked_%s((void *)original%s)" % (proto.symbol, ", " + entry.args() if entry.args() else "")
         untraced = "MRH_FAKE_UNTRACED(t) ? %s : %s" % (faked, made)   # the program's signal handler's call
         made = "(MRH_FAKE_TIME() ? %s : %s)" % (faked, made)
     if returns:

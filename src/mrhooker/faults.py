@@ -211,7 +211,7 @@ FAKE_TIME = {
     "pthread_rwlock_clockrdlock": DEADLINE, "pthread_rwlock_clockwrlock": DEADLINE,
     "pthread_timedjoin_np": DEADLINE, "pthread_clockjoin_np": DEADLINE, "mq_timedsend": DEADLINE,
     "mq_timedreceive": DEADLINE, "cnd_timedwait": DEADLINE, "mtx_timedlock": DEADLINE,
-    "clock_nanosleep": DEADLINE, "timer_settime": DEADLINE, "timerfd_settime": DEADLINE,
+    "clock_nanosleep": DEADLINE, "timer_settime": DEADLINE, "timerfd_settime": DEADLINE, "syscall": DEADLINE,
     "timer_create": TIMER_CLOCK, "timer_delete": TIMER_CLOCK,
     "nanosleep": DURATION, "sleep": DURATION, "usleep": DURATION, "thrd_sleep": DURATION, "poll": DURATION,
     "ppoll": DURATION, "select": DURATION, "pselect": DURATION, "epoll_wait": DURATION, "epoll_pwait": DURATION,

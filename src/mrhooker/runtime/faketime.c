@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/timeb.h>
@@ -107,21 +108,35 @@ static struct timespec real_of(int64_t sec, int64_t nsec)
     return ts;
 }
 
-/* An elapsed clock's reading (monotonic, boot time) as the program sees it: under a rate it runs at the rate from
- * its anchor (as libfaketime's do), so that a program timing a wait sees the fake time it waited. */
-static struct timespec fake_elapsed(struct timespec ts)
+/* The elapsed clocks (real without a rate; with one they run at it), by their anchor in the header: each from its
+ * own reading at the start (their real offsets from each other, the raw clock's drift and the time the machine
+ * slept, must not be multiplied by the rate); -1: not one. */
+static int elapsed_anchor(int clock)
 {
-    const mrh_trace_header *h = mrh_trace;
-    wide since = (wide)ts.tv_sec * NS + ts.tv_nsec - h->fake_anchor_mono_ns;
-    return instant(0, since * (wide)h->fake_rate_ppm / PPM + h->fake_anchor_mono_ns);
+    switch (clock) {
+    case CLOCK_MONOTONIC: case CLOCK_MONOTONIC_COARSE: return 0;
+    case CLOCK_MONOTONIC_RAW: return 1;
+    case CLOCK_BOOTTIME: case CLOCK_BOOTTIME_ALARM: return 2;
+    default: return -1;
+    }
+}
+static int elapsed_clock(int clock) { return elapsed_anchor(clock) >= 0; }
+
+/* An elapsed clock's reading as the program sees it: under a rate it runs at the rate from its anchor (as
+ * libfaketime's do), so that a program timing a wait sees the fake time it waited. */
+static struct timespec fake_elapsed(int clock, struct timespec ts)
+{
+    int64_t anchor = mrh_trace->fake_anchor_elapsed_ns[elapsed_anchor(clock)];
+    wide since = (wide)ts.tv_sec * NS + ts.tv_nsec - anchor;
+    return instant(0, since * (wide)mrh_trace->fake_rate_ppm / PPM + anchor);
 }
 
 /* A fake deadline on an elapsed clock as the kernel knows it (under a rate); never 0 ("disarm"). */
-static struct timespec real_elapsed(struct timespec ts)
+static struct timespec real_elapsed(int clock, struct timespec ts)
 {
-    const mrh_trace_header *h = mrh_trace;
-    wide since = (wide)ts.tv_sec * NS + ts.tv_nsec - h->fake_anchor_mono_ns;
-    struct timespec real = instant(0, since * PPM / (wide)h->fake_rate_ppm + h->fake_anchor_mono_ns);
+    int64_t anchor = mrh_trace->fake_anchor_elapsed_ns[elapsed_anchor(clock)];
+    wide since = (wide)ts.tv_sec * NS + ts.tv_nsec - anchor;
+    struct timespec real = instant(0, since * PPM / (wide)mrh_trace->fake_rate_ppm + anchor);
     if (real.tv_sec < 0 || (real.tv_sec == 0 && real.tv_nsec == 0)) real.tv_sec = 0, real.tv_nsec = 1;
     return real;
 }
@@ -146,11 +161,6 @@ static int realtime_clock(int clock)
 {
     return clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE || clock == CLOCK_REALTIME_ALARM ||
            clock == CLOCK_TAI;
-}
-static int elapsed_clock(int clock)   /* real without a rate; with one they run at it */
-{
-    return clock == CLOCK_MONOTONIC || clock == CLOCK_MONOTONIC_RAW || clock == CLOCK_MONOTONIC_COARSE ||
-           clock == CLOCK_BOOTTIME || clock == CLOCK_BOOTTIME_ALARM;
 }
 static int elapsed_rated(void) { return rated() && mrh_trace->fake_elapsed; }
 static int faked_clock(int clock) { return realtime_clock(clock) || (elapsed_rated() && elapsed_clock(clock)); }
@@ -233,13 +243,13 @@ static inline void fake_reading(int clock, struct timespec *ts)
 {
     if (clock == CLOCK_TAI) fake_tai(ts);
     else if (realtime_clock(clock)) *ts = fake_of(ts->tv_sec, ts->tv_nsec);
-    else if (elapsed_rated() && elapsed_clock(clock)) *ts = fake_elapsed(*ts);
+    else if (elapsed_rated() && elapsed_clock(clock)) *ts = fake_elapsed(clock, *ts);
 }
 
 /* A fake instant on a faked clock (a deadline, an absolute timer) as the kernel knows it. */
 static struct timespec real_instant(int clock, struct timespec fake)
 {
-    if (elapsed_clock(clock)) return real_elapsed(fake);
+    if (elapsed_clock(clock)) return real_elapsed(clock, fake);
     int64_t offset = clock == CLOCK_TAI ? tai_offset() : 0;
     struct timespec real = real_of(fake.tv_sec - offset, fake.tv_nsec);
     real.tv_sec += real.tv_sec < INT64_MAX - offset ? offset : 0;
@@ -265,8 +275,11 @@ long mrh_faked_time(void *original, void *tloc)
 
 int mrh_faked_clock_gettime(void *original, int clock, void *ts)
 {
-    /* the coarse clock is read precisely: a tick behind, it could show the second before the others */
-    int r = ((int (*)(clockid_t, void *))original)(clock == CLOCK_REALTIME_COARSE ? CLOCK_REALTIME : clock, ts);
+    /* the coarse clocks are read precisely: a tick behind, the realtime one could show the second before the
+     * others, and a tick times a rate is long */
+    int precise = clock == CLOCK_REALTIME_COARSE ? CLOCK_REALTIME
+                : clock == CLOCK_MONOTONIC_COARSE && elapsed_rated() ? CLOCK_MONOTONIC : clock;
+    int r = ((int (*)(clockid_t, void *))original)(precise, ts);
     if (r == 0 && ts) fake_reading(clock, ts);
     return r;
 }
@@ -446,6 +459,40 @@ int mrh_faked_mtx_timedlock(void *original, void *mutex, const void *abstime)
 {
     struct timespec real;
     return ((wait2_fn)original)(mutex, real_deadline(CLOCK_REALTIME, abstime, &real));
+}
+
+/* ---- futexes through syscall() -------------------------------------------------------------------------- */
+
+#ifndef FUTEX_LOCK_PI2
+#define FUTEX_LOCK_PI2 13
+#endif
+
+static const struct timespec *real_duration(int clock, const void *d, struct timespec *real);
+
+/* What a futex operation's timeout (argument 4) is (futex(2)): FUTEX_WAIT's a duration; FUTEX_WAIT_BITSET's,
+ * FUTEX_WAIT_REQUEUE_PI's and FUTEX_LOCK_PI2's a deadline on CLOCK_MONOTONIC, or CLOCK_REALTIME with
+ * FUTEX_CLOCK_REALTIME; FUTEX_LOCK_PI's one on CLOCK_REALTIME; the other operations' no time. */
+static const void *real_futex_timeout(long op, const void *timeout, struct timespec *real)
+{
+    int clock = op & FUTEX_CLOCK_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+    switch (op & FUTEX_CMD_MASK) {
+    case FUTEX_WAIT: return real_duration(CLOCK_MONOTONIC, timeout, real);
+    case FUTEX_WAIT_BITSET: case FUTEX_WAIT_REQUEUE_PI: case FUTEX_LOCK_PI2:
+        return real_deadline(clock, timeout, real);
+    case FUTEX_LOCK_PI: return real_deadline(CLOCK_REALTIME, timeout, real);
+    default: return timeout;
+    }
+}
+
+long mrh_faked_syscall(void *original, long number, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+    struct timespec real;
+    if (number == SYS_futex && a4) a4 = (long)(uintptr_t)real_futex_timeout(a2, (const void *)(uintptr_t)a4, &real);
+#ifdef SYS_futex_waitv
+    else if (number == SYS_futex_waitv && a4)   /* (waiters, count, flags, deadline, clock) */
+        a4 = (long)(uintptr_t)real_deadline((int)a5, (const void *)(uintptr_t)a4, &real);
+#endif
+    return ((long (*)(long, ...))original)(number, a1, a2, a3, a4, a5, a6);
 }
 
 /* ---- relative waits ---------------------------------------------------------------------------------- */

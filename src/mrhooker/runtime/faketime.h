@@ -13,11 +13,15 @@
  *   CLOCK_TAI keeps its offset from CLOCK_REALTIME. CPU-time clocks stay real.
  * - Elapsed clocks under a rate: a program that times a wait on CLOCK_MONOTONIC (Python's time.sleep is an
  *   absolute clock_nanosleep on it) saw 2 s pass while its wall clock moved 20 s under x10, and waited 2 real
- *   seconds. Idea: with a rate, the elapsed clocks (monotonic, boot time) run at it too, from one anchor in the
- *   header (CLOCK_MONOTONIC when the fake clock was set: every process of the trace agrees), and their
- *   deadlines are mapped back like realtime ones; without a rate they stay real (a shift of the date is no
- *   reason to move them), and attached too (the detach would turn a monotonic clock back). libfaketime does
- *   the same for elapsed times.
+ *   seconds. Idea: with a rate, the elapsed clocks (monotonic, raw, boot time) run at it too, each from its own
+ *   reading when the fake clock was set (in the header: every process of the trace agrees; one anchor for all
+ *   multiplied the raw clock's drift and the time the machine slept by the rate), and their deadlines are
+ *   mapped back like realtime ones; without a rate they stay real (a shift of the date is no reason to move
+ *   them), and attached too (the detach would turn a monotonic clock back). libfaketime does the same for
+ *   elapsed times.
+ * - Waits past libc: Rust's std waits on a futex through syscall(SYS_futex, ...) with a deadline it computed
+ *   from the (now fake) monotonic clock; unmapped, a wait of 2 s took 25 real seconds under x10, and spun under
+ *   x0.5. Idea: syscall() is faked too, for the futex operations that take a time (and futex_waitv).
  * - Deadlines: a program that waits until "fake now + 1 s" on a realtime clock (pthread_cond_timedwait,
  *   sem_timedwait, clock_nanosleep(TIMER_ABSTIME), an absolute timer, ...) would wait a day under +1d, or not
  *   at all under a date in the past. Idea: the deadline is mapped back, real = real_anchor + (fake -
@@ -83,6 +87,8 @@ long mrh_faked_mq_timedreceive(void *original, int mq, void *msg, unsigned long 
                                const void *abstime);
 int mrh_faked_cnd_timedwait(void *original, void *cond, void *mutex, const void *abstime);
 int mrh_faked_mtx_timedlock(void *original, void *mutex, const void *abstime);
+/* syscall(): a futex wait's time (a deadline or a duration), futex_waitv's deadline; any other call as is */
+long mrh_faked_syscall(void *original, long number, long a1, long a2, long a3, long a4, long a5, long a6);
 /* absolute or relative */
 int mrh_faked_clock_nanosleep(void *original, int clock, int flags, const void *req, void *rem);
 int mrh_faked_timer_settime(void *original, void *timer, int flags, const void *value, void *old);

@@ -113,7 +113,12 @@ EXPORT void mrh_trace_set_fake_time(void *map, int64_t real_ns, int64_t fake_sec
     h->fake_anchor_nsec = fake_nsec;
     h->fake_rate_ppm = rate_ppm;
     h->fake_elapsed = elapsed != 0;
-    h->fake_anchor_mono_ns = (int64_t)monotonic_ns();
+    static const clockid_t elapsed_clocks[3] = {CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW, CLOCK_BOOTTIME};
+    for (int i = 0; i < 3; i++) {
+        struct timespec ts = {0, 0};
+        clock_gettime(elapsed_clocks[i], &ts);
+        h->fake_anchor_elapsed_ns[i] = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    }
     h->fake_time_on = 1;
 }
 

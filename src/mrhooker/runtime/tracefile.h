@@ -71,8 +71,9 @@ typedef struct mrh_trace_header {
     int64_t fake_anchor_real_ns;      /* CLOCK_REALTIME at the start (ns), */
     int64_t fake_anchor_sec, fake_anchor_nsec;   /* the time shown for it (any 64-bit seconds; ns 0..999999999) */
     uint64_t fake_rate_ppm;           /* how fast fake time runs, in millionths (1000000: as fast as real) */
-    uint64_t fake_elapsed;            /* 1: the elapsed clocks run at the rate too (0 when attached: the */
-    int64_t fake_anchor_mono_ns;      /* detach would turn them back), from CLOCK_MONOTONIC at the start */
+    uint64_t fake_elapsed;            /* 1: the elapsed clocks run at the rate too (0 when attached: the
+                                       * detach would turn them back), each from its reading at the start: */
+    int64_t fake_anchor_elapsed_ns[3];   /* CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW, CLOCK_BOOTTIME (ns) */
     uint64_t inject_nrules;           /* rules in the table: nfn, and the functions' further rules */
     /* Each on a cache line of its own: the writers' compare-and-swap must not evict the fields above, which every
      * call reads, nor the reader's. */
