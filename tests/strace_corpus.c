@@ -193,6 +193,12 @@ static void descriptors(void)
     fcntl(p[0], F_SETPIPE_SZ, 65536);
     fcntl(fd, F_GETOWN);
     fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE);               /* EINVAL: not a memfd */
+    fcntl(p[0], F_GETFL);                               /* 0 (flags O_RDONLY) */
+    int sealed = memfd_create("sealed", MFD_ALLOW_SEALING);
+    fcntl(sealed, F_GET_SEALS);                         /* 0 */
+    fcntl(sealed, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK);
+    fcntl(sealed, F_GET_SEALS);                         /* 0x6 (seals F_SEAL_SHRINK|F_SEAL_GROW) */
+    close(sealed);
     fcntl(99, F_GETFD);                                 /* EBADF */
     fcntl64(fd, F_GETFL);
     fcntl64(fd, F_SETLK, &fl);
@@ -474,6 +480,8 @@ static void signals(void)
     raise(SIGUSR1);
     raise(SIGRTMIN + 1);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
+    sigfillset(&set);                                   /* glibc leaves out its own 32 and 33: ~[RTMIN RT_1] */
+    sigprocmask(SIG_BLOCK, &set, NULL);
     sigprocmask(SIG_SETMASK, &old, NULL);
     sigprocmask(SIG_BLOCK, NULL, &old);
     sigprocmask(99, &set, NULL);                        /* EINVAL */

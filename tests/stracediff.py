@@ -306,6 +306,9 @@ DELIBERATE = [
                "ltrace does; strace shows the clone once, in the parent"),
     Deliberate("getcwd", "result value", "the library returns the buffer (shown as its string) or NULL; the system "
                "call returns the length or -1"),
+] + [Deliberate(name, "result value", "the library returns the error number (`29 ESPIPE (Illegal seek)`), the "
+                "system call -1 and errno: the name and text are still compared")
+     for name in ("posix_fadvise", "posix_fadvise64", "posix_fallocate", "posix_fallocate64")] + [
     Deliberate("getcwd", 0, "getcwd(NULL, 0) has glibc allocate the buffer: the system call gets glibc's buffer and "
                "PATH_MAX, the library call NULL and 0", when=_NULL_BUFFER),
     Deliberate("getcwd", 1, "(the same)", when=_NULL_BUFFER),

@@ -200,6 +200,21 @@ PROGRAMS = {
                         "select count(*) from t;"], unsteady=(("read", 1), ("pwrite64", 1))),
     "tar": Program(["tar", "-cf", "a.tar", "d"], _tree),
     "gzip": Program(["gzip", "-k", "-9", "in.txt"], _text_files),
+    "xz": Program(["xz", "-k", "-T1", "in.txt"], _text_files),
+    "find": Program(["find", ".", "-name", "*a*"], _tree),
+    # grep reads /proc/self/maps (its stack overflow guard): the text of an address space
+    "grep": Program(["grep", "-rn", "alpha", "."], _tree, ignore=("read",)),
+    # dash vforks a simple command: under mrhooker vfork runs as fork (README), and its line is fork's
+    "sh": Program(["sh", "-c", "cat in.txt | sort > s.txt; wc -l s.txt; ls d"], _text_files, ignore=("fork",)),
+    "head": Program(["head", "-c", "20", "in.txt"], _text_files),
+    "openssl": Program(["openssl", "dgst", "-sha256", "in.txt"], _text_files),
+    "mkdir": Program(["mkdir", "-p", "x/y/z"]),
+    "mv": Program(["mv", "in.txt", "moved.txt"], _text_files),
+    "rm": Program(["rm", "-rf", "d"], _tree),
+    "touch": Program(["touch", "-d", "2000-01-01", "t.txt"]),
+    "stat": Program(["stat", "in.txt"], _text_files),
+    "ln": Program(["ln", "-s", "in.txt", "link"], _text_files),
+    "bash": Program(["bash", "--norc", "-c", "echo hi > o.txt; cat o.txt"]),
 }
 
 

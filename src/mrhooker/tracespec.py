@@ -90,6 +90,7 @@ VOID = _Simple("void", "MRH_K_VOID")
 SIGNAL = _Simple("signal", "MRH_K_SIGNAL")
 ID = _Simple("id", "MRH_K_ID")             # a uid_t or gid_t: -1 is "none" (chown's "leave it")
 EAI = _Simple("eai", "MRH_K_EAI")          # getaddrinfo's result: 0, or an EAI_* code
+ERRNO_RESULT = _Simple("errno_result", "MRH_K_ERRNO_RESULT")   # 0, or an error number (errno is not set)
 SELECT_RESULT = _Simple("select_result", "MRH_K_SELECT_RESULT")
 
 
@@ -652,8 +653,8 @@ FUNCTIONS = {
     "sendfile": Fn(FD, FD, None, None, classes="desc"),
     "copy_file_range": Fn(FD, None, FD, None, None, None, classes="desc"),
     "splice": Fn(FD, None, FD, None, None, None, classes="desc"),
-    "posix_fadvise": Fn(FD, None, None, FADVISE, classes="desc"),
-    "posix_fallocate": Fn(FD, None, None, classes="desc"),
+    "posix_fadvise": Fn(FD, None, None, FADVISE, ret=ERRNO_RESULT, classes="desc"),
+    "posix_fallocate": Fn(FD, None, None, ret=ERRNO_RESULT, classes="desc"),
     # network
     "socket": Fn(ADDRESS_FAMILY, SOCKET_TYPE, SOCKET_PROTOCOL, classes="net"),
     "socketpair": Fn(ADDRESS_FAMILY, SOCKET_TYPE, SOCKET_PROTOCOL, FD_PAIR, classes="net"),

@@ -275,12 +275,14 @@ static void put_flags_value(mrh_text *t, const mrh_flagset *f, uint64_t v, int j
     if (json) put_char(t, '"');
 }
 
-/* Signals by name, real-time ones as strace names them (SIGRT_n counts from the kernel's SIGRTMIN, 32). */
+/* Signals by name, real-time ones as strace names them (the kernel's SIGRTMIN, 32, by that name; SIGRT_n counts
+ * from it). */
 static void put_signal(mrh_text *t, const mrh_decoders *d, int64_t sig)
 {
     const char *name = name_of(d->signals, (uint64_t)sig);
     if (name) mrh_puts(t, name);
-    else if (sig >= 32 && sig <= 64) {
+    else if (sig == 32) mrh_puts(t, "SIGRTMIN");
+    else if (sig > 32 && sig <= 64) {
         mrh_puts(t, "SIGRT_");
         mrh_put_i64(t, sig - 32);
     } else {
@@ -1042,12 +1044,13 @@ static void put_fcntl_result(mrh_text *t, const mrh_decoders *d, const mrh_view 
     const mrh_flagset *f = !cmd ? NULL : !strcmp(cmd, "F_GETFL") ? d->open_flags : !strcmp(cmd, "F_GETFD") ?
                            d->fd_flags : !strcmp(cmd, "F_GET_SEALS") ? d->seals : NULL;
     int64_t r = (int64_t)bits;
-    if (!f || r <= 0 || json) {
+    if (!f || r < 0 || (r == 0 && f != d->open_flags) || json) {   /* (F_GETFL's 0 is O_RDONLY: named) */
         mrh_put_i64(t, r);
         return;
     }
-    mrh_put_hex(t, bits);
-    mrh_puts(t, " (flags ");
+    if (r) mrh_put_hex(t, bits);
+    else put_char(t, '0');
+    mrh_puts(t, f == d->seals ? " (seals " : " (flags ");
     put_flags(t, f, bits);
     put_char(t, ')');
 }
@@ -1186,6 +1189,13 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_FCNTL_RESULT:
         put_fcntl_result(t, d, v, a, bits, json);
+        return;
+    case MRH_K_ERRNO_RESULT:   /* an error number as the result (posix_fadvise): 29 ESPIPE (Illegal seek) */
+        mrh_put_i64(t, (int64_t)bits);
+        if (!json && (int64_t)bits > 0 && (int64_t)bits < 4096) {
+            put_char(t, ' ');
+            mrh_show_errno(t, d, (int)(int64_t)bits, 0);
+        }
         return;
     case MRH_K_EAI:
         put_eai(t, d, bits, json);

@@ -102,6 +102,7 @@ enum mrh_kind {
     MRH_K_FCNTL_RESULT, /* by fcntl's command (ref): F_GETFL's flags, F_GETFD's */
     MRH_K_VOID,         /* a result that is none */
     MRH_K_EAI,          /* getaddrinfo's result: 0, or EAI_* and its text */
+    MRH_K_ERRNO_RESULT, /* a result that is an error number (posix_fadvise's): 0, or 29 ESPIPE (Illegal seek) */
     MRH_K_INTS,         /* captured ints: [3, 4] */
     MRH_K_SOCKOPT,      /* a socket option's value (captured), by its level (ref) and name (ref + 1) */
     MRH_K_WAIT_STATUS,  /* a captured wait status: [{WIFEXITED(s) && WEXITSTATUS(s) == 0}] */
