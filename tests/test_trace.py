@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import (BUSY_C, RUN_TIMEOUT, children, lines_starting, live_processes, trace_files_of, unhooked,
+from helpers import (BUSY_C, RUN_TIMEOUT, WATCHDOG_C, children, lines_starting, live_processes, trace_files_of, unhooked,
                      scaled, wait_for, without_progress)
 
 PY = sys.executable
@@ -1403,3 +1403,114 @@ def test_each_child_ends_with_how_it_ended_whatever_minus_e_selects(mrhooker, sh
     table = [line.split()[-1] for line in lines if re.match(r"\s*\d+\.\d+ ", line)]
     assert "execve" in table and not any(name.startswith("wait") for name in table), r.err
     assert lines[lines.index("+++ exited with 0 +++") + 1].startswith("% time"), r.err   # the command's, then -C's
+
+
+REAPS_C = r"""
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void)
+{
+    pid_t a = fork();
+    if (a == 0) _exit(3);
+    pid_t b = fork();
+    if (b == 0) { kill(getpid(), SIGTERM); pause(); }
+    waitpid(a, NULL, 0);   /* the status not asked for */
+    wait(NULL);
+    pid_t c = fork();
+    if (c == 0) _exit(2);
+    siginfo_t si;
+    waitid(P_PID, c, &si, WEXITED | WNOWAIT);   /* seen, not reaped: twice */
+    waitid(P_PID, c, &si, WEXITED | WNOWAIT);
+    int st;
+    waitpid(c, &st, 0);
+    return 0;
+}
+"""
+
+
+def test_a_childs_end_is_shown_once_however_its_parent_waits(mrhooker, cprog):
+    """wait(NULL) and waitpid(pid, NULL, 0) gave no exit line (the status they didn't ask for was the reader's only
+    news); waitid(WNOWAIT), which leaves the child to be reaped, gave one each time. The lines still say NULL."""
+    prog = cprog(REAPS_C)
+    for selection in ("execve", "execve,wait,waitpid,waitid"):
+        r = trace(mrhooker, "-f", "-e", selection, prog)
+        assert r.returncode == 0, r
+        ends = [re.sub(r"^\[pid \d+\] ", "", line) for line in r.err.splitlines() if "+++" in line]
+        assert ends == ["+++ exited with 3 +++", "+++ killed by SIGTERM +++", "+++ exited with 2 +++",
+                        "+++ exited with 0 +++"], (selection, r.err)
+        if "wait" in selection:
+            assert re.search(r"^waitpid\(\d+, NULL, 0\) = \d+$", r.err, re.M), r.err
+            assert re.search(r"^wait\(NULL\) = \d+$", r.err, re.M), r.err
+
+
+VECTORS_C = WATCHDOG_C + r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+static int p[2];
+static char *buf;
+static const size_t size = 1 << 20;
+static void *unmapper(void *arg)
+{
+    (void)arg;
+    usleep(200000);   /* the writev below is blocked on the full pipe by now */
+    munmap(buf, size);
+    char sink[65536];
+    while (read(p[0], sink, sizeof sink) > 0) {}
+    return NULL;
+}
+int main(int argc, char **argv)
+{
+    start_watchdog(30);
+    if (!strcmp(argv[1], "self")) {   /* a readv into its own iovec array */
+        int fd = open(argv[2], O_RDONLY);
+        struct iovec self[2];
+        char tail[8];
+        self[0] = (struct iovec){self, sizeof self};
+        self[1] = (struct iovec){tail, sizeof tail};
+        printf("read %zd\n", readv(fd, self, 2));
+    } else if (!strcmp(argv[1], "unmapped")) {   /* a writev whose buffer another thread unmaps meanwhile */
+        pipe(p);
+        buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        memset(buf, 'q', size);
+        pthread_t t;
+        pthread_create(&t, NULL, unmapper, NULL);
+        struct iovec v[2] = {{"H", 1}, {buf, size}};
+        printf("wrote %zd\n", writev(p[1], v, 2));
+        close(p[1]);
+        pthread_join(t, NULL);
+    } else {   /* 1024 elements of a byte */
+        struct iovec v[1024];
+        for (int i = 0; i < 1024; i++) v[i] = (struct iovec){"z", 1};
+        printf("wrote %zd\n", writev(open("/dev/null", O_WRONLY), v, 1024));
+    }
+    return 0;
+}
+"""
+
+
+def test_vectors_are_copied_without_harm_to_the_program(mrhooker, cprog, tmp_path):
+    """The data of a readv or writev is copied after the call: a readv into its own iovec array, whose pointers
+    were then the file's bytes, and a writev whose buffer another thread unmapped while it was blocked each
+    crashed the program (SIGSEGV); 1024 elements at -s 16384 lost the call. Everything is now read through the
+    kernel (an unreadable element is its address), within a share of the ring."""
+    prog = cprog(VECTORS_C, flags=["-pthread"])
+    data = tmp_path / "in"
+    data.write_bytes(b"0123456789abcdefghijklmnopqrstuvwxyz")
+    for args, extra in ((["self", str(data)], []), (["unmapped"], []), (["unmapped"], ["-s", "1000"]),
+                        (["many"], ["-s", "16384"]), (["many"], ["-s", "16384", "--buffer-size", "1"])):
+        bare = subprocess.run([prog] + args, stdout=subprocess.PIPE, timeout=RUN_TIMEOUT)
+        r = trace(mrhooker, "-e", "readv,writev", *extra, prog, *args)
+        assert (r.returncode, r.out) == (bare.returncode, bare.stdout.decode()) == (0, r.out), (args, r)
+        line = next(line for line in r.err.splitlines() if line.startswith(("readv(", "writev(")))
+        if args[0] == "unmapped":
+            assert re.match(r'writev\(\d+, \[\{iov_base="H", iov_len=1\}, \{iov_base=0x[0-9a-f]+, iov_len=1048576\}\], 2\) '
+                            r'= 65536$', line), line
+        elif args[0] == "many":
+            assert line.count('{iov_base="z", iov_len=1}') == 1024 and line.endswith("], 1024) = 1024"), line[-200:]
+        assert "not recorded" not in r.err and "lost" not in r.err, r.err[-500:]

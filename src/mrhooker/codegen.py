@@ -487,10 +487,18 @@ def _trace_entry_source(slot, plan, symbols):
     before = any(c.when == tracespec.BEFORE for c in plan.captures)
     if before:   # what the call changes, as it was passed
         lines.append("    mrh_before before;\n    mrh_trace_before(&before, &mrh_traced_%d, args);" % slot)
+    status = _unasked_status(plan, entry)
+    if status is not None:   # a wait's status, even when NULL was passed (trace.h: mrh_trace_unasked_status)
+        lines.append("    int unasked_status = 0;")
+        made = "original(%s)" % ", ".join("%s ? %s : &unasked_status" % (a, a) if a == status else a
+                                          for a in entry.args().split(", "))
     if plan.noreturn or plan.may_die:   # it may not return: recorded as it starts, if it is made
         made = "(mrh_trace_at_entry(t, &call, &mrh_traced_%d, args), %s)" % (slot, made)
     end = "mrh_trace_end_before(t, &call, &mrh_traced_%d, %%s, args, &before);" if before else \
         "mrh_trace_end(t, &call, &mrh_traced_%d, %%s, args);"
+    if status is not None:
+        end = ("mrh_before before;\n    mrh_trace_unasked_status(&before, %d, &unasked_status, %s, r);\n    " % (
+            entry.args().split(", ").index(status), status) + "mrh_trace_end_before(t, &call, &mrh_traced_%d, %%s, args, &before);")
     if returns:
         lines.append("    %s r = MRH_TRACED_CALL(call, %s);" % (ret, made))
         lines.append("    " + end % slot % _bits(proto.ret, "r"))
@@ -507,6 +515,15 @@ def _with_count(capture, count):
     c = copy.copy(capture)
     c.values = capture.values[:count]
     return c
+
+
+def _unasked_status(plan, entry):
+    """The name of a wait's status parameter (wait, waitpid, wait3, wait4), or None."""
+    if not plan.wait:
+        return None
+    names = entry.args().split(", ")
+    return next((names[i] for i, kind in enumerate(plan.kinds) if kind is tracespec.WAIT_STATUS and i < len(names)),
+                None)
 
 
 def _variadic_prologue(entry):

@@ -452,7 +452,9 @@ EPOLL_FLAGS = Flags("epoll_flags", bits=("EPOLL_CLOEXEC",))
 EPOLL_EVENTS = Flags("epoll_events", bits=(   # strace's order
     "EPOLLIN", "EPOLLPRI", "EPOLLOUT", "EPOLLERR", "EPOLLHUP", "EPOLLNVAL", "EPOLLRDNORM", "EPOLLRDBAND",
     "EPOLLWRNORM", "EPOLLWRBAND", "EPOLLMSG", "EPOLLRDHUP", "EPOLL_URING_WAKE", "EPOLLEXCLUSIVE", "EPOLLWAKEUP",
-    "EPOLLONESHOT", "EPOLLET"))
+    "EPOLLONESHOT", "EPOLLET"), kernel={"EPOLLNVAL": 0x20})   # (the kernel's name glibc leaves out)
+RWF_FLAGS = Flags("rwf_flags", bits=("RWF_HIPRI", "RWF_DSYNC", "RWF_SYNC", "RWF_NOWAIT", "RWF_APPEND", "RWF_NOAPPEND",
+                                     "RWF_ATOMIC", "RWF_DONTCACHE"))
 EFD_FLAGS = Flags("efd_flags", bits=("EFD_SEMAPHORE", "EFD_CLOEXEC", "EFD_NONBLOCK"))   # strace's order
 MSG_FLAGS = Flags("msg_flags", prefix="MSG_", exclude=("MSG_TRYHARD",))
 WAIT_OPTIONS = Flags("wait_options", bits=("WNOHANG", "WUNTRACED", "WCONTINUED", "WEXITED", "WSTOPPED",
@@ -625,8 +627,8 @@ FUNCTIONS = {
     "readv": Fn(FD, Iovec(2, filled=True), None, classes="desc"), "writev": Fn(FD, Iovec(2), None, classes="desc"),
     "preadv": Fn(FD, Iovec(2, filled=True), None, None, classes="desc"),
     "pwritev": Fn(FD, Iovec(2), None, None, classes="desc"),
-    "preadv2": Fn(FD, Iovec(2, filled=True), None, None, None, classes="desc"),
-    "pwritev2": Fn(FD, Iovec(2), None, None, None, classes="desc"),
+    "preadv2": Fn(FD, Iovec(2, filled=True), None, None, RWF_FLAGS, classes="desc"),
+    "pwritev2": Fn(FD, Iovec(2), None, None, RWF_FLAGS, classes="desc"),
     "lseek": Fn(FD, None, WHENCE, classes="desc"),
     "fcntl": Fn(FD, FCNTL_CMD, FcntlArg(ref=1), ret=FcntlResult(ref=1), classes="desc"),
     "ioctl": Fn(FD, IOCTL_REQUEST, IoctlArg(ref=1), classes="desc"),
@@ -746,7 +748,7 @@ FUNCTIONS = {
 }
 
 # The large-file twins (open64, fstat64, ...) are the same functions for a trace: described once.
-TWINS = {name + "64": name for name in FUNCTIONS}
+TWINS = dict({name + "64": name for name in FUNCTIONS}, preadv64v2="preadv2", pwritev64v2="pwritev2")
 
 # The checked versions that a program built with -D_FORTIFY_SOURCE (as Debian builds tar, xz, python3) calls
 # instead (their prototypes: glibc's bits/*2.h, declared only in such a build, so written out here). `open`

@@ -812,17 +812,16 @@ static void put_iovec(mrh_text *t, const mrh_capture_header *c, int json)
         if (shown++) mrh_puts(t, json ? "," : ", ");
         put_char(t, '{');
         put_field(t, "iov_base", json, 1);
-        if (k.kept == MRH_IOV_UNREAD || k.kept > (size_t)(end - p)) {
-            put_pointer(t, k.base, json);
-        } else {
-            put_kept(t, p, k.kept, k.data > k.kept, json);
-            p += MRH_ALIGN8(k.kept);
-        }
+        uint32_t size = k.kept & ~MRH_IOV_UNREAD;
+        if (size > (size_t)(end - p)) break;
+        if (k.kept & MRH_IOV_UNREAD) put_pointer(t, k.base, json);
+        else put_kept(t, p, size, k.data > size, json);
+        p += MRH_ALIGN8(size);
         put_field(t, "iov_len", json, 0);
         mrh_put_u64(t, k.len);
         put_char(t, '}');
     }
-    if (shown < c->full) mrh_puts(t, json ? (shown ? ",\"...\"" : "\"...\"") : (shown ? ", ..." : "..."));
+    if (shown < c->full) mrh_puts(t, json ? (shown ? ",\"...\"" : "\"...\"") : (shown ? ", ..." : "..."));   /* cut at -s */
     put_char(t, ']');
 }
 
@@ -1222,7 +1221,12 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     }
     /* What was kept of the memory it points to: as it was passed, if it was kept so (select's sets), else
-     * after the call; nothing (NULL, a failed call's output): the address. */
+     * after the call; nothing (NULL, a failed call's output): the address. (A wait's NULL status has one: the
+     * runtime's own, for the reader; the line says NULL.) */
+    if (bits == 0 && index != MRH_RET) {
+        put_pointer(t, 0, json);
+        return;
+    }
     c = mrh_capture_of(v, index, 1);
     if (!c) c = mrh_capture_of(v, index, 0);
     if (!c || (c->len == 0 && a->kind != MRH_K_STRING && a->kind != MRH_K_BYTES && a->kind != MRH_K_ENVP &&
@@ -1293,6 +1297,7 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
             if (i) mrh_puts(t, json ? "," : ", ");
             put_epoll_event(t, a->table, mrh_capture_data(c) + i, json);
         }
+        if (c->full > c->len) mrh_puts(t, json ? ",\"...\"" : ", ...");   /* more than the record kept */
         put_char(t, ']');
         return;
     case MRH_K_FD_SET:

@@ -739,6 +739,7 @@ static int reaped_by(const mrh_fn *fn, const mrh_view *v, uint32_t *pid, int *st
             return 1;
         }
         if (fn->args[k].kind == MRH_K_SIGINFO && c->len >= sizeof(siginfo_t)) {
+            if (v->rec->nargs > 3 && (v->args[3] & WNOWAIT)) return 0;   /* waitid's: the child is still there */
             siginfo_t si;
             memcpy(&si, mrh_capture_data(c), sizeof si);
             if (si.si_signo != SIGCHLD || si.si_pid <= 0) return 0;

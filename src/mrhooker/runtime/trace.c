@@ -251,51 +251,93 @@ static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, 
 /* The elements of an iovec array of `count` a record keeps (see MRH_CAP_IOV): as many as -s, as strace. */
 static uint64_t iov_shown(uint64_t count, uint64_t limit)
 {
-    uint64_t most = limit < MRH_IOV_KEPT ? (limit ? limit : 1) : MRH_IOV_KEPT;
+    uint64_t most = limit < MRH_IOV_KEPT ? limit : MRH_IOV_KEPT;
     return count < most ? count : most;
 }
 
-/* An iovec array (see MRH_CAP_IOV): its first elements, each with its bytes cut at -s. The array and the bytes a
- * call moved were vouched for by the call (unless `safe`); the rest (a write's elements past a short count) is
- * copied through the kernel, and an element that can't be read is kept as its address. What a read filled is
- * its result's bytes, spread over the elements in order; a failed or injected read filled none. */
-static uint64_t copy_iov(unsigned char *dst, const mrh_capture *c, uint64_t limit, int safe, uint64_t ret, int flags)
+/* The most an iovec capture's bytes take of a record: -s per element, within a share of the ring (a record over
+ * a quarter of it is dropped). */
+static uint64_t iov_budget(uint64_t count, uint64_t limit, uint64_t ring_size)
+{
+    uint64_t most = ring_size / 16 < ((uint64_t)1 << 20) ? ring_size / 16 : (uint64_t)1 << 20;
+    uint64_t want = iov_shown(count, limit) * MRH_ALIGN8(limit);
+    return want < most ? want : most;
+}
+
+#define IOV_BATCH 16   /* elements read (and their bytes copied) by one system call */
+
+/* An iovec array (see MRH_CAP_IOV): its first elements, each with its bytes cut at -s, within `budget` bytes in
+ * all. Everything is copied through the kernel, even after a call that worked: the call itself may have changed
+ * the array (a readv into it) and another thread unmapped a buffer (a writev blocked on a full pipe); an element
+ * that can't be read is kept as its address. Elements are read IOV_BATCH at a time, their bytes in one
+ * process_vm_readv (element by element only when that comes up short). What a read filled is its result's bytes,
+ * spread over the elements in order; a failed or injected read filled none. */
+static uint64_t copy_iov(unsigned char *dst, const mrh_capture *c, uint64_t limit, uint64_t budget, uint64_t ret,
+                         int flags)
 {
     int reading = c->kind == MRH_CAP_IOV_READ, unfilled = (flags & (MRH_FAILED | MRH_INJECTED)) != 0;
-    uint64_t moved = safe || (int64_t)ret < 0 ? 0 : ret;   /* bytes the call moved: vouched for */
-    uint64_t n = iov_shown(c->len, limit), used = 0, before = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        struct iovec v;
-        if (copy_from_target(&v, (const struct iovec *)c->ptr + i, sizeof v, safe, 0) < sizeof v) break;
-        mrh_iov_kept *k = (mrh_iov_kept *)(dst + used);
-        used += sizeof *k;
-        uint64_t data = v.iov_len;
-        if (reading) data = unfilled || before >= moved ? 0 : moved - before < data ? moved - before : data;
-        uint64_t keep = data < limit ? data : limit;
-        k->base = (uint64_t)(uintptr_t)v.iov_base;
-        k->len = v.iov_len;
-        k->data = data > 0xffffffffu ? 0xffffffffu : (uint32_t)data;
-        k->kept = MRH_IOV_UNREAD;
-        int vouched = before + keep <= moved && before + keep >= before;
-        before += v.iov_len;
-        if ((reading && unfilled) || !v.iov_base) continue;
-        uint64_t got = keep ? copy_from_target(dst + used, v.iov_base, keep, !vouched, 0) : 0;
-        if (got < keep) continue;
-        k->kept = (uint32_t)got;
-        used += MRH_ALIGN8(got);
+    uint64_t moved = (int64_t)ret < 0 ? 0 : ret, filled = 0;
+    uint64_t n = iov_shown(c->len, limit), used = 0;
+    for (uint64_t first = 0; first < n; first += IOV_BATCH) {
+        struct iovec v[IOV_BATCH], local[IOV_BATCH], remote[IOV_BATCH];
+        mrh_iov_kept *kept[IOV_BATCH];
+        uint64_t asked = n - first < IOV_BATCH ? n - first : IOV_BATCH, total = 0;
+        uint64_t count = copy_from_target(v, (const struct iovec *)c->ptr + first, asked * sizeof v[0], 1, 0) /
+                         sizeof v[0];
+        int nremote = 0, unread[IOV_BATCH];
+        for (uint64_t i = 0; i < count; i++) {
+            mrh_iov_kept *k = kept[i] = (mrh_iov_kept *)(dst + used);
+            used += sizeof *k;
+            uint64_t data = v[i].iov_len;
+            if (reading) {
+                data = unfilled || filled >= moved ? 0 : moved - filled < data ? moved - filled : data;
+                filled += data;
+            }
+            uint64_t room = (budget > total ? budget - total : 0) & ~(uint64_t)7;
+            uint64_t keep = data < limit ? data : limit;
+            if (keep > room) keep = room;
+            k->base = (uint64_t)(uintptr_t)v[i].iov_base;
+            k->len = v[i].iov_len;
+            k->data = data > 0xffffffffu ? 0xffffffffu : (uint32_t)data;
+            k->kept = (uint32_t)keep;
+            unread[i] = (reading && unfilled) || !v[i].iov_base;
+            if (unread[i]) {
+                k->kept = MRH_IOV_UNREAD;
+                continue;
+            }
+            if (keep) {
+                local[nremote] = (struct iovec){dst + used, keep};
+                remote[nremote++] = (struct iovec){v[i].iov_base, keep};
+            }
+            used += MRH_ALIGN8(keep);
+            total += MRH_ALIGN8(keep);
+        }
+        uint64_t want = 0;
+        for (int r = 0; r < nremote; r++) want += local[r].iov_len;
+        long all = nremote ? syscall(SYS_process_vm_readv, (long)my_pid, local, (long)nremote, remote, (long)nremote, 0L)
+                           : 0;
+        if (all < 0 || (uint64_t)all < want)   /* one of them can't be read: which, element by element */
+            for (uint64_t i = 0, r = 0; i < count; i++) {
+                if (unread[i] || kept[i]->kept == 0) continue;
+                if (copy_from_target(local[r].iov_base, remote[r].iov_base, local[r].iov_len, 1, 0) < local[r].iov_len)
+                    kept[i]->kept |= MRH_IOV_UNREAD;   /* (its bytes stay reserved: the reader steps over them) */
+                r++;
+            }
+        budget = budget > total ? budget - total : 0;
+        if (count < asked) break;   /* the rest of the array can't be read */
     }
     return used;
 }
 
 /* The length of a capture's data as stored: strings up to their NUL (at most len), everything cut at -s. */
-static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *full, int safe)
+static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *full, int safe, uint64_t ring_size)
 {
     if (!c->ptr) return *full = 0;
     if (c->kind & MRH_CAP_BEFORE) return *full = c->len;   /* copied already (mrh_trace_before) */
     if (c->kind == MRH_CAP_STRV) return *full = c->len * (strv_entry_limit(limit) + 2);   /* the most it takes */
     if (c->kind == MRH_CAP_IOV || c->kind == MRH_CAP_IOV_READ) {   /* the most it takes */
         *full = c->len;
-        return iov_shown(c->len, limit) * (sizeof(mrh_iov_kept) + MRH_ALIGN8(limit));
+        return iov_shown(c->len, limit) * sizeof(mrh_iov_kept) + iov_budget(c->len, limit, ring_size);
     }
     if (c->kind == MRH_CAP_PATH) limit = 4096;   /* PATH_MAX: a path is shown whole */
     if (c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH) {
@@ -368,7 +410,8 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
         } else if (caps[i].kind == MRH_CAP_STRV)
             got = copy_strv(q, caps[i].ptr, caps[i].len, limit, &fulls[i]);
         else if (caps[i].kind == MRH_CAP_IOV || caps[i].kind == MRH_CAP_IOV_READ)
-            got = copy_iov(q, &caps[i], limit, safe, ret, flags);
+            got = copy_iov(q, &caps[i], limit, lens[i] - iov_shown(caps[i].len, limit) * sizeof(mrh_iov_kept), ret,
+                           flags);
         else
             got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe, string) : 0;
         if (string && safe) {   /* now its NUL */
@@ -427,7 +470,7 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
         if (caps[i].ptr) kept[nkept++] = caps[i];   /* NULL: the reader shows the pointer */
     uint64_t need = sizeof(mrh_record) + 8 * (uint64_t)nargs;
     for (int i = 0; i < nkept; i++) {
-        lens[i] = capture_length(&kept[i], limit, &fulls[i], safe);
+        lens[i] = capture_length(&kept[i], limit, &fulls[i], safe, h->ring_size);
         need += sizeof(mrh_capture_header) + MRH_ALIGN8(lens[i]);
     }
     uint64_t pos;
@@ -505,9 +548,10 @@ static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint6
     case MRH_LEN_ARG_TIMES:   /* an array: pollfds */
         *len = ref < MRH_STRUCT_KEPT / (c->size ? c->size : 1) ? ref * c->size : MRH_STRUCT_KEPT;
         break;
-    case MRH_LEN_RET_TIMES:   /* an array the call filled as many elements of as it returned: epoll's events */
-        if (failed || (int64_t)ret < 0) return 0;
-        *len = ret < MRH_STRUCT_KEPT / (c->size ? c->size : 1) ? ret * c->size : MRH_STRUCT_KEPT;
+    case MRH_LEN_RET_TIMES:   /* an array the call filled as many elements of as it returned: epoll's events (the
+                               * record keeps MRH_STRUCT_KEPT bytes of it, and says how long it was) */
+        if (failed || (int64_t)ret < 0 || ret > 0xffffffffu) return 0;
+        *len = ret * c->size;
         break;
     case MRH_LEN_ARG_BITS:    /* an fd_set up to nfds */
         *len = (int64_t)ref > 0 ? (ref + 7) / 8 : 0;

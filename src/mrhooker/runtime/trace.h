@@ -126,6 +126,20 @@ typedef struct mrh_before {
 void mrh_trace_before(mrh_before *b, const mrh_traced *d, const uint64_t *args);
 void mrh_trace_record_before(mrh_thread *t, mrh_call *call, const mrh_traced *d, uint64_t ret, int failed, int flags,
                              const uint64_t *args, const mrh_before *b);
+/* wait(NULL), waitpid(pid, NULL, 0): the status the program didn't ask for is still the reader's only news of how
+ * the child ended (strace's `+++ exited with 3 +++`). Idea: the traced entry passes a status of its own instead
+ * of NULL (NULL only says "not wanted"), and this adds it to the record as the argument's capture when the call
+ * reaped a child; the line still shows NULL (the argument is 0). */
+static inline void mrh_trace_unasked_status(mrh_before *b, int which, const int *status, const void *passed,
+                                            int64_t ret)
+{
+    b->n = 0;
+    if (passed == NULL && ret > 0) {
+        b->caps[0] = (mrh_capture){status, sizeof *status, (uint16_t)which, MRH_CAP_STRUCT};
+        b->n = 1;
+    }
+}
+
 /* Before a call that may not return (d->noreturn): its record at entry (unless a rule fails it instead). */
 void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, const uint64_t *args);
 /* The mapped file, mapped now if need be, for a call from the program's signal handler (not recorded). */

@@ -45,10 +45,11 @@ enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH
 #define MRH_IOV_KEPT 1024
 typedef struct mrh_iov_kept {
     uint64_t base, len;   /* the element (iov_base, iov_len) */
-    uint32_t kept;        /* bytes of it stored after this, or MRH_IOV_UNREAD (shown as its address) */
+    uint32_t kept;        /* bytes stored after this (padded to 8), | MRH_IOV_UNREAD: none of them its (shown as
+                           * its address) */
     uint32_t data;        /* bytes of it the call passed or filled (more than kept: cut) */
 } mrh_iov_kept;
-#define MRH_IOV_UNREAD 0xffffffffu
+#define MRH_IOV_UNREAD 0x80000000u   /* (an element keeps at most 1 MB)*/
 /* In a capture's kind: taken before the call, as the argument was passed (the call may change it: select's
  * fd_sets, a socklen_t it reads and writes). */
 #define MRH_CAP_BEFORE 0x100
