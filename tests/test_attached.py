@@ -591,13 +591,18 @@ int main(void)
 """
 
 
-def test_fake_time_while_attached_only(mrhooker, cprog, warm):
-    prog = cprog(TIME_C)
+def _attached_with_fake_time(mrhooker, prog, spec):
+    """Runs prog, attaches with --fake-time SPEC for half a second: (its exit status, its output)."""
     proc = start([prog])
     wait_running(proc)
-    r = mrhooker("trace", "-q", "--fake-time", "+1d", "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
+    r = mrhooker("trace", "-q", "--fake-time", spec, "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 0, r
     status, out, _ = finish(proc)
+    return status, out
+
+
+def test_fake_time_while_attached_only(mrhooker, cprog, warm):
+    status, out = _attached_with_fake_time(mrhooker, cprog(TIME_C), "+1d")
     times = [int(x) for x in out.split()]
     now = time.time()
     faked = [t for t in times if t > now + 80000]
@@ -633,12 +638,7 @@ int main(void)
 def test_fake_time_with_a_rate_while_attached_never_turns_the_monotonic_clock_back(mrhooker, cprog, warm):
     """Launched, a rate runs the monotonic clock at it too; attached it stays real, since the detach would turn
     it back (a program's timeouts and intervals then go wrong, or negative)."""
-    prog = cprog(MONOTONIC_C)
-    proc = start([prog])
-    wait_running(proc)
-    r = mrhooker("trace", "-q", "--fake-time", "+1d x10", "-D", "0.5", "-p", proc.pid, timeout=RUN_TIMEOUT)
-    assert r.returncode == 0, r
-    status, out, _ = finish(proc)
+    status, out = _attached_with_fake_time(mrhooker, cprog(MONOTONIC_C), "+1d x10")
     assert status == 0 and b"back" not in out, out
     assert any(int(t) > time.time() + 80000 for t in out.split()), out   # the wall clock was faked meanwhile
 
