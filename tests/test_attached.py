@@ -157,7 +157,9 @@ def warm(base_env):
     for specs in (["-e", "write"], ["-e", "read"], ["-q", "--fake-time", "+1d"], ["-e", "accept4,recv,send*"],
                   ["-e", "usleep"], ["-c", "-e", "usleep"], ["-q", "--fake-time", "+1d x2"],
                   ["-e", "write,fork,waitpid"], ["-q", "--inject", "write:error=EIO:when=2+2"],
-                  ["-e", "write,getpid"]):
+                  ["-e", "write,getpid"],
+                  # -f's: their children's ends need the waits too (another plan)
+                  ["-f", "-e", "write"], ["-f", "-e", "write,fork,waitpid"], ["-f", "-e", "write,fork,waitpid,execv"]):
         sleeper = subprocess.Popen(["sleep", "600"])
         try:
             subprocess.run([sys.executable, "-m", "mrhooker", "trace", "-D", "0.01", "-p", str(sleeper.pid)] + specs,
