@@ -496,9 +496,10 @@ def _trace_entry_source(slot, plan, symbols):
         made = "(mrh_trace_at_entry(t, &call, &mrh_traced_%d, args), %s)" % (slot, made)
     end = "mrh_trace_end_before(t, &call, &mrh_traced_%d, %%s, args, &before);" if before else \
         "mrh_trace_end(t, &call, &mrh_traced_%d, %%s, args);"
-    if status is not None:
-        end = ("mrh_before before;\n    mrh_trace_unasked_status(&before, %d, &unasked_status, %s, r);\n    " % (
-            entry.args().split(", ").index(status), status) + "mrh_trace_end_before(t, &call, &mrh_traced_%d, %%s, args, &before);")
+    if status is not None:   # (a wait has no BEFORE captures: `before` is not declared)
+        end = ("mrh_before unasked;\n    mrh_trace_unasked_status(&unasked, %d, &unasked_status, %s, r);\n    " % (
+            entry.args().split(", ").index(status), status)
+               + "mrh_trace_end_before(t, &call, &mrh_traced_%d, %%s, args, &unasked);")
     if returns:
         lines.append("    %s r = MRH_TRACED_CALL(call, %s);" % (ret, made))
         lines.append("    " + end % slot % _bits(proto.ret, "r"))
