@@ -141,8 +141,18 @@ def write_lines(text):
     return [int(m) for m in re.findall(r'^write\(1, "line (\d+)\\n", \d+\) = \d+$', text, re.M)]
 
 
+def _libc_mapped(pid):
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            return "libc.so.6" in f.read()
+    except OSError:
+        return False
+
+
 def wait_running(proc, seconds=0.3):
-    """Gives the program time to be well into its loop (its loader done)."""
+    """Gives the program time to be well into its loop: its loader has mapped libc (on a loaded machine 0.3 s
+    were not always enough: "has no libc.so.6 loaded"), then `seconds` more."""
+    wait_for(lambda: _libc_mapped(proc.pid) or proc.poll() is not None, what="the program's loader")
     time.sleep(seconds)
     assert proc.poll() is None
 
@@ -568,7 +578,7 @@ def test_a_program_asleep_sleeps_its_time(mrhooker, cprog, warm):
     prog = cprog(BLOCKED_C)
     started = time.monotonic()
     proc = start([prog, "sleep"])
-    time.sleep(0.3)
+    wait_running(proc)
     r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 0, r
     assert 'write(1, "done\\n", 5) = 5' in r.err, r.err
@@ -1262,7 +1272,7 @@ def test_duration_ends_the_attach_while_the_ring_stays_full(mrhooker, cprog, tmp
     prog = cprog(SPIN_C)
     mrhooker("trace", "-e", "getpid,time", "true")   # the build, before the program starts
     proc = start([prog])
-    time.sleep(0.3)
+    wait_running(proc)
     started = time.monotonic()
     r = mrhooker("trace", "-e", "getpid,time", "-o", tmp_path / "lines", "-D", "1", "-p", proc.pid,
                  timeout=RUN_TIMEOUT)
