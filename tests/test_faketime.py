@@ -511,7 +511,7 @@ SLEEPS_PY = r"""
 import os, time
 t, m, e = time.time(), time.monotonic(), os.times().elapsed
 time.sleep(2)
-print("%.1f %.1f %.2f" % (time.time() - t, time.monotonic() - m, os.times().elapsed - e))
+print("%.2f %.2f %.2f" % (time.time() - t, time.monotonic() - m, os.times().elapsed - e))
 """
 
 
@@ -529,8 +529,9 @@ def test_pythons_sleep_under_a_rate(mrhooker, tool):
         r = faketime("+0 x10", argv)
         out = r.stdout.decode()
     assert r.returncode == 0, (tool, r)
-    wall, monotonic, real = out.split()   # real: times()'s elapsed time, which neither tool fakes
-    assert (wall, monotonic) == ("2.0", "2.0") and float(real) < 1.5, (tool, out)
+    wall, monotonic, real = map(float, out.split())   # real: times()'s elapsed time, which neither tool fakes
+    # (a loaded machine wakes the sleep late: 10 real ms late is 100 fake ms at x10)
+    assert 1.95 <= wall <= 4 and abs(wall - monotonic) <= 0.15 and real < 1.5, (tool, out)
 
 
 ELAPSED_C = r"""
