@@ -461,40 +461,6 @@ int mrh_faked_mtx_timedlock(void *original, void *mutex, const void *abstime)
     return ((wait2_fn)original)(mutex, real_deadline(CLOCK_REALTIME, abstime, &real));
 }
 
-/* ---- futexes through syscall() -------------------------------------------------------------------------- */
-
-#ifndef FUTEX_LOCK_PI2
-#define FUTEX_LOCK_PI2 13
-#endif
-
-static const struct timespec *real_duration(int clock, const void *d, struct timespec *real);
-
-/* What a futex operation's timeout (argument 4) is (futex(2)): FUTEX_WAIT's a duration; FUTEX_WAIT_BITSET's,
- * FUTEX_WAIT_REQUEUE_PI's and FUTEX_LOCK_PI2's a deadline on CLOCK_MONOTONIC, or CLOCK_REALTIME with
- * FUTEX_CLOCK_REALTIME; FUTEX_LOCK_PI's one on CLOCK_REALTIME; the other operations' no time. */
-static const void *real_futex_timeout(long op, const void *timeout, struct timespec *real)
-{
-    int clock = op & FUTEX_CLOCK_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
-    switch (op & FUTEX_CMD_MASK) {
-    case FUTEX_WAIT: return real_duration(CLOCK_MONOTONIC, timeout, real);
-    case FUTEX_WAIT_BITSET: case FUTEX_WAIT_REQUEUE_PI: case FUTEX_LOCK_PI2:
-        return real_deadline(clock, timeout, real);
-    case FUTEX_LOCK_PI: return real_deadline(CLOCK_REALTIME, timeout, real);
-    default: return timeout;
-    }
-}
-
-long mrh_faked_syscall(void *original, long number, long a1, long a2, long a3, long a4, long a5, long a6)
-{
-    struct timespec real;
-    if (number == SYS_futex && a4) a4 = (long)(uintptr_t)real_futex_timeout(a2, (const void *)(uintptr_t)a4, &real);
-#ifdef SYS_futex_waitv
-    else if (number == SYS_futex_waitv && a4)   /* (waiters, count, flags, deadline, clock) */
-        a4 = (long)(uintptr_t)real_deadline((int)a5, (const void *)(uintptr_t)a4, &real);
-#endif
-    return ((long (*)(long, ...))original)(number, a1, a2, a3, a4, a5, a6);
-}
-
 /* ---- relative waits ---------------------------------------------------------------------------------- */
 
 /* What to pass on for a duration the program gave (a wait on `clock`): divided by the rate (in *real), or the
@@ -715,6 +681,38 @@ unsigned int mrh_faked_ualarm(void *original, unsigned int usec, unsigned int in
     struct timeval old = alarm_scaled((struct timeval){usec / 1000000, usec % 1000000},
                                       (struct timeval){interval / 1000000, interval % 1000000});
     return (unsigned int)(old.tv_sec * 1000000 + old.tv_usec);
+}
+
+/* ---- futexes through syscall() -------------------------------------------------------------------------- */
+
+#ifndef FUTEX_LOCK_PI2
+#define FUTEX_LOCK_PI2 13
+#endif
+
+/* What a futex operation's timeout (argument 4) is (futex(2)): FUTEX_WAIT's a duration; FUTEX_WAIT_BITSET's,
+ * FUTEX_WAIT_REQUEUE_PI's and FUTEX_LOCK_PI2's a deadline on CLOCK_MONOTONIC, or CLOCK_REALTIME with
+ * FUTEX_CLOCK_REALTIME; FUTEX_LOCK_PI's one on CLOCK_REALTIME; the other operations' no time. */
+static const void *real_futex_timeout(long op, const void *timeout, struct timespec *real)
+{
+    int clock = op & FUTEX_CLOCK_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+    switch (op & FUTEX_CMD_MASK) {
+    case FUTEX_WAIT: return real_duration(CLOCK_MONOTONIC, timeout, real);
+    case FUTEX_WAIT_BITSET: case FUTEX_WAIT_REQUEUE_PI: case FUTEX_LOCK_PI2:
+        return real_deadline(clock, timeout, real);
+    case FUTEX_LOCK_PI: return real_deadline(CLOCK_REALTIME, timeout, real);
+    default: return timeout;
+    }
+}
+
+long mrh_faked_syscall(void *original, long number, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+    struct timespec real;
+    if (number == SYS_futex && a4) a4 = (long)(uintptr_t)real_futex_timeout(a2, (const void *)(uintptr_t)a4, &real);
+#ifdef SYS_futex_waitv
+    else if (number == SYS_futex_waitv && a4)   /* (waiters, count, flags, deadline, clock) */
+        a4 = (long)(uintptr_t)real_deadline((int)a5, (const void *)(uintptr_t)a4, &real);
+#endif
+    return ((long (*)(long, ...))original)(number, a1, a2, a3, a4, a5, a6);
 }
 
 /* ---- timers ---------------------------------------------------------------------------------------------- */
