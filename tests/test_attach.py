@@ -1021,6 +1021,102 @@ def test_call_that_does_not_return_times_out_and_the_thread_goes_on(cprog, marke
     assert (out, err, proc.returncode) == (b"got 6: hello\n", b"", 0)
 
 
+# A thread that holds the loader's list lock (inside a dl_iterate_phdr callback): "sleep" holds it once for
+# argv[2] seconds, blocked in nanosleep; "walk" walks the loaded objects again and again, holding it ~99.9% of the
+# time (as C++ unwinding can). Main reads stdin once (after the walker has started), then has a new thread dlopen
+# libm (a lock main itself took and kept would not stop main: the loader's locks are recursive) and says so:
+# "got N, dlopen ok", exit 0; "dlopen hung" after 10 s.
+LOCK_HOLDER = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+static volatile int started, stop;
+static int seconds;
+static int visit(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)info; (void)size; (void)data;
+    started = 1;
+    if (seconds) { sleep(seconds); return 1; }
+    for (volatile int i = 0; i < 20000; i++) {}
+    return 0;
+}
+static void *holder(void *arg)
+{
+    (void)arg;
+    do dl_iterate_phdr(visit, NULL); while (!seconds && !stop);
+    return NULL;
+}
+static void *load(void *arg)
+{
+    (void)arg;
+    return dlopen("libm.so.6", RTLD_NOW);
+}
+int main(int argc, char **argv)
+{
+    seconds = strcmp(argv[1], "sleep") == 0 ? atoi(argv[2]) : 0;
+    pthread_t t;
+    pthread_create(&t, NULL, holder, NULL);
+    while (!started) usleep(1000);
+    char buf[100];
+    ssize_t n = read(0, buf, sizeof buf);
+    stop = 1;
+    pthread_join(t, NULL);
+    void *m = NULL;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_create(&t, NULL, load, NULL);
+    if (pthread_timedjoin_np(t, &m, &until) != 0) { printf("dlopen hung\n"); fflush(stdout); _exit(1); }
+    printf("got %zd, dlopen %s\n", n, m ? "ok" : dlerror());
+    return 0;
+}
+"""
+
+
+def test_a_load_starved_by_a_thread_that_keeps_taking_the_loaders_lock_gets_it(cprog, marker_lib):
+    """The injected dlopen waited for the loader's list lock while another thread released it and took it again
+    microseconds later, each time before the woken waiter ran: >10 s, under load, and the attach failed (CI, 1
+    run in 8 under load). The holder is now made to hand the lock over (attach.py's _HandOver)."""
+    lib, marker = marker_lib()
+    prog = cprog(LOCK_HOLDER, flags=["-pthread"])
+    proc = start([prog, "walk"], stdin=subprocess.PIPE)
+    try:
+        wait_blocked(proc.pid, {SYS_READ})
+        for _ in range(3):
+            stats = injected(proc.pid, lib)
+            assert stats["total"] < scaled(3), stats
+    finally:
+        out, err = finish(proc, b"hello\n")
+    assert (out, err, proc.returncode) == (b"got 6, dlopen ok\n", b"", 0)
+    assert markers(marker) == [str(proc.pid)]
+
+
+def test_a_load_waiting_for_another_threads_lock_is_left_to_finish(cprog, marker_lib):
+    """A dlopen that waits, at its timeout, for a lock another thread holds was put back where it was in the middle
+    of its work: the loader's lock it held stayed taken, and the program's next dlopen hung (or it crashed). It is
+    now left to finish when the lock comes free; its return puts the thread back, and the program goes on."""
+    lib, marker = marker_lib()
+    prog = cprog(LOCK_HOLDER, flags=["-pthread"])
+    proc = start([prog, "sleep", "3"], stdin=subprocess.PIPE)
+    try:
+        wait_blocked(proc.pid, {SYS_READ})
+        err = refused(proc.pid, lib, timeout=1)
+        assert "waits for a lock another thread holds; it was left to finish" in err, err
+        deadline = time.monotonic() + scaled(30)
+        while not markers(marker) and time.monotonic() < deadline:   # loaded once the sleep ends
+            time.sleep(0.05)
+        assert markers(marker) == [str(proc.pid)]
+    finally:
+        out, err = finish(proc, b"hello\n")
+    assert (out, err, proc.returncode) == (b"got 6, dlopen ok\n", b"", 0)
+
+
 # ---- mrhooker killed during the call -----------------------------------------------------------------------
 # The kernel then lets the thread run on: the call returns into glibc's __restore_rt, whose rt_sigreturn puts
 # the thread back from the frame written below the call (registers, FPU state, an interrupted call restarted).

@@ -74,10 +74,25 @@ call, the process is let go and stopped again 10 ms later, up to ATTEMPTS times 
 microseconds), then refused; a thread in the C library's code is taken after RISKY_AFTER stops (a program
 that runs it all the time, memset in a loop, is in one that holds no lock far more often than not).
 
+A lock the call needs may be held by another thread, released, taken again at once: a thread walking the
+loaded objects in a loop (dl_iterate_phdr; C++ unwinding does) holds the loader's list lock nearly all the time,
+and the call's woken thread, scheduled microseconds later (later still as each system call of a safe call stops
+it for mrhooker), finds it taken again: dlopen waited >10 s under load. Idea (_HandOver): a call whose thread,
+STARVED_AFTER into the call, stops at a FUTEX_WAIT on a pthread mutex (its owner's tid at offset 8) whose owner
+runs, is given the lock: the owner is seized and run with a write watchpoint on the lock word (its own debug
+registers) until it writes 0 there, its unlock, and kept stopped, holding nothing it held for that lock, until
+the call's thread has taken it and gone on (two of its stops) or HOLD passed; then let go.
+
+A call put back in the middle of dlopen leaves the loader's lock taken and its lists half-written (the program
+crashed or hung later). So a safe call that waits for a lock another thread holds when its time is up, or that
+is running when mrhooker is interrupted (Ctrl-C), is left to run to its end, and its return puts the thread back
+by itself, as when mrhooker dies (above); the library then stays loaded and unused. Put back are the short calls,
+and a safe call that waits for anything else at its time (a lock the thread itself held when stopped: it would
+wait forever).
+
 Hazards, not handled yet: a thread waiting in a system call, running a program's own code, or taken in the
 C library's at last, may still hold a lock dlopen needs (a dl_iterate_phdr callback's, a signal handler's
-that interrupted malloc); the call then times out, the thread is put back where it was, and the error says
-so (the lock dlopen took may stay taken). A constructor that sleeps and is interrupted by a signal
+that interrupted malloc); the call then times out (above). A constructor that sleeps and is interrupted by a signal
 overwrites the thread's restart_block (a nanosleep of the program's then restarts with the constructor's
 time). The thread's stack must have room for dlopen and the constructors.
 """
@@ -92,6 +107,8 @@ import time
 from mrhooker.errors import MrhookerError
 
 # ptrace requests and constants (linux/ptrace.h, x86-64).
+PTRACE_PEEKUSER = 3
+PTRACE_POKEUSER = 6
 PTRACE_CONT = 7
 PTRACE_SINGLESTEP = 9
 PTRACE_GETREGS = 12
@@ -122,6 +139,15 @@ SYS_EPOLL_WAIT, SYS_EPOLL_PWAIT, SYS_EPOLL_PWAIT2 = 232, 281, 441
 # mmap mprotect munmap brk mremap madvise: malloc makes them holding its arena's lock
 MALLOC_SYSCALLS = {9, 10, 11, 12, 25, 28}
 SYS_FUTEX = 202             # a lock's wait: the thread may hold another
+FUTEX_WAITS = {0, 9}        # FUTEX_WAIT, FUTEX_WAIT_BITSET (the op without its PRIVATE and CLOCK flags)
+FUTEX_WAKE = 1
+ENOSYS_RAX = (1 << 64) - errno.ENOSYS   # rax at a syscall-entry stop (at the exit: the result)
+STARVED_AFTER = 0.05        # seconds a remote call may wait for a lock another thread holds before that thread is
+                            # made to hand it over (_HandOver)
+HAND_OVER_TIMEOUT = 0.5     # seconds the holder may take to release it (more: let go, asked again later)
+HOLD = 0.02                 # seconds the holder then stays stopped, for the waiting call to take the lock
+DEBUGREG = 848              # offsetof(struct user, u_debugreg): DR0..DR7 for PTRACE_PEEKUSER/POKEUSER
+DR7_WRITE_4 = 1 | 1 << 16 | 3 << 18   # DR0 enabled (L0), on writes (RW0 01), of 4 bytes (LEN0 11)
 # clone fork vfork clone3: fork makes the first holding the atfork, stdio list and malloc arena locks
 FORK_SYSCALLS = {56, 57, 58, 435}
 SAFE, PLAIN, RISKY = 0, 1, 2   # where a thread was stopped (_place), best first
@@ -586,6 +612,7 @@ class _Thread:
         self.xstate = None        # FPU/SSE/AVX state, same
         self.in_signal_stop = False   # the current stop is a signal-delivery-stop (a signal can be injected)
         self.held = []            # siginfos held back during the remote calls, delivered after (FIFO)
+        self.watching = False     # a watchpoint is set in its debug registers (_HandOver.take)
 
     def wait(self, deadline, pass_signals):
         """Waits for the next stop; returns (signal, event). pass_signals: signal-delivery-stops are passed on
@@ -749,6 +776,7 @@ class _Session:
         self.chosen = None
         self.mem = None
         self.call_in_flight = False   # the chosen thread runs a remote call (not stopped)
+        self.safe_call_running = False   # ... a safe one, not returned yet: close() lets it finish
         self.saved_errno = None       # (address, bytes) of the chosen thread's errno, put back by close()
         self.functions = {}           # the target's functions (_functions)
         self.syscall_stops = False    # PTRACE_O_TRACESYSGOOD set on the chosen thread (safe calls)
@@ -877,16 +905,27 @@ class _Session:
         call.orig_rax = NO_SYSCALL
         _ptrace(PTRACE_SETREGS, thread.tid, None, ctypes.byref(call))
         self.call_in_flight = True
+        self.safe_call_running = restorer is not None
         resume = PTRACE_SYSCALL if restorer is not None else PTRACE_CONT
         _ptrace(resume, thread.tid, None, 0)
         deadline = time.monotonic() + self.timeout
+        hand_over = _HandOver(self)
         while True:
             try:
-                sig, event = thread.wait(deadline, pass_signals=False)
+                sig, event = thread.wait(hand_over.wait_until(deadline), pass_signals=False)
             except _Gone:
                 self.call_in_flight = False
                 raise MrhookerError("%s ended during the injection" % self.name)
             except TimeoutError:
+                if time.monotonic() < deadline:
+                    hand_over.on_timeout()
+                    continue
+                hand_over.let_go()
+                if self.safe_call_running and hand_over.waits_for_another():
+                    raise MrhookerError("%s: the call to load the library did not return within %g s: it waits "
+                                        "for a lock another thread holds; it was left to finish then, and to go "
+                                        "back where it was by itself" % (self.name, self.timeout))
+                self.safe_call_running = False   # close() puts it back
                 raise MrhookerError("%s: the call to load the library did not return within %g s (the thread "
                                     "may wait for a lock it held itself when stopped); it was put back where it "
                                     "was, but the loader's lock may stay taken" % (self.name, self.timeout))
@@ -895,18 +934,25 @@ class _Session:
                 regs = _Regs()
                 _ptrace(PTRACE_GETREGS, thread.tid, None, ctypes.byref(regs))
                 if regs.orig_rax == SYS_RT_SIGRETURN and regs.rip == restorer + len(RESTORER_CODE):
+                    hand_over.let_go()
+                    self.safe_call_running = False   # its return is ours now: close() puts the thread back
                     self._cancel_return(regs, deadline)
                     return None
+                hand_over.on_stop(regs)
                 _ptrace(PTRACE_SYSCALL, thread.tid, None, 0)
                 continue
+            hand_over.on_stop()
             if event == 0:
                 regs = _Regs()
                 _ptrace(PTRACE_GETREGS, thread.tid, None, ctypes.byref(regs))
                 if sig == signal.SIGSEGV and regs.rip == 0 and restorer is None:
+                    hand_over.let_go()
                     self.call_in_flight = False
                     return regs.rax
                 if sig in FAULTS:
+                    hand_over.let_go()
                     self.call_in_flight = False
+                    self.safe_call_running = False   # crashed: nothing to finish
                     raise MrhookerError("%s: the library's loading crashed (signal %s at %#x); the thread was put "
                                         "back where it was" % (self.name, signal.Signals(sig).name, regs.rip))
                 thread.hold_signal()   # delivered after the registers are restored (see the module's notes)
@@ -1002,7 +1048,11 @@ class _Session:
         """Puts the chosen thread's registers back (after stopping it if a call is still running) and
         detaches every thread still seized."""
         thread = self.chosen
-        if thread is not None and thread.tid in self.threads:
+        if thread is not None and thread.tid in self.threads and self.call_in_flight and self.safe_call_running:
+            # in the middle of dlopen or the runtime's attach: cut short, the loader's lock would stay taken
+            # (the module's notes); left to finish, its return into __restore_rt puts the thread back
+            self.call_in_flight = False
+        elif thread is not None and thread.tid in self.threads:
             try:
                 if self.call_in_flight and not _stopped(thread.tid):   # any stop will do: all is put back
                     _ptrace(PTRACE_INTERRUPT, thread.tid)
@@ -1025,12 +1075,158 @@ class _Session:
                 pass
         for thread in self.threads.values():
             try:
+                if not _stopped(thread.tid):   # a safe call left to finish; a lock's holder (_HandOver)
+                    _stop(thread, self.timeout)
                 thread.detach()
-            except OSError:
+            except (_Gone, TimeoutError, OSError):
                 pass
         self.threads = {}
         if self.mem is not None:
             self.mem.close()
+
+
+def _stop(thread, timeout):
+    """Stops a seized thread that runs (any stop will do: it is detached next); a signal that stops it first
+    is held, for the detach to deliver."""
+    _ptrace(PTRACE_INTERRUPT, thread.tid)
+    sig, event = thread.wait(time.monotonic() + timeout, pass_signals=False)
+    if event == 0 and sig != SYSCALL_STOP:
+        thread.hold_signal()
+
+
+def _task_syscall(pid, tid):
+    """/proc/PID/task/TID/syscall as numbers (the system call and its arguments), or None when the thread is
+    running, not in a system call, or gone."""
+    try:
+        with open("/proc/%d/task/%d/syscall" % (pid, tid)) as f:
+            words = f.read().split()
+    except OSError:
+        return None
+    if not words or words[0] in ("running", "-1"):
+        return None
+    return [int(words[0])] + [int(w, 16) for w in words[1:7]]
+
+
+def _unwatch(thread):
+    if thread.watching:
+        _ptrace(PTRACE_POKEUSER, thread.tid, DEBUGREG + 7 * 8, 0)
+        thread.watching = False
+
+
+class _HandOver:
+    """A remote call starved of a lock that another thread keeps taking again (the module's notes). Driven by
+    _Session.call's wait loop at each stop of the call's thread."""
+
+    def __init__(self, session):
+        self.session = session
+        self.holder = None     # the _Thread kept stopped just after it released the lock
+        self.release_at = 0.0
+        self.stops = 0         # stops of the call's thread since the holder was kept
+        self.next_look = time.monotonic() + STARVED_AFTER
+
+    def wait_until(self, deadline):
+        return min(deadline, self.release_at) if self.holder is not None else deadline
+
+    def on_timeout(self):
+        if self.holder is not None and time.monotonic() >= self.release_at:
+            self.let_go()
+
+    def on_stop(self, regs=None):
+        """Each stop of the call's thread; regs: its registers at a syscall-stop, before it is resumed. At a
+        FUTEX_WAIT's entry or exit, once STARVED_AFTER has passed, on a pthread mutex whose owner (its tid at
+        offset 8) is another thread, running (one blocked in a system call holds it for a reason): the owner is
+        run up to its release of the lock (take) and kept stopped until this thread has had two more stops (it
+        has taken the lock and gone on) or HOLD passed."""
+        self.stops += 1
+        if self.holder is not None and self.stops >= 2:
+            self.let_go()
+        now = time.monotonic()
+        if (regs is None or self.holder is not None or now < self.next_look or regs.orig_rax != SYS_FUTEX
+                or regs.rsi & 127 not in FUTEX_WAITS):
+            return
+        self.next_look = now + STARVED_AFTER
+        owner = self.owner_of(regs.rdi)
+        if owner is None or owner in self.session.threads or _task_syscall(self.session.pid, owner) is not None:
+            return
+        self.holder = self.take(regs.rdi, owner, now + HAND_OVER_TIMEOUT)
+        self.release_at, self.stops = time.monotonic() + HOLD, 0
+
+    def waits_for_another(self):
+        """Whether the call's thread sleeps in FUTEX_WAIT for a lock another thread holds."""
+        session = self.session
+        words = _task_syscall(session.pid, session.chosen.tid)
+        return (words is not None and words[0] == SYS_FUTEX and words[2] & 127 in FUTEX_WAITS
+                and self.owner_of(words[1]) is not None)
+
+    def owner_of(self, futex):
+        """The tid of the thread holding the pthread mutex at futex (its owner's tid at offset 8) when that is
+        another thread of the process; else None."""
+        session = self.session
+        try:
+            lock, _count, owner = struct.unpack("<iIi", session.mem.read(futex, 12))
+        except (OSError, struct.error):
+            return None
+        if lock == 0 or owner <= 0 or owner == session.chosen.tid:
+            return None
+        if not os.path.exists("/proc/%d/task/%d" % (session.pid, owner)):
+            return None   # not a tid of the process: not a pthread mutex's owner field
+        return owner
+
+    def lock_word(self, futex):
+        return struct.unpack("<i", self.session.mem.read(futex, 4))[0]
+
+    def take(self, futex, tid, until):
+        """Seizes thread tid and runs it, a write watchpoint on the lock word in its debug registers (its own:
+        no other thread traps), until the word it wrote is 0: its unlock. Returns it stopped there (its unlock's
+        FUTEX_WAKE, if any, still to come: harmless, the call's thread is stopped in a syscall-stop and takes the
+        lock when resumed, without a wake), or None (it exited, was traced by another, or did not release the
+        lock in time: then let go)."""
+        session = self.session
+        try:
+            _ptrace(PTRACE_SEIZE, tid, None, 0)
+        except OSError:
+            return None
+        holder = session.threads[tid] = _Thread(session.pid, tid)
+        try:
+            _ptrace(PTRACE_INTERRUPT, tid)
+            holder.wait(until, pass_signals=True)
+            if self.lock_word(futex) == 0:
+                return holder
+            _ptrace(PTRACE_POKEUSER, tid, DEBUGREG + 0 * 8, futex)
+            _ptrace(PTRACE_POKEUSER, tid, DEBUGREG + 7 * 8, DR7_WRITE_4)
+            holder.watching = True
+            sig = 0
+            while True:
+                _ptrace(PTRACE_CONT, tid, None, sig)
+                sig, event = holder.wait(until, pass_signals=False)
+                if event != 0:
+                    raise TimeoutError()   # a group-stop: not ours to hold
+                if sig != signal.SIGTRAP or not _ptrace(PTRACE_PEEKUSER, tid, DEBUGREG + 6 * 8) & 1:
+                    continue   # a signal: delivered by the next resume
+                sig = 0
+                _ptrace(PTRACE_POKEUSER, tid, DEBUGREG + 6 * 8, 0)
+                if self.lock_word(futex) == 0:
+                    _unwatch(holder)
+                    return holder
+        except _Gone:
+            del session.threads[tid]
+        except (TimeoutError, OSError):
+            self.holder = holder
+            self.let_go()
+        return None
+
+    def let_go(self):
+        holder, self.holder = self.holder, None
+        if holder is None:
+            return
+        try:
+            if not _stopped(holder.tid):
+                _stop(holder, self.session.timeout)
+            _unwatch(holder)
+            holder.detach()
+        except (_Gone, TimeoutError, OSError):
+            pass
+        self.session.threads.pop(holder.tid, None)
 
 
 def inject(pid, library_path, timeout=10.0, stats=None, then=None, entry_writes=False):
