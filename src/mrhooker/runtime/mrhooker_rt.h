@@ -103,6 +103,9 @@ typedef struct mrh_thread {
     char *handler_frame;
     int handler_depth;
     char *handler_stack_lo, *handler_stack_hi;
+    /* Writing a record (trace.c's record, its depth raised): a signal handler interrupting it may still record
+     * its program's calls, without waiting for room in the ring (trace.h's MRH_PROGRAM_HANDLER). */
+    int recording;
 } mrh_thread;
 
 /* fork_held: what the hook side's fork_prepare did on the forking thread */

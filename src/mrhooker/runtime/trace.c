@@ -357,7 +357,7 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
 
 /* Reserves `need` bytes of the ring (a power of two: positions are masked); 0 if it can't (then the record is
  * counted as dropped). Only the wait for a full ring calls out (and saves errno around it). */
-static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
+static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, int nested)
 {
     const uint64_t size = h->ring_size, mask = size - 1;
     uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
@@ -381,7 +381,9 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos)
         }
         /* Full: wait for the reader as long as it lives (its heartbeat, which the launcher's guardian beats
          * however slowly the reader reads, is recent), as a tracee waits for a slow strace: a call is never
-         * dropped for a reader that is only slow. */
+         * dropped for a reader that is only slow. Not nested in a record this thread has not committed (a
+         * signal handler's: MRH_PROGRAM_HANDLER), which the reader waits for. */
+        if (nested) return 0;
         int saved = errno;
         uint64_t beat = __atomic_load_n(&h->heartbeat_ns, __ATOMIC_ACQUIRE);
         uint64_t now = mrh_trace_monotonic();
@@ -460,7 +462,7 @@ static inline unsigned char *record_at(mrh_trace_header *h, uint64_t pos, mrh_ca
 
 /* A record with captures: their lengths first (the record's size), then the copies. */
 static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t end, uint64_t ret, int flags,
-                                 const uint64_t *args, int nargs, const mrh_capture *caps, int ncaps)
+                                 const uint64_t *args, int nargs, const mrh_capture *caps, int ncaps, int nested)
 {
     int safe = flags & (MRH_FAILED | MRH_ENTRY_ONLY | MRH_INJECTED);   /* memory no call vouched for */
     uint64_t limit = h->strsize, lens[8], fulls[8];
@@ -474,7 +476,7 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
         need += sizeof(mrh_capture_header) + MRH_ALIGN8(lens[i]);
     }
     uint64_t pos;
-    if (need > h->ring_size / 4 || !reserve(h, need, &pos)) {
+    if (need > h->ring_size / 4 || !reserve(h, need, &pos, nested)) {
         __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
         return;
     }
@@ -495,6 +497,8 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
     mrh_trace_header *h = mrh_trace;
     uint64_t end = mrh_trace_now();
     t->depth++;   /* strnlen, memcpy: the runtime's calls (a trace of memcpy must not record them) */
+    int nested = t->recording;   /* a signal handler's record, inside this thread's own (MRH_PROGRAM_HANDLER) */
+    t->recording = 1;
     if (failed) flags |= MRH_FAILED;
     if (h->counts_on) {
         uint64_t *c = counters + 3 * (uint64_t)call->fn;
@@ -506,11 +510,11 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
     if (h->records_on && (MRH_LIKELY(h->records_on == MRH_RECORDS_ALL) || (flags & (MRH_INJECTED | MRH_DELAYED)))) {
         if (MRH_UNLIKELY(call->err == EFAULT)) flags |= MRH_UNSAFE, ncaps = 0;
         if (ncaps) {
-            record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps);
+            record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps, nested);
         } else {   /* the common case: no copies */
             uint32_t need = sizeof(mrh_record) + 8 * (uint32_t)nargs;
             uint64_t pos;
-            if (MRH_LIKELY(reserve(h, need, &pos))) {
+            if (MRH_LIKELY(reserve(h, need, &pos, nested))) {
                 unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, 0);
                 __atomic_store_n(&((mrh_record *)p)->size, need, __ATOMIC_RELEASE);
             } else {
@@ -518,6 +522,7 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
             }
         }
     }
+    t->recording = nested;
     t->depth--;
 }
 

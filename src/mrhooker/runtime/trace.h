@@ -142,7 +142,7 @@ static inline void mrh_trace_unasked_status(mrh_before *b, int which, const int 
 
 /* Before a call that may not return (d->noreturn): its record at entry (unless a rule fails it instead). */
 void mrh_trace_at_entry(mrh_thread *t, mrh_call *call, const mrh_traced *d, const uint64_t *args);
-/* The mapped file, mapped now if need be, for a call from the program's signal handler (not recorded). */
+/* The mapped file, mapped now if need be, for a call from the program's signal handler (MRH_PROGRAM_HANDLER). */
 mrh_trace_header *mrh_trace_in_handler(mrh_thread *t, const void *caller);
 extern int mrh_trace_tsc;              /* the clock is the TSC (header.clock == MRH_CLOCK_TSC) */
 extern const mrh_inject_rule *mrh_inject_rules;   /* the file's rules, or NULL: no injection in this trace */
@@ -171,14 +171,30 @@ static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
 }
 
 /* Before the original: 1 if this call is traced (then mrh_trace_end after it), 0 if not (the runtime's
- * own calls, a signal handler, the dynamic loader's calls, no trace file). */
+ * own calls, a signal handler that interrupted the runtime, the dynamic loader's calls, no trace file). */
 #define MRH_TRACE_ENTER(t, fn, call) mrh_trace_enter((t), (fn), (call), mrh_call_site(__builtin_return_address(0)))
+
+/* A call of the program's signal handler that interrupted the program's own code or a record being written:
+ * traced like any other, as strace and ltrace show them (a SIGCHLD handler's waitpid is the only news of how a
+ * child ended). Hazard: the handler may interrupt a traced call anywhere, or the runtime holding a lock or the
+ * GIL. Idea: a record reserves its own place in the ring (reserve: a CAS), so a handler's record nests in the
+ * interrupted call's; the handler's own calls run one depth above the depth it found (signals.c), which is 0 in
+ * the program's code and 1 in a record (t->recording), whose reservation may be made and not yet committed: the
+ * nested record then never waits for room in the ring (the reader would wait for that commit: dropped instead,
+ * and counted). A handler that interrupted anything else of the runtime records nothing. Hooks never run in
+ * handlers (signals.c). */
+#define MRH_PROGRAM_HANDLER(t)                                                                          \
+    ((t)->handler_frame != NULL && (t)->depth == (t)->handler_depth + 1 &&                              \
+     ((t)->handler_depth == 0 || ((t)->handler_depth == 1 && (t)->recording)))
 
 static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, int fn, mrh_call *call,
                                                                  const void *caller)
 {
-    if (MRH_INSIDE(t)) return 0;
-    if (MRH_UNLIKELY(mrh_trace == NULL)) return mrh_trace_enter_slow(t, fn, call, caller);
+    if (MRH_INSIDE(t)) {
+        if (MRH_LIKELY(!MRH_PROGRAM_HANDLER(t)) || mrh_trace_in_handler(t, caller) == NULL) return 0;
+    } else if (MRH_UNLIKELY(mrh_trace == NULL)) {
+        return mrh_trace_enter_slow(t, fn, call, caller);
+    }
     call->fn = fn;
     call->rule = NULL;
     call->caller = caller;
