@@ -79,9 +79,10 @@ loaded objects in a loop (dl_iterate_phdr; C++ unwinding does) holds the loader'
 and the call's woken thread, scheduled microseconds later (later still as each system call of a safe call stops
 it for mrhooker), finds it taken again: dlopen waited >10 s under load. Idea (_HandOver): a call whose thread,
 STARVED_AFTER into the call, stops at a FUTEX_WAIT on a pthread mutex (its owner's tid at offset 8) whose owner
-runs, is given the lock: the owner is seized and run with a write watchpoint on the lock word (its own debug
-registers) until it writes 0 there, its unlock, and kept stopped, holding nothing it held for that lock, until
-the call's thread has taken it and gone on (two of its stops) or HOLD passed; then let go.
+runs, is given the lock: the owner is seized and run with a write watchpoint on the lock word (a perf event of
+its own, which dies with mrhooker: _watch_writes) until it writes 0 there, its unlock, and kept stopped, holding
+nothing it held for that lock, until the call's thread has taken it and gone on (two of its stops) or HOLD
+passed; then let go. An owner that keeps it beyond the call's time is let go (the call's timeout, below).
 
 A call put back in the middle of dlopen leaves the loader's lock taken and its lists half-written (the program
 crashed or hung later). So a safe call that waits for a lock another thread holds when its time is up, or that
@@ -107,8 +108,6 @@ import time
 from mrhooker.errors import MrhookerError
 
 # ptrace requests and constants (linux/ptrace.h, x86-64).
-PTRACE_PEEKUSER = 3
-PTRACE_POKEUSER = 6
 PTRACE_CONT = 7
 PTRACE_SINGLESTEP = 9
 PTRACE_GETREGS = 12
@@ -144,10 +143,13 @@ FUTEX_WAKE = 1
 ENOSYS_RAX = (1 << 64) - errno.ENOSYS   # rax at a syscall-entry stop (at the exit: the result)
 STARVED_AFTER = 0.05        # seconds a remote call may wait for a lock another thread holds before that thread is
                             # made to hand it over (_HandOver)
-HAND_OVER_TIMEOUT = 0.5     # seconds the holder may take to release it (more: let go, asked again later)
 HOLD = 0.02                 # seconds the holder then stays stopped, for the waiting call to take the lock
-DEBUGREG = 848              # offsetof(struct user, u_debugreg): DR0..DR7 for PTRACE_PEEKUSER/POKEUSER
-DR7_WRITE_4 = 1 | 1 << 16 | 3 << 18   # DR0 enabled (L0), on writes (RW0 01), of 4 bytes (LEN0 11)
+SYS_PERF_EVENT_OPEN = 298
+PERF_TYPE_BREAKPOINT, HW_BREAKPOINT_W = 5, 2
+# perf_event_attr's flag bits: exclude_kernel, exclude_hv, remove_on_exec, sigtrap (Linux 5.13)
+PERF_FLAGS = 1 << 5 | 1 << 6 | 1 << 36 | 1 << 37
+PERF_ATTR_SIZE = 128        # PERF_ATTR_SIZE_VER7, the first with sigtrap
+TRAP_PERF = 6               # si_code of a perf event's SIGTRAP
 # clone fork vfork clone3: fork makes the first holding the atfork, stdio list and malloc arena locks
 FORK_SYSCALLS = {56, 57, 58, 435}
 SAFE, PLAIN, RISKY = 0, 1, 2   # where a thread was stopped (_place), best first
@@ -336,6 +338,8 @@ def _maps(pid, name, st):
         raise _refuse_permission(pid, name, st)
     except FileNotFoundError:
         raise MrhookerError("no process with pid %d" % pid)
+    if not lines:   # a zombie's maps are empty: it ended after the state was read
+        raise MrhookerError("%s exited" % name)
     maps = []
     for line in lines:
         fields = line.split(None, 5)
@@ -612,7 +616,7 @@ class _Thread:
         self.xstate = None        # FPU/SSE/AVX state, same
         self.in_signal_stop = False   # the current stop is a signal-delivery-stop (a signal can be injected)
         self.held = []            # siginfos held back during the remote calls, delivered after (FIFO)
-        self.watching = False     # a watchpoint is set in its debug registers (_HandOver.take)
+        self.watchpoint = None    # the fd of a perf watchpoint on it (_HandOver.take); closed, it is gone
 
     def wait(self, deadline, pass_signals):
         """Waits for the next stop; returns (signal, event). pass_signals: signal-delivery-stops are passed on
@@ -938,7 +942,7 @@ class _Session:
                     self.safe_call_running = False   # its return is ours now: close() puts the thread back
                     self._cancel_return(regs, deadline)
                     return None
-                hand_over.on_stop(regs)
+                hand_over.on_stop(regs, deadline)
                 _ptrace(PTRACE_SYSCALL, thread.tid, None, 0)
                 continue
             hand_over.on_stop()
@@ -1075,6 +1079,7 @@ class _Session:
                 pass
         for thread in self.threads.values():
             try:
+                _unwatch(thread)   # (Ctrl-C during _HandOver.take)
                 if not _stopped(thread.tid):   # a safe call left to finish; a lock's holder (_HandOver)
                     _stop(thread, self.timeout)
                 thread.detach()
@@ -1108,9 +1113,29 @@ def _task_syscall(pid, tid):
 
 
 def _unwatch(thread):
-    if thread.watching:
-        _ptrace(PTRACE_POKEUSER, thread.tid, DEBUGREG + 7 * 8, 0)
-        thread.watching = False
+    if thread.watchpoint is not None:
+        os.close(thread.watchpoint)
+        thread.watchpoint = None
+
+
+def _si_code(tid):
+    info = ctypes.create_string_buffer(SIGINFO_SIZE)
+    _ptrace(PTRACE_GETSIGINFO, tid, None, info)
+    return struct.unpack_from("<i", info.raw, 8)[0]
+
+
+def _watch_writes(tid, address):
+    """A hardware watchpoint on writes of the 4 bytes at address by thread tid, as a perf event whose hit sends
+    the thread SIGTRAP (si_code TRAP_PERF): its fd, or None when the kernel won't (before 5.13, perf events
+    not allowed). Not ptrace's debug registers: those stay set after a detach, and mrhooker killed while one was
+    set would leave the program to die of SIGTRAP at the next write; the event dies with the fd."""
+    attr = ctypes.create_string_buffer(PERF_ATTR_SIZE)
+    struct.pack_into("<IIQQ", attr, 0, PERF_TYPE_BREAKPOINT, PERF_ATTR_SIZE, 0, 1)   # type, size, config, period
+    struct.pack_into("<Q", attr, 40, PERF_FLAGS)
+    struct.pack_into("<IIQQ", attr, 48, 0, HW_BREAKPOINT_W, address, 4)   # wakeup_events, bp_type, bp_addr, bp_len
+    fd = _lib().syscall(ctypes.c_long(SYS_PERF_EVENT_OPEN), attr, ctypes.c_long(tid), ctypes.c_long(-1),
+                        ctypes.c_long(-1), ctypes.c_long(8))   # PERF_FLAG_FD_CLOEXEC
+    return fd if fd >= 0 else None
 
 
 class _HandOver:
@@ -1123,6 +1148,7 @@ class _HandOver:
         self.release_at = 0.0
         self.stops = 0         # stops of the call's thread since the holder was kept
         self.next_look = time.monotonic() + STARVED_AFTER
+        self.waiting_on = None  # the lock the call's thread was at a FUTEX_WAIT of, at its last syscall-stop
 
     def wait_until(self, deadline):
         return min(deadline, self.release_at) if self.holder is not None else deadline
@@ -1131,7 +1157,7 @@ class _HandOver:
         if self.holder is not None and time.monotonic() >= self.release_at:
             self.let_go()
 
-    def on_stop(self, regs=None):
+    def on_stop(self, regs=None, deadline=None):
         """Each stop of the call's thread; regs: its registers at a syscall-stop, before it is resumed. At a
         FUTEX_WAIT's entry or exit, once STARVED_AFTER has passed, on a pthread mutex whose owner (its tid at
         offset 8) is another thread, running (one blocked in a system call holds it for a reason): the owner is
@@ -1140,23 +1166,30 @@ class _HandOver:
         self.stops += 1
         if self.holder is not None and self.stops >= 2:
             self.let_go()
+        if regs is None:
+            return
+        waits = regs.orig_rax == SYS_FUTEX and regs.rsi & 127 in FUTEX_WAITS
+        self.waiting_on = regs.rdi if waits else None
         now = time.monotonic()
-        if (regs is None or self.holder is not None or now < self.next_look or regs.orig_rax != SYS_FUTEX
-                or regs.rsi & 127 not in FUTEX_WAITS):
+        if not waits or self.holder is not None or now < self.next_look:
             return
         self.next_look = now + STARVED_AFTER
         owner = self.owner_of(regs.rdi)
         if owner is None or owner in self.session.threads or _task_syscall(self.session.pid, owner) is not None:
             return
-        self.holder = self.take(regs.rdi, owner, now + HAND_OVER_TIMEOUT)
+        self.holder = self.take(regs.rdi, owner, deadline)   # the call's thread waits for nothing else
         self.release_at, self.stops = time.monotonic() + HOLD, 0
 
     def waits_for_another(self):
-        """Whether the call's thread sleeps in FUTEX_WAIT for a lock another thread holds."""
+        """Whether the call's thread waits in FUTEX_WAIT for a lock another thread holds: asleep in it, or
+        stopped at its entry or exit (a safe call's syscall-stops: /proc's syscall file may not say)."""
         session = self.session
         words = _task_syscall(session.pid, session.chosen.tid)
-        return (words is not None and words[0] == SYS_FUTEX and words[2] & 127 in FUTEX_WAITS
-                and self.owner_of(words[1]) is not None)
+        if words is not None and words[0] == SYS_FUTEX and words[2] & 127 in FUTEX_WAITS:
+            futex = words[1]
+        else:
+            futex = self.waiting_on
+        return futex is not None and self.owner_of(futex) is not None
 
     def owner_of(self, futex):
         """The tid of the thread holding the pthread mutex at futex (its owner's tid at offset 8) when that is
@@ -1176,8 +1209,8 @@ class _HandOver:
         return struct.unpack("<i", self.session.mem.read(futex, 4))[0]
 
     def take(self, futex, tid, until):
-        """Seizes thread tid and runs it, a write watchpoint on the lock word in its debug registers (its own:
-        no other thread traps), until the word it wrote is 0: its unlock. Returns it stopped there (its unlock's
+        """Seizes thread tid and runs it, a write watchpoint on the lock word (_watch_writes: its own, no other
+        thread traps), until the word it wrote is 0: its unlock. Returns it stopped there (its unlock's
         FUTEX_WAKE, if any, still to come: harmless, the call's thread is stopped in a syscall-stop and takes the
         lock when resumed, without a wake), or None (it exited, was traced by another, or did not release the
         lock in time: then let go)."""
@@ -1192,19 +1225,18 @@ class _HandOver:
             holder.wait(until, pass_signals=True)
             if self.lock_word(futex) == 0:
                 return holder
-            _ptrace(PTRACE_POKEUSER, tid, DEBUGREG + 0 * 8, futex)
-            _ptrace(PTRACE_POKEUSER, tid, DEBUGREG + 7 * 8, DR7_WRITE_4)
-            holder.watching = True
+            holder.watchpoint = _watch_writes(tid, futex)
+            if holder.watchpoint is None:
+                raise TimeoutError()
             sig = 0
             while True:
                 _ptrace(PTRACE_CONT, tid, None, sig)
                 sig, event = holder.wait(until, pass_signals=False)
                 if event != 0:
                     raise TimeoutError()   # a group-stop: not ours to hold
-                if sig != signal.SIGTRAP or not _ptrace(PTRACE_PEEKUSER, tid, DEBUGREG + 6 * 8) & 1:
+                if sig != signal.SIGTRAP or _si_code(tid) != TRAP_PERF:
                     continue   # a signal: delivered by the next resume
-                sig = 0
-                _ptrace(PTRACE_POKEUSER, tid, DEBUGREG + 6 * 8, 0)
+                sig = 0   # ours: not delivered
                 if self.lock_word(futex) == 0:
                     _unwatch(holder)
                     return holder
