@@ -1092,10 +1092,10 @@ class _Session:
 
 def _stop(thread, timeout):
     """Stops a seized thread that runs (any stop will do: it is detached next); a signal that stops it first
-    is held, for the detach to deliver."""
+    is held, for the detach to deliver, except our watchpoint's SIGTRAP (_watch_writes: the program's death)."""
     _ptrace(PTRACE_INTERRUPT, thread.tid)
     sig, event = thread.wait(time.monotonic() + timeout, pass_signals=False)
-    if event == 0 and sig != SYSCALL_STOP:
+    if event == 0 and sig != SYSCALL_STOP and not (sig == signal.SIGTRAP and _si_code(thread.tid) == TRAP_PERF):
         thread.hold_signal()
 
 
@@ -1128,7 +1128,8 @@ def _watch_writes(tid, address):
     """A hardware watchpoint on writes of the 4 bytes at address by thread tid, as a perf event whose hit sends
     the thread SIGTRAP (si_code TRAP_PERF): its fd, or None when the kernel won't (before 5.13, perf events
     not allowed). Not ptrace's debug registers: those stay set after a detach, and mrhooker killed while one was
-    set would leave the program to die of SIGTRAP at the next write; the event dies with the fd."""
+    set would leave the program to die of SIGTRAP at the next write; the event dies with the fd. (Killed in the
+    microseconds between a hit and its stop, mrhooker still leaves that SIGTRAP to be delivered.)"""
     attr = ctypes.create_string_buffer(PERF_ATTR_SIZE)
     struct.pack_into("<IIQQ", attr, 0, PERF_TYPE_BREAKPOINT, PERF_ATTR_SIZE, 0, 1)   # type, size, config, period
     struct.pack_into("<Q", attr, 40, PERF_FLAGS)
@@ -1241,6 +1242,7 @@ class _HandOver:
                     _unwatch(holder)
                     return holder
         except _Gone:
+            _unwatch(holder)
             del session.threads[tid]
         except (TimeoutError, OSError):
             self.holder = holder
