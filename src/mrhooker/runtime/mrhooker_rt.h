@@ -103,10 +103,13 @@ typedef struct mrh_thread {
     char *handler_frame;
     int handler_depth;
     char *handler_stack_lo, *handler_stack_hi;
-    /* Writing a record (trace.c's record, its depth raised): a signal handler interrupting it may still record
-     * its program's calls, without waiting for room in the ring (trace.h's MRH_PROGRAM_HANDLER). */
+    /* Writing a record (trace.c's record, its depth raised), MRH_RECORDING, or holding its reservation of the
+     * ring, not committed yet, MRH_RESERVED (else 0): a signal handler interrupting it may still record its
+     * program's calls, and may wait for room in the ring only if nothing is reserved (trace.h's
+     * MRH_PROGRAM_HANDLER). Moved by trace.c's record and reserve. */
     int recording;
 } mrh_thread;
+enum { MRH_RECORDING = 1, MRH_RESERVED = 2 };
 
 /* fork_held: what the hook side's fork_prepare did on the forking thread */
 enum {

@@ -357,7 +357,7 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
 
 /* Reserves `need` bytes of the ring (a power of two: positions are masked); 0 if it can't (then the record is
  * counted as dropped). Only the wait for a full ring calls out (and saves errno around it). */
-static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, int nested)
+static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, mrh_thread *t, int nested)
 {
     const uint64_t size = h->ring_size, mask = size - 1;
     uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
@@ -366,6 +366,7 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, int nested
         uint64_t pad = at + need > size ? size - at : 0;   /* a record never straddles the ring's end */
         uint64_t r = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
         if (MRH_LIKELY(w + pad + need - r <= size)) {
+            t->recording = MRH_RESERVED;   /* before the CAS: a handler from here on must not wait (trace.h) */
             if (MRH_LIKELY(__atomic_compare_exchange_n(&h->write_pos, &w, w + pad + need, 1, __ATOMIC_ACQ_REL,
                                                        __ATOMIC_RELAXED))) {
                 if (pad) {
@@ -384,6 +385,7 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, int nested
          * dropped for a reader that is only slow. Not nested in a record this thread has not committed (a
          * signal handler's: MRH_PROGRAM_HANDLER), which the reader waits for. */
         if (nested) return 0;
+        t->recording = MRH_RECORDING;   /* nothing reserved while waiting: a handler's record may wait too */
         int saved = errno;
         uint64_t beat = __atomic_load_n(&h->heartbeat_ns, __ATOMIC_ACQUIRE);
         uint64_t now = mrh_trace_monotonic();
@@ -462,7 +464,8 @@ static inline unsigned char *record_at(mrh_trace_header *h, uint64_t pos, mrh_ca
 
 /* A record with captures: their lengths first (the record's size), then the copies. */
 static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t end, uint64_t ret, int flags,
-                                 const uint64_t *args, int nargs, const mrh_capture *caps, int ncaps, int nested)
+                                 const uint64_t *args, int nargs, const mrh_capture *caps, int ncaps,
+                                 mrh_thread *t, int nested)
 {
     int safe = flags & (MRH_FAILED | MRH_ENTRY_ONLY | MRH_INJECTED);   /* memory no call vouched for */
     uint64_t limit = h->strsize, lens[8], fulls[8];
@@ -476,7 +479,7 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
         need += sizeof(mrh_capture_header) + MRH_ALIGN8(lens[i]);
     }
     uint64_t pos;
-    if (need > h->ring_size / 4 || !reserve(h, need, &pos, nested)) {
+    if (need > h->ring_size / 4 || !reserve(h, need, &pos, t, nested)) {
         __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
         return;
     }
@@ -488,6 +491,7 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
         errno = saved;
     }
     __atomic_store_n(&((mrh_record *)p)->size, (uint32_t)need, __ATOMIC_RELEASE);   /* the commit */
+    t->recording = MRH_RECORDING;
 }
 
 static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed,
@@ -497,8 +501,9 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
     mrh_trace_header *h = mrh_trace;
     uint64_t end = mrh_trace_now();
     t->depth++;   /* strnlen, memcpy: the runtime's calls (a trace of memcpy must not record them) */
-    int nested = t->recording;   /* a signal handler's record, inside this thread's own (MRH_PROGRAM_HANDLER) */
-    t->recording = 1;
+    int outer = t->recording;   /* a signal handler's record, inside this thread's own (MRH_PROGRAM_HANDLER) */
+    int nested = outer == MRH_RESERVED;   /* ... whose reservation is not committed yet: it must not wait */
+    t->recording = MRH_RECORDING;
     if (failed) flags |= MRH_FAILED;
     if (h->counts_on) {
         uint64_t *c = counters + 3 * (uint64_t)call->fn;
@@ -510,19 +515,20 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
     if (h->records_on && (MRH_LIKELY(h->records_on == MRH_RECORDS_ALL) || (flags & (MRH_INJECTED | MRH_DELAYED)))) {
         if (MRH_UNLIKELY(call->err == EFAULT)) flags |= MRH_UNSAFE, ncaps = 0;
         if (ncaps) {
-            record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps, nested);
+            record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps, t, nested);
         } else {   /* the common case: no copies */
             uint32_t need = sizeof(mrh_record) + 8 * (uint32_t)nargs;
             uint64_t pos;
-            if (MRH_LIKELY(reserve(h, need, &pos, nested))) {
+            if (MRH_LIKELY(reserve(h, need, &pos, t, nested))) {
                 unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, 0);
                 __atomic_store_n(&((mrh_record *)p)->size, need, __ATOMIC_RELEASE);
+                t->recording = MRH_RECORDING;
             } else {
                 __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
             }
         }
     }
-    t->recording = nested;
+    t->recording = outer;
     t->depth--;
 }
 

@@ -181,7 +181,7 @@ static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
  * interrupted call's; the handler's own calls run one depth above the depth it found (signals.c), which is 0 in
  * the program's code and 1 in a record (t->recording), whose reservation may be made and not yet committed: the
  * nested record then never waits for room in the ring (the reader would wait for that commit: dropped instead,
- * and counted). A handler that interrupted anything else of the runtime records nothing. Hooks never run in
+ * and counted; while the record waits for room, holding none, the handler's may wait too). A handler that interrupted anything else of the runtime records nothing. Hooks never run in
  * handlers (signals.c). */
 #define MRH_PROGRAM_HANDLER(t)                                                                          \
     ((t)->handler_frame != NULL && (t)->depth == (t)->handler_depth + 1 &&                              \
