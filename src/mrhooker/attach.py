@@ -663,9 +663,7 @@ class _Thread:
         _ptrace(PTRACE_SETREGSET, self.tid, NT_X86_XSTATE, ctypes.byref(iov))
 
     def hold_signal(self):
-        info = ctypes.create_string_buffer(SIGINFO_SIZE)
-        _ptrace(PTRACE_GETSIGINFO, self.tid, None, info)
-        self.held.append(info.raw)
+        self.held.append(_siginfo(self.tid))
 
     def detach(self):
         """Detaches, delivering the held-back signals: the first with its siginfo by the detach itself when
@@ -1118,10 +1116,15 @@ def _unwatch(thread):
         thread.watchpoint = None
 
 
-def _si_code(tid):
+def _siginfo(tid):
+    """The siginfo of the signal a thread is stopped for (raw bytes)."""
     info = ctypes.create_string_buffer(SIGINFO_SIZE)
     _ptrace(PTRACE_GETSIGINFO, tid, None, info)
-    return struct.unpack_from("<i", info.raw, 8)[0]
+    return info.raw
+
+
+def _si_code(tid):
+    return struct.unpack_from("<i", _siginfo(tid), 8)[0]
 
 
 def _watch_writes(tid, address):
