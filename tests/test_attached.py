@@ -122,6 +122,20 @@ def finish(proc):
     return proc.returncode, out, err
 
 
+def terminate(proc):
+    """Ends a program that runs until SIGTERM; (exit status, stdout, stderr). Programs an attach test needs
+    running until its end run so rather than a fixed time: on a loaded machine, mrhooker's start and attach took
+    more than the 1.5 s such a program ran."""
+    proc.send_signal(signal.SIGTERM)
+    return finish(proc)
+
+
+def assert_forked_all(status, out, err):
+    """The forking programs' end: every child counted in "done N" wrote its "x"."""
+    done = re.fullmatch(rb"done (\d+)\n", err)
+    assert status == 0 and done and out == b"x" * int(done[1]), (status, out[-50:], err)
+
+
 def all_lines(n):
     return "".join("line %d\n" % i for i in range(n)).encode()
 
@@ -130,8 +144,7 @@ def stop_steady(proc):
     """Ends the steady program (SIGTERM: it finishes its line); (exit status, stdout, stderr), after checking that
     stdout holds every line from the first to the last, none missing or damaged."""
     time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    status, out, err = finish(proc)
+    status, out, err = terminate(proc)
     count = out.count(b"\n")
     assert out == all_lines(count), "lines lost or damaged"
     return status, count, err
@@ -373,11 +386,13 @@ WALKER_C = r"""
 #define _GNU_SOURCE
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
-static volatile int stop;
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
 static int visit(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)info; (void)size;
@@ -392,19 +407,19 @@ static void *walk(void *arg)
     while (!stop) dl_iterate_phdr(visit, &n);
     return NULL;
 }
-int main(int argc, char **argv)
+int main(void)
 {
-    int n = atoi(argv[1]);
+    int n = 0;
     pthread_t t;
+    signal(SIGTERM, on_term);
     pthread_create(&t, NULL, walk, NULL);
-    for (int i = 0; i < n; i++) {
+    for (; !stop; n++) {
         pid_t c = fork();
         if (c == 0) { write(1, "x", 1); _exit(0); }
         int st;
         if (c < 0 || waitpid(c, &st, 0) != c || st != 0) return 3;
         usleep(1000);
     }
-    stop = 1;
     pthread_join(t, NULL);
     fprintf(stderr, "done %d\n", n);
     return 0;
@@ -418,42 +433,44 @@ def test_forks_while_another_thread_walks_the_loaded_objects(mrhooker, cprog, wa
     child, putting its slots back through dl_iterate_phdr, waited forever, and the program with it in waitpid
     (CI hung so, the lock held by mrhooker's own watcher thread). Every child must end, hooked or not."""
     prog = cprog(WALKER_C, flags=["-pthread"])
-    n = 1500
-    proc = start([prog, n])
+    proc = start([prog])
     wait_running(proc, 0.1)
     r = mrhooker("trace", *follow, "-e", "write", "-D", "1", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and "Process %d detached" % proc.pid in r.err, r
     if follow:
         assert re.search(r'^\[pid\s+\d+\] write\(1, "x", 1\) = 1$', r.err, re.M), r.err
-    status, out, err = finish(proc)
-    assert (status, out, err) == (0, b"x" * n, b"done %d\n" % n)
+    assert_forked_all(*terminate(proc))
 
 
-# Forks N children from inside dl_iterate_phdr's callbacks (the loader's list lock held), each writing "x", a
-# millisecond apart; "done N" on stderr, exit 0.
+# Until SIGTERM, forks children from inside dl_iterate_phdr's callbacks (the loader's list lock held), each
+# writing "x", a millisecond apart; then "done N" on stderr, exit 0.
 CALLBACK_FORK_C = r"""
 #define _GNU_SOURCE
 #include <link.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
 static int visit(struct dl_phdr_info *info, size_t size, void *data)
 {
-    int *left = data;
+    int *n = data;
     (void)info; (void)size;
-    if (*left <= 0) return 1;
+    if (stop) return 1;
     for (volatile int i = 0; i < 20000; i++) {}
     pid_t c = fork();
     if (c == 0) { write(1, "x", 1); _exit(0); }
     if (c < 0 || waitpid(c, NULL, 0) != c) exit(3);
-    --*left;
+    ++*n;
     return 0;
 }
-int main(int argc, char **argv)
+int main(void)
 {
-    int n = atoi(argv[1]), left = n;
-    while (left > 0) { dl_iterate_phdr(visit, &left); usleep(1000); }
+    int n = 0;
+    signal(SIGTERM, on_term);
+    while (!stop) { dl_iterate_phdr(visit, &n); usleep(1000); }
     fprintf(stderr, "done %d\n", n);
     return 0;
 }
@@ -465,13 +482,11 @@ def test_forks_from_inside_a_walk_of_the_loaded_objects(mrhooker, cprog, warm):
     waited for that lock holding ours: the fork waited for ours, and the program hung (3 runs in 3). A fork now
     waits for a pass a bounded time."""
     prog = cprog(CALLBACK_FORK_C)
-    n = 1500
-    proc = start([prog, n])
+    proc = start([prog])
     wait_running(proc, 0.1)
     r = mrhooker("trace", "-e", "write", "-D", "1", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and "Process %d detached" % proc.pid in r.err, r
-    status, out, err = finish(proc)
-    assert (status, out, err) == (0, b"x" * n, b"done %d\n" % n)
+    assert_forked_all(*terminate(proc))
 
 
 THREADS_C = r"""
@@ -949,12 +964,17 @@ def test_sqlite3_in_a_loop_while_attached(base_env, tmp_path, warm):
 
 # ---- calls in flight at the detach, and what else a first try broke ----------------------------------------
 
+# A tick every 100 ms until SIGTERM.
 SLEEPER_C = r"""
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
 int main(void)
 {
-    for (int i = 0; i < 25; i++) {
+    signal(SIGTERM, on_term);
+    for (int i = 0; !stop; i++) {
         usleep(100000);   /* traced, and in flight at the detach */
         printf("tick %d\n", i);
         fflush(stdout);
@@ -971,18 +991,25 @@ def test_a_call_in_flight_at_the_detach_returns_safely(mrhooker, cprog, warm, op
     wait_running(proc)
     r = mrhooker("trace", *options, "-D", "0.55", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 0, r
-    status, out, err = finish(proc)
-    assert (status, out, err) == (0, "".join("tick %d\n" % i for i in range(25)).encode(), b"")
+    time.sleep(0.3)   # a few ticks after the detach
+    status, out, err = terminate(proc)
+    ticks = out.count(b"\n")
+    assert (status, out, err) == (0, "".join("tick %d\n" % i for i in range(ticks)).encode(), b"") and ticks > 5
 
 
+# Until SIGTERM, forks a child that writes "child" and exits 7, and waits for it; then "bad B rounds N".
 FORKER_C = r"""
+#include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
 int main(void)
 {
-    int bad = 0;
-    for (int i = 0; i < 150; i++) {
+    int bad = 0, i = 0;
+    signal(SIGTERM, on_term);
+    for (; !stop; i++) {
         pid_t c = fork();
         if (c == 0) {
             if (write(1, "child\n", 6) != 6) _exit(1);
@@ -993,7 +1020,7 @@ int main(void)
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 7) bad++;
         usleep(10000);
     }
-    printf("bad %d\n", bad);
+    printf("bad %d rounds %d\n", bad, i);
     return 0;
 }
 """
@@ -1006,8 +1033,9 @@ def test_children_forked_while_fork_is_traced(mrhooker, cprog, warm, follow):
     wait_running(proc)
     r = mrhooker("trace", *follow, "-e", "write,fork,waitpid", "-D", "0.6", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and "fork() = " in r.err, r
-    status, out, err = finish(proc)
-    assert (status, err) == (0, b"") and out.endswith(b"bad 0\n") and out.count(b"child\n") == 150
+    status, out, err = terminate(proc)
+    rounds = re.fullmatch(rb"(?:child\n)*bad 0 rounds (\d+)\n", out)
+    assert (status, err) == (0, b"") and rounds and out.count(b"child\n") == int(rounds[1]), out[-200:]
     assert ("[pid" in r.err and 'write(1, "child\\n", 6)' in r.err) == bool(follow), r.err
 
 
