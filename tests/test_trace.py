@@ -1092,7 +1092,8 @@ def test_timeout_ends_a_busy_traced_program_at_once_and_no_call_is_lost(base_env
     assert took < 60, took
     # the signal may come while the record of the write that just returned is being written: the program dies
     # there (its handler re-raises the signal), and that one record is lost, said so
-    lost = "mrhooker: 1 records were lost: their process died while writing them\n"
+    lost = ("mrhooker: 1 records were lost: their process died (or left a signal handler by longjmp) while writing "
+            "them\n")
     cut = 1 if lost in err else 0
     assert "mrhooker:" not in err.replace(lost, ""), err
     lines = out.read_text().splitlines()
@@ -1585,6 +1586,97 @@ def test_a_handler_interrupting_traced_calls_loses_and_harms_nothing(mrhooker, c
     odd = [line for line in lines if line.startswith("write(") and not re.match(
         r'write\((3, "[mt]", 1\) = 1|1, "(in handler|ticks \d+)\\n", \d+\) = \d+)$', line)]
     assert not odd and "dropped" not in r.err, odd[:5]
+
+
+# A 100 µs interval timer whose handler siglongjmps back into main's loop of 200-byte writes to /dev/null (so it
+# leaves the traced writes, their records too, anywhere), until it has jumped 2000 times; then 1000 writes of 7
+# bytes, untroubled; "wrote W jumps J" (W: the 200-byte writes that returned to the loop).
+JUMPER_C = WATCHDOG_C + r"""
+#include <fcntl.h>
+#include <setjmp.h>
+#include <string.h>
+#include <sys/time.h>
+static sigjmp_buf back;
+static volatile sig_atomic_t jumps;
+static void on_alrm(int s) { (void)s; jumps++; siglongjmp(back, 1); }
+int main(void)
+{
+    start_watchdog(60);
+    int fd = open("/dev/null", O_WRONLY);
+    char buf[200];
+    memset(buf, 'x', sizeof buf);
+    static volatile long wrote;
+    signal(SIGALRM, on_alrm);
+    struct itimerval every = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &every, NULL);
+    sigsetjmp(back, 1);
+    while (jumps < 2000) if (write(fd, buf, 200) == 200) wrote++;
+    setitimer(ITIMER_REAL, &off, NULL);
+    for (int i = 0; i < 1000; i++) if (write(fd, buf, 7) != 7) return 2;
+    printf("wrote %ld jumps %d\n", wrote, (int)jumps);
+    return 0;
+}
+"""
+
+
+def test_a_program_that_longjmps_out_of_its_handler_stays_traced(mrhooker, cprog):
+    """A handler that interrupted a record and left by siglongjmp left the thread's depth raised: nothing after
+    was traced (the 1000 writes after the timer: none of their lines), and the abandoned reservation stalled the
+    reader, then counted as a dead process's. Now the trace goes on, and each abandoned record is said."""
+    prog = cprog(JUMPER_C, flags=["-pthread"])
+    r = trace(mrhooker, "-e", "write", prog)
+    assert r.returncode == 0, r
+    wrote, jumps = map(int, re.fullmatch(r"wrote (\d+) jumps (\d+)\n", r.out).groups())
+    lines = r.err.splitlines()
+    assert sum(line == 'write(3, "xxxxxxx", 7) = 7' for line in lines) == 1000, r.err[-2000:]
+    long_ones = sum(re.fullmatch(r'write\(3, "x{32}"\.\.\., 200\) = 200', line) is not None for line in lines)
+    assert wrote <= long_ones <= wrote + jumps, (wrote, long_ones, jumps)   # a jump may follow a recorded write
+    said = [line for line in lines if line.startswith("mrhooker:")]
+    abandoned = re.compile(r"mrhooker: \d+ calls were not recorded: a signal handler interrupted their records and "
+                           r"the program left it by longjmp$")
+    stuck = re.compile(r"mrhooker: \d+ records were lost: their process died \(or left a signal handler by longjmp\) "
+                       r"while writing them$")
+    assert all(abandoned.match(line) or stuck.match(line) for line in said), said
+    assert all(re.match(r'write\(3, "x+"(\.\.\.)?, (200|7)\) = \1?', line) or line.startswith("mrhooker:") or
+               line == "+++ exited with 0 +++" for line in lines), [line for line in lines if "x" not in line][:5]
+
+
+# A 100 µs timer from before the first traced call (whose set-up, mapping the trace, takes ~2 ms): its handler
+# writes "H<n>" to stderr; main spins 20 ms, then says how many times the handler ran.
+FIRST_CALL_C = WATCHDOG_C + r"""
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+static volatile sig_atomic_t n;
+static void on_alrm(int s) { char b[16]; int k = snprintf(b, sizeof b, "H%d\n", ++n); (void)s; write(2, b, k); }
+int main(void)
+{
+    start_watchdog(60);
+    signal(SIGALRM, on_alrm);
+    struct itimerval every = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &every, NULL);
+    write(1, "main\n", 5);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec < 20000000L);
+    setitimer(ITIMER_REAL, &off, NULL);
+    printf("handler ran %d times\n", (int)n);
+    return 0;
+}
+"""
+
+
+def test_handlers_during_the_first_calls_set_up_are_traced(mrhooker, cprog, tmp_path):
+    """A handler that came while the process's first traced call mapped the trace wrote unrecorded (its runtime
+    was busy); the set-up now runs with the program's signals held, and the handler right after it."""
+    out = tmp_path / "lines"
+    r = trace(mrhooker, "-e", "write", "-o", out, cprog(FIRST_CALL_C, flags=["-pthread"]))
+    ran = int(re.fullmatch(r"main\nhandler ran (\d+) times\n", r.out).group(1))
+    lines = out.read_text().splitlines()
+    assert r.returncode == 0 and ran > 0 and r.err.count("\n") == ran, r
+    assert [line for line in lines if line.startswith("write(2,")] == [
+        'write(2, "H%d\\n", %d) = %d' % (i, len(str(i)) + 2, len(str(i)) + 2) for i in range(1, ran + 1)], lines[:5]
 
 
 def test_handlers_wait_for_room_as_their_program_does(base_env, cprog):

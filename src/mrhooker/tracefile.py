@@ -31,6 +31,7 @@ _SIGNATURES = {   # reader.c's exported functions: (result, arguments)
     "mrh_trace_set_fake_time": (None, [_p, _i64, _i64, _i64, _u64, _int]),
     "mrh_trace_beat": (None, [_p, _int]),
     "mrh_trace_dropped": (_u64, [_p]),
+    "mrh_trace_abandoned": (_u64, [_p]),
     "mrh_trace_counters": (None, [_p, _u64, ctypes.POINTER(_u64)]),
     "mrh_reader_new": (_p, [_p]),
     "mrh_reader_lines": (None, [_p, _int, _int, _int, _int, _int, _int, _int, OPEN_FOR_PID, _i64]),
@@ -158,6 +159,9 @@ class TraceFile:
 
     def dropped(self):
         return self.lib.mrh_trace_dropped(self.map)
+
+    def abandoned(self):
+        return self.lib.mrh_trace_abandoned(self.map)
 
     def counters(self, nfn):
         """[(calls, errors, time units)] per function (for -c), in the writers' clock units."""

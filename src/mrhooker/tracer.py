@@ -389,8 +389,13 @@ class Tracer:
         if dropped:
             say("%d calls were not recorded: the trace buffer was full and its reader showed no sign of life "
                  "for 2 s" % dropped)
+        abandoned = trace.abandoned()
+        if abandoned:
+            say("%d calls were not recorded: a signal handler interrupted their records and the program left it "
+                "by longjmp" % abandoned)
         if reader.lost:
-            say("%d records were lost: their process died while writing them" % reader.lost)
+            say("%d records were lost: their process died (or left a signal handler by longjmp) while writing "
+                "them" % reader.lost)
         count, left_out = reader.timeline_counts()
         if left_out:
             say("the timeline holds the first %d calls; %d more were left out, so that viewers can open it "

@@ -108,6 +108,15 @@ typedef struct mrh_thread {
      * program's calls, and may wait for room in the ring only if nothing is reserved (trace.h's
      * MRH_PROGRAM_HANDLER). Moved by trace.c's record and reserve. */
     int recording;
+    /* The reservation while MRH_RESERVED: its ring's header, where and how long, so that a program leaving a
+     * handler by longjmp, which abandons the record the handler interrupted, can fill it in (trace.c's
+     * mrh_trace_abandon). Need is 0 from a record's start (trace.c's record); reserve writes the others before
+     * its compare-and-swap, need right after it succeeded (need != 0: the others are this reservation's; the
+     * two instructions between lose the record to the reader's skip of a stuck one). Saved and restored around
+     * a handler's record. */
+    uint32_t reserved_need;
+    uint64_t reserved_pos;
+    void *reserved_in;
 } mrh_thread;
 enum { MRH_RECORDING = 1, MRH_RESERVED = 2 };
 

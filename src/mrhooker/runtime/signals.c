@@ -32,7 +32,10 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
  * Idea: the wrapper notes its frame (and the alternate stack, if it runs on one); a call made from a frame
  * older than it (above it on the stack, or off the alternate stack) can't be inside the handler any more, and
  * restores the depth the handler found (mrh_left_handler). A longjmp to a point whose later calls run deeper
- * than the handler ran is not noticed (the calls stay unhooked, as before). */
+ * than the handler ran is not noticed (the calls stay unhooked, as before). In a trace, whose runtime never runs
+ * the program's code at a raised depth, the depth is 0 after such a jump, whatever of the runtime the handler
+ * interrupted (a record, the clock); a record's reservation of the ring is filled in, or the trace's reader
+ * would wait for it (trace.c's mrh_trace_abandon). */
 static void signal_trampoline(int sig, siginfo_t *info, void *context)
 {
     mrh_thread *t = &mrh_tls;
@@ -63,6 +66,7 @@ __attribute__((noinline)) int mrh_left_handler(mrh_thread *t)
                                    : here > t->handler_frame;
     if (!left) return 0;
     t->depth = t->handler_depth;
+    if (mrh_trace_abandon) mrh_trace_abandon(t);   /* a trace's: what the handler interrupted of it is left too */
     t->handler_frame = t->handler_stack_lo = t->handler_stack_hi = NULL;
     return 1;
 }

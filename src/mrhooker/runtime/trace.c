@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -173,11 +174,29 @@ static void map_once(mrh_thread *t, int in_handler)
     t->depth--;
 }
 
+/* Hazard: a signal handler that interrupts a process's set-up for its first call (the trace file mapped, under
+ * a lock) and leaves by longjmp leaves those locks taken, and the next call, traced again
+ * (mrh_trace_abandon), waits for them forever. Idea: the set-up runs with the program's signals blocked; one due
+ * meanwhile is handled right after it, its handler's calls traced. Not blocked: glibc's own two (a setuid in
+ * another thread waits for this one's), and those a fault raises (blocked, they would kill the process). */
+static uint64_t block_program_signals(void)
+{
+    uint64_t set = ~0ull, old = 0;
+    static const int kept[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, 32, 33};
+    for (unsigned i = 0; i < sizeof kept / sizeof kept[0]; i++) set &= ~(1ull << (kept[i] - 1));
+    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &set, &old, sizeof set);
+    return old;
+}
+
 int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller)
 {
     if (!__atomic_load_n(&trace_tried, __ATOMIC_ACQUIRE)) {
         if (!mrh_init_for_call(caller)) return 0;   /* the settings are read by then */
+        int saved = errno;
+        uint64_t mask = block_program_signals();
         map_once(t, 0);
+        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, sizeof mask);
+        errno = saved;
     }
     if (!mrh_trace) return 0;
     return mrh_trace_enter(t, fn, call, caller);
@@ -355,6 +374,15 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
     return c->len > limit ? limit : c->len;
 }
 
+/* A filler record of `size` bytes at ring offset `at`, committed. */
+static void commit_pad(uint64_t at, uint64_t size)
+{
+    mrh_record *p = (mrh_record *)(ring + at);
+    p->magic = MRH_RECORD_MAGIC;
+    p->fn = MRH_PAD;
+    __atomic_store_n(&p->size, (uint32_t)size, __ATOMIC_RELEASE);
+}
+
 /* Reserves `need` bytes of the ring (a power of two: positions are masked); 0 if it can't (then the record is
  * counted as dropped). Only the wait for a full ring calls out (and saves errno around it). */
 static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, mrh_thread *t, int nested)
@@ -367,14 +395,14 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, mrh_thread
         uint64_t r = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
         if (MRH_LIKELY(w + pad + need - r <= size)) {
             t->recording = MRH_RESERVED;   /* before the CAS: a handler from here on must not wait (trace.h) */
+            t->reserved_pos = w + pad;     /* and where, if the CAS takes it: mrh_trace_abandon */
+            t->reserved_in = h;
+            __atomic_signal_fence(__ATOMIC_SEQ_CST);
             if (MRH_LIKELY(__atomic_compare_exchange_n(&h->write_pos, &w, w + pad + need, 1, __ATOMIC_ACQ_REL,
                                                        __ATOMIC_RELAXED))) {
-                if (pad) {
-                    mrh_record *p = (mrh_record *)(ring + at);
-                    p->magic = MRH_RECORD_MAGIC;
-                    p->fn = MRH_PAD;
-                    __atomic_store_n(&p->size, (uint32_t)pad, __ATOMIC_RELEASE);
-                }
+                if (MRH_UNLIKELY(pad)) commit_pad(at, pad);
+                __atomic_signal_fence(__ATOMIC_SEQ_CST);
+                t->reserved_need = (uint32_t)need;   /* it's ours (mrhooker_rt.h) */
                 *pos = w + pad;
                 return 1;
             }
@@ -494,6 +522,48 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
     t->recording = MRH_RECORDING;
 }
 
+/* The record of a call, in the ring (counted as dropped if it can't be). nested: inside a record of this thread
+ * not committed yet (a signal handler's: MRH_PROGRAM_HANDLER), so it must not wait for room. */
+static inline __attribute__((always_inline)) void write_record(mrh_trace_header *h, mrh_thread *t, mrh_call *call,
+                                                                uint64_t end, uint64_t ret, int flags,
+                                                                const uint64_t *args, int nargs,
+                                                                const mrh_capture *caps, int ncaps, int nested)
+{
+    t->reserved_need = 0;   /* none yet (mrh_trace_abandon) */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (MRH_UNLIKELY(call->err == EFAULT)) flags |= MRH_UNSAFE, ncaps = 0;
+    if (ncaps) {
+        record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps, t, nested);
+    } else {   /* the common case: no copies */
+        uint32_t need = sizeof(mrh_record) + 8 * (uint32_t)nargs;
+        uint64_t pos;
+        if (MRH_LIKELY(reserve(h, need, &pos, t, nested))) {
+            unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, 0);
+            __atomic_store_n(&((mrh_record *)p)->size, need, __ATOMIC_RELEASE);
+            t->recording = MRH_RECORDING;
+        } else {
+            __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+/* A signal handler's record inside this thread's own, not committed yet: the outer reservation, which a longjmp
+ * out of the handler would leave to mrh_trace_abandon, is kept aside meanwhile. */
+static __attribute__((noinline, cold)) void write_nested_record(mrh_trace_header *h, mrh_thread *t,
+                                                                mrh_call *call, uint64_t end, uint64_t ret,
+                                                                int flags, const uint64_t *args, int nargs,
+                                                                const mrh_capture *caps, int ncaps)
+{
+    uint32_t outer_need = t->reserved_need;
+    uint64_t outer_pos = t->reserved_pos;
+    void *outer_in = t->reserved_in;
+    write_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps, 1);
+    t->reserved_pos = outer_pos;
+    t->reserved_in = outer_in;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    t->reserved_need = outer_need;
+}
+
 static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed,
                                                           int flags, const uint64_t *args, int nargs,
                                                           const mrh_capture *caps, int ncaps)
@@ -502,7 +572,6 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
     uint64_t end = mrh_trace_now();
     t->depth++;   /* strnlen, memcpy: the runtime's calls (a trace of memcpy must not record them) */
     int outer = t->recording;   /* a signal handler's record, inside this thread's own (MRH_PROGRAM_HANDLER) */
-    int nested = outer == MRH_RESERVED;   /* ... whose reservation is not committed yet: it must not wait */
     t->recording = MRH_RECORDING;
     if (failed) flags |= MRH_FAILED;
     if (h->counts_on) {
@@ -513,23 +582,33 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
     }
     flags &= ~MRH_COUNTED;
     if (h->records_on && (MRH_LIKELY(h->records_on == MRH_RECORDS_ALL) || (flags & (MRH_INJECTED | MRH_DELAYED)))) {
-        if (MRH_UNLIKELY(call->err == EFAULT)) flags |= MRH_UNSAFE, ncaps = 0;
-        if (ncaps) {
-            record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps, t, nested);
-        } else {   /* the common case: no copies */
-            uint32_t need = sizeof(mrh_record) + 8 * (uint32_t)nargs;
-            uint64_t pos;
-            if (MRH_LIKELY(reserve(h, need, &pos, t, nested))) {
-                unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, 0);
-                __atomic_store_n(&((mrh_record *)p)->size, need, __ATOMIC_RELEASE);
-                t->recording = MRH_RECORDING;
-            } else {
-                __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
-            }
-        }
+        if (MRH_LIKELY(outer != MRH_RESERVED)) write_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps, 0);
+        else write_nested_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps);
     }
     t->recording = outer;
     t->depth--;
+}
+
+/* The program left a signal handler by longjmp (signals.c's mrh_left_handler), to its own code, which runs at
+ * depth 0 in a trace: whatever of the runtime the handler interrupted is never finished. A record's reservation,
+ * if it made one and didn't commit it, becomes filler, or the reader would wait for it (and then give its place
+ * up as lost); the call counts as abandoned. Ours to fill only while uncommitted and unread: the reader never
+ * passes an uncommitted record. */
+void mrh_trace_abandon(mrh_thread *t)
+{
+    mrh_trace_header *h = mrh_trace;
+    int lost = t->recording == MRH_RECORDING && t->reserved_need == 0;   /* nothing reserved yet */
+    if (t->recording == MRH_RESERVED && t->reserved_need && t->reserved_in == h) {   /* not since a detach */
+        uint64_t pos = t->reserved_pos, at = pos & (h->ring_size - 1);
+        if (__atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE) <= pos &&
+            __atomic_load_n(&((mrh_record *)(ring + at))->size, __ATOMIC_ACQUIRE) == 0) {
+            commit_pad(at, t->reserved_need);
+            lost = 1;
+        }
+    }
+    if (lost && h != NULL && h->records_on) __atomic_add_fetch(&h->abandoned, 1, __ATOMIC_RELAXED);
+    t->recording = 0;
+    t->depth = 0;
 }
 
 /* ---- a call's captures, from its descriptor --------------------------------------------------------------- */

@@ -82,6 +82,7 @@ typedef struct mrh_trace_header {
     uint64_t read_pos __attribute__((aligned(64)));    /* the reader: everything before it may be overwritten */
     uint64_t heartbeat_ns;            /* the reader's CLOCK_MONOTONIC at its last drain; 0: gone */
     uint64_t dropped;                 /* records that could not be written (atomic) */
+    uint64_t abandoned;               /* records a longjmp out of a signal handler left unfinished (atomic) */
 } mrh_trace_header;
 
 /* A fault injection rule of one function (--inject; added by the reader's mrh_trace_add_rule). */
