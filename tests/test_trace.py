@@ -913,7 +913,7 @@ def test_decoding_found_by_a_user(mrhooker, cprog, tmp_path):
         assert bufs == (["\\xff"] if f is real else ["\\\\xff"]), bufs
 
 
-@pytest.mark.parametrize("spec", ["open,dlsym,strncmp", "*"])
+@pytest.mark.parametrize("spec", ["open,dlsym,strncmp", "*"], ids=["some", "every_function"])
 def test_tracing_the_runtimes_own_helpers_changes_nothing(mrhooker, tmp_path, spec):
     """dlsym, strncmp, strlen, memcpy... the runtime's lookups must not run through the entries they resolve."""
     listed = tmp_path / "listed"
@@ -1622,7 +1622,8 @@ int main(void)
 def test_a_program_that_longjmps_out_of_its_handler_stays_traced(mrhooker, cprog):
     """A handler that interrupted a record and left by siglongjmp left the thread's depth raised: nothing after
     was traced (the 1000 writes after the timer: none of their lines), and the abandoned reservation stalled the
-    reader, then counted as a dead process's. Now the trace goes on, and each abandoned record is said."""
+    reader 2 s, then counted as a dead process's (1 jump in 100 came right after the reservation's
+    compare-and-swap). Now the trace goes on, and each abandoned record is filled in and counted."""
     prog = cprog(JUMPER_C, flags=["-pthread"])
     r = trace(mrhooker, "-e", "write", prog)
     assert r.returncode == 0, r
@@ -1631,12 +1632,11 @@ def test_a_program_that_longjmps_out_of_its_handler_stays_traced(mrhooker, cprog
     assert sum(line == 'write(3, "xxxxxxx", 7) = 7' for line in lines) == 1000, r.err[-2000:]
     long_ones = sum(re.fullmatch(r'write\(3, "x{32}"\.\.\., 200\) = 200', line) is not None for line in lines)
     assert wrote <= long_ones <= wrote + jumps, (wrote, long_ones, jumps)   # a jump may follow a recorded write
+    # each abandoned record filled in and counted (the reader never waits for one, nor gives one up as lost)
     said = [line for line in lines if line.startswith("mrhooker:")]
-    abandoned = re.compile(r"mrhooker: \d+ calls were not recorded: a signal handler interrupted their records and "
-                           r"the program left it by longjmp$")
-    stuck = re.compile(r"mrhooker: \d+ records were lost: their process died \(or left a signal handler by longjmp\) "
-                       r"while writing them$")
-    assert all(abandoned.match(line) or stuck.match(line) for line in said), said
+    abandoned = re.match(r"mrhooker: (\d+) calls were not recorded: a signal handler interrupted their records and "
+                         r"the program left it by longjmp$", said[0]) if len(said) == 1 else None
+    assert abandoned and long_ones + int(abandoned[1]) <= wrote + jumps, (said, wrote, long_ones, jumps)
     assert all(re.match(r'write\(3, "x+"(\.\.\.)?, (200|7)\) = \1?', line) or line.startswith("mrhooker:") or
                line == "+++ exited with 0 +++" for line in lines), [line for line in lines if "x" not in line][:5]
 

@@ -103,22 +103,22 @@ typedef struct mrh_thread {
     char *handler_frame;
     int handler_depth;
     char *handler_stack_lo, *handler_stack_hi;
-    /* Writing a record (trace.c's record, its depth raised), MRH_RECORDING, or holding its reservation of the
-     * ring, not committed yet, MRH_RESERVED (else 0): a signal handler interrupting it may still record its
-     * program's calls, and may wait for room in the ring only if nothing is reserved (trace.h's
-     * MRH_PROGRAM_HANDLER). Moved by trace.c's record and reserve. */
+    /* Writing a record (trace.c's record, its depth raised): one of MRH_RECORDING (none of the ring held),
+     * MRH_RESERVING (its compare-and-swap in flight), MRH_RESERVED (a reservation held, not committed yet),
+     * MRH_COMMITTED; else 0. A signal handler interrupting it may still record its program's calls, and may wait
+     * for room in the ring only if nothing may be reserved (trace.h's MRH_PROGRAM_HANDLER). Moved by trace.c's
+     * record and reserve (and by mrh_trace_interrupted, RESERVING to RESERVED, the compare-and-swap having
+     * succeeded). */
     int recording;
-    /* The reservation while MRH_RESERVED: its ring's header, where and how long, so that a program leaving a
-     * handler by longjmp, which abandons the record the handler interrupted, can fill it in (trace.c's
-     * mrh_trace_abandon). Need is 0 from a record's start (trace.c's record); reserve writes the others before
-     * its compare-and-swap, need right after it succeeded (need != 0: the others are this reservation's; the
-     * two instructions between lose the record to the reader's skip of a stuck one). Saved and restored around
-     * a handler's record. */
+    /* The reservation (from MRH_RESERVING on): its ring's header, where it starts (any filler to the ring's end
+     * first) and the record's size, so that a program leaving a handler by longjmp, which abandons the record the
+     * handler interrupted, can fill it in (trace.c's mrh_trace_abandon). Saved and restored around a handler's
+     * record. */
     uint32_t reserved_need;
     uint64_t reserved_pos;
     void *reserved_in;
 } mrh_thread;
-enum { MRH_RECORDING = 1, MRH_RESERVED = 2 };
+enum { MRH_RECORDING = 1, MRH_RESERVING = 2, MRH_RESERVED = 3, MRH_COMMITTED = 4 };
 
 /* fork_held: what the hook side's fork_prepare did on the forking thread */
 enum {

@@ -92,8 +92,10 @@ void *mrh_follow_wrapper(const char *name);   /* its wrapper of an exec function
 /* signals.c */
 void mrh_signals_init(void);
 int mrh_left_handler(mrh_thread *t);          /* with depth > 0: did the program longjmp out of a handler? */
-/* trace.c, in a trace's preload only: a record a longjmp out of a signal handler abandoned */
+/* trace.c, in a trace's preload only: a record a longjmp out of a signal handler abandoned; a handler that
+ * interrupted a record's reservation */
 __attribute__((weak, visibility("hidden"))) void mrh_trace_abandon(mrh_thread *t);
+__attribute__((weak, visibility("hidden"))) void mrh_trace_interrupted(mrh_thread *t, const void *context);
 
 /* depth > 0: hooks and recording are off on this thread (the runtime, a hook, a signal handler running) */
 #define MRH_INSIDE(t) (MRH_UNLIKELY((t)->depth > 0) && !((t)->handler_frame && mrh_left_handler(t) && (t)->depth == 0))

@@ -39,6 +39,7 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 static void signal_trampoline(int sig, siginfo_t *info, void *context)
 {
     mrh_thread *t = &mrh_tls;
+    if (MRH_UNLIKELY(t->recording == MRH_RESERVING) && mrh_trace_interrupted) mrh_trace_interrupted(t, context);
     int saved = t->depth;
     t->depth = saved + 1;
     char *outer_frame = t->handler_frame, *outer_lo = t->handler_stack_lo, *outer_hi = t->handler_stack_hi;

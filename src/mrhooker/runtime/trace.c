@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -175,28 +176,33 @@ static void map_once(mrh_thread *t, int in_handler)
 }
 
 /* Hazard: a signal handler that interrupts a process's set-up for its first call (the trace file mapped, under
- * a lock) and leaves by longjmp leaves those locks taken, and the next call, traced again
- * (mrh_trace_abandon), waits for them forever. Idea: the set-up runs with the program's signals blocked; one due
- * meanwhile is handled right after it, its handler's calls traced. Not blocked: glibc's own two (a setuid in
- * another thread waits for this one's), and those a fault raises (blocked, they would kill the process). */
-static uint64_t block_program_signals(void)
+ * a lock) and leaves by longjmp leaves that lock taken, and the next call, traced again (mrh_trace_abandon), waits
+ * for it forever. Idea: the set-up runs with the program's signals blocked; one due meanwhile is handled right
+ * after it, its handler's calls traced. Not blocked: glibc's own two (a setuid in another thread waits for this
+ * one's), and those a fault raises (blocked, they would kill the process). The system call is made directly:
+ * syscall() and sigprocmask() may be traced (--fake-time traces syscall()), and the signal comes as the mask is
+ * put back, with the thread's depth at 0 again. */
+static void set_signal_mask(int how, const uint64_t *set, uint64_t *old)
 {
-    uint64_t set = ~0ull, old = 0;
-    static const int kept[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, 32, 33};
-    for (unsigned i = 0; i < sizeof kept / sizeof kept[0]; i++) set &= ~(1ull << (kept[i] - 1));
-    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &set, &old, sizeof set);
-    return old;
+    long ret;
+    register long size __asm__("r10") = sizeof *set;   /* the kernel's sigset_t */
+    __asm__ volatile("syscall" : "=a"(ret) : "0"((long)SYS_rt_sigprocmask), "D"((long)how), "S"(set), "d"(old),
+                     "r"(size) : "rcx", "r11", "memory");
+    (void)ret;
 }
+
+static const uint64_t program_signals = ~((1ull << (SIGSEGV - 1)) | (1ull << (SIGBUS - 1)) | (1ull << (SIGFPE - 1)) |
+                                          (1ull << (SIGILL - 1)) | (1ull << (SIGTRAP - 1)) | (1ull << (SIGSYS - 1)) |
+                                          (1ull << (32 - 1)) | (1ull << (33 - 1)));
 
 int mrh_trace_enter_slow(mrh_thread *t, int fn, mrh_call *call, const void *caller)
 {
     if (!__atomic_load_n(&trace_tried, __ATOMIC_ACQUIRE)) {
         if (!mrh_init_for_call(caller)) return 0;   /* the settings are read by then */
-        int saved = errno;
-        uint64_t mask = block_program_signals();
+        uint64_t mask;
+        set_signal_mask(SIG_BLOCK, &program_signals, &mask);
         map_once(t, 0);
-        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, sizeof mask);
-        errno = saved;
+        set_signal_mask(SIG_SETMASK, &mask, NULL);
     }
     if (!mrh_trace) return 0;
     return mrh_trace_enter(t, fn, call, caller);
@@ -383,6 +389,46 @@ static void commit_pad(uint64_t at, uint64_t size)
     __atomic_store_n(&p->size, (uint32_t)size, __ATOMIC_RELEASE);
 }
 
+/* Section mrh_reserve_window: the instructions between reserve's compare-and-swap and its note that the space is
+ * the thread's (MRH_RESERVED), as {first, end} pairs. */
+extern const uint64_t __start_mrh_reserve_window[] __attribute__((visibility("hidden")));
+extern const uint64_t __stop_mrh_reserve_window[] __attribute__((visibility("hidden")));
+
+/* Hazard: a signal handler that comes right after reserve's compare-and-swap and leaves by longjmp can't tell
+ * whether the space was taken: left unfilled, the reader waits 2 s for it, then gives it up as lost (1 jump in
+ * 100 came there: an interrupt due during the slow locked instruction is taken right after it). Idea: the
+ * compare-and-swap and the note are one piece of assembly whose two instructions between are listed
+ * (mrh_reserve_window); the handler's wrapper, finding the thread interrupted there with the compare-and-swap's
+ * success flag (ZF) set, makes the note itself (mrh_trace_interrupted). 1: the space from *w on is the thread's;
+ * 0: *w is the current position. */
+static inline __attribute__((always_inline)) int reserve_cas(mrh_trace_header *h, uint64_t *w, uint64_t to,
+                                                             mrh_thread *t)
+{
+    uint64_t expected = *w;
+    int taken;
+    __asm__ volatile("lock cmpxchgq %[to], %[write_pos]\n"
+                     "1:\tjne 2f\n\t"
+                     "movl %[reserved], %[recording]\n"
+                     "2:\n\t"
+                     ".pushsection mrh_reserve_window, \"aw\"\n\t"
+                     ".quad 1b, 2b\n\t"
+                     ".popsection"
+                     : [write_pos] "+m"(h->write_pos), "+a"(expected), [recording] "+m"(t->recording), "=@ccz"(taken)
+                     : [to] "r"(to), [reserved] "i"(MRH_RESERVED)
+                     : "memory");
+    *w = expected;
+    return taken;
+}
+
+/* The wrapper of a signal handler that interrupted this thread while MRH_RESERVING (signals.c). */
+void mrh_trace_interrupted(mrh_thread *t, const void *context)
+{
+    const mcontext_t *m = &((const ucontext_t *)context)->uc_mcontext;
+    uint64_t rip = (uint64_t)m->gregs[REG_RIP];
+    for (const uint64_t *p = __start_mrh_reserve_window; p < __stop_mrh_reserve_window; p += 2)
+        if (rip >= p[0] && rip < p[1] && (m->gregs[REG_EFL] & 0x40)) t->recording = MRH_RESERVED;
+}
+
 /* Reserves `need` bytes of the ring (a power of two: positions are masked); 0 if it can't (then the record is
  * counted as dropped). Only the wait for a full ring calls out (and saves errno around it). */
 static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, mrh_thread *t, int nested)
@@ -394,15 +440,13 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, mrh_thread
         uint64_t pad = at + need > size ? size - at : 0;   /* a record never straddles the ring's end */
         uint64_t r = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
         if (MRH_LIKELY(w + pad + need - r <= size)) {
-            t->recording = MRH_RESERVED;   /* before the CAS: a handler from here on must not wait (trace.h) */
-            t->reserved_pos = w + pad;     /* and where, if the CAS takes it: mrh_trace_abandon */
+            /* before the CAS: a handler from here on must not wait (trace.h), and may have to fill it in */
+            t->recording = MRH_RESERVING;
+            t->reserved_pos = w;
             t->reserved_in = h;
-            __atomic_signal_fence(__ATOMIC_SEQ_CST);
-            if (MRH_LIKELY(__atomic_compare_exchange_n(&h->write_pos, &w, w + pad + need, 1, __ATOMIC_ACQ_REL,
-                                                       __ATOMIC_RELAXED))) {
+            t->reserved_need = (uint32_t)need;
+            if (MRH_LIKELY(reserve_cas(h, &w, w + pad + need, t))) {
                 if (MRH_UNLIKELY(pad)) commit_pad(at, pad);
-                __atomic_signal_fence(__ATOMIC_SEQ_CST);
-                t->reserved_need = (uint32_t)need;   /* it's ours (mrhooker_rt.h) */
                 *pos = w + pad;
                 return 1;
             }
@@ -519,7 +563,7 @@ static void record_with_captures(mrh_trace_header *h, mrh_call *call, uint64_t e
         errno = saved;
     }
     __atomic_store_n(&((mrh_record *)p)->size, (uint32_t)need, __ATOMIC_RELEASE);   /* the commit */
-    t->recording = MRH_RECORDING;
+    t->recording = MRH_COMMITTED;
 }
 
 /* The record of a call, in the ring (counted as dropped if it can't be). nested: inside a record of this thread
@@ -529,8 +573,6 @@ static inline __attribute__((always_inline)) void write_record(mrh_trace_header 
                                                                 const uint64_t *args, int nargs,
                                                                 const mrh_capture *caps, int ncaps, int nested)
 {
-    t->reserved_need = 0;   /* none yet (mrh_trace_abandon) */
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     if (MRH_UNLIKELY(call->err == EFAULT)) flags |= MRH_UNSAFE, ncaps = 0;
     if (ncaps) {
         record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps, t, nested);
@@ -540,7 +582,7 @@ static inline __attribute__((always_inline)) void write_record(mrh_trace_header 
         if (MRH_LIKELY(reserve(h, need, &pos, t, nested))) {
             unsigned char *p = record_at(h, pos, call, end, ret, flags, args, nargs, 0);
             __atomic_store_n(&((mrh_record *)p)->size, need, __ATOMIC_RELEASE);
-            t->recording = MRH_RECORDING;
+            t->recording = MRH_COMMITTED;
         } else {
             __atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
         }
@@ -560,7 +602,6 @@ static __attribute__((noinline, cold)) void write_nested_record(mrh_trace_header
     write_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps, 1);
     t->reserved_pos = outer_pos;
     t->reserved_in = outer_in;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->reserved_need = outer_need;
 }
 
@@ -582,7 +623,8 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
     }
     flags &= ~MRH_COUNTED;
     if (h->records_on && (MRH_LIKELY(h->records_on == MRH_RECORDS_ALL) || (flags & (MRH_INJECTED | MRH_DELAYED)))) {
-        if (MRH_LIKELY(outer != MRH_RESERVED)) write_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps, 0);
+        if (MRH_LIKELY(outer != MRH_RESERVING && outer != MRH_RESERVED))
+            write_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps, 0);
         else write_nested_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps);
     }
     t->recording = outer;
@@ -591,20 +633,23 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
 
 /* The program left a signal handler by longjmp (signals.c's mrh_left_handler), to its own code, which runs at
  * depth 0 in a trace: whatever of the runtime the handler interrupted is never finished. A record's reservation,
- * if it made one and didn't commit it, becomes filler, or the reader would wait for it (and then give its place
- * up as lost); the call counts as abandoned. Ours to fill only while uncommitted and unread: the reader never
- * passes an uncommitted record. */
+ * made and not committed, becomes filler, or the reader would wait for it (and then give its place up as lost);
+ * a record abandoned before it was committed is counted. Ours to fill only while uncommitted and unread: the
+ * reader never passes an uncommitted record. */
 void mrh_trace_abandon(mrh_thread *t)
 {
     mrh_trace_header *h = mrh_trace;
-    int lost = t->recording == MRH_RECORDING && t->reserved_need == 0;   /* nothing reserved yet */
-    if (t->recording == MRH_RESERVED && t->reserved_need && t->reserved_in == h) {   /* not since a detach */
-        uint64_t pos = t->reserved_pos, at = pos & (h->ring_size - 1);
-        if (__atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE) <= pos &&
-            __atomic_load_n(&((mrh_record *)(ring + at))->size, __ATOMIC_ACQUIRE) == 0) {
-            commit_pad(at, t->reserved_need);
-            lost = 1;
-        }
+    int state = t->recording, lost = state && state != MRH_COMMITTED;
+    if (state == MRH_RESERVED && t->reserved_in == h) {   /* (not since a detach) */
+        const uint64_t size = h->ring_size, mask = size - 1, w = t->reserved_pos, need = t->reserved_need;
+        const uint64_t pad = (w & mask) + need > size ? size - (w & mask) : 0, at = (w + pad) & mask;
+        const uint64_t read = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
+        if (pad && read <= w && __atomic_load_n(&((mrh_record *)(ring + (w & mask)))->size, __ATOMIC_ACQUIRE) == 0)
+            commit_pad(w & mask, pad);
+        if (read <= w + pad && __atomic_load_n(&((mrh_record *)(ring + at))->size, __ATOMIC_ACQUIRE) == 0)
+            commit_pad(at, need);
+        else
+            lost = 0;   /* committed after all (it was about to say so) */
     }
     if (lost && h != NULL && h->records_on) __atomic_add_fetch(&h->abandoned, 1, __ATOMIC_RELAXED);
     t->recording = 0;
