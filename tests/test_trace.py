@@ -1641,6 +1641,48 @@ def test_a_program_that_longjmps_out_of_its_handler_stays_traced(mrhooker, cprog
                line == "+++ exited with 0 +++" for line in lines), [line for line in lines if "x" not in line][:5]
 
 
+# A 100 µs timer whose handler raises SIGUSR1 after a sigsetjmp of its own; SIGUSR1's handler siglongjmps back
+# into the timer's, which then writes "a" and returns to what it interrupted: main's 200000 writes of "m".
+JUMP_BACK_C = WATCHDOG_C + r"""
+#include <fcntl.h>
+#include <setjmp.h>
+#include <sys/time.h>
+static sigjmp_buf in_alrm;
+static volatile sig_atomic_t runs;
+static int fd;
+static void on_usr1(int s) { (void)s; siglongjmp(in_alrm, 1); }
+static void on_alrm(int s) { (void)s; runs++; if (!sigsetjmp(in_alrm, 1)) raise(SIGUSR1); write(fd, "a", 1); }
+int main(void)
+{
+    start_watchdog(60);
+    fd = open("/dev/null", O_WRONLY);
+    signal(SIGUSR1, on_usr1);
+    signal(SIGALRM, on_alrm);
+    struct itimerval every = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &every, NULL);
+    for (int i = 0; i < 200000; i++) if (write(fd, "m", 1) != 1) return 2;
+    setitimer(ITIMER_REAL, &off, NULL);
+    printf("runs %d\n", (int)runs);
+    return 0;
+}
+"""
+
+
+def test_a_jump_back_into_an_outer_handler_abandons_nothing(mrhooker, cprog, tmp_path):
+    """A handler's longjmp into the handler it interrupted is no jump out of the runtime's record that handler
+    interrupted: taking it for one, the record was filled in as abandoned while it went on (140 of main's 200000
+    writes lost their lines, said "not recorded")."""
+    out = tmp_path / "lines"
+    r = trace(mrhooker, "-e", "write", "-o", out, cprog(JUMP_BACK_C, flags=["-pthread"]))
+    runs = int(re.fullmatch(r"runs (\d+)\n", r.out).group(1))
+    lines = out.read_text().splitlines()
+    assert r.returncode == 0 and r.err == "" and runs > 0, r
+    assert sum(line == 'write(3, "m", 1) = 1' for line in lines) == 200000, lines[-3:]
+    # the timer's own write is traced when it interrupted main's code, not a record of main's (as before)
+    assert 0 < sum(line == 'write(3, "a", 1) = 1' for line in lines) <= runs
+    assert len(lines) == 200000 + sum(line == 'write(3, "a", 1) = 1' for line in lines) + 1, lines[-3:]
+
+
 # A 100 µs timer from before the first traced call (whose set-up, mapping the trace, takes ~2 ms): its handler
 # writes "H<n>" to stderr; main spins 20 ms, then says how many times the handler ran.
 FIRST_CALL_C = WATCHDOG_C + r"""

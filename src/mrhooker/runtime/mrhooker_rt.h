@@ -67,6 +67,14 @@ typedef union {
 
 /* ---- the per-thread state (target side's initial-exec TLS; the hook side reaches it through the thread
  * pointer and mrh_runtime.tls_offset) ---------------------------------------------------------------- */
+/* A record's reservation of the trace's ring: the ring's header, where it starts (any filler to the ring's end
+ * first) and the record's size. */
+typedef struct mrh_reservation {
+    uint64_t pos;
+    void *in;
+    uint32_t need;
+} mrh_reservation;
+
 typedef struct mrh_thread {
     /* > 0: this thread is inside a hook, the runtime, an original called by a hook, or a signal handler;
      * hooked calls go straight to their originals. Raised and lowered by whoever enters those. */
@@ -103,6 +111,12 @@ typedef struct mrh_thread {
     char *handler_frame;
     int handler_depth;
     char *handler_stack_lo, *handler_stack_hi;
+    /* ... and the same of the handler that one interrupted, if it interrupted one (else NULL): a jump may leave
+     * both (a second signal that came as the first handler left by siglongjmp, the mask put back before the
+     * stack), or go back into it. Moved by signals.c's wrapper and mrh_left_handler. */
+    char *outer_handler_frame;
+    int outer_handler_depth;
+    char *outer_handler_stack_lo, *outer_handler_stack_hi;
     /* Writing a record (trace.c's record, its depth raised): one of MRH_RECORDING (none of the ring held),
      * MRH_RESERVING (its compare-and-swap in flight), MRH_RESERVED (a reservation held, not committed yet),
      * MRH_COMMITTED; else 0. A signal handler interrupting it may still record its program's calls, and may wait
@@ -110,13 +124,11 @@ typedef struct mrh_thread {
      * record and reserve (and by mrh_trace_interrupted, RESERVING to RESERVED, the compare-and-swap having
      * succeeded). */
     int recording;
-    /* The reservation (from MRH_RESERVING on): its ring's header, where it starts (any filler to the ring's end
-     * first) and the record's size, so that a program leaving a handler by longjmp, which abandons the record the
-     * handler interrupted, can fill it in (trace.c's mrh_trace_abandon). Saved and restored around a handler's
-     * record. */
-    uint32_t reserved_need;
-    uint64_t reserved_pos;
-    void *reserved_in;
+    /* The reservation (from MRH_RESERVING on), so that a program leaving a handler by longjmp, which abandons the
+     * record the handler interrupted, can fill it in (trace.c's mrh_trace_abandon); while a signal handler's
+     * record runs inside the thread's own, that one's in outer_reserved (need 0: none). Moved by trace.c's
+     * reserve and write_nested_record. */
+    mrh_reservation reserved, outer_reserved;
 } mrh_thread;
 enum { MRH_RECORDING = 1, MRH_RESERVING = 2, MRH_RESERVED = 3, MRH_COMMITTED = 4 };
 

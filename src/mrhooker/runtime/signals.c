@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 typedef struct {
@@ -29,21 +30,65 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 
 /* Hazard: a handler that longjmps out (siglongjmp from SIGSEGV or SIGALRM) never comes back here, so the depth
  * it raised would stay raised: every later call unhooked and unrecorded, silently.
- * Idea: the wrapper notes its frame (and the alternate stack, if it runs on one); a call made from a frame
- * older than it (above it on the stack, or off the alternate stack) can't be inside the handler any more, and
- * restores the depth the handler found (mrh_left_handler). A longjmp to a point whose later calls run deeper
- * than the handler ran is not noticed (the calls stay unhooked, as before). In a trace, whose runtime never runs
- * the program's code at a raised depth, the depth is 0 after such a jump, whatever of the runtime the handler
- * interrupted (a record, the clock); a record's reservation of the ring is filled in, or the trace's reader
- * would wait for it (trace.c's mrh_trace_abandon). */
+ * Idea: the wrapper notes its frame (and the alternate stack, if it runs on one), and that of the handler it
+ * interrupted if it did; code running in a frame older than a handler's (above it on the stack, or off its
+ * alternate stack) can't be inside that handler any more: a call made from there (mrh_left_handler), or the next
+ * handler's wrapper, from the stack pointer of the code it interrupted (a timer's next signal may come before
+ * the next call), restores the depth the handler found, and is back in the handler it interrupted if it left
+ * only the innermost. A longjmp to a point whose later calls run deeper than the handler ran is not noticed (the
+ * calls stay unhooked, as before). In a trace, whose runtime never runs the program's code at a raised depth, a
+ * jump out of every handler known, the first of which interrupted the program or the runtime working for it (a
+ * record, the clock; depth 0 or 1), leaves the depth at 0; a record's reservation of the ring is filled in, or
+ * the trace's reader would wait for it (trace.c's mrh_trace_abandon). */
+typedef struct {
+    char *frame, *stack_lo, *stack_hi;
+} handler_place;
+
+static int left_place(handler_place p, const char *here)
+{
+    return p.stack_hi ? (here < p.stack_lo || here >= p.stack_hi) : here > p.frame;
+}
+
+/* Has the code at `here` left the innermost handler? Then leave it (and the one it interrupted, if left too). */
+static int leave_handlers(mrh_thread *t, const char *here)
+{
+    handler_place inner = {t->handler_frame, t->handler_stack_lo, t->handler_stack_hi};
+    handler_place outer = {t->outer_handler_frame, t->outer_handler_stack_lo, t->outer_handler_stack_hi};
+    if (!left_place(inner, here)) return 0;
+    int found;   /* the depth the handler left last found */
+    if (outer.frame && !left_place(outer, here)) {   /* back in the handler it interrupted */
+        found = t->handler_depth;
+        t->handler_frame = outer.frame;
+        t->handler_stack_lo = outer.stack_lo;
+        t->handler_stack_hi = outer.stack_hi;
+        t->handler_depth = t->outer_handler_depth;
+    } else {
+        found = outer.frame ? t->outer_handler_depth : t->handler_depth;
+        t->handler_frame = t->handler_stack_lo = t->handler_stack_hi = NULL;
+    }
+    t->outer_handler_frame = t->outer_handler_stack_lo = t->outer_handler_stack_hi = NULL;
+    t->depth = found;
+    if (!t->handler_frame && found <= 1 && mrh_trace_abandon) mrh_trace_abandon(t);
+    return 1;
+}
+
 static void signal_trampoline(int sig, siginfo_t *info, void *context)
 {
     mrh_thread *t = &mrh_tls;
     if (MRH_UNLIKELY(t->recording == MRH_RESERVING) && mrh_trace_interrupted) mrh_trace_interrupted(t, context);
+    if (t->handler_frame) leave_handlers(t, (const char *)((ucontext_t *)context)->uc_mcontext.gregs[REG_RSP]);
     int saved = t->depth;
     t->depth = saved + 1;
+    /* what to put back at the return: the handler this one interrupted, and the one that one interrupted */
     char *outer_frame = t->handler_frame, *outer_lo = t->handler_stack_lo, *outer_hi = t->handler_stack_hi;
     int outer_depth = t->handler_depth;
+    char *outer2_frame = t->outer_handler_frame, *outer2_lo = t->outer_handler_stack_lo;
+    char *outer2_hi = t->outer_handler_stack_hi;
+    int outer2_depth = t->outer_handler_depth;
+    t->outer_handler_frame = outer_frame;
+    t->outer_handler_stack_lo = outer_lo;
+    t->outer_handler_stack_hi = outer_hi;
+    t->outer_handler_depth = outer_depth;
     stack_t alt;
     int on_alt = syscall(SYS_sigaltstack, NULL, &alt) == 0 && (alt.ss_flags & SS_ONSTACK);
     t->handler_stack_lo = on_alt ? (char *)alt.ss_sp : NULL;
@@ -57,19 +102,16 @@ static void signal_trampoline(int sig, siginfo_t *info, void *context)
     t->handler_depth = outer_depth;
     t->handler_stack_lo = outer_lo;
     t->handler_stack_hi = outer_hi;
+    t->outer_handler_frame = outer2_frame;
+    t->outer_handler_depth = outer2_depth;
+    t->outer_handler_stack_lo = outer2_lo;
+    t->outer_handler_stack_hi = outer2_hi;
     t->depth = saved;
 }
 
 __attribute__((noinline)) int mrh_left_handler(mrh_thread *t)
 {
-    char *here = __builtin_frame_address(0);
-    int left = t->handler_stack_hi ? (here < t->handler_stack_lo || here >= t->handler_stack_hi)
-                                   : here > t->handler_frame;
-    if (!left) return 0;
-    t->depth = t->handler_depth;
-    if (mrh_trace_abandon) mrh_trace_abandon(t);   /* a trace's: what the handler interrupted of it is left too */
-    t->handler_frame = t->handler_stack_lo = t->handler_stack_hi = NULL;
-    return 1;
+    return leave_handlers(t, __builtin_frame_address(0));
 }
 
 static int is_function(void (*h)(void))

@@ -442,9 +442,9 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, mrh_thread
         if (MRH_LIKELY(w + pad + need - r <= size)) {
             /* before the CAS: a handler from here on must not wait (trace.h), and may have to fill it in */
             t->recording = MRH_RESERVING;
-            t->reserved_pos = w;
-            t->reserved_in = h;
-            t->reserved_need = (uint32_t)need;
+            t->reserved.pos = w;
+            t->reserved.in = h;
+            t->reserved.need = (uint32_t)need;
             if (MRH_LIKELY(reserve_cas(h, &w, w + pad + need, t))) {
                 if (MRH_UNLIKELY(pad)) commit_pad(at, pad);
                 *pos = w + pad;
@@ -591,18 +591,17 @@ static inline __attribute__((always_inline)) void write_record(mrh_trace_header 
 
 /* A signal handler's record inside this thread's own, not committed yet: the outer reservation, which a longjmp
  * out of the handler would leave to mrh_trace_abandon, is kept aside meanwhile. */
-static __attribute__((noinline, cold)) void write_nested_record(mrh_trace_header *h, mrh_thread *t,
+static __attribute__((noinline, cold)) void write_nested_record(mrh_trace_header *h, mrh_thread *t, int outer,
                                                                 mrh_call *call, uint64_t end, uint64_t ret,
                                                                 int flags, const uint64_t *args, int nargs,
                                                                 const mrh_capture *caps, int ncaps)
 {
-    uint32_t outer_need = t->reserved_need;
-    uint64_t outer_pos = t->reserved_pos;
-    void *outer_in = t->reserved_in;
+    mrh_reservation kept = t->outer_reserved;
+    t->outer_reserved = t->reserved;
+    if (outer != MRH_RESERVED) t->outer_reserved.need = 0;   /* its compare-and-swap had not taken the space */
     write_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps, 1);
-    t->reserved_pos = outer_pos;
-    t->reserved_in = outer_in;
-    t->reserved_need = outer_need;
+    t->reserved = t->outer_reserved;
+    t->outer_reserved = kept;
 }
 
 static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call *call, uint64_t ret, int failed,
@@ -625,33 +624,41 @@ static inline __attribute__((always_inline)) void record(mrh_thread *t, mrh_call
     if (h->records_on && (MRH_LIKELY(h->records_on == MRH_RECORDS_ALL) || (flags & (MRH_INJECTED | MRH_DELAYED)))) {
         if (MRH_LIKELY(outer != MRH_RESERVING && outer != MRH_RESERVED))
             write_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps, 0);
-        else write_nested_record(h, t, call, end, ret, flags, args, nargs, caps, ncaps);
+        else write_nested_record(h, t, outer, call, end, ret, flags, args, nargs, caps, ncaps);
     }
     t->recording = outer;
     t->depth--;
 }
 
+/* Fills in a reservation a longjmp abandoned, if it is still ours to (uncommitted and unread: the reader never
+ * passes an uncommitted record) and of this ring (not since a detach); 1 if it did. */
+static int fill_abandoned(mrh_trace_header *h, const mrh_reservation *r)
+{
+    if (!r->need || r->in != h) return 0;
+    const uint64_t size = h->ring_size, mask = size - 1, w = r->pos, need = r->need;
+    const uint64_t pad = (w & mask) + need > size ? size - (w & mask) : 0, at = (w + pad) & mask;
+    const uint64_t read = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
+    if (pad && read <= w && __atomic_load_n(&((mrh_record *)(ring + (w & mask)))->size, __ATOMIC_ACQUIRE) == 0)
+        commit_pad(w & mask, pad);
+    if (read > w + pad || __atomic_load_n(&((mrh_record *)(ring + at))->size, __ATOMIC_ACQUIRE) != 0)
+        return 0;   /* committed after all (it was about to say so) */
+    commit_pad(at, need);
+    return 1;
+}
+
 /* The program left a signal handler by longjmp (signals.c's mrh_left_handler), to its own code, which runs at
  * depth 0 in a trace: whatever of the runtime the handler interrupted is never finished. A record's reservation,
- * made and not committed, becomes filler, or the reader would wait for it (and then give its place up as lost);
- * a record abandoned before it was committed is counted. Ours to fill only while uncommitted and unread: the
- * reader never passes an uncommitted record. */
+ * made and not committed (and that of the record a handler's record interrupted), becomes filler, or the reader
+ * would wait for it (and then give its place up as lost); a record abandoned before it was committed is
+ * counted. */
 void mrh_trace_abandon(mrh_thread *t)
 {
     mrh_trace_header *h = mrh_trace;
     int state = t->recording, lost = state && state != MRH_COMMITTED;
-    if (state == MRH_RESERVED && t->reserved_in == h) {   /* (not since a detach) */
-        const uint64_t size = h->ring_size, mask = size - 1, w = t->reserved_pos, need = t->reserved_need;
-        const uint64_t pad = (w & mask) + need > size ? size - (w & mask) : 0, at = (w + pad) & mask;
-        const uint64_t read = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
-        if (pad && read <= w && __atomic_load_n(&((mrh_record *)(ring + (w & mask)))->size, __ATOMIC_ACQUIRE) == 0)
-            commit_pad(w & mask, pad);
-        if (read <= w + pad && __atomic_load_n(&((mrh_record *)(ring + at))->size, __ATOMIC_ACQUIRE) == 0)
-            commit_pad(at, need);
-        else
-            lost = 0;   /* committed after all (it was about to say so) */
-    }
-    if (lost && h != NULL && h->records_on) __atomic_add_fetch(&h->abandoned, 1, __ATOMIC_RELAXED);
+    if (state == MRH_RESERVED && !fill_abandoned(h, &t->reserved)) lost = 0;
+    lost += fill_abandoned(h, &t->outer_reserved);
+    if (lost && h != NULL && h->records_on) __atomic_add_fetch(&h->abandoned, lost, __ATOMIC_RELAXED);
+    t->outer_reserved.need = 0;
     t->recording = 0;
     t->depth = 0;
 }
