@@ -172,7 +172,7 @@ static int cpu_clock(int clock)   /* negative: another process's or thread's CPU
 
 int mrh_fake_in_handler(mrh_thread *t, const void *caller)
 {
-    if (t->depth != t->handler_depth + 1) return 0;   /* the runtime's call, inside the handler */
+    if (t->depth != t->handler.depth + 1) return 0;   /* the runtime's call, inside the handler */
     const mrh_trace_header *h = mrh_trace ? mrh_trace : mrh_trace_in_handler(t, caller);
     return h != NULL && h->fake_time_on;
 }

@@ -49,7 +49,7 @@
 #define MRH_FAKE_TIME() MRH_UNLIKELY(mrh_trace != NULL && mrh_trace->fake_time_on)
 /* A call MRH_TRACE_ENTER does not record is faked too if it is the program's own, from its signal handler (not
  * the runtime's: those run one depth deeper), even as the process's first (the file is mapped then). */
-#define MRH_FAKE_UNTRACED(t) MRH_UNLIKELY((t)->handler_frame != NULL && mrh_fake_in_handler((t), __builtin_return_address(0)))
+#define MRH_FAKE_UNTRACED(t) MRH_UNLIKELY((t)->handler.frame != NULL && mrh_fake_in_handler((t), __builtin_return_address(0)))
 
 #pragma GCC visibility push(hidden)
 int mrh_fake_in_handler(mrh_thread *t, const void *caller);

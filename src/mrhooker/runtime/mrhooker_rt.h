@@ -69,6 +69,14 @@ typedef union {
  * pointer and mrh_runtime.tls_offset) ---------------------------------------------------------------- */
 /* A record's reservation of the trace's ring: the ring's header, where it starts (any filler to the ring's end
  * first) and the record's size. */
+/* A signal handler running on a thread (signals.c): its wrapper's frame, the depth before it, and the alternate
+ * stack it runs on (else NULL). */
+typedef struct mrh_handler {
+    char *frame;
+    int depth;
+    char *stack_lo, *stack_hi;
+} mrh_handler;
+
 typedef struct mrh_reservation {
     uint64_t pos;
     void *in;
@@ -105,18 +113,12 @@ typedef struct mrh_thread {
     int fork_held;        /* fork_prepare's MRH_FORK_*: what fork_parent/fork_child undo on this thread */
     int in_python_fork;   /* between the hook interpreter's PyOS_BeforeFork and PyOS_AfterFork_* (os.fork in a
                            * hook does them itself): set and cleared by its os.register_at_fork callbacks */
-    /* The innermost signal handler running on this thread (signals.c): its wrapper's frame, the depth before
-     * it, and the alternate stack it runs on (else NULL). A program that longjmps out of the handler never
-     * returns through the wrapper; a later call from an older frame shows it left (mrh_left_handler). */
-    char *handler_frame;
-    int handler_depth;
-    char *handler_stack_lo, *handler_stack_hi;
-    /* ... and the same of the handler that one interrupted, if it interrupted one (else NULL): a jump may leave
-     * both (a second signal that came as the first handler left by siglongjmp, the mask put back before the
-     * stack), or go back into it. Moved by signals.c's wrapper and mrh_left_handler. */
-    char *outer_handler_frame;
-    int outer_handler_depth;
-    char *outer_handler_stack_lo, *outer_handler_stack_hi;
+    /* The innermost signal handler running on this thread (frame NULL: none), and the handler that one
+     * interrupted, if it interrupted one. A program that longjmps out of a handler never returns through its
+     * wrapper; a later call from an older frame shows it left (mrh_left_handler); a jump may leave both (a second
+     * signal that came as the first handler left by siglongjmp, the mask put back before the stack), or go back
+     * into the outer one. Moved by signals.c's wrapper and mrh_left_handler. */
+    mrh_handler handler, outer_handler;
     /* Writing a record (trace.c's record, its depth raised): one of MRH_RECORDING (none of the ring held),
      * MRH_RESERVING (its compare-and-swap in flight), MRH_RESERVED (a reservation held, not committed yet),
      * MRH_COMMITTED; else 0. A signal handler interrupting it may still record its program's calls, and may wait

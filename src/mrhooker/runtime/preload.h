@@ -98,7 +98,7 @@ __attribute__((weak, visibility("hidden"))) void mrh_trace_abandon(mrh_thread *t
 __attribute__((weak, visibility("hidden"))) void mrh_trace_interrupted(mrh_thread *t, const void *context);
 
 /* depth > 0: hooks and recording are off on this thread (the runtime, a hook, a signal handler running) */
-#define MRH_INSIDE(t) (MRH_UNLIKELY((t)->depth > 0) && !((t)->handler_frame && mrh_left_handler(t) && (t)->depth == 0))
+#define MRH_INSIDE(t) (MRH_UNLIKELY((t)->depth > 0) && !((t)->handler.frame && mrh_left_handler(t) && (t)->depth == 0))
 
 #pragma GCC visibility pop
 

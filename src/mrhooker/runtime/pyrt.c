@@ -903,7 +903,7 @@ static void thread_exit(mrh_thread *t)
 static void fork_prepare(mrh_thread *t)
 {
     if (PyGILState_Check()) {
-        if (t->in_python_fork || t->handler_frame) return;
+        if (t->in_python_fork || t->handler.frame) return;
         PyOS_BeforeFork();
         t->fork_held = MRH_FORK_HAD_GIL;
         return;

@@ -40,35 +40,26 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
  * jump out of every handler known, the first of which interrupted the program or the runtime working for it (a
  * record, the clock; depth 0 or 1), leaves the depth at 0; a record's reservation of the ring is filled in, or
  * the trace's reader would wait for it (trace.c's mrh_trace_abandon). */
-typedef struct {
-    char *frame, *stack_lo, *stack_hi;
-} handler_place;
-
-static int left_place(handler_place p, const char *here)
+static int left_handler(const mrh_handler *h, const char *here)
 {
-    return p.stack_hi ? (here < p.stack_lo || here >= p.stack_hi) : here > p.frame;
+    return h->stack_hi ? (here < h->stack_lo || here >= h->stack_hi) : here > h->frame;
 }
 
 /* Has the code at `here` left the innermost handler? Then leave it (and the one it interrupted, if left too). */
 static int leave_handlers(mrh_thread *t, const char *here)
 {
-    handler_place inner = {t->handler_frame, t->handler_stack_lo, t->handler_stack_hi};
-    handler_place outer = {t->outer_handler_frame, t->outer_handler_stack_lo, t->outer_handler_stack_hi};
-    if (!left_place(inner, here)) return 0;
+    if (!left_handler(&t->handler, here)) return 0;
     int found;   /* the depth the handler left last found */
-    if (outer.frame && !left_place(outer, here)) {   /* back in the handler it interrupted */
-        found = t->handler_depth;
-        t->handler_frame = outer.frame;
-        t->handler_stack_lo = outer.stack_lo;
-        t->handler_stack_hi = outer.stack_hi;
-        t->handler_depth = t->outer_handler_depth;
+    if (t->outer_handler.frame && !left_handler(&t->outer_handler, here)) {   /* back in the one it interrupted */
+        found = t->handler.depth;
+        t->handler = t->outer_handler;
     } else {
-        found = outer.frame ? t->outer_handler_depth : t->handler_depth;
-        t->handler_frame = t->handler_stack_lo = t->handler_stack_hi = NULL;
+        found = t->outer_handler.frame ? t->outer_handler.depth : t->handler.depth;
+        t->handler = (mrh_handler){0};
     }
-    t->outer_handler_frame = t->outer_handler_stack_lo = t->outer_handler_stack_hi = NULL;
+    t->outer_handler = (mrh_handler){0};
     t->depth = found;
-    if (!t->handler_frame && found <= 1 && mrh_trace_abandon) mrh_trace_abandon(t);
+    if (!t->handler.frame && found <= 1 && mrh_trace_abandon) mrh_trace_abandon(t);
     return 1;
 }
 
@@ -76,36 +67,21 @@ static void signal_trampoline(int sig, siginfo_t *info, void *context)
 {
     mrh_thread *t = &mrh_tls;
     if (MRH_UNLIKELY(t->recording == MRH_RESERVING) && mrh_trace_interrupted) mrh_trace_interrupted(t, context);
-    if (t->handler_frame) leave_handlers(t, (const char *)((ucontext_t *)context)->uc_mcontext.gregs[REG_RSP]);
+    if (t->handler.frame) leave_handlers(t, (const char *)((ucontext_t *)context)->uc_mcontext.gregs[REG_RSP]);
     int saved = t->depth;
     t->depth = saved + 1;
     /* what to put back at the return: the handler this one interrupted, and the one that one interrupted */
-    char *outer_frame = t->handler_frame, *outer_lo = t->handler_stack_lo, *outer_hi = t->handler_stack_hi;
-    int outer_depth = t->handler_depth;
-    char *outer2_frame = t->outer_handler_frame, *outer2_lo = t->outer_handler_stack_lo;
-    char *outer2_hi = t->outer_handler_stack_hi;
-    int outer2_depth = t->outer_handler_depth;
-    t->outer_handler_frame = outer_frame;
-    t->outer_handler_stack_lo = outer_lo;
-    t->outer_handler_stack_hi = outer_hi;
-    t->outer_handler_depth = outer_depth;
+    mrh_handler outer = t->handler, outer2 = t->outer_handler;
+    t->outer_handler = outer;
     stack_t alt;
     int on_alt = syscall(SYS_sigaltstack, NULL, &alt) == 0 && (alt.ss_flags & SS_ONSTACK);
-    t->handler_stack_lo = on_alt ? (char *)alt.ss_sp : NULL;
-    t->handler_stack_hi = on_alt ? (char *)alt.ss_sp + alt.ss_size : NULL;
-    t->handler_depth = saved;
-    t->handler_frame = __builtin_frame_address(0);
+    t->handler = (mrh_handler){__builtin_frame_address(0), saved, on_alt ? (char *)alt.ss_sp : NULL,
+                               on_alt ? (char *)alt.ss_sp + alt.ss_size : NULL};
     handler_record r = records[sig][__atomic_load_n(&current[sig], __ATOMIC_ACQUIRE)];
     if (r.siginfo) ((void (*)(int, siginfo_t *, void *))r.handler)(sig, info, context);
     else ((void (*)(int))r.handler)(sig);
-    t->handler_frame = outer_frame;
-    t->handler_depth = outer_depth;
-    t->handler_stack_lo = outer_lo;
-    t->handler_stack_hi = outer_hi;
-    t->outer_handler_frame = outer2_frame;
-    t->outer_handler_depth = outer2_depth;
-    t->outer_handler_stack_lo = outer2_lo;
-    t->outer_handler_stack_hi = outer2_hi;
+    t->handler = outer;
+    t->outer_handler = outer2;
     t->depth = saved;
 }
 

@@ -380,6 +380,12 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
     return c->len > limit ? limit : c->len;
 }
 
+/* The filler a record of `need` bytes at ring offset `at` needs first: it never straddles the ring's end. */
+static inline uint64_t pad_before(uint64_t at, uint64_t need, uint64_t size)
+{
+    return at + need > size ? size - at : 0;
+}
+
 /* A filler record of `size` bytes at ring offset `at`, committed. */
 static void commit_pad(uint64_t at, uint64_t size)
 {
@@ -437,7 +443,7 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, mrh_thread
     uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
     for (;;) {
         uint64_t at = w & mask;
-        uint64_t pad = at + need > size ? size - at : 0;   /* a record never straddles the ring's end */
+        uint64_t pad = pad_before(at, need, size);
         uint64_t r = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
         if (MRH_LIKELY(w + pad + need - r <= size)) {
             /* before the CAS: a handler from here on must not wait (trace.h), and may have to fill it in */
@@ -636,7 +642,7 @@ static int fill_abandoned(mrh_trace_header *h, const mrh_reservation *r)
 {
     if (!r->need || r->in != h) return 0;
     const uint64_t size = h->ring_size, mask = size - 1, w = r->pos, need = r->need;
-    const uint64_t pad = (w & mask) + need > size ? size - (w & mask) : 0, at = (w + pad) & mask;
+    const uint64_t pad = pad_before(w & mask, need, size), at = (w + pad) & mask;
     const uint64_t read = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
     if (pad && read <= w && __atomic_load_n(&((mrh_record *)(ring + (w & mask)))->size, __ATOMIC_ACQUIRE) == 0)
         commit_pad(w & mask, pad);

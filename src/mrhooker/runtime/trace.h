@@ -184,8 +184,8 @@ static inline __attribute__((always_inline)) uint64_t mrh_trace_now(void)
  * and counted; while the record waits for room, holding none, the handler's may wait too). A handler that interrupted anything else of the runtime records nothing. Hooks never run in
  * handlers (signals.c). */
 #define MRH_PROGRAM_HANDLER(t)                                                                          \
-    ((t)->handler_frame != NULL && (t)->depth == (t)->handler_depth + 1 &&                              \
-     ((t)->handler_depth == 0 || ((t)->handler_depth == 1 && (t)->recording)))
+    ((t)->handler.frame != NULL && (t)->depth == (t)->handler.depth + 1 &&                              \
+     ((t)->handler.depth == 0 || ((t)->handler.depth == 1 && (t)->recording)))
 
 static inline __attribute__((always_inline)) int mrh_trace_enter(mrh_thread *t, int fn, mrh_call *call,
                                                                  const void *caller)
