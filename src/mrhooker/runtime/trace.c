@@ -182,13 +182,19 @@ static void map_once(mrh_thread *t, int in_handler)
  * one's), and those a fault raises (blocked, they would kill the process). The system call is made directly:
  * syscall() and sigprocmask() may be traced (--fake-time traces syscall()), and the signal comes as the mask is
  * put back, with the thread's depth at 0 again. */
-static void set_signal_mask(int how, const uint64_t *set, uint64_t *old)
+/* A system call made directly, not through libc: no entry point of ours traces or fakes it, and it raises no
+ * depth (a signal handler arriving meanwhile finds the thread as its record left it: MRH_PROGRAM_HANDLER). */
+static long raw_syscall4(long nr, long a, long b, long c, long d)
 {
     long ret;
-    register long size __asm__("r10") = sizeof *set;   /* the kernel's sigset_t */
-    __asm__ volatile("syscall" : "=a"(ret) : "0"((long)SYS_rt_sigprocmask), "D"((long)how), "S"(set), "d"(old),
-                     "r"(size) : "rcx", "r11", "memory");
-    (void)ret;
+    register long r10 __asm__("r10") = d;
+    __asm__ volatile("syscall" : "=a"(ret) : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+    return ret;
+}
+
+static void set_signal_mask(int how, const uint64_t *set, uint64_t *old)
+{
+    raw_syscall4(SYS_rt_sigprocmask, how, (long)set, (long)old, sizeof *set);   /* the kernel's sigset_t */
 }
 
 static const uint64_t program_signals = ~((1ull << (SIGSEGV - 1)) | (1ull << (SIGBUS - 1)) | (1ull << (SIGFPE - 1)) |
@@ -436,7 +442,7 @@ void mrh_trace_interrupted(mrh_thread *t, const void *context)
 }
 
 /* Reserves `need` bytes of the ring (a power of two: positions are masked); 0 if it can't (then the record is
- * counted as dropped). Only the wait for a full ring calls out (and saves errno around it). */
+ * counted as dropped). Only the wait for a full ring calls out, by direct system calls (errno untouched). */
 static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, mrh_thread *t, int nested)
 {
     const uint64_t size = h->ring_size, mask = size - 1;
@@ -464,16 +470,13 @@ static int reserve(mrh_trace_header *h, uint64_t need, uint64_t *pos, mrh_thread
          * signal handler's: MRH_PROGRAM_HANDLER), which the reader waits for. */
         if (nested) return 0;
         t->recording = MRH_RECORDING;   /* nothing reserved while waiting: a handler's record may wait too */
-        int saved = errno;
+        /* the clock and the nap by direct system calls: real whatever --fake-time fakes, and at the record's
+         * depth, so that a handler interrupting the wait is traced and may wait as well */
         uint64_t beat = __atomic_load_n(&h->heartbeat_ns, __ATOMIC_ACQUIRE);
-        uint64_t now = mrh_trace_monotonic();
-        if (beat == 0 || now - beat > 2000000000u) {
-            errno = saved;
-            return 0;
-        }
-        struct timespec nap = {0, 200000};
-        nanosleep(&nap, NULL);
-        errno = saved;
+        struct timespec now = {0, 0}, nap = {0, 200000};
+        raw_syscall4(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&now, 0, 0);
+        if (beat == 0 || (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec - beat > 2000000000u) return 0;
+        raw_syscall4(SYS_nanosleep, (long)&nap, 0, 0, 0);
         w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
     }
 }
