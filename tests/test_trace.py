@@ -1683,6 +1683,54 @@ def test_a_jump_back_into_an_outer_handler_abandons_nothing(mrhooker, cprog, tmp
     assert len(lines) == 200000 + sum(line == 'write(3, "a", 1) = 1' for line in lines) + 1, lines[-3:]
 
 
+# A 100 µs timer whose handler, before each siglongjmp out, raises its own signal three times over: held while it
+# runs, each comes inside siglongjmp, as the mask goes back and before the stack does (as a loaded machine's
+# overdue timer does), so four handlers are nested when the last one jumps out of them all. Then 1000 writes.
+CHAIN_C = WATCHDOG_C + r"""
+#include <fcntl.h>
+#include <setjmp.h>
+#include <string.h>
+#include <sys/time.h>
+static sigjmp_buf back;
+static volatile sig_atomic_t chains, nested;
+static void on_alrm(int s)
+{
+    if (++nested < 4) raise(s);
+    else nested = 0, chains++;
+    siglongjmp(back, 1);
+}
+int main(void)
+{
+    start_watchdog(60);
+    int fd = open("/dev/null", O_WRONLY);
+    char buf[200];
+    memset(buf, 'x', sizeof buf);
+    static volatile long wrote;
+    signal(SIGALRM, on_alrm);
+    struct itimerval every = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &every, NULL);
+    sigsetjmp(back, 1);
+    while (chains < 500) if (write(fd, buf, 200) == 200) wrote++;
+    setitimer(ITIMER_REAL, &off, NULL);
+    for (int i = 0; i < 1000; i++) if (write(fd, buf, 7) != 7) return 2;
+    printf("wrote %ld chains %d\n", wrote, (int)chains);
+    return 0;
+}
+"""
+
+
+def test_a_jump_out_of_four_nested_handlers_stays_traced(mrhooker, cprog, tmp_path):
+    """Handlers nested by signals that came inside siglongjmp (a loaded machine's overdue timer: a CI run traced
+    none of the 1000 writes after the timer, and lost a record): past two, the outermost's depth was not kept, and
+    a jump out of them all left the thread untraced for good. Now every write after the timer has its line."""
+    out = tmp_path / "lines"
+    r = trace(mrhooker, "-e", "write", "-o", out, cprog(CHAIN_C, flags=["-pthread"]))
+    assert r.returncode == 0 and re.fullmatch(r"wrote \d+ chains 500\n", r.out), r
+    lines = out.read_text().splitlines()
+    assert sum(line == 'write(3, "xxxxxxx", 7) = 7' for line in lines) == 1000, lines[-3:]
+    assert "were lost" not in r.err and r.err.count("\n") <= 1, r.err
+
+
 # A 100 µs timer from before the first traced call (whose set-up, mapping the trace, takes ~2 ms): its handler
 # writes "H<n>" to stderr; main spins 20 ms, then says how many times the handler ran.
 FIRST_CALL_C = WATCHDOG_C + r"""

@@ -113,12 +113,13 @@ typedef struct mrh_thread {
     int fork_held;        /* fork_prepare's MRH_FORK_*: what fork_parent/fork_child undo on this thread */
     int in_python_fork;   /* between the hook interpreter's PyOS_BeforeFork and PyOS_AfterFork_* (os.fork in a
                            * hook does them itself): set and cleared by its os.register_at_fork callbacks */
-    /* The innermost signal handler running on this thread (frame NULL: none), and the handler that one
-     * interrupted, if it interrupted one. A program that longjmps out of a handler never returns through its
-     * wrapper; a later call from an older frame shows it left (mrh_left_handler); a jump may leave both (a second
-     * signal that came as the first handler left by siglongjmp, the mask put back before the stack), or go back
-     * into the outer one. Moved by signals.c's wrapper and mrh_left_handler. */
-    mrh_handler handler, outer_handler;
+    /* The innermost signal handler running on this thread (frame NULL: none), the handler that one interrupted,
+     * if it interrupted one, and the outermost (the one that interrupted no handler; the innermost itself when it
+     * runs alone). A program that longjmps out of a handler never returns through its wrapper; a later call from
+     * an older frame shows it left (mrh_left_handler); a jump may leave several (signals that came as the handler
+     * before left by siglongjmp, the mask put back before the stack), or go back into the outer one. Moved by
+     * signals.c's wrapper and mrh_left_handler. */
+    mrh_handler handler, outer_handler, root_handler;
     /* Writing a record (trace.c's record, its depth raised): one of MRH_RECORDING (none of the ring held),
      * MRH_RESERVING (its compare-and-swap in flight), MRH_RESERVED (a reservation held, not committed yet),
      * MRH_COMMITTED; else 0. A signal handler interrupting it may still record its program's calls, and may wait

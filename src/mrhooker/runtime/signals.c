@@ -35,7 +35,9 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
  * alternate stack) can't be inside that handler any more: a call made from there (mrh_left_handler), or the next
  * handler's wrapper, from the stack pointer of the code it interrupted (a timer's next signal may come before
  * the next call), restores the depth the handler found, and is back in the handler it interrupted if it left
- * only the innermost. A longjmp to a point whose later calls run deeper than the handler ran is not noticed (the
+ * only the innermost. The outermost handler is noted too: a timer's signals, pending while the machine is
+ * loaded, each come as the handler before leaves by siglongjmp (the mask put back before the stack), nesting
+ * handlers as deep as they come, and a jump out of them all must find the depth the first one found. A longjmp to a point whose later calls run deeper than the handler ran is not noticed (the
  * calls stay unhooked, as before). In a trace, whose runtime never runs the program's code at a raised depth, a
  * jump out of every handler known, the first of which interrupted the program or the runtime working for it (a
  * record, the clock; depth 0 or 1), leaves the depth at 0; a record's reservation of the ring is filled in, or
@@ -45,17 +47,22 @@ static int left_handler(const mrh_handler *h, const char *here)
     return h->stack_hi ? (here < h->stack_lo || here >= h->stack_hi) : here > h->frame;
 }
 
-/* Has the code at `here` left the innermost handler? Then leave it (and the one it interrupted, if left too). */
+/* Has the code at `here` left the innermost handler? Then leave it, and those it left with it: back in the one
+ * it interrupted, in one between that and the outermost (which, if more than three were nested, is not known:
+ * taken for the outermost), or out of them all (the depth the outermost found). */
 static int leave_handlers(mrh_thread *t, const char *here)
 {
     if (!left_handler(&t->handler, here)) return 0;
-    int found;   /* the depth the handler left last found */
+    int found;   /* the depth the code jumped to runs at */
     if (t->outer_handler.frame && !left_handler(&t->outer_handler, here)) {   /* back in the one it interrupted */
         found = t->handler.depth;
         t->handler = t->outer_handler;
+    } else if (!left_handler(&t->root_handler, here)) {
+        found = t->root_handler.depth + 1;
+        t->handler = t->root_handler;
     } else {
-        found = t->outer_handler.frame ? t->outer_handler.depth : t->handler.depth;
-        t->handler = (mrh_handler){0};
+        found = t->root_handler.depth;
+        t->handler = t->root_handler = (mrh_handler){0};
     }
     t->outer_handler = (mrh_handler){0};
     t->depth = found;
@@ -77,11 +84,13 @@ static void signal_trampoline(int sig, siginfo_t *info, void *context)
     int on_alt = syscall(SYS_sigaltstack, NULL, &alt) == 0 && (alt.ss_flags & SS_ONSTACK);
     t->handler = (mrh_handler){__builtin_frame_address(0), saved, on_alt ? (char *)alt.ss_sp : NULL,
                                on_alt ? (char *)alt.ss_sp + alt.ss_size : NULL};
+    if (!outer.frame) t->root_handler = t->handler;
     handler_record r = records[sig][__atomic_load_n(&current[sig], __ATOMIC_ACQUIRE)];
     if (r.siginfo) ((void (*)(int, siginfo_t *, void *))r.handler)(sig, info, context);
     else ((void (*)(int))r.handler)(sig);
     t->handler = outer;
     t->outer_handler = outer2;
+    if (!outer.frame) t->root_handler = (mrh_handler){0};
     t->depth = saved;
 }
 
