@@ -1588,17 +1588,19 @@ def test_a_handler_interrupting_traced_calls_loses_and_harms_nothing(mrhooker, c
     assert not odd and "dropped" not in r.err, odd[:5]
 
 
-# A 100 µs interval timer whose handler siglongjmps back into main's loop of 200-byte writes to /dev/null (so it
-# leaves the traced writes, their records too, anywhere), until it has jumped 2000 times; then 1000 writes of 7
-# bytes, untroubled; "wrote W jumps J" (W: the 200-byte writes that returned to the loop).
-JUMPER_C = WATCHDOG_C + r"""
+# A 100 µs interval timer whose handler (JUMPER_HANDLER, or another) siglongjmps back into main's loop of 200-byte
+# writes to /dev/null (so it leaves the traced writes, their records too, anywhere), until it has counted JUMPS
+# jumps; then 1000 writes of 7 bytes, untroubled; "wrote W jumps J" (W: the 200-byte writes that returned to the
+# loop).
+def jumper_c(handler, jumps):
+    return WATCHDOG_C + r"""
 #include <fcntl.h>
 #include <setjmp.h>
 #include <string.h>
 #include <sys/time.h>
 static sigjmp_buf back;
 static volatile sig_atomic_t jumps;
-static void on_alrm(int s) { (void)s; jumps++; siglongjmp(back, 1); }
+""" + handler + r"""
 int main(void)
 {
     start_watchdog(60);
@@ -1610,13 +1612,16 @@ int main(void)
     struct itimerval every = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &every, NULL);
     sigsetjmp(back, 1);
-    while (jumps < 2000) if (write(fd, buf, 200) == 200) wrote++;
+    while (jumps < %d) if (write(fd, buf, 200) == 200) wrote++;
     setitimer(ITIMER_REAL, &off, NULL);
     for (int i = 0; i < 1000; i++) if (write(fd, buf, 7) != 7) return 2;
-    printf("wrote %ld jumps %d\n", wrote, (int)jumps);
+    printf("wrote %%ld jumps %%d\n", wrote, (int)jumps);
     return 0;
 }
-"""
+""" % jumps
+
+
+JUMPER_C = jumper_c("static void on_alrm(int s) { (void)s; jumps++; siglongjmp(back, 1); }", 2000)
 
 
 def test_a_program_that_longjmps_out_of_its_handler_stays_traced(mrhooker, cprog):
@@ -1683,40 +1688,18 @@ def test_a_jump_back_into_an_outer_handler_abandons_nothing(mrhooker, cprog, tmp
     assert len(lines) == 200000 + sum(line == 'write(3, "a", 1) = 1' for line in lines) + 1, lines[-3:]
 
 
-# A 100 µs timer whose handler, before each siglongjmp out, raises its own signal three times over: held while it
-# runs, each comes inside siglongjmp, as the mask goes back and before the stack does (as a loaded machine's
-# overdue timer does), so four handlers are nested when the last one jumps out of them all. Then 1000 writes.
-CHAIN_C = WATCHDOG_C + r"""
-#include <fcntl.h>
-#include <setjmp.h>
-#include <string.h>
-#include <sys/time.h>
-static sigjmp_buf back;
-static volatile sig_atomic_t chains, nested;
+# The timer's handler raises its own signal three times over before each siglongjmp out: held while it runs, each
+# comes inside siglongjmp, as the mask goes back and before the stack does (as a loaded machine's overdue timer
+# does), so four handlers are nested when the last one jumps out of them all (counted as one jump).
+CHAIN_C = jumper_c(r"""
+static volatile sig_atomic_t nested;
 static void on_alrm(int s)
 {
     if (++nested < 4) raise(s);
-    else nested = 0, chains++;
+    else nested = 0, jumps++;
     siglongjmp(back, 1);
 }
-int main(void)
-{
-    start_watchdog(60);
-    int fd = open("/dev/null", O_WRONLY);
-    char buf[200];
-    memset(buf, 'x', sizeof buf);
-    static volatile long wrote;
-    signal(SIGALRM, on_alrm);
-    struct itimerval every = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_REAL, &every, NULL);
-    sigsetjmp(back, 1);
-    while (chains < 500) if (write(fd, buf, 200) == 200) wrote++;
-    setitimer(ITIMER_REAL, &off, NULL);
-    for (int i = 0; i < 1000; i++) if (write(fd, buf, 7) != 7) return 2;
-    printf("wrote %ld chains %d\n", wrote, (int)chains);
-    return 0;
-}
-"""
+""", 500)
 
 
 def test_a_jump_out_of_four_nested_handlers_stays_traced(mrhooker, cprog, tmp_path):
@@ -1725,7 +1708,7 @@ def test_a_jump_out_of_four_nested_handlers_stays_traced(mrhooker, cprog, tmp_pa
     a jump out of them all left the thread untraced for good. Now every write after the timer has its line."""
     out = tmp_path / "lines"
     r = trace(mrhooker, "-e", "write", "-o", out, cprog(CHAIN_C, flags=["-pthread"]))
-    assert r.returncode == 0 and re.fullmatch(r"wrote \d+ chains 500\n", r.out), r
+    assert r.returncode == 0 and re.fullmatch(r"wrote \d+ jumps 500\n", r.out), r
     lines = out.read_text().splitlines()
     assert sum(line == 'write(3, "xxxxxxx", 7) = 7' for line in lines) == 1000, lines[-3:]
     assert "were lost" not in r.err and r.err.count("\n") <= 1, r.err
