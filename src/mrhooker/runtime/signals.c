@@ -37,8 +37,9 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
  * the next call), restores the depth the handler found, and is back in the handler it interrupted if it left
  * only the innermost. The outermost handler is noted too: a timer's signals, pending while the machine is
  * loaded, each come as the handler before leaves by siglongjmp (the mask put back before the stack), nesting
- * handlers as deep as they come, and a jump out of them all must find the depth the first one found. A longjmp to a point whose later calls run deeper than the handler ran is not noticed (the
- * calls stay unhooked, as before). In a trace, whose runtime never runs the program's code at a raised depth, a
+ * handlers as deep as they come, and a jump out of them all must find the depth the first one found. A longjmp
+ * to a point whose later calls run deeper than the handler ran is not noticed (the calls stay unhooked, as
+ * before). In a trace, whose runtime never runs the program's code at a raised depth, a
  * jump out of every handler known, the first of which interrupted the program or the runtime working for it (a
  * record, the clock; depth 0 or 1), leaves the depth at 0; a record's reservation of the ring is filled in, or
  * the trace's reader would wait for it (trace.c's mrh_trace_abandon). */

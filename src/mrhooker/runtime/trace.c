@@ -175,13 +175,6 @@ static void map_once(mrh_thread *t, int in_handler)
     t->depth--;
 }
 
-/* Hazard: a signal handler that interrupts a process's set-up for its first call (the trace file mapped, under
- * a lock) and leaves by longjmp leaves that lock taken, and the next call, traced again (mrh_trace_abandon), waits
- * for it forever. Idea: the set-up runs with the program's signals blocked; one due meanwhile is handled right
- * after it, its handler's calls traced. Not blocked: glibc's own two (a setuid in another thread waits for this
- * one's), and those a fault raises (blocked, they would kill the process). The system call is made directly:
- * syscall() and sigprocmask() may be traced (--fake-time traces syscall()), and the signal comes as the mask is
- * put back, with the thread's depth at 0 again. */
 /* A system call made directly, not through libc: no entry point of ours traces or fakes it, and it raises no
  * depth (a signal handler arriving meanwhile finds the thread as its record left it: MRH_PROGRAM_HANDLER). */
 static long raw_syscall4(long nr, long a, long b, long c, long d)
@@ -192,6 +185,13 @@ static long raw_syscall4(long nr, long a, long b, long c, long d)
     return ret;
 }
 
+/* Hazard: a signal handler that interrupts a process's set-up for its first call (the trace file mapped, under
+ * a lock) and leaves by longjmp leaves that lock taken, and the next call, traced again (mrh_trace_abandon), waits
+ * for it forever. Idea: the set-up runs with the program's signals blocked; one due meanwhile is handled right
+ * after it, its handler's calls traced. Not blocked: glibc's own two (a setuid in another thread waits for this
+ * one's), and those a fault raises (blocked, they would kill the process). The system call is made directly:
+ * syscall() and sigprocmask() may be traced (--fake-time traces syscall()), and the signal comes as the mask is
+ * put back, with the thread's depth at 0 again. */
 static void set_signal_mask(int how, const uint64_t *set, uint64_t *old)
 {
     raw_syscall4(SYS_rt_sigprocmask, how, (long)set, (long)old, sizeof *set);   /* the kernel's sigset_t */
