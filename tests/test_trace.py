@@ -1588,10 +1588,10 @@ def test_a_handler_interrupting_traced_calls_loses_and_harms_nothing(mrhooker, c
     assert not odd and "dropped" not in r.err, odd[:5]
 
 
-# A 100 µs interval timer whose handler (JUMPER_HANDLER, or another) siglongjmps back into main's loop of 200-byte
-# writes to /dev/null (so it leaves the traced writes, their records too, anywhere), until it has counted JUMPS
-# jumps; then 1000 writes of 7 bytes, untroubled; "wrote W jumps J" (W: the 200-byte writes that returned to the
-# loop).
+# A 100 µs interval timer whose handler (`handler`: C defining on_alrm) siglongjmps back into main's loop of
+# 200-byte writes to /dev/null (so it leaves the traced writes, their records too, anywhere), until it has counted
+# `jumps` jumps; then 1000 writes of 7 bytes, untroubled; "wrote W jumps J" (W: the 200-byte writes that returned
+# to the loop).
 def jumper_c(handler, jumps):
     return WATCHDOG_C + r"""
 #include <fcntl.h>
