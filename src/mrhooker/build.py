@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from mrhooker import __version__, cache, toolchain
+from mrhooker import __version__, cache, threads, toolchain
 from mrhooker.errors import MrhookerError
 
 # A warm run (the build is cached) must start fast: codegen and cdecl are imported only to build.
@@ -108,11 +108,9 @@ def start_runtime_objects(root, log, parts=("target", "trace")):
     """Starts _runtime_objects of each part in a thread of its own, so that the compilers work while mrhooker
     plans (a first trace reads the headers meanwhile, on the other core); the build then waits for them.
     Nothing but a check when they are cached."""
-    from concurrent.futures import ThreadPoolExecutor
-
     for part in parts:
         if (root, part) not in _runtime_jobs:
-            pool = ThreadPoolExecutor(1)
+            pool = threads.pool(1)
             _runtime_jobs[(root, part)] = pool.submit(_compile_runtime_objects, root, part, log)
             pool.shutdown(wait=False)
 
@@ -343,8 +341,7 @@ def _build(path, options):
     options.log("cache miss: building in %s" % root)
     options.progress("building %s" % os.path.basename(script.path))
     import shutil
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(1) as pool:   # the Python runtime compiles while the target side's objects do
+    with threads.pool(1) as pool:   # the Python runtime compiles while the target side's objects do
         python_runtime = pool.submit(_python_runtime, root, pyinfo, options.log)
         runtime_objects, guardian, tls_library = _runtime_objects(root, "target", options.log)
         pyrt = python_runtime.result()
@@ -457,11 +454,9 @@ def _build_trace(plans, symbols, layouts, options):
 def _compile_together(jobs, log):
     """Compiles (sources, output, include dirs, cflags, what, ldflags) jobs at once, in threads; one failing
     stops the others."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from concurrent.futures import FIRST_EXCEPTION, wait
 
-    with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+    with threads.pool(min(len(jobs), os.cpu_count() or 1)) as pool:
         futures = [pool.submit(toolchain.compile_c, sources, output, includes, cflags, log, what, ldflags)
                    for sources, output, includes, cflags, what, ldflags in jobs]
         try:

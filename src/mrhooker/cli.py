@@ -219,13 +219,12 @@ class _Preparing:
         self.console, self.what = console, what
 
     def __enter__(self):
-        import threading
         import time
+
+        from mrhooker import threads
         console, what = self.console, self.what
         console._preparing = time.monotonic()
-        self.timer = threading.Timer(1.0, lambda: console._started is None and console.progress(what))
-        self.timer.daemon = True
-        self.timer.start()
+        self.timer = threads.timer(1.0, lambda: console._started is None and console.progress(what))
 
     def __exit__(self, exc_type, *exc):
         self.timer.cancel()

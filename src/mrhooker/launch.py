@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from mrhooker import threads
 from mrhooker.errors import MrhookerError
 from mrhooker.programs import resolve_command
 
@@ -144,8 +145,8 @@ class Output:
         read_end, write_end = os.pipe()
         st = os.fstat(write_end)
         self.path, self.identity = "/proc/%d/fd/%d" % (os.getpid(), write_end), (st.st_dev, st.st_ino)
-        self._relay = (read_end, write_end, threading.Thread(target=self._copy, args=(read_end,), daemon=True))
-        _start_without_signals(self._relay[2])
+        self._relay = (read_end, write_end,
+                       threads.start(threading.Thread(target=self._copy, args=(read_end,), daemon=True)))
 
     @staticmethod
     def _copy(fd):
@@ -422,8 +423,7 @@ class Signals:
 
     def __enter__(self):
         signal.pthread_sigmask(signal.SIG_BLOCK, self._waited | {signal.SIGCHLD})
-        self._thread = threading.Thread(target=self._forward, name="mrhooker signals", daemon=True)
-        self._thread.start()
+        self._thread = threads.start(threading.Thread(target=self._forward, name="mrhooker signals", daemon=True))
         return self
 
     def __exit__(self, *exc):
@@ -503,15 +503,6 @@ def _children_but(pid):
         except OSError:   # the thread ended
             pass
     return found
-
-
-def _start_without_signals(thread):
-    """Starts a thread with every signal blocked (it inherits the mask), so that none is delivered to it."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def spawn_and_wait(program, command, env, log, signals, guardian, on_tick=None, tick=0.5, all_children=None,
