@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from mrhooker import __version__, cache, threads, toolchain
+from mrhooker import __version__, cache, toolchain
 from mrhooker.errors import MrhookerError
 
 # A warm run (the build is cached) must start fast: codegen and cdecl are imported only to build.
@@ -101,25 +101,43 @@ class Build:
 # share them) and only when a build needs it: "target", what every preload library links (and the guardian,
 # which builds copy); "trace", what only a trace's libraries link (its recorders, the fake clock, the reader).
 RUNTIME_PARTS = {"target": TARGET_SIDE, "trace": TRACE_SIDE + READER_SIDE}
-_runtime_jobs = {}   # (cache root, part) -> the Future of its _runtime_objects, started by start_runtime_objects
+_runtime_jobs = {}   # (cache root, part) -> (pool, the Future of its _runtime_objects), by start_runtime_objects
 
 
 def start_runtime_objects(root, log, parts=("target", "trace")):
     """Starts _runtime_objects of each part in a thread of its own, so that the compilers work while mrhooker
     plans (a first trace reads the headers meanwhile, on the other core); the build then waits for them.
     Nothing but a check when they are cached."""
+    from concurrent.futures import ThreadPoolExecutor
+
     for part in parts:
         if (root, part) not in _runtime_jobs:
-            pool = threads.pool(1)
-            _runtime_jobs[(root, part)] = pool.submit(_compile_runtime_objects, root, part, log)
-            pool.shutdown(wait=False)
+            pool = ThreadPoolExecutor(1)
+            _runtime_jobs[(root, part)] = (pool, pool.submit(_compile_runtime_objects, root, part, log))
 
 
 def _runtime_objects(root, part, log):
-    """_compile_runtime_objects' result: from start_runtime_objects' thread if one started them, else compiled
-    (or found) now."""
-    job = _runtime_jobs.pop((root, part), None)
-    return job.result() if job is not None else _compile_runtime_objects(root, part, log)
+    """_compile_runtime_objects' result: from start_runtime_objects' thread if one started them (the thread then
+    gone: see settle_runtime_objects), else compiled (or found) now."""
+    started = _runtime_jobs.pop((root, part), None)
+    if started is None:
+        return _compile_runtime_objects(root, part, log)
+    pool, job = started
+    try:
+        return job.result()
+    finally:
+        pool.shutdown(wait=True)
+
+
+def settle_runtime_objects():
+    """Waits for the threads start_runtime_objects started and no build took (a build found cached after all),
+    so that none is left when the target runs: their workers take signals (the compilers they start must, as
+    their children), and one taken there while the target runs would unwind mrhooker (threads.py)."""
+    for root, part in list(_runtime_jobs):
+        try:
+            _runtime_objects(root, part, lambda msg: None)
+        except Exception:   # not needed after all: a failure to build them is a later build's to report
+            pass
 
 
 def _compile_runtime_objects(root, part, log):
@@ -341,7 +359,8 @@ def _build(path, options):
     options.log("cache miss: building in %s" % root)
     options.progress("building %s" % os.path.basename(script.path))
     import shutil
-    with threads.pool(1) as pool:   # the Python runtime compiles while the target side's objects do
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:   # the Python runtime compiles while the target side's objects do
         python_runtime = pool.submit(_python_runtime, root, pyinfo, options.log)
         runtime_objects, guardian, tls_library = _runtime_objects(root, "target", options.log)
         pyrt = python_runtime.result()
@@ -454,9 +473,9 @@ def _build_trace(plans, symbols, layouts, options):
 def _compile_together(jobs, log):
     """Compiles (sources, output, include dirs, cflags, what, ldflags) jobs at once, in threads; one failing
     stops the others."""
-    from concurrent.futures import FIRST_EXCEPTION, wait
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-    with threads.pool(min(len(jobs), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
         futures = [pool.submit(toolchain.compile_c, sources, output, includes, cflags, log, what, ldflags)
                    for sources, output, includes, cflags, what, ldflags in jobs]
         try:

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 
-from mrhooker import cache, sites, threads, tracespec
+from mrhooker import cache, sites, tracespec
 from mrhooker.errors import MrhookerError
 
 DEFAULT_SPEC = "%memory,%file,%desc,%net,%process"
@@ -218,7 +218,7 @@ class Sweep:
         self.runs = planned
         timeout = self.request.timeout or max(10.0, 10 * self.clean.seconds)
         done = crashes = 0
-        pool = threads.pool(self.request.jobs)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.request.jobs)
         try:
             futures = [pool.submit(self._failing_run, i, run, timeout) for i, run in enumerate(planned)]
             for future in concurrent.futures.as_completed(futures):

@@ -255,6 +255,7 @@ class Tracer:
                 raise
             self.log(_tracing_line([(p.symbol, p.hidden) for p in planned.plans]))
             trace_build = build.build_trace(planned.plans, planned.symbols, planned.layouts, options)
+            build.settle_runtime_objects()   # (started above, and not needed when the build was cached)
         from mrhooker import cdecl
         tracecache.remember(root, key, trace_build.directory, planned.rules, cdecl.loaded_header_stamps())
         return trace_build, planned.rules, planned.fake_time
