@@ -761,10 +761,9 @@ def test_no_thread_mrhooker_starts_can_take_a_signal():
     seen["thread"] = _blocked_signals(thread.native_id)
     release.set()
     thread.join()
-    before = {t.ident for t in threading.enumerate()}
-    with cli.Console(False).preparing("nothing"):
-        timer, = [t for t in threading.enumerate() if t.ident not in before]
-        seen["the preparation's timer"] = _blocked_signals(timer.native_id)
+    preparing = cli.Console(False).preparing("nothing")
+    with preparing:
+        seen["the preparation's timer"] = _blocked_signals(preparing.timer.native_id)
     for what, blocked in seen.items():
         assert wanted <= blocked, (what, sorted(signal.Signals(s).name for s in wanted - blocked))
     # and no thread is started any other way
