@@ -1102,3 +1102,103 @@ def test_a_first_run_says_what_takes_time_and_a_second_says_nothing(base_env, sc
     assert first.splitlines()[0] == "mrhooker: building progress.py (a first run: cached for the next) ...", first
     assert re.fullmatch(r"mrhooker: ready in [0-9]+\.[0-9] s", first.splitlines()[-1]), first
     assert second == "", second
+
+
+# ---- the standard descriptors: closed, or a pipe nobody reads ----------------------------------------------
+
+PRINTING_HOOK = """\
+from mrhooker import hook
+
+@hook("ssize_t write(int fd, const void *buf, size_t n)")
+def write(fd, buf, n):
+    print("write", fd, n)
+    return write.original(fd, buf, n)
+"""
+
+# 1000 writes, then the shell's own descriptors (on fd 3, the test's pipe), and a status of its own
+ECHOER = ["sh", "-c", 'i=0; while [ $i -lt 1000 ]; do echo $i; i=$((i+1)); done; ls /proc/$$/fd >&3; exit 3']
+
+
+def _run_with_fd3(argv, env, closing, fd3):
+    """argv run by a shell with closing (e.g. "2>&-") applied and the file fd3 as descriptor 3; (what was
+    written on fd 3, exit status, stderr)."""
+    proc = subprocess.run(["sh", "-c", 'exec "$@" 3>"$0" %s' % closing, str(fd3)] + argv, env=env,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          timeout=scaled(120))
+    return fd3.read_bytes(), proc.returncode, proc.stderr
+
+
+@pytest.mark.parametrize("closing", ["<&-", ">&-", "2>&-"])
+@pytest.mark.parametrize("how", ["trace", "hook"])
+def test_a_closed_standard_descriptor_changes_nothing(base_env, script, tmp_path, closing, how):
+    """The reproductions (a tester): `mrhooker trace -e write sh -c '<1000 echos>; exit 3' 2>&-` died of SIGSEGV
+    (the trace's ring took descriptor 2, and its lines were written into it) or exited 1; with `>&-`, a Python
+    traceback and 1. The program finds the same descriptors closed as it does without mrhooker, and exits 3."""
+    argv = ["trace", "-e", "write"] if how == "trace" else [script("printing.py", PRINTING_HOOK)]
+    bare = _run_with_fd3(ECHOER, base_env, closing, tmp_path / "bare")
+    got = _run_with_fd3([sys.executable, "-m", "mrhooker"] + argv + ECHOER, base_env, closing, tmp_path / "got")
+    # (the hooks' output descriptor, high: output.h, aside)
+    programs = [b"".join(line for line in run[0].splitlines(True) if int(line) < 900) for run in (bare, got)]
+    assert bare[0] and programs[0] == programs[1] and got[1] == bare[1] == 3, (got, bare)
+    assert b"Traceback" not in got[2] and b"internal error" not in got[2], got[2]
+
+
+PIPE_ENDER = 'i=0; while [ $i -lt 5000 ]; do echo $i; i=$((i+1)); done; echo END > "$0"; exit 5'
+
+
+@pytest.mark.parametrize("target", ["sh", "python3"])
+def test_hook_output_into_a_pipe_nobody_reads_leaves_the_program_alone(base_env, script, tmp_path, target):
+    """The reproductions (a tester): hook output to a pipe whose reader has gone (`2> >(head -2)`) killed sh
+    with SIGPIPE, the hook's print being its only writer there (141, its last file never written); under python3
+    (which ignores SIGPIPE) mrhooker's own line about the lost output met the broken pipe: "internal error", 1.
+    The program runs to its end and its status is mrhooker's."""
+    end = tmp_path / "end"
+    program = (["sh", "-c", PIPE_ENDER, str(end)] if target == "sh" else
+               ["python3", "-c", "import os, sys\nfor i in range(5000): os.write(1, b'%d\\n' % i)\n"
+                "open(sys.argv[1], 'w').write('END')\nraise SystemExit(5)", str(end)])
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", script("printing.py", PRINTING_HOOK)] + program,
+                            env=base_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        first = [proc.stderr.readline() for _ in range(2)]
+        proc.stderr.close()   # the reader goes, as head's does
+        assert proc.wait(timeout=scaled(120)) == 5, first
+    finally:
+        proc.kill()
+    assert end.read_text().strip() == "END"
+
+
+PIPE_PENDING_C = r"""
+    #include <signal.h>
+    #include <stdio.h>
+    #include <unistd.h>
+    /* Blocks SIGPIPE and raises one of its own, writes 2000 lines (hooked: the hook output meets a pipe nobody
+       reads), then says on fd 3 whether its SIGPIPE is still pending. */
+    int main(void) {
+        sigset_t pipe_only, pending;
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        sigprocmask(SIG_BLOCK, &pipe_only, NULL);
+        raise(SIGPIPE);
+        for (int i = 0; i < 2000; i++)
+            write(1, "x\n", 2);
+        sigpending(&pending);
+        dprintf(3, "pending=%d\n", sigismember(&pending, SIGPIPE));
+        return 0;
+    }
+"""
+
+
+def test_a_sigpipe_the_program_had_pending_stays_pending(base_env, script, cprog, tmp_path):
+    """The hook output takes back the SIGPIPE its write raised into a pipe nobody reads (output.h), not one the
+    program had blocked and pending before."""
+    said = tmp_path / "said"
+    proc = subprocess.Popen(["sh", "-c", 'exec "$@" 3>"$0"', str(said), sys.executable, "-m", "mrhooker",
+                             script("printing.py", PRINTING_HOOK), cprog(PIPE_PENDING_C)],
+                            env=base_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc.stderr.readline()
+        proc.stderr.close()
+        assert proc.wait(timeout=scaled(120)) == 0
+    finally:
+        proc.kill()
+    assert said.read_bytes() == b"pending=1\n"

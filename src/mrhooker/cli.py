@@ -593,9 +593,52 @@ def _interrupt(signum, _frame):
     raise KeyboardInterrupt if signum == signal.SIGINT else _Interrupted(signum)
 
 
+class _OwnStderr:
+    """mrhooker's stderr, for its own lines: once nobody reads it (`2> >(head -2)`: EPIPE), what is still said
+    there is lost, as strace's lines are, and nothing else changes: the exit status stays the program's (a
+    BrokenPipeError had made it 1, "internal error")."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _standard_streams():
+    """A standard descriptor mrhooker was started without (`2>&-`, `>&-`) is held on /dev/null, close-on-exec:
+    the program still starts without it, as it would have, while the first file mrhooker opens (the trace's
+    ring, a pipe) can't take its number and become mrhooker's stderr (the trace's lines were written into the
+    ring: mrhooker died of SIGSEGV) or stdout. Python left sys.stderr/stdout None for it (a traceback at the
+    first write); they write to /dev/null now."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)   # the lowest free number: fd (those below it are open)
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))
+    if not isinstance(sys.stderr, _OwnStderr):
+        sys.stderr = _OwnStderr(sys.stderr)
+
+
 def main(argv=None):
     import signal
 
+    _standard_streams()
     argv = sys.argv[1:] if argv is None else argv
     handler = SUBCOMMANDS.get(argv[0]) if argv else None
     if handler is not None:

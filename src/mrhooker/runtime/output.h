@@ -18,11 +18,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Where our descriptors start: near the soft limit, at most 1000, so programs that hand out the lowest free
@@ -84,16 +87,35 @@ static inline int mrh_output_format_warning(char *line, size_t size, const char 
     return n;
 }
 
-static inline int mrh_output_write_all(int fd, const char *data, size_t n)   /* 0, or what went wrong */
+/* 0, or what went wrong. Hazard: a pipe nobody reads any more (`2> >(head -2)`) fails the write with EPIPE and
+ * raises SIGPIPE in the writing thread, which kills a program that never writes there itself (sh, which
+ * doesn't ignore it). Idea: the writes run with SIGPIPE blocked in the thread, and a SIGPIPE they raised is taken
+ * back before its mask is put back; one the program had pending already (blocked) stays. */
+static inline int mrh_output_write_all(int fd, const char *data, size_t n)
 {
+    int saved_errno = errno, err = 0;
+    sigset_t pipe_only, old, pending;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    int was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
     while (n > 0) {
         ssize_t w = write(fd, data, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return w < 0 ? errno : ENOSPC;
+        if (w <= 0) {
+            err = w < 0 ? errno : ENOSPC;
+            break;
+        }
         data += w;
         n -= (size_t)w;
     }
-    return 0;
+    if (err == EPIPE && !was_pending) {
+        static const struct timespec now = {0, 0};
+        while (sigtimedwait(&pipe_only, NULL, &now) < 0 && errno == EINTR) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved_errno;
+    return err;
 }
 
 #endif
