@@ -917,6 +917,24 @@ def test_command_not_executable(mrhooker, hook, tmp_path):
     assert path in line
 
 
+@pytest.mark.parametrize("how", ["trace", "hook"])
+def test_scripts_run_as_a_shell_runs_them(mrhooker, hook, tmp_path, how):
+    """The reproductions (a tester): a script without "#!" was refused, "Exec format error", 126, where env,
+    timeout and a shell run it with /bin/sh (execvp's way: so does mrhooker, hooking or tracing that sh); one
+    whose "#!" names no interpreter exited 126 where they exit 127 ("not found")."""
+    argv = ["trace", "-e", "write"] if how == "trace" else [hook]
+    plain = write(tmp_path / "plain", 'echo "from a script: $*"\nexit 4\n', 0o755)
+    bare = subprocess.run(["env", plain, "a b", "c"], stdout=subprocess.PIPE, text=True, timeout=scaled(60))
+    r = mrhooker(*argv, plain, "a b", "c")
+    assert (r.out, r.returncode) == (bare.stdout, bare.returncode) == ("from a script: a b c\n", 4), r
+    if how == "trace":
+        assert 'write(1, "from a script: a b c\\n", 21) = 21' in r.err, r
+    missing = write(tmp_path / "missing", "#!/nonexistent/interpreter\necho hi\n", 0o755)
+    assert subprocess.run(["env", missing], stderr=subprocess.DEVNULL, timeout=scaled(60)).returncode == 127
+    line = assert_one_line_error(mrhooker(*argv, missing), 127)
+    assert missing in line and "No such file or directory" in line
+
+
 def test_directory_as_command(mrhooker, hook, tmp_path):
     line = assert_one_line_error(mrhooker(hook, tmp_path), 126)
     assert "directory" in line

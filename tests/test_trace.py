@@ -862,8 +862,9 @@ def test_fake_time_for_date_python_and_a_rate(mrhooker):
     r = trace(mrhooker, "-e", "clock_gettime", "--fake-time=-1d", "date", "+%s")   # = : argparse takes -1d for an option
     assert r.returncode == 0 and abs(int(r.out) - (time.time() - 86400)) < 30, r
     assert "clock_gettime(CLOCK_REALTIME, {tv_sec=%s" % r.out.strip()[:5] in r.err
-    r = trace(mrhooker, "--fake-time", "next tuesday", "true")
-    assert r.returncode == 2 and r.err.startswith("mrhooker: bad --fake-time"), r
+    for spec in ("next tuesday", "", " "):   # (an empty one ran the program on the real clock, silently)
+        r = trace(mrhooker, "--fake-time", spec, "true")
+        assert r.returncode == 2 and r.err.startswith("mrhooker: bad --fake-time") and r.err.count("\n") == 1, r
 
 
 DECODE_C = r'''

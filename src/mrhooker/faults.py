@@ -253,6 +253,9 @@ def parse_fake_time(text, now_ns=None):
     # second when the precise clock does (runtime/faketime.h).
     now_ns -= now_ns % 1000000
     words = text.split()
+    if not words:   # (the real clock, unfaked: not what anyone writing --fake-time means)
+        raise MrhookerError("bad --fake-time %r: give a date ('2000-01-01'), @EPOCH, a shift ('+1d') or a rate "
+                            "('x2')" % text)
     rate = NORMAL_RATE
     if words and _RATE.fullmatch(words[-1]):
         value = _exact(words.pop()[1:])

@@ -7,6 +7,7 @@ SIGINT, SIGTERM or SIGHUP kills mrhooker by the same signal, so that shells see 
 mrhooker; killed by another signal N, mrhooker exits 128+N. Should mrhooker die first, its guardian
 (guardian.py) kills the target.
 """
+import errno
 import os
 import signal
 import stat
@@ -515,11 +516,19 @@ def spawn_and_wait(program, command, env, log, signals, guardian, on_tick=None, 
     # forwarded). Elsewhere (a script, CI, `timeout`, a background job) it gets a group of its own, so that a
     # signal to mrhooker's group reaches mrhooker alone, which passes it on to the program's group.
     own_group = not _in_terminal_foreground()
-    try:
-        pid = os.posix_spawn(program, command, env, setsigmask=(), setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-                             **({"setpgroup": 0} if own_group else {}))
-    except OSError as e:
-        raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 126)
+    spawned = (program, command)
+    while True:
+        try:
+            pid = os.posix_spawn(*spawned, env, setsigmask=(), setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                                 **({"setpgroup": 0} if own_group else {}))
+            break
+        except OSError as e:
+            if e.errno == errno.ENOEXEC and spawned[0] == program:
+                # a script without "#!": the shell runs it, as execvp (env, timeout, a shell) does
+                spawned = ("/bin/sh", ["/bin/sh", program] + list(command[1:]))
+                continue
+            # (a "#!" naming no interpreter: ENOENT, "not found" to a shell too)
+            raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 127 if e.errno == errno.ENOENT else 126)
     guardian.watch(pid, own_group)
     signals.started(pid, own_group)
     if on_spawn is not None:
