@@ -70,7 +70,7 @@ ALL_PYTHONS = [sys.executable] + sorted(
 
 
 # What a first run says of its preparation (cli.Console.progress).
-PROGRESS = re.compile(r"^mrhooker: (?:.* \(a first run: cached for the next\) \.\.\.|ready in [0-9.]+ s)\n", re.M)
+PROGRESS = re.compile(r"^mrhooker: (?:.* \(once: cached for the next runs\) \.\.\.|ready in [0-9.]+ s)\n", re.M)
 
 
 def without_progress(text):

@@ -1117,7 +1117,7 @@ def test_a_first_run_says_what_takes_time_and_a_second_says_nothing(base_env, sc
             for _ in range(2)]
     first, second = (r.stderr.decode() for r in runs)
     assert all(r.returncode == 0 for r in runs), runs
-    assert first.splitlines()[0] == "mrhooker: building progress.py (a first run: cached for the next) ...", first
+    assert first.splitlines()[0] == "mrhooker: building progress.py (once: cached for the next runs) ...", first
     assert re.fullmatch(r"mrhooker: ready in [0-9]+\.[0-9] s", first.splitlines()[-1]), first
     assert second == "", second
 

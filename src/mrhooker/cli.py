@@ -178,9 +178,9 @@ class Console:
                 if self._started is None:
                     self._started = self._preparing or time.monotonic()
                 if self._tty and not self.verbose:
-                    self.status("mrhooker: %s (a first run: cached for the next) ..." % what)
+                    self.status("mrhooker: %s (once: cached for the next runs) ..." % what)
                 else:
-                    sys.stderr.write("mrhooker: %s (a first run: cached for the next) ...\n" % what)
+                    sys.stderr.write("mrhooker: %s (once: cached for the next runs) ...\n" % what)
                     sys.stderr.flush()
                 return
             if self._started is None:
