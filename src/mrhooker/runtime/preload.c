@@ -76,7 +76,7 @@ void mrh_warn(const char *fmt, ...)
     va_end(ap);
     int fd = mrh_output_open(mrh_config.output, mrh_config.output_id);
     if (fd >= 0) {
-        mrh_output_write_all(fd, line, n);
+        mrh_output_write_all(fd, line, n, 1);
         close(fd);
     }
     t->depth--;
@@ -107,7 +107,7 @@ static void report(const char *line, size_t n)   /* with depth raised */
     if (!mrh_config.report) return;
     int fd = mrh_output_open(mrh_config.report, mrh_config.report_id);
     if (fd < 0) return;
-    mrh_output_write_all(fd, line, n);
+    mrh_output_write_all(fd, line, n, 1);
     close(fd);
 }
 

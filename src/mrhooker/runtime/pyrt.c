@@ -54,6 +54,7 @@ static PyObject *returned_strings;
 static int output_fd = -1;
 static dev_t output_dev;
 static ino_t output_ino;
+static int output_piped = 1;   /* a pipe or socket (mrh_output_write_all), as the last check found it */
 /* An attached process's detach points output_fd at a placeholder of its own (park_output): an inode nothing else
  * has, so that the next attach can tell the number is still ours and reuse it (else each attach with hooks would
  * leave a descriptor behind), and opened O_PATH, so that a hook still writing after the detach gets EBADF (and
@@ -63,7 +64,7 @@ static ino_t parked_ino;
 
 static int output_descriptor(void)
 {
-    if (mrh_output_still(output_fd, output_dev, output_ino)) return output_fd;
+    if (mrh_output_still(output_fd, output_dev, output_ino, &output_piped)) return output_fd;
     /* Parked by a detach, with a hook still running (its call was in flight): its lines are dropped. Opening
      * the output again would give the program mrhooker's stderr to hold after mrhooker's end, and a reader of
      * that pipe would wait for its end for ever. (detached is set before the park: seen here once the
@@ -72,7 +73,7 @@ static int output_descriptor(void)
     /* Closed or reused by the target: never close what may be the target's now; open the output again (into
      * the number a detach parked, if it is still parked). */
     int fd = mrh_output_open(mrh_rt->output, mrh_rt->output_id);
-    if (fd >= 0 && output_fd >= 0 && parked_ino && mrh_output_still(output_fd, parked_dev, parked_ino) &&
+    if (fd >= 0 && output_fd >= 0 && parked_ino && mrh_output_still(output_fd, parked_dev, parked_ino, NULL) &&
         dup3(fd, output_fd, O_CLOEXEC) == output_fd) {
         close(fd);
         fd = output_fd;
@@ -82,6 +83,7 @@ static int output_descriptor(void)
     if (output_fd >= 0 && fstat(output_fd, &st) == 0) {
         output_dev = st.st_dev;
         output_ino = st.st_ino;
+        output_piped = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode);
     }
     return output_fd;
 }
@@ -89,7 +91,7 @@ static int output_descriptor(void)
 static void park_output(void)
 {
     int fd = __atomic_load_n(&output_fd, __ATOMIC_RELAXED);
-    if (!mrh_output_still(fd, output_dev, output_ino)) return;   /* not ours any more: the program's now */
+    if (!mrh_output_still(fd, output_dev, output_ino, NULL)) return;   /* not ours any more: the program's now */
     int placeholder = -1, mem = memfd_create("mrhooker-detached", MFD_CLOEXEC);
     if (mem >= 0) {
         char path[40];
@@ -672,7 +674,7 @@ MRH_EXPORT void *mrh_original(const char *name)
                          "calls of it return -1 with errno ENOSYS\n", name);
         int fd = mrh_output_open(mrh_rt->output, mrh_rt->output_id);
         if (fd >= 0) {
-            mrh_output_write_all(fd, line, n < (int)sizeof line ? n : (int)sizeof line - 1);
+            mrh_output_write_all(fd, line, n < (int)sizeof line ? n : (int)sizeof line - 1, 1);
             close(fd);
         }
     }
@@ -732,7 +734,7 @@ static void output_lost(int err)
     if (fd < 0) return;
     char line[32];
     int n = snprintf(line, sizeof line, "lost %d\n", err);
-    mrh_output_write_all(fd, line, (size_t)n);
+    mrh_output_write_all(fd, line, (size_t)n, 1);
     close(fd);
 }
 
@@ -744,7 +746,7 @@ static PyObject *native_write_output(PyObject *self, PyObject *arg)
     int fd = output_descriptor(), err = 0;
     if (fd >= 0) {
         Py_BEGIN_ALLOW_THREADS
-        err = mrh_output_write_all(fd, data.buf, (size_t)data.len);
+        err = mrh_output_write_all(fd, data.buf, (size_t)data.len, output_piped);
         Py_END_ALLOW_THREADS
     }
     if (err) output_lost(err);
@@ -958,7 +960,7 @@ static void warn(const char *fmt, ...)
     int n = mrh_output_format_warning(line, sizeof line, fmt, ap);
     va_end(ap);
     int fd = output_descriptor();
-    if (fd >= 0) mrh_output_write_all(fd, line, n);
+    if (fd >= 0) mrh_output_write_all(fd, line, n, 1);
 }
 
 static void warn_exception(const char *what)
