@@ -21,6 +21,8 @@ import json
 import re
 import subprocess
 
+from mrhooker import tracespec
+
 # ---- parsing ----------------------------------------------------------------------------------------------
 
 _OPEN = {"(": ")", "[": "]", "{": "}"}
@@ -308,7 +310,8 @@ DELIBERATE = [
                "call returns the length or -1"),
 ] + [Deliberate(name, "result value", "the library returns the error number (`29 ESPIPE (Illegal seek)`), the "
                 "system call -1 and errno: the name and text are still compared")
-     for name in ("posix_fadvise", "posix_fadvise64", "posix_fallocate", "posix_fallocate64")] + [
+     for name in list(tracespec.FUNCTIONS) + list(tracespec.TWINS)
+     if tracespec.described(name).ret is tracespec.ERRNO_RESULT] + [
     Deliberate("getcwd", 0, "getcwd(NULL, 0) has glibc allocate the buffer: the system call gets glibc's buffer and "
                "PATH_MAX, the library call NULL and 0", when=_NULL_BUFFER),
     Deliberate("getcwd", 1, "(the same)", when=_NULL_BUFFER),

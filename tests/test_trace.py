@@ -1,5 +1,6 @@
 """`mrhooker trace` on real programs: what it shows, its formats, its counts against a C counter, threads,
 children, crashes, and bad input. Every run has a timeout."""
+import errno
 import json
 import os
 import re
@@ -833,6 +834,75 @@ def test_inject_retval_null_and_delays(mrhooker, cprog, tmp_path):
     assert re.search(r'fopen\("/etc/hostname", "r"\) = 0x[0-9a-f]+ \(DELAYED\)', r.err), r.err
     r = trace(mrhooker, "-q", "--inject", "fopen:retval=0", prog)
     assert r.returncode == 0 and r.out.split()[:2] == ["mem", "nofile"], r
+
+
+# Functions that fail by returning the error number (tracespec's ERRNO_RESULT) got -1 and errno from --inject, as
+# a function that fails with errno does: Python said `OSError: [Errno -1] Unknown error -1`. Each script makes a
+# real failure first, then the call the rule fails; both print what Python made of it.
+ERROR_NUMBER_FAILURES = {
+    "posix_spawnp": ("ENOENT", 'os.posix_spawnp("no-such-program-here", ["x"], {})',
+                     'os.posix_spawnp("true", ["true"], {})'),
+    "posix_fadvise": ("EIO", "os.posix_fadvise(os.pipe()[0], 0, 0, os.POSIX_FADV_SEQUENTIAL)",   # ESPIPE
+                      'os.posix_fadvise(os.open("/etc/hostname", os.O_RDONLY), 0, 0, os.POSIX_FADV_SEQUENTIAL)'),
+    "posix_fallocate": ("ENOSPC", "os.posix_fallocate(os.pipe()[1], 0, 100)",   # ESPIPE
+                        'os.posix_fallocate(os.open(sys.argv[1], os.O_RDWR | os.O_CREAT), 0, 100)'),
+}
+
+
+@pytest.mark.parametrize("function", sorted(ERROR_NUMBER_FAILURES))
+def test_inject_into_a_function_that_returns_its_error_number(mrhooker, tmp_path, function):
+    """The program gets the error number as the function's result, as from a real failure, and the line reads as
+    the real failure's does."""
+    error, real, injected = ERROR_NUMBER_FAILURES[function]
+    code = ("import os, sys\n"
+            "for attempt in (lambda: %s, lambda: %s):\n"
+            "    try:\n"
+            "        attempt()\n"
+            "        print('worked')\n"
+            "    except OSError as e:\n"
+            "        print(e.errno, e.strerror)\n" % (real, injected))
+    r = trace(mrhooker, "-e", function, "--inject", "%s:error=%s:when=2" % (function, error), PY, "-S", "-c", code,
+              tmp_path / "file")
+    assert r.returncode == 0, r
+    number = getattr(errno, error)
+    assert r.out.splitlines()[1] == "%d %s" % (number, os.strerror(number)), r
+    real_line, injected_line = [l for l in r.err.splitlines() if re.match(r"%s(64)?\(" % function, l)]   # or its twin
+    real_result = re.search(r"\) = (\d+) (E\w+) \(([^)]*)\)$", real_line)
+    assert real_result and r.out.splitlines()[0] == "%s %s" % (real_result.group(1), real_result.group(3)), r
+    assert injected_line.endswith(") = %d %s (%s) (INJECTED)" % (number, error, os.strerror(number))), r.err
+
+
+def test_inject_into_pthread_create_returns_the_error_number_and_leaves_errno(mrhooker, cprog):
+    """pthread_create fails by returning the error number (sort's threads, a C program's): the injected failure
+    is what a real one returns, without touching errno, and its line is the real one's."""
+    prog = cprog(r"""
+        #include <errno.h>
+        #include <pthread.h>
+        #include <stdio.h>
+        static void *run(void *arg) { return arg; }
+        int main(void)
+        {
+            pthread_attr_t huge;
+            pthread_attr_init(&huge);
+            pthread_attr_setstacksize(&huge, (size_t)1 << 50);   /* past the address space: a real EAGAIN */
+            for (int i = 0; i < 2; i++) {
+                pthread_t t;
+                errno = EDOM;   /* the caller's errno, which the injected failure leaves alone */
+                int err = pthread_create(&t, i == 0 ? &huge : NULL, run, NULL);
+                int after = errno;
+                if (err == 0) pthread_join(t, NULL);
+                printf("%d %d\n", err, after);
+            }
+            return 0;
+        }
+        """, flags=["-pthread"])
+    r = trace(mrhooker, "-e", "pthread_create", "--inject", "pthread_create:error=EAGAIN:when=2", prog)
+    assert r.returncode == 0, r
+    real, injected = r.out.splitlines()
+    assert real.split()[0] == str(errno.EAGAIN) and injected == "%d %d" % (errno.EAGAIN, errno.EDOM), r
+    real_line, injected_line = call_lines(r.err, "pthread_create")
+    result = " = %d EAGAIN (%s)" % (errno.EAGAIN, os.strerror(errno.EAGAIN))
+    assert real_line.endswith(result) and injected_line.endswith(result + " (INJECTED)"), r.err
 
 
 def test_inject_refuses_what_cant_work_with_one_line(mrhooker):

@@ -6,9 +6,11 @@ the generated C applies (runtime/trace.h: mrh_inject_rule, fake time). Nothing h
     FUNC[,FUNC...]:error=ENAME|retval=N[:when=FIRST[..LAST][+[STEP]]][:probability=P][:delay_enter=T][:delay_exit=T]
 
 A chosen call isn't made: it returns retval (or, with error= alone, the failure value its prototype implies:
--1 for a signed integer, NULL for a pointer) with errno set to ENAME. when= counts a function's calls in each
-process from 1: `3` the third only, `3+` the third and every one after, `3+2` every second from the third,
-`2..4` the second to the fourth. probability= (0.05, or 5%) then keeps each of those with that chance, from a
+-1 for a signed integer, NULL for a pointer) with errno set to ENAME; with error= alone, a function that fails
+by returning an error number (tracespec.returns_error_number: posix_spawn, pthread_create) returns ENAME's
+number instead and leaves errno alone, as it does itself. when= counts a function's calls in each process from
+1: `3` the third only, `3+` the third and every one after, `3+2` every second from the third, `2..4` the
+second to the fourth. probability= (0.05, or 5%) then keeps each of those with that chance, from a
 hash of --seed, the function and the call's number: the same seed chooses the same calls. delay_enter= and
 delay_exit= wait before or after the call (microseconds, or with a unit: 10ms, 1.5s, 200us, 50ns); alone,
 they delay without failing. Several rules may name one function: they count the same calls (when= numbers are
@@ -47,7 +49,7 @@ class Rule:
     def entry(self, proto):
         """The mrh_inject_rule fields for one function, but its chain's `next`: (armed, error, retval, fail,
         probability, first, last, step, delay_enter_ns, delay_exit_ns)."""
-        retval = self.retval
+        error, retval = self.error, self.retval
         if self.fails:
             name = proto.symbol
             if name in tracespec.NORETURN:
@@ -56,12 +58,14 @@ class Rule:
             if proto.ret.kind == "void":
                 raise MrhookerError("--inject %s: %s returns nothing, so it can't fail: use delay_enter= or "
                                     "delay_exit=" % (self.spec, name))
-            if retval is None:
+            if retval is None and tracespec.returns_error_number(proto):
+                error, retval = 0, error   # failing as the function does: the error number returned, not in errno
+            elif retval is None:
                 retval = tracespec.failure_value(proto)
                 if retval is None:
                     raise MrhookerError("--inject %s: what %s returns when it fails isn't clear from its prototype "
                                         "(%s): say it with retval=" % (self.spec, name, proto.text))
-        return (1, self.error, int(retval or 0), int(self.fails), self.probability, self.first, self.last,
+        return (1, error, int(retval or 0), int(self.fails), self.probability, self.first, self.last,
                 self.step, self.delay_enter_ns, self.delay_exit_ns)
 
 

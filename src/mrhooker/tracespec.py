@@ -90,7 +90,7 @@ VOID = _Simple("void", "MRH_K_VOID")
 SIGNAL = _Simple("signal", "MRH_K_SIGNAL")
 ID = _Simple("id", "MRH_K_ID")             # a uid_t or gid_t: -1 is "none" (chown's "leave it")
 EAI = _Simple("eai", "MRH_K_EAI")          # getaddrinfo's result: 0, or an EAI_* code
-ERRNO_RESULT = _Simple("errno_result", "MRH_K_ERRNO_RESULT")   # 0, or an error number (errno is not set)
+ERRNO_RESULT = _Simple("errno_result", "MRH_K_ERRNO_RESULT")   # 0, or an error number, errno unset (--inject too)
 SELECT_RESULT = _Simple("select_result", "MRH_K_SELECT_RESULT")
 
 
@@ -689,8 +689,8 @@ FUNCTIONS = {
     "execvpe": Fn(PATH, ARGV, ENVP, classes="process", exec_=True),
     "execveat": Fn(DIRFD, PATH, ARGV, ENVP, _AT, classes="process", exec_=True),
     "fexecve": Fn(FD, ARGV, ENVP, classes="process", exec_=True),
-    "posix_spawn": Fn(None, PATH, None, None, ARGV, ENVP, classes="process"),
-    "posix_spawnp": Fn(None, PATH, None, None, ARGV, ENVP, classes="process"),
+    "posix_spawn": Fn(None, PATH, None, None, ARGV, ENVP, ret=ERRNO_RESULT, classes="process"),
+    "posix_spawnp": Fn(None, PATH, None, None, ARGV, ENVP, ret=ERRNO_RESULT, classes="process"),
     "system": Fn(STRING, classes="process"), "popen": Fn(STRING, STRING, classes="process"),
     "pclose": Fn(None, classes="process"),
     "wait": Fn(WAIT_STATUS, classes="process", wait=True),
@@ -704,16 +704,17 @@ FUNCTIONS = {
     "kill": Fn(None, SIGNAL, classes="process signal", may_die=True),
     "killpg": Fn(None, SIGNAL, classes="process signal", may_die=True),
     "raise": Fn(SIGNAL, classes="process signal", may_die=True),
-    "pthread_kill": Fn(None, SIGNAL, classes="signal", may_die=True),
-    "pthread_create": Fn(None, None, None, None, classes="process"),
-    "pthread_join": Fn(None, None, classes="process"),
+    "pthread_kill": Fn(None, SIGNAL, ret=ERRNO_RESULT, classes="signal", may_die=True),
+    "pthread_create": Fn(None, None, None, None, ret=ERRNO_RESULT, classes="process"),
+    "pthread_join": Fn(None, None, ret=ERRNO_RESULT, classes="process"),
     "setsid": Fn(classes="process"), "setpgid": Fn(None, None, classes="process"),
     "setuid": Fn(ID, classes="process"), "setgid": Fn(ID, classes="process"),
     "prctl": Fn(None, None, None, None, None, classes="process"),
     # memory
     "malloc": Fn(None, classes="memory"), "calloc": Fn(None, None, classes="memory"),
     "realloc": Fn(None, None, classes="memory"), "free": Fn(None, classes="memory"),
-    "posix_memalign": Fn(None, None, None, classes="memory"), "aligned_alloc": Fn(None, None, classes="memory"),
+    "posix_memalign": Fn(None, None, None, ret=ERRNO_RESULT, classes="memory"),
+    "aligned_alloc": Fn(None, None, classes="memory"),
     "memalign": Fn(None, None, classes="memory"), "valloc": Fn(None, classes="memory"),
     "mmap": Fn(HEX, None, PROT, MAP_FLAGS, FD, None, classes="memory", fails=-1),
     "munmap": Fn(HEX, None, classes="memory"),
@@ -724,7 +725,7 @@ FUNCTIONS = {
     # time
     "time": Fn(None, classes="time"), "gettimeofday": Fn(None, None, classes="time"),
     "clock_gettime": Fn(CLOCK, None, classes="time"), "clock_getres": Fn(CLOCK, None, classes="time"),
-    "clock_nanosleep": Fn(CLOCK, None, None, None, classes="time"),
+    "clock_nanosleep": Fn(CLOCK, None, None, None, ret=ERRNO_RESULT, classes="time"),
     "nanosleep": Fn(None, None, classes="time"), "sleep": Fn(None, classes="time"),
     "usleep": Fn(None, classes="time"), "alarm": Fn(None, classes="time"),
     "setitimer": Fn(None, None, None, classes="time"), "getitimer": Fn(None, None, classes="time"),
@@ -742,7 +743,7 @@ FUNCTIONS = {
     "prlimit": Fn(None, RLIMIT_RESOURCE, None, None),
     # signals
     "sigprocmask": Fn(SIGPROCMASK_HOW, SIGSET, SIGSET_OUT, classes="signal"),
-    "pthread_sigmask": Fn(SIGPROCMASK_HOW, SIGSET, SIGSET_OUT, classes="signal"),
+    "pthread_sigmask": Fn(SIGPROCMASK_HOW, SIGSET, SIGSET_OUT, ret=ERRNO_RESULT, classes="signal"),
     "sigsuspend": Fn(SIGSET, classes="signal"), "sigwait": Fn(SIGSET, None, classes="signal"),
     "sigtimedwait": Fn(SIGSET, None, None, classes="signal"),
 }
@@ -957,6 +958,13 @@ def plan(proto, layouts=None, hidden=False):
         kinds.append(kind)
     ret = entry.ret or _result_kind(proto)
     return Plan(proto, kinds, ret, entry, hidden)
+
+
+def returns_error_number(proto):
+    """Does the function fail by returning an error number, with errno left alone (posix_fadvise, pthread_create:
+    the table's ERRNO_RESULT)?"""
+    entry = described(proto.symbol)
+    return entry is not None and entry.ret is ERRNO_RESULT
 
 
 def failure_value(proto):

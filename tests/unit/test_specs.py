@@ -99,6 +99,16 @@ def test_inject_numbers_past_64_bits_are_refused():
     assert faults.parse_inject("write:retval=-1:delay_enter=1.5s", ERRNOS).delay_enter_ns == 1500000000
 
 
+def test_inject_error_into_a_function_that_returns_its_error_number(unit_cache):
+    """error= alone: posix_fadvise and pthread_create return the error number and leave errno alone (they fail
+    so); write returns -1 with errno set; an explicit retval= is kept, with errno, for either."""
+    prototypes = {p.symbol: p for p in tracing.select(["posix_fadvise", "pthread_create", "write"], unit_cache)}
+    for symbol, (error, retval) in [("posix_fadvise", (0, 5)), ("pthread_create", (0, 5)), ("write", (5, -1))]:
+        assert faults.parse_inject("%s:error=EIO" % symbol, ERRNOS).entry(prototypes[symbol])[1:3] == (error, retval)
+    assert faults.parse_inject("pthread_create:error=EIO:retval=-1", ERRNOS).entry(
+        prototypes["pthread_create"])[1:3] == (5, -1)
+
+
 # ---- fuzz -------------------------------------------------------------------------------------------------
 
 # mrh_inject_rule's fields (runtime/tracefile.h), as Rule.entry gives them: each must fit its C type.
