@@ -6,8 +6,8 @@ handler in the main thread, whichever thread the kernel chose. While the target 
 it forwards in the main thread and waits for them in a thread of its own; a thread started earlier with them
 unblocked (a progress timer cancelled a moment before) could still be chosen, and a SIGHUP meant for the
 target then unwound mrhooker as if it had come during a build ("mrhooker: interrupted", 129, where the target
-exited 23). A thread started here inherits a mask that blocks every signal
-(a new thread starts with its creator's).
+exited 23). A thread started here inherits a mask that blocks every signal (a new thread starts with its
+creator's).
 
 Not so the workers of the preparation's pools (concurrent.futures): the compilers they start inherit their
 mask, and must take signals. Those pools are done before the target runs: `with` waits for their threads, and

@@ -70,13 +70,18 @@ static inline int mrh_output_open(const char *path, const char *id)
     return fd;
 }
 
-/* Is fd still the output it was opened as (dev, ino)? piped (if not NULL): whether it is a pipe or a socket,
- * whose write may raise SIGPIPE (see mrh_output_write_all). */
+/* A pipe or a socket: a write there may raise SIGPIPE (see mrh_output_write_all). */
+static inline int mrh_output_piped(const struct stat *st)
+{
+    return S_ISFIFO(st->st_mode) || S_ISSOCK(st->st_mode);
+}
+
+/* Is fd still the output it was opened as (dev, ino)? piped (if not NULL): mrh_output_piped of it. */
 static inline int mrh_output_still(int fd, dev_t dev, ino_t ino, int *piped)
 {
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino) return 0;
-    if (piped) *piped = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode);
+    if (piped) *piped = mrh_output_piped(&st);
     return 1;
 }
 

@@ -83,7 +83,7 @@ static int output_descriptor(void)
     if (output_fd >= 0 && fstat(output_fd, &st) == 0) {
         output_dev = st.st_dev;
         output_ino = st.st_ino;
-        output_piped = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode);
+        output_piped = mrh_output_piped(&st);
     }
     return output_fd;
 }
