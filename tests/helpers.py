@@ -96,6 +96,40 @@ def assert_clean(r):
     assert "Traceback" not in r.err, r
 
 
+# Buffers of items and memory by address (tests/test_trace.py, test_strace_agreement.py): fwrite's and fread's
+# buffers of size * nmemb bytes, realloc's pointer; run as `prog FILE-OF-0123456789 [reallocarray]`.
+STREAMS_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    char buf[64];
+    fwrite("hello world\n", 1, 12, stdout);
+    fwrite("abcdefgh", 4, 2, stdout);
+    fwrite_unlocked("xyz!", 2, 2, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+    FILE *f = fopen(argv[1], "r");
+    size_t n = fread(buf, 1, sizeof buf, f);
+    rewind(f);
+    size_t items = fread_unlocked(buf, 4, 16, f);   /* ten bytes: two whole items of four */
+    size_t none = fread(buf, 1, sizeof buf, f);     /* at the end */
+    fclose(f);
+    char *p = malloc(16);
+    strcpy(p, "secret-ish");
+    p = realloc(p, 4096);
+    if (argc > 2)
+        p = reallocarray(p, 2, 4096);
+    free(p);
+    printf("%zu %zu %zu\n", n, items, none);
+    return 0;
+}
+"""
+
+
 # A busy program: writes one byte at a time to /dev/null for argv[1] seconds. On SIGTERM, SIGINT or SIGHUP it
 # says on stderr how many writes returned (by a raw system call: never traced), then dies by the signal.
 BUSY_C = r"""

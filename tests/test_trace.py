@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from helpers import (BUSY_C, RUN_TIMEOUT, WATCHDOG_C, children, lines_starting, live_processes, trace_files_of, unhooked,
-                     scaled, wait_for, without_progress)
+from helpers import (BUSY_C, RUN_TIMEOUT, STREAMS_C, WATCHDOG_C, children, lines_starting, live_processes,
+                     trace_files_of, unhooked, scaled, wait_for, without_progress)
 
 PY = sys.executable
 
@@ -982,6 +982,45 @@ def test_decoding_found_by_a_user(mrhooker, cprog, tmp_path):
         assert r.returncode == 0, r
         bufs = [json.loads(l)["args"]["buf"] for l in out.read_text().splitlines() if json.loads(l)["ret"] > 0]
         assert bufs == (["\\xff"] if f is real else ["\\\\xff"]), bufs
+
+
+STREAMS_TRACED = ("fwrite", "fwrite_unlocked", "fread", "fread_unlocked", "realloc", "reallocarray")
+
+
+def _addresses_out(lines):
+    return [re.sub(r"0x[0-9a-f]+", "0x?", line) for line in lines]
+
+
+@pytest.mark.parametrize("size", [None, "4"], ids=["whole", "cut"])
+def test_stream_buffers_are_size_times_items_and_realloc_s_pointer_an_address(mrhooker, cprog, tmp_path, size):
+    """fwrite's buffer is size * nmemb bytes (not `size` of them); fread's is what it filled, size * its result,
+    shown after the call as read's is; realloc's (and reallocarray's) pointer is an address, never a string."""
+    ten = tmp_path / "ten"
+    ten.write_text("0123456789")
+    prog = cprog(STREAMS_C, ["-O0", "-fno-builtin"])
+    out = tmp_path / "calls.jsonl"
+    cut = ["-s", size] if size else []
+    r = trace(mrhooker, "-e", ",".join(STREAMS_TRACED), "--json", out, *cut, prog, ten, "again")
+    assert r.returncode == 0 and r.out == "hello world\nabcdefghxyz!\n10 2 0\n", r
+    if size:
+        shown = {"fwrite": ['fwrite("hell"..., 1, 12, 0x?) = 12', 'fwrite("abcd"..., 4, 2, 0x?) = 2'],
+                 "fwrite_unlocked": ['fwrite_unlocked("xyz!", 2, 2, 0x?) = 2'],
+                 "fread": ['fread("0123"..., 1, 64, 0x?) = 10', 'fread("", 1, 64, 0x?) = 0'],
+                 "fread_unlocked": ['fread_unlocked("0123"..., 4, 16, 0x?) = 2']}
+    else:
+        shown = {"fwrite": ['fwrite("hello world\\n", 1, 12, 0x?) = 12', 'fwrite("abcdefgh", 4, 2, 0x?) = 2'],
+                 "fwrite_unlocked": ['fwrite_unlocked("xyz!", 2, 2, 0x?) = 2'],
+                 "fread": ['fread("0123456789", 1, 64, 0x?) = 10', 'fread("", 1, 64, 0x?) = 0'],
+                 "fread_unlocked": ['fread_unlocked("01234567", 4, 16, 0x?) = 2']}
+    shown["reallocarray"] = ["reallocarray(0x?, 2, 4096) = 0x?"]
+    for name, lines in shown.items():
+        assert _addresses_out(call_lines(r.err, name)) == lines, (name, r.err)
+    reallocs = _addresses_out(call_lines(r.err, "realloc"))   # reallocarray's own realloc may follow
+    assert reallocs[0] == "realloc(0x?, 4096) = 0x?" and all('"' not in line for line in reallocs), r.err
+    calls = [json.loads(line) for line in out.read_text().splitlines()]
+    freads = [c["args"]["ptr"] for c in calls if c["name"].startswith("fread")]
+    assert freads == (["0123...", "0123...", ""] if size else ["0123456789", "01234567", ""]), freads
+    assert re.match(r"0x[0-9a-f]+$", [c for c in calls if c["name"] == "realloc"][0]["args"]["ptr"]), calls
 
 
 @pytest.mark.parametrize("spec", ["open,dlsym,strncmp", "*"], ids=["some", "every_function"])

@@ -25,7 +25,7 @@ CAP_STRING, CAP_BYTES, CAP_SOCKADDR, CAP_PATH, CAP_STRV, CAP_STRUCT, CAP_IOV, CA
 ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
 # How long it is (trace.h: MRH_LEN_*).
 (LEN_NUL, LEN_FIXED, LEN_ARG, LEN_RET_UPTO_ARG, LEN_DEREF_ARG, LEN_STRINGS, LEN_ARG_TIMES, LEN_ARG_BITS,
- LEN_RET_TIMES) = range(9)
+ LEN_RET_TIMES, LEN_ITEMS) = range(10)
 
 # Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
 SIZEOF = {"int": 4, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
@@ -274,6 +274,22 @@ class BytesOut(Kind):
 
     def captures(self, which, params):
         return [Capture(which, CAP_BYTES, IF_OK, LEN_RET_UPTO_ARG, self.length)]
+
+
+class Items(Kind):
+    """A buffer of items of argument `size` bytes each: as many as argument `count` says, which the caller passes
+    (fwrite's: size * nmemb bytes), or, `filled`, as many as the call returns, which it filled (fread's: size *
+    its result; "" for none)."""
+
+    name, reader = "bytes", "MRH_K_BYTES"
+
+    def __init__(self, size, count=None, filled=False):
+        self.size, self.count, self.filled = size, count, filled
+
+    def captures(self, which, params):
+        if self.filled:
+            return [Capture(which, CAP_BYTES, IF_OK, LEN_ITEMS, RET, size=self.size)]
+        return [Capture(which, CAP_BYTES, ALWAYS, LEN_ITEMS, self.count, size=self.size)]
 
 
 class Sockaddr(Kind):
@@ -657,6 +673,13 @@ FUNCTIONS = {
     "splice": Fn(FD, None, FD, None, None, None, classes="desc"),
     "posix_fadvise": Fn(FD, None, None, FADVISE, ret=ERRNO_RESULT, classes="desc"),
     "posix_fallocate": Fn(FD, None, None, ret=ERRNO_RESULT, classes="desc"),
+    # streams (no class: strace sees their read and write; ltrace's prototypes say as much of them)
+    "fwrite": Fn(Items(1, count=2), None, None, None), "fwrite_unlocked": Fn(Items(1, count=2), None, None, None),
+    "fread": Fn(Items(1, filled=True), None, None, None),
+    "fread_unlocked": Fn(Items(1, filled=True), None, None, None),
+    "setbuffer": Fn(None, HEX, None),   # the stream's buffer-to-be: an address
+    # strings a call fills; its result is 0 or -1, not a length
+    "gethostname": Fn(StringOut(), None), "getdomainname": Fn(StringOut(), None),
     # network
     "socket": Fn(ADDRESS_FAMILY, SOCKET_TYPE, SOCKET_PROTOCOL, classes="net"),
     "socketpair": Fn(ADDRESS_FAMILY, SOCKET_TYPE, SOCKET_PROTOCOL, FD_PAIR, classes="net"),
@@ -712,7 +735,8 @@ FUNCTIONS = {
     "prctl": Fn(None, None, None, None, None, classes="process"),
     # memory
     "malloc": Fn(None, classes="memory"), "calloc": Fn(None, None, classes="memory"),
-    "realloc": Fn(None, None, classes="memory"), "free": Fn(None, classes="memory"),
+    "realloc": Fn(HEX, None, classes="memory"), "free": Fn(None, classes="memory"),
+    "reallocarray": Fn(HEX, None, None, classes="memory"),
     "posix_memalign": Fn(None, None, None, ret=ERRNO_RESULT, classes="memory"),
     "aligned_alloc": Fn(None, None, classes="memory"),
     "memalign": Fn(None, None, classes="memory"), "valloc": Fn(None, classes="memory"),
@@ -722,6 +746,12 @@ FUNCTIONS = {
     "madvise": Fn(HEX, None, None, classes="memory"),
     "brk": Fn(HEX, classes="memory"), "sbrk": Fn(None, classes="memory", fails=-1),
     "shmat": Fn(None, HEX, None, fails=-1),
+    # memory by its address, never data (in no class: %memory is what sweep injects ENOMEM into)
+    "mlock": Fn(HEX, None), "munlock": Fn(HEX, None), "mlock2": Fn(HEX, None, None),
+    "msync": Fn(HEX, None, None), "mincore": Fn(HEX, None, None),
+    "posix_madvise": Fn(HEX, None, None, ret=ERRNO_RESULT),
+    "bzero": Fn(HEX, None), "explicit_bzero": Fn(HEX, None),
+    "qsort": Fn(HEX, None, None, None), "bsearch": Fn(HEX, HEX, None, None, None),
     # time
     "time": Fn(None, classes="time"), "gettimeofday": Fn(None, None, classes="time"),
     "clock_gettime": Fn(CLOCK, None, classes="time"), "clock_getres": Fn(CLOCK, None, classes="time"),
@@ -900,7 +930,9 @@ def default_kind(params, i, returns_int):
             and following is not None and _is_length(following)):
         if spelling.startswith("const"):
             return Bytes(i + 1)
-        return BytesOut(i + 1) if returns_int else StringOut()
+        if returns_int:
+            return BytesOut(i + 1)
+        return StringOut() if spelling == "char*" else HEX   # a void * is never a string (realloc's)
     return _type_kind(p.type)
 
 

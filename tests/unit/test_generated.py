@@ -79,3 +79,22 @@ def test_hook_entry_points_and_trampolines_are_calls(unit_cache, tmp_path):
     _check("hooks.entries.c", codegen.entries_source(entries))
     _check("hooks.trampolines.c", codegen.trampolines_source(hooks, entries, {("clock_gettime", "ts"):
                                                                             "struct timespec"}))
+
+
+def test_items_and_addresses_are_described_so(unit_cache, symbols):
+    """fwrite's buffer: argument 2 items of argument 1 bytes each, kept always; fread's: as many items as it
+    returns, kept when it worked; realloc's pointer (and any non-const void * with a length, where the call
+    doesn't return a length) an address; a char * with a length, where the call returns a pointer, a string it
+    fills (strerror_r's); gethostname's a string it fills, though it returns 0."""
+    def plan(name):
+        return tracespec.plan(cdecl.prototype_for(name, unit_cache))
+
+    source = codegen.trace_entries_source([plan("fwrite"), plan("fread_unlocked")], symbols)
+    assert "{0, MRH_CAP_BYTES, MRH_WHEN_ALWAYS, MRH_LEN_ITEMS, 2, 0, 0, 0, 1, NULL}" in source, source
+    assert "{0, MRH_CAP_BYTES, MRH_WHEN_OK, MRH_LEN_ITEMS, 255, 0, 0, 0, 1, NULL}" in source, source
+    for name in ("realloc", "reallocarray", "memfrob", "fmemopen", "bzero", "qsort", "mlock", "msync"):
+        p = plan(name)
+        assert p.kinds[0] is tracespec.HEX and not [c for c in p.captures if c.which == 0], (name, p.kinds)
+    assert isinstance(plan("strerror_r").kinds[1], tracespec.StringOut)
+    assert isinstance(plan("gethostname").kinds[0], tracespec.StringOut)
+    assert [c.length for c in plan("read").captures] == [tracespec.LEN_RET_UPTO_ARG]   # unchanged

@@ -683,7 +683,7 @@ static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint6
         for (int k = 0; k < c->nvalues && !found; k++) found = args[c->only_if] == c->values[k];
         if (!found) return 0;
     }
-    uint64_t ref = args[c->ref];
+    uint64_t ref = c->ref == MRH_RET ? ret : args[c->ref];
     switch (c->length) {
     case MRH_LEN_FIXED: *len = c->size; break;
     case MRH_LEN_ARG: *len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref; break;
@@ -704,6 +704,13 @@ static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint6
         if (failed || (int64_t)ret < 0 || ret > 0xffffffffu) return 0;
         *len = ret * c->size;
         break;
+    case MRH_LEN_ITEMS: {     /* items of argument `size` bytes: as many as argument `ref` says (fwrite's), or as the
+                               * call returned (ref MRH_RET: fread's, which it filled) */
+        uint64_t each = args[c->size];
+        if (c->ref == MRH_RET && (failed || (int64_t)ret < 0)) return 0;
+        *len = each && ref > UINT64_MAX / each ? UINT64_MAX : ref * each;
+        break;
+    }
     case MRH_LEN_ARG_BITS:    /* an fd_set up to nfds */
         *len = (int64_t)ref > 0 ? (ref + 7) / 8 : 0;
         if (*len > c->size) *len = c->size;
