@@ -872,6 +872,36 @@ def test_inject_into_a_function_that_returns_its_error_number(mrhooker, tmp_path
     assert injected_line.endswith(") = %d %s (%s) (INJECTED)" % (number, error, os.strerror(number))), r.err
 
 
+def test_a_function_that_returns_its_error_number_counts_as_failed(mrhooker, tmp_path):
+    """posix_fadvise's ESPIPE (a result of 29, errno untouched) is a failure for -Z, -c's errors and JSON's
+    "errno", real or injected; its line names the error once."""
+    code = ("import os\n"
+            "for fd in (os.pipe()[0], os.open('/etc/hostname', os.O_RDONLY), os.open('/etc/hostname', os.O_RDONLY)):\n"
+            "    try:\n"
+            "        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)\n"
+            "        print('worked')\n"
+            "    except OSError as e:\n"
+            "        print(e.errno)\n")
+    inject = ["--inject", "posix_fadvise:error=EIO:when=3"]
+    expected_out = "%d\nworked\n%d\n" % (errno.ESPIPE, errno.EIO)
+    r = trace(mrhooker, "-Z", "-e", "posix_fadvise", *inject, PY, "-S", "-c", code)
+    assert r.returncode == 0 and r.out == expected_out, r
+    lines = [l for l in r.err.splitlines() if re.match(r"posix_fadvise(64)?\(", l)]
+    assert len(lines) == 2, r.err
+    assert lines[0].endswith(") = %d ESPIPE (Illegal seek)" % errno.ESPIPE), lines
+    assert lines[1].endswith(") = %d EIO (%s) (INJECTED)" % (errno.EIO, os.strerror(errno.EIO))), lines
+    js = tmp_path / "calls.json"
+    r = trace(mrhooker, "-q", "--json", js, "-e", "posix_fadvise", *inject, PY, "-S", "-c", code)
+    assert r.returncode == 0 and r.out == expected_out, r
+    records = [json.loads(l) for l in js.read_text().splitlines()]
+    records = [(c["ret"], c["errno"], c.get("injected", False)) for c in records if c["name"].startswith("posix_fadv")]
+    assert records == [(errno.ESPIPE, "ESPIPE", False), (0, None, False), (errno.EIO, "EIO", True)], records
+    r = trace(mrhooker, "-c", "-e", "posix_fadvise", PY, "-S", "-c", code)
+    assert r.returncode == 0, r
+    row = [l.split() for l in r.err.splitlines() if l.split()[-1:] and l.split()[-1].startswith("posix_fadvise")]
+    assert len(row) == 1 and row[0][3:5] == ["3", "1"], r.err   # calls, errors
+
+
 def test_inject_into_pthread_create_returns_the_error_number_and_leaves_errno(mrhooker, cprog):
     """pthread_create fails by returning the error number (sort's threads, a C program's): the injected failure
     is what a real one returns, without touching errno, and its line is the real one's."""
@@ -903,6 +933,36 @@ def test_inject_into_pthread_create_returns_the_error_number_and_leaves_errno(mr
     real_line, injected_line = call_lines(r.err, "pthread_create")
     result = " = %d EAGAIN (%s)" % (errno.EAGAIN, os.strerror(errno.EAGAIN))
     assert real_line.endswith(result) and injected_line.endswith(result + " (INJECTED)"), r.err
+
+
+def test_inject_into_pthread_locks_returns_the_error_number(mrhooker, cprog):
+    """pthread_mutex_lock and _trylock fail as pthread_create does: the injected failure is the error number as the
+    result, errno untouched, as a real EBUSY from trylock is; -Z shows both."""
+    prog = cprog(r"""
+        #include <errno.h>
+        #include <pthread.h>
+        #include <stdio.h>
+        int main(void)
+        {
+            pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+            for (int i = 0; i < 2; i++) {
+                errno = EDOM;
+                int locked = pthread_mutex_lock(&m);
+                int busy = locked == 0 ? pthread_mutex_trylock(&m) : -1;   /* a real EBUSY: it is held */
+                printf("%d %d %d\n", locked, busy, errno);
+                if (locked == 0) pthread_mutex_unlock(&m);
+            }
+            return 0;
+        }
+        """, flags=["-pthread"])
+    r = trace(mrhooker, "-Z", "-e", "pthread_mutex_lock,pthread_mutex_trylock",
+              "--inject", "pthread_mutex_lock:error=EINVAL:when=1", prog)
+    assert r.returncode == 0, r
+    assert r.out.splitlines() == ["%d -1 %d" % (errno.EINVAL, errno.EDOM), "0 %d %d" % (errno.EBUSY, errno.EDOM)], r
+    lines = [l for l in r.err.splitlines() if l.startswith("pthread_")]
+    assert [l.split("(")[0] for l in lines] == ["pthread_mutex_lock", "pthread_mutex_trylock"], r.err
+    assert lines[0].endswith(" = %d EINVAL (%s) (INJECTED)" % (errno.EINVAL, os.strerror(errno.EINVAL))), lines
+    assert lines[1].endswith(" = %d EBUSY (%s)" % (errno.EBUSY, os.strerror(errno.EBUSY))), lines
 
 
 def test_inject_refuses_what_cant_work_with_one_line(mrhooker):

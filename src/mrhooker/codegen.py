@@ -400,10 +400,12 @@ def _bits(ctype, expr):
 
 def _traced(slot, plan, ncaps):
     """The function's mrh_traced (runtime/trace.h): how it fails (its failure value, -1, NULL or MAP_FAILED,
-    with errno set), whether it may not return, returns twice, its arguments and captures."""
+    with errno set, or an error number as its result), whether it may not return, returns twice, its arguments and captures."""
     fields = []
-    if plan.fail_value is not None and plan.proto.ret.kind != "void":
-        fields += [".fail_bits = 0x%xULL" % (plan.fail_value & ((1 << 64) - 1)), ".fails = 1"]
+    if plan.fails_with_result:
+        fields.append(".fails = MRH_FAILS_WITH_RESULT")
+    elif plan.fail_value is not None and plan.proto.ret.kind != "void":
+        fields += [".fail_bits = 0x%xULL" % (plan.fail_value & ((1 << 64) - 1)), ".fails = MRH_FAILS_WITH_ERRNO"]
     if plan.noreturn or plan.may_die:
         fields.append(".noreturn = 1")
     if plan.forks:

@@ -733,6 +733,19 @@ FUNCTIONS = {
     "setsid": Fn(classes="process"), "setpgid": Fn(None, None, classes="process"),
     "setuid": Fn(ID, classes="process"), "setgid": Fn(ID, classes="process"),
     "prctl": Fn(None, None, None, None, None, classes="process"),
+    # the rest of pthreads fail as pthread_create does: 0, or an error number (in no class; pthread_barrier_wait
+    # is not here: its -1 is PTHREAD_BARRIER_SERIAL_THREAD, a success)
+    **{name: Fn(ret=ERRNO_RESULT) for name in (
+        "pthread_mutex_lock pthread_mutex_trylock pthread_mutex_timedlock pthread_mutex_unlock pthread_mutex_init "
+        "pthread_mutex_destroy pthread_mutex_consistent pthread_mutexattr_init pthread_mutexattr_settype "
+        "pthread_cond_wait pthread_cond_timedwait pthread_cond_signal pthread_cond_broadcast pthread_cond_init "
+        "pthread_cond_destroy pthread_rwlock_rdlock pthread_rwlock_wrlock pthread_rwlock_tryrdlock "
+        "pthread_rwlock_trywrlock pthread_rwlock_unlock pthread_rwlock_init pthread_rwlock_destroy "
+        "pthread_spin_lock pthread_spin_trylock pthread_spin_unlock pthread_detach pthread_cancel pthread_once "
+        "pthread_key_create pthread_key_delete pthread_setspecific pthread_attr_init pthread_attr_destroy "
+        "pthread_attr_setstacksize pthread_attr_setdetachstate pthread_getattr_np pthread_setaffinity_np "
+        "pthread_getaffinity_np pthread_setname_np pthread_getname_np pthread_setschedparam "
+        "pthread_getschedparam pthread_barrier_init pthread_barrier_destroy").split()},
     # memory
     "malloc": Fn(None, classes="memory"), "calloc": Fn(None, None, classes="memory"),
     "realloc": Fn(HEX, None, classes="memory"), "free": Fn(None, classes="memory"),
@@ -957,6 +970,7 @@ class Plan:
         self.forks = fn.forks
         self.wait = fn.wait
         self.fail_value = fn.fails if fn.fails is not None else failure_value(proto)
+        self.fails_with_result = fn.ret is ERRNO_RESULT   # 0, or an error number (errno left alone)
         params = self.params
         self.captures = [c for i, k in enumerate(kinds) for c in k.captures(i, params)] + ret.captures(RET, params)
 

@@ -381,7 +381,7 @@ static void put_result(mrh_text *t, const mrh_decoders *d, const mrh_fn *fn, con
     if ((rec->flags & MRH_FAILED) && pointer_result)   /* NULL, or -1 (MAP_FAILED) as strace shows it */
         mrh_puts(t, rec->ret == ~(uint64_t)0 ? "-1" : json ? "null" : "NULL");
     else mrh_show_value(t, d, v, &fn->ret, MRH_RET, rec->ret, json);
-    if ((rec->flags & MRH_FAILED) && !json) {
+    if ((rec->flags & MRH_FAILED) && !json && fn->ret.kind != MRH_K_ERRNO_RESULT) {   /* (that one says it) */
         mrh_put(t, " ", 1);
         mrh_show_errno(t, d, rec->err, 0);
     }

@@ -84,10 +84,14 @@ typedef struct mrh_capture_desc {
     const uint64_t *values;
 } mrh_capture_desc;
 
+/* How a traced function says it failed: it can't; it returns fail_bits with errno set; it returns an error number
+ * (posix_spawn, pthread_create: 0 when it worked, errno left alone). */
+enum { MRH_FAILS_NEVER = 0, MRH_FAILS_WITH_ERRNO = 1, MRH_FAILS_WITH_RESULT = 2 };
+
 /* A traced function, as its entry point hands it to mrh_trace_end(). */
 typedef struct mrh_traced {
     uint64_t fail_bits;   /* the result that says the call failed (with errno set): -1, or NULL ... */
-    uint8_t fails;        /* ... if it can fail so at all (1), else 0 */
+    uint8_t fails;        /* MRH_FAILS_*: if it can fail so at all, or by returning an error number */
     uint8_t noreturn;     /* recorded at entry too: it may not return (exec returns only when it fails, exit
                            * never, kill not if it kills its own process) */
     uint8_t forks;        /* returns twice (fork): the child's side took no time of its own */
@@ -213,6 +217,18 @@ static inline __attribute__((always_inline)) void mrh_trace_returned(mrh_call *c
     if (call->err == 0) *call->errno_at = call->saved_errno;
 }
 
+/* Did the call fail? A function that returns its error number has it recorded as its errno too (-c's errors, -Z,
+ * JSON's "errno"); the program's errno was left as it was (mrh_trace_returned). */
+static inline __attribute__((always_inline)) int mrh_trace_failed(mrh_call *call, const mrh_traced *d, uint64_t ret)
+{
+    if (d->fails == MRH_FAILS_WITH_RESULT) {
+        if (ret == 0) return 0;
+        call->err = (int)ret;
+        return 1;
+    }
+    return d->fails == MRH_FAILS_WITH_ERRNO && ret == d->fail_bits && call->err != 0;
+}
+
 /* Whether the call failed, and its record's flags: inline, so that the compiler reads the entry point's descriptor
  * (a constant) at compile time; the rest out of line. */
 static inline __attribute__((always_inline)) int mrh_trace_flags(const mrh_call *call, const mrh_traced *d)
@@ -227,7 +243,7 @@ static inline __attribute__((always_inline)) void mrh_trace_end(mrh_thread *t, m
                                                                  uint64_t ret, const uint64_t *args)
 {
     mrh_trace_returned(call);
-    int failed = d->fails && ret == d->fail_bits && call->err != 0;
+    int failed = mrh_trace_failed(call, d, ret);
     if (!d->ncaps && !d->forks) mrh_trace_record_plain(t, call, ret, failed, mrh_trace_flags(call, d), args, d->nargs);
     else mrh_trace_record(t, call, d, ret, failed, mrh_trace_flags(call, d), args);
 }
@@ -237,7 +253,7 @@ static inline __attribute__((always_inline)) void mrh_trace_end_before(mrh_threa
                                                                         const uint64_t *args, const mrh_before *b)
 {
     mrh_trace_returned(call);
-    int failed = d->fails && ret == d->fail_bits && call->err != 0;
+    int failed = mrh_trace_failed(call, d, ret);
     mrh_trace_record_before(t, call, d, ret, failed, mrh_trace_flags(call, d), args, b);
 }
 

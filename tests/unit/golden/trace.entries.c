@@ -21,7 +21,7 @@ const int mrh_nslots = 8;
 
 /* ssize_t write(int fd, const void *buf, size_t n) */
 static const mrh_capture_desc mrh_caps_0[] = {{1, MRH_CAP_BYTES, MRH_WHEN_ALWAYS, MRH_LEN_ARG, 2, 0, 0, 0, 0, NULL}};
-static const mrh_traced mrh_traced_0 = {.fail_bits = 0xffffffffffffffffULL, .fails = 1, .nargs = 3, .ncaps = 1, .caps = mrh_caps_0};
+static const mrh_traced mrh_traced_0 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .nargs = 3, .ncaps = 1, .caps = mrh_caps_0};
 typedef long (*mrh_fn_0)(int, void *, unsigned long);
 MRH_ENTRY(long, 0, "write", (int a0, void * a1, unsigned long a2))
 {
@@ -41,7 +41,7 @@ MRH_ENTRY(long, 0, "write", (int a0, void * a1, unsigned long a2))
 
 /* int open(const char *file, int oflag, ...) */
 static const mrh_capture_desc mrh_caps_1[] = {{0, MRH_CAP_PATH, MRH_WHEN_ALWAYS, MRH_LEN_NUL, 0, 0, 0, 0, 0, NULL}};
-static const mrh_traced mrh_traced_1 = {.fail_bits = 0xffffffffffffffffULL, .fails = 1, .nargs = 3, .ncaps = 1, .caps = mrh_caps_1};
+static const mrh_traced mrh_traced_1 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .nargs = 3, .ncaps = 1, .caps = mrh_caps_1};
 typedef int (*mrh_fn_1)(const char *, int, ...);
 MRH_ENTRY(int, 1, "open", (const char * a0, int a1, ...))
 {
@@ -65,7 +65,7 @@ MRH_ENTRY(int, 1, "open", (const char * a0, int a1, ...))
 
 /* int select(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds, struct timeval *timeout) */
 static const mrh_capture_desc mrh_caps_2[] = {{1, MRH_CAP_STRUCT, MRH_WHEN_BEFORE, MRH_LEN_ARG_BITS, 0, 0, 0, 0, 128, NULL}, {1, MRH_CAP_STRUCT, MRH_WHEN_OK, MRH_LEN_ARG_BITS, 0, 0, 0, 0, 128, NULL}, {2, MRH_CAP_STRUCT, MRH_WHEN_BEFORE, MRH_LEN_ARG_BITS, 0, 0, 0, 0, 128, NULL}, {2, MRH_CAP_STRUCT, MRH_WHEN_OK, MRH_LEN_ARG_BITS, 0, 0, 0, 0, 128, NULL}, {3, MRH_CAP_STRUCT, MRH_WHEN_BEFORE, MRH_LEN_ARG_BITS, 0, 0, 0, 0, 128, NULL}, {3, MRH_CAP_STRUCT, MRH_WHEN_OK, MRH_LEN_ARG_BITS, 0, 0, 0, 0, 128, NULL}, {4, MRH_CAP_STRUCT, MRH_WHEN_BEFORE, MRH_LEN_FIXED, 0, 0, 0, 0, 16, NULL}, {4, MRH_CAP_STRUCT, MRH_WHEN_OK, MRH_LEN_FIXED, 0, 0, 0, 0, 16, NULL}};
-static const mrh_traced mrh_traced_2 = {.fail_bits = 0xffffffffffffffffULL, .fails = 1, .nargs = 5, .ncaps = 8, .caps = mrh_caps_2};
+static const mrh_traced mrh_traced_2 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .nargs = 5, .ncaps = 8, .caps = mrh_caps_2};
 typedef int (*mrh_fn_2)(int, void *, void *, void *, void *);
 MRH_ENTRY(int, 2, "select", (int a0, void * a1, void * a2, void * a3, void * a4))
 {
@@ -88,7 +88,7 @@ MRH_ENTRY(int, 2, "select", (int a0, void * a1, void * a2, void * a3, void * a4)
 /* int fcntl(int fd, int cmd, ...) */
 static const uint64_t mrh_values_3_0[] = {0x5ULL, 0x6ULL, 0x7ULL, 0x24ULL, 0x25ULL, 0x26ULL};   /* F_GETLK F_SETLK F_SETLKW F_OFD_GETLK F_OFD_SETLK F_OFD_SETLKW */
 static const mrh_capture_desc mrh_caps_3[] = {{2, MRH_CAP_STRUCT, MRH_WHEN_ALWAYS, MRH_LEN_FIXED, 0, 0, 1, 6, 32, mrh_values_3_0}};
-static const mrh_traced mrh_traced_3 = {.fail_bits = 0xffffffffffffffffULL, .fails = 1, .nargs = 3, .ncaps = 1, .caps = mrh_caps_3};
+static const mrh_traced mrh_traced_3 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .nargs = 3, .ncaps = 1, .caps = mrh_caps_3};
 typedef int (*mrh_fn_3)(int, int, ...);
 MRH_ENTRY(int, 3, "fcntl", (int a0, int a1, ...))
 {
@@ -112,7 +112,7 @@ MRH_ENTRY(int, 3, "fcntl", (int a0, int a1, ...))
 
 /* int execve(const char *path, char *const argv[], char *const envp[]) */
 static const mrh_capture_desc mrh_caps_4[] = {{0, MRH_CAP_PATH, MRH_WHEN_ALWAYS, MRH_LEN_NUL, 0, 0, 0, 0, 0, NULL}, {1, MRH_CAP_STRV, MRH_WHEN_ALWAYS, MRH_LEN_STRINGS, 0, 0, 0, 0, 32, NULL}, {2, MRH_CAP_STRV, MRH_WHEN_ALWAYS, MRH_LEN_STRINGS, 0, 0, 0, 0, 0, NULL}};
-static const mrh_traced mrh_traced_4 = {.fail_bits = 0xffffffffffffffffULL, .fails = 1, .noreturn = 1, .nargs = 3, .ncaps = 3, .caps = mrh_caps_4};
+static const mrh_traced mrh_traced_4 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .noreturn = 1, .nargs = 3, .ncaps = 3, .caps = mrh_caps_4};
 typedef int (*mrh_fn_4)(const char *, void *, void *);
 MRH_ENTRY(int, 4, "execve", (const char * a0, void * a1, void * a2))
 {
@@ -131,7 +131,7 @@ MRH_ENTRY(int, 4, "execve", (const char * a0, void * a1, void * a2))
 }
 
 /* int kill(__pid_t pid, int sig) */
-static const mrh_traced mrh_traced_5 = {.fail_bits = 0xffffffffffffffffULL, .fails = 1, .noreturn = 1, .nargs = 2};
+static const mrh_traced mrh_traced_5 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .noreturn = 1, .nargs = 2};
 typedef int (*mrh_fn_5)(int, int);
 MRH_ENTRY(int, 5, "kill", (int a0, int a1))
 {
@@ -151,7 +151,7 @@ MRH_ENTRY(int, 5, "kill", (int a0, int a1))
 
 /* int clock_gettime(clockid_t clock_id, struct timespec *tp) */
 static const mrh_capture_desc mrh_caps_6[] = {{1, MRH_CAP_STRUCT, MRH_WHEN_OK, MRH_LEN_FIXED, 0, 0, 0, 0, 16, NULL}};
-static const mrh_traced mrh_traced_6 = {.fail_bits = 0xffffffffffffffffULL, .fails = 1, .nargs = 2, .ncaps = 1, .caps = mrh_caps_6};
+static const mrh_traced mrh_traced_6 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .nargs = 2, .ncaps = 1, .caps = mrh_caps_6};
 typedef int (*mrh_fn_6)(int, void *);
 MRH_ENTRY(int, 6, "clock_gettime", (int a0, void * a1))
 {
@@ -170,7 +170,7 @@ MRH_ENTRY(int, 6, "clock_gettime", (int a0, void * a1))
 }
 
 /* __pid_t fork(void) */
-static const mrh_traced mrh_traced_7 = {.fail_bits = 0xffffffffffffffffULL, .fails = 1, .forks = 1, .nargs = 0};
+static const mrh_traced mrh_traced_7 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .forks = 1, .nargs = 0};
 typedef int (*mrh_fn_7)(void);
 MRH_ENTRY(int, 7, "fork", (void))
 {
