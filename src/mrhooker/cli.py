@@ -12,7 +12,7 @@ import re
 import sys
 
 from mrhooker import __version__
-from mrhooker.errors import MrhookerError
+from mrhooker.errors import MrhookerError, say
 
 RUN_USAGE = "mrhooker [run] [OPTIONS] SCRIPT.pyx|SCRIPT.py COMMAND [ARGS...]  or  mrhooker [run] [OPTIONS] -p PID SCRIPT"
 RUN_EPILOG = """\
@@ -165,8 +165,7 @@ class Console:
     def log(self, msg):
         if self.verbose:
             self.clear_status()
-            sys.stderr.write("mrhooker: %s\n" % msg)
-            sys.stderr.flush()
+            say(msg)
 
     def progress(self, what, ready=True):
         """A step of a first run starts (what: "building the trace of 193 functions"), or (None) mrhooker is
@@ -180,8 +179,7 @@ class Console:
                 if self._tty and not self.verbose:
                     self.status("mrhooker: %s (once: cached for the next runs) ..." % what)
                 else:
-                    sys.stderr.write("mrhooker: %s (once: cached for the next runs) ...\n" % what)
-                    sys.stderr.flush()
+                    say("%s (once: cached for the next runs) ..." % what)
                 return
             if self._started is None:
                 return
@@ -190,8 +188,7 @@ class Console:
             if self._tty and not self.verbose:
                 self.clear_status()
             elif ready:
-                sys.stderr.write("mrhooker: ready in %.1f s\n" % took)
-                sys.stderr.flush()
+                say("ready in %.1f s" % took)
 
     def preparing(self, what):
         """A context for mrhooker's preparation of a run: if it takes over a second (headers to read, a build),
@@ -374,8 +371,7 @@ def _list_prototypes(pattern, build_dir, headers, command):
     imported = None
     if command:
         from mrhooker import programs
-        imported = programs.imported(resolve_command(command[0], os.environ),
-                                    lambda msg: sys.stderr.write("mrhooker: %s\n" % msg))
+        imported = programs.imported(resolve_command(command[0], os.environ), say)
     libraries = bool(command or headers) or (pattern != "*" and not fnmatch.filter(cdecl.known_names(root), pattern))
     names = fnmatch.filter(cdecl.known_names(root, headers, libraries=libraries), pattern)
     if not names:
@@ -397,8 +393,7 @@ def _list_prototypes(pattern, build_dir, headers, command):
             elif proto.symbol in imported:
                 lines.append("%s;  // %s\n" % (proto.text, ", ".join(imported[proto.symbol])))
     if imported is not None and not lines:
-        sys.stderr.write("mrhooker: %s and the libraries it loads import no known function matching %s\n"
-                         % (command[0], pattern))
+        say("%s and the libraries it loads import no known function matching %s" % (command[0], pattern))
         return 1
     try:
         sys.stdout.write("".join(lines))
@@ -554,7 +549,7 @@ def sweep_command(argv):
         console.status("mrhooker: sweep: %d of %d runs, %d crashed or hung" % (done, total, crashes))
 
     import shlex
-    sys.stderr.write("mrhooker: sweep: a clean run of %s ...\n" % shlex.join(command))
+    say("sweep: a clean run of %s ..." % shlex.join(command))
     request = SweepRequest(specs=args.specs, jobs=args.jobs, timeout=args.timeout, limit=args.limit,
                            all_calls=args.all_calls, errno_name=args.errno, input_path=args.input,
                            json_path=args.json, progress=progress, check=args.check)
@@ -658,7 +653,7 @@ def main(argv=None):
     try:
         return handler(argv)
     except MrhookerError as e:
-        sys.stderr.write("mrhooker: %s\n" % e)
+        say(e)
         if error_file:
             try:
                 with open(error_file, "w", encoding="utf-8") as f:
@@ -670,14 +665,13 @@ def main(argv=None):
         from mrhooker import toolchain
         toolchain.kill_running()
         signum = e.signum if isinstance(e, _Interrupted) else signal.SIGINT
-        sys.stderr.write("mrhooker: interrupted\n")
+        say("interrupted")
         return 128 + signum
     except Exception as e:   # a bug in mrhooker: still one line, the traceback only with -v
         if "-v" in argv or "--verbose" in argv:
             import traceback
             traceback.print_exc()
-        sys.stderr.write("mrhooker: internal error: %s: %s (rerun with -v for the traceback)\n"
-                         % (type(e).__name__, e))
+        say("internal error: %s: %s (rerun with -v for the traceback)" % (type(e).__name__, e))
         return 70
 
 

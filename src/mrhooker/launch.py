@@ -17,7 +17,7 @@ import threading
 import time
 
 from mrhooker import threads
-from mrhooker.errors import MrhookerError
+from mrhooker.errors import MrhookerError, say
 from mrhooker.programs import resolve_command
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -312,7 +312,7 @@ def run_target(build, pyinfo, command, program, options):
         report.close()
         guardian.close()
     for line in lines:
-        sys.stderr.write("mrhooker: %s\n" % line)
+        say(line)
     if unstarted and os.waitstatus_to_exitcode(status) == 0:
         return 2
     return exit_status(status)
@@ -353,7 +353,7 @@ def attach_target(build, pyinfo, pids, options, duration=None):
         output.close()
         report.close()
     for line in lines:
-        sys.stderr.write("mrhooker: %s\n" % line)
+        say(line)
     return 2 if unstarted else 0
 
 

@@ -4,7 +4,6 @@ and hands them to the outputs (traceout.py)."""
 import fnmatch
 import os
 import signal
-import sys
 import time
 
 from mrhooker import launch, tracefile, traceout
@@ -74,7 +73,7 @@ class _Outputs:
             try:
                 self.per_pid[pid] = self._open(path)
             except MrhookerError as e:
-                sys.stderr.write("mrhooker: %s\n" % e)
+                say(e)
                 self.per_pid[pid] = -1
         return self.per_pid[pid]
 
