@@ -965,6 +965,39 @@ def test_inject_into_pthread_locks_returns_the_error_number(mrhooker, cprog):
     assert lines[1].endswith(" = %d EBUSY (%s)" % (errno.EBUSY, os.strerror(errno.EBUSY))), lines
 
 
+def test_buffers_filled_by_functions_that_return_an_error_number(mrhooker, cprog):
+    """ttyname_r and getlogin_r return 0 or an error number: the name they filled is shown once they worked (the
+    buffer's address when they failed); getentropy's random bytes are an address."""
+    prog = cprog(r"""
+        #define _GNU_SOURCE
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+        int main(void)
+        {
+            char name[64], random[16];
+            int master = posix_openpt(O_RDWR | O_NOCTTY);
+            if (master < 0 || grantpt(master) || unlockpt(master)) return 9;
+            int pts = open(ptsname(master), O_RDWR | O_NOCTTY);
+            printf("%d\n", ttyname_r(pts, name, sizeof name));
+            printf("%s\n", name);
+            printf("%d\n", ttyname_r(open("/dev/null", O_RDONLY), name, sizeof name));
+            printf("%d\n", getentropy(random, sizeof random));
+            return 0;
+        }
+        """)
+    r = trace(mrhooker, "-e", "ttyname_r,getentropy", prog)
+    assert r.returncode == 0, r
+    worked, pts, failed, entropy = r.out.splitlines()
+    assert worked == "0" and pts.startswith("/dev/pts/") and failed == str(errno.ENOTTY), r
+    lines = call_lines(r.err, "ttyname_r") + call_lines(r.err, "getentropy")
+    assert re.fullmatch(r'ttyname_r\(\d+, "%s", 64\) = 0' % re.escape(pts), lines[0]), lines
+    assert re.fullmatch(r"ttyname_r\(\d+, 0x[0-9a-f]+, 64\) = %d ENOTTY \(%s\)" % (errno.ENOTTY,
+                        re.escape(os.strerror(errno.ENOTTY))), lines[1]), lines
+    assert re.fullmatch(r"getentropy\(0x[0-9a-f]+, 16\) = 0", lines[2]), lines
+
+
 def test_inject_refuses_what_cant_work_with_one_line(mrhooker):
     for spec, words in [("write", "say what to do"), ("write:error=ENOSPACE", "did you mean ENOSPC"),
                         ("write:when=0:error=EIO", "counted from 1"), ("write:error=EIO:when=x", "FIRST+STEP"),
