@@ -181,6 +181,36 @@ def test_a_run_that_never_ends_is_a_hang_and_is_stopped(mrhooker, cprog, tmp_pat
     assert subprocess.run(["pgrep", "-f", prog], capture_output=True).stdout == b"", "a swept run is left running"
 
 
+# Once a read fails, leaves a daemon (a session of its own, out of the run's group) holding its output.
+LEAVES_A_DAEMON_C = r"""
+#include <unistd.h>
+int main(void)
+{
+    char c;
+    if (read(0, &c, 1) < 0 && fork() == 0) {
+        setsid();
+        sleep(100);
+        _exit(0);
+    }
+    return 0;
+}
+"""
+
+
+def test_a_daemon_holding_a_runs_output_does_not_hold_the_sweep(mrhooker, cprog, tmp_path):
+    prog = cprog(LEAVES_A_DAEMON_C)
+    data = tmp_path / "input"
+    data.write_text("x")
+    out = tmp_path / "runs.jsonl"
+    try:
+        r = sweep(mrhooker, "-e", "read", "--timeout", "2", "--input", data, "--json", out, prog, timeout=scaled(60))
+        assert r.returncode == 1, r
+        (run,) = runs_of(out)
+        assert run["kind"] == "hang", run
+    finally:
+        subprocess.run(["pkill", "-KILL", "-f", "^" + prog], timeout=RUN_TIMEOUT)   # the daemon, beyond reach
+
+
 @pytest.mark.skipif(shutil.which("sqlite3") is None, reason="sqlite3 is not installed")
 def test_sqlite3_every_crash_reproduces(mrhooker, tmp_path, base_env):
     script = tmp_path / "q.sql"

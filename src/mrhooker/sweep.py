@@ -170,6 +170,7 @@ class Sweep:
     def _clean_run(self):
         run_dir = os.path.join(self._dir, "clean")
         timeout = self.request.timeout or CLEAN_TIMEOUT
+        self._build(os.path.join(self._dir, "build-clean"), ["-s", "0", "-e", ",".join(self.request.specs)])
         outcome, records, regions = self._trace(run_dir, ["-s", "0", "-e", ",".join(self.request.specs)], timeout)
         self.clean = outcome
         if outcome.refusal:
@@ -220,6 +221,13 @@ class Sweep:
         done = crashes = 0
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.request.jobs)
         try:
+            # each function's trace built first, untimed: a first sweep's build is no run's time (a spurious hang)
+            first = {}
+            for run in planned:
+                first.setdefault(run.site.function, run)
+            for future in [pool.submit(self._build, os.path.join(self._dir, "build-%d" % i), self._run_args(run))
+                           for i, run in enumerate(first.values())]:
+                future.result()
             futures = [pool.submit(self._failing_run, i, run, timeout) for i, run in enumerate(planned)]
             for future in concurrent.futures.as_completed(futures):
                 run = future.result()
@@ -238,9 +246,7 @@ class Sweep:
 
     def _failing_run(self, index, run, timeout):
         run_dir = os.path.join(self._dir, "run-%d" % index)
-        # only the failed call's record: the others are counted, not written
-        args = ["--chosen-only", "-e", run.site.function, "--inject", run.rule]
-        outcome, records, regions = self._trace(run_dir, args, timeout)
+        outcome, records, regions = self._trace(run_dir, self._run_args(run), timeout)
         run.outcome = outcome
         injected = [r for r in records if r.get("injected")]
         if injected:
@@ -248,6 +254,16 @@ class Sweep:
             run.failed_at = self._resolver.site(int(rec["caller"], 16), _map_of(regions, rec["pid"]))
         self._classify(run)
         return run
+
+    @staticmethod
+    def _run_args(run):
+        # only the failed call's record: the others are counted, not written
+        return ["--chosen-only", "-e", run.site.function, "--inject", run.rule]
+
+    def _build(self, run_dir, trace_args):
+        """The trace of trace_args built (or found in the cache) before a timed run needs it: `true` traced so.
+        A build takes seconds the first time, which --timeout is not about. A refusal is the timed run's to say."""
+        self._trace(run_dir, trace_args, CLEAN_TIMEOUT, command=["true"], input_path=None)
 
     def _classify(self, run):
         o, clean = run.outcome, self.clean
@@ -270,16 +286,19 @@ class Sweep:
 
     # ---- one traced run ---------------------------------------------------------------------------------
 
-    def _trace(self, run_dir, trace_args, timeout):
+    def _trace(self, run_dir, trace_args, timeout, command=None, input_path=False):
         """(Outcome, the JSON records, {pid: memory map regions}) of one run of the command under trace."""
         os.makedirs(os.path.join(run_dir, "work"))
         lines, records_path, maps = (os.path.join(run_dir, n) for n in ("lines", "records.jsonl", "maps"))
-        command = [a.replace("{}", os.path.join(run_dir, "work")) for a in self.command]
+        building = command is not None   # _build's run of `true`: no --check after it
+        command = [a.replace("{}", os.path.join(run_dir, "work")) for a in command or self.command]
+        if input_path is False:
+            input_path = self.request.input_path
         argv = [sys.executable, "-m", "mrhooker", "trace", "--no-follow", "-o", lines, "--json", records_path] + \
             trace_args + ["--"] + command
         error = os.path.join(run_dir, "error")   # mrhooker's refusal, told from the program's own failures
         env = dict(os.environ, MRHOOKER_MAPS=maps, MRHOOKER_ERROR_FILE=error)
-        stdin = open(self.request.input_path, "rb") if self.request.input_path else subprocess.DEVNULL
+        stdin = open(input_path, "rb") if input_path else subprocess.DEVNULL
         started = time.monotonic()
         timed_out = False
         try:
@@ -304,7 +323,7 @@ class Sweep:
             if stdin is not subprocess.DEVNULL:
                 stdin.close()
         seconds = time.monotonic() - started
-        if self.request.check and not timed_out:
+        if self.request.check and not timed_out and not building:
             out += self._check(os.path.join(run_dir, "work"), timeout)
         end_line = ""
         try:
@@ -361,7 +380,8 @@ class Sweep:
     @staticmethod
     def _stop(proc):
         """A run past its timeout or interrupted: SIGTERM to mrhooker, which passes it on; then SIGKILL to its
-        whole group."""
+        whole group. A process that left the group (a daemon: setsid) and still holds the run's output is beyond
+        reach: its pipes are given up after 5 s more, with what they gave, so the sweep never waits for it."""
         proc.send_signal(signal.SIGTERM)
         try:
             return proc.communicate(timeout=5)
@@ -370,7 +390,14 @@ class Sweep:
                 os.killpg(proc.pid, signal.SIGKILL)
             except OSError:
                 pass
-            return proc.communicate()
+        try:
+            return proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired as e:
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            proc.wait()
+            return e.stdout or b"", e.stderr or b""
 
     # ---- the report ---------------------------------------------------------------------------------------
 
