@@ -255,6 +255,8 @@ def test_the_testing_api_gives_the_runs(cprog, base_env):
     ([], "no command given"),
     (["-j", "0", "true"], "-j takes a number from 1"),
     (["--errno", "nomem", "true"], "--errno takes an errno name"),
+    (["--timeout", "nan", "true"], "--timeout a time over 0"),
+    (["--timeout", "inf", "true"], "--timeout a time over 0"),
     (["--input", "/nonexistent/x", "true"], "--input /nonexistent/x: no such file"),
     (["-e", "nosuchfunction_xyz", "true"], "nosuchfunction_xyz"),
     (["--bogus", "true"], "unknown option --bogus"),
@@ -263,6 +265,12 @@ def test_bad_input_is_one_line_and_status_2(mrhooker, args, message):
     r = sweep(mrhooker, *args)
     assert r.returncode == 2 and message in r.err, r
     assert "Traceback" not in r.err and len([l for l in r.err.splitlines() if l.startswith("mrhooker:")]) >= 1, r
+
+
+def test_an_errno_name_no_header_knows_is_refused_not_a_clean_sweep(mrhooker, cprog):
+    r = sweep(mrhooker, "-e", "malloc", "--errno", "EBADF2", cprog(BUGGY_C, flags=["-g", "-O0"]))
+    assert r.returncode == 2 and "unknown errno name EBADF2" in r.err, r
+    assert "Traceback" not in r.err, r
 
 
 def test_a_command_that_does_not_exist(mrhooker):

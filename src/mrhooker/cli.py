@@ -535,7 +535,7 @@ def sweep_command(argv):
     if not command:
         raise MrhookerError("no command given: what should be swept?\nusage: " + SWEEP_USAGE)
     if (args.jobs is not None and args.jobs < 1) or (args.limit is not None and args.limit < 0) or \
-            (args.timeout is not None and args.timeout <= 0):
+            (args.timeout is not None and not 0 < args.timeout < float("inf")):
         raise MrhookerError("-j takes a number from 1, --limit one from 0, --timeout a time over 0")
     if args.errno is not None and not re.fullmatch(r"E[A-Z0-9]+", args.errno):
         raise MrhookerError("--errno takes an errno name (ENOMEM, EIO, ...), not %r" % args.errno)

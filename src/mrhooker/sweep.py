@@ -163,6 +163,10 @@ class Sweep:
             with open(self.request.json_path, "w") as f:
                 for run in self.runs:
                     f.write(json.dumps(run.as_json()) + "\n")
+        refused = [run for run in self.runs if run.kind == "refused"]
+        if refused:   # a request of ours (--errno EBADF2) mrhooker trace would not run: no sweep was made
+            raise MrhookerError("%d of %d failing runs refused: %s" % (len(refused), len(self.runs),
+                                                                          refused[0].detail))
         return self
 
     # ---- the clean run ----------------------------------------------------------------------------------
