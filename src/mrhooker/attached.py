@@ -98,7 +98,7 @@ class Attached:
                 planned = settings["MRHOOKER_ENTRY"].count(";") + 1
                 missing = planned - self.stats.get("entry_written", 0)
                 if missing:
-                    say("process %d: %d of the %d functions to hook at their entry are hooked through the PLT only "
+                    say("process %d: hooked through the PLT only, %d of the %d functions to hook at their entry "
                         "(their code in memory is not the file's, or a thread stayed inside their first bytes)"
                         % (pid, missing, planned))
             self.listener.settimeout(DETACH_TIMEOUT)

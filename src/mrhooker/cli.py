@@ -322,7 +322,7 @@ def _trace_parser():
     p.add_argument("-o", "--output", metavar="FILE", help="the lines (or -c's table) to FILE instead of stderr")
     p.add_argument("-A", "--append", action="store_true", help="append to -o FILE instead of truncating it")
     p.add_argument("-s", dest="strsize", type=int, default=32, metavar="N",
-                   help="bytes of strings and buffers shown (default 32)")
+                   help="bytes of strings and buffers shown (default 32; at most a 64th of --buffer-size)")
     p.add_argument("-t", dest="timestamps", action="count", default=0,
                    help="time of day on each line; -tt with microseconds, -ttt as seconds since the epoch")
     p.add_argument("-r", dest="relative", action="store_true", help="time since the previous line, on each line")

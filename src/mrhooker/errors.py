@@ -22,3 +22,8 @@ def say(text):
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
+
+
+def counted(n, noun):
+    """"1 site", "2 sites": a count and its noun, in a message."""
+    return "%d %s%s" % (n, noun, "" if n == 1 else "s")

@@ -31,7 +31,7 @@ import threading
 import time
 
 from mrhooker import cache, sites, tracespec
-from mrhooker.errors import MrhookerError
+from mrhooker.errors import MrhookerError, counted
 
 DEFAULT_SPEC = "%memory,%file,%desc,%net,%process"
 
@@ -146,6 +146,7 @@ class Sweep:
         self.request, self.command = request, list(command)
         self.clean, self.sites, self.runs = None, [], []
         self.varies = []   # what differed between two clean runs ("status", "output"): not compared
+        self.run_timeout = None   # seconds a failing run may take (--timeout, or from the clean run's)
         self._resolver = sites.Resolver()
         cache.remove_orphans(tempfile.gettempdir(), "mrhooker-sweep")   # an earlier sweep's, killed
         self._dir = tempfile.mkdtemp(prefix="mrhooker-sweep-%d-" % os.getpid())
@@ -221,7 +222,7 @@ class Sweep:
         if self.request.limit is not None:
             planned = planned[:self.request.limit]
         self.runs = planned
-        timeout = self.request.timeout or max(10.0, 10 * self.clean.seconds)
+        timeout = self.run_timeout = self.request.timeout or max(10.0, 10 * self.clean.seconds)
         done = crashes = 0
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.request.jobs)
         try:
@@ -274,7 +275,7 @@ class Sweep:
         if o.refusal:
             run.kind, run.detail = "refused", o.refusal
         elif o.timed_out:
-            run.kind, run.detail = "hang", "no end after %.0f s" % o.seconds
+            run.kind, run.detail = "hang", "no end in %g s" % self.run_timeout   # (o.seconds: the stopping too)
         elif o.signal_name and o.signal_name != clean.signal_name:
             run.kind, run.detail = "crash", o.signal_name
         elif o.status == clean.status or "status" in self.varies:
@@ -408,8 +409,10 @@ class Sweep:
     def report(self):
         """The lines of the report: the findings first, worst first, then a count of each kind."""
         runs = sorted(self.runs, key=lambda r: (KINDS.index(r.kind), r.site.function, r.call))
-        lines = ["clean run: status %d, %d sites of %d functions, %d failing runs" % (
-            self.clean.status, len(self.sites), len({s.function for s in self.sites}), len(self.runs))]
+        lines = ["clean run: status %d, %s of %s, %s" % (
+            self.clean.status, counted(len(self.sites), "site"), counted(len({s.function for s in self.sites}),
+                                                                         "function"),
+            counted(len(self.runs), "failing run"))]
         if self.varies:
             lines.append("(two clean runs differ in their %s: not compared)" % " and ".join(self.varies))
         for run in runs:

@@ -143,9 +143,9 @@ class TraceFile:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.path, self.identity = path, "%d:%d" % (st.st_dev, st.st_ino)
-        # a record the ring can't take (over a quarter of it: trace.c) would be dropped whole, so a buffer shown
-        # is at most a sixteenth of the ring (-s 99999999999 shows 4 MB of each buffer; 2**64 no longer wraps)
-        strsize = min(strsize, ring_size // 16)
+        # a record over a quarter of the ring is dropped whole (trace.c), and one keeps up to 8 buffers: each is
+        # shown up to a 64th of the ring (-s 99999999999: 1 MB of the default ring; 2**64 no longer wraps)
+        strsize = min(strsize, ring_size // 64)
         lib.mrh_trace_init(self.map, nfn, ring_size, nrules, int(records), int(counts), strsize,
                            seed & ((1 << 64) - 1))
         for fn, chain in rules:

@@ -308,7 +308,7 @@ class Tracer:
         setting = atentry.entry_setting(program, names, True if self.request.entry else set(), own, False, root)
         self.log("hooked at their entry: %s" % " ".join(sorted(setting.patched)))
         if setting.refused and self.request.entry:
-            say("%d of the %d functions are traced through the PLT only (their entry can't be patched): %s%s" % (
+            say("traced through the PLT only, %d of the %d functions (their entry can't be patched): %s%s" % (
                 len(setting.refused), len(names), ", ".join(sorted(setting.refused)[:8]),
                 ", ..." if len(setting.refused) > 8 else ""))
             for name, why in sorted(setting.refused.items()):
