@@ -31,6 +31,12 @@ def test_run_injects_and_returns_the_calls(api_env, tmp_path):
     opens = [c for c in r.calls() if c.name.startswith("open") and str(src) in c.args.values()]
     assert opens and opens[0].ret >= 3 and not opens[0].injected
     assert [c.args["buf"] for c in r.calls("read") if c.ret == 5] == ["hello"]
+    assert not any(c.cut for c in r.calls())
+    src.write_text("abc...")   # a buffer that ends in dots, whole; then cut at 4 bytes
+    r = testing.run(["cat", src], trace=["read"], strsize=6, env=api_env, timeout=RUN_TIMEOUT)
+    assert [(c.args["buf"], c.cut) for c in r.calls("read") if c.ret == 6] == [("abc...", frozenset())], r.calls()
+    r = testing.run(["cat", src], trace=["read"], strsize=4, env=api_env, timeout=RUN_TIMEOUT)
+    assert [(c.args["buf"], c.cut) for c in r.calls("read") if c.ret == 6] == [("abc.", {"buf"})], r.calls()
 
 
 def test_run_fake_time_hooks_and_errors(api_env, tmp_path):

@@ -28,7 +28,8 @@ class MrhookerRunError(Exception):
 class Call:
     """One recorded call: as in `mrhooker trace --json` (README), with attributes."""
 
-    __slots__ = ("name", "args", "ret", "errno", "pid", "tid", "caller", "ts_ns", "dur_ns", "injected", "delayed")
+    __slots__ = ("name", "args", "ret", "errno", "pid", "tid", "caller", "ts_ns", "dur_ns", "injected", "delayed",
+                 "cut")
 
     def __init__(self, record):
         self.name, self.args, self.ret = record["name"], record["args"], record["ret"]
@@ -36,6 +37,7 @@ class Call:
         self.errno, self.pid, self.tid = record["errno"], record["pid"], record["tid"]
         self.ts_ns, self.dur_ns = record["ts_ns"], record["dur_ns"]
         self.injected, self.delayed = record.get("injected", False), record.get("delayed", False)
+        self.cut = frozenset(record.get("cut", ()))   # the arguments ("ret": the result) shown cut at -s
 
     @property
     def failed(self):

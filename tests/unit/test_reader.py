@@ -45,7 +45,19 @@ def test_bytes_escaped_as_strace_does(reader_for, ring):
     ]
     assert calls[0]["args"]["buf"] == "\\x80\x011A\n\x007"   # not UTF-8: \x80 as text; a backslash doubled
     assert calls[1]["args"]["buf"] == '"\\\\\t\r\x0b'
-    assert calls[2]["args"]["buf"] == "x" * 32 + "..."
+    assert calls[2]["args"]["buf"] == "x" * 32 and calls[2]["cut"] == ["buf"]   # the bytes kept, exactly
+    assert "cut" not in calls[0] and "cut" not in calls[1]
+
+
+def test_json_tells_a_cut_value_from_one_that_ends_in_dots(reader_for, ring):
+    """A line says "..." after a value cut at -s; JSON holds the bytes kept, exactly, and names the cut values in
+    "cut" (dots in the string would be data: "ab..." written whole looked the same)."""
+    r = ring(reader_for(FUNCTIONS), strsize=5)
+    r.put("write", [1, 0x1000, 5], ret=5, captures=[(1, CAP_BYTES, b"ab...")])
+    r.put("write", [1, 0x1000, 9], ret=9, captures=[(1, CAP_BYTES, b"ab...", 9)])
+    lines, calls = r.show()
+    assert lines.splitlines() == ['write(1, "ab...", 5) = 5', 'write(1, "ab..."..., 9) = 9']
+    assert [(c["args"]["buf"], c.get("cut")) for c in calls] == [("ab...", None), ("ab...", ["buf"])], calls
 
 
 def test_socket_addresses_as_strace_spells_them(reader_for, ring, symbols):

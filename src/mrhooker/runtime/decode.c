@@ -330,20 +330,24 @@ static void put_pointer(mrh_text *t, uint64_t v, int json)
     }
 }
 
-/* Bytes kept of a string or buffer, "..." after them when it had more (cut). */
+/* Bytes kept of a string or buffer, "..." after them when it had more (cut); JSON: the bytes kept, exactly, and
+ * the cut counted (the record names the value in its "cut": dots would be data). */
 static void put_kept(mrh_text *t, const unsigned char *data, uint32_t len, int cut, int json)
 {
     if (json) {
-        size_t start = t->len;
         quote_json(t, data, len);
-        if (cut && t->len > start) {   /* the dots inside the JSON string */
-            t->len--;
-            mrh_put(t, "...\"", 4);
-        }
+        t->cuts += cut != 0;
         return;
     }
     quote_text(t, data, len);
     if (cut) mrh_put(t, "...", 3);
+}
+
+/* The end of a list shown cut at -s: ", ..." in a line; JSON: counted, as put_kept does. */
+static void put_list_cut(mrh_text *t, int shown, int json)
+{
+    if (json) t->cuts++;
+    else mrh_puts(t, shown ? ", ..." : "...");
 }
 
 /* A captured string or buffer, "..." after it when the data had more than the record kept. */
@@ -364,23 +368,10 @@ static void put_argv(mrh_text *t, const mrh_capture_header *c, int json)
         const unsigned char *nul = memchr(s, 0, (size_t)(end - s));
         size_t n = nul ? (size_t)(nul - s) : (size_t)(end - s);
         if (shown++) mrh_puts(t, json ? "," : ", ");
-        if (json) {
-            size_t start = t->len;
-            quote_json(t, s, n);
-            if (cut && t->len > start) {
-                t->len--;
-                mrh_put(t, "...\"", 4);
-            }
-        } else {
-            quote_text(t, s, n);
-            if (cut) mrh_put(t, "...", 3);
-        }
+        put_kept(t, s, (uint32_t)n, cut, json);
         data = s + n + 1;
     }
-    if (c->full > shown) {
-        if (shown) mrh_puts(t, json ? "," : ", ");
-        mrh_puts(t, json ? "\"...\"" : "...");
-    }
+    if (c->full > shown) put_list_cut(t, shown, json);
     put_char(t, ']');
 }
 
@@ -821,7 +812,7 @@ static void put_iovec(mrh_text *t, const mrh_capture_header *c, int json)
         mrh_put_u64(t, k.len);
         put_char(t, '}');
     }
-    if (shown < c->full) mrh_puts(t, json ? (shown ? ",\"...\"" : "\"...\"") : (shown ? ", ..." : "..."));   /* cut at -s */
+    if (shown < c->full) put_list_cut(t, shown, json);   /* cut at -s */
     put_char(t, ']');
 }
 
@@ -1297,7 +1288,7 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
             if (i) mrh_puts(t, json ? "," : ", ");
             put_epoll_event(t, a->table, mrh_capture_data(c) + i, json);
         }
-        if (c->full > c->len) mrh_puts(t, json ? ",\"...\"" : ", ...");   /* more than the record kept */
+        if (c->full > c->len) put_list_cut(t, c->len >= 12, json);   /* more than the record kept */
         put_char(t, ']');
         return;
     case MRH_K_FD_SET:

@@ -344,38 +344,66 @@ EXPORT uint64_t mrh_reader_duration_ns(mrh_reader *r, uint64_t ticks)
 
 /* ---- showing one call ---------------------------------------------------------------------------------- */
 
-static void put_args(mrh_text *t, const mrh_decoders *d, const mrh_fn *fn, const mrh_view *v, int json)
+/* A parameter's name in JSON: the prototype's, or a0, a1, ... */
+static void put_param_name(mrh_text *t, const mrh_fn *fn, unsigned i)
+{
+    if (fn->params && fn->params[i]) mrh_puts(t, fn->params[i]);
+    else {
+        mrh_put(t, "a", 1);
+        mrh_put_u64(t, i);
+    }
+}
+
+/* The arguments; JSON: returns which of them were shown cut at -s (bit i: argument i), for put_cut. */
+static uint64_t put_args(mrh_text *t, const mrh_decoders *d, const mrh_fn *fn, const mrh_view *v, int json)
 {
     unsigned n = v->rec->nargs < fn->nargs ? v->rec->nargs : fn->nargs;
     int written = 0;
+    uint64_t cut = 0;
     for (unsigned i = 0; i < n; i++) {
         const mrh_arg *a = &fn->args[i];
         if (!mrh_arg_shown(v, a)) continue;
         if (written++) mrh_puts(t, json ? "," : ", ");
         if (json) {
             mrh_put(t, "\"", 1);
-            if (fn->params && fn->params[i]) mrh_puts(t, fn->params[i]);
-            else {
-                mrh_put(t, "a", 1);
-                mrh_put_u64(t, i);
-            }
+            put_param_name(t, fn, i);
             mrh_put(t, "\":", 2);
         }
+        unsigned cuts = t->cuts;
         mrh_show_value(t, d, v, a, i, v->args[i], json);
+        if (t->cuts != cuts && i < 64) cut |= (uint64_t)1 << i;
     }
+    return cut;
 }
 
-/* The result: as the line shows it after " = ", or as its JSON value. */
-static void put_result(mrh_text *t, const mrh_decoders *d, const mrh_fn *fn, const mrh_view *v, int json)
+/* JSON: ,"cut":["buf","ret"], the values shown cut at -s (their strings hold the bytes kept, exactly), if any. */
+static void put_cut(mrh_text *t, const mrh_fn *fn, uint64_t args_cut, int ret_cut)
+{
+    if (!args_cut && !ret_cut) return;
+    mrh_puts(t, ",\"cut\":[");
+    int written = 0;
+    for (unsigned i = 0; i < 64 && i < fn->nargs; i++) {
+        if (!(args_cut >> i & 1)) continue;
+        mrh_puts(t, written++ ? ",\"" : "\"");
+        put_param_name(t, fn, i);
+        mrh_put(t, "\"", 1);
+    }
+    if (ret_cut) mrh_puts(t, written ? ",\"ret\"" : "\"ret\"");
+    mrh_put(t, "]", 1);
+}
+
+/* The result: as the line shows it after " = ", or as its JSON value; returns whether it was shown cut at -s. */
+static int put_result(mrh_text *t, const mrh_decoders *d, const mrh_fn *fn, const mrh_view *v, int json)
 {
     const mrh_record *rec = v->rec;
+    unsigned cuts = t->cuts;
     if (rec->flags & MRH_ENTRY_ONLY) {   /* exit, or an exec: 0 once it worked, else it never returned */
         mrh_puts(t, v->done_flags & MRH_VIEW_EXEC_DONE ? "0" : json ? "null" : "?");
-        return;
+        return 0;
     }
     if (fn->ret.kind == MRH_K_VOID) {
         mrh_puts(t, json ? "null" : "?");
-        return;
+        return 0;
     }
     int pointer_result = fn->ret.kind == MRH_K_HEX || fn->ret.kind == MRH_K_STRING;
     if ((rec->flags & MRH_FAILED) && pointer_result)   /* NULL, or -1 (MAP_FAILED) as strace shows it */
@@ -385,6 +413,7 @@ static void put_result(mrh_text *t, const mrh_decoders *d, const mrh_fn *fn, con
         mrh_put(t, " ", 1);
         mrh_show_errno(t, d, rec->err, 0);
     }
+    return t->cuts != cuts;
 }
 
 static void put_two(char *o, unsigned v) { o[0] = (char)('0' + v / 10); o[1] = (char)('0' + v % 10); }
@@ -490,12 +519,13 @@ static void show_json(mrh_reader *r, const mrh_fn *fn, const mrh_view *v, uint64
     mrh_puts(t, ",\"name\":\"");
     mrh_puts(t, fn->name);
     mrh_puts(t, "\",\"args\":{");
-    put_args(t, r->d, fn, v, 1);
+    uint64_t args_cut = put_args(t, r->d, fn, v, 1);
     mrh_puts(t, "},\"ret\":");
-    put_result(t, r->d, fn, v, 1);
+    int ret_cut = put_result(t, r->d, fn, v, 1);
     mrh_puts(t, ",\"errno\":");
     if (rec->flags & MRH_FAILED) mrh_show_errno(t, r->d, rec->err, 1);
     else mrh_puts(t, "null");
+    put_cut(t, fn, args_cut, ret_cut);
     if (rec->flags & MRH_INJECTED) mrh_puts(t, ",\"injected\":true");
     else if (rec->flags & MRH_DELAYED) mrh_puts(t, ",\"delayed\":true");
     mrh_puts(t, "}\n");
@@ -583,13 +613,14 @@ static void show_timeline(mrh_reader *r, const mrh_fn *fn, const mrh_view *v, ui
                      (unsigned long long)(dur / 1000), (unsigned long long)(dur % 1000));
     mrh_put(t, buf, (size_t)n);
     size_t args_at = t->len;
-    put_args(t, r->d, fn, v, 1);
+    uint64_t args_cut = put_args(t, r->d, fn, v, 1);
     mrh_puts(t, t->len > args_at ? ",\"ret\":" : "\"ret\":");
-    put_result(t, r->d, fn, v, 1);
+    int ret_cut = put_result(t, r->d, fn, v, 1);
     if (rec->flags & MRH_FAILED) {
         mrh_puts(t, ",\"errno\":");
         mrh_show_errno(t, r->d, rec->err, 1);
     }
+    put_cut(t, fn, args_cut, ret_cut);
     mrh_puts(t, "}}");
     r->timeline_count++;
     line_done(&r->timeline, start);

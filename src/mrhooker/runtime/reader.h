@@ -178,7 +178,9 @@ typedef struct mrh_decoders {
 typedef struct mrh_text {
     char *p;
     size_t len, cap;
-    int failed;   /* an allocation failed: the text is cut */
+    int failed;      /* an allocation failed: the text is cut */
+    unsigned cuts;   /* JSON: strings, buffers and lists shown cut at -s (a line says "..." instead); the record's
+                      * writer reads it around each value to name those in "cut" */
 } mrh_text;
 
 void mrh_put(mrh_text *t, const char *s, size_t n);
