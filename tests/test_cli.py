@@ -674,6 +674,22 @@ def test_config_ldflags(mrhooker, script, unlinker, answer_lib, tmp_path):
     assert r.returncode == 0 and "answer 41 %s" % GONE in r.err, r
 
 
+def test_config_inline_comments_as_in_the_readme(mrhooker, hook, unlinker, tmp_path):
+    # The README's example has comments after values and after a section header: they are comments, not part of
+    # the build directory's name (which then had a space, and was refused after the build) or of the section's.
+    env = _config(tmp_path, """\
+        [default]
+        build_dir = %s/builds/%%(module)s   ; %%(module)s is the script's module name
+        verbose = false
+        [h]            ; a section named after a script's module (h.py) beats [default]
+        verbose = true   # on
+        cflags = -DX=a;b
+        """ % tmp_path)
+    r = mrhooker(hook, unlinker, GONE, env=env)
+    assert r.returncode == 0 and r.out == "unlink=0\n", r
+    assert preload_of(r).startswith(str(tmp_path / "builds" / "h") + "/"), r
+
+
 @pytest.mark.parametrize("text,line,words", [
     ("[default]\nverbose\n", 2, ["key = value"]),                              # syntax error
     ("verbose = true\n", 1, ["[default]"]),                                     # before any section

@@ -107,7 +107,10 @@ def load(module, path=None):
         raise MrhookerError("cannot read config file %s: %s" % (path, getattr(e, "strerror", None) or e))
 
     import configparser   # only when there is a file: a warm run without one stays fast
-    parser = configparser.ConfigParser(default_section="\0none", interpolation=configparser.BasicInterpolation())
+    # Inline comments after a value or a section header (`verbose = false   ; why`), as the README's example has
+    # them: only after whitespace, so that `-DX=a;b` keeps its ';'.
+    parser = configparser.ConfigParser(default_section="\0none", interpolation=configparser.BasicInterpolation(),
+                                       inline_comment_prefixes=(";", "#"))
     try:
         parser.read_string(text, source=path)
     except configparser.MissingSectionHeaderError as e:
