@@ -1082,6 +1082,18 @@ def test_build_dir_that_ld_preload_cannot_carry(mrhooker, script, tmp_path):
     assert "space or colon" in line and "--build-dir" in line
 
 
+def test_cache_that_ld_preload_cannot_carry_is_refused_before_the_build(mrhooker, script, tmp_path):
+    # a $HOME (so the cache) with a space: refused at once, not after seconds of building what can't be loaded
+    spaced = tmp_path / "with space"
+    for args in ((script("spaced2.py", 'from mrhooker import hook\n@hook("int close(int fd)")\ndef close(fd):\n'
+                                       '    return close.original(fd)\n'), "true"),
+                 ("trace", "-e", "close", "true")):
+        line = assert_one_line_error(mrhooker(*args, env={"XDG_CACHE_HOME": str(spaced)}))
+        assert "cache directory %s/mrhooker has a space or colon" % spaced in line and "XDG_CACHE_HOME" in line, line
+        built = [name for name in os.listdir(str(spaced / "mrhooker")) if not name.endswith(".json")]
+        assert built == [], built
+
+
 def test_hook_output_reaches_a_socket_stderr(base_env, script, tmp_path):
     """A stderr that is a socket (journald, some CI runners) can't be reopened through /proc: mrhooker relays
     the hook output through a pipe of its own."""

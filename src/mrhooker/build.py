@@ -331,8 +331,10 @@ def _build(path, options):
 
     script = scripts.read(path)
     pyinfo = toolchain.python_info()
-    root = cache.prepare(options.build_dir or cache.default_root(),
-                         "build directory" if options.build_dir else "cache directory")
+    what = "build directory" if options.build_dir else "cache directory"
+    root = cache.prepare(options.build_dir or cache.default_root(), what)
+    if not options.attach:   # preloaded: a path LD_PRELOAD can't carry is refused now, not after the build
+        cache.check_preloadable(root, what)
     key = _build_key(root, script, pyinfo, options)
     index = os.path.join(root, "%s-%s.deps" % (script.module, key))   # the files the script includes
     options.log("script: %s (module %s, %s)" % (script.path, script.module, script.kind))
@@ -414,8 +416,10 @@ def _build_trace(plans, symbols, layouts, options):
     import shutil
     from mrhooker import codegen, decoders
 
-    root = cache.prepare(options.build_dir or cache.default_root(),
-                         "build directory" if options.build_dir else "cache directory")
+    what = "build directory" if options.build_dir else "cache directory"
+    root = cache.prepare(options.build_dir or cache.default_root(), what)
+    if not options.attach:   # preloaded: a path LD_PRELOAD can't carry is refused now, not after the build
+        cache.check_preloadable(root, what)
     entries = codegen.trace_entries_sources(plans, symbols, os.cpu_count() or 1)
     shown = decoders.source(plans, symbols, layouts)
     functions = [dict({"name": p.symbol, "text": p.proto.text, "params": [q.name for q in p.params]},

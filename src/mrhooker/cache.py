@@ -99,6 +99,15 @@ def prepare(path, what):
     return check_private(path, what)
 
 
+def check_preloadable(root, what):
+    """Refuses, before anything is built there, a build root whose resolved path LD_PRELOAD can't carry (it
+    splits at spaces and colons): every build in it would be refused at the launch (launch.py)."""
+    if any(c in root for c in " :\t\n"):
+        raise MrhookerError("the %s %s has a space or colon in its path, which LD_PRELOAD cannot carry; choose "
+                            "another one with --build-dir%s" % (what, root, "" if what == "build directory" else
+                                                                " (or $XDG_CACHE_HOME)"))
+
+
 # ---- keys ---------------------------------------------------------------------------------------------
 
 def _sha256(data=b""):
