@@ -232,8 +232,8 @@ def fake_time_functions(rate_ppm, known):
 
 
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
-_RELATIVE = re.compile(r"([+-])%s\s*([smhdw]?)" % _NUMBER)
-_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_RELATIVE = re.compile(r"([+-])%s\s*([smhdwy]?)" % _NUMBER)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}   # y: libfaketime's
 _EPOCH = re.compile(r"@\s*(-?)%s" % _NUMBER)
 _RATE = re.compile(r"x%s" % _NUMBER)
 _FORMS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
@@ -250,8 +250,8 @@ def parse_fake_time(text, now_ns=None):
     """--fake-time SPEC -> (real anchor ns, fake anchor ns, rate in millionths): the program's clock shows the fake
     anchor at the real one and runs at the rate from there. SPEC: a local date and time ('2000-01-01',
     '2000-01-01 12:30[:45]'), '@EPOCH' (seconds, a fraction allowed), or a shift from now ('+1d', '-3h', '+90m',
-    '+30s', '+1.5w'); then, optionally, a rate: 'x10' (ten times as fast), 'x0.5'. A rate alone starts from
-    now. Any time a 64-bit time_t holds is allowed (years -292277022657 to 292277026596)."""
+    '+30s', '+1.5w', '+2y': a year is 365 days, as libfaketime counts); then, optionally, a rate: 'x10' (ten
+    times as fast), 'x0.5'. A rate alone starts from now. Any time a 64-bit time_t holds is allowed (years -292277022657 to 292277026596)."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     # A whole millisecond: readers that truncate the time (ftime to ms, gettimeofday to µs) then turn the
     # second when the precise clock does (runtime/faketime.h).
@@ -278,7 +278,7 @@ def parse_fake_time(text, now_ns=None):
     elif when[0] in "+-":
         match = _RELATIVE.fullmatch(when)
         if not match:
-            raise MrhookerError("bad --fake-time %r: a shift is written +1d, -3h, +90m, +30s or +2w" % text)
+            raise MrhookerError("bad --fake-time %r: a shift is written +1d, -3h, +90m, +30s, +2w or +1y" % text)
         amount = _exact(match.group(2))
         shift = _FAR if amount is None else int(amount * _SECONDS[match.group(3)] * 1000000000)
         fake = now_ns + (shift if match.group(1) == "+" else -shift)

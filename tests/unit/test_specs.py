@@ -46,6 +46,9 @@ def test_fake_time_anchors_and_rates():
     assert real == 1796377677123000000 and fake == real + 86400 * 10 ** 9 and rate == 10 ** 7   # a whole ms
     assert faults.parse_fake_time("x0.5", now)[1:] == (real, 500000)
     assert faults.parse_fake_time("@946684800.25", now)[1] == 946684800250000000
+    # libfaketime's years (FAKETIME=+2y): 365 days each
+    assert faults.parse_fake_time("+2y", now)[1] == real + 2 * 365 * 86400 * 10 ** 9
+    assert faults.parse_fake_time("-1y x2", now)[1:] == (real - 365 * 86400 * 10 ** 9, 2 * 10 ** 6)
     for spec in ("x0", "x0.0000001", "x1000001", "+1d x" + "9" * 400):
         with pytest.raises(MrhookerError, match="rate"):
             faults.parse_fake_time(spec, now)
