@@ -427,6 +427,18 @@ def test_variadic_alternatives(name, instead):
     assert name not in known_names()
 
 
+def test_a_cython_hook_with_dots_is_told_how_to_declare_the_known_variable_arguments():
+    # open's '...' in a .pyx: its mode is forwarded, so the message must say how to take it, not that mrhooker
+    # "knows the variable arguments of open" while refusing open
+    from mrhooker.cdecl import pyx_variadic_refusal
+    message = pyx_variadic_refusal("open")
+    assert message == ("variadic function open: a Cython hook can't read its '...'; declare what mrhooker forwards "
+                       "of it as a parameter after the fixed ones instead: (..., mode_t mode)")
+    assert pyx_variadic_refusal("sem_open").endswith("as parameters after the fixed ones instead: "
+                                                     "(..., mode_t mode, unsigned int value)")
+    assert pyx_variadic_refusal("printf").endswith("variadic function printf cannot be forwarded; hook vprintf instead")
+
+
 def test_other_variadics_are_refused():
     message = error_of(parse_prototype, "int frob(int x, ...)")
     assert "variadic function frob cannot be forwarded" in message

@@ -904,6 +904,18 @@ def test_cython_error_caret_points_at_the_column(mrhooker, script):
     assert lines[source][caret.index("^")] == "=" and lines[source][:caret.index("^")].count("=") == 1, lines
 
 
+def test_cython_hook_of_open_with_dots_says_how_to_take_its_mode(mrhooker, script):
+    path = script("dotsopen.pyx", """\
+        from mrhooker cimport original
+        ctypedef int (*open_t)(const char *, int, ...) noexcept nogil
+        cdef extern int open(const char *path, int flags, ...) with gil:
+            return (<open_t>original("open"))(path, flags)
+        """)
+    line = assert_one_line_error(mrhooker(path, "true"))
+    assert line.endswith("variadic function open: a Cython hook can't read its '...'; declare what mrhooker forwards "
+                         "of it as a parameter after the fixed ones instead: (..., mode_t mode)"), line
+
+
 def test_c_compiler_error_shows_compiler_output(mrhooker, script):
     path = script("badheader.pyx", """\
         cdef extern from "no_such_header.h":

@@ -242,7 +242,7 @@ def _build_pyx(script, tmp, pyinfo, runtime, options, root):
         c_source = f.read()
     version = toolchain.cython_version()
     entries, includes = codegen.pyx_exports(c_source, script.path, version,
-                                            lambda name: cdecl.variadic_refusal(name, root))
+                                            lambda name: cdecl.pyx_variadic_refusal(name, root))
     if not entries:   # as a .py script with no @hook: nothing would ever run
         raise MrhookerError("%s exports no hooks: define the C functions to replace with `cdef extern` or `cdef "
                             "public` and a body (cdef extern ssize_t write(int fd, const void *buf, size_t n) with "

@@ -40,12 +40,13 @@ from mrhooker.cdecl.headers import (LIBRARY_HEADERS, _databases_for, database_ke
                                     include_source, loaded_header_stamps)
 from mrhooker.cdecl.model import CType, Param, Prototype, _abi_class
 from mrhooker.cdecl.tokens import _C_KEYWORDS, _IDENTIFIER
-from mrhooker.cdecl.variadic import _variadic_refusal
+from mrhooker.cdecl.variadic import _pyx_variadic_refusal, _variadic_refusal
 from mrhooker.errors import MrhookerError
 
 __all__ = ["CType", "Param", "Prototype", "LIBRARY_HEADERS", "RUNTIME_SYMBOLS", "aggregate_members",
            "database_key", "has_aggregate", "include_source", "known_names", "large_file_twins", "loaded_header_stamps",
-           "parse_prototype", "prototype_for", "refusal", "runtime_refusal", "variadic_refusal"]
+           "parse_prototype", "prototype_for", "pyx_variadic_refusal", "refusal", "runtime_refusal",
+           "variadic_refusal"]
 
 # Functions the runtime defines itself in every preload library (runtime/signals.c, preload.c) or calls on every
 # path, and those that return twice (no entry point can stand between them and their caller: the second return
@@ -119,6 +120,11 @@ def refusal(name, cache_dir=None, headers=()):
 def variadic_refusal(name, cache_dir=None, headers=()):
     """Why a variadic function can't be hooked, and what to hook instead."""
     return _variadic_refusal(name, _database_with(name, cache_dir, headers).has_function)
+
+
+def pyx_variadic_refusal(name, cache_dir=None, headers=()):
+    """Why a Cython hook with a '...' is refused: how to declare open's mode instead, or what to hook instead."""
+    return _pyx_variadic_refusal(name, _database_with(name, cache_dir, headers).has_function)
 
 
 def _known_database(cache_dir, headers, libraries):

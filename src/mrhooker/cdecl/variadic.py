@@ -48,3 +48,15 @@ def _variadic_refusal(name, has_function):
         "variadic function %s cannot be forwarded (mrhooker knows the variable arguments of "
         "open, openat, fcntl, ioctl, prctl, syscall, sem_open and mq_open only)" % name
     )
+
+
+def _pyx_variadic_refusal(name, has_function):
+    """Why a Cython hook defined with a '...' is refused: for a function whose variable arguments mrhooker knows
+    (open's mode), how to declare them instead; for any other, what to hook instead."""
+    if name not in _VARIADIC_EXTRA:
+        return _variadic_refusal(name, has_function)
+    extra = _VARIADIC_EXTRA[name][1]
+    return ("variadic function %s: a Cython hook can't read its '...'; declare what mrhooker forwards of it as %s "
+            "after the fixed ones instead: (..., %s)" % (
+                name, "parameters" if len(extra) > 1 else "a parameter",
+                ", ".join("%s %s" % (spelling, pname) for pname, _, spelling in extra)))
