@@ -197,6 +197,16 @@ def test_an_execd_program_gets_the_libraries_patches(mrhooker, libc_prog):
     assert 'write(1, "sum 35\\n", 7) = 7' in r.err, r   # printf's, in the program sh ran
 
 
+def test_a_script_without_a_shebang_is_planned_as_the_shell_that_runs_it(mrhooker, tmp_path):
+    # execvp runs it with /bin/sh (so does mrhooker); the plan read it as an ELF file: "file too short", exit 2
+    bare = tmp_path / "bare.sh"
+    bare.write_text("echo hi; exit 3\n")
+    bare.chmod(0o755)
+    r = trace(mrhooker, "--entry", "-e", "write", str(bare))
+    assert r.returncode == 3 and r.out == "hi\n", r
+    assert 'write(1, "hi\\n", 3) = 3' in r.err, r
+
+
 def test_a_function_too_short_to_patch_is_one_line(mrhooker, cprog, script):
     own_prog = cprog(OWN_C, FLAVOURS["plain"] + ["-pthread"])   # tiny(): xor %eax,%eax; ret (3 bytes)
     r = trace(mrhooker, "-e", "int tiny(void)", own_prog)

@@ -656,6 +656,12 @@ def test_list_says_which_twin_a_program_imports(mrhooker, cprog, tmp_path):
     sh_script.chmod(0o755)
     r = mrhooker("trace", "-l", "execve", sh_script, timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and "execve" in r.out and "is a script" in r.err and "/bin/sh" in r.err, r
+    # a script without #!: /bin/sh's, as it runs (execvp's ENOEXEC), not "not an ELF file"
+    bare_script = tmp_path / "bare.sh"
+    bare_script.write_text("echo hi\n")
+    bare_script.chmod(0o755)
+    r = mrhooker("trace", "-l", "execve", bare_script, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "execve" in r.out and "is a script" in r.err and "/bin/sh" in r.err, r
     static = cprog("int main(void) { return 0; }\n", flags=["-static"])
     r = mrhooker("trace", "-l", "*", static, timeout=RUN_TIMEOUT)
     assert r.returncode == 2 and "statically linked" in r.err and len(r.err.splitlines()) == 1, r

@@ -68,7 +68,7 @@ def _dynamic_symbols(path, defined=False):
 
 def elf_program(path):
     """The ELF program to read for `path`: itself, or for a #! script its interpreter (`#!/usr/bin/env NAME`:
-    NAME, found on PATH)."""
+    NAME, found on PATH), or for a script without #! /bin/sh, which runs it (execvp's ENOEXEC case)."""
     try:
         with open(path, "rb") as f:
             head = f.read(256)
@@ -84,6 +84,8 @@ def elf_program(path):
             raise MrhookerError("%s is a script whose interpreter %r can't be read: name the program it runs"
                                 % (path, interpreter))
         return interpreter
+    if not head.startswith(b"\x7fELF"):   # execve's ENOEXEC: run with /bin/sh, as execvp and the launch do
+        return "/bin/sh"
     return path
 
 
