@@ -93,6 +93,14 @@ def test_run_takes_a_string_as_subprocess_run_does(api_env):
         testing.run("true false", env=api_env, timeout=RUN_TIMEOUT)
 
 
+def test_run_refuses_text_input_before_it_starts(api_env):
+    with pytest.raises(TypeError, match=r"input= takes bytes.*input=b'hello'") as e:
+        testing.run(["cat"], input="hello", env=api_env, timeout=RUN_TIMEOUT)
+    assert e.value.__context__ is None, e.value   # one error, not a second raised while cleaning up after it
+    r = testing.run(["cat"], input=b"hello", env=api_env, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and r.out == "hello", r
+
+
 CLIENT_C = r'''
 #include <arpa/inet.h>
 #include <stdio.h>

@@ -86,6 +86,8 @@ def run(args, inject=(), trace=(), fake_time=None, seed=0, hooks=None, timeout=N
     args = [os.fspath(a) for a in args]
     if isinstance(inject, str) or isinstance(trace, str):
         raise TypeError("inject= and trace= take lists of specs")
+    if isinstance(input, str):   # before mrhooker starts: it was killed, the TypeError raised twice, chained
+        raise TypeError("input= takes bytes, as subprocess.run's without text=True: input=%r" % input.encode())
     if hooks is not None and (inject or trace or fake_time is not None):
         raise ValueError("hooks= can't be combined with inject=, trace= or fake_time=: one run either runs a hook "
                          "script or traces")
