@@ -331,10 +331,7 @@ def _build(path, options):
 
     script = scripts.read(path)
     pyinfo = toolchain.python_info()
-    what = "build directory" if options.build_dir else "cache directory"
-    root = cache.prepare(options.build_dir or cache.default_root(), what)
-    if not options.attach:   # preloaded: a path LD_PRELOAD can't carry is refused now, not after the build
-        cache.check_preloadable(root, what)
+    root = cache.build_root(options.build_dir, preloaded=not options.attach)
     key = _build_key(root, script, pyinfo, options)
     index = os.path.join(root, "%s-%s.deps" % (script.module, key))   # the files the script includes
     options.log("script: %s (module %s, %s)" % (script.path, script.module, script.kind))
@@ -416,10 +413,7 @@ def _build_trace(plans, symbols, layouts, options):
     import shutil
     from mrhooker import codegen, decoders
 
-    what = "build directory" if options.build_dir else "cache directory"
-    root = cache.prepare(options.build_dir or cache.default_root(), what)
-    if not options.attach:   # preloaded: a path LD_PRELOAD can't carry is refused now, not after the build
-        cache.check_preloadable(root, what)
+    root = cache.build_root(options.build_dir, preloaded=not options.attach)
     entries = codegen.trace_entries_sources(plans, symbols, os.cpu_count() or 1)
     shown = decoders.source(plans, symbols, layouts)
     functions = [dict({"name": p.symbol, "text": p.proto.text, "params": [q.name for q in p.params]},

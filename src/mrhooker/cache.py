@@ -99,13 +99,23 @@ def prepare(path, what):
     return check_private(path, what)
 
 
-def check_preloadable(root, what):
-    """Refuses, before anything is built there, a build root whose resolved path LD_PRELOAD can't carry (it
-    splits at spaces and colons): every build in it would be refused at the launch (launch.py)."""
-    if any(c in root for c in " :\t\n"):
+def build_root(build_dir, preloaded=False):
+    """The root builds go into: build_dir (--build-dir), else the user's cache directory, prepared. preloaded: its
+    libraries will be loaded through LD_PRELOAD, which splits at spaces and colons: a path with one is refused
+    now, before anything is built there."""
+    what = "build directory" if build_dir else "cache directory"
+    root = prepare(build_dir or default_root(), what)
+    if preloaded:
+        check_preloadable(root, what)
+    return root
+
+
+def check_preloadable(directory, what):
+    """Refuses a directory whose path LD_PRELOAD can't carry (it splits at spaces and colons)."""
+    if any(c in directory for c in " :\t\n"):
         raise MrhookerError("the %s %s has a space or colon in its path, which LD_PRELOAD cannot carry; choose "
-                            "another one with --build-dir%s" % (what, root, "" if what == "build directory" else
-                                                                " (or $XDG_CACHE_HOME)"))
+                            "another one with --build-dir%s" % (what, directory, "" if what == "build directory"
+                                                                else " (or $XDG_CACHE_HOME)"))
 
 
 # ---- keys ---------------------------------------------------------------------------------------------

@@ -367,7 +367,7 @@ def _list_prototypes(pattern, build_dir, headers, command):
     import fnmatch
     from mrhooker import cache, cdecl, tracing
     from mrhooker.programs import resolve_command
-    root = cache.prepare(build_dir or cache.default_root(), "build directory" if build_dir else "cache directory")
+    root = cache.build_root(build_dir)
     imported = None
     if command:
         from mrhooker import programs

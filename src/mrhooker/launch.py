@@ -229,9 +229,8 @@ def find_program(command, force):
 
 def _preload_environment(preload, settings, options):
     """The target's environment: ours, with `preload` first in LD_PRELOAD and the MRHOOKER_* settings."""
-    if any(c in preload for c in " :\t\n"):
-        raise MrhookerError("the build directory %s has a space or colon in its path, which LD_PRELOAD cannot "
-                            "carry; choose another one with --build-dir" % os.path.dirname(preload))
+    from mrhooker.cache import check_preloadable
+    check_preloadable(os.path.dirname(preload), "build directory")   # (cache.build_root has refused it already)
     env = dict(os.environ)
     env.update(settings)
     env["MRHOOKER_FOLLOW"] = "1" if options.follow else "0"

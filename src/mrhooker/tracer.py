@@ -168,10 +168,7 @@ class Tracer:
         from mrhooker import cache, guardian
 
         request = self.request
-        what = "build directory" if self.build_options.build_dir else "cache directory"
-        root = cache.prepare(self.build_options.build_dir or cache.default_root(), what)
-        if not attach_to:   # preloaded: refused before the plan and the build, not after
-            cache.check_preloadable(root, what)
+        root = cache.build_root(self.build_options.build_dir, preloaded=not attach_to)
         trace_build, rules, fake_time = self._prepare(root)
         nfn = len(trace_build.functions)
         lib = tracefile.load(trace_build.reader)
