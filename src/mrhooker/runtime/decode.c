@@ -250,7 +250,7 @@ static void put_flags(mrh_text *t, const mrh_flagset *f, uint64_t v)
 
 /* One name of an enumeration, or the number: in a line, in hex with the enumeration's unknown name in a comment
  * (strace's way); in JSON, the number. */
-static void put_enum(mrh_text *t, const mrh_enum *e, uint64_t v, int64_t signed_v, int json)
+static void put_enum(mrh_text *t, const mrh_enum *e, uint64_t v, int size, int json)
 {
     const char *name = e ? name_of(e->names, v) : NULL;
     if (name) {
@@ -258,9 +258,9 @@ static void put_enum(mrh_text *t, const mrh_enum *e, uint64_t v, int64_t signed_
         mrh_puts(t, name);
         if (json) put_char(t, '"');
     } else if (json || !e || !e->unknown) {
-        mrh_put_i64(t, signed_v);
-    } else {
-        mrh_put_hex(t, v);
+        mrh_put_i64(t, (int64_t)v);
+    } else {   /* in hex, the C type's own bits, as strace shows them: a clockid_t's -2 is 0xfffffffe */
+        mrh_put_hex(t, size > 0 && size < 8 ? v & (((uint64_t)1 << (8 * size)) - 1) : v);
         mrh_puts(t, " /* ");
         mrh_puts(t, e->unknown);
         mrh_puts(t, " */");
@@ -721,7 +721,7 @@ static void put_siginfo(mrh_text *t, const mrh_decoders *d, const mrh_capture_he
     if (json) put_char(t, '"');
     put_field(t, "si_code", json, 0);
     mrh_enum codes = {d->cld_codes, NULL};
-    put_enum(t, si.si_signo == SIGCHLD ? &codes : NULL, (uint64_t)(int64_t)si.si_code, si.si_code, json);
+    put_enum(t, si.si_signo == SIGCHLD ? &codes : NULL, (uint64_t)(int64_t)si.si_code, sizeof si.si_code, json);
     if (si.si_signo == SIGCHLD) {
         put_field(t, "si_pid", json, 0);
         mrh_put_i64(t, si.si_pid);
@@ -913,9 +913,9 @@ static void put_flock(mrh_text *t, const mrh_decoders *d, const mrh_capture_head
     mrh_enum types = {d->fcntl_lock_types, NULL}, whences = {d->whences, NULL};
     put_char(t, '{');
     put_field(t, "l_type", json, 1);
-    put_enum(t, &types, (uint64_t)(int64_t)f.l_type, f.l_type, json);
+    put_enum(t, &types, (uint64_t)(int64_t)f.l_type, sizeof f.l_type, json);
     put_field(t, "l_whence", json, 0);
-    put_enum(t, &whences, (uint64_t)(int64_t)f.l_whence, f.l_whence, json);
+    put_enum(t, &whences, (uint64_t)(int64_t)f.l_whence, sizeof f.l_whence, json);
     put_field(t, "l_start", json, 0);
     mrh_put_i64(t, f.l_start);
     put_field(t, "l_len", json, 0);
@@ -983,7 +983,7 @@ static void put_ioctl_request(mrh_text *t, const mrh_arg *a, uint64_t v, int jso
     const mrh_enum *e = a->table;
     const char *name = e ? name_of(e->names, v) : NULL;
     if (name || json) {
-        put_enum(t, e, v, (int64_t)v, json);
+        put_enum(t, e, v, a->size, json);
         return;
     }
     static const char *const dirs[] = {"_IOC_NONE", "_IOC_WRITE", "_IOC_READ", "_IOC_READ|_IOC_WRITE"};
@@ -1150,13 +1150,13 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         else mrh_put_u64(t, bits);
         return;
     case MRH_K_ENUM:
-        put_enum(t, a->table, bits, (int64_t)bits, json);
+        put_enum(t, a->table, bits, a->size, json);
         return;
     case MRH_K_ENUM_BY: {
         uint64_t key = a->ref < v->rec->nargs ? v->args[a->ref] : ~(uint64_t)0;
         const mrh_switch *sw = a->table;
         while (sw && sw->names && sw->key != key) sw++;
-        put_enum(t, sw ? sw->names : NULL, bits, (int64_t)bits, json);
+        put_enum(t, sw ? sw->names : NULL, bits, a->size, json);
         return;
     }
     case MRH_K_FLAGS:
