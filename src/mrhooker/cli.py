@@ -92,7 +92,8 @@ def _run_parser():
                         "Ctrl-C, SIGTERM, -D or its end, then detach (children it forks since too, unless "
                         "--no-follow)")
     p.add_argument("-D", "--duration", type=float, metavar="SECONDS", help="with -p: detach after SECONDS")
-    p.add_argument("--build-dir", metavar="DIR", help="keep builds in DIR instead of the cache (~/.cache/mrhooker)")
+    p.add_argument("--build-dir", metavar="DIR",
+                   help="keep builds in DIR instead of the cache ($XDG_CACHE_HOME/mrhooker, or ~/.cache/mrhooker)")
     p.add_argument("-I", dest="include_dirs", metavar="DIR", action="append", default=[],
                    help="include directory for cimport and `cdef extern from` headers (repeatable)")
     p.add_argument("-l", dest="libs", metavar="LIB", action="append", default=[],

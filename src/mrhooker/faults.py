@@ -290,8 +290,8 @@ def parse_fake_time(text, now_ns=None):
             except (ValueError, OverflowError):
                 continue
         else:
-            raise MrhookerError("bad --fake-time %r: write a date ('2000-01-01 12:00:00'), '@EPOCH', a shift "
-                                "('+1d', '-3h') and or a rate ('x10')" % text)
+            raise MrhookerError("bad --fake-time %r: write a date ('2000-01-01 12:00:00'), '@EPOCH' or a "
+                                "shift ('+1d', '-3h'), a rate ('x10'), or one of them and a rate" % text)
     if not -_TIME_T <= fake // 1000000000 < _TIME_T:
         raise MrhookerError("bad --fake-time %r: past what a 64-bit time_t holds (years -292277022657 to "
                             "292277026596)" % text)
