@@ -904,6 +904,19 @@ def test_cython_error_caret_points_at_the_column(mrhooker, script):
     assert lines[source][caret.index("^")] == "=" and lines[source][:caret.index("^")].count("=") == 1, lines
 
 
+def test_cython_errors_are_shown_all_at_once(mrhooker, script):
+    """Two errors in a .pyx: both, each with its line and caret (one rebuild per error was the first's only)."""
+    path = script("twoerrors.pyx", """\
+        cdef extern int getpid() with gil:
+            x = undefined_one
+            return undefined_two
+        """)
+    r = mrhooker(path, "true")
+    assert r.returncode == 2, r
+    assert "mrhooker: %s:2:9: undeclared name not builtin: undefined_one" % path in r.err, r.err
+    assert "\n%s:3:12: undeclared name not builtin: undefined_two\n        return undefined_two\n" % path in r.err
+
+
 def test_cython_hook_of_open_with_dots_says_how_to_take_its_mode(mrhooker, script):
     path = script("dotsopen.pyx", """\
         from mrhooker cimport original

@@ -218,18 +218,29 @@ def preprocess(source, args, compiler, headers=None):
 
 
 def _cython_error(output, script):
-    """Cython's first error as SCRIPT:LINE:COL: message, with the source line and a caret."""
+    """Cython's errors (up to 10) as SCRIPT:LINE:COL: message, each with its source line and a caret: all of
+    them, so that one run shows what to mend."""
     import re
-    match = re.search(r"^(\S[^\n]*?):(\d+):(\d+): (.+)$", output, re.M)
-    if not match:
+    errors = []
+    for match in re.finditer(r"^(\S[^\n]*?):(\d+):(\d+): (.+)$", output, re.M):
+        error = (int(match.group(2)), int(match.group(3)), match.group(4).strip())   # col: 0-based
+        if error not in errors:
+            errors.append(error)
+    if not errors:
         return "Cython failed on %s:\n%s" % (script, output.strip())
-    line, col, msg = int(match.group(2)), int(match.group(3)), match.group(4).strip()   # col: 0-based
     try:
         with open(script, encoding="utf-8", errors="replace") as f:
-            source_line = f.read().splitlines()[line - 1]
-    except (OSError, IndexError):
-        return "%s:%d:%d: %s" % (script, line, col + 1, msg)
-    return "%s:%d:%d: %s\n    %s\n    %s^" % (script, line, col + 1, msg, source_line.rstrip(), " " * col)
+            source = f.read().splitlines()
+    except OSError:
+        source = []
+    shown = []
+    for line, col, msg in errors[:10]:
+        shown.append("%s:%d:%d: %s" % (script, line, col + 1, msg))
+        if 0 < line <= len(source):
+            shown += ["    " + source[line - 1].rstrip(), "    " + " " * col + "^"]
+    if len(errors) > 10:
+        shown.append("(%d more)" % (len(errors) - 10))
+    return "\n".join(shown)
 
 
 def cythonize(script, module, out_c, include_dirs, log):
