@@ -400,7 +400,8 @@ def _bits(ctype, expr):
 
 def _traced(slot, plan, ncaps):
     """The function's mrh_traced (runtime/trace.h): how it fails (its failure value, -1, NULL or MAP_FAILED,
-    with errno set, or an error number as its result), whether it may not return, returns twice, its arguments and captures."""
+    with errno set, or an error number as its result), whether it may not return, returns twice, its arguments
+    and captures."""
     fields = []
     if plan.fails_with_result:
         fields.append(".fails = MRH_FAILS_WITH_RESULT")

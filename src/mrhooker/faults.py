@@ -251,7 +251,8 @@ def parse_fake_time(text, now_ns=None):
     anchor at the real one and runs at the rate from there. SPEC: a local date and time ('2000-01-01',
     '2000-01-01 12:30[:45]'), '@EPOCH' (seconds, a fraction allowed), or a shift from now ('+1d', '-3h', '+90m',
     '+30s', '+1.5w', '+2y': a year is 365 days, as libfaketime counts); then, optionally, a rate: 'x10' (ten
-    times as fast), 'x0.5'. A rate alone starts from now. Any time a 64-bit time_t holds is allowed (years -292277022657 to 292277026596)."""
+    times as fast), 'x0.5'. A rate alone starts from now. Any time a 64-bit time_t holds is allowed (years
+    -292277022657 to 292277026596)."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     # A whole millisecond: readers that truncate the time (ftime to ms, gettimeofday to µs) then turn the
     # second when the precise clock does (runtime/faketime.h).

@@ -680,7 +680,8 @@ FUNCTIONS = {
     "setbuffer": Fn(None, HEX, None),   # the stream's buffer-to-be: an address
     # strings a call fills; its result is 0 or -1, not a length
     "gethostname": Fn(StringOut(), None), "getdomainname": Fn(StringOut(), None),
-    "getlogin_r": Fn(StringOut(), None, ret=ERRNO_RESULT), "ttyname_r": Fn(FD, StringOut(path=True), None, ret=ERRNO_RESULT),
+    "getlogin_r": Fn(StringOut(), None, ret=ERRNO_RESULT),
+    "ttyname_r": Fn(FD, StringOut(path=True), None, ret=ERRNO_RESULT),
     "getentropy": Fn(HEX, None),   # random bytes: where they went is what tells
     # network
     "socket": Fn(ADDRESS_FAMILY, SOCKET_TYPE, SOCKET_PROTOCOL, classes="net"),
