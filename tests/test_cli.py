@@ -1051,8 +1051,13 @@ def as_nobody():
             break
     assert python, "no Python that user nobody can run mrhooker with"
 
-    def run(*args, groups=None, extra_env=None):
-        proc = subprocess.run(setpriv(groups) + [python, "-m", "mrhooker"] + [str(a) for a in args],
+    def run(*args, groups=None, extra_env=None, nproc=None):
+        # nproc: `ulimit -u` for mrhooker, set in its process (setpriv's setuid and exec would fail under it, and
+        # nobody may not exec a Python under /root)
+        start = ["-m", "mrhooker"] if nproc is None else [
+            "-c", "import resource, runpy; resource.setrlimit(resource.RLIMIT_NPROC, (%d, %d)); "
+                  "runpy.run_module('mrhooker', run_name='__main__', alter_sys=True)" % (nproc, nproc)]
+        proc = subprocess.run(setpriv(groups) + [python] + start + [str(a) for a in args],
                               env=dict(env, **(extra_env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               timeout=scaled(120))
         return Result(proc)
@@ -1099,6 +1104,56 @@ def test_a_cache_directory_refused_as_non_root_gets_nothing_made_in_it(as_nobody
         line = assert_one_line_error(as_nobody("trace", "true", extra_env={"XDG_CACHE_HOME": theirs}))
         assert words in line and theirs in line, line
         assert os.listdir(theirs) == [], theirs
+
+
+def test_trace_output_to_a_writable_file_in_a_directory_not_ones_own_as_non_root(as_nobody):
+    # -o /dev/null, or a log file root made writable in root's directory: written in place, so no need to
+    # create in the directory (as -ff's FILE.PID and the scaffold, written aside and renamed, do)
+    log = os.path.join(as_nobody.programs, "shared.log")
+    write(log, "", 0o666)
+    r = as_nobody("trace", "-e", "write", "-o", "/dev/null", "--json", log, "sh", "-c", "echo hi")
+    assert r.returncode == 0 and r.out == "hi\n" and "Traceback" not in r.err, r
+    assert '"name":"write"' in open(log).read()
+    for option in (["--scaffold", os.path.join(as_nobody.programs, "hooks.py")],
+                   ["-ff", "-o", log]):
+        line = assert_one_line_error(as_nobody("trace", "-e", "write", *option, "true"))
+        assert "its directory is missing or not writable" in line, line
+
+
+def test_a_tight_process_limit_is_one_clear_line_as_non_root(as_nobody):
+    # threads count as processes: at `ulimit -u 1` mrhooker can start neither its threads, nor its guardian, nor
+    # the program (warm: no compiler to start either)
+    script = write(os.path.join(as_nobody.home, "nproc.py"), """\
+        from mrhooker import hook
+        @hook("write")
+        def write(fd, buf, n):
+            return write.original(fd, buf, n)
+        """)
+    for args in (["trace", "-e", "write"], [script]):
+        assert as_nobody(*args, "true").returncode == 0
+        r = as_nobody(*args, "true", nproc=1)
+        line = assert_one_line_error(r)
+        assert "ulimit -u, is 1" in line, line
+
+
+def test_a_tight_descriptor_limit_keeps_the_program_or_is_one_clear_line(base_env, cprog, tmp_path):
+    # `ulimit -n 5`: mrhooker had no descriptor for its guardian's pipe (an internal error); at 6 the program ran,
+    # then listing mrhooker's children failed (an internal error, 70 for the program's 3)
+    import resource
+    prog = cprog(r"""
+        #include <stdio.h>
+        int main(void) { printf("hello\n"); return 3; }
+    """)
+    args = [sys.executable, "-m", "mrhooker", "trace", "-e", "write,open*", "-o", str(tmp_path / "trace.out"), prog]
+    assert subprocess.run(args, env=base_env, timeout=RUN_TIMEOUT).returncode == 3   # warm: no compiler
+    for limit in (5, 6, 7, 8):
+        proc = subprocess.run(args, env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+        r = Result(proc)
+        if r.returncode == 3:
+            assert r.out == "hello\n" and r.err == "", (limit, r)
+        else:
+            assert "ulimit -n is %d" % limit in assert_one_line_error(r), (limit, r)
 
 
 def test_build_dir_that_ld_preload_cannot_carry(mrhooker, script, tmp_path):

@@ -467,8 +467,12 @@ def trace_command(argv):
             raise MrhookerError(says)
     for option, path in (("-o", args.output), ("--json", args.json), ("--timeline", args.timeline),
                          ("--scaffold", args.scaffold)):
-        # checked now, not after the program ran: a typo must not cost the run
+        # checked now, not after the program ran: a typo must not cost the run. A file that exists and may be
+        # written is written in place (-o /dev/null, a log in a directory of another's), but the scaffold, written
+        # aside and renamed, and -ff's FILE.PID, made anew, need the directory.
+        in_place = option != "--scaffold" and not (option == "-o" and args.follow_count >= 2)
         if path is not None and (not path or os.path.isdir(path) or
+                                 not (in_place and os.path.exists(path) and os.access(path, os.W_OK)) and
                                  not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)):
             raise MrhookerError("%s %r: %s" % (option, path, "an empty name" if not path else "a directory"
                                                if os.path.isdir(path) else "its directory is missing or not writable"))
@@ -668,7 +672,17 @@ def main(argv=None):
         signum = e.signum if isinstance(e, _Interrupted) else signal.SIGINT
         say("interrupted")
         return 128 + signum
-    except Exception as e:   # a bug in mrhooker: still one line, the traceback only with -v
+    except Exception as e:
+        import errno
+        if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE):
+            # out of descriptors (a tight `ulimit -n`) where mrhooker opens one without a message of its own
+            import resource
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            say("%s%s (mrhooker needs a few descriptors of its own beside the program's; ulimit -n is %s)"
+                % ("cannot open %s: " % e.filename if e.filename else "", e.strerror,
+                   "unlimited" if soft == resource.RLIM_INFINITY else soft))
+            return 2
+        # a bug in mrhooker: still one line, the traceback only with -v
         if "-v" in argv or "--verbose" in argv:
             import traceback
             traceback.print_exc()

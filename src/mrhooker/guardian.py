@@ -21,8 +21,10 @@ however slowly it reads (runtime/trace.h). mrhooker stopped or busy is alive; de
 Cost: a posix_spawn (vfork) of an 18 KB program: ~0.3 ms of mrhooker's start and no copy of its memory (a fork
 of mrhooker's Python would cost its pages copied on write, ~1,500 faults). The guardian itself sleeps.
 """
+import errno
 import os
 
+from mrhooker import threads
 from mrhooker.cache import check_private
 from mrhooker.errors import MrhookerError
 
@@ -32,14 +34,20 @@ class Guardian:
 
     def __init__(self, program, trace=None):
         program = check_private(program, "mrhooker's guardian")
-        read_end, write_end = os.pipe()   # both close-on-exec (Python's default)
+        try:
+            read_end, write_end = os.pipe()   # both close-on-exec (Python's default)
+        except OSError as e:   # no descriptor left (ulimit -n)
+            raise MrhookerError("cannot start mrhooker's guardian: %s (ulimit -n is %s)"
+                                % (e.strerror, threads.limit("RLIMIT_NOFILE")))
         try:
             self.pid = os.posix_spawn(program, [program], {}, setpgroup=0, setsigmask=(),
                                       file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0),
                                                     (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
         except OSError as e:
             os.close(write_end)
-            raise MrhookerError("cannot start mrhooker's guardian %s: %s" % (program, e.strerror))
+            raise MrhookerError("cannot start mrhooker's guardian %s: %s%s" % (
+                program, e.strerror, " (the limit on your processes and threads, ulimit -u, is %s)"
+                % threads.limit("RLIMIT_NPROC") if e.errno == errno.EAGAIN else ""))
         finally:
             os.close(read_end)
         self._fd = write_end

@@ -423,7 +423,11 @@ class Signals:
 
     def __enter__(self):
         signal.pthread_sigmask(signal.SIG_BLOCK, self._waited | {signal.SIGCHLD})
-        self._thread = threads.start(threading.Thread(target=self._forward, name="mrhooker signals", daemon=True))
+        try:
+            self._thread = threads.start(threading.Thread(target=self._forward, name="mrhooker signals", daemon=True))
+        except MrhookerError:   # no thread to be had (ulimit -u): no target runs, nothing to forward
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._waited | {signal.SIGCHLD})
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -496,7 +500,11 @@ def _send(pid, own_group, sig):
 def _children_but(pid):
     """mrhooker's children (of all its threads), but pid."""
     found = []
-    for task in os.listdir("/proc/self/task"):
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:   # no descriptor left (ulimit -n): the program has ended; wait no longer for what it left
+        return found
+    for task in tasks:
         try:
             with open("/proc/self/task/%s/children" % task) as f:
                 found += [int(child) for child in f.read().split() if int(child) != pid]
@@ -526,6 +534,9 @@ def spawn_and_wait(program, command, env, log, signals, guardian, on_tick=None, 
                 # a script without "#!": the shell runs it, as execvp (env, timeout, a shell) does
                 spawned = ("/bin/sh", ["/bin/sh", program] + list(command[1:]))
                 continue
+            if e.errno == errno.EAGAIN:   # no process to be had (ulimit -u): mrhooker's failure, not the program's
+                raise MrhookerError("cannot start %s: %s (the limit on your processes and threads, ulimit -u, is %s)"
+                                    % (program, e.strerror, threads.limit("RLIMIT_NPROC")))
             # (a "#!" naming no interpreter: ENOENT, "not found" to a shell too)
             raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 127 if e.errno == errno.ENOENT else 126)
     guardian.watch(pid, own_group)

@@ -15,19 +15,41 @@ build.settle_runtime_objects for the runtime's, started while a first trace is p
 import signal
 import threading
 
+from mrhooker.errors import MrhookerError
+
 
 def start(thread):
-    """Starts thread (a threading.Thread, not started) with every signal blocked in it."""
+    """Starts thread (a threading.Thread, not started) with every signal blocked in it. A thread the kernel
+    won't make (a tight `ulimit -u`: threads count as processes) is an MrhookerError saying so."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         thread.start()
+    except RuntimeError as e:   # "can't start new thread": clone() failed, EAGAIN
+        raise MrhookerError("cannot start a thread: %s (the limit on your processes and threads, ulimit -u, is %s)"
+                            % (e, limit("RLIMIT_NPROC")))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     return thread
 
 
+def limit(which):
+    """A resource limit's soft value, for a message."""
+    import resource   # only then: a warm run imports no more than it needs
+    soft = resource.getrlimit(getattr(resource, which))[0]
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+
+
+class _NoTimer:
+    def cancel(self):
+        pass
+
+
 def timer(seconds, function):
-    """A started daemon threading.Timer calling function after seconds (cancel() stops it)."""
+    """A started daemon threading.Timer calling function after seconds (cancel() stops it); if no thread can be
+    started, one that never calls it (a timer only says what takes long)."""
     waiting = threading.Timer(seconds, function)
     waiting.daemon = True
-    return start(waiting)
+    try:
+        return start(waiting)
+    except MrhookerError:
+        return _NoTimer()

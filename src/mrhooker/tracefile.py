@@ -90,7 +90,8 @@ class _Allocator(threading.Thread):
 
     def stop(self):
         self.stopping = True
-        self.join()
+        if self.ident is not None:   # (never started: no thread to be had)
+            self.join()
 
 
 class TraceFile:
@@ -140,6 +141,9 @@ class TraceFile:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             self._allocator.start()
+        except RuntimeError:   # no thread to be had (ulimit -u): the pages are allocated as they are written
+            self._allocator.stopping = True
+            os.close(fd)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.path, self.identity = path, "%d:%d" % (st.st_dev, st.st_ino)
