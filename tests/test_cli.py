@@ -1067,6 +1067,17 @@ def as_nobody():
     shutil.rmtree(base, ignore_errors=True)
 
 
+def test_a_home_one_cannot_enter_has_no_config_of_ones_own(as_nobody):
+    """su or setpriv keep root's HOME: nobody can't enter /root, so the default config file is nobody's missing one,
+    not a refusal of every command; one named by MRHOOKER_CONFIG there is still refused."""
+    os.makedirs("/root/.mrhooker", exist_ok=True)
+    r = as_nobody("trace", "-q", "-e", "write", "true", extra_env={"HOME": "/root", "MRHOOKER_CONFIG": ""})
+    assert r.returncode == 0 and r.err == "", r
+    r = as_nobody("trace", "-q", "-e", "write", "true",
+                  extra_env={"HOME": "/root", "MRHOOKER_CONFIG": "/root/.mrhooker/mrhooker.config"})
+    assert r.returncode == 2 and r.err.startswith("mrhooker: ") and len(r.err.splitlines()) == 1, r
+
+
 def test_setuid_target_as_non_root(as_nobody):
     script = write(os.path.join(as_nobody.home, "h.pyx"), HOOK)
     target = os.path.join(as_nobody.programs, "setuid-true")

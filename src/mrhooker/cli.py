@@ -7,6 +7,7 @@ The seed's form has no subcommand: `mrhooker h.pyx ls -l` is `mrhooker run h.pyx
 MrhookerError, printed here as one "mrhooker: ..." line with its exit status.
 """
 import argparse
+import errno
 import os
 import re
 import sys
@@ -672,22 +673,25 @@ def main(argv=None):
         signum = e.signum if isinstance(e, _Interrupted) else signal.SIGINT
         say("interrupted")
         return 128 + signum
+    except OSError as e:
+        if e.errno not in (errno.EMFILE, errno.ENFILE):
+            return _internal_error(e, argv)
+        # out of descriptors (a tight `ulimit -n`) where mrhooker opens one without a message of its own
+        from mrhooker.threads import limit
+        say("%s%s (mrhooker needs a few descriptors of its own beside the program's; ulimit -n is %s)"
+            % ("cannot open %s: " % e.filename if e.filename else "", e.strerror, limit("RLIMIT_NOFILE")))
+        return 2
     except Exception as e:
-        import errno
-        if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE):
-            # out of descriptors (a tight `ulimit -n`) where mrhooker opens one without a message of its own
-            import resource
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            say("%s%s (mrhooker needs a few descriptors of its own beside the program's; ulimit -n is %s)"
-                % ("cannot open %s: " % e.filename if e.filename else "", e.strerror,
-                   "unlimited" if soft == resource.RLIM_INFINITY else soft))
-            return 2
-        # a bug in mrhooker: still one line, the traceback only with -v
-        if "-v" in argv or "--verbose" in argv:
-            import traceback
-            traceback.print_exc()
-        say("internal error: %s: %s (rerun with -v for the traceback)" % (type(e).__name__, e))
-        return 70
+        return _internal_error(e, argv)
+
+
+def _internal_error(e, argv):
+    """A bug in mrhooker: still one line, the traceback only with -v."""
+    if "-v" in argv or "--verbose" in argv:
+        import traceback
+        traceback.print_exception(type(e), e, e.__traceback__)
+    say("internal error: %s: %s (rerun with -v for the traceback)" % (type(e).__name__, e))
+    return 70
 
 
 def script():

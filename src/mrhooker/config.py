@@ -103,6 +103,12 @@ def load(module, path=None):
         if named:
             raise MrhookerError("config file not found: %s (named by MRHOOKER_CONFIG)" % path)
         return {}
+    except PermissionError as e:
+        # the default file in a directory this user can't enter (another user's HOME, kept by su or setpriv):
+        # none of this user's, as a missing one
+        if not named and not os.access(os.path.dirname(path), os.X_OK):
+            return {}
+        raise MrhookerError("cannot read config file %s: %s" % (path, e.strerror))
     except (OSError, UnicodeDecodeError) as e:
         raise MrhookerError("cannot read config file %s: %s" % (path, getattr(e, "strerror", None) or e))
 
