@@ -1102,3 +1102,37 @@ def test_the_child_of_a_fork_from_a_thread_ends_when_the_thread_returns(mrhooker
     r = mrhooker(script("pass_free.py", passthrough("free")), python, "-S", target, timeout=RUN_TIMEOUT)
     assert_clean(r)
     assert r.out == "child True\nparent 0\n", r
+
+
+# A program that leaves itself little address space (ulimit -v, RLIMIT_AS) before its first traced call: the 64 MB
+# trace file could not be mapped, and the process ran untraced, its --fake-time and --inject not applied, and
+# nothing said so.
+LOW_ADDRESS_SPACE_C = r"""
+#include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
+int main(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (!f || fscanf(f, "%lu", &pages) != 1) return 9;
+    fclose(f);
+    struct rlimit r = {(pages << 12) + (16 << 20), (pages << 12) + (16 << 20)};   /* 16 MB more than it has */
+    if (setrlimit(RLIMIT_AS, &r) != 0) return 8;
+    for (int i = 0; i < 3; i++) write(1, "x\n", 2);
+    return 0;
+}
+"""
+
+
+def test_a_process_that_cannot_map_the_trace_file_is_said_to_be_untraced(mrhooker, cprog):
+    prog = cprog(LOW_ADDRESS_SPACE_C)
+    for args in (["-e", "write"], ["-q", "--fake-time", "2000-01-01", "-e", "write"]):
+        r = mrhooker("trace", *args, prog, timeout=RUN_TIMEOUT)
+        assert r.returncode == 0 and r.out == "x\n" * 3, r
+        said = lines_starting(r.err, "mrhooker: 1 process could not map the trace file (64 MB")
+        assert len(said) == 1 and "neither --inject nor --fake-time" in said[0], r.err
+        assert not [line for line in r.err.splitlines() if line.startswith("write(")], r.err
+    r = mrhooker("trace", "--buffer-size", "1", "-e", "write", prog, timeout=RUN_TIMEOUT)   # 1 MB fits
+    assert r.returncode == 0 and len([l for l in r.err.splitlines() if l.startswith("write(1")]) == 3, r
+    assert "could not map" not in r.err, r.err

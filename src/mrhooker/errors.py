@@ -26,4 +26,4 @@ def say(text):
 
 def counted(n, noun):
     """"1 site", "2 sites": a count and its noun, in a message."""
-    return "%d %s%s" % (n, noun, "" if n == 1 else "s")
+    return "%d %s" % (n, noun if n == 1 else noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s"))

@@ -32,6 +32,7 @@ _SIGNATURES = {   # reader.c's exported functions: (result, arguments)
     "mrh_trace_beat": (None, [_p, _int]),
     "mrh_trace_dropped": (_u64, [_p]),
     "mrh_trace_abandoned": (_u64, [_p]),
+    "mrh_trace_unmapped": (_u64, [_p]),
     "mrh_trace_counters": (None, [_p, _u64, ctypes.POINTER(_u64)]),
     "mrh_reader_new": (_p, [_p]),
     "mrh_reader_lines": (None, [_p, _int, _int, _int, _int, _int, _int, _int, OPEN_FOR_PID, _i64]),
@@ -169,6 +170,9 @@ class TraceFile:
 
     def abandoned(self):
         return self.lib.mrh_trace_abandoned(self.map)
+
+    def unmapped(self):
+        return self.lib.mrh_trace_unmapped(self.map)
 
     def counters(self, nfn):
         """[(calls, errors, time units)] per function (for -c), in the writers' clock units."""

@@ -7,7 +7,7 @@ import signal
 import time
 
 from mrhooker import launch, tracefile, traceout
-from mrhooker.errors import MrhookerError, say
+from mrhooker.errors import MrhookerError, counted, say
 
 
 class TraceRequest:
@@ -384,6 +384,11 @@ class Tracer:
             say("cannot write %s: %s" % (self.request.scaffold_path, e.strerror))
 
     def _report(self, reader, trace, outputs):
+        unmapped = trace.unmapped()
+        if unmapped:
+            say("%s could not map the trace file (%d MB of address space: ulimit -v?), so %s ran untraced, with "
+                "neither --inject nor --fake-time; a smaller --buffer-size needs less" % (
+                    counted(unmapped, "process"), max(trace.size >> 20, 1), "it" if unmapped == 1 else "they"))
         dropped = trace.dropped()
         if dropped:
             say("%d calls were not recorded: the trace buffer was full and its reader showed no sign of life "

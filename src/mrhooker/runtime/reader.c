@@ -139,6 +139,11 @@ EXPORT uint64_t mrh_trace_abandoned(void *map)
     return __atomic_load_n(&((mrh_trace_header *)map)->abandoned, __ATOMIC_ACQUIRE);
 }
 
+EXPORT uint64_t mrh_trace_unmapped(void *map)
+{
+    return __atomic_load_n(&((mrh_trace_header *)map)->unmapped, __ATOMIC_ACQUIRE);
+}
+
 /* The writers' counters of function fn (-c): calls, errors, time in their clock's units. */
 EXPORT void mrh_trace_counters(void *map, uint64_t fn, uint64_t *out)
 {

@@ -96,8 +96,17 @@ static mrh_trace_header *map_trace_file(void)
         return NULL;   /* not the file the launcher made */
     }
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {   /* no room for it (ulimit -v): counted in the header alone, for the launcher to say */
+        mrh_trace_header *first = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (first != MAP_FAILED) {
+            if (first->magic == MRH_TRACE_MAGIC && first->version == MRH_TRACE_VERSION)
+                __atomic_add_fetch(&first->unmapped, 1, __ATOMIC_RELAXED);
+            munmap(first, 4096);
+        }
+        close(fd);
+        return NULL;
+    }
     close(fd);
-    if (p == MAP_FAILED) return NULL;
     mrh_trace_header *h = p;
     if (h->magic != MRH_TRACE_MAGIC || h->version != MRH_TRACE_VERSION || (h->ring_size & (h->ring_size - 1)) ||
         h->ring_offset + h->ring_size > (uint64_t)st.st_size) {

@@ -83,6 +83,8 @@ typedef struct mrh_trace_header {
     uint64_t heartbeat_ns;            /* the reader's CLOCK_MONOTONIC at its last drain; 0: gone */
     uint64_t dropped;                 /* records that could not be written (atomic) */
     uint64_t abandoned;               /* records a longjmp out of a signal handler left unfinished (atomic) */
+    uint64_t unmapped;                /* processes that could not map the whole file (ulimit -v): untraced, and
+                                       * neither faked nor injected (atomic, through a map of this page alone) */
 } mrh_trace_header;
 
 /* A fault injection rule of one function (--inject; added by the reader's mrh_trace_add_rule). */
