@@ -791,6 +791,25 @@ def test_no_thread_mrhooker_starts_can_take_a_signal():
                     assert not started, "%s:%d starts a thread not through mrhooker.threads: %s" % (name, number, line)
 
 
+def test_the_target_starts_once_no_thread_could_take_its_signals():
+    """CI: `kill -INT -- -PGID` to a hook run got "mrhooker: interrupted" and not the program's "got 1": a compiler
+    pool's worker, joined but still exiting under load, its signals unblocked, took the SIGINT. threads.settle()
+    (launch calls it before the target starts) waits for such a thread to be gone, or gives up after its timeout."""
+    import time
+    from mrhooker import threads
+    release = threading.Event()
+    plain = threading.Thread(target=release.wait, daemon=True)   # its signals unblocked, as a pool's worker's
+    plain.start()
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+    threads.settle({signal.SIGINT, signal.SIGTERM}, timeout=scaled(20))
+    assert not plain.is_alive() and time.monotonic() - started >= 0.25
+    blocked = threads.start(threading.Thread(target=time.sleep, args=(2,), daemon=True))   # blocks them: no wait
+    started = time.monotonic()
+    threads.settle({signal.SIGINT, signal.SIGTERM}, timeout=scaled(20))
+    assert blocked.is_alive() and time.monotonic() - started < 1.5
+
+
 @pytest.mark.parametrize("trace", [False, True])
 def test_nohup_keeps_sighup_ignored_by_mrhooker_and_the_child(base_env, hook, trace):
     """`nohup mrhooker ...`: a hangup kills neither, as `nohup CMD` alone (mrhooker's own handler had replaced the
@@ -1035,8 +1054,17 @@ def as_nobody():
     write(os.path.join(home, "empty.config"), "")
     for p in (home, os.path.join(home, "empty.config")):
         os.chown(p, uid, gid)
+    # mrhooker's dependencies where nobody can read them: root's Python and its site-packages may sit under /root,
+    # and the system's Python (below) may lack them (a trace's first build parses headers with pycparser)
+    packages = os.path.join(base, "packages")
+    import capstone
+    import elftools
+    import pycparser
+    for module in (capstone, elftools, pycparser):
+        shutil.copytree(os.path.dirname(module.__file__), os.path.join(packages, module.__name__))
+    subprocess.run(["chmod", "-R", "a+rX", packages], check=True, timeout=RUN_TIMEOUT)
     env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": home, "XDG_CACHE_HOME": os.path.join(home, "cache"),
-           "MRHOOKER_CONFIG": os.path.join(home, "empty.config"), "PYTHONPATH": SRC}
+           "MRHOOKER_CONFIG": os.path.join(home, "empty.config"), "PYTHONPATH": SRC + os.pathsep + packages}
 
     def setpriv(groups):
         return ["setpriv", "--reuid=nobody", "--regid=nogroup"] + (
@@ -1045,8 +1073,8 @@ def as_nobody():
     # root's Python may sit where nobody cannot reach it (/root): then the system's
     python = None
     for candidate in (sys.executable, "/usr/bin/python3"):
-        if subprocess.run(setpriv(None) + [candidate, "-c", "import mrhooker.cli"], env=env,
-                          stderr=subprocess.DEVNULL).returncode == 0:
+        if subprocess.run(setpriv(None) + [candidate, "-c", "import mrhooker.cli, pycparser, elftools, capstone"],
+                          env=env, stderr=subprocess.DEVNULL).returncode == 0:
             python = candidate
             break
     assert python, "no Python that user nobody can run mrhooker with"

@@ -47,9 +47,11 @@ cdef extern ssize_t read(int fd, void *buf, size_t n) with gil:
     reads += 1
     with nogil:
         return (<read_t>original("read"))(fd, buf, n)
+by_fd = {}
 cdef extern ssize_t write(int fd, const void *buf, size_t n) with gil:
     global writes, stdout_writes, stdout_bytes
     writes += 1
+    by_fd[fd] = by_fd.get(fd, 0) + 1
     cdef ssize_t r
     with nogil:
         r = (<write_t>original("write"))(fd, buf, n)
@@ -60,6 +62,7 @@ cdef extern ssize_t write(int fd, const void *buf, size_t n) with gil:
     return r
 atexit.register(lambda: print("io: reads %d writes %d stdout_writes %d stdout_bytes %d"
                               % (reads, writes, stdout_writes, stdout_bytes)))
+atexit.register(lambda: print("io by descriptor: %s" % sorted(by_fd.items())))
 """
 
 # sort's threads compare lines with memcmp() (in the C locale): a hook that runs in every one of them.
@@ -1536,6 +1539,9 @@ def test_python_target_signal_handler_writes_while_main_writes(mrhooker, script,
     assert len(counts) == 1, r
     _reads, writes, stdout_writes, stdout_bytes = (int(v) for v in re.findall(r"\d+", counts[0]))
     # Python runs its signal handlers in the main thread between bytecodes, outside any hook (IO_COUNTER's
-    # hooks run no bytecode): every os.write is hooked, the handler's too.
-    assert writes - stdout_writes == main_writes + handler_writes, r
+    # hooks run no bytecode): every os.write is hooked, the handler's too. They all go to one descriptor, the
+    # one written most; the target's Python may write elsewhere too (3.9 did twice, once in CI, under load).
+    by_fd = dict(eval(lines_starting(r.err, "io by descriptor: ")[0].split(": ", 1)[1]))
+    assert writes - stdout_writes >= main_writes + handler_writes, r
+    assert max(by_fd.values()) == main_writes + handler_writes, (by_fd, r)
     assert stdout_bytes == len(r.stdout), r

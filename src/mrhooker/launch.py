@@ -423,6 +423,7 @@ class Signals:
 
     def __enter__(self):
         signal.pthread_sigmask(signal.SIG_BLOCK, self._waited | {signal.SIGCHLD})
+        threads.settle(self._waited)   # no thread left that could take one of them (see threads.py)
         try:
             self._thread = threads.start(threading.Thread(target=self._forward, name="mrhooker signals", daemon=True))
         except MrhookerError:   # no thread to be had (ulimit -u): no target runs, nothing to forward

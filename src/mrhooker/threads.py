@@ -11,9 +11,14 @@ creator's).
 
 Not so the workers of the preparation's pools (concurrent.futures): the compilers they start inherit their
 mask, and must take signals. Those pools are done before the target runs: `with` waits for their threads, and
-build.settle_runtime_objects for the runtime's, started while a first trace is planned."""
+build.settle_runtime_objects for the runtime's, started while a first trace is planned. A thread joined is not
+yet gone, though: it still exits, and on a loaded machine it can be there, its signals unblocked, when the
+program's first signal comes (a SIGINT to the whole group unwound a hook run this way in CI). settle() waits for
+such threads to be gone; launch calls it before the target starts."""
+import os
 import signal
 import threading
+import time
 
 from mrhooker.errors import MrhookerError
 
@@ -53,3 +58,33 @@ def timer(seconds, function):
         return start(waiting)
     except MrhookerError:
         return _NoTimer()
+
+
+def settle(signals, timeout=1.0):
+    """Waits (up to timeout seconds) until no thread of this process but the calling one leaves any of signals
+    unblocked: threads joined but still exiting (a pool's workers) are then gone."""
+    own = str(threading.get_native_id())
+    wanted = 0
+    for sig in signals:
+        wanted |= 1 << (int(sig) - 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            tasks = [t for t in os.listdir("/proc/self/task") if t != own]
+        except OSError:
+            return
+        if not any(_unblocked(task, wanted) for task in tasks) or time.monotonic() >= deadline:
+            return
+        time.sleep(0.001)
+
+
+def _unblocked(task, wanted):
+    """Does thread `task` (its id) leave any of the signals in the bit set `wanted` unblocked? (gone: no)"""
+    try:
+        with open("/proc/self/task/%s/status" % task) as f:
+            for line in f:
+                if line.startswith("SigBlk:"):
+                    return (int(line.split()[1], 16) & wanted) != wanted
+    except (OSError, ValueError):
+        pass
+    return False
