@@ -1539,9 +1539,15 @@ def test_python_target_signal_handler_writes_while_main_writes(mrhooker, script,
     assert len(counts) == 1, r
     _reads, writes, stdout_writes, stdout_bytes = (int(v) for v in re.findall(r"\d+", counts[0]))
     # Python runs its signal handlers in the main thread between bytecodes, outside any hook (IO_COUNTER's
-    # hooks run no bytecode): every os.write is hooked, the handler's too. They all go to one descriptor, the
-    # one written most; the target's Python may write elsewhere too (3.9 did twice, once in CI, under load).
+    # hooks run no bytecode): every os.write is hooked, the handler's too, all to one descriptor (the one
+    # written most). Python 3.9's own counters miss a few of its writes under load (1 to 3 of ~100,000, once in
+    # ~15 runs: shown without mrhooker, by a plain LD_PRELOAD counter of write()), so a hook may see a few more
+    # than the script counted, never fewer.
     by_fd = dict(eval(lines_starting(r.err, "io by descriptor: ")[0].split(": ", 1)[1]))
-    assert writes - stdout_writes >= main_writes + handler_writes, r
-    assert max(by_fd.values()) == main_writes + handler_writes, (by_fd, r)
+    hooked = max(by_fd.values())
+    assert writes - stdout_writes == hooked, (by_fd, r)
+    if sys.version_info[:2] == (3, 9) and python == sys.executable:
+        assert main_writes + handler_writes <= hooked <= main_writes + handler_writes + 8, (by_fd, r)
+    else:
+        assert hooked == main_writes + handler_writes, (by_fd, r)
     assert stdout_bytes == len(r.stdout), r
