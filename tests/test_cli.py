@@ -791,23 +791,30 @@ def test_no_thread_mrhooker_starts_can_take_a_signal():
                     assert not started, "%s:%d starts a thread not through mrhooker.threads: %s" % (name, number, line)
 
 
-def test_the_target_starts_once_no_thread_could_take_its_signals():
+def test_the_target_starts_once_no_thread_could_take_its_signals(base_env):
     """CI: `kill -INT -- -PGID` to a hook run got "mrhooker: interrupted" and not the program's "got 1": a compiler
     pool's worker, joined but still exiting under load, its signals unblocked, took the SIGINT. threads.settle()
-    (launch calls it before the target starts) waits for such a thread to be gone, or gives up after its timeout."""
-    import time
-    from mrhooker import threads
-    release = threading.Event()
-    plain = threading.Thread(target=release.wait, daemon=True)   # its signals unblocked, as a pool's worker's
-    plain.start()
-    threading.Timer(0.3, release.set).start()
-    started = time.monotonic()
-    threads.settle({signal.SIGINT, signal.SIGTERM}, timeout=scaled(20))
-    assert not plain.is_alive() and time.monotonic() - started >= 0.25
-    blocked = threads.start(threading.Thread(target=time.sleep, args=(2,), daemon=True))   # blocks them: no wait
-    started = time.monotonic()
-    threads.settle({signal.SIGINT, signal.SIGTERM}, timeout=scaled(20))
-    assert blocked.is_alive() and time.monotonic() - started < 1.5
+    (launch calls it before the target starts) waits for such a thread to be gone, and not for one that blocks
+    them. (In a Python of its own: a pytest-xdist worker has threads of its own that take signals.)"""
+    code = textwrap.dedent("""\
+        import signal, threading, time
+        from mrhooker import threads
+        release = threading.Event()
+        plain = threading.Thread(target=release.wait, daemon=True)   # its signals unblocked, as a pool's worker's
+        plain.start()
+        threads.start(threading.Thread(target=lambda: (time.sleep(0.3), release.set()), daemon=True))
+        started = time.monotonic()
+        threads.settle({signal.SIGINT, signal.SIGTERM}, timeout=%r)
+        assert not plain.is_alive() and time.monotonic() - started >= 0.25, "did not wait for the plain thread"
+        blocked = threads.start(threading.Thread(target=time.sleep, args=(%r,), daemon=True))
+        started = time.monotonic()
+        threads.settle({signal.SIGINT, signal.SIGTERM}, timeout=%r)
+        assert blocked.is_alive(), "waited for a thread that blocks them"
+        print("ok")
+        """ % (scaled(20), scaled(20), scaled(20)))
+    r = subprocess.run([sys.executable, "-c", code], env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and r.stdout == "ok\n", r
 
 
 @pytest.mark.parametrize("trace", [False, True])
