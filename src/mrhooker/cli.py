@@ -678,7 +678,7 @@ def main(argv=None):
             return _internal_error(e, argv)
         # out of descriptors (a tight `ulimit -n`) where mrhooker opens one without a message of its own
         from mrhooker.threads import limit
-        say("%s%s (mrhooker needs a few descriptors of its own beside the program's; ulimit -n is %s)"
+        say("%s%s (mrhooker needs a few descriptors of its own beside the program's; %s)"
             % ("cannot open %s: " % e.filename if e.filename else "", e.strerror, limit("RLIMIT_NOFILE")))
         return 2
     except Exception as e:

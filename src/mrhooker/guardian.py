@@ -37,7 +37,7 @@ class Guardian:
         try:
             read_end, write_end = os.pipe()   # both close-on-exec (Python's default)
         except OSError as e:   # no descriptor left (ulimit -n)
-            raise MrhookerError("cannot start mrhooker's guardian: %s (ulimit -n is %s)"
+            raise MrhookerError("cannot start mrhooker's guardian: %s (%s)"
                                 % (e.strerror, threads.limit("RLIMIT_NOFILE")))
         try:
             self.pid = os.posix_spawn(program, [program], {}, setpgroup=0, setsigmask=(),
@@ -46,8 +46,7 @@ class Guardian:
         except OSError as e:
             os.close(write_end)
             raise MrhookerError("cannot start mrhooker's guardian %s: %s%s" % (
-                program, e.strerror, " (the limit on your processes and threads, ulimit -u, is %s)"
-                % threads.limit("RLIMIT_NPROC") if e.errno == errno.EAGAIN else ""))
+                program, e.strerror, " (%s)" % threads.limit("RLIMIT_NPROC") if e.errno == errno.EAGAIN else ""))
         finally:
             os.close(read_end)
         self._fd = write_end

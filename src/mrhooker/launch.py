@@ -229,8 +229,6 @@ def find_program(command, force):
 
 def _preload_environment(preload, settings, options):
     """The target's environment: ours, with `preload` first in LD_PRELOAD and the MRHOOKER_* settings."""
-    from mrhooker.cache import check_preloadable
-    check_preloadable(os.path.dirname(preload), "build directory")   # (cache.build_root has refused it already)
     env = dict(os.environ)
     env.update(settings)
     env["MRHOOKER_FOLLOW"] = "1" if options.follow else "0"
@@ -536,8 +534,7 @@ def spawn_and_wait(program, command, env, log, signals, guardian, on_tick=None, 
                 spawned = ("/bin/sh", ["/bin/sh", program] + list(command[1:]))
                 continue
             if e.errno == errno.EAGAIN:   # no process to be had (ulimit -u): mrhooker's failure, not the program's
-                raise MrhookerError("cannot start %s: %s (the limit on your processes and threads, ulimit -u, is %s)"
-                                    % (program, e.strerror, threads.limit("RLIMIT_NPROC")))
+                raise MrhookerError("cannot start %s: %s (%s)" % (program, e.strerror, threads.limit("RLIMIT_NPROC")))
             # (a "#!" naming no interpreter: ENOENT, "not found" to a shell too)
             raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 127 if e.errno == errno.ENOENT else 126)
     guardian.watch(pid, own_group)

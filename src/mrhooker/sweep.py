@@ -175,8 +175,9 @@ class Sweep:
     def _clean_run(self):
         run_dir = os.path.join(self._dir, "clean")
         timeout = self.request.timeout or CLEAN_TIMEOUT
-        self._build(os.path.join(self._dir, "build-clean"), ["-s", "0", "-e", ",".join(self.request.specs)])
-        outcome, records, regions = self._trace(run_dir, ["-s", "0", "-e", ",".join(self.request.specs)], timeout)
+        args = ["-s", "0", "-e", ",".join(self.request.specs)]
+        self._build(os.path.join(self._dir, "build-clean"), args)
+        outcome, records, regions = self._trace(run_dir, args, timeout)
         self.clean = outcome
         if outcome.refusal:
             raise MrhookerError(outcome.refusal)

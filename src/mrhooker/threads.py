@@ -30,18 +30,20 @@ def start(thread):
     try:
         thread.start()
     except RuntimeError as e:   # "can't start new thread": clone() failed, EAGAIN
-        raise MrhookerError("cannot start a thread: %s (the limit on your processes and threads, ulimit -u, is %s)"
-                            % (e, limit("RLIMIT_NPROC")))
+        raise MrhookerError("cannot start a thread: %s (%s)" % (e, limit("RLIMIT_NPROC")))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     return thread
 
 
+_LIMITS = {"RLIMIT_NPROC": "the limit on your processes and threads, ulimit -u,", "RLIMIT_NOFILE": "ulimit -n"}
+
+
 def limit(which):
-    """A resource limit's soft value, for a message."""
+    """A resource limit and its soft value, for a message: "ulimit -n is 8"."""
     import resource   # only then: a warm run imports no more than it needs
     soft = resource.getrlimit(getattr(resource, which))[0]
-    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+    return "%s is %s" % (_LIMITS[which], "unlimited" if soft == resource.RLIM_INFINITY else soft)
 
 
 class _NoTimer:

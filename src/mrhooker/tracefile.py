@@ -9,10 +9,9 @@ the heartbeat that tells writers the reader is alive.
 import ctypes
 import errno
 import os
-import signal
 import threading
 
-from mrhooker import cache
+from mrhooker import cache, threads
 from mrhooker.errors import MrhookerError
 
 DIRECTORY = "/dev/shm"
@@ -139,14 +138,11 @@ class TraceFile:
                 path, self.size >> 20, e.strerror, " (a smaller --buffer-size?)" if e.errno == errno.ENOSPC else ""))
         # the thread takes no signal: launch.Signals waits for them in a thread of its own
         self._allocator = _Allocator(fd, self.size)
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
-            self._allocator.start()
-        except RuntimeError:   # no thread to be had (ulimit -u): the pages are allocated as they are written
+            threads.start(self._allocator)
+        except MrhookerError:   # no thread to be had (ulimit -u): the pages are allocated as they are written
             self._allocator.stopping = True
             os.close(fd)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.path, self.identity = path, "%d:%d" % (st.st_dev, st.st_ino)
         # a record over a quarter of the ring is dropped whole (trace.c), and one keeps up to 8 buffers: each is
         # shown up to a 64th of the ring (-s 99999999999: 1 MB of the default ring; 2**64 no longer wraps)
