@@ -432,6 +432,46 @@ def test_stream_buffers_and_realloc_agree_with_ltrace(cprog, runs):
                                                                                        '""'], calls
 
 
+TIME_C = r"""
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void)
+{
+    time_t t;
+    syscall(SYS_time, &t);   /* what strace sees (glibc's time() is the vDSO's: no system call) */
+    syscall(SYS_time, NULL);
+    time(&t);                /* what mrhooker traces */
+    time(NULL);
+    return 0;
+}
+"""
+
+
+def test_time_is_dated_as_strace_dates_it(cprog, runs):
+    """time() has no system call to compare with on x86-64 (the vDSO's), so its lines are compared in form with
+    strace's lines of the time system call the same program makes: the filled time_t in brackets with its
+    date in a comment, the result with its date beside, in UTC."""
+    prog = cprog(TIME_C)
+    runs.fresh()
+    s = sd.run_strace([prog], runs.out / "time.strace", ["time"], runs.run_dir, runs.env, RUN_TIMEOUT)
+    m = runs.mrhooker("trace", "-o", runs.out / "time.mrhooker", "-e", "time", prog, cwd=runs.run_dir,
+                      timeout=RUN_TIMEOUT)
+    assert s.returncode == m.returncode == 0, m
+    shape = re.compile(r"time\((\[(\d+) /\* (\S+) \*/\]|NULL)\) += (\d+) \((\S+)\)$")
+    strace = [re.sub(r"^\d+ +", "", line) for line in (runs.out / "time.strace").read_text().splitlines()]
+    strace = [line for line in strace if line.startswith("time(")]   # (-f's pid before each line, gone)
+    mine = [line for line in (runs.out / "time.mrhooker").read_text().splitlines() if line.startswith("time(")]
+    assert len(strace) == len(mine) == 2, (strace, mine)
+    for line in strace + mine:
+        match = shape.match(line)
+        assert match, (line, strace, mine)
+        if match.group(2):
+            assert match.group(2) == match.group(4) and match.group(3) == match.group(5), line
+    assert [line.startswith("time(NULL)") for line in mine] == [False, True], mine
+
+
 def _gai_error(host, service, **kwargs):
     try:
         socket.getaddrinfo(host, service, **kwargs)

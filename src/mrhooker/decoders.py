@@ -79,6 +79,8 @@ class Tables:
         ident = "enum_" + kind.name
         if ident not in self.made:
             pairs = self.by_prefix(kind.prefix, kind.names, kind.exclude, kind.preferred)
+            named = {value for _, value in pairs}
+            pairs = sorted(pairs + [(n, v) for n, v in kind.kernel.items() if v not in named], key=lambda p: p[1])
             names = self.names("names_" + kind.name, pairs)
             self.made.add(ident)
             self.lines += ["static const mrh_enum %s = {%s, %s};" % (

@@ -269,7 +269,7 @@ class Sweep:
     def _build(self, run_dir, trace_args):
         """The trace of trace_args built (or found in the cache) before a timed run needs it: `true` traced so.
         A build takes seconds the first time, which --timeout is not about. A refusal is the timed run's to say."""
-        self._trace(run_dir, trace_args, CLEAN_TIMEOUT, command=["true"], input_path=None)
+        self._trace(run_dir, trace_args, CLEAN_TIMEOUT, command=["true"])
 
     def _classify(self, run):
         o, clean = run.outcome, self.clean
@@ -292,14 +292,13 @@ class Sweep:
 
     # ---- one traced run ---------------------------------------------------------------------------------
 
-    def _trace(self, run_dir, trace_args, timeout, command=None, input_path=False):
+    def _trace(self, run_dir, trace_args, timeout, command=None):
         """(Outcome, the JSON records, {pid: memory map regions}) of one run of the command under trace."""
         os.makedirs(os.path.join(run_dir, "work"))
         lines, records_path, maps = (os.path.join(run_dir, n) for n in ("lines", "records.jsonl", "maps"))
-        building = command is not None   # _build's run of `true`: no --check after it
+        building = command is not None   # _build's run of `true`: no --check after it, no input
         command = [a.replace("{}", os.path.join(run_dir, "work")) for a in command or self.command]
-        if input_path is False:
-            input_path = self.request.input_path
+        input_path = None if building else self.request.input_path
         argv = [sys.executable, "-m", "mrhooker", "trace", "--no-follow", "-o", lines, "--json", records_path] + \
             trace_args + ["--"] + command
         error = os.path.join(run_dir, "error")   # mrhooker's refusal, told from the program's own failures

@@ -28,7 +28,7 @@ ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
  LEN_RET_TIMES, LEN_ITEMS) = range(10)
 
 # Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
-SIZEOF = {"int": 4, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
+SIZEOF = {"int": 4, "time_t": 8, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
           "struct pollfd": 8, "fd_set": 128, "kernel sigset": 8, "struct epoll_event": 12}
 
 
@@ -92,6 +92,7 @@ ID = _Simple("id", "MRH_K_ID")             # a uid_t or gid_t: -1 is "none" (cho
 EAI = _Simple("eai", "MRH_K_EAI")          # getaddrinfo's result: 0, or an EAI_* code
 ERRNO_RESULT = _Simple("errno_result", "MRH_K_ERRNO_RESULT")   # 0, or an error number, errno unset (--inject too)
 SELECT_RESULT = _Simple("select_result", "MRH_K_SELECT_RESULT")
+TIME_RESULT = _Simple("time_result", "MRH_K_TIME_RESULT")   # seconds since the epoch, its date (UTC) beside
 
 
 class Mode(Kind):
@@ -113,12 +114,14 @@ class Mode(Kind):
 
 class Enum(Kind):
     """One name for one value: the names given and those with a prefix (less the excluded); where two names
-    share a value, the first given (or the preferred) is shown. An unknown value reads `0x7 /* SEEK_??? */`."""
+    share a value, the first given (or the preferred) is shown. An unknown value reads `0x7 /* SEEK_??? */`.
+    kernel: names strace knows that the headers no longer define, for values no header name has."""
 
     reader = "MRH_K_ENUM"
 
-    def __init__(self, name, names=(), prefix=None, exclude=(), preferred=(), unknown=None):
+    def __init__(self, name, names=(), prefix=None, exclude=(), preferred=(), unknown=None, kernel=None):
         self.name, self.names, self.prefix, self.exclude, self.preferred = name, names, prefix, exclude, preferred
+        self.kernel = kernel or {}
         self.unknown = unknown if unknown is not None else (prefix + "???" if prefix else None)
 
     def table(self, tables):
@@ -440,6 +443,7 @@ SIGINFO = Fixed("siginfo", "MRH_K_SIGINFO", SIZEOF["siginfo_t"], IF_OK)
 SIGSET = Fixed("sigset", "MRH_K_SIGSET", SIZEOF["kernel sigset"])
 SIGSET_OUT = Fixed("sigset", "MRH_K_SIGSET", SIZEOF["kernel sigset"], IF_OK)
 FD_PAIR = Fixed("fds", "MRH_K_INTS", 2 * SIZEOF["int"], IF_OK)
+TIME_OUT = Fixed("time", "MRH_K_TIME", SIZEOF["time_t"], IF_OK)   # time()'s filled time_t
 TIMESPECS = Fixed("timespecs", "MRH_K_TIMESPECS", 2 * SIZEOF["struct timespec"])
 LENGTH = Length()
 
@@ -534,7 +538,8 @@ SOCKOPT_NAME = EnumBy("sockopt_name", 1, {
                                                        "UDP_NO_CHECK6_RX", "UDP_SEGMENT", "UDP_GRO"),
                     unknown="UDP_???")})
 WHENCE = Enum("whence", prefix="SEEK_", preferred=("SEEK_SET",))
-CLOCK = Enum("clock", prefix="CLOCK_", preferred=("CLOCK_REALTIME", "CLOCK_MONOTONIC"))
+CLOCK = Enum("clock", prefix="CLOCK_", preferred=("CLOCK_REALTIME", "CLOCK_MONOTONIC"),
+             kernel={"CLOCK_SGI_CYCLE": 10})   # (glibc dropped it; the kernel still refuses it by that name)
 SHUTDOWN_HOW = Enum("shutdown_how", prefix="SHUT_")
 EPOLL_CTL_OP = Enum("epoll_ctl_op", names=("EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD"), unknown="EPOLL_CTL_???")
 RLIMIT_RESOURCE = Enum("rlimit_resource", names=(
@@ -584,6 +589,11 @@ class Fn:
         self.forks = forks
         self.wait = wait
         self.fails = fails
+
+    @property
+    def fails_with_result(self):
+        """Does it fail by returning an error number, errno left alone (posix_fadvise, pthread_create)?"""
+        return self.ret is ERRNO_RESULT
 
 
 _PATH1 = Fn(PATH, classes="file")
@@ -769,7 +779,7 @@ FUNCTIONS = {
     "bzero": Fn(HEX, None), "explicit_bzero": Fn(HEX, None),
     "qsort": Fn(HEX, None, None, None), "bsearch": Fn(HEX, HEX, None, None, None),
     # time
-    "time": Fn(None, classes="time"), "gettimeofday": Fn(None, None, classes="time"),
+    "time": Fn(TIME_OUT, ret=TIME_RESULT, classes="time"), "gettimeofday": Fn(None, None, classes="time"),
     "clock_gettime": Fn(CLOCK, None, classes="time"), "clock_getres": Fn(CLOCK, None, classes="time"),
     "clock_nanosleep": Fn(CLOCK, None, None, None, ret=ERRNO_RESULT, classes="time"),
     "nanosleep": Fn(None, None, classes="time"), "sleep": Fn(None, classes="time"),
@@ -973,7 +983,7 @@ class Plan:
         self.forks = fn.forks
         self.wait = fn.wait
         self.fail_value = fn.fails if fn.fails is not None else failure_value(proto)
-        self.fails_with_result = fn.ret is ERRNO_RESULT   # 0, or an error number (errno left alone)
+        self.fails_with_result = fn.fails_with_result   # returns 0, or an error number (errno left alone)
         params = self.params
         self.captures = [c for i, k in enumerate(kinds) for c in k.captures(i, params)] + ret.captures(RET, params)
 
@@ -1012,8 +1022,7 @@ def plan(proto, layouts=None, hidden=False):
 def returns_error_number(proto):
     """Does the function fail by returning an error number, with errno left alone (posix_fadvise, pthread_create:
     the table's ERRNO_RESULT)?"""
-    entry = described(proto.symbol)
-    return entry is not None and entry.ret is ERRNO_RESULT
+    return (described(proto.symbol) or _PLAIN).fails_with_result
 
 
 def failure_value(proto):

@@ -863,16 +863,34 @@ static void put_timeval(mrh_text *t, const mrh_capture_header *c, int json)
     put_char(t, '}');
 }
 
-/* A time as strace comments it: 2000-01-01T00:00:00+0000 (UTC, as strace's default). */
-static void put_date_comment(mrh_text *t, int64_t sec)
+/* A time as strace dates it: 2000-01-01T00:00:00+0000 (UTC, as strace's default), between open and close. */
+static void put_date(mrh_text *t, int64_t sec, const char *open, const char *close)
 {
     struct tm tm;
     time_t s = (time_t)sec;
     char buf[64];
     if (!gmtime_r(&s, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S+0000", &tm)) return;
-    mrh_puts(t, " /* ");
+    mrh_puts(t, open);
     mrh_puts(t, buf);
-    mrh_puts(t, " */");
+    mrh_puts(t, close);
+}
+
+static void put_date_comment(mrh_text *t, int64_t sec)
+{
+    put_date(t, sec, " /* ", " */");
+}
+
+/* time()'s filled time_t: [946684800], its date in a comment after the number, as strace (JSON: the number). */
+static void put_time(mrh_text *t, const mrh_capture_header *c, int json)
+{
+    int64_t sec = 0;
+    memcpy(&sec, mrh_capture_data(c), c->len < sizeof sec ? c->len : sizeof sec);
+    if (!json) put_char(t, '[');
+    mrh_put_i64(t, sec);
+    if (!json) {
+        put_date_comment(t, sec);
+        put_char(t, ']');
+    }
 }
 
 /* utimensat's times: [{tv_sec=946684800, tv_nsec=0}, UTIME_NOW], each date in a comment (UTC). */
@@ -1187,6 +1205,10 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
             mrh_show_errno(t, d, (int)(int64_t)bits, 0);
         }
         return;
+    case MRH_K_TIME_RESULT:   /* 946684800 (2000-01-01T00:00:00+0000); a failure's -1 plain */
+        mrh_put_i64(t, (int64_t)bits);
+        if (!json && (int64_t)bits >= 0) put_date(t, (int64_t)bits, " (", ")");
+        return;
     case MRH_K_EAI:
         put_eai(t, d, bits, json);
         return;
@@ -1296,6 +1318,9 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_TIMESPECS:
         put_timespecs(t, c, json);
+        return;
+    case MRH_K_TIME:
+        put_time(t, c, json);
         return;
     default:
         put_pointer(t, bits, json);

@@ -90,6 +90,7 @@ static const mrh_name names_clock[] = {
     {"CLOCK_BOOTTIME", 0x7ULL},
     {"CLOCK_REALTIME_ALARM", 0x8ULL},
     {"CLOCK_BOOTTIME_ALARM", 0x9ULL},
+    {"CLOCK_SGI_CYCLE", 0xaULL},
     {"CLOCK_TAI", 0xbULL},
     {NULL, 0},
 };
