@@ -137,6 +137,15 @@ static void stats(void)
     readlink("f", buf, sizeof buf);                     /* EINVAL: no link */
     getcwd(buf, sizeof buf);
     getcwd(buf, 2);                                     /* ERANGE */
+    struct timespec times[2] = {{946684800, 0}, {946684800, 500000000}};
+    utimensat(AT_FDCWD, "g", times, 0);                 /* strace: the date with .500000000 */
+    times[0] = (struct timespec){0, 0};
+    times[1] = (struct timespec){1, 2};
+    utimensat(AT_FDCWD, "g", times, AT_SYMLINK_NOFOLLOW);   /* {0, 0}: no date; .000000002 */
+    times[0].tv_nsec = 1000000000;
+    utimensat(AT_FDCWD, "g", times, 0);                 /* EINVAL: no date for a tv_nsec no time has */
+    times[0].tv_nsec = UTIME_OMIT;
+    futimens(99, times);                                /* EBADF */
     rename("g", "h");
     rename("missing", "x");
     unlink("h");

@@ -863,21 +863,27 @@ static void put_timeval(mrh_text *t, const mrh_capture_header *c, int json)
     put_char(t, '}');
 }
 
-/* A time as strace dates it: 2000-01-01T00:00:00+0000 (UTC, as strace's default), between open and close. */
-static void put_date(mrh_text *t, int64_t sec, const char *open, const char *close)
+/* A time as strace dates it: 2000-01-01T00:00:00+0000 (UTC, as strace's default), with .000000005 when nsec
+ * isn't 0, between open and close; none for the epoch itself or a tv_nsec no time has (strace's
+ * sprinttime_ns). */
+static void put_date(mrh_text *t, int64_t sec, int64_t nsec, const char *open, const char *close)
 {
     struct tm tm;
     time_t s = (time_t)sec;
-    char buf[64];
-    if (!gmtime_r(&s, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S+0000", &tm)) return;
+    char buf[64], frac[16] = "";
+    if ((sec == 0 && nsec == 0) || nsec < 0 || nsec > 999999999) return;
+    if (!gmtime_r(&s, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm)) return;
+    if (nsec) snprintf(frac, sizeof frac, ".%09lld", (long long)nsec);
     mrh_puts(t, open);
     mrh_puts(t, buf);
+    mrh_puts(t, frac);
+    mrh_puts(t, "+0000");
     mrh_puts(t, close);
 }
 
-static void put_date_comment(mrh_text *t, int64_t sec)
+static void put_date_comment(mrh_text *t, int64_t sec, int64_t nsec)
 {
-    put_date(t, sec, " /* ", " */");
+    put_date(t, sec, nsec, " /* ", " */");
 }
 
 /* time()'s filled time_t: [946684800], its date in a comment after the number, as strace (JSON: the number). */
@@ -888,7 +894,7 @@ static void put_time(mrh_text *t, const mrh_capture_header *c, int json)
     if (!json) put_char(t, '[');
     mrh_put_i64(t, sec);
     if (!json) {
-        put_date_comment(t, sec);
+        put_date_comment(t, sec, 0);
         put_char(t, ']');
     }
 }
@@ -914,7 +920,7 @@ static void put_timespecs(mrh_text *t, const mrh_capture_header *c, int json)
         put_field(t, "tv_nsec", json, 0);
         mrh_put_i64(t, ts.tv_nsec);
         put_char(t, '}');
-        if (!json) put_date_comment(t, ts.tv_sec);
+        if (!json) put_date_comment(t, ts.tv_sec, ts.tv_nsec);
     }
     put_char(t, ']');
 }
@@ -1207,7 +1213,7 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_TIME_RESULT:   /* 946684800 (2000-01-01T00:00:00+0000); a failure's -1 plain */
         mrh_put_i64(t, (int64_t)bits);
-        if (!json && (int64_t)bits >= 0) put_date(t, (int64_t)bits, " (", ")");
+        if (!json && (int64_t)bits >= 0) put_date(t, (int64_t)bits, 0, " (", ")");
         return;
     case MRH_K_EAI:
         put_eai(t, d, bits, json);
