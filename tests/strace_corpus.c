@@ -116,6 +116,8 @@ static void stats(void)
     statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_SIZE | STATX_MODE, &stx);
     statx(AT_FDCWD, "l", AT_STATX_FORCE_SYNC, STATX_TYPE, &stx);
     statx(AT_FDCWD, "missing", 0, STATX_ALL, &stx);
+    statx(AT_FDCWD, "missing", 0, 0x40000000, &stx);    /* ENOENT: 0x40000000, then STATX_??? in a comment */
+    fstatat(AT_FDCWD, "f", &st, 0x10000000);            /* EINVAL: 0x10000000, then AT_??? in a comment */
     close(fd);
 
     section("access");
@@ -124,6 +126,8 @@ static void stats(void)
     access("missing", F_OK);
     faccessat(AT_FDCWD, "f", R_OK, AT_EACCESS);
     faccessat(AT_FDCWD, "l", W_OK | X_OK, AT_SYMLINK_NOFOLLOW);
+    access("f", 0x10);                                  /* EINVAL: 0x10, then ?_OK in a comment: no bit has a name */
+    faccessat(AT_FDCWD, "f", F_OK, 0x4);                /* EINVAL: 0x4, then AT_??? in a comment */
 
     section("paths");
     char buf[256];
@@ -178,6 +182,8 @@ static void descriptors(void)
     dup2(p[1], 21);
     dup(p[0]);
     dup3(20, 20, 0);                                    /* EINVAL */
+    dup3(20, 22, 0x4);                                  /* EINVAL: 0x4, then O_??? in a comment */
+    pipe2(q, 0x4);                                      /* EINVAL */
 
     section("fcntl");
     int fd = open("f", O_RDWR);
@@ -209,6 +215,8 @@ static void descriptors(void)
     fcntl(sealed, F_GET_SEALS);                         /* 0x6 (seals F_SEAL_SHRINK|F_SEAL_GROW) */
     close(sealed);
     fcntl(99, F_GETFD);                                 /* EBADF */
+    fcntl(99, F_SETFD, 0x8);                            /* EBADF: 0x8, then FD_??? in a comment */
+    fcntl(99, F_ADD_SEALS, 0x100);                      /* EBADF: 0x100, then F_SEAL_??? in a comment */
     fcntl64(fd, F_GETFL);
     fcntl64(fd, F_SETLK, &fl);
 
@@ -229,6 +237,8 @@ static void descriptors(void)
     poll(pf, 2, 0);
     poll(pf, 1, 5);                                     /* timeout */
     poll(NULL, 0, 1);
+    struct pollfd odd = {.fd = p[0], .events = 0x4000};
+    poll(&odd, 1, 0);                                   /* events=0x4000, then POLL??? in a comment */
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGUSR2);
@@ -259,6 +269,8 @@ static void descriptors(void)
     int ev2 = eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC | EFD_NONBLOCK);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     int ep2 = epoll_create1(0);
+    epoll_create1(0x4);                                 /* EINVAL: 0x4, then EPOLL_??? in a comment */
+    eventfd(0, 0x4);                                    /* EINVAL: 0x4, then EFD_??? in a comment */
     epoll_ctl(ep, EPOLL_CTL_DEL, ev, NULL);             /* ENOENT: not added */
     epoll_ctl(ep, 77, ev, NULL);                        /* EFAULT: an unknown op */
     struct epoll_event ee = {.events = EPOLLIN | EPOLLET, .data.u64 = 0x1234567890ULL}, got[4];
@@ -326,6 +338,7 @@ static void memory(void)
     mprotect(a, 4096, PROT_NONE);
     mprotect(a, 4096, PROT_READ | PROT_WRITE | PROT_EXEC);
     mprotect(a, 4096, PROT_READ | PROT_GROWSUP);                          /* EINVAL */
+    mprotect(a, 4096, 0x10);                                              /* EINVAL: 0x10, then PROT_??? in a comment */
     munmap(a, 8192);
     munmap(s, 4096);
     munmap(k, 65536);
@@ -360,6 +373,7 @@ static void network(void)
     getsockopt(c, SOL_SOCKET, SO_ERROR, &v, &len);
     len = sizeof v;
     getsockopt(c, SOL_SOCKET, SO_TYPE, &v, &len);
+    accept4(s, NULL, NULL, 0x4);                        /* EINVAL: 0x4, then SOCK_??? in a comment */
     int a = accept4(s, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     send(c, "ping\n", 5, MSG_NOSIGNAL);
     recv(a, buf, sizeof buf, 0);
@@ -449,6 +463,7 @@ static void processes(void)
     waitpid(c, NULL, 0);
     kill(c, 0);                                         /* ESRCH: reaped */
     waitpid(-1, &st, WNOHANG);                          /* ECHILD */
+    waitpid(-1, NULL, 0x100);                           /* EINVAL: 0x100, then W??? in a comment */
     c = fork();
     if (c == 0)
         _exit(0);

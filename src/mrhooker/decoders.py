@@ -114,8 +114,9 @@ class Tables:
         if kind.low:
             low = self.names("low_" + kind.name, [(n, self.symbols[n]) for n in kind.low if n in self.symbols])
         self.made.add(ident)
-        self.lines += ["static const mrh_flagset %s = {%s, 0x%xULL, %s, %s};" % (
-            ident, low, kind.low_mask, bits, c_string(kind.zero) if kind.zero else "NULL"), ""]
+        self.lines += ["static const mrh_flagset %s = {%s, 0x%xULL, %s, %s, %s};" % (
+            ident, low, kind.low_mask, bits, c_string(kind.zero) if kind.zero else "NULL",
+            c_string(kind.unknown) if kind.unknown else "NULL"), ""]
         return "&" + ident
 
     def layout(self, name, layout=None):

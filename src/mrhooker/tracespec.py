@@ -145,13 +145,15 @@ class Flags(Kind):
     AT_STATX_SYNC_AS_STAT); then `bits` (or every name with `prefix`), in their order except that a name of more
     bits comes before the names of its parts (O_SYNC before O_DSYNC); what is left in hex; `zero` is how 0 reads
     when there is no low field. kernel: values the kernel gives names whose userspace value is 0 (O_LARGEFILE on
-    x86-64, where every file is large: the kernel's bit still shows in F_GETFL and in a 32-bit program's opens)."""
+    x86-64, where every file is large: the kernel's bit still shows in F_GETFL and in a 32-bit program's opens).
+    unknown: strace's comment for a value none of whose bits has a name (`0x4 /* O_??? */`; strace spells some
+    oddly: "?_OK", "W???", "RENAME_??")."""
 
     reader = "MRH_K_FLAGS"
 
     def __init__(self, name, bits=None, prefix=None, exclude=(), low=None, low_mask=0, zero="0", kernel=None,
-                 spellings=None):
-        self.name, self.bits, self.prefix, self.exclude = name, bits, prefix, exclude
+                 spellings=None, unknown=None):
+        self.name, self.bits, self.prefix, self.exclude, self.unknown = name, bits, prefix, exclude, unknown
         self.low, self.low_mask, self.zero = low, low_mask, zero
         self.kernel = kernel or {}
         self.spellings = spellings or {}   # strace's name for a header's: {"O_ASYNC": "FASYNC"}
@@ -453,13 +455,14 @@ OPEN_FLAGS = Flags("open_flags", low=("O_RDONLY", "O_WRONLY", "O_RDWR"), low_mas
     "O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK", "O_SYNC", "O_DSYNC", "O_DIRECT",
     "O_LARGEFILE", "O_NOFOLLOW", "O_NOATIME", "O_CLOEXEC", "O_PATH", "O_TMPFILE", "O_DIRECTORY", "O_ASYNC"),
     kernel={"O_LARGEFILE": 0o100000}, spellings={"O_ASYNC": "FASYNC"})
-FD_FLAGS = Flags("fd_flags", bits=OPEN_FLAGS.bits, kernel=OPEN_FLAGS.kernel, spellings=OPEN_FLAGS.spellings)
-CLOEXEC_FLAG = Flags("cloexec_flag", bits=("FD_CLOEXEC",))
+FD_FLAGS = Flags("fd_flags", bits=OPEN_FLAGS.bits, kernel=OPEN_FLAGS.kernel, spellings=OPEN_FLAGS.spellings,
+                 unknown="O_???")
+CLOEXEC_FLAG = Flags("cloexec_flag", bits=("FD_CLOEXEC",), unknown="FD_???")
 SEALS = Flags("seals", bits=("F_SEAL_SEAL", "F_SEAL_SHRINK", "F_SEAL_GROW", "F_SEAL_WRITE", "F_SEAL_FUTURE_WRITE",
-                             "F_SEAL_EXEC"))
-ACCESS_MODE = Flags("access_mode", bits=("R_OK", "W_OK", "X_OK"), zero="F_OK")
+                             "F_SEAL_EXEC"), unknown="F_SEAL_???")
+ACCESS_MODE = Flags("access_mode", bits=("R_OK", "W_OK", "X_OK"), zero="F_OK", unknown="?_OK")
 PROT = Flags("prot", bits=("PROT_READ", "PROT_WRITE", "PROT_EXEC", "PROT_SEM", "PROT_GROWSDOWN", "PROT_GROWSUP"),
-             zero="PROT_NONE")
+             zero="PROT_NONE", unknown="PROT_???")
 MAP_FLAGS = Flags("map_flags", low=("MAP_SHARED", "MAP_PRIVATE", "MAP_SHARED_VALIDATE"), low_mask=3, bits=(
     "MAP_DROPPABLE", "MAP_FIXED", "MAP_ANONYMOUS", "MAP_32BIT", "MAP_ABOVE4G", "MAP_NORESERVE", "MAP_POPULATE",
     "MAP_NONBLOCK", "MAP_GROWSDOWN", "MAP_DENYWRITE", "MAP_EXECUTABLE", "MAP_LOCKED", "MAP_STACK",
@@ -467,30 +470,32 @@ MAP_FLAGS = Flags("map_flags", low=("MAP_SHARED", "MAP_PRIVATE", "MAP_SHARED_VAL
 SOCKET_TYPE = Flags("socket_type", low=("SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "SOCK_RDM", "SOCK_SEQPACKET",
                                         "SOCK_DCCP", "SOCK_PACKET"), low_mask=0xF,
                     bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"))
-SOCK_FLAGS = Flags("sock_flags", bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"))   # accept4's
-EPOLL_FLAGS = Flags("epoll_flags", bits=("EPOLL_CLOEXEC",))
+SOCK_FLAGS = Flags("sock_flags", bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"), unknown="SOCK_???")   # accept4's
+EPOLL_FLAGS = Flags("epoll_flags", bits=("EPOLL_CLOEXEC",), unknown="EPOLL_???")
 EPOLL_EVENTS = Flags("epoll_events", bits=(   # strace's order
     "EPOLLIN", "EPOLLPRI", "EPOLLOUT", "EPOLLERR", "EPOLLHUP", "EPOLLNVAL", "EPOLLRDNORM", "EPOLLRDBAND",
     "EPOLLWRNORM", "EPOLLWRBAND", "EPOLLMSG", "EPOLLRDHUP", "EPOLL_URING_WAKE", "EPOLLEXCLUSIVE", "EPOLLWAKEUP",
-    "EPOLLONESHOT", "EPOLLET"), kernel={"EPOLLNVAL": 0x20})   # (the kernel's name glibc leaves out)
+    "EPOLLONESHOT", "EPOLLET"), kernel={"EPOLLNVAL": 0x20}, unknown="EPOLL???")   # (the kernel's name glibc leaves out)
 RWF_FLAGS = Flags("rwf_flags", bits=("RWF_HIPRI", "RWF_DSYNC", "RWF_SYNC", "RWF_NOWAIT", "RWF_APPEND", "RWF_NOAPPEND",
-                                     "RWF_ATOMIC", "RWF_DONTCACHE"))
-EFD_FLAGS = Flags("efd_flags", bits=("EFD_SEMAPHORE", "EFD_CLOEXEC", "EFD_NONBLOCK"))   # strace's order
-MSG_FLAGS = Flags("msg_flags", prefix="MSG_", exclude=("MSG_TRYHARD",))
+                                     "RWF_ATOMIC", "RWF_DONTCACHE"), unknown="RWF_???")
+EFD_FLAGS = Flags("efd_flags", bits=("EFD_SEMAPHORE", "EFD_CLOEXEC", "EFD_NONBLOCK"),   # strace's order
+                  unknown="EFD_???")
+MSG_FLAGS = Flags("msg_flags", prefix="MSG_", exclude=("MSG_TRYHARD",), unknown="MSG_???")
 WAIT_OPTIONS = Flags("wait_options", bits=("WNOHANG", "WUNTRACED", "WCONTINUED", "WEXITED", "WSTOPPED",
-                                           "WNOWAIT", "__WNOTHREAD", "__WALL", "__WCLONE"))
+                                           "WNOWAIT", "__WNOTHREAD", "__WALL", "__WCLONE"), unknown="W???")
 AT_FLAGS = Flags("at_flags", bits=("AT_SYMLINK_NOFOLLOW", "AT_REMOVEDIR", "AT_SYMLINK_FOLLOW", "AT_NO_AUTOMOUNT",
-                                   "AT_EMPTY_PATH", "AT_RECURSIVE"))
-FACCESSAT_FLAGS = Flags("faccessat_flags", bits=("AT_SYMLINK_NOFOLLOW", "AT_EACCESS", "AT_EMPTY_PATH"))
+                                   "AT_EMPTY_PATH", "AT_RECURSIVE"), unknown="AT_???")
+FACCESSAT_FLAGS = Flags("faccessat_flags", bits=("AT_SYMLINK_NOFOLLOW", "AT_EACCESS", "AT_EMPTY_PATH"),
+                        unknown="AT_???")
 STATX_FLAGS = Flags("statx_flags", low=("AT_STATX_SYNC_AS_STAT", "AT_STATX_FORCE_SYNC", "AT_STATX_DONT_SYNC"),
                     low_mask=0x6000, bits=AT_FLAGS.bits)
 STATX_MASK = Flags("statx_mask", bits=(
     "STATX_ALL", "STATX_BASIC_STATS", "STATX_TYPE", "STATX_MODE", "STATX_NLINK", "STATX_UID", "STATX_GID",
     "STATX_ATIME", "STATX_MTIME", "STATX_CTIME", "STATX_INO", "STATX_SIZE", "STATX_BLOCKS", "STATX_BTIME",
-    "STATX_MNT_ID", "STATX_DIOALIGN", "STATX_MNT_ID_UNIQUE", "STATX_SUBVOL"))
+    "STATX_MNT_ID", "STATX_DIOALIGN", "STATX_MNT_ID_UNIQUE", "STATX_SUBVOL"), unknown="STATX_???")
 POLL_EVENTS = Flags("poll_events", bits=("POLLIN", "POLLPRI", "POLLOUT", "POLLERR", "POLLHUP", "POLLNVAL",
                                          "POLLRDNORM", "POLLRDBAND", "POLLWRNORM", "POLLWRBAND", "POLLMSG",
-                                         "POLLREMOVE", "POLLRDHUP"))
+                                         "POLLREMOVE", "POLLRDHUP"), unknown="POLL???")
 ADDRESS_FAMILY = Enum("address_family", prefix="AF_", preferred=("AF_UNIX",))
 IP_PROTOCOL = Enum("ip_protocol", prefix="IPPROTO_", preferred=("IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP",
                                                                  "IPPROTO_IPV6"))

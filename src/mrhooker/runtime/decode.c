@@ -223,7 +223,7 @@ static const char *name_of(const mrh_name *table, uint64_t value)
     return NULL;
 }
 
-static void put_flags(mrh_text *t, const mrh_flagset *f, uint64_t v)
+static void put_flags(mrh_text *t, const mrh_flagset *f, uint64_t v, int json)
 {
     size_t start = t->len;
     int parts = 0;
@@ -242,8 +242,14 @@ static void put_flags(mrh_text *t, const mrh_flagset *f, uint64_t v)
         }
     }
     if (v) {
-        if (parts++) put_char(t, '|');
+        int named = parts++;
+        if (named) put_char(t, '|');
         mrh_put_hex(t, v);
+        if (!named && !json && f->unknown) {   /* strace's comment when no bit has a name */
+            mrh_puts(t, " /* ");
+            mrh_puts(t, f->unknown);
+            mrh_puts(t, " */");
+        }
     }
     if (t->len == start) mrh_puts(t, f->zero ? f->zero : "0");
 }
@@ -271,7 +277,7 @@ static void put_enum(mrh_text *t, const mrh_enum *e, uint64_t v, int size, int j
 static void put_flags_value(mrh_text *t, const mrh_flagset *f, uint64_t v, int json)
 {
     if (json) put_char(t, '"');
-    put_flags(t, f, v);
+    put_flags(t, f, v, json);
     if (json) put_char(t, '"');
 }
 
@@ -1065,7 +1071,7 @@ static void put_fcntl_result(mrh_text *t, const mrh_decoders *d, const mrh_view 
     if (r) mrh_put_hex(t, bits);
     else put_char(t, '0');
     mrh_puts(t, f == d->seals ? " (seals " : " (flags ");
-    put_flags(t, f, bits);
+    put_flags(t, f, bits, json);
     put_char(t, ')');
 }
 

@@ -52,6 +52,7 @@ typedef struct mrh_flagset {
     uint64_t low_mask;
     const mrh_name *bits;
     const char *zero;         /* how 0 is shown when there is no low field: "0", "PROT_NONE", "F_OK" */
+    const char *unknown;      /* a line's comment when no bit has a name, as strace writes it: "O_???"; or NULL */
 } mrh_flagset;
 
 /* A struct, as the compiler laid it out (layouts.py measured it). */

@@ -29,7 +29,7 @@ static const mrh_name low_open_flags[] = {
     {NULL, 0},
 };
 
-static const mrh_flagset flags_open_flags = {low_open_flags, 0x3ULL, bits_open_flags, "0"};
+static const mrh_flagset flags_open_flags = {low_open_flags, 0x3ULL, bits_open_flags, "0", NULL};
 
 static const mrh_member layout_struct_timeval_members[] = {
     {"tv_sec", 0, 8, MRH_M_INT, NULL},
@@ -346,7 +346,7 @@ static const mrh_name bits_cloexec_flag[] = {
     {NULL, 0},
 };
 
-static const mrh_flagset flags_cloexec_flag = {NULL, 0x0ULL, bits_cloexec_flag, "0"};
+static const mrh_flagset flags_cloexec_flag = {NULL, 0x0ULL, bits_cloexec_flag, "0", "FD_???"};
 
 static const mrh_name bits_seals[] = {
     {"F_SEAL_SEAL", 0x1ULL},
@@ -357,7 +357,7 @@ static const mrh_name bits_seals[] = {
     {NULL, 0},
 };
 
-static const mrh_flagset flags_seals = {NULL, 0x0ULL, bits_seals, "0"};
+static const mrh_flagset flags_seals = {NULL, 0x0ULL, bits_seals, "0", "F_SEAL_???"};
 
 static const mrh_name names_eai[] = {
     {"EAI_IDN_ENCODE", 0xffffffffffffff97ULL},
@@ -424,7 +424,7 @@ static const mrh_name bits_poll_events[] = {
     {NULL, 0},
 };
 
-static const mrh_flagset flags_poll_events = {NULL, 0x0ULL, bits_poll_events, "0"};
+static const mrh_flagset flags_poll_events = {NULL, 0x0ULL, bits_poll_events, "0", "POLL???"};
 
 /* ssize_t write(int fd, const void *buf, size_t n) */
 static const mrh_arg args_0[] = {{MRH_K_FD, 4, MRH_SHOWN, 0, NULL, 0x0ULL, NULL}, {MRH_K_BYTES, 8, MRH_SHOWN, 0, NULL, 0x0ULL, NULL}, {MRH_K_UINT, 8, MRH_SHOWN, 0, NULL, 0x0ULL, NULL}};
