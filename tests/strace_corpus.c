@@ -27,6 +27,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -150,6 +151,10 @@ static void stats(void)
     utimensat(AT_FDCWD, "g", times, 0);                 /* EINVAL: no date for a tv_nsec no time has */
     times[0].tv_nsec = UTIME_OMIT;
     futimens(99, times);                                /* EBADF */
+    renameat2(AT_FDCWD, "g", AT_FDCWD, "f", RENAME_NOREPLACE);   /* EEXIST */
+    renameat2(AT_FDCWD, "g", AT_FDCWD, "f", RENAME_EXCHANGE);
+    renameat2(AT_FDCWD, "f", AT_FDCWD, "g", RENAME_EXCHANGE);    /* back */
+    renameat2(AT_FDCWD, "g", AT_FDCWD, "f", 0x10);      /* EINVAL: 0x10, then RENAME_?? in a comment */
     rename("g", "h");
     rename("missing", "x");
     unlink("h");
@@ -339,6 +344,14 @@ static void memory(void)
     mprotect(a, 4096, PROT_READ | PROT_WRITE | PROT_EXEC);
     mprotect(a, 4096, PROT_READ | PROT_GROWSUP);                          /* EINVAL */
     mprotect(a, 4096, 0x10);                                              /* EINVAL: 0x10, then PROT_??? in a comment */
+    madvise(a, 4096, MADV_DONTNEED);
+    madvise(a, 4096, MADV_HUGEPAGE);
+    madvise(a, 4096, 999);                                                /* EINVAL: 0x3e7, MADV_??? in a comment */
+    msync(s, 4096, MS_SYNC | MS_INVALIDATE);
+    msync(s, 4096, MS_SYNC | MS_ASYNC);                                   /* EINVAL */
+    msync(s, 4096, 0x10);                                                 /* EINVAL: 0x10, then MS_??? in a comment */
+    mlock2(a, 4096, MLOCK_ONFAULT | 0x2);                                 /* EINVAL */
+    mlock2(a, 4096, 0x2);                                                 /* EINVAL: 0x2, then MLOCK_??? in a comment */
     munmap(a, 8192);
     munmap(s, 4096);
     munmap(k, 65536);
@@ -527,6 +540,8 @@ static void clocks(void)
     clock_gettime(10, &ts);                             /* EINVAL: CLOCK_SGI_CYCLE, a name glibc's headers dropped */
     nanosleep(&req, NULL);
     clock_nanosleep(CLOCK_MONOTONIC, 0, &req, NULL);
+    struct itimerval it;
+    getitimer(99, &it);                                 /* EINVAL: 0x63, then ITIMER_??? in a comment */
     req.tv_nsec = 2000000000;
     nanosleep(&req, NULL);                              /* EINVAL */
 }

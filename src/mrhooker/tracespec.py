@@ -496,6 +496,10 @@ STATX_MASK = Flags("statx_mask", bits=(
 POLL_EVENTS = Flags("poll_events", bits=("POLLIN", "POLLPRI", "POLLOUT", "POLLERR", "POLLHUP", "POLLNVAL",
                                          "POLLRDNORM", "POLLRDBAND", "POLLWRNORM", "POLLWRBAND", "POLLMSG",
                                          "POLLREMOVE", "POLLRDHUP"), unknown="POLL???")
+RENAME_FLAGS = Flags("rename_flags", bits=("RENAME_NOREPLACE", "RENAME_EXCHANGE", "RENAME_WHITEOUT"),
+                     unknown="RENAME_??")   # (strace's spelling)
+MSYNC_FLAGS = Flags("msync_flags", bits=("MS_SYNC", "MS_ASYNC", "MS_INVALIDATE"), unknown="MS_???")  # strace's order
+MLOCK_FLAGS = Flags("mlock_flags", bits=("MLOCK_ONFAULT",), unknown="MLOCK_???")
 ADDRESS_FAMILY = Enum("address_family", prefix="AF_", preferred=("AF_UNIX",))
 IP_PROTOCOL = Enum("ip_protocol", prefix="IPPROTO_", preferred=("IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP",
                                                                  "IPPROTO_IPV6"))
@@ -555,6 +559,13 @@ SIGPROCMASK_HOW = Enum("sigprocmask_how", names=("SIG_BLOCK", "SIG_UNBLOCK", "SI
 FADVISE = Enum("fadvise", names=("POSIX_FADV_NORMAL", "POSIX_FADV_RANDOM", "POSIX_FADV_SEQUENTIAL",
                                  "POSIX_FADV_WILLNEED", "POSIX_FADV_DONTNEED", "POSIX_FADV_NOREUSE"),
                unknown="POSIX_FADV_???")
+MADVISE = Enum("madvise", names=(
+    "MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED", "MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE",
+    "MADV_DONTFORK", "MADV_DOFORK", "MADV_MERGEABLE", "MADV_UNMERGEABLE", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE",
+    "MADV_DONTDUMP", "MADV_DODUMP", "MADV_WIPEONFORK", "MADV_KEEPONFORK", "MADV_COLD", "MADV_PAGEOUT",
+    "MADV_POPULATE_READ", "MADV_POPULATE_WRITE", "MADV_DONTNEED_LOCKED", "MADV_COLLAPSE", "MADV_HWPOISON",
+    "MADV_SOFT_OFFLINE"), unknown="MADV_???")
+ITIMER_WHICH = Enum("itimer_which", names=("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF"), unknown="ITIMER_???")
 IDTYPE = Enum("idtype", names=("P_ALL", "P_PID", "P_PGID", "P_PIDFD"), unknown="P_???")
 FCNTL_CMD = Enum("fcntl_cmd", names=(
     "F_DUPFD", "F_GETFD", "F_SETFD", "F_GETFL", "F_SETFL", "F_GETLK", "F_SETLK", "F_SETLKW", "F_SETOWN", "F_GETOWN",
@@ -620,7 +631,7 @@ FUNCTIONS = {
     "unlinkat": Fn(DIRFD, PATH, _AT, classes="file"),
     "rename": Fn(PATH, PATH, classes="file"),
     "renameat": Fn(DIRFD, PATH, DIRFD, PATH, classes="file"),
-    "renameat2": Fn(DIRFD, PATH, DIRFD, PATH, None, classes="file"),
+    "renameat2": Fn(DIRFD, PATH, DIRFD, PATH, RENAME_FLAGS, classes="file"),
     "mkdir": Fn(PATH, Mode(), classes="file"),
     "mkdirat": Fn(DIRFD, PATH, Mode(), classes="file"),
     "chmod": Fn(PATH, Mode(), classes="file"),
@@ -774,12 +785,12 @@ FUNCTIONS = {
     "mmap": Fn(HEX, None, PROT, MAP_FLAGS, FD, None, classes="memory", fails=-1),
     "munmap": Fn(HEX, None, classes="memory"),
     "mprotect": Fn(HEX, None, PROT, classes="memory"),
-    "madvise": Fn(HEX, None, None, classes="memory"),
+    "madvise": Fn(HEX, None, MADVISE, classes="memory"),
     "brk": Fn(HEX, classes="memory"), "sbrk": Fn(None, classes="memory", fails=-1),
     "shmat": Fn(None, HEX, None, fails=-1),
     # memory by its address, never data (in no class: %memory is what sweep injects ENOMEM into)
-    "mlock": Fn(HEX, None), "munlock": Fn(HEX, None), "mlock2": Fn(HEX, None, None),
-    "msync": Fn(HEX, None, None), "mincore": Fn(HEX, None, None),
+    "mlock": Fn(HEX, None), "munlock": Fn(HEX, None), "mlock2": Fn(HEX, None, MLOCK_FLAGS),
+    "msync": Fn(HEX, None, MSYNC_FLAGS), "mincore": Fn(HEX, None, None),
     "posix_madvise": Fn(HEX, None, None, ret=ERRNO_RESULT),
     "bzero": Fn(HEX, None), "explicit_bzero": Fn(HEX, None),
     "qsort": Fn(HEX, None, None, None), "bsearch": Fn(HEX, HEX, None, None, None),
@@ -789,7 +800,7 @@ FUNCTIONS = {
     "clock_nanosleep": Fn(CLOCK, None, None, None, ret=ERRNO_RESULT, classes="time"),
     "nanosleep": Fn(None, None, classes="time"), "sleep": Fn(None, classes="time"),
     "usleep": Fn(None, classes="time"), "alarm": Fn(None, classes="time"),
-    "setitimer": Fn(None, None, None, classes="time"), "getitimer": Fn(None, None, classes="time"),
+    "setitimer": Fn(ITIMER_WHICH, None, None, classes="time"), "getitimer": Fn(ITIMER_WHICH, None, classes="time"),
     "timer_create": Fn(CLOCK, None, None, classes="time"), "timer_settime": Fn(None, None, None, None, classes="time"),
     "localtime": Fn(None, classes="time"), "localtime_r": Fn(None, None, classes="time"),
     "gmtime": Fn(None, classes="time"), "gmtime_r": Fn(None, None, classes="time"),
