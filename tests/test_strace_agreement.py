@@ -352,6 +352,38 @@ def _files(prefix):
     return sorted(str(p) for p in prefix.parent.glob(prefix.name + ".*"))
 
 
+EXEC_ARGV = r"""
+#include <unistd.h>
+int main(void)
+{
+    char *argv[42] = {"/bin/true", "0123456789abcdefghijklmnopqrstuvwxyz", "x\ny\200"};
+    for (int i = 3; i < 41; i++) argv[i] = "a";
+    char *one[] = {"A=1", NULL};
+    execve("/bin/true", argv, one);
+    return 1;
+}
+"""
+
+
+@pytest.mark.parametrize("size", ["0", "2", "32"])
+def test_s_shows_as_many_argv_strings_as_strace(cprog, runs, mrhooker, size):
+    """-s N: strace shows at most N strings of an argv, then `...` (`[...]` for -s 0), and each cut at N bytes;
+    an environment of one string is `/* 1 var */`."""
+    prog = cprog(EXEC_ARGV)
+    runs.fresh()
+    out = runs.out / ("argv-strace-" + size)
+    s = subprocess.run(["strace", "-f", "-q", "-s", size, "-e", "trace=execve", "-o", str(out), prog], cwd=runs.run_dir,
+                       timeout=RUN_TIMEOUT, capture_output=True)
+    assert s.returncode == 0, s
+    strace = [c for c in sd.parse_strace(out.read_text()).order if c.args[0] == '"/bin/true"']
+    r = mrhooker("trace", "-s", size, "-e", "execve", prog, cwd=runs.run_dir, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    mine = [c for c in sd.parse_mrhooker(r.err).order if c.name == "execve"]
+    assert len(strace) == len(mine) == 1, (strace, r.err)
+    assert sd.ADDRESS.sub("0x...", mine[0].args[2].split()[0]) == "0x..."
+    assert mine[0].args[:2] + mine[0].args[2].split()[1:] == strace[0].args[:2] + strace[0].args[2].split()[1:]
+
+
 # ---- where strace has no opinion: ltrace and the headers ---------------------------------------------------
 
 LIBRARY = ["fopen", "fclose", "getenv", "setenv", "opendir", "getaddrinfo"]

@@ -435,7 +435,7 @@ class PollResult(Kind):
         self.ref = ref
 
 
-ARGV_KEPT = 32   # the strings of an argv a record keeps (strace shows them all; a command line is rarely longer)
+ARGV_KEPT = 32   # the most strings of an argv a record keeps (strace shows -s of them, by default 32)
 ARGV = Strings("argv", ARGV_KEPT)
 ENVP = Strings("envp", 0)
 PATH = String(path=True)

@@ -1282,7 +1282,7 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
             put_pointer(t, bits, 0);
             mrh_puts(t, " /* ");
             mrh_put_u64(t, c->full);
-            mrh_puts(t, " vars */");
+            mrh_puts(t, c->full == 1 ? " var */" : " vars */");   /* strace's singular */
         }
         return;
     case MRH_K_STRUCT:

@@ -258,13 +258,14 @@ static uint64_t copy_from_target(void *dst, const void *src, uint64_t n, int saf
 static uint64_t strv_entry_limit(uint64_t limit) { return limit > 4096 ? 4096 : limit; }
 
 /* A string vector (argv, envp; see MRH_CAP_STRV), always copied through the kernel: the array may end anywhere.
- * Stores its first `keep` strings at dst (room: keep * (entry limit + 2)), sets *count to the strings it has;
- * returns the bytes stored. */
+ * Stores its first `keep` strings, and no more than -s of them (strace's `["a"..., "b"..., ...]`), at dst (room:
+ * keep * (entry limit + 2)), sets *count to the strings it has; returns the bytes stored. */
 static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, uint64_t limit, uint64_t *count)
 {
     const char *const *at = array;
     const char *ptrs[64];
     uint64_t used = 0, n = 0;
+    if (keep > limit) keep = limit;
     limit = strv_entry_limit(limit);
     for (;;) {
         uint64_t k = copy_from_target(ptrs, at + n, sizeof ptrs, 1, 0) / sizeof ptrs[0];
