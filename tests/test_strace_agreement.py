@@ -365,6 +365,21 @@ int main(void)
 """
 
 
+def test_the_commands_own_exec_comes_before_its_end(cprog, runs, mrhooker):
+    """The command execs another program, which ends untraced: strace's execve(...) = 0 comes before +++ exited
+    with 0 +++ (mrhooker reaps the command itself, and held the exec until then)."""
+    prog = cprog(EXEC_ARGV)
+    runs.fresh()
+    out = runs.out / "own-exec-strace"
+    s = subprocess.run(["strace", "-q", "-e", "trace=execve", "-o", str(out), prog], cwd=runs.run_dir,
+                       timeout=RUN_TIMEOUT, capture_output=True)
+    assert s.returncode == 0, s
+    r = mrhooker("trace", "-e", "execve", prog, cwd=runs.run_dir, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    shape = lambda lines: [re.sub(r"\(.*", "(...)", l) for l in lines[-2:]]
+    assert shape(_lines(r.err)) == shape(_lines(out.read_text())) == ["execve(...)", "+++ exited with 0 +++"], r.err
+
+
 @pytest.mark.parametrize("size", ["0", "2", "32"])
 def test_s_shows_as_many_argv_strings_as_strace(cprog, runs, mrhooker, size):
     """-s N: strace shows at most N strings of an argv, then `...` (`[...]` for -s 0), and each cut at N bytes;
