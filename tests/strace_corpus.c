@@ -117,6 +117,7 @@ static void stats(void)
     statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_SIZE | STATX_MODE, &stx);
     statx(AT_FDCWD, "l", AT_STATX_FORCE_SYNC, STATX_TYPE, &stx);
     statx(AT_FDCWD, "missing", 0, STATX_ALL, &stx);
+    statx(AT_FDCWD, "/", 0, STATX_BASIC_STATS, &stx);   /* stx_attributes=STATX_ATTR_MOUNT_ROOT */
     statx(AT_FDCWD, "missing", 0, 0x40000000, &stx);    /* ENOENT: 0x40000000, then STATX_??? in a comment */
     fstatat(AT_FDCWD, "f", &st, 0x10000000);            /* EINVAL: 0x10000000, then AT_??? in a comment */
     close(fd);

@@ -17,6 +17,8 @@ _MEMBERS_SHOWN = {"struct stat": ("st_mode", "st_size"), "struct stat64": ("st_m
 # Members shown by a kind of their own: {member: (MRH_M_*, its table: a Flags kind, or the member it reads)}.
 _MEMBER_KINDS = {"st_mode": ("MRH_M_FILE_MODE", None), "stx_mode": ("MRH_M_FILE_MODE", None),
                  "st_size": ("MRH_M_SIZE_OR_RDEV", "st_rdev"), "stx_mask": ("MRH_M_FLAGS", tracespec.STATX_MASK),
+                 "stx_attributes": ("MRH_M_FLAGS", tracespec.STATX_ATTRS),
+                 "stx_attributes_mask": ("MRH_M_FLAGS", tracespec.STATX_ATTRS),
                  "rlim_cur": ("MRH_M_RLIM", None), "rlim_max": ("MRH_M_RLIM", None)}
 _U64 = (1 << 64) - 1
 
