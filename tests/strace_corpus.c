@@ -541,8 +541,11 @@ static void clocks(void)
     clock_gettime(10, &ts);                             /* EINVAL: CLOCK_SGI_CYCLE, a name glibc's headers dropped */
     nanosleep(&req, NULL);
     clock_nanosleep(CLOCK_MONOTONIC, 0, &req, NULL);
-    struct itimerval it;
+    struct itimerval it, armed = {{1, 500}, {2, 0}}, off = {{0, 0}, {0, 0}};
     getitimer(99, &it);                                 /* EINVAL: 0x63, then ITIMER_??? in a comment */
+    getitimer(ITIMER_REAL, &it);                        /* {it_interval={tv_sec=0, tv_usec=0}, it_value=...} */
+    setitimer(ITIMER_VIRTUAL, &armed, &it);
+    setitimer(ITIMER_VIRTUAL, &off, NULL);
     req.tv_nsec = 2000000000;
     nanosleep(&req, NULL);                              /* EINVAL */
 }

@@ -920,7 +920,7 @@ FD_PARAMS = ("fd", "fildes", "sockfd")
 LENGTH_PARAMS = ("n", "len", "num", "count", "size", "length", "nbytes", "inl")
 # Structs a trace shows by their members, as strace does (their layouts measured by layouts.py).
 SHOWN_STRUCTS = ("struct timespec", "struct timeval", "struct stat", "struct stat64", "struct statx",
-                 "struct itimerspec", "struct timezone", "struct rlimit", "struct utsname")
+                 "struct itimerspec", "struct itimerval", "struct timezone", "struct rlimit", "struct utsname")
 
 
 def _is_length(param):
