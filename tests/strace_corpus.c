@@ -24,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -324,6 +325,22 @@ static void vectors(void)
     struct iovec bad[2] = {{"hello", 5}, {(void *)16, 5}};
     int f = open("vec", O_WRONLY | O_CREAT | O_TRUNC, 0600);
     writev(f, bad, 2);                                  /* 5 (a file takes what it can): the rest is an address */
+    close(f);
+    f = open("vec", O_RDONLY);
+    int to = open("copy", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    off_t off = 1;
+    sendfile(to, f, &off, 3);                           /* [1] => [4] */
+    sendfile(to, f, &off, 0);                           /* [4]: nothing moved */
+    sendfile(99, f, &off, 3);                           /* EBADF: [4] */
+    sendfile(to, f, NULL, 2);
+    sendfile(to, f, (off_t *)8, 3);                     /* EFAULT: the address */
+    loff_t in_off = 0, out_off = 10;
+    copy_file_range(f, &in_off, to, &out_off, 2, 0);    /* [0], [10]: as they were passed */
+    copy_file_range(f, NULL, to, NULL, 1, 0);
+    splice(f, &in_off, v[1], NULL, 3, SPLICE_F_MOVE | SPLICE_F_MORE);
+    splice(v[0], NULL, to, &out_off, 3, 0);
+    splice(v[0], NULL, to, NULL, 3, 0x10 | SPLICE_F_NONBLOCK);   /* EAGAIN: SPLICE_F_NONBLOCK|0x10 */
+    close(to);
     close(f);
     close(v[0]);
     close(v[1]);

@@ -321,6 +321,20 @@ class Length(Kind):
         return [Capture(which, CAP_STRUCT, BEFORE, LEN_FIXED, size=4), Capture(which, CAP_STRUCT, IF_OK, LEN_FIXED, size=4)]
 
 
+class Offset(Kind):
+    """An off64_t * a call reads a file's offset from: [0], as it was passed (copy_file_range's, splice's); with
+    `moved`, also where the call left it once it moved data ([0] => [3], sendfile's), as strace shows them."""
+
+    name, reader = "offset", "MRH_K_OFFSET"
+
+    def __init__(self, moved=False):
+        self.moved = moved
+
+    def captures(self, which, params):
+        before = [Capture(which, CAP_STRUCT, BEFORE, LEN_FIXED, size=8)]
+        return before + [Capture(which, CAP_STRUCT, IF_POSITIVE, LEN_FIXED, size=8)] if self.moved else before
+
+
 class Strings(Kind):
     """A NULL-terminated vector of strings: argv is shown (its first `kept` strings), envp counted."""
 
@@ -503,6 +517,8 @@ POLL_EVENTS = Flags("poll_events", bits=("POLLIN", "POLLPRI", "POLLOUT", "POLLER
 RENAME_FLAGS = Flags("rename_flags", bits=("RENAME_NOREPLACE", "RENAME_EXCHANGE", "RENAME_WHITEOUT"),
                      unknown="RENAME_??")   # (strace's spelling)
 MSYNC_FLAGS = Flags("msync_flags", bits=("MS_SYNC", "MS_ASYNC", "MS_INVALIDATE"), unknown="MS_???")  # strace's order
+SPLICE_FLAGS = Flags("splice_flags", bits=("SPLICE_F_MOVE", "SPLICE_F_NONBLOCK", "SPLICE_F_MORE", "SPLICE_F_GIFT"),
+                     unknown="SPLICE_F_???")
 MLOCK_FLAGS = Flags("mlock_flags", bits=("MLOCK_ONFAULT",), unknown="MLOCK_???")
 ADDRESS_FAMILY = Enum("address_family", prefix="AF_", preferred=("AF_UNIX",))
 IP_PROTOCOL = Enum("ip_protocol", prefix="IPPROTO_", preferred=("IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP",
@@ -698,9 +714,9 @@ FUNCTIONS = {
     "fchmod": Fn(FD, Mode(), classes="desc"), "fchown": Fn(FD, ID, ID, classes="desc"),
     "ftruncate": Fn(FD, None, classes="desc"), "futimens": Fn(FD, TIMESPECS, classes="desc"),
     "fstatfs": Fn(FD, None, classes="desc"), "fstatvfs": Fn(FD, None, classes="desc"),
-    "sendfile": Fn(FD, FD, None, None, classes="desc"),
-    "copy_file_range": Fn(FD, None, FD, None, None, None, classes="desc"),
-    "splice": Fn(FD, None, FD, None, None, None, classes="desc"),
+    "sendfile": Fn(FD, FD, Offset(moved=True), None, classes="desc"),
+    "copy_file_range": Fn(FD, Offset(), FD, Offset(), None, None, classes="desc"),
+    "splice": Fn(FD, Offset(), FD, Offset(), None, SPLICE_FLAGS, classes="desc"),
     "posix_fadvise": Fn(FD, None, None, FADVISE, ret=ERRNO_RESULT, classes="desc"),
     "posix_fallocate": Fn(FD, None, None, ret=ERRNO_RESULT, classes="desc"),
     # streams (no class: strace sees their read and write; ltrace's prototypes say as much of them)

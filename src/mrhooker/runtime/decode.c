@@ -1007,6 +1007,33 @@ static void put_length(mrh_text *t, const mrh_view *v, unsigned index, uint64_t 
     put_char(t, ']');
 }
 
+/* A file offset a call reads (and may move): [0], or [0] => [3] when it was kept after the call too (JSON: the
+ * last value). */
+static void put_offset(mrh_text *t, const mrh_view *v, unsigned index, uint64_t bits, int json)
+{
+    const mrh_capture_header *in = mrh_capture_of(v, index, 1), *out = mrh_capture_of(v, index, 0);
+    int64_t before, after;
+    if (!in || in->len < sizeof before) {
+        put_pointer(t, bits, json);
+        return;
+    }
+    memcpy(&before, mrh_capture_data(in), sizeof before);
+    int moved = out && out->len >= sizeof after;
+    if (moved) memcpy(&after, mrh_capture_data(out), sizeof after);
+    if (json) {
+        mrh_put_i64(t, moved ? after : before);
+        return;
+    }
+    put_char(t, '[');
+    mrh_put_i64(t, before);
+    put_char(t, ']');
+    if (moved) {
+        mrh_puts(t, " => [");
+        mrh_put_i64(t, after);
+        put_char(t, ']');
+    }
+}
+
 /* ioctl's request: its name, or _IOC(dir, type, nr, size) as strace spells an unknown one. */
 static void put_ioctl_request(mrh_text *t, const mrh_arg *a, uint64_t v, int json)
 {
@@ -1232,6 +1259,9 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_LENGTH:
         put_length(t, v, index, bits, json);
+        return;
+    case MRH_K_OFFSET:
+        put_offset(t, v, index, bits, json);
         return;
     case MRH_K_SIGNAL:
         if (json) put_char(t, '"');

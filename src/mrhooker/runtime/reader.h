@@ -123,6 +123,7 @@ enum mrh_kind {
     MRH_K_EPOLL_EVENTS, /* captured struct epoll_event[]: [{events=EPOLLIN, data={u32=3, u64=3}}]; table: flags */
     MRH_K_TIME,         /* a captured time_t: [946684800], its date (UTC) in a comment after the number */
     MRH_K_TIME_RESULT,  /* seconds since the epoch: 946684800 (2000-01-01T00:00:00+0000) */
+    MRH_K_OFFSET,       /* a captured off64_t, as passed and (if kept) after the call: [0] => [3] */
 };
 
 /* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without
