@@ -96,6 +96,9 @@ static void escapes(void)
     read(fd, buf, sizeof buf);
     read(fd, buf, sizeof buf);                          /* 0: the end */
     read(-1, buf, 1);                                   /* EBADF */
+    write(-1, (void *)8, 5);                            /* EBADF: unreadable, so its address (not "") */
+    write(fd, (void *)8, 5);                            /* EFAULT: the address */
+    open((char *)8, O_RDONLY);                          /* EFAULT: the address */
     close(fd);
 }
 
@@ -319,6 +322,10 @@ static void vectors(void)
     writev(v[1], out, 1);
     readv(v[0], in, 2);                                 /* 6: "hel\n", "lo" */
     readv(99, in, 2);                                   /* EBADF: the buffers' addresses */
+    struct iovec unwritable[1] = {{(void *)16, 4}};
+    int hosts = open("/etc/hosts", O_RDONLY);
+    readv(hosts, unwritable, 1);                        /* EFAULT: the iovecs still shown, their addresses */
+    close(hosts);
     preadv(v[0], in, 2, 0);                             /* ESPIPE */
     pwritev(v[1], out, 2, 0);                           /* ESPIPE: the data is still shown */
     writev(v[1], (struct iovec *)8, 2);                 /* EFAULT: the address */
@@ -510,6 +517,7 @@ static void processes(void)
     waitpid(c, &st, 0);
     char *argv[] = {"missing", NULL};
     execve("/nonexistent/missing", argv, environ);    /* ENOENT */
+    execve("/bin/true", (char **)8, environ);          /* EFAULT: argv's address */
 }
 
 static int handled;

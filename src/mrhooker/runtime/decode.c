@@ -320,7 +320,8 @@ void mrh_show_errno(mrh_text *t, const mrh_decoders *d, int err, int json)
 const mrh_capture_header *mrh_capture_of(const mrh_view *v, unsigned which, int before)
 {
     for (int i = 0; i < v->ncaps; i++)
-        if (v->caps[i]->which == which && !(v->caps[i]->kind & MRH_CAP_BEFORE) == !before) return v->caps[i];
+        if (v->caps[i]->which == which && !(v->caps[i]->kind & MRH_CAP_BEFORE) == !before)
+            return v->caps[i]->kind & MRH_CAP_UNREAD ? NULL : v->caps[i];   /* unreadable: the address */
     return NULL;
 }
 

@@ -259,8 +259,10 @@ static uint64_t strv_entry_limit(uint64_t limit) { return limit > 4096 ? 4096 : 
 
 /* A string vector (argv, envp; see MRH_CAP_STRV), always copied through the kernel: the array may end anywhere.
  * Stores its first `keep` strings, and no more than -s of them (strace's `["a"..., "b"..., ...]`), at dst (room:
- * keep * (entry limit + 2)), sets *count to the strings it has; returns the bytes stored. */
-static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, uint64_t limit, uint64_t *count)
+ * keep * (entry limit + 2)), sets *count to the strings it has (and *unread if the array can't be read at all);
+ * returns the bytes stored. */
+static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, uint64_t limit, uint64_t *count,
+                          int *unread)
 {
     const char *const *at = array;
     const char *ptrs[64];
@@ -269,6 +271,7 @@ static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, 
     limit = strv_entry_limit(limit);
     for (;;) {
         uint64_t k = copy_from_target(ptrs, at + n, sizeof ptrs, 1, 0) / sizeof ptrs[0];
+        if (k == 0 && n == 0) *unread = 1;   /* not even its first pointer */
         for (uint64_t i = 0; i < k; i++, n++) {
             if (!ptrs[i] || n >= MRH_STRV_COUNTED) {
                 *count = n;
@@ -499,23 +502,27 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
         q += sizeof *c;
         int string = caps[i].kind == MRH_CAP_STRING || caps[i].kind == MRH_CAP_PATH;
         uint64_t got;
+        int unread = 0;   /* nothing of it could be read (not merely nothing kept: -s 0) */
         if (caps[i].kind & MRH_CAP_BEFORE) {   /* ours: a copy on the entry point's stack */
             got = lens[i];
             memcpy(q, caps[i].ptr, got);
-        } else if (caps[i].kind == MRH_CAP_STRV)
-            got = copy_strv(q, caps[i].ptr, caps[i].len, limit, &fulls[i]);
-        else if (caps[i].kind == MRH_CAP_IOV || caps[i].kind == MRH_CAP_IOV_READ)
+        } else if (caps[i].kind == MRH_CAP_STRV) {
+            got = copy_strv(q, caps[i].ptr, caps[i].len, limit, &fulls[i], &unread);
+        } else if (caps[i].kind == MRH_CAP_IOV || caps[i].kind == MRH_CAP_IOV_READ) {
             got = copy_iov(q, &caps[i], limit, lens[i] - iov_shown(caps[i].len, limit) * sizeof(mrh_iov_kept), ret,
                            flags);
-        else
+            unread = iov_shown(caps[i].len, limit) && !got;
+        } else {
             got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe, string) : 0;
+            unread = safe && lens[i] && !got;
+        }
         if (string && safe) {   /* now its NUL */
             uint64_t n = strnlen((const char *)q, got);
             fulls[i] = n < got ? n : (caps[i].kind == MRH_CAP_PATH ? 4096 : limit) + 1;
             got = n;
         }
         c->which = caps[i].which;
-        c->kind = caps[i].kind;
+        c->kind = caps[i].kind | (unread ? MRH_CAP_UNREAD : 0);
         c->full = (uint32_t)(fulls[i] > 0xffffffffu ? 0xffffffffu : fulls[i]);
         c->len = (uint32_t)got;
         c->pad = 0;
@@ -592,7 +599,11 @@ static inline __attribute__((always_inline)) void write_record(mrh_trace_header 
                                                                 const uint64_t *args, int nargs,
                                                                 const mrh_capture *caps, int ncaps, int nested)
 {
-    if (MRH_UNLIKELY(call->err == EFAULT)) flags |= MRH_UNSAFE, ncaps = 0;
+    /* A call that worked yet left EFAULT keeps no copies (memory it vouched for may not be); one that failed
+     * with it keeps what the kernel can still copy (after a failure every copy goes through it), as strace
+     * shows a failed readv's iovecs. */
+    if (MRH_UNLIKELY(call->err == EFAULT) && !(flags & (MRH_FAILED | MRH_ENTRY_ONLY | MRH_INJECTED)))
+        flags |= MRH_UNSAFE, ncaps = 0;
     if (ncaps) {
         record_with_captures(h, call, end, ret, flags, args, nargs, caps, ncaps, t, nested);
     } else {   /* the common case: no copies */

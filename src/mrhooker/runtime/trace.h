@@ -8,7 +8,8 @@
  * - The target's memory: a string or buffer argument may be invalid (open(NULL), write(fd, bad, n)).
  *   Idea: captured after the call; what a successful call validated (a read's returned bytes, a write's
  *   buffer, a path) is copied directly; after a failed or injected call, everything is copied with
- *   process_vm_readv, which fails instead of faulting (and after EFAULT, nothing is).
+ *   process_vm_readv, which fails instead of faulting (and after a call that worked yet left EFAULT, nothing
+ *   is).
  * - errno: the record needs the call's errno without changing what the caller sees.
  *   Idea: errno is cleared before the call; a call that set none gets its old errno back.
  * - A full ring: the target never waits forever and never loses a record silently.

@@ -53,6 +53,9 @@ typedef struct mrh_iov_kept {
 /* In a capture's kind: taken before the call, as the argument was passed (the call may change it: select's
  * fd_sets, a socklen_t it reads and writes). */
 #define MRH_CAP_BEFORE 0x100
+/* In a capture's kind: none of the memory could be read (a bad pointer a failed call was given): the reader shows
+ * the argument as its address, as strace does, not as an empty string. */
+#define MRH_CAP_UNREAD 0x200
 #define MRH_STRUCT_KEPT 1024
 #define MRH_STRV_COUNTED 4096
 
