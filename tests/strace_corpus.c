@@ -23,6 +23,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/select.h>
@@ -229,6 +230,9 @@ static void descriptors(void)
     fcntl(99, F_ADD_SEALS, 0x100);                      /* EBADF: 0x100, then F_SEAL_??? in a comment */
     fcntl64(fd, F_GETFL);
     fcntl64(fd, F_SETLK, &fl);
+    flock(fd, LOCK_EX | LOCK_NB);
+    flock(fd, LOCK_UN);
+    flock(fd, 0x100);                                   /* EINVAL: 0x100, then LOCK_??? in a comment */
 
     section("ioctl");
     int n = 0, one = 1;
@@ -571,6 +575,12 @@ static void clocks(void)
     getitimer(ITIMER_REAL, &it);                        /* {it_interval={tv_sec=0, tv_usec=0}, it_value=...} */
     setitimer(ITIMER_VIRTUAL, &armed, &it);
     setitimer(ITIMER_VIRTUAL, &off, NULL);
+    struct timespec past = {0, 1000};
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &past, NULL);   /* at once: that time has passed */
+    clock_nanosleep(CLOCK_MONOTONIC, 0x2 | TIMER_ABSTIME, &past, NULL);   /* TIMER_ABSTIME|0x2 */
+    getpriority(PRIO_PROCESS, 0);                       /* the nice value; the system call's 20 - nice */
+    getpriority(99, 0);                                 /* EINVAL: 0x63, then PRIO_??? in a comment */
+    setpriority(PRIO_PGRP, 0, 0);
     req.tv_nsec = 2000000000;
     nanosleep(&req, NULL);                              /* EINVAL */
 }

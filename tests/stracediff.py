@@ -312,6 +312,8 @@ DELIBERATE = [
                 "system call -1 and errno: the name and text are still compared")
      for name in list(tracespec.FUNCTIONS) + list(tracespec.TWINS)
      if tracespec.described(name).ret is tracespec.ERRNO_RESULT] + [
+    Deliberate("getpriority", "result value", "the library returns the nice value (-20..19), the system call 20 "
+               "minus it (strace shows 20 for nice 0): the errno is still compared"),
     Deliberate("getcwd", 0, "getcwd(NULL, 0) has glibc allocate the buffer: the system call gets glibc's buffer and "
                "PATH_MAX, the library call NULL and 0", when=_NULL_BUFFER),
     Deliberate("getcwd", 1, "(the same)", when=_NULL_BUFFER),

@@ -519,6 +519,9 @@ RENAME_FLAGS = Flags("rename_flags", bits=("RENAME_NOREPLACE", "RENAME_EXCHANGE"
 MSYNC_FLAGS = Flags("msync_flags", bits=("MS_SYNC", "MS_ASYNC", "MS_INVALIDATE"), unknown="MS_???")  # strace's order
 SPLICE_FLAGS = Flags("splice_flags", bits=("SPLICE_F_MOVE", "SPLICE_F_NONBLOCK", "SPLICE_F_MORE", "SPLICE_F_GIFT"),
                      unknown="SPLICE_F_???")
+FLOCK_OPS = Flags("flock_ops", bits=("LOCK_SH", "LOCK_EX", "LOCK_NB", "LOCK_UN", "LOCK_MAND", "LOCK_READ",
+                                     "LOCK_WRITE"), unknown="LOCK_???")
+TIMER_FLAGS = Flags("timer_flags", bits=("TIMER_ABSTIME",), unknown="TIMER_???")
 MLOCK_FLAGS = Flags("mlock_flags", bits=("MLOCK_ONFAULT",), unknown="MLOCK_???")
 ADDRESS_FAMILY = Enum("address_family", prefix="AF_", preferred=("AF_UNIX",))
 IP_PROTOCOL = Enum("ip_protocol", prefix="IPPROTO_", preferred=("IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP",
@@ -585,6 +588,7 @@ MADVISE = Enum("madvise", names=(
     "MADV_DONTDUMP", "MADV_DODUMP", "MADV_WIPEONFORK", "MADV_KEEPONFORK", "MADV_COLD", "MADV_PAGEOUT",
     "MADV_POPULATE_READ", "MADV_POPULATE_WRITE", "MADV_DONTNEED_LOCKED", "MADV_COLLAPSE", "MADV_HWPOISON",
     "MADV_SOFT_OFFLINE"), unknown="MADV_???")
+PRIO_WHICH = Enum("prio_which", names=("PRIO_PROCESS", "PRIO_PGRP", "PRIO_USER"), unknown="PRIO_???")
 ITIMER_WHICH = Enum("itimer_which", names=("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF"), unknown="ITIMER_???")
 IDTYPE = Enum("idtype", names=("P_ALL", "P_PID", "P_PGID", "P_PIDFD"), unknown="P_???")
 FCNTL_CMD = Enum("fcntl_cmd", names=(
@@ -695,6 +699,7 @@ FUNCTIONS = {
     "fcntl": Fn(FD, FCNTL_CMD, FcntlArg(ref=1), ret=FcntlResult(ref=1), classes="desc"),
     "ioctl": Fn(FD, IOCTL_REQUEST, IoctlArg(ref=1), classes="desc"),
     "fsync": Fn(FD, classes="desc"), "fdatasync": Fn(FD, classes="desc"),
+    "flock": Fn(FD, FLOCK_OPS, classes="desc"),
     "poll": Fn(Array("pollfds", "MRH_K_POLLFDS", 1, SIZEOF["struct pollfd"]), None, None, ret=PollResult(0),
                classes="desc"),
     "ppoll": Fn(Array("pollfds", "MRH_K_POLLFDS", 1, SIZEOF["struct pollfd"]), None,
@@ -780,6 +785,8 @@ FUNCTIONS = {
     "pthread_create": Fn(None, None, None, None, ret=ERRNO_RESULT, classes="process"),
     "pthread_join": Fn(None, None, ret=ERRNO_RESULT, classes="process"),
     "setsid": Fn(classes="process"), "setpgid": Fn(None, None, classes="process"),
+    # (getpriority's result is the nice value, the system call's 20 minus it: strace shows 20 for nice 0)
+    "getpriority": Fn(PRIO_WHICH, None), "setpriority": Fn(PRIO_WHICH, None, None),
     "setuid": Fn(ID, classes="process"), "setgid": Fn(ID, classes="process"),
     "prctl": Fn(None, None, None, None, None, classes="process"),
     # the rest of pthreads fail as pthread_create does: 0, or an error number (in no class; pthread_barrier_wait
@@ -817,7 +824,7 @@ FUNCTIONS = {
     # time
     "time": Fn(TIME_OUT, ret=TIME_RESULT, classes="time"), "gettimeofday": Fn(None, None, classes="time"),
     "clock_gettime": Fn(CLOCK, None, classes="time"), "clock_getres": Fn(CLOCK, None, classes="time"),
-    "clock_nanosleep": Fn(CLOCK, None, None, None, ret=ERRNO_RESULT, classes="time"),
+    "clock_nanosleep": Fn(CLOCK, TIMER_FLAGS, None, None, ret=ERRNO_RESULT, classes="time"),
     "nanosleep": Fn(None, None, classes="time"), "sleep": Fn(None, classes="time"),
     "usleep": Fn(None, classes="time"), "alarm": Fn(None, classes="time"),
     "setitimer": Fn(ITIMER_WHICH, None, None, classes="time"), "getitimer": Fn(ITIMER_WHICH, None, classes="time"),
