@@ -365,6 +365,36 @@ int main(void)
 """
 
 
+GETCWD = r"""
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(void)
+{
+    char buf[PATH_MAX];
+    getcwd(buf, sizeof buf);
+    free(realpath(".", NULL));
+    return 0;
+}
+"""
+
+
+def test_s_never_cuts_a_path_getcwd_returns(cprog, runs, mrhooker):
+    """strace shows paths whole at any -s (getcwd's buffer too); the path getcwd and realpath return is the same
+    path, whole as well, not cut at -s."""
+    prog = cprog(GETCWD)
+    runs.fresh()
+    out = runs.out / "getcwd-strace"
+    s = subprocess.run(["strace", "-f", "-q", "-s", "3", "-e", "trace=getcwd", "-o", str(out), prog],
+                       cwd=runs.run_dir, timeout=RUN_TIMEOUT, capture_output=True)
+    assert s.returncode == 0, s
+    strace = [c for c in sd.parse_strace(out.read_text()).order if c.name == "getcwd"][0]   # (realpath's too)
+    r = mrhooker("trace", "-s", "3", "-e", "getcwd,realpath", prog, cwd=runs.run_dir, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r
+    getcwd, realpath = [c for c in sd.parse_mrhooker(r.err).order if c.name in ("getcwd", "realpath")]
+    assert getcwd.args[0] == getcwd.value == realpath.value == strace.args[0] == '"%s"' % runs.run_dir, r.err
+
+
 def test_the_commands_own_exec_comes_before_its_end(cprog, runs, mrhooker):
     """The command execs another program, which ends untraced: strace's execve(...) = 0 comes before +++ exited
     with 0 +++ (mrhooker reaps the command itself, and held the exec until then)."""

@@ -249,12 +249,16 @@ class StringOut(Kind):
 
 
 class StringResult(Kind):
-    """A char * result: the string the caller gets."""
+    """A char * result: the string the caller gets (getcwd's, realpath's a path, kept whole as strace shows
+    paths)."""
 
     name, reader = "string", "MRH_K_STRING"
 
+    def __init__(self, path=False):
+        self.path = path
+
     def captures(self, which, params):
-        return [Capture(RET, CAP_STRING, IF_OK)]
+        return [Capture(RET, CAP_PATH if self.path else CAP_STRING, IF_OK)]
 
 
 class Bytes(Kind):
@@ -669,9 +673,9 @@ FUNCTIONS = {
     "symlinkat": Fn(PATH, DIRFD, PATH, classes="file"),
     "link": Fn(PATH, PATH, classes="file"),
     "linkat": Fn(DIRFD, PATH, DIRFD, PATH, _AT, classes="file"),
-    "getcwd": Fn(StringOut(path=True), None, ret=StringResult(), classes="file"),
+    "getcwd": Fn(StringOut(path=True), None, ret=StringResult(path=True), classes="file"),
     "truncate": Fn(PATH, None, classes="file"),
-    "realpath": Fn(PATH, StringOut(path=True), ret=StringResult(), classes="file"),
+    "realpath": Fn(PATH, StringOut(path=True), ret=StringResult(path=True), classes="file"),
     "opendir": Fn(PATH, classes="file"),
     "utimensat": Fn(DIRFD, PATH, TIMESPECS, _AT, classes="file"),
     "utime": Fn(PATH, None, classes="file"),
