@@ -430,6 +430,9 @@ static void network(void)
     connect(c, (struct sockaddr *)&closed, sizeof closed);   /* ECONNREFUSED */
     close(c);
     socket(12345, SOCK_STREAM, 0);                      /* EAFNOSUPPORT */
+    c = socket(AF_INET, SOCK_DGRAM, 0);
+    connect(c, (struct sockaddr *)&closed, 8);          /* EINVAL: shorter than a sockaddr_in: its sa_data */
+    close(c);
 
     section("inet6");
     struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
@@ -440,6 +443,17 @@ static void network(void)
     bind(u, (struct sockaddr *)&sin6, sizeof sin6);
     sendto(u, "dgram\0x", 7, MSG_DONTWAIT, (struct sockaddr *)&sin6, sizeof sin6);
     recvfrom(u, buf, sizeof buf, 0, (struct sockaddr *)&from6, &flen);
+    struct sockaddr_in6 local = {.sin6_family = AF_INET6, .sin6_port = htons(9), .sin6_scope_id = 1};
+    local.sin6_addr.s6_addr[0] = 0xfe;
+    local.sin6_addr.s6_addr[1] = 0x80;
+    local.sin6_addr.s6_addr[15] = 1;
+    connect(u, (struct sockaddr *)&local, sizeof local);   /* sin6_scope_id=if_nametoindex("lo") */
+    connect(u, (struct sockaddr *)&local, 24);          /* EINVAL: no sin6_scope_id at all */
+    connect(u, (struct sockaddr *)&local, 3);           /* EINVAL: too short for its members: sa_data="\0" */
+    struct sockaddr_in unspec = {.sin_family = AF_UNSPEC};
+    connect(u, (struct sockaddr *)&unspec, sizeof unspec);   /* sa_data="\0\0..." */
+    struct sockaddr_storage odd = {.ss_family = 12345};
+    connect(u, (struct sockaddr *)&odd, 20);            /* EINVAL: 0x3039, then AF_??? in a comment */
     close(u);
 
     section("unix");
@@ -472,6 +486,10 @@ static void network(void)
     close(sv[0]);
     close(sv[1]);
     int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    struct sockaddr_nl snl = {.nl_family = AF_NETLINK, .nl_groups = 5};
+    bind(nl, (struct sockaddr *)&snl, sizeof snl);      /* {sa_family=AF_NETLINK, nl_pid=0, nl_groups=0x000005} */
+    socklen_t nllen = sizeof snl;
+    getsockname(nl, (struct sockaddr *)&snl, &nllen);   /* nl_pid: the process's */
     close(nl);
 }
 

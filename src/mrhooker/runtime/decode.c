@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <math.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -396,16 +397,25 @@ static void put_sockaddr(mrh_text *t, const mrh_decoders *d, const mrh_capture_h
     }
     unsigned family = load16(a);
     const char *name = name_of(d->families, family);
-    char number[24];
-    if (!name) {
+    if (json) {
+        char number[24];
         snprintf(number, sizeof number, "%u", family);
-        name = number;
+        mrh_puts(t, "{\"family\":\"");
+        mrh_puts(t, name ? name : number);
+        put_char(t, '"');
+    } else {
+        mrh_puts(t, "{sa_family=");
+        if (name) {
+            mrh_puts(t, name);
+        } else {
+            mrh_put_hex(t, family);
+            mrh_puts(t, " /* AF_??? */");
+        }
     }
-    mrh_puts(t, json ? "{\"family\":\"" : "{sa_family=");
-    mrh_puts(t, name);
-    if (json) put_char(t, '"');
+    /* As strace: a family it shows by its members only when the address is long enough for them (an AF_INET's
+     * 16 bytes, AF_INET6's 24, AF_NETLINK's 12), else, as other families, its bytes as sa_data. */
     char address[INET6_ADDRSTRLEN];
-    if (family == AF_INET && n >= 8) {
+    if (family == AF_INET && n >= 16) {
         unsigned port = ntohs(load16(a + 2));
         inet_ntop(AF_INET, a + 4, address, sizeof address);
         if (json) {
@@ -438,8 +448,20 @@ static void put_sockaddr(mrh_text *t, const mrh_decoders *d, const mrh_capture_h
             mrh_put_u64(t, ntohl(flow));
             mrh_puts(t, "), inet_pton(AF_INET6, \"");
             mrh_puts(t, address);
-            mrh_puts(t, "\", &sin6_addr), sin6_scope_id=");
-            mrh_put_u64(t, scope);
+            mrh_puts(t, "\", &sin6_addr)");
+            if (n > 24) {   /* a link-local address's scope is an interface: by its name, when this host has it */
+                struct in6_addr in6;
+                char ifname[IF_NAMESIZE];
+                memcpy(&in6, a + 8, sizeof in6);
+                mrh_puts(t, ", sin6_scope_id=");
+                if ((IN6_IS_ADDR_LINKLOCAL(&in6) || IN6_IS_ADDR_MC_LINKLOCAL(&in6)) && if_indextoname(scope, ifname)) {
+                    mrh_puts(t, "if_nametoindex(");
+                    quote_text(t, (const unsigned char *)ifname, strlen(ifname));
+                    put_char(t, ')');
+                } else {
+                    mrh_put_u64(t, scope);
+                }
+            }
         }
     } else if (family == AF_UNIX) {
         const unsigned char *path = a + 2;
@@ -468,6 +490,24 @@ static void put_sockaddr(mrh_text *t, const mrh_decoders *d, const mrh_capture_h
             if (abstract) put_char(t, '@');
             quote_text(t, path, len);
         }
+    } else if (family == AF_NETLINK && n >= 12 && !json) {
+        uint16_t pad = load16(a + 2);
+        uint32_t pid, groups;
+        char hex[16];
+        memcpy(&pid, a + 4, 4);
+        memcpy(&groups, a + 8, 4);
+        if (pad) {
+            mrh_puts(t, ", nl_pad=");
+            mrh_put_hex(t, pad);
+        }
+        mrh_puts(t, ", nl_pid=");
+        mrh_put_u64(t, pid);
+        snprintf(hex, sizeof hex, "%#08x", groups);   /* strace's spelling: 00000000, 0x000005 */
+        mrh_puts(t, ", nl_groups=");
+        mrh_puts(t, hex);
+    } else if (n > 2 && !json) {
+        mrh_puts(t, ", sa_data=");
+        quote_text(t, a + 2, n - 2);
     }
     put_char(t, '}');
 }
