@@ -242,6 +242,12 @@ static void descriptors(void)
     ioctl(fd, FIONBIO, &one);
     ioctl(fd, FIOCLEX);
     ioctl(fd, 0x12345678, 0);                           /* ENOTTY: unknown */
+    int pty = open("/dev/ptmx", O_RDWR | O_NOCTTY);
+    struct winsize ws = {24, 80, 0, 0};
+    ioctl(pty, TIOCSWINSZ, &ws);                        /* {ws_row=24, ws_col=80, ws_xpixel=0, ws_ypixel=0} */
+    ioctl(pty, TIOCGWINSZ, &ws);
+    ioctl(fd, TIOCGWINSZ, &ws);                         /* ENOTTY: its address */
+    close(pty);
     read(p[0], buf, sizeof buf);
     read(p[0], buf, sizeof buf);                        /* EAGAIN */
     close(fd);

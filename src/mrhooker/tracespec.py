@@ -29,7 +29,7 @@ ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
 
 # Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
 SIZEOF = {"int": 4, "time_t": 8, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
-          "struct pollfd": 8, "fd_set": 128, "kernel sigset": 8, "struct epoll_event": 12}
+          "struct pollfd": 8, "fd_set": 128, "kernel sigset": 8, "struct epoll_event": 12, "struct winsize": 8}
 
 
 class Capture:
@@ -200,8 +200,8 @@ class IoctlRequest(Enum):
 
 class IoctlArg(Kind):
     """ioctl's third argument, by its request (argument `ref`): the int it points to ([5], for the requests that
-    take an int * (kept)), a number (for those that take an int), an address otherwise; absent for the requests
-    that take none."""
+    take an int * (kept)), the struct winsize of TIOCSWINSZ (kept) and TIOCGWINSZ (kept once filled), a number
+    (for the requests that take an int), an address otherwise; absent for the requests that take none."""
 
     name, reader = "ioctl_arg", "MRH_K_IOCTL_ARG"
     INT_POINTERS = ("FIONREAD", "TIOCINQ", "TIOCOUTQ", "FIONBIO", "FIOASYNC", "TIOCGPGRP", "TIOCSPGRP", "TIOCMGET",
@@ -214,7 +214,11 @@ class IoctlArg(Kind):
 
     def captures(self, which, params):
         return [Capture(which, CAP_STRUCT, ALWAYS, LEN_FIXED, size=SIZEOF["int"], only_if=self.ref,
-                        values=self.INT_POINTERS)]
+                        values=self.INT_POINTERS),
+                Capture(which, CAP_STRUCT, ALWAYS, LEN_FIXED, size=SIZEOF["struct winsize"], only_if=self.ref,
+                        values=("TIOCSWINSZ",)),
+                Capture(which, CAP_STRUCT, IF_OK, LEN_FIXED, size=SIZEOF["struct winsize"], only_if=self.ref,
+                        values=("TIOCGWINSZ",))]
 
     def table(self, tables):
         return tables.names("ioctl_int_values", [(n, tables.symbols[n]) for n in self.INT_VALUES

@@ -73,7 +73,7 @@ def test_the_sizes_the_trace_descriptions_assume_are_the_compilers(tmp_path):
     probe = tmp_path / "sizes.c"
     probe.write_text("#define _GNU_SOURCE\n#include <poll.h>\n#include <signal.h>\n#include <stdio.h>\n"
                      "#include <sys/epoll.h>\n#include <sys/select.h>\n#include <fcntl.h>\n#include <time.h>\n"
-                     '#include <sys/time.h>\n#include "tracefile.h"\nint main(void) {\n' +
+                     '#include <sys/ioctl.h>\n#include <sys/time.h>\n#include "tracefile.h"\nint main(void) {\n' +
                      "".join('    printf("%%zu\\n", sizeof(%s));\n' % spelled.get(n, n) for n in names) +
                      '    printf("%zu\\n", sizeof(mrh_iov_kept));\n    return 0;\n}\n')
     subprocess.run(["cc", "-I", RUNTIME, "-o", str(tmp_path / "sizes"), str(probe)], check=True)

@@ -1265,7 +1265,15 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_IOCTL_ARG:
         c = mrh_capture_of(v, index, 0);
-        if (c && c->len >= 4) {
+        if (c && c->len == 8) {   /* a struct winsize (TIOCGWINSZ, TIOCSWINSZ): four unsigned shorts */
+            static const char *const ws[] = {"ws_row", "ws_col", "ws_xpixel", "ws_ypixel"};
+            put_char(t, '{');
+            for (int k = 0; k < 4; k++) {
+                put_field(t, ws[k], json, k == 0);
+                mrh_put_u64(t, load16(mrh_capture_data(c) + 2 * k));
+            }
+            put_char(t, '}');
+        } else if (c && c->len >= 4) {
             if (!json) put_char(t, '[');
             mrh_put_i64(t, load_i32(mrh_capture_data(c)));
             if (!json) put_char(t, ']');
