@@ -58,6 +58,56 @@ def test_strings_are_cut_at_s_and_escaped(mrhooker, tmp_path):
     assert 'read(3, "a\\"b\\\\c\\td\\n\\1\\377xx"..., 131072) = 110' in r.err, r
 
 
+def test_strings_bounded_by_a_length_are_read_no_further_than_the_call_reads(mrhooker, cprog, tmp_path):
+    # strnlen, strncmp, strncpy, ... take n bytes that need no NUL; here they end where an unmapped page starts.
+    # Read to a NUL as a C string, the record's copy ran onto that page: the traced program died of SIGSEGV.
+    prog = cprog(r"""
+        #define _GNU_SOURCE
+        #include <errno.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        #include <sys/mman.h>
+        #include <unistd.h>
+        #include <wchar.h>
+        int main(void) {
+            long pg = sysconf(_SC_PAGESIZE);
+            char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED || mprotect(m + pg, pg, PROT_NONE)) return 3;
+            char *end = m + pg, *src = end - 8;
+            memcpy(src, "ABCDEFGH", 8);
+            char *d = strndup(src, 8);
+            char dst[16] = "x";
+            wchar_t wc;
+            mbstate_t st;
+            memset(&st, 0, sizeof st);
+            printf("%zu %s %d %d", strnlen(src, 8), d, strncmp(src, "ABCDEFGHZ", 8), strncmp("ABCDEFGHY", src, 8));
+            printf(" %s", strncat(dst, src, 8));
+            printf(" %.4s", strncpy(end - 4, "0123456789", 4));
+            printf(" %d", (int)(stpncpy(end - 4, "abcdefgh", 4) - end));
+            printf(" %d", (int)mbrtowc(&wc, end - 1, 1, &st));
+            memset(end - 8, 'X', 8);   /* GNU strerror_r leaves its buffer as it was for a known error */
+            printf(" %s\n", strerror_r(ENOENT, end - 8, 8));
+            free(d);
+            return 0;
+        }
+    """, flags=["-fno-builtin"])
+    out = tmp_path / "trace"
+    r = trace(mrhooker, "-e", "strnlen,strndup,strncmp,strncat,strncpy,stpncpy,mbrtowc,strerror_r", "-s", "6",
+              "--inject", "strncmp:retval=0:when=2", "-o", out, prog)
+    assert r.returncode == 0 and r.out == "8 ABCDEFGH 0 0 xABCDEFGH 0123 0 1 No such file or directory\n", r
+    lines = out.read_text().splitlines()
+    assert 'strnlen("ABCDEF"..., 8) = 8' in lines and 'strndup("ABCDEF"..., 8) = "ABCDEF"...' in lines, lines
+    # the injected one is copied through the kernel: bounded there too, and cut at -s as the other
+    strncmps = sorted(call_lines("\n".join(lines), "strncmp"))
+    assert strncmps == ['strncmp("ABCDEF"..., "ABCDEF"..., 8) = 0',
+                        'strncmp("ABCDEF"..., "ABCDEF"..., 8) = 0 (INJECTED)'], lines
+    # strncpy's result is its n bytes; stpncpy's, where it stopped (here the unmapped page), an address
+    assert re.match(r'strncpy\(0x[0-9a-f]+, "0123", 4\) = "0123"$', lines[-5]), lines
+    assert re.match(r'stpncpy\(0x[0-9a-f]+, "abcd", 4\) = 0x[0-9a-f]+000$', lines[-4]), lines
+    assert re.match(r'mbrtowc\(0x[0-9a-f]+, "d", 1, 0x[0-9a-f]+\) = 1$', lines[-3]), lines
+    assert re.match(r'strerror_r\(2, 0x[0-9a-f]+ff8, 8\) = "No suc"\.\.\.$', lines[-2]), lines
+
 def test_a_huge_s_shows_a_64th_of_the_buffer_never_drops_the_call(mrhooker, tmp_path):
     out = tmp_path / "lines"
     # 300 KB reads and writes: over a quarter of a 1 MB ring, which a record may not be (they were dropped, said

@@ -25,7 +25,7 @@ CAP_STRING, CAP_BYTES, CAP_SOCKADDR, CAP_PATH, CAP_STRV, CAP_STRUCT, CAP_IOV, CA
 ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
 # How long it is (trace.h: MRH_LEN_*).
 (LEN_NUL, LEN_FIXED, LEN_ARG, LEN_RET_UPTO_ARG, LEN_DEREF_ARG, LEN_STRINGS, LEN_ARG_TIMES, LEN_ARG_BITS,
- LEN_RET_TIMES, LEN_ITEMS) = range(10)
+ LEN_RET_TIMES, LEN_ITEMS, LEN_NUL_UPTO_ARG) = range(11)
 
 # Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
 SIZEOF = {"int": 4, "time_t": 8, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
@@ -43,7 +43,8 @@ class Capture:
     def fields(self, params):
         """trace.h's mrh_capture_desc, less its values: which, kind, when, length, ref, ref_signed, only_if,
         nvalues, size."""
-        ref_type = params[self.ref].type if self.length == LEN_ARG and self.ref < len(params) else None
+        ref_type = (params[self.ref].type if self.length in (LEN_ARG, LEN_NUL_UPTO_ARG) and self.ref < len(params)
+                    else None)
         ref_signed = bool(ref_type and ref_type.kind == "int" and ref_type.signed)
         return (self.which, self.kind, self.when, self.length, self.ref, int(ref_signed), self.only_if,
                 len(self.values), self.size)
@@ -229,15 +230,20 @@ class IoctlArg(Kind):
 
 
 class String(Kind):
-    """A C string the caller passes, cut at -s; a path is kept whole (as strace shows it)."""
+    """A C string the caller passes, cut at -s; a path is kept whole (as strace shows it). upto: the argument
+    that bounds it (strncmp's n): the call reads at most that many bytes, so the string needs no NUL within them
+    and nothing past them is read (the next byte may be unmapped: reading on would crash the program)."""
 
     name, reader = "string", "MRH_K_STRING"
 
-    def __init__(self, path=False):
-        self.path = path
+    def __init__(self, path=False, upto=None):
+        self.path, self.upto = path, upto
 
     def captures(self, which, params):
-        return [Capture(which, CAP_PATH if self.path else CAP_STRING)]
+        kind = CAP_PATH if self.path else CAP_STRING
+        if self.upto is not None:
+            return [Capture(which, kind, ALWAYS, LEN_NUL_UPTO_ARG, self.upto)]
+        return [Capture(which, kind)]
 
 
 class StringOut(Kind):
@@ -254,14 +260,16 @@ class StringOut(Kind):
 
 class StringResult(Kind):
     """A char * result: the string the caller gets (getcwd's, realpath's a path, kept whole as strace shows
-    paths)."""
+    paths); upto: as String's (strncpy's, whose n bytes may hold no NUL)."""
 
     name, reader = "string", "MRH_K_STRING"
 
-    def __init__(self, path=False):
-        self.path = path
+    def __init__(self, path=False, upto=None):
+        self.path, self.upto = path, upto
 
     def captures(self, which, params):
+        if self.upto is not None:
+            return [Capture(RET, CAP_STRING, IF_OK, LEN_NUL_UPTO_ARG, self.upto)]
         return [Capture(RET, CAP_PATH if self.path else CAP_STRING, IF_OK)]
 
 
@@ -742,6 +750,38 @@ FUNCTIONS = {
     "getlogin_r": Fn(StringOut(), None, ret=ERRNO_RESULT),
     "ttyname_r": Fn(FD, StringOut(path=True), None, ret=ERRNO_RESULT),
     "getentropy": Fn(HEX, None),   # random bytes: where they went is what tells
+    # strings bounded by a length: the call reads no byte past it, nor may the record (String's upto)
+    "strnlen": Fn(String(upto=1), None), "strndup": Fn(String(upto=1), None),
+    "strncmp": Fn(String(upto=2), String(upto=2), None),
+    "strncasecmp": Fn(String(upto=2), String(upto=2), None),
+    "strncasecmp_l": Fn(String(upto=2), String(upto=2), None, None),
+    "strncat": Fn(None, String(upto=2), None),
+    "strncpy": Fn(None, String(upto=2), None, ret=StringResult(upto=2)),   # dest: n bytes, maybe no NUL
+    # where the copy stopped: dest + n is past what it wrote
+    "stpncpy": Fn(None, String(upto=2), None, ret=HEX), "__stpncpy": Fn(None, String(upto=2), None, ret=HEX),
+    "mblen": Fn(String(upto=1), None), "mbtowc": Fn(None, String(upto=2), None),
+    "mbrlen": Fn(String(upto=1), None, None), "__mbrlen": Fn(String(upto=1), None, None),
+    "mbrtowc": Fn(None, String(upto=2), None, None),
+    "sethostname": Fn(String(upto=1), None), "setdomainname": Fn(String(upto=1), None),
+    "re_compile_pattern": Fn(String(upto=1), None, None),
+    "re_match": Fn(None, String(upto=2), None, None, None),
+    "re_search": Fn(None, String(upto=2), None, None, None, None),
+    "re_match_2": Fn(None, String(upto=2), None, String(upto=4), None, None, None, None),
+    "re_search_2": Fn(None, String(upto=2), None, String(upto=4), None, None, None, None, None),
+    "argz_count": Fn(String(upto=1), None), "__argz_count": Fn(String(upto=1), None),
+    "argz_extract": Fn(String(upto=1), None, None), "__argz_extract": Fn(String(upto=1), None, None),
+    "argz_next": Fn(String(upto=1), None, None), "__argz_next": Fn(String(upto=1), None, None),
+    "argz_stringify": Fn(String(upto=1), None, None), "__argz_stringify": Fn(String(upto=1), None, None),
+    "argz_append": Fn(None, None, String(upto=3), None),
+    "envz_entry": Fn(String(upto=1), None, None), "envz_get": Fn(String(upto=1), None, None),
+    "envz_merge": Fn(None, None, String(upto=3), None, None),
+    # bytes, not strings: a message, random bytes, a generator's state; strerror_r may leave its buffer unwritten
+    "mq_send": Fn(None, Bytes(2), None, None), "mq_timedsend": Fn(None, Bytes(2), None, None, None),
+    "crypt_gensalt": Fn(None, None, Bytes(3), None), "crypt_gensalt_ra": Fn(None, None, Bytes(3), None),
+    "crypt_gensalt_r": Fn(None, None, Bytes(3), None, None, None),
+    "crypt_gensalt_rn": Fn(None, None, Bytes(3), None, None, None),
+    "initstate": Fn(None, HEX, None, ret=HEX), "setstate": Fn(HEX, ret=HEX),
+    "strerror_r": Fn(None, HEX, None),
     # network
     "socket": Fn(ADDRESS_FAMILY, SOCKET_TYPE, SOCKET_PROTOCOL, classes="net"),
     "socketpair": Fn(ADDRESS_FAMILY, SOCKET_TYPE, SOCKET_PROTOCOL, FD_PAIR, classes="net"),

@@ -385,11 +385,14 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
     }
     if (c->kind == MRH_CAP_PATH) limit = 4096;   /* PATH_MAX: a path is shown whole */
     if (c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH) {
+        /* Never a byte past c->len (MRH_LEN_NUL_UPTO_ARG): strncmp's, strnlen's string need no NUL, and the call
+         * read no further; the next byte may be on an unmapped page. */
+        uint64_t most = c->len < limit + 1 ? c->len : limit + 1;
         if (safe) {   /* unknown memory: the stored bytes are found when copying */
-            *full = limit;
-            return limit;
+            *full = most < limit ? most : limit;
+            return *full;
         }
-        uint64_t n = strnlen(c->ptr, limit + 1);
+        uint64_t n = strnlen(c->ptr, most);
         *full = n;
         return n > limit ? limit : n;
     }
@@ -516,9 +519,9 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
             got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe, string) : 0;
             unread = safe && lens[i] && !got;
         }
-        if (string && safe) {   /* now its NUL */
+        if (string && safe) {   /* now its NUL, or the end of a string bounded by an argument (whole) */
             uint64_t n = strnlen((const char *)q, got);
-            fulls[i] = n < got ? n : (caps[i].kind == MRH_CAP_PATH ? 4096 : limit) + 1;
+            fulls[i] = n < got || got == caps[i].len ? n : (caps[i].kind == MRH_CAP_PATH ? 4096 : limit) + 1;
             got = n;
         }
         c->which = caps[i].which;
@@ -707,7 +710,10 @@ static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint6
     uint64_t ref = c->ref == MRH_RET ? ret : args[c->ref];
     switch (c->length) {
     case MRH_LEN_FIXED: *len = c->size; break;
-    case MRH_LEN_ARG: *len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref; break;
+    case MRH_LEN_ARG:
+    case MRH_LEN_NUL_UPTO_ARG:   /* a string the call reads at most `ref` bytes of: no further (see capture_length) */
+        *len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref;
+        break;
     case MRH_LEN_RET_UPTO_ARG:   /* a read's bytes: as many as it returned (0: none, shown as "") */
         if (failed || (int64_t)ret < 0) return 0;
         *len = ret < ref ? ret : ref;
@@ -736,7 +742,7 @@ static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint6
         *len = (int64_t)ref > 0 ? (ref + 7) / 8 : 0;
         if (*len > c->size) *len = c->size;
         break;
-    default: *len = 0;   /* MRH_LEN_NUL: strings, to their NUL */
+    default: *len = UINT64_MAX;   /* MRH_LEN_NUL: strings, to their NUL */
     }
     return 1;
 }

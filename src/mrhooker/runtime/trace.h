@@ -64,7 +64,8 @@ typedef struct mrh_call {
  * data per traced function. */
 enum { MRH_WHEN_ALWAYS = 0, MRH_WHEN_OK = 1, MRH_WHEN_POSITIVE = 2, MRH_WHEN_BEFORE = 3 };
 enum { MRH_LEN_NUL = 0, MRH_LEN_FIXED = 1, MRH_LEN_ARG = 2, MRH_LEN_RET_UPTO_ARG = 3, MRH_LEN_DEREF_ARG = 4,
-       MRH_LEN_STRINGS = 5, MRH_LEN_ARG_TIMES = 6, MRH_LEN_ARG_BITS = 7, MRH_LEN_RET_TIMES = 8, MRH_LEN_ITEMS = 9 };
+       MRH_LEN_STRINGS = 5, MRH_LEN_ARG_TIMES = 6, MRH_LEN_ARG_BITS = 7, MRH_LEN_RET_TIMES = 8, MRH_LEN_ITEMS = 9,
+       MRH_LEN_NUL_UPTO_ARG = 10 };
 typedef struct mrh_capture_desc {
     uint8_t which;    /* argument index, or MRH_RET */
     uint8_t kind;     /* MRH_CAP_* */
@@ -76,7 +77,9 @@ typedef struct mrh_capture_desc {
                        * argument `ref`, the unsigned int argument `ref` points to, `size` strings, argument `ref`
                        * times `size` (an array), argument `ref`'s count of bits in bytes, at most `size` (an
                        * fd_set's nfds), the result times `size` (an array the call filled), argument `ref` (the
-                       * result: MRH_RET) times argument `size` (fwrite's items, those fread filled) */
+                       * result: MRH_RET) times argument `size` (fwrite's items, those fread filled), to the NUL
+                       * but at most argument `ref` bytes (strnlen's string: the call read no further, and the
+                       * bytes after may be unmapped) */
     uint8_t ref;
     uint8_t ref_signed;
     uint8_t only_if;  /* kept only when argument only_if is one of `values` (nvalues > 0): fcntl's lock commands */
@@ -104,7 +107,8 @@ typedef struct mrh_traced {
 /* What to copy out of the target's memory into a record. */
 typedef struct mrh_capture {
     const void *ptr;
-    uint64_t len;     /* bytes to copy (before the -s cut); strings: the most to look at; vectors: strings kept */
+    uint64_t len;     /* bytes to copy (before the -s cut); strings: the most to look at (UINT64_MAX: to the
+                       * NUL, however far); vectors: strings kept */
     uint16_t which;   /* argument index, or MRH_RET */
     uint16_t kind;    /* MRH_CAP_* */
 } mrh_capture;
