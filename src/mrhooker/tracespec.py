@@ -247,15 +247,19 @@ class String(Kind):
 
 
 class StringOut(Kind):
-    """A buffer the call fills with a C string (getcwd's is a path, kept whole)."""
+    """A buffer the call fills with a C string (getcwd's is a path, kept whole); upto: the argument that says how
+    long the buffer is (as String's: getdomainname fills it without a NUL when the name is longer, and says 0)."""
 
     name, reader = "string", "MRH_K_STRING"
 
-    def __init__(self, path=False):
-        self.path = path
+    def __init__(self, path=False, upto=None):
+        self.path, self.upto = path, upto
 
     def captures(self, which, params):
-        return [Capture(which, CAP_PATH if self.path else CAP_STRING, IF_OK)]
+        kind = CAP_PATH if self.path else CAP_STRING
+        if self.upto is not None:
+            return [Capture(which, kind, IF_OK, LEN_NUL_UPTO_ARG, self.upto)]
+        return [Capture(which, kind, IF_OK)]
 
 
 class StringResult(Kind):
@@ -685,7 +689,7 @@ FUNCTIONS = {
     "symlinkat": Fn(PATH, DIRFD, PATH, classes="file"),
     "link": Fn(PATH, PATH, classes="file"),
     "linkat": Fn(DIRFD, PATH, DIRFD, PATH, _AT, classes="file"),
-    "getcwd": Fn(StringOut(path=True), None, ret=StringResult(path=True), classes="file"),
+    "getcwd": Fn(StringOut(path=True, upto=1), None, ret=StringResult(path=True), classes="file"),
     "truncate": Fn(PATH, None, classes="file"),
     "realpath": Fn(PATH, StringOut(path=True), ret=StringResult(path=True), classes="file"),
     "opendir": Fn(PATH, classes="file"),
@@ -746,9 +750,9 @@ FUNCTIONS = {
     "fread_unlocked": Fn(Items(1, filled=True), None, None, None),
     "setbuffer": Fn(None, HEX, None),   # the stream's buffer-to-be: an address
     # strings a call fills; its result is 0 or -1, not a length
-    "gethostname": Fn(StringOut(), None), "getdomainname": Fn(StringOut(), None),
-    "getlogin_r": Fn(StringOut(), None, ret=ERRNO_RESULT),
-    "ttyname_r": Fn(FD, StringOut(path=True), None, ret=ERRNO_RESULT),
+    "gethostname": Fn(StringOut(upto=1), None), "getdomainname": Fn(StringOut(upto=1), None),
+    "getlogin_r": Fn(StringOut(upto=1), None, ret=ERRNO_RESULT),
+    "ttyname_r": Fn(FD, StringOut(path=True, upto=2), None, ret=ERRNO_RESULT),
     "getentropy": Fn(HEX, None),   # random bytes: where they went is what tells
     # strings bounded by a length: the call reads no byte past it, nor may the record (String's upto)
     "strnlen": Fn(String(upto=1), None), "strndup": Fn(String(upto=1), None),
@@ -1049,7 +1053,7 @@ def default_kind(params, i, returns_int):
             return Bytes(i + 1)
         if returns_int:
             return BytesOut(i + 1)
-        return StringOut() if spelling == "char*" else HEX   # a void * is never a string (realloc's)
+        return StringOut(upto=i + 1) if spelling == "char*" else HEX   # a void * is never a string (realloc's)
     return _type_kind(p.type)
 
 
