@@ -110,6 +110,36 @@ def test_strings_bounded_by_a_length_are_read_no_further_than_the_call_reads(mrh
     assert re.match(r'strerror_r\(2, 0x[0-9a-f]+ff8, 8\) = "No suc"\.\.\.$', lines[-3]), lines
     assert re.match(r'getdomainname\(".{0,3}", 3\) = 0$', lines[-2]), lines
 
+
+def test_a_short_write_of_a_buffer_that_ends_at_an_unmapped_page(mrhooker, cprog, tmp_path):
+    # write(fd, buf, 100) with 10 readable bytes: the kernel writes those and returns 10 (a success); its
+    # record copied 32 of the 100 bytes directly and the program died of SIGSEGV.
+    prog = cprog(r"""
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <string.h>
+        #include <sys/mman.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+            long pg = sysconf(_SC_PAGESIZE);
+            char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED || mprotect(m + pg, pg, PROT_NONE)) return 3;
+            char *buf = m + pg - 10;
+            memcpy(buf, "0123456789", 10);
+            int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0) return 4;
+            printf("%zd %zd\n", write(fd, buf, 100), pwrite(fd, buf, 100, 0));
+            return 0;
+        }
+    """)
+    out = tmp_path / "trace"
+    r = trace(mrhooker, "-e", "write,pwrite", "-o", out, prog, tmp_path / "f")
+    assert r.returncode == 0 and r.out == "10 10\n", r
+    text = out.read_text()
+    assert re.search(r'^write\(3, "0123456789"\.\.\., 100\) = 10$', text, re.M), text
+    assert re.search(r'^pwrite(64)?\(3, "0123456789"\.\.\., 100, 0\) = 10$', text, re.M), text
+    assert (tmp_path / "f").read_bytes() == b"0123456789"
+
 def test_a_huge_s_shows_a_64th_of_the_buffer_never_drops_the_call(mrhooker, tmp_path):
     out = tmp_path / "lines"
     # 300 KB reads and writes: over a quarter of a 1 MB ring, which a record may not be (they were dropped, said

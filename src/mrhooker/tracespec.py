@@ -25,7 +25,7 @@ CAP_STRING, CAP_BYTES, CAP_SOCKADDR, CAP_PATH, CAP_STRV, CAP_STRUCT, CAP_IOV, CA
 ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
 # How long it is (trace.h: MRH_LEN_*).
 (LEN_NUL, LEN_FIXED, LEN_ARG, LEN_RET_UPTO_ARG, LEN_DEREF_ARG, LEN_STRINGS, LEN_ARG_TIMES, LEN_ARG_BITS,
- LEN_RET_TIMES, LEN_ITEMS, LEN_NUL_UPTO_ARG) = range(11)
+ LEN_RET_TIMES, LEN_ITEMS, LEN_NUL_UPTO_ARG, LEN_ARG_READ_RET) = range(12)
 
 # Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
 SIZEOF = {"int": 4, "time_t": 8, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
@@ -43,7 +43,7 @@ class Capture:
     def fields(self, params):
         """trace.h's mrh_capture_desc, less its values: which, kind, when, length, ref, ref_signed, only_if,
         nvalues, size."""
-        ref_type = (params[self.ref].type if self.length in (LEN_ARG, LEN_NUL_UPTO_ARG) and self.ref < len(params)
+        ref_type = (params[self.ref].type if self.length in (LEN_ARG, LEN_NUL_UPTO_ARG, LEN_ARG_READ_RET) and self.ref < len(params)
                     else None)
         ref_signed = bool(ref_type and ref_type.kind == "int" and ref_type.signed)
         return (self.which, self.kind, self.when, self.length, self.ref, int(ref_signed), self.only_if,
@@ -278,15 +278,17 @@ class StringResult(Kind):
 
 
 class Bytes(Kind):
-    """A buffer the caller passes, as long as argument `length` (a negative signed length: nothing)."""
+    """A buffer the caller passes, as long as argument `length` (a negative signed length: nothing). counted: the
+    call returns how many of them it read (write's), and read no more: a short write of a buffer whose end is
+    unmapped is a success, so the bytes past its result are copied through the kernel, never read directly."""
 
     name, reader = "bytes", "MRH_K_BYTES"
 
-    def __init__(self, length):
-        self.length = length
+    def __init__(self, length, counted=False):
+        self.length, self.counted = length, counted
 
     def captures(self, which, params):
-        return [Capture(which, CAP_BYTES, ALWAYS, LEN_ARG, self.length)]
+        return [Capture(which, CAP_BYTES, ALWAYS, LEN_ARG_READ_RET if self.counted else LEN_ARG, self.length)]
 
 
 class BytesOut(Kind):
@@ -707,9 +709,9 @@ FUNCTIONS = {
     "fdopendir": Fn(FD, classes="desc"), "closedir": Fn(None, classes="desc"),
     "dup": Fn(FD, classes="desc"), "dup2": Fn(FD, FD, classes="desc"), "dup3": Fn(FD, FD, FD_FLAGS, classes="desc"),
     "read": Fn(FD, BytesOut(2), None, classes="desc"),
-    "write": Fn(FD, Bytes(2), None, classes="desc"),
+    "write": Fn(FD, Bytes(2, counted=True), None, classes="desc"),
     "pread": Fn(FD, BytesOut(2), None, None, classes="desc"),
-    "pwrite": Fn(FD, Bytes(2), None, None, classes="desc"),
+    "pwrite": Fn(FD, Bytes(2, counted=True), None, None, classes="desc"),
     "readv": Fn(FD, Iovec(2, filled=True), None, classes="desc"), "writev": Fn(FD, Iovec(2), None, classes="desc"),
     "preadv": Fn(FD, Iovec(2, filled=True), None, None, classes="desc"),
     "pwritev": Fn(FD, Iovec(2), None, None, classes="desc"),
@@ -794,8 +796,8 @@ FUNCTIONS = {
     "listen": Fn(FD, None, classes="net"),
     "accept": Fn(FD, Sockaddr(2, filled=True), LENGTH, classes="net"),
     "accept4": Fn(FD, Sockaddr(2, filled=True), LENGTH, SOCK_FLAGS, classes="net"),
-    "send": Fn(FD, Bytes(2), None, MSG_FLAGS, classes="net"),
-    "sendto": Fn(FD, Bytes(2), None, MSG_FLAGS, Sockaddr(5), None, classes="net"),
+    "send": Fn(FD, Bytes(2, counted=True), None, MSG_FLAGS, classes="net"),
+    "sendto": Fn(FD, Bytes(2, counted=True), None, MSG_FLAGS, Sockaddr(5), None, classes="net"),
     "sendmsg": Fn(FD, None, MSG_FLAGS, classes="net"), "sendmmsg": Fn(FD, None, None, MSG_FLAGS, classes="net"),
     "recv": Fn(FD, BytesOut(2), None, MSG_FLAGS, classes="net"),
     "recvfrom": Fn(FD, BytesOut(2), None, MSG_FLAGS, Sockaddr(5, filled=True), LENGTH, classes="net"),

@@ -516,8 +516,9 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
                            flags);
             unread = iov_shown(caps[i].len, limit) && !got;
         } else {
-            got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], safe, string) : 0;
-            unread = safe && lens[i] && !got;
+            int through_kernel = safe || caps[i].unsure;
+            got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], through_kernel, string) : 0;
+            unread = through_kernel && lens[i] && !got;
         }
         if (string && safe) {   /* now its NUL, or the end of a string bounded by an argument (whole) */
             uint64_t n = strnlen((const char *)q, got);
@@ -700,8 +701,10 @@ void mrh_trace_abandon(mrh_thread *t)
 
 /* Is capture c to be taken, and how long is it? ret and failed: after the call (failed: also at entry, when
  * nothing the call wrote can be trusted). */
-static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint64_t ret, int failed, uint64_t *len)
+static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint64_t ret, int failed, uint64_t *len,
+                          uint16_t *unsure)
 {
+    *unsure = 0;
     if (c->nvalues) {   /* only for some values of another argument (fcntl's lock commands) */
         int found = 0;
         for (int k = 0; k < c->nvalues && !found; k++) found = args[c->only_if] == c->values[k];
@@ -713,6 +716,10 @@ static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint6
     case MRH_LEN_ARG:
     case MRH_LEN_NUL_UPTO_ARG:   /* a string the call reads at most `ref` bytes of: no further (see capture_length) */
         *len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref;
+        break;
+    case MRH_LEN_ARG_READ_RET:   /* write's buffer: the call read the first `ret` bytes; the rest may be unmapped */
+        *len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref;
+        *unsure = !failed && ret < *len;
         break;
     case MRH_LEN_RET_UPTO_ARG:   /* a read's bytes: as many as it returned (0: none, shown as "") */
         if (failed || (int64_t)ret < 0) return 0;
@@ -760,9 +767,10 @@ static int resolve_captures(const mrh_traced *d, uint64_t ret, int failed, const
         if (!at_entry && ((c->when == MRH_WHEN_OK && failed) || (c->when == MRH_WHEN_POSITIVE && (int64_t)ret <= 0)))
             continue;
         uint64_t len;
-        if (!capture_extent(c, args, ret, failed || at_entry, &len)) continue;
+        uint16_t unsure;
+        if (!capture_extent(c, args, ret, failed || at_entry, &len, &unsure)) continue;
         uint64_t ptr = c->which == MRH_RET ? ret : args[c->which];
-        out[n++] = (mrh_capture){(const void *)(uintptr_t)ptr, len, c->which, c->kind};
+        out[n++] = (mrh_capture){(const void *)(uintptr_t)ptr, len, c->which, c->kind, unsure};
     }
     return n;
 }
@@ -816,8 +824,9 @@ void mrh_trace_before(mrh_before *b, const mrh_traced *d, const uint64_t *args)
     for (int i = 0; i < d->ncaps && b->n < 4; i++) {
         const mrh_capture_desc *c = &d->caps[i];
         uint64_t len;
+        uint16_t unsure;   /* all of these are copied through the kernel */
         if (c->when != MRH_WHEN_BEFORE || c->which == MRH_RET || !args[c->which] ||
-            !capture_extent(c, args, 0, 1, &len))
+            !capture_extent(c, args, 0, 1, &len, &unsure))
             continue;
         if (len > sizeof b->data - used) len = sizeof b->data - used;
         uint64_t got = len ? copy_from_target(b->data + used, (const void *)(uintptr_t)args[c->which], len, 1, 0) : 0;

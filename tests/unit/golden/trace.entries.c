@@ -20,7 +20,7 @@ mrh_slot mrh_slots[] = {
 const int mrh_nslots = 8;
 
 /* ssize_t write(int fd, const void *buf, size_t n) */
-static const mrh_capture_desc mrh_caps_0[] = {{1, MRH_CAP_BYTES, MRH_WHEN_ALWAYS, MRH_LEN_ARG, 2, 0, 0, 0, 0, NULL}};
+static const mrh_capture_desc mrh_caps_0[] = {{1, MRH_CAP_BYTES, MRH_WHEN_ALWAYS, MRH_LEN_ARG_READ_RET, 2, 0, 0, 0, 0, NULL}};
 static const mrh_traced mrh_traced_0 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .nargs = 3, .ncaps = 1, .caps = mrh_caps_0};
 typedef long (*mrh_fn_0)(int, void *, unsigned long);
 MRH_ENTRY(long, 0, "write", (int a0, void * a1, unsigned long a2))
