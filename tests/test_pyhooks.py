@@ -129,6 +129,51 @@ def test_strings_floats_and_null_results(mrhooker, script, cprog):
     assert r.out == "home=/fake/home gone=(null) cbrt=3.500\n"
 
 
+
+def test_a_string_argument_that_ends_at_an_unmapped_page_or_is_no_address(mrhooker, script, cprog):
+    # A const char * became bytes by reading it to its NUL before the call: strnlen's 8 bytes with no NUL before
+    # an unmapped page, and open's path (char *)1 (a bare open fails with EFAULT), killed the program (SIGSEGV).
+    prog = cprog('''
+        #include <errno.h>
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <string.h>
+        #include <sys/mman.h>
+        #include <unistd.h>
+        int main(void) {
+            long pg = sysconf(_SC_PAGESIZE);
+            char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED || mprotect(m + pg, pg, PROT_NONE)) return 3;
+            memcpy(m + pg - 8, "ABCDEFGH", 8);
+            printf("%zu %d", strnlen(m + pg - 8, 8), strncmp(m + pg - 8, "ABCDEFGHZ", 8));
+            int fd = open((const char *)1, O_RDONLY);
+            printf(" %d %d\\n", fd, errno == EFAULT);
+            return 0;
+        }
+    ''', flags=["-fno-builtin"])
+    hooks = script("strings.py", '''\
+        from mrhooker import hook
+
+        @hook("strnlen")
+        def strnlen(s, n):
+            print("strnlen", s, n)
+            return strnlen.original(s, n)
+
+        @hook("strncmp")
+        def strncmp(a, b, n):
+            return strncmp.original(a, b, n)
+
+        @hook("open")
+        def open(path, flags, mode):
+            print("open", path)
+            return open.original(path, flags, mode)
+    ''')
+    r = mrhooker(hooks, prog)
+    assert r.returncode == 0 and r.out == "8 0 -1 1\n", r
+    # the bytes that can be read; no address at all: a Pointer, which goes back to the call as it came
+    assert "strnlen b'ABCDEFGH' 8" in r.err and "open Pointer(0x1)" in r.err, r
+
+
 FAILING_HOOKS = '''\
 from mrhooker import hook
 

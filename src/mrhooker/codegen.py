@@ -214,6 +214,22 @@ def _to_python(ctype, expr, pointee=""):
     raise ValueError(ctype.kind)
 
 
+def _string_to_python(proto, params, i):
+    """A const char * argument as the hook gets it, read as the call will read it (tracespec's kinds): no further
+    than the argument that bounds it (strnlen's n: the bytes after may be unmapped), a path through the kernel
+    (a bad one is the call's EFAULT, never a crash), any other string to its NUL, directly, as the call reads it."""
+    kind = tracespec.plan(proto).kinds[i]
+    if isinstance(kind, tracespec.String) and kind.upto is not None:
+        bound = params[kind.upto].type
+        n = "a%d" % kind.upto
+        if bound.kind == "int" and bound.signed:
+            n = "(%s < 0 ? 0 : (size_t)%s)" % (n, n)
+        return "mrh_py_cstring_upto(t, a%d, %s)" % (i, n)
+    if isinstance(kind, tracespec.String) and kind.path:
+        return "mrh_py_cstring_kernel(t, a%d)" % i
+    return _to_python(params[i].type, "a%d" % i)
+
+
 def _from_python(ctype, arg_index=None):
     """The pyrt.h macro that converts a Python object to this C type: argument arg_index of func.original, or
     (None) the hook's result."""
@@ -264,7 +280,8 @@ def _trampoline_source(slot, proto, entry, pointees):
                 "}", ""]
     cparams = ", ".join("%s a%d" % (p.type.c, i) for i, p in enumerate(params)) or "void"
     out += ["MRH_EXPORT %s %s(%s)\n{" % (ret.c, entry.impl_symbol, cparams), "    MRH_HOOK_BEGIN(%d);" % slot]
-    converted = [_to_python(p.type, "a%d" % i, pointees.get((proto.symbol, p.name), "")) for i, p in enumerate(params)]
+    converted = [_string_to_python(proto, params, i) if p.type.kind == "bytes" else
+                 _to_python(p.type, "a%d" % i, pointees.get((proto.symbol, p.name), "")) for i, p in enumerate(params)]
     out.append("    MRH_HOOK_CALL(%s);" % ", ".join(converted) if converted else "    MRH_HOOK_CALL_NONE();")
     if returns:
         out += ["    %s r = %s;" % (ret.c, _from_python(ret)), "    MRH_HOOK_RETURN(r);",

@@ -99,17 +99,40 @@ static inline int mrh_hook_begin(mrh_thread *t, mrh_py_hook *hook)
     return 0;
 }
 
-/* A C string as the hook sees it: bytes (None for NULL), remembered with its pointer (see mrh_thread). */
-static inline PyObject *mrh_py_cstring(mrh_thread *t, const char *s)
+PyObject *mrh_py_cstring_read(const char *s);
+
+/* o, a C string as the hook sees it (bytes), remembered with its pointer (see mrh_thread). */
+static inline PyObject *mrh_py_remember_cstring(mrh_thread *t, const char *s, PyObject *o)
 {
-    if (s == NULL) Py_RETURN_NONE;
-    PyObject *o = PyBytes_FromString(s);
-    if (o != NULL && t->in_python_hook && t->ncstr < MRH_CSTR_MAX) {
+    if (o != NULL && PyBytes_Check(o) && t->in_python_hook && t->ncstr < MRH_CSTR_MAX) {
         Py_INCREF(o);
         t->cstr_obj[t->ncstr] = o;
         t->cstr_ptr[t->ncstr++] = s;
     }
     return o;
+}
+
+/* A C string as the hook sees it: bytes (None for NULL), read to its NUL, as the call it is passed to reads it. */
+static inline PyObject *mrh_py_cstring(mrh_thread *t, const char *s)
+{
+    if (s == NULL) Py_RETURN_NONE;
+    return mrh_py_remember_cstring(t, s, PyBytes_FromString(s));
+}
+
+/* One the call reads at most n bytes of (strnlen's, strncmp's): they need no NUL, and the next byte may be on an
+ * unmapped page. */
+static inline PyObject *mrh_py_cstring_upto(mrh_thread *t, const char *s, size_t n)
+{
+    if (s == NULL) Py_RETURN_NONE;
+    return mrh_py_remember_cstring(t, s, PyBytes_FromStringAndSize(s, (Py_ssize_t)strnlen(s, n)));
+}
+
+/* A path, which the call hands to the kernel: read through it (mrh_py_cstring_read), as a bad address is the
+ * call's EFAULT. */
+static inline PyObject *mrh_py_cstring_kernel(mrh_thread *t, const char *s)
+{
+    if (s == NULL) Py_RETURN_NONE;
+    return mrh_py_remember_cstring(t, s, mrh_py_cstring_read(s));
 }
 
 /* The pointer a bytes object was made from during this hook, or NULL. */
