@@ -216,8 +216,8 @@ def _to_python(ctype, expr, pointee=""):
 
 def _string_to_python(proto, params, i):
     """A const char * argument as the hook gets it, read as the call will read it (tracespec's kinds): no further
-    than the argument that bounds it (strnlen's n: the bytes after may be unmapped), a path through the kernel
-    (a bad one is the call's EFAULT, never a crash), any other string to its NUL, directly, as the call reads it."""
+    than the argument that bounds it (strnlen's n: the bytes after may be unmapped), a path in the first page as
+    the Pointer it is (the call's EFAULT, not a crash), any other string to its NUL, as the call reads it."""
     kind = tracespec.plan(proto).kinds[i]
     if isinstance(kind, tracespec.String) and kind.upto is not None:
         bound = params[kind.upto].type
@@ -226,7 +226,7 @@ def _string_to_python(proto, params, i):
             n = "(%s < 0 ? 0 : (size_t)%s)" % (n, n)
         return "mrh_py_cstring_upto(t, a%d, %s)" % (i, n)
     if isinstance(kind, tracespec.String) and kind.path:
-        return "mrh_py_cstring_kernel(t, a%d)" % i
+        return "mrh_py_cstring_path(t, a%d)" % i
     return _to_python(params[i].type, "a%d" % i)
 
 

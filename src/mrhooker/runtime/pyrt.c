@@ -179,34 +179,6 @@ static int memory_access(void *local, char *target, size_t n, int write)
     return -1;
 }
 
-/* A path argument as bytes (pyrt.h's mrh_py_cstring_kernel), before the call it is passed to: nothing has vouched
- * for its memory, and a bad one is the call's EFAULT (open((char *)1, ...)): read directly, it killed the
- * program. So it is copied through the kernel, a piece at a time up to its NUL: the bytes readable before an
- * unmapped page, or a Pointer when its first byte can't be read (it goes back to `original` as it came).
- * Without process_vm_readv (seccomp), as C reads it. */
-PyObject *mrh_py_cstring_read(const char *s)
-{
-    char piece[256];
-    PyObject *parts = NULL;
-    for (const char *at = s;;) {
-        size_t chunk = 4096 - ((uintptr_t)at & 4095);
-        if (chunk > sizeof piece) chunk = sizeof piece;
-        struct iovec here = {piece, chunk}, there = {(void *)at, chunk};
-        int saved = errno;   /* the hook's caller's errno stays as it was */
-        ssize_t got = syscall(SYS_process_vm_readv, (long)getpid(), &here, 1L, &there, 1L, 0L);
-        int err = errno;
-        errno = saved;
-        if (got < 0 && (err == EPERM || err == ENOSYS) && at == s) return PyBytes_FromString(s);
-        if (got <= 0) return parts ? parts : mrh_py_pointer((void *)s);
-        char *nul = memchr(piece, 0, (size_t)got);
-        PyObject *part = PyBytes_FromStringAndSize(piece, nul ? nul - piece : got);
-        if (parts == NULL) parts = part;
-        else PyBytes_ConcatAndDel(&parts, part);
-        if (parts == NULL || nul) return parts;
-        at += got;
-    }
-}
-
 /* The address offset bytes on, if the pointer isn't NULL and n isn't negative. */
 static char *pointer_at(mrh_pointer *self, Py_ssize_t offset, Py_ssize_t n)
 {

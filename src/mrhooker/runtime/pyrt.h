@@ -99,8 +99,6 @@ static inline int mrh_hook_begin(mrh_thread *t, mrh_py_hook *hook)
     return 0;
 }
 
-PyObject *mrh_py_cstring_read(const char *s);
-
 /* o, a C string as the hook sees it (bytes), remembered with its pointer (see mrh_thread). */
 static inline PyObject *mrh_py_remember_cstring(mrh_thread *t, const char *s, PyObject *o)
 {
@@ -127,12 +125,17 @@ static inline PyObject *mrh_py_cstring_upto(mrh_thread *t, const char *s, size_t
     return mrh_py_remember_cstring(t, s, PyBytes_FromStringAndSize(s, (Py_ssize_t)strnlen(s, n)));
 }
 
-/* A path, which the call hands to the kernel: read through it (mrh_py_cstring_read), as a bad address is the
- * call's EFAULT. */
-static inline PyObject *mrh_py_cstring_kernel(mrh_thread *t, const char *s)
+/* A path, which the call hands to the kernel: an address in the first page, which nothing maps, is the call's
+ * EFAULT (open((char *)1, ...)), not the hook's crash: it arrives as a Pointer, which goes back to `original` as
+ * it came. Any other address is read as C reads it: reading through the kernel (process_vm_readv) would make
+ * it safe for every address, at the cost of a system call per path, as much as a stat costs (README, Limits). */
+PyObject *mrh_py_pointer(void *p);
+
+static inline PyObject *mrh_py_cstring_path(mrh_thread *t, const char *s)
 {
     if (s == NULL) Py_RETURN_NONE;
-    return mrh_py_remember_cstring(t, s, mrh_py_cstring_read(s));
+    if ((uintptr_t)s < 4096) return mrh_py_pointer((void *)s);
+    return mrh_py_cstring(t, s);
 }
 
 /* The pointer a bytes object was made from during this hook, or NULL. */
@@ -313,7 +316,6 @@ int mrh_py_ret_float(PyObject *o, double *out, const char *func);
 int mrh_py_ret_ldouble(PyObject *o, long double *out, const char *func);
 int mrh_py_ret_bytes(PyObject *o, const char **out, const char *func);   /* keeps returned bytes alive */
 int mrh_py_ret_pointer(PyObject *o, void **out, const char *func);
-PyObject *mrh_py_pointer(void *p);
 PyObject *mrh_py_typed_pointer(void *p, const char *pointee);   /* cast() knows the struct it points to */
 PyObject *mrh_py_argcount(const char *func, int expected, Py_ssize_t got);
 

@@ -20,7 +20,7 @@ static PyObject *mrh_original_0(PyObject *self, PyObject *const *args, Py_ssize_
 MRH_EXPORT int mrh_impl_0(const char * a0)
 {
     MRH_HOOK_BEGIN(0);
-    MRH_HOOK_CALL(mrh_py_cstring_kernel(t, a0));
+    MRH_HOOK_CALL(mrh_py_cstring_path(t, a0));
     int r = MRH_RESULT_INT(int, 4, MRH_SIGNED);
     MRH_HOOK_RETURN(r);
     MRH_HOOK_FALLBACK(int, i, mrh_fn_0, 0, (int)-1, (a0));
@@ -102,7 +102,7 @@ static PyObject *mrh_original_4(PyObject *self, PyObject *const *args, Py_ssize_
 MRH_EXPORT int mrh_impl_4(const char * a0, int a1, unsigned int a2)
 {
     MRH_HOOK_BEGIN(4);
-    MRH_HOOK_CALL(mrh_py_cstring_kernel(t, a0), mrh_py_int(a1), mrh_py_uint(a2));
+    MRH_HOOK_CALL(mrh_py_cstring_path(t, a0), mrh_py_int(a1), mrh_py_uint(a2));
     int r = MRH_RESULT_INT(int, 4, MRH_SIGNED);
     MRH_HOOK_RETURN(r);
     MRH_HOOK_FALLBACK(int, i, mrh_fn_4, 4, (int)-1, (a0, a1, a2));
