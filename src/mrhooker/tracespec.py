@@ -700,8 +700,8 @@ FUNCTIONS = {
     "utimes": Fn(PATH, None, classes="file"),
     "statfs": Fn(PATH, None, classes="file"),
     "statvfs": Fn(PATH, None, classes="file"),
-    "mkstemp": Fn(STRING, classes="file"), "mkostemp": Fn(STRING, FD_FLAGS, classes="file"),
-    "mkdtemp": Fn(STRING, classes="file"),
+    "mkstemp": Fn(PATH, classes="file"), "mkostemp": Fn(PATH, FD_FLAGS, classes="file"),
+    "mkdtemp": Fn(PATH, ret=StringResult(path=True), classes="file"),
     "mount": Fn(PATH, PATH, STRING, None, None, classes="file"),
     "umount": _PATH1,
     # descriptors
