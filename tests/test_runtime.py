@@ -968,7 +968,7 @@ int main(int argc, char **argv)
 }
 """
 # what the runtime defines itself, the hooked name, and the dl* functions original() gives the runtime's proxies of
-RUNTIME_OWNED = {"getpid", "sigaction", "signal", "vfork", "pthread_create", "posix_spawn", "posix_spawnp",
+RUNTIME_OWNED = {"getpid", "sigaction", "signal", "vfork", "clone", "pthread_create", "posix_spawn", "posix_spawnp",
                  "execl", "execle", "execlp", "execv", "execve", "execvp", "execvpe", "fexecve", "dlopen", "dlmopen",
                  "dlsym", "dlvsym"}
 
@@ -1428,6 +1428,51 @@ def test_vfork_exec_and_posix_spawn_keep_parent_hooks_working(mrhooker, script, 
     assert foo_reports(r.err) == [(parent, 1000001), (parent, 1000002), (parent, 1000003)], r
     assert atexit_lines(r.err) == [(3, parent)], r
 
+
+
+# A program's own clone(): with CLONE_VM|CLONE_VFORK its child execs in the parent's memory, through the runtime's
+# exec wrapper, which raised the thread's depth there and never lowered it (the parent's hooks were off for good);
+# without CLONE_VM it is a fork without atfork handlers, whose child runs hooks as a fork child does.
+FOO_CLONE_SRC = "#define _GNU_SOURCE\n" + WATCHDOG_C + """\
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+int foo(int);
+static char stack[1 << 16] __attribute__((aligned(16)));
+static int exec_true(void *arg) { execl("/bin/true", "true", (char *)NULL); _exit(127); }
+static int call_foo(void *arg)
+{
+    printf("child %d\\n", (int)getpid());
+    fflush(stdout);
+    _exit(foo(1000003) == 1000004 ? 0 : 2);
+}
+static int child_ok(pid_t pid)
+{
+    int status;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+int main(void)
+{
+    start_watchdog(30);
+    printf("pid %d\\n", (int)getpid());
+    fflush(stdout);
+    if (foo(1000001) != 1000002) return 2;
+    if (!child_ok(clone(exec_true, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL))) return 3;
+    if (foo(1000002) != 1000003) return 4;
+    if (!child_ok(clone(call_foo, stack + sizeof stack, SIGCHLD, NULL))) return 5;
+    return foo(1000004) == 1000005 ? 0 : 6;
+}
+"""
+
+
+def test_a_programs_own_clone_children_leave_the_parents_hooks_working(mrhooker, script, foo_prog):
+    r = mrhooker(script("foo_counter.pyx", FOO_COUNTER), foo_prog(FOO_CLONE_SRC), timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    parent = int(lines_starting(r.out, "pid ")[0].split()[1])
+    child = int(lines_starting(r.out, "child ")[0].split()[1])
+    assert sorted(foo_reports(r.err), key=lambda report: report[1]) == [
+        (parent, 1000001), (parent, 1000002), (child, 1000003), (parent, 1000004)], r
+    assert atexit_lines(r.err) == [(3, parent)], r
 
 # ---- 6. lazy start ----------------------------------------------------------------------------------------
 

@@ -273,6 +273,50 @@ def test_a_fork_child_reads_its_own_memory_with_pthread_atfork_traced(mrhooker, 
         assert re.search(r'^\[pid +\d+\] stat\("/child/content", 0x[0-9a-f]+\) = -1 ENOENT', r.err, re.M), (names, r)
 
 
+
+# A program's own clone(): without CLONE_VM, a fork that runs no atfork handlers (the child's lines came under its
+# parent's pid, cached at the parent's first traced call); with CLONE_VM|CLONE_VFORK, a child in its parent's
+# memory (it cached its own pid there: the parent's later lines came under it, its waitpid line was lost).
+CLONE_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static char stack[1 << 16] __attribute__((aligned(16)));
+static int copied(void *arg) { return write(1, "copied\n", 7) == 7 ? 0 : 1; }
+static int shared(void *arg) { execl("/bin/true", "true", (char *)NULL); _exit(127); }
+int main(void)
+{
+    alarm(30);
+    close(open("/dev/null", O_RDONLY));   /* the parent's first traced call: its pid cached */
+    int status, ok = 1;
+    pid_t a = clone(copied, stack + sizeof stack, SIGCHLD, NULL);
+    ok &= waitpid(a, &status, 0) == a && status == 0;
+    pid_t b = clone(shared, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL);
+    ok &= waitpid(b, &status, 0) == b && status == 0;
+    write(1, "after\n", 6);
+    printf("pids %d %d %d\n", (int)getpid(), (int)a, (int)b);
+    return ok ? 0 : 1;
+}
+"""
+
+
+def test_lines_of_a_programs_own_clone_children_carry_the_right_pid(mrhooker, cprog, tmp_path):
+    prog = cprog(CLONE_C)
+    out = tmp_path / "calls.jsonl"
+    r = trace(mrhooker, "-f", "--json", out, "-e", "open,close,write,waitpid,execve", prog)
+    assert r.returncode == 0 and r.out.startswith("copied\nafter\npids "), r
+    parent, copied, shared = (int(v) for v in r.out.split()[-3:])
+    calls = [json.loads(line) for line in out.read_text().splitlines()]
+    seen = [(c["pid"], c["name"], c["args"].get("pid", c["args"].get("buf"))) for c in calls
+            if c["name"] in ("write", "waitpid")]
+    assert seen == [(copied, "write", "copied\n"), (parent, "waitpid", copied), (parent, "waitpid", shared),
+                    (parent, "write", "after\n")], calls
+    assert "[pid %d] +++ exited with 0 +++" % copied in r.err and "[pid %d] +++ exited with 0 +++" % shared in r.err, r
+
 CALL_SITES_C = r"""
 #include <stdio.h>
 #include <stdlib.h>

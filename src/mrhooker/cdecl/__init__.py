@@ -57,6 +57,7 @@ RUNTIME_SYMBOLS = {
     "sigaction": "mrhooker's runtime wraps it itself (signal handlers run their hooked calls unhooked)",
     "signal": "mrhooker's runtime wraps it itself (signal handlers run their hooked calls unhooked)",
     "vfork": "mrhooker's runtime wraps it itself (vfork runs as fork)",
+    "clone": "mrhooker's runtime wraps it itself (a child sharing its parent's memory runs no hooks)",
     "__errno_location": "it is how mrhooker's runtime (and every program) reaches errno",
     "setjmp": _RETURNS_TWICE, "_setjmp": _RETURNS_TWICE, "sigsetjmp": _RETURNS_TWICE,
     "__sigsetjmp": _RETURNS_TWICE, "__sigsetjmp_cancel": _RETURNS_TWICE, "getcontext": _RETURNS_TWICE,

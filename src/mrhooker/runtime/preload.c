@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -597,6 +598,114 @@ static void fork_child(void)
  * runs no hooks in its child.) */
 MRH_EXPORT pid_t vfork(void) { return fork(); }
 
+/* ---- clone ------------------------------------------------------------------------------------------------
+ *
+ * A program's own clone() (not pthread_create's or posix_spawn's: theirs are libc's internal calls) that makes a
+ * process. Hazards:
+ * - Without CLONE_VM it is a fork that runs no atfork handlers: the child kept what the runtime's fork handlers
+ *   reset (trace.c's cached pid: the child's trace lines came under its parent's pid; --inject's call counts;
+ *   the locks other threads held, the hook interpreter's GIL among them).
+ *   Idea: the runtime's own fork handlers run around it, in fork's order (the program's own handlers don't, as
+ *   they don't around its clone unhooked).
+ * - With CLONE_VM the child runs in its parent's memory, on its thread-local block (a clone without
+ *   CLONE_SETTLS): a record or a hook there changes the parent's state (trace.c's cached pid: the parent's later
+ *   lines came under the child's pid, and its wait's line was lost; the thread's depth, left raised by an exec
+ *   the child made from inside the runtime's exec wrapper; the Python thread state).
+ *   Idea: with CLONE_VFORK, the parent is suspended until the child execs or exits, as in posix_spawn, whose
+ *   child runs no hooks either: the thread's depth is raised across the clone, so the child's calls go to their
+ *   originals (its exec still puts MRHOOKER_* back: follow.c), and the parent puts back the depth it had, what
+ *   the child did to it undone. Without CLONE_VFORK parent and child run at once on one thread-local block:
+ *   nothing tells them apart, and the clone goes through as it is (README, Limits).
+ */
+#define FORK_HANDLERS_MAX 8
+static struct {
+    void (*prepare)(void), (*parent)(void), (*child)(void);
+} fork_handlers[FORK_HANDLERS_MAX];
+static int nfork_handlers;   /* published after its handlers are written (mrh_atfork: constructors at load, an
+                              * attach's set-up); read by clone */
+
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void), void *dso);
+extern void *__dso_handle __attribute__((weak));
+
+int mrh_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+    int n = __atomic_load_n(&nfork_handlers, __ATOMIC_ACQUIRE);
+    if (n < FORK_HANDLERS_MAX) {
+        fork_handlers[n].prepare = prepare, fork_handlers[n].parent = parent, fork_handlers[n].child = child;
+        __atomic_store_n(&nfork_handlers, n + 1, __ATOMIC_RELEASE);
+    }
+    return __register_atfork(prepare, parent, child, &__dso_handle ? __dso_handle : NULL);
+}
+
+enum { FORK_PREPARE, FORK_PARENT, FORK_CHILD };
+
+/* As fork runs them: the prepare handlers last registered first, the others in the order registered. */
+static void run_fork_handlers(int stage)
+{
+    int n = __atomic_load_n(&nfork_handlers, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++) {
+        if (stage == FORK_PREPARE && fork_handlers[n - 1 - i].prepare) fork_handlers[n - 1 - i].prepare();
+        if (stage == FORK_PARENT && fork_handlers[i].parent) fork_handlers[i].parent();
+        if (stage == FORK_CHILD && fork_handlers[i].child) fork_handlers[i].child();
+    }
+}
+
+typedef int (*clone_fn)(int (*)(void *), void *, int, void *, ...);
+static clone_fn real_clone;   /* libc's, looked up at load (or at a call before it) */
+
+typedef struct clone_start {
+    int (*fn)(void *);
+    void *arg;
+} clone_start;
+
+/* The child of a clone without CLONE_VM: its copy of the wrapper's clone_start. */
+static int clone_child(void *p)
+{
+    clone_start *c = p;
+    int saved = errno;
+    run_fork_handlers(FORK_CHILD);
+    errno = saved;
+    return c->fn(c->arg);
+}
+
+MRH_EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+    va_list ap;   /* glibc's clone reads all three, whatever the flags */
+    va_start(ap, arg);
+    pid_t *parent_tid = va_arg(ap, pid_t *);
+    void *tls = va_arg(ap, void *);
+    pid_t *child_tid = va_arg(ap, pid_t *);
+    va_end(ap);
+    mrh_thread *t = &mrh_tls;
+    if (MRH_UNLIKELY(!real_clone)) {
+        t->depth++;
+        real_clone = (clone_fn)mrh_lookup_next("clone");
+        t->depth--;
+        if (!real_clone) {
+            errno = ENOSYS;
+            return -1;
+        }
+    }
+    if ((flags & CLONE_THREAD) || !fn || !stack || ((flags & CLONE_VM) && !(flags & CLONE_VFORK)))
+        return real_clone(fn, stack, flags, arg, parent_tid, tls, child_tid);
+    if (flags & CLONE_VM) {
+        int depth = t->depth;
+        t->depth = depth + 1;
+        int pid = real_clone(fn, stack, flags, arg, parent_tid, tls, child_tid);
+        t->depth = depth;   /* the child has exec'd or ended: what it left here is undone */
+        return pid;
+    }
+    clone_start start = {fn, arg};
+    int saved = errno;
+    run_fork_handlers(FORK_PREPARE);
+    errno = saved;
+    int pid = real_clone(clone_child, stack, flags, &start, parent_tid, tls, child_tid);
+    saved = errno;   /* the clone's (unchanged when it worked) */
+    run_fork_handlers(FORK_PARENT);
+    errno = saved;
+    return pid;
+}
+
 /* attach.c: hooks are on from an attach to its detach. OFF is final in a launched process; in an attached one
  * each attach moves OFF -> UNSTARTED (READY when an earlier attach of this library started the hook side, which
  * stays loaded) and its detach moves the state back to OFF. */
@@ -650,6 +759,7 @@ __attribute__((constructor)) static void preload_init(void)
     pthread_key_create(&thread_key, thread_exit);
     pthread_setspecific(thread_key, t);   /* this (the main) thread's; thread_start sets the others' */
     real_pthread_create = (__typeof__(real_pthread_create))mrh_lookup_next("pthread_create");
+    real_clone = (clone_fn)mrh_lookup_next("clone");
     mrh_atfork(fork_prepare, fork_parent, fork_child);
     report_at_load();
     errno = saved;

@@ -130,17 +130,13 @@ static inline void mrh_copy(char *dst, const char *src, size_t n)
     for (size_t i = 0; i < n; i++) dst[i] = src[i];
 }
 
-/* pthread_atfork for the runtime's own fork handlers. Not by that name: a script may hook or trace
+/* pthread_atfork for the runtime's own fork handlers (preload.c). Not by that name: a script may hook or trace
  * pthread_atfork, so the name binds to the preload's own entry, whose original dlsym can't find (libc has only
  * pthread_atfork@GLIBC_2.2.5, a hidden compat version; programs carry libc_nonshared's copy, which calls this):
  * the handlers were never registered. What libc_nonshared's copy does, then: __register_atfork with this
- * library's handle, so a dlclose of it would take them away. */
-extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void), void *dso);
-extern void *__dso_handle __attribute__((weak));
-static inline int mrh_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
-{
-    return __register_atfork(prepare, parent, child, &__dso_handle ? __dso_handle : NULL);
-}
+ * library's handle, so a dlclose of it would take them away. The handlers are also kept, to run around a clone()
+ * that makes a process (preload.c, clone), which runs no atfork handlers. */
+__attribute__((visibility("hidden"))) int mrh_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 
 /* The site of a call whose entry point returns to `ret`: the caller's return address, which the thunk of a
  * function hooked at its entry (patch.c) keeps for it just before its call. */
