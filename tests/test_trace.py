@@ -274,6 +274,26 @@ def test_a_fork_child_reads_its_own_memory_with_pthread_atfork_traced(mrhooker, 
 
 
 
+def test_the_runtimes_own_getpid_in_a_fork_child_has_no_line(mrhooker, cprog):
+    # The trace's fork handler looked up the child's pid through getpid's entry point: traced, every fork child
+    # had a getpid line the program never called, --no-follow's child too.
+    prog = cprog("""
+        #include <sys/wait.h>
+        #include <unistd.h>
+        int main(void) {
+            pid_t c = fork();
+            if (c == 0) _exit(0);
+            int status;
+            return waitpid(c, &status, 0) == c && status == 0 ? 0 : 1;
+        }
+    """)
+    for follow in ("-f", "--no-follow"):
+        r = trace(mrhooker, follow, "-e", "getpid,fork", prog)
+        assert r.returncode == 0 and r.out == "", r
+        assert call_lines(r.err, "getpid") == [] and "getpid(" not in r.err, (follow, r)
+        assert len(call_lines(r.err, "fork")) == (2 if follow == "-f" else 1), (follow, r)
+
+
 # A program's own clone(): without CLONE_VM, a fork that runs no atfork handlers (the child's lines came under its
 # parent's pid, cached at the parent's first traced call); with CLONE_VM|CLONE_VFORK, a child in its parent's
 # memory (it cached its own pid there: the parent's later lines came under it, its waitpid line was lost).

@@ -947,12 +947,18 @@ void mrh_trace_switch(int on)
 static void trace_fork_child(void)
 {
     /* The mapping is shared with the parent (MAP_SHARED): keep it; only the ids change, and the child counts
-     * its own calls for injection. */
+     * its own calls for injection. The depth raised: getpid and the rest are the runtime's calls, not the
+     * program's (traced, getpid had a line in every fork child, --no-follow's too). */
+    mrh_thread *t = &mrh_tls;
+    t->depth++;
+    int saved = errno;
     my_pid = (uint32_t)getpid();
     mrh_my_tid = 0;
     pthread_mutex_init(&map_lock, NULL);
     if (inject_calls) memset(inject_calls, 0, mrh_trace->nfn * sizeof(uint64_t));
     if (!mrh_config.follow) stop_recording();   /* --no-follow: the command alone, not its children */
+    errno = saved;
+    t->depth--;
 }
 
 __attribute__((constructor)) static void trace_init(void) { mrh_atfork(NULL, NULL, trace_fork_child); }
