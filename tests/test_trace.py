@@ -1816,6 +1816,19 @@ def test_a_childs_end_is_shown_once_however_its_parent_waits(mrhooker, cprog):
             assert re.search(r"^wait\(NULL\) = \d+$", r.err, re.M), r.err
 
 
+def test_the_kill_a_command_dies_in_comes_before_its_end(mrhooker, cprog):
+    # The command's end is learnt from mrhooker's own wait: its kill's start, still held, came after it.
+    prog = cprog("""
+        #include <signal.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) { kill(argc > 1 ? getpid() : 0, SIGTERM); pause(); return 0; }
+    """)
+    for args in ((), ("self",)):
+        r = trace(mrhooker, "-e", "kill", prog, *args)
+        assert r.returncode == -signal.SIGTERM, r   # mrhooker dies by it too
+        assert re.findall(r"^(kill\(\d+, SIGTERM\) = \?|\+\+\+ .*)$", r.err, re.M) == [
+            "kill(%s, SIGTERM) = ?" % re.search(r"kill\((\d+)", r.err).group(1), "+++ killed by SIGTERM +++"], r
+
 VECTORS_C = WATCHDOG_C + r"""
 #include <fcntl.h>
 #include <pthread.h>

@@ -795,8 +795,9 @@ static int reaped_by(const mrh_fn *fn, const mrh_view *v, uint32_t *pid, int *st
     return 0;
 }
 
-/* mrhooker reaped pid itself (it was orphaned, or it is the command): how it ended, after the exec it may still
- * hold (`execve(...) = 0` comes before `+++ exited with 0 +++`, as a traced wait shows a child's). */
+/* mrhooker reaped pid itself (it was orphaned, or it is the command): how it ended, after the start it may still
+ * hold (`execve(...) = 0` comes before `+++ exited with 0 +++`, and the kill it died in before `+++ killed by
+ * SIGTERM +++`, as a traced wait shows a child's). */
 EXPORT void mrh_reader_exited(mrh_reader *r, uint32_t pid, int status)
 {
     reaped(r, pid, status);
