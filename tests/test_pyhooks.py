@@ -854,6 +854,45 @@ def test_hook_output_that_cannot_be_written_is_said_once_and_the_status_kept(mrh
     assert r.returncode == 5 and r.out == "out\n" and r.err == "", r
 
 
+def test_hook_output_with_no_descriptor_free_is_said_lost(mrhooker, script, cprog, tmp_path):
+    # A program using every descriptor its limit allows, after closing the hooks' own: the hook's line could not
+    # be opened anywhere and went missing without a word (the report, told once a descriptor is free).
+    prog = cprog("""
+        #define _GNU_SOURCE
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <sys/resource.h>
+        #include <unistd.h>
+        int main(void) {
+            close(open("/dev/null", O_RDONLY));
+            struct rlimit r = {6, 6};
+            setrlimit(RLIMIT_NOFILE, &r);
+            close_range(3, ~0U, 0);
+            int a = open("/dev/null", O_RDONLY), b = open("/dev/null", O_RDONLY), c = open("/dev/null", O_RDONLY);
+            printf("%d %d %d %d\\n", a, b, c, open("/dev/null", O_RDONLY));
+            close(a);   /* its line: no descriptor free */
+            close(b);
+            close(c);
+            return 3;
+        }
+    """)
+    hooks = script("closes.py", """\
+        from mrhooker import hook
+
+        @hook("int close(int fd)")
+        def close(fd):
+            print("close", fd)
+            return close.original(fd)
+    """)
+    out = tmp_path / "hooks.out"
+    for where in ((), ("-o", out)):
+        r = mrhooker(*where, hooks, prog, timeout=scaled(60))
+        assert r.returncode == 3 and r.out == "3 4 5 -1\n", r   # as unhooked
+        said = out.read_text() if where else r.err
+        assert lines_starting(said, "close ") == ["close 3", "close 4", "close 5"], r
+        assert r.err.splitlines()[-1] == "mrhooker: cannot write the hook output to %s: Too many open files (in 1 " \
+            "process): some of it is lost" % (out if where else "standard error"), r
+
 def test_run_report_records_are_summed_up():
     from mrhooker.runreport import summarize
     records = ("missing 10:1 SSL_write unlinkatt\nmissing 11:2 unlinkatt\nmissing 11:2 zlibVersion\n"

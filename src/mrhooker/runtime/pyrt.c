@@ -725,31 +725,51 @@ static PyObject *native_disable(PyObject *self, PyObject *unused)
  * than the lines going missing without a word. */
 static pid_t lost_reported_by;   /* the process that has reported it (a forked child reports its own); the first
                                     thread to exchange its pid in reports */
+/* A loss the report could not be opened for (every descriptor below the limit in use: the output's own open had
+ * failed with EMFILE): told at a later write, or at exit, once one is free. Moved with the GIL held. */
+static int lost_untold;
+static pid_t lost_untold_by;
 
 static void output_lost(int err)
 {
     pid_t pid = getpid();
-    if (mrh_rt->report == NULL || __atomic_exchange_n(&lost_reported_by, pid, __ATOMIC_RELAXED) == pid) return;
+    if (mrh_rt->report == NULL || __atomic_load_n(&lost_reported_by, __ATOMIC_RELAXED) == pid) return;
     int fd = mrh_output_open(mrh_rt->report, mrh_rt->report_id);
-    if (fd < 0) return;
-    char line[32];
-    int n = snprintf(line, sizeof line, "lost %d\n", err);
-    mrh_output_write_all(fd, line, (size_t)n, 1);
+    if (fd < 0) {
+        lost_untold = err, lost_untold_by = pid;
+        return;
+    }
+    lost_untold = 0;
+    if (__atomic_exchange_n(&lost_reported_by, pid, __ATOMIC_RELAXED) != pid) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "lost %d\n", err);
+        mrh_output_write_all(fd, line, (size_t)n, 1);
+    }
     close(fd);
 }
 
-/* write_output(data): one write of data (whole lines) to the hook output, without the GIL. */
+/* A loss not told yet, by this process (not one a fork child inherited): told now if it can be. */
+static void output_lost_untold(void)
+{
+    if (MRH_UNLIKELY(lost_untold) && lost_untold_by == getpid()) output_lost(lost_untold);
+}
+
+/* write_output(data): one write of data (whole lines) to the hook output, without the GIL. An output that can't
+ * be opened (no descriptor free) loses the lines as one that can't be written does, and says so. */
 static PyObject *native_write_output(PyObject *self, PyObject *arg)
 {
     Py_buffer data;
     if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) return NULL;
-    int fd = output_descriptor(), err = 0;
+    errno = 0;
+    int fd = output_descriptor(), err = fd < 0 && !__atomic_load_n(&mrh_rt->detached, __ATOMIC_ACQUIRE) ?
+                                                   (errno ? errno : EBADF) : 0;
     if (fd >= 0) {
         Py_BEGIN_ALLOW_THREADS
         err = mrh_output_write_all(fd, data.buf, (size_t)data.len, output_piped);
         Py_END_ALLOW_THREADS
     }
     if (err) output_lost(err);
+    else output_lost_untold();
     PyBuffer_Release(&data);
     Py_RETURN_NONE;
 }
@@ -942,6 +962,7 @@ static void at_exit(void)
     PyObject *r = PyObject_CallNoArgs(inside_at_exit);
     if (!r) PyErr_Clear();
     Py_XDECREF(r);
+    output_lost_untold();
     mrh_release(t);
 }
 
