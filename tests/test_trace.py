@@ -1829,6 +1829,39 @@ def test_the_kill_a_command_dies_in_comes_before_its_end(mrhooker, cprog):
         assert re.findall(r"^(kill\(\d+, SIGTERM\) = \?|\+\+\+ .*)$", r.err, re.M) == [
             "kill(%s, SIGTERM) = ?" % re.search(r"kill\((\d+)", r.err).group(1), "+++ killed by SIGTERM +++"], r
 
+def test_a_raise_whose_handler_runs_inside_it_is_shown_once_with_its_result(mrhooker, cprog):
+    # raise returns after the handler: the handler's calls, made while raise's start was held, released it as a
+    # call that never returned (`raise(SIGUSR1) = ?` first), and its return was shown again after them. With
+    # SA_RESETHAND, the handler's own raise comes once it has returned, by the default action: the process dies
+    # in the first raise.
+    prog = cprog("""
+        #include <signal.h>
+        #include <string.h>
+        #include <unistd.h>
+        static int again;
+        static void handler(int sig) { write(1, "in handler\\n", 11); if (again) raise(sig); }
+        int main(int argc, char **argv) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = handler;
+            sa.sa_flags = argc > 1 ? SA_RESETHAND : 0;
+            again = argc > 1;
+            sigaction(SIGUSR1, &sa, NULL);
+            raise(SIGUSR1);
+            raise(SIGUSR1);
+            return 0;
+        }
+    """)
+    r = trace(mrhooker, "-e", "write,raise", prog)
+    assert r.returncode == 0 and r.out == "in handler\n" * 2, r
+    assert r.err.splitlines()[-5:] == ['write(1, "in handler\\n", 11) = 11', "raise(SIGUSR1) = 0"] * 2 + [
+        "+++ exited with 0 +++"], r
+    r = trace(mrhooker, "-e", "write,raise", prog, "resethand")
+    assert r.returncode == 128 + signal.SIGUSR1 and r.out == "in handler\n", r   # mrhooker: 128+N (README)
+    assert r.err.splitlines()[-4:] == ['write(1, "in handler\\n", 11) = 11', "raise(SIGUSR1) = 0",
+                                       "raise(SIGUSR1) = ?", "+++ killed by SIGUSR1 +++"], r
+
+
 VECTORS_C = WATCHDOG_C + r"""
 #include <fcntl.h>
 #include <pthread.h>

@@ -203,7 +203,7 @@ typedef struct pid_output {
     output out;
 } pid_output;
 
-typedef struct pending_exec {   /* an exec's start, until it is known to have worked */
+typedef struct pending_exec {   /* a start held (an exec's, a kill's), until it is known how it ended */
     uint32_t tid;
     unsigned char *copy;
 } pending_exec;
@@ -684,21 +684,38 @@ static void deliver_copy(mrh_reader *r, unsigned char *copy, int done)
  * returns (its thread goes on in the new program); a kill that kills its own process neither. The start waits
  * here until: its return comes (shown instead: a failed exec, a kill that returned), its thread is seen doing
  * something else (an exec that worked: `= 0`), a wait reaps its process, or the end (an exec: `= 0`; a call that
- * ended its process: `= ?`, as strace shows it). */
+ * ended its process: `= ?`, as strace shows it). A kill's or raise's thread seen doing something else is running
+ * a signal handler inside it (raise returns after the handler, and the handler may raise again): the start waits
+ * on (shown `= ?` and then its return, it was shown twice, once as a call that never returned). Starts are kept
+ * in the order they came, so that a thread's newest (a handler's, inside an older one) is met first. */
 static int pending_of(mrh_reader *r, uint32_t tid)
 {
-    for (int i = 0; i < r->npending; i++)
+    for (int i = r->npending - 1; i >= 0; i--)
         if (r->pending[i].tid == tid) return i;
     return -1;
+}
+
+static void unhold(mrh_reader *r, int i)
+{
+    memmove(&r->pending[i], &r->pending[i + 1], (size_t)(r->npending - i - 1) * sizeof *r->pending);
+    r->npending--;
 }
 
 /* Shows the start held for tid, as it ended: without its return (an exec that worked; a call that died). */
 static void release_pending(mrh_reader *r, int i)
 {
     pending_exec p = r->pending[i];
-    r->pending[i] = r->pending[--r->npending];
+    unhold(r, i);
     const mrh_fn *fn = &r->d->fns[((mrh_record *)p.copy)->fn];
     deliver_copy(r, p.copy, (fn->flags & MRH_FN_EXEC) != 0);
+}
+
+/* Shows every start held for tid, the oldest first: its process ended (none of them returned). */
+static void release_all_of(mrh_reader *r, uint32_t tid)
+{
+    for (int i = 0; i < r->npending;)
+        if (r->pending[i].tid == tid) release_pending(r, i);
+        else i++;
 }
 
 static void resolve_pending(mrh_reader *r, const mrh_view *v)
@@ -708,8 +725,8 @@ static void resolve_pending(mrh_reader *r, const mrh_view *v)
     const mrh_record *started = (const mrh_record *)r->pending[i].copy;
     if (v->rec->fn == started->fn && !(v->rec->flags & MRH_ENTRY_ONLY)) {   /* its return: shown instead */
         free(r->pending[i].copy);
-        r->pending[i] = r->pending[--r->npending];
-    } else {
+        unhold(r, i);
+    } else if (r->d->fns[started->fn].flags & MRH_FN_EXEC) {
         release_pending(r, i);
     }
 }
@@ -762,8 +779,7 @@ static void show_exit(mrh_reader *r, uint32_t pid, int status)
  * kill), then how it ended. */
 static void reaped(mrh_reader *r, uint32_t pid, int status)
 {
-    int i = pending_of(r, pid);
-    if (i >= 0) release_pending(r, i);
+    release_all_of(r, pid);
     if (WIFEXITED(status) || WIFSIGNALED(status)) show_exit(r, pid, status);
 }
 
@@ -927,7 +943,7 @@ EXPORT long mrh_reader_discard(mrh_reader *r)
 /* The end: execs still pending worked; the timeline is closed; everything is written. */
 EXPORT void mrh_reader_finish(mrh_reader *r)
 {
-    while (r->npending) release_pending(r, r->npending - 1);
+    while (r->npending) release_pending(r, 0);
     if (r->timeline.fd >= 0) {
         mrh_puts(&r->timeline.buf, "\n]}\n");
         line_done(&r->timeline, 0);
