@@ -1862,6 +1862,57 @@ def test_a_raise_whose_handler_runs_inside_it_is_shown_once_with_its_result(mrho
                                        "raise(SIGUSR1) = ?", "+++ killed by SIGUSR1 +++"], r
 
 
+# A program that sandboxes itself before its first traced call (mode in argv[1]): a seccomp filter that kills on
+# openat (the trace's file, mapped at that call, was opened under it: SIGSYS), strict mode (read, write and exit
+# only; and the TSC off: the next record's rdtsc faulted, SIGSEGV), the TSC turned off alone.
+SANDBOXED_C = r"""
+#include <fcntl.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+int main(int argc, char **argv)
+{
+    if (strcmp(argv[1], "filter") == 0) {
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+            return 9;
+        return write(1, "filtered\n", 9) == 9 ? 3 : 4;
+    }
+    if (strcmp(argv[1], "tsc") == 0) {
+        if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) != 0) return 9;
+        close(open("/dev/null", O_RDONLY));
+        return write(1, "no tsc\n", 7) == 7 ? 3 : 4;
+    }
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT);
+    write(1, "strict\n", 7);
+    syscall(SYS_exit, 3);
+    return 4;
+}
+"""
+
+
+@pytest.mark.parametrize("mode", ["filter", "strict", "tsc"])
+def test_a_program_that_sandboxes_itself_before_its_first_traced_call(mrhooker, cprog, mode):
+    prog = cprog(SANDBOXED_C)
+    bare = subprocess.run([prog, mode], stdout=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    assert bare.returncode == 3, bare
+    for how in (["-e", "write"], ["-e", "write,open,close,prctl,syscall"], ["-q", "--inject", "read:error=EIO"],
+                ["-q", "--fake-time", "2000-01-01"]):
+        r = trace(mrhooker, *how, prog, mode)
+        assert r.returncode == 3 and r.out == bare.stdout.decode(), (how, r)
+        if mode == "filter" and how[0] == "-e":   # mapped before the filter: traced on
+            assert 'write(1, "filtered\\n", 9) = 9' in r.err, r
+
 VECTORS_C = WATCHDOG_C + r"""
 #include <fcntl.h>
 #include <pthread.h>

@@ -96,6 +96,8 @@ int mrh_left_handler(mrh_thread *t);          /* with depth > 0: did the program
  * interrupted a record's reservation */
 __attribute__((weak, visibility("hidden"))) void mrh_trace_abandon(mrh_thread *t);
 __attribute__((weak, visibility("hidden"))) void mrh_trace_interrupted(mrh_thread *t, const void *context);
+/* trace.c, in a trace's preload only: its prctl's or syscall's wrapper (the original of a traced one), or NULL */
+__attribute__((weak, visibility("hidden"))) void *mrh_trace_wrapper(const char *name);
 
 /* depth > 0: hooks and recording are off on this thread (the runtime, a hook, a signal handler running) */
 #define MRH_INSIDE(t) (MRH_UNLIKELY((t)->depth > 0) && !((t)->handler.frame && mrh_left_handler(t) && (t)->depth == 0))

@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
 #include <ucontext.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +39,11 @@ static uint32_t my_pid;                    /* this process's pid, cached (reset 
 
 /* ---- the clock ---------------------------------------------------------------------------------------- */
 
+static int clock_off;   /* strict mode, or the TSC turned off, in this process (sandboxes, below): no clock */
+
 uint64_t mrh_trace_monotonic(void)
 {
+    if (MRH_UNLIKELY(__atomic_load_n(&clock_off, __ATOMIC_RELAXED))) return 0;
     struct timespec ts;
     mrh_tls.depth++;   /* a traced clock_gettime must not record (and time) this call of its own */
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -153,12 +159,14 @@ static void copy_maps(void)
     else if (out >= 0) unlink(aside);
 }
 
+static int sandboxed;   /* this process installed a seccomp filter (see sandboxes, below): it may forbid opens */
+
 __attribute__((destructor)) static void trace_fini(void)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
     int saved = errno;
-    copy_maps();
+    if (!__atomic_load_n(&sandboxed, __ATOMIC_ACQUIRE)) copy_maps();
     errno = saved;
     t->depth--;
 }
@@ -940,6 +948,114 @@ void mrh_trace_switch(int on)
         return;
     }
     pthread_mutex_unlock(&map_lock);
+}
+
+/* ---- sandboxes ------------------------------------------------------------------------------------------
+ *
+ * Hazard: a program that sandboxes itself with seccomp before its first traced call. The file is mapped at that
+ * call (open, mmap), which its filter may forbid: the process was killed (SECCOMP_RET_KILL: SIGSYS, where it ran
+ * to its end unhooked) or went untraced without a word. Strict mode forbids everything but read, write and exit,
+ * and turns the TSC off, as prctl(PR_SET_TSC, PR_TSC_SIGSEGV) does: the next record's rdtsc (or the vDSO's
+ * clock) faulted (SIGSEGV).
+ * Idea: the runtime's prctl and syscall, the calls that install a filter or turn the TSC off, map the file
+ * before them; no copy of the memory map is made after a filter (trace_fini: it opens files); before strict mode
+ * or the TSC turned off, this process's recording stops (README, Limits). They are weak: a trace of prctl or
+ * syscall defines the names itself, and its entry points call these as their originals (mrh_trace_wrapper).
+ * They make the system call themselves, as libc's do (no lookup: the runtime's own syscall() calls come here).
+ */
+static long raw_syscall6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall" : "=a"(ret) : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    if (ret < 0 && ret > -4096) {
+        errno = (int)-ret;
+        return -1;
+    }
+    return ret;
+}
+
+static void before_sandbox(int strict)
+{
+    mrh_thread *t = &mrh_tls;
+    int saved = errno;
+    /* from a signal handler, or the runtime's own code: only if map_lock is free (map_once's in_handler) */
+    if (!__atomic_load_n(&trace_tried, __ATOMIC_ACQUIRE)) map_once(t, t->depth > 0);
+    __atomic_store_n(&sandboxed, 1, __ATOMIC_RELEASE);
+    if (strict) {   /* entry points still read the clock before they find recording off: neither rdtsc nor a call */
+        __atomic_store_n(&clock_off, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&mrh_trace_tsc, 0, __ATOMIC_RELAXED);
+        int locked = pthread_mutex_trylock(&map_lock) == 0;   /* else held by an interrupted mapping: the stores
+                                                               * below are atomic all the same */
+        stop_recording();
+        if (locked) pthread_mutex_unlock(&map_lock);
+    }
+    errno = saved;
+}
+
+static long trace_prctl_call(long option, long a2, long a3, long a4, long a5)
+{
+    if (option == PR_SET_SECCOMP) before_sandbox(a2 == SECCOMP_MODE_STRICT);
+    else if (option == PR_SET_TSC && a2 == PR_TSC_SIGSEGV) before_sandbox(1);
+    return raw_syscall6(SYS_prctl, option, a2, a3, a4, a5, 0);
+}
+
+static long trace_syscall_call(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+    if (nr == SYS_seccomp && (a1 == SECCOMP_SET_MODE_FILTER || a1 == SECCOMP_SET_MODE_STRICT))
+        before_sandbox(a1 == SECCOMP_SET_MODE_STRICT);
+    else if (nr == SYS_prctl)
+        return trace_prctl_call(a1, a2, a3, a4, a5);
+    return raw_syscall6(nr, a1, a2, a3, a4, a5, a6);
+}
+
+/* The originals a traced prctl's or syscall's entry point calls: variadic, as it calls them. */
+static int trace_prctl(int option, ...)
+{
+    va_list ap;
+    va_start(ap, option);
+    long a2 = va_arg(ap, long), a3 = va_arg(ap, long), a4 = va_arg(ap, long), a5 = va_arg(ap, long);
+    va_end(ap);
+    return (int)trace_prctl_call(option, a2, a3, a4, a5);
+}
+
+static long trace_syscall(long nr, ...)
+{
+    va_list ap;
+    va_start(ap, nr);
+    long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long), a4 = va_arg(ap, long),
+         a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+    va_end(ap);
+    return trace_syscall_call(nr, a1, a2, a3, a4, a5, a6);
+}
+
+void *mrh_trace_wrapper(const char *name)
+{
+    if (mrh_same_string(name, "prctl")) return (void *)trace_prctl;
+    if (mrh_same_string(name, "syscall")) return (void *)trace_syscall;
+    return NULL;
+}
+
+MRH_EXPORT __attribute__((weak)) int prctl(int option, ...)
+{
+    va_list ap;
+    va_start(ap, option);
+    long a2 = va_arg(ap, long), a3 = va_arg(ap, long), a4 = va_arg(ap, long), a5 = va_arg(ap, long);
+    va_end(ap);
+    return (int)trace_prctl_call(option, a2, a3, a4, a5);
+}
+
+MRH_EXPORT __attribute__((weak)) long syscall(long nr, ...)
+{
+    va_list ap;
+    va_start(ap, nr);
+    long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long), a4 = va_arg(ap, long),
+         a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+    va_end(ap);
+    return trace_syscall_call(nr, a1, a2, a3, a4, a5, a6);
 }
 
 /* ---- fork ---------------------------------------------------------------------------------------------- */
