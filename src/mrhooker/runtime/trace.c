@@ -1039,24 +1039,9 @@ void *mrh_trace_wrapper(const char *name)
     return NULL;
 }
 
-MRH_EXPORT __attribute__((weak)) int prctl(int option, ...)
-{
-    va_list ap;
-    va_start(ap, option);
-    long a2 = va_arg(ap, long), a3 = va_arg(ap, long), a4 = va_arg(ap, long), a5 = va_arg(ap, long);
-    va_end(ap);
-    return (int)trace_prctl_call(option, a2, a3, a4, a5);
-}
-
-MRH_EXPORT __attribute__((weak)) long syscall(long nr, ...)
-{
-    va_list ap;
-    va_start(ap, nr);
-    long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long), a4 = va_arg(ap, long),
-         a5 = va_arg(ap, long), a6 = va_arg(ap, long);
-    va_end(ap);
-    return trace_syscall_call(nr, a1, a2, a3, a4, a5, a6);
-}
+/* The program's prctl and syscall, these same functions under libc's names. */
+MRH_EXPORT int prctl(int option, ...) __attribute__((weak, alias("trace_prctl")));
+MRH_EXPORT long syscall(long nr, ...) __attribute__((weak, alias("trace_syscall")));
 
 /* ---- fork ---------------------------------------------------------------------------------------------- */
 
