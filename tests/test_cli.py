@@ -851,6 +851,54 @@ def test_sigkill_of_mrhooker_kills_the_hooked_program_and_its_children(base_env,
         proc.wait()
 
 
+SETSID_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(void)
+{
+    int leader = getpgrp() == getpid();
+    pid_t sid = setsid();
+    printf("leader=%d setsid=%s\n", leader, sid == -1 ? strerror(errno) : "ok");
+    return sid == -1 ? 3 : 0;
+}
+"""
+
+
+@pytest.mark.parametrize("how", ["hooks", "trace"])
+def test_the_program_leads_no_process_group_so_its_setsid_works(mrhooker, hook, cprog, how):
+    """Outside a terminal's foreground (here: a test's pipes) the program went into a process group of its own,
+    so that a signal to mrhooker's group reaches it once, through mrhooker: it led that group, as it doesn't
+    without mrhooker, and its own setsid() failed with EPERM. It now joins the guardian's group instead."""
+    prog = cprog(SETSID_C)
+    bare = subprocess.run([prog], stdout=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT)
+    assert (bare.returncode, bare.stdout) == (0, "leader=0 setsid=ok\n"), bare
+    r = mrhooker(*(["trace", "-o", os.devnull, "-e", "setsid"] if how == "trace" else [hook]), prog)
+    assert (r.returncode, r.out) == (bare.returncode, bare.stdout), r
+
+
+def test_sigkill_of_mrhooker_kills_an_orphan_left_in_the_programs_group(base_env, hook, cprog):
+    """The program's group is the guardian's: a process that left the program's tree (its parent gone) but not
+    its group is found there and killed with the rest when mrhooker dies (the guardian can't stop or kill the
+    group at once: it is in it)."""
+    busy = cprog(BUSY_C)
+    proc = subprocess.Popen([sys.executable, "-m", "mrhooker", hook, "sh", "-c", "(%s 120 &); %s 120" % (busy, busy)],
+                            env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: len(live_processes(busy)) == 2, RUN_TIMEOUT, "the programs to run (one orphaned)")
+        group = {os.getpgid(pid) for pid in live_processes(busy)}
+        assert len(group) == 1 and group != {proc.pid}, group   # one group, not mrhooker's
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: not live_processes(busy), 10, "the programs to die with mrhooker")
+    finally:
+        for pid in live_processes(busy):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+
+
 def test_the_guardian_ends_a_tree_in_its_parents_process_group(cprog):
     """In a terminal's foreground the program shares mrhooker's process group (and the shell's): what the guardian
     kills then is the program and its descendants, found by walking the tree (stopped first, so that none forks
@@ -868,7 +916,7 @@ def test_the_guardian_ends_a_tree_in_its_parents_process_group(cprog):
                  == 2, RUN_TIMEOUT, "the programs to run (one orphaned)")
         orphan = [pid for pid in live_processes(busy) if pid not in children(proc.pid)]
         keeper = guardian.Guardian(guard)
-        keeper.watch(proc.pid, own_group=False)
+        keeper.watch(proc.pid, 0)
         keeper.close()
         proc.wait(timeout=10)
         assert proc.returncode == -signal.SIGKILL

@@ -6,7 +6,9 @@ file (64 MB of /dev/shm) would stay. strace's tracees die with strace (PTRACE_O_
 its guardian, a small C program (runtime/guard.c, built with the runtime, copied into each build) that mrhooker
 starts before the program:
 - in a process group of its own, so that Ctrl-C and signals sent to mrhooker's group don't reach it (it ignores
-  SIGINT, SIGTERM, SIGHUP... too: a mass `kill` of mrhooker's processes must not stop the clean-up);
+  SIGINT, SIGTERM, SIGHUP... too: a mass `kill` of mrhooker's processes must not stop the clean-up). Outside the
+  terminal's foreground the program joins that group (launch.spawn_and_wait), and the signals mrhooker forwards
+  to the group are ignored there;
 - reading, as its standard input, a pipe whose write end only mrhooker holds (close-on-exec: the program never
   inherits it), so that mrhooker's end, however it comes, is an end of file there. mrhooker tells it the
   program's pid when it starts (`watch`) and that it waited for it (`forget`): an end of file with a program
@@ -61,10 +63,10 @@ class Guardian:
         except OSError:   # the guardian is gone (killed): nothing to tell
             pass
 
-    def watch(self, pid, own_group):
-        """The program (pid) started: should mrhooker die before it, kill it and what it started (and its process
-        group, if own_group: it leads one)."""
-        self._say("P %d %d" % (pid, pid if own_group else 0))
+    def watch(self, pid, group):
+        """The program (pid) started: should mrhooker die before it, kill it and what it started (and the rest of
+        its process group, if not 0: the guardian's own, not mrhooker's)."""
+        self._say("P %d %d" % (pid, group))
 
     def forget(self):
         """mrhooker waited for the program: leave what it left running (a daemon it started) alone."""

@@ -408,7 +408,7 @@ class Signals:
 
     def __init__(self):
         self.interrupted = None       # the signal that asked to stop finishing up
-        self._target = None           # (pid, in a process group of its own)
+        self._target = None           # (pid, the process group it is in apart from mrhooker's, or 0)
         self._early = []              # signals that came before the target started
         self._ended = False
         self._lock = threading.Lock()
@@ -437,12 +437,12 @@ class Signals:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (self._waited | {signal.SIGCHLD}) - kept)
         return False
 
-    def started(self, pid, own_group):
+    def started(self, pid, group):
         with self._lock:
-            self._target = (pid, own_group)
+            self._target = (pid, group)
             early, self._early = self._early, []
         for sig in early:
-            _send(pid, own_group, sig)
+            _send(pid, group, sig)
 
     def ended(self):
         with self._lock:
@@ -468,14 +468,14 @@ class Signals:
                 if self._target is None:
                     self._early.append(sig)
                     continue
-                pid, own_group = self._target
+                pid, group = self._target
             if sig in INTERRUPTING_SIGNALS and _has_exited(pid) and not repeated:
                 # the main thread, blocked writing the trace, has not reaped the command yet: it is gone all the same
                 with self._lock:
                     self.interrupted = sig
             # Ctrl-C and Ctrl-\ from the terminal reached the target (in mrhooker's group) from the kernel.
             if not (info.si_code == SI_KERNEL and sig in (signal.SIGINT, signal.SIGQUIT)):
-                _send(pid, own_group, sig)
+                _send(pid, group, sig)
 
 
 def _has_exited(pid):
@@ -486,10 +486,10 @@ def _has_exited(pid):
         return True
 
 
-def _send(pid, own_group, sig):
+def _send(pid, group, sig):
     try:
-        if own_group:
-            os.killpg(pid, sig)
+        if group:   # (the guardian, in it too, ignores every forwarded signal)
+            os.killpg(group, sig)
         else:
             os.kill(pid, sig)
     except ProcessLookupError:
@@ -519,14 +519,16 @@ def spawn_and_wait(program, command, env, log, signals, guardian, on_tick=None, 
     their wait statuses go there). Returns the program's wait status."""
     # Signals sent to a whole process group must reach the program once. In the terminal's foreground, the
     # program shares mrhooker's group, so that it has the terminal (Ctrl-C reaches both from the kernel: not
-    # forwarded). Elsewhere (a script, CI, `timeout`, a background job) it gets a group of its own, so that a
-    # signal to mrhooker's group reaches mrhooker alone, which passes it on to the program's group.
-    own_group = not _in_terminal_foreground()
+    # forwarded). Elsewhere (a script, CI, `timeout`, a background job) it goes into another group, so that a
+    # signal to mrhooker's group reaches mrhooker alone, which passes it on to the program's group: the
+    # guardian's, not one of the program's own, which would make it a group leader, as it isn't without
+    # mrhooker (its setsid() failed with EPERM).
+    group = 0 if _in_terminal_foreground() else guardian.pid
     spawned = (program, command)
     while True:
         try:
             pid = os.posix_spawn(*spawned, env, setsigmask=(), setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-                                 **({"setpgroup": 0} if own_group else {}))
+                                 **({"setpgroup": group} if group else {}))
             break
         except OSError as e:
             if e.errno == errno.ENOEXEC and spawned[0] == program:
@@ -537,8 +539,8 @@ def spawn_and_wait(program, command, env, log, signals, guardian, on_tick=None, 
                 raise MrhookerError("cannot start %s: %s (%s)" % (program, e.strerror, threads.limit("RLIMIT_NPROC")))
             # (a "#!" naming no interpreter: ENOENT, "not found" to a shell too)
             raise MrhookerError("cannot run %s: %s" % (program, e.strerror), 127 if e.errno == errno.ENOENT else 126)
-    guardian.watch(pid, own_group)
-    signals.started(pid, own_group)
+    guardian.watch(pid, group)
+    signals.started(pid, group)
     if on_spawn is not None:
         on_spawn(pid)
     status = None

@@ -4,7 +4,8 @@
  *
  * Its standard input is a pipe only mrhooker writes to, one command a line:
  *   T PATH       the trace file: beat its heartbeat every BEAT_MS; at the end, heartbeat 0 and PATH removed
- *   P PID PGID   the program started (PGID: the process group it leads, or 0 when it shares mrhooker's)
+ *   P PID PGID   the program started (PGID: the process group it is in, the guardian's own, or 0 when it shares
+ *                mrhooker's)
  *   F            mrhooker waited for the program: leave what it left running alone
  *   K            kill now what mrhooker (the guardian's parent) started, but the guardian (its trace's reader
  *                is gone: a closed pipe)
@@ -13,15 +14,16 @@
  *
  * Hazards:
  * - A tree must be killed whole: a process killed first orphans its children, which are reparented out of sight,
- *   and a process may fork meanwhile. Idea: the program's own group is stopped at once (SIGSTOP, atomic for the
- *   group), then the tree is walked top down through /proc/PID/task/TID/children, each new process stopped and
- *   waited for until it is (a stopped process can't fork), until a walk finds none new; then all of it, and the
- *   group, are killed.
+ *   and a process may fork meanwhile. Idea: the tree is walked top down through /proc/PID/task/TID/children,
+ *   from the program and from its process group's members (which the group's orphans, a daemon, still are:
+ *   found in /proc, as the group is the guardian's own and can't be stopped at once without it), each new
+ *   process stopped and waited for until it is (a stopped process can't fork), until a walk finds none new;
+ *   then all of it is killed.
  * - The program's pid may be reused once it is reaped (by init, once mrhooker is gone). Idea: a pidfd taken when
  *   it starts, while it can't have been reaped (mrhooker reaps it only after saying F); a root it no longer
  *   names is not walked.
  * - Never mrhooker's own process group (a terminal's foreground job shares it with the shell's other jobs): a
- *   group is killed only when mrhooker said the program leads it.
+ *   group's members are killed only when mrhooker named the group (the guardian's, where it put the program).
  */
 #define _GNU_SOURCE
 #include "tracefile.h"
@@ -93,19 +95,47 @@ static void children_of(pid_t pid, pids *out)
     closedir(tasks);
 }
 
+/* What /proc/PID/stat says after the name: "S 1 42 ..." (state, parent, process group, ...); NULL if gone. */
+static const char *stat_of(pid_t pid, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0) return NULL;
+    buf[n] = 0;
+    char *end = strrchr(buf, ')');   /* the name, in parentheses, may hold anything */
+    return end && end[1] == ' ' ? end + 2 : NULL;
+}
+
 /* Stopped (or ended): it can't fork any more. */
 static int stopped(pid_t pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 1;
-    buf[n] = 0;
-    char *end = strrchr(buf, ')');   /* the name, in parentheses, may hold anything */
-    return !end || strchr("TtZX", end[2]) != NULL;
+    char buf[512];
+    const char *rest = stat_of(pid, buf, sizeof buf);
+    return !rest || strchr("TtZX", rest[0]) != NULL;
+}
+
+/* Adds the processes of group but the guardian to out. The program's group is the guardian's own when it is
+ * not mrhooker's (launch.py: the program leads none, as it wouldn't without mrhooker); the group can't be
+ * stopped or killed at once without the guardian, so its members, a daemon reparented away from the program's
+ * tree among them, are found one by one. */
+static void members_of(pid_t group, pids *out)
+{
+    DIR *proc = opendir("/proc");
+    if (!proc) return;
+    struct dirent *e;
+    while ((e = readdir(proc))) {
+        char *end, buf[512];
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == getpid()) continue;
+        const char *rest = stat_of((pid_t)pid, buf, sizeof buf);
+        int pgrp = 0;
+        if (rest && sscanf(rest, "%*c %*d %d", &pgrp) == 1 && pgrp == group) add(out, (pid_t)pid);
+    }
+    closedir(proc);
 }
 
 static void nap_ms(long ms)
@@ -114,14 +144,14 @@ static void nap_ms(long ms)
     nanosleep(&t, NULL);
 }
 
-/* SIGKILL to every process descended from roots (the roots too), and to group if it is not 0. */
+/* SIGKILL to every process descended from roots (the roots too) or from a member of group, if it is not 0. */
 static void end_trees(const pids *roots, pid_t group)
 {
     pids done = {0};
-    if (group > 0 && group != getpgrp()) kill(-group, SIGSTOP);
     for (int round = 0; round < 1000; round++) {
         pids tree = {0}, todo = {0};
         for (size_t i = 0; i < roots->n; i++) add(&todo, roots->at[i]);
+        if (group > 0) members_of(group, &todo);
         while (todo.n) {
             pid_t pid = todo.at[--todo.n];
             if (has(&tree, pid)) continue;
@@ -144,7 +174,6 @@ static void end_trees(const pids *roots, pid_t group)
             nap_ms(2);
         }
     }
-    if (group > 0 && group != getpgrp()) kill(-group, SIGKILL);
     for (size_t i = 0; i < done.n; i++) kill(done.at[i], SIGKILL);
     free(done.at);
 }
