@@ -1,6 +1,7 @@
 """The reader (runtime/reader.c, decode.c): records put into a ring, read back as lines and JSON, compared with
 strace's spelling of the same values."""
 import errno
+import json
 
 from mrhooker import tracespec
 
@@ -47,6 +48,18 @@ def test_bytes_escaped_as_strace_does(reader_for, ring):
     assert calls[1]["args"]["buf"] == '"\\\\\t\r\x0b'
     assert calls[2]["args"]["buf"] == "x" * 32 and calls[2]["cut"] == ["buf"]   # the bytes kept, exactly
     assert "cut" not in calls[0] and "cut" not in calls[1]
+
+
+def test_json_records_stay_one_line_for_any_line_splitter(reader_for, ring):
+    """U+0085, U+2028 and U+2029 are valid UTF-8 that Python's str.splitlines (and JavaScript) break lines at:
+    random bytes (sqlite3's read of /dev/urandom) held one, and a record read with splitlines() was cut in two."""
+    r = ring(reader_for(FUNCTIONS), strsize=32)
+    data = "a\x85b\u2028c\u2029d\u00e9".encode()
+    r.put("write", [1, 0x1000, len(data)], ret=len(data), captures=[(1, CAP_BYTES, data)])
+    r.show()
+    text = r.json_path.read_text()
+    assert len(text.splitlines()) == 1 and "\\u2028" in text, text
+    assert json.loads(text)["args"]["buf"] == data.decode()   # the same text, escaped
 
 
 def test_json_tells_a_cut_value_from_one_that_ends_in_dots(reader_for, ring):

@@ -109,7 +109,7 @@ static void put_json_name(mrh_text *t, const char *s)
  * Lines: strace's quoting: printable ASCII as is, \" \\ \f \n \r \t \v, other bytes in octal, with three digits
  * when an octal digit follows (so "\0011" is byte 1 then '1').
  * JSON: the bytes as UTF-8 text; a byte that isn't part of valid UTF-8 is written \xff (four characters) and a
- * backslash is doubled, so the two can't be confused. */
+ * backslash is doubled, so the two can't be confused; a record is one line to any line splitter. */
 
 static void quote_text(mrh_text *t, const unsigned char *s, size_t n)
 {
@@ -181,6 +181,15 @@ static void quote_json(mrh_text *t, const unsigned char *s, size_t n)
             continue;
         }
         if (len > 1) {
+            /* U+0085, U+2028, U+2029 break lines for other splitters than "\n" (Python's str.splitlines,
+             * JavaScript): escaped, a record stays one line for every reader (random bytes hold them) */
+            if ((len == 2 && c == 0xc2 && s[i + 1] == 0x85) ||
+                (len == 3 && c == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9))) {
+                memcpy(o, len == 2 ? "\\u0085" : s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+                o += 6;
+                i += len;
+                continue;
+            }
             memcpy(o, s + i, len);
             o += len;
             i += len;
