@@ -546,6 +546,7 @@ def test_a_threads_id_attaches_to_its_process_and_says_so(mrhooker, cprog, warm)
 
 BLOCKED_C = r"""
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -558,8 +559,8 @@ int main(int argc, char **argv)
         n = read(0, buf, sizeof buf);
         printf("read %zd\n", n);
     } else {
-        struct timespec t = {1, 0}, left = {0, 0};
-        int r = nanosleep(&t, &left);   /* asleep while mrhooker attaches: sleeps its whole second */
+        struct timespec t = {atoi(argv[2]), 0}, left = {0, 0};
+        int r = nanosleep(&t, &left);   /* asleep while mrhooker attaches: sleeps its whole time */
         printf("nanosleep %d\n", r);
         fflush(stdout);
         if (write(1, "done\n", 5) != 5) return 2;
@@ -592,15 +593,16 @@ def test_a_program_blocked_in_read_resumes(base_env, cprog, warm):
 
 def test_a_program_asleep_sleeps_its_time(mrhooker, cprog, warm):
     prog = cprog(BLOCKED_C)
+    seconds = max(2, round(scaled(2)))   # longer than mrhooker's start and attach take under load (CI: > 1 s)
     started = time.monotonic()
-    proc = start([prog, "sleep"])
+    proc = start([prog, "sleep", str(seconds)])
     wait_running(proc)
     r = mrhooker("trace", "-e", "write", "-p", proc.pid, timeout=RUN_TIMEOUT)
     assert r.returncode == 0, r
     assert 'write(1, "done\\n", 5) = 5' in r.err, r.err
     status, out, err = finish(proc)
     assert (status, out) == (0, b"nanosleep 0\ndone\n")
-    assert time.monotonic() - started >= 1.0
+    assert time.monotonic() - started >= seconds
 
 
 TIME_C = r"""
