@@ -214,11 +214,10 @@ def _to_python(ctype, expr, pointee=""):
     raise ValueError(ctype.kind)
 
 
-def _string_to_python(proto, params, i):
-    """A const char * argument as the hook gets it, read as the call will read it (tracespec's kinds): no further
+def _string_to_python(kind, params, i):
+    """A const char * argument as the hook gets it, read as the call will read it (kind: tracespec's): no further
     than the argument that bounds it (strnlen's n: the bytes after may be unmapped), a path in the first page as
     the Pointer it is (the call's EFAULT, not a crash), any other string to its NUL, as the call reads it."""
-    kind = tracespec.plan(proto).kinds[i]
     if isinstance(kind, tracespec.String) and kind.upto is not None:
         bound = params[kind.upto].type
         n = "a%d" % kind.upto
@@ -280,7 +279,8 @@ def _trampoline_source(slot, proto, entry, pointees):
                 "}", ""]
     cparams = ", ".join("%s a%d" % (p.type.c, i) for i, p in enumerate(params)) or "void"
     out += ["MRH_EXPORT %s %s(%s)\n{" % (ret.c, entry.impl_symbol, cparams), "    MRH_HOOK_BEGIN(%d);" % slot]
-    converted = [_string_to_python(proto, params, i) if p.type.kind == "bytes" else
+    kinds = tracespec.plan(proto).kinds if any(p.type.kind == "bytes" for p in params) else None
+    converted = [_string_to_python(kinds[i], params, i) if p.type.kind == "bytes" else
                  _to_python(p.type, "a%d" % i, pointees.get((proto.symbol, p.name), "")) for i, p in enumerate(params)]
     out.append("    MRH_HOOK_CALL(%s);" % ", ".join(converted) if converted else "    MRH_HOOK_CALL_NONE();")
     if returns:

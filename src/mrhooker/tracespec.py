@@ -43,8 +43,8 @@ class Capture:
     def fields(self, params):
         """trace.h's mrh_capture_desc, less its values: which, kind, when, length, ref, ref_signed, only_if,
         nvalues, size."""
-        ref_type = (params[self.ref].type if self.length in (LEN_ARG, LEN_NUL_UPTO_ARG, LEN_ARG_READ_RET) and self.ref < len(params)
-                    else None)
+        by_arg = self.length in (LEN_ARG, LEN_NUL_UPTO_ARG, LEN_ARG_READ_RET)
+        ref_type = params[self.ref].type if by_arg and self.ref < len(params) else None
         ref_signed = bool(ref_type and ref_type.kind == "int" and ref_type.signed)
         return (self.which, self.kind, self.when, self.length, self.ref, int(ref_signed), self.only_if,
                 len(self.values), self.size)
@@ -229,6 +229,12 @@ class IoctlArg(Kind):
         return ("MRH_SHOWN_UNLESS_IN", self.ref, 0, IoctlRequest.NO_ARG)
 
 
+def _string_capture(which, path, when, upto):
+    """A C string's capture: a path kept whole, else cut at -s; to its NUL, or no further than argument upto."""
+    kind = CAP_PATH if path else CAP_STRING
+    return Capture(which, kind, when, LEN_NUL_UPTO_ARG, upto) if upto is not None else Capture(which, kind, when)
+
+
 class String(Kind):
     """A C string the caller passes, cut at -s; a path is kept whole (as strace shows it). upto: the argument
     that bounds it (strncmp's n): the call reads at most that many bytes, so the string needs no NUL within them
@@ -240,10 +246,7 @@ class String(Kind):
         self.path, self.upto = path, upto
 
     def captures(self, which, params):
-        kind = CAP_PATH if self.path else CAP_STRING
-        if self.upto is not None:
-            return [Capture(which, kind, ALWAYS, LEN_NUL_UPTO_ARG, self.upto)]
-        return [Capture(which, kind)]
+        return [_string_capture(which, self.path, ALWAYS, self.upto)]
 
 
 class StringOut(Kind):
@@ -256,10 +259,7 @@ class StringOut(Kind):
         self.path, self.upto = path, upto
 
     def captures(self, which, params):
-        kind = CAP_PATH if self.path else CAP_STRING
-        if self.upto is not None:
-            return [Capture(which, kind, IF_OK, LEN_NUL_UPTO_ARG, self.upto)]
-        return [Capture(which, kind, IF_OK)]
+        return [_string_capture(which, self.path, IF_OK, self.upto)]
 
 
 class StringResult(Kind):
@@ -272,9 +272,7 @@ class StringResult(Kind):
         self.path, self.upto = path, upto
 
     def captures(self, which, params):
-        if self.upto is not None:
-            return [Capture(RET, CAP_STRING, IF_OK, LEN_NUL_UPTO_ARG, self.upto)]
-        return [Capture(RET, CAP_PATH if self.path else CAP_STRING, IF_OK)]
+        return [_string_capture(RET, self.path, IF_OK, self.upto)]
 
 
 class Bytes(Kind):

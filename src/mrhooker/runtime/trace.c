@@ -723,11 +723,9 @@ static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint6
     case MRH_LEN_FIXED: *len = c->size; break;
     case MRH_LEN_ARG:
     case MRH_LEN_NUL_UPTO_ARG:   /* a string the call reads at most `ref` bytes of: no further (see capture_length) */
-        *len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref;
-        break;
     case MRH_LEN_ARG_READ_RET:   /* write's buffer: the call read the first `ret` bytes; the rest may be unmapped */
         *len = c->ref_signed && (int64_t)ref < 0 ? 0 : ref;
-        *unsure = !failed && ret < *len;
+        *unsure = c->length == MRH_LEN_ARG_READ_RET && !failed && ret < *len;
         break;
     case MRH_LEN_RET_UPTO_ARG:   /* a read's bytes: as many as it returned (0: none, shown as "") */
         if (failed || (int64_t)ret < 0) return 0;
