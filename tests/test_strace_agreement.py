@@ -530,7 +530,7 @@ int main(void)
 def test_time_is_dated_as_strace_dates_it(cprog, runs):
     """time() has no system call to compare with on x86-64 (the vDSO's), so its lines are compared in form with
     strace's lines of the time system call the same program makes: the filled time_t in brackets with its
-    date in a comment, the result with its date beside, in UTC."""
+    date in a comment, the result with its date beside."""
     prog = cprog(TIME_C)
     runs.fresh()
     s = sd.run_strace([prog], runs.out / "time.strace", ["time"], runs.run_dir, runs.env, RUN_TIMEOUT)
@@ -548,6 +548,16 @@ def test_time_is_dated_as_strace_dates_it(cprog, runs):
         if match.group(2):
             assert match.group(2) == match.group(4) and match.group(3) == match.group(5), line
     assert [line.startswith("time(NULL)") for line in mine] == [False, True], mine
+
+
+def test_dates_are_in_the_local_time_zone_as_straces(runs):
+    """strace dates a time in the local time zone, with its offset (+0530 here); the lines agree."""
+    strace, mine = runs.both(["touch", "-d", "@946684800.5", "f"], functions=["futimens", "utimensat"],
+                             extra_env={"TZ": "Asia/Kolkata"})
+    comparison = sd.Comparison(strace, mine)
+    assert not comparison.disagreements, report(comparison.disagreements)
+    (call,) = [m for m, s in comparison.pairs]
+    assert "2000-01-01T05:30:00.500000000+0530" in call.line, call.line
 
 
 def _gai_error(host, service, **kwargs):

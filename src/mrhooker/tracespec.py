@@ -93,7 +93,7 @@ ID = _Simple("id", "MRH_K_ID")             # a uid_t or gid_t: -1 is "none" (cho
 EAI = _Simple("eai", "MRH_K_EAI")          # getaddrinfo's result: 0, or an EAI_* code
 ERRNO_RESULT = _Simple("errno_result", "MRH_K_ERRNO_RESULT")   # 0, or an error number, errno unset (--inject too)
 SELECT_RESULT = _Simple("select_result", "MRH_K_SELECT_RESULT")
-TIME_RESULT = _Simple("time_result", "MRH_K_TIME_RESULT")   # seconds since the epoch, its date (UTC) beside
+TIME_RESULT = _Simple("time_result", "MRH_K_TIME_RESULT")   # seconds since the epoch, its local date beside
 
 
 class Mode(Kind):

@@ -919,21 +919,23 @@ static void put_timeval(mrh_text *t, const mrh_capture_header *c, int json)
     put_char(t, '}');
 }
 
-/* A time as strace dates it: 2000-01-01T00:00:00+0000 (UTC, as strace's default), with .000000005 when nsec
- * isn't 0, between open and close; none for the epoch itself or a tv_nsec no time has (strace's
- * sprinttime_ns). */
+/* A time as strace dates it: 2000-01-01T00:00:00+0000, in the local time zone with its offset (TZ of the
+ * reader, which is the command's unless the user set them apart), with .000000005 when nsec isn't 0, between
+ * open and close; none for the epoch itself or a tv_nsec no time has (strace's sprinttime_ns). */
 static void put_date(mrh_text *t, int64_t sec, int64_t nsec, const char *open, const char *close)
 {
     struct tm tm;
     time_t s = (time_t)sec;
-    char buf[64], frac[16] = "";
+    char buf[64], frac[16] = "", zone[16];
     if ((sec == 0 && nsec == 0) || nsec < 0 || nsec > 999999999) return;
-    if (!gmtime_r(&s, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm)) return;
+    if (!localtime_r(&s, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm) ||
+        !strftime(zone, sizeof zone, "%z", &tm))
+        return;
     if (nsec) snprintf(frac, sizeof frac, ".%09lld", (long long)nsec);
     mrh_puts(t, open);
     mrh_puts(t, buf);
     mrh_puts(t, frac);
-    mrh_puts(t, "+0000");
+    mrh_puts(t, zone);
     mrh_puts(t, close);
 }
 
@@ -955,7 +957,7 @@ static void put_time(mrh_text *t, const mrh_capture_header *c, int json)
     }
 }
 
-/* utimensat's times: [{tv_sec=946684800, tv_nsec=0}, UTIME_NOW], each date in a comment (UTC). */
+/* utimensat's times: [{tv_sec=946684800, tv_nsec=0}, UTIME_NOW], each date in a comment. */
 static void put_timespecs(mrh_text *t, const mrh_capture_header *c, int json)
 {
     const unsigned char *p = mrh_capture_data(c);
