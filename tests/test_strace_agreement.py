@@ -356,8 +356,8 @@ EXEC_ARGV = r"""
 #include <unistd.h>
 int main(void)
 {
-    char *argv[42] = {"/bin/true", "0123456789abcdefghijklmnopqrstuvwxyz", "x\ny\200"};
-    for (int i = 3; i < 41; i++) argv[i] = "a";
+    static char *argv[5002] = {"/bin/true", "0123456789abcdefghijklmnopqrstuvwxyz", "x\ny\200"};
+    for (int i = 3; i < 5001; i++) argv[i] = "a";
     char *one[] = {"A=1", NULL};
     execve("/bin/true", argv, one);
     return 1;
@@ -410,7 +410,7 @@ def test_the_commands_own_exec_comes_before_its_end(cprog, runs, mrhooker):
     assert shape(_lines(r.err)) == shape(_lines(out.read_text())) == ["execve(...)", "+++ exited with 0 +++"], r.err
 
 
-@pytest.mark.parametrize("size", ["0", "2", "32"])
+@pytest.mark.parametrize("size", ["0", "2", "32", "64", "4096"])
 def test_s_shows_as_many_argv_strings_as_strace(cprog, runs, mrhooker, size):
     """-s N: strace shows at most N strings of an argv, then `...` (`[...]` for -s 0), and each cut at N bytes;
     an environment of one string is `/* 1 var */`."""

@@ -469,7 +469,7 @@ class PollResult(Kind):
         self.ref = ref
 
 
-ARGV_KEPT = 32   # the most strings of an argv a record keeps (strace shows -s of them, by default 32)
+ARGV_KEPT = 1024   # the most strings of an argv a record keeps (strace shows -s of them; a record, its share)
 ARGV = Strings("argv", ARGV_KEPT)
 ENVP = Strings("envp", 0)
 PATH = String(path=True)

@@ -262,20 +262,34 @@ static uint64_t copy_from_target(void *dst, const void *src, uint64_t n, int saf
     return done;
 }
 
+/* The most one capture of many strings or buffers (a string vector, an iovec array) takes of a record: a 16th of
+ * the ring, 1 MB at most (a record over a quarter of the ring is dropped). */
+static uint64_t record_share(uint64_t ring_size)
+{
+    return ring_size / 16 < ((uint64_t)1 << 20) ? ring_size / 16 : (uint64_t)1 << 20;
+}
+
 /* The bytes a string of a vector may take: its cut flag, at most `limit` bytes (4096 at most) and a NUL. */
 static uint64_t strv_entry_limit(uint64_t limit) { return limit > 4096 ? 4096 : limit; }
 
+/* The most a string vector's strings take of a record: its first `keep` strings, no more than -s of them
+ * (strace's `["a"..., "b"..., ...]`), each at most the entry limit, within its share (record_share). */
+static uint64_t strv_budget(uint64_t keep, uint64_t limit, uint64_t ring_size)
+{
+    uint64_t most = record_share(ring_size);
+    uint64_t want = (keep < limit ? keep : limit) * (strv_entry_limit(limit) + 2);
+    return want < most ? want : most;
+}
+
 /* A string vector (argv, envp; see MRH_CAP_STRV), always copied through the kernel: the array may end anywhere.
- * Stores its first `keep` strings, and no more than -s of them (strace's `["a"..., "b"..., ...]`), at dst (room:
- * keep * (entry limit + 2)), sets *count to the strings it has (and *unread if the array can't be read at all);
- * returns the bytes stored. */
-static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, uint64_t limit, uint64_t *count,
+ * Stores its first strings at dst, as many as -s and `budget` allow (see strv_budget), sets *count to the strings
+ * it has (and *unread if the array can't be read at all); returns the bytes stored. */
+static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t budget, uint64_t limit, uint64_t *count,
                           int *unread)
 {
     const char *const *at = array;
     const char *ptrs[64];
-    uint64_t used = 0, n = 0;
-    if (keep > limit) keep = limit;
+    uint64_t used = 0, n = 0, keep = limit;
     limit = strv_entry_limit(limit);
     for (;;) {
         uint64_t k = copy_from_target(ptrs, at + n, sizeof ptrs, 1, 0) / sizeof ptrs[0];
@@ -286,6 +300,10 @@ static uint64_t copy_strv(unsigned char *dst, const void *array, uint64_t keep, 
                 return used;
             }
             if (n >= keep) continue;
+            if (budget - used < limit + 2) {   /* no room for another whole entry: the list is cut here */
+                keep = n;
+                continue;
+            }
             unsigned char *e = dst + used;
             uint64_t got = copy_from_target(e + 1, ptrs[i], limit + 1, 1, 1);
             uint64_t len = strnlen((const char *)e + 1, got);
@@ -307,11 +325,10 @@ static uint64_t iov_shown(uint64_t count, uint64_t limit)
     return count < most ? count : most;
 }
 
-/* The most an iovec capture's bytes take of a record: -s per element, within a share of the ring (a record over
- * a quarter of it is dropped). */
+/* The most an iovec capture's bytes take of a record: -s per element, within its share (record_share). */
 static uint64_t iov_budget(uint64_t count, uint64_t limit, uint64_t ring_size)
 {
-    uint64_t most = ring_size / 16 < ((uint64_t)1 << 20) ? ring_size / 16 : (uint64_t)1 << 20;
+    uint64_t most = record_share(ring_size);
     uint64_t want = iov_shown(count, limit) * MRH_ALIGN8(limit);
     return want < most ? want : most;
 }
@@ -386,7 +403,7 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
 {
     if (!c->ptr) return *full = 0;
     if (c->kind & MRH_CAP_BEFORE) return *full = c->len;   /* copied already (mrh_trace_before) */
-    if (c->kind == MRH_CAP_STRV) return *full = c->len * (strv_entry_limit(limit) + 2);   /* the most it takes */
+    if (c->kind == MRH_CAP_STRV) return *full = strv_budget(c->len, limit, ring_size);   /* the most it takes */
     if (c->kind == MRH_CAP_IOV || c->kind == MRH_CAP_IOV_READ) {   /* the most it takes */
         *full = c->len;
         return iov_shown(c->len, limit) * sizeof(mrh_iov_kept) + iov_budget(c->len, limit, ring_size);
@@ -518,7 +535,7 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
             got = lens[i];
             memcpy(q, caps[i].ptr, got);
         } else if (caps[i].kind == MRH_CAP_STRV) {
-            got = copy_strv(q, caps[i].ptr, caps[i].len, limit, &fulls[i], &unread);
+            got = copy_strv(q, caps[i].ptr, lens[i], limit, &fulls[i], &unread);
         } else if (caps[i].kind == MRH_CAP_IOV || caps[i].kind == MRH_CAP_IOV_READ) {
             got = copy_iov(q, &caps[i], limit, lens[i] - iov_shown(caps[i].len, limit) * sizeof(mrh_iov_kept), ret,
                            flags);

@@ -32,9 +32,10 @@ enum { MRH_FAILED = 1, MRH_ENTRY_ONLY = 2, MRH_UNSAFE = 4, MRH_INJECTED = 16, MR
 enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
 
 /* Capture kinds: what a record keeps of the memory an argument (or the result) points to. Paths are kept whole
- * (up to 4096 bytes), other strings and buffers cut at -s. A string vector (argv, envp) keeps its first `len`
- * strings, each cut at -s (at most 4096) and stored as a byte that says whether it was cut, its bytes and a
- * NUL; its `full` is how many strings the vector has (counted up to MRH_STRV_COUNTED). A struct (and any
+ * (up to 4096 bytes), other strings and buffers cut at -s. A string vector (argv, envp) keeps its first
+ * strings (at most -s and the capture's `len` of them, within a share of the ring), each cut at -s (at most
+ * 4096) and stored as a byte that says whether it was cut, its bytes and a NUL; its `full` is how many strings
+ * the vector has (counted up to MRH_STRV_COUNTED). A struct (and any
  * other fixed-size object the reader shows by its contents) is kept whole, up to MRH_STRUCT_KEPT bytes. */
 enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4, MRH_CAP_STRV = 5,
        MRH_CAP_STRUCT = 6, MRH_CAP_IOV = 7, MRH_CAP_IOV_READ = 8 };
@@ -57,7 +58,7 @@ typedef struct mrh_iov_kept {
  * the argument as its address, as strace does, not as an empty string. */
 #define MRH_CAP_UNREAD 0x200
 #define MRH_STRUCT_KEPT 1024
-#define MRH_STRV_COUNTED 4096
+#define MRH_STRV_COUNTED (1 << 18)   /* more than exec takes at the default stack limit (ARG_MAX 2 MB) */
 
 enum { MRH_RECORDS_NONE = 0, MRH_RECORDS_ALL = 1, MRH_RECORDS_CHOSEN = 2 /* only calls an --inject rule chose */ };
 

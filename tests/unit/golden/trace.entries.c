@@ -111,7 +111,7 @@ MRH_ENTRY(int, 3, "fcntl", (int a0, int a1, ...))
 }
 
 /* int execve(const char *path, char *const argv[], char *const envp[]) */
-static const mrh_capture_desc mrh_caps_4[] = {{0, MRH_CAP_PATH, MRH_WHEN_ALWAYS, MRH_LEN_NUL, 0, 0, 0, 0, 0, NULL}, {1, MRH_CAP_STRV, MRH_WHEN_ALWAYS, MRH_LEN_STRINGS, 0, 0, 0, 0, 32, NULL}, {2, MRH_CAP_STRV, MRH_WHEN_ALWAYS, MRH_LEN_STRINGS, 0, 0, 0, 0, 0, NULL}};
+static const mrh_capture_desc mrh_caps_4[] = {{0, MRH_CAP_PATH, MRH_WHEN_ALWAYS, MRH_LEN_NUL, 0, 0, 0, 0, 0, NULL}, {1, MRH_CAP_STRV, MRH_WHEN_ALWAYS, MRH_LEN_STRINGS, 0, 0, 0, 0, 1024, NULL}, {2, MRH_CAP_STRV, MRH_WHEN_ALWAYS, MRH_LEN_STRINGS, 0, 0, 0, 0, 0, NULL}};
 static const mrh_traced mrh_traced_4 = {.fail_bits = 0xffffffffffffffffULL, .fails = MRH_FAILS_WITH_ERRNO, .noreturn = 1, .nargs = 3, .ncaps = 3, .caps = mrh_caps_4};
 typedef int (*mrh_fn_4)(const char *, void *, void *);
 MRH_ENTRY(int, 4, "execve", (const char * a0, void * a1, void * a2))
