@@ -266,6 +266,8 @@ MAPPING = {
     "clock_gettime": Rule("clock_gettime", volatile=(1,), none_if=lambda a: a[0] in VDSO_CLOCKS, key=()),
     "getsockname": Rule("getsockname", volatile=(1,)),
     "futimens": Rule("utimensat", lambda a: [a[0], "NULL"] + a[1:] + ["0"]),
+    # flags 0: the kernel's fchmodat has no flags argument (AT_SYMLINK_NOFOLLOW goes through an O_PATH open)
+    "fchmodat": Rule("fchmodat", lambda a: a[:3] if a[3:] == ["0"] else a),
     "socket": Rule("socket", key=()), "socketpair": Rule("socketpair", key=()),
     "eventfd": Rule("eventfd2", key=()),
     "getrlimit": Rule("prlimit64", lambda a: ["0", a[0], "NULL", a[1]], key=(1,)),

@@ -216,6 +216,19 @@ PROGRAMS = {
     "stat": Program(["stat", "in.txt"], _text_files),
     "ln": Program(["ln", "-s", "in.txt", "link"], _text_files),
     "bash": Program(["bash", "--norc", "-c", "echo hi > o.txt; cat o.txt"]),
+    "md5sum": Program(["md5sum", "in.txt", "d/a"], _tree),
+    "du": Program(["du", "-a", "."], _tree),
+    "chmod": Program(["chmod", "-R", "go-w", "d"], _tree),
+    "tee": Program(["sh", "-c", "cat in.txt | tee t1.txt t2.txt > /dev/null"], _text_files, ignore=("fork",)),
+    "split": Program(["split", "-l", "3", "in.txt", "part."], _text_files),
+    "truncate": Program(["truncate", "-s", "7", "in.txt"], _text_files),
+    "install": Program(["install", "-m", "640", "in.txt", "inst.txt"], _text_files),
+    "bzip2": Program(["bzip2", "-k", "in.txt"], _text_files),
+    "od": Program(["od", "-c", "in.txt"], _text_files),
+    "date": Program(["date", "-r", "in.txt"], _text_files),
+    "id": Program(["id"]),
+    "uniq": Program(["uniq", "-c", "in.txt", "u.txt"], _text_files),
+    "awk": Program(["awk", "{print $1 > \"aw.txt\"}", "in.txt"], _text_files),
 }
 
 
