@@ -563,6 +563,17 @@ static void signals(void)
     sigaction(SIGUSR2, &sa, NULL);
     sigaction(SIGRTMIN + 1, &sa, NULL);
     sigaction(SIGRTMAX, &sa, NULL);
+    struct sigaction masked = {.sa_handler = SIG_IGN, .sa_flags = SA_RESTART | SA_NODEFER | SA_ONSTACK}, was;
+    sigemptyset(&masked.sa_mask);
+    sigaddset(&masked.sa_mask, SIGINT);
+    sigaddset(&masked.sa_mask, SIGTERM);
+    sigaction(SIGHUP, &masked, &was);                   /* {sa_handler=SIG_DFL, sa_mask=[], sa_flags=0} */
+    sigaction(SIGHUP, NULL, &was);                      /* the old one as the kernel keeps it: SA_RESTORER */
+    sigfillset(&masked.sa_mask);
+    masked.sa_flags = 0x400;                            /* SA_UNSUPPORTED: a bit strace has no name for */
+    sigaction(SIGHUP, &masked, NULL);
+    sigaction(SIGKILL, &masked, NULL);                  /* EINVAL */
+    sigaction(SIGHUP, NULL, NULL);
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);

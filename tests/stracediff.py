@@ -220,6 +220,15 @@ def _fcntl(a):
     return a
 
 
+def _restorer(act):
+    """A new action as glibc passes it on: SA_RESTORER and its restorer added (any address agrees)."""
+    if not act.startswith("{"):
+        return act
+    m = re.match(r"(.*sa_flags=)([^,}]*)(.*)}$", act)
+    flags = re.sub(r" /\* .* \*/$", "", m.group(2))   # with a named bit, no comment for the unnamed ones
+    return "%sSA_RESTORER%s%s, sa_restorer=0x7f0000000000}" % (m.group(1), "" if flags == "0" else "|" + flags, m.group(3))
+
+
 VDSO_CLOCKS = ("CLOCK_REALTIME", "CLOCK_MONOTONIC", "CLOCK_BOOTTIME", "CLOCK_TAI", "CLOCK_REALTIME_COARSE",
                "CLOCK_MONOTONIC_COARSE", "CLOCK_MONOTONIC_RAW", "0", "1", "4", "5", "6", "7", "11")
 _STAT = lambda a: ["AT_FDCWD", a[0], a[1], "0"]
@@ -250,6 +259,7 @@ MAPPING = {
     "select": Rule("pselect6", lambda a: a[:4] + [_timeval_to_timespec(a[4]), "NULL"], key=()),
     "pselect": Rule("pselect6", lambda a: a[:5] + [_pselect_mask(a[5])], key=()),
     "poll": Rule("poll", key=()), "ppoll": Rule("ppoll", lambda a: a + ["8"], key=()),
+    "sigaction": Rule("rt_sigaction", lambda a: [a[0], _restorer(a[1])] + a[2:] + ["8"], key=()),
     "sigprocmask": Rule("rt_sigprocmask", lambda a: a + ["8"], key=()),
     "pthread_sigmask": Rule("rt_sigprocmask", lambda a: a + ["8"], key=()),
     "raise": Rule("tgkill", lambda a: [SELF, SELF] + a, pids=(0, 1), key=()),
@@ -370,7 +380,7 @@ def _steady(text):
     return text
 
 
-_MEMBER_ADDRESS = re.compile(r"(?<=_base=)0x[0-9a-f]+\b")   # an address as a member: iov_base=0x7ffc...
+_MEMBER_ADDRESS = re.compile(r"(?<=(_base|ndler|torer)=)0x[0-9a-f]+\b")   # a member address: iov_base=0x7ffc..., sa_handler=, sa_restorer=
 
 
 def _shape(text):

@@ -4,6 +4,7 @@ import socket
 import re
 import stat
 import sys
+import subprocess
 
 import pytest
 
@@ -348,8 +349,7 @@ def test_bad_prototypes_are_one_clear_line(mrhooker, script):
                                                "the same function (the symbol sched_yield)"),
     ("getpid", "int getpid(void)", "h.py:5: getpid is hooked twice (also on line 2)"),
     ("getpid", "vfork", "h.py:5: vfork cannot be hooked or traced: mrhooker's runtime wraps it itself"),
-    ("getpid", "int sigaction(int sig, const struct sigaction *act, struct sigaction *oact)",
-     "sigaction cannot be hooked or traced"),
+    ("getpid", "int *__errno_location(void)", "__errno_location cannot be hooked or traced"),
 ])
 def test_a_function_hooked_twice_or_owned_by_the_runtime_is_refused_as_written(mrhooker, script, first, second,
                                                                                 words):
@@ -426,6 +426,63 @@ def test_python_targets_run_py_hooks(mrhooker, script):
         ppid, pid = r.out.split()
         assert ppid == "4242", (python, r)
         assert "hooked getppid in %s" % pid in r.err, (python, r)
+
+
+SIGNAL_HANDLERS = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+static volatile sig_atomic_t in_handler;
+static void on_usr1(int sig) { in_handler += getppid() > 0; }
+static void on_usr2(int sig, siginfo_t *si, void *uc) { in_handler += getppid() > 0 && si->si_signo == sig; }
+int main(void)
+{
+    struct sigaction sa = {0}, old;
+    sa.sa_sigaction = on_usr2;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGUSR2, NULL, &old);
+    void (*was)(int) = signal(SIGUSR1, on_usr1);
+    void (*now)(int) = signal(SIGUSR1, on_usr1);
+    raise(SIGUSR1);
+    raise(SIGUSR2);
+    printf("%d %d %d %d\n", in_handler, old.sa_sigaction == on_usr2 && (old.sa_flags & SA_SIGINFO) != 0,
+           was == SIG_DFL, now == on_usr1);
+    return getppid() > 0 ? 3 : 4;
+}
+"""
+
+
+def test_sigaction_and_signal_hooks_see_the_program_s_handlers_which_still_run_unhooked(mrhooker, script, cprog):
+    """A hook of sigaction or signal gets the program's calls; the handlers it installs are still the runtime's
+    wrapped ones (their hooked calls go to the original) and the program sees its own handlers as old ones."""
+    prog = cprog(SIGNAL_HANDLERS)
+    hooks = script("sig.py", '''\
+        from mrhooker import hook
+        calls = []
+
+        @hook("sigaction")
+        def sigaction(sig, act, old):
+            calls.append("sigaction %d %s" % (sig, bool(act)))
+            return sigaction.original(sig, act, old)
+
+        @hook("signal")
+        def signal(sig, handler):
+            calls.append("signal %d" % sig)
+            return signal.original(sig, handler)
+
+        @hook("getppid")
+        def getppid():
+            calls.append("getppid")
+            return getppid.original()
+
+        import atexit
+        atexit.register(lambda: print(calls))
+    ''')
+    bare = subprocess.run([prog], capture_output=True, text=True, timeout=scaled(30))
+    r = mrhooker(hooks, prog)
+    assert (r.returncode, r.out) == (bare.returncode, bare.stdout) == (3, "2 1 1 1\n"), (r, bare)
+    assert "['sigaction 12 True', 'sigaction 12 False', 'signal 10', 'signal 10', 'getppid']" in r.err, r
 
 
 def test_fork_children_keep_py_hooks(mrhooker, script, cprog):

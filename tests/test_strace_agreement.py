@@ -35,7 +35,7 @@ FUNCTIONS = sorted(set("""
     readlink readlinkat getcwd rename renameat unlink unlinkat rmdir symlink symlinkat linkat pipe pipe2 dup dup2
     dup3 fcntl fcntl64 ioctl poll ppoll select pselect mmap mmap64 munmap mprotect socket socketpair bind listen
     connect accept accept4 getpeername getsockname getsockopt setsockopt send recv sendto recvfrom shutdown fork
-    execve execv waitpid wait wait4 waitid kill raise sigprocmask clock_gettime nanosleep clock_nanosleep exit
+    execve execv waitpid wait wait4 waitid kill raise sigaction sigprocmask clock_gettime nanosleep clock_nanosleep exit
     _exit copy_file_range posix_fadvise fsync fdatasync ftruncate ftruncate64 utimensat futimens eventfd
     epoll_create1 epoll_ctl epoll_wait getrlimit setrlimit readv writev preadv pwritev
     renameat2 madvise msync mlock2 getitimer setitimer sendfile splice flock getpriority setpriority

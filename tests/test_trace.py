@@ -2037,6 +2037,55 @@ def test_calls_in_signal_handlers_are_traced(mrhooker, cprog):
                      re.M), r.err
 
 
+def test_signal_and_sigaction_are_traced_as_strace_spells_them(mrhooker, cprog):
+    """signal() and sigaction() were the runtime's own and could not be traced; now they can, and the handlers
+    they install are still wrapped (the handler's write has its line, the children their ends)."""
+    prog = cprog(HANDLERS_C, flags=["-pthread"])
+    r = trace(mrhooker, "-f", "-e", "%signal,write", prog)
+    assert r.returncode == 0 and r.out == "in handler\n", r
+    lines = [re.sub(r"^\[pid \d+\] ", "", line) for line in r.err.splitlines()]
+    assert [re.sub("0x[0-9a-f]+", "0x...", line) for line in lines if line.startswith("signal(")] == [
+        "signal(SIGUSR1, 0x...) = SIG_DFL", "signal(SIGCHLD, 0x...) = SIG_DFL", "signal(SIGCHLD, SIG_DFL) = 0x..."]
+    assert 'write(1, "in handler\\n", 11) = 11' in lines and lines.count("+++ exited with 0 +++") == 1, r.err
+    sa = cprog(SIGACTIONS_C)
+    r = trace(mrhooker, "-e", "sigaction", sa)
+    assert r.returncode == 0, r
+    assert [re.sub("0x[0-9a-f]{6,}", "0x...", line) for line in r.err.splitlines()] == [
+        "sigaction(SIGUSR1, {sa_handler=0x..., sa_mask=[INT], sa_flags=SA_RESTART}, "
+        "{sa_handler=SIG_DFL, sa_mask=[], sa_flags=0}) = 0",
+        "sigaction(SIGUSR1, NULL, {sa_handler=0x..., sa_mask=[INT], sa_flags=SA_RESTORER|SA_RESTART, "
+        "sa_restorer=0x...}) = 0",
+        "sigaction(SIGINT, {sa_handler=SIG_IGN, sa_mask=~[RTMIN RT_1], sa_flags=SA_ONSTACK|SA_NODEFER|0x400}, "
+        "NULL) = 0",
+        "sigaction(SIGKILL, {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0x400 /* SA_??? */}, NULL) = "
+        "-1 EINVAL (Invalid argument)",
+        "+++ exited with 0 +++"], r.err
+
+
+SIGACTIONS_C = r"""
+#include <signal.h>
+#include <stddef.h>
+static void h(int s) { (void)s; }
+int main(void)
+{
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = h;
+    sigaddset(&sa.sa_mask, SIGINT);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, &old);
+    sigaction(SIGUSR1, NULL, &old);
+    sa.sa_handler = SIG_IGN;
+    sigfillset(&sa.sa_mask);
+    sa.sa_flags = SA_ONSTACK | SA_NODEFER | 0x400;
+    sigaction(SIGINT, &sa, NULL);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0x400;
+    sigaction(SIGKILL, &sa, NULL);
+    return 0;
+}
+"""
+
+
 def test_a_handler_interrupting_traced_calls_loses_and_harms_nothing(mrhooker, cprog):
     """A timer's handler writing while main's traced writes run (their records half-written when it comes): every
     call of both has its line, each whole, and the program's output is its own."""

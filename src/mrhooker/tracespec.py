@@ -29,7 +29,8 @@ ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
 
 # Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
 SIZEOF = {"int": 4, "time_t": 8, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
-          "struct pollfd": 8, "fd_set": 128, "kernel sigset": 8, "struct epoll_event": 12, "struct winsize": 8}
+          "struct pollfd": 8, "fd_set": 128, "kernel sigset": 8, "struct epoll_event": 12, "struct winsize": 8,
+          "struct sigaction": 152}
 
 
 class Capture:
@@ -89,6 +90,7 @@ FD = _Simple("fd", "MRH_K_FD")
 DIRFD = _Simple("dirfd", "MRH_K_DIRFD")    # AT_FDCWD or a descriptor
 VOID = _Simple("void", "MRH_K_VOID")
 SIGNAL = _Simple("signal", "MRH_K_SIGNAL")
+SIG_HANDLER = _Simple("sig_handler", "MRH_K_SIG_HANDLER")   # SIG_DFL, SIG_IGN, SIG_ERR or an address
 ID = _Simple("id", "MRH_K_ID")             # a uid_t or gid_t: -1 is "none" (chown's "leave it")
 EAI = _Simple("eai", "MRH_K_EAI")          # getaddrinfo's result: 0, or an EAI_* code
 ERRNO_RESULT = _Simple("errno_result", "MRH_K_ERRNO_RESULT")   # 0, or an error number, errno unset (--inject too)
@@ -397,6 +399,17 @@ class Fixed(Kind):
         return [Capture(which, CAP_STRUCT, self.when, LEN_FIXED, size=self.size)]
 
 
+class Sigaction(Fixed):
+    """A struct sigaction by its members (its flags: SA_FLAGS); `filled`: the old action, kept once the call
+    worked."""
+
+    def __init__(self, filled=False):
+        super().__init__("sigaction", "MRH_K_SIGACTION", SIZEOF["struct sigaction"], IF_OK if filled else ALWAYS)
+
+    def table(self, tables):
+        return tables.flagset(SA_FLAGS)
+
+
 class Array(Kind):
     """Argument `ref` elements of `size` bytes (struct pollfd[]), or an fd_set of argument `ref` bits (kept as it
     was passed: the call changes it; and after, for the result)."""
@@ -506,6 +519,9 @@ SOCKET_TYPE = Flags("socket_type", low=("SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW",
                     bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"))
 SOCK_FLAGS = Flags("sock_flags", bits=("SOCK_CLOEXEC", "SOCK_NONBLOCK"), unknown="SOCK_???")   # accept4's
 EPOLL_FLAGS = Flags("epoll_flags", bits=("EPOLL_CLOEXEC",), unknown="EPOLL_???")
+SA_FLAGS = Flags("sa_flags", bits=(   # strace's order
+    "SA_RESTORER", "SA_ONSTACK", "SA_RESTART", "SA_INTERRUPT", "SA_NODEFER", "SA_RESETHAND", "SA_SIGINFO",
+    "SA_NOCLDSTOP", "SA_NOCLDWAIT"), kernel={"SA_RESTORER": 0x04000000}, unknown="SA_???")   # (the kernel's)
 EPOLL_EVENTS = Flags("epoll_events", bits=(   # strace's order
     "EPOLLIN", "EPOLLPRI", "EPOLLOUT", "EPOLLERR", "EPOLLHUP", "EPOLLNVAL", "EPOLLRDNORM", "EPOLLRDBAND",
     "EPOLLWRNORM", "EPOLLWRBAND", "EPOLLMSG", "EPOLLRDHUP", "EPOLL_URING_WAKE", "EPOLLEXCLUSIVE", "EPOLLWAKEUP",
@@ -893,6 +909,8 @@ FUNCTIONS = {
     "getrlimit": Fn(RLIMIT_RESOURCE, None), "setrlimit": Fn(RLIMIT_RESOURCE, None),
     "prlimit": Fn(None, RLIMIT_RESOURCE, None, None),
     # signals
+    "sigaction": Fn(SIGNAL, Sigaction(), Sigaction(filled=True), classes="signal"),
+    "signal": Fn(SIGNAL, SIG_HANDLER, ret=SIG_HANDLER, classes="signal", fails=-1),
     "sigprocmask": Fn(SIGPROCMASK_HOW, SIGSET, SIGSET_OUT, classes="signal"),
     "pthread_sigmask": Fn(SIGPROCMASK_HOW, SIGSET, SIGSET_OUT, ret=ERRNO_RESULT, classes="signal"),
     "sigsuspend": Fn(SIGSET, classes="signal"), "sigwait": Fn(SIGSET, None, classes="signal"),

@@ -48,14 +48,12 @@ __all__ = ["CType", "Param", "Prototype", "LIBRARY_HEADERS", "RUNTIME_SYMBOLS", 
            "parse_prototype", "prototype_for", "pyx_variadic_refusal", "refusal", "runtime_refusal",
            "variadic_refusal"]
 
-# Functions the runtime defines itself in every preload library (runtime/signals.c, preload.c) or calls on every
+# Functions the runtime defines itself in every preload library (runtime/preload.c) or calls on every
 # path, and those that return twice (no entry point can stand between them and their caller: the second return
 # would be into the entry point's frame, long gone): not hookable or traceable, so not among the known names.
 # Each with why, for the one-line refusal.
 _RETURNS_TWICE = "it returns twice (setjmp): a hook's frame would be gone when it returns the second time"
 RUNTIME_SYMBOLS = {
-    "sigaction": "mrhooker's runtime wraps it itself (signal handlers run their hooked calls unhooked)",
-    "signal": "mrhooker's runtime wraps it itself (signal handlers run their hooked calls unhooked)",
     "vfork": "mrhooker's runtime wraps it itself (vfork runs as fork)",
     "clone": "mrhooker's runtime wraps it itself (a child sharing its parent's memory runs no hooks)",
     "__errno_location": "it is how mrhooker's runtime (and every program) reaches errno",

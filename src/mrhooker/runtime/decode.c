@@ -24,6 +24,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#define KERNEL_SA_RESTORER 0x04000000   /* sa_flags' bit for sa_restorer: the kernel's, not in glibc's headers */
+
 /* ---- text ---------------------------------------------------------------------------------------------- */
 
 static int reserve_text(mrh_text *t, size_t n)
@@ -797,11 +799,9 @@ static void put_siginfo(mrh_text *t, const mrh_decoders *d, const mrh_capture_he
 }
 
 /* A signal set as strace shows it: [HUP INT], or ~[...] when more than half the signals are in it; JSON: the
- * names. Only the kernel's 64 signals count (glibc's sigset_t is larger). */
-static void put_sigset(mrh_text *t, const mrh_decoders *d, const mrh_capture_header *c, int json)
+ * names. Only the kernel's 64 signals count (glibc's sigset_t is larger: its first 8 bytes are the kernel's). */
+static void put_sigset_bits(mrh_text *t, const mrh_decoders *d, uint64_t bits, int json)
 {
-    uint64_t bits = 0;
-    memcpy(&bits, mrh_capture_data(c), c->len < 8 ? c->len : 8);
     int count = __builtin_popcountll(bits), inverted = !json && count > 32;
     if (inverted) {
         bits = ~bits;
@@ -823,6 +823,51 @@ static void put_sigset(mrh_text *t, const mrh_decoders *d, const mrh_capture_hea
         }
     }
     put_char(t, ']');
+}
+
+static void put_sigset(mrh_text *t, const mrh_decoders *d, const mrh_capture_header *c, int json)
+{
+    uint64_t bits = 0;
+    memcpy(&bits, mrh_capture_data(c), c->len < 8 ? c->len : 8);
+    put_sigset_bits(t, d, bits, json);
+}
+
+/* A signal handler: SIG_DFL, SIG_IGN or SIG_ERR by name, else its address (strace's way). */
+static void put_sig_handler(mrh_text *t, uint64_t h, int json)
+{
+    const char *name = h == (uintptr_t)SIG_DFL ? "SIG_DFL" : h == (uintptr_t)SIG_IGN ? "SIG_IGN"
+                       : h == (uintptr_t)SIG_ERR ? "SIG_ERR" : NULL;
+    if (!name) {
+        put_pointer(t, h, json);
+        return;
+    }
+    if (json) put_char(t, '"');
+    mrh_puts(t, name);
+    if (json) put_char(t, '"');
+}
+
+/* A struct sigaction (glibc's: handler, sigset_t, int flags, restorer), as strace shows the kernel's:
+ * {sa_handler=SIG_IGN, sa_mask=[INT], sa_flags=SA_RESTART}, with sa_restorer only when SA_RESTORER (a kernel
+ * flag glibc sets: an old action shows it) says it is there. */
+static void put_sigaction(mrh_text *t, const mrh_decoders *d, const mrh_flagset *flags, const mrh_capture_header *c,
+                          int json)
+{
+    struct sigaction sa;
+    uint64_t mask = 0;
+    memcpy(&sa, mrh_capture_data(c), sizeof sa);
+    memcpy(&mask, &sa.sa_mask, sizeof mask);
+    put_char(t, '{');
+    put_field(t, "sa_handler", json, 1);
+    put_sig_handler(t, (uintptr_t)sa.sa_handler, json);
+    put_field(t, "sa_mask", json, 0);
+    put_sigset_bits(t, d, mask, json);
+    put_field(t, "sa_flags", json, 0);
+    put_flags_value(t, flags, (uint32_t)sa.sa_flags, json);
+    if ((uint32_t)sa.sa_flags & KERNEL_SA_RESTORER) {
+        put_field(t, "sa_restorer", json, 0);
+        put_pointer(t, (uintptr_t)sa.sa_restorer, json);
+    }
+    put_char(t, '}');
 }
 
 /* struct pollfd[]: [{fd=3, events=POLLIN|POLLPRI}] (revents: the ones that have events, for the result). */
@@ -1323,6 +1368,9 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
     case MRH_K_OFFSET:
         put_offset(t, v, index, bits, json);
         return;
+    case MRH_K_SIG_HANDLER:
+        put_sig_handler(t, bits, json);
+        return;
     case MRH_K_SIGNAL:
         if (json) put_char(t, '"');
         put_signal(t, d, (int64_t)bits);
@@ -1392,6 +1440,10 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_SIGSET:
         put_sigset(t, d, c, json);
+        return;
+    case MRH_K_SIGACTION:
+        if (c->len < sizeof(struct sigaction)) put_pointer(t, bits, json);
+        else put_sigaction(t, d, a->table, c, json);
         return;
     case MRH_K_POLLFDS:
         put_pollfds(t, d, c, 0, json);

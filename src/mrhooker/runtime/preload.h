@@ -91,6 +91,7 @@ void *mrh_follow_wrapper(const char *name);   /* its wrapper of an exec function
 
 /* signals.c */
 void mrh_signals_init(void);
+void *mrh_signal_wrapper(const char *name);   /* signals.c's sigaction or signal for that name, or NULL */
 int mrh_left_handler(mrh_thread *t);          /* with depth > 0: did the program longjmp out of a handler? */
 /* trace.c, in a trace's preload only: a record a longjmp out of a signal handler abandoned; a handler that
  * interrupted a record's reservation */

@@ -121,9 +121,11 @@ enum mrh_kind {
     MRH_K_IOVEC,        /* a captured iovec array (MRH_CAP_IOV): [{iov_base="hi", iov_len=2}] */
     MRH_K_EPOLL_EVENT,  /* a captured struct epoll_event: {events=EPOLLIN, data={u32=3, u64=3}}; table: flags */
     MRH_K_EPOLL_EVENTS, /* captured struct epoll_event[]: [{events=EPOLLIN, data={u32=3, u64=3}}]; table: flags */
-    MRH_K_TIME,         /* a captured time_t: [946684800], its date (UTC) in a comment after the number */
+    MRH_K_TIME,         /* a captured time_t: [946684800], its date in a comment after the number */
     MRH_K_TIME_RESULT,  /* seconds since the epoch: 946684800 (2000-01-01T00:00:00+0000) */
     MRH_K_OFFSET,       /* a captured off64_t, as passed and (if kept) after the call: [0] => [3] */
+    MRH_K_SIG_HANDLER,  /* a signal handler: SIG_DFL, SIG_IGN, SIG_ERR or an address */
+    MRH_K_SIGACTION,    /* a captured struct sigaction: {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}; table: flags */
 };
 
 /* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without

@@ -187,13 +187,15 @@ __attribute__((noinline)) static void *proxy_dlvsym(void *handle, const char *na
 
 /* The original to hand out for a name and the real function found for it: a proxy if the name is one of those,
  * follow.c's wrapper for an exec function (so that a hooked or traced execve still follows the child),
- * preload.c's for pthread_create (so that the threads it starts still carry thread_key), a trace's for prctl and
- * syscall (trace.c, sandboxes). */
+ * preload.c's for pthread_create (so that the threads it starts still carry thread_key), signals.c's for
+ * sigaction and signal (so that the handlers they install are still wrapped), a trace's for prctl and syscall
+ * (trace.c, sandboxes). */
 static void *caller_proof(const char *name, void *real)
 {
     if (!real) return NULL;
     void *wrapper = mrh_follow_wrapper(name);
     if (!wrapper) wrapper = mrh_thread_wrapper(name);
+    if (!wrapper) wrapper = mrh_signal_wrapper(name);
     if (!wrapper && mrh_trace_wrapper) wrapper = mrh_trace_wrapper(name);
     if (wrapper) return wrapper;
     if (mrh_same_string(name, "dlopen")) return real_dlopen = real, (void *)proxy_dlopen;

@@ -8,6 +8,10 @@
  * (SA_SIGINFO or not) that belong together.
  * Idea: each signal has two records; a new one is written into the one not in use, then published by one
  * atomic store of its index.
+ * Hazard: a trace or a hook of sigaction or signal defines the name itself: its entry point must still install
+ * the target's handler wrapped.
+ * Idea: the names are weak here; the original such an entry point calls is this file's wrapper
+ * (mrh_signal_wrapper, handed out by resolve.c's caller_proof), which calls libc's (looked up past it).
  */
 #define _GNU_SOURCE
 #include "preload.h"
@@ -105,7 +109,7 @@ static int is_function(void (*h)(void))
     return h != (void (*)(void))SIG_DFL && h != (void (*)(void))SIG_IGN && h != (void (*)(void))SIG_ERR;
 }
 
-MRH_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
+static int runtime_sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
 {
     if (MRH_UNLIKELY(!real_sigaction)) {
         mrh_signals_init();
@@ -147,7 +151,7 @@ MRH_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
 }
 
 /* glibc's signal() calls its internal sigaction, not ours: same semantics (BSD: restart, not reset). */
-MRH_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+static __sighandler_t runtime_signal(int sig, __sighandler_t handler)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;   /* sigemptyset() and the rest are ours, not the program's calls */
@@ -157,9 +161,27 @@ MRH_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
     act.sa_flags = SA_RESTART;
     sigemptyset(&act.sa_mask);
     if (sig > 0 && sig < NSIG) sigaddset(&act.sa_mask, sig);
-    int rc = sigaction(sig, &act, &old);
+    int rc = runtime_sigaction(sig, &act, &old);
     t->depth--;
     return rc < 0 ? SIG_ERR : old.sa_handler;
+}
+
+void *mrh_signal_wrapper(const char *name)
+{
+    if (mrh_same_string(name, "sigaction")) return (void *)runtime_sigaction;
+    if (mrh_same_string(name, "signal")) return (void *)runtime_signal;
+    return NULL;
+}
+
+/* The program's sigaction and signal, unless a trace's or a hook's entry point defines the name. */
+MRH_EXPORT __attribute__((weak)) int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
+{
+    return runtime_sigaction(sig, act, oldact);
+}
+
+MRH_EXPORT __attribute__((weak)) __sighandler_t signal(int sig, __sighandler_t handler)
+{
+    return runtime_signal(sig, handler);
 }
 
 /* At load (or at the first sigaction, if a constructor of another library calls it first). */
@@ -168,6 +190,6 @@ void mrh_signals_init(void)
     mrh_thread *t = &mrh_tls;
     t->depth++;
     if (!real_sigaction)
-        real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))mrh_original("sigaction");
+        real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))mrh_lookup_next("sigaction");
     t->depth--;
 }
