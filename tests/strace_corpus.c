@@ -351,6 +351,8 @@ static void vectors(void)
     sendfile(99, f, &off, 3);                           /* EBADF: [4] */
     sendfile(to, f, NULL, 2);
     sendfile(to, f, (off_t *)8, 3);                     /* EFAULT: the address */
+    off = -5;
+    sendfile(to, f, &off, 3);                           /* EINVAL: strace shows sendfile's offset unsigned */
     loff_t in_off = 0, out_off = 10;
     copy_file_range(f, &in_off, to, &out_off, 2, 0);    /* [0], [10]: as they were passed */
     copy_file_range(f, NULL, to, NULL, 1, 0);

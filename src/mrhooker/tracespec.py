@@ -345,12 +345,15 @@ class Length(Kind):
 
 class Offset(Kind):
     """An off64_t * a call reads a file's offset from: [0], as it was passed (copy_file_range's, splice's); with
-    `moved`, also where the call left it once it moved data ([0] => [3], sendfile's), as strace shows them."""
+    `moved`, also where the call left it once it moved data ([0] => [3], sendfile's), as strace shows them.
+    unsigned: shown as an unsigned number (strace shows sendfile's so: [18446744073709551611] for -5)."""
 
     name, reader = "offset", "MRH_K_OFFSET"
 
-    def __init__(self, moved=False):
+    def __init__(self, moved=False, unsigned=False):
         self.moved = moved
+        if unsigned:
+            self.name, self.reader = "offset_unsigned", "MRH_K_OFFSET_UNSIGNED"
 
     def captures(self, which, params):
         before = [Capture(which, CAP_STRUCT, BEFORE, LEN_FIXED, size=8)]
@@ -755,7 +758,7 @@ FUNCTIONS = {
     "fchmod": Fn(FD, Mode(), classes="desc"), "fchown": Fn(FD, ID, ID, classes="desc"),
     "ftruncate": Fn(FD, None, classes="desc"), "futimens": Fn(FD, TIMESPECS, classes="desc"),
     "fstatfs": Fn(FD, None, classes="desc"), "fstatvfs": Fn(FD, None, classes="desc"),
-    "sendfile": Fn(FD, FD, Offset(moved=True), None, classes="desc"),
+    "sendfile": Fn(FD, FD, Offset(moved=True, unsigned=True), None, classes="desc"),
     "copy_file_range": Fn(FD, Offset(), FD, Offset(), None, None, classes="desc"),
     "splice": Fn(FD, Offset(), FD, Offset(), None, SPLICE_FLAGS, classes="desc"),
     "posix_fadvise": Fn(FD, None, None, FADVISE, ret=ERRNO_RESULT, classes="desc"),

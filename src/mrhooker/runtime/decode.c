@@ -1104,12 +1104,18 @@ static void put_length(mrh_text *t, const mrh_view *v, unsigned index, uint64_t 
     put_char(t, ']');
 }
 
+static void put_offset_number(mrh_text *t, int64_t n, int is_unsigned)
+{
+    if (is_unsigned) mrh_put_u64(t, (uint64_t)n);
+    else mrh_put_i64(t, n);
+}
+
 /* A file offset a call reads (and may move): [0], or [0] => [3] when it was kept after the call too (JSON: the
- * last value). */
-static void put_offset(mrh_text *t, const mrh_view *v, unsigned index, uint64_t bits, int json)
+ * last value); is_unsigned: as an unsigned number (strace's spelling of sendfile's). */
+static void put_offset(mrh_text *t, const mrh_view *v, unsigned index, uint64_t bits, int is_unsigned, int json)
 {
     const mrh_capture_header *in = mrh_capture_of(v, index, 1), *out = mrh_capture_of(v, index, 0);
-    int64_t before, after;
+    int64_t before, after = 0;
     if (!in || in->len < sizeof before) {
         put_pointer(t, bits, json);
         return;
@@ -1118,15 +1124,15 @@ static void put_offset(mrh_text *t, const mrh_view *v, unsigned index, uint64_t 
     int moved = out && out->len >= sizeof after;
     if (moved) memcpy(&after, mrh_capture_data(out), sizeof after);
     if (json) {
-        mrh_put_i64(t, moved ? after : before);
+        put_offset_number(t, moved ? after : before, is_unsigned);
         return;
     }
     put_char(t, '[');
-    mrh_put_i64(t, before);
+    put_offset_number(t, before, is_unsigned);
     put_char(t, ']');
     if (moved) {
         mrh_puts(t, " => [");
-        mrh_put_i64(t, after);
+        put_offset_number(t, after, is_unsigned);
         put_char(t, ']');
     }
 }
@@ -1366,7 +1372,8 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         put_length(t, v, index, bits, json);
         return;
     case MRH_K_OFFSET:
-        put_offset(t, v, index, bits, json);
+    case MRH_K_OFFSET_UNSIGNED:
+        put_offset(t, v, index, bits, a->kind == MRH_K_OFFSET_UNSIGNED, json);
         return;
     case MRH_K_SIG_HANDLER:
         put_sig_handler(t, bits, json);

@@ -126,6 +126,7 @@ enum mrh_kind {
     MRH_K_OFFSET,       /* a captured off64_t, as passed and (if kept) after the call: [0] => [3] */
     MRH_K_SIG_HANDLER,  /* a signal handler: SIG_DFL, SIG_IGN, SIG_ERR or an address */
     MRH_K_SIGACTION,    /* a captured struct sigaction: {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}; table: flags */
+    MRH_K_OFFSET_UNSIGNED, /* the same, unsigned (sendfile's, as strace shows it) */
 };
 
 /* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without
