@@ -622,6 +622,73 @@ static void clocks(void)
     nanosleep(&req, NULL);                              /* EINVAL */
 }
 
+/* sendmsg and recvmsg: a struct msghdr by its members, its name, iovecs and control messages. */
+static void messages(void)
+{
+    section("msg");
+    struct sockaddr_un a = {.sun_family = AF_UNIX, .sun_path = "ma"}, b = {.sun_family = AF_UNIX, .sun_path = "mb"};
+    socklen_t alen = offsetof(struct sockaddr_un, sun_path) + 3;
+    int sa = socket(AF_UNIX, SOCK_DGRAM, 0), sb = socket(AF_UNIX, SOCK_DGRAM, 0);
+    bind(sa, (struct sockaddr *)&a, alen);
+    bind(sb, (struct sockaddr *)&b, alen);
+    struct iovec out[3] = {{"hello", 5}, {"", 0}, {"world\n\t\"!", 9}};
+    struct msghdr m = {.msg_name = &b, .msg_namelen = alen, .msg_iov = out, .msg_iovlen = 3};
+    sendmsg(sa, &m, 0);                                 /* msg_name, three iovecs, no control */
+    char buf[64], small[4];
+    struct sockaddr_un from;
+    struct iovec in[2] = {{small, sizeof small}, {buf, sizeof buf}};
+    struct msghdr r = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = in, .msg_iovlen = 2};
+    recvmsg(sb, &r, 0);                                 /* msg_namelen=110 => 5, the bytes over both iovecs */
+    m.msg_name = NULL;
+    m.msg_namelen = 0;
+    sendmsg(sa, &m, MSG_DONTWAIT);                      /* ENOTCONN (a datagram socket with no address) */
+    connect(sa, (struct sockaddr *)&b, alen);
+    int fds[2] = {0, 1};
+    union { struct cmsghdr align; char data[CMSG_SPACE(sizeof fds) + CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    m.msg_control = control.data;
+    m.msg_controllen = sizeof control.data;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    c = CMSG_NXTHDR(&m, c);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), fds, sizeof(int));
+    m.msg_iovlen = 1;
+    sendmsg(sa, &m, MSG_NOSIGNAL);                      /* two SCM_RIGHTS messages: [0, 1], [0] */
+    char received[CMSG_SPACE(sizeof fds)];
+    r.msg_namelen = sizeof from;
+    r.msg_control = received;
+    r.msg_controllen = sizeof received;
+    r.msg_iovlen = 1;
+    recvmsg(sb, &r, MSG_CMSG_CLOEXEC);                  /* the descriptors it got; MSG_CTRUNC */
+    for (int i = 0; i < 2; i++) close(((int *)CMSG_DATA(CMSG_FIRSTHDR(&r)))[i]);
+    c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = 1234;                               /* unknown: 0x4d2 /\* SOL_??? *\/, no data shown */
+    c->cmsg_type = 77;
+    m.msg_controllen = CMSG_SPACE(sizeof fds);
+    sendmsg(sa, &m, 0);
+    c->cmsg_level = SOL_SOCKET;                         /* SOL_SOCKET, 0x4d /\* SCM_??? *\/: EINVAL */
+    sendmsg(sa, &m, 0);
+    m.msg_controllen = 8;                               /* shorter than a cmsghdr: the address */
+    sendmsg(sa, &m, 0);
+    m.msg_control = NULL;
+    m.msg_controllen = 0;
+    m.msg_iov = (struct iovec *)8;
+    sendmsg(sa, &m, 0);                                 /* EFAULT: msg_iov=0x8 */
+    sendmsg(sa, (struct msghdr *)8, 0);                 /* EFAULT: the address */
+    recvmsg(sb, &r, MSG_DONTWAIT);                      /* EAGAIN: {msg_namelen=110} */
+    recvmsg(99, &r, 0);                                 /* EBADF */
+    close(sa);
+    close(sb);
+    unlink("ma");
+    unlink("mb");
+}
+
 int main(int argc, char **argv)
 {
     port = argc > 1 ? atoi(argv[1]) : 0;
@@ -632,6 +699,7 @@ int main(int argc, char **argv)
     vectors();
     memory();
     network();
+    messages();
     processes();
     signals();
     clocks();

@@ -380,7 +380,10 @@ def _steady(text):
     return text
 
 
-_MEMBER_ADDRESS = re.compile(r"(?<=(_base|ndler|torer)=)0x[0-9a-f]+\b")   # a member address: iov_base=0x7ffc..., sa_handler=, sa_restorer=
+# an address as a member: iov_base=0x7ffc..., a handler (sa_handler=, sa_restorer=), and a msghdr's name or control
+# that wasn't read (msg_control=0x7ffc...)
+_MEMBER_ADDRESS = re.compile(r"(?:(?<=_base=)|(?<=_handler=)|(?<=_restorer=)|(?<=msg_name=)|(?<=msg_control=))"
+                             r"0x[0-9a-f]+")
 
 
 def _shape(text):

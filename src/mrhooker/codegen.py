@@ -456,7 +456,8 @@ def _capture_descs(slot, plan, symbols, lines):
 _CAP_KINDS = {tracespec.CAP_STRING: "MRH_CAP_STRING", tracespec.CAP_BYTES: "MRH_CAP_BYTES",
               tracespec.CAP_SOCKADDR: "MRH_CAP_SOCKADDR", tracespec.CAP_PATH: "MRH_CAP_PATH",
               tracespec.CAP_STRV: "MRH_CAP_STRV", tracespec.CAP_STRUCT: "MRH_CAP_STRUCT",
-              tracespec.CAP_IOV: "MRH_CAP_IOV", tracespec.CAP_IOV_READ: "MRH_CAP_IOV_READ"}
+              tracespec.CAP_IOV: "MRH_CAP_IOV", tracespec.CAP_IOV_READ: "MRH_CAP_IOV_READ",
+              tracespec.CAP_MSG: "MRH_CAP_MSG", tracespec.CAP_MSG_READ: "MRH_CAP_MSG_READ"}
 _WHEN = {tracespec.ALWAYS: "MRH_WHEN_ALWAYS", tracespec.IF_OK: "MRH_WHEN_OK", tracespec.IF_POSITIVE: "MRH_WHEN_POSITIVE",
          tracespec.BEFORE: "MRH_WHEN_BEFORE"}
 _LENGTHS = {tracespec.LEN_NUL: "MRH_LEN_NUL", tracespec.LEN_FIXED: "MRH_LEN_FIXED", tracespec.LEN_ARG: "MRH_LEN_ARG",

@@ -18,7 +18,8 @@ strace is the reference for how a value reads: its xlat tables' order where name
 RET = 255   # a capture of the result
 
 # Capture kinds (runtime/tracefile.h).
-CAP_STRING, CAP_BYTES, CAP_SOCKADDR, CAP_PATH, CAP_STRV, CAP_STRUCT, CAP_IOV, CAP_IOV_READ = 1, 2, 3, 4, 5, 6, 7, 8
+(CAP_STRING, CAP_BYTES, CAP_SOCKADDR, CAP_PATH, CAP_STRV, CAP_STRUCT, CAP_IOV, CAP_IOV_READ, CAP_MSG,
+ CAP_MSG_READ) = range(1, 11)
 # When a capture is taken (trace.h: MRH_WHEN_*): always (memory the caller handed over; copied safely if the call
 # failed; strings and vectors also at the entry of a call that may not return), only when the call worked (memory
 # it filled), only when it returned more than 0, or before the call (memory the call changes, as it was passed).
@@ -30,7 +31,7 @@ ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
 # Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
 SIZEOF = {"int": 4, "time_t": 8, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
           "struct pollfd": 8, "fd_set": 128, "kernel sigset": 8, "struct epoll_event": 12, "struct winsize": 8,
-          "struct sigaction": 152}
+          "struct sigaction": 152, "struct msghdr": 56}
 
 
 class Capture:
@@ -441,6 +442,35 @@ class Iovec(Kind):
         return [Capture(which, CAP_IOV_READ if self.filled else CAP_IOV, ALWAYS, LEN_ARG, self.count)]
 
 
+class Msghdr(Kind):
+    """A struct msghdr by its members, as strace shows one: {msg_name=..., msg_namelen=..., msg_iov=[...],
+    msg_iovlen=N, msg_control=[{cmsg_len=.., cmsg_level=SOL_SOCKET, cmsg_type=SCM_RIGHTS, cmsg_data=[3]}],
+    msg_controllen=N, msg_flags=0}; `filled`: the call fills it (recvmsg: its name, data and control as it left
+    them, msg_namelen as passed too: 110 => 5; a failed call's only {msg_namelen=N}), else it passes it (sendmsg).
+    The kind's table: the names it shows (MSG_*, the levels and types of control messages)."""
+
+    name, reader = "msghdr", "MRH_K_MSGHDR"
+
+    def __init__(self, filled=False):
+        self.filled = filled
+
+    def captures(self, which, params):
+        size = SIZEOF["struct msghdr"]
+        kept = [Capture(which, CAP_MSG_READ if self.filled else CAP_MSG, ALWAYS, LEN_FIXED, size=size)]
+        return [Capture(which, CAP_STRUCT, BEFORE, LEN_FIXED, size=size)] + kept if self.filled else kept
+
+    def table(self, tables):
+        ident = "msghdr_names"
+        if ident not in tables.made:
+            tables.made.add(ident)
+            tables.lines += ["static const mrh_msghdr_names %s = {%s, %s, %s, %s};" % (
+                ident, tables.flagset(MSG_FLAGS), tables.enum(SOCKOPT_LEVEL), tables.switch(CMSG_TYPE),
+                tables.names("cmsg_decoded", [(n, tables.symbols[n]) for n in ("SOL_SOCKET", "SCM_RIGHTS",
+                                                                               "SCM_CREDENTIALS")
+                                              if n in tables.symbols])), ""]
+        return "&" + ident
+
+
 class EpollEvents(Kind):
     """struct epoll_event: the one the caller passes (epoll_ctl's: shown for the ops that read it, by argument
     `op`, as strace), or, `filled`, the array the call fills with as many as it returns (epoll_wait's)."""
@@ -608,6 +638,11 @@ SOCKOPT_NAME = EnumBy("sockopt_name", 1, {
     "SOL_UDP": Enum("udp_names", prefix="UDP_", names=("UDP_CORK", "UDP_ENCAP", "UDP_NO_CHECK6_TX",
                                                        "UDP_NO_CHECK6_RX", "UDP_SEGMENT", "UDP_GRO"),
                     unknown="UDP_???")})
+# Control messages' types by their level (strace's tables; levels whose types it doesn't name show numbers).
+CMSG_TYPE = EnumBy("cmsg_type", 0, {
+    "SOL_SOCKET": Enum("scm_names", names=("SCM_RIGHTS", "SCM_CREDENTIALS", "SCM_SECURITY", "SCM_PIDFD"),
+                       unknown="SCM_???"),
+    "SOL_IP": SOCKOPT_NAME.cases["SOL_IP"], "SOL_IPV6": SOCKOPT_NAME.cases["SOL_IPV6"]})
 WHENCE = Enum("whence", prefix="SEEK_", preferred=("SEEK_SET",))
 CLOCK = Enum("clock", prefix="CLOCK_", preferred=("CLOCK_REALTIME", "CLOCK_MONOTONIC"),
              kernel={"CLOCK_SGI_CYCLE": 10})   # (glibc dropped it; the kernel still refuses it by that name)
@@ -815,10 +850,10 @@ FUNCTIONS = {
     "accept4": Fn(FD, Sockaddr(2, filled=True), LENGTH, SOCK_FLAGS, classes="net"),
     "send": Fn(FD, Bytes(2, counted=True), None, MSG_FLAGS, classes="net"),
     "sendto": Fn(FD, Bytes(2, counted=True), None, MSG_FLAGS, Sockaddr(5), None, classes="net"),
-    "sendmsg": Fn(FD, None, MSG_FLAGS, classes="net"), "sendmmsg": Fn(FD, None, None, MSG_FLAGS, classes="net"),
+    "sendmsg": Fn(FD, Msghdr(), MSG_FLAGS, classes="net"), "sendmmsg": Fn(FD, None, None, MSG_FLAGS, classes="net"),
     "recv": Fn(FD, BytesOut(2), None, MSG_FLAGS, classes="net"),
     "recvfrom": Fn(FD, BytesOut(2), None, MSG_FLAGS, Sockaddr(5, filled=True), LENGTH, classes="net"),
-    "recvmsg": Fn(FD, None, MSG_FLAGS, classes="net"),
+    "recvmsg": Fn(FD, Msghdr(filled=True), MSG_FLAGS, classes="net"),
     "recvmmsg": Fn(FD, None, None, MSG_FLAGS, None, classes="net"),
     "shutdown": Fn(FD, SHUTDOWN_HOW, classes="net"),
     "getsockopt": Fn(FD, SOCKOPT_LEVEL, SOCKOPT_NAME, SockoptValue(1, 4, filled=True), LENGTH, classes="net"),

@@ -66,18 +66,20 @@ def test_the_record_layout_is_what_the_compiler_says(tmp_path):
 
 def test_the_sizes_the_trace_descriptions_assume_are_the_compilers(tmp_path):
     """tracespec.SIZEOF: the C types the reader's compound kinds read (x86-64), as the compiler lays them out; and an
-    iovec's kept element (tracefile.h: mrh_iov_kept) has no hidden padding."""
+    iovec's kept element (tracefile.h: mrh_iov_kept) and a msghdr's (mrh_msg_kept) have no hidden padding."""
     from mrhooker import tracespec
     spelled = {"kernel sigset": "unsigned long"}   # the kernel's sigset_t: 64 signals
     names = sorted(tracespec.SIZEOF)
     probe = tmp_path / "sizes.c"
     probe.write_text("#define _GNU_SOURCE\n#include <poll.h>\n#include <signal.h>\n#include <stdio.h>\n"
                      "#include <sys/epoll.h>\n#include <sys/select.h>\n#include <fcntl.h>\n#include <time.h>\n"
-                     '#include <sys/ioctl.h>\n#include <sys/time.h>\n#include "tracefile.h"\nint main(void) {\n' +
+                     '#include <sys/ioctl.h>\n#include <sys/socket.h>\n#include <sys/time.h>\n#include "tracefile.h"\n'
+                     'int main(void) {\n' +
                      "".join('    printf("%%zu\\n", sizeof(%s));\n' % spelled.get(n, n) for n in names) +
-                     '    printf("%zu\\n", sizeof(mrh_iov_kept));\n    return 0;\n}\n')
+                     '    printf("%zu\\n", sizeof(mrh_iov_kept));\n    printf("%zu\\n", sizeof(mrh_msg_kept));\n'
+                     '    return 0;\n}\n')
     subprocess.run(["cc", "-I", RUNTIME, "-o", str(tmp_path / "sizes"), str(probe)], check=True)
     out = [int(x) for x in subprocess.run([str(tmp_path / "sizes")], capture_output=True, text=True,
                                           check=True).stdout.split()]
     assert dict(zip(names, out)) == tracespec.SIZEOF
-    assert out[-1] == 8 + 8 + 4 + 4
+    assert out[-2:] == [8 + 8 + 4 + 4, 8 * 5 + 4 * 6]

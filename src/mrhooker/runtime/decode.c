@@ -398,10 +398,8 @@ static uint16_t load16(const unsigned char *p) { uint16_t v; memcpy(&v, p, 2); r
 
 /* A socket address, as strace shows it: {sa_family=AF_INET, sin_port=htons(80), sin_addr=inet_addr("1.2.3.4")};
  * JSON: {"family": "AF_INET", "address": "1.2.3.4", "port": 80} (or "path" for AF_UNIX). */
-static void put_sockaddr(mrh_text *t, const mrh_decoders *d, const mrh_capture_header *c, int json)
+static void put_sockaddr(mrh_text *t, const mrh_decoders *d, const unsigned char *a, size_t n, int json)
 {
-    const unsigned char *a = mrh_capture_data(c);
-    size_t n = c->len;
     if (n < 2) {
         mrh_puts(t, json ? "{\"family\":null}" : "{}");
         return;
@@ -891,10 +889,11 @@ static void put_pollfds(mrh_text *t, const mrh_decoders *d, const mrh_capture_he
     put_char(t, ']');
 }
 
-/* An iovec array (MRH_CAP_IOV): [{iov_base="hello", iov_len=5}, ...] ("..." when it had more elements). */
-static void put_iovec(mrh_text *t, const mrh_capture_header *c, int json)
+/* An iovec array as MRH_CAP_IOV keeps one (len bytes of it, of an array of `full` elements): [{iov_base="hello",
+ * iov_len=5}, ...] ("..." when it had more elements). */
+static void put_iovec(mrh_text *t, const unsigned char *p, uint32_t len, uint32_t full, int json)
 {
-    const unsigned char *p = mrh_capture_data(c), *end = p + c->len;
+    const unsigned char *end = p + len;
     uint32_t shown = 0;
     put_char(t, '[');
     while ((size_t)(end - p) >= sizeof(mrh_iov_kept)) {
@@ -913,8 +912,132 @@ static void put_iovec(mrh_text *t, const mrh_capture_header *c, int json)
         mrh_put_u64(t, k.len);
         put_char(t, '}');
     }
-    if (shown < c->full) put_list_cut(t, shown, json);   /* cut at -s */
+    if (shown < full) put_list_cut(t, shown, json);   /* cut at -s */
     put_char(t, ']');
+}
+
+/* A part of a msghdr capture (name, control: kept bytes, or MRH_IOV_UNREAD): its bytes as shown, or its address
+ * when none were kept (NULL, unreadable, or a recvmsg that failed). */
+static int msg_part(const mrh_capture_header *c, uint32_t kept, uint64_t *used, const unsigned char **data)
+{
+    if (kept == 0 || kept == MRH_IOV_UNREAD || *used + kept > c->len) return 0;
+    *data = mrh_capture_data(c) + *used;
+    *used += MRH_ALIGN8(kept);
+    return 1;
+}
+
+/* Control messages: [{cmsg_len=20, cmsg_level=SOL_SOCKET, cmsg_type=SCM_RIGHTS, cmsg_data=[3]}, ...]. As strace:
+ * the data of SCM_RIGHTS (descriptors) and SCM_CREDENTIALS ({pid=, uid=, gid=}) only; a message whose length
+ * runs past the control's end is the last. */
+static void put_cmsgs(mrh_text *t, const mrh_msghdr_names *names, const unsigned char *p, size_t n, int json)
+{
+    const mrh_name *dec = names->decoded;   /* {SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS} */
+    int decoding = dec && dec[0].name && dec[1].name && dec[2].name;
+    size_t at = 0;
+    put_char(t, '[');
+    while (at + sizeof(struct cmsghdr) <= n) {
+        struct cmsghdr h;
+        memcpy(&h, p + at, sizeof h);
+        if (at) mrh_puts(t, json ? "," : ", ");
+        put_char(t, '{');
+        put_field(t, "cmsg_len", json, 1);
+        mrh_put_u64(t, h.cmsg_len);
+        put_field(t, "cmsg_level", json, 0);
+        put_enum(t, names->levels, (uint32_t)h.cmsg_level, 4, json);
+        put_field(t, "cmsg_type", json, 0);
+        const mrh_switch *sw = names->types;
+        while (sw && sw->names && sw->key != (uint32_t)h.cmsg_level) sw++;
+        if (sw && sw->names) put_enum(t, sw->names, (uint32_t)h.cmsg_type, 4, json);
+        else if (json) mrh_put_i64(t, h.cmsg_type);
+        else mrh_put_hex(t, (uint32_t)h.cmsg_type);   /* a level strace names no types of: the number alone */
+        size_t len = h.cmsg_len < sizeof h ? sizeof h : h.cmsg_len, end = at + len < n ? at + len : n;
+        const unsigned char *data = p + at + sizeof h;
+        size_t ndata = end - at - sizeof h;
+        if (decoding && (uint32_t)h.cmsg_level == dec[0].value && (uint32_t)h.cmsg_type == dec[1].value) {
+            put_field(t, "cmsg_data", json, 0);
+            put_char(t, '[');
+            for (size_t i = 0; i + 4 <= ndata; i += 4) {
+                if (i) mrh_puts(t, json ? "," : ", ");
+                mrh_put_i64(t, load_i32(data + i));
+            }
+            put_char(t, ']');
+        } else if (decoding && (uint32_t)h.cmsg_level == dec[0].value && (uint32_t)h.cmsg_type == dec[2].value &&
+                   ndata >= sizeof(struct ucred)) {
+            struct ucred cred;
+            memcpy(&cred, data, sizeof cred);
+            put_field(t, "cmsg_data", json, 0);
+            put_char(t, '{');
+            put_field(t, "pid", json, 1);
+            mrh_put_i64(t, cred.pid);
+            put_field(t, "uid", json, 0);
+            mrh_put_u64(t, cred.uid);
+            put_field(t, "gid", json, 0);
+            mrh_put_u64(t, cred.gid);
+            put_char(t, '}');
+        }
+        put_char(t, '}');
+        if (h.cmsg_len < sizeof h) break;   /* a length that can't be stepped by */
+        at += (len + sizeof(size_t) - 1) & ~(sizeof(size_t) - 1);   /* CMSG_NXTHDR's alignment */
+    }
+    put_char(t, ']');
+}
+
+/* A struct msghdr (MRH_CAP_MSG, _READ), as strace shows one: {msg_name=..., msg_namelen=110 => 5 (recvmsg: as passed,
+ * then as left), msg_iov=[...], msg_iovlen=1, msg_control=[...] (when msg_controllen is), msg_controllen=..,
+ * msg_flags=...}; a recvmsg that failed: {msg_namelen=N}, as passed. */
+static void put_msghdr(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const mrh_arg *a, unsigned index,
+                       uint64_t bits, int json)
+{
+    const mrh_capture_header *c = mrh_capture_of(v, index, 0), *in = mrh_capture_of(v, index, 1);
+    const mrh_msghdr_names *names = a->table;
+    mrh_msg_kept k;
+    if (!bits || !c || c->len < sizeof k) {
+        put_pointer(t, bits, json);
+        return;
+    }
+    memcpy(&k, mrh_capture_data(c), sizeof k);
+    int reading = (c->kind & 0xff) == MRH_CAP_MSG_READ;
+    uint32_t namelen_in = k.namelen;
+    if (in && in->len >= sizeof(struct msghdr)) {
+        struct msghdr m;
+        memcpy(&m, mrh_capture_data(in), sizeof m);
+        namelen_in = m.msg_namelen;
+    }
+    put_char(t, '{');
+    if (reading && (v->rec->flags & (MRH_FAILED | MRH_INJECTED))) {
+        put_field(t, "msg_namelen", json, 1);
+        mrh_put_u64(t, namelen_in);
+        put_char(t, '}');
+        return;
+    }
+    uint64_t used = sizeof k;
+    const unsigned char *name = NULL, *control = NULL;
+    int has_name = msg_part(c, k.name_kept, &used, &name), has_control = msg_part(c, k.control_kept, &used, &control);
+    put_field(t, "msg_name", json, 1);
+    if (has_name) put_sockaddr(t, d, name, k.name_kept, json);
+    else put_pointer(t, k.name, json);
+    put_field(t, "msg_namelen", json, 0);
+    if (!json && reading && namelen_in != k.namelen) {
+        mrh_put_u64(t, namelen_in);
+        mrh_puts(t, " => ");
+    }
+    mrh_put_u64(t, k.namelen);
+    put_field(t, "msg_iov", json, 0);
+    if (k.iov && k.iov_kept && used + k.iov_kept <= c->len)
+        put_iovec(t, mrh_capture_data(c) + used, k.iov_kept, (uint32_t)k.iovlen, json);
+    else put_pointer(t, k.iov, json);
+    put_field(t, "msg_iovlen", json, 0);
+    mrh_put_u64(t, k.iovlen);
+    if (k.controllen) {
+        put_field(t, "msg_control", json, 0);
+        if (has_control && k.control_kept >= sizeof(struct cmsghdr)) put_cmsgs(t, names, control, k.control_kept, json);
+        else put_pointer(t, k.control, json);
+    }
+    put_field(t, "msg_controllen", json, 0);
+    mrh_put_u64(t, k.controllen);
+    put_field(t, "msg_flags", json, 0);
+    put_flags_value(t, names->flags, k.flags, json);
+    put_char(t, '}');
 }
 
 /* struct epoll_event (packed: 12 bytes): {events=EPOLLIN, data={u32=3, u64=3}}. */
@@ -1371,6 +1494,9 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
     case MRH_K_LENGTH:
         put_length(t, v, index, bits, json);
         return;
+    case MRH_K_MSGHDR:
+        put_msghdr(t, d, v, a, index, bits, json);
+        return;
     case MRH_K_OFFSET:
     case MRH_K_OFFSET_UNSIGNED:
         put_offset(t, v, index, bits, a->kind == MRH_K_OFFSET_UNSIGNED, json);
@@ -1411,7 +1537,7 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         put_captured(t, c, json);
         return;
     case MRH_K_SOCKADDR:
-        put_sockaddr(t, d, c, json);
+        put_sockaddr(t, d, mrh_capture_data(c), c->len, json);
         return;
     case MRH_K_ARGV:
         put_argv(t, c, json);
@@ -1456,7 +1582,7 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         put_pollfds(t, d, c, 0, json);
         return;
     case MRH_K_IOVEC:
-        put_iovec(t, c, json);
+        put_iovec(t, mrh_capture_data(c), c->len, c->full, json);
         return;
     case MRH_K_EPOLL_EVENT:
         if (c->len < 12) {

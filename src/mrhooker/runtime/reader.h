@@ -55,6 +55,15 @@ typedef struct mrh_flagset {
     const char *unknown;      /* a line's comment when no bit has a name, as strace writes it: "O_???"; or NULL */
 } mrh_flagset;
 
+/* The names a struct msghdr is shown with (MRH_K_MSGHDR's table): msg_flags', control messages' levels and their
+ * types by level; decoded: {SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS}, the messages whose data is shown. */
+typedef struct mrh_msghdr_names {
+    const mrh_flagset *flags;
+    const mrh_enum *levels;
+    const mrh_switch *types;
+    const mrh_name *decoded;
+} mrh_msghdr_names;
+
 /* A struct, as the compiler laid it out (layouts.py measured it). */
 typedef struct mrh_member mrh_member;
 typedef struct mrh_layout {
@@ -127,6 +136,8 @@ enum mrh_kind {
     MRH_K_SIG_HANDLER,  /* a signal handler: SIG_DFL, SIG_IGN, SIG_ERR or an address */
     MRH_K_SIGACTION,    /* a captured struct sigaction: {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}; table: flags */
     MRH_K_OFFSET_UNSIGNED, /* the same, unsigned (sendfile's, as strace shows it) */
+    MRH_K_MSGHDR,       /* a captured struct msghdr (MRH_CAP_MSG, _READ): {msg_name=..., msg_iov=[...], ...};
+                         * table: mrh_msghdr_names */
 };
 
 /* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -398,6 +399,59 @@ static uint64_t copy_iov(unsigned char *dst, const mrh_capture *c, uint64_t limi
     return used;
 }
 
+/* A struct msghdr (see MRH_CAP_MSG): the struct, through the kernel (a bad pointer, or a message another thread
+ * changes, never faults); 0 if it can't be read. */
+static int read_msghdr(struct msghdr *m, const void *at)
+{
+    return copy_from_target(m, at, sizeof *m, 1, 0) == sizeof *m;
+}
+
+/* The most a msghdr capture takes of a record (its iovec array as an MRH_CAP_IOV of msg_iovlen takes it). */
+static uint64_t msg_room(uint64_t iovlen, uint64_t limit, uint64_t ring_size)
+{
+    return sizeof(mrh_msg_kept) + MRH_MSG_NAME_KEPT + MRH_MSG_CONTROL_KEPT +
+           iov_shown(iovlen, limit) * sizeof(mrh_iov_kept) + iov_budget(iovlen, limit, ring_size);
+}
+
+/* Copies up to n bytes at src into dst for a msghdr capture; the bytes kept, or MRH_IOV_UNREAD. */
+static uint32_t copy_msg_part(unsigned char *dst, uint64_t src, uint64_t n, uint64_t most, uint64_t *used)
+{
+    if (!src || !n) return 0;
+    if (n > most) n = most;
+    uint64_t got = copy_from_target(dst + *used, (const void *)(uintptr_t)src, n, 1, 0);
+    if (got < n) return MRH_IOV_UNREAD;   /* shown as the address, as strace shows what it can't read */
+    *used += MRH_ALIGN8(got);
+    return (uint32_t)got;
+}
+
+/* A struct msghdr, its name, control and iovecs (see MRH_CAP_MSG), within `room` bytes: read again now (the
+ * length was worked out from an earlier read, which another thread may have changed since: the iovecs kept are
+ * cut to what fits). A recvmsg that failed filled nothing: only the struct is kept. */
+static uint64_t copy_msg(unsigned char *dst, const mrh_capture *c, uint64_t limit, uint64_t room, uint64_t ret,
+                         int flags, int *unread)
+{
+    struct msghdr m;
+    if (room < sizeof(mrh_msg_kept) || !read_msghdr(&m, c->ptr)) {
+        *unread = 1;
+        return 0;
+    }
+    mrh_msg_kept *k = (mrh_msg_kept *)dst;
+    *k = (mrh_msg_kept){(uintptr_t)m.msg_name, (uintptr_t)m.msg_iov, m.msg_iovlen, (uintptr_t)m.msg_control,
+                        m.msg_controllen, m.msg_namelen, (uint32_t)m.msg_flags, 0, 0, 0, 0};
+    uint64_t used = sizeof *k;
+    if (c->kind == MRH_CAP_MSG_READ && (flags & (MRH_FAILED | MRH_INJECTED))) return used;
+    k->name_kept = copy_msg_part(dst, k->name, m.msg_namelen, MRH_MSG_NAME_KEPT, &used);
+    k->control_kept = copy_msg_part(dst, k->control, m.msg_controllen, MRH_MSG_CONTROL_KEPT, &used);
+    if (!m.msg_iov) return used;
+    uint64_t left = room - used, count = m.msg_iovlen;
+    if (iov_shown(count, limit) * sizeof(mrh_iov_kept) > left) count = left / sizeof(mrh_iov_kept);
+    mrh_capture iov = {m.msg_iov, count, c->which, c->kind == MRH_CAP_MSG_READ ? MRH_CAP_IOV_READ : MRH_CAP_IOV, 0};
+    uint64_t got = copy_iov(dst + used, &iov, limit, left - iov_shown(count, limit) * sizeof(mrh_iov_kept), ret,
+                            flags);
+    k->iov_kept = (uint32_t)got;
+    return used + got;
+}
+
 /* The length of a capture's data as stored: strings up to their NUL (at most len), everything cut at -s. */
 static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *full, int safe, uint64_t ring_size)
 {
@@ -407,6 +461,11 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
     if (c->kind == MRH_CAP_IOV || c->kind == MRH_CAP_IOV_READ) {   /* the most it takes */
         *full = c->len;
         return iov_shown(c->len, limit) * sizeof(mrh_iov_kept) + iov_budget(c->len, limit, ring_size);
+    }
+    if (c->kind == MRH_CAP_MSG || c->kind == MRH_CAP_MSG_READ) {   /* the most it takes, by its msg_iovlen now */
+        struct msghdr m;
+        *full = 1;
+        return msg_room(read_msghdr(&m, c->ptr) ? m.msg_iovlen : 0, limit, ring_size);
     }
     if (c->kind == MRH_CAP_PATH) limit = 4096;   /* PATH_MAX: a path is shown whole */
     if (c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH) {
@@ -540,6 +599,8 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
             got = copy_iov(q, &caps[i], limit, lens[i] - iov_shown(caps[i].len, limit) * sizeof(mrh_iov_kept), ret,
                            flags);
             unread = iov_shown(caps[i].len, limit) && !got;
+        } else if (caps[i].kind == MRH_CAP_MSG || caps[i].kind == MRH_CAP_MSG_READ) {
+            got = copy_msg(q, &caps[i], limit, lens[i], ret, flags, &unread);
         } else {
             int through_kernel = safe || caps[i].unsure;
             got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], through_kernel, string) : 0;

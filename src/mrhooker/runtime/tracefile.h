@@ -38,7 +38,7 @@ enum { MRH_CLOCK_MONOTONIC = 1, MRH_CLOCK_TSC = 2 };
  * the vector has (counted up to MRH_STRV_COUNTED). A struct (and any
  * other fixed-size object the reader shows by its contents) is kept whole, up to MRH_STRUCT_KEPT bytes. */
 enum { MRH_CAP_STRING = 1, MRH_CAP_BYTES = 2, MRH_CAP_SOCKADDR = 3, MRH_CAP_PATH = 4, MRH_CAP_STRV = 5,
-       MRH_CAP_STRUCT = 6, MRH_CAP_IOV = 7, MRH_CAP_IOV_READ = 8 };
+       MRH_CAP_STRUCT = 6, MRH_CAP_IOV = 7, MRH_CAP_IOV_READ = 8, MRH_CAP_MSG = 9, MRH_CAP_MSG_READ = 10 };
 /* An iovec array (MRH_CAP_IOV: the data it passes, writev's; MRH_CAP_IOV_READ: the data the call filled, as many
  * bytes as it returned, readv's; none when it failed) keeps its first elements (at most -s of them, and
  * MRH_IOV_KEPT), each as an mrh_iov_kept and its bytes cut at -s, padded to 8; its `full` is how many elements the
@@ -51,6 +51,18 @@ typedef struct mrh_iov_kept {
     uint32_t data;        /* bytes of it the call passed or filled (more than kept: cut) */
 } mrh_iov_kept;
 #define MRH_IOV_UNREAD 0x80000000u   /* (an element keeps at most 1 MB)*/
+/* A struct msghdr (MRH_CAP_MSG: the message a call passes, sendmsg's; MRH_CAP_MSG_READ: the one it filled,
+ * recvmsg's, kept as the call left it: none of its name, data or control when it failed) keeps an mrh_msg_kept,
+ * then its name's bytes (at most MRH_MSG_NAME_KEPT) and its control's (at most MRH_MSG_CONTROL_KEPT), each
+ * padded to 8, then its iovec array as an MRH_CAP_IOV keeps one (its elements: msg_iovlen). */
+#define MRH_MSG_NAME_KEPT 128
+#define MRH_MSG_CONTROL_KEPT 512
+typedef struct mrh_msg_kept {
+    uint64_t name, iov, iovlen, control, controllen;   /* the struct's members, as read */
+    uint32_t namelen, flags;
+    uint32_t name_kept, control_kept;   /* bytes stored of each; MRH_IOV_UNREAD: none could be read */
+    uint32_t iov_kept, pad;             /* bytes the iovec array takes after them */
+} mrh_msg_kept;
 /* In a capture's kind: taken before the call, as the argument was passed (the call may change it: select's
  * fd_sets, a socklen_t it reads and writes). */
 #define MRH_CAP_BEFORE 0x100
