@@ -23,6 +23,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <linux/capability.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
@@ -593,6 +595,26 @@ static void signals(void)
     kill(getpid(), SIGRTMAX);
     kill(getpid(), 0);
     kill(getpid(), 99);                                 /* EINVAL */
+    /* prctl: the option by name, its arguments by it (the unused ones are whatever the registers held) */
+    char name[16];
+    int value;
+    prctl(PR_SET_NAME, "corpus");
+    prctl(PR_GET_NAME, name);                           /* "corpus" */
+    prctl(PR_SET_NAME, NULL);                           /* EFAULT: NULL */
+    prctl(PR_GET_DUMPABLE);                             /* 1 (SUID_DUMP_USER) */
+    prctl(PR_SET_DUMPABLE, 1);                          /* SUID_DUMP_USER */
+    prctl(PR_SET_DUMPABLE, 7);                          /* EINVAL: 0x7 /\* SUID_DUMP_??? *\/ */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    prctl(PR_GET_PDEATHSIG, &value);                    /* [SIGTERM] */
+    prctl(PR_SET_PDEATHSIG, 0);
+    prctl(PR_GET_CHILD_SUBREAPER, &value);              /* [0] */
+    prctl(PR_SET_NO_NEW_PRIVS, 0, 0, 0, 0);             /* EINVAL: all five shown */
+    prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
+    prctl(PR_CAPBSET_READ, CAP_CHOWN);
+    prctl(PR_CAPBSET_READ, 99);                         /* EINVAL: 0x63 /\* CAP_??? *\/ */
+    prctl(PR_GET_TIMERSLACK);
+    prctl(PR_SET_KEEPCAPS, 0);
+    prctl(12345, 1, 2, 0, 4);                           /* EINVAL: 0x3039 /\* PR_??? *\/, 0x1, 0x2, 0, 0x4 */
 }
 
 static void clocks(void)

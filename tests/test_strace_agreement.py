@@ -38,7 +38,7 @@ FUNCTIONS = sorted(set("""
     execve execv waitpid wait wait4 waitid kill raise sigaction sigprocmask clock_gettime nanosleep clock_nanosleep exit
     _exit copy_file_range posix_fadvise fsync fdatasync ftruncate ftruncate64 utimensat futimens eventfd
     epoll_create1 epoll_ctl epoll_wait getrlimit setrlimit readv writev preadv pwritev
-    renameat2 madvise msync mlock2 getitimer setitimer sendfile splice flock getpriority setpriority sendmsg recvmsg
+    renameat2 madvise msync mlock2 getitimer setitimer sendfile splice flock getpriority setpriority sendmsg recvmsg prctl
 """.split()))
 SYSCALLS = sd.syscalls_for(FUNCTIONS)
 

@@ -471,6 +471,57 @@ class Msghdr(Kind):
         return "&" + ident
 
 
+class PrctlArg(Kind):
+    """prctl's argument `position` (1 to 4), by its option (argument `ref`), as strace shows them: none for the
+    options that take none (PR_GET_DUMPABLE), the first alone for those that take one; a name (PR_SET_NAME's,
+    kept; PR_GET_NAME's, kept once filled), a signal (PR_SET_PDEATHSIG), an int the call filled ([SIGTERM],
+    [0]), SUID_DUMP_*, a capability (CAP_CHOWN), else a number; an unknown option's in hex. With `result`, its
+    result: PR_GET_DUMPABLE's 1 (SUID_DUMP_USER)."""
+
+    name, reader = "prctl_arg", "MRH_K_PRCTL_ARG"
+    ref = 0
+    NO_ARG = ("PR_GET_DUMPABLE", "PR_GET_KEEPCAPS", "PR_GET_TIMING", "PR_GET_SECCOMP", "PR_GET_SECUREBITS",
+              "PR_GET_TIMERSLACK", "PR_TASK_PERF_EVENTS_DISABLE", "PR_TASK_PERF_EVENTS_ENABLE", "PR_MCE_KILL_GET",
+              "PR_GET_FP_MODE", "PR_GET_IO_FLUSHER")
+    ONE_ARG = ("PR_SET_PDEATHSIG", "PR_GET_PDEATHSIG", "PR_SET_DUMPABLE", "PR_SET_KEEPCAPS", "PR_SET_NAME",
+               "PR_GET_NAME", "PR_CAPBSET_READ", "PR_CAPBSET_DROP", "PR_SET_SECUREBITS", "PR_SET_TIMERSLACK",
+               "PR_SET_CHILD_SUBREAPER", "PR_GET_CHILD_SUBREAPER", "PR_SET_TIMING", "PR_GET_TSC", "PR_SET_TSC",
+               "PR_SET_FP_MODE", "PR_GET_TID_ADDRESS", "PR_GET_UNALIGN", "PR_SET_UNALIGN", "PR_GET_FPEMU",
+               "PR_SET_FPEMU", "PR_GET_FPEXC", "PR_SET_FPEXC", "PR_GET_ENDIAN", "PR_SET_ENDIAN")
+    FILLED_INTS = ("PR_GET_PDEATHSIG", "PR_GET_CHILD_SUBREAPER", "PR_GET_TSC", "PR_GET_UNALIGN", "PR_GET_FPEMU",
+                   "PR_GET_FPEXC", "PR_GET_ENDIAN")
+
+    def __init__(self, position=1, result=False):
+        self.position, self.result = position, result
+        self.name = "prctl_arg%d" % position   # (its shown_if's table is made by this name)
+        if result:
+            self.name, self.reader = "prctl_result", "MRH_K_PRCTL_RESULT"
+
+    def captures(self, which, params):
+        if self.position != 1 or self.result:
+            return []
+        return [Capture(which, CAP_STRING, ALWAYS, only_if=self.ref, values=("PR_SET_NAME",)),
+                Capture(which, CAP_STRING, IF_OK, only_if=self.ref, values=("PR_GET_NAME",)),
+                Capture(which, CAP_STRUCT, IF_OK, LEN_FIXED, size=SIZEOF["int"], only_if=self.ref,
+                        values=self.FILLED_INTS)]
+
+    def shown_if(self, symbols):
+        if self.result:
+            return ("MRH_SHOWN", 0, 0, None)
+        return ("MRH_SHOWN_UNLESS_IN", self.ref, 0, self.NO_ARG if self.position == 1 else self.NO_ARG + self.ONE_ARG)
+
+    def table(self, tables):
+        ident = "prctl_names"
+        if ident not in tables.made:
+            tables.made.add(ident)
+            tables.lines += ["static const mrh_prctl_names %s = {%s, %s};" % (
+                ident, tables.names("names_prctl_option", [(n, tables.symbols[n]) for n in PRCTL_OPTION.names
+                                                           if n in tables.symbols]),
+                tables.enum(CAPABILITY)), ""]
+        return "&" + ident
+
+
+
 class EpollEvents(Kind):
     """struct epoll_event: the one the caller passes (epoll_ctl's: shown for the ops that read it, by argument
     `op`, as strace), or, `filled`, the array the call fills with as many as it returns (epoll_wait's)."""
@@ -643,6 +694,21 @@ CMSG_TYPE = EnumBy("cmsg_type", 0, {
     "SOL_SOCKET": Enum("scm_names", names=("SCM_RIGHTS", "SCM_CREDENTIALS", "SCM_SECURITY", "SCM_PIDFD"),
                        unknown="SCM_???"),
     "SOL_IP": SOCKOPT_NAME.cases["SOL_IP"], "SOL_IPV6": SOCKOPT_NAME.cases["SOL_IPV6"]})
+PRCTL_OPTION = Enum("prctl_option", names=(   # (the headers' PR_ prefix names their arguments' values too)
+    "PR_SET_PDEATHSIG", "PR_GET_PDEATHSIG", "PR_GET_DUMPABLE", "PR_SET_DUMPABLE", "PR_GET_UNALIGN", "PR_SET_UNALIGN",
+    "PR_GET_KEEPCAPS", "PR_SET_KEEPCAPS", "PR_GET_FPEMU", "PR_SET_FPEMU", "PR_GET_FPEXC", "PR_SET_FPEXC",
+    "PR_GET_TIMING", "PR_SET_TIMING", "PR_SET_NAME", "PR_GET_NAME", "PR_GET_ENDIAN", "PR_SET_ENDIAN",
+    "PR_GET_SECCOMP", "PR_SET_SECCOMP", "PR_CAPBSET_READ", "PR_CAPBSET_DROP", "PR_GET_TSC", "PR_SET_TSC",
+    "PR_GET_SECUREBITS", "PR_SET_SECUREBITS", "PR_SET_TIMERSLACK", "PR_GET_TIMERSLACK",
+    "PR_TASK_PERF_EVENTS_DISABLE", "PR_TASK_PERF_EVENTS_ENABLE", "PR_MCE_KILL", "PR_MCE_KILL_GET", "PR_SET_MM",
+    "PR_SET_PTRACER", "PR_SET_CHILD_SUBREAPER", "PR_GET_CHILD_SUBREAPER", "PR_SET_NO_NEW_PRIVS",
+    "PR_GET_NO_NEW_PRIVS", "PR_GET_TID_ADDRESS", "PR_SET_THP_DISABLE", "PR_GET_THP_DISABLE",
+    "PR_MPX_ENABLE_MANAGEMENT", "PR_MPX_DISABLE_MANAGEMENT", "PR_SET_FP_MODE", "PR_GET_FP_MODE", "PR_CAP_AMBIENT",
+    "PR_SVE_SET_VL", "PR_SVE_GET_VL", "PR_GET_SPECULATION_CTRL", "PR_SET_SPECULATION_CTRL", "PR_PAC_RESET_KEYS",
+    "PR_SET_TAGGED_ADDR_CTRL", "PR_GET_TAGGED_ADDR_CTRL", "PR_SET_IO_FLUSHER", "PR_GET_IO_FLUSHER",
+    "PR_SET_SYSCALL_USER_DISPATCH", "PR_PAC_SET_ENABLED_KEYS", "PR_PAC_GET_ENABLED_KEYS", "PR_SCHED_CORE",
+    "PR_SME_SET_VL", "PR_SME_GET_VL", "PR_SET_VMA"), unknown="PR_???")
+CAPABILITY = Enum("capability", prefix="CAP_", exclude=("CAP_LAST_CAP",), unknown="CAP_???")
 WHENCE = Enum("whence", prefix="SEEK_", preferred=("SEEK_SET",))
 CLOCK = Enum("clock", prefix="CLOCK_", preferred=("CLOCK_REALTIME", "CLOCK_MONOTONIC"),
              kernel={"CLOCK_SGI_CYCLE": 10})   # (glibc dropped it; the kernel still refuses it by that name)
@@ -894,7 +960,7 @@ FUNCTIONS = {
     # (getpriority's result is the nice value, the system call's 20 minus it: strace shows 20 for nice 0)
     "getpriority": Fn(PRIO_WHICH, None), "setpriority": Fn(PRIO_WHICH, None, None),
     "setuid": Fn(ID, classes="process"), "setgid": Fn(ID, classes="process"),
-    "prctl": Fn(None, None, None, None, None, classes="process"),
+    "prctl": Fn(PRCTL_OPTION, *[PrctlArg(i) for i in range(1, 5)], ret=PrctlArg(result=True), classes="process"),
     # the rest of pthreads fail as pthread_create does: 0, or an error number (in no class; pthread_barrier_wait
     # is not here: its -1 is PTHREAD_BARRIER_SERIAL_THREAD, a success)
     **{name: Fn(ret=ERRNO_RESULT) for name in (
@@ -1015,7 +1081,8 @@ def named_constants():
     kinds = [k for fn in FUNCTIONS.values() for k in fn.kinds + (fn.ret,) if k is not None]
     kinds += [v for v in globals().values() if isinstance(v, Kind)]
     for kind in kinds:
-        for attr in ("names", "bits", "low", "NO_ARG", "LOCKS", "INT_POINTERS", "INT_VALUES"):
+        for attr in ("names", "bits", "low", "NO_ARG", "ONE_ARG", "FILLED_INTS", "LOCKS", "INT_POINTERS",
+                     "INT_VALUES"):
             value = getattr(kind, attr, None)
             if isinstance(value, (tuple, list)):
                 names.update(value)

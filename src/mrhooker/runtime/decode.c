@@ -1276,6 +1276,69 @@ static void put_ioctl_request(mrh_text *t, const mrh_arg *a, uint64_t v, int jso
     mrh_puts(t, buf);
 }
 
+/* prctl's option, by name (NULL: unknown). */
+static const char *prctl_option(const mrh_view *v, const mrh_arg *a)
+{
+    const mrh_prctl_names *names = a->table;
+    return names && a->ref < v->rec->nargs ? name_of(names->options, v->args[a->ref]) : NULL;
+}
+
+/* The dumpable modes (PR_SET_DUMPABLE, PR_GET_DUMPABLE's result) by strace's names: no userspace header has them. */
+static const mrh_name suid_dump[] = {{"SUID_DUMP_DISABLE", 0}, {"SUID_DUMP_USER", 1}, {"SUID_DUMP_ROOT", 2},
+                                     {NULL, 0}};
+static const mrh_enum suid_dump_enum = {suid_dump, "SUID_DUMP_???"};
+
+/* prctl's argument, by its option (see tracespec.PrctlArg). */
+static void put_prctl_arg(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const mrh_arg *a, unsigned index,
+                          uint64_t bits, int json)
+{
+    const char *option = prctl_option(v, a);
+    const mrh_capture_header *c = mrh_capture_of(v, index, 0);
+    const mrh_prctl_names *names = a->table;
+    if (!option) {   /* an unknown option's arguments: in hex, as strace shows them */
+        if (bits && !json) mrh_put_hex(t, bits);
+        else mrh_put_u64(t, bits);
+    } else if (index != 1) {   /* the options that take more than one: numbers (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) */
+        mrh_put_u64(t, bits);
+    } else if (!strcmp(option, "PR_SET_NAME") || !strcmp(option, "PR_GET_NAME")) {
+        if (c && bits) put_captured(t, c, json);
+        else put_pointer(t, bits, json);
+    } else if (!strcmp(option, "PR_SET_PDEATHSIG") && bits) {
+        if (json) put_char(t, '"');
+        put_signal(t, d, (int64_t)bits);
+        if (json) put_char(t, '"');
+    } else if (c && c->len >= 4) {   /* an int the call filled: [SIGTERM] for PR_GET_PDEATHSIG, else [0] */
+        int32_t value = load_i32(mrh_capture_data(c));
+        int signal = !strcmp(option, "PR_GET_PDEATHSIG") && value;
+        const char *open = json ? (signal ? "\"" : "") : "[", *close = json ? open : "]";
+        mrh_puts(t, open);
+        if (signal) put_signal(t, d, value);
+        else mrh_put_i64(t, value);
+        mrh_puts(t, close);
+    } else if (!strcmp(option, "PR_SET_DUMPABLE")) {
+        put_enum(t, &suid_dump_enum, bits, 8, json);
+    } else if (!strcmp(option, "PR_CAPBSET_READ") || !strcmp(option, "PR_CAPBSET_DROP")) {
+        put_enum(t, names->capabilities, bits, 8, json);
+    } else if (strstr(option, "_GET_") && strcmp(option, "PR_GET_NO_NEW_PRIVS") &&
+               strcmp(option, "PR_GET_THP_DISABLE")) {
+        put_pointer(t, bits, json);   /* a pointer the call fills, not kept (it failed) */
+    } else {
+        mrh_put_u64(t, bits);
+    }
+}
+
+/* prctl's result: PR_GET_DUMPABLE's mode named, as strace: 1 (SUID_DUMP_USER). */
+static void put_prctl_result(mrh_text *t, const mrh_view *v, const mrh_arg *a, uint64_t bits, int json)
+{
+    const char *option = prctl_option(v, a), *mode = name_of(suid_dump, bits);
+    mrh_put_i64(t, (int64_t)bits);
+    if (!json && mode && option && !strcmp(option, "PR_GET_DUMPABLE")) {
+        mrh_puts(t, " (");
+        mrh_puts(t, mode);
+        put_char(t, ')');
+    }
+}
+
 /* ---- one value ------------------------------------------------------------------------------------------- */
 
 int mrh_arg_shown(const mrh_view *v, const mrh_arg *a)
@@ -1493,6 +1556,12 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_LENGTH:
         put_length(t, v, index, bits, json);
+        return;
+    case MRH_K_PRCTL_ARG:
+        put_prctl_arg(t, d, v, a, index, bits, json);
+        return;
+    case MRH_K_PRCTL_RESULT:
+        put_prctl_result(t, v, a, bits, json);
         return;
     case MRH_K_MSGHDR:
         put_msghdr(t, d, v, a, index, bits, json);

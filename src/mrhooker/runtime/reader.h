@@ -64,6 +64,12 @@ typedef struct mrh_msghdr_names {
     const mrh_name *decoded;
 } mrh_msghdr_names;
 
+/* The names prctl's arguments are shown with (MRH_K_PRCTL_ARG's table): its options (PR_*), capabilities. */
+typedef struct mrh_prctl_names {
+    const mrh_name *options;
+    const mrh_enum *capabilities;
+} mrh_prctl_names;
+
 /* A struct, as the compiler laid it out (layouts.py measured it). */
 typedef struct mrh_member mrh_member;
 typedef struct mrh_layout {
@@ -136,6 +142,9 @@ enum mrh_kind {
     MRH_K_SIG_HANDLER,  /* a signal handler: SIG_DFL, SIG_IGN, SIG_ERR or an address */
     MRH_K_SIGACTION,    /* a captured struct sigaction: {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}; table: flags */
     MRH_K_OFFSET_UNSIGNED, /* the same, unsigned (sendfile's, as strace shows it) */
+    MRH_K_PRCTL_ARG,    /* prctl's argument, by its option (ref): PR_SET_NAME's "foo", SIGTERM, [SIGTERM]...;
+                         * table: mrh_prctl_names */
+    MRH_K_PRCTL_RESULT, /* prctl's result, by its option (ref): 1 (SUID_DUMP_USER) for PR_GET_DUMPABLE */
     MRH_K_MSGHDR,       /* a captured struct msghdr (MRH_CAP_MSG, _READ): {msg_name=..., msg_iov=[...], ...};
                          * table: mrh_msghdr_names */
 };
