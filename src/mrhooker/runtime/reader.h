@@ -139,14 +139,14 @@ enum mrh_kind {
     MRH_K_TIME,         /* a captured time_t: [946684800], its date in a comment after the number */
     MRH_K_TIME_RESULT,  /* seconds since the epoch: 946684800 (2000-01-01T00:00:00+0000) */
     MRH_K_OFFSET,       /* a captured off64_t, as passed and (if kept) after the call: [0] => [3] */
-    MRH_K_SIG_HANDLER,  /* a signal handler: SIG_DFL, SIG_IGN, SIG_ERR or an address */
-    MRH_K_SIGACTION,    /* a captured struct sigaction: {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}; table: flags */
     MRH_K_OFFSET_UNSIGNED, /* the same, unsigned (sendfile's, as strace shows it) */
     MRH_K_PRCTL_ARG,    /* prctl's argument, by its option (ref): PR_SET_NAME's "foo", SIGTERM, [SIGTERM]...;
                          * table: mrh_prctl_names */
     MRH_K_PRCTL_RESULT, /* prctl's result, by its option (ref): 1 (SUID_DUMP_USER) for PR_GET_DUMPABLE */
     MRH_K_MSGHDR,       /* a captured struct msghdr (MRH_CAP_MSG, _READ): {msg_name=..., msg_iov=[...], ...};
                          * table: mrh_msghdr_names */
+    MRH_K_SIG_HANDLER,  /* a signal handler: SIG_DFL, SIG_IGN, SIG_ERR or an address */
+    MRH_K_SIGACTION,    /* a captured struct sigaction: {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}; table: flags */
 };
 
 /* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without
