@@ -221,12 +221,16 @@ def _fcntl(a):
 
 
 def _restorer(act):
-    """A new action as glibc passes it on: SA_RESTORER and its restorer added (any address agrees)."""
-    if not act.startswith("{"):
+    """A new action as glibc passes it on: SA_RESTORER and its restorer added (any address agrees), the int
+    sa_flags sign-extended into the kernel's unsigned long (SA_RESETHAND is bit 31)."""
+    if not act.startswith("{") or "SA_RESTORER" in act:   # (an old action passed back keeps its own)
         return act
     m = re.match(r"(.*sa_flags=)([^,}]*)(.*)}$", act)
     flags = re.sub(r" /\* .* \*/$", "", m.group(2))   # with a named bit, no comment for the unnamed ones
-    return "%sSA_RESTORER%s%s, sa_restorer=0x7f0000000000}" % (m.group(1), "" if flags == "0" else "|" + flags, m.group(3))
+    flags = "SA_RESTORER" + ("" if flags == "0" else "|" + flags)
+    if "SA_RESETHAND" in flags:
+        flags += "|0xffffffff00000000"
+    return "%s%s%s, sa_restorer=0x7f0000000000}" % (m.group(1), flags, m.group(3))
 
 
 VDSO_CLOCKS = ("CLOCK_REALTIME", "CLOCK_MONOTONIC", "CLOCK_BOOTTIME", "CLOCK_TAI", "CLOCK_REALTIME_COARSE",
@@ -259,7 +263,9 @@ MAPPING = {
     "select": Rule("pselect6", lambda a: a[:4] + [_timeval_to_timespec(a[4]), "NULL"], key=()),
     "pselect": Rule("pselect6", lambda a: a[:5] + [_pselect_mask(a[5])], key=()),
     "poll": Rule("poll", key=()), "ppoll": Rule("ppoll", lambda a: a + ["8"], key=()),
-    "sigaction": Rule("rt_sigaction", lambda a: [a[0], _restorer(a[1])] + a[2:] + ["8"], key=()),
+    # glibc keeps signals 32 and 33 (SIGCANCEL, SIGSETXID) for itself: EINVAL with no system call
+    "sigaction": Rule("rt_sigaction", lambda a: [a[0], _restorer(a[1])] + a[2:] + ["8"], key=(),
+                      none_if=lambda a: a[0] in ("SIGRTMIN", "SIGRT_1")),
     "sigprocmask": Rule("rt_sigprocmask", lambda a: a + ["8"], key=()),
     "pthread_sigmask": Rule("rt_sigprocmask", lambda a: a + ["8"], key=()),
     "raise": Rule("tgkill", lambda a: [SELF, SELF] + a, pids=(0, 1), key=()),
@@ -383,7 +389,7 @@ def _steady(text):
 # an address as a member: iov_base=0x7ffc..., a handler (sa_handler=, sa_restorer=), and a msghdr's name or control
 # that wasn't read (msg_control=0x7ffc...)
 _MEMBER_ADDRESS = re.compile(r"(?:(?<=_base=)|(?<=_handler=)|(?<=_restorer=)|(?<=msg_name=)|(?<=msg_control=))"
-                             r"0x[0-9a-f]+")
+                             r"0x[0-9a-f]+\b")
 
 
 def _shape(text):
