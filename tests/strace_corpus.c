@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -127,6 +128,13 @@ static void stats(void)
     statx(AT_FDCWD, "/", 0, STATX_BASIC_STATS, &stx);   /* stx_attributes=STATX_ATTR_MOUNT_ROOT */
     statx(AT_FDCWD, "missing", 0, 0x40000000, &stx);    /* ENOENT: 0x40000000, then STATX_??? in a comment */
     fstatat(AT_FDCWD, "f", &st, 0x10000000);            /* EINVAL: 0x10000000, then AT_??? in a comment */
+    close(fd);
+    struct statfs sfs;   /* file systems whose numbers stay put between the two runs */
+    statfs("/proc", &sfs);                              /* {f_type=PROC_SUPER_MAGIC, ..., f_fsid={val=[0x15, 0]}} */
+    statfs("/sys", &sfs);
+    statfs("missing", &sfs);                            /* ENOENT: its address */
+    fd = open("/proc", O_RDONLY | O_DIRECTORY);
+    fstatfs(fd, &sfs);
     close(fd);
 
     section("access");

@@ -19,7 +19,9 @@ _MEMBER_KINDS = {"st_mode": ("MRH_M_FILE_MODE", None), "stx_mode": ("MRH_M_FILE_
                  "st_size": ("MRH_M_SIZE_OR_RDEV", "st_rdev"), "stx_mask": ("MRH_M_FLAGS", tracespec.STATX_MASK),
                  "stx_attributes": ("MRH_M_FLAGS", tracespec.STATX_ATTRS),
                  "stx_attributes_mask": ("MRH_M_FLAGS", tracespec.STATX_ATTRS),
-                 "rlim_cur": ("MRH_M_RLIM", None), "rlim_max": ("MRH_M_RLIM", None)}
+                 "rlim_cur": ("MRH_M_RLIM", None), "rlim_max": ("MRH_M_RLIM", None),
+                 "f_type": ("MRH_M_ENUM", tracespec.FS_MAGIC), "f_flags": ("MRH_M_FLAGS", tracespec.STATFS_FLAGS),
+                 "f_fsid": ("MRH_M_FSID", None)}
 _U64 = (1 << 64) - 1
 
 
@@ -134,16 +136,18 @@ class Tables:
         for member in order:
             field = fields[member]
             kind, table = _M_KINDS.get(field["kind"]), "NULL"
-            if field["kind"] == "struct":
+            special = _MEMBER_KINDS.get(member)
+            if field["kind"] == "struct" and not special:
                 table = self.layout(name + "." + member, field)
             elif (field["kind"] == "array" and field["element"]["kind"] in ("int", "uint")
                   and field["element"]["size"] == 1):
                 kind = "MRH_M_CHARS"   # char[]: a string (utsname's)
-            special = _MEMBER_KINDS.get(member)
             if special and kind:
                 kind, extra = special
                 if isinstance(extra, tracespec.Flags):
                     table = self.flagset(extra)
+                elif isinstance(extra, tracespec.Enum):
+                    table = self.enum(extra)
                 elif extra:   # another member it reads: st_rdev
                     table = "&%s_members[%d]" % (ident, order.index(extra)) if extra in order else "NULL"
             if kind is None:

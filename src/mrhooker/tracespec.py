@@ -643,6 +643,9 @@ FLOCK_OPS = Flags("flock_ops", bits=("LOCK_SH", "LOCK_EX", "LOCK_NB", "LOCK_UN",
                                      "LOCK_WRITE"), unknown="LOCK_???")
 TIMER_FLAGS = Flags("timer_flags", bits=("TIMER_ABSTIME",), unknown="TIMER_???")
 MLOCK_FLAGS = Flags("mlock_flags", bits=("MLOCK_ONFAULT",), unknown="MLOCK_???")
+STATFS_FLAGS = Flags("statfs_flags", bits=(   # a struct statfs's f_flags (ST_VALID, ST_NOSYMFOLLOW: the kernel's)
+    "ST_RDONLY", "ST_NOSUID", "ST_NODEV", "ST_NOEXEC", "ST_SYNCHRONOUS", "ST_VALID", "ST_MANDLOCK", "ST_NOATIME",
+    "ST_NODIRATIME", "ST_RELATIME", "ST_NOSYMFOLLOW"), kernel={"ST_VALID": 0x20, "ST_NOSYMFOLLOW": 0x2000})
 ADDRESS_FAMILY = Enum("address_family", prefix="AF_", preferred=("AF_UNIX",))
 IP_PROTOCOL = Enum("ip_protocol", prefix="IPPROTO_", preferred=("IPPROTO_IP", "IPPROTO_TCP", "IPPROTO_UDP",
                                                                  "IPPROTO_IPV6"))
@@ -709,6 +712,22 @@ PRCTL_OPTION = Enum("prctl_option", names=(   # (the headers' PR_ prefix names t
     "PR_SET_SYSCALL_USER_DISPATCH", "PR_PAC_SET_ENABLED_KEYS", "PR_PAC_GET_ENABLED_KEYS", "PR_SCHED_CORE",
     "PR_SME_SET_VL", "PR_SME_GET_VL", "PR_SET_VMA"), unknown="PR_???")
 CAPABILITY = Enum("capability", prefix="CAP_", exclude=("CAP_LAST_CAP",), unknown="CAP_???")
+# A struct statfs's f_type: linux/magic.h's names of file systems (EXT2_SUPER_MAGIC also stands for ext3 and ext4).
+FS_MAGIC = Enum("fs_magic", names=(
+    "EXT2_SUPER_MAGIC", "EXT3_SUPER_MAGIC", "EXT4_SUPER_MAGIC", "TMPFS_MAGIC", "PROC_SUPER_MAGIC", "SYSFS_MAGIC",
+    "DEVPTS_SUPER_MAGIC", "CGROUP_SUPER_MAGIC", "CGROUP2_SUPER_MAGIC", "OVERLAYFS_SUPER_MAGIC", "BTRFS_SUPER_MAGIC",
+    "XFS_SUPER_MAGIC", "F2FS_SUPER_MAGIC", "FUSE_SUPER_MAGIC", "NFS_SUPER_MAGIC", "SMB2_SUPER_MAGIC",
+    "CIFS_SUPER_MAGIC", "SMB_SUPER_MAGIC", "V9FS_MAGIC", "RAMFS_MAGIC", "HUGETLBFS_MAGIC", "SQUASHFS_MAGIC",
+    "ISOFS_SUPER_MAGIC", "UDF_SUPER_MAGIC", "MSDOS_SUPER_MAGIC", "EXFAT_SUPER_MAGIC", "EROFS_SUPER_MAGIC",
+    "ECRYPTFS_SUPER_MAGIC", "NILFS_SUPER_MAGIC", "OCFS2_SUPER_MAGIC", "CEPH_SUPER_MAGIC", "AUTOFS_SUPER_MAGIC",
+    "CRAMFS_MAGIC", "DEBUGFS_MAGIC", "TRACEFS_MAGIC", "SECURITYFS_MAGIC", "SELINUX_MAGIC", "SMACK_MAGIC",
+    "PSTOREFS_MAGIC", "EFIVARFS_MAGIC", "BPF_FS_MAGIC", "BINFMTFS_MAGIC", "BINDERFS_SUPER_MAGIC",
+    "RDTGROUP_SUPER_MAGIC", "NSFS_MAGIC", "PIPEFS_MAGIC", "SOCKFS_MAGIC", "ANON_INODE_FS_MAGIC", "BDEVFS_MAGIC",
+    "DAXFS_MAGIC", "AAFS_MAGIC", "ZONEFS_MAGIC", "DMA_BUF_MAGIC", "SECRETMEM_MAGIC", "JFFS2_SUPER_MAGIC",
+    "HOSTFS_SUPER_MAGIC", "OPENPROM_SUPER_MAGIC", "XENFS_SUPER_MAGIC", "USBDEVICE_SUPER_MAGIC", "HPFS_SUPER_MAGIC",
+    "MINIX_SUPER_MAGIC", "MINIX2_SUPER_MAGIC", "MINIX3_SUPER_MAGIC", "QNX4_SUPER_MAGIC", "QNX6_SUPER_MAGIC",
+    "ADFS_SUPER_MAGIC", "AFFS_SUPER_MAGIC", "AFS_SUPER_MAGIC", "CODA_SUPER_MAGIC", "EFS_SUPER_MAGIC",
+    "NCP_SUPER_MAGIC", "FUTEXFS_SUPER_MAGIC", "MTD_INODE_FS_MAGIC"))
 WHENCE = Enum("whence", prefix="SEEK_", preferred=("SEEK_SET",))
 CLOCK = Enum("clock", prefix="CLOCK_", preferred=("CLOCK_REALTIME", "CLOCK_MONOTONIC"),
              kernel={"CLOCK_SGI_CYCLE": 10})   # (glibc dropped it; the kernel still refuses it by that name)
@@ -1071,8 +1090,9 @@ NOT_ERRNO = ("EAI_", "EPOLL", "EFD_")
 
 
 def errno_values(symbols):
-    """{name: value} of the errno constants among the headers' (tracing.symbols)."""
-    return {n: v for n, v in symbols.items() if n.startswith("E") and not n.startswith(NOT_ERRNO)}
+    """{name: value} of the errno constants among the headers' (tracing.symbols): below 4096, as the kernel's are
+    (linux/magic.h's EXT2_SUPER_MAGIC is no errno)."""
+    return {n: v for n, v in symbols.items() if n.startswith("E") and not n.startswith(NOT_ERRNO) and 0 < v < 4096}
 
 
 def named_constants():
@@ -1118,7 +1138,8 @@ FD_PARAMS = ("fd", "fildes", "sockfd")
 LENGTH_PARAMS = ("n", "len", "num", "count", "size", "length", "nbytes", "inl")
 # Structs a trace shows by their members, as strace does (their layouts measured by layouts.py).
 SHOWN_STRUCTS = ("struct timespec", "struct timeval", "struct stat", "struct stat64", "struct statx",
-                 "struct itimerspec", "struct itimerval", "struct timezone", "struct rlimit", "struct utsname")
+                 "struct itimerspec", "struct itimerval", "struct timezone", "struct rlimit", "struct utsname",
+                 "struct statfs", "struct statfs64")
 
 
 def _is_length(param):

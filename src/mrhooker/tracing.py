@@ -163,7 +163,7 @@ def select(specs, cache_dir, headers=()):
 SYMBOL_HEADERS = ("poll.h", "fcntl.h", "sys/stat.h", "sys/socket.h", "netinet/in.h", "netinet/tcp.h", "netinet/udp.h",
                   "sys/mman.h", "signal.h", "errno.h", "unistd.h", "time.h", "sys/un.h", "sys/wait.h", "sys/ioctl.h",
                   "netdb.h", "linux/netlink.h", "linux/fs.h", "sys/resource.h", "sys/epoll.h", "sys/eventfd.h",
-                  "sys/time.h", "sys/prctl.h", "linux/capability.h")
+                  "sys/time.h", "sys/prctl.h", "linux/capability.h", "linux/magic.h", "sys/statvfs.h")
 SYMBOL_PREFIXES = ("O_", "AT_", "AF_", "SOCK_", "PROT_", "MAP_", "SIG", "E", "SEEK_", "F_", "CLOCK_", "SHUT_", "STATX_",
                    "SOL_", "SO_", "TCP_", "IP_", "IPV6_", "UDP_", "NETLINK_", "POLL", "POSIX_FADV_", "P_", "CLD_",
                    "FD_CLOEXEC", "TC", "TIOC", "FIO", "FICLONE", "FIDEDUPE", "FIGETBSZ", "FIBMAP", "FS_IOC_", "BLK",

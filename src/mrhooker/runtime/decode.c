@@ -612,6 +612,23 @@ static void put_member(mrh_text *t, const mrh_decoders *d, const mrh_member *m, 
     case MRH_M_FLAGS: put_flags_value(t, m->table, load_uint(p, m->size), json); break;
     case MRH_M_SIZE_OR_RDEV: mrh_put_i64(t, load_int(p, m->size)); break;
     case MRH_M_RLIM: put_rlim(t, load_uint(p, m->size), json); break;
+    case MRH_M_ENUM: {   /* an unknown value in hex, no comment: strace names no unknown file system */
+        const mrh_enum *e = m->table;
+        uint64_t v = load_uint(p, m->size);
+        if (!json && !(e && name_of(e->names, v))) mrh_put_hex(t, v);
+        else put_enum(t, e, v, m->size, json);
+        break;
+    }
+    case MRH_M_FSID:   /* the kernel's two ints, unsigned in hex as strace shows them (glibc names them __val) */
+        mrh_puts(t, json ? "{\"val\":[" : "{val=[");
+        for (uint32_t i = 0; i + 4 <= m->size; i += 4) {
+            if (i) mrh_puts(t, json ? "," : ", ");
+            uint64_t v = load_uint(p + i, 4);
+            if (json || !v) mrh_put_u64(t, v);   /* (strace's 0, not 0x0) */
+            else mrh_put_hex(t, v);
+        }
+        mrh_puts(t, "]}");
+        break;
     default: mrh_puts(t, json ? "null" : "?");
     }
 }

@@ -81,15 +81,18 @@ typedef struct mrh_layout {
 } mrh_layout;
 
 /* MRH_M_SIZE_OR_RDEV: a struct stat's st_size, or for a device, its st_rdev (as strace shows a stat).
- * MRH_M_RLIM: a struct rlimit's limit, as strace shows one (RLIM64_INFINITY, 8192*1024). */
+ * MRH_M_RLIM: a struct rlimit's limit, as strace shows one (RLIM64_INFINITY, 8192*1024).
+ * MRH_M_ENUM: a name of its mrh_enum, else the number in hex (a statfs' f_type). MRH_M_FSID: a statfs' f_fsid,
+ * two ints, as strace shows it ({val=[0x1, 0x2]}). */
 enum { MRH_M_INT, MRH_M_UINT, MRH_M_FLOAT, MRH_M_POINTER, MRH_M_STRUCT, MRH_M_CHARS, MRH_M_FILE_MODE, MRH_M_FLAGS,
-       MRH_M_SIZE_OR_RDEV, MRH_M_RLIM };
+       MRH_M_SIZE_OR_RDEV, MRH_M_RLIM, MRH_M_ENUM, MRH_M_FSID };
 
 struct mrh_member {
     const char *name;
     uint32_t offset, size;
     uint8_t kind;             /* MRH_M_* */
-    const void *table;        /* MRH_M_STRUCT: its mrh_layout; MRH_M_FLAGS: its mrh_flagset; MRH_M_SIZE_OR_RDEV:
+    const void *table;        /* MRH_M_STRUCT: its mrh_layout; MRH_M_FLAGS: its mrh_flagset; MRH_M_ENUM: its
+                               * mrh_enum; MRH_M_SIZE_OR_RDEV:
                                * the mrh_member of st_rdev; MRH_M_FILE_MODE, ..._RDEV: st_mode's is the first */
 };
 
