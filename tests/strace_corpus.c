@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -623,6 +624,12 @@ static void signals(void)
     prctl(PR_GET_TIMERSLACK);
     prctl(PR_SET_KEEPCAPS, 0);
     prctl(12345, 1, 2, 0, 4);                           /* EINVAL: 0x3039 /\* PR_??? *\/, 0x1, 0x2, 0, 0x4 */
+    cpu_set_t cpus;
+    sched_getaffinity(0, sizeof cpus, &cpus);           /* [0 1]: = 0, where the system call returns its mask's size */
+    unsigned char cpu0[256] = {1};
+    sched_setaffinity(0, sizeof cpu0, (cpu_set_t *)cpu0);   /* [0 ...]: strace shows 1024 CPUs of a set */
+    sched_setaffinity(0, sizeof cpus, &cpus);           /* back as it was */
+    sched_getaffinity(0, 4, &cpus);                     /* EINVAL (smaller than the kernel's mask): its address */
 }
 
 static void clocks(void)

@@ -191,7 +191,8 @@ SKIP = object()          # a field the library call has no counterpart for
 
 class Rule:
     """syscall: its name; args: library fields -> the system call's (None: not compared at all); pids: indexes
-    of the system call's fields that are process ids; result: "pid", "address", or None (as text); volatile:
+    of the system call's fields that are process ids; result: "pid", "address", "size" (the library's 0 for the
+    system call's length, positive), or None (as text); volatile:
     indexes of fields whose numbers change between runs; none_if: library fields -> True when no system call is
     made (the vDSO's clocks); key: the fields that find the system call among its namesakes."""
 
@@ -288,6 +289,8 @@ MAPPING = {
     "eventfd": Rule("eventfd2", key=()),
     "getrlimit": Rule("prlimit64", lambda a: ["0", a[0], "NULL", a[1]], key=(1,)),
     "setrlimit": Rule("prlimit64", lambda a: ["0", a[0], a[1], "NULL"], key=(1,)),
+    # glibc returns 0, the system call the size of the kernel's mask (glibc zeroes the caller's set past it)
+    "sched_getaffinity": Rule("sched_getaffinity", result="size"),
 }
 # Functions whose library line has no system call to compare with (library functions strace can't see).
 NO_SYSCALL = ("getaddrinfo", "freeaddrinfo", "getenv", "fopen", "fopen64", "fclose", "fdopen", "opendir",
@@ -605,6 +608,8 @@ class Comparison:
             same_value = True
         elif rule.result == "pid" and INT.match(mc.value) and int(mc.value) > 0:
             same_value = self._same_pid(sc.value, mc.value, mc)
+        elif rule.result == "size" and mc.value == "0":
+            same_value = bool(INT.match(sc.value)) and int(sc.value) > 0
         elif rule.result == "address" or (ADDRESS.match(mc.value) and ADDRESS.match(sc.value)):
             same_value = mc.value == sc.value or bool(ADDRESS.match(mc.value) and ADDRESS.match(sc.value))
         else:

@@ -428,6 +428,19 @@ class Array(Kind):
         return [Capture(which, CAP_STRUCT, ALWAYS, LEN_ARG_TIMES, self.ref, self.size)]
 
 
+class CpuSet(Kind):
+    """A CPU set of argument `size` bytes, by the numbers of its CPUs: [0 1] (the first 1024, then ..., as strace
+    shows a set passed); `filled`: the call fills it (sched_getaffinity), kept once it worked, and shown whole:
+    glibc zeroes what the kernel's mask (which strace shows) doesn't cover."""
+
+    def __init__(self, size, filled=False):
+        self.size, self.filled = size, filled
+        self.name, self.reader = ("cpu_set_out", "MRH_K_CPU_SET_OUT") if filled else ("cpu_set", "MRH_K_CPU_SET")
+
+    def captures(self, which, params):
+        return [Capture(which, CAP_STRUCT, IF_OK if self.filled else ALWAYS, LEN_ARG, self.size)]
+
+
 class Iovec(Kind):
     """An iovec array of argument `count` elements, each with its bytes: [{iov_base="hi", iov_len=2}]; `filled`:
     the call fills the buffers (readv: as many bytes as it returns, spread over them; none shown when it fails),
@@ -979,6 +992,7 @@ FUNCTIONS = {
     # (getpriority's result is the nice value, the system call's 20 minus it: strace shows 20 for nice 0)
     "getpriority": Fn(PRIO_WHICH, None), "setpriority": Fn(PRIO_WHICH, None, None),
     "setuid": Fn(ID, classes="process"), "setgid": Fn(ID, classes="process"),
+    "sched_getaffinity": Fn(None, None, CpuSet(1, filled=True)), "sched_setaffinity": Fn(None, None, CpuSet(1)),
     "prctl": Fn(PRCTL_OPTION, *[PrctlArg(i) for i in range(1, 5)], ret=PrctlArg(result=True), classes="process"),
     # the rest of pthreads fail as pthread_create does: 0, or an error number (in no class; pthread_barrier_wait
     # is not here: its -1 is PTHREAD_BARRIER_SERIAL_THREAD, a success)

@@ -1077,16 +1077,36 @@ static void put_epoll_event(mrh_text *t, const mrh_flagset *events, const unsign
 }
 
 /* An fd_set's descriptors, up to nfds: [3 4] (a JSON list). */
+/* The numbers of the bits set in n bytes: 3 4 (no brackets); returns how many. */
+static int put_bit_numbers(mrh_text *t, const unsigned char *p, uint32_t n, int json)
+{
+    int shown = 0;
+    for (uint32_t bit = 0; bit < n * 8; bit++) {
+        if (!(p[bit / 8] >> (bit % 8) & 1)) continue;
+        if (shown++) put_char(t, json ? ',' : ' ');
+        mrh_put_u64(t, bit);
+    }
+    return shown;
+}
+
 static void put_fd_set(mrh_text *t, const mrh_capture_header *c, int json)
 {
-    const unsigned char *p = mrh_capture_data(c);
-    int first = 1;
     put_char(t, '[');
-    for (uint32_t fd = 0; fd < c->len * 8; fd++) {
-        if (!(p[fd / 8] >> (fd % 8) & 1)) continue;
-        if (!first) put_char(t, json ? ',' : ' ');
-        first = 0;
-        mrh_put_u64(t, fd);
+    put_bit_numbers(t, mrh_capture_data(c), c->len, json);
+    put_char(t, ']');
+}
+
+/* A CPU set: [0 1]. strace shows the first 1024 CPUs of a larger set passed, then "..." (space-separated, as the
+ * list); of a set filled, the kernel's mask, which glibc extends with zeros: all of it (`whole`). */
+static void put_cpu_set(mrh_text *t, const mrh_capture_header *c, int whole, int json)
+{
+    enum { SHOWN_BYTES = 1024 / 8 };
+    uint32_t n = whole || c->len < SHOWN_BYTES ? c->len : SHOWN_BYTES;
+    put_char(t, '[');
+    int shown = put_bit_numbers(t, mrh_capture_data(c), n, json);
+    if (!whole && c->full > SHOWN_BYTES) {
+        if (json) t->cuts++;
+        else mrh_puts(t, shown ? " ..." : "...");
     }
     put_char(t, ']');
 }
@@ -1688,6 +1708,10 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_FD_SET:
         put_fd_set(t, c, json);
+        return;
+    case MRH_K_CPU_SET:
+    case MRH_K_CPU_SET_OUT:
+        put_cpu_set(t, c, a->kind == MRH_K_CPU_SET_OUT, json);
         return;
     case MRH_K_TIMESPECS:
         put_timespecs(t, c, json);

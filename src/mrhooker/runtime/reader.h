@@ -150,6 +150,8 @@ enum mrh_kind {
                          * table: mrh_msghdr_names */
     MRH_K_SIG_HANDLER,  /* a signal handler: SIG_DFL, SIG_IGN, SIG_ERR or an address */
     MRH_K_SIGACTION,    /* a captured struct sigaction: {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}; table: flags */
+    MRH_K_CPU_SET,      /* a captured cpu_set_t, by its CPUs: [0 1] (the first 1024, then ...) */
+    MRH_K_CPU_SET_OUT,  /* the same, filled by the call: all its CPUs */
 };
 
 /* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without
