@@ -400,6 +400,14 @@ static void memory(void)
     msync(s, 4096, 0x10);                                                 /* EINVAL: 0x10, then MS_??? in a comment */
     mlock2(a, 4096, MLOCK_ONFAULT | 0x2);                                 /* EINVAL */
     mlock2(a, 4096, 0x2);                                                 /* EINVAL: 0x2, then MLOCK_??? in a comment */
+    char *v = mmap(NULL, 40 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char vec[40];
+    v[0] = v[2 * 4096] = 1;
+    mincore(v, 4 * 4096 - 5, vec);                                        /* [1, 0, 1, 0]: a page begun counts */
+    mincore(v, 40 * 4096, vec);                                           /* 32 elements, then ... */
+    mincore(v, 0, vec);                                                   /* [] */
+    mincore(v + 1, 4096, vec);                                            /* EINVAL: its address */
+    munmap(v, 40 * 4096);
     munmap(a, 8192);
     munmap(s, 4096);
     munmap(k, 65536);

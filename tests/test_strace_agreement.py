@@ -39,7 +39,7 @@ FUNCTIONS = sorted(set("""
     _exit copy_file_range posix_fadvise fsync fdatasync ftruncate ftruncate64 utimensat futimens eventfd
     epoll_create1 epoll_ctl epoll_wait getrlimit setrlimit readv writev preadv pwritev
     renameat2 madvise msync mlock2 getitimer setitimer sendfile splice flock getpriority setpriority sendmsg recvmsg prctl
-    statfs fstatfs sched_getaffinity sched_setaffinity
+    statfs fstatfs sched_getaffinity sched_setaffinity mincore
 """.split()))
 SYSCALLS = sd.syscalls_for(FUNCTIONS)
 

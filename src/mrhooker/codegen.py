@@ -465,7 +465,7 @@ _LENGTHS = {tracespec.LEN_NUL: "MRH_LEN_NUL", tracespec.LEN_FIXED: "MRH_LEN_FIXE
             tracespec.LEN_STRINGS: "MRH_LEN_STRINGS", tracespec.LEN_ARG_TIMES: "MRH_LEN_ARG_TIMES",
             tracespec.LEN_ARG_BITS: "MRH_LEN_ARG_BITS", tracespec.LEN_RET_TIMES: "MRH_LEN_RET_TIMES",
             tracespec.LEN_ITEMS: "MRH_LEN_ITEMS", tracespec.LEN_NUL_UPTO_ARG: "MRH_LEN_NUL_UPTO_ARG",
-            tracespec.LEN_ARG_READ_RET: "MRH_LEN_ARG_READ_RET"}
+            tracespec.LEN_ARG_READ_RET: "MRH_LEN_ARG_READ_RET", tracespec.LEN_ARG_PAGES: "MRH_LEN_ARG_PAGES"}
 
 
 def _trace_entry_source(slot, plan, symbols):

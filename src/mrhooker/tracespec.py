@@ -26,7 +26,7 @@ RET = 255   # a capture of the result
 ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
 # How long it is (trace.h: MRH_LEN_*).
 (LEN_NUL, LEN_FIXED, LEN_ARG, LEN_RET_UPTO_ARG, LEN_DEREF_ARG, LEN_STRINGS, LEN_ARG_TIMES, LEN_ARG_BITS,
- LEN_RET_TIMES, LEN_ITEMS, LEN_NUL_UPTO_ARG, LEN_ARG_READ_RET) = range(12)
+ LEN_RET_TIMES, LEN_ITEMS, LEN_NUL_UPTO_ARG, LEN_ARG_READ_RET, LEN_ARG_PAGES) = range(13)
 
 # Sizes of the C types the reader's compound kinds read (x86-64, checked by a test against the compiler).
 SIZEOF = {"int": 4, "time_t": 8, "struct timespec": 16, "struct timeval": 16, "siginfo_t": 128, "struct flock": 32,
@@ -439,6 +439,19 @@ class CpuSet(Kind):
 
     def captures(self, which, params):
         return [Capture(which, CAP_STRUCT, IF_OK if self.filled else ALWAYS, LEN_ARG, self.size)]
+
+
+class PageVector(Kind):
+    """mincore's vector, a byte per page of argument `length` bytes, filled by the call: [1, 0, 1] (cut at -s
+    elements, as strace shows it)."""
+
+    name, reader = "page_vector", "MRH_K_BYTE_LIST"
+
+    def __init__(self, length):
+        self.length = length
+
+    def captures(self, which, params):
+        return [Capture(which, CAP_BYTES, IF_OK, LEN_ARG_PAGES, self.length)]
 
 
 class Iovec(Kind):
@@ -1022,7 +1035,7 @@ FUNCTIONS = {
     "shmat": Fn(None, HEX, None, fails=-1),
     # memory by its address, never data (in no class: %memory is what sweep injects ENOMEM into)
     "mlock": Fn(HEX, None), "munlock": Fn(HEX, None), "mlock2": Fn(HEX, None, MLOCK_FLAGS),
-    "msync": Fn(HEX, None, MSYNC_FLAGS), "mincore": Fn(HEX, None, None),
+    "msync": Fn(HEX, None, MSYNC_FLAGS), "mincore": Fn(HEX, None, PageVector(1)),
     "posix_madvise": Fn(HEX, None, None, ret=ERRNO_RESULT),
     "bzero": Fn(HEX, None), "explicit_bzero": Fn(HEX, None),
     "qsort": Fn(HEX, None, None, None), "bsearch": Fn(HEX, HEX, None, None, None),

@@ -1077,6 +1077,19 @@ static void put_epoll_event(mrh_text *t, const mrh_flagset *events, const unsign
 }
 
 /* An fd_set's descriptors, up to nfds: [3 4] (a JSON list). */
+/* Bytes as numbers: [1, 0, 1], ", ..." when the record kept fewer than there were (-s). */
+static void put_byte_list(mrh_text *t, const mrh_capture_header *c, int json)
+{
+    const unsigned char *p = mrh_capture_data(c);
+    put_char(t, '[');
+    for (uint32_t i = 0; i < c->len; i++) {
+        if (i) mrh_puts(t, json ? "," : ", ");
+        mrh_put_u64(t, p[i]);
+    }
+    if (c->full > c->len) put_list_cut(t, (int)c->len, json);
+    put_char(t, ']');
+}
+
 /* The numbers of the bits set in n bytes: 3 4 (no brackets); returns how many. */
 static int put_bit_numbers(mrh_text *t, const unsigned char *p, uint32_t n, int json)
 {
@@ -1632,7 +1645,7 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
     c = mrh_capture_of(v, index, 1);
     if (!c) c = mrh_capture_of(v, index, 0);
     if (!c || (c->len == 0 && a->kind != MRH_K_STRING && a->kind != MRH_K_BYTES && a->kind != MRH_K_ENVP &&
-               a->kind != MRH_K_IOVEC && a->kind != MRH_K_EPOLL_EVENTS &&
+               a->kind != MRH_K_IOVEC && a->kind != MRH_K_EPOLL_EVENTS && a->kind != MRH_K_BYTE_LIST &&
                a->kind != MRH_K_ARGV)) {
         put_pointer(t, bits, json);
         return;
@@ -1708,6 +1721,9 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         return;
     case MRH_K_FD_SET:
         put_fd_set(t, c, json);
+        return;
+    case MRH_K_BYTE_LIST:
+        put_byte_list(t, c, json);
         return;
     case MRH_K_CPU_SET:
     case MRH_K_CPU_SET_OUT:

@@ -152,6 +152,7 @@ enum mrh_kind {
     MRH_K_SIGACTION,    /* a captured struct sigaction: {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}; table: flags */
     MRH_K_CPU_SET,      /* a captured cpu_set_t, by its CPUs: [0 1] (the first 1024, then ...) */
     MRH_K_CPU_SET_OUT,  /* the same, filled by the call: all its CPUs */
+    MRH_K_BYTE_LIST,    /* captured bytes as numbers: [1, 0, 1] (mincore's vector), cut at -s */
 };
 
 /* When an argument is shown at all: variadic ones that were not passed are left out (open's mode without

@@ -14,6 +14,7 @@
 #include <ucontext.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -827,6 +828,11 @@ static int capture_extent(const mrh_capture_desc *c, const uint64_t *args, uint6
         uint64_t each = args[c->size];
         if (c->ref == MRH_RET && (failed || (int64_t)ret < 0)) return 0;
         *len = each && ref > UINT64_MAX / each ? UINT64_MAX : ref * each;
+        break;
+    }
+    case MRH_LEN_ARG_PAGES: {   /* mincore's vector: a byte per page (getauxval: no system call, nothing traced) */
+        uint64_t page = getauxval(AT_PAGESZ) ? getauxval(AT_PAGESZ) : 4096;
+        *len = ref / page + (ref % page != 0);
         break;
     }
     case MRH_LEN_ARG_BITS:    /* an fd_set up to nfds */

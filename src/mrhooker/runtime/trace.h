@@ -65,7 +65,7 @@ typedef struct mrh_call {
 enum { MRH_WHEN_ALWAYS = 0, MRH_WHEN_OK = 1, MRH_WHEN_POSITIVE = 2, MRH_WHEN_BEFORE = 3 };
 enum { MRH_LEN_NUL = 0, MRH_LEN_FIXED = 1, MRH_LEN_ARG = 2, MRH_LEN_RET_UPTO_ARG = 3, MRH_LEN_DEREF_ARG = 4,
        MRH_LEN_STRINGS = 5, MRH_LEN_ARG_TIMES = 6, MRH_LEN_ARG_BITS = 7, MRH_LEN_RET_TIMES = 8, MRH_LEN_ITEMS = 9,
-       MRH_LEN_NUL_UPTO_ARG = 10, MRH_LEN_ARG_READ_RET = 11 };
+       MRH_LEN_NUL_UPTO_ARG = 10, MRH_LEN_ARG_READ_RET = 11, MRH_LEN_ARG_PAGES = 12 };
 typedef struct mrh_capture_desc {
     uint8_t which;    /* argument index, or MRH_RET */
     uint8_t kind;     /* MRH_CAP_* */
@@ -80,7 +80,8 @@ typedef struct mrh_capture_desc {
                        * result: MRH_RET) times argument `size` (fwrite's items, those fread filled), to the NUL
                        * but at most argument `ref` bytes (strnlen's string: the call read no further, and the
                        * bytes after may be unmapped), argument `ref` of which the call read as many as it
-                       * returned (write's: those past a short write's result are copied through the kernel) */
+                       * returned (write's: those past a short write's result are copied through the kernel), a byte
+                       * for each page of argument `ref` bytes (mincore's vector) */
     uint8_t ref;
     uint8_t ref_signed;
     uint8_t only_if;  /* kept only when argument only_if is one of `values` (nvalues > 0): fcntl's lock commands */
