@@ -968,9 +968,9 @@ int main(int argc, char **argv)
 }
 """
 # what the runtime defines itself, the hooked name, and the dl* functions original() gives the runtime's proxies of
-RUNTIME_OWNED = {"getpid", "sigaction", "signal", "vfork", "clone", "pthread_create", "posix_spawn", "posix_spawnp",
-                 "execl", "execle", "execlp", "execv", "execve", "execvp", "execvpe", "fexecve", "dlopen", "dlmopen",
-                 "dlsym", "dlvsym"}
+RUNTIME_OWNED = {"getpid", "sigaction", "signal", "vfork", "clone", "pthread_create", "__libc_start_main",
+                 "posix_spawn", "posix_spawnp", "execl", "execle", "execlp", "execv", "execve", "execvp", "execvpe",
+                 "fexecve", "dlopen", "dlmopen", "dlsym", "dlvsym"}
 
 
 def test_original_by_name_for_more_names_than_its_table_holds(mrhooker, cprog, script, tmp_path):
@@ -1555,6 +1555,46 @@ def test_exit_while_threads_call_hooks(mrhooker, script, foo_prog):
         assert_clean(r)
         pid = int(r.out.split()[1])
         assert [p for _calls, p in atexit_lines(r.err)] == [pid], (attempt, r)
+
+
+# ld.so's _dl_fini finalises the hook namespace's objects before the program's: a library the script loaded
+# (libcrypto, by hashlib) had run its OPENSSL_cleanup when the script's atexit handlers ran from the preload
+# library's destructor, and the first sha256 there crashed the program (SIGSEGV, status 139). The handlers run
+# before _dl_fini now; the program's own destructor, after them, still has its calls hooked.
+HASH_AT_EXIT = """\
+from mrhooker import hook
+import atexit, hashlib
+
+@hook("int getppid(void)")
+def getppid():
+    return 7
+
+atexit.register(lambda: print("digest at exit", hashlib.sha256(b"x").hexdigest()[:12]))
+"""
+
+PPID_WITH_DESTRUCTOR_SRC = r"""
+#include <stdio.h>
+#include <unistd.h>
+__attribute__((destructor)) static void on_unload(void) { fprintf(stderr, "destructor ppid %d\n", getppid()); }
+int main(void) { printf("main ppid %d\n", getppid()); return 0; }
+"""
+
+
+@pytest.mark.parametrize("target", ["c", "debian-python"])
+def test_atexit_handlers_may_use_the_libraries_the_script_loaded(mrhooker, script, cprog, target):
+    if target == "c":
+        command, expected = [cprog(PPID_WITH_DESTRUCTOR_SRC)], "main ppid 7\n"
+    else:
+        if not os.path.exists(DEBIAN_PYTHON):
+            pytest.skip("no %s" % DEBIAN_PYTHON)
+        command, expected = [DEBIAN_PYTHON, "-c", "import hashlib, os; print('main ppid', os.getppid())"], \
+            "main ppid 7\n"
+    r = mrhooker(script("hash_at_exit.py", HASH_AT_EXIT), *command, timeout=RUN_TIMEOUT)
+    assert_clean(r)
+    assert r.out == expected, r
+    assert lines_starting(r.err, "digest at exit") == ["digest at exit 2d711642b726"], r
+    if target == "c":
+        assert lines_starting(r.err, "destructor ppid") == ["destructor ppid 7"], r
 
 
 # ---- 9. signals -------------------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ RUNTIME_SYMBOLS = {
     "vfork": "mrhooker's runtime wraps it itself (vfork runs as fork)",
     "clone": "mrhooker's runtime wraps it itself (a child sharing its parent's memory runs no hooks)",
     "__errno_location": "it is how mrhooker's runtime (and every program) reaches errno",
+    "__libc_start_main": "mrhooker's runtime wraps it itself (the hook script's atexit handlers run before the "
+                         "libraries' destructors)",
     "setjmp": _RETURNS_TWICE, "_setjmp": _RETURNS_TWICE, "sigsetjmp": _RETURNS_TWICE,
     "__sigsetjmp": _RETURNS_TWICE, "__sigsetjmp_cancel": _RETURNS_TWICE, "getcontext": _RETURNS_TWICE,
     "savectx": _RETURNS_TWICE,

@@ -42,7 +42,8 @@
  *   - a fork child whose starting thread was not the forking thread: STARTING -> OFF (fork_child).
  *   - reading the environment: -> OFF when the process was not launched by mrhooker, or must not be hooked
  *     (--no-follow). The hook library: -> OFF through mrh_runtime.disable (the script failed to load).
- *   - preload_fini: READY -> OFF after the hook script's atexit handlers ran.
+ *   - preload_fini: READY -> OFF after the hook script's atexit handlers ran (first run by exit() just before
+ *     ld.so's _dl_fini: preload.c, __libc_start_main).
  * OFF is final in a launched process. In an attached one (attach.c), each attach moves OFF -> UNSTARTED (or
  * READY, when an earlier attach started the hook side, which stays loaded) and its detach moves it back to OFF
  * (mrh_attach_state, holding start_lock). Entry points read it without a lock: a stale read only sends a call

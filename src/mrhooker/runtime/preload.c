@@ -767,23 +767,59 @@ __attribute__((constructor)) static void preload_init(void)
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
 }
 
-/* Runs in ld.so's _dl_fini, after the target's atexit handlers, so hooks see everything the target does on
- * the way out; stdio buffers are flushed here, through the hooks, rather than later without them. */
+/* The hook script's atexit handlers, in the process that started the hooks, with stdio's buffers flushed
+ * through the hooks first (rather than later without them); 1 if they ran. Running them again runs only those
+ * registered since. */
+static int run_hooks_at_exit(void)
+{
+    mrh_thread *t = &mrh_tls;
+    if (__atomic_load_n(&mrh_state, __ATOMIC_ACQUIRE) != MRH_READY) return 0;
+    int outside_hooks = t->depth == 0;
+    t->depth++;   /* getpid() and the rest: the runtime's own calls, not the program's */
+    pid_t pid = getpid();
+    t->depth--;
+    if (pid != start_pid) return 0;
+    if (outside_hooks) fflush(NULL);
+    t->depth++;
+    ops->at_exit();
+    t->depth--;
+    return 1;
+}
+
+/* exit() calls ld.so's _dl_fini after the target's atexit handlers; _dl_fini runs the destructors of the hook
+ * namespace's objects before the target's (glibc goes through the namespaces from the last), so a library the
+ * hook script loaded is finalised by then (libcrypto's OPENSSL_cleanup: hashlib or ssl in an atexit handler
+ * crashed the program). The handlers run just before it instead: the program gives __libc_start_main the
+ * _dl_fini it registers, and gets this in its place. */
+static void (*real_rtld_fini)(void);
+
+static void hooks_at_exit_then_rtld_fini(void)
+{
+    run_hooks_at_exit();
+    real_rtld_fini();
+}
+
+typedef int (*start_main_fn)(int (*)(int, char **, char **), int, char **, void (*)(void), void (*)(void),
+                             void (*)(void), void *);
+
+MRH_EXPORT int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv, void (*init)(void),
+                                 void (*fini)(void), void (*rtld_fini)(void), void *stack_end)
+{
+    start_main_fn real = (start_main_fn)mrh_lookup_next("__libc_start_main");
+    if (rtld_fini) {
+        real_rtld_fini = rtld_fini;
+        rtld_fini = hooks_at_exit_then_rtld_fini;
+    }
+    return real(main, argc, argv, init, fini, rtld_fini, stack_end);
+}
+
+/* Runs in ld.so's _dl_fini: hooks stay on for the destructors of the program (before this one's), and the
+ * handlers those registered run here (all of them, in a program not started by __libc_start_main). */
 __attribute__((destructor)) static void preload_fini(void)
 {
     mrh_thread *t = &mrh_tls;
     t->depth++;
     report_at_exit();
     t->depth--;
-    if (__atomic_load_n(&mrh_state, __ATOMIC_ACQUIRE) != MRH_READY) return;
-    int outside_hooks = t->depth == 0;
-    t->depth++;   /* getpid() and the rest: the runtime's own calls, not the program's */
-    pid_t pid = getpid();
-    t->depth--;
-    if (pid != start_pid) return;
-    if (outside_hooks) fflush(NULL);
-    t->depth++;
-    ops->at_exit();
-    __atomic_store_n(&mrh_state, MRH_OFF, __ATOMIC_RELEASE);
-    t->depth--;
+    if (run_hooks_at_exit()) __atomic_store_n(&mrh_state, MRH_OFF, __ATOMIC_RELEASE);
 }
