@@ -271,6 +271,31 @@ def test_a_script_in_another_encoding_runs_as_written(mrhooker, script, tmp_path
     assert "caf\u00e9 4" in r.err, r
 
 
+def test_a_script_in_a_directory_whose_name_is_not_utf8(mrhooker, tmp_path):
+    # A path is bytes: the runtime passed the script's to the hooks' interpreter as UTF-8 text, which failed
+    # (UnicodeDecodeError; the program ran unhooked, status 2). Cython can't write such a name into its C: refused
+    # in one line, before it ran into it with a traceback.
+    directory = os.path.join(os.fsencode(tmp_path), b"caf\xe9 \xff")
+    os.mkdir(directory)
+    path = os.path.join(directory, b"ppid.py")
+    with open(path, "wb") as f:
+        f.write(b"from mrhooker import hook\n"
+                b"@hook('int getppid(void)')\n"
+                b"def getppid():\n"
+                b"    print('hooked from', ascii(__file__[-9:]))\n"
+                b"    return 7\n")
+    r = mrhooker(os.fsdecode(path), sys.executable, "-c", "import os; print(os.getppid())")
+    assert r.returncode == 0, r
+    assert r.out == "7\n", r
+    assert "hooked from '\\udcff/ppid.py'" in r.err, r
+    pyx = os.path.join(directory, b"ppid.pyx")
+    with open(pyx, "wb") as f:
+        f.write(b"cdef extern int getppid() nogil:\n    return 7\n")
+    r = mrhooker(os.fsdecode(pyx), sys.executable, "-c", "import os; print(os.getppid())")
+    assert r.returncode == 2 and r.out == "", r
+    assert r.err.startswith("mrhooker: ") and len(r.err.splitlines()) == 1 and "UTF-8" in r.err, r
+
+
 def test_any_callable_can_be_a_hook(mrhooker, script):
     # The runtime calls a hook through its vectorcall when it has one (a function, a partial), else as any callable.
     path = script("callables.py", """\

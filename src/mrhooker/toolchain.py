@@ -255,6 +255,11 @@ def cythonize(script, module, out_c, include_dirs, log):
     if tuple(int(x) for x in re.findall(r"\d+", version)[:2]) < CYTHON_MIN:
         raise MrhookerError("Cython %s is too old: mrhooker needs Cython >= %d.%d (%s -m pip install -U cython)"
                             % (version, CYTHON_MIN[0], CYTHON_MIN[1], sys.executable))
+    try:
+        script.encode("utf-8")   # Cython writes the name into its C as UTF-8: a traceback of its own otherwise
+    except UnicodeEncodeError:
+        raise MrhookerError("Cython can't compile %s: its path is not UTF-8 (move the script, or rename its directory)"
+                            % script)
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # for `cimport mrhooker`
     base = [sys.executable, "-m", "cython", "--module-name", module, "-M", "-I", package_parent]
     for d in include_dirs:

@@ -1073,8 +1073,10 @@ static int load_trampolines(const mrh_runtime *rt)
 /* Imports rt's script through mrhooker._inside (with the GIL): the hook side's entry points, or NULL (said). */
 static const mrh_hook_ops *import_script(PyObject *inside, const mrh_runtime *rt)
 {
-    PyObject *r = PyObject_CallMethod(inside, "start", "ssss", rt->kind, rt->module, rt->script ? rt->script : "",
-                                      rt->hooks_path);
+    /* Paths as os.fsdecode gives them: a directory's name need not be UTF-8 ("s" would fail on it). */
+    PyObject *r = PyObject_CallMethod(inside, "start", "ssNN", rt->kind, rt->module,
+                                      PyUnicode_DecodeFSDefault(rt->script ? rt->script : ""),
+                                      PyUnicode_DecodeFSDefault(rt->hooks_path));
     if (!r) {
         warn_exception("the hook runtime failed to start");
         return NULL;
