@@ -802,6 +802,14 @@ def test_list_says_which_twin_a_program_imports(mrhooker, cprog, tmp_path):
     sh_script.chmod(0o755)
     r = mrhooker("trace", "-l", "execve", sh_script, timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and "execve" in r.out and "is a script" in r.err and "/bin/sh" in r.err, r
+    # `#!/usr/bin/env -S NAME ARGS` (env splits its one argument): NAME's, not env's, which imports no getppid
+    env_script = tmp_path / "env-s.py"
+    env_script.write_text("#!/usr/bin/env -S PYTHONUNBUFFERED=1 %s -u\nimport os\nprint(os.getppid())\n"
+                          % os.path.realpath(PY))
+    env_script.chmod(0o755)
+    r = mrhooker("trace", "-l", "getppid", env_script, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "getppid(void);" in r.out and "what its interpreter /" in r.err, r
+    assert "/usr/bin/env imports" not in r.err, r
     # a script without #!: /bin/sh's, as it runs (execvp's ENOEXEC), not "not an ELF file"
     bare_script = tmp_path / "bare.sh"
     bare_script.write_text("echo hi\n")

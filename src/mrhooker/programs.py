@@ -66,9 +66,23 @@ def _dynamic_symbols(path, defined=False):
                 and s["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")}
 
 
+def _env_command(words):
+    """The command `#!/usr/bin/env WORDS` runs, or None (env itself then): the kernel passes WORDS as one argument,
+    which env splits with -S (`#!/usr/bin/env -S python3 -u`), past its options and NAME=VALUE settings."""
+    if len(words) == 1 and not words[0].startswith("-"):
+        return words[0]
+    if not words or not words[0].startswith("-S"):
+        return None
+    words = ([words[0][2:]] if words[0] != "-S" else []) + words[1:]
+    while words and (words[0] in ("-", "-i", "--ignore-environment") or "=" in words[0]
+                     or words[0].startswith("-u")):
+        words = words[2:] if words[0] == "-u" else words[1:]
+    return words[0] if words and not words[0].startswith("-") else None
+
+
 def elf_program(path):
-    """The ELF program to read for `path`: itself, or for a #! script its interpreter (`#!/usr/bin/env NAME`:
-    NAME, found on PATH), or for a script without #! /bin/sh, which runs it (execvp's ENOEXEC case)."""
+    """The ELF program to read for `path`: itself, or for a #! script its interpreter (`#!/usr/bin/env NAME`,
+    `#!/usr/bin/env -S NAME ARGS`: NAME, found on PATH), or for a script without #! /bin/sh, which runs it (execvp's ENOEXEC case)."""
     try:
         with open(path, "rb") as f:
             head = f.read(256)
@@ -78,8 +92,10 @@ def elf_program(path):
         words = head[2:].split(b"\n", 1)[0].split()
         words = [w.decode(errors="replace") for w in words]
         interpreter = words[0] if words else ""
-        if os.path.basename(interpreter) == "env" and len(words) == 2 and not words[1].startswith("-"):
-            interpreter = resolve_command(words[1], os.environ)
+        if os.path.basename(interpreter) == "env":
+            command = _env_command(words[1:])
+            if command:
+                interpreter = resolve_command(command, os.environ)
         if not os.path.isabs(interpreter) or not os.path.isfile(interpreter):
             raise MrhookerError("%s is a script whose interpreter %r can't be read: name the program it runs"
                                 % (path, interpreter))
