@@ -111,6 +111,35 @@ def test_strings_bounded_by_a_length_are_read_no_further_than_the_call_reads(mrh
     assert re.match(r'getdomainname\(".{0,3}", 3\) = 0$', lines[-2]), lines
 
 
+def test_a_comparison_that_stops_at_its_first_difference_reads_no_further(mrhooker, cprog, tmp_path):
+    # strcmp, strncmp, memcmp stop at the first byte that differs: here the string has no NUL before an
+    # unmapped page, and the bare program runs. The records read the strings directly, as far as -s, past that
+    # difference and onto the page: the traced program died of SIGSEGV.
+    prog = cprog(r"""
+        #include <stdio.h>
+        #include <string.h>
+        #include <sys/mman.h>
+        #include <unistd.h>
+        int main(void) {
+            long pg = sysconf(_SC_PAGESIZE);
+            char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED || mprotect(m + pg, pg, PROT_NONE)) return 3;
+            char *end = m + pg - 4;
+            memcpy(end, "abcd", 4);   /* no NUL: the next byte is on the unmapped page */
+            printf("%d %d %d\n", strcmp("zz", end) > 0, strncmp(end, "zz", 100) < 0, strcasecmp(end, "Z") < 0);
+            return 0;
+        }
+    """, flags=["-fno-builtin"])
+    out = tmp_path / "trace"
+    r = trace(mrhooker, "-e", "strcmp,strncmp,strcasecmp", "-o", out, prog)
+    assert r.returncode == 0 and r.out == "1 1 1\n", r
+    # what could be read, cut as strace cuts a string it could read no further
+    text = out.read_text()
+    assert re.search(r'^strcmp\("zz", "abcd"\.\.\.\) = \d+$', text, re.M), text
+    assert re.search(r'^strncmp\("abcd"\.\.\., "zz", 100\) = -\d+$', text, re.M), text
+    assert re.search(r'^strcasecmp\("abcd"\.\.\., "Z"\) = -\d+$', text, re.M), text
+
+
 def test_a_short_write_of_a_buffer_that_ends_at_an_unmapped_page(mrhooker, cprog, tmp_path):
     # write(fd, buf, 100) with 10 readable bytes: the kernel writes those and returns 10 (a success); its
     # record copied 32 of the 100 bytes directly and the program died of SIGSEGV.

@@ -453,8 +453,9 @@ static uint64_t copy_msg(unsigned char *dst, const mrh_capture *c, uint64_t limi
     return used + got;
 }
 
-/* The length of a capture's data as stored: strings up to their NUL (at most len), everything cut at -s. */
-static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *full, int safe, uint64_t ring_size)
+/* The length of a capture's data as stored: strings up to their NUL (at most len), everything cut at -s. A string
+ * that goes on past the page of its first byte is marked unsure (copied through the kernel). */
+static uint64_t capture_length(mrh_capture *c, uint64_t limit, uint64_t *full, int safe, uint64_t ring_size)
 {
     if (!c->ptr) return *full = 0;
     if (c->kind & MRH_CAP_BEFORE) return *full = c->len;   /* copied already (mrh_trace_before) */
@@ -473,7 +474,11 @@ static uint64_t capture_length(const mrh_capture *c, uint64_t limit, uint64_t *f
         /* Never a byte past c->len (MRH_LEN_NUL_UPTO_ARG): strncmp's, strnlen's string need no NUL, and the call
          * read no further; the next byte may be on an unmapped page. */
         uint64_t most = c->len < limit + 1 ? c->len : limit + 1;
-        if (safe) {   /* unknown memory: the stored bytes are found when copying */
+        /* A call that worked read the string's first byte, not always the rest: strcmp, strncmp stop at the first
+         * difference, before an unmapped page the string runs onto. Only that byte's page is read directly. */
+        uint64_t in_page = 4096 - ((uintptr_t)c->ptr & 4095);
+        if (!safe && most > in_page && strnlen(c->ptr, in_page) == in_page) c->unsure = 1;
+        if (safe || c->unsure) {   /* unknown memory: the stored bytes are found when copying */
             *full = most < limit ? most : limit;
             return *full;
         }
@@ -607,7 +612,7 @@ static void write_captures(unsigned char *q, const mrh_capture *caps, int ncaps,
             got = lens[i] ? copy_from_target(q, caps[i].ptr, lens[i], through_kernel, string) : 0;
             unread = through_kernel && lens[i] && !got;
         }
-        if (string && safe) {   /* now its NUL, or the end of a string bounded by an argument (whole) */
+        if (string && (safe || caps[i].unsure)) {   /* now its NUL, or the end of a string bounded by an argument */
             uint64_t n = strnlen((const char *)q, got);
             fulls[i] = n < got || got == caps[i].len ? n : (caps[i].kind == MRH_CAP_PATH ? 4096 : limit) + 1;
             got = n;
