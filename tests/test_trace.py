@@ -1634,6 +1634,40 @@ def test_a_full_disk_while_tracing(mrhooker, cprog, tmp_path):
         subprocess.run(["umount", str(disk)])
 
 
+def test_a_trace_cut_by_a_full_file_ends_with_whole_lines(mrhooker, base_env, cprog, tmp_path):
+    """A write of the trace that the disk (here a file size limit: no mount needed) takes only part of: the file
+    ended in half a line, and --json in half a record that no JSON reader could parse. It ends with the last
+    whole line, and the lines the message counts as written are those in the file."""
+    prog = cprog(r"""
+        #include <unistd.h>
+        int main(void)
+        {
+            for (int i = 0; i < 100000; i++) (void)!write(1, "line\n", 5);
+            return 3;
+        }
+    """)
+    lines, records = tmp_path / "trace.txt", tmp_path / "trace.json"
+    args = ["trace", "--buffer-size", "1", "-e", "write", "-o", lines, "--json", records, prog]
+    assert trace(mrhooker, *args[1:], stdout=subprocess.DEVNULL).returncode == 3   # built without the limit
+
+    def limit():   # 1.5 MB: more than the 1 MB trace buffer's file, less than either output
+        import resource
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 19, 3 << 19))
+
+    r = subprocess.run([PY, "-m", "mrhooker"] + [str(a) for a in args], env=base_env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=RUN_TIMEOUT, preexec_fn=limit)
+    err = r.stderr.decode()
+    assert r.returncode == 3, err
+    for path in (lines, records):
+        m = re.search(r"^mrhooker: cannot write %s: File too large \((\d+) lines of the trace are missing there, "
+                      r"from line (\d+) on; the program ran on\)$" % re.escape(str(path)), err, re.M)
+        assert m, err
+        data = path.read_bytes()
+        assert data.endswith(b"\n") and data.count(b"\n") == int(m.group(2)) - 1, (path, data[-80:])
+    assert all(json.loads(line)["name"] == "write" for line in records.read_bytes().splitlines())
+
+
 def test_a_closed_pipe_ends_the_program_as_strace_does(base_env, cprog):
     """`mrhooker trace ... | head -2`: as strace (6.1) does, mrhooker kills the program (the tracees die with
     strace) and dies by SIGPIPE (the shell sees 141); nothing is left running once the pipeline returns."""

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -163,9 +164,21 @@ typedef struct output {
     uint64_t written;  /* lines that reached it */
 } output;
 
+/* A write that failed part-way through a line (a full disk, a file size limit) left that line's start in the file:
+ * it is cut off, so that the file ends with whole lines (JSON records that parse). Only from a regular file that
+ * ends where our writes did. */
+static void cut_partial_line(int fd, size_t partial)
+{
+    struct stat st;
+    if (!partial || fstat(fd, &st) || !S_ISREG(st.st_mode)) return;
+    off_t at = lseek(fd, 0, SEEK_CUR);
+    if (at == st.st_size && at >= (off_t)partial && ftruncate(fd, at - (off_t)partial) == 0)
+        lseek(fd, at - (off_t)partial, SEEK_SET);
+}
+
 static void flush_output(output *o)
 {
-    size_t done = 0;
+    size_t done = 0, line_start = 0;   /* (the buffer holds whole lines) */
     while (!o->err && done < o->buf.len) {
         ssize_t n = write(o->fd, o->buf.p + done, o->buf.len - done);
         if (n < 0 && errno == EINTR) continue;
@@ -177,9 +190,11 @@ static void flush_output(output *o)
         if (n <= 0) {
             o->err = n < 0 ? errno : EIO;
             for (size_t i = done; i < o->buf.len; i++) o->lost += o->buf.p[i] == '\n';   /* lines not written */
+            cut_partial_line(o->fd, done - line_start);
             break;
         }
-        for (ssize_t i = 0; i < n; i++) o->written += o->buf.p[done + (size_t)i] == '\n';
+        for (ssize_t i = 0; i < n; i++)
+            if (o->buf.p[done + (size_t)i] == '\n') o->written++, line_start = done + (size_t)i + 1;
         done += (size_t)n;
     }
     o->buf.len = 0;
