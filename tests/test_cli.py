@@ -690,6 +690,22 @@ def test_config_inline_comments_as_in_the_readme(mrhooker, hook, unlinker, tmp_p
     assert preload_of(r).startswith(str(tmp_path / "builds" / "h") + "/"), r
 
 
+def test_the_readmes_config_file_works_for_a_trace(mrhooker, tmp_path):
+    # `mrhooker trace` has no script, so no module for the README's `build_dir = .../%(module)s`: configparser
+    # was given None for it, and every trace ended in `mrhooker: internal error: TypeError`.
+    env = _config(tmp_path, """\
+        [default]
+        build_dir = %s/builds/%%(module)s   ; %%(module)s is the script's module name
+        verbose = false
+        """ % tmp_path)
+    r = mrhooker("trace", "-e", "unlink", "true", env=env, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and r.err.splitlines()[-1:] == ["+++ exited with 0 +++"], r
+    # and a broken value is the same one line as for hooks
+    env = _config(tmp_path, "[default]\nverbose = %(module)s\n")
+    msg = assert_one_line_error(mrhooker("trace", "-e", "unlink", "true", env=env, timeout=RUN_TIMEOUT))
+    assert msg.startswith("mrhooker: %s:2: verbose: not a boolean: 'trace'" % env["MRHOOKER_CONFIG"]), msg
+
+
 @pytest.mark.parametrize("text,line,words", [
     ("[default]\nverbose\n", 2, ["key = value"]),                              # syntax error
     ("verbose = true\n", 1, ["[default]"]),                                     # before any section

@@ -92,7 +92,8 @@ def header_name(header):
 
 
 def load(module, path=None):
-    """The settings for a script's module: {key: value} for the keys set in [default] or [module]."""
+    """The settings for a script's module: {key: value} for the keys set in [default] or [module]. module None:
+    `mrhooker trace`'s, which has no script: [default] alone, its %(module)s read as "trace"."""
     named = path is not None
     if path is None:
         path, named = config_path()
@@ -142,7 +143,7 @@ def load(module, path=None):
                 raise MrhookerError("%s: unknown setting %r in [%s]; known: %s" % (where, key, section,
                                                                                    ", ".join(sorted(KEYS))))
             try:
-                raw = parser.get(section, key, vars={"module": module})
+                raw = parser.get(section, key, vars={"module": module or "trace"})
                 settings[key] = _convert(KEYS[key], raw)
             except configparser.InterpolationError as e:
                 # '%' starts a %(name)s reference, so a literal one (-DFMT="%d") must be doubled
