@@ -616,6 +616,32 @@ def test_json_lines_schema(mrhooker, tmp_path):
     assert all(c["ts_ns"] > 1.6e18 and c["dur_ns"] >= 0 for c in calls)
 
 
+def test_json_of_nan_and_infinities_is_strict_json(mrhooker, cprog, tmp_path):
+    # A double result that is NaN or infinite was written as Python's json module writes it, bare NaN and
+    # Infinity: no JSON (RFC 8259), refused by JavaScript's JSON.parse and Go, made null or 1.79e308 by jq.
+    prog = cprog(r"""
+        #include <stdio.h>
+        #include <stdlib.h>
+        int main(void) {
+            printf("%f %f %f %f\n", strtod("nan", NULL), strtod("inf", NULL), strtod("-inf", NULL), atof("-2.5"));
+            return 0;
+        }
+    """)
+    out = tmp_path / "calls.jsonl"
+    r = trace(mrhooker, "--json", out, "-e", "strtod,atof", prog)
+    assert r.returncode == 0 and r.out == "nan inf -inf -2.500000\n", r
+
+    def refuse(constant):
+        raise ValueError("not JSON: %s" % constant)
+
+    calls = [json.loads(line, parse_constant=refuse) for line in out.read_text().splitlines()]
+    assert sorted((c["args"]["nptr"], c["ret"]) for c in calls) == [
+        ("-2.5", -2.5), ("-inf", "-Infinity"), ("inf", "Infinity"), ("nan", "NaN")], calls
+    # the lines spell them as Python's repr and ltrace do
+    lines = call_lines(r.err, "strtod")
+    assert {'strtod("-inf", NULL) = -inf', 'strtod("inf", NULL) = inf', 'strtod("nan", NULL) = nan'} <= set(lines), lines
+
+
 def test_timeline_follows_the_trace_event_format(mrhooker, tmp_path):
     out = tmp_path / "timeline.json"
     r = trace(mrhooker, "--timeline", out, "sh", "-c", "cat /etc/hostname; ls / > /dev/null")

@@ -675,16 +675,17 @@ static void put_layout(mrh_text *t, const mrh_decoders *d, const mrh_layout *l, 
 
 /* ---- numbers --------------------------------------------------------------------------------------------- */
 
-/* As Python's repr (the shortest text that reads back as the same double); JSON as Python's json module. */
+/* As Python's repr (the shortest text that reads back as the same double). JSON has no NaN or infinities: those
+ * are the strings "NaN", "Infinity", "-Infinity" (bare, as Python's json module writes them, a strict reader (jq,
+ * JavaScript's JSON.parse, Go's) refused the record, or turned it into null or a finite number). */
 static void put_double(mrh_text *t, double v, int json)
 {
     char buf[40];
-    if (isnan(v)) {
-        mrh_puts(t, "NaN");
-        return;
-    }
-    if (isinf(v)) {
-        mrh_puts(t, v < 0 ? (json ? "-Infinity" : "-inf") : (json ? "Infinity" : "inf"));
+    if (isnan(v) || isinf(v)) {
+        if (json)
+            mrh_puts(t, isnan(v) ? "\"NaN\"" : v < 0 ? "\"-Infinity\"" : "\"Infinity\"");
+        else
+            mrh_puts(t, isnan(v) ? "nan" : v < 0 ? "-inf" : "inf");
         return;
     }
     for (int precision = 1; precision <= 17; precision++) {
