@@ -219,6 +219,27 @@ def test_sh_pipeline_follows_children_and_ff_writes_one_file_per_process(mrhooke
     assert all("[pid" not in line for t in texts for line in t.splitlines() if "write" in line)
 
 
+def test_ff_of_more_processes_than_descriptors(mrhooker, base_env, tmp_path):
+    # -ff kept each FILE.PID open until the end: past the descriptor limit (ulimit -n: 1024 by default; 128
+    # here) every later process's file was "Too many open files", its lines lost. A file is closed at its end.
+    def few_descriptors():
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    out = tmp_path / "t"
+    command = ["trace", "-ff", "-e", "execve", "-o", out, "sh", "-c", "for i in $(seq 300); do /bin/true $i; done"]
+    assert trace(mrhooker, *command[1:]).returncode == 0   # built without the limit
+    for f in tmp_path.glob("t.*"):
+        f.unlink()
+    r = subprocess.run([PY, "-m", "mrhooker"] + [str(a) for a in command], env=base_env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=RUN_TIMEOUT, preexec_fn=few_descriptors)
+    assert r.returncode == 0 and r.stderr == b"", r
+    files = sorted(tmp_path.glob("t.*"))
+    assert len(files) == 302, len(files)   # sh, the $(seq) subshell, and 300 children
+    trues = [f for f in files if "execve(\"/bin/true\"" in f.read_text()]
+    assert len(trues) == 300 and all(f.read_text().endswith("+++ exited with 0 +++\n") for f in files)
+
+
 def test_exec_shows_its_arguments_once_whether_it_worked_or_failed(mrhooker, tmp_path):
     # sh looks COMMAND up along PATH: execve fails with ENOENT in the first directory, works in the second
     env = dict(os.environ, PATH="%s:/usr/bin:/bin" % (tmp_path / "nothing"))

@@ -67,14 +67,18 @@ class _Outputs:
         return f.fileno()
 
     def for_pid(self, pid):
-        """-ff: the descriptor of FILE.PID (-1 if it can't be made: that process's lines are counted as lost)."""
-        if pid not in self.per_pid:
-            path = "%s.%d" % (self.request.output, pid)
-            try:
-                self.per_pid[pid] = self._open(path)
-            except MrhookerError as e:
-                say(e)
-                self.per_pid[pid] = -1
+        """-ff: a new descriptor of FILE.PID, which reader.c owns (it closes it when the process has ended); -1 if
+        it can't be made: that process's lines are counted as lost. Opened again (lines of a pid used again, after
+        its end), it is appended to."""
+        path = "%s.%d" % (self.request.output, pid)
+        again = pid in self.per_pid
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if again or self.request.append else os.O_TRUNC)
+        try:
+            self.per_pid[pid] = os.open(path, flags, 0o666)
+        except OSError as e:
+            if not again or self.per_pid[pid] >= 0:   # said once
+                say("cannot write %s: %s" % (path, e.strerror))
+            self.per_pid[pid] = -1
         return self.per_pid[pid]
 
     def path_of(self, which, pid):

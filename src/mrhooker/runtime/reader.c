@@ -215,6 +215,7 @@ static void line_done(output *o, size_t start)
 
 typedef struct pid_output {
     uint32_t pid;
+    int ended;         /* its end is shown and its file closed (reopened, appending, should a line come after) */
     output out;
 } pid_output;
 
@@ -261,6 +262,7 @@ typedef struct mrh_reader {
 } mrh_reader;
 
 static output *pid_stream(mrh_reader *r, uint32_t pid);
+static void end_pid_stream(mrh_reader *r, uint32_t pid);
 
 static void init_output(output *o, int fd)
 {
@@ -788,6 +790,7 @@ static void show_exit(mrh_reader *r, uint32_t pid, int status)
     }
     mrh_puts(t, " +++\n");
     line_done(o, start);
+    if (r->per_process) end_pid_stream(r, pid);
 }
 
 /* A wait that reaped child pid: the child's start still held is shown first (its exec worked, or it died in its
@@ -966,18 +969,43 @@ EXPORT void mrh_reader_finish(mrh_reader *r)
     flush_all(r);
 }
 
+/* -ff: the output of process pid's lines, its FILE.PID opened by mrhooker (ours to close) on its first line. */
 static output *pid_stream(mrh_reader *r, uint32_t pid)
 {
-    for (int i = 0; i < r->npid_outputs; i++)
-        if (r->pid_outputs[i].pid == pid) return &r->pid_outputs[i].out;
+    for (int i = 0; i < r->npid_outputs; i++) {
+        pid_output *o = &r->pid_outputs[i];
+        if (o->pid != pid) continue;
+        if (o->ended) {   /* lines after its end (a pid used again): mrhooker opens the file again, appending */
+            o->ended = 0;
+            o->out.fd = r->open_for_pid ? r->open_for_pid(pid) : -1;
+            if (o->out.fd < 0 && !o->out.err) o->out.err = EBADF;
+        }
+        return &o->out;
+    }
     pid_output *p = realloc(r->pid_outputs, (size_t)(r->npid_outputs + 1) * sizeof *p);
     if (!p) return NULL;
     r->pid_outputs = p;
     pid_output *o = &p[r->npid_outputs++];
     o->pid = pid;
+    o->ended = 0;
     init_output(&o->out, r->open_for_pid ? r->open_for_pid(pid) : -1);
     if (o->out.fd < 0) o->out.err = EBADF;
     return &o->out;
+}
+
+/* Process pid's end is shown: its file is written and closed. Kept open, one descriptor per process that ever
+ * ran, `-ff` of a build (make: thousands of processes) ran out of descriptors (ulimit -n, 1024 by default) and
+ * lost the lines of every process after that. */
+static void end_pid_stream(mrh_reader *r, uint32_t pid)
+{
+    for (int i = 0; i < r->npid_outputs; i++) {
+        pid_output *o = &r->pid_outputs[i];
+        if (o->pid != pid || o->ended) continue;
+        flush_output(&o->out);
+        if (o->out.fd >= 0) close(o->out.fd);
+        o->out.fd = -1;
+        o->ended = 1;
+    }
 }
 
 /* ---- what mrhooker asks at the end ----------------------------------------------------------------------- */
@@ -1037,7 +1065,10 @@ EXPORT void mrh_reader_free(mrh_reader *r)
     free(r->lines.buf.p);
     free(r->json.buf.p);
     free(r->timeline.buf.p);
-    for (int i = 0; i < r->npid_outputs; i++) free(r->pid_outputs[i].out.buf.p);
+    for (int i = 0; i < r->npid_outputs; i++) {
+        if (r->pid_outputs[i].out.fd >= 0) close(r->pid_outputs[i].out.fd);   /* (-ff: ours) */
+        free(r->pid_outputs[i].out.buf.p);
+    }
     free(r->pid_outputs);
     free(r->named);
     free(r->counts);
