@@ -687,6 +687,60 @@ def test_timeline_follows_the_trace_event_format(mrhooker, tmp_path):
             stack.append(end)
 
 
+THREAD_PER_TASK_C = r"""
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void *task(void *arg) { for (int i = 0; i < 50; i++) (void)!write(1, "", 0); return arg; }
+int main(int argc, char **argv)
+{
+    for (int round = 0; round < atoi(argv[1]); round++) {   /* eight threads at a time, each writing 50 times */
+        pthread_t t[8];
+        for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, task, NULL);
+        for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    }
+    return 0;
+}
+"""
+
+
+def test_a_timeline_of_many_threads_costs_the_reader_what_lines_do(mrhooker, base_env, cprog, tmp_path):
+    # Each record asked whether its thread had been named in the timeline by scanning a list of all the threads
+    # seen: a program that had started 16,000 threads took the reader 5x the CPU time of the same trace's lines
+    # (and a program waits for its reader when the ring is full).
+    prog = cprog(THREAD_PER_TASK_C, flags=["-pthread"])
+    assert trace(mrhooker, "-e", "write", "-q", "--timeline", os.devnull, prog, "1").returncode == 0   # built
+
+    def cpu_seconds(*options):   # mrhooker's own, where the reader runs (its last reading before it ends)
+        proc = subprocess.Popen([PY, "-m", "mrhooker", "trace", "-e", "write"] + list(options) + [prog, "2000"],
+                                env=base_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds, deadline = 0, time.monotonic() + RUN_TIMEOUT
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    with open("/proc/%d/stat" % proc.pid) as f:
+                        fields = f.read().rpartition(")")[2].split()
+                    seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime, stime
+                except (OSError, IndexError, ValueError):
+                    pass
+                time.sleep(0.02)
+            assert proc.wait(timeout=RUN_TIMEOUT) == 0, proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        return seconds
+
+    timeline = tmp_path / "timeline.json"
+    lines, timed = cpu_seconds("-o", os.devnull), cpu_seconds("-q", "--timeline", timeline)
+    assert timed < 1.5 * lines + 0.5, (timed, lines)
+    events = json.loads(timeline.read_text())["traceEvents"]
+    named = [e["tid"] for e in events if e["name"] == "thread_name"]
+    assert len(named) == len(set(named)) == 16000, len(named)   # each thread once (main writes nothing)
+    assert sum(e["name"] == "write" for e in events) == 800000
+
+
 def test_timeline_is_capped_with_a_message(mrhooker, tmp_path):
     out = tmp_path / "capped.json"
     r = trace(mrhooker, "--timeline", out, "--timeline-limit", "10", "-e", "write", "dd", "if=/dev/zero",
