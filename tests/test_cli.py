@@ -690,6 +690,15 @@ def test_config_inline_comments_as_in_the_readme(mrhooker, hook, unlinker, tmp_p
     assert preload_of(r).startswith(str(tmp_path / "builds" / "h") + "/"), r
 
 
+@pytest.mark.parametrize("args,hint", [(["-v", "trace", "-e", "write", "true"], "mrhooker trace -v"),
+                                       (["--rebuild", "-v", "sweep", "true"], "mrhooker sweep --rebuild -v")])
+def test_options_before_a_subcommand_are_one_line_saying_where_they_go(mrhooker, args, hint):
+    # Options end at SCRIPT, so `mrhooker -v trace -e write true` took `trace` for a hook script and `-e` for the
+    # command: "mrhooker: -e: command not found", status 127.
+    msg = assert_one_line_error(mrhooker(*args))
+    assert msg.endswith("put its options after it: " + hint), msg
+
+
 def test_the_readmes_config_file_works_for_a_trace(mrhooker, tmp_path):
     # `mrhooker trace` has no script, so no module for the README's `build_dir = .../%(module)s`: configparser
     # was given None for it, and every trace ended in `mrhooker: internal error: TypeError`.

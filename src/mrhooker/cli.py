@@ -138,6 +138,11 @@ def parse_run_args(argv):
     args = _run_parser().parse_args(_glue_values(argv))
     if args.script is None:
         raise MrhookerError("no hook script given\nusage: " + RUN_USAGE)
+    if args.script in ("trace", "sweep") and not os.path.exists(args.script):
+        # `mrhooker -v trace -e write ls`: options end at SCRIPT, so this said "-e: command not found"
+        raise MrhookerError("%s: no such hook script; for `mrhooker %s`, put its options after it: mrhooker %s %s"
+                            % (args.script, args.script, args.script,
+                               " ".join(a for a in argv[:argv.index(args.script)] if a != "--")))
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     args.pids = _pids(args.pids, args.command, args.duration)
