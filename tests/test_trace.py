@@ -996,6 +996,21 @@ def test_bad_input_is_one_line(mrhooker, args, words):
     assert "Traceback" not in r.err and len(r.err.splitlines()) <= 2, r
 
 
+def test_two_outputs_on_one_file_are_refused(mrhooker, tmp_path):
+    # `-o t --json t`: each output opened the file for itself and wrote it from its own offset, over the other's
+    # lines (a JSON record with a line in its middle), status 0.
+    out = tmp_path / "t"
+    r = trace(mrhooker, "-e", "write", "-o", out, "--json", out, "sh", "-c", "echo a; echo b")
+    assert r.returncode == 2 and r.err == "mrhooker: -o and --json name the same file, %s: each would write over " \
+        "the other's lines\n" % out and not out.exists(), r
+    out.write_text("kept\n")
+    r = trace(mrhooker, "-e", "write", "-q", "--timeline", out, "--scaffold", tmp_path / "." / "t", "true")
+    assert r.returncode == 2 and "--timeline and --scaffold name the same file" in r.err, r
+    assert out.read_text() == "kept\n"
+    r = trace(mrhooker, "-e", "write", "-o", os.devnull, "--json", os.devnull, "true")   # a device takes both
+    assert r.returncode == 0, r
+
+
 STAT_C = r'''
 #include <stdio.h>
 #include <sys/stat.h>

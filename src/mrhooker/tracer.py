@@ -45,6 +45,28 @@ class TraceRequest:
         return bool(self.lines or self.json_path or self.timeline_path or self.scaffold_path)
 
 
+def _one_file_each(named):
+    """Two outputs named the same file (`-o t --json t`) would each write it from its own offset, over the other:
+    refused. A device or a pipe (/dev/null, /dev/stdout) may take both."""
+    seen = {}
+    for option, path in named:
+        if not path:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            key = os.path.realpath(path)   # a file still to be made
+        else:
+            import stat
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            key = (st.st_dev, st.st_ino)
+        if key in seen:
+            raise MrhookerError("%s and %s name the same file, %s: each would write over the other's lines"
+                                % (seen[key], option, path))
+        seen[key] = option
+
+
 class _Outputs:
     """The descriptors reader.c writes to: the lines (stderr, -o FILE, or -ff's FILE.PID), --json, --timeline.
     Opened before the program runs (a typo must not cost the run), closed at the end."""
@@ -53,6 +75,8 @@ class _Outputs:
         self.request = request
         self.files = []
         self.per_pid = {}
+        _one_file_each([("-o", request.output if not request.per_process else None), ("--json", request.json_path),
+                        ("--timeline", request.timeline_path), ("--scaffold", request.scaffold_path)])
         self.lines_fd = self._open(request.output) if request.output and not request.per_process else 2
         self.json_fd = self._open(request.json_path) if request.json_path else -1
         self.timeline_fd = self._open(request.timeline_path) if request.timeline_path else -1
