@@ -903,41 +903,6 @@ def test_allocator_hooks_on_real_programs(mrhooker, script, data_file, http_serv
         assert int(fields["malloc"]) > 0 and int(fields["free"]) > 0, r
 
 
-# glibc's malloc debugging (LD_PRELOAD=libc_malloc_debug.so, MALLOC_CHECK_) defines malloc, free, ... under a
-# hidden version (malloc@GLIBC_2.2.5), which the program's calls reach and dlsym without a version passes over:
-# a hooked or traced malloc's original was libc's, whose blocks the debug library's free refused ("free():
-# invalid pointer", SIGABRT); a traced free alone crashed with SIGSEGV.
-MALLOC_DEBUG = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
-MALLOC_ONLY_HOOK = """\
-from mrhooker import hook
-
-@hook("malloc")
-def malloc(size):
-    return malloc.original(size)
-"""
-
-
-@pytest.mark.skipif(not os.path.exists(MALLOC_DEBUG), reason="no %s (glibc 2.34+)" % MALLOC_DEBUG)
-@pytest.mark.parametrize("how", [["trace", "-e", "malloc"], ["trace", "-e", "free"], ["HOOKS"]],
-                         ids=["trace-malloc", "trace-free", "hooks-malloc"])
-@pytest.mark.parametrize("command", [["sort", "DATA"], [DEBIAN_PYTHON, "-c", "import json; print(json.dumps([1]))"]],
-                         ids=["sort", "python"])
-def test_allocator_originals_are_glibcs_malloc_debugging_when_it_is_preloaded(mrhooker, script, data_file, how,
-                                                                              command):
-    if not os.path.exists(command[0]) and command[0] == DEBIAN_PYTHON:
-        pytest.skip("no %s" % DEBIAN_PYTHON)
-    command = [data_file if a == "DATA" else a for a in command]
-    env = {"LD_PRELOAD": MALLOC_DEBUG, "GLIBC_TUNABLES": "glibc.malloc.check=3", "LC_ALL": "C"}
-    expected = unhooked(command, env=dict(os.environ, **env))
-    assert expected.returncode == 0, expected
-    how = [script("malloc_only.py", MALLOC_ONLY_HOOK) if a == "HOOKS" else a for a in how]
-    if how[0] == "trace":
-        how += ["-o", os.devnull]
-    r = mrhooker(*how, *command, env=env, timeout=RUN_TIMEOUT)
-    assert_clean(r)
-    assert r.stdout == expected.stdout, r
-
-
 def test_calls_during_runtime_start_go_to_original(mrhooker, cprog, script):
     r = mrhooker(script("getpid_hook.pyx", GETPID_HOOK), cprog(GETPID_CALLS_SRC), timeout=RUN_TIMEOUT)
     assert_clean(r)

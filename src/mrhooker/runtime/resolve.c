@@ -64,72 +64,37 @@ static const char *base_name(const char *path)
     return base;
 }
 
-/* An object's dynamic symbol table, from its dynamic section. */
-struct dynamic_tables {
-    const ElfW(Sym) *symtab;
-    const char *strtab;
-    const uint32_t *gnu_hash;
-    const ElfW(Half) *versym;
-    const ElfW(Verdef) *verdef;
-};
-
-static int read_dynamic(ElfW(Addr) base, const ElfW(Dyn) *dynamic, struct dynamic_tables *t)
-{
-    *t = (struct dynamic_tables){0};
-    for (const ElfW(Dyn) *d = dynamic; d->d_tag != DT_NULL; d++) {
-        ElfW(Addr) p = d->d_un.d_ptr;
-        if (p < base) p += base;   /* glibc relocates these entries in place on most machines */
-        if (d->d_tag == DT_SYMTAB) t->symtab = (const ElfW(Sym) *)p;
-        else if (d->d_tag == DT_STRTAB) t->strtab = (const char *)p;
-        else if (d->d_tag == DT_GNU_HASH) t->gnu_hash = (const uint32_t *)p;
-        else if (d->d_tag == DT_VERSYM) t->versym = (const ElfW(Half) *)p;
-        else if (d->d_tag == DT_VERDEF) t->verdef = (const ElfW(Verdef) *)p;
-    }
-    return t->symtab && t->strtab && t->gnu_hash;
-}
-
-/* The index of the default-version definition of `name` in the tables (GNU hash), or with `hidden` of a
- * hidden-version one (name@VER); 0: none. */
-static uint32_t find_index(const struct dynamic_tables *t, const char *name, int hidden)
-{
-    uint32_t h = 5381;
-    for (const char *c = name; *c; c++) h = h * 33 + (unsigned char)*c;
-    const uint32_t *gnu_hash = t->gnu_hash;
-    uint32_t nbuckets = gnu_hash[0], symoffset = gnu_hash[1], bloom_words = gnu_hash[2];
-    const uint32_t *buckets = (const uint32_t *)((const ElfW(Addr) *)(gnu_hash + 4) + bloom_words);
-    const uint32_t *chain = buckets + nbuckets;
-    uint32_t i = buckets[h % nbuckets];
-    if (i < symoffset) return 0;
-    for (;; i++) {
-        uint32_t h2 = chain[i - symoffset];
-        const ElfW(Sym) *s = &t->symtab[i];
-        if ((h | 1) == (h2 | 1) && s->st_shndx != SHN_UNDEF && mrh_same_string(t->strtab + s->st_name, name) &&
-            (t->versym ? ((t->versym[i] & 0x8000) != 0) == hidden : !hidden))
-            return i;
-        if (h2 & 1) return 0;
-    }
-}
-
 /* The default-version definition of `name` in the dynamic symbol table `dynamic` of an object loaded at `base`
  * (GNU hash), or NULL. No IFUNC handling: callers need a plain function (dlsym) or only whether it's there. */
 static void *find_in_dynamic(ElfW(Addr) base, const ElfW(Dyn) *dynamic, const char *name)
 {
-    struct dynamic_tables t;
-    uint32_t i = read_dynamic(base, dynamic, &t) ? find_index(&t, name, 0) : 0;
-    return i ? (void *)(base + t.symtab[i].st_value) : NULL;
-}
-
-/* The name of the version of `name`'s default definition (GLIBC_2.2.5) in the tables, or NULL; and in `index`
- * that definition's index (0: none). */
-static const char *default_version(const struct dynamic_tables *t, const char *name, uint32_t *index)
-{
-    uint32_t i = *index = find_index(t, name, 0);
-    if (!i || !t->versym || !t->verdef) return NULL;
-    ElfW(Half) ndx = t->versym[i] & 0x7fff;
-    for (const ElfW(Verdef) *vd = t->verdef;; vd = (const ElfW(Verdef) *)((const char *)vd + vd->vd_next)) {
-        if (vd->vd_ndx == ndx && !(vd->vd_flags & VER_FLG_BASE))
-            return t->strtab + ((const ElfW(Verdaux) *)((const char *)vd + vd->vd_aux))->vda_name;
-        if (!vd->vd_next) return NULL;
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    const uint32_t *gnu_hash = NULL;
+    const ElfW(Half) *versym = NULL;
+    for (const ElfW(Dyn) *d = dynamic; d->d_tag != DT_NULL; d++) {
+        ElfW(Addr) p = d->d_un.d_ptr;
+        if (p < base) p += base;   /* glibc relocates these entries in place on most machines */
+        if (d->d_tag == DT_SYMTAB) symtab = (const ElfW(Sym) *)p;
+        else if (d->d_tag == DT_STRTAB) strtab = (const char *)p;
+        else if (d->d_tag == DT_GNU_HASH) gnu_hash = (const uint32_t *)p;
+        else if (d->d_tag == DT_VERSYM) versym = (const ElfW(Half) *)p;
+    }
+    if (!symtab || !strtab || !gnu_hash) return NULL;
+    uint32_t h = 5381;
+    for (const char *c = name; *c; c++) h = h * 33 + (unsigned char)*c;
+    uint32_t nbuckets = gnu_hash[0], symoffset = gnu_hash[1], bloom_words = gnu_hash[2];
+    const uint32_t *buckets = (const uint32_t *)((const ElfW(Addr) *)(gnu_hash + 4) + bloom_words);
+    const uint32_t *chain = buckets + nbuckets;
+    uint32_t i = buckets[h % nbuckets];
+    if (i < symoffset) return NULL;
+    for (;; i++) {
+        uint32_t h2 = chain[i - symoffset];
+        const ElfW(Sym) *s = &symtab[i];
+        if ((h | 1) == (h2 | 1) && s->st_shndx != SHN_UNDEF && mrh_same_string(strtab + s->st_name, name) &&
+            (!versym || !(versym[i] & 0x8000)))
+            return (void *)(base + s->st_value);
+        if (h2 & 1) return NULL;
     }
 }
 
@@ -141,61 +106,15 @@ void *mrh_find_in_object(const struct link_map *map, const char *name)
 /* libc's dlsym (or libdl's, before glibc 2.34), never a hooked one. Found at load, when the link map can be
  * walked without a lock (no other thread can dlclose yet). */
 static void *(*real_dlsym)(void *, const char *);
-static void *(*libc_dlvsym)(void *, const char *, const char *);   /* and its kin, for versioned_next */
-static int (*libc_dl_iterate_phdr)(int (*)(struct dl_phdr_info *, size_t, void *), void *);
 
 static void find_real_dlsym(void)
 {
     for (struct link_map *m = _r_debug.r_map; m && !real_dlsym; m = m->l_next) {
         const char *base = base_name(m->l_name ? m->l_name : "");
-        if (mrh_starts_with(base, "libc.so") || mrh_starts_with(base, "libdl.so")) {
+        if (mrh_starts_with(base, "libc.so") || mrh_starts_with(base, "libdl.so"))
             real_dlsym = (void *(*)(void *, const char *))mrh_find_in_object(m, "dlsym");
-            libc_dlvsym = (void *(*)(void *, const char *, const char *))mrh_find_in_object(m, "dlvsym");
-            libc_dl_iterate_phdr = (__typeof__(libc_dl_iterate_phdr))mrh_find_in_object(m, "dl_iterate_phdr");
-        }
     }
     if (!real_dlsym) real_dlsym = dlsym;   /* an unusual libc: the PLT's dlsym is the best we have */
-}
-
-const void *mrh_dynamic_of(const struct dl_phdr_info *info)
-{
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-            return (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-    return NULL;
-}
-
-struct version_search { const char *name; void *found; const char *version; int hidden_before; };
-
-static int find_version(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    struct version_search *v = arg;
-    const ElfW(Dyn) *dynamic = mrh_dynamic_of(info);
-    struct dynamic_tables t;
-    if (!dynamic || !read_dynamic(info->dlpi_addr, dynamic, &t)) return 0;
-    uint32_t i;
-    const char *version = default_version(&t, v->name, &i);
-    if (i && (void *)(info->dlpi_addr + t.symtab[i].st_value) == v->found) {
-        v->version = version;
-        return 1;
-    }
-    v->hidden_before |= find_index(&t, v->name, 1) != 0;
-    return 0;
-}
-
-/* dlsym, asked for no version, finds the next default definition (name@@VER) and passes over a hidden one
- * (name@VER, a compat symbol) before it; but the program's calls, bound to a version at link time, reach that
- * one: glibc's libc_malloc_debug.so, preloaded for MALLOC_CHECK_ or mtrace, defines malloc, free, ... so. The
- * original is what those calls reach: the next definition of the version dlsym's has (libc's malloc with the
- * debug library's free aborted the program). Asked only when an object loaded before the one found defines a
- * hidden one; an IFUNC's choice is no symbol's address: it stays as found. */
-static void *versioned_next(const char *name, void *found)
-{
-    struct version_search v = {name, found, NULL, 0};
-    if (!libc_dlvsym || !libc_dl_iterate_phdr) return found;
-    libc_dl_iterate_phdr(find_version, &v);
-    void *p = v.version && v.hidden_before ? libc_dlvsym(RTLD_NEXT, name, v.version) : NULL;
-    return p ? p : found;
 }
 
 /* ---- the dynamic loader's own code -------------------------------------------------------------------- */
@@ -308,6 +227,13 @@ static int in_preload_library(const void *p)
     return (uintptr_t)p >= lo && (uintptr_t)p < hi;
 }
 
+const void *mrh_dynamic_of(const struct dl_phdr_info *info)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            return (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    return NULL;
+}
 
 /* The paths of the loaded objects that define a name, collected by dl_iterate_phdr (which holds the loader's
  * write lock, so no dlopen may be called from its callback: it takes the loader's other lock first). */
@@ -377,7 +303,6 @@ void *mrh_lookup_next(const char *name)
     mrh_resolving = 1;
     if (MRH_UNLIKELY(!real_dlsym)) find_real_dlsym();   /* a lookup before this library's constructor */
     void *p = real_dlsym(RTLD_NEXT, name);
-    if (p) p = versioned_next(name, p);
     if (!p && !loading) p = find_in_loaded(name);
     mrh_resolving = 0;
     t->depth--;
