@@ -2475,3 +2475,28 @@ def test_handlers_wait_for_room_as_their_program_does(base_env, cprog):
     assert sum(line == 'write(3, "m", 1) = 1' for line in lines) == 20000, err[-2000:]
     assert sum(line == 'write(3, "t", 1) = 1' for line in lines) == ticks > 0, (ticks, err[-2000:])
     assert b"not recorded" not in err, err[-2000:]
+
+
+def test_signal_refuses_sig_err_as_glibc_does(mrhooker, cprog):
+    """signal(sig, SIG_ERR) is EINVAL in glibc; the runtime's signal() installed -1 as the handler and said SIG_DFL
+    (a later signal() then returned SIG_ERR, a failure to the program), with or without a trace of it."""
+    prog = cprog(r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+int main(void)
+{
+    errno = 0;
+    int refused = signal(SIGUSR1, SIG_ERR) == SIG_ERR && errno == EINVAL;
+    printf("%d %d\n", refused, signal(SIGUSR1, SIG_DFL) == SIG_DFL);
+    return 0;
+}
+""")
+    bare = subprocess.run([prog], stdout=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    assert bare.stdout == b"1 1\n", bare
+    r = trace(mrhooker, "-e", "signal", prog)
+    assert r.returncode == 0 and r.out == "1 1\n", r
+    assert call_lines(r.err, "signal") == ["signal(SIGUSR1, SIG_ERR) = SIG_ERR EINVAL (Invalid argument)",
+                                           "signal(SIGUSR1, SIG_DFL) = SIG_DFL"], r.err
+    r = trace(mrhooker, "-e", "write", prog)
+    assert r.returncode == 0 and r.out == "1 1\n", r

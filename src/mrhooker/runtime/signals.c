@@ -153,6 +153,10 @@ static int runtime_sigaction(int sig, const struct sigaction *act, struct sigact
 /* glibc's signal() calls its internal sigaction, not ours: same semantics (BSD: restart, not reset). */
 static __sighandler_t runtime_signal(int sig, __sighandler_t handler)
 {
+    if (handler == SIG_ERR) {   /* glibc's refusal: as a handler, -1 would be installed (and returned as failure) */
+        errno = EINVAL;
+        return SIG_ERR;
+    }
     mrh_thread *t = &mrh_tls;
     t->depth++;   /* sigemptyset() and the rest are ours, not the program's calls */
     struct sigaction act, old;
