@@ -2500,3 +2500,39 @@ int main(void)
                                            "signal(SIGUSR1, SIG_DFL) = SIG_DFL"], r.err
     r = trace(mrhooker, "-e", "write", prog)
     assert r.returncode == 0 and r.out == "1 1\n", r
+
+
+def test_a_struct_passed_in_and_back_in_the_same_memory_is_shown_as_passed(mrhooker, cprog):
+    """sigaction(sig, &sa, &sa), sigprocmask(how, &s, &s), setitimer(which, &it, &it): the memory passed in is also
+    the one the call fills, and was read after the call: the action, set or timer passed were shown as the old
+    ones (strace shows them as passed)."""
+    prog = cprog(r"""
+#include <signal.h>
+#include <sys/time.h>
+int main(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGUSR2, &sa, &sa);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &s, &s);
+    struct itimerval it = {{0, 0}, {5, 0}};
+    setitimer(ITIMER_REAL, &it, &it);
+    it.it_value.tv_sec = 0;
+    setitimer(ITIMER_REAL, &it, &it);
+    return 0;
+}
+""")
+    r = trace(mrhooker, "-e", "sigaction,sigprocmask,setitimer", prog)
+    assert r.returncode == 0, r
+    assert [re.sub(r"tv_usec=\d{6}", "tv_usec=N", line) for line in r.err.splitlines()] == [
+        "sigaction(SIGUSR2, {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}, {sa_handler=SIG_DFL, sa_mask=[], "
+        "sa_flags=0}) = 0",
+        "sigprocmask(SIG_BLOCK, [USR1], []) = 0",
+        "setitimer(ITIMER_REAL, {it_interval={tv_sec=0, tv_usec=0}, it_value={tv_sec=5, tv_usec=0}}, "
+        "{it_interval={tv_sec=0, tv_usec=0}, it_value={tv_sec=0, tv_usec=0}}) = 0",
+        "setitimer(ITIMER_REAL, {it_interval={tv_sec=0, tv_usec=0}, it_value={tv_sec=0, tv_usec=0}}, "
+        "{it_interval={tv_sec=0, tv_usec=0}, it_value={tv_sec=4, tv_usec=N}}) = 0",
+        "+++ exited with 0 +++"], r.err

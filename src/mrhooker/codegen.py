@@ -459,7 +459,7 @@ _CAP_KINDS = {tracespec.CAP_STRING: "MRH_CAP_STRING", tracespec.CAP_BYTES: "MRH_
               tracespec.CAP_IOV: "MRH_CAP_IOV", tracespec.CAP_IOV_READ: "MRH_CAP_IOV_READ",
               tracespec.CAP_MSG: "MRH_CAP_MSG", tracespec.CAP_MSG_READ: "MRH_CAP_MSG_READ"}
 _WHEN = {tracespec.ALWAYS: "MRH_WHEN_ALWAYS", tracespec.IF_OK: "MRH_WHEN_OK", tracespec.IF_POSITIVE: "MRH_WHEN_POSITIVE",
-         tracespec.BEFORE: "MRH_WHEN_BEFORE"}
+         tracespec.BEFORE: "MRH_WHEN_BEFORE", tracespec.SHARED: "MRH_WHEN_SHARED"}
 _LENGTHS = {tracespec.LEN_NUL: "MRH_LEN_NUL", tracespec.LEN_FIXED: "MRH_LEN_FIXED", tracespec.LEN_ARG: "MRH_LEN_ARG",
             tracespec.LEN_RET_UPTO_ARG: "MRH_LEN_RET_UPTO_ARG", tracespec.LEN_DEREF_ARG: "MRH_LEN_DEREF_ARG",
             tracespec.LEN_STRINGS: "MRH_LEN_STRINGS", tracespec.LEN_ARG_TIMES: "MRH_LEN_ARG_TIMES",
@@ -507,7 +507,7 @@ def _trace_entry_source(slot, plan, symbols):
         lines.append("    if (!MRH_TRACE_ENTER(t, %d, &call)) {\n        %s;\n        return;\n    }" % (slot, made))
     lines.append("    uint64_t args[%d] = {%s};" % (max(len(all_params), 1), ", ".join(
         _bits(p.type, "a%d" % i) for i, p in enumerate(all_params)) or "0"))
-    before = any(c.when == tracespec.BEFORE for c in plan.captures)
+    before = any(c.when in (tracespec.BEFORE, tracespec.SHARED) for c in plan.captures)
     if before:   # what the call changes, as it was passed
         lines.append("    mrh_before before;\n    mrh_trace_before(&before, &mrh_traced_%d, args);" % slot)
     status = _unasked_status(plan, entry)

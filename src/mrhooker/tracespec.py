@@ -22,8 +22,10 @@ RET = 255   # a capture of the result
  CAP_MSG_READ) = range(1, 11)
 # When a capture is taken (trace.h: MRH_WHEN_*): always (memory the caller handed over; copied safely if the call
 # failed; strings and vectors also at the entry of a call that may not return), only when the call worked (memory
-# it filled), only when it returned more than 0, or before the call (memory the call changes, as it was passed).
-ALWAYS, IF_OK, IF_POSITIVE, BEFORE = 0, 1, 2, 3
+# it filled), only when it returned more than 0, or before the call (memory the call changes, as it was passed);
+# SHARED: a struct passed in, before the call if it is also argument `ref`, the output the call fills
+# (`sigprocmask(SIG_BLOCK, &s, &s)`, `sigaction(sig, &sa, &sa)`: after the call it is the old one), else as ALWAYS.
+ALWAYS, IF_OK, IF_POSITIVE, BEFORE, SHARED = 0, 1, 2, 3, 4
 # How long it is (trace.h: MRH_LEN_*).
 (LEN_NUL, LEN_FIXED, LEN_ARG, LEN_RET_UPTO_ARG, LEN_DEREF_ARG, LEN_STRINGS, LEN_ARG_TIMES, LEN_ARG_BITS,
  LEN_RET_TIMES, LEN_ITEMS, LEN_NUL_UPTO_ARG, LEN_ARG_READ_RET, LEN_ARG_PAGES) = range(13)
@@ -1252,6 +1254,7 @@ class Plan:
         self.fails_with_result = fn.fails_with_result   # returns 0, or an error number (errno left alone)
         params = self.params
         self.captures = [c for i, k in enumerate(kinds) for c in k.captures(i, params)] + ret.captures(RET, params)
+        _mark_shared(self.captures)
 
     @property
     def params(self):
@@ -1260,6 +1263,17 @@ class Plan:
     @property
     def symbol(self):
         return self.proto.symbol
+
+
+def _mark_shared(captures):
+    """A fixed-size struct passed in, beside one the call fills: SHARED with it, in case the caller passed the same
+    memory as both (the one passed in is then only known before the call)."""
+    def fixed(c, whens):
+        return c.kind == CAP_STRUCT and c.length == LEN_FIXED and c.which != RET and c.when in whens and not c.only_if
+    for c in captures:
+        out = next((o for o in captures if fixed(o, (IF_OK,)) and o.which != c.which), None)
+        if out and fixed(c, (ALWAYS,)) and not any(o.which == c.which and o is not c for o in captures):
+            c.when, c.ref = SHARED, out.which
 
 
 _PLAIN = Fn()

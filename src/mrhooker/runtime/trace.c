@@ -859,6 +859,7 @@ static int resolve_captures(const mrh_traced *d, uint64_t ret, int failed, const
         const mrh_capture_desc *c = &d->caps[i];
         int string = c->kind == MRH_CAP_STRING || c->kind == MRH_CAP_PATH || c->kind == MRH_CAP_STRV;
         if (c->when == MRH_WHEN_BEFORE || (at_entry && (!string || c->which == MRH_RET))) continue;
+        if (c->when == MRH_WHEN_SHARED && args[c->which] == args[c->ref]) continue;   /* kept before the call */
         if (!at_entry && ((c->when == MRH_WHEN_OK && failed) || (c->when == MRH_WHEN_POSITIVE && (int64_t)ret <= 0)))
             continue;
         uint64_t len;
@@ -908,8 +909,8 @@ void mrh_trace_record_before(mrh_thread *t, mrh_call *call, const mrh_traced *d,
     trace_record(t, call, d, ret, failed, flags, args, b);
 }
 
-/* Copies, before the call, what its MRH_WHEN_BEFORE captures point to, through the kernel (nothing has vouched for
- * these pointers yet: a bad one leaves the capture out, never faults). */
+/* Copies, before the call, what its MRH_WHEN_BEFORE captures point to (and its MRH_WHEN_SHARED ones, if shared),
+ * through the kernel (nothing has vouched for these pointers yet: a bad one leaves the capture out, never faults). */
 void mrh_trace_before(mrh_before *b, const mrh_traced *d, const uint64_t *args)
 {
     mrh_thread *t = &mrh_tls;
@@ -920,7 +921,8 @@ void mrh_trace_before(mrh_before *b, const mrh_traced *d, const uint64_t *args)
         const mrh_capture_desc *c = &d->caps[i];
         uint64_t len;
         uint16_t unsure;   /* all of these are copied through the kernel */
-        if (c->when != MRH_WHEN_BEFORE || c->which == MRH_RET || !args[c->which] ||
+        int shared = c->when == MRH_WHEN_SHARED && args[c->which] == args[c->ref];
+        if ((c->when != MRH_WHEN_BEFORE && !shared) || c->which == MRH_RET || !args[c->which] ||
             !capture_extent(c, args, 0, 1, &len, &unsure))
             continue;
         if (len > sizeof b->data - used) len = sizeof b->data - used;

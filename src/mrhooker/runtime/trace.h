@@ -62,7 +62,7 @@ typedef struct mrh_call {
 
 /* What a record keeps of the memory an argument (or the result) points to: tracespec.Capture, generated as
  * data per traced function. */
-enum { MRH_WHEN_ALWAYS = 0, MRH_WHEN_OK = 1, MRH_WHEN_POSITIVE = 2, MRH_WHEN_BEFORE = 3 };
+enum { MRH_WHEN_ALWAYS = 0, MRH_WHEN_OK = 1, MRH_WHEN_POSITIVE = 2, MRH_WHEN_BEFORE = 3, MRH_WHEN_SHARED = 4 };
 enum { MRH_LEN_NUL = 0, MRH_LEN_FIXED = 1, MRH_LEN_ARG = 2, MRH_LEN_RET_UPTO_ARG = 3, MRH_LEN_DEREF_ARG = 4,
        MRH_LEN_STRINGS = 5, MRH_LEN_ARG_TIMES = 6, MRH_LEN_ARG_BITS = 7, MRH_LEN_RET_TIMES = 8, MRH_LEN_ITEMS = 9,
        MRH_LEN_NUL_UPTO_ARG = 10, MRH_LEN_ARG_READ_RET = 11, MRH_LEN_ARG_PAGES = 12 };
@@ -72,7 +72,8 @@ typedef struct mrh_capture_desc {
     uint8_t when;     /* MRH_WHEN_*: always (copied safely after a failure; strings and vectors also into the
                        * record at entry of a call that may not return), only when the call worked (memory it
                        * filled), only when it returned more than 0, or before the call (as it was passed: the
-                       * call changes it; see mrh_trace_before) */
+                       * call changes it; see mrh_trace_before), or before the call only if argument `ref` is the
+                       * same memory (an output: `sigprocmask(how, &s, &s)`), else always */
     uint8_t length;   /* MRH_LEN_*: to the NUL, `size`, argument `ref` (a negative signed one: 0), the result up to
                        * argument `ref`, the unsigned int argument `ref` points to, `size` strings, argument `ref`
                        * times `size` (an array), argument `ref`'s count of bits in bytes, at most `size` (an
