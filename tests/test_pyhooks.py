@@ -510,6 +510,48 @@ def test_sigaction_and_signal_hooks_see_the_program_s_handlers_which_still_run_u
     assert "['sigaction 12 True', 'sigaction 12 False', 'signal 10', 'signal 10', 'getppid']" in r.err, r
 
 
+def test_a_c99_program_s_signal_handler_still_runs_unhooked(mrhooker, script, cprog):
+    """Built with -std=c99 (or -ansi), a program's signal() is glibc's __sysv_signal, which installed the handler
+    past the runtime: the handler was not wrapped, and its getppid() ran the hook (a hook inside a handler, which may
+    have interrupted one holding the GIL), and a trace had no line of the call."""
+    prog = cprog(r"""
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+static volatile sig_atomic_t in_handler;
+static void on_usr1(int sig) { in_handler += sig == SIGUSR1 && getppid() > 0; }
+int main(void)
+{
+    signal(SIGUSR1, on_usr1);
+    struct sigaction old;
+    sigaction(SIGUSR1, NULL, &old);
+    raise(SIGUSR1);
+    void (*reset)(int) = signal(SIGUSR1, SIG_IGN);   /* SysV: the handler was reset as it ran */
+    printf("%d %d %d %d %d\n", (int)in_handler, old.sa_handler == on_usr1, reset == SIG_DFL,
+           (old.sa_flags & (SA_RESETHAND | SA_NODEFER | SA_RESTART | SA_SIGINFO)) == (SA_RESETHAND | SA_NODEFER),
+           sigismember(&old.sa_mask, SIGUSR1));
+    return 0;
+}
+""", flags=["-std=c99"])
+    hooks = script("ppid.py", '''\
+        from mrhooker import hook
+
+        @hook("getppid")
+        def getppid():
+            print("hooked getppid")
+            return getppid.original()
+    ''')
+    bare = subprocess.run([prog], capture_output=True, text=True, timeout=scaled(30))
+    assert (bare.returncode, bare.stdout) == (0, "1 1 1 1 0\n"), bare
+    r = mrhooker(hooks, prog)
+    assert (r.returncode, r.out) == (0, bare.stdout) and "hooked getppid" not in r.err, r
+    r = mrhooker("trace", "-e", "signal", prog, timeout=scaled(30))
+    assert (r.returncode, r.out) == (0, bare.stdout), r
+    assert [re.sub("0x[0-9a-f]+", "0x...", line) for line in r.err.splitlines() if "signal(" in line] == [
+        "__sysv_signal(SIGUSR1, 0x...) = SIG_DFL", "__sysv_signal(SIGUSR1, SIG_IGN) = SIG_DFL"], r.err
+
+
 def test_fork_children_keep_py_hooks(mrhooker, script, cprog):
     prog = cprog('''
         #include <stdio.h>

@@ -968,9 +968,9 @@ int main(int argc, char **argv)
 }
 """
 # what the runtime defines itself, the hooked name, and the dl* functions original() gives the runtime's proxies of
-RUNTIME_OWNED = {"getpid", "sigaction", "signal", "vfork", "clone", "pthread_create", "__libc_start_main",
-                 "posix_spawn", "posix_spawnp", "execl", "execle", "execlp", "execv", "execve", "execvp", "execvpe",
-                 "fexecve", "dlopen", "dlmopen", "dlsym", "dlvsym"}
+RUNTIME_OWNED = {"getpid", "sigaction", "signal", "bsd_signal", "sysv_signal", "__sysv_signal", "vfork", "clone",
+                 "pthread_create", "__libc_start_main", "posix_spawn", "posix_spawnp", "execl", "execle", "execlp",
+                 "execv", "execve", "execvp", "execvpe", "fexecve", "dlopen", "dlmopen", "dlsym", "dlvsym"}
 
 
 def test_original_by_name_for_more_names_than_its_table_holds(mrhooker, cprog, script, tmp_path):

@@ -1098,6 +1098,10 @@ FORTIFIED = {
     "__recv_chk": ("recv", "ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)"),
     "__recvfrom_chk": ("recvfrom", "ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, "
                                    "struct sockaddr *addr, socklen_t *addr_len)"),
+    # not checked, but signal's other names all the same (__sysv_signal: signal() in a program built with -std=c99)
+    "__sysv_signal": ("signal", "__sighandler_t __sysv_signal(int sig, __sighandler_t handler)"),
+    "sysv_signal": ("signal", "__sighandler_t sysv_signal(int sig, __sighandler_t handler)"),
+    "bsd_signal": ("signal", "__sighandler_t bsd_signal(int sig, __sighandler_t handler)"),
 }
 _OWN_ENTRIES = {
     "__recv_chk": Fn(FD, BytesOut(2), None, None, MSG_FLAGS),

@@ -150,8 +150,10 @@ static int runtime_sigaction(int sig, const struct sigaction *act, struct sigact
     return rc;
 }
 
-/* glibc's signal() calls its internal sigaction, not ours: same semantics (BSD: restart, not reset). */
-static __sighandler_t runtime_signal(int sig, __sighandler_t handler)
+/* glibc's signal() and sysv_signal() call its internal sigaction, not ours: the same semantics, through ours.
+ * flags: signal's (BSD: SA_RESTART, the signal blocked in its handler) or sysv_signal's (SA_RESETHAND|SA_NODEFER,
+ * what a program built with -std=c99 or -ansi calls signal() is: __sysv_signal). */
+static __sighandler_t install(int sig, __sighandler_t handler, int flags)
 {
     if (handler == SIG_ERR) {   /* glibc's refusal: as a handler, -1 would be installed (and returned as failure) */
         errno = EINVAL;
@@ -162,22 +164,35 @@ static __sighandler_t runtime_signal(int sig, __sighandler_t handler)
     struct sigaction act, old;
     memset(&act, 0, sizeof act);
     act.sa_handler = handler;
-    act.sa_flags = SA_RESTART;
+    act.sa_flags = flags;
     sigemptyset(&act.sa_mask);
-    if (sig > 0 && sig < NSIG) sigaddset(&act.sa_mask, sig);
+    if (sig > 0 && sig < NSIG && !(flags & SA_NODEFER)) sigaddset(&act.sa_mask, sig);
     int rc = runtime_sigaction(sig, &act, &old);
     t->depth--;
     return rc < 0 ? SIG_ERR : old.sa_handler;
 }
 
+static __sighandler_t runtime_signal(int sig, __sighandler_t handler)
+{
+    return install(sig, handler, SA_RESTART);
+}
+
+static __sighandler_t runtime_sysv_signal(int sig, __sighandler_t handler)
+{
+    return install(sig, handler, SA_RESETHAND | SA_NODEFER);
+}
+
 void *mrh_signal_wrapper(const char *name)
 {
     if (mrh_same_string(name, "sigaction")) return (void *)runtime_sigaction;
-    if (mrh_same_string(name, "signal")) return (void *)runtime_signal;
+    if (mrh_same_string(name, "signal") || mrh_same_string(name, "bsd_signal")) return (void *)runtime_signal;
+    if (mrh_same_string(name, "__sysv_signal") || mrh_same_string(name, "sysv_signal"))
+        return (void *)runtime_sysv_signal;
     return NULL;
 }
 
-/* The program's sigaction and signal, unless a trace's or a hook's entry point defines the name. */
+/* The program's sigaction and signal (and signal's other names), unless a trace's or a hook's entry point defines
+ * the name. */
 MRH_EXPORT __attribute__((weak)) int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
 {
     return runtime_sigaction(sig, act, oldact);
@@ -186,6 +201,21 @@ MRH_EXPORT __attribute__((weak)) int sigaction(int sig, const struct sigaction *
 MRH_EXPORT __attribute__((weak)) __sighandler_t signal(int sig, __sighandler_t handler)
 {
     return runtime_signal(sig, handler);
+}
+
+MRH_EXPORT __attribute__((weak)) __sighandler_t bsd_signal(int sig, __sighandler_t handler)
+{
+    return runtime_signal(sig, handler);
+}
+
+MRH_EXPORT __attribute__((weak)) __sighandler_t __sysv_signal(int sig, __sighandler_t handler)
+{
+    return runtime_sysv_signal(sig, handler);
+}
+
+MRH_EXPORT __attribute__((weak)) __sighandler_t sysv_signal(int sig, __sighandler_t handler)
+{
+    return runtime_sysv_signal(sig, handler);
 }
 
 /* At load (or at the first sigaction, if a constructor of another library calls it first). */
