@@ -728,6 +728,19 @@ static void messages(void)
     sendmsg(sa, (struct msghdr *)8, 0);                 /* EFAULT: the address */
     recvmsg(sb, &r, MSG_DONTWAIT);                      /* EAGAIN: {msg_namelen=110} */
     recvmsg(99, &r, 0);                                 /* EBADF */
+    static struct iovec many[40];
+    for (int i = 0; i < 40; i++) many[i] = (struct iovec){"x", 1};
+    m.msg_iov = many;
+    m.msg_iovlen = (size_t)1 << 40;
+    sendmsg(sa, &m, 0);                                 /* EMSGSIZE: the first 32 iovecs, then ... */
+    m.msg_iovlen = 0;
+    c = (struct cmsghdr *)control.data;
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(3);
+    m.msg_control = control.data;
+    m.msg_controllen = CMSG_SPACE(3);
+    sendmsg(sa, &m, MSG_OOB);                           /* EOPNOTSUPP: msg_iov=[]; no whole descriptor: no data */
     close(sa);
     close(sb);
     unlink("ma");

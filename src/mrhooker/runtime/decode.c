@@ -971,7 +971,8 @@ static void put_cmsgs(mrh_text *t, const mrh_msghdr_names *names, const unsigned
         size_t len = h.cmsg_len < sizeof h ? sizeof h : h.cmsg_len, end = at + len < n ? at + len : n;
         const unsigned char *data = p + at + sizeof h;
         size_t ndata = end - at - sizeof h;
-        if (decoding && (uint32_t)h.cmsg_level == dec[0].value && (uint32_t)h.cmsg_type == dec[1].value) {
+        if (decoding && (uint32_t)h.cmsg_level == dec[0].value && (uint32_t)h.cmsg_type == dec[1].value &&
+            ndata >= sizeof(int)) {   /* (no whole descriptor: no data, as strace) */
             put_field(t, "cmsg_data", json, 0);
             put_char(t, '[');
             for (size_t i = 0; i + 4 <= ndata; i += 4) {
@@ -1041,8 +1042,10 @@ static void put_msghdr(mrh_text *t, const mrh_decoders *d, const mrh_view *v, co
     }
     mrh_put_u64(t, k.namelen);
     put_field(t, "msg_iov", json, 0);
-    if (k.iov && k.iov_kept && used + k.iov_kept <= c->len)
-        put_iovec(t, mrh_capture_data(c) + used, k.iov_kept, (uint32_t)k.iovlen, json);
+    if (k.iov && k.iov_kept && used + k.iov_kept <= c->len)   /* (a size_t msg_iovlen past 2^32: still cut) */
+        put_iovec(t, mrh_capture_data(c) + used, k.iov_kept, k.iovlen > UINT32_MAX ? UINT32_MAX : (uint32_t)k.iovlen,
+                  json);
+    else if (k.iov && !k.iovlen) mrh_puts(t, "[]");   /* none to read, as strace shows it */
     else put_pointer(t, k.iov, json);
     put_field(t, "msg_iovlen", json, 0);
     mrh_put_u64(t, k.iovlen);
