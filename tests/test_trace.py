@@ -2536,3 +2536,26 @@ int main(void)
         "setitimer(ITIMER_REAL, {it_interval={tv_sec=0, tv_usec=0}, it_value={tv_sec=0, tv_usec=0}}, "
         "{it_interval={tv_sec=0, tv_usec=0}, it_value={tv_sec=4, tv_usec=N}}) = 0",
         "+++ exited with 0 +++"], r.err
+
+
+def test_prctl_set_name_is_shown_as_the_kernel_reads_it(mrhooker, cprog):
+    """PR_SET_NAME's name was read as a string to -s (32 bytes): more than the kernel reads (15, the thread name's
+    length less its NUL), shown as if it had been taken, and read past the call's bytes."""
+    prog = cprog(r"""
+#include <stdio.h>
+#include <sys/prctl.h>
+int main(void)
+{
+    char name[16] = "";
+    prctl(PR_SET_NAME, "a-thread-name-longer-than-fifteen");
+    prctl(PR_GET_NAME, name);
+    prctl(PR_SET_NAME, "short");
+    puts(name);
+    return 0;
+}
+""")
+    r = trace(mrhooker, "-e", "prctl", prog)
+    assert r.returncode == 0 and r.out == "a-thread-name-l\n", r
+    assert call_lines(r.err, "prctl") == ['prctl(PR_SET_NAME, "a-thread-name-l") = 0',
+                                          'prctl(PR_GET_NAME, "a-thread-name-l") = 0',
+                                          'prctl(PR_SET_NAME, "short") = 0'], r.err

@@ -528,8 +528,10 @@ class PrctlArg(Kind):
     def captures(self, which, params):
         if self.position != 1 or self.result:
             return []
-        return [Capture(which, CAP_STRING, ALWAYS, only_if=self.ref, values=("PR_SET_NAME",)),
-                Capture(which, CAP_STRING, IF_OK, only_if=self.ref, values=("PR_GET_NAME",)),
+        # PR_SET_NAME's: the kernel reads 15 bytes (TASK_COMM_LEN less its NUL; strace adds ... to a longer name, but
+        # the 16th byte may be unmapped), PR_GET_NAME's: it writes 16
+        return [Capture(which, CAP_STRING, ALWAYS, LEN_FIXED, size=15, only_if=self.ref, values=("PR_SET_NAME",)),
+                Capture(which, CAP_STRING, IF_OK, LEN_FIXED, size=16, only_if=self.ref, values=("PR_GET_NAME",)),
                 Capture(which, CAP_STRUCT, IF_OK, LEN_FIXED, size=SIZEOF["int"], only_if=self.ref,
                         values=self.FILLED_INTS)]
 
