@@ -382,7 +382,9 @@ ADDRESS = re.compile(r"0x[0-9a-f]+$")
 INT = re.compile(r"-?\d+$")
 # What a call leaves of a timeout is compared by its shape; select's is a struct timeval for the library call and a
 # struct timespec for the pselect6 system call glibc makes (see DELIBERATE): tv_usec and tv_nsec read alike.
+# A file system's free blocks and inodes are whatever other processes left them between the two runs.
 _RUN_TO_RUN = [(re.compile(r"(si_[us]time=)\d+(?: /\* [^*]* \*/)?"), r"\1N"),
+               (re.compile(r"\b(f_bfree|f_bavail|f_ffree)=\d+"), r"\1=N"),
                (re.compile(r"(left \{tv_sec=)\d+, tv_[un]sec=\d+"), r"\1N, tv_Nsec=N")]
 
 
