@@ -282,9 +282,7 @@ MAPPING = {
     "clock_nanosleep": Rule("clock_nanosleep", key=()),
     "clock_gettime": Rule("clock_gettime", volatile=(1,), none_if=lambda a: a[0] in VDSO_CLOCKS, key=()),
     "getsockname": Rule("getsockname", volatile=(1,)),
-    # a disk's free blocks and inodes change between the runs (the file system's type, names and flags don't)
-    "statfs": Rule("statfs", volatile=(1,)), "fstatfs": Rule("fstatfs", volatile=(1,)),
-    "statfs64": Rule("statfs", volatile=(1,)), "fstatfs64": Rule("fstatfs", volatile=(1,)),
+    "statfs64": Rule("statfs"), "fstatfs64": Rule("fstatfs"),
     "futimens": Rule("utimensat", lambda a: [a[0], "NULL"] + a[1:] + ["0"]),
     # flags 0: the kernel's fchmodat has no flags argument (AT_SYMLINK_NOFOLLOW goes through an O_PATH open)
     "fchmodat": Rule("fchmodat", lambda a: a[:3] if a[3:] == ["0"] else a),
