@@ -308,6 +308,14 @@ static void put_signal(mrh_text *t, const mrh_decoders *d, int64_t sig)
     }
 }
 
+/* A signal as a JSON string, or in a line. */
+static void put_signal_value(mrh_text *t, const mrh_decoders *d, int64_t sig, int json)
+{
+    if (json) put_char(t, '"');
+    put_signal(t, d, sig);
+    if (json) put_char(t, '"');
+}
+
 void mrh_show_errno(mrh_text *t, const mrh_decoders *d, int err, int json)
 {
     const char *name = name_of(d->errnos, (uint64_t)(int64_t)err);
@@ -790,9 +798,7 @@ static void put_siginfo(mrh_text *t, const mrh_decoders *d, const mrh_capture_he
     memcpy(&si, mrh_capture_data(c), sizeof si);
     put_char(t, '{');
     put_field(t, "si_signo", json, 1);
-    if (json) put_char(t, '"');
-    put_signal(t, d, si.si_signo);
-    if (json) put_char(t, '"');
+    put_signal_value(t, d, si.si_signo, json);
     put_field(t, "si_code", json, 0);
     mrh_enum codes = {d->cld_codes, NULL};
     put_enum(t, si.si_signo == SIGCHLD ? &codes : NULL, (uint64_t)(int64_t)si.si_code, sizeof si.si_code, json);
@@ -803,11 +809,7 @@ static void put_siginfo(mrh_text *t, const mrh_decoders *d, const mrh_capture_he
         mrh_put_u64(t, si.si_uid);
         put_field(t, "si_status", json, 0);
         if (si.si_code == CLD_EXITED) mrh_put_i64(t, si.si_status);
-        else {
-            if (json) put_char(t, '"');
-            put_signal(t, d, si.si_status);
-            if (json) put_char(t, '"');
-        }
+        else put_signal_value(t, d, si.si_status, json);
         put_clock_ticks(t, "si_utime", (int64_t)si.si_utime, json);
         put_clock_ticks(t, "si_stime", (int64_t)si.si_stime, json);
     }
@@ -830,9 +832,7 @@ static void put_sigset_bits(mrh_text *t, const mrh_decoders *d, uint64_t bits, i
         if (!first) put_char(t, json ? ',' : ' ');
         first = 0;
         size_t at = t->len;
-        if (json) put_char(t, '"');
-        put_signal(t, d, sig);
-        if (json) put_char(t, '"');
+        put_signal_value(t, d, sig, json);
         if (!json && t->len - at > 3 && !memcmp(t->p + at, "SIG", 3)) {   /* strace drops the SIG */
             memmove(t->p + at, t->p + at + 3, t->len - at - 3);
             t->len -= 3;
@@ -1358,9 +1358,7 @@ static void put_prctl_arg(mrh_text *t, const mrh_decoders *d, const mrh_view *v,
         if (c && bits) put_captured(t, c, json);
         else put_pointer(t, bits, json);
     } else if (!strcmp(option, "PR_SET_PDEATHSIG") && bits) {
-        if (json) put_char(t, '"');
-        put_signal(t, d, (int64_t)bits);
-        if (json) put_char(t, '"');
+        put_signal_value(t, d, (int64_t)bits, json);
     } else if (c && c->len >= 4) {   /* an int the call filled: [SIGTERM] for PR_GET_PDEATHSIG, else [0] */
         int32_t value = load_i32(mrh_capture_data(c));
         int signal = !strcmp(option, "PR_GET_PDEATHSIG") && value;
@@ -1628,9 +1626,7 @@ void mrh_show_value(mrh_text *t, const mrh_decoders *d, const mrh_view *v, const
         put_sig_handler(t, bits, json);
         return;
     case MRH_K_SIGNAL:
-        if (json) put_char(t, '"');
-        put_signal(t, d, (int64_t)bits);
-        if (json) put_char(t, '"');
+        put_signal_value(t, d, (int64_t)bits, json);
         return;
     case MRH_K_FCNTL_ARG:
         put_fcntl_arg(t, d, v, a, index, bits, json);
